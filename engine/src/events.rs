@@ -1,0 +1,118 @@
+//! Events: what happens during a run, as data. Steps and the executor emit them; reporters (TTY, plain,
+//! JSON) and the journal subscribe. Nothing else writes to the terminal.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Final state of a step in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// Not started because the run failed (or a need failed) first.
+    Skipped,
+    /// Ran, then undone by the rollback.
+    RolledBack,
+    /// Ran, and its undo failed: left as it was.
+    RollbackFailed,
+}
+
+/// How a run ended, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Exit 0.
+    Deployed,
+    /// Exit 1: something failed and every change was undone.
+    RolledBack,
+    /// Exit 3: something failed and the rollback did not complete.
+    RollbackIncomplete,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Deployed => 0,
+            Outcome::RolledBack => 1,
+            Outcome::RollbackIncomplete => 3,
+        }
+    }
+}
+
+/// One thing that happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted { plan: String, release: String, run_id: String, steps: Vec<String> },
+    StepStarted { step: String, kind: String, attempt: u32, attempts: u32 },
+    /// A line of a step's output (already redacted).
+    StepOutput { step: String, line: String },
+    /// A step's own progress message ("waiting for 3 consecutive healthy answers").
+    StepMessage { step: String, message: String },
+    StepRetrying { step: String, attempt: u32, cause: String, delay_ms: u64 },
+    StepFinished { step: String, state: StepState, attempts: u32, duration_ms: u64, error: Option<String> },
+    RollbackStarted { cause: String },
+    UndoStarted { step: String },
+    UndoFinished { step: String, ok: bool, error: Option<String>, duration_ms: u64 },
+    Warning { message: String },
+    RunFinished { outcome: Outcome, duration_ms: u64, summary: Vec<StepSummary> },
+}
+
+/// One row of the end-of-run table.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepSummary {
+    pub step: String,
+    pub state: StepState,
+    pub attempts: u32,
+    pub duration_ms: u64,
+}
+
+/// An event with the time it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stamped {
+    #[serde(with = "unix_millis")]
+    pub at: SystemTime,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+mod unix_millis {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        s.serialize_u128(ms)
+    }
+}
+
+/// Where events go. Cheap to clone; sending never blocks and never fails the step (a gone reporter is ignored).
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<Stamped>,
+}
+
+impl EventSink {
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Stamped>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+
+    /// A sink whose events go nowhere (tests, previews).
+    pub fn discard() -> Self {
+        Self::channel().0
+    }
+
+    pub fn emit(&self, event: Event) {
+        let _ = self.tx.send(Stamped { at: SystemTime::now(), event });
+    }
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,168 @@
+//! The host abstraction: the only way a step runs a command or touches a file.
+//!
+//! [`LocalHost`](local::LocalHost) works on this machine; an SSH host will implement the same trait later.
+//! Commands run as argument vectors (a shell only when the plan itself wrote a shell command), in their own
+//! process group, and are cancelled by signalling that group (TERM, then KILL after a grace period) and
+//! reaping the child: a child-process future is never just dropped.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+pub use local::LocalHost;
+
+/// A command to run on a host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// Added to (not replacing) the host's environment.
+    pub env: BTreeMap<String, String>,
+    pub stdin: Option<Vec<u8>>,
+    /// Between TERM and KILL when the command is cancelled or times out.
+    pub kill_grace: Duration,
+}
+
+impl Command {
+    pub fn new(program: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: None,
+            env: BTreeMap::new(),
+            stdin: None,
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// `sh -c SCRIPT`: only for commands the plan itself wrote as shell.
+    pub fn shell(script: impl Into<String>) -> Self {
+        Self::new("/bin/sh").arg("-c").arg(script)
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// The command as a person would type it (arguments quoted where needed), for previews and logs.
+    pub fn display(&self) -> String {
+        let mut words = vec![shell_quote(&self.program)];
+        words.extend(self.args.iter().map(|a| shell_quote(a)));
+        let line = words.join(" ");
+        match &self.cwd {
+            Some(dir) => format!("(cd {} && {line})", shell_quote(&dir.to_string_lossy())),
+            None => line,
+        }
+    }
+}
+
+/// Quote a word for a POSIX shell if it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+/// What a finished command left behind.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("could not start `{program}`: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("`{program}` was cancelled (process group signalled and reaped)")]
+    Cancelled { program: String },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// Receives each line a command prints while it runs (for live step output).
+pub type LineSink = Box<dyn Fn(&str) + Send + Sync>;
+
+/// A machine that steps act on.
+#[async_trait]
+pub trait Host: Send + Sync + std::fmt::Debug {
+    /// `local`, or the SSH destination.
+    fn name(&self) -> &str;
+
+    /// Run a command to completion, or until `cancel` fires (then signal the process group and reap it).
+    async fn run(&self, cmd: &Command, cancel: &CancellationToken, lines: Option<&LineSink>) -> Result<Output, HostError>;
+
+    /// Start a command that outlives zdd (a gunicorn of the process backend), detached in its own
+    /// session, output appended to `log`. Returns its pid.
+    async fn spawn_detached(&self, cmd: &Command, log: &Path) -> Result<u32, HostError>;
+
+    /// The file's content, or `None` if it does not exist.
+    async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError>;
+
+    /// Write atomically (temp file in the same directory, fsync, rename) with this mode.
+    async fn write_file(&self, path: &Path, content: &[u8], mode: u32) -> Result<(), HostError>;
+
+    /// Point `link` at `target` atomically (new link beside it, then rename over).
+    async fn swap_symlink(&self, link: &Path, target: &Path) -> Result<(), HostError>;
+
+    /// Where a symlink points, or `None` if it does not exist or is not a link.
+    async fn read_link(&self, path: &Path) -> Result<Option<PathBuf>, HostError>;
+
+    async fn exists(&self, path: &Path) -> Result<bool, HostError>;
+
+    async fn create_dir_all(&self, path: &Path) -> Result<(), HostError>;
+
+    /// Remove a file, a symlink or a whole directory tree; absent is fine.
+    async fn remove_all(&self, path: &Path) -> Result<(), HostError>;
+
+    /// Names of a directory's entries, sorted; empty if it does not exist.
+    async fn list_dir(&self, path: &Path) -> Result<Vec<String>, HostError>;
+
+    /// Is a process with this pid alive?
+    async fn process_alive(&self, pid: u32) -> Result<bool, HostError>;
+
+    /// Send a signal (by name: `TERM`, `KILL`, `HUP`, `USR2`, `0`) to a process.
+    async fn signal(&self, pid: u32, signal: &str) -> Result<(), HostError>;
+}

@@ -1,0 +1,264 @@
+//! The contract between the engine and a step kind.
+//!
+//! Each kind answers four questions: what are my fields ([`KindSpec`]); what would I do ([`StepKind::preview`]);
+//! do it ([`StepKind::run`], through the host, recording undo facts *before* each effect); and how am I undone
+//! ([`StepKind::undo`], from those facts alone, so `zdd recover` can undo after a crash).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::diag::Diagnostics;
+use crate::events::{Event, EventSink};
+use crate::host::{Command, Host, HostError, LineSink, Output};
+use crate::plan::{Plan, Step};
+use crate::redact::Redactor;
+use crate::schema::{Effect, KindSpec};
+
+/// The facts a kind's undo needs (the previous target of a link, the unit it started, ...), as JSON.
+pub type UndoFacts = serde_json::Value;
+
+/// Why a step did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    /// The step ran and its work failed; `detail` holds the evidence (last log lines, the HTTP answer).
+    #[error("{message}")]
+    Failed { message: String, detail: Option<String> },
+    /// The step was cancelled (timeout or rollback) and stopped cleanly.
+    #[error("cancelled")]
+    Cancelled,
+    /// A failure that retrying cannot fix (a refused migration, bad configuration): no further attempts.
+    #[error("{message}")]
+    Fatal { message: String, detail: Option<String> },
+}
+
+impl StepError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::Failed { message: message.into(), detail: None }
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::Fatal { message: message.into(), detail: None }
+    }
+
+    pub fn with_detail(self, detail: impl Into<String>) -> Self {
+        match self {
+            Self::Failed { message, .. } => Self::Failed { message, detail: Some(detail.into()) },
+            Self::Fatal { message, .. } => Self::Fatal { message, detail: Some(detail.into()) },
+            Self::Cancelled => Self::Cancelled,
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Failed { .. })
+    }
+}
+
+impl From<HostError> for StepError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::Cancelled { .. } => StepError::Cancelled,
+            other => StepError::failed(other.to_string()),
+        }
+    }
+}
+
+/// Where journal entries go: the executor's journal, or nothing in tests.
+#[async_trait]
+pub trait UndoJournal: Send + Sync {
+    /// Durably record the undo facts of a step (replacing earlier facts of the same step), before the effect.
+    async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()>;
+}
+
+/// An [`UndoJournal`] that only keeps facts in memory (previews, unit tests).
+#[derive(Debug, Default)]
+pub struct MemoryJournal {
+    pub facts: std::sync::Mutex<BTreeMap<String, UndoFacts>>,
+}
+
+#[async_trait]
+impl UndoJournal for MemoryJournal {
+    async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+        if let Ok(mut m) = self.facts.lock() {
+            m.insert(step.to_owned(), facts.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The facts of this deploy that the engine decides before any step runs (from the state directory).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeployTarget {
+    /// The release id being deployed (`20261126-171500`, or the previous release for `zdd rollback`).
+    pub release: String,
+    /// The slot the new instance takes.
+    pub slot: String,
+    /// The slot serving now, if any.
+    pub live_slot: Option<String>,
+    /// The release serving now, if any.
+    pub live_release: Option<String>,
+    /// Is this a `zdd rollback` (re-deploying an existing release)?
+    pub rollback: bool,
+}
+
+/// Everything a running step may use.
+#[derive(Clone)]
+pub struct StepCtx {
+    pub plan: Arc<Plan>,
+    pub step: String,
+    pub target: DeployTarget,
+    pub host: Arc<dyn Host>,
+    pub events: EventSink,
+    pub cancel: CancellationToken,
+    pub journal: Arc<dyn UndoJournal>,
+    pub redactor: Redactor,
+    pub state_dir: PathBuf,
+}
+
+impl StepCtx {
+    /// Record undo facts durably. Call this *before* the effect it describes.
+    pub async fn record_undo(&self, facts: UndoFacts) -> Result<(), StepError> {
+        self.journal
+            .record(&self.step, &facts)
+            .await
+            .map_err(|e| StepError::fatal(format!("could not write the journal: {e}")))
+    }
+
+    /// A progress message for the reporters.
+    pub fn message(&self, message: impl Into<String>) {
+        self.events.emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
+    }
+
+    /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.
+    pub async fn exec(&self, cmd: &Command) -> Result<Output, StepError> {
+        let events = self.events.clone();
+        let step = self.step.clone();
+        let redactor = self.redactor.clone();
+        let sink: LineSink = Box::new(move |line: &str| {
+            events.emit(Event::StepOutput { step: step.clone(), line: redactor.redact(line) });
+        });
+        Ok(self.host.run(cmd, &self.cancel, Some(&sink)).await?)
+    }
+
+    /// Run a command and fail the step (with its last output lines) if it exits non-zero.
+    pub async fn exec_ok(&self, cmd: &Command) -> Result<Output, StepError> {
+        let out = self.exec(cmd).await?;
+        if out.success() {
+            return Ok(out);
+        }
+        let tail = tail_lines(&format!("{}{}", out.stdout_str(), out.stderr_str()), 20);
+        Err(StepError::failed(format!(
+            "`{}` exited with {}",
+            self.redactor.redact(&cmd.display()),
+            out.code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"))
+        ))
+        .with_detail(self.redactor.redact(&tail)))
+    }
+
+    /// Resolve a plan path (relative paths are relative to the main plan file's directory).
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
+    }
+}
+
+/// The last `n` lines of a text.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One thing a step would do, for `zdd plan`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PlannedAction {
+    /// Run a command (shown as typed).
+    Run { command: String },
+    /// Write a file; the preview diffs `content` against the file on disk now.
+    Write { path: PathBuf, content: String, mode: u32 },
+    /// Point a symlink at a target.
+    Link { link: PathBuf, target: PathBuf },
+    /// Remove a path.
+    Remove { path: PathBuf },
+    /// An HTTP request or check (`GET http://... expect 200 "ok"`).
+    Http { description: String },
+    /// Anything else, in words.
+    Note { text: String },
+}
+
+/// What a step would do, what it would check, and how it would be undone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Preview {
+    pub actions: Vec<PlannedAction>,
+    pub checks: Vec<String>,
+    /// The compensation, in order; empty for read-only and forward-only steps.
+    pub undo: Vec<PlannedAction>,
+}
+
+/// What a preview may use: read-only access to the host and the deploy target it would run with.
+#[derive(Clone)]
+pub struct PreviewCtx {
+    pub plan: Arc<Plan>,
+    pub target: DeployTarget,
+    pub host: Arc<dyn Host>,
+    pub state_dir: PathBuf,
+}
+
+impl PreviewCtx {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
+    }
+}
+
+/// A step kind.
+#[async_trait]
+pub trait StepKind: Send + Sync {
+    fn spec(&self) -> &'static KindSpec;
+
+    /// The effect of this particular step (defaults to the kind's; `exec` with `undo` is reversible).
+    fn effect(&self, _step: &Step) -> Effect {
+        self.spec().effect
+    }
+
+    /// Checks across fields beyond what the spec's types express; spans come from the fields.
+    fn check(&self, _step: &Step, _diags: &mut Diagnostics) {}
+
+    /// What the step would do. Reads only: never writes, starts or signals anything.
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError>;
+
+    /// Do it. Record undo facts (via [`StepCtx::record_undo`]) before each effect.
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError>;
+
+    /// Undo a run (complete or partial) from the facts it recorded. Must be idempotent.
+    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError>;
+}
+
+/// The kinds a plan may use, by name.
+#[derive(Clone, Default)]
+pub struct Kinds {
+    kinds: BTreeMap<&'static str, Arc<dyn StepKind>>,
+}
+
+impl Kinds {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, kind: Arc<dyn StepKind>) {
+        self.kinds.insert(kind.spec().name, kind);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn StepKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&'static KindSpec> {
+        self.kinds.get(name).map(|k| k.spec())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+}

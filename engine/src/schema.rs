@@ -1,0 +1,105 @@
+//! What a step kind accepts: its fields, their types and defaults, and what kind of effect it has.
+//!
+//! Kinds declare this as static data so that the validator checks every kind the same way, "did you mean"
+//! suggestions know every name, and the book's reference and `zdd kinds` are generated from one source.
+
+/// The type of a field's argument or of a property, checked after variables are interpolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// Any string.
+    String,
+    /// A filesystem path (absolute, or relative to the plan file's directory).
+    Path,
+    /// A duration like `100ms`, `30s`, `2m`, `1h`.
+    Duration,
+    /// A TCP port, 1-65535.
+    Port,
+    /// An `http://` or `https://` URL, or an `http+unix://` URL for a unix socket.
+    Url,
+    /// A whole number.
+    Int,
+    /// `#true` or `#false`.
+    Bool,
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// One or more strings (all of the node's arguments).
+    Strings,
+    /// A value interpolated into an Nginx or systemd file: no newline, `;`, `{`, `}`, `#` or quote.
+    ConfigWord,
+}
+
+/// A property of a field node, like `status=200` in `get "/" status=200`.
+#[derive(Debug, Clone, Copy)]
+pub struct PropSpec {
+    pub name: &'static str,
+    pub ty: ValueType,
+    pub required: bool,
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+/// A child node of a step, like `path "/srv/app"`.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    /// Type of the node's argument (`Strings` takes all arguments; `Bool` may be written with no argument).
+    pub ty: ValueType,
+    pub required: bool,
+    /// May the node appear more than once (`get "/a"`, `get "/b"`)?
+    pub repeated: bool,
+    pub default: Option<&'static str>,
+    pub props: &'static [PropSpec],
+    pub doc: &'static str,
+}
+
+impl FieldSpec {
+    /// A single, optional field with no properties: the common case.
+    pub const fn new(name: &'static str, ty: ValueType, doc: &'static str) -> Self {
+        Self { name, ty, required: false, repeated: false, default: None, props: &[], doc }
+    }
+
+    pub const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    pub const fn repeated(mut self) -> Self {
+        self.repeated = true;
+        self
+    }
+
+    pub const fn default(mut self, value: &'static str) -> Self {
+        self.default = Some(value);
+        self
+    }
+
+    pub const fn props(mut self, props: &'static [PropSpec]) -> Self {
+        self.props = props;
+        self
+    }
+}
+
+/// What running a step does to the world, which decides how the rollback treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// Changes nothing (a check): nothing to undo.
+    ReadOnly,
+    /// Changes state and knows how to undo it.
+    Reversible,
+    /// Changes state that is not undone (a schema migration): the preview says so.
+    ForwardOnly,
+}
+
+/// Everything a kind declares about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct KindSpec {
+    pub name: &'static str,
+    /// One line: what the kind does.
+    pub summary: &'static str,
+    pub fields: &'static [FieldSpec],
+    /// The effect of the kind in general; a step may differ (an `exec` with an `undo` is reversible).
+    pub effect: Effect,
+    /// How a run of this kind is undone, in words, for the book and the preview.
+    pub undo: &'static str,
+}

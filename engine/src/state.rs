@@ -1,0 +1,1 @@
+//! The state directory: live and previous release and slot, and the history of runs.

@@ -1,0 +1,1 @@
+//! Handlebars rendering of unit and Nginx templates: strict mode, no HTML escaping.

@@ -1,0 +1,196 @@
+//! Command-line interface: one module per command; this one holds the clap definitions and dispatch.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes, as documented in the book.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// The run failed and every change was rolled back.
+    pub const ROLLED_BACK: i32 = 1;
+    /// Invalid plan or usage.
+    pub const INVALID: i32 = 2;
+    /// The run failed and the rollback is incomplete.
+    pub const ROLLBACK_INCOMPLETE: i32 = 3;
+    /// The deploy lock is held by another run.
+    pub const LOCKED: i32 = 4;
+}
+
+/// Zero-downtime deploys for Django: a plan graph with health gates, atomic cutover and derived rollback.
+#[derive(Debug, Parser)]
+#[command(name = "zdd", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The plan file and its variables, shared by every command that reads a plan.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The plan file (KDL).
+    pub plan: PathBuf,
+    /// Set a variable, overriding its default and ZDD_VAR_<NAME> (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// Where the run's state lives.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// State directory (journal, lock, releases history). Default: the plan's `state-dir`, else /var/lib/zdd/<plan>.
+    #[arg(long, env = "ZDD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// How a run reports.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// One JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Plain timestamped lines even on a terminal.
+    #[arg(long, conflicts_with = "json")]
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a plan: every error at once, with file:line:col and a hint.
+    Check {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Preview a run without changing anything: variables, steps, commands, file diffs, checks, rollback.
+    Plan {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Print the preview as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the step graph, forward and rollback edges styled differently.
+    Graph {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
+    /// Deploy: run the plan's steps; on any failure, roll back what was done.
+    Run {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Steps running at once (default: number of cores, at least 2).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Release id (default: the current UTC time, YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        release: Option<String>,
+        /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
+    },
+    /// Put the previous release back live, through the same steps (zero-downtime too).
+    Rollback {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
+    },
+    /// Roll back a run that was interrupted (zdd killed, CI runner lost), from its journal alone.
+    Recover {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The live release, the previous one, and the lock holder.
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Past runs: release, result, duration, who.
+    History {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the deploy lock (when you know its holder is gone).
+    Unlock {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Stop the plan's services gracefully (both slots).
+    Stop {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Scaffold a plan for an existing Django project.
+    Init {
+        /// The Django project (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Where to write the plan (default: DIR/deploy/prod.kdl).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List the step kinds with their fields.
+    Kinds {
+        /// Only this kind.
+        kind: Option<String>,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Run a command, returning the process exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        other => {
+            eprintln!("zdd: {other:?} is not implemented yet");
+            exit::INVALID
+        }
+    }
+}
