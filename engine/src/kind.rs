@@ -233,6 +233,12 @@ pub trait StepKind: Send + Sync {
 
     /// Undo a run (complete or partial) from the facts it recorded. Must be idempotent.
     async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError>;
+
+    /// `zdd stop`: stop gracefully whatever this step keeps running (a service's instances in every slot).
+    /// Returns whether it stopped anything. Most kinds keep nothing running.
+    async fn stop(&self, _step: &Step, _ctx: &StepCtx) -> Result<bool, StepError> {
+        Ok(false)
+    }
 }
 
 /// The kinds a plan may use, by name.
