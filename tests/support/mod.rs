@@ -1,0 +1,8 @@
+//! The shared harness of the integration tests: real components (Nginx, PostgreSQL, systemd in a namespace,
+//! a Python venv with Django), the demo shop's versions, and a load generator that counts every failed request.
+//!
+//! Every `tests/*.rs` that needs it says `mod support;`. Each component is a guard: dropping it (also during a
+//! panic's unwind) stops what it started. Not every test binary uses every part, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod shop;
