@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -108,6 +108,7 @@ pub struct Load {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
     started: Instant,
+    started_at: SystemTime,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -117,6 +118,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let thread = {
             let stop = stop.clone();
             let samples = samples.clone();
@@ -132,6 +134,7 @@ impl Load {
             stop,
             samples,
             started,
+            started_at,
             thread: Some(thread),
         }
     }
@@ -168,6 +171,7 @@ impl Load {
         Report {
             samples,
             duration: self.started.elapsed(),
+            started_at: self.started_at,
         }
     }
 }
@@ -409,6 +413,8 @@ fn classify(error: &io::Error, mid_response: bool) -> FailKind {
 pub struct Report {
     pub samples: Vec<Sample>,
     pub duration: Duration,
+    /// Wall-clock time of the start, to line samples up with zdd's event timestamps.
+    pub started_at: SystemTime,
 }
 
 impl Report {
@@ -516,6 +522,25 @@ impl Report {
             .iter()
             .filter(|s| s.slow && s.failure.is_none())
             .count()
+    }
+
+    /// When the first good answer from `version` arrived (the request's send time plus its latency), as a wall
+    /// clock time.
+    pub fn first_answer_from(&self, version: &str) -> Option<SystemTime> {
+        self.samples
+            .iter()
+            .filter(|s| s.failure.is_none() && s.version.as_deref() == Some(version))
+            .map(|s| self.started_at + s.at + s.latency)
+            .min()
+    }
+
+    /// When the last good answer from `version` to a fast request arrived, as a wall clock time.
+    pub fn last_answer_from(&self, version: &str) -> Option<SystemTime> {
+        self.samples
+            .iter()
+            .filter(|s| s.failure.is_none() && !s.slow && s.version.as_deref() == Some(version))
+            .map(|s| self.started_at + s.at + s.latency)
+            .max()
     }
 
     /// One paragraph for test output.
