@@ -19,7 +19,9 @@ pub fn base_dir() -> PathBuf {
 
 /// The directory of one version's overlay.
 pub fn overlay_dir(version: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/django-versions").join(version)
+    repo_root()
+        .join("tests/fixtures/django-versions")
+        .join(version)
 }
 
 /// The versions the fixtures provide.
