@@ -192,6 +192,46 @@ impl Session {
     }
 }
 
+impl Session {
+    /// `zdd stop`: ask every step's kind, in reverse declaration order, to stop what it keeps running.
+    /// Returns how many stopped something and the errors of those that failed.
+    pub async fn stop(self, target: DeployTarget) -> (usize, Vec<(String, String)>) {
+        let (events, mut rx) = EventSink::channel();
+        let report = self.report.clone();
+        let relay = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let _ = report.send(e);
+            }
+        });
+        let exec = self.executor(target, Arc::new(Journal::in_memory()), events.clone());
+        let mut stopped = 0;
+        let mut failed = Vec::new();
+        for step in self.plan.steps.iter().rev() {
+            let Some(kind) = self.kinds.get(&step.kind) else { continue };
+            let ctx = exec.ctx(&step.name, CancellationToken::new());
+            match kind.stop(step, &ctx).await {
+                Ok(true) => {
+                    stopped += 1;
+                    events.emit(Event::StepMessage { step: step.name.clone(), message: "stopped".into() });
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    events.emit(Event::Warning { message: format!("could not stop `{}`: {e}", step.name) });
+                    failed.push((step.name.clone(), e.to_string()));
+                }
+            }
+        }
+        if stopped == 0 && failed.is_empty() {
+            events.emit(Event::Warning {
+                message: "nothing to stop: no step of this plan keeps anything running".into(),
+            });
+        }
+        drop((exec, events));
+        let _ = relay.await;
+        (stopped, failed)
+    }
+}
+
 /// A token cancelled by the first SIGINT or SIGTERM (later ones are ignored: the rollback must finish).
 pub fn interrupt_on_signals() -> std::io::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
