@@ -149,6 +149,11 @@ impl Systemd {
         self.inside("journalctl", &["--no-pager", "-o", "cat", "-u", unit])
     }
 
+    /// Runs a program inside the namespace and returns its stdout.
+    pub fn inside_output(&self, program: &str, args: &[&str]) -> String {
+        self.inside(program, args)
+    }
+
     fn inside(&self, program: &str, args: &[&str]) -> String {
         let prefix = self.nsenter_prefix();
         let out = Command::new("timeout")
