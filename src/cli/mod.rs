@@ -1,5 +1,7 @@
 //! Command-line interface: one module per command; this one holds the clap definitions and dispatch.
 
+mod completions;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -188,6 +190,8 @@ pub enum Command {
 /// Run a command, returning the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         other => {
             eprintln!("zdd: {other:?} is not implemented yet");
             exit::INVALID
