@@ -1,10 +1,12 @@
 //! Command-line interface: one module per command; this one holds the clap definitions and dispatch.
 
-mod completions;
-
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod check;
+mod completions;
+mod kinds;
 
 /// Exit codes, as documented in the book.
 pub mod exit {
@@ -190,6 +192,8 @@ pub enum Command {
 /// Run a command, returning the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
+        Command::Check { plan } => check::run(&plan),
+        Command::Kinds { kind } => kinds::run(kind.as_deref()),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
         other => {
