@@ -24,8 +24,11 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 pub type Outcome = Result<String, String>;
 
+/// A named scenario: it runs on a stack with a plan and says what it measured or what went wrong.
+pub type Scenario = (&'static str, fn(&Stack, &str) -> Outcome);
+
 /// Runs the scenarios in order, printing each result; panics at the end listing every failure.
-pub fn run_all(stack: &Stack, plan: &str, scenarios: &[(&str, fn(&Stack, &str) -> Outcome)]) {
+pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
     let plan_file = super::zdd::plan(plan);
     if !plan_file.exists() {
         let message = format!("[{}] no plan {}", stack.config, plan_file.display());
@@ -437,13 +440,13 @@ pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
 }
 
 /// The blue-green sequence.
-pub const BLUE_GREEN_SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[(
+pub const BLUE_GREEN_SEQUENCE: &[Scenario] = &[(
     "7 blue-green: switch back without restart",
     s7_blue_green_switch_back,
 )];
 
 /// The full sequence.
-pub const SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[
+pub const SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("7 rollback and forward again", s7_rollback),
@@ -455,7 +458,7 @@ pub const SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[
 ];
 
 /// The reload-mode sequence: first deploy, upgrade, rollback.
-pub const RELOAD_SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[
+pub const RELOAD_SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("7 rollback and forward again", s7_rollback),
