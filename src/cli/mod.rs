@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod check;
+mod completions;
 mod graph;
 mod kinds;
 mod plan;
@@ -197,6 +198,8 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
         Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
         Command::Graph { plan, format } => graph::run(&plan, format),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         other => {
             eprintln!("zdd: {other:?} is not implemented yet");
             exit::INVALID

@@ -24,8 +24,11 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 pub type Outcome = Result<String, String>;
 
+/// A named scenario: it runs on a stack with a plan and says what it measured or what went wrong.
+pub type Scenario = (&'static str, fn(&Stack, &str) -> Outcome);
+
 /// Runs the scenarios in order, printing each result; panics at the end listing every failure.
-pub fn run_all(stack: &Stack, plan: &str, scenarios: &[(&str, fn(&Stack, &str) -> Outcome)]) {
+pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
     let plan_file = super::zdd::plan(plan);
     if !plan_file.exists() {
         let message = format!("[{}] no plan {}", stack.config, plan_file.display());
@@ -391,8 +394,59 @@ pub fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
     ))
 }
 
+/// Blue-green: after v1 -> v2, `zdd rollback` switches traffic back to the v1 instance that kept running: the
+/// same gunicorn master answers again (no restart), with zero failed requests.
+pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
+    let first = stack.zdd("run", plan, "v1");
+    check(first.code == 0, || {
+        format!("first deploy failed\n{}", first.describe())
+    })?;
+    let v1_masters = stack.gunicorn_masters();
+    check(v1_masters.len() == 1, || {
+        format!("after v1: masters {v1_masters:?}")
+    })?;
+    let (run, report) = under_load(stack, "run", plan, "v2");
+    check(run.code == 0, || {
+        format!("v1 -> v2 failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v2", &run)?;
+    let both = stack.gunicorn_masters();
+    check(both.contains(&v1_masters[0]) && both.len() == 2, || {
+        format!("blue-green keeps the old instance running: v1 master {v1_masters:?}, now {both:?}")
+    })?;
+    let upgrade = measured(&report, races, &run);
+    let (run, report) = under_load(stack, "rollback", plan, "v2");
+    check(run.code == 0, || {
+        format!("zdd rollback failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v1", &run)?;
+    let after = stack.gunicorn_masters();
+    check(after.contains(&v1_masters[0]), || {
+        format!(
+            "the v1 master {} was restarted: masters now {after:?}",
+            v1_masters[0]
+        )
+    })?;
+    check(run.duration < Duration::from_secs(10), || {
+        format!("switch back took {:?}", run.duration)
+    })?;
+    Ok(format!(
+        "upgrade: {upgrade}; switch back in {:.2} s, same v1 master: {}",
+        run.duration.as_secs_f64(),
+        measured(&report, races, &run)
+    ))
+}
+
+/// The blue-green sequence.
+pub const BLUE_GREEN_SEQUENCE: &[Scenario] = &[(
+    "7 blue-green: switch back without restart",
+    s7_blue_green_switch_back,
+)];
+
 /// The full sequence.
-pub const SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[
+pub const SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("7 rollback and forward again", s7_rollback),
@@ -404,7 +458,7 @@ pub const SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[
 ];
 
 /// The reload-mode sequence: first deploy, upgrade, rollback.
-pub const RELOAD_SEQUENCE: &[(&str, fn(&Stack, &str) -> Outcome)] = &[
+pub const RELOAD_SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("7 rollback and forward again", s7_rollback),
