@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod check;
+mod completions;
+mod graph;
 mod history;
 mod kinds;
+mod plan;
 mod recover;
 mod rollback;
 mod run;
@@ -211,6 +214,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
+        Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
+        Command::Graph { plan, format } => graph::run(&plan, format),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         other => {
             eprintln!("zdd: {other:?} is not implemented yet");
             exit::INVALID
