@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod check;
+mod kinds;
+
 /// Exit codes, as documented in the book.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -188,6 +191,8 @@ pub enum Command {
 /// Run a command, returning the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
+        Command::Check { plan } => check::run(&plan),
+        Command::Kinds { kind } => kinds::run(kind.as_deref()),
         other => {
             eprintln!("zdd: {other:?} is not implemented yet");
             exit::INVALID

@@ -1,1 +1,405 @@
 //! The raw layer: KDL text parsed (kdl v6, KDL 2.0) into plan nodes that keep every span. No I/O.
+//!
+//! [`parse`] turns one file's text into a [`RawDocument`]: the top-level nodes a plan may hold (`plan`,
+//! `state-dir`, `slots`, `var`, `include`, `defaults`, `step`), each keeping the spans of its name, arguments
+//! and properties so that later stages point at the exact token. Children of `step` and `defaults` stay
+//! generic [`RawNode`]s: what they may contain depends on the step's kind, which validation knows.
+//! Unknown top-level nodes and properties of top-level nodes are reported here, with "did you mean".
+
+use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::suggest::did_you_mean;
+use crate::source::{FileId, Span};
+
+/// The top-level nodes a plan file may contain, for "did you mean".
+pub const TOP_LEVEL_NODES: &[&str] = &[
+    "plan",
+    "state-dir",
+    "slots",
+    "var",
+    "include",
+    "defaults",
+    "step",
+];
+
+/// A KDL scalar as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Str(String),
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+impl Scalar {
+    /// The value as text (for types that accept a bare number or boolean, like ports or variable defaults).
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s.clone()),
+            Scalar::Int(i) => Some(i.to_string()),
+            Scalar::Float(f) => Some(f.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+            Scalar::Null => None,
+        }
+    }
+
+    /// What the value is, in words, for type errors.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Scalar::Str(_) => "a string",
+            Scalar::Int(_) => "an integer",
+            Scalar::Float(_) => "a number",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Null => "#null",
+        }
+    }
+}
+
+/// A value with the span of its token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawValue {
+    pub value: Scalar,
+    pub span: Span,
+}
+
+/// `name=value`, with the spans of the name and of the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawProp {
+    pub name: String,
+    pub name_span: Span,
+    pub value: RawValue,
+}
+
+/// A KDL node with spans: name, arguments, properties (in source order), children.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawNode {
+    pub name: String,
+    pub name_span: Span,
+    pub args: Vec<RawValue>,
+    pub props: Vec<RawProp>,
+    pub children: Vec<RawNode>,
+    /// Whether the node had a `{ ... }` block (even an empty one).
+    pub has_block: bool,
+    /// The whole node, children included.
+    pub span: Span,
+}
+
+impl RawNode {
+    pub fn prop(&self, name: &str) -> Option<&RawProp> {
+        self.props.iter().rev().find(|p| p.name == name)
+    }
+}
+
+/// One top-level node of a plan file, sorted by what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawItem {
+    /// `plan "name"`.
+    Plan(RawNode),
+    /// `state-dir "/var/lib/zdd/shop"`.
+    StateDir(RawNode),
+    /// `slots "a" "b"`.
+    Slots(RawNode),
+    /// `var "name" "default" secret=#true doc="..."`.
+    Var(RawNode),
+    /// `include "relative.kdl"`.
+    Include(RawNode),
+    /// `defaults { timeout "2m"; retry attempts=2 }`.
+    Defaults(RawNode),
+    /// `step "name" kind="exec" { ... }`.
+    Step(RawNode),
+}
+
+impl RawItem {
+    pub fn node(&self) -> &RawNode {
+        match self {
+            RawItem::Plan(n)
+            | RawItem::StateDir(n)
+            | RawItem::Slots(n)
+            | RawItem::Var(n)
+            | RawItem::Include(n)
+            | RawItem::Defaults(n)
+            | RawItem::Step(n) => n,
+        }
+    }
+}
+
+/// One parsed plan file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawDocument {
+    pub items: Vec<RawItem>,
+}
+
+/// Parse one file. Always returns a document (empty when the KDL itself does not parse) and the problems found.
+pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let doc = match KdlDocument::parse_v2(text) {
+        Ok(doc) => doc,
+        Err(err) => {
+            diags.push(kdl_error(file, text, &err));
+            return (RawDocument::default(), diags);
+        }
+    };
+    let conv = Converter { file, text };
+    let mut items = Vec::new();
+    for node in doc.nodes() {
+        let raw = conv.node(node);
+        let item = match raw.name.as_str() {
+            "plan" => RawItem::Plan(raw),
+            "state-dir" => RawItem::StateDir(raw),
+            "slots" => RawItem::Slots(raw),
+            "var" => RawItem::Var(raw),
+            "include" => RawItem::Include(raw),
+            "defaults" => RawItem::Defaults(raw),
+            "step" => RawItem::Step(raw),
+            other => {
+                let mut d = Diagnostic::error(
+                    "zdd::unknown-node",
+                    format!("unknown top-level node `{other}`"),
+                )
+                .at(raw.name_span, "not a plan node");
+                d = d.help(match did_you_mean(other, TOP_LEVEL_NODES.iter().copied()) {
+                    Some(s) => format!(
+                        "did you mean `{s}`? A plan's top level holds: {}",
+                        TOP_LEVEL_NODES.join(", ")
+                    ),
+                    None => format!("a plan's top level holds: {}", TOP_LEVEL_NODES.join(", ")),
+                });
+                diags.push(d);
+                continue;
+            }
+        };
+        check_top_level_props(&item, &mut diags);
+        items.push(item);
+    }
+    (RawDocument { items }, diags)
+}
+
+/// The properties each top-level node accepts.
+fn allowed_props(item: &RawItem) -> &'static [&'static str] {
+    match item {
+        RawItem::Var(_) => &["secret", "doc"],
+        RawItem::Step(_) => &["kind"],
+        _ => &[],
+    }
+}
+
+fn check_top_level_props(item: &RawItem, diags: &mut Diagnostics) {
+    let node = item.node();
+    let allowed = allowed_props(item);
+    for prop in &node.props {
+        if allowed.contains(&prop.name.as_str()) {
+            continue;
+        }
+        diags.push(unknown_property(
+            &node.name,
+            &prop.name,
+            prop.name_span,
+            allowed,
+        ));
+    }
+}
+
+/// `zdd::unknown-property` with "did you mean" over the allowed names.
+pub fn unknown_property(node: &str, prop: &str, span: Span, allowed: &[&str]) -> Diagnostic {
+    let d = Diagnostic::error(
+        "zdd::unknown-property",
+        format!("unknown property `{prop}` on `{node}`"),
+    )
+    .at(span, "unknown property");
+    let list = if allowed.is_empty() {
+        format!("`{node}` takes no properties")
+    } else {
+        format!("`{node}` takes: {}", allowed.join(", "))
+    };
+    match did_you_mean(prop, allowed.iter().copied()) {
+        Some(s) => d.help(format!("did you mean `{s}`? {list}")),
+        None => d.help(list),
+    }
+}
+
+/// The first useful message of a KDL parse error, with its span.
+fn kdl_error(file: FileId, text: &str, err: &kdl::KdlError) -> Diagnostic {
+    let first = err
+        .diagnostics
+        .iter()
+        .find(|d| d.message.is_some())
+        .or_else(|| err.diagnostics.first());
+    let Some(first) = first else {
+        return Diagnostic::error("zdd::kdl-syntax", "the file is not valid KDL 2.0")
+            .at(Span::new(file, 0, 0), "here")
+            .help("see https://kdl.dev for the syntax");
+    };
+    let message = first
+        .message
+        .clone()
+        .unwrap_or_else(|| "the file is not valid KDL 2.0".to_owned());
+    let offset = first.span.offset().min(text.len());
+    let len = first.span.len().min(text.len() - offset);
+    let help = first.help.clone().unwrap_or_else(|| {
+        "plans are KDL 2.0: strings in double quotes, booleans `#true`/`#false`, properties `name=value`".to_owned()
+    });
+    Diagnostic::error("zdd::kdl-syntax", format!("invalid KDL: {message}"))
+        .at(
+            Span::new(file, offset, len),
+            first.label.clone().unwrap_or_else(|| "here".to_owned()),
+        )
+        .help(help)
+}
+
+struct Converter<'a> {
+    file: FileId,
+    text: &'a str,
+}
+
+impl Converter<'_> {
+    /// A span without the whitespace kdl includes around nodes and entries.
+    fn span(&self, s: miette::SourceSpan) -> Span {
+        let start = s.offset().min(self.text.len());
+        let end = (s.offset() + s.len()).min(self.text.len());
+        let slice = &self.text[start..end];
+        let lead = slice.len() - slice.trim_start().len();
+        let trimmed = slice.trim();
+        Span::new(self.file, start + lead, trimmed.len())
+    }
+
+    fn node(&self, node: &KdlNode) -> RawNode {
+        let mut args = Vec::new();
+        let mut props = Vec::new();
+        for entry in node.entries() {
+            match entry.name() {
+                None => args.push(RawValue {
+                    value: scalar(entry.value()),
+                    span: self.span(entry.span()),
+                }),
+                Some(name) => props.push(self.prop(entry, name.value(), name.span())),
+            }
+        }
+        let children = node.children().map_or_else(Vec::new, |c| {
+            c.nodes().iter().map(|n| self.node(n)).collect()
+        });
+        let mut span = self.span(node.span());
+        // A node's span may run past its terminator into trailing comments; stop at the end of the node proper.
+        let src = &self.text[span.offset..span.offset + span.len];
+        if let Some(end) = node_end(src, node.children().is_some()) {
+            span.len = end;
+        }
+        RawNode {
+            name: node.name().value().to_owned(),
+            name_span: self.span(node.name().span()),
+            args,
+            props,
+            children,
+            has_block: node.children().is_some(),
+            span,
+        }
+    }
+
+    fn prop(&self, entry: &KdlEntry, name: &str, name_span: miette::SourceSpan) -> RawProp {
+        let whole = self.span(entry.span());
+        let name_span = self.span(name_span);
+        // The value is what follows `=` in the entry.
+        let after_name = name_span.offset + name_span.len;
+        let rest = &self.text[after_name.min(whole.offset + whole.len)..whole.offset + whole.len];
+        let value_span = match rest.find('=') {
+            Some(eq) => {
+                let v = &rest[eq + 1..];
+                let lead = v.len() - v.trim_start().len();
+                Span::new(self.file, after_name + eq + 1 + lead, v.trim().len())
+            }
+            None => whole,
+        };
+        RawProp {
+            name: name.to_owned(),
+            name_span,
+            value: RawValue {
+                value: scalar(entry.value()),
+                span: value_span,
+            },
+        }
+    }
+}
+
+/// Where a node's own text ends: after its closing `}` when it has a block, else at the end of its first line.
+fn node_end(src: &str, has_block: bool) -> Option<usize> {
+    if has_block {
+        return src.rfind('}').map(|i| i + 1);
+    }
+    let line_end = src.find('\n').unwrap_or(src.len());
+    let line = src[..line_end].trim_end();
+    let line = line.strip_suffix(';').unwrap_or(line).trim_end();
+    // Drop a trailing `//` comment only when it is clearly outside a string (no quote after it).
+    let cut = match line.rfind("//") {
+        Some(i) if !line[i..].contains('"') => line[..i].trim_end().len(),
+        _ => line.len(),
+    };
+    Some(cut)
+}
+
+fn scalar(v: &KdlValue) -> Scalar {
+    match v {
+        KdlValue::String(s) => Scalar::Str(s.clone()),
+        KdlValue::Integer(i) => Scalar::Int(*i),
+        KdlValue::Float(f) => Scalar::Float(*f),
+        KdlValue::Bool(b) => Scalar::Bool(*b),
+        KdlValue::Null => Scalar::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_at(text: &str, span: Span) -> &str {
+        &text[span.offset..span.offset + span.len]
+    }
+
+    #[test]
+    fn keeps_spans_of_names_arguments_and_properties() {
+        let text =
+            "plan \"shop\"\nstep \"build\" kind=\"exec\" {\n    run \"make\" shell=#true\n}\n";
+        let (doc, diags) = parse(FileId(0), text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(doc.items.len(), 2);
+        let RawItem::Step(step) = &doc.items[1] else {
+            panic!("not a step")
+        };
+        assert_eq!(text_at(text, step.name_span), "step");
+        assert_eq!(text_at(text, step.args[0].span), "\"build\"");
+        let kind = step.prop("kind").unwrap();
+        assert_eq!(text_at(text, kind.name_span), "kind");
+        assert_eq!(text_at(text, kind.value.span), "\"exec\"");
+        assert_eq!(kind.value.value, Scalar::Str("exec".into()));
+        let run = &step.children[0];
+        assert_eq!(text_at(text, run.span), "run \"make\" shell=#true");
+        assert_eq!(run.prop("shell").unwrap().value.value, Scalar::Bool(true));
+        assert!(text_at(text, step.span).ends_with('}'));
+    }
+
+    #[test]
+    fn unknown_top_level_node_suggests() {
+        let (_, diags) = parse(FileId(0), "stpe \"x\"\n");
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::unknown-node");
+        assert!(d.help.as_deref().unwrap().contains("did you mean `step`"));
+    }
+
+    #[test]
+    fn unknown_property_on_var_suggests() {
+        let (_, diags) = parse(FileId(0), "var \"k\" secrte=#true\n");
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::unknown-property");
+        assert!(d.help.as_deref().unwrap().contains("did you mean `secret`"));
+    }
+
+    #[test]
+    fn kdl_syntax_error_has_a_span() {
+        let text = "plan \"shop\"\nstep \"a\" kind=exec\" {\n}\n";
+        let (doc, diags) = parse(FileId(0), text);
+        assert!(doc.items.is_empty());
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert!(d.span.is_some());
+    }
+}

@@ -1,2 +1,626 @@
 //! Variables: defaults from the plan, `ZDD_VAR_<NAME>` from the environment, `--var NAME=VALUE` (wins),
-//! runtime values from the engine, and handlebars interpolation into step fields (strict: an undefined name is an error).
+//! runtime values from the engine, and handlebars interpolation (strict: an undefined name is an error).
+//!
+//! Resolution happens in two phases. First the plan's own variables (and `state-dir`, `slots`) are resolved;
+//! their defaults may use other plan variables and `plan_dir`. Then the engine decides the deploy target and
+//! the runtime variables (`release`, `slot`, `live_slot`, `live_release`, `state_dir`, `plan_dir`) join them
+//! for the step fields.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use handlebars::{Handlebars, RenderErrorReason};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::model::{VarOrigin, Variable};
+use crate::plan::raw::RawValue;
+use crate::plan::suggest::did_you_mean;
+use crate::source::{FileId, SourceMap, Span};
+
+/// Names the engine fills in for each run; a plan cannot declare them.
+pub const RUNTIME_VARS: &[&str] = &[
+    "release",
+    "slot",
+    "live_slot",
+    "live_release",
+    "state_dir",
+    "plan_dir",
+];
+
+/// Variable values given from outside the plan.
+#[derive(Debug, Clone, Default)]
+pub struct VarInputs {
+    /// `--var NAME=VALUE`, as typed.
+    pub cli: Vec<String>,
+    /// `ZDD_VAR_<NAME>` values, keyed by the upper-cased name.
+    pub env: BTreeMap<String, String>,
+}
+
+impl VarInputs {
+    /// `--var` arguments plus every `ZDD_VAR_*` variable of this process's environment.
+    pub fn from_env(cli: Vec<String>) -> Self {
+        let env = std::env::vars()
+            .filter_map(|(k, v)| k.strip_prefix("ZDD_VAR_").map(|n| (n.to_owned(), v)))
+            .collect();
+        Self { cli, env }
+    }
+
+    /// Only `--var` arguments (tests, examples: the environment is ignored).
+    pub fn cli(cli: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            cli: cli.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// One `var` node, as found while walking the plan and its includes.
+#[derive(Debug, Clone)]
+pub struct VarDecl {
+    pub name: String,
+    /// The span of the name argument.
+    pub name_span: Span,
+    pub default: Option<RawValue>,
+    pub secret: bool,
+    pub doc: Option<String>,
+    /// How deep in the include tree the declaring file is (the main file is 0): shallower wins.
+    pub depth: usize,
+    pub file: FileId,
+}
+
+/// Is `name` usable as a variable name (and in `ZDD_VAR_<NAME>`)?
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Pick the winning declaration of each name: the shallowest file wins; twice in one file (or at the same
+/// depth in two files) is an error. Returns the winners in declaration order.
+pub fn pick_declarations(decls: Vec<VarDecl>, diags: &mut Diagnostics) -> Vec<VarDecl> {
+    let mut winners: Vec<VarDecl> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for decl in decls {
+        if RUNTIME_VARS.contains(&decl.name.as_str()) {
+            diags.push(
+                Diagnostic::error("zdd::reserved-var", format!("`{}` is a runtime variable", decl.name))
+                    .at(decl.name_span, "reserved name")
+                    .help(format!(
+                        "the engine sets {} for each run; use `{{{{{}}}}}` without declaring it, or pick another name",
+                        RUNTIME_VARS.join(", "),
+                        decl.name
+                    )),
+            );
+            continue;
+        }
+        if !valid_name(&decl.name) {
+            diags.push(
+                Diagnostic::error("zdd::bad-var-name", format!("`{}` is not a valid variable name", decl.name))
+                    .at(decl.name_span, "invalid name")
+                    .help("use letters, digits and `_`, starting with a letter (it also names ZDD_VAR_<NAME>)"),
+            );
+            continue;
+        }
+        match index.get(&decl.name) {
+            None => {
+                index.insert(decl.name.clone(), winners.len());
+                winners.push(decl);
+            }
+            Some(&i) => {
+                let first = &winners[i];
+                if first.file == decl.file || first.depth == decl.depth {
+                    diags.push(
+                        Diagnostic::error("zdd::duplicate-var", format!("variable `{}` is declared twice", decl.name))
+                            .at(decl.name_span, "declared again here")
+                            .related(first.name_span, "first declared here")
+                            .help("remove one of the declarations (a file that includes another may override it)"),
+                    );
+                } else if decl.depth < first.depth {
+                    winners[i] = decl;
+                }
+            }
+        }
+    }
+    winners
+}
+
+/// Handlebars set up for plan strings: strict (an undefined name is an error), no HTML escaping.
+pub fn handlebars() -> Handlebars<'static> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb
+}
+
+/// Interpolates `{{name}}` in plan strings against a set of variables.
+pub struct Interpolator<'a> {
+    hb: Handlebars<'static>,
+    values: serde_json::Map<String, serde_json::Value>,
+    sources: &'a SourceMap,
+    /// Names that exist but are not usable here, with the reason (runtime variables in a `var` default).
+    unavailable: Vec<(&'static str, &'static str)>,
+    /// Values never to show in a diagnostic.
+    secrets: Vec<String>,
+}
+
+impl<'a> Interpolator<'a> {
+    pub fn new(sources: &'a SourceMap) -> Self {
+        Self {
+            hb: handlebars(),
+            values: serde_json::Map::new(),
+            sources,
+            unavailable: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.values
+            .insert(name.into(), serde_json::Value::String(value.into()));
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    /// Mark a name as existing but not available in this phase, with why.
+    pub fn unavailable(&mut self, name: &'static str, why: &'static str) {
+        self.unavailable.push((name, why));
+    }
+
+    /// Every name is usable from now on (the runtime variables have been set).
+    pub fn clear_unavailable(&mut self) {
+        self.unavailable.clear();
+    }
+
+    /// Remember a secret value: [`Self::mask`] hides it.
+    pub fn secret(&mut self, value: String) {
+        if !value.is_empty() {
+            self.secrets.push(value);
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every secret value replaced by `***` (for messages that quote an interpolated value).
+    pub fn mask(&self, text: &str) -> String {
+        self.secrets
+            .iter()
+            .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+    }
+
+    /// Interpolate `text` (written at `span`). On an undefined name, the diagnostic names it and points at it.
+    pub fn render(&self, text: &str, span: Span) -> Result<String, Box<Diagnostic>> {
+        self.render_missing(text, span).map_err(|e| Box::new(e.0))
+    }
+
+    /// Like [`Self::render`], but also returns the missing name (if that was the problem).
+    pub fn render_missing(
+        &self,
+        text: &str,
+        span: Span,
+    ) -> Result<String, Box<(Diagnostic, Option<String>)>> {
+        if !text.contains("{{") {
+            return Ok(text.to_owned());
+        }
+        match self.hb.render_template(text, &self.values) {
+            Ok(s) => Ok(s),
+            Err(e) => match e.reason() {
+                RenderErrorReason::MissingVariable(Some(path)) => {
+                    let name = path
+                        .split(['.', '/', '['])
+                        .next()
+                        .unwrap_or(path)
+                        .to_owned();
+                    Err(Box::new((self.undefined(&name, span), Some(name))))
+                }
+                _ => Err(Box::new((
+                    Diagnostic::error(
+                        "zdd::bad-template",
+                        format!("cannot interpolate this string: {}", e.reason()),
+                    )
+                    .at(span, "here")
+                    .help("write variables as `{{name}}`; a literal `{{` is written `\\{{`"),
+                    None,
+                ))),
+            },
+        }
+    }
+
+    fn undefined(&self, name: &str, span: Span) -> Diagnostic {
+        let span = self.narrow(span, name);
+        if let Some((_, why)) = self.unavailable.iter().find(|(n, _)| *n == name) {
+            return Diagnostic::error(
+                "zdd::undefined-var",
+                format!("variable `{name}` is not available here"),
+            )
+            .at(span, "not available here")
+            .help(*why);
+        }
+        let d = Diagnostic::error("zdd::undefined-var", format!("undefined variable `{name}`"))
+            .at(span, "not defined");
+        let names = self.values.keys().map(String::as_str);
+        match did_you_mean(name, names) {
+            Some(s) => d.help(format!(
+                "did you mean `{s}`? Or declare it: `var \"{name}\" \"value\"`"
+            )),
+            None => d.help(format!(
+                "declare it with `var \"{name}\" \"value\"`; runtime variables are {}",
+                RUNTIME_VARS.join(", ")
+            )),
+        }
+    }
+
+    /// Point at `{{name` inside the string when it can be found in the source, else at the whole string.
+    fn narrow(&self, span: Span, name: &str) -> Span {
+        let Some(file) = self.sources.get(span.file) else {
+            return span;
+        };
+        let Some(src) = file.text.get(span.offset..span.offset + span.len) else {
+            return span;
+        };
+        let mut from = 0;
+        while let Some(i) = src[from..].find("{{") {
+            let start = from + i;
+            let inner = src[start + 2..].trim_start();
+            if inner.starts_with(name) {
+                let end = src[start..].find("}}").map_or(src.len(), |j| start + j + 2);
+                return Span::new(span.file, span.offset + start, end - start);
+            }
+            from = start + 2;
+        }
+        span
+    }
+}
+
+/// Resolve the plan's variables: `--var` > `ZDD_VAR_<NAME>` > default (interpolated against the others).
+/// `plan_dir` is the only runtime value a default may use. Adds every resolved variable to `interp`.
+pub fn resolve(
+    decls: &[VarDecl],
+    inputs: &VarInputs,
+    interp: &mut Interpolator<'_>,
+    diags: &mut Diagnostics,
+) -> Vec<Variable> {
+    let mut given: HashMap<String, (String, VarOrigin)> = HashMap::new();
+    for (name, value) in &inputs.env {
+        if let Some(d) = decls.iter().find(|d| d.name.to_ascii_uppercase() == *name) {
+            given.insert(d.name.clone(), (value.clone(), VarOrigin::Env));
+        }
+    }
+    for arg in &inputs.cli {
+        let Some((name, value)) = arg.split_once('=') else {
+            diags.push(
+                Diagnostic::error(
+                    "zdd::bad-var-arg",
+                    format!("`--var {arg}` is not NAME=VALUE"),
+                )
+                .help("write `--var name=value`, e.g. `--var app=shop`"),
+            );
+            continue;
+        };
+        if !decls.iter().any(|d| d.name == name) {
+            let d = Diagnostic::error(
+                "zdd::unknown-var",
+                format!("`--var {name}=...` names no variable of the plan"),
+            );
+            let declared = decls.iter().map(|d| d.name.as_str());
+            diags.push(match did_you_mean(name, declared) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!(
+                    "the plan declares: {}",
+                    decls
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            });
+            continue;
+        }
+        given.insert(name.to_owned(), (value.to_owned(), VarOrigin::Cli));
+    }
+
+    for (name, (value, _)) in &given {
+        interp.set(name.clone(), value.clone());
+    }
+    for name in RUNTIME_VARS.iter().filter(|n| **n != "plan_dir") {
+        interp.unavailable(
+            name,
+            "runtime variables (other than plan_dir) are set per run: use them in step fields, not in `var` defaults",
+        );
+    }
+
+    // Defaults may refer to other variables in any order: resolve until nothing more can be.
+    let mut values: HashMap<String, String> = given
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect();
+    let mut pending: Vec<&VarDecl> = decls
+        .iter()
+        .filter(|d| !values.contains_key(&d.name))
+        .collect();
+    let mut failures: HashMap<String, Diagnostic> = HashMap::new();
+    loop {
+        let mut progressed = false;
+        let mut still = Vec::new();
+        for decl in pending {
+            let Some(default) = &decl.default else {
+                failures.insert(decl.name.clone(), no_value(decl));
+                continue;
+            };
+            let Some(text) = default.value.text() else {
+                failures.insert(
+                    decl.name.clone(),
+                    Diagnostic::error(
+                        "zdd::wrong-type",
+                        format!("the default of `{}` is #null", decl.name),
+                    )
+                    .at(default.span, "not a value")
+                    .help("give a string, or leave the default out to require a value"),
+                );
+                continue;
+            };
+            match interp.render_missing(&text, default.span) {
+                Ok(v) => {
+                    interp.set(decl.name.clone(), v.clone());
+                    values.insert(decl.name.clone(), v);
+                    progressed = true;
+                }
+                Err(e) => {
+                    let (d, missing) = *e;
+                    let waits = missing.is_some_and(|m| {
+                        decls
+                            .iter()
+                            .any(|o| o.name == m && !values.contains_key(&m))
+                    });
+                    if waits {
+                        still.push(decl);
+                    } else {
+                        failures.insert(decl.name.clone(), d);
+                    }
+                }
+            }
+        }
+        pending = still;
+        if !progressed || pending.is_empty() {
+            break;
+        }
+    }
+    for decl in pending {
+        let span = decl.default.as_ref().map_or(decl.name_span, |d| d.span);
+        failures.entry(decl.name.clone()).or_insert_with(|| {
+            Diagnostic::error("zdd::var-cycle", format!("the default of `{}` depends on itself", decl.name))
+                .at(span, "refers back to this variable")
+                .help("variables' defaults refer to each other in a circle: give one of them a plain value")
+        });
+    }
+    let mut failed: Vec<_> = failures.into_values().collect();
+    failed.sort_by_key(|d| d.span.map(|s| (s.file, s.offset)));
+    for d in failed {
+        diags.push(d);
+    }
+
+    decls
+        .iter()
+        .filter_map(|d| {
+            let value = values.get(&d.name)?.clone();
+            let origin = given
+                .get(&d.name)
+                .map_or(VarOrigin::Default, |(_, o)| o.clone());
+            Some(Variable {
+                name: d.name.clone(),
+                value,
+                secret: d.secret,
+                origin,
+                doc: d.doc.clone(),
+                span: Some(d.name_span),
+            })
+        })
+        .collect()
+}
+
+fn no_value(decl: &VarDecl) -> Diagnostic {
+    Diagnostic::error("zdd::var-no-value", format!("variable `{}` has no value", decl.name))
+        .at(decl.name_span, "declared without a default")
+        .help(format!(
+            "give it one with `--var {}=VALUE` or the environment variable ZDD_VAR_{}, or add a default: `var \"{}\" \"value\"`",
+            decl.name,
+            decl.name.to_ascii_uppercase(),
+            decl.name
+        ))
+}
+
+/// The runtime variables' values for one run.
+pub fn runtime_variables(
+    target: &crate::kind::DeployTarget,
+    state_dir: &std::path::Path,
+    plan_dir: &std::path::Path,
+) -> Vec<Variable> {
+    let rt = |name: &str, value: String| Variable {
+        name: name.to_owned(),
+        value,
+        secret: false,
+        origin: VarOrigin::Runtime,
+        doc: None,
+        span: None,
+    };
+    vec![
+        rt("release", target.release.clone()),
+        rt("slot", target.slot.clone()),
+        rt("live_slot", target.live_slot.clone().unwrap_or_default()),
+        rt(
+            "live_release",
+            target.live_release.clone().unwrap_or_default(),
+        ),
+        rt("state_dir", state_dir.display().to_string()),
+        rt("plan_dir", plan_dir.display().to_string()),
+    ]
+}
+
+/// `plan_dir` as a string (the directory of the main plan file).
+pub fn plan_dir_string(base_dir: &std::path::Path) -> String {
+    let s = base_dir.display().to_string();
+    if s.is_empty() { ".".to_owned() } else { s }
+}
+
+/// Resolve `state_dir`: `--state-dir`, else the plan's `state-dir`, else `/var/lib/zdd/<plan>`.
+pub fn state_dir(
+    cli: Option<&PathBuf>,
+    plan: Option<&PathBuf>,
+    base_dir: &std::path::Path,
+    name: &str,
+) -> PathBuf {
+    match (cli, plan) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) if p.is_absolute() => p.clone(),
+        (None, Some(p)) => base_dir.join(p),
+        (None, None) => PathBuf::from("/var/lib/zdd").join(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::raw::Scalar;
+
+    fn decl(name: &str, default: Option<&str>, depth: usize, file: u32, at: usize) -> VarDecl {
+        let span = Span::new(FileId(file), at, name.len());
+        VarDecl {
+            name: name.to_owned(),
+            name_span: span,
+            default: default.map(|d| RawValue {
+                value: Scalar::Str(d.to_owned()),
+                span,
+            }),
+            secret: false,
+            doc: None,
+            depth,
+            file: FileId(file),
+        }
+    }
+
+    fn resolve_all(decls: &[VarDecl], inputs: &VarInputs) -> (Vec<Variable>, Diagnostics) {
+        let sources = SourceMap::new();
+        let mut interp = Interpolator::new(&sources);
+        interp.set("plan_dir", "/p");
+        let mut diags = Diagnostics::new();
+        let vars = resolve(decls, inputs, &mut interp, &mut diags);
+        (vars, diags)
+    }
+
+    fn value<'a>(vars: &'a [Variable], name: &str) -> (&'a str, VarOrigin) {
+        let v = vars.iter().find(|v| v.name == name).unwrap();
+        (v.value.as_str(), v.origin.clone())
+    }
+
+    #[test]
+    fn cli_beats_env_beats_default() {
+        let decls = [
+            decl("a", Some("da"), 0, 0, 0),
+            decl("b", Some("db"), 0, 0, 10),
+            decl("c", Some("dc"), 0, 0, 20),
+        ];
+        let mut inputs = VarInputs::cli(["a=cli"]);
+        inputs.env.insert("A".into(), "env".into());
+        inputs.env.insert("B".into(), "env".into());
+        let (vars, diags) = resolve_all(&decls, &inputs);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(value(&vars, "a"), ("cli", VarOrigin::Cli));
+        assert_eq!(value(&vars, "b"), ("env", VarOrigin::Env));
+        assert_eq!(value(&vars, "c"), ("dc", VarOrigin::Default));
+    }
+
+    #[test]
+    fn defaults_refer_to_other_variables_in_any_order() {
+        let decls = [
+            decl("root", Some("{{base}}/{{app}}"), 0, 0, 0),
+            decl("app", Some("shop"), 0, 0, 10),
+            decl("base", Some("{{plan_dir}}/srv"), 0, 0, 20),
+        ];
+        let (vars, diags) = resolve_all(&decls, &VarInputs::default());
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(value(&vars, "root").0, "/p/srv/shop");
+    }
+
+    #[test]
+    fn includer_wins_and_duplicates_in_one_file_are_errors() {
+        let mut diags = Diagnostics::new();
+        let picked = pick_declarations(
+            vec![
+                decl("x", Some("included"), 1, 1, 0),
+                decl("x", Some("main"), 0, 0, 5),
+                decl("y", None, 0, 0, 9),
+                decl("y", None, 0, 0, 12),
+            ],
+            &mut diags,
+        );
+        assert_eq!(picked.len(), 2);
+        assert_eq!(
+            picked[0].default.as_ref().unwrap().value,
+            Scalar::Str("main".into())
+        );
+        assert_eq!(
+            diags.iter().map(|d| d.code).collect::<Vec<_>>(),
+            ["zdd::duplicate-var"]
+        );
+    }
+
+    #[test]
+    fn missing_value_cycle_and_bad_cli_are_reported() {
+        let decls = [
+            decl("key", None, 0, 0, 0),
+            decl("a", Some("{{b}}"), 0, 0, 5),
+            decl("b", Some("{{a}}"), 0, 0, 9),
+        ];
+        let inputs = VarInputs::cli(["nonsense", "kye=1"]);
+        let (_, diags) = resolve_all(&decls, &inputs);
+        let mut codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            [
+                "zdd::bad-var-arg",
+                "zdd::unknown-var",
+                "zdd::var-cycle",
+                "zdd::var-cycle",
+                "zdd::var-no-value"
+            ]
+        );
+        let unknown = diags.iter().find(|d| d.code == "zdd::unknown-var").unwrap();
+        assert!(unknown.span.is_none());
+        assert!(
+            unknown.help.as_deref().unwrap().contains("`key`"),
+            "{:?}",
+            unknown.help
+        );
+    }
+
+    #[test]
+    fn runtime_variables_are_reserved_and_unavailable_in_defaults() {
+        let mut diags = Diagnostics::new();
+        let picked = pick_declarations(vec![decl("release", Some("x"), 0, 0, 0)], &mut diags);
+        assert!(picked.is_empty());
+        assert_eq!(diags.iter().next().unwrap().code, "zdd::reserved-var");
+        let (_, diags) = resolve_all(
+            &[decl("d", Some("/r/{{release}}"), 0, 0, 0)],
+            &VarInputs::default(),
+        );
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::undefined-var");
+        assert!(d.message.contains("not available"));
+    }
+
+    #[test]
+    fn interpolation_does_not_escape_html() {
+        let sources = SourceMap::new();
+        let mut interp = Interpolator::new(&sources);
+        interp.set("a", "<&'\">");
+        assert_eq!(
+            interp
+                .render("x {{a}} y", Span::new(FileId(0), 0, 0))
+                .unwrap(),
+            "x <&'\"> y"
+        );
+    }
+}

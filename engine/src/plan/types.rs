@@ -1,0 +1,307 @@
+//! Value types of step fields and properties ([`ValueType`]): parsing a value, after interpolation, into a
+//! typed [`Value`], or saying what is wrong with it and how to write it instead.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::plan::model::Value;
+use crate::plan::suggest::did_you_mean;
+use crate::schema::ValueType;
+
+/// Why a value does not fit its type: the message and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeError {
+    pub code: &'static str,
+    pub message: String,
+    pub help: String,
+}
+
+impl TypeError {
+    fn new(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+}
+
+/// A short name of a type, for `zdd kinds` and the book.
+pub fn type_name(ty: ValueType) -> String {
+    match ty {
+        ValueType::String => "string".into(),
+        ValueType::Path => "path".into(),
+        ValueType::Duration => "duration".into(),
+        ValueType::Port => "port".into(),
+        ValueType::Url => "url".into(),
+        ValueType::Int => "integer".into(),
+        ValueType::Bool => "bool".into(),
+        ValueType::Enum(words) => format!("one of {}", words.join("|")),
+        ValueType::Strings => "strings".into(),
+        ValueType::ConfigWord => "config word".into(),
+    }
+}
+
+/// Parse `text` (already interpolated) as a value of type `ty`. [`ValueType::Strings`] is one string here.
+pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
+    match ty {
+        ValueType::String | ValueType::Strings => Ok(Value::Str(text.to_owned())),
+        ValueType::Path => parse_path(text).map(Value::Path),
+        ValueType::Duration => parse_duration(text).map(Value::Duration),
+        ValueType::Port => parse_port(text).map(Value::Port),
+        ValueType::Url => parse_url(text).map(|()| Value::Str(text.to_owned())),
+        ValueType::Int => text.trim().parse::<i64>().map(Value::Int).map_err(|_| {
+            TypeError::new(
+                "zdd::bad-int",
+                format!("`{text}` is not a whole number"),
+                "write digits, e.g. `4`",
+            )
+        }),
+        ValueType::Bool => match text {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(TypeError::new(
+                "zdd::bad-bool",
+                format!("`{text}` is not a boolean"),
+                "write `#true` or `#false` (KDL 2.0 booleans start with #)",
+            )),
+        },
+        ValueType::Enum(words) => {
+            if words.contains(&text) {
+                return Ok(Value::Str(text.to_owned()));
+            }
+            let allowed = words
+                .iter()
+                .map(|w| format!("`{w}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let help = match did_you_mean(text, words.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? Allowed: {allowed}"),
+                None => format!("allowed: {allowed}"),
+            };
+            Err(TypeError::new(
+                "zdd::bad-enum",
+                format!("`{text}` is not one of the allowed values"),
+                help,
+            ))
+        }
+        ValueType::ConfigWord => parse_config_word(text).map(|()| Value::Str(text.to_owned())),
+    }
+}
+
+fn parse_path(text: &str) -> Result<PathBuf, TypeError> {
+    if text.is_empty() {
+        return Err(TypeError::new(
+            "zdd::bad-path",
+            "the path is empty",
+            "write an absolute path, or one relative to the plan file's directory",
+        ));
+    }
+    if text.contains('\0') || text.contains('\n') {
+        return Err(TypeError::new(
+            "zdd::bad-path",
+            "a path cannot contain a newline or NUL",
+            "check the variables interpolated into this path",
+        ));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// `100ms`, `30s`, `2m`, `1h`, or combinations like `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, TypeError> {
+    let err = || {
+        TypeError::new(
+            "zdd::bad-duration",
+            format!("`{text}` is not a duration"),
+            "write a number with a unit: `100ms`, `30s`, `2m`, `1h` (or combined: `1m30s`)",
+        )
+    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(err()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn parse_port(text: &str) -> Result<u16, TypeError> {
+    match text.trim().parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        _ => Err(TypeError::new(
+            "zdd::bad-port",
+            format!("`{text}` is not a TCP port"),
+            "a port is a whole number from 1 to 65535",
+        )),
+    }
+}
+
+/// `http://host[:port]/path`, `https://...`, or `http+unix://<socket path>:<request path>`.
+fn parse_url(text: &str) -> Result<(), TypeError> {
+    let bad = |why: &str| {
+        TypeError::new(
+            "zdd::bad-url",
+            format!("`{text}` is not a usable URL: {why}"),
+            "write `http://127.0.0.1:8000/health/`, `https://...`, or `http+unix:///run/app.sock:/health/` \
+             (socket path, a colon, then the request path)",
+        )
+    };
+    if text.chars().any(char::is_whitespace) {
+        return Err(bad("it contains whitespace"));
+    }
+    if let Some(rest) = text.strip_prefix("http+unix://") {
+        let Some((socket, path)) = rest.split_once(':') else {
+            return Err(bad("no `:` between the socket path and the request path"));
+        };
+        if socket.is_empty() {
+            return Err(bad("the socket path is empty"));
+        }
+        if !path.starts_with('/') {
+            return Err(bad("the request path must start with `/`"));
+        }
+        return Ok(());
+    }
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return Err(bad("it must start with http://, https:// or http+unix://"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            if parse_port(port).is_err() {
+                return Err(bad("the port is not 1-65535"));
+            }
+            host
+        }
+        _ => authority,
+    };
+    if host.is_empty() {
+        return Err(bad("the host is empty"));
+    }
+    Ok(())
+}
+
+/// A value that lands in an Nginx or systemd file must not be able to end or open a directive.
+fn parse_config_word(text: &str) -> Result<(), TypeError> {
+    let bad = text
+        .chars()
+        .find(|c| matches!(c, '\n' | '\r' | ';' | '{' | '}' | '#' | '"' | '\'' | '\\'));
+    match bad {
+        None if !text.is_empty() => Ok(()),
+        None => Err(TypeError::new(
+            "zdd::bad-config-word",
+            "the value is empty",
+            "it would land in an Nginx or systemd file, where an empty word breaks the directive",
+        )),
+        Some(c) => Err(TypeError::new(
+            "zdd::bad-config-word",
+            format!("`{}` contains {}", text.escape_debug(), describe_char(c)),
+            "it would land in an Nginx or systemd file, where newline ; { } # quotes and backslash end or change \
+             the directive: remove it",
+        )),
+    }
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        '\n' | '\r' => "a newline".into(),
+        '"' | '\'' => format!("a quote `{c}`"),
+        '\\' => "a backslash".into(),
+        other => format!("`{other}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        for bad in ["", "30", "s", "3 s", "30sec", "-1s", "1.5s"] {
+            assert_eq!(
+                parse_duration(bad).unwrap_err().code,
+                "zdd::bad-duration",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            parse_typed(ValueType::Port, "8001").unwrap(),
+            Value::Port(8001)
+        );
+        for bad in ["0", "65536", "http", "-3"] {
+            assert_eq!(
+                parse_typed(ValueType::Port, bad).unwrap_err().code,
+                "zdd::bad-port"
+            );
+        }
+    }
+
+    #[test]
+    fn urls() {
+        for good in [
+            "http://127.0.0.1:8000/health/",
+            "https://example.invalid",
+            "http://[::1]:8080/x",
+            "http+unix:///srv/app/run/current.sock:/health/",
+        ] {
+            assert!(parse_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://h:/",
+            "http://h:99999/",
+            "http+unix:///s.sock",
+            "http+unix:///s.sock:health",
+            "http://a b",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn enums_and_config_words() {
+        let ty = ValueType::Enum(&["process", "systemd"]);
+        assert!(parse_typed(ty, "systemd").is_ok());
+        let e = parse_typed(ty, "sytemd").unwrap_err();
+        assert!(e.help.contains("did you mean `systemd`"), "{}", e.help);
+        assert!(parse_typed(ValueType::ConfigWord, "shop.example").is_ok());
+        for bad in ["a;b", "a\nb", "{", "x#", "\"q\"", "a\\b", ""] {
+            assert_eq!(
+                parse_typed(ValueType::ConfigWord, bad).unwrap_err().code,
+                "zdd::bad-config-word",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The benchmark (`scripts/bench.sh`, not a test): failed requests and latency under load for each way of
+//! switching a Django release behind Nginx, zdd's deploy wall time against the seed's sequential shell script,
+//! cutover and rollback latency, and zdd's peak memory. Prints a table and writes JSON.
+//!
+//! It reuses the integration tests' harness (Nginx, venv, gunicorn, load generator) from `tests/support`.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod baselines;
+mod report;
+mod zdd_runs;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::env::{Requirement, require};
+
+/// Settings from the command line.
+pub struct Options {
+    pub runs: usize,
+    pub out: PathBuf,
+    /// Seconds of load before and after each switch.
+    pub settle: Duration,
+    pub zdd: bool,
+}
+
+fn main() {
+    let mut options = Options {
+        runs: 3,
+        out: PathBuf::from("target/zdd-bench.json"),
+        settle: Duration::from_secs(3),
+        zdd: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => {
+                options.runs = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(options.runs)
+            }
+            "--out" => options.out = args.next().map(PathBuf::from).unwrap_or(options.out),
+            "--no-zdd" => options.zdd = false,
+            other => {
+                eprintln!(
+                    "usage: bench [--runs N] [--out FILE] [--no-zdd] (unknown argument {other})"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    if !require(
+        "bench",
+        &[Requirement::Root, Requirement::Nginx, Requirement::Python],
+    ) {
+        std::process::exit(1);
+    }
+    let mut results = report::Results::new();
+    baselines::steady_state(&options, &mut results);
+    baselines::in_place_restart(&options, &mut results);
+    baselines::seed_order(&options, &mut results);
+    if options.zdd {
+        zdd_runs::all(&options, &mut results);
+    }
+    results.print_table();
+    results.write_json(&options.out);
+    println!("JSON written to {}", options.out.display());
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need on Debian 12, as root, idempotently: only missing packages are
+# installed (one `apt-get update` at most), and the Python wheels are downloaded into the cache only if absent.
+#
+#   nginx, python3-venv, wrk, postgresql-15, systemd, iproute2 (ss), procps, util-linux (unshare, nsenter)
+#   wheels for examples/shop/requirements.txt in $ZDD_WHEELS (default /root/.cache/zdd-wheels)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+wheels="${ZDD_WHEELS:-/root/.cache/zdd-wheels}"
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "test-deps: must run as root (the tests start nginx, PostgreSQL and systemd)" >&2
+    exit 1
+fi
+
+packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux)
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "test-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # Packages may start their own daemons (nginx on :80, a postgresql cluster): the tests use their own instances
+    # and never depend on those, so policy-rc.d keeps them from starting.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    rm -f /usr/sbin/policy-rc.d
+else
+    echo "test-deps: all packages present"
+fi
+
+# The wheels are resolved for Debian's own interpreter, which is the one the tests use.
+python=/usr/bin/python3
+requirements="$repo/examples/shop/requirements.txt"
+if ! ls "$wheels"/[Dd]jango-*.whl "$wheels"/gunicorn-*.whl "$wheels"/psycopg_binary-*.whl >/dev/null 2>&1; then
+    echo "test-deps: downloading wheels into $wheels"
+    mkdir -p "$wheels"
+    scratch="$(mktemp -d)"
+    trap 'rm -rf "$scratch"' EXIT
+    "$python" -m venv "$scratch/venv"
+    "$scratch/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" -r "$requirements"
+else
+    echo "test-deps: wheels present in $wheels"
+fi

@@ -1,0 +1,112 @@
+//! `zdd kinds [KIND]`: every step kind's summary, fields (type, default, doc), effect and undo, from its
+//! `KindSpec`.
+
+use zdd_engine::kind::Kinds;
+use zdd_engine::plan::fields::COMMON_FIELDS;
+use zdd_engine::plan::suggest::did_you_mean;
+use zdd_engine::plan::types::type_name;
+use zdd_engine::schema::{Effect, KindSpec};
+
+use super::exit;
+
+pub fn run(kind: Option<&str>) -> i32 {
+    let kinds = zdd_steps::builtin();
+    match kind {
+        None => {
+            print!("{}", describe_all(&kinds));
+            exit::OK
+        }
+        Some(name) => match kinds.spec(name) {
+            Some(spec) => {
+                print!("{}", describe(spec));
+                exit::OK
+            }
+            None => {
+                let known: Vec<&str> = kinds.names().collect();
+                let hint = did_you_mean(name, known.iter().copied())
+                    .map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"));
+                eprintln!(
+                    "zdd: no step kind `{name}`{hint}; the kinds are: {}",
+                    known.join(", ")
+                );
+                exit::INVALID
+            }
+        },
+    }
+}
+
+/// Every kind, one after the other.
+pub fn describe_all(kinds: &Kinds) -> String {
+    let mut out = String::new();
+    for name in kinds.names() {
+        if let Some(spec) = kinds.spec(name) {
+            out.push_str(&describe(spec));
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "Every step also takes: {}.\n",
+        COMMON_FIELDS.join(", ")
+    ));
+    out
+}
+
+/// One kind: summary, fields with their properties, effect and undo.
+pub fn describe(spec: &KindSpec) -> String {
+    let mut out = format!("{}: {}\n", spec.name, spec.summary);
+    out.push_str(&format!("  effect: {}\n", effect_name(spec.effect)));
+    out.push_str(&format!("  undo:   {}\n", spec.undo));
+    out.push_str("  fields:\n");
+    for f in spec.fields {
+        let mut flags = Vec::new();
+        if f.required {
+            flags.push("required".to_owned());
+        }
+        if f.repeated {
+            flags.push("repeatable".to_owned());
+        }
+        if let Some(d) = f.default {
+            flags.push(format!("default {d:?}"));
+        }
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", flags.join(", "))
+        };
+        out.push_str(&format!(
+            "    {} <{}{flags}>  {}\n",
+            f.name,
+            type_name(f.ty),
+            f.doc
+        ));
+        for p in f.props {
+            let mut flags = Vec::new();
+            if p.required {
+                flags.push("required".to_owned());
+            }
+            if let Some(d) = p.default {
+                flags.push(format!("default {d:?}"));
+            }
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", flags.join(", "))
+            };
+            out.push_str(&format!(
+                "      {}=<{}{flags}>  {}\n",
+                p.name,
+                type_name(p.ty),
+                p.doc
+            ));
+        }
+    }
+    out
+}
+
+fn effect_name(effect: Effect) -> &'static str {
+    match effect {
+        Effect::ReadOnly => "read-only (nothing to undo)",
+        Effect::Reversible => "reversible (undone on rollback)",
+        Effect::ForwardOnly => "forward-only (never undone)",
+    }
+}

@@ -1,0 +1,120 @@
+//! What the machine offers: required components, free ports, test directories, and the CI rule (in CI a
+//! missing component fails the test; elsewhere the test is skipped with a message saying why).
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// True when running in CI (`CI=true`): missing components are failures there, never silent skips.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Checks that every listed requirement holds. Returns false (the caller returns early) when one is missing
+/// outside CI, after printing why; panics in CI.
+pub fn require(test: &str, requirements: &[Requirement]) -> bool {
+    let missing: Vec<String> = requirements.iter().filter_map(|r| r.missing()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("{test}: missing {}", missing.join("; "));
+    if in_ci() {
+        panic!("{message} (CI=true: run scripts/test-deps.sh)");
+    }
+    eprintln!("SKIPPED {message} (run scripts/test-deps.sh to install)");
+    false
+}
+
+/// One thing a test needs from the machine.
+#[derive(Debug, Clone, Copy)]
+pub enum Requirement {
+    Root,
+    Nginx,
+    Python,
+    Postgres,
+    Systemd,
+}
+
+impl Requirement {
+    fn missing(self) -> Option<String> {
+        let exists = |p: &str| Path::new(p).exists();
+        match self {
+            Requirement::Root => {
+                (!nix::unistd::geteuid().is_root()).then(|| "root privileges".into())
+            }
+            Requirement::Nginx => (!exists(crate::support::nginx::NGINX))
+                .then(|| "nginx (apt-get install nginx)".into()),
+            Requirement::Python => (!exists(crate::support::venv::PYTHON)
+                || !exists(&crate::support::venv::wheel_dir()))
+            .then(|| {
+                format!(
+                    "python3-venv and the wheel cache {} (scripts/test-deps.sh)",
+                    crate::support::venv::wheel_dir()
+                )
+            }),
+            Requirement::Postgres => (!exists(crate::support::postgres::BIN_DIR))
+                .then(|| "PostgreSQL 15 (apt-get install postgresql-15)".into()),
+            Requirement::Systemd => (!exists(crate::support::systemd::SYSTEMD)
+                || !exists("/usr/bin/unshare")
+                || !exists("/usr/bin/nsenter"))
+            .then(|| "systemd, unshare and nsenter (apt-get install systemd util-linux)".into()),
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests that start at once).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A directory of one test under /tmp, readable by other users (PostgreSQL runs as `postgres`, Nginx workers
+/// need the sockets). Removed on drop unless `ZDD_KEEP_TEST_DIRS` is set.
+pub struct TestDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("zdd-{name}-"))
+            .tempdir_in("/tmp")
+            .expect("create test dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod test dir");
+        let path = dir.path().to_path_buf();
+        TestDir {
+            dir: Some(dir),
+            path,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::env::var_os("ZDD_KEEP_TEST_DIRS").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("kept test dir {}", dir.keep().display());
+        }
+    }
+}
+
+/// The shared cache of the test run (the venv, PostgreSQL's template cluster): `target/zdd-test-cache`.
+pub fn cache_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("zdd-test-cache");
+    std::fs::create_dir_all(&dir).expect("create target/zdd-test-cache");
+    dir
+}

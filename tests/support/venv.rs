@@ -1,0 +1,53 @@
+//! One Python venv with Django, gunicorn and psycopg for the whole test run, built from the local wheel cache
+//! and reused across test binaries: `target/zdd-test-cache/venv-<hash of requirements.txt>`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::env::cache_dir;
+use super::proc::run;
+
+/// Debian's interpreter (the wheels in the cache are built for it), not whatever `python3` is first on PATH.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Where the pre-downloaded wheels are (`ZDD_WHEELS` or `/root/.cache/zdd-wheels`).
+pub fn wheel_dir() -> String {
+    std::env::var("ZDD_WHEELS").unwrap_or_else(|_| "/root/.cache/zdd-wheels".to_string())
+}
+
+/// The shared venv's directory, created on first use (under a file lock: test binaries run in parallel).
+pub fn shared() -> PathBuf {
+    let requirements_path = super::shop::base_dir().join("requirements.txt");
+    let requirements = std::fs::read_to_string(&requirements_path).expect("read requirements.txt");
+    let mut hasher = DefaultHasher::new();
+    requirements.hash(&mut hasher);
+    let dir = cache_dir().join(format!("venv-{:016x}", hasher.finish()));
+    let lock = std::fs::File::create(cache_dir().join("venv.lock")).expect("create venv lock");
+    lock.lock().expect("lock venv");
+    let marker = dir.join(".zdd-complete");
+    if !marker.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        run(
+            "python3 -m venv",
+            Command::new(PYTHON).args(["-m", "venv"]).arg(&dir),
+        );
+        run(
+            "pip install from the wheel cache",
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--no-index", "--find-links"])
+                .arg(wheel_dir())
+                .arg("-r")
+                .arg(&requirements_path),
+        );
+        std::fs::write(&marker, "").expect("write venv marker");
+    }
+    drop(lock);
+    dir
+}
+
+/// `<venv>/bin/<program>`.
+pub fn bin(venv: &Path, program: &str) -> PathBuf {
+    venv.join("bin").join(program)
+}
