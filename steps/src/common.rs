@@ -18,7 +18,10 @@ pub fn req_path(step: &Step, name: &str) -> Result<PathBuf, StepError> {
 }
 
 fn missing(step: &Step, name: &str) -> StepError {
-    StepError::fatal(format!("step `{}` ({}) has no `{name}` field", step.name, step.kind))
+    StepError::fatal(format!(
+        "step `{}` ({}) has no `{name}` field",
+        step.name, step.kind
+    ))
 }
 
 /// An optional string field, empty strings counting as absent (a variable left empty on purpose).
@@ -53,7 +56,10 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, max: Duration) -> Self {
-        Self { next: first, max: max.max(first) }
+        Self {
+            next: first,
+            max: max.max(first),
+        }
     }
 
     pub fn next_delay(&mut self) -> Duration {
@@ -69,8 +75,12 @@ pub fn to_facts<T: serde::Serialize>(facts: &T) -> UndoFacts {
 }
 
 /// Undo facts read back; unreadable facts are fatal (retrying cannot fix them).
-pub fn from_facts<T: serde::de::DeserializeOwned>(kind: &str, facts: &UndoFacts) -> Result<T, StepError> {
-    serde_json::from_value(facts.clone()).map_err(|e| StepError::fatal(format!("{kind} undo facts unreadable: {e}")))
+pub fn from_facts<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    facts: &UndoFacts,
+) -> Result<T, StepError> {
+    serde_json::from_value(facts.clone())
+        .map_err(|e| StepError::fatal(format!("{kind} undo facts unreadable: {e}")))
 }
 
 /// Last `n` lines of a text, for error details.
@@ -96,6 +106,9 @@ mod tests {
 
     #[test]
     fn words_ignore_extra_spaces() {
-        assert_eq!(words("  nsenter -t 42  -m "), vec!["nsenter", "-t", "42", "-m"]);
+        assert_eq!(
+            words("  nsenter -t 42  -m "),
+            vec!["nsenter", "-t", "42", "-m"]
+        );
     }
 }

@@ -36,7 +36,11 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// Read and parse an env file on the host, registering every value as a secret.
-pub async fn load(host: &dyn Host, path: &Path, redactor: Option<&Redactor>) -> Result<BTreeMap<String, String>, StepError> {
+pub async fn load(
+    host: &dyn Host,
+    path: &Path,
+    redactor: Option<&Redactor>,
+) -> Result<BTreeMap<String, String>, StepError> {
     let bytes = host
         .read_file(path)
         .await?

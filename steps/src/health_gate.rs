@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
 use zdd_engine::plan::{Fields, Step};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -15,8 +17,11 @@ use crate::service::{backend, config::ServiceConfig, instance};
 
 pub struct HealthGate;
 
-pub const HOST: FieldSpec =
-    FieldSpec::new("host", ValueType::String, "Host header to send (must be in Django's ALLOWED_HOSTS).");
+pub const HOST: FieldSpec = FieldSpec::new(
+    "host",
+    ValueType::String,
+    "Host header to send (must be in Django's ALLOWED_HOSTS).",
+);
 
 static SPEC: KindSpec = KindSpec {
     name: "health-gate",
@@ -61,7 +66,9 @@ impl Expect {
         Self {
             status: u16::try_from(f.int("status").unwrap_or(200)).unwrap_or(200),
             contains: opt_str(f, "contains").map(str::to_owned),
-            json: opt_str(f, "json").and_then(|j| j.split_once('=')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
+            json: opt_str(f, "json")
+                .and_then(|j| j.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
         }
     }
 
@@ -70,15 +77,15 @@ impl Expect {
         if a.status != self.status {
             return Some(format!("status {} (expected {})", a.status, self.status));
         }
-        if let Some(text) = &self.contains {
-            if !a.body.contains(text.as_str()) {
-                return Some(format!("body lacks {text:?}"));
-            }
+        if let Some(text) = &self.contains
+            && !a.body.contains(text.as_str())
+        {
+            return Some(format!("body lacks {text:?}"));
         }
-        if let Some((field, value)) = &self.json {
-            if !probe::json_field_is(&a.body, field, value) {
-                return Some(format!("JSON field {field} is not {value:?}"));
-            }
+        if let Some((field, value)) = &self.json
+            && !probe::json_field_is(&a.body, field, value)
+        {
+            return Some(format!("JSON field {field} is not {value:?}"));
         }
         None
     }
@@ -102,14 +109,14 @@ impl StepKind for HealthGate {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
-        if let (Some(field), Some(j)) = (step.fields.all("json").first(), step.fields.str("json")) {
-            if !j.contains('=') {
-                diags.push(
-                    Diagnostic::error("zdd::health-json", format!("`json \"{j}\"` has no `=`"))
-                        .at(field.span, "expected field=value")
-                        .help("write the field and its expected value: `json \"status=ok\"`"),
-                );
-            }
+        if let (Some(field), Some(j)) = (step.fields.all("json").first(), step.fields.str("json"))
+            && !j.contains('=')
+        {
+            diags.push(
+                Diagnostic::error("zdd::health-json", format!("`json \"{j}\"` has no `=`"))
+                    .at(field.span, "expected field=value")
+                    .help("write the field and its expected value: `json \"status=ok\"`"),
+            );
         }
     }
 
@@ -120,9 +127,17 @@ impl StepKind for HealthGate {
         let within = duration_or(&step.fields, "within", Duration::from_secs(60));
         Ok(Preview {
             actions: vec![PlannedAction::Http {
-                description: format!("GET {url} until {} ({n} in a row, within {}s)", expect.describe(), within.as_secs()),
+                description: format!(
+                    "GET {url} until {} ({n} in a row, within {}s)",
+                    expect.describe(),
+                    within.as_secs()
+                ),
             }],
-            checks: step.fields.str("service").map(|s| vec![format!("the instance of `{s}` stays up")]).unwrap_or_default(),
+            checks: step
+                .fields
+                .str("service")
+                .map(|s| vec![format!("the instance of `{s}` stays up")])
+                .unwrap_or_default(),
             undo: vec![],
         })
     }
@@ -134,7 +149,11 @@ impl StepKind for HealthGate {
         let expect = Expect::from_fields(f);
         let needed = u32::try_from(f.int("consecutive").unwrap_or(3).max(1)).unwrap_or(3);
         let within = duration_or(f, "within", Duration::from_secs(60));
-        let client = probe::client(&url, duration_or(f, "request-timeout", Duration::from_secs(2))).map_err(StepError::fatal)?;
+        let client = probe::client(
+            &url,
+            duration_or(f, "request-timeout", Duration::from_secs(2)),
+        )
+        .map_err(StepError::fatal)?;
         let service = match opt_str(f, "service") {
             Some(name) => Some(ServiceConfig::of_step(&ctx.plan, name, |p| ctx.resolve(p))?),
             None => None,
@@ -147,15 +166,15 @@ impl StepKind for HealthGate {
         let (mut good, mut polls) = (0u32, 0u32);
         let mut last = String::from("no answer yet");
         loop {
-            if let Some(cfg) = &service {
-                if !instance::running(ctx, cfg, &ctx.target.slot).await? {
-                    let lines = backend::last_lines(ctx, cfg, &ctx.target.slot, 30).await;
-                    return Err(StepError::fatal(format!(
-                        "the instance of `{}` in slot {} is not running (last answer: {last})",
-                        cfg.step, ctx.target.slot
-                    ))
-                    .with_detail(ctx.redactor.redact(&lines)));
-                }
+            if let Some(cfg) = &service
+                && !instance::running(ctx, cfg, &ctx.target.slot).await?
+            {
+                let lines = backend::last_lines(ctx, cfg, &ctx.target.slot, 30).await;
+                return Err(StepError::fatal(format!(
+                    "the instance of `{}` in slot {} is not running (last answer: {last})",
+                    cfg.step, ctx.target.slot
+                ))
+                .with_detail(ctx.redactor.redact(&lines)));
             }
             polls += 1;
             match probe::get(&client, &url, host).await {
@@ -176,7 +195,10 @@ impl StepKind for HealthGate {
                     }
                     Some(why) => {
                         good = 0;
-                        last = format!("{why}; body: {}", answer.body.chars().take(200).collect::<String>());
+                        last = format!(
+                            "{why}; body: {}",
+                            answer.body.chars().take(200).collect::<String>()
+                        );
                     }
                 },
                 Err(e) => {
@@ -197,7 +219,12 @@ impl StepKind for HealthGate {
         }
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(
+        &self,
+        _step: &Step,
+        _facts: &UndoFacts,
+        _ctx: &StepCtx,
+    ) -> Result<(), StepError> {
         Ok(())
     }
 }

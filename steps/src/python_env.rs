@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -25,16 +27,46 @@ static SPEC: KindSpec = KindSpec {
     summary: "Create the release's virtualenv and install its requirements (reusing the live one's when identical).",
     fields: &[
         ROOT,
-        FieldSpec::new("requirements", ValueType::String, "Requirements file, relative to the release.")
-            .default("requirements.txt"),
-        FieldSpec::new("venv", ValueType::String, "The venv directory, relative to the release.").default("venv"),
-        FieldSpec::new("python", ValueType::String, "The interpreter that creates the venv.").default("python3"),
-        FieldSpec::new("find-links", ValueType::Path, "A directory of wheels for pip (`--find-links`)."),
-        FieldSpec::new("no-index", ValueType::Bool, "Install only from `find-links` (`--no-index`): offline installs.")
-            .default("#false"),
-        FieldSpec::new("reuse", ValueType::Bool, "Copy the live release's venv when the requirements are identical.")
-            .default("#true"),
-        FieldSpec::new("pip-args", ValueType::Strings, "Extra `pip install` arguments."),
+        FieldSpec::new(
+            "requirements",
+            ValueType::String,
+            "Requirements file, relative to the release.",
+        )
+        .default("requirements.txt"),
+        FieldSpec::new(
+            "venv",
+            ValueType::String,
+            "The venv directory, relative to the release.",
+        )
+        .default("venv"),
+        FieldSpec::new(
+            "python",
+            ValueType::String,
+            "The interpreter that creates the venv.",
+        )
+        .default("python3"),
+        FieldSpec::new(
+            "find-links",
+            ValueType::Path,
+            "A directory of wheels for pip (`--find-links`).",
+        ),
+        FieldSpec::new(
+            "no-index",
+            ValueType::Bool,
+            "Install only from `find-links` (`--no-index`): offline installs.",
+        )
+        .default("#false"),
+        FieldSpec::new(
+            "reuse",
+            ValueType::Bool,
+            "Copy the live release's venv when the requirements are identical.",
+        )
+        .default("#true"),
+        FieldSpec::new(
+            "pip-args",
+            ValueType::Strings,
+            "Extra `pip install` arguments.",
+        ),
     ],
     effect: Effect::Reversible,
     undo: "Removes the venv it created in the new release.",
@@ -52,7 +84,11 @@ struct Settings {
     live_venv: Option<(PathBuf, PathBuf)>,
 }
 
-fn settings(step: &Step, ctx_target: &zdd_engine::kind::DeployTarget, resolve: impl Fn(&Path) -> PathBuf) -> Result<Settings, StepError> {
+fn settings(
+    step: &Step,
+    ctx_target: &zdd_engine::kind::DeployTarget,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<Settings, StepError> {
     let root = resolve(&req_path(step, "root")?);
     let release = release_dir(&root, &ctx_target.release);
     let venv_rel = step.fields.str("venv").unwrap_or("venv");
@@ -60,17 +96,28 @@ fn settings(step: &Step, ctx_target: &zdd_engine::kind::DeployTarget, resolve: i
         .live_release
         .as_deref()
         .filter(|live| *live != ctx_target.release && step.fields.bool("reuse").unwrap_or(true))
-        .map(|live| (release_dir(&root, live), release_dir(&root, live).join(venv_rel)));
+        .map(|live| {
+            (
+                release_dir(&root, live),
+                release_dir(&root, live).join(venv_rel),
+            )
+        });
     Ok(Settings {
         venv: release.join(venv_rel),
-        requirements: step.fields.str("requirements").unwrap_or("requirements.txt").to_owned(),
+        requirements: step
+            .fields
+            .str("requirements")
+            .unwrap_or("requirements.txt")
+            .to_owned(),
         release,
         live_venv,
     })
 }
 
 fn create_command(step: &Step, s: &Settings) -> Command {
-    Command::new(step.fields.str("python").unwrap_or("python3")).args(["-m", "venv"]).arg(p(&s.venv))
+    Command::new(step.fields.str("python").unwrap_or("python3"))
+        .args(["-m", "venv"])
+        .arg(p(&s.venv))
 }
 
 fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf) -> Command {
@@ -81,7 +128,11 @@ fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf
     if step.fields.bool("no-index").unwrap_or(false) {
         cmd = cmd.arg("--no-index");
     }
-    if let Some(links) = step.fields.path("find-links").filter(|l| !l.as_os_str().is_empty()) {
+    if let Some(links) = step
+        .fields
+        .path("find-links")
+        .filter(|l| !l.as_os_str().is_empty())
+    {
         cmd = cmd.arg("--find-links").arg(p(&resolve(&links)));
     }
     cmd.args(step.fields.strings("pip-args"))
@@ -90,7 +141,11 @@ fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf
 /// Requirements that refer to paths (editable installs, local directories) bind a venv to its release.
 fn reusable(requirements: &str) -> bool {
     !requirements.lines().map(str::trim).any(|l| {
-        l.starts_with("-e") || l.starts_with("--editable") || l.starts_with('.') || l.starts_with('/') || l.contains("file:")
+        l.starts_with("-e")
+            || l.starts_with("--editable")
+            || l.starts_with('.')
+            || l.starts_with('/')
+            || l.contains("file:")
     })
 }
 
@@ -106,8 +161,13 @@ fn sed_literal(s: &str) -> String {
 }
 
 /// Can the live venv be copied? Identical requirements, no path requirements, and a venv to copy.
-async fn reuse_source(s: &Settings, host: &dyn zdd_engine::host::Host) -> Result<Option<PathBuf>, StepError> {
-    let Some((live_release, live_venv)) = &s.live_venv else { return Ok(None) };
+async fn reuse_source(
+    s: &Settings,
+    host: &dyn zdd_engine::host::Host,
+) -> Result<Option<PathBuf>, StepError> {
+    let Some((live_release, live_venv)) = &s.live_venv else {
+        return Ok(None);
+    };
     let new_req = host.read_file(&s.release.join(&s.requirements)).await?;
     let old_req = host.read_file(&live_release.join(&s.requirements)).await?;
     let same = matches!((&new_req, &old_req), (Some(a), Some(b)) if a == b && reusable(&String::from_utf8_lossy(a)));
@@ -116,7 +176,8 @@ async fn reuse_source(s: &Settings, host: &dyn zdd_engine::host::Host) -> Result
 
 /// Copy a venv and rewrite its absolute paths; `Ok(false)` if the result does not check out.
 async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepError> {
-    ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to))).await?;
+    ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to)))
+        .await?;
     let grep = Command::new("grep")
         .args(["-rlIZ", "--fixed-strings", "-e"])
         .arg(p(from))
@@ -125,17 +186,27 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
     let files = ctx.exec(&grep).await?.stdout;
     let mut sed = Command::new("xargs")
         .args(["-0", "-r", "sed", "-i", "-e"])
-        .arg(format!("s|{}|{}|g", sed_literal(&p(from)), sed_literal(&p(to))));
+        .arg(format!(
+            "s|{}|{}|g",
+            sed_literal(&p(from)),
+            sed_literal(&p(to))
+        ));
     sed.stdin = Some(files);
     ctx.exec_ok(&sed).await?;
     let prefix = ctx
-        .exec(&Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]))
+        .exec(
+            &Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]),
+        )
         .await?;
     if prefix.stdout_str().trim() != p(to) {
         return Ok(false);
     }
     if let Some(script) = ctx.host.read_file(&to.join("bin/gunicorn")).await? {
-        let shebang = String::from_utf8_lossy(&script).lines().next().unwrap_or_default().to_owned();
+        let shebang = String::from_utf8_lossy(&script)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         if shebang != format!("#!{}", p(&to.join("bin/python"))) {
             return Ok(false);
         }
@@ -152,19 +223,26 @@ impl StepKind for PythonEnv {
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let s = settings(step, &ctx.target, |p| ctx.resolve(p))?;
         let mut actions = Vec::new();
-        match &s.live_venv {
-            Some((_, live)) => actions.push(PlannedAction::Note {
-                text: format!(
-                    "if {} is identical to the live release's: copy {} and rewrite its paths; otherwise:",
-                    s.requirements,
-                    live.display()
-                ),
-            }),
-            None => {}
+        if let Some((_, live)) = &s.live_venv {
+            actions.push(PlannedAction::Note {
+            text: format!(
+                "if {} is identical to the live release's: copy {} and rewrite its paths; otherwise:",
+                s.requirements,
+                live.display()
+            ),
+        })
         }
-        actions.push(PlannedAction::Run { command: create_command(step, &s).display() });
-        actions.push(PlannedAction::Run { command: install_command(step, &s, |p| ctx.resolve(p)).display() });
-        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: s.venv }] })
+        actions.push(PlannedAction::Run {
+            command: create_command(step, &s).display(),
+        });
+        actions.push(PlannedAction::Run {
+            command: install_command(step, &s, |p| ctx.resolve(p)).display(),
+        });
+        Ok(Preview {
+            actions,
+            checks: vec![],
+            undo: vec![PlannedAction::Remove { path: s.venv }],
+        })
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
@@ -173,18 +251,25 @@ impl StepKind for PythonEnv {
             ctx.message(format!("{} exists: rolling back with it", s.venv.display()));
             return Ok(());
         }
-        ctx.record_undo(to_facts(&Facts { venv: s.venv.clone() })).await?;
+        ctx.record_undo(to_facts(&Facts {
+            venv: s.venv.clone(),
+        }))
+        .await?;
         ctx.host.remove_all(&s.venv).await?;
         if let Some(live) = reuse_source(&s, ctx.host.as_ref()).await? {
             if copy_venv(ctx, &live, &s.venv).await? {
-                ctx.message(format!("requirements unchanged: copied the venv of {}", live.display()));
+                ctx.message(format!(
+                    "requirements unchanged: copied the venv of {}",
+                    live.display()
+                ));
                 return Ok(());
             }
             ctx.message("the copied venv did not check out: building a fresh one");
             ctx.host.remove_all(&s.venv).await?;
         }
         ctx.exec_ok(&create_command(step, &s)).await?;
-        ctx.exec_ok(&install_command(step, &s, |p| ctx.resolve(p))).await?;
+        ctx.exec_ok(&install_command(step, &s, |p| ctx.resolve(p)))
+            .await?;
         Ok(())
     }
 

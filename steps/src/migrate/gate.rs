@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName, ObjectType,
-    RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName,
+    ObjectType, RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -85,11 +85,19 @@ impl Rule {
             Rule::RenameTable => "the old release still queries the table by its old name",
             Rule::DropColumn => "the old release still selects and inserts this column",
             Rule::RenameColumn => "the old release still uses the column's old name",
-            Rule::AlterColumnType => "the old release reads and writes the old type (and the rewrite locks the table)",
+            Rule::AlterColumnType => {
+                "the old release reads and writes the old type (and the rewrite locks the table)"
+            }
             Rule::SetNotNull => "the old release may still write NULL here",
-            Rule::AddNotNullColumn => "the old release inserts rows without this column and has no default for it",
-            Rule::AddUnique => "the old release may write duplicates (and building the index locks writes)",
-            Rule::IndexWithoutConcurrently => "building or dropping the index locks the table against writes",
+            Rule::AddNotNullColumn => {
+                "the old release inserts rows without this column and has no default for it"
+            }
+            Rule::AddUnique => {
+                "the old release may write duplicates (and building the index locks writes)"
+            }
+            Rule::IndexWithoutConcurrently => {
+                "building or dropping the index locks the table against writes"
+            }
             Rule::Irreversible => "it cannot be undone if the release must be rolled back",
             Rule::Unanalysable => "the gate could not tell what this statement does",
         }
@@ -114,7 +122,9 @@ impl Rule {
                 "deploy code that always writes a value and backfill first; add NOT NULL in a later release (on \
                  PostgreSQL via a CHECK constraint added NOT VALID, then validated)"
             }
-            Rule::AddNotNullColumn => "add it nullable or with a database default (`db_default=`), backfill, then tighten",
+            Rule::AddNotNullColumn => {
+                "add it nullable or with a database default (`db_default=`), backfill, then tighten"
+            }
             Rule::AddUnique => {
                 "deduplicate and make the code enforce uniqueness first; on PostgreSQL build the index with \
                  AddIndexConcurrently, then attach the constraint in a later release"
@@ -123,8 +133,12 @@ impl Rule {
                 "use django.contrib.postgres.operations.AddIndexConcurrently / RemoveIndexConcurrently in a \
                  migration with `atomic = False`"
             }
-            Rule::Irreversible => "give RunPython a `reverse_code` (RunPython.noop if nothing needs undoing) and RunSQL a `reverse_sql`",
-            Rule::Unanalysable => "review the SQL by hand and allow the migration if it is compatible with the old code",
+            Rule::Irreversible => {
+                "give RunPython a `reverse_code` (RunPython.noop if nothing needs undoing) and RunSQL a `reverse_sql`"
+            }
+            Rule::Unanalysable => {
+                "review the SQL by hand and allow the migration if it is compatible with the old code"
+            }
         }
     }
 }
@@ -227,7 +241,12 @@ impl Gate {
     pub fn migration(&mut self, m: &Pending) {
         let label = m.label();
         for op in &m.irreversible {
-            self.push(&label, op, Rule::Irreversible, "(no reverse operation)".to_owned());
+            self.push(
+                &label,
+                op,
+                Rule::Irreversible,
+                "(no reverse operation)".to_owned(),
+            );
         }
         if let Some(err) = &m.error {
             self.push(&label, "(SQL generation)", Rule::Unanalysable, err.clone());
@@ -242,7 +261,12 @@ impl Gate {
     }
 
     fn push(&mut self, migration: &str, operation: &str, rule: Rule, statement: String) {
-        self.findings.push(Finding { migration: migration.to_owned(), operation: operation.to_owned(), rule, statement });
+        self.findings.push(Finding {
+            migration: migration.to_owned(),
+            operation: operation.to_owned(),
+            rule,
+            statement,
+        });
     }
 
     fn is_new(&self, table: &str) -> bool {
@@ -260,8 +284,10 @@ impl Gate {
         }
         let parsed = Parser::parse_sql(self.dialect.parser().as_ref(), sql);
         let Ok(statements) = parsed else {
-            const HARMLESS: &[&str] =
-                &["UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE", "VACUUM", "COMMENT", "GRANT"];
+            const HARMLESS: &[&str] = &[
+                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE",
+                "VACUUM", "COMMENT", "GRANT",
+            ];
             if !HARMLESS.iter().any(|k| upper.starts_with(k)) {
                 self.push(label, op, Rule::Unanalysable, sql.to_owned());
             }
@@ -277,35 +303,53 @@ impl Gate {
             Statement::CreateTable(ct) => {
                 let table = name(&ct.name);
                 if let Some(base) = table.strip_prefix(REBUILD_PREFIX) {
-                    self.rebuilds.insert(base.to_owned(), Rebuild { table: table_of(&ct), ..Rebuild::default() });
+                    self.rebuilds.insert(
+                        base.to_owned(),
+                        Rebuild {
+                            table: table_of(&ct),
+                            ..Rebuild::default()
+                        },
+                    );
                 } else {
                     self.tables.insert(table.clone(), table_of(&ct));
                     self.new_tables.insert(table);
                 }
             }
             Statement::Insert(insert) => {
-                let TableObject::TableName(target) = &insert.table else { return };
-                let target = name(target);
-                let Some(base) = target.strip_prefix(REBUILD_PREFIX) else { return };
-                let Some(rebuild) = self.rebuilds.get_mut(base) else { return };
-                let columns: Vec<String> = insert.columns.iter().map(name).collect();
-                let sources: Vec<Option<String>> = match insert.source.as_deref().map(|q| q.body.as_ref()) {
-                    Some(SetExpr::Select(select)) => select
-                        .projection
-                        .iter()
-                        .map(|item| match item {
-                            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                                first_quoted(&e.to_string())
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => vec![None; columns.len()],
+                let TableObject::TableName(target) = &insert.table else {
+                    return;
                 };
+                let target = name(target);
+                let Some(base) = target.strip_prefix(REBUILD_PREFIX) else {
+                    return;
+                };
+                let Some(rebuild) = self.rebuilds.get_mut(base) else {
+                    return;
+                };
+                let columns: Vec<String> = insert.columns.iter().map(name).collect();
+                let sources: Vec<Option<String>> =
+                    match insert.source.as_deref().map(|q| q.body.as_ref()) {
+                        Some(SetExpr::Select(select)) => select
+                            .projection
+                            .iter()
+                            .map(|item| match item {
+                                SelectItem::UnnamedExpr(e)
+                                | SelectItem::ExprWithAlias { expr: e, .. } => {
+                                    first_quoted(&e.to_string())
+                                }
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => vec![None; columns.len()],
+                    };
                 rebuild.copied = columns.into_iter().zip(sources).collect();
                 rebuild.copy_seen = true;
             }
-            Statement::Drop { object_type: ObjectType::Table, names, .. } => {
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                names,
+                ..
+            } => {
                 for n in names {
                     let table = name(&n);
                     if self.rebuilds.contains_key(&table) {
@@ -338,16 +382,23 @@ impl Gate {
         }
     }
 
-    fn alter(&mut self, label: &str, op: &str, sql: &str, table: &str, operation: AlterTableOperation) {
+    fn alter(
+        &mut self,
+        label: &str,
+        op: &str,
+        sql: &str,
+        table: &str,
+        operation: AlterTableOperation,
+    ) {
         if let AlterTableOperation::RenameTable { table_name } = &operation {
             let new_name = match table_name {
                 RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => name(n),
             };
-            if let Some(base) = table.strip_prefix(REBUILD_PREFIX) {
-                if new_name == base {
-                    self.finish_rebuild(label, op, base);
-                    return;
-                }
+            if let Some(base) = table.strip_prefix(REBUILD_PREFIX)
+                && new_name == base
+            {
+                self.finish_rebuild(label, op, base);
+                return;
             }
             if !self.is_new(table) {
                 self.push(label, op, Rule::RenameTable, sql.to_owned());
@@ -364,12 +415,20 @@ impl Gate {
         let rule = match operation {
             AlterTableOperation::DropColumn { column_names, .. } => {
                 if let Some(t) = self.tables.get_mut(table) {
-                    t.columns.retain(|c| !column_names.iter().any(|n| n.value == c.name));
+                    t.columns
+                        .retain(|c| !column_names.iter().any(|n| n.value == c.name));
                 }
                 Some(Rule::DropColumn)
             }
-            AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
-                if let Some(c) = self.tables.get_mut(table).and_then(|t| t.columns.iter_mut().find(|c| c.name == old_column_name.value)) {
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                if let Some(c) = self.tables.get_mut(table).and_then(|t| {
+                    t.columns
+                        .iter_mut()
+                        .find(|c| c.name == old_column_name.value)
+                }) {
                     c.name = new_column_name.value;
                 }
                 Some(Rule::RenameColumn)
@@ -380,7 +439,8 @@ impl Gate {
                     Some(Rule::AddNotNullColumn)
                 } else {
                     if col.not_null {
-                        self.defaulted_not_null.insert((table.to_owned(), col.name.clone()));
+                        self.defaulted_not_null
+                            .insert((table.to_owned(), col.name.clone()));
                     }
                     None
                 };
@@ -390,7 +450,10 @@ impl Gate {
                 }
                 if unique { Some(Rule::AddUnique) } else { rule }
             }
-            AlterTableOperation::AlterColumn { column_name, op: alter } => match alter {
+            AlterTableOperation::AlterColumn {
+                column_name,
+                op: alter,
+            } => match alter {
                 AlterColumnOperation::SetDataType { .. } => Some(Rule::AlterColumnType),
                 AlterColumnOperation::SetNotNull => Some(Rule::SetNotNull),
                 AlterColumnOperation::DropDefault => self
@@ -399,12 +462,13 @@ impl Gate {
                     .then_some(Rule::AddNotNullColumn),
                 _ => None,
             },
-            AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
-                TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) | TableConstraint::UniqueUsingIndex(_) => {
-                    Some(Rule::AddUnique)
-                }
-                _ => None,
-            },
+            AlterTableOperation::AddConstraint {
+                constraint:
+                    TableConstraint::Unique(_)
+                    | TableConstraint::PrimaryKey(_)
+                    | TableConstraint::UniqueUsingIndex(_),
+                ..
+            } => Some(Rule::AddUnique),
             _ => None,
         };
         if let Some(rule) = rule.filter(|_| !new) {
@@ -414,7 +478,9 @@ impl Gate {
 
     /// `ALTER TABLE "new__x" RENAME TO "x"`: compare the rebuilt table with the old one.
     fn finish_rebuild(&mut self, label: &str, op: &str, table: &str) {
-        let Some(rebuild) = self.rebuilds.remove(table) else { return };
+        let Some(rebuild) = self.rebuilds.remove(table) else {
+            return;
+        };
         let old = self.tables.get(table).cloned();
         let is_new = self.is_new(table);
         self.tables.insert(table.to_owned(), rebuild.table.clone());
@@ -422,32 +488,58 @@ impl Gate {
             return;
         }
         let Some(old) = old else {
-            self.push(label, op, Rule::Unanalysable, format!("rebuild of {table}, whose previous definition is unknown"));
+            self.push(
+                label,
+                op,
+                Rule::Unanalysable,
+                format!("rebuild of {table}, whose previous definition is unknown"),
+            );
             return;
         };
         let mut found: Vec<(Rule, String)> = Vec::new();
         for old_col in &old.columns {
-            let copied_to: Vec<&String> =
-                rebuild.copied.iter().filter(|(_, src)| src.as_deref() == Some(old_col.name.as_str())).map(|(new, _)| new).collect();
+            let copied_to: Vec<&String> = rebuild
+                .copied
+                .iter()
+                .filter(|(_, src)| src.as_deref() == Some(old_col.name.as_str()))
+                .map(|(new, _)| new)
+                .collect();
             match copied_to.first() {
-                None if rebuild.copy_seen => found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name))),
+                None if rebuild.copy_seen => found.push((
+                    Rule::DropColumn,
+                    format!("column {}.{} is not kept", table, old_col.name),
+                )),
                 None => {}
                 Some(new_name) if **new_name != old_col.name => {
-                    found.push((Rule::RenameColumn, format!("column {table}.{} becomes {new_name}", old_col.name)));
+                    found.push((
+                        Rule::RenameColumn,
+                        format!("column {table}.{} becomes {new_name}", old_col.name),
+                    ));
                 }
                 Some(_) => {
-                    let Some(new_col) = rebuild.table.column(&old_col.name) else { continue };
+                    let Some(new_col) = rebuild.table.column(&old_col.name) else {
+                        continue;
+                    };
                     if !same_type(&new_col.ty, &old_col.ty) {
                         found.push((
                             Rule::AlterColumnType,
-                            format!("column {table}.{}: {} becomes {}", old_col.name, old_col.ty, new_col.ty),
+                            format!(
+                                "column {table}.{}: {} becomes {}",
+                                old_col.name, old_col.ty, new_col.ty
+                            ),
                         ));
                     }
                     if new_col.not_null && !old_col.not_null {
-                        found.push((Rule::SetNotNull, format!("column {table}.{} becomes NOT NULL", old_col.name)));
+                        found.push((
+                            Rule::SetNotNull,
+                            format!("column {table}.{} becomes NOT NULL", old_col.name),
+                        ));
                     }
                     if new_col.unique && !old_col.unique {
-                        found.push((Rule::AddUnique, format!("column {table}.{} becomes UNIQUE", old_col.name)));
+                        found.push((
+                            Rule::AddUnique,
+                            format!("column {table}.{} becomes UNIQUE", old_col.name),
+                        ));
                     }
                 }
             }
@@ -456,12 +548,22 @@ impl Gate {
             if old.column(&new_col.name).is_none() && new_col.not_null && !new_col.has_default {
                 found.push((
                     Rule::AddNotNullColumn,
-                    format!("new column {table}.{} is NOT NULL without a database default", new_col.name),
+                    format!(
+                        "new column {table}.{} is NOT NULL without a database default",
+                        new_col.name
+                    ),
                 ));
             }
         }
-        for constraint in rebuild.table.unique_constraints.difference(&old.unique_constraints) {
-            found.push((Rule::AddUnique, format!("new unique constraint {constraint} on {table}")));
+        for constraint in rebuild
+            .table
+            .unique_constraints
+            .difference(&old.unique_constraints)
+        {
+            found.push((
+                Rule::AddUnique,
+                format!("new unique constraint {constraint} on {table}"),
+            ));
         }
         for (rule, detail) in found {
             self.push(label, op, rule, format!("SQLite table rebuild: {detail}"));
@@ -477,7 +579,8 @@ fn same_type(a: &str, b: &str) -> bool {
 fn name(n: &ObjectName) -> String {
     let text = n.to_string();
     let last = text.rsplit('.').next().unwrap_or(&text);
-    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']').to_owned()
+    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
+        .to_owned()
 }
 
 /// The first double-quoted identifier of an expression (`coalesce("sku", 'x')` -> `sku`), if any.
@@ -515,11 +618,18 @@ fn table_of(ct: &CreateTable) -> Table {
         .constraints
         .iter()
         .filter_map(|c| match c {
-            TableConstraint::Unique(u) => Some(u.name.as_ref().map_or_else(|| c.to_string(), |n| n.value.clone())),
+            TableConstraint::Unique(u) => Some(
+                u.name
+                    .as_ref()
+                    .map_or_else(|| c.to_string(), |n| n.value.clone()),
+            ),
             _ => None,
         })
         .collect();
-    Table { columns: ct.columns.iter().map(column_of).collect(), unique_constraints }
+    Table {
+        columns: ct.columns.iter().map(column_of).collect(),
+        unique_constraints,
+    }
 }
 
 /// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
@@ -531,7 +641,10 @@ pub fn split_operations(sql: &str) -> Vec<(String, String)> {
         let trimmed = line.trim();
         if let Some(comment) = trimmed.strip_prefix("--") {
             let text = comment.trim_start_matches('-').trim();
-            if !text.is_empty() && !text.starts_with("THIS OPERATION CANNOT") && !text.starts_with("MIGRATION NOW PERFORMS") {
+            if !text.is_empty()
+                && !text.starts_with("THIS OPERATION CANNOT")
+                && !text.starts_with("MIGRATION NOW PERFORMS")
+            {
                 flush(&mut buffer, &op, &mut out);
                 op = text.to_owned();
             }
@@ -598,16 +711,28 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                ("Add field x to y".to_owned(), "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()),
-                ("Raw SQL operation".to_owned(), "UPDATE y SET a = ';'".to_owned()),
-                ("Raw SQL operation".to_owned(), "SET CONSTRAINTS ALL IMMEDIATE".to_owned()),
+                (
+                    "Add field x to y".to_owned(),
+                    "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()
+                ),
+                (
+                    "Raw SQL operation".to_owned(),
+                    "UPDATE y SET a = ';'".to_owned()
+                ),
+                (
+                    "Raw SQL operation".to_owned(),
+                    "SET CONSTRAINTS ALL IMMEDIATE".to_owned()
+                ),
             ]
         );
     }
 
     #[test]
     fn first_quoted_identifier() {
-        assert_eq!(first_quoted("coalesce(\"sku\", 'x')").as_deref(), Some("sku"));
+        assert_eq!(
+            first_quoted("coalesce(\"sku\", 'x')").as_deref(),
+            Some("sku")
+        );
         assert_eq!(first_quoted("0"), None);
     }
 }

@@ -9,7 +9,9 @@ pub mod gate;
 pub mod inspect;
 
 use async_trait::async_trait;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -45,19 +47,35 @@ static SPEC: KindSpec = KindSpec {
 };
 
 fn allowed(step: &Step) -> Vec<String> {
-    step.fields.all("allow").iter().filter_map(|f| f.value.as_ref().and_then(Value::as_str)).map(str::to_owned).collect()
+    step.fields
+        .all("allow")
+        .iter()
+        .filter_map(|f| f.value.as_ref().and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The gate's verdict on a set of findings, after the plan's `allow`s.
 pub fn refusal(findings: &[Finding], allow: &[String]) -> Option<StepError> {
-    let refused: Vec<&Finding> = findings.iter().filter(|f| !allow.contains(&f.migration)).collect();
+    let refused: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| !allow.contains(&f.migration))
+        .collect();
     if refused.is_empty() {
         return None;
     }
     let mut migrations: Vec<&str> = refused.iter().map(|f| f.migration.as_str()).collect();
     migrations.dedup();
-    let detail = refused.iter().map(|f| f.describe()).collect::<Vec<_>>().join("\n\n");
-    let allow_hint = migrations.iter().map(|m| format!("allow \"{m}\"")).collect::<Vec<_>>().join(" / ");
+    let detail = refused
+        .iter()
+        .map(|f| f.describe())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let allow_hint = migrations
+        .iter()
+        .map(|m| format!("allow \"{m}\""))
+        .collect::<Vec<_>>()
+        .join(" / ");
     Some(
         StepError::fatal(format!(
             "refused {} unsafe operation(s) in {} (nothing was applied); if you checked them, add `{allow_hint}` to the step",
@@ -82,9 +100,15 @@ impl StepKind for Migrate {
         }];
         let allow = allowed(step);
         if !allow.is_empty() {
-            actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", allow.join(", ")) });
+            actions.push(PlannedAction::Note {
+                text: format!("allowed although unsafe: {}", allow.join(", ")),
+            });
         }
-        actions.push(PlannedAction::Run { command: m.command(&["migrate", "--noinput", "--database", alias]).display() });
+        actions.push(PlannedAction::Run {
+            command: m
+                .command(&["migrate", "--noinput", "--database", alias])
+                .display(),
+        });
         Ok(Preview {
             actions,
             checks: vec!["no unsafe migration (drop/rename, type change, NOT NULL, unique, blocking index, irreversible)".into()],
@@ -95,8 +119,11 @@ impl StepKind for Migrate {
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(step, ctx).await?;
         let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
-        let out = ctx.exec_ok(&m.python_script(inspect::SCRIPT).arg(alias.clone())).await?;
-        let found = inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
+        let out = ctx
+            .exec_ok(&m.python_script(inspect::SCRIPT).arg(alias.clone()))
+            .await?;
+        let found = inspect::parse(&out.stdout_str())
+            .map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
         if found.migrations.is_empty() {
             ctx.message("no unapplied migrations");
             return Ok(());
@@ -120,15 +147,29 @@ impl StepKind for Migrate {
             return Err(refused);
         }
         for f in &findings {
-            ctx.message(format!("allowed by the plan: {} ({})", f.migration, f.rule.code()));
+            ctx.message(format!(
+                "allowed by the plan: {} ({})",
+                f.migration,
+                f.rule.code()
+            ));
         }
-        let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
+        let names: Vec<String> = found
+            .migrations
+            .iter()
+            .map(inspect::Pending::label)
+            .collect();
         ctx.message(format!("gate passed: applying {}", names.join(", ")));
-        ctx.exec_ok(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
+        ctx.exec_ok(&m.command(&["migrate", "--noinput", "--database", &alias]))
+            .await?;
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(
+        &self,
+        _step: &Step,
+        _facts: &UndoFacts,
+        _ctx: &StepCtx,
+    ) -> Result<(), StepError> {
         Ok(())
     }
 }

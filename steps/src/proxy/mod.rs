@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -73,11 +75,16 @@ struct Facts {
 }
 
 async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-    let Some(url) = opt_str(&step.fields, "confirm") else { return Ok(()) };
+    let Some(url) = opt_str(&step.fields, "confirm") else {
+        return Ok(());
+    };
     let url = ProbeUrl::parse(url).map_err(StepError::fatal)?;
     let status = u16::try_from(step.fields.int("confirm-status").unwrap_or(200)).unwrap_or(200);
     let contains = opt_str(&step.fields, "confirm-contains");
-    let within = step.fields.duration("confirm-within").unwrap_or(Duration::from_secs(10));
+    let within = step
+        .fields
+        .duration("confirm-within")
+        .unwrap_or(Duration::from_secs(10));
     let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
@@ -87,12 +94,19 @@ async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
                 ctx.message(format!("{} answers through the proxy", url.url));
                 return Ok(());
             }
-            Ok(a) => format!("status {}: {}", a.status, a.body.chars().take(200).collect::<String>()),
+            Ok(a) => format!(
+                "status {}: {}",
+                a.status,
+                a.body.chars().take(200).collect::<String>()
+            ),
             Err(e) => e,
         };
         if start.elapsed() >= within {
-            return Err(StepError::failed(format!("the new instance does not answer through the proxy at {}", url.url))
-                .with_detail(ctx.redactor.redact(&last)));
+            return Err(StepError::failed(format!(
+                "the new instance does not answer through the proxy at {}",
+                url.url
+            ))
+            .with_detail(ctx.redactor.redact(&last)));
         }
         sleep(&ctx.cancel, backoff.next_delay()).await?;
     }
@@ -108,22 +122,45 @@ impl StepKind for ProxySwitch {
         let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
-        let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let current = ctx
+            .host
+            .read_file(&ngx.site_conf)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut preview = Preview::default();
         if current.as_deref() != Some(content.as_str()) {
-            preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
-            preview.actions.push(PlannedAction::Run { command: ngx.test_command().display() });
-            preview.actions.push(PlannedAction::Run { command: ngx.reload_command().display() });
-            preview.undo.push(match current {
-                Some(old) => PlannedAction::Write { path: ngx.site_conf.clone(), content: old, mode: 0o644 },
-                None => PlannedAction::Remove { path: ngx.site_conf.clone() },
+            preview.actions.push(PlannedAction::Write {
+                path: ngx.site_conf.clone(),
+                content,
+                mode: 0o644,
             });
-            preview.undo.push(PlannedAction::Run { command: ngx.reload_command().display() });
+            preview.actions.push(PlannedAction::Run {
+                command: ngx.test_command().display(),
+            });
+            preview.actions.push(PlannedAction::Run {
+                command: ngx.reload_command().display(),
+            });
+            preview.undo.push(match current {
+                Some(old) => PlannedAction::Write {
+                    path: ngx.site_conf.clone(),
+                    content: old,
+                    mode: 0o644,
+                },
+                None => PlannedAction::Remove {
+                    path: ngx.site_conf.clone(),
+                },
+            });
+            preview.undo.push(PlannedAction::Run {
+                command: ngx.reload_command().display(),
+            });
         }
         if ngx.mode == Mode::Socket {
             let link = ngx.current_link();
             let previous = ctx.host.read_link(&link).await?;
-            preview.actions.push(PlannedAction::Link { link: link.clone(), target: ngx.slot_socket(slot) });
+            preview.actions.push(PlannedAction::Link {
+                link: link.clone(),
+                target: ngx.slot_socket(slot),
+            });
             preview.undo.insert(
                 0,
                 match previous {
@@ -133,7 +170,10 @@ impl StepKind for ProxySwitch {
             );
         }
         if let Some(url) = opt_str(&step.fields, "confirm") {
-            preview.checks.push(format!("GET {url} answers {} through the proxy", step.fields.int("confirm-status").unwrap_or(200)));
+            preview.checks.push(format!(
+                "GET {url} answers {} through the proxy",
+                step.fields.int("confirm-status").unwrap_or(200)
+            ));
         }
         Ok(preview)
     }
@@ -142,20 +182,30 @@ impl StepKind for ProxySwitch {
         let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
-        let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let current = ctx
+            .host
+            .read_file(&ngx.site_conf)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut facts = Facts::default();
         if current.as_deref() != Some(content.as_str()) {
             facts.site_written = true;
             facts.site_previous = current.clone();
             ctx.record_undo(to_facts(&facts)).await?;
             ngx.install_site(ctx, &content, current.as_deref()).await?;
-            ctx.message(format!("{} written, tested, Nginx reloaded", ngx.site_conf.display()));
+            ctx.message(format!(
+                "{} written, tested, Nginx reloaded",
+                ngx.site_conf.display()
+            ));
         }
         if ngx.mode == Mode::Socket {
             let link = ngx.current_link();
             let target = ngx.slot_socket(slot);
             if !ctx.host.exists(&target).await? {
-                return Err(StepError::failed(format!("{} does not exist: is the new instance up?", target.display())));
+                return Err(StepError::failed(format!(
+                    "{} does not exist: is the new instance up?",
+                    target.display()
+                )));
             }
             facts.link_swapped = true;
             facts.link_previous = ctx.host.read_link(&link).await?;
@@ -177,7 +227,8 @@ impl StepKind for ProxySwitch {
             }
         }
         if facts.site_written {
-            ngx.restore_site(ctx, facts.site_previous.as_deref()).await?;
+            ngx.restore_site(ctx, facts.site_previous.as_deref())
+                .await?;
         }
         Ok(())
     }

@@ -13,15 +13,26 @@ use crate::templates;
 
 /// Directories systemd reads units from by itself; units elsewhere are `systemctl link`ed.
 pub fn in_systemd_dir(dir: &Path) -> bool {
-    ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
-        .iter()
-        .any(|d| dir == Path::new(d))
+    [
+        "/etc/systemd/system",
+        "/run/systemd/system",
+        "/usr/lib/systemd/system",
+        "/lib/systemd/system",
+    ]
+    .iter()
+    .any(|d| dir == Path::new(d))
 }
 
 /// The values a unit template sees.
 pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, StepError> {
-    if let Some(word) = inst.argv.iter().find(|a| a.chars().any(char::is_whitespace) || a.is_empty()) {
-        return Err(StepError::fatal(format!("gunicorn argument {word:?} is empty or has spaces: not allowed in a unit")));
+    if let Some(word) = inst
+        .argv
+        .iter()
+        .find(|a| a.chars().any(char::is_whitespace) || a.is_empty())
+    {
+        return Err(StepError::fatal(format!(
+            "gunicorn argument {word:?} is empty or has spaces: not allowed in a unit"
+        )));
     }
     Ok(json!({
         "unit": cfg.unit(&inst.slot),
@@ -39,7 +50,12 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
     }))
 }
 
-pub async fn render(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<String, StepError> {
-    let template = templates::load(host, cfg.template.as_deref(), templates::GUNICORN_SERVICE).await?;
+pub async fn render(
+    host: &dyn Host,
+    cfg: &ServiceConfig,
+    inst: &Instance,
+) -> Result<String, StepError> {
+    let template =
+        templates::load(host, cfg.template.as_deref(), templates::GUNICORN_SERVICE).await?;
     templates::render(&cfg.unit(&inst.slot), &template, &data(cfg, inst)?)
 }
