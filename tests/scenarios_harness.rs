@@ -167,28 +167,23 @@ fn systemd_boots_in_a_namespace_without_touching_the_machines_tmp() {
             own,
             "only the test's dir is visible in the namespace's /tmp"
         );
-        let unit = format!("zdd-probe-{}", std::process::id());
-        let mut run = std::process::Command::new("nsenter");
-        run.args([
-            "-t",
-            &systemd.pid.to_string(),
-            "-m",
-            "-p",
-            "systemd-run",
-            "--unit",
-            &unit,
-        ])
-        .args(["-p", "Type=exec", "/bin/sh", "-c"])
-        .arg(format!(
-            "echo probe > {}/probe-out; sleep 60",
-            dir.path().display()
-        ));
-        assert!(run.status().unwrap().success());
+        // A unit file written from outside (as zdd does) is seen inside after a daemon-reload.
+        let unit = "zdd-probe.service";
+        std::fs::write(
+            systemd.unit_dir.join(unit),
+            format!(
+                "[Service]\nType=exec\nExecStart=/bin/sh -c 'echo probe > {}/probe-out; exec sleep 60'\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        systemd.systemctl(&["daemon-reload"]);
+        systemd.systemctl(&["start", unit]);
         assert!(support::proc::wait_until(
             std::time::Duration::from_secs(5),
             || dir.join("probe-out").exists()
         ));
-        assert_eq!(systemd.systemctl(&["is-active", &unit]).trim(), "active");
+        assert_eq!(systemd.systemctl(&["is-active", unit]).trim(), "active");
     }
     assert!(canary.path().exists(), "the machine's /tmp was touched");
     assert!(dir.join("inside").exists());

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod check;
+mod completions;
+mod graph;
 mod kinds;
+mod plan;
 
 /// Exit codes, as documented in the book.
 pub mod exit {
@@ -193,6 +196,10 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
+        Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
+        Command::Graph { plan, format } => graph::run(&plan, format),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         other => {
             eprintln!("zdd: {other:?} is not implemented yet");
             exit::INVALID

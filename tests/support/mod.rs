@@ -12,6 +12,8 @@ pub mod load;
 pub mod nginx;
 pub mod postgres;
 pub mod proc;
+pub mod scenarios;
 pub mod shop;
 pub mod systemd;
 pub mod venv;
+pub mod zdd;

@@ -67,6 +67,8 @@ pub struct Systemd {
     pub pid: u32,
     /// The test's directory, the only part of the machine's /tmp visible inside.
     pub test_dir: PathBuf,
+    /// The namespace's /etc/systemd/system: zdd writes unit files here (the plan's `unit-dir`).
+    pub unit_dir: PathBuf,
     unshare: Guarded,
 }
 
@@ -74,9 +76,10 @@ impl Systemd {
     /// Boots systemd and waits until it reports running (or degraded).
     pub fn boot(test_dir: &Path) -> Systemd {
         assert!(
-            test_dir.starts_with("/tmp") && test_dir != Path::new("/tmp"),
-            "the test dir must be a directory under /tmp"
+            test_dir.parent() == Some(Path::new("/tmp")),
+            "the test dir must be a directory directly under /tmp"
         );
+        let unit_dir = prepare_unit_dir(test_dir);
         let script = test_dir.join("systemd-init.sh");
         std::fs::write(&script, include_str!("systemd-init.sh")).expect("write init script");
         let log = std::fs::File::create(test_dir.join("systemd-boot.log")).expect("boot log");
@@ -94,7 +97,7 @@ impl Systemd {
                 ])
                 .arg(&script)
                 .arg(test_dir)
-                .arg(MASKED_UNITS.join(" "))
+                .arg(&unit_dir)
                 .stdout(log.try_clone().expect("dup log"))
                 .stderr(log),
         );
@@ -116,6 +119,7 @@ impl Systemd {
         let sd = Systemd {
             pid: systemd_pid.unwrap_or_default(),
             test_dir: test_dir.to_path_buf(),
+            unit_dir,
             unshare,
         };
         let running = wait_until(Duration::from_secs(30), || {
@@ -145,6 +149,11 @@ impl Systemd {
         self.inside("journalctl", &["--no-pager", "-o", "cat", "-u", unit])
     }
 
+    /// Runs a program inside the namespace and returns its stdout.
+    pub fn inside_output(&self, program: &str, args: &[&str]) -> String {
+        self.inside(program, args)
+    }
+
     fn inside(&self, program: &str, args: &[&str]) -> String {
         let prefix = self.nsenter_prefix();
         let out = Command::new("timeout")
@@ -166,6 +175,35 @@ impl Drop for Systemd {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+/// `<test_dir>/systemd-units`: the machine's units without the admin's `*.wants` (nothing the admin enabled
+/// starts in the namespace), plus masks for the units that would touch shared state.
+fn prepare_unit_dir(test_dir: &Path) -> PathBuf {
+    let unit_dir = test_dir.join("systemd-units");
+    std::fs::create_dir_all(&unit_dir).expect("unit dir");
+    for entry in std::fs::read_dir("/etc/systemd/system")
+        .expect("read /etc/systemd/system")
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".wants") || name.ends_with(".requires") {
+            continue;
+        }
+        super::proc::run(
+            "copy a unit",
+            Command::new("cp")
+                .arg("-a")
+                .arg(entry.path())
+                .arg(&unit_dir),
+        );
+    }
+    for unit in MASKED_UNITS {
+        let link = unit_dir.join(unit);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link).expect("mask unit");
+    }
+    unit_dir
 }
 
 /// The first child of `pid` (unshare's forked child, which execs the init script and then systemd).

@@ -1,0 +1,54 @@
+//! The deploy scenarios with the process backend (gunicorn as a detached process with a pid file),
+//! under load through a real Nginx: SQLite and PostgreSQL in socket mode (plans/prod.kdl), and the port switch
+//! with an Nginx reload (plans/port-switch.kdl). See tests/support/scenarios.rs for what each scenario checks.
+
+mod support;
+
+use support::env::{Requirement, require};
+use support::scenarios::{RELOAD_SEQUENCE, SEQUENCE, run_all, serial};
+use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig};
+
+fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
+    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python];
+    if db == Db::Postgres {
+        needs.push(Requirement::Postgres);
+    }
+    if !require(name, &needs) {
+        return None;
+    }
+    Some(Stack::start(
+        name,
+        StackConfig {
+            backend: Backend::Process,
+            db,
+            mode,
+        },
+    ))
+}
+
+#[test]
+fn process_sqlite_socket_mode() {
+    let _serial = serial();
+    let Some(stack) = stack("process-sqlite", Db::Sqlite, ProxyMode::Socket) else {
+        return;
+    };
+    run_all(&stack, "prod", SEQUENCE);
+}
+
+#[test]
+fn process_postgres_socket_mode() {
+    let _serial = serial();
+    let Some(stack) = stack("process-postgres", Db::Postgres, ProxyMode::Socket) else {
+        return;
+    };
+    run_all(&stack, "prod", SEQUENCE);
+}
+
+#[test]
+fn process_sqlite_reload_mode() {
+    let _serial = serial();
+    let Some(stack) = stack("process-reload", Db::Sqlite, ProxyMode::Reload) else {
+        return;
+    };
+    run_all(&stack, "port-switch", RELOAD_SEQUENCE);
+}

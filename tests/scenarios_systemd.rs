@@ -1,0 +1,59 @@
+//! The deploy scenarios with the systemd backend (gunicorn as systemd units, systemd booted in its own namespace),
+//! under load through a real Nginx: SQLite and PostgreSQL in socket mode (plans/prod.kdl), and the port switch
+//! with an Nginx reload (plans/port-switch.kdl). See tests/support/scenarios.rs for what each scenario checks.
+
+mod support;
+
+use support::env::{Requirement, require};
+use support::scenarios::{RELOAD_SEQUENCE, SEQUENCE, run_all, serial};
+use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig};
+
+fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
+    let mut needs = vec![
+        Requirement::Root,
+        Requirement::Nginx,
+        Requirement::Python,
+        Requirement::Systemd,
+    ];
+    if db == Db::Postgres {
+        needs.push(Requirement::Postgres);
+    }
+    if !require(name, &needs) {
+        return None;
+    }
+    Some(Stack::start(
+        name,
+        StackConfig {
+            backend: Backend::Systemd,
+            db,
+            mode,
+        },
+    ))
+}
+
+#[test]
+fn systemd_sqlite_socket_mode() {
+    let _serial = serial();
+    let Some(stack) = stack("systemd-sqlite", Db::Sqlite, ProxyMode::Socket) else {
+        return;
+    };
+    run_all(&stack, "prod", SEQUENCE);
+}
+
+#[test]
+fn systemd_postgres_socket_mode() {
+    let _serial = serial();
+    let Some(stack) = stack("systemd-postgres", Db::Postgres, ProxyMode::Socket) else {
+        return;
+    };
+    run_all(&stack, "prod", SEQUENCE);
+}
+
+#[test]
+fn systemd_sqlite_reload_mode() {
+    let _serial = serial();
+    let Some(stack) = stack("systemd-reload", Db::Sqlite, ProxyMode::Reload) else {
+        return;
+    };
+    run_all(&stack, "port-switch", RELOAD_SEQUENCE);
+}

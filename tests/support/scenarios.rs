@@ -1,0 +1,476 @@
+//! The deploy scenarios, each a function over a [`Stack`] that deploys with a shipped plan under load and
+//! checks what the scenario promises. A scenario returns `Ok(measurements)` or `Err(what went wrong)`, so a
+//! suite can run them in sequence on one stack and report every result instead of stopping at the first.
+//!
+//! Sequence on one stack (each scenario expects the state the previous one leaves):
+//! 1 first deploy of v1 → 2 v1→v2 under load → 7 `zdd rollback` to v1, then v2 again → 3 health fails →
+//! 5 unsafe migration → 6 does not boot → 4 breaks after cutover → 8 kill -9 mid-step, `zdd recover`.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use super::load::{FailKind, Load, LoadConfig, Report};
+use super::zdd::{ProxyMode, Stack, ZddRun};
+
+/// Scenarios put real load on a shared 2-core machine: one at a time per test binary.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the serial lock even when a previous holder panicked.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub type Outcome = Result<String, String>;
+
+/// A named scenario: it runs on a stack with a plan and says what it measured or what went wrong.
+pub type Scenario = (&'static str, fn(&Stack, &str) -> Outcome);
+
+/// Runs the scenarios in order, printing each result; panics at the end listing every failure.
+pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
+    let plan_file = super::zdd::plan(plan);
+    if !plan_file.exists() {
+        let message = format!("[{}] no plan {}", stack.config, plan_file.display());
+        assert!(!super::env::in_ci(), "{message}");
+        eprintln!("SKIPPED {message}");
+        return;
+    }
+    let mut failures = Vec::new();
+    for (name, scenario) in scenarios {
+        let started = std::time::Instant::now();
+        let result = scenario(stack, plan);
+        let took = started.elapsed().as_secs_f64();
+        match result {
+            Ok(measured) => eprintln!("PASS [{}] {name} ({took:.1} s): {measured}", stack.config),
+            Err(error) => {
+                eprintln!("FAIL [{}] {name} ({took:.1} s): {error}", stack.config);
+                failures.push(format!("{name}: {error}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "[{}] failed scenarios:\n{}",
+        stack.config,
+        failures.join("\n\n")
+    );
+}
+
+/// Load settings for scenarios: the standard mix, bounded well past any deploy.
+fn load_config(stack: &Stack) -> LoadConfig {
+    let mut config = LoadConfig::standard(stack.nginx.port);
+    config.max_duration = Duration::from_secs(240);
+    config
+}
+
+/// Runs zdd under load: load for a moment first (the old version must answer), then zdd, then a moment more.
+fn under_load(stack: &Stack, command: &str, plan: &str, version: &str) -> (ZddRun, Report) {
+    let load = Load::start(load_config(stack));
+    std::thread::sleep(Duration::from_millis(700));
+    let run = stack.zdd(command, plan, version);
+    std::thread::sleep(Duration::from_millis(700));
+    (run, load.finish())
+}
+
+fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if condition { Ok(()) } else { Err(message()) }
+}
+
+/// Zero failed requests; in reload mode Nginx's own "closed without response" on a kept-alive connection is
+/// counted apart (and reported), every other kind still fails.
+fn check_no_failures(stack: &Stack, report: &Report, run: &ZddRun) -> Result<usize, String> {
+    let keepalive_races = if stack.config.mode == ProxyMode::Reload {
+        report.failures_of(FailKind::ClosedWithoutResponse)
+    } else {
+        0
+    };
+    check(report.failed() - keepalive_races == 0, || {
+        format!(
+            "failed requests: {}\n{}\n{}",
+            report.summary(),
+            report.failure_examples(10),
+            run.describe()
+        )
+    })?;
+    Ok(keepalive_races)
+}
+
+fn measured(report: &Report, races: usize, run: &ZddRun) -> String {
+    let races = if races > 0 {
+        format!(", {races} keep-alive closes on reload counted apart")
+    } else {
+        String::new()
+    };
+    format!(
+        "zdd {:.1} s; {}{races}",
+        run.duration.as_secs_f64(),
+        report.summary()
+    )
+}
+
+/// The version Nginx serves now, from a fresh request.
+fn serving(stack: &Stack) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("X-App-Version: ")
+                .or_else(|| l.strip_prefix("x-app-version: "))
+        })
+        .map(|v| v.trim().to_string())
+}
+
+fn expect_serving(stack: &Stack, version: &str, run: &ZddRun) -> Result<(), String> {
+    let now = serving(stack);
+    check(now.as_deref() == Some(version), || {
+        format!(
+            "Nginx serves {now:?}, expected {version}\n{}\n{}",
+            run.describe(),
+            stack.nginx.error_log()
+        )
+    })
+}
+
+/// Waits for the old gunicorn to finish draining, then checks that exactly one master runs.
+fn expect_one_instance(stack: &Stack, why: &str) -> Result<(), String> {
+    let one = super::proc::wait_until(Duration::from_secs(40), || {
+        stack.gunicorn_masters().len() == 1
+    });
+    check(one, || {
+        format!(
+            "{why}: gunicorn masters running: {:?}",
+            stack.gunicorn_masters()
+        )
+    })
+}
+
+pub fn s1_first_deploy(stack: &Stack, plan: &str) -> Outcome {
+    let run = stack.zdd("run", plan, "v1");
+    check(run.code == 0, || {
+        format!("first deploy failed\n{}", run.describe())
+    })?;
+    expect_serving(stack, "v1", &run)?;
+    let css = super::proc::http_get_status(stack.nginx.port, "/static/catalog/shop.css");
+    check(css == Some(200), || {
+        format!("static CSS through Nginx: {css:?}")
+    })?;
+    expect_one_instance(stack, "after the first deploy")?;
+    Ok(format!("zdd {:.1} s", run.duration.as_secs_f64()))
+}
+
+pub fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
+    let load = Load::start(load_config(stack));
+    std::thread::sleep(Duration::from_millis(700));
+    let run = stack.zdd("run", plan, "v2");
+    std::thread::sleep(Duration::from_millis(700));
+    let report = load.finish();
+    check(run.code == 0, || {
+        format!("v1 -> v2 failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v2", &run)?;
+    check(report.last_version().as_deref() == Some("v2"), || {
+        format!("last answer not v2: {}", report.summary())
+    })?;
+    let columns = stack.columns("catalog_product");
+    check(columns.iter().any(|c| c == "description"), || {
+        format!("schema lacks the new column: {columns:?}")
+    })?;
+    // v1 kept serving while (and after) the expand migration ran.
+    if let Some(migrated) = step_of_kind_finished(&run, "migrate") {
+        let after = migrated
+            .duration_since(report.started_at)
+            .unwrap_or_default();
+        let v1_after = report.ok_from_version_between("v1", after, report.duration);
+        check(v1_after > 0, || {
+            format!(
+                "no v1 answer after the migration finished: {}",
+                report.summary()
+            )
+        })?;
+    }
+    expect_one_instance(stack, "v1 not drained after the switch")?;
+    check(report.slow_ok() > 0, || {
+        "no slow request completed".to_string()
+    })?;
+    Ok(measured(&report, races, &run))
+}
+
+pub fn s7_rollback(stack: &Stack, plan: &str) -> Outcome {
+    let (run, report) = under_load(stack, "rollback", plan, "v2");
+    check(run.code == 0, || {
+        format!("zdd rollback failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v1", &run)?;
+    expect_one_instance(stack, "after the rollback")?;
+    let first = measured(&report, races, &run);
+    // Forward again, for the scenarios that start from v2.
+    let (run, report) = under_load(stack, "run", plan, "v2");
+    check(run.code == 0, || {
+        format!("redeploy of v2 failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v2", &run)?;
+    expect_one_instance(stack, "after the redeploy of v2")?;
+    Ok(format!(
+        "rollback: {first}; v2 again: {}",
+        measured(&report, races, &run)
+    ))
+}
+
+/// A release that fails: rolled back (exit 1), traffic never left v2, one instance, release dir gone.
+fn failing_release(stack: &Stack, plan: &str, version: &str) -> Result<(ZddRun, Report), String> {
+    let before = stack.releases();
+    let (run, report) = under_load(stack, "run", plan, version);
+    check(run.code != 0, || {
+        format!("{version} deployed successfully\n{}", run.describe())
+    })?;
+    check(run.code != 3, || {
+        format!("{version}: rollback incomplete\n{}", run.describe())
+    })?;
+    expect_serving(stack, "v2", &run)?;
+    expect_one_instance(stack, &format!("{version}: new instance not stopped"))?;
+    let after = stack.releases();
+    check(after == before, || {
+        format!("{version}: releases before {before:?}, after {after:?}")
+    })?;
+    Ok((run, report))
+}
+
+pub fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
+    let (run, report) = failing_release(stack, plan, "v3-health-fails")?;
+    check(run.code == 1, || {
+        format!(
+            "exit {} (expected 1, rolled back)\n{}",
+            run.code,
+            run.describe()
+        )
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    let leaked = report.ok_from_version_between("v3-health-fails", Duration::ZERO, report.duration)
+        + report.errors_from_version("v3-health-fails");
+    check(leaked == 0, || {
+        format!(
+            "traffic reached the unhealthy release: {}",
+            report.summary()
+        )
+    })?;
+    Ok(measured(&report, races, &run))
+}
+
+pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
+    let broken = "v3-breaks-after-cutover";
+    let (run, report) = failing_release(stack, plan, broken)?;
+    check(run.code == 1, || {
+        format!(
+            "exit {} (expected 1, rolled back)\n{}",
+            run.code,
+            run.describe()
+        )
+    })?;
+    let own = report.errors_from_version(broken);
+    let races = if stack.config.mode == ProxyMode::Reload {
+        report.failures_of(FailKind::ClosedWithoutResponse)
+    } else {
+        0
+    };
+    let other = report.failed_excluding_version(broken) - races;
+    check(other == 0, || {
+        format!(
+            "failures other than the broken release's own answers: {}\n{}",
+            report.summary(),
+            report.failure_examples(10)
+        )
+    })?;
+    check(report.last_version().as_deref() == Some("v2"), || {
+        format!("traffic did not return: {}", report.summary())
+    })?;
+    Ok(format!(
+        "{} broken answers from {broken} itself; {}",
+        own,
+        measured(&report, races, &run)
+    ))
+}
+
+pub fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
+    let columns_before = stack.columns("catalog_product");
+    let (run, report) = failing_release(stack, plan, "v3-unsafe-migration")?;
+    let races = check_no_failures(stack, &report, &run)?;
+    let columns_after = stack.columns("catalog_product");
+    check(columns_after == columns_before, || {
+        format!(
+            "schema changed: {columns_before:?} -> {columns_after:?}\n{}",
+            run.describe()
+        )
+    })?;
+    let services_started = run
+        .events
+        .iter()
+        .any(|e| e["event"] == "step-started" && e["kind"] == "service");
+    check(!services_started, || {
+        format!(
+            "a service started before the migration was refused\n{}",
+            run.describe()
+        )
+    })?;
+    Ok(format!(
+        "refused (exit {}); {}",
+        run.code,
+        measured(&report, races, &run)
+    ))
+}
+
+pub fn s6_no_boot(stack: &Stack, plan: &str) -> Outcome {
+    let (run, report) = failing_release(stack, plan, "v3-no-boot")?;
+    let races = check_no_failures(stack, &report, &run)?;
+    check(run.duration < Duration::from_secs(60), || {
+        format!("took {:?} to fail", run.duration)
+    })?;
+    Ok(format!(
+        "failed in {:.1} s (exit {}); {}",
+        run.duration.as_secs_f64(),
+        run.code,
+        measured(&report, races, &run)
+    ))
+}
+
+pub fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
+    let load = Load::start(load_config(stack));
+    std::thread::sleep(Duration::from_millis(700));
+    let (mut child, out) = stack.spawn_zdd("run", plan, "v3-health-fails", "killed");
+    // Kill zdd in the middle of the health gate (the new instance is up, traffic is still on v2).
+    let mid = super::proc::wait_until(Duration::from_secs(60), || {
+        let events = super::zdd::parse_events(&std::fs::read_to_string(&out).unwrap_or_default());
+        events
+            .iter()
+            .any(|e| e["event"] == "step-started" && e["kind"] == "health-gate")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+    check(mid, || {
+        format!(
+            "zdd never reached the health gate: {}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        )
+    })?;
+    let run = stack.zdd("recover", plan, "v3-health-fails");
+    std::thread::sleep(Duration::from_millis(700));
+    let report = load.finish();
+    check(run.code == 0 || run.code == 1, || {
+        format!("zdd recover failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v2", &run)?;
+    expect_one_instance(stack, "after recover")?;
+    // No stale lock: a new run is not refused with exit 4.
+    let status = stack
+        .command("status", plan, "v2")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let status_text = String::from_utf8_lossy(&status.stdout).to_lowercase();
+    check(!status_text.contains("locked by"), || {
+        format!("stale lock after recover: {status_text}")
+    })?;
+    Ok(format!(
+        "recover exit {}; {}",
+        run.code,
+        measured(&report, races, &run)
+    ))
+}
+
+/// Blue-green: after v1 -> v2, `zdd rollback` switches traffic back to the v1 instance that kept running: the
+/// same gunicorn master answers again (no restart), with zero failed requests.
+pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
+    let first = stack.zdd("run", plan, "v1");
+    check(first.code == 0, || {
+        format!("first deploy failed\n{}", first.describe())
+    })?;
+    let v1_masters = stack.gunicorn_masters();
+    check(v1_masters.len() == 1, || {
+        format!("after v1: masters {v1_masters:?}")
+    })?;
+    let (run, report) = under_load(stack, "run", plan, "v2");
+    check(run.code == 0, || {
+        format!("v1 -> v2 failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v2", &run)?;
+    let both = stack.gunicorn_masters();
+    check(both.contains(&v1_masters[0]) && both.len() == 2, || {
+        format!("blue-green keeps the old instance running: v1 master {v1_masters:?}, now {both:?}")
+    })?;
+    let upgrade = measured(&report, races, &run);
+    let (run, report) = under_load(stack, "rollback", plan, "v2");
+    check(run.code == 0, || {
+        format!("zdd rollback failed\n{}", run.describe())
+    })?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_serving(stack, "v1", &run)?;
+    let after = stack.gunicorn_masters();
+    check(after.contains(&v1_masters[0]), || {
+        format!(
+            "the v1 master {} was restarted: masters now {after:?}",
+            v1_masters[0]
+        )
+    })?;
+    check(run.duration < Duration::from_secs(10), || {
+        format!("switch back took {:?}", run.duration)
+    })?;
+    Ok(format!(
+        "upgrade: {upgrade}; switch back in {:.2} s, same v1 master: {}",
+        run.duration.as_secs_f64(),
+        measured(&report, races, &run)
+    ))
+}
+
+/// The blue-green sequence.
+pub const BLUE_GREEN_SEQUENCE: &[Scenario] = &[(
+    "7 blue-green: switch back without restart",
+    s7_blue_green_switch_back,
+)];
+
+/// The full sequence.
+pub const SEQUENCE: &[Scenario] = &[
+    ("1 first deploy", s1_first_deploy),
+    ("2 v1 -> v2 under load", s2_upgrade),
+    ("7 rollback and forward again", s7_rollback),
+    ("3 failing health check", s3_health_fails),
+    ("5 unsafe migration", s5_unsafe_migration),
+    ("6 does not boot", s6_no_boot),
+    ("4 fails after cutover", s4_breaks_after_cutover),
+    ("8 kill -9 mid-step, recover", s8_kill_and_recover),
+];
+
+/// The reload-mode sequence: first deploy, upgrade, rollback.
+pub const RELOAD_SEQUENCE: &[Scenario] = &[
+    ("1 first deploy", s1_first_deploy),
+    ("2 v1 -> v2 under load", s2_upgrade),
+    ("7 rollback and forward again", s7_rollback),
+];
+
+/// When the step of `kind` finished, from the run's events.
+fn step_of_kind_finished(run: &ZddRun, kind: &str) -> Option<SystemTime> {
+    let step = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "step-started" && e["kind"] == kind)
+        .and_then(|e| e["step"].as_str())?
+        .to_string();
+    run.step_finished_at(&step)
+}

@@ -1,0 +1,440 @@
+//! Running the built `zdd` binary against a stack of real components: the stack (Nginx, optionally PostgreSQL
+//! and systemd, the app's root, state dir and env file) and the plan variables that point a shipped plan at it,
+//! and the result of a run (exit code, JSON events).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::env::TestDir;
+use super::nginx::Nginx;
+use super::postgres::Postgres;
+use super::systemd::Systemd;
+
+/// The built `zdd` binary (integration tests get its path from cargo; the benchmark uses target/debug).
+pub fn zdd_bin() -> PathBuf {
+    option_env!("CARGO_BIN_EXE_zdd")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| super::shop::repo_root().join("target"))
+                .join("debug/zdd")
+        })
+}
+
+/// A shipped plan: `plans/<name>.kdl`.
+pub fn plan(name: &str) -> PathBuf {
+    super::shop::repo_root()
+        .join("plans")
+        .join(format!("{name}.kdl"))
+}
+
+/// What supervises gunicorn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Process,
+    Systemd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// How traffic moves: swapping the upstream socket link, or rewriting the port and reloading Nginx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Socket,
+    Reload,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StackConfig {
+    pub backend: Backend,
+    pub db: Db,
+    pub mode: ProxyMode,
+}
+
+impl std::fmt::Display for StackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}/{:?}/{:?}", self.backend, self.db, self.mode)
+    }
+}
+
+/// The components one scenario deploys onto. Dropping it stops them all (systemd first: it ends the app).
+pub struct Stack {
+    pub config: StackConfig,
+    pub systemd: Option<Systemd>,
+    pub nginx: Nginx,
+    pub pg: Option<Postgres>,
+    /// The app's root (`releases/`, `run/`, `shared/`).
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    pub env_file: PathBuf,
+    pub sqlite: PathBuf,
+    /// Materialised versions of the shop, the plans' `source`.
+    pub sources: PathBuf,
+    pub dir: TestDir,
+}
+
+impl Stack {
+    pub fn start(name: &str, config: StackConfig) -> Stack {
+        let dir = TestDir::new(name);
+        let root = dir.join("app");
+        let state_dir = dir.join("state");
+        let sources = dir.join("src");
+        for d in [&root, &state_dir, &sources] {
+            std::fs::create_dir_all(d).expect("stack dir");
+        }
+        let pg = (config.db == Db::Postgres).then(|| Postgres::start(dir.path()));
+        let sqlite = dir.join("db.sqlite3");
+        let env_file = dir.join("shop.env");
+        let mut env = String::from(
+            "SECRET_KEY=zdd-test-secret-key-not-for-production\nALLOWED_HOSTS=127.0.0.1,localhost\n",
+        );
+        env.push_str(&format!("SQLITE_PATH={}\n", sqlite.display()));
+        if let Some(pg) = &pg {
+            env.push_str(&format!("DATABASE_URL={}\n", pg.database_url()));
+        }
+        std::fs::write(&env_file, env).expect("env file");
+        let nginx = Nginx::start(dir.path());
+        let systemd = (config.backend == Backend::Systemd).then(|| Systemd::boot(dir.path()));
+        Stack {
+            config,
+            systemd,
+            nginx,
+            pg,
+            root,
+            state_dir,
+            env_file,
+            sqlite,
+            sources,
+            dir,
+        }
+    }
+
+    /// The shop at `version`, materialised once per stack.
+    pub fn source(&self, version: &str) -> PathBuf {
+        let dest = self.sources.join(version);
+        if !dest.exists() {
+            super::shop::materialise(version, &dest).expect("materialise version");
+        }
+        dest
+    }
+
+    /// The plan variables that point a shipped plan at this stack and at `version`'s source.
+    pub fn vars(&self, version: &str) -> Vec<(String, String)> {
+        let mut vars = vec![
+            ("source", self.source(version).display().to_string()),
+            ("root", self.root.display().to_string()),
+            ("env_file", self.env_file.display().to_string()),
+            ("listen", format!("127.0.0.1:{}", self.nginx.port)),
+            (
+                "site_conf",
+                self.nginx.sites_dir.join("shop.conf").display().to_string(),
+            ),
+            ("nginx_conf", self.nginx.conf.display().to_string()),
+            (
+                "nginx",
+                format!("{} -p {}", super::nginx::NGINX, self.nginx.prefix.display()),
+            ),
+            (
+                "nginx_pid",
+                self.nginx.prefix.join("nginx.pid").display().to_string(),
+            ),
+            ("python", super::venv::PYTHON.to_string()),
+            ("wheels", super::venv::wheel_dir()),
+            (
+                "manager",
+                match self.config.backend {
+                    Backend::Process => "process",
+                    Backend::Systemd => "systemd",
+                }
+                .to_string(),
+            ),
+            (
+                "proxy_mode",
+                match self.config.mode {
+                    ProxyMode::Socket => "socket",
+                    ProxyMode::Reload => "reload",
+                }
+                .to_string(),
+            ),
+        ];
+        if let Some(systemd) = &self.systemd {
+            vars.push(("unit_dir", systemd.unit_dir.display().to_string()));
+            vars.push(("systemd_prefix", systemd.nsenter_prefix().join(" ")));
+        }
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// `zdd <command> <plan> --var ... --state-dir ... --json` for `version`.
+    pub fn command(&self, command: &str, plan_name: &str, version: &str) -> Command {
+        let mut cmd = Command::new(zdd_bin());
+        cmd.arg(command).arg(plan(plan_name));
+        for (name, value) in self.vars(version) {
+            cmd.arg("--var").arg(format!("{name}={value}"));
+        }
+        cmd.arg("--state-dir").arg(&self.state_dir);
+        if matches!(command, "run" | "rollback" | "recover") {
+            cmd.arg("--json");
+        }
+        if let Some(systemd) = &self.systemd {
+            cmd.env("ZDD_SYSTEMD_PREFIX", systemd.nsenter_prefix().join(" "));
+        }
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Runs zdd to completion.
+    pub fn zdd(&self, command: &str, plan_name: &str, version: &str) -> ZddRun {
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let out = self
+            .command(command, plan_name, version)
+            .output()
+            .expect("run zdd");
+        ZddRun::new(
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            started_at,
+            start.elapsed(),
+        )
+    }
+
+    /// Starts zdd with stdout in `<dir>/<name>.out` (read it with `events_so_far`), for tests that kill it.
+    pub fn spawn_zdd(
+        &self,
+        command: &str,
+        plan_name: &str,
+        version: &str,
+        name: &str,
+    ) -> (Child, PathBuf) {
+        let out_path = self.dir.join(&format!("{name}.out"));
+        let out = std::fs::File::create(&out_path).expect("zdd out");
+        let err = std::fs::File::create(self.dir.join(&format!("{name}.err"))).expect("zdd err");
+        let child = self
+            .command(command, plan_name, version)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn zdd");
+        (child, out_path)
+    }
+
+    /// The columns of a table in the app's database.
+    pub fn columns(&self, table: &str) -> Vec<String> {
+        match &self.pg {
+            Some(pg) => pg.columns(table),
+            None => {
+                let script = format!(
+                    "import sqlite3; c = sqlite3.connect({:?}); \
+                     print('\\n'.join(sorted(r[1] for r in c.execute('PRAGMA table_info({table})'))))",
+                    self.sqlite.display().to_string()
+                );
+                let out = Command::new(super::venv::PYTHON)
+                    .args(["-c", &script])
+                    .output()
+                    .expect("python");
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            }
+        }
+    }
+
+    /// The release directories present under `<root>/releases`.
+    pub fn releases(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join("releases"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Gunicorn masters running for this stack (their command lines mention the stack's root).
+    pub fn gunicorn_masters(&self) -> Vec<u32> {
+        let root = self.root.display().to_string();
+        let mut masters = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let parent_cmd = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+            let parent_is_gunicorn = String::from_utf8_lossy(&parent_cmd).contains("gunicorn");
+            if cmdline.contains("gunicorn") && cmdline.contains(&root) && !parent_is_gunicorn {
+                masters.push(pid);
+            }
+        }
+        masters
+    }
+
+    /// The app's log output so far (gunicorn logs of every release, or the journal of its units).
+    pub fn app_logs(&self) -> String {
+        let mut logs = String::new();
+        if let Some(systemd) = &self.systemd {
+            logs.push_str(&systemd.inside_output("journalctl", &["--no-pager", "-o", "cat"]));
+        }
+        for entry in walk(&self.root) {
+            if entry.extension().is_some_and(|e| e == "log") {
+                logs.push_str(&std::fs::read_to_string(&entry).unwrap_or_default());
+            }
+        }
+        logs
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "venv" || n == "staticfiles")
+            {
+                continue;
+            }
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The result of one zdd run.
+#[derive(Debug, Clone)]
+pub struct ZddRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub events: Vec<Value>,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+}
+
+impl ZddRun {
+    pub fn new(
+        code: i32,
+        stdout: String,
+        stderr: String,
+        started_at: SystemTime,
+        duration: Duration,
+    ) -> ZddRun {
+        let events = parse_events(&stdout);
+        ZddRun {
+            code,
+            stdout,
+            stderr,
+            events,
+            started_at,
+            duration,
+        }
+    }
+
+    /// The run's outcome from its `run-finished` event.
+    pub fn outcome(&self) -> Option<String> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "run-finished")
+            .and_then(|e| e["outcome"].as_str().map(str::to_string))
+    }
+
+    /// The final state of a step (`succeeded`, `failed`, `rolled-back`...).
+    pub fn step_state(&self, step: &str) -> Option<String> {
+        let mut state = None;
+        for event in &self.events {
+            if event["step"] == step {
+                match event["event"].as_str() {
+                    Some("step-finished") => state = event["state"].as_str().map(str::to_string),
+                    Some("undo-finished") => {
+                        state = Some(
+                            if event["ok"] == true {
+                                "rolled-back"
+                            } else {
+                                "rollback-failed"
+                            }
+                            .to_string(),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+        }
+        state
+    }
+
+    /// When a step finished (successfully or not), as a wall clock time.
+    pub fn step_finished_at(&self, step: &str) -> Option<SystemTime> {
+        self.events
+            .iter()
+            .find(|e| e["event"] == "step-finished" && e["step"] == step)
+            .and_then(|e| e["at"].as_u64())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Steps that started, in order.
+    pub fn started_steps(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "step-started")
+            .filter_map(|e| e["step"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Everything, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "zdd exit {} in {:.1} s\n--- stderr\n{}\n--- events\n{}",
+            self.code,
+            self.duration.as_secs_f64(),
+            tail(&self.stderr, 60),
+            tail(&self.stdout, 60)
+        )
+    }
+}
+
+/// The JSON events in a zdd `--json` output (non-JSON lines are ignored).
+pub fn parse_events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
