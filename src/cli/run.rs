@@ -16,7 +16,7 @@ use zdd_engine::plan::types::parse_duration;
 use zdd_engine::plan::{Plan, PlanHeader, Runtime, TargetSource};
 use zdd_engine::redact::Redactor;
 use zdd_engine::report::{self, Format};
-use zdd_engine::run::{self, Session};
+use zdd_engine::run::{self, Session, SessionError};
 use zdd_engine::state::{State, StateDir, StateError};
 
 use super::check::{read_plan, report_invalid};
@@ -248,6 +248,7 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
         let (session, target, _) = session(plan, prepared, launch.jobs, report);
         match session.run(mode, target, &interrupt).await {
             Ok(outcome) => outcome.exit_code(),
+            Err(e @ SessionError::Journal(_)) => Refusal::new(exit::INVALID, e.to_string()).print(),
             Err(e) => Refusal::new(exit::ROLLBACK_INCOMPLETE, e.to_string()).print(),
         }
     })
