@@ -160,7 +160,8 @@ impl<'a> Interpolator<'a> {
     }
 
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.values.insert(name.into(), serde_json::Value::String(value.into()));
+        self.values
+            .insert(name.into(), serde_json::Value::String(value.into()));
         self.context = std::cell::OnceCell::new();
     }
 
@@ -207,9 +208,9 @@ impl<'a> Interpolator<'a> {
         if !text.contains("{{") {
             return Ok(text.to_owned());
         }
-        let context = self
-            .context
-            .get_or_init(|| handlebars::Context::from(serde_json::Value::Object(self.values.clone())));
+        let context = self.context.get_or_init(|| {
+            handlebars::Context::from(serde_json::Value::Object(self.values.clone()))
+        });
         match self.hb.render_template_with_context(text, context) {
             Ok(s) => Ok(s),
             Err(e) => match e.reason() {
@@ -313,6 +314,7 @@ pub fn resolve(
             let declared = decls.iter().map(|d| d.name.as_str());
             diags.push(match did_you_mean(name, declared) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
+                None if decls.is_empty() => d.help("the plan declares no variables"),
                 None => d.help(format!(
                     "the plan declares: {}",
                     decls
