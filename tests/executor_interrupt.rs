@@ -9,13 +9,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::{Scratch, signal, text};
 
-/// Kill what a killed zdd left running (its step's `sleep`), so the test leaves nothing behind.
-fn kill_orphan(s: &Scratch) {
-    if let Ok(pid) = s.read("hang.pid").trim().parse::<i32>() {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
 #[test]
 fn sigint_mid_run_rolls_back() {
     let s = Scratch::new("interrupt");
