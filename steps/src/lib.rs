@@ -9,7 +9,9 @@ mod common;
 pub mod django;
 pub mod drain_stop;
 pub mod envfile;
+pub mod exec;
 pub mod health_gate;
+pub mod http;
 pub mod log_check;
 pub mod manage;
 pub mod migrate;
@@ -38,5 +40,7 @@ pub fn builtin() -> Kinds {
     kinds.register(Arc::new(symlink::Symlink));
     kinds.register(Arc::new(drain_stop::DrainStop));
     kinds.register(Arc::new(packages::Packages));
+    kinds.register(Arc::new(exec::Exec));
+    kinds.register(Arc::new(http::Http));
     kinds
 }
