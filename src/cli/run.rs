@@ -216,7 +216,7 @@ pub fn session(
     let session = Session {
         plan: Arc::new(plan),
         kinds: zdd_steps::builtin(),
-        host: Arc::new(LocalHost::new()),
+        host: Arc::new(LocalHost::with_process_log(run::process_log_path(prepared.state.path()))),
         state: prepared.state,
         lock: prepared.lock,
         redactor,
