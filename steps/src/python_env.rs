@@ -160,6 +160,21 @@ fn sed_literal(s: &str) -> String {
     })
 }
 
+/// `path` with `.` and `..` components resolved lexically, as Python's `os.path.abspath` does.
+fn lexical_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Can the live venv be copied? Identical requirements, no path requirements, and a venv to copy.
 async fn reuse_source(
     s: &Settings,
@@ -178,6 +193,8 @@ async fn reuse_source(
 async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepError> {
     ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to)))
         .await?;
+    // `python -m venv` writes its paths normalised (`a/../b` as `b`): rewrite those.
+    let (from, to) = (&lexical_normal(from), &lexical_normal(to));
     let grep = Command::new("grep")
         .args(["-rlIZ", "--fixed-strings", "-e"])
         .arg(p(from))
@@ -193,12 +210,17 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
         ));
     sed.stdin = Some(files);
     ctx.exec_ok(&sed).await?;
-    let prefix = quiet(
+    // The copy must run as itself: its sys.prefix is the new venv (paths compared resolved: `a/../b` == `b`).
+    let check =
+        "import os, sys; print(os.path.realpath(sys.prefix) == os.path.realpath(sys.argv[1]))";
+    let same = quiet(
         ctx,
-        &Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]),
+        &Command::new(p(&to.join("bin/python")))
+            .args(["-c", check])
+            .arg(p(to)),
     )
     .await?;
-    if prefix.stdout_str().trim() != p(to) {
+    if same.stdout_str().trim() != "True" {
         return Ok(false);
     }
     if let Some(script) = ctx.host.read_file(&to.join("bin/gunicorn")).await? {
@@ -289,6 +311,14 @@ mod tests {
         assert!(reusable("Django==5.2\ngunicorn\n"));
         assert!(!reusable("-e .\n"));
         assert!(!reusable("shop @ file:///srv/x\n"));
+    }
+
+    #[test]
+    fn lexical_normal_resolves_dots() {
+        assert_eq!(
+            lexical_normal(Path::new("/srv/plans/../.zdd/./demo")),
+            PathBuf::from("/srv/.zdd/demo")
+        );
     }
 
     #[test]
