@@ -9,13 +9,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::{Scratch, signal, text};
 
-/// Kill what a killed zdd left running (its step's `sleep`), so the test leaves nothing behind.
-fn kill_orphan(s: &Scratch) {
-    if let Ok(pid) = s.read("hang.pid").trim().parse::<i32>() {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
 #[test]
 fn sigint_mid_run_rolls_back() {
     let s = Scratch::new("interrupt");
@@ -42,7 +35,9 @@ fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     s.wait_for("hang.pid", Duration::from_secs(10));
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
-    kill_orphan(&s);
+    // The step's `sleep` outlived zdd (its own process group): recover must stop it.
+    let pgid = nix::unistd::Pid::from_raw(s.read("hang.pid").trim().parse().unwrap());
+    assert!(nix::sys::signal::killpg(pgid, None).is_ok(), "the step's process group should still be running");
 
     let refused = s.zdd("run", &["--var", "nap=0"]);
     let stderr = text(&refused.stderr);
@@ -55,6 +50,8 @@ fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     assert_eq!(recovered.status.code(), Some(0), "{stdout}{}", text(&recovered.stderr));
     assert_eq!(s.read("undo.log"), "hang\nfirst\n");
     assert!(stdout.contains("recovering run"), "{stdout}");
+    assert!(stdout.contains(&format!("stopped process group {pgid}")), "{stdout}");
+    assert!(!zdd_engine::host::local::pid_alive(pgid.as_raw() as u32), "recover left the step's process running");
 
     let again = s.zdd("recover", &[]);
     assert_eq!(again.status.code(), Some(0));

@@ -92,3 +92,24 @@ fn a_missing_plan_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn secrets_are_masked_in_output_and_journal_events() {
+    let s = Scratch::new("secrets");
+    let secret = "hunter2-very-secret";
+    let out = s.zdd("run", &["--plain", "--var", &format!("token={secret}")]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains(secret), "{stdout}");
+    assert!(stdout.contains("the token is ***"), "{stdout}");
+    let json = s.zdd("run", &["--json", "--var", &format!("token={secret}")]);
+    assert!(!text(&json.stdout).contains(secret));
+    // The undo ran with the real value: facts are kept as recorded, for recover.
+    assert_eq!(s.read("undo-saw").trim(), secret);
+    for journal in std::fs::read_dir(s.state().join("journal")).unwrap() {
+        let journal = std::fs::read_to_string(journal.unwrap().path()).unwrap();
+        for line in journal.lines().filter(|l| !l.contains("\"event\":\"undo-facts\"")) {
+            assert!(!line.contains(secret), "{line}");
+        }
+    }
+}

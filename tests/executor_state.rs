@@ -70,3 +70,19 @@ fn a_state_dir_writable_by_others_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("writable by group or others"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn stop_with_nothing_running_says_so() {
+    let s = Scratch::new("state");
+    let out = s.zdd("stop", &["--plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("nothing to stop"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_bad_lock_wait_is_a_usage_error() {
+    let s = Scratch::new("state");
+    let out = s.zdd("run", &["--lock-wait", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--lock-wait"), "{}", text(&out.stderr));
+}

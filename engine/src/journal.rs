@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -81,7 +81,7 @@ enum Line {
 /// file opened for appending, so lines never interleave.
 #[derive(Debug)]
 pub struct Journal {
-    file: Option<Mutex<File>>,
+    file: Option<Arc<Mutex<File>>>,
     path: Option<PathBuf>,
     redactor: Redactor,
     /// The facts recorded so far, by step (the latest facts of a step replace earlier ones).
@@ -95,8 +95,12 @@ impl Journal {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.jsonl", header.run_id));
         let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path)?;
-        let journal =
-            Self { file: Some(Mutex::new(file)), path: Some(path), redactor, facts: Mutex::new(BTreeMap::new()) };
+        let journal = Self {
+            file: Some(Arc::new(Mutex::new(file))),
+            path: Some(path),
+            redactor,
+            facts: Mutex::new(BTreeMap::new()),
+        };
         let mut line = serde_json::to_value(header).map_err(std::io::Error::other)?;
         stamp(&mut line, "journal-opened", now_millis());
         journal.write_line(&line, true)?;
@@ -108,7 +112,7 @@ impl Journal {
     pub fn reopen(path: &Path, redactor: Redactor) -> std::io::Result<Self> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Self {
-            file: Some(Mutex::new(file)),
+            file: Some(Arc::new(Mutex::new(file))),
             path: Some(path.to_path_buf()),
             redactor,
             facts: Mutex::new(BTreeMap::new()),
@@ -147,22 +151,28 @@ impl Journal {
         if durable { file.sync_data() } else { Ok(()) }
     }
 
-    /// The undo-facts line is not redacted (see the module doc) and always fsync'd.
-    fn write_facts(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+    /// The undo-facts line is not redacted (see the module doc) and always fsync'd, on a blocking thread so a
+    /// step waiting for the disk does not hold up the runtime's workers.
+    async fn write_facts(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
         let line = serde_json::json!({ "at": now_millis(), "event": "undo-facts", "step": step, "facts": facts });
         let mut text = line.to_string();
         text.push('\n');
-        let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 
 #[async_trait]
 impl UndoJournal for Journal {
     async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
-        self.write_facts(step, facts)?;
+        self.write_facts(step, facts).await?;
         if let Ok(mut map) = self.facts.lock() {
             map.insert(step.to_owned(), facts.clone());
         }

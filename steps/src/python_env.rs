@@ -17,7 +17,7 @@ use zdd_engine::kind::{
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{from_facts, p, req_path, to_facts};
+use crate::common::{from_facts, p, quiet, req_path, to_facts, words};
 use crate::manage::{ROOT, release_dir};
 
 pub struct PythonEnv;
@@ -55,17 +55,17 @@ static SPEC: KindSpec = KindSpec {
             ValueType::Bool,
             "Install only from `find-links` (`--no-index`): offline installs.",
         )
-        .default("#false"),
+        .default("false"),
         FieldSpec::new(
             "reuse",
             ValueType::Bool,
             "Copy the live release's venv when the requirements are identical.",
         )
-        .default("#true"),
+        .default("true"),
         FieldSpec::new(
             "pip-args",
-            ValueType::Strings,
-            "Extra `pip install` arguments.",
+            ValueType::String,
+            "Extra `pip install` arguments, space-separated (e.g. `--no-index --find-links /srv/wheels`).",
         ),
     ],
     effect: Effect::Reversible,
@@ -135,7 +135,7 @@ fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf
     {
         cmd = cmd.arg("--find-links").arg(p(&resolve(&links)));
     }
-    cmd.args(step.fields.strings("pip-args"))
+    cmd.args(words(step.fields.str("pip-args").unwrap_or_default()))
 }
 
 /// Requirements that refer to paths (editable installs, local directories) bind a venv to its release.
@@ -160,6 +160,21 @@ fn sed_literal(s: &str) -> String {
     })
 }
 
+/// `path` with `.` and `..` components resolved lexically, as Python's `os.path.abspath` does.
+fn lexical_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Can the live venv be copied? Identical requirements, no path requirements, and a venv to copy.
 async fn reuse_source(
     s: &Settings,
@@ -178,12 +193,14 @@ async fn reuse_source(
 async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepError> {
     ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to)))
         .await?;
+    // `python -m venv` writes its paths normalised (`a/../b` as `b`): rewrite those.
+    let (from, to) = (&lexical_normal(from), &lexical_normal(to));
     let grep = Command::new("grep")
         .args(["-rlIZ", "--fixed-strings", "-e"])
         .arg(p(from))
         .arg(p(&to.join("bin")))
         .arg(p(&to.join("pyvenv.cfg")));
-    let files = ctx.exec(&grep).await?.stdout;
+    let files = quiet(ctx, &grep).await?.stdout;
     let mut sed = Command::new("xargs")
         .args(["-0", "-r", "sed", "-i", "-e"])
         .arg(format!(
@@ -193,12 +210,17 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
         ));
     sed.stdin = Some(files);
     ctx.exec_ok(&sed).await?;
-    let prefix = ctx
-        .exec(
-            &Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]),
-        )
-        .await?;
-    if prefix.stdout_str().trim() != p(to) {
+    // The copy must run as itself: its sys.prefix is the new venv (paths compared resolved: `a/../b` == `b`).
+    let check =
+        "import os, sys; print(os.path.realpath(sys.prefix) == os.path.realpath(sys.argv[1]))";
+    let same = quiet(
+        ctx,
+        &Command::new(p(&to.join("bin/python")))
+            .args(["-c", check])
+            .arg(p(to)),
+    )
+    .await?;
+    if same.stdout_str().trim() != "True" {
         return Ok(false);
     }
     if let Some(script) = ctx.host.read_file(&to.join("bin/gunicorn")).await? {
@@ -207,7 +229,7 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
             .next()
             .unwrap_or_default()
             .to_owned();
-        if shebang != format!("#!{}", p(&to.join("bin/python"))) {
+        if !shebang.starts_with(&format!("#!{}", p(&to.join("bin/python")))) {
             return Ok(false);
         }
     }
@@ -289,6 +311,14 @@ mod tests {
         assert!(reusable("Django==5.2\ngunicorn\n"));
         assert!(!reusable("-e .\n"));
         assert!(!reusable("shop @ file:///srv/x\n"));
+    }
+
+    #[test]
+    fn lexical_normal_resolves_dots() {
+        assert_eq!(
+            lexical_normal(Path::new("/srv/plans/../.zdd/./demo")),
+            PathBuf::from("/srv/.zdd/demo")
+        );
     }
 
     #[test]

@@ -21,9 +21,11 @@ use super::executor::{Executor, RunReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("could not write the journal: {0}")]
+    /// The journal could not be opened: nothing ran.
+    #[error("could not open the journal: {0}")]
     Journal(#[from] std::io::Error),
-    #[error(transparent)]
+    /// The run happened but its result could not be recorded in `state.json`.
+    #[error("the run ended but its result could not be recorded: {0}; check `zdd status` before the next run")]
     State(#[from] StateError),
 }
 
@@ -40,6 +42,14 @@ pub struct Session {
     pub report: mpsc::UnboundedSender<Stamped>,
     pub jobs: usize,
 }
+
+/// The process log of a state directory (see [`crate::host::local::process_log`]).
+pub fn process_log_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("processes.jsonl")
+}
+
+/// How long process groups left by a killed run get between TERM and KILL when `recover` stops them.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A run id: the UTC start time and a random suffix (`20261126-171500-3f2a`), so journals sort by time.
 pub fn new_run_id() -> String {
@@ -111,6 +121,8 @@ impl Session {
         };
         let started_at = lock::now_rfc3339();
         let journal = Arc::new(Journal::create(self.state.path(), &header, self.redactor.clone())?);
+        // Whatever an earlier, finished run logged is over: start this run's process log afresh.
+        let _ = std::fs::remove_file(process_log_path(self.state.path()));
         let (events, rx) = EventSink::channel();
         let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
         self.warn_takeover(&events);
@@ -145,6 +157,19 @@ impl Session {
         let (events, rx) = EventSink::channel();
         let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
         self.warn_takeover(&events);
+        let log = process_log_path(self.state.path());
+        let stopped =
+            tokio::task::spawn_blocking(move || crate::host::local::process_log::stop_leftovers(&log, LEFTOVER_GRACE))
+                .await
+                .unwrap_or_default();
+        for group in stopped {
+            events.emit(Event::Warning {
+                message: format!(
+                    "stopped process group {} (`{}`) that the interrupted run left running",
+                    group.pgid, group.program
+                ),
+            });
+        }
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
             "recovering run {} ({} of release {}, started by {} on {})",
@@ -157,6 +182,12 @@ impl Session {
             replay.header.user,
             replay.header.host
         );
+        exec.events.emit(Event::RunStarted {
+            plan: replay.header.plan.clone(),
+            release: replay.header.target.release.clone(),
+            run_id: replay.header.run_id.clone(),
+            steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
+        });
         let rollback = exec.rollback(&cause, &replay.to_undo).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
