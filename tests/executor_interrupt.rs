@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::{Scratch, signal, text};
 
-#[test]
-fn sigint_mid_run_rolls_back() {
+/// Interrupt a run while `hang` sleeps: it is cancelled, its process group killed, and both steps undone.
+fn interrupt_mid_run(sig: Signal) {
     let s = Scratch::new("interrupt");
     let child = s.spawn("run", &["--plain"]);
     s.wait_for("hang.pid", Duration::from_secs(10));
     let started = Instant::now();
-    signal(&child, Signal::SIGINT);
+    signal(&child, sig);
     let out = child.wait_with_output().unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
@@ -23,9 +23,18 @@ fn sigint_mid_run_rolls_back() {
     assert_eq!(s.read("undo.log"), "hang\nfirst\n");
     assert!(stdout.contains("interrupted"), "{stdout}");
     assert!(stdout.contains("hang: cancelled"), "{stdout}");
-    // The step's process group is gone.
-    let pid: i32 = s.read("hang.pid").trim().parse().unwrap();
-    assert!(nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None).is_err(), "the step's sleep survived");
+    let pid: u32 = s.read("hang.pid").trim().parse().unwrap();
+    assert!(!zdd_engine::host::local::pid_alive(pid), "the step's shell survived");
+}
+
+#[test]
+fn sigint_mid_run_rolls_back() {
+    interrupt_mid_run(Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_mid_run_rolls_back() {
+    interrupt_mid_run(Signal::SIGTERM);
 }
 
 #[test]

@@ -247,8 +247,12 @@ mod tests {
             request.push_str(&String::from_utf8_lossy(&content));
             *record.lock().unwrap() = request;
             let mut stream = stream;
-            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
-                .unwrap();
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
         });
         (url, seen)
     }
@@ -311,22 +315,36 @@ mod tests {
             ("url", Value::Str(url)),
             ("method", Value::Str("POST".into())),
             ("body", Value::Str("{\"release\": \"r1\"}".into())),
-            ("header", Value::Strings(vec!["X-Token".into(), "abc".into()])),
+            (
+                "header",
+                Value::Strings(vec!["X-Token".into(), "abc".into()]),
+            ),
             ("expect-status", Value::Int(204)),
         ]);
         Http.run(&step, &ctx()).await.unwrap();
         let request = seen.lock().unwrap().clone();
         assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
-        assert!(request.to_ascii_lowercase().contains("x-token: abc"), "{request}");
+        assert!(
+            request.to_ascii_lowercase().contains("x-token: abc"),
+            "{request}"
+        );
         assert!(request.ends_with("{\"release\": \"r1\"}"), "{request}");
     }
 
     #[tokio::test]
     async fn an_unexpected_status_fails_with_the_body_as_detail() {
         let (url, _) = serve_once("500 Internal Server Error", "<h1>Server Error</h1>");
-        let err = Http.run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
-        let StepError::Failed { message, detail } = err else { panic!("{err}") };
-        assert!(message.contains("500") && message.contains("expected a 2xx status"), "{message}");
+        let err = Http
+            .run(&step(&[("url", Value::Str(url))]), &ctx())
+            .await
+            .unwrap_err();
+        let StepError::Failed { message, detail } = err else {
+            panic!("{err}")
+        };
+        assert!(
+            message.contains("500") && message.contains("expected a 2xx status"),
+            "{message}"
+        );
         assert_eq!(detail.as_deref(), Some("<h1>Server Error</h1>"));
     }
 }

@@ -78,7 +78,7 @@ impl ServiceConfig {
                 Manager::Systemd
             },
             workers: f.int("workers").unwrap_or(3).max(1),
-            timeout: duration_or(f, "timeout", Duration::from_secs(30)),
+            timeout: duration_or(f, "worker-timeout", Duration::from_secs(30)),
             graceful_timeout: duration_or(f, "graceful-timeout", Duration::from_secs(30)),
             settings: opt_str(f, "settings").map(str::to_owned),
             env_file: f

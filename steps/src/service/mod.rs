@@ -43,7 +43,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new("manager", ValueType::Enum(MANAGERS), "`systemd` units, or detached `process`es with pid files.")
             .default("systemd"),
         FieldSpec::new("workers", ValueType::Int, "gunicorn workers.").default("3"),
-        FieldSpec::new("timeout", ValueType::Duration, "gunicorn's worker timeout.").default("30s"),
+        FieldSpec::new("worker-timeout", ValueType::Duration, "gunicorn `--timeout`: a worker silent this long is killed and replaced.").default("30s"),
         FieldSpec::new(
             "graceful-timeout",
             ValueType::Duration,
