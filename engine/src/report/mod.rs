@@ -73,7 +73,7 @@ pub async fn drive(mut reporter: Box<dyn Reporter>, mut events: mpsc::UnboundedR
 pub fn human_ms(ms: u64) -> String {
     if ms < 1_000 {
         format!("{ms}ms")
-    } else if ms < 60_000 && ms % 1_000 == 0 {
+    } else if ms < 60_000 && ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else if ms < 60_000 {
         format!("{:.1}s", ms as f64 / 1_000.0)
