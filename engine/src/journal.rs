@@ -275,6 +275,21 @@ pub fn journals(state_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// Delete the oldest journals of finished runs so that at most `keep` journals remain. Unfinished ones are never
+/// deleted: `recover` needs them. Returns how many were deleted.
+pub fn prune(state_dir: &Path, keep: usize) -> std::io::Result<usize> {
+    let all = journals(state_dir)?;
+    let excess = all.len().saturating_sub(keep);
+    let mut deleted = 0;
+    for path in all.into_iter().take(excess) {
+        if replay(&path).is_ok_and(|r| r.finished) {
+            std::fs::remove_file(&path)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// The most recent run that did not finish (zdd killed, machine lost), if any.
 pub fn unfinished(state_dir: &Path) -> std::io::Result<Option<Replay>> {
     for path in journals(state_dir)?.into_iter().rev() {
@@ -355,6 +370,40 @@ mod tests {
         event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
         let r = replay(j.path().unwrap()).unwrap();
         assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
+        assert!(unfinished(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_every_unfinished_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        for (id, finished) in [("r1", false), ("r2", true), ("r3", true), ("r4", true)] {
+            let j = Journal::create(dir.path(), &header(id), Redactor::new()).unwrap();
+            if finished {
+                event(&j, Event::RunFinished { outcome: Outcome::Deployed, duration_ms: 1, summary: vec![] });
+            }
+        }
+        assert_eq!(prune(dir.path(), 2).unwrap(), 1);
+        let left: Vec<String> = journals(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["r1", "r3", "r4"]);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_rollback_stays_unfinished_until_recover_completes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
+        j.record("a", &serde_json::json!({})).await.unwrap();
+        j.record("b", &serde_json::json!({})).await.unwrap();
+        event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
+        event(&j, Event::UndoFinished { step: "a".into(), ok: false, error: Some("no".into()), duration_ms: 1 });
+        event(&j, Event::RunFinished { outcome: Outcome::RollbackIncomplete, duration_ms: 1, summary: vec![] });
+        let r = unfinished(dir.path()).unwrap().expect("an incomplete rollback needs recover");
+        assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["a"]);
+        event(&j, Event::UndoFinished { step: "a".into(), ok: true, error: None, duration_ms: 1 });
         event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
         assert!(unfinished(dir.path()).unwrap().is_none());
     }

@@ -219,6 +219,7 @@ mod tests {
         let LockError::Held { owner: Some(owner), .. } = &err else { panic!("{err}") };
         assert_eq!(owner.pid, std::process::id());
         assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert_eq!(holder(dir.path()).unwrap().map(|o| o.pid), Some(std::process::id()));
         drop(first);
         let again = DeployLock::try_acquire(dir.path(), &LockOwner::current("run")).unwrap();
         assert!(again.taken_over.is_none(), "a clean release is not a takeover");

@@ -48,6 +48,9 @@ pub fn process_log_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join("processes.jsonl")
 }
 
+/// How many journals a state directory keeps (journals of unfinished runs are always kept).
+const JOURNALS_KEPT: usize = 100;
+
 /// How long process groups left by a killed run get between TERM and KILL when `recover` stops them.
 const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -146,6 +149,8 @@ impl Session {
         drop(exec);
         let _ = tapped.await;
         saved?;
+        // Housekeeping only: a journal that cannot be deleted costs disk space, not correctness.
+        let _ = journal::prune(self.state.path(), JOURNALS_KEPT);
         Ok(report.outcome)
     }
 
