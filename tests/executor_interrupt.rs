@@ -84,6 +84,7 @@ fn a_second_concurrent_run_exits_4_naming_the_holder() {
     // With --lock-wait, the second run waits for the first and then deploys.
     let waited = s.zdd("run", &["--lock-wait", "20s"]);
     assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    assert!(text(&waited.stderr).contains("waiting up to 20s"), "{}", text(&waited.stderr));
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0));
 }

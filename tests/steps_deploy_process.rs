@@ -35,11 +35,11 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// Kills every gunicorn the test's plan started, even when the test panics.
-struct Instances(PathBuf);
+struct Instances(PathBuf, [String; 2]);
 
 impl Drop for Instances {
     fn drop(&mut self) {
-        for slot in ["a", "b"] {
+        for slot in &self.1 {
             let Ok(text) = std::fs::read_to_string(self.0.join(format!("run/{slot}.json"))) else { continue };
             let Ok(rec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
             if let Some(pid) = rec["pid"].as_i64() {
@@ -54,10 +54,16 @@ struct Setup {
     nginx: support::nginx::Nginx,
     root: PathBuf,
     plan: PathBuf,
+    slots: [String; 2],
+    extra: Vec<String>,
 }
 
 impl Setup {
     fn new(name: &str) -> Setup {
+        Self::with_slots(name, ["a".into(), "b".into()], &[])
+    }
+
+    fn with_slots(name: &str, slots: [String; 2], extra: &[&str]) -> Setup {
         let dir = TestDir::new(name);
         let nginx = support::nginx::Nginx::start(dir.path());
         let root = dir.join("srv");
@@ -75,14 +81,16 @@ impl Setup {
         std::fs::write(
             &plan,
             format!(
-                "plan \"steps-test\"\nslots \"a\" \"b\"\ninclude \"{}\"\nstep \"prepare\" kind=\"symlink\" {{\n    link \"{}/prepared\"\n    target \"{}\"\n}}\n",
+                "plan \"steps-test\"\nslots \"{}\" \"{}\"\ninclude \"{}\"\nstep \"prepare\" kind=\"symlink\" {{\n    link \"{}/prepared\"\n    target \"{}\"\n}}\n",
+                slots[0],
+                slots[1],
                 fragment.display(),
                 dir.path().display(),
                 dir.path().display()
             ),
         )
         .unwrap();
-        Setup { dir, nginx, root, plan }
+        Setup { dir, nginx, root, plan, slots, extra: extra.iter().map(|s| (*s).to_owned()).collect() }
     }
 
     fn source(&self, version: &str) -> PathBuf {
@@ -95,7 +103,7 @@ impl Setup {
 
     fn vars(&self, version: &str) -> Vec<String> {
         let p = self.nginx.prefix.display();
-        [
+        let mut vars: Vec<String> = [
             "app=shop".to_owned(),
             format!("source={}", self.source(version).display()),
             format!("root={}", self.root.display()),
@@ -114,13 +122,48 @@ impl Setup {
             format!("site_conf={}/shop.conf", self.nginx.sites_dir.display()),
             "log_window=1s".to_owned(),
         ]
-        .into()
+        .into();
+        vars.extend(self.extra.iter().cloned());
+        vars
     }
 
     fn run(&self, version: &str, release: &str, slot: &str, live: Option<(&str, &str)>) -> driver::Run {
         let target = driver::target(release, slot, live);
         let plan = driver::read_plan(&self.plan, &self.vars(version), &target, &self.dir.join("state"));
         driver::Run::new(plan, target, &self.dir.join("state"))
+    }
+}
+
+/// Requests through Nginx, one after the other, until finished: (ok, failures, last version seen).
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>, String)>,
+}
+
+impl Traffic {
+    fn start(port: u16) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut failed, mut last) = (0usize, Vec::new(), String::new());
+            while !flag.load(Ordering::Relaxed) {
+                match get(port, "/") {
+                    Some((200, v)) => {
+                        ok += 1;
+                        last = v;
+                    }
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed, last)
+        });
+        Traffic { stop, thread }
+    }
+
+    fn finish(self) -> (usize, Vec<String>, String) {
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
     }
 }
 
@@ -146,7 +189,7 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
         return;
     }
     let s = Setup::new("steps-socket");
-    let _instances = Instances(s.root.clone());
+    let _instances = Instances(s.root.clone(), s.slots.clone());
     let port = s.nginx.port;
 
     // 1. First deploy: v1 in slot a.
@@ -160,30 +203,12 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
     let pid_a = pid_of(&s.root, "a").expect("slot a's pid");
 
     // 2. Second deploy under continuous traffic: v2 in slot b; not one request may fail.
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let (mut ok, mut failed, mut last) = (0usize, Vec::new(), String::new());
-            while !stop.load(Ordering::Relaxed) {
-                match get(port, "/") {
-                    Some((200, v)) => {
-                        ok += 1;
-                        last = v;
-                    }
-                    other => failed.push(format!("{other:?}")),
-                }
-            }
-            (ok, failed, last)
-        })
-    };
+    let traffic = Traffic::start(port);
     let started = Instant::now();
     let mut second = s.run("v2", "r2", "b", Some(("a", "r1")));
     deploy(&mut second).await;
     let took = started.elapsed();
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed, last) = traffic.join().unwrap();
+    let (ok, failed, last) = traffic.finish();
     eprintln!("second deploy: {} ms, {ok} requests ok, {} failed", took.as_millis(), failed.len());
     assert!(failed.is_empty(), "failed requests during the switch: {failed:?}\n{}", second.log_text());
     assert!(ok > 50, "too little traffic to mean anything: {ok}");
@@ -233,4 +258,73 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
     let stopped = kinds.get("service").unwrap().stop(&web, &first.ctx("web")).await.unwrap();
     assert!(stopped);
     assert!(!alive(pid_of(&s.root, "a").unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_switch_rewrites_tests_and_reloads_nginx() {
+    if !require("port_switch_rewrites_tests_and_reloads_nginx", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+        return;
+    }
+    let (p1, p2) = (support::env::free_port().to_string(), support::env::free_port().to_string());
+    let s = Setup::with_slots("steps-port", [p1.clone(), p2.clone()], &["switch=port"]);
+    let _instances = Instances(s.root.clone(), s.slots.clone());
+    let port = s.nginx.port;
+    let site = s.nginx.sites_dir.join("shop.conf");
+
+    let mut first = s.run("v1", "r1", &p1, None);
+    deploy(&mut first).await;
+    assert_eq!(get(port, "/"), Some((200, "v1".into())));
+    assert!(std::fs::read_to_string(&site).unwrap().contains(&format!("server 127.0.0.1:{p1};")));
+    let old_pid = pid_of(&s.root, &p1).unwrap();
+
+    let traffic = Traffic::start(port);
+    let mut second = s.run("v2", "r2", &p2, Some((&p1, "r1")));
+    deploy(&mut second).await;
+    let (ok, failed, last) = traffic.finish();
+    eprintln!("port switch: {ok} requests ok, {} failed", failed.len());
+    assert!(failed.is_empty(), "failed requests: {failed:?}\n{}", second.log_text());
+    assert_eq!(last, "v2");
+    assert!(std::fs::read_to_string(&site).unwrap().contains(&format!("server 127.0.0.1:{p2};")));
+    assert!(!alive(old_pid), "the old instance still runs");
+
+    // Undo: the previous site file is back, tested and loaded; the old instance serves again.
+    second.undo().await.unwrap_or_else(|(step, e)| panic!("undo {step}: {e:?}\n{}", second.log_text()));
+    assert!(std::fs::read_to_string(&site).unwrap().contains(&format!("server 127.0.0.1:{p1};")));
+    assert_eq!(get(port, "/"), Some((200, "v1".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_keeps_the_old_colour_and_rolls_back_without_restart() {
+    if !require("blue_green_keeps_the_old_colour_and_rolls_back_without_restart", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+        return;
+    }
+    let s = Setup::with_slots("steps-bluegreen", ["blue".into(), "green".into()], &["keep_old=true"]);
+    let _instances = Instances(s.root.clone(), s.slots.clone());
+    let port = s.nginx.port;
+
+    deploy(&mut s.run("v1", "r1", "blue", None)).await;
+    let blue = pid_of(&s.root, "blue").unwrap();
+    let mut green = s.run("v2", "r2", "green", Some(("blue", "r1")));
+    deploy(&mut green).await;
+    assert_eq!(get(port, "/"), Some((200, "v2".into())));
+    assert!(alive(blue), "blue must keep running after the switch to green:\n{}", green.log_text());
+
+    // zdd rollback: release r1 into blue, which still runs it: reused, not restarted.
+    let target = zdd_engine::kind::DeployTarget { rollback: true, ..driver::target("r1", "blue", Some(("green", "r2"))) };
+    let plan = driver::read_plan(&s.plan, &s.vars("v1"), &target, &s.dir.join("state"));
+    let mut back = driver::Run::new(plan, target, &s.dir.join("state"));
+    let t = Instant::now();
+    deploy(&mut back).await;
+    eprintln!("blue-green rollback: {} ms", t.elapsed().as_millis());
+    assert_eq!(pid_of(&s.root, "blue"), Some(blue), "blue was restarted");
+    assert!(alive(blue));
+    assert!(back.log_text().contains("reusing it without a restart"), "{}", back.log_text());
+    assert_eq!(get(port, "/"), Some((200, "v1".into())));
+    assert!(alive(pid_of(&s.root, "green").unwrap()), "green keeps running too (keep-old)");
+
+    // The next deploy into green replaces green's old instance.
+    let green_old = pid_of(&s.root, "green").unwrap();
+    deploy(&mut s.run("v2", "r3", "green", Some(("blue", "r1")))).await;
+    assert!(!alive(green_old));
+    assert_eq!(get(port, "/"), Some((200, "v2".into())));
 }

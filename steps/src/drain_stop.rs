@@ -171,6 +171,12 @@ impl StepKind for DrainStop {
             ctx.message("no old instance to stop (first deploy)");
             return Ok(());
         };
+        if step.fields.bool("keep-old").unwrap_or(false) {
+            ctx.message(format!(
+                "keeping the old instance in slot {live} running (keep-old)"
+            ));
+            return Ok(());
+        }
         let timeout = duration_or(&step.fields, "drain-timeout", Duration::from_secs(30));
         let start = Instant::now();
         let drained = match cfg.listen {
