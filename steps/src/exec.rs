@@ -28,7 +28,7 @@ static SPEC: KindSpec = KindSpec {
     fields: &[
         FieldSpec::new(
             "run",
-            ValueType::String,
+            ValueType::Shell,
             "A shell script, run with `/bin/sh -c`.",
         ),
         FieldSpec::new(
@@ -49,7 +49,7 @@ static SPEC: KindSpec = KindSpec {
         .repeated(),
         FieldSpec::new(
             "undo",
-            ValueType::String,
+            ValueType::Shell,
             "A shell script that undoes `run`; makes the step reversible.",
         ),
         FieldSpec::new(

@@ -20,7 +20,7 @@ pub struct HealthGate;
 
 pub const HOST: FieldSpec = FieldSpec::new(
     "host",
-    ValueType::String,
+    ValueType::ConfigWord,
     "Host header to send (must be in Django's ALLOWED_HOSTS).",
 );
 

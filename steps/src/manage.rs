@@ -14,7 +14,7 @@ use crate::envfile;
 
 pub const ROOT: FieldSpec = FieldSpec::new(
     "root",
-    ValueType::Path,
+    ValueType::ConfigPath,
     "The app's root: releases/, shared/, run/ and log/ live under it.",
 )
 .required();
@@ -26,12 +26,12 @@ pub const PYTHON: FieldSpec = FieldSpec::new(
 .default("venv/bin/python");
 pub const SETTINGS: FieldSpec = FieldSpec::new(
     "settings",
-    ValueType::String,
+    ValueType::Name,
     "DJANGO_SETTINGS_MODULE, e.g. `shop.settings`.",
 );
 pub const ENV_FILE: FieldSpec = FieldSpec::new(
     "env-file",
-    ValueType::Path,
+    ValueType::ConfigPath,
     "KEY=VALUE file loaded into the command's environment (outside the release: secrets live there). Its values are never printed.",
 );
 
