@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 use zdd_engine::host::Command;
+
+use crate::common::quiet;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -59,7 +61,7 @@ impl StepKind for Packages {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let names = step.fields.strings("install");
-        let todo = missing(&names, &ctx.exec(&query(&names)).await?.stdout_str());
+        let todo = missing(&names, &quiet(ctx, &query(&names)).await?.stdout_str());
         if todo.is_empty() {
             ctx.message(format!("already installed: {}", names.join(" ")));
             return Ok(());
