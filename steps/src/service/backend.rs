@@ -50,7 +50,7 @@ pub async fn install_unit(
     let file = cfg.unit_file(slot);
     ctx.host.create_dir_all(&cfg.unit_dir).await?;
     ctx.host.write_file(&file, text.as_bytes(), 0o644).await?;
-    if !unit::in_systemd_dir(&cfg.unit_dir) {
+    if cfg.link_units {
         ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
     }
     ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
@@ -59,7 +59,7 @@ pub async fn install_unit(
 
 /// Remove a slot's unit (undo of a first start).
 pub async fn remove_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<(), StepError> {
-    if !unit::in_systemd_dir(&cfg.unit_dir) {
+    if cfg.link_units {
         // Removes the link `systemctl link` made; fails harmlessly if there is none.
         ctx.exec(&cfg.systemctl(&["disable", &cfg.unit(slot)]))
             .await?;

@@ -47,6 +47,8 @@ pub struct ServiceConfig {
     pub template: Option<PathBuf>,
     pub unit_dir: PathBuf,
     pub systemd_prefix: Vec<String>,
+    /// `systemctl link` unit files after writing them.
+    pub link_units: bool,
     pub control_socket: bool,
     pub gunicorn_args: Vec<String>,
     pub venv: String,
@@ -62,6 +64,9 @@ impl ServiceConfig {
             .map(str::to_owned)
             .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
             .unwrap_or_default();
+        let unit_dir = f
+            .path("unit-dir")
+            .map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x));
         Ok(Self {
             step: step.name.clone(),
             app: req_str(step, "app")?.to_owned(),
@@ -91,10 +96,13 @@ impl ServiceConfig {
                 .path("template")
                 .filter(|x| !x.as_os_str().is_empty())
                 .map(|x| resolve(&x)),
-            unit_dir: f
-                .path("unit-dir")
-                .map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x)),
+            unit_dir: unit_dir.clone(),
             systemd_prefix: words(&prefix),
+            link_units: match f.str("unit-link") {
+                Some("yes") => true,
+                Some("no") => false,
+                _ => !super::unit::in_systemd_dir(&unit_dir),
+            },
             control_socket: f.bool("control-socket").unwrap_or(true),
             gunicorn_args: f.strings("gunicorn-args"),
             venv: f.str("venv").unwrap_or("venv").to_owned(),

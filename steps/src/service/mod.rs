@@ -62,6 +62,13 @@ static SPEC: KindSpec = KindSpec {
         )
         .default("/etc/systemd/system"),
         FieldSpec::new(
+            "unit-link",
+            ValueType::Enum(&["auto", "yes", "no"]),
+            "`systemctl link` the unit file: `auto` when `unit-dir` is not one of systemd's own directories; `no` when \
+             it is one under another name (a directory mounted over /etc/systemd/system in a container).",
+        )
+        .default("auto"),
+        FieldSpec::new(
             "systemd-prefix",
             ValueType::String,
             "Words put before `systemctl`/`journalctl` (e.g. `nsenter -t 4242 -m -p`); default: $ZDD_SYSTEMD_PREFIX.",
