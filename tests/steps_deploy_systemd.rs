@@ -24,8 +24,8 @@ async fn systemd_units_per_slot_switch_with_zero_errors() {
     let extra = [
         "service_manager=systemd".to_owned(),
         format!("unit_dir={}", systemd.unit_dir.display()),
-        // The harness mounts that directory over /etc/systemd/system inside: no `systemctl link`.
-        "unit_link=no".to_owned(),
+        // The harness mounts that directory over /etc/systemd/system inside: `unit-link "auto"` (the default)
+        // sees systemd find the unit by itself and does not link it.
         format!("systemd_prefix={prefix}"),
     ];
     let s = Setup { extra: extra.to_vec(), ..s };

@@ -48,6 +48,11 @@ static SPEC: KindSpec = KindSpec {
             .default("nginx"),
         FieldSpec::new("pid-file", ValueType::Path, "Nginx's pid file (to find the workers a reload replaces).")
             .default("/run/nginx.pid"),
+        FieldSpec::new(
+            "reload-command",
+            ValueType::String,
+            "How to reload Nginx, as words (e.g. `systemctl reload nginx`); default `<nginx> [-c <nginx-conf>] -s reload`.",
+        ),
         FieldSpec::new("template", ValueType::Path, "Your own site template (handlebars) instead of the built-in one."),
         FieldSpec::new("listen", ValueType::ConfigWord, "The server block's `listen`.").default("80"),
         FieldSpec::new("server-name", ValueType::ConfigWord, "The server block's `server_name`.").default("_"),

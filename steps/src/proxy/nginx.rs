@@ -29,6 +29,8 @@ pub struct Nginx {
     pub nginx_conf: Option<PathBuf>,
     pub nginx: Vec<String>,
     pub pid_file: PathBuf,
+    /// A reload command of the plan's own (`systemctl reload nginx`), as words; default `nginx [-c conf] -s reload`.
+    pub reload: Option<Vec<String>>,
     pub template: Option<PathBuf>,
     pub listen: String,
     pub server_name: String,
@@ -48,6 +50,7 @@ impl Nginx {
             nginx_conf: f.path("nginx-conf").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             nginx: if nginx.is_empty() { vec!["nginx".into()] } else { nginx },
             pid_file: f.path("pid-file").map_or_else(|| PathBuf::from("/run/nginx.pid"), |x| resolve(&x)),
+            reload: opt_str(f, "reload-command").map(words).filter(|w| !w.is_empty()),
             template: f.path("template").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             listen: f.str("listen").unwrap_or("80").to_owned(),
             server_name: f.str("server-name").unwrap_or("_").to_owned(),
@@ -110,7 +113,10 @@ impl Nginx {
     }
 
     pub fn reload_command(&self) -> Command {
-        self.command(&["-s", "reload"])
+        match &self.reload {
+            Some(words) => Command::new(words[0].clone()).args(words[1..].iter().cloned()),
+            None => self.command(&["-s", "reload"]),
+        }
     }
 
     /// Write the site file, test the whole configuration, restore the previous file if the test fails, reload.
@@ -184,6 +190,7 @@ mod tests {
             nginx_conf: Some(PathBuf::from("/etc/nginx/nginx.conf")),
             nginx: vec!["nginx".into()],
             pid_file: PathBuf::from("/run/nginx.pid"),
+            reload: None,
             template: None,
             listen: "80".into(),
             server_name: "shop.example.com".into(),

@@ -7,7 +7,7 @@ use zdd_engine::kind::{StepCtx, StepError};
 use super::config::{Manager, ServiceConfig};
 use super::instance::{self, Instance};
 use super::unit;
-use crate::common::{Backoff, p, sleep, tail};
+use crate::common::{Backoff, p, quiet, sleep, tail};
 
 /// Start an instance (the unit is written first under systemd). The caller has recorded its undo facts.
 pub async fn start(ctx: &StepCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
@@ -37,16 +37,26 @@ pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: 
     let file = cfg.unit_file(slot);
     ctx.host.create_dir_all(&cfg.unit_dir).await?;
     ctx.host.write_file(&file, text.as_bytes(), 0o644).await?;
-    if cfg.link_units {
-        ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
-    }
     ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
+    let link = match cfg.link_units {
+        Some(link) => link,
+        // The directory may be systemd's own under another name (mounted over /etc/systemd/system in a
+        // container): link only if systemd does not find the unit by itself.
+        None => {
+            let state = quiet(ctx, &cfg.systemctl(&["show", "-P", "LoadState", &cfg.unit(slot)])).await?;
+            state.stdout_str().trim() != "loaded"
+        }
+    };
+    if link {
+        ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
+        ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
+    }
     Ok(())
 }
 
 /// Remove a slot's unit (undo of a first start).
 pub async fn remove_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<(), StepError> {
-    if cfg.link_units {
+    if cfg.link_units != Some(false) {
         // Removes the link `systemctl link` made; fails harmlessly if there is none.
         ctx.exec(&cfg.systemctl(&["disable", &cfg.unit(slot)])).await?;
     }

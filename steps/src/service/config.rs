@@ -47,8 +47,8 @@ pub struct ServiceConfig {
     pub template: Option<PathBuf>,
     pub unit_dir: PathBuf,
     pub systemd_prefix: Vec<String>,
-    /// `systemctl link` unit files after writing them.
-    pub link_units: bool,
+    /// `systemctl link` unit files after writing them: always, never, or (`None`) when systemd does not find them.
+    pub link_units: Option<bool>,
     pub control_socket: bool,
     pub gunicorn_args: Vec<String>,
     pub venv: String,
@@ -83,9 +83,10 @@ impl ServiceConfig {
             unit_dir: unit_dir.clone(),
             systemd_prefix: words(&prefix),
             link_units: match f.str("unit-link") {
-                Some("yes") => true,
-                Some("no") => false,
-                _ => !super::unit::in_systemd_dir(&unit_dir),
+                Some("yes") => Some(true),
+                Some("no") => Some(false),
+                _ if super::unit::in_systemd_dir(&unit_dir) => Some(false),
+                _ => None,
             },
             control_socket: f.bool("control-socket").unwrap_or(true),
             gunicorn_args: f.strings("gunicorn-args"),

@@ -72,7 +72,7 @@ mod tests {
             template: None,
             unit_dir: PathBuf::from("/etc/systemd/system"),
             systemd_prefix: vec![],
-            link_units: false,
+            link_units: Some(false),
             control_socket: true,
             gunicorn_args: vec![],
             venv: "venv".into(),
