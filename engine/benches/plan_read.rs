@@ -128,6 +128,28 @@ fn main() {
     };
 
     let parse = time(|| kdl::KdlDocument::parse_v2(&text).is_ok());
+    // zdd's own share: validation of files already loaded and parsed, and the preview of a validated plan.
+    let (loaded, _) = plan::load::load(&path, &plan::load::FsReader);
+    let validate_only = time(|| {
+        let mut diags = zdd_engine::diag::Diagnostics::new();
+        let base = path.parent().unwrap_or(Path::new("/"));
+        plan::validate::validate(&loaded, base, &vars, &Runtime::sample(), &kinds, &mut diags)
+            .is_some()
+    });
+    let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
+    let valid = Arc::new(read.result.expect("valid plan"));
+    let preview_only = time(|| {
+        let graph = StepGraph::build(&valid);
+        let p = rt.block_on(preview::build(PreviewInput {
+            plan: &valid,
+            graph: &graph,
+            kinds: &kinds,
+            target: read.target.as_ref().expect("target"),
+            state_dir: Path::new("/nonexistent"),
+            host: Arc::new(LocalHost::new()),
+        }));
+        preview::render_text(&p, false).len()
+    });
     let check = time(check);
     let plan = time(plan_cmd);
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
@@ -143,7 +165,9 @@ fn main() {
     let rows = [
         ("check (read + validate)", &check, "100 ms"),
         ("  KDL parsing alone, one thread", &parse, ""),
+        ("  validation alone (parsed files)", &validate_only, ""),
         ("plan (+ graph + preview + text)", &plan, "100 ms"),
+        ("  graph + preview + text alone", &preview_only, ""),
     ];
     for (what, t, target) in rows {
         println!(
