@@ -84,6 +84,7 @@ fn a_second_concurrent_run_exits_4_naming_the_holder() {
     // With --lock-wait, the second run waits for the first and then deploys.
     let waited = s.zdd("run", &["--lock-wait", "20s"]);
     assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    assert!(text(&waited.stderr).contains("waiting up to 20s"), "{}", text(&waited.stderr));
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0));
 }
@@ -117,4 +118,30 @@ fn unlock_removes_a_dead_holders_lock() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("pid 999999"));
     assert!(!s.state().join("lock").exists());
+}
+
+#[test]
+fn an_incomplete_rollback_exits_3_and_recover_finishes_it() {
+    let s = Scratch::new("undo-fails");
+    let out = s.zdd("run", &["--plain"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ROLLBACK INCOMPLETE"), "{stdout}");
+    assert!(stdout.contains("- stubborn: its undo failed"), "{stdout}");
+    assert!(stdout.contains("trying again"), "the undo was not retried: {stdout}");
+
+    let refused = s.zdd("run", &[]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(text(&refused.stderr).contains("zdd recover"));
+
+    let still_broken = s.zdd("recover", &[]);
+    assert_eq!(still_broken.status.code(), Some(3));
+    std::fs::write(s.out().join("fixed"), "").unwrap();
+    let recovered = s.zdd("recover", &[]);
+    assert_eq!(recovered.status.code(), Some(0), "{}", text(&recovered.stdout));
+    assert_eq!(s.read("undo.log"), "stubborn\n");
+    let history = s.zdd("history", &["--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["rollback-incomplete", "rollback-incomplete", "rolled-back"]);
 }

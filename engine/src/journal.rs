@@ -392,6 +392,22 @@ mod tests {
         assert_eq!(left, ["r1", "r3", "r4"]);
     }
 
+    #[tokio::test]
+    async fn an_incomplete_rollback_stays_unfinished_until_recover_completes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
+        j.record("a", &serde_json::json!({})).await.unwrap();
+        j.record("b", &serde_json::json!({})).await.unwrap();
+        event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
+        event(&j, Event::UndoFinished { step: "a".into(), ok: false, error: Some("no".into()), duration_ms: 1 });
+        event(&j, Event::RunFinished { outcome: Outcome::RollbackIncomplete, duration_ms: 1, summary: vec![] });
+        let r = unfinished(dir.path()).unwrap().expect("an incomplete rollback needs recover");
+        assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["a"]);
+        event(&j, Event::UndoFinished { step: "a".into(), ok: true, error: None, duration_ms: 1 });
+        event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
+        assert!(unfinished(dir.path()).unwrap().is_none());
+    }
+
     #[test]
     fn a_cut_last_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();

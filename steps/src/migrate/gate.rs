@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName,
-    ObjectType, RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName, ObjectType,
+    RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -85,19 +85,11 @@ impl Rule {
             Rule::RenameTable => "the old release still queries the table by its old name",
             Rule::DropColumn => "the old release still selects and inserts this column",
             Rule::RenameColumn => "the old release still uses the column's old name",
-            Rule::AlterColumnType => {
-                "the old release reads and writes the old type (and the rewrite locks the table)"
-            }
+            Rule::AlterColumnType => "the old release reads and writes the old type (and the rewrite locks the table)",
             Rule::SetNotNull => "the old release may still write NULL here",
-            Rule::AddNotNullColumn => {
-                "the old release inserts rows without this column and has no default for it"
-            }
-            Rule::AddUnique => {
-                "the old release may write duplicates (and building the index locks writes)"
-            }
-            Rule::IndexWithoutConcurrently => {
-                "building or dropping the index locks the table against writes"
-            }
+            Rule::AddNotNullColumn => "the old release inserts rows without this column and has no default for it",
+            Rule::AddUnique => "the old release may write duplicates (and building the index locks writes)",
+            Rule::IndexWithoutConcurrently => "building or dropping the index locks the table against writes",
             Rule::Irreversible => "it cannot be undone if the release must be rolled back",
             Rule::Unanalysable => "the gate could not tell what this statement does",
         }
@@ -241,12 +233,7 @@ impl Gate {
     pub fn migration(&mut self, m: &Pending) {
         let label = m.label();
         for op in &m.irreversible {
-            self.push(
-                &label,
-                op,
-                Rule::Irreversible,
-                "(no reverse operation)".to_owned(),
-            );
+            self.push(&label, op, Rule::Irreversible, "(no reverse operation)".to_owned());
         }
         if let Some(err) = &m.error {
             self.push(&label, "(SQL generation)", Rule::Unanalysable, err.clone());
@@ -285,8 +272,8 @@ impl Gate {
         let parsed = Parser::parse_sql(self.dialect.parser().as_ref(), sql);
         let Ok(statements) = parsed else {
             const HARMLESS: &[&str] = &[
-                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE",
-                "VACUUM", "COMMENT", "GRANT",
+                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE", "VACUUM", "COMMENT",
+                "GRANT",
             ];
             if !HARMLESS.iter().any(|k| upper.starts_with(k)) {
                 self.push(label, op, Rule::Unanalysable, sql.to_owned());
@@ -303,13 +290,7 @@ impl Gate {
             Statement::CreateTable(ct) => {
                 let table = name(&ct.name);
                 if let Some(base) = table.strip_prefix(REBUILD_PREFIX) {
-                    self.rebuilds.insert(
-                        base.to_owned(),
-                        Rebuild {
-                            table: table_of(&ct),
-                            ..Rebuild::default()
-                        },
-                    );
+                    self.rebuilds.insert(base.to_owned(), Rebuild { table: table_of(&ct), ..Rebuild::default() });
                 } else {
                     self.tables.insert(table.clone(), table_of(&ct));
                     self.new_tables.insert(table);
@@ -327,29 +308,23 @@ impl Gate {
                     return;
                 };
                 let columns: Vec<String> = insert.columns.iter().map(name).collect();
-                let sources: Vec<Option<String>> =
-                    match insert.source.as_deref().map(|q| q.body.as_ref()) {
-                        Some(SetExpr::Select(select)) => select
-                            .projection
-                            .iter()
-                            .map(|item| match item {
-                                SelectItem::UnnamedExpr(e)
-                                | SelectItem::ExprWithAlias { expr: e, .. } => {
-                                    first_quoted(&e.to_string())
-                                }
-                                _ => None,
-                            })
-                            .collect(),
-                        _ => vec![None; columns.len()],
-                    };
+                let sources: Vec<Option<String>> = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+                    Some(SetExpr::Select(select)) => select
+                        .projection
+                        .iter()
+                        .map(|item| match item {
+                            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                                first_quoted(&e.to_string())
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => vec![None; columns.len()],
+                };
                 rebuild.copied = columns.into_iter().zip(sources).collect();
                 rebuild.copy_seen = true;
             }
-            Statement::Drop {
-                object_type: ObjectType::Table,
-                names,
-                ..
-            } => {
+            Statement::Drop { object_type: ObjectType::Table, names, .. } => {
                 for n in names {
                     let table = name(&n);
                     if self.rebuilds.contains_key(&table) {
@@ -382,14 +357,7 @@ impl Gate {
         }
     }
 
-    fn alter(
-        &mut self,
-        label: &str,
-        op: &str,
-        sql: &str,
-        table: &str,
-        operation: AlterTableOperation,
-    ) {
+    fn alter(&mut self, label: &str, op: &str, sql: &str, table: &str, operation: AlterTableOperation) {
         if let AlterTableOperation::RenameTable { table_name } = &operation {
             let new_name = match table_name {
                 RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => name(n),
@@ -415,20 +383,16 @@ impl Gate {
         let rule = match operation {
             AlterTableOperation::DropColumn { column_names, .. } => {
                 if let Some(t) = self.tables.get_mut(table) {
-                    t.columns
-                        .retain(|c| !column_names.iter().any(|n| n.value == c.name));
+                    t.columns.retain(|c| !column_names.iter().any(|n| n.value == c.name));
                 }
                 Some(Rule::DropColumn)
             }
-            AlterTableOperation::RenameColumn {
-                old_column_name,
-                new_column_name,
-            } => {
-                if let Some(c) = self.tables.get_mut(table).and_then(|t| {
-                    t.columns
-                        .iter_mut()
-                        .find(|c| c.name == old_column_name.value)
-                }) {
+            AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
+                if let Some(c) = self
+                    .tables
+                    .get_mut(table)
+                    .and_then(|t| t.columns.iter_mut().find(|c| c.name == old_column_name.value))
+                {
                     c.name = new_column_name.value;
                 }
                 Some(Rule::RenameColumn)
@@ -439,8 +403,7 @@ impl Gate {
                     Some(Rule::AddNotNullColumn)
                 } else {
                     if col.not_null {
-                        self.defaulted_not_null
-                            .insert((table.to_owned(), col.name.clone()));
+                        self.defaulted_not_null.insert((table.to_owned(), col.name.clone()));
                     }
                     None
                 };
@@ -450,10 +413,7 @@ impl Gate {
                 }
                 if unique { Some(Rule::AddUnique) } else { rule }
             }
-            AlterTableOperation::AlterColumn {
-                column_name,
-                op: alter,
-            } => match alter {
+            AlterTableOperation::AlterColumn { column_name, op: alter } => match alter {
                 AlterColumnOperation::SetDataType { .. } => Some(Rule::AlterColumnType),
                 AlterColumnOperation::SetNotNull => Some(Rule::SetNotNull),
                 AlterColumnOperation::DropDefault => self
@@ -464,9 +424,7 @@ impl Gate {
             },
             AlterTableOperation::AddConstraint {
                 constraint:
-                    TableConstraint::Unique(_)
-                    | TableConstraint::PrimaryKey(_)
-                    | TableConstraint::UniqueUsingIndex(_),
+                    TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) | TableConstraint::UniqueUsingIndex(_),
                 ..
             } => Some(Rule::AddUnique),
             _ => None,
@@ -505,16 +463,12 @@ impl Gate {
                 .map(|(new, _)| new)
                 .collect();
             match copied_to.first() {
-                None if rebuild.copy_seen => found.push((
-                    Rule::DropColumn,
-                    format!("column {}.{} is not kept", table, old_col.name),
-                )),
+                None if rebuild.copy_seen => {
+                    found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name)))
+                }
                 None => {}
                 Some(new_name) if **new_name != old_col.name => {
-                    found.push((
-                        Rule::RenameColumn,
-                        format!("column {table}.{} becomes {new_name}", old_col.name),
-                    ));
+                    found.push((Rule::RenameColumn, format!("column {table}.{} becomes {new_name}", old_col.name)));
                 }
                 Some(_) => {
                     let Some(new_col) = rebuild.table.column(&old_col.name) else {
@@ -523,23 +477,14 @@ impl Gate {
                     if !same_type(&new_col.ty, &old_col.ty) {
                         found.push((
                             Rule::AlterColumnType,
-                            format!(
-                                "column {table}.{}: {} becomes {}",
-                                old_col.name, old_col.ty, new_col.ty
-                            ),
+                            format!("column {table}.{}: {} becomes {}", old_col.name, old_col.ty, new_col.ty),
                         ));
                     }
                     if new_col.not_null && !old_col.not_null {
-                        found.push((
-                            Rule::SetNotNull,
-                            format!("column {table}.{} becomes NOT NULL", old_col.name),
-                        ));
+                        found.push((Rule::SetNotNull, format!("column {table}.{} becomes NOT NULL", old_col.name)));
                     }
                     if new_col.unique && !old_col.unique {
-                        found.push((
-                            Rule::AddUnique,
-                            format!("column {table}.{} becomes UNIQUE", old_col.name),
-                        ));
+                        found.push((Rule::AddUnique, format!("column {table}.{} becomes UNIQUE", old_col.name)));
                     }
                 }
             }
@@ -548,22 +493,12 @@ impl Gate {
             if old.column(&new_col.name).is_none() && new_col.not_null && !new_col.has_default {
                 found.push((
                     Rule::AddNotNullColumn,
-                    format!(
-                        "new column {table}.{} is NOT NULL without a database default",
-                        new_col.name
-                    ),
+                    format!("new column {table}.{} is NOT NULL without a database default", new_col.name),
                 ));
             }
         }
-        for constraint in rebuild
-            .table
-            .unique_constraints
-            .difference(&old.unique_constraints)
-        {
-            found.push((
-                Rule::AddUnique,
-                format!("new unique constraint {constraint} on {table}"),
-            ));
+        for constraint in rebuild.table.unique_constraints.difference(&old.unique_constraints) {
+            found.push((Rule::AddUnique, format!("new unique constraint {constraint} on {table}")));
         }
         for (rule, detail) in found {
             self.push(label, op, rule, format!("SQLite table rebuild: {detail}"));
@@ -579,8 +514,7 @@ fn same_type(a: &str, b: &str) -> bool {
 fn name(n: &ObjectName) -> String {
     let text = n.to_string();
     let last = text.rsplit('.').next().unwrap_or(&text);
-    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
-        .to_owned()
+    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']').to_owned()
 }
 
 /// The first double-quoted identifier of an expression (`coalesce("sku", 'x')` -> `sku`), if any.
@@ -618,18 +552,11 @@ fn table_of(ct: &CreateTable) -> Table {
         .constraints
         .iter()
         .filter_map(|c| match c {
-            TableConstraint::Unique(u) => Some(
-                u.name
-                    .as_ref()
-                    .map_or_else(|| c.to_string(), |n| n.value.clone()),
-            ),
+            TableConstraint::Unique(u) => Some(u.name.as_ref().map_or_else(|| c.to_string(), |n| n.value.clone())),
             _ => None,
         })
         .collect();
-    Table {
-        columns: ct.columns.iter().map(column_of).collect(),
-        unique_constraints,
-    }
+    Table { columns: ct.columns.iter().map(column_of).collect(), unique_constraints }
 }
 
 /// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
@@ -711,28 +638,16 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                (
-                    "Add field x to y".to_owned(),
-                    "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()
-                ),
-                (
-                    "Raw SQL operation".to_owned(),
-                    "UPDATE y SET a = ';'".to_owned()
-                ),
-                (
-                    "Raw SQL operation".to_owned(),
-                    "SET CONSTRAINTS ALL IMMEDIATE".to_owned()
-                ),
+                ("Add field x to y".to_owned(), "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()),
+                ("Raw SQL operation".to_owned(), "UPDATE y SET a = ';'".to_owned()),
+                ("Raw SQL operation".to_owned(), "SET CONSTRAINTS ALL IMMEDIATE".to_owned()),
             ]
         );
     }
 
     #[test]
     fn first_quoted_identifier() {
-        assert_eq!(
-            first_quoted("coalesce(\"sku\", 'x')").as_deref(),
-            Some("sku")
-        );
+        assert_eq!(first_quoted("coalesce(\"sku\", 'x')").as_deref(), Some("sku"));
         assert_eq!(first_quoted("0"), None);
     }
 }
