@@ -175,9 +175,17 @@ impl StepKind for Release {
             ctx.message(format!("pruning release {old}"));
             ctx.host.remove_all(&releases.join(old)).await?;
         }
-        if ctx.target.rollback && ctx.host.exists(&s.dir).await? {
-            ctx.message(format!("{} exists: rolling back to it as it is", s.dir.display()));
-            return Ok(());
+        if ctx.target.rollback {
+            if ctx.host.exists(&s.dir).await? {
+                ctx.message(format!("{} exists: rolling back to it as it is", s.dir.display()));
+                return Ok(());
+            }
+            // Copying the source now would deploy today's code under the old release's name.
+            return Err(StepError::fatal(format!(
+                "cannot roll back to release {}: {} no longer exists",
+                ctx.target.release,
+                s.dir.display()
+            )));
         }
         if !ctx.host.exists(&s.source).await? {
             return Err(StepError::fatal(format!("source {} does not exist", s.source.display())));

@@ -1,6 +1,7 @@
 //! A minimal runner for the step-kind tests: reads a plan with a fixed deploy target, runs its steps in `needs`
 //! order on the local host (stopping at the first failure), and undoes them in reverse from the recorded facts.
 //! The real executor (retries, timeouts, parallelism, journal) is tested elsewhere; this exercises the kinds.
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,9 @@ use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect
 use sqlparser::parser::Parser;
 
 use super::inspect::Pending;
+use super::sql::split_operations;
+
+pub use super::rules::{Finding, Rule};
 
 /// The SQL dialect of the database the migrations run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,124 +44,6 @@ impl Dialect {
             Self::Postgres => Box::new(PostgreSqlDialect {}),
             Self::Sqlite => Box::new(SQLiteDialect {}),
         }
-    }
-}
-
-/// An operation that is unsafe while the old release still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Rule {
-    DropTable,
-    RenameTable,
-    DropColumn,
-    RenameColumn,
-    AlterColumnType,
-    SetNotNull,
-    AddNotNullColumn,
-    AddUnique,
-    IndexWithoutConcurrently,
-    Irreversible,
-    Unanalysable,
-}
-
-impl Rule {
-    pub fn code(self) -> &'static str {
-        match self {
-            Rule::DropTable => "drop-table",
-            Rule::RenameTable => "rename-table",
-            Rule::DropColumn => "drop-column",
-            Rule::RenameColumn => "rename-column",
-            Rule::AlterColumnType => "alter-column-type",
-            Rule::SetNotNull => "set-not-null",
-            Rule::AddNotNullColumn => "add-not-null-column",
-            Rule::AddUnique => "add-unique",
-            Rule::IndexWithoutConcurrently => "index-without-concurrently",
-            Rule::Irreversible => "irreversible",
-            Rule::Unanalysable => "unanalysable",
-        }
-    }
-
-    /// Why the old code breaks.
-    pub fn why(self) -> &'static str {
-        match self {
-            Rule::DropTable => "the old release still queries this table",
-            Rule::RenameTable => "the old release still queries the table by its old name",
-            Rule::DropColumn => "the old release still selects and inserts this column",
-            Rule::RenameColumn => "the old release still uses the column's old name",
-            Rule::AlterColumnType => "the old release reads and writes the old type (and the rewrite locks the table)",
-            Rule::SetNotNull => "the old release may still write NULL here",
-            Rule::AddNotNullColumn => "the old release inserts rows without this column and has no default for it",
-            Rule::AddUnique => "the old release may write duplicates (and building the index locks writes)",
-            Rule::IndexWithoutConcurrently => "building or dropping the index locks the table against writes",
-            Rule::Irreversible => "it cannot be undone if the release must be rolled back",
-            Rule::Unanalysable => "the gate could not tell what this statement does",
-        }
-    }
-
-    /// The expand/contract way to get the same result.
-    pub fn fix(self) -> &'static str {
-        match self {
-            Rule::DropTable | Rule::DropColumn => {
-                "contract later: first deploy code that no longer uses it (remove the field from the model), then \
-                 drop it in a following release"
-            }
-            Rule::RenameTable | Rule::RenameColumn => {
-                "expand/contract: add the new name, write both and backfill, switch reads in a next release, drop the \
-                 old name last (or keep the old column name with `db_column`)"
-            }
-            Rule::AlterColumnType => {
-                "expand/contract: add a new column of the new type, write both and backfill, switch reads, then drop \
-                 the old column"
-            }
-            Rule::SetNotNull => {
-                "deploy code that always writes a value and backfill first; add NOT NULL in a later release (on \
-                 PostgreSQL via a CHECK constraint added NOT VALID, then validated)"
-            }
-            Rule::AddNotNullColumn => {
-                "add it nullable or with a database default (`db_default=`), backfill, then tighten"
-            }
-            Rule::AddUnique => {
-                "deduplicate and make the code enforce uniqueness first; on PostgreSQL build the index with \
-                 AddIndexConcurrently, then attach the constraint in a later release"
-            }
-            Rule::IndexWithoutConcurrently => {
-                "use django.contrib.postgres.operations.AddIndexConcurrently / RemoveIndexConcurrently in a \
-                 migration with `atomic = False`"
-            }
-            Rule::Irreversible => {
-                "give RunPython a `reverse_code` (RunPython.noop if nothing needs undoing) and RunSQL a `reverse_sql`"
-            }
-            Rule::Unanalysable => {
-                "review the SQL by hand and allow the migration if it is compatible with the old code"
-            }
-        }
-    }
-}
-
-/// One unsafe operation found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    /// `app.0004_name`.
-    pub migration: String,
-    /// Django's description of the operation (`Remove field sku from product`).
-    pub operation: String,
-    pub rule: Rule,
-    /// The statement (or detail) that triggered it.
-    pub statement: String,
-}
-
-impl Finding {
-    pub fn describe(&self) -> String {
-        format!(
-            "{}: {} [{}]\n  {}: {}\n  SQL: {}\n  fix: {}",
-            self.migration,
-            self.operation,
-            self.rule.code(),
-            "unsafe while the old release runs",
-            self.rule.why(),
-            self.statement,
-            self.rule.fix()
-        )
     }
 }
 
@@ -559,91 +444,9 @@ fn table_of(ct: &CreateTable) -> Table {
     Table { columns: ct.columns.iter().map(column_of).collect(), unique_constraints }
 }
 
-/// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
-pub fn split_operations(sql: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut op = String::from("(unnamed operation)");
-    let mut buffer = String::new();
-    for line in sql.lines() {
-        let trimmed = line.trim();
-        if let Some(comment) = trimmed.strip_prefix("--") {
-            let text = comment.trim_start_matches('-').trim();
-            if !text.is_empty()
-                && !text.starts_with("THIS OPERATION CANNOT")
-                && !text.starts_with("MIGRATION NOW PERFORMS")
-            {
-                flush(&mut buffer, &op, &mut out);
-                op = text.to_owned();
-            }
-            continue;
-        }
-        buffer.push_str(line);
-        buffer.push('\n');
-    }
-    flush(&mut buffer, &op, &mut out);
-    out
-}
-
-fn flush(buffer: &mut String, op: &str, out: &mut Vec<(String, String)>) {
-    for statement in split_statements(buffer) {
-        let upper = statement.to_ascii_uppercase();
-        if upper == "BEGIN" || upper == "COMMIT" {
-            continue;
-        }
-        out.push((op.to_owned(), statement));
-    }
-    buffer.clear();
-}
-
-/// Split SQL text at `;` outside quotes.
-fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quote: Option<char> = None;
-    for c in sql.chars() {
-        match (quote, c) {
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                current.push(c);
-            }
-            (Some(q), _) if c == q => {
-                quote = None;
-                current.push(c);
-            }
-            (None, ';') => {
-                let s = current.trim();
-                if !s.is_empty() {
-                    out.push(s.to_owned());
-                }
-                current.clear();
-            }
-            _ => current.push(c),
-        }
-    }
-    let s = current.trim();
-    if !s.is_empty() {
-        out.push(s.to_owned());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_operations_and_statements() {
-        let sql = "BEGIN;\n--\n-- Add field x to y\n--\nALTER TABLE \"y\" ADD COLUMN \"x\" int NULL;\n-- Raw SQL operation\nUPDATE y SET a = ';'; SET CONSTRAINTS ALL IMMEDIATE;\nCOMMIT;";
-        let ops = split_operations(sql);
-        assert_eq!(
-            ops,
-            vec![
-                ("Add field x to y".to_owned(), "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()),
-                ("Raw SQL operation".to_owned(), "UPDATE y SET a = ';'".to_owned()),
-                ("Raw SQL operation".to_owned(), "SET CONSTRAINTS ALL IMMEDIATE".to_owned()),
-            ]
-        );
-    }
 
     #[test]
     fn first_quoted_identifier() {

@@ -7,6 +7,8 @@
 
 pub mod gate;
 pub mod inspect;
+pub mod rules;
+pub mod sql;
 
 use async_trait::async_trait;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
