@@ -10,7 +10,7 @@ use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, S
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{duration_or, req_str, sleep};
+use crate::common::{duration_or, quiet_ok, req_str, sleep};
 use crate::service::config::{Manager, ServiceConfig};
 
 pub struct LogCheck;
@@ -54,7 +54,7 @@ impl Source {
             }),
             Source::Journal { unit, since } => {
                 let out =
-                    ctx.exec_ok(&cfg.journalctl(&["-u", unit, "--since", since, "--no-pager", "-o", "cat"])).await?;
+                    quiet_ok(ctx, &cfg.journalctl(&["-u", unit, "--since", since, "--no-pager", "-o", "cat"])).await?;
                 Ok(out.stdout_str())
             }
         }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use zdd_engine::host::Command;
 
-use crate::common::quiet;
+use crate::common::{quiet, quiet_ok};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -66,7 +66,7 @@ impl StepKind for Packages {
             ctx.message(format!("already installed: {}", names.join(" ")));
             return Ok(());
         }
-        let uid = ctx.exec_ok(&Command::new("id").arg("-u")).await?.stdout_str();
+        let uid = quiet_ok(ctx, &Command::new("id").arg("-u")).await?.stdout_str();
         if uid.trim() != "0" {
             return Err(StepError::fatal(format!(
                 "installing packages needs root: run zdd as root, or install them first: apt-get install {}",

@@ -58,7 +58,7 @@ pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: 
 pub async fn remove_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<(), StepError> {
     if cfg.link_units != Some(false) {
         // Removes the link `systemctl link` made; fails harmlessly if there is none.
-        ctx.exec(&cfg.systemctl(&["disable", &cfg.unit(slot)])).await?;
+        quiet(ctx, &cfg.systemctl(&["disable", &cfg.unit(slot)])).await?;
     }
     ctx.host.remove_all(&cfg.unit_file(slot)).await?;
     ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
@@ -113,7 +113,7 @@ pub async fn last_lines(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, n: usize
     match cfg.manager {
         Manager::Systemd => {
             let cmd = cfg.journalctl(&["-u", &cfg.unit(slot), "-n", &n.to_string(), "--no-pager", "-o", "cat"]);
-            ctx.exec(&cmd).await.map(|o| o.stdout_str()).unwrap_or_default()
+            quiet(ctx, &cmd).await.map(|o| o.stdout_str()).unwrap_or_default()
         }
         Manager::Process => match ctx.host.read_file(&cfg.log_file(slot)).await {
             Ok(Some(bytes)) => tail(&String::from_utf8_lossy(&bytes), n),
