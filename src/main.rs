@@ -1,6 +1,7 @@
 //! The `zdd` command: argument parsing, reporter choice and exit codes. The work is in `zdd-engine`.
 
 mod cli;
+mod scaffold;
 
 use std::process::ExitCode;
 

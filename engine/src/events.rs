@@ -15,6 +15,8 @@ pub enum StepState {
     Succeeded,
     Failed,
     TimedOut,
+    /// Was running when the run stopped (another step failed, or zdd was interrupted): cancelled cleanly.
+    Cancelled,
     /// Not started because the run failed (or a need failed) first.
     Skipped,
     /// Ran, then undone by the rollback.

@@ -1,2 +1,369 @@
 //! The run journal: JSON lines under the state directory, fsync'd before a step's effect counts as done,
 //! so `zdd recover` can roll back an interrupted run from the journal alone.
+//!
+//! One file per run, `<state-dir>/journal/<run-id>.jsonl`, mode 0600. The first line is the run's header
+//! (`journal-opened`: plan, mode, deploy target, user, host, pid); then every event of the run as the reporters
+//! see it, plus `undo-facts` lines written (and fsync'd) by [`UndoJournal::record`] before the effect they
+//! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run.
+//!
+//! Every line passes through the [`Redactor`] except the undo facts themselves: they are what `recover` acts on,
+//! so they are stored as the kind recorded them (the state directory is 0700, the journal 0600).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{Event, Outcome, Stamped, StepState};
+use crate::kind::{DeployTarget, UndoFacts, UndoJournal};
+use crate::redact::Redactor;
+
+/// What a run does, recorded in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+    /// `zdd run`.
+    Deploy,
+    /// `zdd rollback`: the previous release through the same steps.
+    Rollback,
+}
+
+/// The first line of a journal: who ran what, where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub run_id: String,
+    pub plan: String,
+    pub mode: RunMode,
+    pub target: DeployTarget,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    /// Unix milliseconds.
+    pub started_at: u64,
+    /// The plan's steps, in declaration order.
+    pub steps: Vec<String>,
+}
+
+/// The lines of a journal, as read back. Events the reader does not need are `Other`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+enum Line {
+    JournalOpened {
+        #[serde(flatten)]
+        header: RunHeader,
+    },
+    UndoFacts {
+        step: String,
+        facts: UndoFacts,
+    },
+    StepFinished {
+        step: String,
+        state: StepState,
+    },
+    UndoFinished {
+        step: String,
+        ok: bool,
+    },
+    RunFinished {
+        outcome: Outcome,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// The journal of the run in progress. Cheap to share (`Arc`); every write is one `write` of a whole line to a
+/// file opened for appending, so lines never interleave.
+#[derive(Debug)]
+pub struct Journal {
+    file: Option<Mutex<File>>,
+    path: Option<PathBuf>,
+    redactor: Redactor,
+    /// The facts recorded so far, by step (the latest facts of a step replace earlier ones).
+    facts: Mutex<BTreeMap<String, UndoFacts>>,
+}
+
+impl Journal {
+    /// Create `<state_dir>/journal/<run-id>.jsonl` and write its header (fsync'd).
+    pub fn create(state_dir: &Path, header: &RunHeader, redactor: Redactor) -> std::io::Result<Self> {
+        let dir = journal_dir(state_dir);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.jsonl", header.run_id));
+        let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path)?;
+        let journal =
+            Self { file: Some(Mutex::new(file)), path: Some(path), redactor, facts: Mutex::new(BTreeMap::new()) };
+        let mut line = serde_json::to_value(header).map_err(std::io::Error::other)?;
+        stamp(&mut line, "journal-opened", now_millis());
+        journal.write_line(&line, true)?;
+        File::open(&dir)?.sync_all()?;
+        Ok(journal)
+    }
+
+    /// Continue writing an existing journal (`zdd recover` appends its undo and the run's end to it).
+    pub fn reopen(path: &Path, redactor: Redactor) -> std::io::Result<Self> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Self {
+            file: Some(Mutex::new(file)),
+            path: Some(path.to_path_buf()),
+            redactor,
+            facts: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// A journal that keeps facts in memory only (tests, benchmarks).
+    pub fn in_memory() -> Self {
+        Self { file: None, path: None, redactor: Redactor::new(), facts: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Append an event. The run's start and end and each finished undo are fsync'd; the rest is written
+    /// without waiting for the disk (it survives zdd being killed, which is what `recover` is for).
+    pub fn append(&self, stamped: &Stamped) -> std::io::Result<()> {
+        let durable = matches!(
+            stamped.event,
+            Event::RunStarted { .. }
+                | Event::UndoFinished { .. }
+                | Event::RunFinished { .. }
+                | Event::StepFinished { .. }
+        );
+        let line = serde_json::to_value(stamped).map_err(std::io::Error::other)?;
+        self.write_line(&line, durable)
+    }
+
+    /// The undo facts recorded in this run, by step.
+    pub fn facts(&self) -> BTreeMap<String, UndoFacts> {
+        self.facts.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    fn write_line(&self, line: &serde_json::Value, durable: bool) -> std::io::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let mut text = self.redactor.redact(&line.to_string());
+        text.push('\n');
+        let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
+        file.write_all(text.as_bytes())?;
+        if durable { file.sync_data() } else { Ok(()) }
+    }
+
+    /// The undo-facts line is not redacted (see the module doc) and always fsync'd.
+    fn write_facts(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let line = serde_json::json!({ "at": now_millis(), "event": "undo-facts", "step": step, "facts": facts });
+        let mut text = line.to_string();
+        text.push('\n');
+        let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()
+    }
+}
+
+#[async_trait]
+impl UndoJournal for Journal {
+    async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+        self.write_facts(step, facts)?;
+        if let Ok(mut map) = self.facts.lock() {
+            map.insert(step.to_owned(), facts.clone());
+        }
+        Ok(())
+    }
+}
+
+fn stamp(line: &mut serde_json::Value, event: &str, at: u64) {
+    if let Some(map) = line.as_object_mut() {
+        map.insert("event".into(), event.into());
+        map.insert("at".into(), at.into());
+    }
+}
+
+pub fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub fn journal_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal")
+}
+
+/// A journal read back: what `recover` needs to undo an interrupted run.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub path: PathBuf,
+    pub header: RunHeader,
+    /// Steps with undo facts, with their latest facts, in the order the undo must run: steps that were still
+    /// running when the run stopped first (most recent facts first), then finished steps in reverse completion
+    /// order. Steps whose undo already succeeded are left out.
+    pub to_undo: Vec<(String, UndoFacts)>,
+    /// Did the run end (a `run-finished` line)?
+    pub finished: bool,
+}
+
+/// Read a journal. Unreadable trailing garbage (a line cut by a crash) is ignored.
+pub fn replay(path: &Path) -> std::io::Result<Replay> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut header = None;
+    let mut facts: BTreeMap<String, UndoFacts> = BTreeMap::new();
+    let mut first_facts: Vec<String> = Vec::new();
+    let mut completed: Vec<String> = Vec::new();
+    let mut undone: BTreeSet<String> = BTreeSet::new();
+    let mut finished = false;
+    for line in reader.lines() {
+        let line = line?;
+        let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
+        match parsed {
+            Line::JournalOpened { header: h } => header = Some(h),
+            Line::UndoFacts { step, facts: f } => {
+                if !facts.contains_key(&step) {
+                    first_facts.push(step.clone());
+                }
+                facts.insert(step.clone(), f);
+                // New facts after an undo mean the step ran again: it needs undoing again.
+                undone.remove(&step);
+            }
+            Line::StepFinished { step, state } => {
+                if state != StepState::Skipped {
+                    completed.retain(|s| s != &step);
+                    completed.push(step);
+                }
+            }
+            Line::UndoFinished { step, ok } => {
+                if ok {
+                    undone.insert(step);
+                }
+            }
+            // A run whose rollback did not complete is not over: `recover` retries the undos that failed.
+            Line::RunFinished { outcome } => finished = outcome != Outcome::RollbackIncomplete,
+            Line::Other => {}
+        }
+    }
+    let header = header.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} has no journal header", path.display()))
+    })?;
+    let mut order: Vec<String> = first_facts.iter().rev().filter(|s| !completed.contains(s)).cloned().collect();
+    order.extend(completed.iter().rev().filter(|s| facts.contains_key(*s)).cloned());
+    let to_undo = order
+        .into_iter()
+        .filter(|s| !undone.contains(s))
+        .filter_map(|s| facts.get(&s).map(|f| (s.clone(), f.clone())))
+        .collect();
+    Ok(Replay { path: path.to_path_buf(), header, to_undo, finished })
+}
+
+/// The journals of a state directory, oldest first (run ids start with their UTC start time).
+pub fn journals(state_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = journal_dir(state_dir);
+    let mut paths = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    paths.sort();
+    Ok(paths)
+}
+
+/// The most recent run that did not finish (zdd killed, machine lost), if any.
+pub fn unfinished(state_dir: &Path) -> std::io::Result<Option<Replay>> {
+    for path in journals(state_dir)?.into_iter().rev() {
+        match replay(&path) {
+            Ok(r) if !r.finished => return Ok(Some(r)),
+            Ok(_) => {}
+            // A journal without even a header: the run died before doing anything.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn header(run_id: &str) -> RunHeader {
+        RunHeader {
+            run_id: run_id.to_owned(),
+            plan: "shop".into(),
+            mode: RunMode::Deploy,
+            target: DeployTarget {
+                release: "r1".into(),
+                slot: "a".into(),
+                live_slot: None,
+                live_release: None,
+                rollback: false,
+            },
+            user: "ci".into(),
+            host: "box".into(),
+            pid: 1,
+            started_at: 0,
+            steps: vec!["a".into(), "b".into(), "c".into()],
+        }
+    }
+
+    fn event(journal: &Journal, event: Event) {
+        journal.append(&Stamped { at: SystemTime::now(), event }).unwrap();
+    }
+
+    fn finished(step: &str) -> Event {
+        Event::StepFinished { step: step.into(), state: StepState::Succeeded, attempts: 1, duration_ms: 1, error: None }
+    }
+
+    #[tokio::test]
+    async fn replay_orders_undo_running_first_then_reverse_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let redactor = Redactor::new();
+        redactor.add("hunter22");
+        let j = Journal::create(dir.path(), &header("20261126-000000-aaaa"), redactor).unwrap();
+        j.record("a", &serde_json::json!({"n": 1})).await.unwrap();
+        j.record("b", &serde_json::json!({"n": 2})).await.unwrap();
+        j.record("c", &serde_json::json!({"n": 3})).await.unwrap();
+        event(&j, finished("b"));
+        event(&j, finished("a"));
+        event(&j, Event::StepOutput { step: "c".into(), line: "password hunter22".into() });
+        j.record("a", &serde_json::json!({"n": 11})).await.unwrap();
+
+        let text = std::fs::read_to_string(j.path().unwrap()).unwrap();
+        assert!(!text.contains("hunter22"), "{text}");
+        let r = unfinished(dir.path()).unwrap().unwrap();
+        assert!(!r.finished);
+        assert_eq!(r.header.plan, "shop");
+        let order: Vec<(&str, i64)> = r.to_undo.iter().map(|(s, f)| (s.as_str(), f["n"].as_i64().unwrap())).collect();
+        assert_eq!(order, vec![("c", 3), ("a", 11), ("b", 2)]);
+    }
+
+    #[tokio::test]
+    async fn undone_steps_and_finished_runs_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("20261126-000000-bbbb"), Redactor::new()).unwrap();
+        j.record("a", &serde_json::json!({})).await.unwrap();
+        j.record("b", &serde_json::json!({})).await.unwrap();
+        event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
+        let r = replay(j.path().unwrap()).unwrap();
+        assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
+        assert!(unfinished(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_cut_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
+        let path = j.path().unwrap().to_path_buf();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"event\":\"undo-fa").unwrap();
+        let r = replay(&path).unwrap();
+        assert!(r.to_undo.is_empty());
+        assert!(!r.finished);
+    }
+}

@@ -1,1 +1,263 @@
 //! The state directory: live and previous release and slot, and the history of runs.
+//!
+//! `<state-dir>/state.json` (mode 0600, written atomically) says which release serves from which slot, which
+//! served before it, and what past runs did. The engine derives each run's [`DeployTarget`] from it. The
+//! directory itself is created 0700 and refused when others may write to it: it holds the journal `recover`
+//! acts on and the lock.
+
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::Outcome;
+use crate::journal::RunMode;
+use crate::kind::DeployTarget;
+
+/// How many past runs `state.json` keeps.
+const HISTORY_LIMIT: usize = 200;
+
+/// A release serving (or that served) from a slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub release: String,
+    pub slot: String,
+    /// RFC 3339, UTC.
+    pub since: String,
+}
+
+/// One past run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub run_id: String,
+    pub mode: RunMode,
+    pub release: String,
+    pub slot: String,
+    pub outcome: Outcome,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub duration_ms: u64,
+    pub user: String,
+    pub host: String,
+}
+
+/// The content of `state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub live: Option<Deployed>,
+    pub previous: Option<Deployed>,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("state directory {path} is writable by group or others (mode {mode:o}); run `chmod 700 {path}`")]
+    Unsafe { path: PathBuf, mode: u32 },
+    #[error("{path} is not valid state: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("{0}")]
+    Target(String),
+}
+
+/// A state directory that exists and is safe to use.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Create the directory (0700) if needed; refuse one that group or others may write to.
+    pub fn prepare(path: &Path) -> Result<Self, StateError> {
+        let io = |source| StateError::Io { path: path.to_path_buf(), source };
+        if !path.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io)?;
+        }
+        Self::open(path)
+    }
+
+    /// An existing state directory (for `status`, `history`): nothing is created.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let meta = std::fs::metadata(path).map_err(|source| StateError::Io { path: path.to_path_buf(), source })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(StateError::Unsafe { path: path.to_path_buf(), mode });
+        }
+        Ok(Self { path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+
+    /// The state; empty before the first run.
+    pub fn load(&self) -> Result<State, StateError> {
+        let file = self.state_file();
+        match std::fs::read_to_string(&file) {
+            Ok(text) => serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path: file, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(source) => Err(StateError::Io { path: file, source }),
+        }
+    }
+
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let file = self.state_file();
+        let json = serde_json::to_vec_pretty(state)
+            .map_err(|e| StateError::Io { path: file.clone(), source: std::io::Error::other(e) })?;
+        crate::host::local::write_atomically(&file, &json, 0o600)
+            .map_err(|e| StateError::Io { path: file.clone(), source: std::io::Error::other(e.to_string()) })
+    }
+}
+
+impl State {
+    /// The target of `zdd run`: a new release (`release`, or now as `YYYYMMDD-HHMMSS` UTC) into the slot that
+    /// is not live (the first slot on a first deploy).
+    pub fn deploy_target(&self, slots: &[String], release: Option<&str>) -> Result<DeployTarget, StateError> {
+        let release = match release {
+            Some(r) => r.to_owned(),
+            None => release_id_now(),
+        };
+        Ok(DeployTarget {
+            release,
+            slot: self.free_slot(slots)?,
+            live_slot: self.live.as_ref().map(|l| l.slot.clone()),
+            live_release: self.live.as_ref().map(|l| l.release.clone()),
+            rollback: false,
+        })
+    }
+
+    /// The target of `zdd rollback`: the previous release, into the slot that is not live.
+    pub fn rollback_target(&self, slots: &[String]) -> Result<DeployTarget, StateError> {
+        let Some(previous) = &self.previous else {
+            return Err(StateError::Target(match &self.live {
+                Some(live) => format!(
+                    "there is no previous release to roll back to: {} is the only release deployed",
+                    live.release
+                ),
+                None => "there is no previous release to roll back to: nothing was deployed yet".to_owned(),
+            }));
+        };
+        Ok(DeployTarget {
+            release: previous.release.clone(),
+            slot: self.free_slot(slots)?,
+            live_slot: self.live.as_ref().map(|l| l.slot.clone()),
+            live_release: self.live.as_ref().map(|l| l.release.clone()),
+            rollback: true,
+        })
+    }
+
+    fn free_slot(&self, slots: &[String]) -> Result<String, StateError> {
+        let live = self.live.as_ref().map(|l| l.slot.as_str());
+        slots
+            .iter()
+            .find(|s| Some(s.as_str()) != live)
+            .cloned()
+            .ok_or_else(|| StateError::Target("the plan has no slot other than the live one".to_owned()))
+    }
+
+    /// Record a finished run; a deployed one becomes live and the live one previous.
+    pub fn record(&mut self, entry: HistoryEntry) {
+        if entry.outcome == Outcome::Deployed {
+            let now = crate::lock::now_rfc3339();
+            self.previous = self.live.take();
+            self.live = Some(Deployed { release: entry.release.clone(), slot: entry.slot.clone(), since: now });
+        }
+        self.history.push(entry);
+        if self.history.len() > HISTORY_LIMIT {
+            let excess = self.history.len() - HISTORY_LIMIT;
+            self.history.drain(..excess);
+        }
+    }
+}
+
+/// A release id for now: `YYYYMMDD-HHMMSS`, UTC.
+pub fn release_id_now() -> String {
+    let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::OffsetDateTime::now_utc().format(format).unwrap_or_else(|_| "release".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slots() -> Vec<String> {
+        vec!["blue".into(), "green".into()]
+    }
+
+    fn entry(release: &str, slot: &str, outcome: Outcome) -> HistoryEntry {
+        HistoryEntry {
+            run_id: format!("run-{release}"),
+            mode: RunMode::Deploy,
+            release: release.into(),
+            slot: slot.into(),
+            outcome,
+            started: "2026-11-26T17:00:00Z".into(),
+            duration_ms: 10,
+            user: "ci".into(),
+            host: "box".into(),
+        }
+    }
+
+    #[test]
+    fn first_deploy_takes_the_first_slot_then_alternates() {
+        let mut state = State::default();
+        let t = state.deploy_target(&slots(), Some("r1")).unwrap();
+        assert_eq!((t.slot.as_str(), t.live_slot.as_deref()), ("blue", None));
+        state.record(entry("r1", &t.slot, Outcome::Deployed));
+        let t = state.deploy_target(&slots(), Some("r2")).unwrap();
+        assert_eq!(
+            (t.slot.as_str(), t.live_slot.as_deref(), t.live_release.as_deref()),
+            ("green", Some("blue"), Some("r1"))
+        );
+        state.record(entry("r2", &t.slot, Outcome::Deployed));
+        assert_eq!(state.previous.as_ref().unwrap().release, "r1");
+        let t = state.deploy_target(&slots(), None).unwrap();
+        assert_eq!(t.slot, "blue");
+        assert_eq!(t.release.len(), "20261126-171500".len());
+    }
+
+    #[test]
+    fn failed_runs_change_nothing_but_history() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        state.record(entry("r2", "green", Outcome::RolledBack));
+        assert_eq!(state.live.as_ref().unwrap().release, "r1");
+        assert!(state.previous.is_none());
+        assert_eq!(state.history.len(), 2);
+    }
+
+    #[test]
+    fn rollback_targets_the_previous_release_and_refuses_without_one() {
+        let mut state = State::default();
+        assert!(state.rollback_target(&slots()).unwrap_err().to_string().contains("nothing was deployed"));
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        assert!(state.rollback_target(&slots()).unwrap_err().to_string().contains("r1 is the only release"));
+        state.record(entry("r2", "green", Outcome::Deployed));
+        let t = state.rollback_target(&slots()).unwrap();
+        assert_eq!((t.release.as_str(), t.slot.as_str(), t.rollback), ("r1", "blue", true));
+    }
+
+    #[test]
+    fn state_dir_is_private_and_round_trips() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("a/b");
+        let dir = StateDir::prepare(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        let mut state = dir.load().unwrap();
+        assert_eq!(state, State::default());
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        dir.save(&state).unwrap();
+        assert_eq!(dir.load().unwrap(), state);
+        let file = path.join("state.json");
+        assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(StateDir::prepare(&path), Err(StateError::Unsafe { .. })));
+    }
+}

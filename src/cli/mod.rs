@@ -5,7 +5,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod check;
+mod completions;
+mod graph;
+mod history;
 mod kinds;
+mod plan;
+mod recover;
+mod rollback;
+mod run;
+mod status;
+mod stop;
+mod unlock;
 
 /// Exit codes, as documented in the book.
 pub mod exit {
@@ -193,6 +203,21 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
+        Command::Run { plan, state, output, jobs, release, lock_wait } => {
+            run::run(&plan, &state, &output, jobs, release.as_deref(), lock_wait.as_deref())
+        }
+        Command::Rollback { plan, state, output, lock_wait } => {
+            rollback::run(&plan, &state, &output, lock_wait.as_deref())
+        }
+        Command::Recover { plan, state, output } => recover::run(&plan, &state, &output),
+        Command::Status { plan, state, json } => status::run(&plan, &state, json),
+        Command::History { plan, state, json } => history::run(&plan, &state, json),
+        Command::Unlock { plan, state } => unlock::run(&plan, &state),
+        Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
+        Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
+        Command::Graph { plan, format } => graph::run(&plan, format),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         other => {
             eprintln!("zdd: {other:?} is not implemented yet");
             exit::INVALID

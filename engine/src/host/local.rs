@@ -563,10 +563,17 @@ mod tests {
         let log = dir.path().join("out.log");
         let pid = host.spawn_detached(&Command::shell("echo started; exec sleep 30"), &log).await.unwrap();
         assert!(host.process_alive(pid).await.unwrap());
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-        // state ppid pgrp session: its own session, and not our child.
-        assert_eq!(fields[3], pid.to_string(), "not a session leader: {stat}");
+        // state ppid pgrp session: its own session (once `setsid` got to call setsid()), and not our child.
+        let stat_fields = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.rsplit_once(')').unwrap().1.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while stat_fields()[3] != pid.to_string() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let fields = stat_fields();
+        assert_eq!(fields[3], pid.to_string(), "not a session leader: {fields:?}");
         assert_ne!(fields[1], std::process::id().to_string());
         let deadline = Instant::now() + Duration::from_secs(2);
         while std::fs::read_to_string(&log).unwrap_or_default().is_empty() && Instant::now() < deadline {

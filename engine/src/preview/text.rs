@@ -1,0 +1,214 @@
+//! The preview as text for a person: header, variables, steps wave by wave (commands, file diffs, links,
+//! checks, undo), then the rollback order. Colour (diff lines only) when asked.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{ActionPreview, FileStatus, PlanPreview, StepPreview};
+use crate::kind::PlannedAction;
+use crate::plan::VarOrigin;
+use crate::schema::Effect;
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const CYAN: &str = "\x1b[36m";
+const RESET: &str = "\x1b[0m";
+
+/// Render the preview for a terminal (`color`) or a log.
+pub fn render_text(p: &PlanPreview, color: bool) -> String {
+    let mut out = String::new();
+    let t = &p.target;
+    let live = match (&t.live_slot, &t.live_release) {
+        (Some(slot), Some(release)) if !slot.is_empty() => {
+            format!("live now: release {release} in slot {slot}")
+        }
+        _ => "first deploy: nothing live yet".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "Plan `{}`: release {} into slot {} ({live})",
+        p.plan, t.release, t.slot
+    );
+    let _ = writeln!(out, "State directory: {}", p.state_dir.display());
+    let _ = writeln!(out, "Nothing below has been done: this is a preview.\n");
+
+    let _ = writeln!(out, "Variables:");
+    let width = p.variables.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    for v in &p.variables {
+        let origin = match v.origin {
+            VarOrigin::Default => "default",
+            VarOrigin::Env => "environment",
+            VarOrigin::Cli => "--var",
+            VarOrigin::Runtime => "runtime",
+        };
+        let _ = writeln!(out, "  {:width$} = {}  ({origin})", v.name, shown(&v.value));
+    }
+
+    let total: usize = p.waves.iter().map(Vec::len).sum();
+    let _ = writeln!(
+        out,
+        "\nSteps ({total}, in {} wave{}):",
+        p.waves.len(),
+        plural(p.waves.len())
+    );
+    for (i, wave) in p.waves.iter().enumerate() {
+        let together = if wave.len() > 1 {
+            format!(", {} steps in parallel", wave.len())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "\n── wave {}{together}", i + 1);
+        for step in wave {
+            step_text(&mut out, step, color);
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nIf a step fails, the rollback undoes the steps that ran, in this order:"
+    );
+    let mut n = 0;
+    let mut read_only = Vec::new();
+    for r in &p.rollback {
+        match r.effect {
+            Effect::Reversible => {
+                n += 1;
+                let how = r
+                    .undo
+                    .iter()
+                    .map(action_words)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let how = if how.is_empty() {
+                    "undo recorded at run time".to_owned()
+                } else {
+                    how
+                };
+                let _ = writeln!(out, "  {n}. {}: {how}", r.step);
+            }
+            Effect::ForwardOnly => {
+                let _ = writeln!(out, "  -  {}: forward-only, not undone", r.step);
+            }
+            Effect::ReadOnly => read_only.push(r.step.as_str()),
+        }
+    }
+    if n == 0 {
+        let _ = writeln!(out, "  (no step changes anything that can be undone)");
+    }
+    if !read_only.is_empty() {
+        let _ = writeln!(
+            out,
+            "  Read-only, nothing to undo: {}",
+            read_only.join(", ")
+        );
+    }
+    out
+}
+
+fn step_text(out: &mut String, s: &StepPreview, color: bool) {
+    let about = s
+        .description
+        .as_ref()
+        .map_or_else(String::new, |d| format!(" — {d}"));
+    let _ = writeln!(out, "  ● {} [{}]{about}", s.name, s.kind);
+    if !s.needs.is_empty() {
+        let _ = writeln!(out, "      needs: {}", s.needs.join(", "));
+    }
+    let attempts = if s.attempts > 1 {
+        format!(", up to {} attempts", s.attempts)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "      timeout {}{attempts}", duration(s.timeout_ms));
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "      cannot preview: {e}");
+    }
+    for a in &s.actions {
+        action_text(out, a, color);
+    }
+    for c in &s.checks {
+        let _ = writeln!(out, "      check: {c}");
+    }
+    match s.effect {
+        Effect::ReadOnly => {
+            let _ = writeln!(out, "      read-only: nothing to undo");
+        }
+        Effect::ForwardOnly => {
+            let _ = writeln!(out, "      forward-only: not undone");
+        }
+        Effect::Reversible if s.undo.is_empty() => {
+            let _ = writeln!(out, "      undo: from facts recorded at run time");
+        }
+        Effect::Reversible => {
+            for u in &s.undo {
+                let _ = writeln!(out, "      undo: {}", action_words(u));
+            }
+        }
+    }
+}
+
+fn action_text(out: &mut String, a: &ActionPreview, color: bool) {
+    match (&a.action, a.file) {
+        (PlannedAction::Write { path, mode, .. }, Some(status)) => {
+            let what = match status {
+                FileStatus::New => "new file",
+                FileStatus::Changed => "changed",
+                FileStatus::Unchanged => "unchanged",
+            };
+            let _ = writeln!(
+                out,
+                "      write {} ({what}, mode {mode:04o})",
+                path.display()
+            );
+            for line in a.diff.as_deref().unwrap_or_default().lines() {
+                let painted = match line.chars().next() {
+                    _ if !color => line.to_owned(),
+                    Some('+') if !line.starts_with("+++") => format!("{GREEN}{line}{RESET}"),
+                    Some('-') if !line.starts_with("---") => format!("{RED}{line}{RESET}"),
+                    Some('@') => format!("{CYAN}{line}{RESET}"),
+                    _ => line.to_owned(),
+                };
+                let _ = writeln!(out, "        {painted}");
+            }
+        }
+        (action, _) => {
+            let _ = writeln!(out, "      {}", action_words(action));
+        }
+    }
+}
+
+/// An action in a few words.
+pub fn action_words(a: &PlannedAction) -> String {
+    match a {
+        PlannedAction::Run { command } => format!("run: {command}"),
+        PlannedAction::Write { path, .. } => format!("write {}", path.display()),
+        PlannedAction::Link { link, target } => {
+            format!("link {} -> {}", link.display(), target.display())
+        }
+        PlannedAction::Remove { path } => format!("remove {}", path.display()),
+        PlannedAction::Http { description } => format!("http: {description}"),
+        PlannedAction::Note { text } => text.clone(),
+    }
+}
+
+fn shown(value: &str) -> String {
+    if value.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+fn duration(ms: u128) -> String {
+    let d = Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
+    match d.as_millis() {
+        ms if ms % 3_600_000 == 0 && ms > 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,116 @@
+//! Events of a made-up run, at fixed times, for reporter snapshots.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::events::{Event, Outcome, Stamped, StepState, StepSummary};
+
+/// A writer whose bytes a test can read after handing it to a reporter.
+#[derive(Clone, Default)]
+pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(1_795_000_000_000 + ms)
+}
+
+fn row(step: &str, state: StepState, attempts: u32, duration_ms: u64) -> StepSummary {
+    StepSummary { step: step.into(), state, attempts, duration_ms }
+}
+
+/// A run where `migrate` succeeds, `assets` succeeds on its second attempt, `smoke` fails, and the undo of
+/// `assets` fails.
+pub fn failed_run() -> Vec<Stamped> {
+    let events = vec![
+        (0, Event::RunStarted {
+            plan: "shop".into(),
+            release: "20261126-171500".into(),
+            run_id: "20261126-171500-3f2a".into(),
+            steps: vec!["migrate".into(), "assets".into(), "smoke".into(), "notify".into()],
+        }),
+        (5, Event::StepStarted { step: "migrate".into(), kind: "exec".into(), attempt: 1, attempts: 1 }),
+        (6, Event::StepStarted { step: "assets".into(), kind: "exec".into(), attempt: 1, attempts: 3 }),
+        (40, Event::StepOutput { step: "migrate".into(), line: "Applying shop.0002_price... OK".into() }),
+        (90, Event::StepRetrying { step: "assets".into(), attempt: 2, cause: "`make assets` exited with status 2".into(), delay_ms: 500 }),
+        (120, Event::StepFinished { step: "migrate".into(), state: StepState::Succeeded, attempts: 1, duration_ms: 115, error: None }),
+        (590, Event::StepStarted { step: "assets".into(), kind: "exec".into(), attempt: 2, attempts: 3 }),
+        (900, Event::StepFinished { step: "assets".into(), state: StepState::Succeeded, attempts: 2, duration_ms: 894, error: None }),
+        (901, Event::StepStarted { step: "smoke".into(), kind: "http".into(), attempt: 1, attempts: 1 }),
+        (950, Event::StepMessage { step: "smoke".into(), message: "GET http://127.0.0.1:8001/health".into() }),
+        (1_400, Event::StepFinished {
+            step: "smoke".into(),
+            state: StepState::Failed,
+            attempts: 1,
+            duration_ms: 499,
+            error: Some("expected status 200, got 500\n<h1>Server Error</h1>".into()),
+        }),
+        (1_401, Event::StepFinished { step: "notify".into(), state: StepState::Skipped, attempts: 0, duration_ms: 0, error: None }),
+        (1_402, Event::RollbackStarted { cause: "step `smoke` failed: expected status 200, got 500".into() }),
+        (1_403, Event::UndoStarted { step: "assets".into() }),
+        (1_600, Event::Warning { message: "undo of `assets` failed (`make clean` exited with status 1); trying again in 500ms (attempt 2 of 3)".into() }),
+        (2_500, Event::UndoFinished { step: "assets".into(), ok: false, error: Some("`make clean` exited with status 1".into()), duration_ms: 1_097 }),
+        (2_501, Event::RunFinished {
+            outcome: Outcome::RollbackIncomplete,
+            duration_ms: 2_501,
+            summary: vec![
+                row("migrate", StepState::Succeeded, 1, 115),
+                row("assets", StepState::RollbackFailed, 2, 894),
+                row("smoke", StepState::Failed, 1, 499),
+                row("notify", StepState::Skipped, 0, 0),
+            ],
+        }),
+    ];
+    events.into_iter().map(|(ms, event)| Stamped { at: at(ms), event }).collect()
+}
+
+/// A run that deploys.
+pub fn deployed_run() -> Vec<Stamped> {
+    let events = vec![
+        (
+            0,
+            Event::RunStarted {
+                plan: "shop".into(),
+                release: "r7".into(),
+                run_id: "r7-0001".into(),
+                steps: vec!["build".into()],
+            },
+        ),
+        (1, Event::StepStarted { step: "build".into(), kind: "exec".into(), attempt: 1, attempts: 1 }),
+        (
+            70_000,
+            Event::StepFinished {
+                step: "build".into(),
+                state: StepState::Succeeded,
+                attempts: 1,
+                duration_ms: 69_999,
+                error: None,
+            },
+        ),
+        (
+            70_001,
+            Event::RunFinished {
+                outcome: Outcome::Deployed,
+                duration_ms: 70_001,
+                summary: vec![row("build", StepState::Succeeded, 1, 69_999)],
+            },
+        ),
+    ];
+    events.into_iter().map(|(ms, event)| Stamped { at: at(ms), event }).collect()
+}

@@ -1,0 +1,132 @@
+//! The plain reporter: one timestamped line per event (UTC), for CI logs and pipes. No colour, no cursor
+//! movement; step output is shown as `step | line`.
+
+use std::io::Write;
+use std::time::UNIX_EPOCH;
+
+use super::summary::{Summary, state_word};
+use super::{Reporter, human_ms};
+use crate::events::{Event, Stamped, StepState};
+
+pub struct PlainReporter {
+    out: Box<dyn Write + Send>,
+    summary: Summary,
+}
+
+impl PlainReporter {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { out, summary: Summary::default() }
+    }
+
+    fn line(&mut self, stamped: &Stamped, text: &str) {
+        let clock = clock(stamped);
+        for (i, part) in text.lines().enumerate() {
+            // Continuation lines (an error's detail) are indented under the first.
+            let _ =
+                if i == 0 { writeln!(self.out, "{clock} {part}") } else { writeln!(self.out, "{clock}     {part}") };
+        }
+        let _ = self.out.flush();
+    }
+}
+
+/// `HH:MM:SS.mmm`, UTC.
+pub fn clock(stamped: &Stamped) -> String {
+    let ms = stamped.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let day_ms = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        (day_ms / 60_000) % 60,
+        (day_ms / 1_000) % 60,
+        day_ms % 1_000
+    )
+}
+
+/// The line for an event (the summary aside), shared with the TTY reporter.
+pub fn describe(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted { plan, release, run_id, steps } => {
+            let plural = if steps.len() == 1 { "" } else { "s" };
+            format!("run {run_id}: plan {plan}, release {release}, {} step{plural}", steps.len())
+        }
+        Event::StepStarted { step, kind, attempt, attempts } => {
+            if *attempts > 1 {
+                format!("{step}: started ({kind}, attempt {attempt}/{attempts})")
+            } else {
+                format!("{step}: started ({kind})")
+            }
+        }
+        Event::StepOutput { step, line } => format!("{step} | {line}"),
+        Event::StepMessage { step, message } => format!("{step}: {message}"),
+        Event::StepRetrying { step, attempt, cause, delay_ms } => {
+            format!("{step}: {cause}; retrying in {} (attempt {attempt})", human_ms(*delay_ms))
+        }
+        Event::StepFinished { state: StepState::Skipped, step, .. } => format!("{step}: skipped"),
+        Event::StepFinished { step, state, attempts, duration_ms, error } => {
+            let tries = if *attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
+            let mut text = format!("{step}: {}{tries} in {}", state_word(*state), human_ms(*duration_ms));
+            if let Some(e) = error {
+                text.push_str(": ");
+                text.push_str(e);
+            }
+            text
+        }
+        Event::RollbackStarted { cause } => format!("rolling back: {cause}"),
+        Event::UndoStarted { step } => format!("undo {step}: started"),
+        Event::UndoFinished { step, ok: true, duration_ms, .. } => {
+            format!("undo {step}: done in {}", human_ms(*duration_ms))
+        }
+        Event::UndoFinished { step, error, .. } => {
+            format!("undo {step}: FAILED: {}", error.as_deref().unwrap_or("unknown error"))
+        }
+        Event::Warning { message } => format!("warning: {message}"),
+        Event::RunFinished { .. } => return None,
+    })
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, stamped: &Stamped) {
+        self.summary.observe(&stamped.event);
+        if let Event::RunFinished { outcome, duration_ms, summary } = &stamped.event {
+            let lines = self.summary.render(*outcome, *duration_ms, summary);
+            let _ = writeln!(self.out);
+            for line in lines {
+                let _ = writeln!(self.out, "{line}");
+            }
+            let _ = self.out.flush();
+            return;
+        }
+        if let Some(text) = describe(&stamped.event) {
+            self.line(stamped, &text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture::{SharedBuf, deployed_run, failed_run};
+
+    fn render(events: Vec<Stamped>) -> String {
+        let buf = SharedBuf::default();
+        let mut r = PlainReporter::new(Box::new(buf.clone()));
+        for e in events {
+            r.event(&e);
+        }
+        buf.text()
+    }
+
+    #[test]
+    fn a_failed_run_with_an_incomplete_rollback() {
+        insta::with_settings!({ filters => vec![(r"\d\d:\d\d:\d\d\.\d{3}", "[clock]")] }, {
+            insta::assert_snapshot!(render(failed_run()));
+        });
+    }
+
+    #[test]
+    fn a_deployed_run() {
+        insta::with_settings!({ filters => vec![(r"\d\d:\d\d:\d\d\.\d{3}", "[clock]")] }, {
+            insta::assert_snapshot!(render(deployed_run()));
+        });
+    }
+}

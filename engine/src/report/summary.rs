@@ -1,0 +1,97 @@
+//! The end of a run for people: a table (step, result, attempts, duration) and what the outcome means,
+//! naming every step left changed when the rollback did not complete.
+
+use std::collections::BTreeMap;
+
+use super::human_ms;
+use crate::events::{Event, Outcome, StepState, StepSummary};
+
+/// What the summary needs to remember from the events before `run-finished`.
+#[derive(Debug, Default)]
+pub struct Summary {
+    release: Option<String>,
+    /// Undo errors, by step.
+    undo_errors: BTreeMap<String, String>,
+    /// Why the run stopped.
+    cause: Option<String>,
+}
+
+/// The word for a step's final state.
+pub fn state_word(state: StepState) -> &'static str {
+    match state {
+        StepState::Pending => "pending",
+        StepState::Running => "running",
+        StepState::Succeeded => "succeeded",
+        StepState::Failed => "failed",
+        StepState::TimedOut => "timed out",
+        StepState::Cancelled => "cancelled",
+        StepState::Skipped => "skipped",
+        StepState::RolledBack => "rolled back",
+        StepState::RollbackFailed => "UNDO FAILED",
+    }
+}
+
+impl Summary {
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { release, .. } => self.release = Some(release.clone()),
+            Event::RollbackStarted { cause } => self.cause = Some(cause.clone()),
+            Event::UndoFinished { step, ok: false, error, .. } => {
+                self.undo_errors.insert(step.clone(), error.clone().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+
+    /// The table and the outcome statement, as lines.
+    pub fn render(&self, outcome: Outcome, duration_ms: u64, rows: &[StepSummary]) -> Vec<String> {
+        let width = rows.iter().map(|r| r.step.len()).max().unwrap_or(4).max(4);
+        let mut lines = vec![format!("{:<width$}  {:<11}  {:>8}  {:>8}", "STEP", "RESULT", "ATTEMPTS", "DURATION")];
+        for r in rows {
+            let attempts = if r.attempts == 0 { "-".to_owned() } else { r.attempts.to_string() };
+            let duration = if r.attempts == 0 { "-".to_owned() } else { human_ms(r.duration_ms) };
+            lines.push(format!("{:<width$}  {:<11}  {attempts:>8}  {duration:>8}", r.step, state_word(r.state)));
+        }
+        lines.push(String::new());
+        let release = self.release.as_deref().unwrap_or("?");
+        match outcome {
+            Outcome::Deployed => lines.push(format!("Deployed release {release} in {}.", human_ms(duration_ms))),
+            Outcome::RolledBack => {
+                lines.push(format!(
+                    "Release {release} was not deployed: {}; every change was rolled back ({}).",
+                    self.cause.as_deref().unwrap_or("the run failed"),
+                    human_ms(duration_ms)
+                ));
+                lines.extend(self.not_undone(rows));
+            }
+            Outcome::RollbackIncomplete => {
+                lines.push(format!(
+                    "ROLLBACK INCOMPLETE: release {release} failed ({}) and these steps were left as they were:",
+                    self.cause.as_deref().unwrap_or("the run failed")
+                ));
+                for r in rows.iter().filter(|r| r.state == StepState::RollbackFailed) {
+                    let why = self.undo_errors.get(&r.step).map(String::as_str).unwrap_or("undo failed");
+                    lines.push(format!("  - {}: its undo failed: {}", r.step, why.lines().next().unwrap_or_default()));
+                }
+                lines.extend(self.not_undone(rows));
+                lines.push(
+                    "Fix the cause, then run `zdd recover PLAN` to retry the failed undos (zdd run refuses until then)."
+                        .to_owned(),
+                );
+            }
+        }
+        lines
+    }
+
+    /// Steps that ran and have no undo (read-only checks, forward-only changes such as migrations).
+    fn not_undone(&self, rows: &[StepSummary]) -> Option<String> {
+        let ran: Vec<&str> = rows
+            .iter()
+            .filter(|r| {
+                matches!(r.state, StepState::Succeeded | StepState::Failed | StepState::TimedOut | StepState::Cancelled)
+            })
+            .map(|r| r.step.as_str())
+            .collect();
+        (!ran.is_empty()).then(|| format!("Ran without an undo (read-only or forward-only): {}.", ran.join(", ")))
+    }
+}

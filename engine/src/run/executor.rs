@@ -1,0 +1,321 @@
+//! The runner on tokio: starts what the scheduling core allows (a semaphore caps concurrency), collects
+//! results over a channel, and on the first failure (or an interrupt) starts nothing new, cancels what runs,
+//! drains it, and rolls back.
+//!
+//! One [`CancellationToken`] stops the run; each step gets a child of it. Nothing here `?`s out of the
+//! scheduling loop: every started step is awaited to the end before the rollback begins.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, EventSink, Outcome, StepState, StepSummary, millis};
+use crate::host::Host;
+use crate::journal::Journal;
+use crate::kind::{DeployTarget, Kinds, StepCtx, UndoFacts};
+use crate::plan::{Plan, StepId};
+use crate::redact::Redactor;
+
+use super::schedule::Scheduler;
+use super::step::{self, Operation, StepRecord};
+
+/// Everything a run needs.
+#[derive(Clone)]
+pub struct Executor {
+    pub plan: Arc<Plan>,
+    pub kinds: Kinds,
+    pub host: Arc<dyn Host>,
+    pub events: EventSink,
+    pub journal: Arc<Journal>,
+    pub redactor: Redactor,
+    pub state_dir: PathBuf,
+    pub target: DeployTarget,
+    /// Steps running at once (at least 1).
+    pub jobs: usize,
+}
+
+/// What the forward part of a run did.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// By step id.
+    pub records: Vec<StepRecord>,
+    /// Steps in the order they finished (skipped steps excluded).
+    pub completed: Vec<StepId>,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// How a run went.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub duration: Duration,
+    pub summary: Vec<StepSummary>,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    pub rollback: Option<Rollback>,
+}
+
+/// What the rollback did.
+#[derive(Debug, Clone, Default)]
+pub struct Rollback {
+    pub undone: Vec<String>,
+    /// Steps whose undo failed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Rollback {
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// The default `--jobs`: the number of cores, at least 2.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+}
+
+impl Executor {
+    /// A context for one operation of one step, stopped by `cancel`.
+    pub fn ctx(&self, step: &str, cancel: CancellationToken) -> StepCtx {
+        StepCtx {
+            plan: self.plan.clone(),
+            step: step.to_owned(),
+            target: self.target.clone(),
+            host: self.host.clone(),
+            events: self.events.clone(),
+            cancel,
+            journal: self.journal.clone(),
+            redactor: self.redactor.clone(),
+            state_dir: self.state_dir.clone(),
+        }
+    }
+
+    /// The whole run: forward, then (if anything failed or `interrupt` fired) the rollback of what ran.
+    /// Emits `RunStarted`; the caller records the state and then calls [`Executor::finish`].
+    pub async fn run(&self, run_id: &str, interrupt: &CancellationToken) -> RunReport {
+        let started = Instant::now();
+        self.events.emit(Event::RunStarted {
+            plan: self.plan.name.clone(),
+            release: self.target.release.clone(),
+            run_id: run_id.to_owned(),
+            steps: self.plan.steps.iter().map(|s| s.name.clone()).collect(),
+        });
+        let forward = self.forward(interrupt).await;
+        let mut states: Vec<StepState> = forward.records.iter().map(|r| r.state).collect();
+        let mut rollback = None;
+        let outcome = match &forward.stopped {
+            None => Outcome::Deployed,
+            Some(cause) => {
+                let facts = self.journal.facts();
+                let order: Vec<(String, UndoFacts)> = forward
+                    .completed
+                    .iter()
+                    .rev()
+                    .filter_map(|id| {
+                        let name = &self.plan.step(*id).name;
+                        facts.get(name).map(|f| (name.clone(), f.clone()))
+                    })
+                    .collect();
+                let undo = self.rollback(cause, &order).await;
+                for (name, _) in &order {
+                    if let Some(step) = self.plan.step_by_name(name) {
+                        states[step.id.0] =
+                            if undo.undone.contains(name) { StepState::RolledBack } else { StepState::RollbackFailed };
+                    }
+                }
+                let outcome = if undo.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
+                rollback = Some(undo);
+                outcome
+            }
+        };
+        let summary = self
+            .plan
+            .steps
+            .iter()
+            .zip(forward.records.iter().zip(states))
+            .map(|(s, (r, state))| StepSummary {
+                step: s.name.clone(),
+                state,
+                attempts: r.attempts,
+                duration_ms: millis(r.duration),
+            })
+            .collect();
+        RunReport { outcome, duration: started.elapsed(), summary, stopped: forward.stopped, rollback }
+    }
+
+    /// Emit the run's last event (after the caller saved the state: a crash before this line leaves the run
+    /// unfinished, for `recover`).
+    pub fn finish(&self, report: &RunReport) {
+        self.events.emit(Event::RunFinished {
+            outcome: report.outcome,
+            duration_ms: millis(report.duration),
+            summary: report.summary.clone(),
+        });
+    }
+
+    /// Run the steps in dependency order, at most `jobs` at once. Stops starting steps at the first failure or
+    /// when `interrupt` fires, cancels the running ones and waits for all of them.
+    pub async fn forward(&self, interrupt: &CancellationToken) -> Forward {
+        let steps = &self.plan.steps;
+        let needs: Vec<Vec<StepId>> = steps.iter().map(|s| s.needs.clone()).collect();
+        let jobs = self.jobs.max(1);
+        let mut schedule = Scheduler::new(&needs, jobs);
+        let semaphore = Arc::new(Semaphore::new(jobs));
+        let run_token = CancellationToken::new();
+        let (results_tx, mut results) = mpsc::unbounded_channel::<(StepId, StepRecord)>();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut task_steps: HashMap<tokio::task::Id, StepId> = HashMap::new();
+        let mut records: Vec<Option<StepRecord>> = vec![None; steps.len()];
+        let mut completed = Vec::new();
+        let mut stopped: Option<String> = None;
+
+        loop {
+            for id in schedule.start_next() {
+                let handle =
+                    tasks.spawn(self.step_task(id, run_token.child_token(), semaphore.clone(), results_tx.clone()));
+                task_steps.insert(handle.id(), id);
+            }
+            if schedule.is_done() {
+                break;
+            }
+            let finished = tokio::select! {
+                Some((id, record)) = results.recv() => Some((id, record)),
+                Some(joined) = tasks.join_next_with_id() => match joined {
+                    // A task that panicked never sent its result: record it as failed.
+                    Err(e) if e.is_panic() => task_steps.get(&e.id()).copied().filter(|id| records[id.0].is_none()).map(|id| {
+                        (id, StepRecord {
+                            state: StepState::Failed,
+                            attempts: 1,
+                            duration: Duration::ZERO,
+                            error: Some("the step panicked (a bug in its kind)".to_owned()),
+                        })
+                    }),
+                    _ => None,
+                },
+                () = interrupt.cancelled(), if stopped.is_none() => {
+                    let cause = "interrupted (SIGINT/SIGTERM)".to_owned();
+                    self.events.emit(Event::Warning { message: format!("{cause}: stopping the running steps, then rolling back") });
+                    stopped = Some(cause);
+                    schedule.stop();
+                    run_token.cancel();
+                    None
+                }
+            };
+            let Some((id, record)) = finished else { continue };
+            if records[id.0].is_some() {
+                continue;
+            }
+            let step = self.plan.step(id);
+            let ok = record.state == StepState::Succeeded;
+            self.events.emit(Event::StepFinished {
+                step: step.name.clone(),
+                state: record.state,
+                attempts: record.attempts,
+                duration_ms: millis(record.duration),
+                error: record.error.clone(),
+            });
+            if !ok && stopped.is_none() {
+                let why = record.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("failed");
+                stopped = Some(format!("step `{}` {}: {why}", step.name, state_word(record.state)));
+                run_token.cancel();
+            }
+            schedule.finish(id, ok);
+            completed.push(id);
+            records[id.0] = Some(record);
+        }
+        // Every task has sent its result; wait for them to end too (their permits and contexts go with them).
+        while tasks.join_next().await.is_some() {}
+        drop(results_tx);
+
+        for id in schedule.not_started() {
+            let step = self.plan.step(id);
+            self.events.emit(Event::StepFinished {
+                step: step.name.clone(),
+                state: StepState::Skipped,
+                attempts: 0,
+                duration_ms: 0,
+                error: None,
+            });
+        }
+        let records = records.into_iter().map(|r| r.unwrap_or_else(StepRecord::skipped)).collect();
+        Forward { records, completed, stopped }
+    }
+
+    fn step_task(
+        &self,
+        id: StepId,
+        cancel: CancellationToken,
+        semaphore: Arc<Semaphore>,
+        results: mpsc::UnboundedSender<(StepId, StepRecord)>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let plan = self.plan.clone();
+        let kind = self.kinds.get(&plan.step(id).kind).cloned();
+        let ctx = self.ctx(&plan.step(id).name, cancel);
+        async move {
+            let Ok(_permit) = semaphore.acquire_owned().await else { return };
+            let step = plan.step(id);
+            let record = match kind {
+                Some(kind) => step::attempts(kind, step, &ctx, Operation::Run).await,
+                None => StepRecord {
+                    state: StepState::Failed,
+                    attempts: 0,
+                    duration: Duration::ZERO,
+                    error: Some(format!("unknown step kind `{}`", step.kind)),
+                },
+            };
+            let _ = results.send((id, record));
+        }
+    }
+
+    /// Undo `order` (step name and its facts, already in undo order), one at a time. A failed undo is retried
+    /// per its step's retry policy, reported, and the rollback goes on with the others.
+    pub async fn rollback(&self, cause: &str, order: &[(String, UndoFacts)]) -> Rollback {
+        self.events.emit(Event::RollbackStarted { cause: cause.to_owned() });
+        let mut result = Rollback::default();
+        for (name, facts) in order {
+            let started = Instant::now();
+            self.events.emit(Event::UndoStarted { step: name.clone() });
+            let outcome = match (
+                self.plan.step_by_name(name),
+                self.plan.step_by_name(name).and_then(|s| self.kinds.get(&s.kind)),
+            ) {
+                (Some(step), Some(kind)) => {
+                    // A fresh token: the run's token is cancelled by now, and the rollback must not be.
+                    let ctx = self.ctx(name, CancellationToken::new());
+                    let record = step::attempts(kind.clone(), step, &ctx, Operation::Undo(facts)).await;
+                    match record.state {
+                        StepState::Succeeded => Ok(()),
+                        _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
+                    }
+                }
+                (None, _) => Err(format!("step `{name}` is not in the plan any more; its undo facts are {facts}")),
+                (Some(step), None) => Err(format!("unknown step kind `{}`", step.kind)),
+            };
+            self.events.emit(Event::UndoFinished {
+                step: name.clone(),
+                ok: outcome.is_ok(),
+                error: outcome.as_ref().err().cloned(),
+                duration_ms: millis(started.elapsed()),
+            });
+            match outcome {
+                Ok(()) => result.undone.push(name.clone()),
+                Err(e) => result.failed.push((name.clone(), e)),
+            }
+        }
+        result
+    }
+}
+
+fn state_word(state: StepState) -> &'static str {
+    match state {
+        StepState::TimedOut => "timed out",
+        StepState::Cancelled => "was cancelled",
+        _ => "failed",
+    }
+}

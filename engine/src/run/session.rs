@@ -1,0 +1,257 @@
+//! A run with its state directory: the journal (and the tap that writes every event into it before the
+//! reporters see it), the run itself, and the state update; and `recover`, which finishes an interrupted run
+//! from its journal alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, EventSink, Outcome, Stamped, StepState, StepSummary, millis};
+use crate::host::Host;
+use crate::journal::{self, Journal, Replay, RunHeader, RunMode};
+use crate::kind::{DeployTarget, Kinds};
+use crate::lock::{self, DeployLock};
+use crate::plan::Plan;
+use crate::redact::Redactor;
+use crate::state::{HistoryEntry, StateDir, StateError};
+
+use super::executor::{Executor, RunReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("could not write the journal: {0}")]
+    Journal(#[from] std::io::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What a run needs besides the plan.
+pub struct Session {
+    pub plan: Arc<Plan>,
+    pub kinds: Kinds,
+    pub host: Arc<dyn Host>,
+    pub state: StateDir,
+    /// Held for the whole run.
+    pub lock: DeployLock,
+    pub redactor: Redactor,
+    /// Where events go after the journal (the reporter).
+    pub report: mpsc::UnboundedSender<Stamped>,
+    pub jobs: usize,
+}
+
+/// A run id: the UTC start time and a random suffix (`20261126-171500-3f2a`), so journals sort by time.
+pub fn new_run_id() -> String {
+    format!("{}-{:04x}", crate::state::release_id_now(), rand::random::<u16>())
+}
+
+/// Write every event to the journal, then hand it to the reporter.
+async fn tap(
+    journal: Arc<Journal>,
+    mut events: mpsc::UnboundedReceiver<Stamped>,
+    report: mpsc::UnboundedSender<Stamped>,
+) {
+    let mut warned = false;
+    while let Some(stamped) = events.recv().await {
+        if let Err(e) = journal.append(&stamped)
+            && !warned
+        {
+            warned = true;
+            let _ = report.send(Stamped {
+                at: std::time::SystemTime::now(),
+                event: Event::Warning { message: format!("could not write the journal: {e}") },
+            });
+        }
+        let _ = report.send(stamped);
+    }
+}
+
+impl Session {
+    fn executor(&self, target: DeployTarget, journal: Arc<Journal>, events: EventSink) -> Executor {
+        Executor {
+            plan: self.plan.clone(),
+            kinds: self.kinds.clone(),
+            host: self.host.clone(),
+            events,
+            journal,
+            redactor: self.redactor.clone(),
+            state_dir: self.state.path().to_path_buf(),
+            target,
+            jobs: self.jobs,
+        }
+    }
+
+    fn warn_takeover(&self, events: &EventSink) {
+        if let Some(previous) = &self.lock.taken_over {
+            events.emit(Event::Warning {
+                message: format!("took over the deploy lock left by {}: that process is gone", previous.describe()),
+            });
+        }
+    }
+
+    /// Deploy (or, with `RunMode::Rollback`, re-deploy the previous release) to `target`.
+    pub async fn run(
+        self,
+        mode: RunMode,
+        target: DeployTarget,
+        interrupt: &CancellationToken,
+    ) -> Result<Outcome, SessionError> {
+        let run_id = new_run_id();
+        let header = RunHeader {
+            run_id: run_id.clone(),
+            plan: self.plan.name.clone(),
+            mode,
+            target: target.clone(),
+            user: lock::username(),
+            host: lock::hostname(),
+            pid: std::process::id(),
+            started_at: journal::now_millis(),
+            steps: self.plan.steps.iter().map(|s| s.name.clone()).collect(),
+        };
+        let started_at = lock::now_rfc3339();
+        let journal = Arc::new(Journal::create(self.state.path(), &header, self.redactor.clone())?);
+        let (events, rx) = EventSink::channel();
+        let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
+        self.warn_takeover(&events);
+        let exec = self.executor(target.clone(), journal, events);
+        let report: RunReport = exec.run(&run_id, interrupt).await;
+
+        let mut state = self.state.load()?;
+        state.record(HistoryEntry {
+            run_id,
+            mode,
+            release: target.release.clone(),
+            slot: target.slot.clone(),
+            outcome: report.outcome,
+            started: started_at,
+            duration_ms: millis(report.duration),
+            user: header.user,
+            host: header.host,
+        });
+        let saved = self.state.save(&state);
+        exec.finish(&report);
+        drop(exec);
+        let _ = tapped.await;
+        saved?;
+        Ok(report.outcome)
+    }
+
+    /// Undo, in reverse order, every step of an interrupted run whose facts are not undone yet, then mark the
+    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
+    pub async fn recover(self, replay: Replay) -> Result<Outcome, SessionError> {
+        let started = Instant::now();
+        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
+        let (events, rx) = EventSink::channel();
+        let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
+        self.warn_takeover(&events);
+        let exec = self.executor(replay.header.target.clone(), journal, events);
+        let cause = format!(
+            "recovering run {} ({} of release {}, started by {} on {})",
+            replay.header.run_id,
+            match replay.header.mode {
+                RunMode::Deploy => "deploy",
+                RunMode::Rollback => "rollback",
+            },
+            replay.header.target.release,
+            replay.header.user,
+            replay.header.host
+        );
+        let rollback = exec.rollback(&cause, &replay.to_undo).await;
+        let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
+        let summary = replay
+            .to_undo
+            .iter()
+            .map(|(step, _)| StepSummary {
+                step: step.clone(),
+                state: if rollback.undone.contains(step) { StepState::RolledBack } else { StepState::RollbackFailed },
+                attempts: 0,
+                duration_ms: 0,
+            })
+            .collect();
+        let mut state = self.state.load()?;
+        state.record(HistoryEntry {
+            run_id: replay.header.run_id.clone(),
+            mode: replay.header.mode,
+            release: replay.header.target.release.clone(),
+            slot: replay.header.target.slot.clone(),
+            outcome,
+            started: lock::now_rfc3339(),
+            duration_ms: millis(started.elapsed()),
+            user: lock::username(),
+            host: lock::hostname(),
+        });
+        let saved = self.state.save(&state);
+        let report =
+            RunReport { outcome, duration: started.elapsed(), summary, stopped: Some(cause), rollback: Some(rollback) };
+        exec.finish(&report);
+        drop(exec);
+        let _ = tapped.await;
+        saved?;
+        Ok(outcome)
+    }
+}
+
+impl Session {
+    /// `zdd stop`: ask every step's kind, in reverse declaration order, to stop what it keeps running.
+    /// Returns how many stopped something and the errors of those that failed.
+    pub async fn stop(self, target: DeployTarget) -> (usize, Vec<(String, String)>) {
+        let (events, mut rx) = EventSink::channel();
+        let report = self.report.clone();
+        let relay = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let _ = report.send(e);
+            }
+        });
+        let exec = self.executor(target, Arc::new(Journal::in_memory()), events.clone());
+        let mut stopped = 0;
+        let mut failed = Vec::new();
+        for step in self.plan.steps.iter().rev() {
+            let Some(kind) = self.kinds.get(&step.kind) else { continue };
+            let ctx = exec.ctx(&step.name, CancellationToken::new());
+            match kind.stop(step, &ctx).await {
+                Ok(true) => {
+                    stopped += 1;
+                    events.emit(Event::StepMessage { step: step.name.clone(), message: "stopped".into() });
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    events.emit(Event::Warning { message: format!("could not stop `{}`: {e}", step.name) });
+                    failed.push((step.name.clone(), e.to_string()));
+                }
+            }
+        }
+        if stopped == 0 && failed.is_empty() {
+            events.emit(Event::Warning {
+                message: "nothing to stop: no step of this plan keeps anything running".into(),
+            });
+        }
+        drop((exec, events));
+        let _ = relay.await;
+        (stopped, failed)
+    }
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM (later ones are ignored: the rollback must finish).
+pub fn interrupt_on_signals() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let fire = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        fire.cancel();
+        // Keep the handlers installed so a second Ctrl-C does not kill zdd in the middle of the rollback.
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+    });
+    Ok(token)
+}

@@ -1,0 +1,322 @@
+//! Executor tests with a scripted kind on plans built in code.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, EventSink, Outcome, Stamped, StepState};
+use crate::host::LocalHost;
+use crate::journal::Journal;
+use crate::kind::{DeployTarget, Kinds, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use crate::plan::{FieldValue, Fields, Plan, Retry, Step, StepId, StepPolicy, Value};
+use crate::redact::Redactor;
+use crate::schema::{Effect, KindSpec};
+use crate::source::{FileId, SourceMap, Span};
+
+use super::Executor;
+
+/// What a scripted step does, from its fields.
+#[derive(Default)]
+struct Script {
+    sleep: Duration,
+    /// Fail this many attempts before succeeding.
+    fail_times: i64,
+    fatal: bool,
+    /// Record undo facts before running.
+    undoable: bool,
+    undo_fails: bool,
+}
+
+fn script(step: &Step) -> Script {
+    Script {
+        sleep: step.fields.duration("sleep").unwrap_or_default(),
+        fail_times: step.fields.int("fail-times").unwrap_or(0),
+        fatal: step.fields.bool("fatal").unwrap_or(false),
+        undoable: step.fields.bool("undoable").unwrap_or(true),
+        undo_fails: step.fields.bool("undo-fails").unwrap_or(false),
+    }
+}
+
+static SPEC: KindSpec =
+    KindSpec { name: "scripted", summary: "test", fields: &[], effect: Effect::Reversible, undo: "test" };
+
+/// A kind whose behaviour each step scripts; it logs what happens.
+#[derive(Default)]
+struct Scripted {
+    log: Mutex<Vec<String>>,
+    attempts: Mutex<BTreeMap<String, i64>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+}
+
+impl Scripted {
+    fn log(&self, line: String) {
+        self.log.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl StepKind for Scripted {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, _step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        Ok(Preview::default())
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let s = script(step);
+        let attempt = {
+            let mut a = self.attempts.lock().unwrap();
+            let n = a.entry(step.name.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if s.undoable {
+            ctx.record_undo(serde_json::json!({ "step": step.name })).await?;
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        self.log(format!("start {}", step.name));
+        let result = tokio::select! {
+            () = tokio::time::sleep(s.sleep) => Ok(()),
+            () = ctx.cancel.cancelled() => Err(StepError::Cancelled),
+        };
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result?;
+        if s.fatal {
+            return Err(StepError::fatal("refused"));
+        }
+        if attempt <= s.fail_times {
+            return Err(StepError::failed(format!("attempt {attempt} failed")));
+        }
+        self.log(format!("end {}", step.name));
+        Ok(())
+    }
+
+    async fn undo(&self, step: &Step, facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+        assert_eq!(facts["step"], step.name.as_str());
+        self.log(format!("undo {}", step.name));
+        if script(step).undo_fails { Err(StepError::failed("undo broke")) } else { Ok(()) }
+    }
+}
+
+/// A step: name, needs (by index), fields.
+fn step(id: usize, name: &str, needs: &[usize], fields: &[(&str, Value)]) -> Step {
+    let span = Span::new(FileId(0), 0, 0);
+    let mut map = BTreeMap::new();
+    for (k, v) in fields {
+        map.insert((*k).to_owned(), vec![FieldValue { value: Some(v.clone()), props: BTreeMap::new(), span }]);
+    }
+    Step {
+        id: StepId(id),
+        name: name.to_owned(),
+        kind: "scripted".to_owned(),
+        needs: needs.iter().copied().map(StepId).collect(),
+        policy: StepPolicy {
+            timeout: Duration::from_secs(5),
+            retry: Retry { attempts: 1, backoff: Duration::from_millis(10), jitter: Duration::from_millis(5) },
+        },
+        fields: Fields { map },
+        description: None,
+        span,
+    }
+}
+
+fn plan(steps: Vec<Step>) -> Plan {
+    Plan {
+        name: "test".into(),
+        base_dir: PathBuf::from("/"),
+        sources: SourceMap::new(),
+        vars: Vec::new(),
+        slots: vec!["a".into(), "b".into()],
+        state_dir: None,
+        defaults: StepPolicy::default(),
+        steps,
+    }
+}
+
+fn ms(n: u64) -> Value {
+    Value::Duration(Duration::from_millis(n))
+}
+
+struct Harness {
+    kind: Arc<Scripted>,
+    exec: Executor,
+    events: tokio::sync::mpsc::UnboundedReceiver<Stamped>,
+}
+
+fn harness(steps: Vec<Step>, jobs: usize) -> Harness {
+    let kind = Arc::new(Scripted::default());
+    let mut kinds = Kinds::new();
+    kinds.register(kind.clone());
+    let (sink, events) = EventSink::channel();
+    let exec = Executor {
+        plan: Arc::new(plan(steps)),
+        kinds,
+        host: Arc::new(LocalHost::new()),
+        events: sink,
+        journal: Arc::new(Journal::in_memory()),
+        redactor: Redactor::new(),
+        state_dir: PathBuf::from("/nonexistent"),
+        target: DeployTarget {
+            release: "r1".into(),
+            slot: "a".into(),
+            live_slot: None,
+            live_release: None,
+            rollback: false,
+        },
+        jobs,
+    };
+    Harness { kind, exec, events }
+}
+
+fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(s) = rx.try_recv() {
+        out.push(s.event);
+    }
+    out
+}
+
+fn states(report: &super::RunReport) -> Vec<(String, StepState)> {
+    report.summary.iter().map(|s| (s.step.clone(), s.state)).collect()
+}
+
+#[tokio::test]
+async fn independent_steps_run_in_parallel_within_the_job_limit() {
+    let steps = (0..6).map(|i| step(i, &format!("s{i}"), &[], &[("sleep", ms(100))])).collect();
+    let h = harness(steps, 3);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Deployed);
+    assert_eq!(h.kind.max_running.load(Ordering::SeqCst), 3);
+    assert!(report.duration < Duration::from_millis(500), "{:?}", report.duration);
+}
+
+#[tokio::test]
+async fn needs_order_the_steps() {
+    let steps = vec![step(0, "a", &[], &[("sleep", ms(30))]), step(1, "b", &[0], &[]), step(2, "c", &[1, 0], &[])];
+    let h = harness(steps, 4);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Deployed);
+    assert_eq!(h.kind.lines(), ["start a", "end a", "start b", "end b", "start c", "end c"]);
+}
+
+#[tokio::test]
+async fn a_flaky_step_succeeds_on_its_third_attempt() {
+    let mut flaky = step(0, "flaky", &[], &[("fail-times", Value::Int(2))]);
+    flaky.policy.retry.attempts = 3;
+    let mut h = harness(vec![flaky], 2);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Deployed);
+    assert_eq!(report.summary[0].attempts, 3);
+    let retries: Vec<(u32, String)> = drain(&mut h.events)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::StepRetrying { attempt, cause, .. } => Some((attempt, cause)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, vec![(2, "attempt 1 failed".to_owned()), (3, "attempt 2 failed".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_fatal_error_is_not_retried() {
+    let mut s = step(0, "migrate", &[], &[("fatal", Value::Bool(true))]);
+    s.policy.retry.attempts = 5;
+    let h = harness(vec![s], 2);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.summary[0].attempts, 1);
+    assert_eq!(report.outcome, Outcome::RolledBack);
+}
+
+#[tokio::test]
+async fn a_timeout_cancels_the_step_and_is_reported_as_timed_out() {
+    let mut slow = step(0, "slow", &[], &[("sleep", ms(10_000))]);
+    slow.policy.timeout = Duration::from_millis(100);
+    let h = harness(vec![slow], 2);
+    let started = std::time::Instant::now();
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let forward_state = h.kind.lines();
+    assert_eq!(forward_state, ["start slow", "undo slow"]);
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert!(report.stopped.as_deref().unwrap().contains("timed out after 100ms"), "{:?}", report.stopped);
+}
+
+#[tokio::test]
+async fn failure_stops_new_starts_cancels_the_rest_and_undoes_in_reverse_completion_order() {
+    let steps = vec![
+        step(0, "first", &[], &[]),
+        step(1, "quick", &[0], &[("sleep", ms(10))]),
+        step(2, "medium", &[0], &[("sleep", ms(60))]),
+        step(3, "long", &[0], &[("sleep", ms(10_000))]),
+        step(4, "broken", &[0], &[("sleep", ms(120)), ("fail-times", Value::Int(1))]),
+        step(5, "after", &[1, 2, 3, 4], &[]),
+        step(6, "readonly", &[0], &[("undoable", Value::Bool(false))]),
+    ];
+    let h = harness(steps, 8);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    let undo: Vec<String> = h.kind.lines().into_iter().filter(|l| l.starts_with("undo")).collect();
+    // Completion order: first, readonly (no facts), quick, medium, broken (fails), long (cancelled).
+    assert_eq!(undo, ["undo long", "undo broken", "undo medium", "undo quick", "undo first"]);
+    let states = states(&report);
+    assert_eq!(states[5], ("after".to_owned(), StepState::Skipped));
+    assert_eq!(states[6], ("readonly".to_owned(), StepState::Succeeded));
+    assert!(states[..5].iter().all(|(_, s)| *s == StepState::RolledBack), "{states:?}");
+}
+
+#[tokio::test]
+async fn a_failing_undo_is_retried_then_reported_and_the_rest_still_undone() {
+    let steps = vec![
+        step(0, "a", &[], &[]),
+        step(1, "b", &[0], &[("undo-fails", Value::Bool(true))]),
+        step(2, "c", &[1], &[("fail-times", Value::Int(1))]),
+    ];
+    let mut steps = steps;
+    steps[1].policy.retry.attempts = 2;
+    let h = harness(steps, 2);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::RollbackIncomplete);
+    let undo: Vec<String> = h.kind.lines().into_iter().filter(|l| l.starts_with("undo")).collect();
+    assert_eq!(undo, ["undo c", "undo b", "undo b", "undo a"]);
+    let rollback = report.rollback.clone().unwrap();
+    assert_eq!(rollback.failed.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(states(&report)[1].1, StepState::RollbackFailed);
+}
+
+#[tokio::test]
+async fn an_interrupt_cancels_running_steps_and_rolls_back() {
+    let steps = vec![step(0, "a", &[], &[]), step(1, "b", &[0], &[("sleep", ms(10_000))]), step(2, "c", &[1], &[])];
+    let h = harness(steps, 2);
+    let interrupt = CancellationToken::new();
+    let fire = interrupt.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fire.cancel();
+    });
+    let report = h.exec.run("run", &interrupt).await;
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(h.kind.lines(), ["start a", "end a", "start b", "undo b", "undo a"]);
+    assert_eq!(states(&report)[2].1, StepState::Skipped);
+}
+
+#[tokio::test]
+async fn many_noop_steps_finish_quickly() {
+    let steps = (0..300).map(|i| step(i, &format!("s{i}"), if i == 0 { &[] } else { &[0] }, &[])).collect();
+    let h = harness(steps, 4);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Deployed);
+    assert_eq!(report.summary.len(), 300);
+}

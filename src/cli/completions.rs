@@ -1,0 +1,32 @@
+//! `zdd completions SHELL` and `zdd man`: generated from the clap definitions, so they never drift.
+
+use std::io::Write;
+
+use clap::CommandFactory;
+
+use super::{Cli, Shell, exit};
+
+pub fn completions(shell: Shell) -> i32 {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(generator, &mut cmd, "zdd", &mut out);
+    exit::OK
+}
+
+pub fn man() -> i32 {
+    let page = clap_mangen::Man::new(Cli::command());
+    let mut buf = Vec::new();
+    if let Err(e) = page.render(&mut buf) {
+        eprintln!("zdd: could not render the man page: {e}");
+        return exit::INVALID;
+    }
+    match std::io::stdout().lock().write_all(&buf) {
+        Ok(()) => exit::OK,
+        Err(_) => exit::INVALID,
+    }
+}

@@ -1,0 +1,21 @@
+//! `zdd graph`: the step graph as Graphviz dot or Mermaid, forward edges solid, the rollback order dashed.
+
+use zdd_engine::graph::{self, StepGraph};
+use zdd_engine::plan::Runtime;
+
+use super::check::{read_plan, report_invalid};
+use super::{GraphFormat, PlanArgs, exit};
+
+pub fn run(args: &PlanArgs, format: GraphFormat) -> i32 {
+    let kinds = zdd_steps::builtin();
+    let read = read_plan(args, &Runtime::sample(), &kinds);
+    let Ok(plan) = &read.result else {
+        return report_invalid(&read);
+    };
+    let g = StepGraph::build(plan);
+    match format {
+        GraphFormat::Dot => print!("{}", graph::to_dot(plan, &g, &kinds)),
+        GraphFormat::Mermaid => print!("{}", graph::to_mermaid(plan, &g, &kinds)),
+    }
+    exit::OK
+}

@@ -1,0 +1,65 @@
+//! `zdd plan`: the dry-run preview of a run, as text or JSON. Reads the plan and the state directory; changes
+//! nothing.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use zdd_engine::graph::StepGraph;
+use zdd_engine::host::LocalHost;
+use zdd_engine::kind::DeployTarget;
+use zdd_engine::plan::{PlanHeader, Runtime, TargetSource};
+use zdd_engine::preview::{self, PreviewInput};
+
+use super::check::{read_plan, report_invalid};
+use super::{PlanArgs, StateArgs, exit};
+
+pub fn run(args: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
+    let kinds = zdd_steps::builtin();
+    let decide = preview_target;
+    let runtime = Runtime {
+        state_dir: state.state_dir.as_deref(),
+        target: TargetSource::Decide(&decide),
+    };
+    let read = read_plan(args, &runtime, &kinds);
+    let (Ok(plan), Some(target), Some(state_dir)) = (&read.result, &read.target, &read.state_dir)
+    else {
+        return report_invalid(&read);
+    };
+    let plan = Arc::new(plan.clone());
+    let graph = StepGraph::build(&plan);
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("zdd: cannot start the async runtime");
+        return exit::INVALID;
+    };
+    let input = PreviewInput {
+        plan: &plan,
+        graph: &graph,
+        kinds: &kinds,
+        target,
+        state_dir,
+        host: Arc::new(LocalHost::new()),
+    };
+    let p = rt.block_on(preview::build(input));
+    if json {
+        match serde_json::to_string_pretty(&p) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("zdd: cannot encode the preview: {e}");
+                return exit::INVALID;
+            }
+        }
+    } else {
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        print!("{}", preview::render_text(&p, color));
+    }
+    exit::OK
+}
+
+/// The target a `zdd run` would take now, read from the state directory without creating it.
+fn preview_target(header: &PlanHeader) -> Result<DeployTarget, String> {
+    Ok(Runtime::sample_target(&header.slots))
+}

@@ -1,0 +1,32 @@
+//! `zdd recover`: finish a run that was interrupted (zdd killed, CI runner lost) or whose rollback did not
+//! complete: undo, from its journal alone and in reverse order, every step whose undo facts are not undone yet.
+//! Exit 0 when everything was undone (or there was nothing to do), 3 when some undo still fails.
+
+use zdd_engine::events::Outcome;
+
+use super::run::{Intent, read_and_prepare, session, with_reporter};
+use super::{OutputArgs, PlanArgs, StateArgs, exit};
+
+pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
+    let (plan, prepared) = match read_and_prepare(plan, state, Intent::Recover, None) {
+        Ok(p) => p,
+        Err(r) if r.message.is_empty() => return r.code,
+        Err(r) if r.code == exit::OK => {
+            println!("{}", r.message);
+            return exit::OK;
+        }
+        Err(r) => return r.print(),
+    };
+    with_reporter(output, |report| async move {
+        let (session, _, replay) = session(plan, prepared, None, report);
+        let Some(replay) = replay else { return exit::OK };
+        match session.recover(replay).await {
+            Ok(Outcome::RollbackIncomplete) => exit::ROLLBACK_INCOMPLETE,
+            Ok(_) => exit::OK,
+            Err(e) => {
+                eprintln!("zdd: {e}");
+                exit::ROLLBACK_INCOMPLETE
+            }
+        }
+    })
+}

@@ -1,0 +1,288 @@
+//! `zdd run`: deploy. Also the glue `rollback` and `recover` share: reading the plan while the state
+//! directory decides the deploy target (under the lock), the reporter, and exit codes.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use zdd_engine::events::Stamped;
+use zdd_engine::host::LocalHost;
+use zdd_engine::journal::{self, Replay, RunMode};
+use zdd_engine::kind::DeployTarget;
+use zdd_engine::lock::{DeployLock, LockError, LockOwner};
+use zdd_engine::plan::types::parse_duration;
+use zdd_engine::plan::{Plan, PlanHeader, Runtime, TargetSource};
+use zdd_engine::redact::Redactor;
+use zdd_engine::report::{self, Format};
+use zdd_engine::run::{self, Session};
+use zdd_engine::state::{StateDir, StateError};
+
+use super::check::{read_plan, report_invalid};
+use super::{OutputArgs, PlanArgs, StateArgs, exit};
+
+/// A command stopped before running anything: its exit code and why.
+pub struct Refusal {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: i32, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub fn print(&self) -> i32 {
+        eprintln!("zdd: {}", self.message);
+        self.code
+    }
+}
+
+impl From<StateError> for Refusal {
+    fn from(e: StateError) -> Self {
+        Refusal::new(exit::INVALID, e.to_string())
+    }
+}
+
+/// What to do once the state directory is open and locked.
+pub enum Intent<'a> {
+    Deploy {
+        release: Option<&'a str>,
+    },
+    Rollback,
+    Recover,
+    /// `zdd stop`: the target is what is live now.
+    Stop,
+}
+
+/// The state directory, locked, and what was decided from it.
+pub struct Prepared {
+    pub state: StateDir,
+    pub lock: DeployLock,
+    pub target: DeployTarget,
+    /// For `recover`: the interrupted run.
+    pub replay: Option<Replay>,
+}
+
+/// `--lock-wait 5m`.
+pub fn lock_wait(text: Option<&str>) -> Result<Option<Duration>, Refusal> {
+    text.map(|t| parse_duration(t).map_err(|e| Refusal::new(exit::INVALID, format!("--lock-wait: {}", e.message))))
+        .transpose()
+}
+
+/// Open and lock the state directory, refuse if an interrupted run needs `recover`, and decide the target.
+fn prepare(header: &PlanHeader, intent: &Intent<'_>, wait: Option<Duration>) -> Result<Prepared, Refusal> {
+    let state = StateDir::prepare(&header.state_dir)?;
+    let command = match intent {
+        Intent::Deploy { .. } => "run",
+        Intent::Rollback => "rollback",
+        Intent::Recover => "recover",
+        Intent::Stop => "stop",
+    };
+    let lock = DeployLock::acquire(state.path(), &LockOwner::current(command), wait).map_err(|e| match e {
+        LockError::Held { .. } => Refusal::new(
+            exit::LOCKED,
+            format!(
+                "{e}\nWait for it (`--lock-wait 5m`), or, if you know that run is gone, `zdd unlock {}`.",
+                plan_hint()
+            ),
+        ),
+        LockError::Io { .. } => Refusal::new(exit::INVALID, e.to_string()),
+    })?;
+    let unfinished = journal::unfinished(state.path())
+        .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
+    let current = state.load()?;
+    match intent {
+        Intent::Recover => {
+            let Some(replay) = unfinished else {
+                return Err(Refusal::new(exit::OK, "nothing to recover: every run in the journal finished"));
+            };
+            Ok(Prepared { state, lock, target: replay.header.target.clone(), replay: Some(replay) })
+        }
+        Intent::Stop => {
+            let first = header.slots.first().cloned().unwrap_or_default();
+            let target = DeployTarget {
+                release: current.live.as_ref().map(|l| l.release.clone()).unwrap_or_default(),
+                slot: current.live.as_ref().map_or(first, |l| l.slot.clone()),
+                live_slot: current.live.as_ref().map(|l| l.slot.clone()),
+                live_release: current.live.as_ref().map(|l| l.release.clone()),
+                rollback: false,
+            };
+            Ok(Prepared { state, lock, target, replay: None })
+        }
+        _ if unfinished.is_some() => {
+            let replay = unfinished.as_ref().map(|r| &r.header);
+            let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&h.run_id, &h.user, &h.host));
+            Err(Refusal::new(
+                exit::ROLLBACK_INCOMPLETE,
+                format!(
+                    "run {run_id} (by {user} on {host}) did not finish: it was interrupted, or its rollback is \
+                     incomplete. Its changes may still be in place.\nRun `zdd recover {}` first: it undoes them \
+                     from the journal.",
+                    plan_hint()
+                ),
+            ))
+        }
+        Intent::Deploy { release } => {
+            let target = current.deploy_target(&header.slots, *release)?;
+            Ok(Prepared { state, lock, target, replay: None })
+        }
+        Intent::Rollback => {
+            let target = current.rollback_target(&header.slots)?;
+            Ok(Prepared { state, lock, target, replay: None })
+        }
+    }
+}
+
+thread_local! {
+    /// The plan path as typed, for messages that tell the user what to run next.
+    static PLAN_HINT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn plan_hint() -> String {
+    PLAN_HINT.with(|p| p.borrow().clone())
+}
+
+/// Read the plan, deciding its runtime values from the state directory (which is locked on the way).
+pub fn read_and_prepare(
+    plan: &PlanArgs,
+    state: &StateArgs,
+    intent: Intent<'_>,
+    wait: Option<Duration>,
+) -> Result<(Plan, Prepared), Refusal> {
+    PLAN_HINT.with(|p| *p.borrow_mut() = plan.plan.display().to_string());
+    let kinds = zdd_steps::builtin();
+    let prepared: RefCell<Option<Result<Prepared, Refusal>>> = RefCell::new(None);
+    let decide = |header: &PlanHeader| {
+        let result = prepare(header, &intent, wait);
+        let answer = match &result {
+            Ok(p) => Ok(p.target.clone()),
+            Err(r) => Err(r.message.clone()),
+        };
+        *prepared.borrow_mut() = Some(result);
+        answer
+    };
+    let runtime = Runtime { state_dir: state.state_dir.as_deref(), target: TargetSource::Decide(&decide) };
+    let read = read_plan(plan, &runtime, &kinds);
+    // A refusal from the state directory (lock held, run to recover) wins over diagnostics it caused.
+    let prepared = prepared.into_inner();
+    if let Some(Err(refusal)) = prepared {
+        return Err(refusal);
+    }
+    match (read.result, prepared) {
+        (Ok(plan), Some(Ok(prepared))) => Ok((plan, prepared)),
+        (Ok(_), _) => Err(Refusal::new(exit::INVALID, "the plan was read without deciding a deploy target")),
+        (Err(diags), _) => {
+            let failed = zdd_engine::plan::PlanRead { result: Err(diags), ..read };
+            Err(Refusal::new(report_invalid(&failed), String::new()))
+        }
+    }
+}
+
+/// Everything a session needs from the command line.
+pub struct Launch<'a> {
+    pub output: &'a OutputArgs,
+    pub jobs: Option<usize>,
+}
+
+/// Run `work` on a tokio runtime with the reporter attached; returns the exit code `work` gives.
+pub fn with_reporter<F, Fut>(output: &OutputArgs, work: F) -> i32
+where
+    F: FnOnce(mpsc::UnboundedSender<Stamped>) -> Fut,
+    Fut: Future<Output = i32>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return Refusal::new(exit::INVALID, format!("cannot start the async runtime: {e}")).print(),
+    };
+    let format = Format::choose(output.json, output.plain);
+    runtime.block_on(async {
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report::drive(format.reporter(), report_rx));
+        let code = work(report_tx).await;
+        let _ = reporter.await;
+        code
+    })
+}
+
+/// A session for `plan` in `prepared`'s state directory.
+pub fn session(
+    plan: Plan,
+    prepared: Prepared,
+    jobs: Option<usize>,
+    report: mpsc::UnboundedSender<Stamped>,
+) -> (Session, DeployTarget, Option<Replay>) {
+    let redactor = Redactor::new();
+    for secret in plan.secrets() {
+        redactor.add(secret);
+    }
+    let session = Session {
+        plan: Arc::new(plan),
+        kinds: zdd_steps::builtin(),
+        host: Arc::new(LocalHost::new()),
+        state: prepared.state,
+        lock: prepared.lock,
+        redactor,
+        report,
+        jobs: jobs.unwrap_or_else(run::default_jobs).max(1),
+    };
+    (session, prepared.target, prepared.replay)
+}
+
+/// `zdd run` and `zdd rollback`.
+pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: Intent<'_>, wait: Option<&str>) -> i32 {
+    let mode = match intent {
+        Intent::Rollback => RunMode::Rollback,
+        _ => RunMode::Deploy,
+    };
+    let wait = match lock_wait(wait) {
+        Ok(w) => w,
+        Err(r) => return r.print(),
+    };
+    let (plan, prepared) = match read_and_prepare(plan, state, intent, wait) {
+        Ok(p) => p,
+        Err(r) if r.message.is_empty() => return r.code,
+        Err(r) => return r.print(),
+    };
+    with_reporter(launch.output, |report| async move {
+        let interrupt = match run::interrupt_on_signals() {
+            Ok(token) => token,
+            Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
+        };
+        let (session, target, _) = session(plan, prepared, launch.jobs, report);
+        match session.run(mode, target, &interrupt).await {
+            Ok(outcome) => outcome.exit_code(),
+            Err(e) => Refusal::new(exit::ROLLBACK_INCOMPLETE, e.to_string()).print(),
+        }
+    })
+}
+
+pub fn run(
+    plan: &PlanArgs,
+    state: &StateArgs,
+    output: &OutputArgs,
+    jobs: Option<usize>,
+    release: Option<&str>,
+    lock_wait: Option<&str>,
+) -> i32 {
+    if let Some(r) = release
+        && (r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    {
+        return Refusal::new(exit::INVALID, format!("--release `{r}`: use letters, digits, `-`, `_` and `.` only"))
+            .print();
+    }
+    deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release }, lock_wait)
+}
+
+/// The state directory a plan uses, without deciding a target (for `status`, `history`, `unlock`).
+pub fn state_dir_of(plan: &PlanArgs, state: &StateArgs) -> Result<std::path::PathBuf, Refusal> {
+    if let Some(dir) = &state.state_dir {
+        return Ok(dir.clone());
+    }
+    let kinds = zdd_steps::builtin();
+    let read = read_plan(plan, &Runtime::sample().with_state_dir(None), &kinds);
+    match (read.state_dir.clone(), &read.result) {
+        (Some(dir), Ok(_)) => Ok(dir),
+        _ => Err(Refusal::new(report_invalid(&read), String::new())),
+    }
+}

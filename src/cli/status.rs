@@ -1,0 +1,65 @@
+//! `zdd status`: the live release and slot, the previous one, the lock holder, and any run waiting for
+//! `zdd recover`.
+
+use zdd_engine::{journal, lock, state::StateDir};
+
+use super::run::state_dir_of;
+use super::{PlanArgs, StateArgs, exit};
+
+pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
+    let dir = match state_dir_of(plan, state) {
+        Ok(d) => d,
+        Err(r) if r.message.is_empty() => return r.code,
+        Err(r) => return r.print(),
+    };
+    let (current, holder, unfinished) = if dir.exists() {
+        let state = match StateDir::open(&dir) {
+            Ok(s) => s,
+            Err(e) => return super::run::Refusal { code: exit::INVALID, message: e.to_string() }.print(),
+        };
+        let current = match state.load() {
+            Ok(c) => c,
+            Err(e) => return super::run::Refusal { code: exit::INVALID, message: e.to_string() }.print(),
+        };
+        let holder = lock::holder(&dir).ok().flatten();
+        let unfinished = journal::unfinished(&dir).ok().flatten().map(|r| r.header);
+        (current, holder, unfinished)
+    } else {
+        Default::default()
+    };
+    if json {
+        let value = serde_json::json!({
+            "state_dir": dir,
+            "live": current.live,
+            "previous": current.previous,
+            "lock": holder,
+            "unfinished_run": unfinished,
+        });
+        println!("{value:#}");
+        return exit::OK;
+    }
+    println!("state dir: {}", dir.display());
+    match &current.live {
+        Some(l) => println!("live:      release {} in slot {} (since {})", l.release, l.slot, l.since),
+        None => println!("live:      nothing deployed yet"),
+    }
+    match &current.previous {
+        Some(p) => println!("previous:  release {} in slot {} (`zdd rollback` puts it back)", p.release, p.slot),
+        None => println!("previous:  none"),
+    }
+    match &holder {
+        Some(h) => println!("lock:      held by {}", h.describe()),
+        None => println!("lock:      free"),
+    }
+    if let Some(h) = &unfinished {
+        println!(
+            "attention: run {} (release {}, by {} on {}) did not finish; run `zdd recover {}`",
+            h.run_id,
+            h.target.release,
+            h.user,
+            h.host,
+            plan.plan.display()
+        );
+    }
+    exit::OK
+}

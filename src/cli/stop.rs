@@ -1,0 +1,19 @@
+//! `zdd stop`: stop gracefully whatever the plan's steps keep running (the service kind's instances in both
+//! slots), in reverse declaration order, under the deploy lock. Exit 0, or 1 if some step could not stop.
+
+use super::run::{Intent, read_and_prepare, session, with_reporter};
+use super::{OutputArgs, PlanArgs, StateArgs, exit};
+
+pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
+    // The target is the live one: `stop` acts on what runs now and deploys nothing.
+    let (plan, prepared) = match read_and_prepare(plan, state, Intent::Stop, None) {
+        Ok(p) => p,
+        Err(r) if r.message.is_empty() => return r.code,
+        Err(r) => return r.print(),
+    };
+    with_reporter(output, |report| async move {
+        let (session, target, _) = session(plan, prepared, None, report);
+        let (_, failed) = session.stop(target).await;
+        if failed.is_empty() { exit::OK } else { exit::ROLLED_BACK }
+    })
+}

@@ -1,0 +1,33 @@
+//! `zdd unlock`: remove the deploy lock of a run that is gone. A lock whose holder is still running is
+//! refused (exit 4): stop that run instead.
+
+use zdd_engine::lock::{self, LockError};
+
+use super::run::state_dir_of;
+use super::{PlanArgs, StateArgs, exit};
+
+pub fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
+    let dir = match state_dir_of(plan, state) {
+        Ok(d) => d,
+        Err(r) if r.message.is_empty() => return r.code,
+        Err(r) => return r.print(),
+    };
+    match lock::unlock(&dir) {
+        Ok(Some(owner)) => {
+            println!("removed the deploy lock left by {}", owner.describe());
+            exit::OK
+        }
+        Ok(None) => {
+            println!("the deploy lock of {} was not held", dir.display());
+            exit::OK
+        }
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("zdd: {e}; that process is still running: stop it rather than unlocking");
+            exit::LOCKED
+        }
+        Err(e) => {
+            eprintln!("zdd: {e}");
+            exit::INVALID
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Small helpers every kind uses: reading required fields, splitting command prefixes, polling with backoff.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use zdd_engine::kind::{StepError, UndoFacts};
+use zdd_engine::plan::{Fields, Step};
+
+/// A required string field; the validator guarantees it, but a kind never panics on a plan it was handed.
+pub fn req_str<'a>(step: &'a Step, name: &str) -> Result<&'a str, StepError> {
+    step.fields.str(name).ok_or_else(|| missing(step, name))
+}
+
+/// A required path field.
+pub fn req_path(step: &Step, name: &str) -> Result<PathBuf, StepError> {
+    step.fields.path(name).ok_or_else(|| missing(step, name))
+}
+
+fn missing(step: &Step, name: &str) -> StepError {
+    StepError::fatal(format!(
+        "step `{}` ({}) has no `{name}` field",
+        step.name, step.kind
+    ))
+}
+
+/// An optional string field, empty strings counting as absent (a variable left empty on purpose).
+pub fn opt_str<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields.str(name).filter(|s| !s.trim().is_empty())
+}
+
+/// A duration field with a fallback.
+pub fn duration_or(fields: &Fields, name: &str, fallback: Duration) -> Duration {
+    fields.duration(name).unwrap_or(fallback)
+}
+
+/// Split a command prefix written as words (`nsenter -t 42 -m -p`): no shell quoting is interpreted.
+pub fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Sleep, returning `Err(Cancelled)` if the step is cancelled meanwhile.
+pub async fn sleep(cancel: &CancellationToken, d: Duration) -> Result<(), StepError> {
+    tokio::select! {
+        () = cancel.cancelled() => Err(StepError::Cancelled),
+        () = tokio::time::sleep(d) => Ok(()),
+    }
+}
+
+/// A delay that starts small and doubles up to a ceiling: fast answers when things are quick, little load otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            next: first,
+            max: max.max(first),
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+}
+
+/// Undo facts from a serializable value.
+pub fn to_facts<T: serde::Serialize>(facts: &T) -> UndoFacts {
+    serde_json::to_value(facts).unwrap_or(serde_json::Value::Null)
+}
+
+/// Undo facts read back; unreadable facts are fatal (retrying cannot fix them).
+pub fn from_facts<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    facts: &UndoFacts,
+) -> Result<T, StepError> {
+    serde_json::from_value(facts.clone())
+        .map_err(|e| StepError::fatal(format!("{kind} undo facts unreadable: {e}")))
+}
+
+/// Last `n` lines of a text, for error details.
+pub fn tail(text: &str, n: usize) -> String {
+    zdd_engine::kind::tail_lines(text, n)
+}
+
+/// A path as a string for commands and templates.
+pub fn p(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_ceiling() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 350, 350]);
+    }
+
+    #[test]
+    fn words_ignore_extra_spaces() {
+        assert_eq!(
+            words("  nsenter -t 42  -m "),
+            vec!["nsenter", "-t", "42", "-m"]
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! The `exec` kind: run a command the plan wrote, optionally with the command that undoes it.
+//!
+//! `run "script"` goes through `/bin/sh -c` (the plan wrote shell); `command "prog" "arg"...` is an argument
+//! vector, no shell. `undo` / `undo-command` are the same for the compensation. The undo command is recorded
+//! (resolved: cwd, environment) as the step's undo facts *before* the command runs, so a crash mid-command
+//! is still undone, by `zdd recover` from the journal alone.
+//!
+//! Effect: with an undo, reversible. Without one, forward-only: zdd cannot know what an arbitrary command
+//! changed, so it does not claim it is read-only; it is simply not undone, and the preview says so.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::host::Command;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::plan::{Step, Value};
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+static SPEC: KindSpec = KindSpec {
+    name: "exec",
+    summary: "Run a command (shell script or argument vector), with an optional command that undoes it",
+    fields: &[
+        FieldSpec::new("run", ValueType::String, "A shell script, run with `/bin/sh -c`."),
+        FieldSpec::new("command", ValueType::Strings, "A program and its arguments, run without a shell."),
+        FieldSpec::new("cwd", ValueType::Path, "Working directory (default: the plan file's directory)."),
+        FieldSpec::new("env", ValueType::Strings, "An environment variable: `env \"NAME\" \"value\"` (repeatable).")
+            .repeated(),
+        FieldSpec::new("undo", ValueType::String, "A shell script that undoes `run`; makes the step reversible."),
+        FieldSpec::new("undo-command", ValueType::Strings, "Like `undo`, as a program and its arguments."),
+        FieldSpec::new("kill-grace", ValueType::Duration, "Between TERM and KILL when the step is cancelled.")
+            .default("5s"),
+    ],
+    effect: Effect::ForwardOnly,
+    undo: "runs the step's `undo` (or `undo-command`) with the same working directory and environment; \
+           a step without one is not undone",
+};
+
+/// The `exec` kind.
+#[derive(Debug, Default)]
+pub struct Exec;
+
+/// A command as recorded in the journal: everything needed to run it again without the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RecordedCommand {
+    program: String,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    env: BTreeMap<String, String>,
+    kill_grace_ms: u64,
+}
+
+impl RecordedCommand {
+    fn of(cmd: &Command) -> Self {
+        Self {
+            program: cmd.program.clone(),
+            args: cmd.args.clone(),
+            cwd: cmd.cwd.clone(),
+            env: cmd.env.clone(),
+            kill_grace_ms: u64::try_from(cmd.kill_grace.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program).args(self.args.iter().cloned());
+        cmd.cwd = self.cwd.clone();
+        cmd.env = self.env.clone();
+        cmd.kill_grace = Duration::from_millis(self.kill_grace_ms);
+        cmd
+    }
+}
+
+/// The command of a shell field (`run`, `undo`) or an argv field (`command`, `undo-command`).
+fn command_of(step: &Step, shell_field: &str, argv_field: &str) -> Option<Command> {
+    if let Some(script) = step.fields.str(shell_field) {
+        return Some(Command::shell(script));
+    }
+    let argv = step.fields.strings(argv_field);
+    let (program, args) = argv.split_first()?;
+    Some(Command::new(program).args(args.iter().cloned()))
+}
+
+/// The `env` fields as pairs (malformed ones are reported by `check`).
+fn env_of(step: &Step) -> BTreeMap<String, String> {
+    step.fields
+        .all("env")
+        .iter()
+        .filter_map(|f| match &f.value {
+            Some(Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Exec {
+    /// Apply the step's working directory, environment and kill grace, plus the deploy's facts as `ZDD_*`.
+    fn prepare(
+        &self,
+        step: &Step,
+        cmd: Command,
+        resolve: impl Fn(&std::path::Path) -> PathBuf,
+        target: &zdd_engine::kind::DeployTarget,
+    ) -> Command {
+        let mut cmd = cmd;
+        cmd.cwd = Some(step.fields.path("cwd").map_or_else(|| resolve(std::path::Path::new("")), |p| resolve(&p)));
+        cmd.kill_grace = step.fields.duration("kill-grace").unwrap_or(Duration::from_secs(5));
+        cmd.env.insert("ZDD_STEP".into(), step.name.clone());
+        cmd.env.insert("ZDD_RELEASE".into(), target.release.clone());
+        cmd.env.insert("ZDD_SLOT".into(), target.slot.clone());
+        cmd.env.insert("ZDD_LIVE_SLOT".into(), target.live_slot.clone().unwrap_or_default());
+        cmd.env.insert("ZDD_ROLLBACK".into(), if target.rollback { "1" } else { "0" }.into());
+        cmd.env.extend(env_of(step));
+        cmd
+    }
+}
+
+#[async_trait]
+impl StepKind for Exec {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    fn effect(&self, step: &Step) -> Effect {
+        if command_of(step, "undo", "undo-command").is_some() { Effect::Reversible } else { Effect::ForwardOnly }
+    }
+
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        let field_span = |name: &str| step.fields.all(name).first().map_or(step.span, |f| f.span);
+        let has = |name: &str| !step.fields.all(name).is_empty();
+        match (has("run"), has("command")) {
+            (false, false) => diags.push(
+                Diagnostic::error("zdd::exec-nothing-to-run", format!("step `{}` has nothing to run", step.name))
+                    .at(step.span, "this exec step")
+                    .help("add `run \"shell script\"` or `command \"program\" \"arg\"...`"),
+            ),
+            (true, true) => diags.push(
+                Diagnostic::error("zdd::exec-run-and-command", "`run` and `command` both given")
+                    .at(field_span("command"), "second command")
+                    .related(field_span("run"), "first command")
+                    .help("keep one: `run` for a shell script, `command` for a program and its arguments"),
+            ),
+            _ => {}
+        }
+        if has("undo") && has("undo-command") {
+            diags.push(
+                Diagnostic::error("zdd::exec-undo-and-undo-command", "`undo` and `undo-command` both given")
+                    .at(field_span("undo-command"), "second undo")
+                    .related(field_span("undo"), "first undo")
+                    .help("keep one: `undo` for a shell script, `undo-command` for a program and its arguments"),
+            );
+        }
+        for field in step.fields.all("env") {
+            let ok = matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && valid_env_name(&kv[0]));
+            if !ok {
+                diags.push(
+                    Diagnostic::error("zdd::exec-bad-env", "`env` takes a variable name and its value")
+                        .at(field.span, "expected `env \"NAME\" \"value\"`")
+                        .help("write e.g. `env \"DJANGO_SETTINGS_MODULE\" \"shop.settings\"`"),
+                );
+            }
+        }
+        for name in ["command", "undo-command"] {
+            if has(name) && step.fields.strings(name).first().is_none_or(String::is_empty) {
+                diags.push(
+                    Diagnostic::error("zdd::exec-empty-command", format!("`{name}` needs a program"))
+                        .at(field_span(name), "no program")
+                        .help("write the program first, then its arguments: `command \"make\" \"assets\"`"),
+                );
+            }
+        }
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let prepare = |cmd: Command| self.prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
+        let run = command_of(step, "run", "command")
+            .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
+        let mut preview =
+            Preview { actions: vec![PlannedAction::Run { command: display(&prepare(run)) }], ..Preview::default() };
+        match command_of(step, "undo", "undo-command") {
+            Some(undo) => preview.undo.push(PlannedAction::Run { command: display(&prepare(undo)) }),
+            None => {
+                preview.undo.push(PlannedAction::Note { text: "not undone: this exec step has no `undo`".to_owned() })
+            }
+        }
+        Ok(preview)
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let prepare = |cmd: Command| self.prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
+        let run = command_of(step, "run", "command")
+            .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
+        if let Some(undo) = command_of(step, "undo", "undo-command") {
+            let mut undo = prepare(undo);
+            undo.env.insert("ZDD_UNDO".into(), "1".into());
+            ctx.record_undo(serde_json::json!({ "undo": RecordedCommand::of(&undo) })).await?;
+        }
+        ctx.exec_ok(&prepare(run)).await.map(|_| ())
+    }
+
+    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+        let recorded: RecordedCommand = serde_json::from_value(facts["undo"].clone()).map_err(|e| {
+            StepError::fatal(format!("the undo facts of step `{}` are not an exec undo: {e}", step.name))
+        })?;
+        ctx.exec_ok(&recorded.command()).await.map(|_| ())
+    }
+}
+
+/// The command as shown in previews: the script itself for `sh -c`, else the quoted argv.
+fn display(cmd: &Command) -> String {
+    match cmd.args.as_slice() {
+        [flag, script] if cmd.program == "/bin/sh" && flag == "-c" => script.clone(),
+        _ => Command { cwd: None, ..cmd.clone() }.display(),
+    }
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use zdd_engine::events::EventSink;
+    use zdd_engine::host::LocalHost;
+    use zdd_engine::kind::{DeployTarget, MemoryJournal};
+    use zdd_engine::plan::{FieldValue, Fields, Plan, StepId, StepPolicy};
+    use zdd_engine::redact::Redactor;
+    use zdd_engine::source::{FileId, SourceMap, Span};
+
+    use super::*;
+
+    fn step(fields: &[(&str, Value)]) -> Step {
+        let span = Span::new(FileId(0), 0, 0);
+        let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
+        for (k, v) in fields {
+            map.entry((*k).to_owned()).or_default().push(FieldValue {
+                value: Some(v.clone()),
+                props: BTreeMap::new(),
+                span,
+            });
+        }
+        Step {
+            id: StepId(0),
+            name: "build".into(),
+            kind: "exec".into(),
+            needs: vec![],
+            policy: StepPolicy::default(),
+            fields: Fields { map },
+            description: None,
+            span,
+        }
+    }
+
+    fn ctx(dir: &std::path::Path, journal: Arc<MemoryJournal>) -> StepCtx {
+        StepCtx {
+            plan: Arc::new(Plan {
+                name: "t".into(),
+                base_dir: dir.to_path_buf(),
+                sources: SourceMap::new(),
+                vars: vec![],
+                slots: vec!["a".into(), "b".into()],
+                state_dir: None,
+                defaults: StepPolicy::default(),
+                steps: vec![],
+            }),
+            step: "build".into(),
+            target: DeployTarget {
+                release: "r9".into(),
+                slot: "b".into(),
+                live_slot: Some("a".into()),
+                live_release: None,
+                rollback: false,
+            },
+            host: Arc::new(LocalHost::new()),
+            events: EventSink::discard(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            journal,
+            redactor: Redactor::new(),
+            state_dir: dir.to_path_buf(),
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.into())
+    }
+
+    fn strings(v: &[&str]) -> Value {
+        Value::Strings(v.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[tokio::test]
+    async fn runs_records_the_undo_first_and_undoes_from_the_facts_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(MemoryJournal::default());
+        let step = step(&[
+            ("run", s("echo \"$ZDD_RELEASE $GREETING\" > out")),
+            ("undo", s("echo undone-$ZDD_UNDO >> out")),
+            ("env", strings(&["GREETING", "hi"])),
+        ]);
+        assert_eq!(Exec.effect(&step), Effect::Reversible);
+        let ctx = ctx(dir.path(), journal.clone());
+        Exec.run(&step, &ctx).await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\n");
+        let facts = journal.facts.lock().unwrap().get("build").cloned().unwrap();
+        // Undo from the facts alone: a step with no fields at all.
+        Exec.undo(&self::step(&[]), &facts, &ctx).await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\nundone-1\n");
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_fails_the_step_with_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = step(&[("command", strings(&["/bin/sh", "-c", "echo boom >&2; exit 7"]))]);
+        assert_eq!(Exec.effect(&step), Effect::ForwardOnly);
+        let err = Exec.run(&step, &ctx(dir.path(), Arc::default())).await.unwrap_err();
+        let StepError::Failed { message, detail } = err else { panic!() };
+        assert!(message.contains("status 7"), "{message}");
+        assert_eq!(detail.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn check_reports_conflicts_and_bad_env() {
+        let mut diags = Diagnostics::new();
+        Exec.check(
+            &step(&[
+                ("run", s("a")),
+                ("command", strings(&["b"])),
+                ("undo", s("c")),
+                ("undo-command", strings(&["d"])),
+                ("env", strings(&["1BAD", "x"])),
+            ]),
+            &mut diags,
+        );
+        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["zdd::exec-run-and-command", "zdd::exec-undo-and-undo-command", "zdd::exec-bad-env"]);
+        let mut diags = Diagnostics::new();
+        Exec.check(&step(&[]), &mut diags);
+        assert_eq!(diags.iter().next().unwrap().code, "zdd::exec-nothing-to-run");
+    }
+}

@@ -1,0 +1,230 @@
+//! The `health-gate` kind: poll the new instance until it answers as expected several times in a row, before any
+//! traffic reaches it. If the instance dies meanwhile the gate fails at once with its last log lines.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::{Fields, Step};
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::common::{Backoff, duration_or, opt_str, req_str, sleep};
+use crate::probe::{self, Answer, ProbeUrl};
+use crate::service::{backend, config::ServiceConfig, instance};
+
+pub struct HealthGate;
+
+pub const HOST: FieldSpec = FieldSpec::new(
+    "host",
+    ValueType::String,
+    "Host header to send (must be in Django's ALLOWED_HOSTS).",
+);
+
+static SPEC: KindSpec = KindSpec {
+    name: "health-gate",
+    summary: "Poll a URL until it answers as expected N times in a row; fail at once if the service dies.",
+    fields: &[
+        FieldSpec::new(
+            "url",
+            ValueType::Url,
+            "What to poll, e.g. `http+unix://{{root}}/run/{{slot}}.sock:/health/` or `http://127.0.0.1:{{slot}}/health/`.",
+        )
+        .required(),
+        HOST,
+        FieldSpec::new("status", ValueType::Int, "The expected HTTP status.").default("200"),
+        FieldSpec::new("contains", ValueType::String, "Text the body must contain."),
+        FieldSpec::new("json", ValueType::String, "`field=value` the JSON body must have (dotted field path)."),
+        FieldSpec::new("consecutive", ValueType::Int, "How many good answers in a row.").default("3"),
+        FieldSpec::new("interval", ValueType::Duration, "First delay between polls; doubles up to `max-interval`.")
+            .default("100ms"),
+        FieldSpec::new("max-interval", ValueType::Duration, "Longest delay between polls.").default("1s"),
+        FieldSpec::new("within", ValueType::Duration, "Give up after this long.").default("60s"),
+        FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("2s"),
+        FieldSpec::new(
+            "service",
+            ValueType::String,
+            "The service step whose instance (in this deploy's slot) is watched: if it dies, the gate fails at once.",
+        ),
+    ],
+    effect: Effect::ReadOnly,
+    undo: "Nothing: it only reads.",
+};
+
+/// The expectation an answer must meet.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub status: u16,
+    pub contains: Option<String>,
+    pub json: Option<(String, String)>,
+}
+
+impl Expect {
+    pub fn from_fields(f: &Fields) -> Self {
+        Self {
+            status: u16::try_from(f.int("status").unwrap_or(200)).unwrap_or(200),
+            contains: opt_str(f, "contains").map(str::to_owned),
+            json: opt_str(f, "json")
+                .and_then(|j| j.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
+        }
+    }
+
+    /// `None` if the answer is good, else why not.
+    pub fn mismatch(&self, a: &Answer) -> Option<String> {
+        if a.status != self.status {
+            return Some(format!("status {} (expected {})", a.status, self.status));
+        }
+        if let Some(text) = &self.contains
+            && !a.body.contains(text.as_str())
+        {
+            return Some(format!("body lacks {text:?}"));
+        }
+        if let Some((field, value)) = &self.json
+            && !probe::json_field_is(&a.body, field, value)
+        {
+            return Some(format!("JSON field {field} is not {value:?}"));
+        }
+        None
+    }
+
+    pub fn describe(&self) -> String {
+        let mut s = format!("status {}", self.status);
+        if let Some(c) = &self.contains {
+            s.push_str(&format!(", body contains {c:?}"));
+        }
+        if let Some((k, v)) = &self.json {
+            s.push_str(&format!(", JSON {k} = {v:?}"));
+        }
+        s
+    }
+}
+
+#[async_trait]
+impl StepKind for HealthGate {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        if let (Some(field), Some(j)) = (step.fields.all("json").first(), step.fields.str("json"))
+            && !j.contains('=')
+        {
+            diags.push(
+                Diagnostic::error("zdd::health-json", format!("`json \"{j}\"` has no `=`"))
+                    .at(field.span, "expected field=value")
+                    .help("write the field and its expected value: `json \"status=ok\"`"),
+            );
+        }
+    }
+
+    async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let url = req_str(step, "url")?;
+        let expect = Expect::from_fields(&step.fields);
+        let n = step.fields.int("consecutive").unwrap_or(3);
+        let within = duration_or(&step.fields, "within", Duration::from_secs(60));
+        Ok(Preview {
+            actions: vec![PlannedAction::Http {
+                description: format!(
+                    "GET {url} until {} ({n} in a row, within {}s)",
+                    expect.describe(),
+                    within.as_secs()
+                ),
+            }],
+            checks: step
+                .fields
+                .str("service")
+                .map(|s| vec![format!("the instance of `{s}` stays up")])
+                .unwrap_or_default(),
+            undo: vec![],
+        })
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let f = &step.fields;
+        let url = ProbeUrl::parse(req_str(step, "url")?).map_err(StepError::fatal)?;
+        let host = opt_str(f, "host");
+        let expect = Expect::from_fields(f);
+        let needed = u32::try_from(f.int("consecutive").unwrap_or(3).max(1)).unwrap_or(3);
+        let within = duration_or(f, "within", Duration::from_secs(60));
+        let client = probe::client(
+            &url,
+            duration_or(f, "request-timeout", Duration::from_secs(2)),
+        )
+        .map_err(StepError::fatal)?;
+        let service = match opt_str(f, "service") {
+            Some(name) => Some(ServiceConfig::of_step(&ctx.plan, name, |p| ctx.resolve(p))?),
+            None => None,
+        };
+        let mut backoff = Backoff::new(
+            duration_or(f, "interval", Duration::from_millis(100)),
+            duration_or(f, "max-interval", Duration::from_secs(1)),
+        );
+        let start = Instant::now();
+        let (mut good, mut polls) = (0u32, 0u32);
+        let mut last = String::from("no answer yet");
+        loop {
+            if let Some(cfg) = &service
+                && !instance::running(ctx, cfg, &ctx.target.slot).await?
+            {
+                let lines = backend::last_lines(ctx, cfg, &ctx.target.slot, 30).await;
+                return Err(StepError::fatal(format!(
+                    "the instance of `{}` in slot {} is not running (last answer: {last})",
+                    cfg.step, ctx.target.slot
+                ))
+                .with_detail(ctx.redactor.redact(&lines)));
+            }
+            polls += 1;
+            match probe::get(&client, &url, host).await {
+                Ok(answer) => match expect.mismatch(&answer) {
+                    None => {
+                        good += 1;
+                        last = format!("status {}", answer.status);
+                        if good >= needed {
+                            ctx.message(format!(
+                                "healthy: {good} good answers in a row after {polls} polls, {} ms",
+                                start.elapsed().as_millis()
+                            ));
+                            return Ok(());
+                        }
+                        // Good answers follow each other quickly: the gate is about consistency, not patience.
+                        sleep(&ctx.cancel, Duration::from_millis(50)).await?;
+                        continue;
+                    }
+                    Some(why) => {
+                        good = 0;
+                        last = format!(
+                            "{why}; body: {}",
+                            answer.body.chars().take(200).collect::<String>()
+                        );
+                    }
+                },
+                Err(e) => {
+                    good = 0;
+                    last = e;
+                }
+            }
+            if start.elapsed() >= within {
+                return Err(StepError::failed(format!(
+                    "{} did not answer {} within {}s ({polls} polls)",
+                    url.url,
+                    expect.describe(),
+                    within.as_secs()
+                ))
+                .with_detail(ctx.redactor.redact(&last)));
+            }
+            sleep(&ctx.cancel, backoff.next_delay()).await?;
+        }
+    }
+
+    async fn undo(
+        &self,
+        _step: &Step,
+        _facts: &UndoFacts,
+        _ctx: &StepCtx,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! The `http` kind: one HTTP request whose answer must have the expected status (a deploy notification, a
+//! webhook, a one-off check). Read-only as far as zdd is concerned: nothing to undo.
+//!
+//! `http+unix://<socket>:<path>` URLs go over a unix socket.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts, tail_lines};
+use zdd_engine::plan::{Step, Value};
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+static SPEC: KindSpec = KindSpec {
+    name: "http",
+    summary: "Send one HTTP request and check its status (a deploy notification, a webhook)",
+    fields: &[
+        FieldSpec::new(
+            "url",
+            ValueType::Url,
+            "Where to send it (`http://`, `https://`, `http+unix://<socket>:<path>`).",
+        )
+        .required(),
+        FieldSpec::new("method", ValueType::Enum(METHODS), "The HTTP method.").default("GET"),
+        FieldSpec::new("body", ValueType::String, "The request body."),
+        FieldSpec::new("header", ValueType::Strings, "A request header: `header \"Name\" \"value\"` (repeatable).")
+            .repeated(),
+        FieldSpec::new("expect-status", ValueType::Int, "The status the answer must have (default: any 2xx)."),
+    ],
+    effect: Effect::ReadOnly,
+    undo: "nothing to undo (a request is not taken back)",
+};
+
+/// The `http` kind.
+#[derive(Debug, Default)]
+pub struct Http;
+
+/// A parsed request target: the URL to put in the request, and the unix socket to send it over, if any.
+fn target(url: &str) -> (String, Option<String>) {
+    match url.strip_prefix("http+unix://").and_then(|rest| rest.split_once(':')) {
+        Some((socket, path)) => (format!("http://localhost{path}"), Some(socket.to_owned())),
+        None => (url.to_owned(), None),
+    }
+}
+
+fn headers(step: &Step) -> Vec<(String, String)> {
+    step.fields
+        .all("header")
+        .iter()
+        .filter_map(|f| match &f.value {
+            Some(Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn describe(step: &Step) -> String {
+    let method = step.fields.str("method").unwrap_or("GET");
+    let url = step.fields.str("url").unwrap_or_default();
+    let expect = step.fields.int("expect-status").map_or_else(|| "2xx".to_owned(), |s| s.to_string());
+    format!("{method} {url}, expect {expect}")
+}
+
+#[async_trait]
+impl StepKind for Http {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        for field in step.fields.all("header") {
+            if !matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && !kv[0].is_empty()) {
+                diags.push(
+                    Diagnostic::error("zdd::http-bad-header", "`header` takes a name and a value")
+                        .at(field.span, "expected `header \"Name\" \"value\"`")
+                        .help("write e.g. `header \"Content-Type\" \"application/json\"`"),
+                );
+            }
+        }
+        if let Some(status) = step.fields.int("expect-status")
+            && !(100..=599).contains(&status)
+        {
+            let span = step.fields.all("expect-status").first().map_or(step.span, |f| f.span);
+            diags.push(
+                Diagnostic::error("zdd::http-bad-status", format!("{status} is not an HTTP status"))
+                    .at(span, "expected 100-599")
+                    .help("write the status the answer must have, e.g. `expect-status 204`"),
+            );
+        }
+    }
+
+    async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        Ok(Preview { actions: vec![PlannedAction::Http { description: describe(step) }], ..Preview::default() })
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let url = step.fields.str("url").ok_or_else(|| StepError::fatal("`url` is missing"))?;
+        let (request_url, socket) = target(url);
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(socket) = socket {
+            builder = builder.unix_socket(socket);
+        }
+        let client = builder.build().map_err(|e| StepError::fatal(format!("cannot build an HTTP client: {e}")))?;
+        let method = reqwest::Method::from_bytes(step.fields.str("method").unwrap_or("GET").as_bytes())
+            .map_err(|e| StepError::fatal(e.to_string()))?;
+        let mut request = client.request(method, &request_url);
+        for (name, value) in headers(step) {
+            request = request.header(name, value);
+        }
+        if let Some(body) = step.fields.str("body") {
+            request = request.body(body.to_owned());
+        }
+        ctx.message(describe(step));
+        let send = async {
+            let response = request.send().await.map_err(|e| StepError::failed(format!("{url}: {e}")))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            Ok::<_, StepError>((status, body))
+        };
+        let (status, body) = tokio::select! {
+            result = send => result?,
+            () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+        };
+        let ok = match step.fields.int("expect-status") {
+            Some(expected) => i64::from(status.as_u16()) == expected,
+            None => status.is_success(),
+        };
+        if ok {
+            return Ok(());
+        }
+        let expected = step.fields.int("expect-status").map_or_else(|| "a 2xx status".to_owned(), |s| s.to_string());
+        Err(StepError::failed(format!("{url} answered {status}, expected {expected}"))
+            .with_detail(ctx.redactor.redact(&tail_lines(&body, 20))))
+    }
+
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_socket_urls_split_into_socket_and_path() {
+        assert_eq!(
+            target("http+unix:///run/app.sock:/health?x=1"),
+            ("http://localhost/health?x=1".to_owned(), Some("/run/app.sock".to_owned()))
+        );
+        assert_eq!(target("http://127.0.0.1:8000/"), ("http://127.0.0.1:8000/".to_owned(), None));
+    }
+}

@@ -1,0 +1,116 @@
+//! Running `manage.py` in a release: the release's own Python, the plan's env file loaded (values redacted) and
+//! `DJANGO_SETTINGS_MODULE` set. Shared by the `django` and `migrate` kinds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use zdd_engine::host::Command;
+use zdd_engine::kind::{DeployTarget, StepCtx, StepError};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{FieldSpec, ValueType};
+
+use crate::common::{opt_str, req_path};
+use crate::envfile;
+
+pub const ROOT: FieldSpec = FieldSpec::new(
+    "root",
+    ValueType::Path,
+    "The app's root: releases/, shared/, run/ and log/ live under it.",
+)
+.required();
+pub const PYTHON: FieldSpec = FieldSpec::new(
+    "python",
+    ValueType::String,
+    "The interpreter that runs manage.py, relative to the release directory (or absolute).",
+)
+.default("venv/bin/python");
+pub const SETTINGS: FieldSpec = FieldSpec::new(
+    "settings",
+    ValueType::String,
+    "DJANGO_SETTINGS_MODULE, e.g. `shop.settings`.",
+);
+pub const ENV_FILE: FieldSpec = FieldSpec::new(
+    "env-file",
+    ValueType::Path,
+    "KEY=VALUE file loaded into the command's environment (outside the release: secrets live there). Its values are never printed.",
+);
+
+/// The directory of a release under an app root.
+pub fn release_dir(root: &std::path::Path, release: &str) -> PathBuf {
+    root.join("releases").join(release)
+}
+
+/// How to run `manage.py` for one step.
+#[derive(Debug, Clone)]
+pub struct Manage {
+    pub release_dir: PathBuf,
+    pub python: PathBuf,
+    pub settings: Option<String>,
+    pub env_file: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Manage {
+    /// From the step's fields, without reading the env file (previews).
+    pub fn describe(
+        step: &Step,
+        target: &DeployTarget,
+        resolve: impl Fn(&std::path::Path) -> PathBuf,
+    ) -> Result<Self, StepError> {
+        let root = resolve(&req_path(step, "root")?);
+        let release_dir = release_dir(&root, &target.release);
+        let python = release_dir.join(step.fields.str("python").unwrap_or("venv/bin/python"));
+        Ok(Self {
+            release_dir,
+            python,
+            settings: opt_str(&step.fields, "settings").map(str::to_owned),
+            env_file: step
+                .fields
+                .path("env-file")
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| resolve(&p)),
+            env: BTreeMap::new(),
+        })
+    }
+
+    /// From the step's fields, with the env file read (its values become secrets of the run).
+    pub async fn load(step: &Step, ctx: &StepCtx) -> Result<Self, StepError> {
+        let mut m = Self::describe(step, &ctx.target, |p| ctx.resolve(p))?;
+        if let Some(file) = &m.env_file {
+            m.env = envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?;
+        }
+        Ok(m)
+    }
+
+    /// `python manage.py ARGS` in the release directory.
+    pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        let mut cmd = Command::new(self.python.to_string_lossy())
+            .arg("manage.py")
+            .args(args.iter().map(|a| a.as_ref().to_owned()))
+            .cwd(&self.release_dir);
+        self.apply_env(&mut cmd);
+        cmd
+    }
+
+    /// `python -c SCRIPT` in the release directory, with Django's environment (for the migrate gate's inspection).
+    pub fn python_script(&self, script: &str) -> Command {
+        let mut cmd = Command::new(self.python.to_string_lossy())
+            .arg("-c")
+            .arg(script)
+            .cwd(&self.release_dir);
+        self.apply_env(&mut cmd);
+        cmd
+    }
+
+    fn apply_env(&self, cmd: &mut Command) {
+        for (k, v) in &self.env {
+            cmd.env.insert(k.clone(), v.clone());
+        }
+        if let Some(s) = &self.settings {
+            cmd.env
+                .insert("DJANGO_SETTINGS_MODULE".to_owned(), s.clone());
+        }
+        cmd.env
+            .insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
+    }
+}

@@ -1,0 +1,738 @@
+//! The migration safety gate: reads the SQL of every unapplied migration and finds the operations that break the
+//! old code still serving while (and after) they run, before anything is applied.
+//!
+//! The rules, each with its expand/contract fix, are in [`Rule`]. Statements are parsed with sqlparser in the
+//! database's dialect. A table the deploy's own migrations create is new: nothing old uses it, so any change to it
+//! is safe. SQLite needs care: Django implements most `ALTER`s there by rebuilding the table (`CREATE TABLE
+//! "new__x"`, `INSERT ... SELECT`, `DROP TABLE "x"`, `ALTER TABLE "new__x" RENAME TO "x"`), so the gate compares
+//! the rebuilt table with the table as it was (from the live schema, updated statement by statement) to see what
+//! really changed: a nullable column added by a rebuild is as safe as an `ADD COLUMN`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName,
+    ObjectType, RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
+};
+use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use super::inspect::Pending;
+
+/// The SQL dialect of the database the migrations run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// From Django's `connection.vendor`.
+    pub fn from_vendor(vendor: &str) -> Option<Self> {
+        match vendor {
+            "postgresql" => Some(Self::Postgres),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+
+    fn parser(self) -> Box<dyn SqlDialect> {
+        match self {
+            Self::Postgres => Box::new(PostgreSqlDialect {}),
+            Self::Sqlite => Box::new(SQLiteDialect {}),
+        }
+    }
+}
+
+/// An operation that is unsafe while the old release still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    DropTable,
+    RenameTable,
+    DropColumn,
+    RenameColumn,
+    AlterColumnType,
+    SetNotNull,
+    AddNotNullColumn,
+    AddUnique,
+    IndexWithoutConcurrently,
+    Irreversible,
+    Unanalysable,
+}
+
+impl Rule {
+    pub fn code(self) -> &'static str {
+        match self {
+            Rule::DropTable => "drop-table",
+            Rule::RenameTable => "rename-table",
+            Rule::DropColumn => "drop-column",
+            Rule::RenameColumn => "rename-column",
+            Rule::AlterColumnType => "alter-column-type",
+            Rule::SetNotNull => "set-not-null",
+            Rule::AddNotNullColumn => "add-not-null-column",
+            Rule::AddUnique => "add-unique",
+            Rule::IndexWithoutConcurrently => "index-without-concurrently",
+            Rule::Irreversible => "irreversible",
+            Rule::Unanalysable => "unanalysable",
+        }
+    }
+
+    /// Why the old code breaks.
+    pub fn why(self) -> &'static str {
+        match self {
+            Rule::DropTable => "the old release still queries this table",
+            Rule::RenameTable => "the old release still queries the table by its old name",
+            Rule::DropColumn => "the old release still selects and inserts this column",
+            Rule::RenameColumn => "the old release still uses the column's old name",
+            Rule::AlterColumnType => {
+                "the old release reads and writes the old type (and the rewrite locks the table)"
+            }
+            Rule::SetNotNull => "the old release may still write NULL here",
+            Rule::AddNotNullColumn => {
+                "the old release inserts rows without this column and has no default for it"
+            }
+            Rule::AddUnique => {
+                "the old release may write duplicates (and building the index locks writes)"
+            }
+            Rule::IndexWithoutConcurrently => {
+                "building or dropping the index locks the table against writes"
+            }
+            Rule::Irreversible => "it cannot be undone if the release must be rolled back",
+            Rule::Unanalysable => "the gate could not tell what this statement does",
+        }
+    }
+
+    /// The expand/contract way to get the same result.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Rule::DropTable | Rule::DropColumn => {
+                "contract later: first deploy code that no longer uses it (remove the field from the model), then \
+                 drop it in a following release"
+            }
+            Rule::RenameTable | Rule::RenameColumn => {
+                "expand/contract: add the new name, write both and backfill, switch reads in a next release, drop the \
+                 old name last (or keep the old column name with `db_column`)"
+            }
+            Rule::AlterColumnType => {
+                "expand/contract: add a new column of the new type, write both and backfill, switch reads, then drop \
+                 the old column"
+            }
+            Rule::SetNotNull => {
+                "deploy code that always writes a value and backfill first; add NOT NULL in a later release (on \
+                 PostgreSQL via a CHECK constraint added NOT VALID, then validated)"
+            }
+            Rule::AddNotNullColumn => {
+                "add it nullable or with a database default (`db_default=`), backfill, then tighten"
+            }
+            Rule::AddUnique => {
+                "deduplicate and make the code enforce uniqueness first; on PostgreSQL build the index with \
+                 AddIndexConcurrently, then attach the constraint in a later release"
+            }
+            Rule::IndexWithoutConcurrently => {
+                "use django.contrib.postgres.operations.AddIndexConcurrently / RemoveIndexConcurrently in a \
+                 migration with `atomic = False`"
+            }
+            Rule::Irreversible => {
+                "give RunPython a `reverse_code` (RunPython.noop if nothing needs undoing) and RunSQL a `reverse_sql`"
+            }
+            Rule::Unanalysable => {
+                "review the SQL by hand and allow the migration if it is compatible with the old code"
+            }
+        }
+    }
+}
+
+/// One unsafe operation found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// `app.0004_name`.
+    pub migration: String,
+    /// Django's description of the operation (`Remove field sku from product`).
+    pub operation: String,
+    pub rule: Rule,
+    /// The statement (or detail) that triggered it.
+    pub statement: String,
+}
+
+impl Finding {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} [{}]\n  {}: {}\n  SQL: {}\n  fix: {}",
+            self.migration,
+            self.operation,
+            self.rule.code(),
+            "unsafe while the old release runs",
+            self.rule.why(),
+            self.statement,
+            self.rule.fix()
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Column {
+    name: String,
+    ty: String,
+    not_null: bool,
+    has_default: bool,
+    unique: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Table {
+    columns: Vec<Column>,
+    unique_constraints: BTreeSet<String>,
+}
+
+impl Table {
+    fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// A SQLite table rebuild in progress: the new table's definition and how its rows are copied.
+#[derive(Debug, Clone, Default)]
+struct Rebuild {
+    table: Table,
+    /// (new column, old column it is copied from, if a plain column) for each `INSERT ... SELECT` pair.
+    copied: Vec<(String, Option<String>)>,
+    copy_seen: bool,
+}
+
+/// The gate's state across the migrations of one deploy.
+pub struct Gate {
+    dialect: Dialect,
+    tables: BTreeMap<String, Table>,
+    /// Tables created by this deploy's migrations: no old code uses them.
+    new_tables: BTreeSet<String>,
+    rebuilds: BTreeMap<String, Rebuild>,
+    /// PostgreSQL `ADD COLUMN ... DEFAULT x NOT NULL`: unsafe once its default is dropped.
+    defaulted_not_null: BTreeSet<(String, String)>,
+    findings: Vec<Finding>,
+}
+
+const REBUILD_PREFIX: &str = "new__";
+
+impl Gate {
+    /// A gate starting from the live schema (`CREATE TABLE` statements; SQLite's `sqlite_master`).
+    pub fn new(dialect: Dialect, schema: &[String]) -> Self {
+        let mut tables = BTreeMap::new();
+        for ddl in schema {
+            if let Ok(stmts) = Parser::parse_sql(dialect.parser().as_ref(), ddl) {
+                for s in stmts {
+                    if let Statement::CreateTable(ct) = s {
+                        tables.insert(name(&ct.name), table_of(&ct));
+                    }
+                }
+            }
+        }
+        Self {
+            dialect,
+            tables,
+            new_tables: BTreeSet::new(),
+            rebuilds: BTreeMap::new(),
+            defaulted_not_null: BTreeSet::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    /// Examine one migration (in apply order).
+    pub fn migration(&mut self, m: &Pending) {
+        let label = m.label();
+        for op in &m.irreversible {
+            self.push(
+                &label,
+                op,
+                Rule::Irreversible,
+                "(no reverse operation)".to_owned(),
+            );
+        }
+        if let Some(err) = &m.error {
+            self.push(&label, "(SQL generation)", Rule::Unanalysable, err.clone());
+        }
+        for (op, statement) in split_operations(&m.sql) {
+            self.statement(&label, &op, &statement);
+        }
+    }
+
+    pub fn findings(self) -> Vec<Finding> {
+        self.findings
+    }
+
+    fn push(&mut self, migration: &str, operation: &str, rule: Rule, statement: String) {
+        self.findings.push(Finding {
+            migration: migration.to_owned(),
+            operation: operation.to_owned(),
+            rule,
+            statement,
+        });
+    }
+
+    fn is_new(&self, table: &str) -> bool {
+        self.new_tables.contains(table)
+    }
+
+    fn statement(&mut self, label: &str, op: &str, sql: &str) {
+        let upper = sql.trim_start().to_ascii_uppercase();
+        if upper.starts_with("DROP INDEX") {
+            // sqlparser has no DROP INDEX CONCURRENTLY; the text is unambiguous.
+            if self.dialect == Dialect::Postgres && !upper.contains("CONCURRENTLY") {
+                self.push(label, op, Rule::IndexWithoutConcurrently, sql.to_owned());
+            }
+            return;
+        }
+        let parsed = Parser::parse_sql(self.dialect.parser().as_ref(), sql);
+        let Ok(statements) = parsed else {
+            const HARMLESS: &[&str] = &[
+                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE",
+                "VACUUM", "COMMENT", "GRANT",
+            ];
+            if !HARMLESS.iter().any(|k| upper.starts_with(k)) {
+                self.push(label, op, Rule::Unanalysable, sql.to_owned());
+            }
+            return;
+        };
+        for s in statements {
+            self.parsed(label, op, sql, s);
+        }
+    }
+
+    fn parsed(&mut self, label: &str, op: &str, sql: &str, s: Statement) {
+        match s {
+            Statement::CreateTable(ct) => {
+                let table = name(&ct.name);
+                if let Some(base) = table.strip_prefix(REBUILD_PREFIX) {
+                    self.rebuilds.insert(
+                        base.to_owned(),
+                        Rebuild {
+                            table: table_of(&ct),
+                            ..Rebuild::default()
+                        },
+                    );
+                } else {
+                    self.tables.insert(table.clone(), table_of(&ct));
+                    self.new_tables.insert(table);
+                }
+            }
+            Statement::Insert(insert) => {
+                let TableObject::TableName(target) = &insert.table else {
+                    return;
+                };
+                let target = name(target);
+                let Some(base) = target.strip_prefix(REBUILD_PREFIX) else {
+                    return;
+                };
+                let Some(rebuild) = self.rebuilds.get_mut(base) else {
+                    return;
+                };
+                let columns: Vec<String> = insert.columns.iter().map(name).collect();
+                let sources: Vec<Option<String>> =
+                    match insert.source.as_deref().map(|q| q.body.as_ref()) {
+                        Some(SetExpr::Select(select)) => select
+                            .projection
+                            .iter()
+                            .map(|item| match item {
+                                SelectItem::UnnamedExpr(e)
+                                | SelectItem::ExprWithAlias { expr: e, .. } => {
+                                    first_quoted(&e.to_string())
+                                }
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => vec![None; columns.len()],
+                    };
+                rebuild.copied = columns.into_iter().zip(sources).collect();
+                rebuild.copy_seen = true;
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                names,
+                ..
+            } => {
+                for n in names {
+                    let table = name(&n);
+                    if self.rebuilds.contains_key(&table) {
+                        continue; // Part of a SQLite rebuild: judged when the new table takes the name.
+                    }
+                    if !self.is_new(&table) {
+                        self.push(label, op, Rule::DropTable, sql.to_owned());
+                    }
+                    self.tables.remove(&table);
+                }
+            }
+            Statement::CreateIndex(ci) => {
+                let table = name(&ci.table_name);
+                if self.is_new(&table) {
+                    return;
+                }
+                if ci.unique {
+                    self.push(label, op, Rule::AddUnique, sql.to_owned());
+                } else if self.dialect == Dialect::Postgres && !ci.concurrently {
+                    self.push(label, op, Rule::IndexWithoutConcurrently, sql.to_owned());
+                }
+            }
+            Statement::AlterTable(at) => {
+                let table = name(&at.name);
+                for operation in at.operations {
+                    self.alter(label, op, sql, &table, operation);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn alter(
+        &mut self,
+        label: &str,
+        op: &str,
+        sql: &str,
+        table: &str,
+        operation: AlterTableOperation,
+    ) {
+        if let AlterTableOperation::RenameTable { table_name } = &operation {
+            let new_name = match table_name {
+                RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => name(n),
+            };
+            if let Some(base) = table.strip_prefix(REBUILD_PREFIX)
+                && new_name == base
+            {
+                self.finish_rebuild(label, op, base);
+                return;
+            }
+            if !self.is_new(table) {
+                self.push(label, op, Rule::RenameTable, sql.to_owned());
+            }
+            if let Some(t) = self.tables.remove(table) {
+                self.tables.insert(new_name.clone(), t);
+            }
+            if self.new_tables.remove(table) {
+                self.new_tables.insert(new_name);
+            }
+            return;
+        }
+        let new = self.is_new(table);
+        let rule = match operation {
+            AlterTableOperation::DropColumn { column_names, .. } => {
+                if let Some(t) = self.tables.get_mut(table) {
+                    t.columns
+                        .retain(|c| !column_names.iter().any(|n| n.value == c.name));
+                }
+                Some(Rule::DropColumn)
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                if let Some(c) = self.tables.get_mut(table).and_then(|t| {
+                    t.columns
+                        .iter_mut()
+                        .find(|c| c.name == old_column_name.value)
+                }) {
+                    c.name = new_column_name.value;
+                }
+                Some(Rule::RenameColumn)
+            }
+            AlterTableOperation::AddColumn { column_def, .. } => {
+                let col = column_of(&column_def);
+                let rule = if col.not_null && !col.has_default {
+                    Some(Rule::AddNotNullColumn)
+                } else {
+                    if col.not_null {
+                        self.defaulted_not_null
+                            .insert((table.to_owned(), col.name.clone()));
+                    }
+                    None
+                };
+                let unique = col.unique;
+                if let Some(t) = self.tables.get_mut(table) {
+                    t.columns.push(col);
+                }
+                if unique { Some(Rule::AddUnique) } else { rule }
+            }
+            AlterTableOperation::AlterColumn {
+                column_name,
+                op: alter,
+            } => match alter {
+                AlterColumnOperation::SetDataType { .. } => Some(Rule::AlterColumnType),
+                AlterColumnOperation::SetNotNull => Some(Rule::SetNotNull),
+                AlterColumnOperation::DropDefault => self
+                    .defaulted_not_null
+                    .remove(&(table.to_owned(), column_name.value.clone()))
+                    .then_some(Rule::AddNotNullColumn),
+                _ => None,
+            },
+            AlterTableOperation::AddConstraint {
+                constraint:
+                    TableConstraint::Unique(_)
+                    | TableConstraint::PrimaryKey(_)
+                    | TableConstraint::UniqueUsingIndex(_),
+                ..
+            } => Some(Rule::AddUnique),
+            _ => None,
+        };
+        if let Some(rule) = rule.filter(|_| !new) {
+            self.push(label, op, rule, sql.to_owned());
+        }
+    }
+
+    /// `ALTER TABLE "new__x" RENAME TO "x"`: compare the rebuilt table with the old one.
+    fn finish_rebuild(&mut self, label: &str, op: &str, table: &str) {
+        let Some(rebuild) = self.rebuilds.remove(table) else {
+            return;
+        };
+        let old = self.tables.get(table).cloned();
+        let is_new = self.is_new(table);
+        self.tables.insert(table.to_owned(), rebuild.table.clone());
+        if is_new {
+            return;
+        }
+        let Some(old) = old else {
+            self.push(
+                label,
+                op,
+                Rule::Unanalysable,
+                format!("rebuild of {table}, whose previous definition is unknown"),
+            );
+            return;
+        };
+        let mut found: Vec<(Rule, String)> = Vec::new();
+        for old_col in &old.columns {
+            let copied_to: Vec<&String> = rebuild
+                .copied
+                .iter()
+                .filter(|(_, src)| src.as_deref() == Some(old_col.name.as_str()))
+                .map(|(new, _)| new)
+                .collect();
+            match copied_to.first() {
+                None if rebuild.copy_seen => found.push((
+                    Rule::DropColumn,
+                    format!("column {}.{} is not kept", table, old_col.name),
+                )),
+                None => {}
+                Some(new_name) if **new_name != old_col.name => {
+                    found.push((
+                        Rule::RenameColumn,
+                        format!("column {table}.{} becomes {new_name}", old_col.name),
+                    ));
+                }
+                Some(_) => {
+                    let Some(new_col) = rebuild.table.column(&old_col.name) else {
+                        continue;
+                    };
+                    if !same_type(&new_col.ty, &old_col.ty) {
+                        found.push((
+                            Rule::AlterColumnType,
+                            format!(
+                                "column {table}.{}: {} becomes {}",
+                                old_col.name, old_col.ty, new_col.ty
+                            ),
+                        ));
+                    }
+                    if new_col.not_null && !old_col.not_null {
+                        found.push((
+                            Rule::SetNotNull,
+                            format!("column {table}.{} becomes NOT NULL", old_col.name),
+                        ));
+                    }
+                    if new_col.unique && !old_col.unique {
+                        found.push((
+                            Rule::AddUnique,
+                            format!("column {table}.{} becomes UNIQUE", old_col.name),
+                        ));
+                    }
+                }
+            }
+        }
+        for new_col in &rebuild.table.columns {
+            if old.column(&new_col.name).is_none() && new_col.not_null && !new_col.has_default {
+                found.push((
+                    Rule::AddNotNullColumn,
+                    format!(
+                        "new column {table}.{} is NOT NULL without a database default",
+                        new_col.name
+                    ),
+                ));
+            }
+        }
+        for constraint in rebuild
+            .table
+            .unique_constraints
+            .difference(&old.unique_constraints)
+        {
+            found.push((
+                Rule::AddUnique,
+                format!("new unique constraint {constraint} on {table}"),
+            ));
+        }
+        for (rule, detail) in found {
+            self.push(label, op, rule, format!("SQLite table rebuild: {detail}"));
+        }
+    }
+}
+
+fn same_type(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// An object name without quotes or schema: `"public"."catalog_product"` -> `catalog_product`.
+fn name(n: &ObjectName) -> String {
+    let text = n.to_string();
+    let last = text.rsplit('.').next().unwrap_or(&text);
+    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
+        .to_owned()
+}
+
+/// The first double-quoted identifier of an expression (`coalesce("sku", 'x')` -> `sku`), if any.
+fn first_quoted(expr: &str) -> Option<String> {
+    let start = expr.find('"')? + 1;
+    let len = expr[start..].find('"')?;
+    Some(expr[start..start + len].to_owned())
+}
+
+fn column_of(c: &ColumnDef) -> Column {
+    let mut col = Column {
+        name: c.name.value.clone(),
+        ty: c.data_type.to_string(),
+        not_null: false,
+        has_default: false,
+        unique: false,
+    };
+    for o in &c.options {
+        match &o.option {
+            ColumnOption::NotNull => col.not_null = true,
+            ColumnOption::Default(_) => col.has_default = true,
+            ColumnOption::Unique(_) => col.unique = true,
+            ColumnOption::PrimaryKey(_) => {
+                col.unique = true;
+                col.not_null = true;
+            }
+            _ => {}
+        }
+    }
+    col
+}
+
+fn table_of(ct: &CreateTable) -> Table {
+    let unique_constraints = ct
+        .constraints
+        .iter()
+        .filter_map(|c| match c {
+            TableConstraint::Unique(u) => Some(
+                u.name
+                    .as_ref()
+                    .map_or_else(|| c.to_string(), |n| n.value.clone()),
+            ),
+            _ => None,
+        })
+        .collect();
+    Table {
+        columns: ct.columns.iter().map(column_of).collect(),
+        unique_constraints,
+    }
+}
+
+/// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
+pub fn split_operations(sql: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut op = String::from("(unnamed operation)");
+    let mut buffer = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if let Some(comment) = trimmed.strip_prefix("--") {
+            let text = comment.trim_start_matches('-').trim();
+            if !text.is_empty()
+                && !text.starts_with("THIS OPERATION CANNOT")
+                && !text.starts_with("MIGRATION NOW PERFORMS")
+            {
+                flush(&mut buffer, &op, &mut out);
+                op = text.to_owned();
+            }
+            continue;
+        }
+        buffer.push_str(line);
+        buffer.push('\n');
+    }
+    flush(&mut buffer, &op, &mut out);
+    out
+}
+
+fn flush(buffer: &mut String, op: &str, out: &mut Vec<(String, String)>) {
+    for statement in split_statements(buffer) {
+        let upper = statement.to_ascii_uppercase();
+        if upper == "BEGIN" || upper == "COMMIT" {
+            continue;
+        }
+        out.push((op.to_owned(), statement));
+    }
+    buffer.clear();
+}
+
+/// Split SQL text at `;` outside quotes.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (Some(q), _) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            (None, ';') => {
+                let s = current.trim();
+                if !s.is_empty() {
+                    out.push(s.to_owned());
+                }
+                current.clear();
+            }
+            _ => current.push(c),
+        }
+    }
+    let s = current.trim();
+    if !s.is_empty() {
+        out.push(s.to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_operations_and_statements() {
+        let sql = "BEGIN;\n--\n-- Add field x to y\n--\nALTER TABLE \"y\" ADD COLUMN \"x\" int NULL;\n-- Raw SQL operation\nUPDATE y SET a = ';'; SET CONSTRAINTS ALL IMMEDIATE;\nCOMMIT;";
+        let ops = split_operations(sql);
+        assert_eq!(
+            ops,
+            vec![
+                (
+                    "Add field x to y".to_owned(),
+                    "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()
+                ),
+                (
+                    "Raw SQL operation".to_owned(),
+                    "UPDATE y SET a = ';'".to_owned()
+                ),
+                (
+                    "Raw SQL operation".to_owned(),
+                    "SET CONSTRAINTS ALL IMMEDIATE".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn first_quoted_identifier() {
+        assert_eq!(
+            first_quoted("coalesce(\"sku\", 'x')").as_deref(),
+            Some("sku")
+        );
+        assert_eq!(first_quoted("0"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! The `migrate` kind: apply the new release's migrations, but only those the old release can live with.
+//!
+//! Before anything changes, the unapplied migrations and their SQL are read from Django ([`inspect`]) and checked by
+//! the safety gate ([`gate`]); an unsafe operation stops the deploy (a fatal error naming the migration, the
+//! operation and the expand/contract fix) unless the plan allows that migration by name. Then `migrate --noinput`.
+//! Schema changes are forward-only: the rollback never reverses them (which is why they must be compatible).
+
+pub mod gate;
+pub mod inspect;
+
+use async_trait::async_trait;
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::{Step, Value};
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+use gate::{Dialect, Finding, Gate};
+
+pub struct Migrate;
+
+static SPEC: KindSpec = KindSpec {
+    name: "migrate",
+    summary: "Apply migrations after a safety gate refuses those unsafe while the old release runs.",
+    fields: &[
+        ROOT,
+        PYTHON,
+        SETTINGS,
+        ENV_FILE,
+        FieldSpec::new(
+            "database",
+            ValueType::Enum(&["auto", "postgresql", "sqlite"]),
+            "The SQL dialect the gate parses; `auto` asks Django (`connection.vendor`).",
+        )
+        .default("auto"),
+        FieldSpec::new("db-alias", ValueType::String, "The Django database alias to migrate.").default("default"),
+        FieldSpec::new(
+            "allow",
+            ValueType::String,
+            "A migration (`app.0004_drop_x`) the gate lets through although it is unsafe: you checked it. Repeatable.",
+        )
+        .repeated(),
+    ],
+    effect: Effect::ForwardOnly,
+    undo: "Nothing: migrations are forward-only (the gate makes sure the old release works with the new schema).",
+};
+
+fn allowed(step: &Step) -> Vec<String> {
+    step.fields
+        .all("allow")
+        .iter()
+        .filter_map(|f| f.value.as_ref().and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The gate's verdict on a set of findings, after the plan's `allow`s.
+pub fn refusal(findings: &[Finding], allow: &[String]) -> Option<StepError> {
+    let refused: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| !allow.contains(&f.migration))
+        .collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let mut migrations: Vec<&str> = refused.iter().map(|f| f.migration.as_str()).collect();
+    migrations.dedup();
+    let detail = refused
+        .iter()
+        .map(|f| f.describe())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let allow_hint = migrations
+        .iter()
+        .map(|m| format!("allow \"{m}\""))
+        .collect::<Vec<_>>()
+        .join(" / ");
+    Some(
+        StepError::fatal(format!(
+            "refused {} unsafe operation(s) in {} (nothing was applied); if you checked them, add `{allow_hint}` to the step",
+            refused.len(),
+            migrations.join(", ")
+        ))
+        .with_detail(detail),
+    )
+}
+
+#[async_trait]
+impl StepKind for Migrate {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
+        let alias = step.fields.str("db-alias").unwrap_or("default");
+        let mut actions = vec![PlannedAction::Note {
+            text: "list unapplied migrations (migrate --plan) and their SQL (sqlmigrate); refuse unsafe operations".into(),
+        }];
+        let allow = allowed(step);
+        if !allow.is_empty() {
+            actions.push(PlannedAction::Note {
+                text: format!("allowed although unsafe: {}", allow.join(", ")),
+            });
+        }
+        actions.push(PlannedAction::Run {
+            command: m
+                .command(&["migrate", "--noinput", "--database", alias])
+                .display(),
+        });
+        Ok(Preview {
+            actions,
+            checks: vec!["no unsafe migration (drop/rename, type change, NOT NULL, unique, blocking index, irreversible)".into()],
+            undo: vec![],
+        })
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let m = Manage::load(step, ctx).await?;
+        let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
+        let out = ctx
+            .exec_ok(&m.python_script(inspect::SCRIPT).arg(alias.clone()))
+            .await?;
+        let found = inspect::parse(&out.stdout_str())
+            .map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
+        if found.migrations.is_empty() {
+            ctx.message("no unapplied migrations");
+            return Ok(());
+        }
+        let dialect = match step.fields.str("database").unwrap_or("auto") {
+            "postgresql" => Dialect::Postgres,
+            "sqlite" => Dialect::Sqlite,
+            _ => Dialect::from_vendor(&found.vendor).ok_or_else(|| {
+                StepError::fatal(format!(
+                    "the migration gate knows PostgreSQL and SQLite, not `{}`: set `database` to the closest dialect",
+                    found.vendor
+                ))
+            })?,
+        };
+        let mut gate = Gate::new(dialect, &found.schema);
+        for pending in &found.migrations {
+            gate.migration(pending);
+        }
+        let findings = gate.findings();
+        if let Some(refused) = refusal(&findings, &allowed(step)) {
+            return Err(refused);
+        }
+        for f in &findings {
+            ctx.message(format!(
+                "allowed by the plan: {} ({})",
+                f.migration,
+                f.rule.code()
+            ));
+        }
+        let names: Vec<String> = found
+            .migrations
+            .iter()
+            .map(inspect::Pending::label)
+            .collect();
+        ctx.message(format!("gate passed: applying {}", names.join(", ")));
+        ctx.exec_ok(&m.command(&["migrate", "--noinput", "--database", &alias]))
+            .await?;
+        Ok(())
+    }
+
+    async fn undo(
+        &self,
+        _step: &Step,
+        _facts: &UndoFacts,
+        _ctx: &StepCtx,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! The `packages` kind: Debian/Ubuntu packages the app needs (`apt-get install -y` of those `dpkg-query` says are
+//! missing). Installed packages are not removed by a rollback: other software may use them by then.
+
+use async_trait::async_trait;
+use zdd_engine::host::Command;
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+pub struct Packages;
+
+static SPEC: KindSpec = KindSpec {
+    name: "packages",
+    summary: "Install the Debian/Ubuntu packages that are missing (apt-get install -y); needs root.",
+    fields: &[FieldSpec::new(
+        "install",
+        ValueType::Strings,
+        "Package names: `install \"nginx\" \"python3-venv\"`.",
+    )
+    .required()],
+    effect: Effect::ForwardOnly,
+    undo: "Nothing: installed packages stay installed.",
+};
+
+fn query(names: &[String]) -> Command {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Status}\\n"])
+        .args(names.iter().cloned())
+}
+
+/// Packages not reported as `installed` by `dpkg-query` (absent ones are reported on stderr, not stdout).
+pub fn missing(names: &[String], dpkg_output: &str) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| {
+            !dpkg_output.lines().any(|l| {
+                let mut w = l.split_whitespace();
+                let pkg = w.next().unwrap_or_default();
+                // `dpkg-query` prints `name:arch` for multi-arch packages.
+                (pkg == n.as_str() || pkg.split(':').next() == Some(n.as_str()))
+                    && w.next() == Some("installed")
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+#[async_trait]
+impl StepKind for Packages {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let names = step.fields.strings("install");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let out = ctx.host.run(&query(&names), &cancel, None).await?;
+        let todo = missing(&names, &out.stdout_str());
+        let actions = if todo.is_empty() {
+            vec![PlannedAction::Note {
+                text: format!("already installed: {}", names.join(" ")),
+            }]
+        } else {
+            vec![PlannedAction::Run {
+                command: install(&todo).display(),
+            }]
+        };
+        Ok(Preview {
+            actions,
+            checks: vec![],
+            undo: vec![],
+        })
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let names = step.fields.strings("install");
+        let todo = missing(&names, &ctx.exec(&query(&names)).await?.stdout_str());
+        if todo.is_empty() {
+            ctx.message(format!("already installed: {}", names.join(" ")));
+            return Ok(());
+        }
+        let uid = ctx
+            .exec_ok(&Command::new("id").arg("-u"))
+            .await?
+            .stdout_str();
+        if uid.trim() != "0" {
+            return Err(StepError::fatal(format!(
+                "installing packages needs root: run zdd as root, or install them first: apt-get install {}",
+                todo.join(" ")
+            )));
+        }
+        ctx.exec_ok(&install(&todo)).await?;
+        Ok(())
+    }
+
+    async fn undo(
+        &self,
+        _step: &Step,
+        _facts: &UndoFacts,
+        _ctx: &StepCtx,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+fn install(names: &[String]) -> Command {
+    Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(names.iter().cloned())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_missing_packages() {
+        let names: Vec<String> = ["nginx", "wrk", "libc6", "nope"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = "nginx installed\nwrk not-installed\nlibc6:amd64 installed\n";
+        assert_eq!(
+            missing(&names, out),
+            vec!["wrk".to_string(), "nope".to_string()]
+        );
+    }
+}

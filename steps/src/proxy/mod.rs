@@ -1,0 +1,235 @@
+//! The `proxy-switch` kind: move traffic to the new instance behind Nginx.
+//!
+//! Socket mode (the default): the site's upstream is `unix:<root>/run/current.sock`, a symlink; the switch swaps it
+//! atomically to `<slot>.sock` — Nginx resolves the path at every connect, so no reload and no dropped request.
+//! The site file is (re)written, tested and reloaded only when its rendered content changes. Reload mode: the site
+//! file is rewritten with the new port, tested (the old file is restored if the test fails) and Nginx reloaded.
+//! Either way the step then confirms through the proxy that the new instance answers.
+
+pub mod nginx;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::common::{Backoff, from_facts, opt_str, sleep, to_facts};
+use crate::health_gate::HOST;
+use crate::manage::ROOT;
+use crate::probe::{self, ProbeUrl};
+use nginx::{Mode, Nginx};
+
+pub struct ProxySwitch;
+
+static SPEC: KindSpec = KindSpec {
+    name: "proxy-switch",
+    summary: "Switch Nginx to the new instance: swap the upstream socket link, or rewrite the port and reload.",
+    fields: &[
+        FieldSpec::new("app", ValueType::ConfigWord, "The app's name (the upstream is `<app>_app`).").required(),
+        ROOT,
+        FieldSpec::new(
+            "mode",
+            ValueType::Enum(&["socket", "reload"]),
+            "`socket`: swap `<root>/run/current.sock`; `reload`: rewrite the upstream port and reload.",
+        )
+        .default("socket"),
+        FieldSpec::new("site-conf", ValueType::Path, "The site file Nginx includes, e.g. /etc/nginx/sites-enabled/shop.conf.")
+            .required(),
+        FieldSpec::new("nginx-conf", ValueType::Path, "Nginx's main config, passed as `-c` (a private Nginx)."),
+        FieldSpec::new("nginx", ValueType::String, "The nginx command words (e.g. `nginx -p /srv/nginx`).").default("nginx"),
+        FieldSpec::new("pid-file", ValueType::Path, "Nginx's pid file (to find the workers a reload replaces).")
+            .default("/run/nginx.pid"),
+        FieldSpec::new("template", ValueType::Path, "Your own site template (handlebars) instead of the built-in one."),
+        FieldSpec::new("listen", ValueType::ConfigWord, "The server block's `listen`.").default("80"),
+        FieldSpec::new("server-name", ValueType::ConfigWord, "The server block's `server_name`.").default("_"),
+        FieldSpec::new(
+            "static-dir",
+            ValueType::Path,
+            "Served at `static-url` by Nginx; keep it outside releases (e.g. <root>/shared/static) so old pages' assets stay.",
+        ),
+        FieldSpec::new("static-url", ValueType::ConfigWord, "URL prefix of static files.").default("/static/"),
+        FieldSpec::new("confirm", ValueType::Url, "A URL through the proxy that must answer after the switch."),
+        HOST,
+        FieldSpec::new("confirm-status", ValueType::Int, "Expected status of `confirm`.").default("200"),
+        FieldSpec::new("confirm-contains", ValueType::String, "Text the `confirm` answer must contain (e.g. the release id)."),
+        FieldSpec::new("confirm-within", ValueType::Duration, "How long the confirmation may take.").default("10s"),
+    ],
+    effect: Effect::Reversible,
+    undo: "Swaps the socket link back (socket mode) and/or restores the previous site file, tests it and reloads Nginx.",
+};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Facts {
+    /// The site file was rewritten; its previous content (None: there was none).
+    site_written: bool,
+    site_previous: Option<String>,
+    /// The socket link was swapped; its previous target (None: there was none).
+    link_swapped: bool,
+    link_previous: Option<PathBuf>,
+}
+
+async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+    let Some(url) = opt_str(&step.fields, "confirm") else {
+        return Ok(());
+    };
+    let url = ProbeUrl::parse(url).map_err(StepError::fatal)?;
+    let status = u16::try_from(step.fields.int("confirm-status").unwrap_or(200)).unwrap_or(200);
+    let contains = opt_str(&step.fields, "confirm-contains");
+    let within = step
+        .fields
+        .duration("confirm-within")
+        .unwrap_or(Duration::from_secs(10));
+    let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
+    let start = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    loop {
+        let last = match probe::get(&client, &url, opt_str(&step.fields, "host")).await {
+            Ok(a) if a.status == status && contains.is_none_or(|c| a.body.contains(c)) => {
+                ctx.message(format!("{} answers through the proxy", url.url));
+                return Ok(());
+            }
+            Ok(a) => format!(
+                "status {}: {}",
+                a.status,
+                a.body.chars().take(200).collect::<String>()
+            ),
+            Err(e) => e,
+        };
+        if start.elapsed() >= within {
+            return Err(StepError::failed(format!(
+                "the new instance does not answer through the proxy at {}",
+                url.url
+            ))
+            .with_detail(ctx.redactor.redact(&last)));
+        }
+        sleep(&ctx.cancel, backoff.next_delay()).await?;
+    }
+}
+
+#[async_trait]
+impl StepKind for ProxySwitch {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
+        let slot = &ctx.target.slot;
+        let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
+        let current = ctx
+            .host
+            .read_file(&ngx.site_conf)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let mut preview = Preview::default();
+        if current.as_deref() != Some(content.as_str()) {
+            preview.actions.push(PlannedAction::Write {
+                path: ngx.site_conf.clone(),
+                content,
+                mode: 0o644,
+            });
+            preview.actions.push(PlannedAction::Run {
+                command: ngx.test_command().display(),
+            });
+            preview.actions.push(PlannedAction::Run {
+                command: ngx.reload_command().display(),
+            });
+            preview.undo.push(match current {
+                Some(old) => PlannedAction::Write {
+                    path: ngx.site_conf.clone(),
+                    content: old,
+                    mode: 0o644,
+                },
+                None => PlannedAction::Remove {
+                    path: ngx.site_conf.clone(),
+                },
+            });
+            preview.undo.push(PlannedAction::Run {
+                command: ngx.reload_command().display(),
+            });
+        }
+        if ngx.mode == Mode::Socket {
+            let link = ngx.current_link();
+            let previous = ctx.host.read_link(&link).await?;
+            preview.actions.push(PlannedAction::Link {
+                link: link.clone(),
+                target: ngx.slot_socket(slot),
+            });
+            preview.undo.insert(
+                0,
+                match previous {
+                    Some(t) => PlannedAction::Link { link, target: t },
+                    None => PlannedAction::Remove { path: link },
+                },
+            );
+        }
+        if let Some(url) = opt_str(&step.fields, "confirm") {
+            preview.checks.push(format!(
+                "GET {url} answers {} through the proxy",
+                step.fields.int("confirm-status").unwrap_or(200)
+            ));
+        }
+        Ok(preview)
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
+        let slot = &ctx.target.slot;
+        let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
+        let current = ctx
+            .host
+            .read_file(&ngx.site_conf)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let mut facts = Facts::default();
+        if current.as_deref() != Some(content.as_str()) {
+            facts.site_written = true;
+            facts.site_previous = current.clone();
+            ctx.record_undo(to_facts(&facts)).await?;
+            ngx.install_site(ctx, &content, current.as_deref()).await?;
+            ctx.message(format!(
+                "{} written, tested, Nginx reloaded",
+                ngx.site_conf.display()
+            ));
+        }
+        if ngx.mode == Mode::Socket {
+            let link = ngx.current_link();
+            let target = ngx.slot_socket(slot);
+            if !ctx.host.exists(&target).await? {
+                return Err(StepError::failed(format!(
+                    "{} does not exist: is the new instance up?",
+                    target.display()
+                )));
+            }
+            facts.link_swapped = true;
+            facts.link_previous = ctx.host.read_link(&link).await?;
+            ctx.record_undo(to_facts(&facts)).await?;
+            ctx.host.swap_symlink(&link, &target).await?;
+            ctx.message(format!("{} -> {}", link.display(), target.display()));
+        }
+        confirm(step, ctx).await
+    }
+
+    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+        let facts: Facts = from_facts("proxy-switch", facts)?;
+        let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
+        if facts.link_swapped {
+            let link = ngx.current_link();
+            match &facts.link_previous {
+                Some(prev) => ctx.host.swap_symlink(&link, prev).await?,
+                None => ctx.host.remove_all(&link).await?,
+            }
+        }
+        if facts.site_written {
+            ngx.restore_site(ctx, facts.site_previous.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+}

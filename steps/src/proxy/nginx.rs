@@ -1,0 +1,233 @@
+//! Nginx as the proxy: the site file rendered from `templates/nginx-site.conf.hbs`, config tests, reloads, and the
+//! worker processes alive before a reload (which `drain-stop` waits for in port mode).
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use zdd_engine::host::Command;
+use zdd_engine::kind::{StepCtx, StepError};
+use zdd_engine::plan::Step;
+
+use crate::common::{opt_str, p, req_path, req_str, words};
+use crate::templates;
+
+/// How the site's upstream follows the new instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `unix:<root>/run/current.sock`, a symlink swapped to the new slot's socket: no reload.
+    Socket,
+    /// `127.0.0.1:<port>` rewritten, tested and reloaded.
+    Reload,
+}
+
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    pub app: String,
+    pub root: PathBuf,
+    pub mode: Mode,
+    pub site_conf: PathBuf,
+    pub nginx_conf: Option<PathBuf>,
+    pub nginx: Vec<String>,
+    pub pid_file: PathBuf,
+    pub template: Option<PathBuf>,
+    pub listen: String,
+    pub server_name: String,
+    pub static_dir: Option<PathBuf>,
+    pub static_url: String,
+}
+
+impl Nginx {
+    pub fn from_step(
+        step: &Step,
+        resolve: impl Fn(&std::path::Path) -> PathBuf,
+    ) -> Result<Self, StepError> {
+        let f = &step.fields;
+        let nginx = words(f.str("nginx").unwrap_or("nginx"));
+        Ok(Self {
+            app: req_str(step, "app")?.to_owned(),
+            root: resolve(&req_path(step, "root")?),
+            mode: if f.str("mode") == Some("reload") {
+                Mode::Reload
+            } else {
+                Mode::Socket
+            },
+            site_conf: resolve(&req_path(step, "site-conf")?),
+            nginx_conf: f
+                .path("nginx-conf")
+                .filter(|x| !x.as_os_str().is_empty())
+                .map(|x| resolve(&x)),
+            nginx: if nginx.is_empty() {
+                vec!["nginx".into()]
+            } else {
+                nginx
+            },
+            pid_file: f
+                .path("pid-file")
+                .map_or_else(|| PathBuf::from("/run/nginx.pid"), |x| resolve(&x)),
+            template: f
+                .path("template")
+                .filter(|x| !x.as_os_str().is_empty())
+                .map(|x| resolve(&x)),
+            listen: f.str("listen").unwrap_or("80").to_owned(),
+            server_name: f.str("server-name").unwrap_or("_").to_owned(),
+            static_dir: f
+                .path("static-dir")
+                .filter(|x| !x.as_os_str().is_empty())
+                .map(|x| resolve(&x)),
+            static_url: opt_str(f, "static-url").unwrap_or("/static/").to_owned(),
+        })
+    }
+
+    /// The symlink Nginx's upstream points through, in socket mode.
+    pub fn current_link(&self) -> PathBuf {
+        self.root.join("run").join("current.sock")
+    }
+
+    pub fn slot_socket(&self, slot: &str) -> PathBuf {
+        self.root.join("run").join(format!("{slot}.sock"))
+    }
+
+    /// The file `drain-stop` reads: pids of the workers that existed before the last reload.
+    pub fn old_workers_file(&self) -> PathBuf {
+        self.root.join("run").join("nginx-workers-before-reload")
+    }
+
+    /// The site file's content for a deploy into `slot`.
+    pub async fn render_site(
+        &self,
+        ctx_host: &dyn zdd_engine::host::Host,
+        slot: &str,
+    ) -> Result<String, StepError> {
+        let upstream = match self.mode {
+            Mode::Socket => format!("unix:{}", p(&self.current_link())),
+            Mode::Reload => {
+                let port: u16 = slot.parse().map_err(|_| {
+                    StepError::fatal(format!(
+                        "slot `{slot}` is not a port: in reload mode the plan's slots are ports"
+                    ))
+                })?;
+                format!("127.0.0.1:{port}")
+            }
+        };
+        let static_url = if self.static_url.ends_with('/') {
+            self.static_url.clone()
+        } else {
+            format!("{}/", self.static_url)
+        };
+        let data = json!({
+            "app": self.app,
+            "upstream": upstream,
+            "socket": self.mode == Mode::Socket,
+            "listen": self.listen,
+            "server_name": self.server_name,
+            "static_dir": self.static_dir.as_deref().map(p),
+            "static_url": static_url,
+            "root": p(&self.root),
+        });
+        let template =
+            templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
+        templates::render(&p(&self.site_conf), &template, &data)
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(self.nginx[0].clone()).args(self.nginx[1..].iter().cloned());
+        if let Some(conf) = &self.nginx_conf {
+            cmd = cmd.arg("-c").arg(p(conf));
+        }
+        cmd.args(extra.iter().copied())
+    }
+
+    pub fn test_command(&self) -> Command {
+        self.command(&["-t", "-q"])
+    }
+
+    pub fn reload_command(&self) -> Command {
+        self.command(&["-s", "reload"])
+    }
+
+    /// Write the site file, test the whole configuration, restore the previous file if the test fails, reload.
+    pub async fn install_site(
+        &self,
+        ctx: &StepCtx,
+        content: &str,
+        previous: Option<&str>,
+    ) -> Result<(), StepError> {
+        if let Some(dir) = self.site_conf.parent() {
+            ctx.host.create_dir_all(dir).await?;
+        }
+        ctx.host
+            .write_file(&self.site_conf, content.as_bytes(), 0o644)
+            .await?;
+        if let Err(e) = ctx.exec_ok(&self.test_command()).await {
+            match previous {
+                Some(old) => {
+                    ctx.host
+                        .write_file(&self.site_conf, old.as_bytes(), 0o644)
+                        .await?
+                }
+                None => ctx.host.remove_all(&self.site_conf).await?,
+            }
+            return Err(match e {
+                StepError::Failed { message, detail } => StepError::Fatal {
+                    message: format!(
+                        "nginx rejected the new site file (previous file restored): {message}"
+                    ),
+                    detail,
+                },
+                other => other,
+            });
+        }
+        self.record_workers(ctx).await?;
+        ctx.exec_ok(&self.reload_command()).await?;
+        Ok(())
+    }
+
+    /// Put the previous site file back (or remove it), test and reload.
+    pub async fn restore_site(
+        &self,
+        ctx: &StepCtx,
+        previous: Option<&str>,
+    ) -> Result<(), StepError> {
+        match previous {
+            Some(old) => {
+                ctx.host
+                    .write_file(&self.site_conf, old.as_bytes(), 0o644)
+                    .await?
+            }
+            None => ctx.host.remove_all(&self.site_conf).await?,
+        }
+        ctx.exec_ok(&self.test_command()).await?;
+        self.record_workers(ctx).await?;
+        ctx.exec_ok(&self.reload_command()).await?;
+        Ok(())
+    }
+
+    /// Remember the worker pids alive now, before a reload replaces them.
+    async fn record_workers(&self, ctx: &StepCtx) -> Result<(), StepError> {
+        let pids = self.worker_pids(ctx).await?;
+        let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+        ctx.host.create_dir_all(&self.root.join("run")).await?;
+        ctx.host
+            .write_file(&self.old_workers_file(), text.as_bytes(), 0o644)
+            .await?;
+        Ok(())
+    }
+
+    async fn worker_pids(&self, ctx: &StepCtx) -> Result<Vec<u32>, StepError> {
+        let Some(bytes) = ctx.host.read_file(&self.pid_file).await? else {
+            return Ok(vec![]);
+        };
+        let master = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if master.is_empty() {
+            return Ok(vec![]);
+        }
+        let out = ctx
+            .exec(&Command::new("pgrep").arg("-P").arg(master))
+            .await?;
+        Ok(out
+            .stdout_str()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+}

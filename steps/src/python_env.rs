@@ -1,0 +1,298 @@
+//! The `python-env` kind: a virtualenv inside the new release with its requirements installed.
+//!
+//! When the requirements are byte-identical to the live release's, the live venv is copied (`cp -a`) and the
+//! absolute paths baked into it (script shebangs, `activate*`, `pyvenv.cfg`) are rewritten to the new location,
+//! then checked (the venv's `sys.prefix` and gunicorn's shebang must be the new venv): a copy takes well under a
+//! second where an install takes many. Editable or path requirements (`-e`, `.`, `file:`) are never reused: they
+//! point into the old release.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zdd_engine::host::Command;
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::common::{from_facts, p, req_path, to_facts};
+use crate::manage::{ROOT, release_dir};
+
+pub struct PythonEnv;
+
+static SPEC: KindSpec = KindSpec {
+    name: "python-env",
+    summary: "Create the release's virtualenv and install its requirements (reusing the live one's when identical).",
+    fields: &[
+        ROOT,
+        FieldSpec::new(
+            "requirements",
+            ValueType::String,
+            "Requirements file, relative to the release.",
+        )
+        .default("requirements.txt"),
+        FieldSpec::new(
+            "venv",
+            ValueType::String,
+            "The venv directory, relative to the release.",
+        )
+        .default("venv"),
+        FieldSpec::new(
+            "python",
+            ValueType::String,
+            "The interpreter that creates the venv.",
+        )
+        .default("python3"),
+        FieldSpec::new(
+            "find-links",
+            ValueType::Path,
+            "A directory of wheels for pip (`--find-links`).",
+        ),
+        FieldSpec::new(
+            "no-index",
+            ValueType::Bool,
+            "Install only from `find-links` (`--no-index`): offline installs.",
+        )
+        .default("#false"),
+        FieldSpec::new(
+            "reuse",
+            ValueType::Bool,
+            "Copy the live release's venv when the requirements are identical.",
+        )
+        .default("#true"),
+        FieldSpec::new(
+            "pip-args",
+            ValueType::Strings,
+            "Extra `pip install` arguments.",
+        ),
+    ],
+    effect: Effect::Reversible,
+    undo: "Removes the venv it created in the new release.",
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Facts {
+    venv: PathBuf,
+}
+
+struct Settings {
+    release: PathBuf,
+    venv: PathBuf,
+    requirements: String,
+    live_venv: Option<(PathBuf, PathBuf)>,
+}
+
+fn settings(
+    step: &Step,
+    ctx_target: &zdd_engine::kind::DeployTarget,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<Settings, StepError> {
+    let root = resolve(&req_path(step, "root")?);
+    let release = release_dir(&root, &ctx_target.release);
+    let venv_rel = step.fields.str("venv").unwrap_or("venv");
+    let live_venv = ctx_target
+        .live_release
+        .as_deref()
+        .filter(|live| *live != ctx_target.release && step.fields.bool("reuse").unwrap_or(true))
+        .map(|live| {
+            (
+                release_dir(&root, live),
+                release_dir(&root, live).join(venv_rel),
+            )
+        });
+    Ok(Settings {
+        venv: release.join(venv_rel),
+        requirements: step
+            .fields
+            .str("requirements")
+            .unwrap_or("requirements.txt")
+            .to_owned(),
+        release,
+        live_venv,
+    })
+}
+
+fn create_command(step: &Step, s: &Settings) -> Command {
+    Command::new(step.fields.str("python").unwrap_or("python3"))
+        .args(["-m", "venv"])
+        .arg(p(&s.venv))
+}
+
+fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf) -> Command {
+    let mut cmd = Command::new(p(&s.venv.join("bin/pip")))
+        .args(["install", "--disable-pip-version-check", "-r"])
+        .arg(&s.requirements)
+        .cwd(&s.release);
+    if step.fields.bool("no-index").unwrap_or(false) {
+        cmd = cmd.arg("--no-index");
+    }
+    if let Some(links) = step
+        .fields
+        .path("find-links")
+        .filter(|l| !l.as_os_str().is_empty())
+    {
+        cmd = cmd.arg("--find-links").arg(p(&resolve(&links)));
+    }
+    cmd.args(step.fields.strings("pip-args"))
+}
+
+/// Requirements that refer to paths (editable installs, local directories) bind a venv to its release.
+fn reusable(requirements: &str) -> bool {
+    !requirements.lines().map(str::trim).any(|l| {
+        l.starts_with("-e")
+            || l.starts_with("--editable")
+            || l.starts_with('.')
+            || l.starts_with('/')
+            || l.contains("file:")
+    })
+}
+
+/// Escape a literal for a sed regex (`|` delimited) and for its replacement.
+fn sed_literal(s: &str) -> String {
+    s.chars().fold(String::new(), |mut out, c| {
+        if "\\|.*[]^$&/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+/// Can the live venv be copied? Identical requirements, no path requirements, and a venv to copy.
+async fn reuse_source(
+    s: &Settings,
+    host: &dyn zdd_engine::host::Host,
+) -> Result<Option<PathBuf>, StepError> {
+    let Some((live_release, live_venv)) = &s.live_venv else {
+        return Ok(None);
+    };
+    let new_req = host.read_file(&s.release.join(&s.requirements)).await?;
+    let old_req = host.read_file(&live_release.join(&s.requirements)).await?;
+    let same = matches!((&new_req, &old_req), (Some(a), Some(b)) if a == b && reusable(&String::from_utf8_lossy(a)));
+    Ok((same && host.exists(&live_venv.join("bin/python")).await?).then(|| live_venv.clone()))
+}
+
+/// Copy a venv and rewrite its absolute paths; `Ok(false)` if the result does not check out.
+async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepError> {
+    ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to)))
+        .await?;
+    let grep = Command::new("grep")
+        .args(["-rlIZ", "--fixed-strings", "-e"])
+        .arg(p(from))
+        .arg(p(&to.join("bin")))
+        .arg(p(&to.join("pyvenv.cfg")));
+    let files = ctx.exec(&grep).await?.stdout;
+    let mut sed = Command::new("xargs")
+        .args(["-0", "-r", "sed", "-i", "-e"])
+        .arg(format!(
+            "s|{}|{}|g",
+            sed_literal(&p(from)),
+            sed_literal(&p(to))
+        ));
+    sed.stdin = Some(files);
+    ctx.exec_ok(&sed).await?;
+    let prefix = ctx
+        .exec(
+            &Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]),
+        )
+        .await?;
+    if prefix.stdout_str().trim() != p(to) {
+        return Ok(false);
+    }
+    if let Some(script) = ctx.host.read_file(&to.join("bin/gunicorn")).await? {
+        let shebang = String::from_utf8_lossy(&script)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if shebang != format!("#!{}", p(&to.join("bin/python"))) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[async_trait]
+impl StepKind for PythonEnv {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let s = settings(step, &ctx.target, |p| ctx.resolve(p))?;
+        let mut actions = Vec::new();
+        if let Some((_, live)) = &s.live_venv {
+            actions.push(PlannedAction::Note {
+            text: format!(
+                "if {} is identical to the live release's: copy {} and rewrite its paths; otherwise:",
+                s.requirements,
+                live.display()
+            ),
+        })
+        }
+        actions.push(PlannedAction::Run {
+            command: create_command(step, &s).display(),
+        });
+        actions.push(PlannedAction::Run {
+            command: install_command(step, &s, |p| ctx.resolve(p)).display(),
+        });
+        Ok(Preview {
+            actions,
+            checks: vec![],
+            undo: vec![PlannedAction::Remove { path: s.venv }],
+        })
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let s = settings(step, &ctx.target, |p| ctx.resolve(p))?;
+        if ctx.target.rollback && ctx.host.exists(&s.venv.join("bin/python")).await? {
+            ctx.message(format!("{} exists: rolling back with it", s.venv.display()));
+            return Ok(());
+        }
+        ctx.record_undo(to_facts(&Facts {
+            venv: s.venv.clone(),
+        }))
+        .await?;
+        ctx.host.remove_all(&s.venv).await?;
+        if let Some(live) = reuse_source(&s, ctx.host.as_ref()).await? {
+            if copy_venv(ctx, &live, &s.venv).await? {
+                ctx.message(format!(
+                    "requirements unchanged: copied the venv of {}",
+                    live.display()
+                ));
+                return Ok(());
+            }
+            ctx.message("the copied venv did not check out: building a fresh one");
+            ctx.host.remove_all(&s.venv).await?;
+        }
+        ctx.exec_ok(&create_command(step, &s)).await?;
+        ctx.exec_ok(&install_command(step, &s, |p| ctx.resolve(p)))
+            .await?;
+        Ok(())
+    }
+
+    async fn undo(&self, _step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+        let facts: Facts = from_facts("python-env", facts)?;
+        ctx.host.remove_all(&facts.venv).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_requirements_are_not_reused() {
+        assert!(reusable("Django==5.2\ngunicorn\n"));
+        assert!(!reusable("-e .\n"));
+        assert!(!reusable("shop @ file:///srv/x\n"));
+    }
+
+    #[test]
+    fn sed_literal_escapes_specials() {
+        assert_eq!(sed_literal("/srv/a.b|c&d"), "\\/srv\\/a\\.b\\|c\\&d");
+    }
+}

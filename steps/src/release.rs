@@ -1,0 +1,317 @@
+//! The `release` kind: `<root>/releases/<release>` filled from a source directory, shared paths linked in from
+//! `<root>/shared`, and old releases pruned (never the live one nor the one before it).
+//!
+//! Pruning happens at the start of the step, before the copy (it frees space first), and keeps the `keep - 1`
+//! newest other releases plus the live release and its predecessor; the rollback does not bring pruned releases back.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::host::Command;
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::common::{from_facts, p, req_path, to_facts};
+use crate::manage::{ROOT, release_dir};
+
+pub struct Release;
+
+/// Directories never copied from a source that is not a git checkout.
+const SKIPPED: &[&str] = &[
+    ".git",
+    "venv",
+    ".venv",
+    "__pycache__",
+    "node_modules",
+    ".tox",
+    ".mypy_cache",
+];
+
+static SPEC: KindSpec = KindSpec {
+    name: "release",
+    summary: "Create <root>/releases/<release> from a source directory, link shared paths, prune old releases.",
+    fields: &[
+        ROOT,
+        FieldSpec::new("source", ValueType::Path, "The project to deploy (a git checkout: the files git tracks).")
+            .required(),
+        FieldSpec::new(
+            "copy",
+            ValueType::Enum(&["auto", "git", "all"]),
+            "`git`: the files git tracks; `all`: everything except .git, venvs, __pycache__, node_modules; `auto`: \
+             `git` when the source is in a git work tree that tracks files there, else `all`.",
+        )
+        .default("auto"),
+        FieldSpec::new(
+            "shared",
+            ValueType::Strings,
+            "Paths under <root>/shared linked into the release at the same place (`media/` `shop.env`). A trailing \
+             `/` marks a directory, created if missing; other paths must exist.",
+        ),
+        FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).").default("5"),
+    ],
+    effect: Effect::Reversible,
+    undo: "Removes the new release directory (pruned old releases are not restored).",
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Facts {
+    dir: PathBuf,
+}
+
+struct Settings {
+    root: PathBuf,
+    source: PathBuf,
+    dir: PathBuf,
+    copy: String,
+    shared: Vec<String>,
+    keep: usize,
+}
+
+fn settings(
+    step: &Step,
+    release: &str,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<Settings, StepError> {
+    let root = resolve(&req_path(step, "root")?);
+    Ok(Settings {
+        dir: release_dir(&root, release),
+        source: resolve(&req_path(step, "source")?),
+        copy: step.fields.str("copy").unwrap_or("auto").to_owned(),
+        shared: step.fields.strings("shared"),
+        keep: usize::try_from(step.fields.int("keep").unwrap_or(5).max(2)).unwrap_or(5),
+        root,
+    })
+}
+
+/// Which releases pruning removes: all but the new, the live, the one before the live, and the newest others.
+fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> Vec<String> {
+    let mut protected: BTreeSet<&str> = BTreeSet::from([new]);
+    if let Some(live) = live {
+        protected.insert(live);
+        // Release ids sort by time: the predecessor of the live release is the newest one older than it.
+        if let Some(prev) = existing.iter().filter(|r| r.as_str() < live).max() {
+            protected.insert(prev);
+        }
+    }
+    let mut others: Vec<&String> = existing
+        .iter()
+        .filter(|r| !protected.contains(r.as_str()))
+        .collect();
+    others.sort();
+    let room = keep.saturating_sub(protected.len());
+    let cut = others.len().saturating_sub(room);
+    others[..cut].iter().map(|s| (*s).clone()).collect()
+}
+
+/// The command that lists the files to copy (NUL-separated, relative to the source).
+async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError> {
+    let git = Command::new("git")
+        .arg("-C")
+        .arg(p(&s.source))
+        .args(["ls-files", "-z", "--cached"]);
+    let use_git = match s.copy.as_str() {
+        "git" => true,
+        "all" => false,
+        _ => {
+            let out = ctx.exec(&git).await?;
+            out.success() && !out.stdout.is_empty()
+        }
+    };
+    if use_git {
+        return Ok(git);
+    }
+    let mut find = Command::new("find").arg(".").arg("(");
+    for (i, name) in SKIPPED.iter().enumerate() {
+        if i > 0 {
+            find = find.arg("-o");
+        }
+        find = find.args(["-name", name]);
+    }
+    Ok(find
+        .args([
+            ")", "-prune", "-o", "(", "-type", "f", "-o", "-type", "l", ")", "-print0",
+        ])
+        .cwd(&s.source))
+}
+
+fn copy_command(s: &Settings, list: Vec<u8>) -> Command {
+    let mut cp = Command::new("xargs")
+        .args(["-0", "-r", "cp", "-a", "--parents", "-t"])
+        .arg(p(&s.dir))
+        .cwd(&s.source);
+    cp.stdin = Some(list);
+    cp
+}
+
+#[async_trait]
+impl StepKind for Release {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        if let Some(keep) = step.fields.all("keep").first()
+            && step.fields.int("keep").is_some_and(|k| k < 2)
+        {
+            diags.push(
+                Diagnostic::error("zdd::release-keep", "`keep` must be at least 2")
+                    .at(keep.span, "too few to roll back")
+                    .help("keep the live release and the one before it: `keep 5`"),
+            );
+        }
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let s = settings(step, &ctx.target.release, |p| ctx.resolve(p))?;
+        let mut actions = Vec::new();
+        let existing = ctx.host.list_dir(&s.root.join("releases")).await?;
+        for old in prunable(
+            &existing,
+            &ctx.target.release,
+            ctx.target.live_release.as_deref(),
+            s.keep,
+        ) {
+            actions.push(PlannedAction::Remove {
+                path: s.root.join("releases").join(old),
+            });
+        }
+        if ctx.target.rollback && ctx.host.exists(&s.dir).await? {
+            actions.push(PlannedAction::Note {
+                text: format!("keep {} (rollback to an existing release)", s.dir.display()),
+            });
+            return Ok(Preview {
+                actions,
+                checks: vec![],
+                undo: vec![],
+            });
+        }
+        actions.push(PlannedAction::Note {
+            text: format!(
+                "copy {} into {} ({} files)",
+                s.source.display(),
+                s.dir.display(),
+                s.copy
+            ),
+        });
+        for shared in &s.shared {
+            let rel = shared.trim_end_matches('/');
+            actions.push(PlannedAction::Link {
+                link: s.dir.join(rel),
+                target: s.root.join("shared").join(rel),
+            });
+        }
+        Ok(Preview {
+            actions,
+            checks: vec![],
+            undo: vec![PlannedAction::Remove { path: s.dir }],
+        })
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let s = settings(step, &ctx.target.release, |p| ctx.resolve(p))?;
+        if ctx.target.live_release.as_deref() == Some(ctx.target.release.as_str())
+            && !ctx.target.rollback
+        {
+            return Err(StepError::fatal(format!(
+                "release {} is the live release",
+                ctx.target.release
+            )));
+        }
+        let releases = s.root.join("releases");
+        let existing = ctx.host.list_dir(&releases).await?;
+        for old in prunable(
+            &existing,
+            &ctx.target.release,
+            ctx.target.live_release.as_deref(),
+            s.keep,
+        ) {
+            ctx.message(format!("pruning release {old}"));
+            ctx.host.remove_all(&releases.join(old)).await?;
+        }
+        if ctx.target.rollback && ctx.host.exists(&s.dir).await? {
+            ctx.message(format!(
+                "{} exists: rolling back to it as it is",
+                s.dir.display()
+            ));
+            return Ok(());
+        }
+        if !ctx.host.exists(&s.source).await? {
+            return Err(StepError::fatal(format!(
+                "source {} does not exist",
+                s.source.display()
+            )));
+        }
+        ctx.record_undo(to_facts(&Facts { dir: s.dir.clone() }))
+            .await?;
+        // A directory of this id can only be a previous attempt of this same run: start clean.
+        ctx.host.remove_all(&s.dir).await?;
+        ctx.host.create_dir_all(&s.dir).await?;
+        let list = ctx.exec_ok(&list_command(&s, ctx).await?).await?.stdout;
+        let count = list.split(|b| *b == 0).filter(|f| !f.is_empty()).count();
+        ctx.exec_ok(&copy_command(&s, list)).await?;
+        ctx.message(format!("copied {count} files into {}", s.dir.display()));
+        for shared in &s.shared {
+            let rel = shared.trim_end_matches('/');
+            let target = s.root.join("shared").join(rel);
+            if !ctx.host.exists(&target).await? {
+                if shared.ends_with('/') {
+                    ctx.host.create_dir_all(&target).await?;
+                } else {
+                    return Err(StepError::fatal(format!(
+                        "shared path {} does not exist (create it, or write `{rel}/` for a directory)",
+                        target.display()
+                    )));
+                }
+            }
+            let link = s.dir.join(rel);
+            if let Some(parent) = link.parent() {
+                ctx.host.create_dir_all(parent).await?;
+            }
+            ctx.host.remove_all(&link).await?;
+            ctx.host.swap_symlink(&link, &target).await?;
+        }
+        Ok(())
+    }
+
+    async fn undo(&self, _step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+        let facts: Facts = from_facts("release", facts)?;
+        ctx.host.remove_all(&facts.dir).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn prune_keeps_new_live_and_previous() {
+        let existing = ids(&["r1", "r2", "r3", "r4", "r5", "r6"]);
+        // Live is r3 (after a rollback): r2 is its predecessor and stays, as do the newest others.
+        assert_eq!(prunable(&existing, "r7", Some("r3"), 5), ids(&["r1", "r4"]));
+        assert_eq!(
+            prunable(&existing, "r7", Some("r6"), 3),
+            ids(&["r1", "r2", "r3", "r4"])
+        );
+        assert_eq!(
+            prunable(&existing, "r7", None, 2),
+            ids(&["r1", "r2", "r3", "r4", "r5"])
+        );
+    }
+
+    #[test]
+    fn prune_never_removes_protected_even_when_keep_is_small() {
+        let existing = ids(&["r1", "r2", "r3"]);
+        assert_eq!(prunable(&existing, "r4", Some("r3"), 2), ids(&["r1"]));
+    }
+}

@@ -1,0 +1,213 @@
+//! A service step's settings, read from its fields, and the names and paths derived from them (unit name, socket,
+//! pid and log files). Other kinds (`health-gate`, `log-check`, `drain-stop`) name a service step and read its
+//! settings from here, so each fact is written once in a plan.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zdd_engine::host::Command;
+use zdd_engine::kind::StepError;
+use zdd_engine::plan::{Plan, Step};
+
+use crate::common::{duration_or, opt_str, p, req_path, req_str, words};
+use crate::manage::release_dir;
+
+/// Where the instance listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix socket per slot, `<root>/run/<slot>.sock`; Nginx follows the `current.sock` symlink.
+    Socket,
+    /// `127.0.0.1:<slot>`: the slots are port numbers; Nginx is reloaded with the new port.
+    Port,
+}
+
+/// What supervises the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    Systemd,
+    /// A detached gunicorn with a pid file: for machines without systemd (demos, containers, tests).
+    Process,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub step: String,
+    pub app: String,
+    pub root: PathBuf,
+    pub wsgi: String,
+    pub listen: Listen,
+    pub manager: Manager,
+    pub workers: i64,
+    pub timeout: Duration,
+    pub graceful_timeout: Duration,
+    pub settings: Option<String>,
+    pub env_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub template: Option<PathBuf>,
+    pub unit_dir: PathBuf,
+    pub systemd_prefix: Vec<String>,
+    pub control_socket: bool,
+    pub gunicorn_args: Vec<String>,
+    pub venv: String,
+}
+
+/// The environment variable that supplies the systemd command prefix when the step has none.
+pub const SYSTEMD_PREFIX_ENV: &str = "ZDD_SYSTEMD_PREFIX";
+
+impl ServiceConfig {
+    pub fn from_step(step: &Step, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, StepError> {
+        let f = &step.fields;
+        let prefix = opt_str(f, "systemd-prefix")
+            .map(str::to_owned)
+            .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
+            .unwrap_or_default();
+        Ok(Self {
+            step: step.name.clone(),
+            app: req_str(step, "app")?.to_owned(),
+            root: resolve(&req_path(step, "root")?),
+            wsgi: req_str(step, "wsgi")?.to_owned(),
+            listen: if f.str("listen") == Some("port") {
+                Listen::Port
+            } else {
+                Listen::Socket
+            },
+            manager: if f.str("manager") == Some("process") {
+                Manager::Process
+            } else {
+                Manager::Systemd
+            },
+            workers: f.int("workers").unwrap_or(3).max(1),
+            timeout: duration_or(f, "timeout", Duration::from_secs(30)),
+            graceful_timeout: duration_or(f, "graceful-timeout", Duration::from_secs(30)),
+            settings: opt_str(f, "settings").map(str::to_owned),
+            env_file: f
+                .path("env-file")
+                .filter(|x| !x.as_os_str().is_empty())
+                .map(|x| resolve(&x)),
+            user: opt_str(f, "user").map(str::to_owned),
+            group: opt_str(f, "group").map(str::to_owned),
+            template: f
+                .path("template")
+                .filter(|x| !x.as_os_str().is_empty())
+                .map(|x| resolve(&x)),
+            unit_dir: f
+                .path("unit-dir")
+                .map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x)),
+            systemd_prefix: words(&prefix),
+            control_socket: f.bool("control-socket").unwrap_or(true),
+            gunicorn_args: f.strings("gunicorn-args"),
+            venv: f.str("venv").unwrap_or("venv").to_owned(),
+        })
+    }
+
+    /// The settings of the `service` step named `name` in this plan.
+    pub fn of_step(
+        plan: &Plan,
+        name: &str,
+        resolve: impl Fn(&Path) -> PathBuf,
+    ) -> Result<Self, StepError> {
+        let step = plan
+            .step_by_name(name)
+            .filter(|s| s.kind == "service")
+            .ok_or_else(|| {
+                StepError::fatal(format!("`{name}` is not a service step of this plan"))
+            })?;
+        Self::from_step(step, resolve)
+    }
+
+    pub fn unit(&self, slot: &str) -> String {
+        format!("{}-{slot}.service", self.app)
+    }
+
+    pub fn unit_file(&self, slot: &str) -> PathBuf {
+        self.unit_dir.join(self.unit(slot))
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    pub fn socket(&self, slot: &str) -> PathBuf {
+        self.run_dir().join(format!("{slot}.sock"))
+    }
+
+    /// The record of the instance in a slot (release, command, pid): `<root>/run/<slot>.json`, mode 0600.
+    pub fn record_file(&self, slot: &str) -> PathBuf {
+        self.run_dir().join(format!("{slot}.json"))
+    }
+
+    pub fn log_file(&self, slot: &str) -> PathBuf {
+        self.log_dir().join(format!("{}-{slot}.log", self.app))
+    }
+
+    pub fn port(&self, slot: &str) -> Result<u16, StepError> {
+        slot.parse().map_err(|_| {
+            StepError::fatal(format!(
+                "slot `{slot}` is not a port: with `listen \"port\"` the plan's slots are ports"
+            ))
+        })
+    }
+
+    /// gunicorn's `--bind` for a slot.
+    pub fn bind(&self, slot: &str) -> Result<String, StepError> {
+        Ok(match self.listen {
+            Listen::Socket => format!("unix:{}", p(&self.socket(slot))),
+            Listen::Port => format!("127.0.0.1:{}", self.port(slot)?),
+        })
+    }
+
+    pub fn release_dir(&self, release: &str) -> PathBuf {
+        release_dir(&self.root, release)
+    }
+
+    /// The gunicorn command line of a slot's instance.
+    pub fn gunicorn_argv(&self, release: &str, slot: &str) -> Result<Vec<String>, StepError> {
+        let dir = self.release_dir(release);
+        let mut argv = vec![
+            p(&dir.join(&self.venv).join("bin/gunicorn")),
+            self.wsgi.clone(),
+            "--bind".into(),
+            self.bind(slot)?,
+            "--workers".into(),
+            self.workers.to_string(),
+            "--timeout".into(),
+            self.timeout.as_secs().max(1).to_string(),
+            "--graceful-timeout".into(),
+            self.graceful_timeout.as_secs().max(1).to_string(),
+            "--access-logfile".into(),
+            "-".into(),
+            "--error-logfile".into(),
+            "-".into(),
+        ];
+        // gunicorn 27 opens a control socket at one default path for every master: give each slot its own.
+        if self.control_socket {
+            argv.push("--control-socket".into());
+            argv.push(p(&self.run_dir().join(format!("{slot}.ctl"))));
+        }
+        argv.extend(self.gunicorn_args.iter().cloned());
+        Ok(argv)
+    }
+
+    /// `systemctl ARGS`, behind the configured prefix (`nsenter -t <pid> -m -p` to drive a namespaced systemd).
+    pub fn systemctl<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        self.prefixed("systemctl", args)
+    }
+
+    pub fn journalctl<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        self.prefixed("journalctl", args)
+    }
+
+    fn prefixed<S: AsRef<str>>(&self, program: &str, args: &[S]) -> Command {
+        let mut argv: Vec<String> = self.systemd_prefix.clone();
+        argv.push(program.to_owned());
+        argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        let mut cmd = Command::new(argv.remove(0));
+        cmd.args.extend(argv);
+        cmd
+    }
+}

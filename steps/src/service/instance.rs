@@ -1,0 +1,90 @@
+//! The record of the instance running in a slot (`<root>/run/<slot>.json`): which release, which command, which
+//! pid. It lets a rollback reuse a running instance, `drain-stop` restart one, and `zdd stop` find them all.
+//! It holds no environment values: those are re-read from the env file whenever an instance is started.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use zdd_engine::host::{Command, Host};
+use zdd_engine::kind::{StepCtx, StepError};
+
+use super::config::{Manager, ServiceConfig};
+use crate::envfile;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub release: String,
+    pub slot: String,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// The gunicorn master's pid (process manager only).
+    pub pid: Option<u32>,
+}
+
+impl Instance {
+    pub fn new(cfg: &ServiceConfig, release: &str, slot: &str) -> Result<Self, StepError> {
+        Ok(Self {
+            release: release.to_owned(),
+            slot: slot.to_owned(),
+            argv: cfg.gunicorn_argv(release, slot)?,
+            cwd: cfg.release_dir(release),
+            pid: None,
+        })
+    }
+
+    /// The process-manager command: the gunicorn argv with the env file, settings and release in its environment.
+    pub async fn command(&self, cfg: &ServiceConfig, ctx: &StepCtx) -> Result<Command, StepError> {
+        let mut env: BTreeMap<String, String> = match &cfg.env_file {
+            Some(file) => envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?,
+            None => BTreeMap::new(),
+        };
+        if let Some(s) = &cfg.settings {
+            env.insert("DJANGO_SETTINGS_MODULE".into(), s.clone());
+        }
+        env.insert("ZDD_RELEASE".into(), self.release.clone());
+        env.insert("ZDD_SLOT".into(), self.slot.clone());
+        env.insert("PYTHONUNBUFFERED".into(), "1".into());
+        let mut cmd = Command::new(self.argv.first().cloned().unwrap_or_default()).cwd(&self.cwd);
+        cmd.args = self.argv.iter().skip(1).cloned().collect();
+        cmd.env = env;
+        Ok(cmd)
+    }
+}
+
+pub async fn read(
+    host: &dyn Host,
+    cfg: &ServiceConfig,
+    slot: &str,
+) -> Result<Option<Instance>, StepError> {
+    let Some(bytes) = host.read_file(&cfg.record_file(slot)).await? else {
+        return Ok(None);
+    };
+    // A record we cannot read is treated as absent: the slot is then handled as empty and overwritten.
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+pub async fn write(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<(), StepError> {
+    let bytes = serde_json::to_vec_pretty(inst).map_err(|e| StepError::fatal(e.to_string()))?;
+    host.create_dir_all(&cfg.run_dir()).await?;
+    host.write_file(&cfg.record_file(&inst.slot), &bytes, 0o600)
+        .await?;
+    Ok(())
+}
+
+/// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive.)
+pub async fn running(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
+    match cfg.manager {
+        Manager::Systemd => Ok(ctx
+            .exec(&cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)]))
+            .await?
+            .success()),
+        Manager::Process => match read(ctx.host.as_ref(), cfg, slot)
+            .await?
+            .and_then(|i| i.pid)
+        {
+            Some(pid) => Ok(ctx.host.process_alive(pid).await?),
+            None => Ok(false),
+        },
+    }
+}

@@ -1,0 +1,250 @@
+//! The `service` kind: a gunicorn instance of the new release in the deploy's slot, under systemd (a unit per
+//! slot, `<app>-<slot>.service`) or as a detached process with a pid and log file. It listens on its own unix
+//! socket (`<root>/run/<slot>.sock`) or on `127.0.0.1:<slot>`; the old instance keeps serving meanwhile.
+
+pub mod backend;
+pub mod config;
+pub mod instance;
+pub mod unit;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
+};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::common::{from_facts, sleep, to_facts};
+use crate::manage::{ENV_FILE, ROOT, SETTINGS};
+use config::{Manager, ServiceConfig};
+use instance::Instance;
+
+pub struct Service;
+
+pub const MANAGERS: &[&str] = &["systemd", "process"];
+pub const LISTENS: &[&str] = &["socket", "port"];
+
+static SPEC: KindSpec = KindSpec {
+    name: "service",
+    summary: "Start gunicorn for the new release in the deploy's slot (systemd unit or detached process).",
+    fields: &[
+        FieldSpec::new("app", ValueType::ConfigWord, "The app's name: units are `<app>-<slot>.service`.").required(),
+        ROOT,
+        FieldSpec::new("wsgi", ValueType::ConfigWord, "The WSGI application, e.g. `shop.wsgi:application`.").required(),
+        FieldSpec::new(
+            "listen",
+            ValueType::Enum(LISTENS),
+            "`socket`: `<root>/run/<slot>.sock`; `port`: `127.0.0.1:<slot>` (the plan's slots are ports).",
+        )
+        .default("socket"),
+        FieldSpec::new("manager", ValueType::Enum(MANAGERS), "`systemd` units, or detached `process`es with pid files.")
+            .default("systemd"),
+        FieldSpec::new("workers", ValueType::Int, "gunicorn workers.").default("3"),
+        FieldSpec::new("timeout", ValueType::Duration, "gunicorn's worker timeout.").default("30s"),
+        FieldSpec::new(
+            "graceful-timeout",
+            ValueType::Duration,
+            "How long a stopping worker may finish its request (gunicorn `--graceful-timeout`).",
+        )
+        .default("30s"),
+        SETTINGS,
+        ENV_FILE,
+        FieldSpec::new("user", ValueType::ConfigWord, "systemd `User=`."),
+        FieldSpec::new("group", ValueType::ConfigWord, "systemd `Group=`."),
+        FieldSpec::new("template", ValueType::Path, "Your own unit template (handlebars) instead of the built-in one."),
+        FieldSpec::new(
+            "unit-dir",
+            ValueType::Path,
+            "Where unit files are written; outside systemd's directories they are `systemctl link`ed.",
+        )
+        .default("/etc/systemd/system"),
+        FieldSpec::new(
+            "systemd-prefix",
+            ValueType::String,
+            "Words put before `systemctl`/`journalctl` (e.g. `nsenter -t 4242 -m -p`); default: $ZDD_SYSTEMD_PREFIX.",
+        ),
+        FieldSpec::new(
+            "control-socket",
+            ValueType::Bool,
+            "Give each master its own `--control-socket` (gunicorn 27+); `#false` for older gunicorn.",
+        )
+        .default("#true"),
+        FieldSpec::new("gunicorn-args", ValueType::Strings, "Extra gunicorn arguments."),
+        FieldSpec::new("venv", ValueType::String, "The venv inside the release.").default("venv"),
+    ],
+    effect: Effect::Reversible,
+    undo: "Stops the instance it started (TERM, graceful) and removes or restores the slot's unit file.",
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Facts {
+    slot: String,
+    release: String,
+    previous_unit: Option<String>,
+    previous_record: Option<Instance>,
+}
+
+fn config_for(step: &Step, ctx: &StepCtx) -> Result<ServiceConfig, StepError> {
+    ServiceConfig::from_step(step, |p| ctx.resolve(p))
+}
+
+#[async_trait]
+impl StepKind for Service {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let cfg = ServiceConfig::from_step(step, |p| ctx.resolve(p))?;
+        let slot = &ctx.target.slot;
+        let inst = Instance::new(&cfg, &ctx.target.release, slot)?;
+        let mut preview = Preview::default();
+        if ctx.target.rollback {
+            preview.actions.push(PlannedAction::Note {
+                text: format!(
+                    "reuse the instance in slot {slot} if it already runs release {}",
+                    ctx.target.release
+                ),
+            });
+        }
+        match cfg.manager {
+            Manager::Systemd => {
+                let content = unit::render(ctx.host.as_ref(), &cfg, &inst).await?;
+                preview.actions.push(PlannedAction::Write {
+                    path: cfg.unit_file(slot),
+                    content,
+                    mode: 0o644,
+                });
+                for args in [
+                    vec!["daemon-reload".to_owned()],
+                    vec!["start".to_owned(), cfg.unit(slot)],
+                ] {
+                    preview.actions.push(PlannedAction::Run {
+                        command: cfg.systemctl(&args).display(),
+                    });
+                }
+                preview.undo.push(PlannedAction::Run {
+                    command: cfg.systemctl(&["stop", &cfg.unit(slot)]).display(),
+                });
+                preview.undo.push(PlannedAction::Remove {
+                    path: cfg.unit_file(slot),
+                });
+            }
+            Manager::Process => {
+                let mut cmd = zdd_engine::host::Command::new(inst.argv[0].clone()).cwd(&inst.cwd);
+                cmd.args = inst.argv[1..].to_vec();
+                preview.actions.push(PlannedAction::Run {
+                    command: format!(
+                        "{} >> {} 2>&1 &",
+                        cmd.display(),
+                        cfg.log_file(slot).display()
+                    ),
+                });
+                preview.undo.push(PlannedAction::Note {
+                    text: format!(
+                        "TERM the gunicorn master of slot {slot} and wait for it to exit"
+                    ),
+                });
+            }
+        }
+        preview
+            .checks
+            .push(format!("the instance in slot {slot} is running"));
+        Ok(preview)
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let cfg = config_for(step, ctx)?;
+        let (slot, release) = (&ctx.target.slot, &ctx.target.release);
+        if ctx.target.live_slot.as_deref() == Some(slot.as_str()) {
+            return Err(StepError::fatal(format!(
+                "slot {slot} is live: the new instance needs the other slot"
+            )));
+        }
+        let previous_record = instance::read(ctx.host.as_ref(), &cfg, slot).await?;
+        let running = instance::running(ctx, &cfg, slot).await?;
+        if running
+            && previous_record
+                .as_ref()
+                .is_some_and(|r| &r.release == release)
+        {
+            ctx.message(format!(
+                "slot {slot} already runs release {release}: reusing it without a restart"
+            ));
+            return Ok(());
+        }
+        let previous_unit = match cfg.manager {
+            Manager::Systemd => ctx
+                .host
+                .read_file(&cfg.unit_file(slot))
+                .await?
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            Manager::Process => None,
+        };
+        let facts = Facts {
+            slot: slot.clone(),
+            release: release.clone(),
+            previous_unit,
+            previous_record,
+        };
+        ctx.record_undo(to_facts(&facts)).await?;
+        if running {
+            ctx.message(format!(
+                "stopping the old instance in slot {slot} (release {:?})",
+                facts.previous_record.as_ref().map(|r| r.release.clone())
+            ));
+            backend::stop(ctx, &cfg, slot).await?;
+        }
+        let mut inst = Instance::new(&cfg, release, slot)?;
+        if let Err(e) = backend::start(ctx, &cfg, &mut inst).await {
+            let lines = backend::last_lines(ctx, &cfg, slot, 30).await;
+            return Err(e.with_detail(ctx.redactor.redact(&lines)));
+        }
+        // Give a broken release a moment to die, so the failure names the service rather than the health check.
+        sleep(&ctx.cancel, Duration::from_millis(300)).await?;
+        if !instance::running(ctx, &cfg, slot).await? {
+            let lines = backend::last_lines(ctx, &cfg, slot, 30).await;
+            return Err(StepError::failed(format!(
+                "gunicorn in slot {slot} exited right after starting"
+            ))
+            .with_detail(ctx.redactor.redact(&lines)));
+        }
+        ctx.message(format!(
+            "gunicorn for release {release} started in slot {slot} ({})",
+            cfg.bind(slot)?
+        ));
+        Ok(())
+    }
+
+    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+        let facts: Facts = from_facts("service", facts)?;
+        let cfg = config_for(step, ctx)?;
+        backend::stop(ctx, &cfg, &facts.slot).await?;
+        if cfg.manager == Manager::Systemd {
+            match &facts.previous_unit {
+                Some(text) => backend::install_unit(ctx, &cfg, &facts.slot, text).await?,
+                None => backend::remove_unit(ctx, &cfg, &facts.slot).await?,
+            }
+        }
+        match &facts.previous_record {
+            Some(rec) => instance::write(ctx.host.as_ref(), &cfg, rec).await?,
+            None => ctx.host.remove_all(&cfg.record_file(&facts.slot)).await?,
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
+        let cfg = config_for(step, ctx)?;
+        let mut any = false;
+        for slot in &ctx.plan.slots {
+            if backend::stop(ctx, &cfg, slot).await? {
+                ctx.message(format!("stopped slot {slot}"));
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+}
