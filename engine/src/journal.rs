@@ -127,13 +127,8 @@ impl Journal {
     /// Append an event. The run's start and end and each finished undo are fsync'd; the rest is written
     /// without waiting for the disk (it survives zdd being killed, which is what `recover` is for).
     pub fn append(&self, stamped: &Stamped) -> std::io::Result<()> {
-        let durable = matches!(
-            stamped.event,
-            Event::RunStarted { .. }
-                | Event::UndoFinished { .. }
-                | Event::RunFinished { .. }
-                | Event::StepFinished { .. }
-        );
+        let durable =
+            matches!(stamped.event, Event::RunStarted { .. } | Event::UndoFinished { .. } | Event::RunFinished { .. });
         let line = serde_json::to_value(stamped).map_err(std::io::Error::other)?;
         self.write_line(&line, durable)
     }

@@ -11,13 +11,12 @@ use super::{PlanArgs, StateArgs, exit};
 pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     let dir = match state_dir_of(plan, state) {
         Ok(d) => d,
-        Err(r) if r.message.is_empty() => return r.code,
         Err(r) => return r.print(),
     };
     let history = if dir.exists() {
         match StateDir::open(&dir).and_then(|s| s.load()) {
             Ok(s) => s.history,
-            Err(e) => return Refusal { code: exit::INVALID, message: e.to_string() }.print(),
+            Err(e) => return Refusal::new(exit::INVALID, e.to_string()).print(),
         }
     } else {
         Vec::new()
@@ -25,7 +24,7 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     if json {
         match serde_json::to_string_pretty(&history) {
             Ok(text) => println!("{text}"),
-            Err(e) => return Refusal { code: exit::INVALID, message: e.to_string() }.print(),
+            Err(e) => return Refusal::new(exit::INVALID, e.to_string()).print(),
         }
         return exit::OK;
     }

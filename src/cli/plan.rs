@@ -9,6 +9,7 @@ use zdd_engine::host::LocalHost;
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::plan::{PlanHeader, Runtime, TargetSource};
 use zdd_engine::preview::{self, PreviewInput};
+use zdd_engine::state::{State, StateDir};
 
 use super::check::{read_plan, report_invalid};
 use super::{PlanArgs, StateArgs, exit};
@@ -59,7 +60,17 @@ pub fn run(args: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     exit::OK
 }
 
-/// The target a `zdd run` would take now, read from the state directory without creating it.
+/// The target a `zdd run` would take now, read from the state directory without creating or locking it
+/// (a missing directory is a first deploy).
 fn preview_target(header: &PlanHeader) -> Result<DeployTarget, String> {
-    Ok(Runtime::sample_target(&header.slots))
+    let state = if header.state_dir.exists() {
+        StateDir::open(&header.state_dir)
+            .and_then(|dir| dir.load())
+            .map_err(|e| e.to_string())?
+    } else {
+        State::default()
+    };
+    state
+        .deploy_target(&header.slots, None)
+        .map_err(|e| e.to_string())
 }

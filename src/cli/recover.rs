@@ -10,13 +10,12 @@ use super::{OutputArgs, PlanArgs, StateArgs, exit};
 pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
     let (plan, prepared) = match read_and_prepare(plan, state, Intent::Recover, None) {
         Ok(p) => p,
-        Err(r) if r.message.is_empty() => return r.code,
-        Err(r) if r.code == exit::OK => {
-            println!("{}", r.message);
-            return exit::OK;
-        }
         Err(r) => return r.print(),
     };
+    if prepared.replay.is_none() {
+        println!("nothing to recover: every run in the journal finished");
+        return exit::OK;
+    }
     with_reporter(output, |report| async move {
         let (session, _, replay) = session(plan, prepared, None, report);
         let Some(replay) = replay else { return exit::OK };

@@ -2,6 +2,7 @@
 //! directory decides the deploy target (under the lock), the reporter, and exit codes.
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use zdd_engine::plan::types::parse_duration;
 use zdd_engine::plan::{Plan, PlanHeader, Runtime, TargetSource};
 use zdd_engine::redact::Redactor;
 use zdd_engine::report::{self, Format};
-use zdd_engine::run::{self, Session};
-use zdd_engine::state::{StateDir, StateError};
+use zdd_engine::run::{self, Session, SessionError};
+use zdd_engine::state::{State, StateDir, StateError};
 
 use super::check::{read_plan, report_invalid};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
@@ -24,16 +25,25 @@ use super::{OutputArgs, PlanArgs, StateArgs, exit};
 /// A command stopped before running anything: its exit code and why.
 pub struct Refusal {
     pub code: i32,
-    pub message: String,
+    /// `None` when the reason was already printed (plan diagnostics).
+    pub message: Option<String>,
 }
 
 impl Refusal {
-    fn new(code: i32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self { code, message: Some(message.into()) }
     }
 
+    /// The reason is already on stderr.
+    pub fn printed(code: i32) -> Self {
+        Self { code, message: None }
+    }
+
+    /// Print the reason (if not printed yet) and give the exit code.
     pub fn print(&self) -> i32 {
-        eprintln!("zdd: {}", self.message);
+        if let Some(message) = &self.message {
+            eprintln!("zdd: {message}");
+        }
         self.code
     }
 }
@@ -71,7 +81,8 @@ pub fn lock_wait(text: Option<&str>) -> Result<Option<Duration>, Refusal> {
 }
 
 /// Open and lock the state directory, refuse if an interrupted run needs `recover`, and decide the target.
-fn prepare(header: &PlanHeader, intent: &Intent<'_>, wait: Option<Duration>) -> Result<Prepared, Refusal> {
+fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<Duration>) -> Result<Prepared, Refusal> {
+    let plan = plan.display();
     let state = StateDir::prepare(&header.state_dir)?;
     let command = match intent {
         Intent::Deploy { .. } => "run",
@@ -82,10 +93,7 @@ fn prepare(header: &PlanHeader, intent: &Intent<'_>, wait: Option<Duration>) -> 
     let lock = DeployLock::acquire(state.path(), &LockOwner::current(command), wait).map_err(|e| match e {
         LockError::Held { .. } => Refusal::new(
             exit::LOCKED,
-            format!(
-                "{e}\nWait for it (`--lock-wait 5m`), or, if you know that run is gone, `zdd unlock {}`.",
-                plan_hint()
-            ),
+            format!("{e}\nWait for it (`--lock-wait 5m`), or, if you know that run is gone, `zdd unlock {plan}`."),
         ),
         LockError::Io { .. } => Refusal::new(exit::INVALID, e.to_string()),
     })?;
@@ -93,23 +101,11 @@ fn prepare(header: &PlanHeader, intent: &Intent<'_>, wait: Option<Duration>) -> 
         .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
     let current = state.load()?;
     match intent {
-        Intent::Recover => {
-            let Some(replay) = unfinished else {
-                return Err(Refusal::new(exit::OK, "nothing to recover: every run in the journal finished"));
-            };
-            Ok(Prepared { state, lock, target: replay.header.target.clone(), replay: Some(replay) })
-        }
-        Intent::Stop => {
-            let first = header.slots.first().cloned().unwrap_or_default();
-            let target = DeployTarget {
-                release: current.live.as_ref().map(|l| l.release.clone()).unwrap_or_default(),
-                slot: current.live.as_ref().map_or(first, |l| l.slot.clone()),
-                live_slot: current.live.as_ref().map(|l| l.slot.clone()),
-                live_release: current.live.as_ref().map(|l| l.release.clone()),
-                rollback: false,
-            };
-            Ok(Prepared { state, lock, target, replay: None })
-        }
+        Intent::Recover => match unfinished {
+            Some(replay) => Ok(Prepared { state, lock, target: replay.header.target.clone(), replay: Some(replay) }),
+            None => Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None }),
+        },
+        Intent::Stop => Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None }),
         _ if unfinished.is_some() => {
             let replay = unfinished.as_ref().map(|r| &r.header);
             let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&h.run_id, &h.user, &h.host));
@@ -117,9 +113,8 @@ fn prepare(header: &PlanHeader, intent: &Intent<'_>, wait: Option<Duration>) -> 
                 exit::ROLLBACK_INCOMPLETE,
                 format!(
                     "run {run_id} (by {user} on {host}) did not finish: it was interrupted, or its rollback is \
-                     incomplete. Its changes may still be in place.\nRun `zdd recover {}` first: it undoes them \
-                     from the journal.",
-                    plan_hint()
+                     incomplete. Its changes may still be in place.\nRun `zdd recover {plan}` first: it undoes \
+                     them from the journal."
                 ),
             ))
         }
@@ -134,13 +129,16 @@ fn prepare(header: &PlanHeader, intent: &Intent<'_>, wait: Option<Duration>) -> 
     }
 }
 
-thread_local! {
-    /// The plan path as typed, for messages that tell the user what to run next.
-    static PLAN_HINT: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-fn plan_hint() -> String {
-    PLAN_HINT.with(|p| p.borrow().clone())
+/// The target of commands that deploy nothing (`stop`, `recover` with nothing to do): what is live now.
+fn live_target(current: &State, slots: &[String]) -> DeployTarget {
+    let live = current.live.as_ref();
+    DeployTarget {
+        release: live.map(|l| l.release.clone()).unwrap_or_default(),
+        slot: live.map_or_else(|| slots.first().cloned().unwrap_or_default(), |l| l.slot.clone()),
+        live_slot: live.map(|l| l.slot.clone()),
+        live_release: live.map(|l| l.release.clone()),
+        rollback: false,
+    }
 }
 
 /// Read the plan, deciding its runtime values from the state directory (which is locked on the way).
@@ -150,14 +148,13 @@ pub fn read_and_prepare(
     intent: Intent<'_>,
     wait: Option<Duration>,
 ) -> Result<(Plan, Prepared), Refusal> {
-    PLAN_HINT.with(|p| *p.borrow_mut() = plan.plan.display().to_string());
     let kinds = zdd_steps::builtin();
     let prepared: RefCell<Option<Result<Prepared, Refusal>>> = RefCell::new(None);
     let decide = |header: &PlanHeader| {
-        let result = prepare(header, &intent, wait);
+        let result = prepare(header, &plan.plan, &intent, wait);
         let answer = match &result {
             Ok(p) => Ok(p.target.clone()),
-            Err(r) => Err(r.message.clone()),
+            Err(r) => Err(r.message.clone().unwrap_or_default()),
         };
         *prepared.borrow_mut() = Some(result);
         answer
@@ -174,7 +171,7 @@ pub fn read_and_prepare(
         (Ok(_), _) => Err(Refusal::new(exit::INVALID, "the plan was read without deciding a deploy target")),
         (Err(diags), _) => {
             let failed = zdd_engine::plan::PlanRead { result: Err(diags), ..read };
-            Err(Refusal::new(report_invalid(&failed), String::new()))
+            Err(Refusal::printed(report_invalid(&failed)))
         }
     }
 }
@@ -241,7 +238,6 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
     };
     let (plan, prepared) = match read_and_prepare(plan, state, intent, wait) {
         Ok(p) => p,
-        Err(r) if r.message.is_empty() => return r.code,
         Err(r) => return r.print(),
     };
     with_reporter(launch.output, |report| async move {
@@ -252,6 +248,7 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
         let (session, target, _) = session(plan, prepared, launch.jobs, report);
         match session.run(mode, target, &interrupt).await {
             Ok(outcome) => outcome.exit_code(),
+            Err(e @ SessionError::Journal(_)) => Refusal::new(exit::INVALID, e.to_string()).print(),
             Err(e) => Refusal::new(exit::ROLLBACK_INCOMPLETE, e.to_string()).print(),
         }
     })
@@ -283,6 +280,6 @@ pub fn state_dir_of(plan: &PlanArgs, state: &StateArgs) -> Result<std::path::Pat
     let read = read_plan(plan, &Runtime::sample().with_state_dir(None), &kinds);
     match (read.state_dir.clone(), &read.result) {
         (Some(dir), Ok(_)) => Ok(dir),
-        _ => Err(Refusal::new(report_invalid(&read), String::new())),
+        _ => Err(Refusal::printed(report_invalid(&read))),
     }
 }

@@ -9,17 +9,16 @@ use super::{PlanArgs, StateArgs, exit};
 pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     let dir = match state_dir_of(plan, state) {
         Ok(d) => d,
-        Err(r) if r.message.is_empty() => return r.code,
         Err(r) => return r.print(),
     };
     let (current, holder, unfinished) = if dir.exists() {
         let state = match StateDir::open(&dir) {
             Ok(s) => s,
-            Err(e) => return super::run::Refusal { code: exit::INVALID, message: e.to_string() }.print(),
+            Err(e) => return super::run::Refusal::new(exit::INVALID, e.to_string()).print(),
         };
         let current = match state.load() {
             Ok(c) => c,
-            Err(e) => return super::run::Refusal { code: exit::INVALID, message: e.to_string() }.print(),
+            Err(e) => return super::run::Refusal::new(exit::INVALID, e.to_string()).print(),
         };
         let holder = lock::holder(&dir).ok().flatten();
         let unfinished = journal::unfinished(&dir).ok().flatten().map(|r| r.header);

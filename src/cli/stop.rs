@@ -8,7 +8,6 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
     // The target is the live one: `stop` acts on what runs now and deploys nothing.
     let (plan, prepared) = match read_and_prepare(plan, state, Intent::Stop, None) {
         Ok(p) => p,
-        Err(r) if r.message.is_empty() => return r.code,
         Err(r) => return r.print(),
     };
     with_reporter(output, |report| async move {

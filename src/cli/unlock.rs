@@ -9,7 +9,6 @@ use super::{PlanArgs, StateArgs, exit};
 pub fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
     let dir = match state_dir_of(plan, state) {
         Ok(d) => d,
-        Err(r) if r.message.is_empty() => return r.code,
         Err(r) => return r.print(),
     };
     match lock::unlock(&dir) {

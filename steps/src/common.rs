@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use zdd_engine::kind::{StepError, UndoFacts};
+use zdd_engine::host::{Command, Output};
+use zdd_engine::kind::{StepCtx, StepError, UndoFacts};
 use zdd_engine::plan::{Fields, Step};
 
 /// A required string field; the validator guarantees it, but a kind never panics on a plan it was handed.
@@ -67,6 +68,26 @@ impl Backoff {
         self.next = (self.next * 2).min(self.max);
         d
     }
+}
+
+/// Run a command whose output is data for the step (a file list, a queue length), not progress for the user:
+/// nothing is streamed to the reporters. Cancelled with the step.
+pub async fn quiet(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
+    Ok(ctx.host.run(cmd, &ctx.cancel, None).await?)
+}
+
+/// Like [`quiet`], failing the step (with the command's stderr) if it exits non-zero.
+pub async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
+    let out = quiet(ctx, cmd).await?;
+    if out.success() {
+        return Ok(out);
+    }
+    Err(StepError::failed(format!(
+        "`{}` exited with {:?}",
+        ctx.redactor.redact(&cmd.display()),
+        out.code
+    ))
+    .with_detail(ctx.redactor.redact(&tail(&out.stderr_str(), 20))))
 }
 
 /// Undo facts from a serializable value.

@@ -16,7 +16,7 @@ use zdd_engine::kind::{
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{Backoff, duration_or, from_facts, p, req_str, sleep, to_facts};
+use crate::common::{Backoff, duration_or, from_facts, p, quiet_ok, req_str, sleep, to_facts};
 use crate::service::backend;
 use crate::service::config::{Listen, Manager, ServiceConfig};
 use crate::service::instance;
@@ -39,6 +39,12 @@ static SPEC: KindSpec = KindSpec {
             "Longest wait for the drain before stopping anyway.",
         )
         .default("30s"),
+        FieldSpec::new(
+            "keep-old",
+            ValueType::Bool,
+            "Leave the old instance running (blue-green: a rollback switches back to it without a restart).",
+        )
+        .default("false"),
     ],
     effect: Effect::Reversible,
     undo: "Starts the old instance again (same unit or command), so a rollback that switches traffic back finds it.",
@@ -64,9 +70,7 @@ async fn wait_queue_empty(
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
     loop {
-        let out = ctx
-            .exec_ok(&Command::new("ss").args(["-xlH", "src", socket]))
-            .await?;
+        let out = quiet_ok(ctx, &Command::new("ss").args(["-xlH", "src", socket])).await?;
         match parse_recv_q(&out.stdout_str()) {
             None | Some(0) => return Ok(true),
             Some(_) if start.elapsed() >= timeout => return Ok(false),
@@ -119,6 +123,14 @@ impl StepKind for DrainStop {
                 ..Preview::default()
             });
         };
+        if step.fields.bool("keep-old").unwrap_or(false) {
+            return Ok(Preview {
+                actions: vec![PlannedAction::Note {
+                    text: format!("keep the old instance in slot {live} running"),
+                }],
+                ..Preview::default()
+            });
+        }
         let wait = match cfg.listen {
             Listen::Socket => format!(
                 "wait until {}'s accept queue is empty",

@@ -8,12 +8,13 @@ use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::kind::{
     PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
 };
-use zdd_engine::plan::{Fields, Step};
+use zdd_engine::plan::{Fields, Plan, Step};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
 use crate::common::{Backoff, duration_or, opt_str, req_str, sleep};
 use crate::probe::{self, Answer, ProbeUrl};
-use crate::service::{backend, config::ServiceConfig, instance};
+use crate::service::config::{Listen, ServiceConfig};
+use crate::service::{backend, instance};
 
 pub struct HealthGate;
 
@@ -31,18 +32,45 @@ static SPEC: KindSpec = KindSpec {
             "url",
             ValueType::Url,
             "What to poll, e.g. `http+unix://{{root}}/run/{{slot}}.sock:/health/` or `http://127.0.0.1:{{slot}}/health/`.",
-        )
-        .required(),
+        ),
+        FieldSpec::new(
+            "path",
+            ValueType::String,
+            "Instead of `url`: a request path on the new instance of `service`, wherever it listens (socket or port).",
+        ),
         HOST,
         FieldSpec::new("status", ValueType::Int, "The expected HTTP status.").default("200"),
         FieldSpec::new("contains", ValueType::String, "Text the body must contain."),
-        FieldSpec::new("json", ValueType::String, "`field=value` the JSON body must have (dotted field path)."),
-        FieldSpec::new("consecutive", ValueType::Int, "How many good answers in a row.").default("3"),
-        FieldSpec::new("interval", ValueType::Duration, "First delay between polls; doubles up to `max-interval`.")
-            .default("100ms"),
-        FieldSpec::new("max-interval", ValueType::Duration, "Longest delay between polls.").default("1s"),
+        FieldSpec::new(
+            "json",
+            ValueType::String,
+            "`field=value` the JSON body must have (dotted field path).",
+        ),
+        FieldSpec::new(
+            "consecutive",
+            ValueType::Int,
+            "How many good answers in a row.",
+        )
+        .default("3"),
+        FieldSpec::new(
+            "interval",
+            ValueType::Duration,
+            "First delay between polls; doubles up to `max-interval`.",
+        )
+        .default("100ms"),
+        FieldSpec::new(
+            "max-interval",
+            ValueType::Duration,
+            "Longest delay between polls.",
+        )
+        .default("1s"),
         FieldSpec::new("within", ValueType::Duration, "Give up after this long.").default("60s"),
-        FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("2s"),
+        FieldSpec::new(
+            "request-timeout",
+            ValueType::Duration,
+            "Timeout of each request.",
+        )
+        .default("2s"),
         FieldSpec::new(
             "service",
             ValueType::String,
@@ -102,6 +130,29 @@ impl Expect {
     }
 }
 
+/// The URL to poll: `url` as written, or `path` on the new instance of `service` (its socket or its port).
+fn target_url(
+    step: &Step,
+    plan: &Plan,
+    slot: &str,
+    resolve: impl Fn(&std::path::Path) -> std::path::PathBuf,
+) -> Result<String, StepError> {
+    if let Some(url) = opt_str(&step.fields, "url") {
+        return Ok(url.to_owned());
+    }
+    let path = req_str(step, "path")?;
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let cfg = ServiceConfig::of_step(plan, req_str(step, "service")?, resolve)?;
+    Ok(match cfg.listen {
+        Listen::Socket => format!("http+unix://{}:{path}", cfg.socket(slot).display()),
+        Listen::Port => format!("http://127.0.0.1:{}{path}", cfg.port(slot)?),
+    })
+}
+
 #[async_trait]
 impl StepKind for HealthGate {
     fn spec(&self) -> &'static KindSpec {
@@ -109,6 +160,26 @@ impl StepKind for HealthGate {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        let has = |name: &str| !step.fields.all(name).is_empty();
+        if has("url") == has("path") {
+            diags.push(
+                Diagnostic::error(
+                    "zdd::health-target",
+                    "a health-gate needs exactly one of `url` and `path`",
+                )
+                .at(step.span, "what should it poll?")
+                .help("write `path \"/health/\"` with `service \"web\"`, or a full `url`"),
+            );
+        } else if has("path") && !has("service") {
+            diags.push(
+                Diagnostic::error(
+                    "zdd::health-target",
+                    "`path` needs `service`: the instance it polls",
+                )
+                .at(step.fields.all("path")[0].span, "polled on which instance?")
+                .help("name the service step: `service \"web\"`"),
+            );
+        }
         if let (Some(field), Some(j)) = (step.fields.all("json").first(), step.fields.str("json"))
             && !j.contains('=')
         {
@@ -120,8 +191,8 @@ impl StepKind for HealthGate {
         }
     }
 
-    async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let url = req_str(step, "url")?;
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let url = target_url(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?;
         let expect = Expect::from_fields(&step.fields);
         let n = step.fields.int("consecutive").unwrap_or(3);
         let within = duration_or(&step.fields, "within", Duration::from_secs(60));
@@ -144,7 +215,8 @@ impl StepKind for HealthGate {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let f = &step.fields;
-        let url = ProbeUrl::parse(req_str(step, "url")?).map_err(StepError::fatal)?;
+        let url = target_url(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?;
+        let url = ProbeUrl::parse(&url).map_err(StepError::fatal)?;
         let host = opt_str(f, "host");
         let expect = Expect::from_fields(f);
         let needed = u32::try_from(f.int("consecutive").unwrap_or(3).max(1)).unwrap_or(3);

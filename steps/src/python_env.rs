@@ -17,7 +17,7 @@ use zdd_engine::kind::{
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{from_facts, p, req_path, to_facts};
+use crate::common::{from_facts, p, quiet, req_path, to_facts, words};
 use crate::manage::{ROOT, release_dir};
 
 pub struct PythonEnv;
@@ -55,17 +55,17 @@ static SPEC: KindSpec = KindSpec {
             ValueType::Bool,
             "Install only from `find-links` (`--no-index`): offline installs.",
         )
-        .default("#false"),
+        .default("false"),
         FieldSpec::new(
             "reuse",
             ValueType::Bool,
             "Copy the live release's venv when the requirements are identical.",
         )
-        .default("#true"),
+        .default("true"),
         FieldSpec::new(
             "pip-args",
-            ValueType::Strings,
-            "Extra `pip install` arguments.",
+            ValueType::String,
+            "Extra `pip install` arguments, space-separated (e.g. `--no-index --find-links /srv/wheels`).",
         ),
     ],
     effect: Effect::Reversible,
@@ -135,7 +135,7 @@ fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf
     {
         cmd = cmd.arg("--find-links").arg(p(&resolve(&links)));
     }
-    cmd.args(step.fields.strings("pip-args"))
+    cmd.args(words(step.fields.str("pip-args").unwrap_or_default()))
 }
 
 /// Requirements that refer to paths (editable installs, local directories) bind a venv to its release.
@@ -183,7 +183,7 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
         .arg(p(from))
         .arg(p(&to.join("bin")))
         .arg(p(&to.join("pyvenv.cfg")));
-    let files = ctx.exec(&grep).await?.stdout;
+    let files = quiet(ctx, &grep).await?.stdout;
     let mut sed = Command::new("xargs")
         .args(["-0", "-r", "sed", "-i", "-e"])
         .arg(format!(
@@ -193,11 +193,11 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
         ));
     sed.stdin = Some(files);
     ctx.exec_ok(&sed).await?;
-    let prefix = ctx
-        .exec(
-            &Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]),
-        )
-        .await?;
+    let prefix = quiet(
+        ctx,
+        &Command::new(p(&to.join("bin/python"))).args(["-c", "import sys; print(sys.prefix)"]),
+    )
+    .await?;
     if prefix.stdout_str().trim() != p(to) {
         return Ok(false);
     }
@@ -207,7 +207,7 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
             .next()
             .unwrap_or_default()
             .to_owned();
-        if shebang != format!("#!{}", p(&to.join("bin/python"))) {
+        if !shebang.starts_with(&format!("#!{}", p(&to.join("bin/python")))) {
             return Ok(false);
         }
     }

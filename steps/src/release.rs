@@ -17,7 +17,7 @@ use zdd_engine::kind::{
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{from_facts, p, req_path, to_facts};
+use crate::common::{from_facts, p, quiet, quiet_ok, req_path, to_facts};
 use crate::manage::{ROOT, release_dir};
 
 pub struct Release;
@@ -119,7 +119,7 @@ async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError>
         "git" => true,
         "all" => false,
         _ => {
-            let out = ctx.exec(&git).await?;
+            let out = quiet(ctx, &git).await?;
             out.success() && !out.stdout.is_empty()
         }
     };
@@ -252,7 +252,7 @@ impl StepKind for Release {
         // A directory of this id can only be a previous attempt of this same run: start clean.
         ctx.host.remove_all(&s.dir).await?;
         ctx.host.create_dir_all(&s.dir).await?;
-        let list = ctx.exec_ok(&list_command(&s, ctx).await?).await?.stdout;
+        let list = quiet_ok(ctx, &list_command(&s, ctx).await?).await?.stdout;
         let count = list.split(|b| *b == 0).filter(|f| !f.is_empty()).count();
         ctx.exec_ok(&copy_command(&s, list)).await?;
         ctx.message(format!("copied {count} files into {}", s.dir.display()));

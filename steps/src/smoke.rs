@@ -59,6 +59,11 @@ static SPEC: KindSpec = KindSpec {
         .repeated()
         .props(GET_PROPS),
         FieldSpec::new(
+            "paths",
+            ValueType::String,
+            "Space-separated paths that must answer 200 (handy when a plan variable holds the list).",
+        ),
+        FieldSpec::new(
             "static-from",
             ValueType::String,
             "A page whose first `/static/...` reference (href or src) must load with status 200.",
@@ -82,7 +87,20 @@ struct Check {
 }
 
 fn checks(step: &Step) -> Vec<Check> {
-    step.fields.all("get").iter().filter_map(check).collect()
+    let mut all: Vec<Check> = step.fields.all("get").iter().filter_map(check).collect();
+    let listed = step
+        .fields
+        .str("paths")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|path| Check {
+            path: path.to_owned(),
+            status: 200,
+            contains: None,
+            header: None,
+        });
+    all.extend(listed);
+    all
 }
 
 fn check(f: &FieldValue) -> Option<Check> {

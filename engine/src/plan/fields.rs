@@ -357,7 +357,10 @@ pub fn apply_defaults(
     ctx: &mut FieldCtx<'_, '_>,
 ) {
     for f in spec.fields {
-        let present = node.children.iter().any(|c| c.name == f.name);
+        // A kind field named like a common field (`timeout`) can never be written in a step: the common
+        // field takes the node. Its default still applies.
+        let shadowed = COMMON_FIELDS.contains(&f.name);
+        let present = !shadowed && node.children.iter().any(|c| c.name == f.name);
         if present {
             continue;
         }
@@ -387,7 +390,7 @@ pub fn apply_defaults(
                     }],
                 );
             }
-        } else if f.required {
+        } else if f.required && !shadowed {
             ctx.diags.push(
                 Diagnostic::error(
                     "zdd::missing-field",

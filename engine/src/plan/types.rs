@@ -58,8 +58,9 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             )
         }),
         ValueType::Bool => match text {
-            "true" => Ok(Value::Bool(true)),
-            "false" => Ok(Value::Bool(false)),
+            // `#true` is how a default is written in a kind's spec (and how KDL spells it).
+            "true" | "#true" => Ok(Value::Bool(true)),
+            "false" | "#false" => Ok(Value::Bool(false)),
             _ => Err(TypeError::new(
                 "zdd::bad-bool",
                 format!("`{text}` is not a boolean"),

@@ -138,6 +138,8 @@ pub fn handlebars() -> Handlebars<'static> {
 pub struct Interpolator<'a> {
     hb: Handlebars<'static>,
     values: serde_json::Map<String, serde_json::Value>,
+    /// `values` as handlebars data, built once per change rather than for every string.
+    context: std::cell::OnceCell<handlebars::Context>,
     sources: &'a SourceMap,
     /// Names that exist but are not usable here, with the reason (runtime variables in a `var` default).
     unavailable: Vec<(&'static str, &'static str)>,
@@ -150,6 +152,7 @@ impl<'a> Interpolator<'a> {
         Self {
             hb: handlebars(),
             values: serde_json::Map::new(),
+            context: std::cell::OnceCell::new(),
             sources,
             unavailable: Vec::new(),
             secrets: Vec::new(),
@@ -159,6 +162,7 @@ impl<'a> Interpolator<'a> {
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.values
             .insert(name.into(), serde_json::Value::String(value.into()));
+        self.context = std::cell::OnceCell::new();
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -204,7 +208,10 @@ impl<'a> Interpolator<'a> {
         if !text.contains("{{") {
             return Ok(text.to_owned());
         }
-        match self.hb.render_template(text, &self.values) {
+        let context = self.context.get_or_init(|| {
+            handlebars::Context::from(serde_json::Value::Object(self.values.clone()))
+        });
+        match self.hb.render_template_with_context(text, context) {
             Ok(s) => Ok(s),
             Err(e) => match e.reason() {
                 RenderErrorReason::MissingVariable(Some(path)) => {
@@ -307,6 +314,7 @@ pub fn resolve(
             let declared = decls.iter().map(|d| d.name.as_str());
             diags.push(match did_you_mean(name, declared) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
+                None if decls.is_empty() => d.help("the plan declares no variables"),
                 None => d.help(format!(
                     "the plan declares: {}",
                     decls

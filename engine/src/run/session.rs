@@ -21,9 +21,11 @@ use super::executor::{Executor, RunReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("could not write the journal: {0}")]
+    /// The journal could not be opened: nothing ran.
+    #[error("could not open the journal: {0}")]
     Journal(#[from] std::io::Error),
-    #[error(transparent)]
+    /// The run happened but its result could not be recorded in `state.json`.
+    #[error("the run ended but its result could not be recorded: {0}; check `zdd status` before the next run")]
     State(#[from] StateError),
 }
 
@@ -157,6 +159,12 @@ impl Session {
             replay.header.user,
             replay.header.host
         );
+        exec.events.emit(Event::RunStarted {
+            plan: replay.header.plan.clone(),
+            release: replay.header.target.release.clone(),
+            run_id: replay.header.run_id.clone(),
+            steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
+        });
         let rollback = exec.rollback(&cause, &replay.to_undo).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay

@@ -30,6 +30,7 @@ struct Script {
     /// Record undo facts before running.
     undoable: bool,
     undo_fails: bool,
+    panics: bool,
 }
 
 fn script(step: &Step) -> Script {
@@ -39,6 +40,7 @@ fn script(step: &Step) -> Script {
         fatal: step.fields.bool("fatal").unwrap_or(false),
         undoable: step.fields.bool("undoable").unwrap_or(true),
         undo_fails: step.fields.bool("undo-fails").unwrap_or(false),
+        panics: step.fields.bool("panics").unwrap_or(false),
     }
 }
 
@@ -94,6 +96,7 @@ impl StepKind for Scripted {
         };
         self.running.fetch_sub(1, Ordering::SeqCst);
         result?;
+        assert!(!s.panics, "scripted panic");
         if s.fatal {
             return Err(StepError::fatal("refused"));
         }
@@ -319,4 +322,17 @@ async fn many_noop_steps_finish_quickly() {
     let report = h.exec.run("run", &CancellationToken::new()).await;
     assert_eq!(report.outcome, Outcome::Deployed);
     assert_eq!(report.summary.len(), 300);
+}
+
+#[tokio::test]
+async fn a_panicking_kind_fails_its_step_and_the_run_rolls_back() {
+    let steps =
+        vec![step(0, "a", &[], &[]), step(1, "boom", &[0], &[("panics", Value::Bool(true))]), step(2, "c", &[1], &[])];
+    let h = harness(steps, 2);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert!(report.stopped.as_deref().unwrap().contains("panicked"), "{:?}", report.stopped);
+    let undo: Vec<String> = h.kind.lines().into_iter().filter(|l| l.starts_with("undo")).collect();
+    assert_eq!(undo, ["undo boom", "undo a"]);
+    assert_eq!(states(&report)[2].1, StepState::Skipped);
 }

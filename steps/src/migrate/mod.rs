@@ -15,6 +15,7 @@ use zdd_engine::kind::{
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
+use crate::common::quiet_ok;
 use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
 use gate::{Dialect, Finding, Gate};
 
@@ -119,9 +120,7 @@ impl StepKind for Migrate {
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(step, ctx).await?;
         let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
-        let out = ctx
-            .exec_ok(&m.python_script(inspect::SCRIPT).arg(alias.clone()))
-            .await?;
+        let out = quiet_ok(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone())).await?;
         let found = inspect::parse(&out.stdout_str())
             .map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
         if found.migrations.is_empty() {

@@ -35,8 +35,8 @@ static SPEC: KindSpec = KindSpec {
         ROOT,
         FieldSpec::new(
             "mode",
-            ValueType::Enum(&["socket", "reload"]),
-            "`socket`: swap `<root>/run/current.sock`; `reload`: rewrite the upstream port and reload.",
+            ValueType::Enum(&["socket", "port", "reload"]),
+            "`socket`: swap `<root>/run/current.sock`; `port` (or `reload`): rewrite the upstream port and reload.",
         )
         .default("socket"),
         FieldSpec::new("site-conf", ValueType::Path, "The site file Nginx includes, e.g. /etc/nginx/sites-enabled/shop.conf.")

@@ -8,7 +8,7 @@ use zdd_engine::host::Command;
 use zdd_engine::kind::{StepCtx, StepError};
 use zdd_engine::plan::Step;
 
-use crate::common::{opt_str, p, req_path, req_str, words};
+use crate::common::{opt_str, p, quiet, req_path, req_str, words};
 use crate::templates;
 
 /// How the site's upstream follows the new instance.
@@ -46,7 +46,7 @@ impl Nginx {
         Ok(Self {
             app: req_str(step, "app")?.to_owned(),
             root: resolve(&req_path(step, "root")?),
-            mode: if f.str("mode") == Some("reload") {
+            mode: if matches!(f.str("mode"), Some("reload" | "port")) {
                 Mode::Reload
             } else {
                 Mode::Socket
@@ -221,9 +221,7 @@ impl Nginx {
         if master.is_empty() {
             return Ok(vec![]);
         }
-        let out = ctx
-            .exec(&Command::new("pgrep").arg("-P").arg(master))
-            .await?;
+        let out = quiet(ctx, &Command::new("pgrep").arg("-P").arg(master)).await?;
         Ok(out
             .stdout_str()
             .lines()

@@ -10,6 +10,7 @@ use zdd_engine::host::{Command, Host};
 use zdd_engine::kind::{StepCtx, StepError};
 
 use super::config::{Manager, ServiceConfig};
+use crate::common::quiet;
 use crate::envfile;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,10 +76,12 @@ pub async fn write(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Res
 /// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive.)
 pub async fn running(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
-        Manager::Systemd => Ok(ctx
-            .exec(&cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)]))
-            .await?
-            .success()),
+        Manager::Systemd => Ok(quiet(
+            ctx,
+            &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)]),
+        )
+        .await?
+        .success()),
         Manager::Process => match read(ctx.host.as_ref(), cfg, slot)
             .await?
             .and_then(|i| i.pid)

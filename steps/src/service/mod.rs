@@ -71,7 +71,7 @@ static SPEC: KindSpec = KindSpec {
             ValueType::Bool,
             "Give each master its own `--control-socket` (gunicorn 27+); `#false` for older gunicorn.",
         )
-        .default("#true"),
+        .default("true"),
         FieldSpec::new("gunicorn-args", ValueType::Strings, "Extra gunicorn arguments."),
         FieldSpec::new("venv", ValueType::String, "The venv inside the release.").default("venv"),
     ],
