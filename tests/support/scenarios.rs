@@ -36,8 +36,19 @@ pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
         eprintln!("SKIPPED {message}");
         return;
     }
+    // ZDD_SCENARIOS=1,2,4 runs only those (for working on one; each expects the state the previous one leaves).
+    let only: Option<Vec<String>> = std::env::var("ZDD_SCENARIOS")
+        .ok()
+        .map(|list| list.split(',').map(|n| n.trim().to_string()).collect());
     let mut failures = Vec::new();
     for (name, scenario) in scenarios {
+        if let Some(only) = &only
+            && !only
+                .iter()
+                .any(|n| name.split(' ').next() == Some(n.as_str()))
+        {
+            continue;
+        }
         let started = std::time::Instant::now();
         let result = scenario(stack, plan);
         let took = started.elapsed().as_secs_f64();
@@ -289,9 +300,10 @@ pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
     let other = report.failed_excluding_version(broken) - races;
     check(other == 0, || {
         format!(
-            "failures other than the broken release's own answers: {}\n{}",
+            "failures other than the broken release's own answers: {}\n{}\n{}",
             report.summary(),
-            report.failure_examples(10)
+            report.failure_examples_excluding(broken, 10),
+            run.describe()
         )
     })?;
     check(report.last_version().as_deref() == Some("v2"), || {

@@ -25,6 +25,9 @@ pub fn zdd_bin() -> PathBuf {
         })
 }
 
+/// How long the scenarios' health gate waits for a release that never gets healthy (the shipped plans: 60 s).
+pub const HEALTH_WITHIN: &str = "12s";
+
 /// A shipped plan: `plans/<name>.kdl`.
 pub fn plan(name: &str) -> PathBuf {
     super::shop::repo_root()
@@ -180,26 +183,12 @@ impl Stack {
         vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
-    /// The plan file to run: the shipped one, except that a plan whose slots are fixed ports (the port switch)
-    /// is copied (with its fragments) into the test's directory with two free ports as its slots.
+    /// The plan file to run: the shipped plans copied (with their fragments) into the test's directory, with
+    /// two test-only changes: a plan whose slots are fixed ports (the port switch) gets two free ports, and the
+    /// health gate gives a release that never gets healthy [`HEALTH_WITHIN`] instead of a minute (the failing
+    /// scenarios would otherwise spend that minute waiting).
     pub fn plan_path(&self, name: &str) -> PathBuf {
-        let shipped = plan(name);
-        let text = std::fs::read_to_string(&shipped).unwrap_or_default();
-        let Some(slots_line) = text.lines().find(|l| l.trim_start().starts_with("slots ")) else {
-            return shipped;
-        };
-        let numeric = slots_line
-            .split_whitespace()
-            .skip(1)
-            .all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));
-        if !numeric {
-            return shipped;
-        }
         let copy_dir = self.dir.join("plans");
-        let path = copy_dir.join(format!("{name}.kdl"));
-        if path.exists() {
-            return path;
-        }
         if !copy_dir.exists() {
             super::proc::run(
                 "copy plans",
@@ -208,14 +197,33 @@ impl Stack {
                     .arg(super::shop::repo_root().join("plans"))
                     .arg(&copy_dir),
             );
+            let fragment = copy_dir.join("fragments/django.kdl");
+            let text = std::fs::read_to_string(&fragment).unwrap_or_default();
+            let patched = text.replace("within \"60s\"", &format!("within \"{HEALTH_WITHIN}\""));
+            std::fs::write(&fragment, patched).expect("patch fragment");
         }
-        let ports = format!(
-            "slots \"{}\" \"{}\"",
-            super::env::free_port(),
-            super::env::free_port()
-        );
-        let patched = text.replacen(slots_line.trim(), &ports, 1);
-        std::fs::write(&path, patched).expect("write patched plan");
+        let path = copy_dir.join(format!("{name}.kdl"));
+        let marker = copy_dir.join(format!(".{name}.patched"));
+        if marker.exists() {
+            return path;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(slots_line) = text.lines().find(|l| l.trim_start().starts_with("slots ")) {
+            let numeric = slots_line
+                .split_whitespace()
+                .skip(1)
+                .all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));
+            if numeric {
+                let ports = format!(
+                    "slots \"{}\" \"{}\"",
+                    super::env::free_port(),
+                    super::env::free_port()
+                );
+                std::fs::write(&path, text.replacen(slots_line.trim(), &ports, 1))
+                    .expect("write patched plan");
+            }
+        }
+        std::fs::write(&marker, "").expect("marker");
         path
     }
 
