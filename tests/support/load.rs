@@ -115,6 +115,8 @@ pub struct Sample {
     /// The `X-App-Version` header of the answer.
     pub version: Option<String>,
     pub failure: Option<FailKind>,
+    /// Sent on a kept-alive connection that had already carried a request.
+    pub reused: bool,
 }
 
 /// A running load; `finish` stops it and returns the report.
@@ -256,6 +258,7 @@ impl Client {
             let path = self.paths[n % self.paths.len()].clone();
             n += 1;
             let sent = Instant::now();
+            let reused = connection.is_some();
             let result =
                 tokio::time::timeout(self.timeout, request(&mut connection, self.port, &path))
                     .await;
@@ -286,6 +289,7 @@ impl Client {
                 status,
                 version,
                 failure,
+                reused,
             };
             if let Ok(mut all) = samples.lock() {
                 all.push(sample);
@@ -458,6 +462,21 @@ impl Report {
         self.samples
             .iter()
             .filter(|s| s.failure == Some(kind))
+            .count()
+    }
+
+    /// Requests on a kept-alive connection that the server closed (or reset) instead of answering: what an
+    /// Nginx reload does to idle client connections at the wrong instant, whatever the upstream.
+    pub fn keepalive_races(&self) -> usize {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.reused
+                    && matches!(
+                        s.failure,
+                        Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset)
+                    )
+            })
             .count()
     }
 

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::load::{FailKind, Load, LoadConfig, Report};
+use super::load::{Load, LoadConfig, Report};
 use super::zdd::{ProxyMode, Stack, ZddRun};
 
 /// Scenarios put real load on a shared 2-core machine: one at a time per test binary.
@@ -88,14 +88,20 @@ fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String
     if condition { Ok(()) } else { Err(message()) }
 }
 
+/// In reload mode, requests on kept-alive connections that Nginx closed or reset on reload (counted apart);
+/// zero in socket mode, where nothing reloads.
+fn reload_races(stack: &Stack, report: &Report) -> usize {
+    if stack.config.mode == ProxyMode::Reload {
+        report.keepalive_races()
+    } else {
+        0
+    }
+}
+
 /// Zero failed requests; in reload mode Nginx's own "closed without response" on a kept-alive connection is
 /// counted apart (and reported), every other kind still fails.
 fn check_no_failures(stack: &Stack, report: &Report, run: &ZddRun) -> Result<usize, String> {
-    let keepalive_races = if stack.config.mode == ProxyMode::Reload {
-        report.failures_of(FailKind::ClosedWithoutResponse)
-    } else {
-        0
-    };
+    let keepalive_races = reload_races(stack, report);
     check(report.failed() - keepalive_races == 0, || {
         format!(
             "failed requests: {}\n{}\n{}",
@@ -292,11 +298,7 @@ pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
         )
     })?;
     let own = report.errors_from_version(broken);
-    let races = if stack.config.mode == ProxyMode::Reload {
-        report.failures_of(FailKind::ClosedWithoutResponse)
-    } else {
-        0
-    };
+    let races = reload_races(stack, &report);
     let other = report.failed_excluding_version(broken) - races;
     check(other == 0, || {
         format!(
