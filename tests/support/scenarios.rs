@@ -471,6 +471,14 @@ pub const SEQUENCE: &[Scenario] = &[
     ("8 kill -9 mid-step, recover", s8_kill_and_recover),
 ];
 
+/// What depends on the database: first deploy, the expand migration under load, the refused unsafe migration
+/// (for the backend/database pairs the full sequence does not cover).
+pub const DATABASE_SEQUENCE: &[Scenario] = &[
+    ("1 first deploy", s1_first_deploy),
+    ("2 v1 -> v2 under load", s2_upgrade),
+    ("5 unsafe migration", s5_unsafe_migration),
+];
+
 /// The reload-mode sequence: first deploy, upgrade, rollback.
 pub const RELOAD_SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
