@@ -427,7 +427,10 @@ pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
     expect_serving(stack, "v2", &run)?;
     let both = stack.gunicorn_masters();
     check(both.contains(&v1_masters[0]) && both.len() == 2, || {
-        format!("blue-green keeps the old instance running: v1 master {v1_masters:?}, now {both:?}")
+        format!(
+            "blue-green keeps the old instance running: v1 master {v1_masters:?}, now {both:?}\n{}",
+            run.describe()
+        )
     })?;
     let upgrade = measured(&report, races, &run);
     let (run, report) = under_load(stack, "rollback", plan, "v2");
