@@ -24,36 +24,45 @@ pub struct DjangoProject {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DetectError {
     #[error("no manage.py found in {0} or the directories below it (two levels)")]
-    NoManagePy(PathBuf),
+    ManagePyNotFound(PathBuf),
     #[error("{0} does not set DJANGO_SETTINGS_MODULE")]
-    NoSettings(PathBuf),
+    SettingsUnset(PathBuf),
     #[error("no wsgi.py defining `application` found next to {0}")]
-    NoWsgi(PathBuf),
+    WsgiNotFound(PathBuf),
 }
 
 /// Directories never searched: they hold no project code and can be huge.
-const SKIP_DIRS: &[&str] = &[".git", "node_modules", "venv", ".venv", "env", "__pycache__", "static", "media", "staticfiles"];
+const SKIP_DIRS: &[&str] =
+    &[".git", "node_modules", "venv", ".venv", "env", "__pycache__", "static", "media", "staticfiles"];
 
 /// Look at the project in `root`.
 pub fn detect(root: &Path) -> Result<DjangoProject, DetectError> {
     let manage = find_files(root, "manage.py", 2)
         .into_iter()
         .next()
-        .ok_or_else(|| DetectError::NoManagePy(root.to_path_buf()))?;
+        .ok_or_else(|| DetectError::ManagePyNotFound(root.to_path_buf()))?;
     let app_dir_abs = manage.parent().unwrap_or(root).to_path_buf();
     let manage_src = fs::read_to_string(&manage).unwrap_or_default();
-    let settings = settings_module(&manage_src).ok_or_else(|| DetectError::NoSettings(manage.clone()))?;
-    let wsgi = find_wsgi(&app_dir_abs, &settings).ok_or_else(|| DetectError::NoWsgi(manage.clone()))?;
-    let requirements = ["requirements/production.txt", "requirements/prod.txt", "requirements.txt", "requirements/base.txt"]
-        .iter()
-        .flat_map(|c| [root.join(c), app_dir_abs.join(c)])
-        .find(|p| p.is_file())
-        .map(|p| relative(root, &p));
+    let settings = settings_module(&manage_src).ok_or_else(|| DetectError::SettingsUnset(manage.clone()))?;
+    let wsgi = find_wsgi(&app_dir_abs, &settings).ok_or_else(|| DetectError::WsgiNotFound(manage.clone()))?;
+    let requirements =
+        ["requirements/production.txt", "requirements/prod.txt", "requirements.txt", "requirements/base.txt"]
+            .iter()
+            .flat_map(|c| [root.join(c), app_dir_abs.join(c)])
+            .find(|p| p.is_file())
+            .map(|p| relative(root, &p));
     let health_path = find_files(&app_dir_abs, "urls.py", 4)
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
         .find_map(|src| health_route(&src));
-    Ok(DjangoProject { root: root.to_path_buf(), app_dir: relative(root, &app_dir_abs), settings, wsgi, requirements, health_path })
+    Ok(DjangoProject {
+        root: root.to_path_buf(),
+        app_dir: relative(root, &app_dir_abs),
+        settings,
+        wsgi,
+        requirements,
+        health_path,
+    })
 }
 
 /// The value of `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "...")` in `manage.py`.

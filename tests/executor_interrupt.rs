@@ -9,20 +9,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::{Scratch, signal, text};
 
-/// Kill what a killed zdd left running (its step's `sleep`), so the test leaves nothing behind.
-fn kill_orphan(s: &Scratch) {
-    if let Ok(pid) = s.read("hang.pid").trim().parse::<i32>() {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
-#[test]
-fn sigint_mid_run_rolls_back() {
+/// Interrupt a run while `hang` sleeps: it is cancelled, its process group killed, and both steps undone.
+fn interrupt_mid_run(sig: Signal) {
     let s = Scratch::new("interrupt");
     let child = s.spawn("run", &["--plain"]);
     s.wait_for("hang.pid", Duration::from_secs(10));
     let started = Instant::now();
-    signal(&child, Signal::SIGINT);
+    signal(&child, sig);
     let out = child.wait_with_output().unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
@@ -30,9 +23,18 @@ fn sigint_mid_run_rolls_back() {
     assert_eq!(s.read("undo.log"), "hang\nfirst\n");
     assert!(stdout.contains("interrupted"), "{stdout}");
     assert!(stdout.contains("hang: cancelled"), "{stdout}");
-    // The step's process group is gone.
-    let pid: i32 = s.read("hang.pid").trim().parse().unwrap();
-    assert!(nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None).is_err(), "the step's sleep survived");
+    let pid: u32 = s.read("hang.pid").trim().parse().unwrap();
+    assert!(!zdd_engine::host::local::pid_alive(pid), "the step's shell survived");
+}
+
+#[test]
+fn sigint_mid_run_rolls_back() {
+    interrupt_mid_run(Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_mid_run_rolls_back() {
+    interrupt_mid_run(Signal::SIGTERM);
 }
 
 #[test]
@@ -42,7 +44,9 @@ fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     s.wait_for("hang.pid", Duration::from_secs(10));
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
-    kill_orphan(&s);
+    // The step's `sleep` outlived zdd (its own process group): recover must stop it.
+    let pgid = nix::unistd::Pid::from_raw(s.read("hang.pid").trim().parse().unwrap());
+    assert!(nix::sys::signal::killpg(pgid, None).is_ok(), "the step's process group should still be running");
 
     let refused = s.zdd("run", &["--var", "nap=0"]);
     let stderr = text(&refused.stderr);
@@ -55,6 +59,8 @@ fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     assert_eq!(recovered.status.code(), Some(0), "{stdout}{}", text(&recovered.stderr));
     assert_eq!(s.read("undo.log"), "hang\nfirst\n");
     assert!(stdout.contains("recovering run"), "{stdout}");
+    assert!(stdout.contains(&format!("stopped process group {pgid}")), "{stdout}");
+    assert!(!zdd_engine::host::local::pid_alive(pgid.as_raw() as u32), "recover left the step's process running");
 
     let again = s.zdd("recover", &[]);
     assert_eq!(again.status.code(), Some(0));
@@ -78,6 +84,7 @@ fn a_second_concurrent_run_exits_4_naming_the_holder() {
     // With --lock-wait, the second run waits for the first and then deploys.
     let waited = s.zdd("run", &["--lock-wait", "20s"]);
     assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    assert!(text(&waited.stderr).contains("waiting up to 20s"), "{}", text(&waited.stderr));
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0));
 }
@@ -111,4 +118,30 @@ fn unlock_removes_a_dead_holders_lock() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("pid 999999"));
     assert!(!s.state().join("lock").exists());
+}
+
+#[test]
+fn an_incomplete_rollback_exits_3_and_recover_finishes_it() {
+    let s = Scratch::new("undo-fails");
+    let out = s.zdd("run", &["--plain"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ROLLBACK INCOMPLETE"), "{stdout}");
+    assert!(stdout.contains("- stubborn: its undo failed"), "{stdout}");
+    assert!(stdout.contains("trying again"), "the undo was not retried: {stdout}");
+
+    let refused = s.zdd("run", &[]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(text(&refused.stderr).contains("zdd recover"));
+
+    let still_broken = s.zdd("recover", &[]);
+    assert_eq!(still_broken.status.code(), Some(3));
+    std::fs::write(s.out().join("fixed"), "").unwrap();
+    let recovered = s.zdd("recover", &[]);
+    assert_eq!(recovered.status.code(), Some(0), "{}", text(&recovered.stdout));
+    assert_eq!(s.read("undo.log"), "stubborn\n");
+    let history = s.zdd("history", &["--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["rollback-incomplete", "rollback-incomplete", "rolled-back"]);
 }

@@ -200,3 +200,41 @@ fn kinds_lists_and_describes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("did you mean `symlink`"));
 }
+
+#[test]
+fn plan_deploys_into_the_slot_that_is_not_live() {
+    use zdd_engine::state::{Deployed, State, StateDir};
+    let dir = tempfile::tempdir().unwrap();
+    let state_path = dir.path().join("state");
+    let state_dir = StateDir::prepare(&state_path).unwrap();
+    let live = Deployed {
+        release: "20260101-101010".into(),
+        slot: "blue".into(),
+        since: "2026-01-01T10:10:10Z".into(),
+    };
+    state_dir
+        .save(&State {
+            live: Some(live),
+            previous: None,
+            history: Vec::new(),
+        })
+        .unwrap();
+    let before = tree(dir.path());
+    let out = zdd()
+        .arg("plan")
+        .arg(fixture("valid"))
+        .args(["--json", "--var", "token=abcdef", "--state-dir"])
+        .arg(&state_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"]["slot"], "green");
+    assert_eq!(v["target"]["live_slot"], "blue");
+    assert_eq!(v["target"]["live_release"], "20260101-101010");
+    assert_eq!(
+        before,
+        tree(dir.path()),
+        "zdd plan must not write to the state directory"
+    );
+}

@@ -8,137 +8,14 @@ mod support;
 #[path = "steps_support/driver.rs"]
 mod driver;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+#[path = "steps_support/shop_deploy.rs"]
+mod shop_deploy;
 
-use support::env::{Requirement, TestDir, require};
+use std::time::Instant;
+
+use shop_deploy::{Instances, Setup, Traffic, alive, deploy, get, pid_of};
+use support::env::{Requirement, require};
 use zdd_engine::kind::StepError;
-
-/// GET a path through Nginx: (status, X-App-Version), or None if the connection failed.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("X-App-Version: ").or_else(|| l.strip_prefix("x-app-version: ")))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    Some((status, version))
-}
-
-/// Kills every gunicorn the test's plan started, even when the test panics.
-struct Instances(PathBuf);
-
-impl Drop for Instances {
-    fn drop(&mut self) {
-        for slot in ["a", "b"] {
-            let Ok(text) = std::fs::read_to_string(self.0.join(format!("run/{slot}.json"))) else { continue };
-            let Ok(rec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-            if let Some(pid) = rec["pid"].as_i64() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-}
-
-struct Setup {
-    dir: TestDir,
-    nginx: support::nginx::Nginx,
-    root: PathBuf,
-    plan: PathBuf,
-}
-
-impl Setup {
-    fn new(name: &str) -> Setup {
-        let dir = TestDir::new(name);
-        let nginx = support::nginx::Nginx::start(dir.path());
-        let root = dir.join("srv");
-        std::fs::create_dir_all(root.join("shared")).unwrap();
-        std::fs::write(
-            root.join("shared/app.env"),
-            format!(
-                "SECRET_KEY=steps-test-secret-key-0123456789\nALLOWED_HOSTS=127.0.0.1,localhost\nSQLITE_PATH={0}/shared/db.sqlite3\nSTATIC_ROOT={0}/shared/static\n",
-                root.display()
-            ),
-        )
-        .unwrap();
-        let fragment = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/fragments/django.kdl");
-        let plan = dir.join("plan.kdl");
-        std::fs::write(
-            &plan,
-            format!(
-                "plan \"steps-test\"\nslots \"a\" \"b\"\ninclude \"{}\"\nstep \"prepare\" kind=\"symlink\" {{\n    link \"{}/prepared\"\n    target \"{}\"\n}}\n",
-                fragment.display(),
-                dir.path().display(),
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        Setup { dir, nginx, root, plan }
-    }
-
-    fn source(&self, version: &str) -> PathBuf {
-        let src = self.dir.join(&format!("src-{version}"));
-        if !src.exists() {
-            support::shop::materialise(version, &src).unwrap();
-        }
-        src
-    }
-
-    fn vars(&self, version: &str) -> Vec<String> {
-        let p = self.nginx.prefix.display();
-        [
-            "app=shop".to_owned(),
-            format!("source={}", self.source(version).display()),
-            format!("root={}", self.root.display()),
-            format!("env_file={}/shared/app.env", self.root.display()),
-            "service_manager=process".to_owned(),
-            "switch=socket".to_owned(),
-            "workers=2".to_owned(),
-            format!("listen=127.0.0.1:{}", self.nginx.port),
-            format!("proxy_url=http://127.0.0.1:{}", self.nginx.port),
-            format!("python={}", support::venv::PYTHON),
-            format!("pip_args=--no-index --find-links {}", support::venv::wheel_dir()),
-            format!("nginx={} -p {p}", support::nginx::NGINX),
-            format!("nginx_conf={}", self.nginx.conf.display()),
-            format!("nginx_pid_file={p}/nginx.pid"),
-            format!("nginx_error_log={p}/error.log"),
-            format!("site_conf={}/shop.conf", self.nginx.sites_dir.display()),
-            "log_window=1s".to_owned(),
-        ]
-        .into()
-    }
-
-    fn run(&self, version: &str, release: &str, slot: &str, live: Option<(&str, &str)>) -> driver::Run {
-        let target = driver::target(release, slot, live);
-        let plan = driver::read_plan(&self.plan, &self.vars(version), &target, &self.dir.join("state"));
-        driver::Run::new(plan, target, &self.dir.join("state"))
-    }
-}
-
-async fn deploy(run: &mut driver::Run) {
-    if let Err((step, e)) = run.run(None).await {
-        panic!("step {step} failed: {e:?}\n{}", run.log_text());
-    }
-}
-
-fn pid_of(root: &Path, slot: &str) -> Option<i32> {
-    let text = std::fs::read_to_string(root.join(format!("run/{slot}.json"))).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?["pid"].as_i64().map(|p| p as i32)
-}
-
-fn alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_switch_deploys_rolls_back_and_refuses() {
@@ -146,7 +23,7 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
         return;
     }
     let s = Setup::new("steps-socket");
-    let _instances = Instances(s.root.clone());
+    let _instances = Instances(s.root.clone(), s.slots.clone());
     let port = s.nginx.port;
 
     // 1. First deploy: v1 in slot a.
@@ -160,30 +37,12 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
     let pid_a = pid_of(&s.root, "a").expect("slot a's pid");
 
     // 2. Second deploy under continuous traffic: v2 in slot b; not one request may fail.
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let (mut ok, mut failed, mut last) = (0usize, Vec::new(), String::new());
-            while !stop.load(Ordering::Relaxed) {
-                match get(port, "/") {
-                    Some((200, v)) => {
-                        ok += 1;
-                        last = v;
-                    }
-                    other => failed.push(format!("{other:?}")),
-                }
-            }
-            (ok, failed, last)
-        })
-    };
+    let traffic = Traffic::start(port);
     let started = Instant::now();
     let mut second = s.run("v2", "r2", "b", Some(("a", "r1")));
     deploy(&mut second).await;
     let took = started.elapsed();
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed, last) = traffic.join().unwrap();
+    let (ok, failed, last) = traffic.finish();
     eprintln!("second deploy: {} ms, {ok} requests ok, {} failed", took.as_millis(), failed.len());
     assert!(failed.is_empty(), "failed requests during the switch: {failed:?}\n{}", second.log_text());
     assert!(ok > 50, "too little traffic to mean anything: {ok}");
@@ -233,4 +92,73 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
     let stopped = kinds.get("service").unwrap().stop(&web, &first.ctx("web")).await.unwrap();
     assert!(stopped);
     assert!(!alive(pid_of(&s.root, "a").unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_switch_rewrites_tests_and_reloads_nginx() {
+    if !require("port_switch_rewrites_tests_and_reloads_nginx", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+        return;
+    }
+    let (p1, p2) = (support::env::free_port().to_string(), support::env::free_port().to_string());
+    let s = Setup::with_slots("steps-port", [p1.clone(), p2.clone()], &["switch=port"]);
+    let _instances = Instances(s.root.clone(), s.slots.clone());
+    let port = s.nginx.port;
+    let site = s.nginx.sites_dir.join("shop.conf");
+
+    let mut first = s.run("v1", "r1", &p1, None);
+    deploy(&mut first).await;
+    assert_eq!(get(port, "/"), Some((200, "v1".into())));
+    assert!(std::fs::read_to_string(&site).unwrap().contains(&format!("server 127.0.0.1:{p1};")));
+    let old_pid = pid_of(&s.root, &p1).unwrap();
+
+    let traffic = Traffic::start(port);
+    let mut second = s.run("v2", "r2", &p2, Some((&p1, "r1")));
+    deploy(&mut second).await;
+    let (ok, failed, last) = traffic.finish();
+    eprintln!("port switch: {ok} requests ok, {} failed", failed.len());
+    assert!(failed.is_empty(), "failed requests: {failed:?}\n{}", second.log_text());
+    assert_eq!(last, "v2");
+    assert!(std::fs::read_to_string(&site).unwrap().contains(&format!("server 127.0.0.1:{p2};")));
+    assert!(!alive(old_pid), "the old instance still runs");
+
+    // Undo: the previous site file is back, tested and loaded; the old instance serves again.
+    second.undo().await.unwrap_or_else(|(step, e)| panic!("undo {step}: {e:?}\n{}", second.log_text()));
+    assert!(std::fs::read_to_string(&site).unwrap().contains(&format!("server 127.0.0.1:{p1};")));
+    assert_eq!(get(port, "/"), Some((200, "v1".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_keeps_the_old_colour_and_rolls_back_without_restart() {
+    if !require("blue_green_keeps_the_old_colour_and_rolls_back_without_restart", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+        return;
+    }
+    let s = Setup::with_slots("steps-bluegreen", ["blue".into(), "green".into()], &["keep_old=true"]);
+    let _instances = Instances(s.root.clone(), s.slots.clone());
+    let port = s.nginx.port;
+
+    deploy(&mut s.run("v1", "r1", "blue", None)).await;
+    let blue = pid_of(&s.root, "blue").unwrap();
+    let mut green = s.run("v2", "r2", "green", Some(("blue", "r1")));
+    deploy(&mut green).await;
+    assert_eq!(get(port, "/"), Some((200, "v2".into())));
+    assert!(alive(blue), "blue must keep running after the switch to green:\n{}", green.log_text());
+
+    // zdd rollback: release r1 into blue, which still runs it: reused, not restarted.
+    let target = zdd_engine::kind::DeployTarget { rollback: true, ..driver::target("r1", "blue", Some(("green", "r2"))) };
+    let plan = driver::read_plan(&s.plan, &s.vars("v1"), &target, &s.dir.join("state"));
+    let mut back = driver::Run::new(plan, target, &s.dir.join("state"));
+    let t = Instant::now();
+    deploy(&mut back).await;
+    eprintln!("blue-green rollback: {} ms", t.elapsed().as_millis());
+    assert_eq!(pid_of(&s.root, "blue"), Some(blue), "blue was restarted");
+    assert!(alive(blue));
+    assert!(back.log_text().contains("reusing it without a restart"), "{}", back.log_text());
+    assert_eq!(get(port, "/"), Some((200, "v1".into())));
+    assert!(alive(pid_of(&s.root, "green").unwrap()), "green keeps running too (keep-old)");
+
+    // The next deploy into green replaces green's old instance.
+    let green_old = pid_of(&s.root, "green").unwrap();
+    deploy(&mut s.run("v2", "r3", "green", Some(("blue", "r1")))).await;
+    assert!(!alive(green_old));
+    assert_eq!(get(port, "/"), Some((200, "v2".into())));
 }

@@ -136,14 +136,16 @@ async fn session(deep: bool, jobs: usize) -> Duration {
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let jobs = zdd_engine::run::default_jobs();
-    println!("executor overhead, {STEPS} no-op steps, --jobs {jobs} (best of 3)");
-    println!("{:<8} {:<26} {:>10}", "graph", "what", "time");
-    for (graph, deep) in [("wide", false), ("deep", true)] {
-        let best = |f: &dyn Fn() -> Duration| (0..3).map(|_| f()).min().unwrap_or_default();
-        let alone = best(&|| runtime.block_on(executor_only(deep, jobs)));
-        let whole = best(&|| runtime.block_on(session(deep, jobs)));
-        println!("{graph:<8} {:<26} {:>8.1}ms", "executor (memory journal)", alone.as_secs_f64() * 1e3);
-        println!("{graph:<8} {:<26} {:>8.1}ms", "session (journal, state)", whole.as_secs_f64() * 1e3);
+    println!("executor overhead, {STEPS} no-op steps (best of 3)");
+    println!("{:<6} {:>4}  {:<26} {:>10}", "graph", "jobs", "what", "time");
+    for jobs in [zdd_engine::run::default_jobs(), 16] {
+        for (graph, deep) in [("wide", false), ("deep", true)] {
+            let best = |f: &dyn Fn() -> Duration| (0..3).map(|_| f()).min().unwrap_or_default();
+            let alone = best(&|| runtime.block_on(executor_only(deep, jobs)));
+            let whole = best(&|| runtime.block_on(session(deep, jobs)));
+            for (what, took) in [("executor (memory journal)", alone), ("session (journal, state)", whole)] {
+                println!("{graph:<6} {jobs:>4}  {what:<26} {:>8.1}ms", took.as_secs_f64() * 1e3);
+            }
+        }
     }
 }

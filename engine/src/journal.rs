@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -81,7 +81,7 @@ enum Line {
 /// file opened for appending, so lines never interleave.
 #[derive(Debug)]
 pub struct Journal {
-    file: Option<Mutex<File>>,
+    file: Option<Arc<Mutex<File>>>,
     path: Option<PathBuf>,
     redactor: Redactor,
     /// The facts recorded so far, by step (the latest facts of a step replace earlier ones).
@@ -95,8 +95,12 @@ impl Journal {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.jsonl", header.run_id));
         let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path)?;
-        let journal =
-            Self { file: Some(Mutex::new(file)), path: Some(path), redactor, facts: Mutex::new(BTreeMap::new()) };
+        let journal = Self {
+            file: Some(Arc::new(Mutex::new(file))),
+            path: Some(path),
+            redactor,
+            facts: Mutex::new(BTreeMap::new()),
+        };
         let mut line = serde_json::to_value(header).map_err(std::io::Error::other)?;
         stamp(&mut line, "journal-opened", now_millis());
         journal.write_line(&line, true)?;
@@ -108,7 +112,7 @@ impl Journal {
     pub fn reopen(path: &Path, redactor: Redactor) -> std::io::Result<Self> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Self {
-            file: Some(Mutex::new(file)),
+            file: Some(Arc::new(Mutex::new(file))),
             path: Some(path.to_path_buf()),
             redactor,
             facts: Mutex::new(BTreeMap::new()),
@@ -147,22 +151,28 @@ impl Journal {
         if durable { file.sync_data() } else { Ok(()) }
     }
 
-    /// The undo-facts line is not redacted (see the module doc) and always fsync'd.
-    fn write_facts(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+    /// The undo-facts line is not redacted (see the module doc) and always fsync'd, on a blocking thread so a
+    /// step waiting for the disk does not hold up the runtime's workers.
+    async fn write_facts(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
         let line = serde_json::json!({ "at": now_millis(), "event": "undo-facts", "step": step, "facts": facts });
         let mut text = line.to_string();
         text.push('\n');
-        let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 
 #[async_trait]
 impl UndoJournal for Journal {
     async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
-        self.write_facts(step, facts)?;
+        self.write_facts(step, facts).await?;
         if let Ok(mut map) = self.facts.lock() {
             map.insert(step.to_owned(), facts.clone());
         }
@@ -265,6 +275,21 @@ pub fn journals(state_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// Delete the oldest journals of finished runs so that at most `keep` journals remain. Unfinished ones are never
+/// deleted: `recover` needs them. Returns how many were deleted.
+pub fn prune(state_dir: &Path, keep: usize) -> std::io::Result<usize> {
+    let all = journals(state_dir)?;
+    let excess = all.len().saturating_sub(keep);
+    let mut deleted = 0;
+    for path in all.into_iter().take(excess) {
+        if replay(&path).is_ok_and(|r| r.finished) {
+            std::fs::remove_file(&path)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// The most recent run that did not finish (zdd killed, machine lost), if any.
 pub fn unfinished(state_dir: &Path) -> std::io::Result<Option<Replay>> {
     for path in journals(state_dir)?.into_iter().rev() {
@@ -345,6 +370,40 @@ mod tests {
         event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
         let r = replay(j.path().unwrap()).unwrap();
         assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
+        assert!(unfinished(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_every_unfinished_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        for (id, finished) in [("r1", false), ("r2", true), ("r3", true), ("r4", true)] {
+            let j = Journal::create(dir.path(), &header(id), Redactor::new()).unwrap();
+            if finished {
+                event(&j, Event::RunFinished { outcome: Outcome::Deployed, duration_ms: 1, summary: vec![] });
+            }
+        }
+        assert_eq!(prune(dir.path(), 2).unwrap(), 1);
+        let left: Vec<String> = journals(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["r1", "r3", "r4"]);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_rollback_stays_unfinished_until_recover_completes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
+        j.record("a", &serde_json::json!({})).await.unwrap();
+        j.record("b", &serde_json::json!({})).await.unwrap();
+        event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
+        event(&j, Event::UndoFinished { step: "a".into(), ok: false, error: Some("no".into()), duration_ms: 1 });
+        event(&j, Event::RunFinished { outcome: Outcome::RollbackIncomplete, duration_ms: 1, summary: vec![] });
+        let r = unfinished(dir.path()).unwrap().expect("an incomplete rollback needs recover");
+        assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["a"]);
+        event(&j, Event::UndoFinished { step: "a".into(), ok: true, error: None, duration_ms: 1 });
         event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
         assert!(unfinished(dir.path()).unwrap().is_none());
     }

@@ -57,10 +57,14 @@ impl LockOwner {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("the deploy lock {path} is held by {}", owner.as_ref().map_or_else(|| "another process".to_owned(), |o| o.describe()))]
+    #[error("the deploy lock {path} is held by {}", holder_words(owner.as_deref()))]
     Held { path: PathBuf, owner: Option<Box<LockOwner>> },
     #[error("deploy lock {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+fn holder_words(owner: Option<&LockOwner>) -> String {
+    owner.map_or_else(|| "another process".to_owned(), LockOwner::describe)
 }
 
 /// A held deploy lock; released (owner cleared, `flock` dropped) when dropped.
@@ -215,6 +219,7 @@ mod tests {
         let LockError::Held { owner: Some(owner), .. } = &err else { panic!("{err}") };
         assert_eq!(owner.pid, std::process::id());
         assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert_eq!(holder(dir.path()).unwrap().map(|o| o.pid), Some(std::process::id()));
         drop(first);
         let again = DeployLock::try_acquire(dir.path(), &LockOwner::current("run")).unwrap();
         assert!(again.taken_over.is_none(), "a clean release is not a takeover");

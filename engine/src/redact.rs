@@ -20,12 +20,12 @@ impl Redactor {
         if secret.len() < 4 {
             return;
         }
-        if let Ok(mut s) = self.secrets.write() {
-            if !s.contains(&secret) {
-                s.push(secret);
-                // Longest first, so a secret containing another is masked whole.
-                s.sort_by_key(|v| std::cmp::Reverse(v.len()));
-            }
+        if let Ok(mut s) = self.secrets.write()
+            && !s.contains(&secret)
+        {
+            s.push(secret);
+            // Longest first, so a secret containing another is masked whole.
+            s.sort_by_key(|v| std::cmp::Reverse(v.len()));
         }
     }
 

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod check;
 mod completions;
+mod init;
 mod graph;
 mod history;
 mod kinds;
@@ -183,6 +184,9 @@ pub enum Command {
         /// Where to write the plan (default: DIR/deploy/prod.kdl).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Replace an existing plan (and the fragment beside it).
+        #[arg(long)]
+        force: bool,
     },
     /// List the step kinds with their fields.
     Kinds {
@@ -218,9 +222,6 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
-        other => {
-            eprintln!("zdd: {other:?} is not implemented yet");
-            exit::INVALID
-        }
+        Command::Init { dir, output, force } => init::run(dir.as_deref(), output.as_deref(), force),
     }
 }

@@ -90,7 +90,16 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
         Intent::Recover => "recover",
         Intent::Stop => "stop",
     };
-    let lock = DeployLock::acquire(state.path(), &LockOwner::current(command), wait).map_err(|e| match e {
+    let owner = LockOwner::current(command);
+    let first_try = DeployLock::try_acquire(state.path(), &owner);
+    let acquired = match (first_try, wait) {
+        (Err(held @ LockError::Held { .. }), Some(wait)) => {
+            eprintln!("zdd: {held}; waiting up to {} for it", humanize(wait));
+            DeployLock::acquire(state.path(), &owner, Some(wait))
+        }
+        (other, _) => other,
+    };
+    let lock = acquired.map_err(|e| match e {
         LockError::Held { .. } => Refusal::new(
             exit::LOCKED,
             format!("{e}\nWait for it (`--lock-wait 5m`), or, if you know that run is gone, `zdd unlock {plan}`."),
@@ -127,6 +136,11 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
             Ok(Prepared { state, lock, target, replay: None })
         }
     }
+}
+
+/// `5m`, `90s`, `250ms`.
+fn humanize(d: Duration) -> String {
+    zdd_engine::report::human_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The target of commands that deploy nothing (`stop`, `recover` with nothing to do): what is live now.
@@ -216,7 +230,7 @@ pub fn session(
     let session = Session {
         plan: Arc::new(plan),
         kinds: zdd_steps::builtin(),
-        host: Arc::new(LocalHost::new()),
+        host: Arc::new(LocalHost::with_process_log(run::process_log_path(prepared.state.path()))),
         state: prepared.state,
         lock: prepared.lock,
         redactor,

@@ -142,6 +142,17 @@ impl StepKind for Http {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::sync::{Arc, Mutex};
+
+    use zdd_engine::events::EventSink;
+    use zdd_engine::host::LocalHost;
+    use zdd_engine::kind::{DeployTarget, MemoryJournal};
+    use zdd_engine::plan::{FieldValue, Fields, Plan, StepId, StepPolicy};
+    use zdd_engine::redact::Redactor;
+    use zdd_engine::source::{FileId, SourceMap, Span};
+
     use super::*;
 
     #[test]
@@ -151,5 +162,117 @@ mod tests {
             ("http://localhost/health?x=1".to_owned(), Some("/run/app.sock".to_owned()))
         );
         assert_eq!(target("http://127.0.0.1:8000/"), ("http://127.0.0.1:8000/".to_owned(), None));
+    }
+
+    /// A one-request HTTP server on 127.0.0.1 answering `status` and `body`; returns its URL and the request
+    /// it received (request line, headers and body).
+    fn serve_once(status: &str, body: &'static str) -> (String, Arc<Mutex<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(String::new()));
+        let record = seen.clone();
+        let status = status.to_owned();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                request.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut content = vec![0; length];
+            reader.read_exact(&mut content).unwrap();
+            request.push_str(&String::from_utf8_lossy(&content));
+            *record.lock().unwrap() = request;
+            let mut stream = stream;
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                .unwrap();
+        });
+        (url, seen)
+    }
+
+    fn step(fields: &[(&str, Value)]) -> Step {
+        let span = Span::new(FileId(0), 0, 0);
+        let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
+        for (k, v) in fields {
+            map.entry((*k).to_owned()).or_default().push(FieldValue {
+                value: Some(v.clone()),
+                props: BTreeMap::new(),
+                span,
+            });
+        }
+        Step {
+            id: StepId(0),
+            name: "notify".into(),
+            kind: "http".into(),
+            needs: vec![],
+            policy: StepPolicy::default(),
+            fields: Fields { map },
+            description: None,
+            span,
+        }
+    }
+
+    fn ctx() -> StepCtx {
+        StepCtx {
+            plan: Arc::new(Plan {
+                name: "t".into(),
+                base_dir: "/".into(),
+                sources: SourceMap::new(),
+                vars: vec![],
+                slots: vec![],
+                state_dir: None,
+                defaults: StepPolicy::default(),
+                steps: vec![],
+            }),
+            step: "notify".into(),
+            target: DeployTarget {
+                release: "r1".into(),
+                slot: "a".into(),
+                live_slot: None,
+                live_release: None,
+                rollback: false,
+            },
+            host: Arc::new(LocalHost::new()),
+            events: EventSink::discard(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            journal: Arc::new(MemoryJournal::default()),
+            redactor: Redactor::new(),
+            state_dir: "/".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn posts_the_body_and_headers_and_accepts_the_expected_status() {
+        let (url, seen) = serve_once("204 No Content", "");
+        let step = step(&[
+            ("url", Value::Str(url)),
+            ("method", Value::Str("POST".into())),
+            ("body", Value::Str("{\"release\": \"r1\"}".into())),
+            ("header", Value::Strings(vec!["X-Token".into(), "abc".into()])),
+            ("expect-status", Value::Int(204)),
+        ]);
+        Http.run(&step, &ctx()).await.unwrap();
+        let request = seen.lock().unwrap().clone();
+        assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+        assert!(request.to_ascii_lowercase().contains("x-token: abc"), "{request}");
+        assert!(request.ends_with("{\"release\": \"r1\"}"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn an_unexpected_status_fails_with_the_body_as_detail() {
+        let (url, _) = serve_once("500 Internal Server Error", "<h1>Server Error</h1>");
+        let err = Http.run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
+        let StepError::Failed { message, detail } = err else { panic!("{err}") };
+        assert!(message.contains("500") && message.contains("expected a 2xx status"), "{message}");
+        assert_eq!(detail.as_deref(), Some("<h1>Server Error</h1>"));
     }
 }

@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,13 +30,25 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 /// How often to look whether a signalled process group is gone.
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
+pub mod process_log;
+
+use process_log::ProcessLog;
+
 /// This machine.
 #[derive(Debug, Clone, Default)]
-pub struct LocalHost;
+pub struct LocalHost {
+    /// Where started and reaped process groups are logged, for `zdd recover` (none in tests and previews).
+    process_log: Option<Arc<ProcessLog>>,
+}
 
 impl LocalHost {
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// A host that logs the process groups it starts to `path` (see [`process_log`]).
+    pub fn with_process_log(path: impl Into<PathBuf>) -> Self {
+        Self { process_log: Some(Arc::new(ProcessLog::new(path))) }
     }
 }
 
@@ -81,6 +94,9 @@ impl Host for LocalHost {
             });
         };
         let guard = GroupGuard { pgid, armed: true };
+        if let Some(log) = &self.process_log {
+            log.started(pgid.as_raw(), &cmd.program);
+        }
 
         let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
         if let Some(out) = child.stdout.take() {
@@ -139,6 +155,9 @@ impl Host for LocalHost {
             }
         }
         guard.disarm();
+        if let Some(log) = &self.process_log {
+            log.ended(pgid.as_raw());
+        }
 
         if cancelled {
             return Err(HostError::Cancelled { program: cmd.program.clone() });

@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+pub mod chunks;
 pub mod fields;
 pub mod load;
 pub mod model;

@@ -9,6 +9,7 @@
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::chunks;
 use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, Span};
 
@@ -134,17 +135,23 @@ pub struct RawDocument {
 /// Parse one file. Always returns a document (empty when the KDL itself does not parse) and the problems found.
 pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
     let mut diags = Diagnostics::new();
-    let doc = match KdlDocument::parse_v2(text) {
-        Ok(doc) => doc,
+    let pieces = match parse_kdl(text) {
+        Ok(pieces) => pieces,
         Err(err) => {
             diags.push(kdl_error(file, text, &err));
             return (RawDocument::default(), diags);
         }
     };
-    let conv = Converter { file, text };
     let mut items = Vec::new();
-    for node in doc.nodes() {
-        let raw = conv.node(node);
+    let nodes = pieces.iter().flat_map(|(base, doc)| {
+        let conv = Converter {
+            file,
+            text,
+            base: *base,
+        };
+        doc.nodes().iter().map(move |n| conv.node(n))
+    });
+    for raw in nodes {
         let item = match raw.name.as_str() {
             "plan" => RawItem::Plan(raw),
             "state-dir" => RawItem::StateDir(raw),
@@ -248,16 +255,47 @@ fn kdl_error(file: FileId, text: &str, err: &kdl::KdlError) -> Diagnostic {
         .help(help)
 }
 
+/// Parse the KDL, in pieces on several threads when the file is large (see [`crate::plan::chunks`]). Each
+/// document comes with the offset of its piece in `text`.
+fn parse_kdl(text: &str) -> Result<Vec<(usize, KdlDocument)>, kdl::KdlError> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if text.len() >= chunks::PARALLEL_THRESHOLD && threads > 1 {
+        let starts = chunks::split_points(text, threads);
+        if starts.len() > 1 {
+            let ends = starts[1..].iter().copied().chain([text.len()]);
+            let bounds: Vec<(usize, usize)> = starts.iter().copied().zip(ends).collect();
+            let parsed: Vec<Option<KdlDocument>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = bounds
+                    .iter()
+                    .map(|&(a, b)| scope.spawn(move || KdlDocument::parse_v2(&text[a..b]).ok()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().ok().flatten())
+                    .collect()
+            });
+            // Any piece in error: parse the whole file, so the error is found and placed as usual.
+            if let Some(docs) = parsed.into_iter().collect::<Option<Vec<_>>>() {
+                return Ok(starts.into_iter().zip(docs).collect());
+            }
+        }
+    }
+    KdlDocument::parse_v2(text).map(|doc| vec![(0, doc)])
+}
+
 struct Converter<'a> {
     file: FileId,
+    /// The whole file.
     text: &'a str,
+    /// Where the piece the kdl spans are relative to starts in `text`.
+    base: usize,
 }
 
 impl Converter<'_> {
     /// A span without the whitespace kdl includes around nodes and entries.
     fn span(&self, s: miette::SourceSpan) -> Span {
-        let start = s.offset().min(self.text.len());
-        let end = (s.offset() + s.len()).min(self.text.len());
+        let start = (self.base + s.offset()).min(self.text.len());
+        let end = (self.base + s.offset() + s.len()).min(self.text.len());
         let slice = &self.text[start..end];
         let lead = slice.len() - slice.trim_start().len();
         let trimmed = slice.trim();
@@ -375,6 +413,42 @@ mod tests {
         assert_eq!(text_at(text, run.span), "run \"make\" shell=#true");
         assert_eq!(run.prop("shell").unwrap().value.value, Scalar::Bool(true));
         assert!(text_at(text, step.span).ends_with('}'));
+    }
+
+    #[test]
+    fn a_large_file_parsed_in_pieces_gives_the_same_document() {
+        let mut text = String::from("plan \"big\"\n/* a comment\nstep \"not\" */\n");
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "step \"s{i}\" kind=\"fake\" {{\n    path \"/srv/{{{{app}}}}/{i}\" // note\n    get \"/\" status=200\n}}\n"
+            ));
+        }
+        assert!(text.len() > chunks::PARALLEL_THRESHOLD);
+        let (doc, diags) = parse(FileId(3), &text);
+        assert!(diags.is_empty());
+        let whole = KdlDocument::parse_v2(&text).unwrap();
+        let conv = Converter {
+            file: FileId(3),
+            text: &text,
+            base: 0,
+        };
+        let serial: Vec<RawNode> = whole.nodes().iter().map(|n| conv.node(n)).collect();
+        let pieces: Vec<RawNode> = doc.items.iter().map(|i| i.node().clone()).collect();
+        assert_eq!(pieces, serial);
+
+        // An error in one piece is found and placed as by a single parse.
+        let broken = text.replace("step \"s1500\" kind=\"fake\"", "step \"s1500\" kind=fake\"");
+        let (doc, diags) = parse(FileId(3), &broken);
+        assert!(doc.items.is_empty());
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::kdl-syntax");
+        let at = d.span.unwrap().offset;
+        let line_start = broken[..at].rfind('\n').map_or(0, |i| i + 1);
+        assert!(
+            broken[line_start..].starts_with("step \"s1500\""),
+            "{}",
+            &broken[line_start..line_start + 40]
+        );
     }
 
     #[test]

@@ -607,9 +607,7 @@ fn step(
                 .at(span, "no such kind");
             let list = kind_list(kinds);
             ctx.diags.push(match did_you_mean(k, kinds.names()) {
-                Some(s) => d.help(format!(
-                    "did you mean `{s}`? The kinds are: {list} (see `zdd kinds`)"
-                )),
+                Some(s) => d.help(format!("did you mean `{s}`? `zdd kinds` lists every kind")),
                 None => d.help(format!("the kinds are: {list} (see `zdd kinds`)")),
             });
         }

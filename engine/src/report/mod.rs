@@ -73,6 +73,8 @@ pub async fn drive(mut reporter: Box<dyn Reporter>, mut events: mpsc::UnboundedR
 pub fn human_ms(ms: u64) -> String {
     if ms < 1_000 {
         format!("{ms}ms")
+    } else if ms < 60_000 && ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
     } else if ms < 60_000 {
         format!("{:.1}s", ms as f64 / 1_000.0)
     } else {
@@ -91,6 +93,7 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(human_ms(850), "850ms");
         assert_eq!(human_ms(1_250), "1.2s");
+        assert_eq!(human_ms(20_000), "20s");
         assert_eq!(human_ms(123_000), "2m03s");
     }
 }

@@ -25,7 +25,12 @@ pub struct TtyReporter {
 }
 
 impl TtyReporter {
+    /// Bars on stderr.
     pub fn new(color: bool) -> Self {
+        Self::with_target(color, ProgressDrawTarget::stderr())
+    }
+
+    pub fn with_target(color: bool, target: ProgressDrawTarget) -> Self {
         let template = if color {
             "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {msg:.dim}"
         } else {
@@ -33,7 +38,7 @@ impl TtyReporter {
         };
         let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner());
         Self {
-            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: MultiProgress::with_draw_target(target),
             running: HashMap::new(),
             style,
             color,
@@ -141,5 +146,23 @@ impl Reporter for TtyReporter {
             bar.finish_and_clear();
         }
         let _ = self.bars.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture::{deployed_run, failed_run};
+
+    #[test]
+    fn follows_a_whole_run_and_leaves_no_bar_running() {
+        for color in [true, false] {
+            let mut r = TtyReporter::with_target(color, ProgressDrawTarget::hidden());
+            for e in failed_run().iter().chain(deployed_run().iter()) {
+                r.event(e);
+            }
+            assert!(r.running.is_empty());
+            r.finish();
+        }
     }
 }

@@ -188,19 +188,15 @@ impl Executor {
                 Some((id, record)) = results.recv() => Some((id, record)),
                 Some(joined) = tasks.join_next_with_id() => match joined {
                     // A task that panicked never sent its result: record it as failed.
-                    Err(e) if e.is_panic() => task_steps.get(&e.id()).copied().filter(|id| records[id.0].is_none()).map(|id| {
-                        (id, StepRecord {
-                            state: StepState::Failed,
-                            attempts: 1,
-                            duration: Duration::ZERO,
-                            error: Some("the step panicked (a bug in its kind)".to_owned()),
-                        })
-                    }),
+                    Err(e) if e.is_panic() => {
+                        task_steps.get(&e.id()).copied().filter(|id| records[id.0].is_none()).map(|id| (id, panicked()))
+                    }
                     _ => None,
                 },
                 () = interrupt.cancelled(), if stopped.is_none() => {
                     let cause = "interrupted (SIGINT/SIGTERM)".to_owned();
-                    self.events.emit(Event::Warning { message: format!("{cause}: stopping the running steps, then rolling back") });
+                    let message = format!("{cause}: stopping the running steps, then rolling back");
+                    self.events.emit(Event::Warning { message });
                     stopped = Some(cause);
                     schedule.stop();
                     run_token.cancel();
@@ -309,6 +305,16 @@ impl Executor {
             }
         }
         result
+    }
+}
+
+/// The record of a step whose task panicked.
+fn panicked() -> StepRecord {
+    StepRecord {
+        state: StepState::Failed,
+        attempts: 1,
+        duration: Duration::ZERO,
+        error: Some("the step panicked (a bug in its kind)".to_owned()),
     }
 }
 

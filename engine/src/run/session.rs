@@ -43,6 +43,17 @@ pub struct Session {
     pub jobs: usize,
 }
 
+/// The process log of a state directory (see [`crate::host::local::process_log`]).
+pub fn process_log_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("processes.jsonl")
+}
+
+/// How many journals a state directory keeps (journals of unfinished runs are always kept).
+const JOURNALS_KEPT: usize = 100;
+
+/// How long process groups left by a killed run get between TERM and KILL when `recover` stops them.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A run id: the UTC start time and a random suffix (`20261126-171500-3f2a`), so journals sort by time.
 pub fn new_run_id() -> String {
     format!("{}-{:04x}", crate::state::release_id_now(), rand::random::<u16>())
@@ -113,6 +124,8 @@ impl Session {
         };
         let started_at = lock::now_rfc3339();
         let journal = Arc::new(Journal::create(self.state.path(), &header, self.redactor.clone())?);
+        // Whatever an earlier, finished run logged is over: start this run's process log afresh.
+        let _ = std::fs::remove_file(process_log_path(self.state.path()));
         let (events, rx) = EventSink::channel();
         let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
         self.warn_takeover(&events);
@@ -136,6 +149,8 @@ impl Session {
         drop(exec);
         let _ = tapped.await;
         saved?;
+        // Housekeeping only: a journal that cannot be deleted costs disk space, not correctness.
+        let _ = journal::prune(self.state.path(), JOURNALS_KEPT);
         Ok(report.outcome)
     }
 
@@ -147,6 +162,19 @@ impl Session {
         let (events, rx) = EventSink::channel();
         let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
         self.warn_takeover(&events);
+        let log = process_log_path(self.state.path());
+        let stopped =
+            tokio::task::spawn_blocking(move || crate::host::local::process_log::stop_leftovers(&log, LEFTOVER_GRACE))
+                .await
+                .unwrap_or_default();
+        for group in stopped {
+            events.emit(Event::Warning {
+                message: format!(
+                    "stopped process group {} (`{}`) that the interrupted run left running",
+                    group.pgid, group.program
+                ),
+            });
+        }
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
             "recovering run {} ({} of release {}, started by {} on {})",

@@ -203,7 +203,6 @@ async fn independent_steps_run_in_parallel_within_the_job_limit() {
     let report = h.exec.run("run", &CancellationToken::new()).await;
     assert_eq!(report.outcome, Outcome::Deployed);
     assert_eq!(h.kind.max_running.load(Ordering::SeqCst), 3);
-    assert!(report.duration < Duration::from_millis(500), "{:?}", report.duration);
 }
 
 #[tokio::test]

@@ -53,11 +53,7 @@ impl Instance {
     }
 }
 
-pub async fn read(
-    host: &dyn Host,
-    cfg: &ServiceConfig,
-    slot: &str,
-) -> Result<Option<Instance>, StepError> {
+pub async fn read(host: &dyn Host, cfg: &ServiceConfig, slot: &str) -> Result<Option<Instance>, StepError> {
     let Some(bytes) = host.read_file(&cfg.record_file(slot)).await? else {
         return Ok(None);
     };
@@ -68,24 +64,15 @@ pub async fn read(
 pub async fn write(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<(), StepError> {
     let bytes = serde_json::to_vec_pretty(inst).map_err(|e| StepError::fatal(e.to_string()))?;
     host.create_dir_all(&cfg.run_dir()).await?;
-    host.write_file(&cfg.record_file(&inst.slot), &bytes, 0o600)
-        .await?;
+    host.write_file(&cfg.record_file(&inst.slot), &bytes, 0o600).await?;
     Ok(())
 }
 
 /// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive.)
 pub async fn running(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
-        Manager::Systemd => Ok(quiet(
-            ctx,
-            &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)]),
-        )
-        .await?
-        .success()),
-        Manager::Process => match read(ctx.host.as_ref(), cfg, slot)
-            .await?
-            .and_then(|i| i.pid)
-        {
+        Manager::Systemd => Ok(quiet(ctx, &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)])).await?.success()),
+        Manager::Process => match read(ctx.host.as_ref(), cfg, slot).await?.and_then(|i| i.pid) {
             Some(pid) => Ok(ctx.host.process_alive(pid).await?),
             None => Ok(false),
         },

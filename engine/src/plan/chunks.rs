@@ -1,0 +1,166 @@
+//! Splitting a large plan file at top-level node boundaries so its KDL can be parsed on several cores.
+//!
+//! The `kdl` crate parses about 2 MB/s; a plan of a thousand steps takes most of `zdd check`'s time in the
+//! parser. Top-level nodes are independent, so the text is cut at lines where a new top-level node starts (outside
+//! strings, comments and blocks, not after a line continuation or a `/-`) and the pieces are parsed in parallel.
+//! Any piece that fails to parse makes the caller parse the whole file instead, so errors are reported exactly
+//! as for a single parse.
+
+/// Files smaller than this are parsed in one go: threads would cost more than they save.
+pub const PARALLEL_THRESHOLD: usize = 64 * 1024;
+
+/// Byte offsets where the text may be cut into `pieces` roughly equal parts (`0` first). Fewer offsets come
+/// back when there are not enough safe places.
+pub fn split_points(text: &str, pieces: usize) -> Vec<usize> {
+    let candidates = node_starts(text);
+    let mut points = vec![0];
+    for k in 1..pieces {
+        let ideal = text.len() * k / pieces;
+        let next = candidates.iter().copied().find(|&c| c >= ideal);
+        if let Some(c) = next
+            && c > *points.last().unwrap_or(&0)
+        {
+            points.push(c);
+        }
+    }
+    points
+}
+
+/// Offsets of lines that start a top-level node.
+fn node_starts(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let mut starts = Vec::new();
+    let mut depth = 0usize;
+    // The last two significant bytes at the top level, to recognise a line continuation `\` and a `/-`.
+    let mut last = [b'\n', b'\n'];
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = skip_block_comment(b, i);
+                continue;
+            }
+            b'"' => {
+                i = skip_string(b, i, 0);
+                last = [last[1], b'"'];
+                continue;
+            }
+            b'#' => {
+                let hashes = b[i..].iter().take_while(|&&h| h == b'#').count();
+                if b.get(i + hashes) == Some(&b'"') {
+                    i = skip_string(b, i + hashes, hashes);
+                    last = [last[1], b'"'];
+                    continue;
+                }
+            }
+            b'{' => depth += 1,
+            b'}' => depth = depth.saturating_sub(1),
+            b'\n' => {
+                let continued = last[1] == b'\\' || (last[0] == b'/' && last[1] == b'-');
+                if depth == 0 && !continued && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
+                    starts.push(i + 1);
+                }
+            }
+            _ => {}
+        }
+        if !c.is_ascii_whitespace() {
+            last = [last[1], c];
+        }
+        i += 1;
+    }
+    starts
+}
+
+/// Past the end of a (possibly nested) `/* */` comment starting at `i`.
+fn skip_block_comment(b: &[u8], mut i: usize) -> usize {
+    let mut nesting = 0usize;
+    while i < b.len() {
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            nesting += 1;
+            i += 2;
+        } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+            nesting -= 1;
+            i += 2;
+            if nesting == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// Past the end of a string whose opening quote is at `i`, raw with `hashes` `#` if `hashes > 0`.
+fn skip_string(b: &[u8], i: usize, hashes: usize) -> usize {
+    let multi = b[i..].starts_with(b"\"\"\"");
+    let quote: &[u8] = if multi { b"\"\"\"" } else { b"\"" };
+    let mut j = i + quote.len();
+    while j < b.len() {
+        if hashes == 0 && b[j] == b'\\' {
+            j += 2;
+            continue;
+        }
+        if b[j..].starts_with(quote)
+            && b[j + quote.len()..]
+                .iter()
+                .take(hashes)
+                .filter(|&&h| h == b'#')
+                .count()
+                == hashes
+        {
+            return j + quote.len() + hashes;
+        }
+        j += 1;
+    }
+    j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_only_where_a_top_level_node_starts() {
+        let text = concat!(
+            "plan \"p\"\n",
+            "step \"a\" kind=\"x\" {\n    run \"}\\\"\nnot-a-node\"\n}\n",
+            "/* step \"in comment\"\nstill */\n",
+            "var \"v\" \\\n  \"continued\"\n",
+            "/-\nstep \"commented out\"\n",
+            "step \"b\" kind=\"x\" { raw #\"\nquote \" inside\n\"#; }\n",
+            "step \"c\" kind=\"x\"\n",
+        );
+        let starts: Vec<&str> = node_starts(text)
+            .iter()
+            .map(|&s| text[s..].lines().next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "step \"a\" kind=\"x\" {",
+                "var \"v\" \\",
+                "step \"b\" kind=\"x\" { raw #\"",
+                "step \"c\" kind=\"x\""
+            ]
+        );
+    }
+
+    #[test]
+    fn split_points_are_increasing_node_starts() {
+        let text: String = (0..100)
+            .map(|i| format!("step \"s{i}\" kind=\"x\" {{\n    run \"{i}\"\n}}\n"))
+            .collect();
+        let points = split_points(&text, 4);
+        assert_eq!(points.len(), 4);
+        assert!(points.windows(2).all(|w| w[0] < w[1]));
+        assert!(points[1..].iter().all(|&p| text[p..].starts_with("step ")));
+    }
+}

@@ -1,0 +1,143 @@
+//! The `migrate` kind on real Django, SQLite and PostgreSQL 15: for every scenario of
+//! tests/fixtures/steps/gate (one migration on top of a Product table), an unsafe migration is refused before
+//! anything is applied, and a safe one passes the gate and is applied. The rules found live must equal the
+//! recorded ones that tests/steps_migrate_gate.rs checks in detail.
+
+mod support;
+#[path = "steps_support/driver.rs"]
+mod driver;
+#[path = "steps_migrate_gate.rs"]
+#[allow(dead_code)]
+mod recorded;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::env::{Requirement, TestDir, require};
+use zdd_engine::kind::StepError;
+
+fn gate_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/steps/gate")
+}
+
+/// A plan with one migrate step, on a root whose release `r1` is the gate fixture project.
+fn setup(dir: &TestDir, env: &[(&str, String)]) -> PathBuf {
+    let root = dir.join("srv");
+    std::fs::create_dir_all(root.join("releases")).unwrap();
+    let release = root.join("releases/r1");
+    if !release.exists() {
+        std::os::unix::fs::symlink(gate_dir(), &release).unwrap();
+    }
+    let env_text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(dir.join("gate.env"), env_text).unwrap();
+    let python = support::venv::bin(&support::venv::shared(), "python");
+    let plan = dir.join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan \"gate\"\nstep \"migrate\" kind=\"migrate\" {{\n    root \"{}\"\n    python \"{}\"\n    settings \"gateproj.settings\"\n    env-file \"{}\"\n}}\n",
+            root.display(),
+            python.display(),
+            dir.join("gate.env").display()
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+fn manage(env: &[(&str, String)], args: &[&str]) {
+    let python = support::venv::bin(&support::venv::shared(), "python");
+    let out = Command::new(python)
+        .arg("manage.py")
+        .args(args)
+        .current_dir(gate_dir())
+        .env("DJANGO_SETTINGS_MODULE", "gateproj.settings")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "manage.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs the migrate step; returns the rule codes it refused (empty: it passed and applied the migration).
+async fn gate(dir: &TestDir, env: &[(&str, String)]) -> Vec<String> {
+    let plan_path = setup(dir, env);
+    let target = driver::target("r1", "a", None);
+    let plan = driver::read_plan(&plan_path, &[], &target, &dir.join("state"));
+    let mut run = driver::Run::new(plan, target, &dir.join("state"));
+    match run.run(None).await {
+        Ok(()) => Vec::new(),
+        Err((_, StepError::Fatal { message, detail })) => {
+            assert!(message.contains("nothing was applied"), "{message}");
+            let detail = detail.unwrap_or_default();
+            let mut codes: Vec<String> = detail
+                .lines()
+                .filter_map(|l| l.rsplit_once(" [").map(|(_, c)| c.trim_end_matches(']').to_owned()))
+                .collect();
+            codes.sort();
+            codes
+        }
+        Err((step, e)) => panic!("{step}: {e:?}\n{}", run.log_text()),
+    }
+}
+
+fn codes(rules: &[zdd_steps::migrate::gate::Rule]) -> Vec<String> {
+    let mut v: Vec<String> = rules.iter().map(|r| r.code().to_owned()).collect();
+    v.sort();
+    v
+}
+
+fn scenario_migration(scenario: &str) -> String {
+    let dir = gate_dir().join("scenarios").join(scenario);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("0002"))
+        .collect();
+    names.sort();
+    names[0].trim_end_matches(".py").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sqlite_gate_matches_expectations() {
+    if !require("live_sqlite_gate_matches_expectations", &[Requirement::Python]) {
+        return;
+    }
+    let dir = TestDir::new("steps-gate-sqlite");
+    for (scenario, sqlite, _) in recorded::EXPECTED {
+        let db = dir.join(&format!("{scenario}.sqlite3"));
+        let env = [("GATE_DB", "sqlite".to_owned()), ("GATE_SQLITE_PATH", db.display().to_string()), ("GATE_SCENARIO", scenario.to_string())];
+        manage(&env, &["migrate", "catalog", "0001", "--noinput"]);
+        let found = gate(&dir, &env).await;
+        assert_eq!(found, codes(sqlite), "SQLite, scenario {scenario}");
+        let applied = Command::new("sqlite3").arg(&db).arg("SELECT name FROM django_migrations WHERE app='catalog'").output();
+        if let Ok(out) = applied {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(text.contains(&scenario_migration(scenario)), found.is_empty(), "scenario {scenario}: applied = {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_postgresql_gate_matches_expectations() {
+    if !require("live_postgresql_gate_matches_expectations", &[Requirement::Root, Requirement::Python, Requirement::Postgres]) {
+        return;
+    }
+    let dir = TestDir::new("steps-gate-pg");
+    let pg = support::postgres::Postgres::start(dir.path());
+    for (scenario, _, expected) in recorded::EXPECTED {
+        let name = format!("gate_{scenario}");
+        pg.psql("postgres", &format!("CREATE DATABASE {name}"));
+        let env = [
+            ("GATE_DB", "postgresql".to_owned()),
+            ("GATE_PG_HOST", "127.0.0.1".to_owned()),
+            ("GATE_PG_PORT", pg.port.to_string()),
+            ("GATE_PG_NAME", name.clone()),
+            ("GATE_SCENARIO", scenario.to_string()),
+        ];
+        manage(&env, &["migrate", "catalog", "0001", "--noinput"]);
+        let found = gate(&dir, &env).await;
+        assert_eq!(found, codes(expected), "PostgreSQL, scenario {scenario}");
+        let applied = pg.psql(&name, "SELECT name FROM django_migrations WHERE app = 'catalog'");
+        assert_eq!(applied.contains(&scenario_migration(scenario)), found.is_empty(), "scenario {scenario}: applied = {applied}");
+    }
+}
