@@ -225,3 +225,39 @@ fn every_field_of_every_kind_is_in_the_book() {
         }
     }
 }
+
+#[tokio::test]
+async fn proxy_switch_restores_the_site_when_nginx_rejects_it() {
+    use support::env::{Requirement, require};
+    if !require("proxy_switch_restores_the_site_when_nginx_rejects_it", &[Requirement::Root, Requirement::Nginx]) {
+        return;
+    }
+    let dir = TestDir::new("steps-nginx-t");
+    let nginx = support::nginx::Nginx::start(dir.path());
+    let site = nginx.sites_dir.join("shop.conf");
+    let good = format!("server {{ listen 127.0.0.1:{}; return 204; }}\n", nginx.port);
+    nginx.write_site_and_reload("shop", &good);
+    // A template Nginx rejects (an unknown directive).
+    let template = dir.join("broken.conf.hbs");
+    std::fs::write(&template, "upstream {{app}}_app { server {{upstream}}; }\nserver { listen {{listen}}; no_such_directive on; }\n").unwrap();
+    let body = format!(
+        "step \"switch\" kind=\"proxy-switch\" {{\n app \"shop\"\n root \"{root}\"\n mode \"port\"\n site-conf \"{site}\"\n nginx \"{bin} -p {prefix}\"\n nginx-conf \"{conf}\"\n pid-file \"{prefix}/nginx.pid\"\n template \"{template}\"\n listen \"127.0.0.1:{port}\"\n}}\n",
+        root = dir.join("srv").display(),
+        site = site.display(),
+        bin = support::nginx::NGINX,
+        prefix = nginx.prefix.display(),
+        conf = nginx.conf.display(),
+        template = template.display(),
+        port = nginx.port,
+    );
+    let target = driver::target("r2", "8002", Some(("8001", "r1")));
+    let plan_path = dir.join("plan.kdl");
+    std::fs::write(&plan_path, format!("plan \"kinds\"\nslots \"8001\" \"8002\"\n{body}")).unwrap();
+    let plan = driver::read_plan(&plan_path, &[], &target, &dir.join("state"));
+    let mut run = driver::Run::new(plan, target, &dir.join("state"));
+    let (_, err) = run.run(None).await.unwrap_err();
+    assert!(matches!(&err, StepError::Fatal { message, .. } if message.contains("previous file restored")), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&site).unwrap(), good, "the previous site file must be back");
+    // Nginx still serves the old site.
+    assert_eq!(support::proc::http_get_status(nginx.port, "/"), Some(204));
+}
