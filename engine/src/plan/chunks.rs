@@ -167,6 +167,8 @@ mod tests {
     ];
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
         /// Parsing the pieces between any of the cut points gives the same nodes as parsing the whole text.
         #[test]
         fn cutting_at_node_starts_never_changes_the_document(picks in proptest::collection::vec(0..SNIPPETS.len(), 1..40)) {
