@@ -63,22 +63,13 @@ step "check" kind="probe" {
 #[test]
 fn a_valid_plan_has_typed_interpolated_values() {
     let read = one(VALID);
-    let plan = read
-        .result
-        .as_ref()
-        .unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)));
+    let plan = read.result.as_ref().unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)));
     assert_eq!(plan.name, "shop");
     assert_eq!(plan.slots, ["8001", "8002"]);
     let write = &plan.steps[0];
-    assert_eq!(
-        write.fields.path("path").unwrap(),
-        Path::new("/srv/shop/releases/20260101-000000/x")
-    );
+    assert_eq!(write.fields.path("path").unwrap(), Path::new("/srv/shop/releases/20260101-000000/x"));
     assert_eq!(write.fields.port("port"), Some(8001));
-    assert_eq!(
-        write.fields.str("url"),
-        Some("http+unix:///srv/shop/run/8001.sock:/health/")
-    );
+    assert_eq!(write.fields.str("url"), Some("http+unix:///srv/shop/run/8001.sock:/health/"));
     assert_eq!(write.fields.strings("cmd"), ["make", "assets"]);
     // Defaults of the kind are applied (and interpolated).
     assert_eq!(write.fields.duration("wait"), Some(Duration::from_secs(5)));
@@ -114,10 +105,7 @@ fn a_fixed_target_and_state_dir_are_used() {
         live_release: None,
         rollback: false,
     };
-    let runtime = Runtime {
-        state_dir: Some(Path::new("/tmp/state")),
-        target: TargetSource::Fixed(&target),
-    };
+    let runtime = Runtime { state_dir: Some(Path::new("/tmp/state")), target: TargetSource::Fixed(&target) };
     let reader = MemoryReader::new().with("deploy/prod.kdl", VALID);
     let read = plan::from_sources(
         Path::new("deploy/prod.kdl"),
@@ -127,11 +115,7 @@ fn a_fixed_target_and_state_dir_are_used() {
         &runtime,
         &fake_kinds::kinds(),
     );
-    assert_eq!(
-        codes(&read),
-        ["zdd::bad-url"],
-        "live_slot is empty on a first deploy"
-    );
+    assert_eq!(codes(&read), ["zdd::bad-url"], "live_slot is empty on a first deploy");
     assert_eq!(read.state_dir.as_deref(), Some(Path::new("/tmp/state")));
 }
 
@@ -148,10 +132,7 @@ fn the_deploy_target_can_be_decided_from_the_header() {
             rollback: false,
         })
     };
-    let runtime = Runtime {
-        state_dir: None,
-        target: TargetSource::Decide(&decide),
-    };
+    let runtime = Runtime { state_dir: None, target: TargetSource::Decide(&decide) };
     let reader = MemoryReader::new().with("deploy/prod.kdl", VALID);
     let read = plan::from_sources(
         Path::new("deploy/prod.kdl"),
@@ -180,19 +161,13 @@ fn includes_expand_in_place_and_the_includer_wins() {
     let plan = read.result.unwrap();
     let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["first", "middle", "last"]);
-    assert_eq!(
-        plan.steps[1].fields.path("path").unwrap(),
-        Path::new("/main-x")
-    );
+    assert_eq!(plan.steps[1].fields.path("path").unwrap(), Path::new("/main-x"));
 }
 
 #[test]
 fn cli_vars_win_and_secrets_are_marked() {
     let text = "plan \"p\"\nvar \"key\" secret=#true\nvar \"app\" \"a\"\nstep \"s\" kind=\"fake\" { path \"/{{app}}\"; content \"{{key}}\"; }\n";
-    let read = read(
-        &MemoryReader::new().with("deploy/prod.kdl", text),
-        &["key=hunter22", "app=b"],
-    );
+    let read = read(&MemoryReader::new().with("deploy/prod.kdl", text), &["key=hunter22", "app=b"]);
     let plan = read.result.unwrap();
     assert_eq!(plan.secrets().collect::<Vec<_>>(), ["hunter22"]);
     let app = plan.vars.iter().find(|v| v.name == "app").unwrap();
@@ -257,20 +232,18 @@ fn misplaced_header_and_common_field_errors() {
     c.sort();
     assert_eq!(
         c,
-        [
-            "zdd::bad-duration",
-            "zdd::bad-int",
-            "zdd::misplaced-node",
-            "zdd::missing-argument",
-            "zdd::unknown-property"
-        ]
+        ["zdd::bad-duration", "zdd::bad-int", "zdd::misplaced-node", "zdd::missing-argument", "zdd::unknown-property"]
     );
 }
 
 #[test]
 fn a_plan_without_name_or_with_bad_slots_is_invalid() {
-    assert_eq!(
-        codes(&one("slots \"a\" \"a\"\n")),
-        ["zdd::missing-plan", "zdd::bad-slot"]
-    );
+    assert_eq!(codes(&one("slots \"a\" \"a\"\n")), ["zdd::missing-plan", "zdd::bad-slot"]);
+}
+
+#[test]
+fn kind_checks_skip_steps_whose_fields_are_wrong() {
+    // `path` is missing: the kind's own check (which may rely on it) is not run on this step.
+    let text = "plan \"p\"\nstep \"s\" kind=\"fake\" { content \"forbidden\"; }\n";
+    assert_eq!(codes(&one(text)), ["zdd::missing-field"]);
 }

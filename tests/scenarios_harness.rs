@@ -167,7 +167,7 @@ fn systemd_boots_in_a_namespace_without_touching_the_machines_tmp() {
             own,
             "only the test's dir is visible in the namespace's /tmp"
         );
-        // A unit file written from outside (as zdd does) is seen inside after a daemon-reload.
+        // A unit file written from outside (as zdd does) and linked is seen inside.
         let unit = "zdd-probe.service";
         std::fs::write(
             systemd.unit_dir.join(unit),
@@ -177,7 +177,8 @@ fn systemd_boots_in_a_namespace_without_touching_the_machines_tmp() {
             ),
         )
         .unwrap();
-        systemd.systemctl(&["daemon-reload"]);
+        let unit_path = systemd.unit_dir.join(unit).display().to_string();
+        systemd.systemctl(&["link", &unit_path]);
         systemd.systemctl(&["start", unit]);
         assert!(support::proc::wait_until(
             std::time::Duration::from_secs(5),

@@ -1,11 +1,13 @@
 //! The deploy scenarios with the process backend (gunicorn as a detached process with a pid file),
-//! under load through a real Nginx: SQLite and PostgreSQL in socket mode (plans/prod.kdl), and the port switch
-//! with an Nginx reload (plans/port-switch.kdl). See tests/support/scenarios.rs for what each scenario checks.
+//! under load through a real Nginx. Every scenario with SQLite in socket mode (plans/prod.kdl); with PostgreSQL
+//! the scenarios that depend on the database (the other backend's suite runs all of them with PostgreSQL); first
+//! deploy, upgrade and rollback with the port switch and an Nginx reload (plans/port-switch.kdl).
+//! See tests/support/scenarios.rs for what each scenario checks.
 
 mod support;
 
 use support::env::{Requirement, require};
-use support::scenarios::{RELOAD_SEQUENCE, SEQUENCE, run_all, serial};
+use support::scenarios::{DATABASE_SEQUENCE, RELOAD_SEQUENCE, SEQUENCE, run_all, serial};
 use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig};
 
 fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
@@ -27,7 +29,7 @@ fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
 }
 
 #[test]
-fn process_sqlite_socket_mode() {
+fn process_sqlite_socket_mode_every_scenario() {
     let _serial = serial();
     let Some(stack) = stack("process-sqlite", Db::Sqlite, ProxyMode::Socket) else {
         return;
@@ -36,12 +38,12 @@ fn process_sqlite_socket_mode() {
 }
 
 #[test]
-fn process_postgres_socket_mode() {
+fn process_postgres_socket_mode_migrations() {
     let _serial = serial();
     let Some(stack) = stack("process-postgres", Db::Postgres, ProxyMode::Socket) else {
         return;
     };
-    run_all(&stack, "prod", SEQUENCE);
+    run_all(&stack, "prod", DATABASE_SEQUENCE);
 }
 
 #[test]

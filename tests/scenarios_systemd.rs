@@ -1,11 +1,13 @@
 //! The deploy scenarios with the systemd backend (gunicorn as systemd units, systemd booted in its own namespace),
-//! under load through a real Nginx: SQLite and PostgreSQL in socket mode (plans/prod.kdl), and the port switch
-//! with an Nginx reload (plans/port-switch.kdl). See tests/support/scenarios.rs for what each scenario checks.
+//! under load through a real Nginx. Every scenario with PostgreSQL in socket mode (plans/prod.kdl); with SQLite
+//! the scenarios that depend on the database (the other backend's suite runs all of them with SQLite); first
+//! deploy, upgrade and rollback with the port switch and an Nginx reload (plans/port-switch.kdl).
+//! See tests/support/scenarios.rs for what each scenario checks.
 
 mod support;
 
 use support::env::{Requirement, require};
-use support::scenarios::{RELOAD_SEQUENCE, SEQUENCE, run_all, serial};
+use support::scenarios::{DATABASE_SEQUENCE, RELOAD_SEQUENCE, SEQUENCE, run_all, serial};
 use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig};
 
 fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
@@ -32,21 +34,21 @@ fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
 }
 
 #[test]
-fn systemd_sqlite_socket_mode() {
+fn systemd_postgres_socket_mode_every_scenario() {
     let _serial = serial();
-    let Some(stack) = stack("systemd-sqlite", Db::Sqlite, ProxyMode::Socket) else {
+    let Some(stack) = stack("systemd-postgres", Db::Postgres, ProxyMode::Socket) else {
         return;
     };
     run_all(&stack, "prod", SEQUENCE);
 }
 
 #[test]
-fn systemd_postgres_socket_mode() {
+fn systemd_sqlite_socket_mode_migrations() {
     let _serial = serial();
-    let Some(stack) = stack("systemd-postgres", Db::Postgres, ProxyMode::Socket) else {
+    let Some(stack) = stack("systemd-sqlite", Db::Sqlite, ProxyMode::Socket) else {
         return;
     };
-    run_all(&stack, "prod", SEQUENCE);
+    run_all(&stack, "prod", DATABASE_SEQUENCE);
 }
 
 #[test]

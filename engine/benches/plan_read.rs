@@ -27,9 +27,7 @@ fn generate(n: usize) -> String {
     let mut s = String::from(
         "plan \"bench\"\nslots \"8001\" \"8002\"\nvar \"app\" \"shop\"\nvar \"root\" \"/nonexistent/zdd-bench/{{app}}\"\n",
     );
-    s.push_str(
-        "defaults {\n    timeout \"2m\"\n    retry attempts=2 backoff=\"1s\" jitter=\"100ms\"\n}\n",
-    );
+    s.push_str("defaults {\n    timeout \"2m\"\n    retry attempts=2 backoff=\"1s\" jitter=\"100ms\"\n}\n");
     for i in 0..n {
         let _ = writeln!(s, "step \"s{i}\" kind=\"fake\" {{");
         let _ = writeln!(s, "    description \"Step {i} of {{{{app}}}}\"");
@@ -42,10 +40,7 @@ fn generate(n: usize) -> String {
         }
         let _ = writeln!(s, "    path \"{{{{root}}}}/releases/{{{{release}}}}/f{i}\"");
         let _ = writeln!(s, "    port \"{{{{slot}}}}\"");
-        let _ = writeln!(
-            s,
-            "    url \"http+unix://{{{{root}}}}/run/{{{{slot}}}}.sock:/health/\""
-        );
+        let _ = writeln!(s, "    url \"http+unix://{{{{root}}}}/run/{{{{slot}}}}.sock:/health/\"");
         let _ = writeln!(s, "    cmd \"make\" \"step-{i}\"");
         let _ = writeln!(s, "    get \"/\" status=200");
         let _ = writeln!(s, "    timeout \"30s\"\n}}");
@@ -53,7 +48,16 @@ fn generate(n: usize) -> String {
     s
 }
 
-fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
+/// Wall-clock minimum and median of `RUNS` runs, and the mean CPU time of a run (all threads; less sensitive to
+/// other processes on a shared machine than wall-clock time).
+struct Timing {
+    min: Duration,
+    median: Duration,
+    cpu: Option<Duration>,
+}
+
+fn time<T>(mut f: impl FnMut() -> T) -> Timing {
+    let cpu_before = cpu_time();
     let mut samples: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -61,8 +65,19 @@ fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
             start.elapsed()
         })
         .collect();
+    let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before) / RUNS as u32);
     samples.sort();
-    (samples[0], samples[RUNS / 2])
+    Timing { min: samples[0], median: samples[RUNS / 2], cpu }
+}
+
+/// This process's user + system CPU time so far, from /proc (Linux), in clock ticks of 10 ms.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name and state.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn main() {
@@ -76,10 +91,7 @@ fn main() {
     }
     let kinds = fake_kinds::kinds();
     let vars = VarInputs::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
 
     let check = || {
         let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
@@ -101,38 +113,43 @@ fn main() {
         preview::render_text(&p, false).len()
     };
 
-    let (parse_min, parse_med) = time(|| kdl::KdlDocument::parse_v2(&text).is_ok());
-    let (check_min, check_med) = time(check);
-    let (plan_min, plan_med) = time(plan_cmd);
+    let parse = time(|| kdl::KdlDocument::parse_v2(&text).is_ok());
+    // zdd's own share: validation of files already loaded and parsed, and the preview of a validated plan.
+    let (loaded, _) = plan::load::load(&path, &plan::load::FsReader);
+    let validate_only = time(|| {
+        let mut diags = zdd_engine::diag::Diagnostics::new();
+        let base = path.parent().unwrap_or(Path::new("/"));
+        plan::validate::validate(&loaded, base, &vars, &Runtime::sample(), &kinds, &mut diags).is_some()
+    });
+    let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
+    let valid = Arc::new(read.result.expect("valid plan"));
+    let preview_only = time(|| {
+        let graph = StepGraph::build(&valid);
+        let p = rt.block_on(preview::build(PreviewInput {
+            plan: &valid,
+            graph: &graph,
+            kinds: &kinds,
+            target: read.target.as_ref().expect("target"),
+            state_dir: Path::new("/nonexistent"),
+            host: Arc::new(LocalHost::new()),
+        }));
+        preview::render_text(&p, false).len()
+    });
+    let check = time(check);
+    let plan = time(plan_cmd);
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    println!(
-        "plan reading, {STEPS} steps ({} KiB of KDL), {RUNS} runs each",
-        text.len() / 1024
-    );
-    println!(
-        "{:<34} {:>10} {:>10} {:>8}",
-        "what", "min", "median", "target"
-    );
-    println!(
-        "{:<34} {:>10} {:>10} {:>8}",
-        "check (read + validate)",
-        ms(check_min),
-        ms(check_med),
-        "100 ms"
-    );
-    println!(
-        "{:<34} {:>10} {:>10} {:>8}",
-        "  of which KDL parsing (kdl crate)",
-        ms(parse_min),
-        ms(parse_med),
-        ""
-    );
-    println!(
-        "{:<34} {:>10} {:>10} {:>8}",
-        "plan (+ graph + preview + text)",
-        ms(plan_min),
-        ms(plan_med),
-        "100 ms"
-    );
+    let cpu = |t: &Timing| t.cpu.map_or_else(|| "?".to_owned(), ms);
+    println!("plan reading, {STEPS} steps ({} KiB of KDL), {RUNS} runs each", text.len() / 1024);
+    println!("{:<36} {:>10} {:>10} {:>12} {:>8}", "what", "min", "median", "CPU per run", "target");
+    let rows = [
+        ("check (read + validate)", &check, "100 ms"),
+        ("  KDL parsing alone, one thread", &parse, ""),
+        ("  validation alone (parsed files)", &validate_only, ""),
+        ("plan (+ graph + preview + text)", &plan, "100 ms"),
+        ("  graph + preview + text alone", &preview_only, ""),
+    ];
+    for (what, t, target) in rows {
+        println!("{what:<36} {:>10} {:>10} {:>12} {target:>8}", ms(t.min), ms(t.median), cpu(t));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

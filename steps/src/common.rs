@@ -19,10 +19,7 @@ pub fn req_path(step: &Step, name: &str) -> Result<PathBuf, StepError> {
 }
 
 fn missing(step: &Step, name: &str) -> StepError {
-    StepError::fatal(format!(
-        "step `{}` ({}) has no `{name}` field",
-        step.name, step.kind
-    ))
+    StepError::fatal(format!("step `{}` ({}) has no `{name}` field", step.name, step.kind))
 }
 
 /// An optional string field, empty strings counting as absent (a variable left empty on purpose).
@@ -57,10 +54,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, max: Duration) -> Self {
-        Self {
-            next: first,
-            max: max.max(first),
-        }
+        Self { next: first, max: max.max(first) }
     }
 
     pub fn next_delay(&mut self) -> Duration {
@@ -82,12 +76,8 @@ pub async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError>
     if out.success() {
         return Ok(out);
     }
-    Err(StepError::failed(format!(
-        "`{}` exited with {:?}",
-        ctx.redactor.redact(&cmd.display()),
-        out.code
-    ))
-    .with_detail(ctx.redactor.redact(&tail(&out.stderr_str(), 20))))
+    Err(StepError::failed(format!("`{}` exited with {:?}", ctx.redactor.redact(&cmd.display()), out.code))
+        .with_detail(ctx.redactor.redact(&tail(&out.stderr_str(), 20))))
 }
 
 /// Undo facts from a serializable value.
@@ -96,12 +86,8 @@ pub fn to_facts<T: serde::Serialize>(facts: &T) -> UndoFacts {
 }
 
 /// Undo facts read back; unreadable facts are fatal (retrying cannot fix them).
-pub fn from_facts<T: serde::de::DeserializeOwned>(
-    kind: &str,
-    facts: &UndoFacts,
-) -> Result<T, StepError> {
-    serde_json::from_value(facts.clone())
-        .map_err(|e| StepError::fatal(format!("{kind} undo facts unreadable: {e}")))
+pub fn from_facts<T: serde::de::DeserializeOwned>(kind: &str, facts: &UndoFacts) -> Result<T, StepError> {
+    serde_json::from_value(facts.clone()).map_err(|e| StepError::fatal(format!("{kind} undo facts unreadable: {e}")))
 }
 
 /// Last `n` lines of a text, for error details.
@@ -127,9 +113,6 @@ mod tests {
 
     #[test]
     fn words_ignore_extra_spaces() {
-        assert_eq!(
-            words("  nsenter -t 42  -m "),
-            vec!["nsenter", "-t", "42", "-m"]
-        );
+        assert_eq!(words("  nsenter -t 42  -m "), vec!["nsenter", "-t", "42", "-m"]);
     }
 }

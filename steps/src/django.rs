@@ -1,9 +1,7 @@
 //! The `django` kind: any `manage.py` command in the new release (collectstatic, check --deploy, createcachetable).
 
 use async_trait::async_trait;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -43,29 +41,19 @@ impl StepKind for Django {
     }
 
     fn effect(&self, step: &Step) -> Effect {
-        if step.fields.strings("undo").is_empty() {
-            Effect::ForwardOnly
-        } else {
-            Effect::Reversible
-        }
+        if step.fields.strings("undo").is_empty() { Effect::ForwardOnly } else { Effect::Reversible }
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let mut preview = Preview::default();
         if let Some(f) = &m.env_file {
-            preview.actions.push(PlannedAction::Note {
-                text: format!("load {} (values hidden)", f.display()),
-            });
+            preview.actions.push(PlannedAction::Note { text: format!("load {} (values hidden)", f.display()) });
         }
-        preview.actions.push(PlannedAction::Run {
-            command: m.command(&step.fields.strings("command")).display(),
-        });
+        preview.actions.push(PlannedAction::Run { command: m.command(&step.fields.strings("command")).display() });
         let undo = step.fields.strings("undo");
         if !undo.is_empty() {
-            preview.undo.push(PlannedAction::Run {
-                command: m.command(&undo).display(),
-            });
+            preview.undo.push(PlannedAction::Run { command: m.command(&undo).display() });
         }
         Ok(preview)
     }
@@ -73,11 +61,9 @@ impl StepKind for Django {
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(step, ctx).await?;
         if !step.fields.strings("undo").is_empty() {
-            ctx.record_undo(serde_json::json!({ "release": ctx.target.release }))
-                .await?;
+            ctx.record_undo(serde_json::json!({ "release": ctx.target.release })).await?;
         }
-        ctx.exec_ok(&m.command(&step.fields.strings("command")))
-            .await?;
+        ctx.exec_ok(&m.command(&step.fields.strings("command"))).await?;
         Ok(())
     }
 

@@ -9,17 +9,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::host::Command;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{Backoff, duration_or, from_facts, p, quiet_ok, req_str, sleep, to_facts};
-use crate::service::backend;
+use crate::common::{duration_or, from_facts, req_str, to_facts};
 use crate::service::config::{Listen, Manager, ServiceConfig};
 use crate::service::instance;
+use crate::service::{backend, drain};
 
 pub struct DrainStop;
 
@@ -27,18 +24,10 @@ static SPEC: KindSpec = KindSpec {
     name: "drain-stop",
     summary: "Stop the old instance once drained: its accept queue empty (socket) or the pre-reload Nginx workers gone (port).",
     fields: &[
-        FieldSpec::new(
-            "service",
-            ValueType::String,
-            "The service step whose old instance (the live slot) is stopped.",
-        )
-        .required(),
-        FieldSpec::new(
-            "drain-timeout",
-            ValueType::Duration,
-            "Longest wait for the drain before stopping anyway.",
-        )
-        .default("30s"),
+        FieldSpec::new("service", ValueType::String, "The service step whose old instance (the live slot) is stopped.")
+            .required(),
+        FieldSpec::new("drain-timeout", ValueType::Duration, "Longest wait for the drain before stopping anyway.")
+            .default("30s"),
         FieldSpec::new(
             "keep-old",
             ValueType::Bool,
@@ -55,53 +44,6 @@ struct Facts {
     slot: String,
 }
 
-/// The accept-queue length of a listening unix socket (`None`: no such listener).
-pub fn parse_recv_q(ss_output: &str) -> Option<u64> {
-    ss_output
-        .lines()
-        .find_map(|l| l.split_whitespace().nth(2).and_then(|q| q.parse().ok()))
-}
-
-async fn wait_queue_empty(
-    ctx: &StepCtx,
-    socket: &str,
-    timeout: Duration,
-) -> Result<bool, StepError> {
-    let start = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
-    loop {
-        let out = quiet_ok(ctx, &Command::new("ss").args(["-xlH", "src", socket])).await?;
-        match parse_recv_q(&out.stdout_str()) {
-            None | Some(0) => return Ok(true),
-            Some(_) if start.elapsed() >= timeout => return Ok(false),
-            Some(_) => sleep(&ctx.cancel, backoff.next_delay()).await?,
-        }
-    }
-}
-
-async fn wait_workers_gone(
-    ctx: &StepCtx,
-    cfg: &ServiceConfig,
-    timeout: Duration,
-) -> Result<bool, StepError> {
-    let file = cfg.run_dir().join("nginx-workers-before-reload");
-    let Some(bytes) = ctx.host.read_file(&file).await? else {
-        return Ok(true);
-    };
-    let pids: Vec<u32> = String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    let start = Instant::now();
-    for pid in pids {
-        let left = timeout.saturating_sub(start.elapsed());
-        if !backend::wait_exit(ctx, pid, left).await? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 #[async_trait]
 impl StepKind for DrainStop {
     fn spec(&self) -> &'static KindSpec {
@@ -110,35 +52,21 @@ impl StepKind for DrainStop {
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
-        let Some(live) = ctx
-            .target
-            .live_slot
-            .as_deref()
-            .filter(|l| *l != ctx.target.slot)
-        else {
+        let Some(live) = ctx.target.live_slot.as_deref().filter(|l| *l != ctx.target.slot) else {
             return Ok(Preview {
-                actions: vec![PlannedAction::Note {
-                    text: "nothing to stop: no instance is live yet".into(),
-                }],
+                actions: vec![PlannedAction::Note { text: "nothing to stop: no instance is live yet".into() }],
                 ..Preview::default()
             });
         };
         if step.fields.bool("keep-old").unwrap_or(false) {
             return Ok(Preview {
-                actions: vec![PlannedAction::Note {
-                    text: format!("keep the old instance in slot {live} running"),
-                }],
+                actions: vec![PlannedAction::Note { text: format!("keep the old instance in slot {live} running") }],
                 ..Preview::default()
             });
         }
         let wait = match cfg.listen {
-            Listen::Socket => format!(
-                "wait until {}'s accept queue is empty",
-                cfg.socket(live).display()
-            ),
-            Listen::Port => {
-                "wait until the Nginx workers from before the reload have exited".to_owned()
-            }
+            Listen::Socket => format!("wait until {}'s accept queue is empty", cfg.socket(live).display()),
+            Listen::Port => "wait until the Nginx workers from before the reload have exited".to_owned(),
         };
         let stop = match cfg.manager {
             Manager::Systemd => cfg.systemctl(&["stop", &cfg.unit(live)]).display(),
@@ -151,10 +79,7 @@ impl StepKind for DrainStop {
             Manager::Process => format!("start slot {live}'s recorded gunicorn command again"),
         };
         Ok(Preview {
-            actions: vec![
-                PlannedAction::Note { text: wait },
-                PlannedAction::Run { command: stop },
-            ],
+            actions: vec![PlannedAction::Note { text: wait }, PlannedAction::Run { command: stop }],
             checks: vec![],
             undo: vec![PlannedAction::Run { command: restart }],
         })
@@ -162,46 +87,26 @@ impl StepKind for DrainStop {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
-        let Some(live) = ctx
-            .target
-            .live_slot
-            .clone()
-            .filter(|l| *l != ctx.target.slot)
-        else {
+        let Some(live) = ctx.target.live_slot.clone().filter(|l| *l != ctx.target.slot) else {
             ctx.message("no old instance to stop (first deploy)");
             return Ok(());
         };
         if step.fields.bool("keep-old").unwrap_or(false) {
-            ctx.message(format!(
-                "keeping the old instance in slot {live} running (keep-old)"
-            ));
+            ctx.message(format!("keeping the old instance in slot {live} running (keep-old)"));
             return Ok(());
         }
         let timeout = duration_or(&step.fields, "drain-timeout", Duration::from_secs(30));
         let start = Instant::now();
-        let drained = match cfg.listen {
-            Listen::Socket => wait_queue_empty(ctx, &p(&cfg.socket(&live)), timeout).await?,
-            Listen::Port => wait_workers_gone(ctx, &cfg, timeout).await?,
-        };
+        let drained = drain::wait(ctx, &cfg, &live, timeout).await?;
         if drained {
-            ctx.message(format!(
-                "slot {live} drained in {} ms",
-                start.elapsed().as_millis()
-            ));
+            ctx.message(format!("slot {live} drained in {} ms", start.elapsed().as_millis()));
         } else {
-            ctx.message(format!(
-                "slot {live} not drained after {}s: stopping anyway",
-                timeout.as_secs()
-            ));
+            ctx.message(format!("slot {live} not drained after {}s: stopping anyway", timeout.as_secs()));
         }
-        ctx.record_undo(to_facts(&Facts { slot: live.clone() }))
-            .await?;
+        ctx.record_undo(to_facts(&Facts { slot: live.clone() })).await?;
         let stop_start = Instant::now();
         if backend::stop(ctx, &cfg, &live).await? {
-            ctx.message(format!(
-                "old instance in slot {live} stopped in {} ms",
-                stop_start.elapsed().as_millis()
-            ));
+            ctx.message(format!("old instance in slot {live} stopped in {} ms", stop_start.elapsed().as_millis()));
         }
         Ok(())
     }
@@ -214,34 +119,15 @@ impl StepKind for DrainStop {
         }
         match cfg.manager {
             Manager::Systemd => {
-                ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&facts.slot)]))
-                    .await?;
+                ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&facts.slot)])).await?;
             }
             Manager::Process => {
-                let Some(mut inst) = instance::read(ctx.host.as_ref(), &cfg, &facts.slot).await?
-                else {
-                    return Err(StepError::failed(format!(
-                        "no record of slot {}'s instance to restart",
-                        facts.slot
-                    )));
+                let Some(mut inst) = instance::read(ctx.host.as_ref(), &cfg, &facts.slot).await? else {
+                    return Err(StepError::failed(format!("no record of slot {}'s instance to restart", facts.slot)));
                 };
                 backend::start(ctx, &cfg, &mut inst).await?;
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_recv_q() {
-        assert_eq!(
-            parse_recv_q("u_str LISTEN 3      16     /srv/run/a.sock 53293 * 0\n"),
-            Some(3)
-        );
-        assert_eq!(parse_recv_q(""), None);
     }
 }

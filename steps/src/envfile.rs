@@ -26,10 +26,8 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
             return Err(format!("line {} has an invalid variable name", i + 1));
         }
         let value = value.trim();
-        let unquoted = ['"', '\'']
-            .iter()
-            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-            .unwrap_or(value);
+        let unquoted =
+            ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))).unwrap_or(value);
         vars.insert(key.to_owned(), unquoted.to_owned());
     }
     Ok(vars)

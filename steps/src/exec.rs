@@ -16,9 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -26,43 +24,15 @@ static SPEC: KindSpec = KindSpec {
     name: "exec",
     summary: "Run a command (shell script or argument vector), with an optional command that undoes it",
     fields: &[
-        FieldSpec::new(
-            "run",
-            ValueType::Shell,
-            "A shell script, run with `/bin/sh -c`.",
-        ),
-        FieldSpec::new(
-            "command",
-            ValueType::Strings,
-            "A program and its arguments, run without a shell.",
-        ),
-        FieldSpec::new(
-            "cwd",
-            ValueType::Path,
-            "Working directory (default: the plan file's directory).",
-        ),
-        FieldSpec::new(
-            "env",
-            ValueType::Strings,
-            "An environment variable: `env \"NAME\" \"value\"` (repeatable).",
-        )
-        .repeated(),
-        FieldSpec::new(
-            "undo",
-            ValueType::Shell,
-            "A shell script that undoes `run`; makes the step reversible.",
-        ),
-        FieldSpec::new(
-            "undo-command",
-            ValueType::Strings,
-            "Like `undo`, as a program and its arguments.",
-        ),
-        FieldSpec::new(
-            "kill-grace",
-            ValueType::Duration,
-            "Between TERM and KILL when the step is cancelled.",
-        )
-        .default("5s"),
+        FieldSpec::new("run", ValueType::Shell, "A shell script, run with `/bin/sh -c`."),
+        FieldSpec::new("command", ValueType::Strings, "A program and its arguments, run without a shell."),
+        FieldSpec::new("cwd", ValueType::Path, "Working directory (default: the plan file's directory)."),
+        FieldSpec::new("env", ValueType::Strings, "An environment variable: `env \"NAME\" \"value\"` (repeatable).")
+            .repeated(),
+        FieldSpec::new("undo", ValueType::Shell, "A shell script that undoes `run`; makes the step reversible."),
+        FieldSpec::new("undo-command", ValueType::Strings, "Like `undo`, as a program and its arguments."),
+        FieldSpec::new("kill-grace", ValueType::Duration, "Between TERM and KILL when the step is cancelled.")
+            .default("5s"),
     ],
     effect: Effect::ForwardOnly,
     undo: "runs the step's `undo` (or `undo-command`) with the same working directory and environment; \
@@ -135,26 +105,13 @@ impl Exec {
         target: &zdd_engine::kind::DeployTarget,
     ) -> Command {
         let mut cmd = cmd;
-        cmd.cwd = Some(
-            step.fields
-                .path("cwd")
-                .map_or_else(|| resolve(std::path::Path::new("")), |p| resolve(&p)),
-        );
-        cmd.kill_grace = step
-            .fields
-            .duration("kill-grace")
-            .unwrap_or(Duration::from_secs(5));
+        cmd.cwd = Some(step.fields.path("cwd").map_or_else(|| resolve(std::path::Path::new("")), |p| resolve(&p)));
+        cmd.kill_grace = step.fields.duration("kill-grace").unwrap_or(Duration::from_secs(5));
         cmd.env.insert("ZDD_STEP".into(), step.name.clone());
         cmd.env.insert("ZDD_RELEASE".into(), target.release.clone());
         cmd.env.insert("ZDD_SLOT".into(), target.slot.clone());
-        cmd.env.insert(
-            "ZDD_LIVE_SLOT".into(),
-            target.live_slot.clone().unwrap_or_default(),
-        );
-        cmd.env.insert(
-            "ZDD_ROLLBACK".into(),
-            if target.rollback { "1" } else { "0" }.into(),
-        );
+        cmd.env.insert("ZDD_LIVE_SLOT".into(), target.live_slot.clone().unwrap_or_default());
+        cmd.env.insert("ZDD_ROLLBACK".into(), if target.rollback { "1" } else { "0" }.into());
         cmd.env.extend(env_of(step));
         cmd
     }
@@ -167,11 +124,7 @@ impl StepKind for Exec {
     }
 
     fn effect(&self, step: &Step) -> Effect {
-        if command_of(step, "undo", "undo-command").is_some() {
-            Effect::Reversible
-        } else {
-            Effect::ForwardOnly
-        }
+        if command_of(step, "undo", "undo-command").is_some() { Effect::Reversible } else { Effect::ForwardOnly }
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
@@ -179,23 +132,15 @@ impl StepKind for Exec {
         let has = |name: &str| !step.fields.all(name).is_empty();
         match (has("run"), has("command")) {
             (false, false) => diags.push(
-                Diagnostic::error(
-                    "zdd::exec-nothing-to-run",
-                    format!("step `{}` has nothing to run", step.name),
-                )
-                .at(step.span, "this exec step")
-                .help("add `run \"shell script\"` or `command \"program\" \"arg\"...`"),
+                Diagnostic::error("zdd::exec-nothing-to-run", format!("step `{}` has nothing to run", step.name))
+                    .at(step.span, "this exec step")
+                    .help("add `run \"shell script\"` or `command \"program\" \"arg\"...`"),
             ),
             (true, true) => diags.push(
-                Diagnostic::error(
-                    "zdd::exec-run-and-command",
-                    "`run` and `command` both given",
-                )
-                .at(field_span("command"), "second command")
-                .related(field_span("run"), "first command")
-                .help(
-                    "keep one: `run` for a shell script, `command` for a program and its arguments",
-                ),
+                Diagnostic::error("zdd::exec-run-and-command", "`run` and `command` both given")
+                    .at(field_span("command"), "second command")
+                    .related(field_span("run"), "first command")
+                    .help("keep one: `run` for a shell script, `command` for a program and its arguments"),
             ),
             _ => {}
         }
@@ -211,23 +156,14 @@ impl StepKind for Exec {
             let ok = matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && valid_env_name(&kv[0]));
             if !ok {
                 diags.push(
-                    Diagnostic::error(
-                        "zdd::exec-bad-env",
-                        "`env` takes a variable name and its value",
-                    )
-                    .at(field.span, "expected `env \"NAME\" \"value\"`")
-                    .help("write e.g. `env \"DJANGO_SETTINGS_MODULE\" \"shop.settings\"`"),
+                    Diagnostic::error("zdd::exec-bad-env", "`env` takes a variable name and its value")
+                        .at(field.span, "expected `env \"NAME\" \"value\"`")
+                        .help("write e.g. `env \"DJANGO_SETTINGS_MODULE\" \"shop.settings\"`"),
                 );
             }
         }
         for name in ["command", "undo-command"] {
-            if has(name)
-                && step
-                    .fields
-                    .strings(name)
-                    .first()
-                    .is_none_or(String::is_empty)
-            {
+            if has(name) && step.fields.strings(name).first().is_none_or(String::is_empty) {
                 diags.push(
                     Diagnostic::error("zdd::exec-empty-command", format!("`{name}` needs a program"))
                         .at(field_span(name), "no program")
@@ -241,19 +177,13 @@ impl StepKind for Exec {
         let prepare = |cmd: Command| self.prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
         let run = command_of(step, "run", "command")
             .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
-        let mut preview = Preview {
-            actions: vec![PlannedAction::Run {
-                command: display(&prepare(run)),
-            }],
-            ..Preview::default()
-        };
+        let mut preview =
+            Preview { actions: vec![PlannedAction::Run { command: display(&prepare(run)) }], ..Preview::default() };
         match command_of(step, "undo", "undo-command") {
-            Some(undo) => preview.undo.push(PlannedAction::Run {
-                command: display(&prepare(undo)),
-            }),
-            None => preview.undo.push(PlannedAction::Note {
-                text: "not undone: this exec step has no `undo`".to_owned(),
-            }),
+            Some(undo) => preview.undo.push(PlannedAction::Run { command: display(&prepare(undo)) }),
+            None => {
+                preview.undo.push(PlannedAction::Note { text: "not undone: this exec step has no `undo`".to_owned() })
+            }
         }
         Ok(preview)
     }
@@ -265,20 +195,15 @@ impl StepKind for Exec {
         if let Some(undo) = command_of(step, "undo", "undo-command") {
             let mut undo = prepare(undo);
             undo.env.insert("ZDD_UNDO".into(), "1".into());
-            ctx.record_undo(serde_json::json!({ "undo": RecordedCommand::of(&undo) }))
-                .await?;
+            ctx.record_undo(serde_json::json!({ "undo": RecordedCommand::of(&undo) })).await?;
         }
         ctx.exec_ok(&prepare(run)).await.map(|_| ())
     }
 
     async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
-        let recorded: RecordedCommand =
-            serde_json::from_value(facts["undo"].clone()).map_err(|e| {
-                StepError::fatal(format!(
-                    "the undo facts of step `{}` are not an exec undo: {e}",
-                    step.name
-                ))
-            })?;
+        let recorded: RecordedCommand = serde_json::from_value(facts["undo"].clone()).map_err(|e| {
+            StepError::fatal(format!("the undo facts of step `{}` are not an exec undo: {e}", step.name))
+        })?;
         ctx.exec_ok(&recorded.command()).await.map(|_| ())
     }
 }
@@ -287,11 +212,7 @@ impl StepKind for Exec {
 fn display(cmd: &Command) -> String {
     match cmd.args.as_slice() {
         [flag, script] if cmd.program == "/bin/sh" && flag == "-c" => script.clone(),
-        _ => Command {
-            cwd: None,
-            ..cmd.clone()
-        }
-        .display(),
+        _ => Command { cwd: None, ..cmd.clone() }.display(),
     }
 }
 
@@ -385,34 +306,20 @@ mod tests {
         assert_eq!(Exec.effect(&step), Effect::Reversible);
         let ctx = ctx(dir.path(), journal.clone());
         Exec.run(&step, &ctx).await.unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("out")).unwrap(),
-            "r9 hi\n"
-        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\n");
         let facts = journal.facts.lock().unwrap().get("build").cloned().unwrap();
         // Undo from the facts alone: a step with no fields at all.
         Exec.undo(&self::step(&[]), &facts, &ctx).await.unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("out")).unwrap(),
-            "r9 hi\nundone-1\n"
-        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\nundone-1\n");
     }
 
     #[tokio::test]
     async fn a_failing_command_fails_the_step_with_its_output() {
         let dir = tempfile::tempdir().unwrap();
-        let step = step(&[(
-            "command",
-            strings(&["/bin/sh", "-c", "echo boom >&2; exit 7"]),
-        )]);
+        let step = step(&[("command", strings(&["/bin/sh", "-c", "echo boom >&2; exit 7"]))]);
         assert_eq!(Exec.effect(&step), Effect::ForwardOnly);
-        let err = Exec
-            .run(&step, &ctx(dir.path(), Arc::default()))
-            .await
-            .unwrap_err();
-        let StepError::Failed { message, detail } = err else {
-            panic!()
-        };
+        let err = Exec.run(&step, &ctx(dir.path(), Arc::default())).await.unwrap_err();
+        let StepError::Failed { message, detail } = err else { panic!() };
         assert!(message.contains("status 7"), "{message}");
         assert_eq!(detail.as_deref(), Some("boom"));
     }
@@ -431,19 +338,9 @@ mod tests {
             &mut diags,
         );
         let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(
-            codes,
-            [
-                "zdd::exec-run-and-command",
-                "zdd::exec-undo-and-undo-command",
-                "zdd::exec-bad-env"
-            ]
-        );
+        assert_eq!(codes, ["zdd::exec-run-and-command", "zdd::exec-undo-and-undo-command", "zdd::exec-bad-env"]);
         let mut diags = Diagnostics::new();
         Exec.check(&step(&[]), &mut diags);
-        assert_eq!(
-            diags.iter().next().unwrap().code,
-            "zdd::exec-nothing-to-run"
-        );
+        assert_eq!(diags.iter().next().unwrap().code, "zdd::exec-nothing-to-run");
     }
 }

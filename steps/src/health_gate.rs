@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::{Fields, Plan, Step};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -18,11 +16,8 @@ use crate::service::{backend, instance};
 
 pub struct HealthGate;
 
-pub const HOST: FieldSpec = FieldSpec::new(
-    "host",
-    ValueType::ConfigWord,
-    "Host header to send (must be in Django's ALLOWED_HOSTS).",
-);
+pub const HOST: FieldSpec =
+    FieldSpec::new("host", ValueType::ConfigWord, "Host header to send (must be in Django's ALLOWED_HOSTS).");
 
 static SPEC: KindSpec = KindSpec {
     name: "health-gate",
@@ -41,36 +36,13 @@ static SPEC: KindSpec = KindSpec {
         HOST,
         FieldSpec::new("status", ValueType::Int, "The expected HTTP status.").default("200"),
         FieldSpec::new("contains", ValueType::String, "Text the body must contain."),
-        FieldSpec::new(
-            "json",
-            ValueType::String,
-            "`field=value` the JSON body must have (dotted field path).",
-        ),
-        FieldSpec::new(
-            "consecutive",
-            ValueType::Int,
-            "How many good answers in a row.",
-        )
-        .default("3"),
-        FieldSpec::new(
-            "interval",
-            ValueType::Duration,
-            "First delay between polls; doubles up to `max-interval`.",
-        )
-        .default("100ms"),
-        FieldSpec::new(
-            "max-interval",
-            ValueType::Duration,
-            "Longest delay between polls.",
-        )
-        .default("1s"),
+        FieldSpec::new("json", ValueType::String, "`field=value` the JSON body must have (dotted field path)."),
+        FieldSpec::new("consecutive", ValueType::Int, "How many good answers in a row.").default("3"),
+        FieldSpec::new("interval", ValueType::Duration, "First delay between polls; doubles up to `max-interval`.")
+            .default("100ms"),
+        FieldSpec::new("max-interval", ValueType::Duration, "Longest delay between polls.").default("1s"),
         FieldSpec::new("within", ValueType::Duration, "Give up after this long.").default("60s"),
-        FieldSpec::new(
-            "request-timeout",
-            ValueType::Duration,
-            "Timeout of each request.",
-        )
-        .default("2s"),
+        FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("2s"),
         FieldSpec::new(
             "service",
             ValueType::String,
@@ -141,11 +113,7 @@ fn target_url(
         return Ok(url.to_owned());
     }
     let path = req_str(step, "path")?;
-    let path = if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/{path}")
-    };
+    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
     let cfg = ServiceConfig::of_step(plan, req_str(step, "service")?, resolve)?;
     Ok(match cfg.listen {
         Listen::Socket => format!("http+unix://{}:{path}", cfg.socket(slot).display()),
@@ -163,21 +131,15 @@ impl StepKind for HealthGate {
         let has = |name: &str| !step.fields.all(name).is_empty();
         if has("url") == has("path") {
             diags.push(
-                Diagnostic::error(
-                    "zdd::health-target",
-                    "a health-gate needs exactly one of `url` and `path`",
-                )
-                .at(step.span, "what should it poll?")
-                .help("write `path \"/health/\"` with `service \"web\"`, or a full `url`"),
+                Diagnostic::error("zdd::health-target", "a health-gate needs exactly one of `url` and `path`")
+                    .at(step.span, "what should it poll?")
+                    .help("write `path \"/health/\"` with `service \"web\"`, or a full `url`"),
             );
         } else if has("path") && !has("service") {
             diags.push(
-                Diagnostic::error(
-                    "zdd::health-target",
-                    "`path` needs `service`: the instance it polls",
-                )
-                .at(step.fields.all("path")[0].span, "polled on which instance?")
-                .help("name the service step: `service \"web\"`"),
+                Diagnostic::error("zdd::health-target", "`path` needs `service`: the instance it polls")
+                    .at(step.fields.all("path")[0].span, "polled on which instance?")
+                    .help("name the service step: `service \"web\"`"),
             );
         }
         if let (Some(field), Some(j)) = (step.fields.all("json").first(), step.fields.str("json"))
@@ -221,11 +183,8 @@ impl StepKind for HealthGate {
         let expect = Expect::from_fields(f);
         let needed = u32::try_from(f.int("consecutive").unwrap_or(3).max(1)).unwrap_or(3);
         let within = duration_or(f, "within", Duration::from_secs(60));
-        let client = probe::client(
-            &url,
-            duration_or(f, "request-timeout", Duration::from_secs(2)),
-        )
-        .map_err(StepError::fatal)?;
+        let client =
+            probe::client(&url, duration_or(f, "request-timeout", Duration::from_secs(2))).map_err(StepError::fatal)?;
         let service = match opt_str(f, "service") {
             Some(name) => Some(ServiceConfig::of_step(&ctx.plan, name, |p| ctx.resolve(p))?),
             None => None,
@@ -267,10 +226,7 @@ impl StepKind for HealthGate {
                     }
                     Some(why) => {
                         good = 0;
-                        last = format!(
-                            "{why}; body: {}",
-                            answer.body.chars().take(200).collect::<String>()
-                        );
+                        last = format!("{why}; body: {}", answer.body.chars().take(200).collect::<String>());
                     }
                 },
                 Err(e) => {
@@ -291,12 +247,7 @@ impl StepKind for HealthGate {
         }
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

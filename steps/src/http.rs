@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts, tail_lines,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts, tail_lines};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -27,17 +25,9 @@ static SPEC: KindSpec = KindSpec {
         .required(),
         FieldSpec::new("method", ValueType::Enum(METHODS), "The HTTP method.").default("GET"),
         FieldSpec::new("body", ValueType::String, "The request body."),
-        FieldSpec::new(
-            "header",
-            ValueType::Strings,
-            "A request header: `header \"Name\" \"value\"` (repeatable).",
-        )
-        .repeated(),
-        FieldSpec::new(
-            "expect-status",
-            ValueType::Int,
-            "The status the answer must have (default: any 2xx).",
-        ),
+        FieldSpec::new("header", ValueType::Strings, "A request header: `header \"Name\" \"value\"` (repeatable).")
+            .repeated(),
+        FieldSpec::new("expect-status", ValueType::Int, "The status the answer must have (default: any 2xx)."),
     ],
     effect: Effect::ReadOnly,
     undo: "nothing to undo (a request is not taken back)",
@@ -49,10 +39,7 @@ pub struct Http;
 
 /// A parsed request target: the URL to put in the request, and the unix socket to send it over, if any.
 fn target(url: &str) -> (String, Option<String>) {
-    match url
-        .strip_prefix("http+unix://")
-        .and_then(|rest| rest.split_once(':'))
-    {
+    match url.strip_prefix("http+unix://").and_then(|rest| rest.split_once(':')) {
         Some((socket, path)) => (format!("http://localhost{path}"), Some(socket.to_owned())),
         None => (url.to_owned(), None),
     }
@@ -72,10 +59,7 @@ fn headers(step: &Step) -> Vec<(String, String)> {
 fn describe(step: &Step) -> String {
     let method = step.fields.str("method").unwrap_or("GET");
     let url = step.fields.str("url").unwrap_or_default();
-    let expect = step
-        .fields
-        .int("expect-status")
-        .map_or_else(|| "2xx".to_owned(), |s| s.to_string());
+    let expect = step.fields.int("expect-status").map_or_else(|| "2xx".to_owned(), |s| s.to_string());
     format!("{method} {url}, expect {expect}")
 }
 
@@ -87,8 +71,7 @@ impl StepKind for Http {
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         for field in step.fields.all("header") {
-            if !matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && !kv[0].is_empty())
-            {
+            if !matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && !kv[0].is_empty()) {
                 diags.push(
                     Diagnostic::error("zdd::http-bad-header", "`header` takes a name and a value")
                         .at(field.span, "expected `header \"Name\" \"value\"`")
@@ -99,47 +82,29 @@ impl StepKind for Http {
         if let Some(status) = step.fields.int("expect-status")
             && !(100..=599).contains(&status)
         {
-            let span = step
-                .fields
-                .all("expect-status")
-                .first()
-                .map_or(step.span, |f| f.span);
+            let span = step.fields.all("expect-status").first().map_or(step.span, |f| f.span);
             diags.push(
-                Diagnostic::error(
-                    "zdd::http-bad-status",
-                    format!("{status} is not an HTTP status"),
-                )
-                .at(span, "expected 100-599")
-                .help("write the status the answer must have, e.g. `expect-status 204`"),
+                Diagnostic::error("zdd::http-bad-status", format!("{status} is not an HTTP status"))
+                    .at(span, "expected 100-599")
+                    .help("write the status the answer must have, e.g. `expect-status 204`"),
             );
         }
     }
 
     async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        Ok(Preview {
-            actions: vec![PlannedAction::Http {
-                description: describe(step),
-            }],
-            ..Preview::default()
-        })
+        Ok(Preview { actions: vec![PlannedAction::Http { description: describe(step) }], ..Preview::default() })
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let url = step
-            .fields
-            .str("url")
-            .ok_or_else(|| StepError::fatal("`url` is missing"))?;
+        let url = step.fields.str("url").ok_or_else(|| StepError::fatal("`url` is missing"))?;
         let (request_url, socket) = target(url);
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
         if let Some(socket) = socket {
             builder = builder.unix_socket(socket);
         }
-        let client = builder
-            .build()
-            .map_err(|e| StepError::fatal(format!("cannot build an HTTP client: {e}")))?;
-        let method =
-            reqwest::Method::from_bytes(step.fields.str("method").unwrap_or("GET").as_bytes())
-                .map_err(|e| StepError::fatal(e.to_string()))?;
+        let client = builder.build().map_err(|e| StepError::fatal(format!("cannot build an HTTP client: {e}")))?;
+        let method = reqwest::Method::from_bytes(step.fields.str("method").unwrap_or("GET").as_bytes())
+            .map_err(|e| StepError::fatal(e.to_string()))?;
         let mut request = client.request(method, &request_url);
         for (name, value) in headers(step) {
             request = request.header(name, value);
@@ -149,10 +114,7 @@ impl StepKind for Http {
         }
         ctx.message(describe(step));
         let send = async {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| StepError::failed(format!("{url}: {e}")))?;
+            let response = request.send().await.map_err(|e| StepError::failed(format!("{url}: {e}")))?;
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             Ok::<_, StepError>((status, body))
@@ -168,22 +130,12 @@ impl StepKind for Http {
         if ok {
             return Ok(());
         }
-        let expected = step
-            .fields
-            .int("expect-status")
-            .map_or_else(|| "a 2xx status".to_owned(), |s| s.to_string());
-        Err(
-            StepError::failed(format!("{url} answered {status}, expected {expected}"))
-                .with_detail(ctx.redactor.redact(&tail_lines(&body, 20))),
-        )
+        let expected = step.fields.int("expect-status").map_or_else(|| "a 2xx status".to_owned(), |s| s.to_string());
+        Err(StepError::failed(format!("{url} answered {status}, expected {expected}"))
+            .with_detail(ctx.redactor.redact(&tail_lines(&body, 20))))
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -207,15 +159,9 @@ mod tests {
     fn unix_socket_urls_split_into_socket_and_path() {
         assert_eq!(
             target("http+unix:///run/app.sock:/health?x=1"),
-            (
-                "http://localhost/health?x=1".to_owned(),
-                Some("/run/app.sock".to_owned())
-            )
+            ("http://localhost/health?x=1".to_owned(), Some("/run/app.sock".to_owned()))
         );
-        assert_eq!(
-            target("http://127.0.0.1:8000/"),
-            ("http://127.0.0.1:8000/".to_owned(), None)
-        );
+        assert_eq!(target("http://127.0.0.1:8000/"), ("http://127.0.0.1:8000/".to_owned(), None));
     }
 
     /// A one-request HTTP server on 127.0.0.1 answering `status` and `body`; returns its URL and the request
@@ -247,12 +193,8 @@ mod tests {
             request.push_str(&String::from_utf8_lossy(&content));
             *record.lock().unwrap() = request;
             let mut stream = stream;
-            write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                .unwrap();
         });
         (url, seen)
     }
@@ -315,36 +257,22 @@ mod tests {
             ("url", Value::Str(url)),
             ("method", Value::Str("POST".into())),
             ("body", Value::Str("{\"release\": \"r1\"}".into())),
-            (
-                "header",
-                Value::Strings(vec!["X-Token".into(), "abc".into()]),
-            ),
+            ("header", Value::Strings(vec!["X-Token".into(), "abc".into()])),
             ("expect-status", Value::Int(204)),
         ]);
         Http.run(&step, &ctx()).await.unwrap();
         let request = seen.lock().unwrap().clone();
         assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
-        assert!(
-            request.to_ascii_lowercase().contains("x-token: abc"),
-            "{request}"
-        );
+        assert!(request.to_ascii_lowercase().contains("x-token: abc"), "{request}");
         assert!(request.ends_with("{\"release\": \"r1\"}"), "{request}");
     }
 
     #[tokio::test]
     async fn an_unexpected_status_fails_with_the_body_as_detail() {
         let (url, _) = serve_once("500 Internal Server Error", "<h1>Server Error</h1>");
-        let err = Http
-            .run(&step(&[("url", Value::Str(url))]), &ctx())
-            .await
-            .unwrap_err();
-        let StepError::Failed { message, detail } = err else {
-            panic!("{err}")
-        };
-        assert!(
-            message.contains("500") && message.contains("expected a 2xx status"),
-            "{message}"
-        );
+        let err = Http.run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
+        let StepError::Failed { message, detail } = err else { panic!("{err}") };
+        assert!(message.contains("500") && message.contains("expected a 2xx status"), "{message}");
         assert_eq!(detail.as_deref(), Some("<h1>Server Error</h1>"));
     }
 }

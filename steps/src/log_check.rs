@@ -6,13 +6,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{duration_or, req_str, sleep};
+use crate::common::{duration_or, quiet_ok, req_str, sleep};
 use crate::service::config::{Manager, ServiceConfig};
 
 pub struct LogCheck;
@@ -24,12 +22,7 @@ static SPEC: KindSpec = KindSpec {
     name: "log-check",
     summary: "Watch the new instance's log and Nginx's error log for a window; fail on a deny pattern.",
     fields: &[
-        FieldSpec::new(
-            "service",
-            ValueType::String,
-            "The service step whose new instance's log is read.",
-        )
-        .required(),
+        FieldSpec::new("service", ValueType::String, "The service step whose new instance's log is read.").required(),
         FieldSpec::new("window", ValueType::Duration, "How long to watch.").default("10s"),
         FieldSpec::new(
             "nginx-error-log",
@@ -56,23 +49,12 @@ impl Source {
     async fn read_new(&self, ctx: &StepCtx, cfg: &ServiceConfig) -> Result<String, StepError> {
         match self {
             Source::File { path, from } => Ok(match ctx.host.read_file(path).await? {
-                Some(bytes) => {
-                    String::from_utf8_lossy(bytes.get(*from..).unwrap_or_default()).into_owned()
-                }
+                Some(bytes) => String::from_utf8_lossy(bytes.get(*from..).unwrap_or_default()).into_owned(),
                 None => String::new(),
             }),
             Source::Journal { unit, since } => {
-                let out = ctx
-                    .exec_ok(&cfg.journalctl(&[
-                        "-u",
-                        unit,
-                        "--since",
-                        since,
-                        "--no-pager",
-                        "-o",
-                        "cat",
-                    ]))
-                    .await?;
+                let out =
+                    quiet_ok(ctx, &cfg.journalctl(&["-u", unit, "--since", since, "--no-pager", "-o", "cat"])).await?;
                 Ok(out.stdout_str())
             }
         }
@@ -93,9 +75,7 @@ async fn file_source(ctx: &StepCtx, path: PathBuf) -> Result<Source, StepError> 
 
 /// Lines of `text` containing a deny pattern.
 pub fn denied<'a>(text: &'a str, deny: &[String]) -> Vec<&'a str> {
-    text.lines()
-        .filter(|l| deny.iter().any(|d| l.contains(d.as_str())))
-        .collect()
+    text.lines().filter(|l| deny.iter().any(|d| l.contains(d.as_str()))).collect()
 }
 
 #[async_trait]
@@ -130,13 +110,8 @@ impl StepKind for LogCheck {
         let window = duration_or(&step.fields, "window", Duration::from_secs(10));
         let mut sources = vec![match cfg.manager {
             Manager::Systemd => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                Source::Journal {
-                    unit: cfg.unit(slot),
-                    since: format!("@{}", now.as_secs()),
-                }
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                Source::Journal { unit: cfg.unit(slot), since: format!("@{}", now.as_secs()) }
             }
             Manager::Process => file_source(ctx, cfg.log_file(slot)).await?,
         }];
@@ -151,15 +126,10 @@ impl StepKind for LogCheck {
                 let text = source.read_new(ctx, &cfg).await?;
                 let bad = denied(&text, &deny);
                 if !bad.is_empty() {
-                    return Err(StepError::failed(format!(
-                        "{} logged {} denied line(s)",
-                        source.name(),
-                        bad.len()
-                    ))
-                    .with_detail(
-                        ctx.redactor
-                            .redact(&bad.iter().take(20).copied().collect::<Vec<_>>().join("\n")),
-                    ));
+                    return Err(StepError::failed(format!("{} logged {} denied line(s)", source.name(), bad.len()))
+                        .with_detail(
+                            ctx.redactor.redact(&bad.iter().take(20).copied().collect::<Vec<_>>().join("\n")),
+                        ));
                 }
             }
             if remaining.is_zero() {
@@ -169,23 +139,14 @@ impl StepKind for LogCheck {
         }
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
 
 fn deny_list(step: &Step) -> Vec<String> {
     let deny = step.fields.strings("deny");
-    if deny.is_empty() {
-        DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        deny
-    }
+    if deny.is_empty() { DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect() } else { deny }
 }
 
 #[cfg(test)]
@@ -195,8 +156,7 @@ mod tests {
     #[test]
     fn denies_matching_lines_only() {
         let deny: Vec<String> = DEFAULT_DENY.iter().map(|s| s.to_string()).collect();
-        let text =
-            "GET / 200\nTraceback (most recent call last):\n\"GET /x HTTP/1.1\" 502 157\nfine\n";
+        let text = "GET / 200\nTraceback (most recent call last):\n\"GET /x HTTP/1.1\" 502 157\nfine\n";
         assert_eq!(denied(text, &deny).len(), 2);
     }
 }

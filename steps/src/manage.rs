@@ -12,23 +12,17 @@ use zdd_engine::schema::{FieldSpec, ValueType};
 use crate::common::{opt_str, req_path};
 use crate::envfile;
 
-pub const ROOT: FieldSpec = FieldSpec::new(
-    "root",
-    ValueType::ConfigPath,
-    "The app's root: releases/, shared/, run/ and log/ live under it.",
-)
-.required();
+pub const ROOT: FieldSpec =
+    FieldSpec::new("root", ValueType::ConfigPath, "The app's root: releases/, shared/, run/ and log/ live under it.")
+        .required();
 pub const PYTHON: FieldSpec = FieldSpec::new(
     "python",
     ValueType::String,
     "The interpreter that runs manage.py, relative to the release directory (or absolute).",
 )
 .default("venv/bin/python");
-pub const SETTINGS: FieldSpec = FieldSpec::new(
-    "settings",
-    ValueType::Name,
-    "DJANGO_SETTINGS_MODULE, e.g. `shop.settings`.",
-);
+pub const SETTINGS: FieldSpec =
+    FieldSpec::new("settings", ValueType::Name, "DJANGO_SETTINGS_MODULE, e.g. `shop.settings`.");
 pub const ENV_FILE: FieldSpec = FieldSpec::new(
     "env-file",
     ValueType::ConfigPath,
@@ -64,11 +58,7 @@ impl Manage {
             release_dir,
             python,
             settings: opt_str(&step.fields, "settings").map(str::to_owned),
-            env_file: step
-                .fields
-                .path("env-file")
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(|p| resolve(&p)),
+            env_file: step.fields.path("env-file").filter(|p| !p.as_os_str().is_empty()).map(|p| resolve(&p)),
             env: BTreeMap::new(),
         })
     }
@@ -94,10 +84,7 @@ impl Manage {
 
     /// `python -c SCRIPT` in the release directory, with Django's environment (for the migrate gate's inspection).
     pub fn python_script(&self, script: &str) -> Command {
-        let mut cmd = Command::new(self.python.to_string_lossy())
-            .arg("-c")
-            .arg(script)
-            .cwd(&self.release_dir);
+        let mut cmd = Command::new(self.python.to_string_lossy()).arg("-c").arg(script).cwd(&self.release_dir);
         self.apply_env(&mut cmd);
         cmd
     }
@@ -107,10 +94,8 @@ impl Manage {
             cmd.env.insert(k.clone(), v.clone());
         }
         if let Some(s) = &self.settings {
-            cmd.env
-                .insert("DJANGO_SETTINGS_MODULE".to_owned(), s.clone());
+            cmd.env.insert("DJANGO_SETTINGS_MODULE".to_owned(), s.clone());
         }
-        cmd.env
-            .insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
+        cmd.env.insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
     }
 }

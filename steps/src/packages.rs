@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use zdd_engine::host::Command;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+
+use crate::common::{quiet, quiet_ok};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -14,20 +14,14 @@ pub struct Packages;
 static SPEC: KindSpec = KindSpec {
     name: "packages",
     summary: "Install the Debian/Ubuntu packages that are missing (apt-get install -y); needs root.",
-    fields: &[FieldSpec::new(
-        "install",
-        ValueType::Strings,
-        "Package names: `install \"nginx\" \"python3-venv\"`.",
-    )
-    .required()],
+    fields: &[FieldSpec::new("install", ValueType::Strings, "Package names: `install \"nginx\" \"python3-venv\"`.")
+        .required()],
     effect: Effect::ForwardOnly,
     undo: "Nothing: installed packages stay installed.",
 };
 
 fn query(names: &[String]) -> Command {
-    Command::new("dpkg-query")
-        .args(["-W", "-f", "${Package} ${db:Status-Status}\\n"])
-        .args(names.iter().cloned())
+    Command::new("dpkg-query").args(["-W", "-f", "${Package} ${db:Status-Status}\\n"]).args(names.iter().cloned())
 }
 
 /// Packages not reported as `installed` by `dpkg-query` (absent ones are reported on stderr, not stdout).
@@ -39,8 +33,7 @@ pub fn missing(names: &[String], dpkg_output: &str) -> Vec<String> {
                 let mut w = l.split_whitespace();
                 let pkg = w.next().unwrap_or_default();
                 // `dpkg-query` prints `name:arch` for multi-arch packages.
-                (pkg == n.as_str() || pkg.split(':').next() == Some(n.as_str()))
-                    && w.next() == Some("installed")
+                (pkg == n.as_str() || pkg.split(':').next() == Some(n.as_str())) && w.next() == Some("installed")
             })
         })
         .cloned()
@@ -59,32 +52,21 @@ impl StepKind for Packages {
         let out = ctx.host.run(&query(&names), &cancel, None).await?;
         let todo = missing(&names, &out.stdout_str());
         let actions = if todo.is_empty() {
-            vec![PlannedAction::Note {
-                text: format!("already installed: {}", names.join(" ")),
-            }]
+            vec![PlannedAction::Note { text: format!("already installed: {}", names.join(" ")) }]
         } else {
-            vec![PlannedAction::Run {
-                command: install(&todo).display(),
-            }]
+            vec![PlannedAction::Run { command: install(&todo).display() }]
         };
-        Ok(Preview {
-            actions,
-            checks: vec![],
-            undo: vec![],
-        })
+        Ok(Preview { actions, checks: vec![], undo: vec![] })
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let names = step.fields.strings("install");
-        let todo = missing(&names, &ctx.exec(&query(&names)).await?.stdout_str());
+        let todo = missing(&names, &quiet(ctx, &query(&names)).await?.stdout_str());
         if todo.is_empty() {
             ctx.message(format!("already installed: {}", names.join(" ")));
             return Ok(());
         }
-        let uid = ctx
-            .exec_ok(&Command::new("id").arg("-u"))
-            .await?
-            .stdout_str();
+        let uid = quiet_ok(ctx, &Command::new("id").arg("-u")).await?.stdout_str();
         if uid.trim() != "0" {
             return Err(StepError::fatal(format!(
                 "installing packages needs root: run zdd as root, or install them first: apt-get install {}",
@@ -95,12 +77,7 @@ impl StepKind for Packages {
         Ok(())
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -118,14 +95,8 @@ mod tests {
 
     #[test]
     fn lists_missing_packages() {
-        let names: Vec<String> = ["nginx", "wrk", "libc6", "nope"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = ["nginx", "wrk", "libc6", "nope"].iter().map(|s| s.to_string()).collect();
         let out = "nginx installed\nwrk not-installed\nlibc6:amd64 installed\n";
-        assert_eq!(
-            missing(&names, out),
-            vec!["wrk".to_string(), "nope".to_string()]
-        );
+        assert_eq!(missing(&names, out), vec!["wrk".to_string(), "nope".to_string()]);
     }
 }

@@ -18,47 +18,28 @@ pub struct ProbeUrl {
 impl ProbeUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(rest) = text.strip_prefix("http+unix://") {
-            let (socket, path) = rest.split_once(":/").ok_or_else(|| {
-                format!("`{text}`: expected http+unix://<socket path>:/<request path>")
-            })?;
+            let (socket, path) = rest
+                .split_once(":/")
+                .ok_or_else(|| format!("`{text}`: expected http+unix://<socket path>:/<request path>"))?;
             if socket.is_empty() {
                 return Err(format!("`{text}`: the socket path is empty"));
             }
-            return Ok(Self {
-                socket: Some(PathBuf::from(socket)),
-                url: format!("http://localhost/{path}"),
-            });
+            return Ok(Self { socket: Some(PathBuf::from(socket)), url: format!("http://localhost/{path}") });
         }
         if text.starts_with("http://") || text.starts_with("https://") {
-            return Ok(Self {
-                socket: None,
-                url: text.to_owned(),
-            });
+            return Ok(Self { socket: None, url: text.to_owned() });
         }
-        Err(format!(
-            "`{text}` is not an http://, https:// or http+unix:// URL"
-        ))
+        Err(format!("`{text}` is not an http://, https:// or http+unix:// URL"))
     }
 
     /// This URL with another path (for smoke checks relative to a base).
     pub fn with_path(&self, path: &str) -> Self {
-        let base = match self
-            .url
-            .find("://")
-            .and_then(|i| self.url[i + 3..].find('/').map(|j| i + 3 + j))
-        {
+        let base = match self.url.find("://").and_then(|i| self.url[i + 3..].find('/').map(|j| i + 3 + j)) {
             Some(end) => &self.url[..end],
             None => self.url.as_str(),
         };
-        let path = if path.starts_with('/') {
-            path.to_owned()
-        } else {
-            format!("/{path}")
-        };
-        Self {
-            socket: self.socket.clone(),
-            url: format!("{base}{path}"),
-        }
+        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        Self { socket: self.socket.clone(), url: format!("{base}{path}") }
     }
 }
 
@@ -72,9 +53,7 @@ pub struct Answer {
 
 /// A client for one probe URL (a unix-socket client sends every request over its socket).
 pub fn client(url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none());
+    let mut builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
     if let Some(socket) = &url.socket {
         builder = builder.unix_socket(socket.clone());
     }
@@ -82,11 +61,7 @@ pub fn client(url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, Stri
 }
 
 /// GET the URL, with an optional Host header (Django checks it against ALLOWED_HOSTS).
-pub async fn get(
-    client: &reqwest::Client,
-    url: &ProbeUrl,
-    host: Option<&str>,
-) -> Result<Answer, String> {
+pub async fn get(client: &reqwest::Client, url: &ProbeUrl, host: Option<&str>) -> Result<Answer, String> {
     let mut req = client.get(&url.url);
     if let Some(h) = host {
         req = req.header(reqwest::header::HOST, h);
@@ -95,11 +70,7 @@ pub async fn get(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.text().await.map_err(|e| describe(&e))?;
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
+    Ok(Answer { status, headers, body })
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -134,10 +105,7 @@ mod tests {
     #[test]
     fn parses_unix_socket_urls() {
         let u = ProbeUrl::parse("http+unix:///srv/shop/run/a.sock:/health/").unwrap();
-        assert_eq!(
-            u.socket.as_deref(),
-            Some(std::path::Path::new("/srv/shop/run/a.sock"))
-        );
+        assert_eq!(u.socket.as_deref(), Some(std::path::Path::new("/srv/shop/run/a.sock")));
         assert_eq!(u.url, "http://localhost/health/");
         assert!(ProbeUrl::parse("http+unix:///srv/a.sock").is_err());
         assert!(ProbeUrl::parse("ftp://x").is_err());
@@ -146,26 +114,15 @@ mod tests {
     #[test]
     fn with_path_replaces_the_path() {
         let u = ProbeUrl::parse("http://127.0.0.1:8080/health/").unwrap();
-        assert_eq!(
-            u.with_path("/static/a.css").url,
-            "http://127.0.0.1:8080/static/a.css"
-        );
+        assert_eq!(u.with_path("/static/a.css").url, "http://127.0.0.1:8080/static/a.css");
         let u = ProbeUrl::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(u.with_path("x").url, "http://127.0.0.1:8080/x");
     }
 
     #[test]
     fn json_fields() {
-        assert!(json_field_is(
-            r#"{"status":"ok","db":{"up":true}}"#,
-            "status",
-            "ok"
-        ));
-        assert!(json_field_is(
-            r#"{"status":"ok","db":{"up":true}}"#,
-            "db.up",
-            "true"
-        ));
+        assert!(json_field_is(r#"{"status":"ok","db":{"up":true}}"#, "status", "ok"));
+        assert!(json_field_is(r#"{"status":"ok","db":{"up":true}}"#, "db.up", "true"));
         assert!(!json_field_is("not json", "status", "ok"));
     }
 }

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -27,41 +25,15 @@ static SPEC: KindSpec = KindSpec {
     summary: "Create the release's virtualenv and install its requirements (reusing the live one's when identical).",
     fields: &[
         ROOT,
-        FieldSpec::new(
-            "requirements",
-            ValueType::String,
-            "Requirements file, relative to the release.",
-        )
-        .default("requirements.txt"),
-        FieldSpec::new(
-            "venv",
-            ValueType::String,
-            "The venv directory, relative to the release.",
-        )
-        .default("venv"),
-        FieldSpec::new(
-            "python",
-            ValueType::String,
-            "The interpreter that creates the venv.",
-        )
-        .default("python3"),
-        FieldSpec::new(
-            "find-links",
-            ValueType::Path,
-            "A directory of wheels for pip (`--find-links`).",
-        ),
-        FieldSpec::new(
-            "no-index",
-            ValueType::Bool,
-            "Install only from `find-links` (`--no-index`): offline installs.",
-        )
-        .default("false"),
-        FieldSpec::new(
-            "reuse",
-            ValueType::Bool,
-            "Copy the live release's venv when the requirements are identical.",
-        )
-        .default("true"),
+        FieldSpec::new("requirements", ValueType::String, "Requirements file, relative to the release.")
+            .default("requirements.txt"),
+        FieldSpec::new("venv", ValueType::String, "The venv directory, relative to the release.").default("venv"),
+        FieldSpec::new("python", ValueType::String, "The interpreter that creates the venv.").default("python3"),
+        FieldSpec::new("find-links", ValueType::Path, "A directory of wheels for pip (`--find-links`)."),
+        FieldSpec::new("no-index", ValueType::Bool, "Install only from `find-links` (`--no-index`): offline installs.")
+            .default("false"),
+        FieldSpec::new("reuse", ValueType::Bool, "Copy the live release's venv when the requirements are identical.")
+            .default("true"),
         FieldSpec::new(
             "pip-args",
             ValueType::String,
@@ -96,28 +68,17 @@ fn settings(
         .live_release
         .as_deref()
         .filter(|live| *live != ctx_target.release && step.fields.bool("reuse").unwrap_or(true))
-        .map(|live| {
-            (
-                release_dir(&root, live),
-                release_dir(&root, live).join(venv_rel),
-            )
-        });
+        .map(|live| (release_dir(&root, live), release_dir(&root, live).join(venv_rel)));
     Ok(Settings {
         venv: release.join(venv_rel),
-        requirements: step
-            .fields
-            .str("requirements")
-            .unwrap_or("requirements.txt")
-            .to_owned(),
+        requirements: step.fields.str("requirements").unwrap_or("requirements.txt").to_owned(),
         release,
         live_venv,
     })
 }
 
 fn create_command(step: &Step, s: &Settings) -> Command {
-    Command::new(step.fields.str("python").unwrap_or("python3"))
-        .args(["-m", "venv"])
-        .arg(p(&s.venv))
+    Command::new(step.fields.str("python").unwrap_or("python3")).args(["-m", "venv"]).arg(p(&s.venv))
 }
 
 fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf) -> Command {
@@ -128,11 +89,7 @@ fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf
     if step.fields.bool("no-index").unwrap_or(false) {
         cmd = cmd.arg("--no-index");
     }
-    if let Some(links) = step
-        .fields
-        .path("find-links")
-        .filter(|l| !l.as_os_str().is_empty())
-    {
+    if let Some(links) = step.fields.path("find-links").filter(|l| !l.as_os_str().is_empty()) {
         cmd = cmd.arg("--find-links").arg(p(&resolve(&links)));
     }
     cmd.args(words(step.fields.str("pip-args").unwrap_or_default()))
@@ -176,10 +133,7 @@ fn lexical_normal(path: &Path) -> PathBuf {
 }
 
 /// Can the live venv be copied? Identical requirements, no path requirements, and a venv to copy.
-async fn reuse_source(
-    s: &Settings,
-    host: &dyn zdd_engine::host::Host,
-) -> Result<Option<PathBuf>, StepError> {
+async fn reuse_source(s: &Settings, host: &dyn zdd_engine::host::Host) -> Result<Option<PathBuf>, StepError> {
     let Some((live_release, live_venv)) = &s.live_venv else {
         return Ok(None);
     };
@@ -191,8 +145,7 @@ async fn reuse_source(
 
 /// Copy a venv and rewrite its absolute paths; `Ok(false)` if the result does not check out.
 async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepError> {
-    ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to)))
-        .await?;
+    ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to))).await?;
     // `python -m venv` writes its paths normalised (`a/../b` as `b`): rewrite those.
     let (from, to) = (&lexical_normal(from), &lexical_normal(to));
     let grep = Command::new("grep")
@@ -201,34 +154,21 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
         .arg(p(&to.join("bin")))
         .arg(p(&to.join("pyvenv.cfg")));
     let files = quiet(ctx, &grep).await?.stdout;
-    let mut sed = Command::new("xargs")
-        .args(["-0", "-r", "sed", "-i", "-e"])
-        .arg(format!(
-            "s|{}|{}|g",
-            sed_literal(&p(from)),
-            sed_literal(&p(to))
-        ));
+    let mut sed = Command::new("xargs").args(["-0", "-r", "sed", "-i", "-e"]).arg(format!(
+        "s|{}|{}|g",
+        sed_literal(&p(from)),
+        sed_literal(&p(to))
+    ));
     sed.stdin = Some(files);
     ctx.exec_ok(&sed).await?;
     // The copy must run as itself: its sys.prefix is the new venv (paths compared resolved: `a/../b` == `b`).
-    let check =
-        "import os, sys; print(os.path.realpath(sys.prefix) == os.path.realpath(sys.argv[1]))";
-    let same = quiet(
-        ctx,
-        &Command::new(p(&to.join("bin/python")))
-            .args(["-c", check])
-            .arg(p(to)),
-    )
-    .await?;
+    let check = "import os, sys; print(os.path.realpath(sys.prefix) == os.path.realpath(sys.argv[1]))";
+    let same = quiet(ctx, &Command::new(p(&to.join("bin/python"))).args(["-c", check]).arg(p(to))).await?;
     if same.stdout_str().trim() != "True" {
         return Ok(false);
     }
     if let Some(script) = ctx.host.read_file(&to.join("bin/gunicorn")).await? {
-        let shebang = String::from_utf8_lossy(&script)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let shebang = String::from_utf8_lossy(&script).lines().next().unwrap_or_default().to_owned();
         if !shebang.starts_with(&format!("#!{}", p(&to.join("bin/python")))) {
             return Ok(false);
         }
@@ -247,24 +187,16 @@ impl StepKind for PythonEnv {
         let mut actions = Vec::new();
         if let Some((_, live)) = &s.live_venv {
             actions.push(PlannedAction::Note {
-            text: format!(
-                "if {} is identical to the live release's: copy {} and rewrite its paths; otherwise:",
-                s.requirements,
-                live.display()
-            ),
-        })
+                text: format!(
+                    "if {} is identical to the live release's: copy {} and rewrite its paths; otherwise:",
+                    s.requirements,
+                    live.display()
+                ),
+            })
         }
-        actions.push(PlannedAction::Run {
-            command: create_command(step, &s).display(),
-        });
-        actions.push(PlannedAction::Run {
-            command: install_command(step, &s, |p| ctx.resolve(p)).display(),
-        });
-        Ok(Preview {
-            actions,
-            checks: vec![],
-            undo: vec![PlannedAction::Remove { path: s.venv }],
-        })
+        actions.push(PlannedAction::Run { command: create_command(step, &s).display() });
+        actions.push(PlannedAction::Run { command: install_command(step, &s, |p| ctx.resolve(p)).display() });
+        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: s.venv }] })
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
@@ -273,25 +205,18 @@ impl StepKind for PythonEnv {
             ctx.message(format!("{} exists: rolling back with it", s.venv.display()));
             return Ok(());
         }
-        ctx.record_undo(to_facts(&Facts {
-            venv: s.venv.clone(),
-        }))
-        .await?;
+        ctx.record_undo(to_facts(&Facts { venv: s.venv.clone() })).await?;
         ctx.host.remove_all(&s.venv).await?;
         if let Some(live) = reuse_source(&s, ctx.host.as_ref()).await? {
             if copy_venv(ctx, &live, &s.venv).await? {
-                ctx.message(format!(
-                    "requirements unchanged: copied the venv of {}",
-                    live.display()
-                ));
+                ctx.message(format!("requirements unchanged: copied the venv of {}", live.display()));
                 return Ok(());
             }
             ctx.message("the copied venv did not check out: building a fresh one");
             ctx.host.remove_all(&s.venv).await?;
         }
         ctx.exec_ok(&create_command(step, &s)).await?;
-        ctx.exec_ok(&install_command(step, &s, |p| ctx.resolve(p)))
-            .await?;
+        ctx.exec_ok(&install_command(step, &s, |p| ctx.resolve(p))).await?;
         Ok(())
     }
 
@@ -315,10 +240,7 @@ mod tests {
 
     #[test]
     fn lexical_normal_resolves_dots() {
-        assert_eq!(
-            lexical_normal(Path::new("/srv/plans/../.zdd/./demo")),
-            PathBuf::from("/srv/.zdd/demo")
-        );
+        assert_eq!(lexical_normal(Path::new("/srv/plans/../.zdd/./demo")), PathBuf::from("/srv/.zdd/demo"));
     }
 
     #[test]

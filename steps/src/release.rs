@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -23,15 +21,7 @@ use crate::manage::{ROOT, release_dir};
 pub struct Release;
 
 /// Directories never copied from a source that is not a git checkout.
-const SKIPPED: &[&str] = &[
-    ".git",
-    "venv",
-    ".venv",
-    "__pycache__",
-    "node_modules",
-    ".tox",
-    ".mypy_cache",
-];
+const SKIPPED: &[&str] = &[".git", "venv", ".venv", "__pycache__", "node_modules", ".tox", ".mypy_cache"];
 
 static SPEC: KindSpec = KindSpec {
     name: "release",
@@ -53,7 +43,8 @@ static SPEC: KindSpec = KindSpec {
             "Paths under <root>/shared linked into the release at the same place (`media/` `shop.env`). A trailing \
              `/` marks a directory, created if missing; other paths must exist.",
         ),
-        FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).").default("5"),
+        FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).")
+            .default("5"),
     ],
     effect: Effect::Reversible,
     undo: "Removes the new release directory (pruned old releases are not restored).",
@@ -73,11 +64,7 @@ struct Settings {
     keep: usize,
 }
 
-fn settings(
-    step: &Step,
-    release: &str,
-    resolve: impl Fn(&Path) -> PathBuf,
-) -> Result<Settings, StepError> {
+fn settings(step: &Step, release: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Settings, StepError> {
     let root = resolve(&req_path(step, "root")?);
     Ok(Settings {
         dir: release_dir(&root, release),
@@ -99,10 +86,7 @@ fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> 
             protected.insert(prev);
         }
     }
-    let mut others: Vec<&String> = existing
-        .iter()
-        .filter(|r| !protected.contains(r.as_str()))
-        .collect();
+    let mut others: Vec<&String> = existing.iter().filter(|r| !protected.contains(r.as_str())).collect();
     others.sort();
     let room = keep.saturating_sub(protected.len());
     let cut = others.len().saturating_sub(room);
@@ -111,10 +95,7 @@ fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> 
 
 /// The command that lists the files to copy (NUL-separated, relative to the source).
 async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError> {
-    let git = Command::new("git")
-        .arg("-C")
-        .arg(p(&s.source))
-        .args(["ls-files", "-z", "--cached"]);
+    let git = Command::new("git").arg("-C").arg(p(&s.source)).args(["ls-files", "-z", "--cached"]);
     let use_git = match s.copy.as_str() {
         "git" => true,
         "all" => false,
@@ -133,18 +114,11 @@ async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError>
         }
         find = find.args(["-name", name]);
     }
-    Ok(find
-        .args([
-            ")", "-prune", "-o", "(", "-type", "f", "-o", "-type", "l", ")", "-print0",
-        ])
-        .cwd(&s.source))
+    Ok(find.args([")", "-prune", "-o", "(", "-type", "f", "-o", "-type", "l", ")", "-print0"]).cwd(&s.source))
 }
 
 fn copy_command(s: &Settings, list: Vec<u8>) -> Command {
-    let mut cp = Command::new("xargs")
-        .args(["-0", "-r", "cp", "-a", "--parents", "-t"])
-        .arg(p(&s.dir))
-        .cwd(&s.source);
+    let mut cp = Command::new("xargs").args(["-0", "-r", "cp", "-a", "--parents", "-t"]).arg(p(&s.dir)).cwd(&s.source);
     cp.stdin = Some(list);
     cp
 }
@@ -171,84 +145,61 @@ impl StepKind for Release {
         let s = settings(step, &ctx.target.release, |p| ctx.resolve(p))?;
         let mut actions = Vec::new();
         let existing = ctx.host.list_dir(&s.root.join("releases")).await?;
-        for old in prunable(
-            &existing,
-            &ctx.target.release,
-            ctx.target.live_release.as_deref(),
-            s.keep,
-        ) {
-            actions.push(PlannedAction::Remove {
-                path: s.root.join("releases").join(old),
-            });
+        for old in prunable(&existing, &ctx.target.release, ctx.target.live_release.as_deref(), s.keep) {
+            actions.push(PlannedAction::Remove { path: s.root.join("releases").join(old) });
         }
         if ctx.target.rollback && ctx.host.exists(&s.dir).await? {
             actions.push(PlannedAction::Note {
                 text: format!("keep {} (rollback to an existing release)", s.dir.display()),
             });
-            return Ok(Preview {
-                actions,
-                checks: vec![],
-                undo: vec![],
-            });
+            return Ok(Preview { actions, checks: vec![], undo: vec![] });
         }
         actions.push(PlannedAction::Note {
             text: format!(
-                "copy {} into {} ({} files)",
+                "copy {} into {} ({})",
                 s.source.display(),
                 s.dir.display(),
-                s.copy
+                match s.copy.as_str() {
+                    "git" => "the files git tracks",
+                    "all" => "all but .git, venvs and caches",
+                    _ => "the files git tracks, or all but .git, venvs and caches outside git",
+                }
             ),
         });
         for shared in &s.shared {
             let rel = shared.trim_end_matches('/');
-            actions.push(PlannedAction::Link {
-                link: s.dir.join(rel),
-                target: s.root.join("shared").join(rel),
-            });
+            actions.push(PlannedAction::Link { link: s.dir.join(rel), target: s.root.join("shared").join(rel) });
         }
-        Ok(Preview {
-            actions,
-            checks: vec![],
-            undo: vec![PlannedAction::Remove { path: s.dir }],
-        })
+        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: s.dir }] })
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let s = settings(step, &ctx.target.release, |p| ctx.resolve(p))?;
-        if ctx.target.live_release.as_deref() == Some(ctx.target.release.as_str())
-            && !ctx.target.rollback
-        {
-            return Err(StepError::fatal(format!(
-                "release {} is the live release",
-                ctx.target.release
-            )));
+        if ctx.target.live_release.as_deref() == Some(ctx.target.release.as_str()) && !ctx.target.rollback {
+            return Err(StepError::fatal(format!("release {} is the live release", ctx.target.release)));
         }
         let releases = s.root.join("releases");
         let existing = ctx.host.list_dir(&releases).await?;
-        for old in prunable(
-            &existing,
-            &ctx.target.release,
-            ctx.target.live_release.as_deref(),
-            s.keep,
-        ) {
+        for old in prunable(&existing, &ctx.target.release, ctx.target.live_release.as_deref(), s.keep) {
             ctx.message(format!("pruning release {old}"));
             ctx.host.remove_all(&releases.join(old)).await?;
         }
-        if ctx.target.rollback && ctx.host.exists(&s.dir).await? {
-            ctx.message(format!(
-                "{} exists: rolling back to it as it is",
-                s.dir.display()
-            ));
-            return Ok(());
-        }
-        if !ctx.host.exists(&s.source).await? {
+        if ctx.target.rollback {
+            if ctx.host.exists(&s.dir).await? {
+                ctx.message(format!("{} exists: rolling back to it as it is", s.dir.display()));
+                return Ok(());
+            }
+            // Copying the source now would deploy today's code under the old release's name.
             return Err(StepError::fatal(format!(
-                "source {} does not exist",
-                s.source.display()
+                "cannot roll back to release {}: {} no longer exists",
+                ctx.target.release,
+                s.dir.display()
             )));
         }
-        ctx.record_undo(to_facts(&Facts { dir: s.dir.clone() }))
-            .await?;
+        if !ctx.host.exists(&s.source).await? {
+            return Err(StepError::fatal(format!("source {} does not exist", s.source.display())));
+        }
+        ctx.record_undo(to_facts(&Facts { dir: s.dir.clone() })).await?;
         // A directory of this id can only be a previous attempt of this same run: start clean.
         ctx.host.remove_all(&s.dir).await?;
         ctx.host.create_dir_all(&s.dir).await?;
@@ -299,14 +250,8 @@ mod tests {
         let existing = ids(&["r1", "r2", "r3", "r4", "r5", "r6"]);
         // Live is r3 (after a rollback): r2 is its predecessor and stays, as do the newest others.
         assert_eq!(prunable(&existing, "r7", Some("r3"), 5), ids(&["r1", "r4"]));
-        assert_eq!(
-            prunable(&existing, "r7", Some("r6"), 3),
-            ids(&["r1", "r2", "r3", "r4"])
-        );
-        assert_eq!(
-            prunable(&existing, "r7", None, 2),
-            ids(&["r1", "r2", "r3", "r4", "r5"])
-        );
+        assert_eq!(prunable(&existing, "r7", Some("r6"), 3), ids(&["r1", "r2", "r3", "r4"]));
+        assert_eq!(prunable(&existing, "r7", None, 2), ids(&["r1", "r2", "r3", "r4", "r5"]));
     }
 
     #[test]

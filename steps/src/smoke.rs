@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::{FieldValue, Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
 
@@ -17,13 +15,7 @@ use crate::probe::{self, Answer, ProbeUrl};
 pub struct Smoke;
 
 static GET_PROPS: &[PropSpec] = &[
-    PropSpec {
-        name: "status",
-        ty: ValueType::Int,
-        required: false,
-        default: Some("200"),
-        doc: "Expected status.",
-    },
+    PropSpec { name: "status", ty: ValueType::Int, required: false, default: Some("200"), doc: "Expected status." },
     PropSpec {
         name: "contains",
         ty: ValueType::String,
@@ -44,12 +36,7 @@ static SPEC: KindSpec = KindSpec {
     name: "smoke",
     summary: "HTTP checks through the proxy: status, body text, headers, and a static asset referenced by a page.",
     fields: &[
-        FieldSpec::new(
-            "base",
-            ValueType::Url,
-            "The proxy's base URL, e.g. `http://127.0.0.1:8080`.",
-        )
-        .required(),
+        FieldSpec::new("base", ValueType::Url, "The proxy's base URL, e.g. `http://127.0.0.1:8080`.").required(),
         HOST,
         FieldSpec::new(
             "get",
@@ -68,12 +55,7 @@ static SPEC: KindSpec = KindSpec {
             ValueType::String,
             "A page whose first `/static/...` reference (href or src) must load with status 200.",
         ),
-        FieldSpec::new(
-            "request-timeout",
-            ValueType::Duration,
-            "Timeout of each request.",
-        )
-        .default("5s"),
+        FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("5s"),
     ],
     effect: Effect::ReadOnly,
     undo: "Nothing: it only reads.",
@@ -88,17 +70,12 @@ struct Check {
 
 fn checks(step: &Step) -> Vec<Check> {
     let mut all: Vec<Check> = step.fields.all("get").iter().filter_map(check).collect();
-    let listed = step
-        .fields
-        .str("paths")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|path| Check {
-            path: path.to_owned(),
-            status: 200,
-            contains: None,
-            header: None,
-        });
+    let listed = step.fields.str("paths").unwrap_or_default().split_whitespace().map(|path| Check {
+        path: path.to_owned(),
+        status: 200,
+        contains: None,
+        header: None,
+    });
     all.extend(listed);
     all
 }
@@ -109,16 +86,9 @@ fn check(f: &FieldValue) -> Option<Check> {
         Some(Value::Int(i)) => u16::try_from(*i).unwrap_or(200),
         _ => 200,
     };
-    let header = f
-        .prop_str("header")
-        .and_then(|h| h.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()));
-    Some(Check {
-        path,
-        status,
-        contains: f.prop_str("contains").map(str::to_owned),
-        header,
-    })
+    let header =
+        f.prop_str("header").and_then(|h| h.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()));
+    Some(Check { path, status, contains: f.prop_str("contains").map(str::to_owned), header })
 }
 
 fn mismatch(c: &Check, a: &Answer) -> Option<String> {
@@ -141,16 +111,14 @@ fn mismatch(c: &Check, a: &Answer) -> Option<String> {
 
 /// The first `/static/...` URL an HTML page references in an `href` or `src` attribute.
 pub fn first_static_ref(html: &str, prefix: &str) -> Option<String> {
-    ["href=\"", "src=\"", "href='", "src='"]
-        .iter()
-        .find_map(|attr| {
-            html.match_indices(attr).find_map(|(i, _)| {
-                let rest = &html[i + attr.len()..];
-                let end = rest.find(['"', '\''])?;
-                let url = &rest[..end];
-                url.starts_with(prefix).then(|| url.to_owned())
-            })
+    ["href=\"", "src=\"", "href='", "src='"].iter().find_map(|attr| {
+        html.match_indices(attr).find_map(|(i, _)| {
+            let rest = &html[i + attr.len()..];
+            let end = rest.find(['"', '\''])?;
+            let url = &rest[..end];
+            url.starts_with(prefix).then(|| url.to_owned())
         })
+    })
 }
 
 #[async_trait]
@@ -168,38 +136,23 @@ impl StepKind for Smoke {
                     "GET {base}{} expect {}{}{}",
                     c.path,
                     c.status,
-                    c.contains
-                        .as_ref()
-                        .map(|t| format!(" containing {t:?}"))
-                        .unwrap_or_default(),
-                    c.header
-                        .as_ref()
-                        .map(|(k, v)| format!(" with {k}: {v}"))
-                        .unwrap_or_default()
+                    c.contains.as_ref().map(|t| format!(" containing {t:?}")).unwrap_or_default(),
+                    c.header.as_ref().map(|(k, v)| format!(" with {k}: {v}")).unwrap_or_default()
                 ),
             })
             .collect();
         if let Some(page) = opt_str(&step.fields, "static-from") {
             actions.push(PlannedAction::Http {
-                description: format!(
-                    "GET {base}{page}, then the first /static/ asset it references"
-                ),
+                description: format!("GET {base}{page}, then the first /static/ asset it references"),
             });
         }
-        Ok(Preview {
-            actions,
-            checks: vec![],
-            undo: vec![],
-        })
+        Ok(Preview { actions, checks: vec![], undo: vec![] })
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let base = ProbeUrl::parse(req_str(step, "base")?).map_err(StepError::fatal)?;
         let host = opt_str(&step.fields, "host");
-        let timeout = step
-            .fields
-            .duration("request-timeout")
-            .unwrap_or(Duration::from_secs(5));
+        let timeout = step.fields.duration("request-timeout").unwrap_or(Duration::from_secs(5));
         let client = probe::client(&base, timeout).map_err(StepError::fatal)?;
         let mut failures = Vec::new();
         for c in checks(step) {
@@ -221,19 +174,12 @@ impl StepKind for Smoke {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(
-                StepError::failed(format!("{} smoke check(s) failed", failures.len()))
-                    .with_detail(ctx.redactor.redact(&failures.join("\n"))),
-            )
+            Err(StepError::failed(format!("{} smoke check(s) failed", failures.len()))
+                .with_detail(ctx.redactor.redact(&failures.join("\n"))))
         }
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -244,22 +190,11 @@ async fn static_check(
     page: &str,
     host: Option<&str>,
 ) -> Result<String, String> {
-    let answer = probe::get(client, &base.with_path(page), host)
-        .await
-        .map_err(|e| format!("GET {page}: {e}"))?;
+    let answer = probe::get(client, &base.with_path(page), host).await.map_err(|e| format!("GET {page}: {e}"))?;
     let asset = first_static_ref(&answer.body, "/static/")
         .ok_or_else(|| format!("GET {page}: the page references no /static/ asset"))?;
-    let a = probe::get(client, &base.with_path(&asset), host)
-        .await
-        .map_err(|e| format!("GET {asset}: {e}"))?;
-    if a.status == 200 {
-        Ok(asset)
-    } else {
-        Err(format!(
-            "static asset {asset} (from {page}): status {}",
-            a.status
-        ))
-    }
+    let a = probe::get(client, &base.with_path(&asset), host).await.map_err(|e| format!("GET {asset}: {e}"))?;
+    if a.status == 200 { Ok(asset) } else { Err(format!("static asset {asset} (from {page}): status {}", a.status)) }
 }
 
 #[cfg(test)]
@@ -269,10 +204,7 @@ mod tests {
     #[test]
     fn finds_the_first_static_reference() {
         let html = r#"<link rel="icon" href="/favicon.ico"><link href="/static/css/site.3f2a.css" rel="stylesheet"><script src='/static/app.js'>"#;
-        assert_eq!(
-            first_static_ref(html, "/static/").as_deref(),
-            Some("/static/css/site.3f2a.css")
-        );
+        assert_eq!(first_static_ref(html, "/static/").as_deref(), Some("/static/css/site.3f2a.css"));
         assert_eq!(first_static_ref("<p>none</p>", "/static/"), None);
     }
 }

@@ -10,25 +10,17 @@ pub const GUNICORN_SERVICE: &str = include_str!("../../templates/gunicorn.servic
 pub const NGINX_SITE: &str = include_str!("../../templates/nginx-site.conf.hbs");
 
 /// The template text: the plan's own file if given, else the built-in one.
-pub async fn load(
-    host: &dyn Host,
-    custom: Option<&Path>,
-    builtin: &'static str,
-) -> Result<String, StepError> {
+pub async fn load(host: &dyn Host, custom: Option<&Path>, builtin: &'static str) -> Result<String, StepError> {
     match custom {
         None => Ok(builtin.to_owned()),
         Some(path) => match host.read_file(path).await? {
             Some(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            None => Err(StepError::fatal(format!(
-                "template {} does not exist",
-                path.display()
-            ))),
+            None => Err(StepError::fatal(format!("template {} does not exist", path.display()))),
         },
     }
 }
 
 /// Render a config template, turning template errors into fatal step errors.
 pub fn render(name: &str, template: &str, data: &serde_json::Value) -> Result<String, StepError> {
-    zdd_engine::template::render_config(name, template, data)
-        .map_err(|e| StepError::fatal(e.to_string()))
+    zdd_engine::template::render_config(name, template, data).map_err(|e| StepError::fatal(e.to_string()))
 }

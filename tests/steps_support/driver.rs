@@ -1,13 +1,15 @@
 //! A minimal runner for the step-kind tests: reads a plan with a fixed deploy target, runs its steps in `needs`
 //! order on the local host (stopping at the first failure), and undoes them in reverse from the recorded facts.
 //! The real executor (retries, timeouts, parallelism, journal) is tested elsewhere; this exercises the kinds.
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
-use zdd_engine::events::{Event, EventSink};
+use tokio::sync::mpsc::UnboundedReceiver;
+use zdd_engine::events::{Event, EventSink, Stamped};
 use zdd_engine::host::LocalHost;
 use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, StepError};
 use zdd_engine::plan::{self, Plan, Runtime, TargetSource, VarInputs};
@@ -40,6 +42,7 @@ pub struct Run {
     pub journal: Arc<MemoryJournal>,
     pub ran: Vec<String>,
     pub log: Arc<Mutex<Vec<String>>>,
+    receivers: Mutex<Vec<(String, UnboundedReceiver<Stamped>)>>,
     pub state_dir: PathBuf,
     pub redactor: Redactor,
 }
@@ -54,25 +57,15 @@ impl Run {
             journal: Arc::new(MemoryJournal::default()),
             ran: Vec::new(),
             log: Arc::new(Mutex::new(Vec::new())),
+            receivers: Mutex::new(Vec::new()),
             state_dir: state_dir.to_path_buf(),
             redactor,
         }
     }
 
     pub fn ctx(&self, step: &str) -> StepCtx {
-        let (events, mut rx) = EventSink::channel();
-        let log = self.log.clone();
-        let name = step.to_owned();
-        tokio::spawn(async move {
-            while let Some(stamped) = rx.recv().await {
-                let line = match stamped.event {
-                    Event::StepMessage { message, .. } => format!("[{name}] {message}"),
-                    Event::StepOutput { line, .. } => format!("[{name}] | {line}"),
-                    other => format!("[{name}] {other:?}"),
-                };
-                log.lock().unwrap().push(line);
-            }
-        });
+        let (events, rx) = EventSink::channel();
+        self.receivers.lock().unwrap().push((step.to_owned(), rx));
         StepCtx {
             plan: self.plan.clone(),
             step: step.to_owned(),
@@ -134,7 +127,18 @@ impl Run {
         Ok(())
     }
 
+    /// Everything the steps reported so far (messages and output lines), in order per step.
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        let mut log = self.log.lock().unwrap();
+        for (name, rx) in self.receivers.lock().unwrap().iter_mut() {
+            while let Ok(stamped) = rx.try_recv() {
+                log.push(match stamped.event {
+                    Event::StepMessage { message, .. } => format!("[{name}] {message}"),
+                    Event::StepOutput { line, .. } => format!("[{name}] | {line}"),
+                    other => format!("[{name}] {other:?}"),
+                });
+            }
+        }
+        log.join("\n")
     }
 }

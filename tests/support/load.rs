@@ -33,19 +33,17 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// 16 fast clients over `/`, `/health/` and the page's stylesheet, 2 slow clients on `/slow/?s=2` (each
-    /// holds a gunicorn sync worker for 2 s: the app needs more workers than slow clients).
+    /// 16 fast clients over `/`, `/health/` and the stylesheet the page links (its hashed name, as a browser
+    /// would ask for it), 2 slow clients on `/slow/?s=2` (each holds a gunicorn sync worker for 2 s: the app
+    /// needs more workers than slow clients).
     pub fn standard(port: u16) -> LoadConfig {
+        let stylesheet =
+            page_stylesheet(port).unwrap_or_else(|| "/static/catalog/shop.css".to_string());
         LoadConfig {
             port,
             clients: 16,
             slow_clients: 2,
-            paths: vec![
-                "/".into(),
-                "/health/".into(),
-                "/".into(),
-                "/static/catalog/shop.css".into(),
-            ],
+            paths: vec!["/".into(), "/health/".into(), "/".into(), stylesheet],
             slow_path: "/slow/?s=2".into(),
             pause: Duration::from_millis(5),
             max_duration: Duration::from_secs(180),
@@ -53,6 +51,22 @@ impl LoadConfig {
             request_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// The stylesheet `/` links (`<link rel="stylesheet" href="...">`), fetched once through `port`.
+pub fn page_stylesheet(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut page = Vec::new();
+    let _ = stream.read_to_end(&mut page);
+    let page = String::from_utf8_lossy(&page);
+    let start = page.find("href=\"/static/")? + "href=\"".len();
+    let end = page[start..].find('"')?;
+    Some(page[start..start + end].to_string())
 }
 
 /// How a request failed.
@@ -101,6 +115,8 @@ pub struct Sample {
     /// The `X-App-Version` header of the answer.
     pub version: Option<String>,
     pub failure: Option<FailKind>,
+    /// Sent on a kept-alive connection that had already carried a request.
+    pub reused: bool,
 }
 
 /// A running load; `finish` stops it and returns the report.
@@ -242,6 +258,7 @@ impl Client {
             let path = self.paths[n % self.paths.len()].clone();
             n += 1;
             let sent = Instant::now();
+            let reused = connection.is_some();
             let result =
                 tokio::time::timeout(self.timeout, request(&mut connection, self.port, &path))
                     .await;
@@ -272,6 +289,7 @@ impl Client {
                 status,
                 version,
                 failure,
+                reused,
             };
             if let Ok(mut all) = samples.lock() {
                 all.push(sample);
@@ -447,6 +465,21 @@ impl Report {
             .count()
     }
 
+    /// Requests on a kept-alive connection that the server closed (or reset) instead of answering: what an
+    /// Nginx reload does to idle client connections at the wrong instant, whatever the upstream.
+    pub fn keepalive_races(&self) -> usize {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.reused
+                    && matches!(
+                        s.failure,
+                        Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset)
+                    )
+            })
+            .count()
+    }
+
     /// 5xx answers that came from one version (its own broken answers, as opposed to the proxy's).
     pub fn errors_from_version(&self, version: &str) -> usize {
         self.samples
@@ -571,9 +604,14 @@ impl Report {
 
     /// The first few failures, for assertion messages.
     pub fn failure_examples(&self, limit: usize) -> String {
+        self.failure_examples_excluding("", limit)
+    }
+
+    /// The first few failures not answered by `version`.
+    pub fn failure_examples_excluding(&self, version: &str, limit: usize) -> String {
         self.samples
             .iter()
-            .filter(|s| s.failure.is_some())
+            .filter(|s| s.failure.is_some() && s.version.as_deref() != Some(version))
             .take(limit)
             .map(|s| {
                 format!(

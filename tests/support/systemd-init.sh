@@ -2,10 +2,11 @@
 # PID 1 of a fresh PID + mount namespace (see tests/support/systemd.rs): hides every piece of shared state a
 # booting systemd would touch, then execs systemd. Debian's tmpfiles rules include `D /tmp`: a systemd that
 # saw the machine's /tmp would empty it.
-# Arguments: the test's own directory (bound back into the private /tmp) and the unit directory.
+# Arguments: the test's own directory (bound back into the private /tmp) and the directory that becomes
+# /etc/systemd/system.
 set -eu
 test_dir="$1"
-unit_dir="$2"
+etc_units="$2"
 
 # A private /run first: it holds the test's directory while /tmp is replaced.
 mount -t tmpfs -o mode=755 zdd-run /run
@@ -19,9 +20,9 @@ mount --move /run/zdd-hold "$test_dir"
 rmdir /run/zdd-hold
 
 # Units: a directory of the test (prepared by the harness: the machine's units minus whatever the admin enabled,
-# the units that touch shared state masked) replaces /etc/systemd/system, so zdd, outside, writes unit files
-# where this systemd reads them, and nothing is left on the machine.
-mount --bind "$unit_dir" /etc/systemd/system
+# the units that touch shared state masked) replaces /etc/systemd/system, so `systemctl link` and `enable` leave
+# nothing on the machine.
+mount --bind "$etc_units" /etc/systemd/system
 
 # A volatile journal, and systemd's own state (timer stamps, random seed) kept from the machine's.
 mkdir -p /var/log/journal

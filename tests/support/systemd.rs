@@ -67,7 +67,8 @@ pub struct Systemd {
     pub pid: u32,
     /// The test's directory, the only part of the machine's /tmp visible inside.
     pub test_dir: PathBuf,
-    /// The namespace's /etc/systemd/system: zdd writes unit files here (the plan's `unit-dir`).
+    /// Where zdd writes unit files (the plan's `unit-dir`): a directory of the test, outside systemd's own
+    /// directories, so zdd `systemctl link`s them.
     pub unit_dir: PathBuf,
     unshare: Guarded,
 }
@@ -79,7 +80,9 @@ impl Systemd {
             test_dir.parent() == Some(Path::new("/tmp")),
             "the test dir must be a directory directly under /tmp"
         );
-        let unit_dir = prepare_unit_dir(test_dir);
+        let etc_units = prepare_etc_units(test_dir);
+        let unit_dir = test_dir.join("units");
+        std::fs::create_dir_all(&unit_dir).expect("unit dir");
         let script = test_dir.join("systemd-init.sh");
         std::fs::write(&script, include_str!("systemd-init.sh")).expect("write init script");
         let log = std::fs::File::create(test_dir.join("systemd-boot.log")).expect("boot log");
@@ -97,7 +100,7 @@ impl Systemd {
                 ])
                 .arg(&script)
                 .arg(test_dir)
-                .arg(&unit_dir)
+                .arg(&etc_units)
                 .stdout(log.try_clone().expect("dup log"))
                 .stderr(log),
         );
@@ -177,10 +180,10 @@ impl Drop for Systemd {
     }
 }
 
-/// `<test_dir>/systemd-units`: the machine's units without the admin's `*.wants` (nothing the admin enabled
+/// `<test_dir>/systemd-etc`, the namespace's /etc/systemd/system: the machine's units without the admin's `*.wants` (nothing the admin enabled
 /// starts in the namespace), plus masks for the units that would touch shared state.
-fn prepare_unit_dir(test_dir: &Path) -> PathBuf {
-    let unit_dir = test_dir.join("systemd-units");
+fn prepare_etc_units(test_dir: &Path) -> PathBuf {
+    let unit_dir = test_dir.join("systemd-etc");
     std::fs::create_dir_all(&unit_dir).expect("unit dir");
     for entry in std::fs::read_dir("/etc/systemd/system")
         .expect("read /etc/systemd/system")

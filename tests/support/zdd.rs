@@ -25,6 +25,9 @@ pub fn zdd_bin() -> PathBuf {
         })
 }
 
+/// How long the scenarios' health gate waits for a release that never gets healthy (the shipped plans: 60 s).
+pub const HEALTH_WITHIN: &str = "12s";
+
 /// A shipped plan: `plans/<name>.kdl`.
 pub fn plan(name: &str) -> PathBuf {
     super::shop::repo_root()
@@ -97,6 +100,11 @@ impl Stack {
             "SECRET_KEY=zdd-test-secret-key-not-for-production\nALLOWED_HOSTS=127.0.0.1,localhost\n",
         );
         env.push_str(&format!("SQLITE_PATH={}\n", sqlite.display()));
+        // The plans serve <root>/shared/static from Nginx (outside releases, so old pages' assets stay).
+        env.push_str(&format!(
+            "STATIC_ROOT={}\n",
+            root.join("shared/static").display()
+        ));
         if let Some(pg) = &pg {
             env.push_str(&format!("DATABASE_URL={}\n", pg.database_url()));
         }
@@ -128,54 +136,101 @@ impl Stack {
 
     /// The plan variables that point a shipped plan at this stack and at `version`'s source.
     pub fn vars(&self, version: &str) -> Vec<(String, String)> {
+        let nginx = &self.nginx;
         let mut vars = vec![
             ("source", self.source(version).display().to_string()),
             ("root", self.root.display().to_string()),
             ("env_file", self.env_file.display().to_string()),
-            ("listen", format!("127.0.0.1:{}", self.nginx.port)),
+            ("host", "127.0.0.1".to_string()),
+            ("listen", format!("127.0.0.1:{}", nginx.port)),
+            ("proxy_url", format!("http://127.0.0.1:{}", nginx.port)),
+            ("workers", "4".to_string()),
+            ("python", super::venv::PYTHON.to_string()),
             (
-                "site_conf",
-                self.nginx.sites_dir.join("shop.conf").display().to_string(),
+                "pip_args",
+                format!("--no-index --find-links {}", super::venv::wheel_dir()),
             ),
-            ("nginx_conf", self.nginx.conf.display().to_string()),
             (
                 "nginx",
-                format!("{} -p {}", super::nginx::NGINX, self.nginx.prefix.display()),
+                format!("{} -p {}", super::nginx::NGINX, nginx.prefix.display()),
+            ),
+            ("nginx_conf", nginx.conf.display().to_string()),
+            (
+                "nginx_pid_file",
+                nginx.prefix.join("nginx.pid").display().to_string(),
             ),
             (
-                "nginx_pid",
-                self.nginx.prefix.join("nginx.pid").display().to_string(),
+                "nginx_error_log",
+                nginx.prefix.join("error.log").display().to_string(),
             ),
-            ("python", super::venv::PYTHON.to_string()),
-            ("wheels", super::venv::wheel_dir()),
             (
-                "manager",
+                "site_conf",
+                nginx.sites_dir.join("shop.conf").display().to_string(),
+            ),
+            ("log_window", "1s".to_string()),
+            (
+                "service_manager",
                 match self.config.backend {
                     Backend::Process => "process",
                     Backend::Systemd => "systemd",
                 }
                 .to_string(),
             ),
-            (
-                "proxy_mode",
-                match self.config.mode {
-                    ProxyMode::Socket => "socket",
-                    ProxyMode::Reload => "reload",
-                }
-                .to_string(),
-            ),
         ];
         if let Some(systemd) = &self.systemd {
             vars.push(("unit_dir", systemd.unit_dir.display().to_string()));
-            vars.push(("systemd_prefix", systemd.nsenter_prefix().join(" ")));
         }
         vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// The plan file to run: the shipped plans copied (with their fragments) into the test's directory, with
+    /// two test-only changes: a plan whose slots are fixed ports (the port switch) gets two free ports, and the
+    /// health gate gives a release that never gets healthy [`HEALTH_WITHIN`] instead of a minute (the failing
+    /// scenarios would otherwise spend that minute waiting).
+    pub fn plan_path(&self, name: &str) -> PathBuf {
+        let copy_dir = self.dir.join("plans");
+        if !copy_dir.exists() {
+            super::proc::run(
+                "copy plans",
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(super::shop::repo_root().join("plans"))
+                    .arg(&copy_dir),
+            );
+            let fragment = copy_dir.join("fragments/django.kdl");
+            let text = std::fs::read_to_string(&fragment).unwrap_or_default();
+            let patched = text.replace("within \"60s\"", &format!("within \"{HEALTH_WITHIN}\""));
+            std::fs::write(&fragment, patched).expect("patch fragment");
+        }
+        let path = copy_dir.join(format!("{name}.kdl"));
+        let marker = copy_dir.join(format!(".{name}.patched"));
+        if marker.exists() {
+            return path;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(slots_line) = text.lines().find(|l| l.trim_start().starts_with("slots ")) {
+            let numeric = slots_line
+                .split_whitespace()
+                .skip(1)
+                .all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));
+            if numeric {
+                let ports = format!(
+                    "slots \"{}\" \"{}\"",
+                    super::env::free_port(),
+                    super::env::free_port()
+                );
+                std::fs::write(&path, text.replacen(slots_line.trim(), &ports, 1))
+                    .expect("write patched plan");
+            }
+        }
+        std::fs::write(&marker, "").expect("marker");
+        path
     }
 
     /// `zdd <command> <plan> --var ... --state-dir ... --json` for `version`.
     pub fn command(&self, command: &str, plan_name: &str, version: &str) -> Command {
         let mut cmd = Command::new(zdd_bin());
-        cmd.arg(command).arg(plan(plan_name));
+        cmd.arg(command).arg(self.plan_path(plan_name));
         for (name, value) in self.vars(version) {
             cmd.arg("--var").arg(format!("{name}={value}"));
         }

@@ -109,12 +109,7 @@ fn skip_string(b: &[u8], i: usize, hashes: usize) -> usize {
             continue;
         }
         if b[j..].starts_with(quote)
-            && b[j + quote.len()..]
-                .iter()
-                .take(hashes)
-                .filter(|&&h| h == b'#')
-                .count()
-                == hashes
+            && b[j + quote.len()..].iter().take(hashes).filter(|&&h| h == b'#').count() == hashes
         {
             return j + quote.len() + hashes;
         }
@@ -138,29 +133,67 @@ mod tests {
             "step \"b\" kind=\"x\" { raw #\"\nquote \" inside\n\"#; }\n",
             "step \"c\" kind=\"x\"\n",
         );
-        let starts: Vec<&str> = node_starts(text)
-            .iter()
-            .map(|&s| text[s..].lines().next().unwrap_or(""))
-            .collect();
+        let starts: Vec<&str> = node_starts(text).iter().map(|&s| text[s..].lines().next().unwrap_or("")).collect();
         assert_eq!(
             starts,
-            [
-                "step \"a\" kind=\"x\" {",
-                "var \"v\" \\",
-                "step \"b\" kind=\"x\" { raw #\"",
-                "step \"c\" kind=\"x\""
-            ]
+            ["step \"a\" kind=\"x\" {", "var \"v\" \\", "step \"b\" kind=\"x\" { raw #\"", "step \"c\" kind=\"x\""]
         );
     }
 
     #[test]
     fn split_points_are_increasing_node_starts() {
-        let text: String = (0..100)
-            .map(|i| format!("step \"s{i}\" kind=\"x\" {{\n    run \"{i}\"\n}}\n"))
-            .collect();
+        let text: String = (0..100).map(|i| format!("step \"s{i}\" kind=\"x\" {{\n    run \"{i}\"\n}}\n")).collect();
         let points = split_points(&text, 4);
         assert_eq!(points.len(), 4);
         assert!(points.windows(2).all(|w| w[0] < w[1]));
         assert!(points[1..].iter().all(|&p| text[p..].starts_with("step ")));
+    }
+
+    /// Top-level nodes written in every awkward way KDL allows around line ends.
+    const SNIPPETS: &[&str] = &[
+        "step \"a\" kind=\"x\" {\n    run \"}\"\n}\n",
+        "var \"v\" \\\n    \"continued\"\n",
+        "/-\nstep \"gone\" kind=\"x\"\n",
+        "/- step \"gone\"\n",
+        "/* block\nstep \"in comment\" /* nested\n */ still\n*/\n",
+        "// line comment with \" and {\n",
+        "step \"raw\" kind=\"x\" { s #\"a \"quote\" { \"#; }\n",
+        "step \"multi\" kind=\"x\" {\n    s \"\"\"\n    step \"no\"\n    \"\"\"\n}\n",
+        "step \"rawmulti\" kind=\"x\" {\n    s #\"\"\"\n    } \"\"\"\n    \"\"\"#\n}\n",
+        "plan \"p\"; slots \"a\" \"b\"\n",
+        "step \"esc\" kind=\"x\" { s \"a\\\"}\"; }\n",
+        "defaults {\n    retry attempts=2\n}\n",
+        "\n\n",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Parsing the pieces between any of the cut points gives the same nodes as parsing the whole text.
+        #[test]
+        fn cutting_at_node_starts_never_changes_the_document(picks in proptest::collection::vec(0..SNIPPETS.len(), 1..40)) {
+            let text: String = picks.iter().map(|&i| SNIPPETS[i]).collect();
+            let whole = kdl::KdlDocument::parse_v2(&text).expect("the snippets are valid KDL");
+            let names = |doc: &kdl::KdlDocument| {
+                doc.nodes()
+                    .iter()
+                    .map(|n| {
+                        let mut n = n.clone();
+                        n.clear_format_recursive();
+                        n.to_string()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let mut cuts = node_starts(&text);
+            cuts.insert(0, 0);
+            cuts.push(text.len());
+            let mut pieces = Vec::new();
+            for w in cuts.windows(2) {
+                let doc = kdl::KdlDocument::parse_v2(&text[w[0]..w[1]]);
+                proptest::prop_assert!(doc.is_ok(), "piece {:?} does not parse", &text[w[0]..w[1]]);
+                pieces.extend(names(&doc.unwrap_or_default()));
+            }
+            proptest::prop_assert_eq!(pieces, names(&whole));
+        }
     }
 }

@@ -30,10 +30,7 @@ pub struct Validated {
 
 /// Step names become journal keys, file names and graph ids: keep them plain.
 fn valid_step_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// The top-level nodes of the main file and its includes, in reading order.
@@ -47,13 +44,7 @@ struct Collected<'a> {
     steps: Vec<&'a RawNode>,
 }
 
-fn collect<'a>(
-    loaded: &'a Loaded,
-    file: FileId,
-    depth: usize,
-    out: &mut Collected<'a>,
-    diags: &mut Diagnostics,
-) {
+fn collect<'a>(loaded: &'a Loaded, file: FileId, depth: usize, out: &mut Collected<'a>, diags: &mut Diagnostics) {
     for (index, item) in loaded.doc(file).items.iter().enumerate() {
         match item {
             RawItem::Plan(n) | RawItem::StateDir(n) | RawItem::Slots(n) if depth > 0 => diags.push(
@@ -80,46 +71,27 @@ fn collect<'a>(
     }
 }
 
-fn var_decl(
-    node: &RawNode,
-    depth: usize,
-    file: FileId,
-    diags: &mut Diagnostics,
-) -> Option<VarDecl> {
+fn var_decl(node: &RawNode, depth: usize, file: FileId, diags: &mut Diagnostics) -> Option<VarDecl> {
     no_block(node, diags);
     let name = node.args.first();
     let Some(name) = name else {
-        diags.push(missing_argument(
-            node,
-            "`var` needs a name",
-            "write `var \"name\" \"default value\"`",
-        ));
+        diags.push(missing_argument(node, "`var` needs a name", "write `var \"name\" \"default value\"`"));
         return None;
     };
     let Scalar::Str(name_text) = &name.value else {
-        diags.push(wrong_type(
-            name,
-            "a variable name",
-            "write the name in double quotes: `var \"app\" \"shop\"`",
-        ));
+        diags.push(wrong_type(name, "a variable name", "write the name in double quotes: `var \"app\" \"shop\"`"));
         return None;
     };
     if let Some(extra) = node.args.get(2) {
         diags.push(
-            Diagnostic::error(
-                "zdd::extra-argument",
-                "`var` takes a name and at most one default value",
-            )
-            .at(extra.span, "extra argument")
-            .help("write `var \"name\" \"default\"`; join words into one string"),
+            Diagnostic::error("zdd::extra-argument", "`var` takes a name and at most one default value")
+                .at(extra.span, "extra argument")
+                .help("write `var \"name\" \"default\"`; join words into one string"),
         );
     }
     let secret = match node.prop("secret").map(|p| &p.value) {
         None => false,
-        Some(RawValue {
-            value: Scalar::Bool(b),
-            ..
-        }) => *b,
+        Some(RawValue { value: Scalar::Bool(b), .. }) => *b,
         Some(other) => {
             diags.push(wrong_type(other, "#true or #false", "write `secret=#true`"));
             false
@@ -127,16 +99,9 @@ fn var_decl(
     };
     let doc = match node.prop("doc").map(|p| &p.value) {
         None => None,
-        Some(RawValue {
-            value: Scalar::Str(s),
-            ..
-        }) => Some(s.clone()),
+        Some(RawValue { value: Scalar::Str(s), .. }) => Some(s.clone()),
         Some(other) => {
-            diags.push(wrong_type(
-                other,
-                "a string",
-                "write `doc=\"what this is\"`",
-            ));
+            diags.push(wrong_type(other, "a string", "write `doc=\"what this is\"`"));
             None
         }
     };
@@ -167,18 +132,13 @@ pub fn validate(
     collect(loaded, FileId(0), 0, &mut c, diags);
 
     // Header.
-    let name = header_string(&c.plan, "plan", true, diags)
-        .map(|(s, _)| s)
-        .unwrap_or_default();
+    let name = header_string(&c.plan, "plan", true, diags).map(|(s, _)| s).unwrap_or_default();
     // A file that is not KDL has no nodes: do not also complain that the plan has no name.
     let unparsable = diags.iter().any(|d| d.code == "zdd::kdl-syntax");
     if c.plan.is_empty() && !unparsable {
         diags.push(
             Diagnostic::error("zdd::missing-plan", "the plan has no name")
-                .at(
-                    Span::new(FileId(0), 0, 0),
-                    "expected `plan \"name\"` in this file",
-                )
+                .at(Span::new(FileId(0), 0, 0), "expected `plan \"name\"` in this file")
                 .help("add `plan \"myapp\"` at the top of the main plan file"),
         );
     }
@@ -205,18 +165,10 @@ pub fn validate(
         .and_then(|(s, span)| render_or_report(&interp, &s, span, diags))
         .map(PathBuf::from);
     let slots = slots(&c.slots, &interp, diags);
-    let state_dir = vars::state_dir(
-        runtime.state_dir.map(Path::to_path_buf).as_ref(),
-        plan_state_dir.as_ref(),
-        base_dir,
-        &name,
-    );
+    let state_dir =
+        vars::state_dir(runtime.state_dir.map(Path::to_path_buf).as_ref(), plan_state_dir.as_ref(), base_dir, &name);
 
-    let header = PlanHeader {
-        name: name.clone(),
-        slots: slots.clone(),
-        state_dir: state_dir.clone(),
-    };
+    let header = PlanHeader { name: name.clone(), slots: slots.clone(), state_dir: state_dir.clone() };
     let target = match runtime.target {
         TargetSource::Sample => Runtime::sample_target(&slots),
         TargetSource::Fixed(t) => t.clone(),
@@ -224,11 +176,8 @@ pub fn validate(
             Ok(t) => t,
             Err(e) => {
                 diags.push(
-                    Diagnostic::error(
-                        "zdd::deploy-target",
-                        format!("cannot decide what to deploy: {e}"),
-                    )
-                    .help("check the state directory (`zdd status`)"),
+                    Diagnostic::error("zdd::deploy-target", format!("cannot decide what to deploy: {e}"))
+                        .help("check the state directory (`zdd status`)"),
                 );
                 Runtime::sample_target(&slots)
             }
@@ -248,18 +197,19 @@ pub fn validate(
     let mut needs_raw: Vec<Vec<(String, Span)>> = Vec::with_capacity(c.steps.len());
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut name_spans: Vec<Span> = Vec::new();
+    // Steps whose own fields were all fine: only those get the kind's cross-field checks (a kind may assume
+    // its required fields are there).
+    let mut clean: Vec<bool> = Vec::new();
     for node in &c.steps {
         let id = StepId(steps.len());
-        let ctx = FieldCtx {
-            interp: &interp,
-            diags: &mut *diags,
-        };
-        let Some((step, needs)) = step(node, id, defaults, kinds, ctx, &by_name, &name_spans)
-        else {
+        let before = diags.len();
+        let ctx = FieldCtx { interp: &interp, diags: &mut *diags };
+        let Some((step, needs)) = step(node, id, defaults, kinds, ctx, &by_name, &name_spans) else {
             continue;
         };
         by_name.entry(step.name.clone()).or_insert(id.0);
         name_spans.push(node.args.first().map_or(node.name_span, |a| a.span));
+        clean.push(diags.len() == before);
         steps.push(step);
         needs_raw.push(needs);
     }
@@ -275,11 +225,8 @@ pub fn validate(
                     }
                 }
                 None => {
-                    let d = Diagnostic::error(
-                        "zdd::unknown-step",
-                        format!("`needs` names an unknown step `{need}`"),
-                    )
-                    .at(*span, "no step has this name");
+                    let d = Diagnostic::error("zdd::unknown-step", format!("`needs` names an unknown step `{need}`"))
+                        .at(*span, "no step has this name");
                     let names = steps.iter().map(|s| s.name.as_str());
                     diags.push(match did_you_mean(need, names) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
@@ -290,11 +237,7 @@ pub fn validate(
         }
     }
     for cycle in crate::graph::find_cycles(steps.len(), &edges) {
-        let path = cycle
-            .iter()
-            .map(|&i| steps[i].name.as_str())
-            .collect::<Vec<_>>()
-            .join(" -> ");
+        let path = cycle.iter().map(|&i| steps[i].name.as_str()).collect::<Vec<_>>().join(" -> ");
         let mut d = Diagnostic::error("zdd::dependency-cycle", format!("dependency cycle: {path}"))
             .at(name_spans[cycle[0]], "this step ends up needing itself")
             .help("each `a -> b` means a needs b: remove one of these `needs` so the steps can be ordered");
@@ -306,7 +249,7 @@ pub fn validate(
 
     // Kind-specific checks across fields, once the step is complete.
     if !vars_failed {
-        for s in &steps {
+        for s in steps.iter().filter(|s| clean[s.id.0]) {
             if let Some(kind) = kinds.get(&s.kind) {
                 kind.check(s, diags);
             }
@@ -323,20 +266,11 @@ pub fn validate(
         defaults,
         steps,
     };
-    Some(Validated {
-        plan,
-        target,
-        state_dir,
-    })
+    Some(Validated { plan, target, state_dir })
 }
 
 /// The single string argument of a header node (`plan`, `state-dir`) that may appear once.
-fn header_string(
-    nodes: &[&RawNode],
-    what: &str,
-    _required: bool,
-    diags: &mut Diagnostics,
-) -> Option<(String, Span)> {
+fn header_string(nodes: &[&RawNode], what: &str, _required: bool, diags: &mut Diagnostics) -> Option<(String, Span)> {
     let first = nodes.first()?;
     for again in &nodes[1..] {
         diags.push(
@@ -348,11 +282,7 @@ fn header_string(
     }
     no_block(first, diags);
     let Some(arg) = first.args.first() else {
-        diags.push(missing_argument(
-            first,
-            &format!("`{what}` needs a value"),
-            &format!("write `{what} \"...\"`"),
-        ));
+        diags.push(missing_argument(first, &format!("`{what}` needs a value"), &format!("write `{what} \"...\"`")));
         return None;
     };
     if let Some(extra) = first.args.get(1) {
@@ -373,22 +303,13 @@ fn header_string(
             None
         }
         _ => {
-            diags.push(wrong_type(
-                arg,
-                "a string",
-                "write the value in double quotes",
-            ));
+            diags.push(wrong_type(arg, "a string", "write the value in double quotes"));
             None
         }
     }
 }
 
-fn render_or_report(
-    interp: &Interpolator<'_>,
-    text: &str,
-    span: Span,
-    diags: &mut Diagnostics,
-) -> Option<String> {
+fn render_or_report(interp: &Interpolator<'_>, text: &str, span: Span, diags: &mut Diagnostics) -> Option<String> {
     match interp.render(text, span) {
         Ok(s) if s.contains(fields::UNRESOLVED) => None,
         Ok(s) => Some(s),
@@ -416,16 +337,8 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
     no_block(first, diags);
     let mut out = Vec::new();
     for arg in &first.args {
-        let Some(text) = arg
-            .value
-            .text()
-            .filter(|_| matches!(arg.value, Scalar::Str(_) | Scalar::Int(_)))
-        else {
-            diags.push(wrong_type(
-                arg,
-                "a string",
-                "write slots as strings: `slots \"8001\" \"8002\"`",
-            ));
+        let Some(text) = arg.value.text().filter(|_| matches!(arg.value, Scalar::Str(_) | Scalar::Int(_))) else {
+            diags.push(wrong_type(arg, "a string", "write slots as strings: `slots \"8001\" \"8002\"`"));
             continue;
         };
         let Some(value) = render_or_report(interp, &text, arg.span, diags) else {
@@ -433,12 +346,9 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
         };
         if !valid_step_name(&value) {
             diags.push(
-                Diagnostic::error(
-                    "zdd::bad-slot",
-                    format!("slot `{value}` is not a plain word"),
-                )
-                .at(arg.span, "not a plain word")
-                .help("slots name files, units and sockets: use letters, digits, `-`, `_` or `.`"),
+                Diagnostic::error("zdd::bad-slot", format!("slot `{value}` is not a plain word"))
+                    .at(arg.span, "not a plain word")
+                    .help("slots name files, units and sockets: use letters, digits, `-`, `_` or `.`"),
             );
             continue;
         }
@@ -456,18 +366,16 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
         diags.push(
             Diagnostic::error("zdd::bad-slot", format!("`slots` takes two values, not {}", first.args.len()))
                 .at(first.span, "expected two slots")
-                .help("write `slots \"a\" \"b\"` (or ports: `slots \"8001\" \"8002\"`): deploys alternate between them"),
+                .help(
+                    "write `slots \"a\" \"b\"` (or ports: `slots \"8001\" \"8002\"`): deploys alternate between them",
+                ),
         );
     }
     if out.len() == 2 { out } else { default }
 }
 
 /// Merge the `defaults` blocks: the shallowest file wins; two blocks in files of the same depth clash.
-fn plan_defaults(
-    nodes: &[(&RawNode, usize)],
-    interp: &Interpolator<'_>,
-    diags: &mut Diagnostics,
-) -> StepPolicy {
+fn plan_defaults(nodes: &[(&RawNode, usize)], interp: &Interpolator<'_>, diags: &mut Diagnostics) -> StepPolicy {
     let mut policy = StepPolicy::default();
     let mut sorted: Vec<&(&RawNode, usize)> = nodes.iter().collect();
     sorted.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
@@ -496,10 +404,7 @@ fn plan_defaults(
                 diags.push(duplicate_field(child, first));
                 continue;
             }
-            let mut ctx = FieldCtx {
-                interp,
-                diags: &mut *diags,
-            };
+            let mut ctx = FieldCtx { interp, diags: &mut *diags };
             match child.name.as_str() {
                 "timeout" => {
                     if let Some(t) = fields::timeout(child, &mut ctx) {
@@ -508,15 +413,10 @@ fn plan_defaults(
                 }
                 "retry" => fields::retry(child, &mut policy.retry, &mut ctx),
                 other => {
-                    let d = Diagnostic::error(
-                        "zdd::unknown-field",
-                        format!("unknown field `{other}` in `defaults`"),
-                    )
-                    .at(child.name_span, "not a default");
+                    let d = Diagnostic::error("zdd::unknown-field", format!("unknown field `{other}` in `defaults`"))
+                        .at(child.name_span, "not a default");
                     diags.push(match did_you_mean(other, ["timeout", "retry"]) {
-                        Some(s) => d.help(format!(
-                            "did you mean `{s}`? `defaults` holds `timeout` and `retry`"
-                        )),
+                        Some(s) => d.help(format!("did you mean `{s}`? `defaults` holds `timeout` and `retry`")),
                         None => d.help("`defaults` holds `timeout` and `retry`"),
                     });
                 }
@@ -537,19 +437,11 @@ fn step(
     name_spans: &[Span],
 ) -> Option<(Step, Vec<(String, Span)>)> {
     let Some(name_arg) = node.args.first() else {
-        ctx.diags.push(missing_argument(
-            node,
-            "`step` needs a name",
-            "write `step \"build\" kind=\"exec\" { ... }`",
-        ));
+        ctx.diags.push(missing_argument(node, "`step` needs a name", "write `step \"build\" kind=\"exec\" { ... }`"));
         return None;
     };
     let Scalar::Str(name) = &name_arg.value else {
-        ctx.diags.push(wrong_type(
-            name_arg,
-            "a step name",
-            "write the name in double quotes",
-        ));
+        ctx.diags.push(wrong_type(name_arg, "a step name", "write the name in double quotes"));
         return None;
     };
     if let Some(extra) = node.args.get(1) {
@@ -568,34 +460,24 @@ fn step(
     }
     if let Some(&first) = by_name.get(name) {
         ctx.diags.push(
-            Diagnostic::error(
-                "zdd::duplicate-step",
-                format!("there are two steps named `{name}`"),
-            )
-            .at(name_arg.span, "second step with this name")
-            .related(name_spans[first], "first step with this name")
-            .help("rename one of them; step names must be unique across the plan and its includes"),
+            Diagnostic::error("zdd::duplicate-step", format!("there are two steps named `{name}`"))
+                .at(name_arg.span, "second step with this name")
+                .related(name_spans[first], "first step with this name")
+                .help("rename one of them; step names must be unique across the plan and its includes"),
         );
     }
 
     let kind_name = match node.prop("kind").map(|p| &p.value) {
-        Some(RawValue {
-            value: Scalar::Str(k),
-            span,
-        }) => Some((k.as_str(), *span)),
+        Some(RawValue { value: Scalar::Str(k), span }) => Some((k.as_str(), *span)),
         Some(other) => {
-            ctx.diags
-                .push(wrong_type(other, "a kind name", "write `kind=\"exec\"`"));
+            ctx.diags.push(wrong_type(other, "a kind name", "write `kind=\"exec\"`"));
             None
         }
         None => {
             ctx.diags.push(
                 Diagnostic::error("zdd::missing-kind", format!("step `{name}` has no kind"))
                     .at(name_arg.span, "no `kind=`")
-                    .help(format!(
-                        "add `kind=\"...\"`; the kinds are: {}",
-                        kind_list(kinds)
-                    )),
+                    .help(format!("add `kind=\"...\"`; the kinds are: {}", kind_list(kinds))),
             );
             None
         }
@@ -603,13 +485,10 @@ fn step(
     let spec = kind_name.and_then(|(k, span)| {
         let spec = kinds.spec(k);
         if spec.is_none() {
-            let d = Diagnostic::error("zdd::unknown-kind", format!("unknown step kind `{k}`"))
-                .at(span, "no such kind");
+            let d = Diagnostic::error("zdd::unknown-kind", format!("unknown step kind `{k}`")).at(span, "no such kind");
             let list = kind_list(kinds);
             ctx.diags.push(match did_you_mean(k, kinds.names()) {
-                Some(s) => d.help(format!(
-                    "did you mean `{s}`? The kinds are: {list} (see `zdd kinds`)"
-                )),
+                Some(s) => d.help(format!("did you mean `{s}`? `zdd kinds` lists every kind")),
                 None => d.help(format!("the kinds are: {list} (see `zdd kinds`)")),
             });
         }
@@ -625,9 +504,7 @@ fn step(
         let repeated_ok = match child.name.as_str() {
             "needs" => true,
             c if fields::COMMON_FIELDS.contains(&c) => false,
-            c => spec
-                .and_then(|s| s.fields.iter().find(|f| f.name == c))
-                .is_some_and(|f| f.repeated),
+            c => spec.and_then(|s| s.fields.iter().find(|f| f.name == c)).is_some_and(|f| f.repeated),
         };
         if let Some(first) = seen.insert(child.name.as_str(), child.name_span)
             && !repeated_ok
@@ -649,11 +526,7 @@ fn step(
                 match spec.fields.iter().find(|f| f.name == other) {
                     Some(field) => {
                         if let Some(v) = fields::field(field, child, &mut ctx) {
-                            field_map
-                                .map
-                                .entry(field.name.to_owned())
-                                .or_default()
-                                .push(v);
+                            field_map.map.entry(field.name.to_owned()).or_default().push(v);
                         }
                     }
                     None => ctx.diags.push(fields::unknown_field(spec, child)),
@@ -681,47 +554,32 @@ fn step(
 /// The registered kinds, for help lines.
 fn kind_list(kinds: &Kinds) -> String {
     let names: Vec<&str> = kinds.names().collect();
-    if names.is_empty() {
-        "(none registered)".to_owned()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "(none registered)".to_owned() } else { names.join(", ") }
 }
 
 fn no_block(node: &RawNode, diags: &mut Diagnostics) {
     if node.has_block {
         diags.push(
-            Diagnostic::error(
-                "zdd::unexpected-block",
-                format!("`{}` takes no `{{ ... }}` block", node.name),
-            )
-            .at(node.name_span, "has a block")
-            .help("remove the braces and what is inside them"),
+            Diagnostic::error("zdd::unexpected-block", format!("`{}` takes no `{{ ... }}` block", node.name))
+                .at(node.name_span, "has a block")
+                .help("remove the braces and what is inside them"),
         );
     }
 }
 
 pub(crate) fn missing_argument(node: &RawNode, message: &str, help: &str) -> Diagnostic {
-    Diagnostic::error("zdd::missing-argument", message.to_owned())
-        .at(node.name_span, "argument missing")
-        .help(help)
+    Diagnostic::error("zdd::missing-argument", message.to_owned()).at(node.name_span, "argument missing").help(help)
 }
 
 pub(crate) fn wrong_type(value: &RawValue, expected: &str, help: &str) -> Diagnostic {
-    Diagnostic::error(
-        "zdd::wrong-type",
-        format!("expected {expected}, found {}", value.value.describe()),
-    )
-    .at(value.span, format!("expected {expected}"))
-    .help(help)
+    Diagnostic::error("zdd::wrong-type", format!("expected {expected}, found {}", value.value.describe()))
+        .at(value.span, format!("expected {expected}"))
+        .help(help)
 }
 
 pub(crate) fn duplicate_field(node: &RawNode, first: Span) -> Diagnostic {
-    Diagnostic::error(
-        "zdd::duplicate-field",
-        format!("`{}` is given twice", node.name),
-    )
-    .at(node.name_span, "given again here")
-    .related(first, "first given here")
-    .help(format!("`{}` may appear once: keep one", node.name))
+    Diagnostic::error("zdd::duplicate-field", format!("`{}` is given twice", node.name))
+        .at(node.name_span, "given again here")
+        .related(first, "first given here")
+        .help(format!("`{}` may appear once: keep one", node.name))
 }

@@ -11,13 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName,
-    ObjectType, RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName, ObjectType,
+    RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
 use super::inspect::Pending;
+use super::sql::split_operations;
+
+pub use super::rules::{Finding, Rule};
 
 /// The SQL dialect of the database the migrations run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,132 +44,6 @@ impl Dialect {
             Self::Postgres => Box::new(PostgreSqlDialect {}),
             Self::Sqlite => Box::new(SQLiteDialect {}),
         }
-    }
-}
-
-/// An operation that is unsafe while the old release still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Rule {
-    DropTable,
-    RenameTable,
-    DropColumn,
-    RenameColumn,
-    AlterColumnType,
-    SetNotNull,
-    AddNotNullColumn,
-    AddUnique,
-    IndexWithoutConcurrently,
-    Irreversible,
-    Unanalysable,
-}
-
-impl Rule {
-    pub fn code(self) -> &'static str {
-        match self {
-            Rule::DropTable => "drop-table",
-            Rule::RenameTable => "rename-table",
-            Rule::DropColumn => "drop-column",
-            Rule::RenameColumn => "rename-column",
-            Rule::AlterColumnType => "alter-column-type",
-            Rule::SetNotNull => "set-not-null",
-            Rule::AddNotNullColumn => "add-not-null-column",
-            Rule::AddUnique => "add-unique",
-            Rule::IndexWithoutConcurrently => "index-without-concurrently",
-            Rule::Irreversible => "irreversible",
-            Rule::Unanalysable => "unanalysable",
-        }
-    }
-
-    /// Why the old code breaks.
-    pub fn why(self) -> &'static str {
-        match self {
-            Rule::DropTable => "the old release still queries this table",
-            Rule::RenameTable => "the old release still queries the table by its old name",
-            Rule::DropColumn => "the old release still selects and inserts this column",
-            Rule::RenameColumn => "the old release still uses the column's old name",
-            Rule::AlterColumnType => {
-                "the old release reads and writes the old type (and the rewrite locks the table)"
-            }
-            Rule::SetNotNull => "the old release may still write NULL here",
-            Rule::AddNotNullColumn => {
-                "the old release inserts rows without this column and has no default for it"
-            }
-            Rule::AddUnique => {
-                "the old release may write duplicates (and building the index locks writes)"
-            }
-            Rule::IndexWithoutConcurrently => {
-                "building or dropping the index locks the table against writes"
-            }
-            Rule::Irreversible => "it cannot be undone if the release must be rolled back",
-            Rule::Unanalysable => "the gate could not tell what this statement does",
-        }
-    }
-
-    /// The expand/contract way to get the same result.
-    pub fn fix(self) -> &'static str {
-        match self {
-            Rule::DropTable | Rule::DropColumn => {
-                "contract later: first deploy code that no longer uses it (remove the field from the model), then \
-                 drop it in a following release"
-            }
-            Rule::RenameTable | Rule::RenameColumn => {
-                "expand/contract: add the new name, write both and backfill, switch reads in a next release, drop the \
-                 old name last (or keep the old column name with `db_column`)"
-            }
-            Rule::AlterColumnType => {
-                "expand/contract: add a new column of the new type, write both and backfill, switch reads, then drop \
-                 the old column"
-            }
-            Rule::SetNotNull => {
-                "deploy code that always writes a value and backfill first; add NOT NULL in a later release (on \
-                 PostgreSQL via a CHECK constraint added NOT VALID, then validated)"
-            }
-            Rule::AddNotNullColumn => {
-                "add it nullable or with a database default (`db_default=`), backfill, then tighten"
-            }
-            Rule::AddUnique => {
-                "deduplicate and make the code enforce uniqueness first; on PostgreSQL build the index with \
-                 AddIndexConcurrently, then attach the constraint in a later release"
-            }
-            Rule::IndexWithoutConcurrently => {
-                "use django.contrib.postgres.operations.AddIndexConcurrently / RemoveIndexConcurrently in a \
-                 migration with `atomic = False`"
-            }
-            Rule::Irreversible => {
-                "give RunPython a `reverse_code` (RunPython.noop if nothing needs undoing) and RunSQL a `reverse_sql`"
-            }
-            Rule::Unanalysable => {
-                "review the SQL by hand and allow the migration if it is compatible with the old code"
-            }
-        }
-    }
-}
-
-/// One unsafe operation found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    /// `app.0004_name`.
-    pub migration: String,
-    /// Django's description of the operation (`Remove field sku from product`).
-    pub operation: String,
-    pub rule: Rule,
-    /// The statement (or detail) that triggered it.
-    pub statement: String,
-}
-
-impl Finding {
-    pub fn describe(&self) -> String {
-        format!(
-            "{}: {} [{}]\n  {}: {}\n  SQL: {}\n  fix: {}",
-            self.migration,
-            self.operation,
-            self.rule.code(),
-            "unsafe while the old release runs",
-            self.rule.why(),
-            self.statement,
-            self.rule.fix()
-        )
     }
 }
 
@@ -241,12 +118,7 @@ impl Gate {
     pub fn migration(&mut self, m: &Pending) {
         let label = m.label();
         for op in &m.irreversible {
-            self.push(
-                &label,
-                op,
-                Rule::Irreversible,
-                "(no reverse operation)".to_owned(),
-            );
+            self.push(&label, op, Rule::Irreversible, "(no reverse operation)".to_owned());
         }
         if let Some(err) = &m.error {
             self.push(&label, "(SQL generation)", Rule::Unanalysable, err.clone());
@@ -285,8 +157,8 @@ impl Gate {
         let parsed = Parser::parse_sql(self.dialect.parser().as_ref(), sql);
         let Ok(statements) = parsed else {
             const HARMLESS: &[&str] = &[
-                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE",
-                "VACUUM", "COMMENT", "GRANT",
+                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE", "VACUUM", "COMMENT",
+                "GRANT",
             ];
             if !HARMLESS.iter().any(|k| upper.starts_with(k)) {
                 self.push(label, op, Rule::Unanalysable, sql.to_owned());
@@ -303,13 +175,7 @@ impl Gate {
             Statement::CreateTable(ct) => {
                 let table = name(&ct.name);
                 if let Some(base) = table.strip_prefix(REBUILD_PREFIX) {
-                    self.rebuilds.insert(
-                        base.to_owned(),
-                        Rebuild {
-                            table: table_of(&ct),
-                            ..Rebuild::default()
-                        },
-                    );
+                    self.rebuilds.insert(base.to_owned(), Rebuild { table: table_of(&ct), ..Rebuild::default() });
                 } else {
                     self.tables.insert(table.clone(), table_of(&ct));
                     self.new_tables.insert(table);
@@ -327,29 +193,23 @@ impl Gate {
                     return;
                 };
                 let columns: Vec<String> = insert.columns.iter().map(name).collect();
-                let sources: Vec<Option<String>> =
-                    match insert.source.as_deref().map(|q| q.body.as_ref()) {
-                        Some(SetExpr::Select(select)) => select
-                            .projection
-                            .iter()
-                            .map(|item| match item {
-                                SelectItem::UnnamedExpr(e)
-                                | SelectItem::ExprWithAlias { expr: e, .. } => {
-                                    first_quoted(&e.to_string())
-                                }
-                                _ => None,
-                            })
-                            .collect(),
-                        _ => vec![None; columns.len()],
-                    };
+                let sources: Vec<Option<String>> = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+                    Some(SetExpr::Select(select)) => select
+                        .projection
+                        .iter()
+                        .map(|item| match item {
+                            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                                first_quoted(&e.to_string())
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => vec![None; columns.len()],
+                };
                 rebuild.copied = columns.into_iter().zip(sources).collect();
                 rebuild.copy_seen = true;
             }
-            Statement::Drop {
-                object_type: ObjectType::Table,
-                names,
-                ..
-            } => {
+            Statement::Drop { object_type: ObjectType::Table, names, .. } => {
                 for n in names {
                     let table = name(&n);
                     if self.rebuilds.contains_key(&table) {
@@ -382,14 +242,7 @@ impl Gate {
         }
     }
 
-    fn alter(
-        &mut self,
-        label: &str,
-        op: &str,
-        sql: &str,
-        table: &str,
-        operation: AlterTableOperation,
-    ) {
+    fn alter(&mut self, label: &str, op: &str, sql: &str, table: &str, operation: AlterTableOperation) {
         if let AlterTableOperation::RenameTable { table_name } = &operation {
             let new_name = match table_name {
                 RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => name(n),
@@ -415,20 +268,16 @@ impl Gate {
         let rule = match operation {
             AlterTableOperation::DropColumn { column_names, .. } => {
                 if let Some(t) = self.tables.get_mut(table) {
-                    t.columns
-                        .retain(|c| !column_names.iter().any(|n| n.value == c.name));
+                    t.columns.retain(|c| !column_names.iter().any(|n| n.value == c.name));
                 }
                 Some(Rule::DropColumn)
             }
-            AlterTableOperation::RenameColumn {
-                old_column_name,
-                new_column_name,
-            } => {
-                if let Some(c) = self.tables.get_mut(table).and_then(|t| {
-                    t.columns
-                        .iter_mut()
-                        .find(|c| c.name == old_column_name.value)
-                }) {
+            AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
+                if let Some(c) = self
+                    .tables
+                    .get_mut(table)
+                    .and_then(|t| t.columns.iter_mut().find(|c| c.name == old_column_name.value))
+                {
                     c.name = new_column_name.value;
                 }
                 Some(Rule::RenameColumn)
@@ -439,8 +288,7 @@ impl Gate {
                     Some(Rule::AddNotNullColumn)
                 } else {
                     if col.not_null {
-                        self.defaulted_not_null
-                            .insert((table.to_owned(), col.name.clone()));
+                        self.defaulted_not_null.insert((table.to_owned(), col.name.clone()));
                     }
                     None
                 };
@@ -450,10 +298,7 @@ impl Gate {
                 }
                 if unique { Some(Rule::AddUnique) } else { rule }
             }
-            AlterTableOperation::AlterColumn {
-                column_name,
-                op: alter,
-            } => match alter {
+            AlterTableOperation::AlterColumn { column_name, op: alter } => match alter {
                 AlterColumnOperation::SetDataType { .. } => Some(Rule::AlterColumnType),
                 AlterColumnOperation::SetNotNull => Some(Rule::SetNotNull),
                 AlterColumnOperation::DropDefault => self
@@ -464,9 +309,7 @@ impl Gate {
             },
             AlterTableOperation::AddConstraint {
                 constraint:
-                    TableConstraint::Unique(_)
-                    | TableConstraint::PrimaryKey(_)
-                    | TableConstraint::UniqueUsingIndex(_),
+                    TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) | TableConstraint::UniqueUsingIndex(_),
                 ..
             } => Some(Rule::AddUnique),
             _ => None,
@@ -505,16 +348,12 @@ impl Gate {
                 .map(|(new, _)| new)
                 .collect();
             match copied_to.first() {
-                None if rebuild.copy_seen => found.push((
-                    Rule::DropColumn,
-                    format!("column {}.{} is not kept", table, old_col.name),
-                )),
+                None if rebuild.copy_seen => {
+                    found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name)))
+                }
                 None => {}
                 Some(new_name) if **new_name != old_col.name => {
-                    found.push((
-                        Rule::RenameColumn,
-                        format!("column {table}.{} becomes {new_name}", old_col.name),
-                    ));
+                    found.push((Rule::RenameColumn, format!("column {table}.{} becomes {new_name}", old_col.name)));
                 }
                 Some(_) => {
                     let Some(new_col) = rebuild.table.column(&old_col.name) else {
@@ -523,23 +362,14 @@ impl Gate {
                     if !same_type(&new_col.ty, &old_col.ty) {
                         found.push((
                             Rule::AlterColumnType,
-                            format!(
-                                "column {table}.{}: {} becomes {}",
-                                old_col.name, old_col.ty, new_col.ty
-                            ),
+                            format!("column {table}.{}: {} becomes {}", old_col.name, old_col.ty, new_col.ty),
                         ));
                     }
                     if new_col.not_null && !old_col.not_null {
-                        found.push((
-                            Rule::SetNotNull,
-                            format!("column {table}.{} becomes NOT NULL", old_col.name),
-                        ));
+                        found.push((Rule::SetNotNull, format!("column {table}.{} becomes NOT NULL", old_col.name)));
                     }
                     if new_col.unique && !old_col.unique {
-                        found.push((
-                            Rule::AddUnique,
-                            format!("column {table}.{} becomes UNIQUE", old_col.name),
-                        ));
+                        found.push((Rule::AddUnique, format!("column {table}.{} becomes UNIQUE", old_col.name)));
                     }
                 }
             }
@@ -548,22 +378,12 @@ impl Gate {
             if old.column(&new_col.name).is_none() && new_col.not_null && !new_col.has_default {
                 found.push((
                     Rule::AddNotNullColumn,
-                    format!(
-                        "new column {table}.{} is NOT NULL without a database default",
-                        new_col.name
-                    ),
+                    format!("new column {table}.{} is NOT NULL without a database default", new_col.name),
                 ));
             }
         }
-        for constraint in rebuild
-            .table
-            .unique_constraints
-            .difference(&old.unique_constraints)
-        {
-            found.push((
-                Rule::AddUnique,
-                format!("new unique constraint {constraint} on {table}"),
-            ));
+        for constraint in rebuild.table.unique_constraints.difference(&old.unique_constraints) {
+            found.push((Rule::AddUnique, format!("new unique constraint {constraint} on {table}")));
         }
         for (rule, detail) in found {
             self.push(label, op, rule, format!("SQLite table rebuild: {detail}"));
@@ -579,8 +399,7 @@ fn same_type(a: &str, b: &str) -> bool {
 fn name(n: &ObjectName) -> String {
     let text = n.to_string();
     let last = text.rsplit('.').next().unwrap_or(&text);
-    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
-        .to_owned()
+    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']').to_owned()
 }
 
 /// The first double-quoted identifier of an expression (`coalesce("sku", 'x')` -> `sku`), if any.
@@ -618,86 +437,11 @@ fn table_of(ct: &CreateTable) -> Table {
         .constraints
         .iter()
         .filter_map(|c| match c {
-            TableConstraint::Unique(u) => Some(
-                u.name
-                    .as_ref()
-                    .map_or_else(|| c.to_string(), |n| n.value.clone()),
-            ),
+            TableConstraint::Unique(u) => Some(u.name.as_ref().map_or_else(|| c.to_string(), |n| n.value.clone())),
             _ => None,
         })
         .collect();
-    Table {
-        columns: ct.columns.iter().map(column_of).collect(),
-        unique_constraints,
-    }
-}
-
-/// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
-pub fn split_operations(sql: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut op = String::from("(unnamed operation)");
-    let mut buffer = String::new();
-    for line in sql.lines() {
-        let trimmed = line.trim();
-        if let Some(comment) = trimmed.strip_prefix("--") {
-            let text = comment.trim_start_matches('-').trim();
-            if !text.is_empty()
-                && !text.starts_with("THIS OPERATION CANNOT")
-                && !text.starts_with("MIGRATION NOW PERFORMS")
-            {
-                flush(&mut buffer, &op, &mut out);
-                op = text.to_owned();
-            }
-            continue;
-        }
-        buffer.push_str(line);
-        buffer.push('\n');
-    }
-    flush(&mut buffer, &op, &mut out);
-    out
-}
-
-fn flush(buffer: &mut String, op: &str, out: &mut Vec<(String, String)>) {
-    for statement in split_statements(buffer) {
-        let upper = statement.to_ascii_uppercase();
-        if upper == "BEGIN" || upper == "COMMIT" {
-            continue;
-        }
-        out.push((op.to_owned(), statement));
-    }
-    buffer.clear();
-}
-
-/// Split SQL text at `;` outside quotes.
-fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quote: Option<char> = None;
-    for c in sql.chars() {
-        match (quote, c) {
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                current.push(c);
-            }
-            (Some(q), _) if c == q => {
-                quote = None;
-                current.push(c);
-            }
-            (None, ';') => {
-                let s = current.trim();
-                if !s.is_empty() {
-                    out.push(s.to_owned());
-                }
-                current.clear();
-            }
-            _ => current.push(c),
-        }
-    }
-    let s = current.trim();
-    if !s.is_empty() {
-        out.push(s.to_owned());
-    }
-    out
+    Table { columns: ct.columns.iter().map(column_of).collect(), unique_constraints }
 }
 
 #[cfg(test)]
@@ -705,34 +449,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_operations_and_statements() {
-        let sql = "BEGIN;\n--\n-- Add field x to y\n--\nALTER TABLE \"y\" ADD COLUMN \"x\" int NULL;\n-- Raw SQL operation\nUPDATE y SET a = ';'; SET CONSTRAINTS ALL IMMEDIATE;\nCOMMIT;";
-        let ops = split_operations(sql);
-        assert_eq!(
-            ops,
-            vec![
-                (
-                    "Add field x to y".to_owned(),
-                    "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()
-                ),
-                (
-                    "Raw SQL operation".to_owned(),
-                    "UPDATE y SET a = ';'".to_owned()
-                ),
-                (
-                    "Raw SQL operation".to_owned(),
-                    "SET CONSTRAINTS ALL IMMEDIATE".to_owned()
-                ),
-            ]
-        );
-    }
-
-    #[test]
     fn first_quoted_identifier() {
-        assert_eq!(
-            first_quoted("coalesce(\"sku\", 'x')").as_deref(),
-            Some("sku")
-        );
+        assert_eq!(first_quoted("coalesce(\"sku\", 'x')").as_deref(), Some("sku"));
         assert_eq!(first_quoted("0"), None);
     }
 }

@@ -7,11 +7,11 @@
 
 pub mod gate;
 pub mod inspect;
+pub mod rules;
+pub mod sql;
 
 use async_trait::async_trait;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -58,25 +58,14 @@ fn allowed(step: &Step) -> Vec<String> {
 
 /// The gate's verdict on a set of findings, after the plan's `allow`s.
 pub fn refusal(findings: &[Finding], allow: &[String]) -> Option<StepError> {
-    let refused: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| !allow.contains(&f.migration))
-        .collect();
+    let refused: Vec<&Finding> = findings.iter().filter(|f| !allow.contains(&f.migration)).collect();
     if refused.is_empty() {
         return None;
     }
     let mut migrations: Vec<&str> = refused.iter().map(|f| f.migration.as_str()).collect();
     migrations.dedup();
-    let detail = refused
-        .iter()
-        .map(|f| f.describe())
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let allow_hint = migrations
-        .iter()
-        .map(|m| format!("allow \"{m}\""))
-        .collect::<Vec<_>>()
-        .join(" / ");
+    let detail = refused.iter().map(|f| f.describe()).collect::<Vec<_>>().join("\n\n");
+    let allow_hint = migrations.iter().map(|m| format!("allow \"{m}\"")).collect::<Vec<_>>().join(" / ");
     Some(
         StepError::fatal(format!(
             "refused {} unsafe operation(s) in {} (nothing was applied); if you checked them, add `{allow_hint}` to the step",
@@ -97,22 +86,20 @@ impl StepKind for Migrate {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let alias = step.fields.str("db-alias").unwrap_or("default");
         let mut actions = vec![PlannedAction::Note {
-            text: "list unapplied migrations (migrate --plan) and their SQL (sqlmigrate); refuse unsafe operations".into(),
+            text: "list unapplied migrations (migrate --plan) and their SQL (sqlmigrate); refuse unsafe operations"
+                .into(),
         }];
         let allow = allowed(step);
         if !allow.is_empty() {
-            actions.push(PlannedAction::Note {
-                text: format!("allowed although unsafe: {}", allow.join(", ")),
-            });
+            actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", allow.join(", ")) });
         }
-        actions.push(PlannedAction::Run {
-            command: m
-                .command(&["migrate", "--noinput", "--database", alias])
-                .display(),
-        });
+        actions
+            .push(PlannedAction::Run { command: m.command(&["migrate", "--noinput", "--database", alias]).display() });
         Ok(Preview {
             actions,
-            checks: vec!["no unsafe migration (drop/rename, type change, NOT NULL, unique, blocking index, irreversible)".into()],
+            checks: vec![
+                "no unsafe migration (drop/rename, type change, NOT NULL, unique, blocking index, irreversible)".into(),
+            ],
             undo: vec![],
         })
     }
@@ -121,8 +108,8 @@ impl StepKind for Migrate {
         let m = Manage::load(step, ctx).await?;
         let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
         let out = quiet_ok(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone())).await?;
-        let found = inspect::parse(&out.stdout_str())
-            .map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
+        let found =
+            inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
         if found.migrations.is_empty() {
             ctx.message("no unapplied migrations");
             return Ok(());
@@ -146,29 +133,15 @@ impl StepKind for Migrate {
             return Err(refused);
         }
         for f in &findings {
-            ctx.message(format!(
-                "allowed by the plan: {} ({})",
-                f.migration,
-                f.rule.code()
-            ));
+            ctx.message(format!("allowed by the plan: {} ({})", f.migration, f.rule.code()));
         }
-        let names: Vec<String> = found
-            .migrations
-            .iter()
-            .map(inspect::Pending::label)
-            .collect();
+        let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
         ctx.message(format!("gate passed: applying {}", names.join(", ")));
-        ctx.exec_ok(&m.command(&["migrate", "--noinput", "--database", &alias]))
-            .await?;
+        ctx.exec_ok(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
         Ok(())
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

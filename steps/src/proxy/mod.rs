@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -39,12 +37,22 @@ static SPEC: KindSpec = KindSpec {
             "`socket`: swap `<root>/run/current.sock`; `port` (or `reload`): rewrite the upstream port and reload.",
         )
         .default("socket"),
-        FieldSpec::new("site-conf", ValueType::Path, "The site file Nginx includes, e.g. /etc/nginx/sites-enabled/shop.conf.")
-            .required(),
+        FieldSpec::new(
+            "site-conf",
+            ValueType::Path,
+            "The site file Nginx includes, e.g. /etc/nginx/sites-enabled/shop.conf.",
+        )
+        .required(),
         FieldSpec::new("nginx-conf", ValueType::Path, "Nginx's main config, passed as `-c` (a private Nginx)."),
-        FieldSpec::new("nginx", ValueType::String, "The nginx command words (e.g. `nginx -p /srv/nginx`).").default("nginx"),
+        FieldSpec::new("nginx", ValueType::String, "The nginx command words (e.g. `nginx -p /srv/nginx`).")
+            .default("nginx"),
         FieldSpec::new("pid-file", ValueType::Path, "Nginx's pid file (to find the workers a reload replaces).")
             .default("/run/nginx.pid"),
+        FieldSpec::new(
+            "reload-command",
+            ValueType::String,
+            "How to reload Nginx, as words (e.g. `systemctl reload nginx`); default `<nginx> [-c <nginx-conf>] -s reload`.",
+        ),
         FieldSpec::new("template", ValueType::Path, "Your own site template (handlebars) instead of the built-in one."),
         FieldSpec::new("listen", ValueType::ConfigWords, "The server block's `listen`.").default("80"),
         FieldSpec::new("server-name", ValueType::ConfigWords, "The server block's `server_name`.").default("_"),
@@ -57,7 +65,11 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new("confirm", ValueType::Url, "A URL through the proxy that must answer after the switch."),
         HOST,
         FieldSpec::new("confirm-status", ValueType::Int, "Expected status of `confirm`.").default("200"),
-        FieldSpec::new("confirm-contains", ValueType::String, "Text the `confirm` answer must contain (e.g. the release id)."),
+        FieldSpec::new(
+            "confirm-contains",
+            ValueType::String,
+            "Text the `confirm` answer must contain (e.g. the release id).",
+        ),
         FieldSpec::new("confirm-within", ValueType::Duration, "How long the confirmation may take.").default("10s"),
     ],
     effect: Effect::Reversible,
@@ -81,10 +93,7 @@ async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
     let url = ProbeUrl::parse(url).map_err(StepError::fatal)?;
     let status = u16::try_from(step.fields.int("confirm-status").unwrap_or(200)).unwrap_or(200);
     let contains = opt_str(&step.fields, "confirm-contains");
-    let within = step
-        .fields
-        .duration("confirm-within")
-        .unwrap_or(Duration::from_secs(10));
+    let within = step.fields.duration("confirm-within").unwrap_or(Duration::from_secs(10));
     let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
@@ -94,11 +103,7 @@ async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
                 ctx.message(format!("{} answers through the proxy", url.url));
                 return Ok(());
             }
-            Ok(a) => format!(
-                "status {}: {}",
-                a.status,
-                a.body.chars().take(200).collect::<String>()
-            ),
+            Ok(a) => format!("status {}: {}", a.status, a.body.chars().take(200).collect::<String>()),
             Err(e) => e,
         };
         if start.elapsed() >= within {
@@ -122,45 +127,22 @@ impl StepKind for ProxySwitch {
         let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
-        let current = ctx
-            .host
-            .read_file(&ngx.site_conf)
-            .await?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut preview = Preview::default();
         if current.as_deref() != Some(content.as_str()) {
-            preview.actions.push(PlannedAction::Write {
-                path: ngx.site_conf.clone(),
-                content,
-                mode: 0o644,
-            });
-            preview.actions.push(PlannedAction::Run {
-                command: ngx.test_command().display(),
-            });
-            preview.actions.push(PlannedAction::Run {
-                command: ngx.reload_command().display(),
-            });
+            preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
+            preview.actions.push(PlannedAction::Run { command: ngx.test_command().display() });
+            preview.actions.push(PlannedAction::Run { command: ngx.reload_command().display() });
             preview.undo.push(match current {
-                Some(old) => PlannedAction::Write {
-                    path: ngx.site_conf.clone(),
-                    content: old,
-                    mode: 0o644,
-                },
-                None => PlannedAction::Remove {
-                    path: ngx.site_conf.clone(),
-                },
+                Some(old) => PlannedAction::Write { path: ngx.site_conf.clone(), content: old, mode: 0o644 },
+                None => PlannedAction::Remove { path: ngx.site_conf.clone() },
             });
-            preview.undo.push(PlannedAction::Run {
-                command: ngx.reload_command().display(),
-            });
+            preview.undo.push(PlannedAction::Run { command: ngx.reload_command().display() });
         }
         if ngx.mode == Mode::Socket {
             let link = ngx.current_link();
             let previous = ctx.host.read_link(&link).await?;
-            preview.actions.push(PlannedAction::Link {
-                link: link.clone(),
-                target: ngx.slot_socket(slot),
-            });
+            preview.actions.push(PlannedAction::Link { link: link.clone(), target: ngx.slot_socket(slot) });
             preview.undo.insert(
                 0,
                 match previous {
@@ -182,30 +164,20 @@ impl StepKind for ProxySwitch {
         let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
-        let current = ctx
-            .host
-            .read_file(&ngx.site_conf)
-            .await?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut facts = Facts::default();
         if current.as_deref() != Some(content.as_str()) {
             facts.site_written = true;
             facts.site_previous = current.clone();
             ctx.record_undo(to_facts(&facts)).await?;
             ngx.install_site(ctx, &content, current.as_deref()).await?;
-            ctx.message(format!(
-                "{} written, tested, Nginx reloaded",
-                ngx.site_conf.display()
-            ));
+            ctx.message(format!("{} written, tested, Nginx reloaded", ngx.site_conf.display()));
         }
         if ngx.mode == Mode::Socket {
             let link = ngx.current_link();
             let target = ngx.slot_socket(slot);
             if !ctx.host.exists(&target).await? {
-                return Err(StepError::failed(format!(
-                    "{} does not exist: is the new instance up?",
-                    target.display()
-                )));
+                return Err(StepError::failed(format!("{} does not exist: is the new instance up?", target.display())));
             }
             facts.link_swapped = true;
             facts.link_previous = ctx.host.read_link(&link).await?;
@@ -227,8 +199,7 @@ impl StepKind for ProxySwitch {
             }
         }
         if facts.site_written {
-            ngx.restore_site(ctx, facts.site_previous.as_deref())
-                .await?;
+            ngx.restore_site(ctx, facts.site_previous.as_deref()).await?;
         }
         Ok(())
     }

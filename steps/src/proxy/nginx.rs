@@ -29,6 +29,8 @@ pub struct Nginx {
     pub nginx_conf: Option<PathBuf>,
     pub nginx: Vec<String>,
     pub pid_file: PathBuf,
+    /// A reload command of the plan's own (`systemctl reload nginx`), as words; default `nginx [-c conf] -s reload`.
+    pub reload: Option<Vec<String>>,
     pub template: Option<PathBuf>,
     pub listen: String,
     pub server_name: String,
@@ -37,43 +39,22 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    pub fn from_step(
-        step: &Step,
-        resolve: impl Fn(&std::path::Path) -> PathBuf,
-    ) -> Result<Self, StepError> {
+    pub fn from_step(step: &Step, resolve: impl Fn(&std::path::Path) -> PathBuf) -> Result<Self, StepError> {
         let f = &step.fields;
         let nginx = words(f.str("nginx").unwrap_or("nginx"));
         Ok(Self {
             app: req_str(step, "app")?.to_owned(),
             root: resolve(&req_path(step, "root")?),
-            mode: if matches!(f.str("mode"), Some("reload" | "port")) {
-                Mode::Reload
-            } else {
-                Mode::Socket
-            },
+            mode: if matches!(f.str("mode"), Some("reload" | "port")) { Mode::Reload } else { Mode::Socket },
             site_conf: resolve(&req_path(step, "site-conf")?),
-            nginx_conf: f
-                .path("nginx-conf")
-                .filter(|x| !x.as_os_str().is_empty())
-                .map(|x| resolve(&x)),
-            nginx: if nginx.is_empty() {
-                vec!["nginx".into()]
-            } else {
-                nginx
-            },
-            pid_file: f
-                .path("pid-file")
-                .map_or_else(|| PathBuf::from("/run/nginx.pid"), |x| resolve(&x)),
-            template: f
-                .path("template")
-                .filter(|x| !x.as_os_str().is_empty())
-                .map(|x| resolve(&x)),
+            nginx_conf: f.path("nginx-conf").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
+            nginx: if nginx.is_empty() { vec!["nginx".into()] } else { nginx },
+            pid_file: f.path("pid-file").map_or_else(|| PathBuf::from("/run/nginx.pid"), |x| resolve(&x)),
+            reload: opt_str(f, "reload-command").map(words).filter(|w| !w.is_empty()),
+            template: f.path("template").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             listen: f.str("listen").unwrap_or("80").to_owned(),
             server_name: f.str("server-name").unwrap_or("_").to_owned(),
-            static_dir: f
-                .path("static-dir")
-                .filter(|x| !x.as_os_str().is_empty())
-                .map(|x| resolve(&x)),
+            static_dir: f.path("static-dir").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             static_url: opt_str(f, "static-url").unwrap_or("/static/").to_owned(),
         })
     }
@@ -93,27 +74,18 @@ impl Nginx {
     }
 
     /// The site file's content for a deploy into `slot`.
-    pub async fn render_site(
-        &self,
-        ctx_host: &dyn zdd_engine::host::Host,
-        slot: &str,
-    ) -> Result<String, StepError> {
+    pub async fn render_site(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
         let upstream = match self.mode {
             Mode::Socket => format!("unix:{}", p(&self.current_link())),
             Mode::Reload => {
                 let port: u16 = slot.parse().map_err(|_| {
-                    StepError::fatal(format!(
-                        "slot `{slot}` is not a port: in reload mode the plan's slots are ports"
-                    ))
+                    StepError::fatal(format!("slot `{slot}` is not a port: in reload mode the plan's slots are ports"))
                 })?;
                 format!("127.0.0.1:{port}")
             }
         };
-        let static_url = if self.static_url.ends_with('/') {
-            self.static_url.clone()
-        } else {
-            format!("{}/", self.static_url)
-        };
+        let static_url =
+            if self.static_url.ends_with('/') { self.static_url.clone() } else { format!("{}/", self.static_url) };
         let data = json!({
             "app": self.app,
             "upstream": upstream,
@@ -124,8 +96,7 @@ impl Nginx {
             "static_url": static_url,
             "root": p(&self.root),
         });
-        let template =
-            templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
+        let template = templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
         templates::render(&p(&self.site_conf), &template, &data)
     }
 
@@ -142,36 +113,26 @@ impl Nginx {
     }
 
     pub fn reload_command(&self) -> Command {
-        self.command(&["-s", "reload"])
+        match &self.reload {
+            Some(words) => Command::new(words[0].clone()).args(words[1..].iter().cloned()),
+            None => self.command(&["-s", "reload"]),
+        }
     }
 
     /// Write the site file, test the whole configuration, restore the previous file if the test fails, reload.
-    pub async fn install_site(
-        &self,
-        ctx: &StepCtx,
-        content: &str,
-        previous: Option<&str>,
-    ) -> Result<(), StepError> {
+    pub async fn install_site(&self, ctx: &StepCtx, content: &str, previous: Option<&str>) -> Result<(), StepError> {
         if let Some(dir) = self.site_conf.parent() {
             ctx.host.create_dir_all(dir).await?;
         }
-        ctx.host
-            .write_file(&self.site_conf, content.as_bytes(), 0o644)
-            .await?;
+        ctx.host.write_file(&self.site_conf, content.as_bytes(), 0o644).await?;
         if let Err(e) = ctx.exec_ok(&self.test_command()).await {
             match previous {
-                Some(old) => {
-                    ctx.host
-                        .write_file(&self.site_conf, old.as_bytes(), 0o644)
-                        .await?
-                }
+                Some(old) => ctx.host.write_file(&self.site_conf, old.as_bytes(), 0o644).await?,
                 None => ctx.host.remove_all(&self.site_conf).await?,
             }
             return Err(match e {
                 StepError::Failed { message, detail } => StepError::Fatal {
-                    message: format!(
-                        "nginx rejected the new site file (previous file restored): {message}"
-                    ),
+                    message: format!("nginx rejected the new site file (previous file restored): {message}"),
                     detail,
                 },
                 other => other,
@@ -183,17 +144,9 @@ impl Nginx {
     }
 
     /// Put the previous site file back (or remove it), test and reload.
-    pub async fn restore_site(
-        &self,
-        ctx: &StepCtx,
-        previous: Option<&str>,
-    ) -> Result<(), StepError> {
+    pub async fn restore_site(&self, ctx: &StepCtx, previous: Option<&str>) -> Result<(), StepError> {
         match previous {
-            Some(old) => {
-                ctx.host
-                    .write_file(&self.site_conf, old.as_bytes(), 0o644)
-                    .await?
-            }
+            Some(old) => ctx.host.write_file(&self.site_conf, old.as_bytes(), 0o644).await?,
             None => ctx.host.remove_all(&self.site_conf).await?,
         }
         ctx.exec_ok(&self.test_command()).await?;
@@ -207,9 +160,7 @@ impl Nginx {
         let pids = self.worker_pids(ctx).await?;
         let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
         ctx.host.create_dir_all(&self.root.join("run")).await?;
-        ctx.host
-            .write_file(&self.old_workers_file(), text.as_bytes(), 0o644)
-            .await?;
+        ctx.host.write_file(&self.old_workers_file(), text.as_bytes(), 0o644).await?;
         Ok(())
     }
 
@@ -222,10 +173,54 @@ impl Nginx {
             return Ok(vec![]);
         }
         let out = quiet(ctx, &Command::new("pgrep").arg("-P").arg(master)).await?;
-        Ok(out
-            .stdout_str()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
+        Ok(out.stdout_str().lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nginx(mode: Mode) -> Nginx {
+        Nginx {
+            app: "shop".into(),
+            root: PathBuf::from("/srv/shop"),
+            mode,
+            site_conf: PathBuf::from("/etc/nginx/sites-enabled/shop.conf"),
+            nginx_conf: Some(PathBuf::from("/etc/nginx/nginx.conf")),
+            nginx: vec!["nginx".into()],
+            pid_file: PathBuf::from("/run/nginx.pid"),
+            reload: None,
+            template: None,
+            listen: "80".into(),
+            server_name: "shop.example.com".into(),
+            static_dir: Some(PathBuf::from("/srv/shop/shared/static")),
+            static_url: "/static/".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn renders_the_socket_site() {
+        let text = nginx(Mode::Socket).render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[tokio::test]
+    async fn renders_the_port_site() {
+        let text = nginx(Mode::Reload).render_site(&zdd_engine::host::LocalHost::new(), "8002").await.unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[tokio::test]
+    async fn port_mode_needs_port_slots() {
+        let err = nginx(Mode::Reload).render_site(&zdd_engine::host::LocalHost::new(), "blue").await.unwrap_err();
+        assert!(format!("{err:?}").contains("not a port"));
+    }
+
+    #[test]
+    fn commands_use_the_private_config() {
+        let n = nginx(Mode::Socket);
+        assert_eq!(n.test_command().display(), "nginx -c /etc/nginx/nginx.conf -t -q");
+        assert_eq!(n.reload_command().display(), "nginx -c /etc/nginx/nginx.conf -s reload");
     }
 }

@@ -7,14 +7,10 @@ use zdd_engine::kind::{StepCtx, StepError};
 use super::config::{Manager, ServiceConfig};
 use super::instance::{self, Instance};
 use super::unit;
-use crate::common::{Backoff, p, sleep, tail};
+use crate::common::{Backoff, p, quiet, sleep, tail};
 
 /// Start an instance (the unit is written first under systemd). The caller has recorded its undo facts.
-pub async fn start(
-    ctx: &StepCtx,
-    cfg: &ServiceConfig,
-    inst: &mut Instance,
-) -> Result<(), StepError> {
+pub async fn start(ctx: &StepCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
     ctx.host.create_dir_all(&cfg.run_dir()).await?;
     ctx.host.create_dir_all(&cfg.log_dir()).await?;
     if cfg.listen == super::config::Listen::Socket {
@@ -25,15 +21,11 @@ pub async fn start(
         Manager::Systemd => {
             let text = unit::render(ctx.host.as_ref(), cfg, inst).await?;
             install_unit(ctx, cfg, &inst.slot, &text).await?;
-            ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&inst.slot)]))
-                .await?;
+            ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&inst.slot)])).await?;
         }
         Manager::Process => {
             let cmd = inst.command(cfg, ctx).await?;
-            let pid = ctx
-                .host
-                .spawn_detached(&cmd, &cfg.log_file(&inst.slot))
-                .await?;
+            let pid = ctx.host.spawn_detached(&cmd, &cfg.log_file(&inst.slot)).await?;
             inst.pid = Some(pid);
         }
     }
@@ -41,28 +33,32 @@ pub async fn start(
 }
 
 /// Write a unit file and make systemd see it (`systemctl link` when it is outside systemd's own directories).
-pub async fn install_unit(
-    ctx: &StepCtx,
-    cfg: &ServiceConfig,
-    slot: &str,
-    text: &str,
-) -> Result<(), StepError> {
+pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: &str) -> Result<(), StepError> {
     let file = cfg.unit_file(slot);
     ctx.host.create_dir_all(&cfg.unit_dir).await?;
     ctx.host.write_file(&file, text.as_bytes(), 0o644).await?;
-    if !unit::in_systemd_dir(&cfg.unit_dir) {
-        ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
-    }
     ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
+    let link = match cfg.link_units {
+        Some(link) => link,
+        // The directory may be systemd's own under another name (mounted over /etc/systemd/system in a
+        // container): link only if systemd does not find the unit by itself.
+        None => {
+            let state = quiet(ctx, &cfg.systemctl(&["show", "-P", "LoadState", &cfg.unit(slot)])).await?;
+            state.stdout_str().trim() != "loaded"
+        }
+    };
+    if link {
+        ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
+        ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
+    }
     Ok(())
 }
 
 /// Remove a slot's unit (undo of a first start).
 pub async fn remove_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<(), StepError> {
-    if !unit::in_systemd_dir(&cfg.unit_dir) {
+    if cfg.link_units != Some(false) {
         // Removes the link `systemctl link` made; fails harmlessly if there is none.
-        ctx.exec(&cfg.systemctl(&["disable", &cfg.unit(slot)]))
-            .await?;
+        quiet(ctx, &cfg.systemctl(&["disable", &cfg.unit(slot)])).await?;
     }
     ctx.host.remove_all(&cfg.unit_file(slot)).await?;
     ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
@@ -76,8 +72,7 @@ pub async fn stop(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             let was = instance::running(ctx, cfg, slot).await?;
             if was {
                 // systemctl waits for the stop (up to TimeoutStopSec) before returning.
-                ctx.exec_ok(&cfg.systemctl(&["stop", &cfg.unit(slot)]))
-                    .await?;
+                ctx.exec_ok(&cfg.systemctl(&["stop", &cfg.unit(slot)])).await?;
             }
             Ok(was)
         }
@@ -92,10 +87,7 @@ pub async fn stop(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             ctx.host.signal(pid, "TERM").await?;
             let grace = cfg.graceful_timeout + Duration::from_secs(5);
             if !wait_exit(ctx, pid, grace).await? {
-                ctx.message(format!(
-                    "gunicorn {pid} still running after {}s: KILL",
-                    grace.as_secs()
-                ));
+                ctx.message(format!("gunicorn {pid} still running after {}s: KILL", grace.as_secs()));
                 ctx.host.signal(pid, "KILL").await?;
                 wait_exit(ctx, pid, Duration::from_secs(5)).await?;
             }
@@ -121,19 +113,8 @@ pub async fn wait_exit(ctx: &StepCtx, pid: u32, timeout: Duration) -> Result<boo
 pub async fn last_lines(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, n: usize) -> String {
     match cfg.manager {
         Manager::Systemd => {
-            let cmd = cfg.journalctl(&[
-                "-u",
-                &cfg.unit(slot),
-                "-n",
-                &n.to_string(),
-                "--no-pager",
-                "-o",
-                "cat",
-            ]);
-            ctx.exec(&cmd)
-                .await
-                .map(|o| o.stdout_str())
-                .unwrap_or_default()
+            let cmd = cfg.journalctl(&["-u", &cfg.unit(slot), "-n", &n.to_string(), "--no-pager", "-o", "cat"]);
+            quiet(ctx, &cmd).await.map(|o| o.stdout_str()).unwrap_or_default()
         }
         Manager::Process => match ctx.host.read_file(&cfg.log_file(slot)).await {
             Ok(Some(bytes)) => tail(&String::from_utf8_lossy(&bytes), n),

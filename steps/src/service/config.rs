@@ -47,6 +47,8 @@ pub struct ServiceConfig {
     pub template: Option<PathBuf>,
     pub unit_dir: PathBuf,
     pub systemd_prefix: Vec<String>,
+    /// `systemctl link` unit files after writing them: always, never, or (`None`) when systemd does not find them.
+    pub link_units: Option<bool>,
     pub control_socket: bool,
     pub gunicorn_args: Vec<String>,
     pub venv: String,
@@ -62,39 +64,30 @@ impl ServiceConfig {
             .map(str::to_owned)
             .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
             .unwrap_or_default();
+        let unit_dir = f.path("unit-dir").map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x));
         Ok(Self {
             step: step.name.clone(),
             app: req_str(step, "app")?.to_owned(),
             root: resolve(&req_path(step, "root")?),
             wsgi: req_str(step, "wsgi")?.to_owned(),
-            listen: if f.str("listen") == Some("port") {
-                Listen::Port
-            } else {
-                Listen::Socket
-            },
-            manager: if f.str("manager") == Some("process") {
-                Manager::Process
-            } else {
-                Manager::Systemd
-            },
+            listen: if f.str("listen") == Some("port") { Listen::Port } else { Listen::Socket },
+            manager: if f.str("manager") == Some("process") { Manager::Process } else { Manager::Systemd },
             workers: f.int("workers").unwrap_or(3).max(1),
             timeout: duration_or(f, "worker-timeout", Duration::from_secs(30)),
             graceful_timeout: duration_or(f, "graceful-timeout", Duration::from_secs(30)),
             settings: opt_str(f, "settings").map(str::to_owned),
-            env_file: f
-                .path("env-file")
-                .filter(|x| !x.as_os_str().is_empty())
-                .map(|x| resolve(&x)),
+            env_file: f.path("env-file").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             user: opt_str(f, "user").map(str::to_owned),
             group: opt_str(f, "group").map(str::to_owned),
-            template: f
-                .path("template")
-                .filter(|x| !x.as_os_str().is_empty())
-                .map(|x| resolve(&x)),
-            unit_dir: f
-                .path("unit-dir")
-                .map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x)),
+            template: f.path("template").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
+            unit_dir: unit_dir.clone(),
             systemd_prefix: words(&prefix),
+            link_units: match f.str("unit-link") {
+                Some("yes") => Some(true),
+                Some("no") => Some(false),
+                _ if super::unit::in_systemd_dir(&unit_dir) => Some(false),
+                _ => None,
+            },
             control_socket: f.bool("control-socket").unwrap_or(true),
             gunicorn_args: f.strings("gunicorn-args"),
             venv: f.str("venv").unwrap_or("venv").to_owned(),
@@ -102,17 +95,11 @@ impl ServiceConfig {
     }
 
     /// The settings of the `service` step named `name` in this plan.
-    pub fn of_step(
-        plan: &Plan,
-        name: &str,
-        resolve: impl Fn(&Path) -> PathBuf,
-    ) -> Result<Self, StepError> {
+    pub fn of_step(plan: &Plan, name: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, StepError> {
         let step = plan
             .step_by_name(name)
             .filter(|s| s.kind == "service")
-            .ok_or_else(|| {
-                StepError::fatal(format!("`{name}` is not a service step of this plan"))
-            })?;
+            .ok_or_else(|| StepError::fatal(format!("`{name}` is not a service step of this plan")))?;
         Self::from_step(step, resolve)
     }
 
@@ -147,9 +134,7 @@ impl ServiceConfig {
 
     pub fn port(&self, slot: &str) -> Result<u16, StepError> {
         slot.parse().map_err(|_| {
-            StepError::fatal(format!(
-                "slot `{slot}` is not a port: with `listen \"port\"` the plan's slots are ports"
-            ))
+            StepError::fatal(format!("slot `{slot}` is not a port: with `listen \"port\"` the plan's slots are ports"))
         })
     }
 

@@ -53,11 +53,7 @@ impl Instance {
     }
 }
 
-pub async fn read(
-    host: &dyn Host,
-    cfg: &ServiceConfig,
-    slot: &str,
-) -> Result<Option<Instance>, StepError> {
+pub async fn read(host: &dyn Host, cfg: &ServiceConfig, slot: &str) -> Result<Option<Instance>, StepError> {
     let Some(bytes) = host.read_file(&cfg.record_file(slot)).await? else {
         return Ok(None);
     };
@@ -68,8 +64,7 @@ pub async fn read(
 pub async fn write(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<(), StepError> {
     let bytes = serde_json::to_vec_pretty(inst).map_err(|e| StepError::fatal(e.to_string()))?;
     host.create_dir_all(&cfg.run_dir()).await?;
-    host.write_file(&cfg.record_file(&inst.slot), &bytes, 0o600)
-        .await?;
+    host.write_file(&cfg.record_file(&inst.slot), &bytes, 0o600).await?;
     Ok(())
 }
 
@@ -83,10 +78,7 @@ pub async fn live_pid(host: &dyn Host, inst: &Instance) -> Result<Option<u32>, S
     if !host.process_alive(pid).await? {
         return Ok(None);
     }
-    let environ = match host
-        .read_file(std::path::Path::new(&format!("/proc/{pid}/environ")))
-        .await
-    {
+    let environ = match host.read_file(std::path::Path::new(&format!("/proc/{pid}/environ"))).await {
         Ok(Some(bytes)) => bytes,
         // Gone meanwhile, or not readable by us: not an instance we started.
         Ok(None) | Err(_) => return Ok(None),
@@ -105,12 +97,7 @@ pub async fn live_pid(host: &dyn Host, inst: &Instance) -> Result<Option<u32>, S
 /// the recorded instance.)
 pub async fn running(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
-        Manager::Systemd => Ok(quiet(
-            ctx,
-            &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)]),
-        )
-        .await?
-        .success()),
+        Manager::Systemd => Ok(quiet(ctx, &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)])).await?.success()),
         Manager::Process => match read(ctx.host.as_ref(), cfg, slot).await? {
             Some(inst) => Ok(live_pid(ctx.host.as_ref(), &inst).await?.is_some()),
             None => Ok(false),

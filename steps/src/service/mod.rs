@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod drain;
 pub mod instance;
 pub mod unit;
 
@@ -11,9 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -40,10 +39,19 @@ static SPEC: KindSpec = KindSpec {
             "`socket`: `<root>/run/<slot>.sock`; `port`: `127.0.0.1:<slot>` (the plan's slots are ports).",
         )
         .default("socket"),
-        FieldSpec::new("manager", ValueType::Enum(MANAGERS), "`systemd` units, or detached `process`es with pid files.")
-            .default("systemd"),
+        FieldSpec::new(
+            "manager",
+            ValueType::Enum(MANAGERS),
+            "`systemd` units, or detached `process`es with pid files.",
+        )
+        .default("systemd"),
         FieldSpec::new("workers", ValueType::Int, "gunicorn workers.").default("3"),
-        FieldSpec::new("worker-timeout", ValueType::Duration, "gunicorn `--timeout`: a worker silent this long is killed and replaced.").default("30s"),
+        FieldSpec::new(
+            "worker-timeout",
+            ValueType::Duration,
+            "gunicorn `--timeout`: a worker silent this long is killed and replaced.",
+        )
+        .default("30s"),
         FieldSpec::new(
             "graceful-timeout",
             ValueType::Duration,
@@ -61,6 +69,13 @@ static SPEC: KindSpec = KindSpec {
             "Where unit files are written; outside systemd's directories they are `systemctl link`ed.",
         )
         .default("/etc/systemd/system"),
+        FieldSpec::new(
+            "unit-link",
+            ValueType::Enum(&["auto", "yes", "no"]),
+            "`systemctl link` the unit file: `auto` when `unit-dir` is not one of systemd's own directories; `no` when \
+             it is one under another name (a directory mounted over /etc/systemd/system in a container).",
+        )
+        .default("auto"),
         FieldSpec::new(
             "systemd-prefix",
             ValueType::String,
@@ -104,55 +119,31 @@ impl StepKind for Service {
         let mut preview = Preview::default();
         if ctx.target.rollback {
             preview.actions.push(PlannedAction::Note {
-                text: format!(
-                    "reuse the instance in slot {slot} if it already runs release {}",
-                    ctx.target.release
-                ),
+                text: format!("reuse the instance in slot {slot} if it already runs release {}", ctx.target.release),
             });
         }
         match cfg.manager {
             Manager::Systemd => {
                 let content = unit::render(ctx.host.as_ref(), &cfg, &inst).await?;
-                preview.actions.push(PlannedAction::Write {
-                    path: cfg.unit_file(slot),
-                    content,
-                    mode: 0o644,
-                });
-                for args in [
-                    vec!["daemon-reload".to_owned()],
-                    vec!["start".to_owned(), cfg.unit(slot)],
-                ] {
-                    preview.actions.push(PlannedAction::Run {
-                        command: cfg.systemctl(&args).display(),
-                    });
+                preview.actions.push(PlannedAction::Write { path: cfg.unit_file(slot), content, mode: 0o644 });
+                for args in [vec!["daemon-reload".to_owned()], vec!["start".to_owned(), cfg.unit(slot)]] {
+                    preview.actions.push(PlannedAction::Run { command: cfg.systemctl(&args).display() });
                 }
-                preview.undo.push(PlannedAction::Run {
-                    command: cfg.systemctl(&["stop", &cfg.unit(slot)]).display(),
-                });
-                preview.undo.push(PlannedAction::Remove {
-                    path: cfg.unit_file(slot),
-                });
+                preview.undo.push(PlannedAction::Run { command: cfg.systemctl(&["stop", &cfg.unit(slot)]).display() });
+                preview.undo.push(PlannedAction::Remove { path: cfg.unit_file(slot) });
             }
             Manager::Process => {
                 let mut cmd = zdd_engine::host::Command::new(inst.argv[0].clone()).cwd(&inst.cwd);
                 cmd.args = inst.argv[1..].to_vec();
                 preview.actions.push(PlannedAction::Run {
-                    command: format!(
-                        "{} >> {} 2>&1 &",
-                        cmd.display(),
-                        cfg.log_file(slot).display()
-                    ),
+                    command: format!("{} >> {} 2>&1 &", cmd.display(), cfg.log_file(slot).display()),
                 });
                 preview.undo.push(PlannedAction::Note {
-                    text: format!(
-                        "TERM the gunicorn master of slot {slot} and wait for it to exit"
-                    ),
+                    text: format!("TERM the gunicorn master of slot {slot} and wait for it to exit"),
                 });
             }
         }
-        preview
-            .checks
-            .push(format!("the instance in slot {slot} is running"));
+        preview.checks.push(format!("the instance in slot {slot} is running"));
         Ok(preview)
     }
 
@@ -160,36 +151,21 @@ impl StepKind for Service {
         let cfg = config_for(step, ctx)?;
         let (slot, release) = (&ctx.target.slot, &ctx.target.release);
         if ctx.target.live_slot.as_deref() == Some(slot.as_str()) {
-            return Err(StepError::fatal(format!(
-                "slot {slot} is live: the new instance needs the other slot"
-            )));
+            return Err(StepError::fatal(format!("slot {slot} is live: the new instance needs the other slot")));
         }
         let previous_record = instance::read(ctx.host.as_ref(), &cfg, slot).await?;
         let running = instance::running(ctx, &cfg, slot).await?;
-        if running
-            && previous_record
-                .as_ref()
-                .is_some_and(|r| &r.release == release)
-        {
-            ctx.message(format!(
-                "slot {slot} already runs release {release}: reusing it without a restart"
-            ));
+        if running && previous_record.as_ref().is_some_and(|r| &r.release == release) {
+            ctx.message(format!("slot {slot} already runs release {release}: reusing it without a restart"));
             return Ok(());
         }
         let previous_unit = match cfg.manager {
-            Manager::Systemd => ctx
-                .host
-                .read_file(&cfg.unit_file(slot))
-                .await?
-                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            Manager::Systemd => {
+                ctx.host.read_file(&cfg.unit_file(slot)).await?.map(|b| String::from_utf8_lossy(&b).into_owned())
+            }
             Manager::Process => None,
         };
-        let facts = Facts {
-            slot: slot.clone(),
-            release: release.clone(),
-            previous_unit,
-            previous_record,
-        };
+        let facts = Facts { slot: slot.clone(), release: release.clone(), previous_unit, previous_record };
         ctx.record_undo(to_facts(&facts)).await?;
         if running {
             ctx.message(format!(
@@ -207,21 +183,27 @@ impl StepKind for Service {
         sleep(&ctx.cancel, Duration::from_millis(300)).await?;
         if !instance::running(ctx, &cfg, slot).await? {
             let lines = backend::last_lines(ctx, &cfg, slot, 30).await;
-            return Err(StepError::failed(format!(
-                "gunicorn in slot {slot} exited right after starting"
-            ))
-            .with_detail(ctx.redactor.redact(&lines)));
+            return Err(StepError::failed(format!("gunicorn in slot {slot} exited right after starting"))
+                .with_detail(ctx.redactor.redact(&lines)));
         }
-        ctx.message(format!(
-            "gunicorn for release {release} started in slot {slot} ({})",
-            cfg.bind(slot)?
-        ));
+        ctx.message(format!("gunicorn for release {release} started in slot {slot} ({})", cfg.bind(slot)?));
         Ok(())
     }
 
     async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("service", facts)?;
         let cfg = config_for(step, ctx)?;
+        // The rollback has switched traffic back already: let Nginx's last connections to this instance be
+        // served before its listener closes (stopping at once would reset them: 502s).
+        if instance::running(ctx, &cfg, &facts.slot).await?
+            && !drain::wait(ctx, &cfg, &facts.slot, cfg.graceful_timeout).await?
+        {
+            ctx.message(format!(
+                "slot {} not drained after {}s: stopping anyway",
+                facts.slot,
+                cfg.graceful_timeout.as_secs()
+            ));
+        }
         backend::stop(ctx, &cfg, &facts.slot).await?;
         if cfg.manager == Manager::Systemd {
             match &facts.previous_unit {

@@ -13,23 +13,14 @@ use crate::templates;
 
 /// Directories systemd reads units from by itself; units elsewhere are `systemctl link`ed.
 pub fn in_systemd_dir(dir: &Path) -> bool {
-    [
-        "/etc/systemd/system",
-        "/run/systemd/system",
-        "/usr/lib/systemd/system",
-        "/lib/systemd/system",
-    ]
-    .iter()
-    .any(|d| dir == Path::new(d))
+    ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+        .iter()
+        .any(|d| dir == Path::new(d))
 }
 
 /// The values a unit template sees.
 pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, StepError> {
-    if let Some(word) = inst
-        .argv
-        .iter()
-        .find(|a| a.chars().any(char::is_whitespace) || a.is_empty())
-    {
+    if let Some(word) = inst.argv.iter().find(|a| a.chars().any(char::is_whitespace) || a.is_empty()) {
         return Err(StepError::fatal(format!(
             "gunicorn argument {word:?} is empty or has spaces: not allowed in a unit"
         )));
@@ -50,12 +41,58 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
     }))
 }
 
-pub async fn render(
-    host: &dyn Host,
-    cfg: &ServiceConfig,
-    inst: &Instance,
-) -> Result<String, StepError> {
-    let template =
-        templates::load(host, cfg.template.as_deref(), templates::GUNICORN_SERVICE).await?;
+pub async fn render(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<String, StepError> {
+    let template = templates::load(host, cfg.template.as_deref(), templates::GUNICORN_SERVICE).await?;
     templates::render(&cfg.unit(&inst.slot), &template, &data(cfg, inst)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::service::config::{Listen, Manager};
+
+    pub fn config() -> ServiceConfig {
+        ServiceConfig {
+            step: "web".into(),
+            app: "shop".into(),
+            root: PathBuf::from("/srv/shop"),
+            wsgi: "shop.wsgi:application".into(),
+            listen: Listen::Socket,
+            manager: Manager::Systemd,
+            workers: 4,
+            timeout: Duration::from_secs(30),
+            graceful_timeout: Duration::from_secs(30),
+            settings: Some("shop.settings".into()),
+            env_file: Some(PathBuf::from("/etc/shop/shop.env")),
+            user: Some("www-data".into()),
+            group: None,
+            template: None,
+            unit_dir: PathBuf::from("/etc/systemd/system"),
+            systemd_prefix: vec![],
+            link_units: Some(false),
+            control_socket: true,
+            gunicorn_args: vec![],
+            venv: "venv".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn renders_the_default_unit() {
+        let cfg = config();
+        let inst = Instance::new(&cfg, "20261126-171500", "b").unwrap();
+        let text = render(&zdd_engine::host::LocalHost::new(), &cfg, &inst).await.unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_value_that_would_break_the_unit() {
+        let mut cfg = config();
+        cfg.settings = Some("shop.settings\nExecStartPre=/bin/evil".into());
+        let inst = Instance::new(&cfg, "r1", "a").unwrap();
+        let err = render(&zdd_engine::host::LocalHost::new(), &cfg, &inst).await.unwrap_err();
+        assert!(format!("{err:?}").contains("line break"), "{err:?}");
+    }
 }

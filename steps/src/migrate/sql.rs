@@ -1,0 +1,89 @@
+//! `sqlmigrate` output as the gate reads it: (operation, statement) pairs, from Django's `-- <operation>` comments
+//! and statements split at `;` outside quotes.
+
+/// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
+pub fn split_operations(sql: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut op = String::from("(unnamed operation)");
+    let mut buffer = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if let Some(comment) = trimmed.strip_prefix("--") {
+            let text = comment.trim_start_matches('-').trim();
+            if !text.is_empty()
+                && !text.starts_with("THIS OPERATION CANNOT")
+                && !text.starts_with("MIGRATION NOW PERFORMS")
+            {
+                flush(&mut buffer, &op, &mut out);
+                op = text.to_owned();
+            }
+            continue;
+        }
+        buffer.push_str(line);
+        buffer.push('\n');
+    }
+    flush(&mut buffer, &op, &mut out);
+    out
+}
+
+fn flush(buffer: &mut String, op: &str, out: &mut Vec<(String, String)>) {
+    for statement in split_statements(buffer) {
+        let upper = statement.to_ascii_uppercase();
+        if upper == "BEGIN" || upper == "COMMIT" {
+            continue;
+        }
+        out.push((op.to_owned(), statement));
+    }
+    buffer.clear();
+}
+
+/// Split SQL text at `;` outside quotes.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (Some(q), _) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            (None, ';') => {
+                let s = current.trim();
+                if !s.is_empty() {
+                    out.push(s.to_owned());
+                }
+                current.clear();
+            }
+            _ => current.push(c),
+        }
+    }
+    let s = current.trim();
+    if !s.is_empty() {
+        out.push(s.to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_operations_and_statements() {
+        let sql = "BEGIN;\n--\n-- Add field x to y\n--\nALTER TABLE \"y\" ADD COLUMN \"x\" int NULL;\n-- Raw SQL operation\nUPDATE y SET a = ';'; SET CONSTRAINTS ALL IMMEDIATE;\nCOMMIT;";
+        let ops = split_operations(sql);
+        assert_eq!(
+            ops,
+            vec![
+                ("Add field x to y".to_owned(), "ALTER TABLE \"y\" ADD COLUMN \"x\" int NULL".to_owned()),
+                ("Raw SQL operation".to_owned(), "UPDATE y SET a = ';'".to_owned()),
+                ("Raw SQL operation".to_owned(), "SET CONSTRAINTS ALL IMMEDIATE".to_owned()),
+            ]
+        );
+    }
+}
