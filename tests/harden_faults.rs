@@ -110,3 +110,69 @@ step "migrate" kind="exec" {{
         }
     }
 }
+
+/// A proxy-switch plan (port mode) whose `nginx` is a script: `-t` fails while the site names `fail_t`, `-s
+/// reload` fails when `fail_reload` exists (Nginx not running). Every call is logged.
+fn nginx_fixture(tmp: &Path) -> std::path::PathBuf {
+    let fake = tmp.join("fake-nginx");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {dir}/calls\n\
+             case \"$*\" in\n\
+             *-t*) if grep -q 8001 {dir}/site.conf; then echo 'nginx: [emerg] unknown directive \"bogus\" in {dir}/site.conf:7' >&2; exit 1; fi ;;\n\
+             *reload*) echo \"reload onto $(grep -o '127.0.0.1:[0-9]*' {dir}/site.conf)\" >> {dir}/calls\n\
+                       if [ -e {dir}/fail_reload ]; then echo 'nginx: [error] open() \"{dir}/nginx.pid\" failed (2: No such file or directory)' >&2; exit 1; fi ;;\n\
+             esac\nexit 0\n",
+            dir = tmp.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = tmp.join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan \"nginx-fault\"\nslots \"8001\" \"8002\"\n\
+             step \"switch\" kind=\"proxy-switch\" {{\n    app \"shop\"\n    root \"{dir}/app\"\n    mode \"port\"\n    \
+             site-conf \"{dir}/site.conf\"\n    nginx \"{dir}/fake-nginx\"\n    pid-file \"{dir}/nginx.pid\"\n}}\n",
+            dir = tmp.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(tmp.join("site.conf"), "# the live site, upstream 127.0.0.1:8002\n").unwrap();
+    plan
+}
+
+#[test]
+fn nginx_refusing_the_new_site_restores_the_old_one_without_a_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = nginx_fixture(tmp.path());
+    let out = zdd(&["run"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nginx rejected the new site file (previous file restored)"), "{text}");
+    assert!(text.contains("unknown directive"), "nginx's own message is not shown: {text}");
+    let site = std::fs::read_to_string(tmp.path().join("site.conf")).unwrap();
+    assert_eq!(site, "# the live site, upstream 127.0.0.1:8002\n");
+    let calls = std::fs::read_to_string(tmp.path().join("calls")).unwrap();
+    // The rollback may reload onto the restored site; never onto the refused one.
+    assert!(!calls.contains("reload onto 127.0.0.1:8001"), "Nginx was reloaded onto a refused site: {calls}");
+}
+
+#[test]
+fn nginx_not_running_fails_the_switch_and_puts_the_old_site_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = nginx_fixture(tmp.path());
+    std::fs::write(tmp.path().join("fail_reload"), "").unwrap();
+    // The new site is valid this time (the fake only refuses a site naming 8001): use the other slot.
+    std::fs::write(tmp.path().join("site.conf"), "# the live site, upstream 127.0.0.1:8001\n").unwrap();
+    let plan_text = std::fs::read_to_string(&plan).unwrap().replace("slots \"8001\" \"8002\"", "slots \"8002\" \"8001\"");
+    std::fs::write(&plan, plan_text).unwrap();
+    let out = zdd(&["run"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("nginx.pid") && text.contains("No such file"), "the cause is not named: {text}");
+    let site = std::fs::read_to_string(tmp.path().join("site.conf")).unwrap();
+    assert_eq!(site, "# the live site, upstream 127.0.0.1:8001\n", "{text}");
+}

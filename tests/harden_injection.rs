@@ -38,6 +38,8 @@ enum Dest {
 const ACCEPTED: &[(&str, Dest)] = &[
     ("nginx", Dest::Args),
     ("pip_args", Dest::Args),
+    ("nginx_reload", Dest::Args),
+    ("systemd_prefix", Dest::Args),
     ("python", Dest::Arg),
     ("requirements", Dest::Arg),
     ("nginx_conf", Dest::Arg),
