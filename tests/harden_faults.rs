@@ -176,3 +176,50 @@ fn nginx_not_running_fails_the_switch_and_puts_the_old_site_back() {
     let site = std::fs::read_to_string(tmp.path().join("site.conf")).unwrap();
     assert_eq!(site, "# the live site, upstream 127.0.0.1:8001\n", "{text}");
 }
+
+/// Unmounts the tmpfs when the test ends, whatever happens.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_the_release_copy_fails_cleanly() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this test as root (it mounts a tmpfs)");
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("app");
+    let source = tmp.path().join("src");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(source.join("shop")).unwrap();
+    std::fs::write(source.join("manage.py"), "print('hi')\n").unwrap();
+    std::fs::write(source.join("shop/big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "zdd-full-disk"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "cannot mount a tmpfs");
+    let _mount = Mount(root.clone());
+    let plan = tmp.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan \"full\"\nstep \"release\" kind=\"release\" {{\n    root \"{}\"\n    source \"{}\"\n    copy \"all\"\n}}\n",
+            root.display(),
+            source.display()
+        ),
+    )
+    .unwrap();
+    let out = zdd(&["run", "--release", "r1"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("No space left on device"), "the cause is not named: {text}");
+    assert!(!root.join("releases/r1").exists(), "the partial release is left: {text}");
+}
