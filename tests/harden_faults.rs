@@ -223,3 +223,55 @@ fn a_full_disk_during_the_release_copy_fails_cleanly() {
     assert!(text.contains("No space left on device"), "the cause is not named: {text}");
     assert!(!root.join("releases/r1").exists(), "the partial release is left: {text}");
 }
+
+#[test]
+fn the_new_gunicorn_killed_during_the_health_gate_fails_at_once_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("app");
+    // A "gunicorn" that never answers and is killed (-9) a moment after it starts.
+    let fake = tmp.path().join("fake-gunicorn");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 1\nkill -9 $$\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = tmp.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"plan "gate"
+step "release" kind="exec" {{
+    command "sh" "-c" "mkdir -p \"$0/releases/$1/venv/bin\" && cp \"$2\" \"$0/releases/$1/venv/bin/gunicorn\"" "{root}" "{{{{release}}}}" "{fake}"
+    undo-command "rm" "-rf" "{root}/releases/{{{{release}}}}"
+}}
+step "web" kind="service" {{
+    needs "release"
+    app "shop"
+    root "{root}"
+    wsgi "shop.wsgi:application"
+    manager "process"
+    control-socket #false
+}}
+step "health" kind="health-gate" {{
+    needs "web"
+    service "web"
+    path "/health/"
+    within "60s"
+}}
+"#,
+            root = root.display(),
+            fake = fake.display()
+        ),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let out = zdd(&["run", "--release", "r1"], &plan, &tmp.path().join("state"));
+    let took = start.elapsed();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not running"), "the cause is not named: {text}");
+    assert!(took < std::time::Duration::from_secs(30), "the gate waited {took:?} for a dead instance: {text}");
+    assert!(text.contains("every change was rolled back"), "{text}");
+    assert!(!root.join("releases/r1").exists(), "{text}");
+    let record = std::fs::read_to_string(root.join("run/a.json")).unwrap_or_default();
+    if let Some(pid) = serde_json::from_str::<serde_json::Value>(&record).ok().and_then(|r| r["pid"].as_u64()) {
+        assert!(!alive(u32::try_from(pid).unwrap()), "the failed release's process survived");
+    }
+}
