@@ -86,3 +86,14 @@ fn a_bad_lock_wait_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--lock-wait"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_release_id_that_is_not_a_plain_name_is_refused_before_anything_runs() {
+    let s = Scratch::new("state");
+    for bad in ["..", ".", "-x", "a/b"] {
+        let out = s.zdd("run", &[&format!("--release={bad}")]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--release: release id"), "{}", text(&out.stderr));
+    }
+    assert!(!s.state().exists(), "the state directory was touched");
+}

@@ -120,7 +120,10 @@ impl State {
     /// is not live (the first slot on a first deploy).
     pub fn deploy_target(&self, slots: &[String], release: Option<&str>) -> Result<DeployTarget, StateError> {
         let release = match release {
-            Some(r) => r.to_owned(),
+            Some(r) => {
+                check_release_id(r).map_err(StateError::Target)?;
+                r.to_owned()
+            }
             None => release_id_now(),
         };
         Ok(DeployTarget {
@@ -176,6 +179,19 @@ impl State {
     }
 }
 
+/// Refuse a release id that is not a plain file name: kinds join it onto paths (`<root>/releases/<release>`), and
+/// undo removes what they created, so `..` would make a failed run delete the app's root. Letters, digits, `-`,
+/// `_` and `.`, starting with a letter or digit (so it is never `.`, `..`, hidden, or read as an option).
+pub fn check_release_id(id: &str) -> Result<(), String> {
+    let plain = id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if id.is_empty() || id.len() > 128 || !plain || !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "release id `{id}`: use up to 128 letters, digits, `-`, `_` and `.`, starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
 /// A release id for now: `YYYYMMDD-HHMMSS`, UTC.
 pub fn release_id_now() -> String {
     let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
@@ -220,6 +236,18 @@ mod tests {
         let t = state.deploy_target(&slots(), None).unwrap();
         assert_eq!(t.slot, "blue");
         assert_eq!(t.release.len(), "20261126-171500".len());
+    }
+
+    #[test]
+    fn a_release_id_is_a_plain_file_name() {
+        for good in ["r1", "20261126-171500", "v1.2.3", "build_7"] {
+            assert_eq!(check_release_id(good), Ok(()), "{good}");
+        }
+        for bad in ["", ".", "..", ".hidden", "-rf", "a/b", "../x", "a b", "é", &"x".repeat(129)] {
+            assert!(check_release_id(bad).is_err(), "{bad:?} was accepted");
+        }
+        let err = State::default().deploy_target(&slots(), Some("..")).unwrap_err();
+        assert!(err.to_string().contains("release id `..`"), "{err}");
     }
 
     #[test]

@@ -276,11 +276,8 @@ pub fn run(
     release: Option<&str>,
     lock_wait: Option<&str>,
 ) -> i32 {
-    if let Some(r) = release
-        && (r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
-    {
-        return Refusal::new(exit::INVALID, format!("--release `{r}`: use letters, digits, `-`, `_` and `.` only"))
-            .print();
+    if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
+        return Refusal::new(exit::INVALID, format!("--release: {e}")).print();
     }
     deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release }, lock_wait)
 }
