@@ -97,3 +97,13 @@ fn a_release_id_that_is_not_a_plain_name_is_refused_before_anything_runs() {
     }
     assert!(!s.state().exists(), "the state directory was touched");
 }
+
+#[test]
+fn a_plan_without_steps_is_not_deployed() {
+    let s = Scratch::new("no-steps");
+    let out = s.zdd("run", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has no steps"), "{}", text(&out.stderr));
+    let status = s.zdd("status", &["--json"]);
+    assert!(json(&status)["live"].is_null(), "nothing may become live");
+}
