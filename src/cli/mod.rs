@@ -94,6 +94,10 @@ pub enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         state: StateArgs,
+        /// Preview the run of this release id, as `zdd run --release` would deploy it (default: the current UTC
+        /// time, YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        release: Option<String>,
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
@@ -218,7 +222,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
-        Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
+        Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
