@@ -4,11 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+#[macro_use]
+mod out;
+
 mod check;
 mod completions;
-mod init;
 mod graph;
 mod history;
+mod init;
 mod kinds;
 mod plan;
 mod recover;

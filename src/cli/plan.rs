@@ -37,7 +37,7 @@ pub fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, json: bool
     let p = rt.block_on(preview::build(input));
     if json {
         match serde_json::to_string_pretty(&p) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => {
                 eprintln!("zdd: cannot encode the preview: {e}");
                 return exit::INVALID;
@@ -45,7 +45,7 @@ pub fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, json: bool
         }
     } else {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        print!("{}", preview::render_text(&p, color));
+        out!("{}", preview::render_text(&p, color));
     }
     exit::OK
 }

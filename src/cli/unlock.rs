@@ -13,11 +13,11 @@ pub fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
     };
     match lock::unlock(&dir) {
         Ok(Some(owner)) => {
-            println!("removed the deploy lock left by {}", owner.describe());
+            outln!("removed the deploy lock left by {}", owner.describe());
             exit::OK
         }
         Ok(None) => {
-            println!("the deploy lock of {} was not held", dir.display());
+            outln!("the deploy lock of {} was not held", dir.display());
             exit::OK
         }
         Err(e @ LockError::Held { .. }) => {
