@@ -168,7 +168,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the deploy lock (when you know its holder is gone).
+    /// Clear the deploy lock a killed run left (refused while its holder runs; `run` also takes such a lock over).
     Unlock {
         #[command(flatten)]
         plan: PlanArgs,

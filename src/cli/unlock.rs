@@ -1,5 +1,5 @@
-//! `zdd unlock`: remove the deploy lock of a run that is gone. A lock whose holder is still running is
-//! refused (exit 4): stop that run instead.
+//! `zdd unlock`: clear the owner a run that is gone left in the deploy lock. A lock whose holder is still running
+//! is refused (exit 4): stop that run instead.
 
 use zdd_engine::lock::{self, LockError};
 
@@ -13,7 +13,7 @@ pub fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
     };
     match lock::unlock(&dir) {
         Ok(Some(owner)) => {
-            outln!("removed the deploy lock left by {}", owner.describe());
+            outln!("cleared the deploy lock left by {}", owner.describe());
             exit::OK
         }
         Ok(None) => {
