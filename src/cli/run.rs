@@ -163,6 +163,12 @@ pub fn read_and_prepare(
     wait: Option<Duration>,
 ) -> Result<(Plan, Prepared), Refusal> {
     let kinds = zdd_steps::builtin();
+    // Validate first with sample runtime values: an invalid plan is refused before the state directory is
+    // created or locked, so it leaves nothing behind. The real read below decides the target under the lock.
+    let sample = read_plan(plan, &Runtime::sample().with_state_dir(state.state_dir.as_deref()), &kinds);
+    if sample.result.is_err() {
+        return Err(Refusal::printed(report_invalid(&sample)));
+    }
     let prepared: RefCell<Option<Result<Prepared, Refusal>>> = RefCell::new(None);
     let decide = |header: &PlanHeader| {
         let result = prepare(header, &plan.plan, &intent, wait);
