@@ -4,11 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+#[macro_use]
+mod out;
+
 mod check;
 mod completions;
-mod init;
 mod graph;
 mod history;
+mod init;
 mod kinds;
 mod plan;
 mod recover;
@@ -94,6 +97,10 @@ pub enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         state: StateArgs,
+        /// Preview the run of this release id, as `zdd run --release` would deploy it (default: the current UTC
+        /// time, YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        release: Option<String>,
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
@@ -161,7 +168,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the deploy lock (when you know its holder is gone).
+    /// Clear the deploy lock a killed run left (refused while its holder runs; `run` also takes such a lock over).
     Unlock {
         #[command(flatten)]
         plan: PlanArgs,
@@ -218,7 +225,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
-        Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
+        Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),

@@ -77,12 +77,13 @@ pub async fn stop(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             Ok(was)
         }
         Manager::Process => {
-            let Some(pid) = instance::read(ctx.host.as_ref(), cfg, slot).await?.and_then(|i| i.pid) else {
+            let Some(inst) = instance::read(ctx.host.as_ref(), cfg, slot).await? else {
                 return Ok(false);
             };
-            if !ctx.host.process_alive(pid).await? {
+            // Only the process zdd started for this record: a stale pid now used by another is left alone.
+            let Some(pid) = instance::live_pid(ctx.host.as_ref(), &inst).await? else {
                 return Ok(false);
-            }
+            };
             ctx.host.signal(pid, "TERM").await?;
             let grace = cfg.graceful_timeout + Duration::from_secs(5);
             if !wait_exit(ctx, pid, grace).await? {

@@ -30,7 +30,7 @@ static SPEC: KindSpec = KindSpec {
     name: "service",
     summary: "Start gunicorn for the new release in the deploy's slot (systemd unit or detached process).",
     fields: &[
-        FieldSpec::new("app", ValueType::ConfigWord, "The app's name: units are `<app>-<slot>.service`.").required(),
+        FieldSpec::new("app", ValueType::Name, "The app's name: units are `<app>-<slot>.service`.").required(),
         ROOT,
         FieldSpec::new("wsgi", ValueType::ConfigWord, "The WSGI application, e.g. `shop.wsgi:application`.").required(),
         FieldSpec::new(
