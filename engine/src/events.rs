@@ -50,62 +50,21 @@ impl Outcome {
 /// One thing that happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+#[rustfmt::skip] // One event per line reads as the table of the event stream; rustfmt would spread each over lines.
 pub enum Event {
-    RunStarted {
-        plan: String,
-        release: String,
-        run_id: String,
-        steps: Vec<String>,
-    },
-    StepStarted {
-        step: String,
-        kind: String,
-        attempt: u32,
-        attempts: u32,
-    },
+    RunStarted { plan: String, release: String, run_id: String, steps: Vec<String> },
+    StepStarted { step: String, kind: String, attempt: u32, attempts: u32 },
     /// A line of a step's output (already redacted).
-    StepOutput {
-        step: String,
-        line: String,
-    },
+    StepOutput { step: String, line: String },
     /// A step's own progress message ("waiting for 3 consecutive healthy answers").
-    StepMessage {
-        step: String,
-        message: String,
-    },
-    StepRetrying {
-        step: String,
-        attempt: u32,
-        cause: String,
-        delay_ms: u64,
-    },
-    StepFinished {
-        step: String,
-        state: StepState,
-        attempts: u32,
-        duration_ms: u64,
-        error: Option<String>,
-    },
-    RollbackStarted {
-        cause: String,
-    },
-    UndoStarted {
-        step: String,
-    },
-    UndoFinished {
-        step: String,
-        ok: bool,
-        error: Option<String>,
-        duration_ms: u64,
-    },
-    Warning {
-        message: String,
-    },
-    RunFinished {
-        outcome: Outcome,
-        duration_ms: u64,
-        summary: Vec<StepSummary>,
-    },
+    StepMessage { step: String, message: String },
+    StepRetrying { step: String, attempt: u32, cause: String, delay_ms: u64 },
+    StepFinished { step: String, state: StepState, attempts: u32, duration_ms: u64, error: Option<String> },
+    RollbackStarted { cause: String },
+    UndoStarted { step: String },
+    UndoFinished { step: String, ok: bool, error: Option<String>, duration_ms: u64 },
+    Warning { message: String },
+    RunFinished { outcome: Outcome, duration_ms: u64, summary: Vec<StepSummary> },
 }
 
 /// One row of the end-of-run table.
