@@ -1,10 +1,12 @@
 //! The `python-env` kind: a virtualenv inside the new release with its requirements installed.
 //!
-//! When the requirements are byte-identical to the live release's, the live venv is copied (`cp -a`) and the
-//! absolute paths baked into it (script shebangs, `activate*`, `pyvenv.cfg`) are rewritten to the new location,
-//! then checked (the venv's `sys.prefix` and gunicorn's shebang must be the new venv): a copy takes well under a
-//! second where an install takes many. Editable or path requirements (`-e`, `.`, `file:`) are never reused: they
-//! point into the old release.
+//! When the requirements are byte-identical to the live release's, the live venv is copied and the absolute paths
+//! baked into it (script shebangs, `activate*`, `pyvenv.cfg`) are rewritten to the new location, then checked (the
+//! venv's `sys.prefix` and gunicorn's shebang must be the new venv). The copy is made of hard links (`cp -al`,
+//! falling back to `cp -a` across filesystems): nothing writes a venv's files in place — `sed -i`, pip and
+//! Python's bytecode cache all write a new file and rename it over — so the two venvs never affect each other,
+//! and the copy of a 90 MB venv takes 0.3 s instead of 2.4 s (an install: 7-8 s). Editable or path requirements
+//! (`-e`, `.`, `file:`) are never reused: they point into the old release.
 
 use std::path::{Path, PathBuf};
 
@@ -145,7 +147,11 @@ async fn reuse_source(s: &Settings, host: &dyn zdd_engine::host::Host) -> Result
 
 /// Copy a venv and rewrite its absolute paths; `Ok(false)` if the result does not check out.
 async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepError> {
-    ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to))).await?;
+    let linked = quiet(ctx, &Command::new("cp").arg("-al").arg(p(from)).arg(p(to))).await?;
+    if !linked.success() {
+        ctx.host.remove_all(to).await?;
+        ctx.exec_ok(&Command::new("cp").arg("-a").arg(p(from)).arg(p(to))).await?;
+    }
     // `python -m venv` writes its paths normalised (`a/../b` as `b`): rewrite those.
     let (from, to) = (&lexical_normal(from), &lexical_normal(to));
     let grep = Command::new("grep")
