@@ -13,12 +13,12 @@ use zdd_engine::kind::{StepCtx, StepError};
 
 use super::backend;
 use super::config::{Listen, ServiceConfig};
-use crate::common::{Backoff, p, quiet_ok, sleep};
+use crate::common::{Backoff, path_text, quiet_ok, sleep};
 
 /// Wait until the instance in `slot` is drained; `Ok(false)` if `timeout` passed first.
 pub async fn wait(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, timeout: Duration) -> Result<bool, StepError> {
     match cfg.listen {
-        Listen::Socket => wait_queue_empty(ctx, &p(&cfg.socket(slot)), timeout).await,
+        Listen::Socket => wait_queue_empty(ctx, &path_text(&cfg.socket(slot)), timeout).await,
         Listen::Port => wait_workers_gone(ctx, cfg, timeout).await,
     }
 }
