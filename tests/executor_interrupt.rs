@@ -145,3 +145,20 @@ fn an_incomplete_rollback_exits_3_and_recover_finishes_it() {
     let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["rollback-incomplete", "rollback-incomplete", "rolled-back"]);
 }
+
+#[test]
+fn signals_during_the_rollback_do_not_stop_it_and_say_why() {
+    let s = Scratch::new("slow-undo");
+    let child = s.spawn("run", &["--plain"]);
+    s.wait_for("undoing", Duration::from_secs(10));
+    signal(&child, Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(s.read("undo.log"), "first\n", "the undo was cut short");
+    assert!(stdout.contains("every change was rolled back"), "{stdout}");
+    // The first signal is answered by the rollback, the second by the signal handler.
+    assert_eq!(stdout.matches("warning: already stopping").count(), 2, "{stdout}");
+}

@@ -266,7 +266,7 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
             .print();
     }
     with_reporter(launch.output, |report| async move {
-        let interrupt = match run::interrupt_on_signals() {
+        let interrupt = match run::interrupt_on_signals(&report) {
             Ok(token) => token,
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };

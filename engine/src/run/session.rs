@@ -282,24 +282,34 @@ impl Session {
     }
 }
 
-/// A token cancelled by the first SIGINT or SIGTERM (later ones are ignored: the rollback must finish).
-pub fn interrupt_on_signals() -> std::io::Result<CancellationToken> {
+/// A token cancelled by the first SIGINT or SIGTERM. Later ones do not stop zdd (the running steps are being
+/// stopped and the rollback must finish); each is answered with a warning on `report`, so whoever presses Ctrl-C
+/// again learns why nothing happens rather than reaching for `kill -9`.
+///
+/// The task holds `report` weakly: the reporter ends when the run drops its senders, not when the process does.
+pub fn interrupt_on_signals(report: &mpsc::UnboundedSender<Stamped>) -> std::io::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let fire = token.clone();
+    let report = report.downgrade();
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
         fire.cancel();
-        // Keep the handlers installed so a second Ctrl-C does not kill zdd in the middle of the rollback.
         loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+            }
+            if let Some(report) = report.upgrade() {
+                let _ = report.send(Stamped {
+                    at: std::time::SystemTime::now(),
+                    event: Event::Warning { message: super::executor::ALREADY_STOPPING.to_owned() },
+                });
             }
         }
     });
