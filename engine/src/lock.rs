@@ -171,17 +171,19 @@ pub fn holder(state_dir: &Path) -> Result<Option<LockOwner>, LockError> {
     }
 }
 
-/// `zdd unlock`: clear a lock nobody holds any more. A lock whose holder is alive is refused: stop that run.
-/// Returns the owner that was cleared, if the file named one.
+/// `zdd unlock`: clear the owner a dead run left in the lock file. A lock whose holder is alive is refused: stop
+/// that run. Returns the owner that was cleared, if the file named one.
+///
+/// The file stays: deleting it would let a run that opened it just before the deletion lock the unlinked inode
+/// while the next run creates and locks a new one, and both would deploy at once.
 pub fn unlock(state_dir: &Path) -> Result<Option<LockOwner>, LockError> {
-    let path = lock_path(state_dir);
-    if !path.exists() {
+    if !lock_path(state_dir).exists() {
         return Ok(None);
     }
     let lock = DeployLock::try_acquire(state_dir, &LockOwner::current("unlock"))?;
     let previous = lock.taken_over.clone();
+    // Dropping the lock empties the file (see `Drop`): the next run finds no owner to take over from.
     drop(lock);
-    std::fs::remove_file(&path).map_err(|source| LockError::Io { path, source })?;
     Ok(previous)
 }
 
@@ -254,7 +256,13 @@ mod tests {
         drop(held);
         let dead = LockOwner { pid: 999_999, ..LockOwner::current("run") };
         std::fs::write(lock_path(dir.path()), serde_json::to_string(&dead).unwrap()).unwrap();
+        let file = std::fs::File::open(lock_path(dir.path())).unwrap();
+        let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap());
         assert_eq!(unlock(dir.path()).unwrap().map(|o| o.pid), Some(999_999));
-        assert!(!lock_path(dir.path()).exists());
+        let after = std::fs::metadata(lock_path(dir.path())).expect("the lock file is never deleted");
+        assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode, "a second inode would allow two holders");
+        assert_eq!(read_owner(&lock_path(dir.path())), None);
+        let next = DeployLock::try_acquire(dir.path(), &LockOwner::current("run")).unwrap();
+        assert!(next.taken_over.is_none(), "the next run sees a clean lock, not a takeover");
     }
 }

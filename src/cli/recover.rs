@@ -13,7 +13,7 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
         Err(r) => return r.print(),
     };
     if prepared.replay.is_none() {
-        println!("nothing to recover: every run in the journal finished");
+        outln!("nothing to recover: every run in the journal finished");
         return exit::OK;
     }
     with_reporter(output, |report| async move {

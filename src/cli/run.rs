@@ -260,8 +260,13 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
         Ok(p) => p,
         Err(r) => return r.print(),
     };
+    if plan.steps.is_empty() {
+        // Recording a release that changed nothing as live would make it the target of the next `zdd rollback`.
+        return Refusal::new(exit::INVALID, format!("plan `{}` has no steps: there is nothing to deploy", plan.name))
+            .print();
+    }
     with_reporter(launch.output, |report| async move {
-        let interrupt = match run::interrupt_on_signals() {
+        let interrupt = match run::interrupt_on_signals(&report) {
             Ok(token) => token,
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };

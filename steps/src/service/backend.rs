@@ -7,7 +7,7 @@ use zdd_engine::kind::{StepCtx, StepError};
 use super::config::{Manager, ServiceConfig};
 use super::instance::{self, Instance};
 use super::unit;
-use crate::common::{Backoff, p, quiet, sleep, tail};
+use crate::common::{Backoff, path_text, quiet, sleep, tail};
 
 /// Start an instance (the unit is written first under systemd). The caller has recorded its undo facts.
 pub async fn start(ctx: &StepCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
@@ -48,7 +48,7 @@ pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: 
         }
     };
     if link {
-        ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
+        ctx.exec_ok(&cfg.systemctl(&["link", &path_text(&file)])).await?;
         ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
     }
     Ok(())
