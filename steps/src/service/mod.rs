@@ -172,6 +172,8 @@ impl StepKind for Service {
                 "stopping the old instance in slot {slot} (release {:?})",
                 facts.previous_record.as_ref().map(|r| r.release.clone())
             ));
+            // Not live, but it may have been until a moment ago (blue-green): let its queue drain first.
+            drain::wait(ctx, &cfg, slot, cfg.graceful_timeout).await?;
             backend::stop(ctx, &cfg, slot).await?;
         }
         let mut inst = Instance::new(&cfg, release, slot)?;
