@@ -162,3 +162,20 @@ fn signals_during_the_rollback_do_not_stop_it_and_say_why() {
     // The first signal is answered by the rollback, the second by the signal handler.
     assert_eq!(stdout.matches("warning: already stopping").count(), 2, "{stdout}");
 }
+
+#[test]
+fn ctrl_c_during_recover_does_not_cut_an_undo_short() {
+    let s = Scratch::new("slow-recover");
+    let mut run = s.spawn("run", &["--plain"]);
+    s.wait_for("hang.pid", Duration::from_secs(10));
+    signal(&run, Signal::SIGKILL);
+    let _ = run.wait();
+    let recover = s.spawn("recover", &["--plain"]);
+    s.wait_for("undoing", Duration::from_secs(10));
+    signal(&recover, Signal::SIGINT);
+    let out = recover.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(s.read("undo.log"), "first\n", "the undo was cut short");
+    assert!(stdout.contains("warning: already stopping"), "{stdout}");
+}

@@ -145,30 +145,22 @@ pub fn read_owner(path: &Path) -> Option<LockOwner> {
     serde_json::from_str(&text).ok()
 }
 
-/// Is the lock held right now, and by whom (as recorded)? Only looks: the file is not changed.
+/// Who holds the lock now, as far as the lock file tells: its recorded owner, unless that owner is a process of
+/// this host that is gone (its lock is stale: the next run takes it over). An owner on another host is taken at
+/// its word.
+///
+/// Only reads: probing with `flock` would hold the lock for a moment, and a run starting in that moment would be
+/// refused as if another deploy held it (a `zdd status` poll in CI would fail deploys at random).
 pub fn holder(state_dir: &Path) -> Result<Option<LockOwner>, LockError> {
     let path = lock_path(state_dir);
-    let io = |source| LockError::Io { path: path.clone(), source };
-    let file = match File::open(&path) {
-        Ok(file) => file,
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
+        Err(source) => return Err(LockError::Io { path, source }),
     };
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            Ok(None)
-        }
-        Err(TryLockError::WouldBlock) => Ok(Some(read_owner(&path).unwrap_or_else(|| LockOwner {
-            host: "?".into(),
-            pid: 0,
-            user: "?".into(),
-            started_at: "?".into(),
-            ci_job: None,
-            command: "?".into(),
-        }))),
-        Err(TryLockError::Error(e)) => Err(io(e)),
-    }
+    let Ok(owner) = serde_json::from_str::<LockOwner>(&text) else { return Ok(None) };
+    let gone = owner.host == hostname() && !crate::host::local::pid_alive(owner.pid);
+    Ok((!gone).then_some(owner))
 }
 
 /// `zdd unlock`: clear the owner a dead run left in the lock file. A lock whose holder is alive is refused: stop
@@ -225,6 +217,29 @@ mod tests {
         drop(first);
         let again = DeployLock::try_acquire(dir.path(), &LockOwner::current("run")).unwrap();
         assert!(again.taken_over.is_none(), "a clean release is not a takeover");
+    }
+
+    #[test]
+    fn looking_at_the_lock_never_refuses_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let looking = done.clone();
+        // `zdd status` polled in a tight loop while runs take the lock.
+        let looker = std::thread::spawn(move || {
+            while !looking.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = holder(&path);
+            }
+        });
+        for _ in 0..300 {
+            let lock = DeployLock::try_acquire(dir.path(), &LockOwner::current("run"));
+            if lock.is_err() {
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            assert!(lock.is_ok(), "refused while only `status` looked: {:?}", lock.err());
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        looker.join().unwrap();
     }
 
     #[test]

@@ -270,7 +270,7 @@ impl Executor {
     }
 
     /// [`Executor::rollback`], answering a first interrupt that arrives during it: the rollback goes on.
-    async fn rollback_saying_why_signals_wait(
+    pub(crate) async fn rollback_saying_why_signals_wait(
         &self,
         cause: &str,
         order: &[(String, UndoFacts)],

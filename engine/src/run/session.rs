@@ -172,7 +172,8 @@ impl Session {
 
     /// Undo, in reverse order, every step of an interrupted run whose facts are not undone yet, then mark the
     /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
-    pub async fn recover(self, replay: Replay) -> Result<Outcome, SessionError> {
+    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
+    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
         let started = Instant::now();
         let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
         let (events, rx) = EventSink::channel();
@@ -209,7 +210,7 @@ impl Session {
             run_id: replay.header.run_id.clone(),
             steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
         });
-        let rollback = exec.rollback(&cause, &replay.to_undo).await;
+        let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.to_undo, interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
             .to_undo
