@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fuzz zdd's plan reader: both cargo-fuzz targets for S seconds each (or N executions), then replay what they
+# found on stable to name the slowest input. Prints executions, crashes and the slowest input per target.
+#
+#   scripts/fuzz.sh                # 60 s per target
+#   scripts/fuzz.sh --seconds 600  # longer
+#   scripts/fuzz.sh --runs 100000  # a fixed number of executions per target
+#
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Inputs found are kept in
+# fuzz/corpus-work/<target>/ (not committed); crashes go to fuzz/artifacts/<target>/. An input taking over
+# 1 s counts as a crash (libFuzzer -timeout=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=60
+runs=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) seconds=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        *) echo "usage: $0 [--seconds S | --runs N]" >&2; exit 2 ;;
+    esac
+done
+limit=(-max_total_time="$seconds")
+[ -n "$runs" ] && limit=(-runs="$runs")
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: needs nightly and cargo-fuzz: rustup toolchain install nightly && cargo install cargo-fuzz" >&2
+    exit 2
+fi
+
+status=0
+for target in plan_bytes plan_mutated; do
+    work="fuzz/corpus-work/$target"
+    mkdir -p "$work" "fuzz/artifacts/$target"
+    log="fuzz/artifacts/$target/last-run.log"
+    before=$(find "fuzz/artifacts/$target" -type f ! -name '*.log' | wc -l)
+    dict=()
+    [ "$target" = plan_bytes ] && dict=(-dict=kdl.dict)
+    # cargo fuzz runs in fuzz/: paths are relative to it.
+    (cd fuzz && cargo +nightly fuzz run "$target" "corpus-work/$target" "seeds/$target" -- \
+        "${limit[@]}" -timeout=1 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
+        -artifact_prefix="artifacts/$target/") >"$log" 2>&1 || status=1
+    after=$(find "fuzz/artifacts/$target" -type f ! -name '*.log' | wc -l)
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+    speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
+    corpus=$(find "$work" -type f | wc -l)
+    echo "$target: $execs executions ($speed/s), $((after - before)) crashes, ${cov:-cov: ?}, corpus $corpus inputs (log: $log)"
+    if [ "$after" -gt "$before" ]; then
+        find "fuzz/artifacts/$target" -type f ! -name '*.log' -newer "$work" | sed 's/^/  crash: /'
+    fi
+done
+
+# The slowest input, timed one by one on stable (debug build).
+ZDD_FUZZ_CORPUS="$PWD/fuzz/corpus-work/plan_bytes:$PWD/fuzz/corpus-work/plan_mutated" ZDD_FUZZ_MUTATIONS=0 \
+    cargo test -q --test fuzz_corpus -- --nocapture 2>&1 | grep -E 'inputs \(|panicked|took' || status=1
+exit $status
