@@ -127,6 +127,14 @@ pub struct RawDocument {
 /// Parse one file. Always returns a document (empty when the KDL itself does not parse) and the problems found.
 pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
     let mut diags = Diagnostics::new();
+    if let Some(offset) = too_deep(text) {
+        diags.push(
+            Diagnostic::error("zdd::too-deep", format!("blocks are nested more than {MAX_NESTING} deep"))
+                .at(Span::new(file, offset, 1), "too deep")
+                .help("a plan nests a few levels (`step { retry ... }`): look for a stray `{` or a missing `}`"),
+        );
+        return (RawDocument::default(), diags);
+    }
     let pieces = match parse_kdl(text) {
         Ok(pieces) => pieces,
         Err(err) => {
@@ -221,6 +229,29 @@ fn kdl_error(file: FileId, text: &str, err: &kdl::KdlError) -> Diagnostic {
 
 /// Parse the KDL, in pieces on several threads when the file is large (see [`crate::plan::chunks`]). Each
 /// document comes with the offset of its piece in `text`.
+/// The KDL parser recurses once per nested block, on threads with small stacks: deeper nesting is refused
+/// before parsing (found by fuzzing: a few hundred `{` overflowed the stack). Braces are counted everywhere,
+/// strings included, so this is conservative; a plan needs two or three levels.
+pub const MAX_NESTING: usize = 32;
+
+/// The offset of the first `{` nested deeper than [`MAX_NESTING`], if any.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn parse_kdl(text: &str) -> Result<Vec<(usize, KdlDocument)>, kdl::KdlError> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if text.len() >= chunks::PARALLEL_THRESHOLD && threads > 1 {
@@ -335,6 +366,19 @@ fn scalar(v: &KdlValue) -> Scalar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        // Found by fuzzing (fuzz/corpus-work/plan_bytes): this overflowed the parser's stack.
+        let deep = format!("{}{}", "n {".repeat(3000), "}".repeat(3000));
+        let (doc, diags) = parse(FileId(0), &deep);
+        assert!(doc.items.is_empty());
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::too-deep");
+        assert_eq!(d.span.unwrap().offset, 2 + 3 * MAX_NESTING);
+        let ok = format!("{}{}", "n {".repeat(MAX_NESTING), "}".repeat(MAX_NESTING));
+        assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != "zdd::too-deep"));
+    }
 
     fn text_at(text: &str, span: Span) -> &str {
         &text[span.offset..span.offset + span.len]
