@@ -57,18 +57,11 @@ fn kdl_blocks(chapter: &Path) -> Vec<Block> {
         match &mut current {
             None => {
                 if let Some(info) = trimmed.strip_prefix("```") {
-                    let info: Vec<String> = info
-                        .split([' ', ','])
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_owned)
-                        .collect();
+                    let info: Vec<String> =
+                        info.split([' ', ',']).filter(|t| !t.is_empty()).map(str::to_owned).collect();
                     if info.first().is_some_and(|t| t == "kdl") {
-                        current = Some(Block {
-                            chapter: chapter.to_path_buf(),
-                            line: i + 1,
-                            info,
-                            text: String::new(),
-                        });
+                        current =
+                            Some(Block { chapter: chapter.to_path_buf(), line: i + 1, info, text: String::new() });
                     }
                 }
             }
@@ -91,10 +84,9 @@ fn sample_vars(text: &str) -> Vec<String> {
     doc.items
         .iter()
         .filter_map(|item| match item {
-            zdd_engine::plan::raw::RawItem::Var(n) if n.args.len() == 1 => n.args[0]
-                .value
-                .text()
-                .map(|name| format!("{name}=sample-value")),
+            zdd_engine::plan::raw::RawItem::Var(n) if n.args.len() == 1 => {
+                n.args[0].value.text().map(|name| format!("{name}=sample-value"))
+            }
             _ => None,
         })
         .collect()
@@ -108,10 +100,7 @@ fn check(plan: &Path, text: &str) -> (bool, String) {
         cmd.arg("--var").arg(v);
     }
     let out = cmd.env_remove("NO_COLOR").output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -139,15 +128,8 @@ fn every_kdl_block_in_the_book_passes_zdd_check() {
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&root().join("plans"), dir.path());
         for block in kdl_blocks(chapter) {
-            let place = format!(
-                "{}:{}",
-                block
-                    .chapter
-                    .strip_prefix(root())
-                    .unwrap_or(&block.chapter)
-                    .display(),
-                block.line
-            );
+            let place =
+                format!("{}:{}", block.chapter.strip_prefix(root()).unwrap_or(&block.chapter).display(), block.line);
             if let Some(file) = block.file() {
                 let path = dir.path().join(file);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -160,26 +142,14 @@ fn every_kdl_block_in_the_book_passes_zdd_check() {
             checked += 1;
             match (ok, block.must_fail()) {
                 (true, false) | (false, true) => {}
-                (false, false) => {
-                    failures.push(format!("{place}: rejected by `zdd check`:\n{stderr}"))
-                }
-                (true, true) => failures.push(format!(
-                    "{place}: tagged must-fail but `zdd check` accepts it"
-                )),
+                (false, false) => failures.push(format!("{place}: rejected by `zdd check`:\n{stderr}")),
+                (true, true) => failures.push(format!("{place}: tagged must-fail but `zdd check` accepts it")),
             }
         }
     }
-    println!(
-        "checked {checked} kdl blocks in {} chapters",
-        chapters.len()
-    );
+    println!("checked {checked} kdl blocks in {} chapters", chapters.len());
     assert!(checked > 0, "no ```kdl block found under book/");
-    assert!(
-        failures.is_empty(),
-        "{} book example(s) failed:\n\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} book example(s) failed:\n\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -209,30 +179,15 @@ fn every_shipped_plan_passes_zdd_check() {
     // Fragments no plan includes are checked on their own.
     let mut fragments = Vec::new();
     kdl_files(&plans.join("fragments"), &mut fragments);
-    for fragment in fragments
-        .iter()
-        .filter(|f| !included.contains(&zdd_engine::plan::load::normalize(f)))
-    {
+    for fragment in fragments.iter().filter(|f| !included.contains(&zdd_engine::plan::load::normalize(f))) {
         let text = std::fs::read_to_string(fragment).unwrap();
         let (ok, stderr) = check(fragment, &text);
         if !ok {
-            failures.push(format!(
-                "{} (not included by any plan, checked alone):\n{stderr}",
-                fragment.display()
-            ));
+            failures.push(format!("{} (not included by any plan, checked alone):\n{stderr}", fragment.display()));
         }
     }
-    println!(
-        "checked {} plans and {} fragments",
-        mains.len(),
-        fragments.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} shipped plan(s) failed:\n\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    println!("checked {} plans and {} fragments", mains.len(), fragments.len());
+    assert!(failures.is_empty(), "{} shipped plan(s) failed:\n\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Every `.kdl` file under `dir`.

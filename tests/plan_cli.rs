@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 
 fn fixture(scenario: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/plans")
-        .join(scenario)
-        .join("plan.kdl")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans").join(scenario).join("plan.kdl")
 }
 
 fn zdd() -> Command {
@@ -26,24 +23,14 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn check_accepts_a_valid_plan() {
-    let out = zdd()
-        .arg("check")
-        .arg(fixture("valid"))
-        .args(["--var", "token=abcdef"])
-        .output()
-        .unwrap();
+    let out = zdd().arg("check").arg(fixture("valid")).args(["--var", "token=abcdef"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("plan `fixture` is valid (4 steps, 2 files)"));
 }
 
 #[test]
 fn check_takes_secrets_from_the_environment() {
-    let out = zdd()
-        .arg("check")
-        .arg(fixture("valid"))
-        .env("ZDD_VAR_TOKEN", "abcdef")
-        .output()
-        .unwrap();
+    let out = zdd().arg("check").arg(fixture("valid")).env("ZDD_VAR_TOKEN", "abcdef").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -58,13 +45,7 @@ fn check_reports_every_mistake_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let stderr = text(&out.stderr);
-    assert_eq!(
-        stderr
-            .matches("╭─[tests/fixtures/plans/five-mistakes/plan.kdl:")
-            .count(),
-        5,
-        "{stderr}"
-    );
+    assert_eq!(stderr.matches("╭─[tests/fixtures/plans/five-mistakes/plan.kdl:").count(), 5, "{stderr}");
     insta::assert_snapshot!(stderr);
 }
 
@@ -83,11 +64,7 @@ fn check_reports_include_cycles_and_bad_vars() {
 
 #[test]
 fn check_of_a_missing_file_is_a_usage_error() {
-    let out = zdd()
-        .arg("check")
-        .arg("/nonexistent/plan.kdl")
-        .output()
-        .unwrap();
+    let out = zdd().arg("check").arg("/nonexistent/plan.kdl").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("zdd::plan-not-found"));
 }
@@ -125,14 +102,8 @@ fn plan_previews_without_changing_anything() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(!stdout.contains("s3cr3t-token"), "{stdout}");
-    assert!(
-        stdout.contains("token") && stdout.contains("***"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("── wave 1, 2 steps in parallel"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("token") && stdout.contains("***"), "{stdout}");
+    assert!(stdout.contains("── wave 1, 2 steps in parallel"), "{stdout}");
     assert!(stdout.contains("first deploy"), "{stdout}");
     assert_eq!(before, tree(dir.path()), "zdd plan must not write anything");
     assert!(!state.exists());
@@ -143,25 +114,14 @@ fn plan_json_is_one_document() {
     let out = zdd()
         .arg("plan")
         .arg(fixture("valid"))
-        .args([
-            "--json",
-            "--var",
-            "token=s3cr3t-token",
-            "--state-dir",
-            "/nonexistent/zdd-state",
-        ])
+        .args(["--json", "--var", "token=s3cr3t-token", "--state-dir", "/nonexistent/zdd-state"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["plan"], "fixture");
     assert_eq!(v["target"]["slot"], "blue");
-    let names: Vec<&str> = v["waves"][0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = v["waves"][0].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["build", "assets"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cr3t-token"));
 }
@@ -169,12 +129,8 @@ fn plan_json_is_one_document() {
 #[test]
 fn graph_dot_and_mermaid() {
     for (format, name) in [("dot", "graph_dot"), ("mermaid", "graph_mermaid")] {
-        let out = zdd()
-            .arg("graph")
-            .arg(fixture("valid"))
-            .args(["--format", format, "--var", "token=x"])
-            .output()
-            .unwrap();
+        let out =
+            zdd().arg("graph").arg(fixture("valid")).args(["--format", format, "--var", "token=x"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         insta::assert_snapshot!(name, text(&out.stdout));
     }
@@ -186,10 +142,7 @@ fn kinds_lists_and_describes() {
     assert_eq!(out.status.code(), Some(0));
     let all = text(&out.stdout);
     for kind in ["exec", "symlink", "health-gate"] {
-        assert!(
-            all.contains(&format!("\n{kind}: ")) || all.starts_with(&format!("{kind}: ")),
-            "{kind} in\n{all}"
-        );
+        assert!(all.contains(&format!("\n{kind}: ")) || all.starts_with(&format!("{kind}: ")), "{kind} in\n{all}");
     }
     let out = zdd().args(["kinds", "symlink"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -207,18 +160,9 @@ fn plan_deploys_into_the_slot_that_is_not_live() {
     let dir = tempfile::tempdir().unwrap();
     let state_path = dir.path().join("state");
     let state_dir = StateDir::prepare(&state_path).unwrap();
-    let live = Deployed {
-        release: "20260101-101010".into(),
-        slot: "blue".into(),
-        since: "2026-01-01T10:10:10Z".into(),
-    };
-    state_dir
-        .save(&State {
-            live: Some(live),
-            previous: None,
-            history: Vec::new(),
-        })
-        .unwrap();
+    let live =
+        Deployed { release: "20260101-101010".into(), slot: "blue".into(), since: "2026-01-01T10:10:10Z".into() };
+    state_dir.save(&State { live: Some(live), previous: None, history: Vec::new() }).unwrap();
     let before = tree(dir.path());
     let out = zdd()
         .arg("plan")
@@ -232,9 +176,5 @@ fn plan_deploys_into_the_slot_that_is_not_live() {
     assert_eq!(v["target"]["slot"], "green");
     assert_eq!(v["target"]["live_slot"], "blue");
     assert_eq!(v["target"]["live_release"], "20260101-101010");
-    assert_eq!(
-        before,
-        tree(dir.path()),
-        "zdd plan must not write to the state directory"
-    );
+    assert_eq!(before, tree(dir.path()), "zdd plan must not write to the state directory");
 }

@@ -49,16 +49,12 @@ fn unknown_property_did_you_mean() {
 
 #[test]
 fn unknown_field_did_you_mean() {
-    insta::assert_snapshot!(check(&format!(
-        "{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    prot 8000\n}}\n"
-    )));
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    prot 8000\n}}\n")));
 }
 
 #[test]
 fn unknown_kind() {
-    insta::assert_snapshot!(check(&format!(
-        "{HEAD}step \"w\" kind=\"fkae\" {{\n    path \"/x\"\n}}\n"
-    )));
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fkae\" {{\n    path \"/x\"\n}}\n")));
 }
 
 #[test]
@@ -91,9 +87,7 @@ fn bad_enum() {
 
 #[test]
 fn missing_required_field() {
-    insta::assert_snapshot!(check(&format!(
-        "{HEAD}step \"w\" kind=\"fake\" {{\n    port 8000\n}}\n"
-    )));
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    port 8000\n}}\n")));
 }
 
 #[test]
@@ -131,10 +125,7 @@ fn include_not_found() {
 fn include_cycle() {
     insta::assert_snapshot!(check_files(
         &format!("{HEAD}include \"a.kdl\"\n"),
-        &[
-            ("deploy/a.kdl", "include \"b.kdl\"\n"),
-            ("deploy/b.kdl", "include \"a.kdl\"\n")
-        ]
+        &[("deploy/a.kdl", "include \"b.kdl\"\n"), ("deploy/b.kdl", "include \"a.kdl\"\n")]
     ));
 }
 
@@ -154,19 +145,14 @@ fn bad_config_word() {
 
 #[test]
 fn kdl_syntax_error() {
-    insta::assert_snapshot!(check(&format!(
-        "{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\n}}\n"
-    )));
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\n}}\n")));
 }
 
 #[test]
 fn diagnostics_in_included_files_name_that_file() {
     insta::assert_snapshot!(check_files(
         &format!("{HEAD}include \"fragments/steps.kdl\"\n"),
-        &[(
-            "deploy/fragments/steps.kdl",
-            "step \"w\" kind=\"fake\" {\n    path \"/x\"\n    port \"http\"\n}\n"
-        )]
+        &[("deploy/fragments/steps.kdl", "step \"w\" kind=\"fake\" {\n    path \"/x\"\n    port \"http\"\n}\n")]
     ));
 }
 
@@ -192,19 +178,10 @@ step "nginx" kind="fake" {
 #[test]
 fn five_mistakes_five_diagnostics_each_with_place_and_help() {
     let out = check(FIVE_MISTAKES);
-    let headers: Vec<&str> = out
-        .lines()
-        .filter(|l| l.trim_start().starts_with("╭─["))
-        .collect();
+    let headers: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("╭─[")).collect();
     assert_eq!(headers.len(), 5, "{out}");
-    for (header, line_col) in headers
-        .iter()
-        .zip(["5:16", "6:10", "10:11", "11:9", "16:17"])
-    {
-        assert!(
-            header.contains(&format!("deploy/prod.kdl:{line_col}]")),
-            "{header} should be at {line_col}\n{out}"
-        );
+    for (header, line_col) in headers.iter().zip(["5:16", "6:10", "10:11", "11:9", "16:17"]) {
+        assert!(header.contains(&format!("deploy/prod.kdl:{line_col}]")), "{header} should be at {line_col}\n{out}");
     }
     assert_eq!(out.matches("help:").count(), 5, "{out}");
     insta::assert_snapshot!(out);

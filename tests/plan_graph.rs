@@ -31,8 +31,7 @@ fn plan() -> Plan {
         &Runtime::sample(),
         &fake_kinds::kinds(),
     );
-    read.result
-        .unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)))
+    read.result.unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)))
 }
 
 fn names(plan: &Plan, ids: &[zdd_engine::plan::StepId]) -> Vec<String> {
@@ -44,15 +43,7 @@ fn waves_group_steps_that_can_run_together() {
     let plan = plan();
     let g = StepGraph::build(&plan);
     let waves: Vec<Vec<String>> = g.waves.iter().map(|w| names(&plan, w)).collect();
-    assert_eq!(
-        waves,
-        [
-            vec!["build", "migrate", "notes"],
-            vec!["start"],
-            vec!["health"],
-            vec!["switch"]
-        ]
-    );
+    assert_eq!(waves, [vec!["build", "migrate", "notes"], vec!["start"], vec!["health"], vec!["switch"]]);
     assert_eq!(g.graph.edge_count(), 4);
 }
 
@@ -61,11 +52,8 @@ fn rollback_reverses_the_forward_order_by_effect() {
     let plan = plan();
     let g = StepGraph::build(&plan);
     let kinds = fake_kinds::kinds();
-    let rollback: Vec<(String, Effect)> = g
-        .rollback(&plan, &kinds)
-        .iter()
-        .map(|e| (plan.step(e.step).name.clone(), e.effect))
-        .collect();
+    let rollback: Vec<(String, Effect)> =
+        g.rollback(&plan, &kinds).iter().map(|e| (plan.step(e.step).name.clone(), e.effect)).collect();
     assert_eq!(
         rollback,
         [
@@ -82,19 +70,11 @@ fn rollback_reverses_the_forward_order_by_effect() {
 #[test]
 fn dot_output() {
     let plan = plan();
-    insta::assert_snapshot!(graph::to_dot(
-        &plan,
-        &StepGraph::build(&plan),
-        &fake_kinds::kinds()
-    ));
+    insta::assert_snapshot!(graph::to_dot(&plan, &StepGraph::build(&plan), &fake_kinds::kinds()));
 }
 
 #[test]
 fn mermaid_output() {
     let plan = plan();
-    insta::assert_snapshot!(graph::to_mermaid(
-        &plan,
-        &StepGraph::build(&plan),
-        &fake_kinds::kinds()
-    ));
+    insta::assert_snapshot!(graph::to_mermaid(&plan, &StepGraph::build(&plan), &fake_kinds::kinds()));
 }

@@ -70,21 +70,10 @@ fn build_preview(dir: &Path) -> PlanPreview {
     let kinds = fake_kinds::kinds();
     let state_dir = dir.join("state");
     let runtime = Runtime::sample().with_state_dir(Some(&state_dir));
-    let read = plan::read(
-        &main,
-        &VarInputs::cli(["token=s3cr3t-token"]),
-        &runtime,
-        &kinds,
-    );
-    let plan = Arc::new(
-        read.result
-            .unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false))),
-    );
+    let read = plan::read(&main, &VarInputs::cli(["token=s3cr3t-token"]), &runtime, &kinds);
+    let plan = Arc::new(read.result.unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false))));
     let graph = StepGraph::build(&plan);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(preview::build(PreviewInput {
         plan: &plan,
         graph: &graph,
@@ -98,11 +87,7 @@ fn build_preview(dir: &Path) -> PlanPreview {
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("etc")).unwrap();
-    std::fs::write(
-        dir.path().join("etc/app.conf"),
-        "name = shop\nrelease = 20251231-000000\ntoken = old\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("etc/app.conf"), "name = shop\nrelease = 20251231-000000\ntoken = old\n").unwrap();
     std::os::unix::fs::symlink("etc/app.conf", dir.path().join("current")).unwrap();
     std::fs::write(dir.path().join("prod.kdl"), PLAN).unwrap();
     dir
@@ -115,15 +100,7 @@ fn filters(dir: &Path) -> insta::Settings {
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_ascii_alphanumeric() || c == '/' {
-                vec![c]
-            } else {
-                vec!['\\', c]
-            }
-        })
-        .collect()
+    s.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '/' { vec![c] } else { vec!['\\', c] }).collect()
 }
 
 #[test]
@@ -132,15 +109,8 @@ fn preview_changes_nothing_on_disk() {
     let before = snapshot_tree(dir.path());
     let p = build_preview(dir.path());
     assert_eq!(p.waves.len(), 3);
-    assert_eq!(
-        before,
-        snapshot_tree(dir.path()),
-        "the preview must not touch the file system"
-    );
-    assert!(
-        !dir.path().join("state").exists(),
-        "the state directory is not created"
-    );
+    assert_eq!(before, snapshot_tree(dir.path()), "the preview must not touch the file system");
+    assert!(!dir.path().join("state").exists(), "the state directory is not created");
 }
 
 #[test]

@@ -27,9 +27,7 @@ fn generate(n: usize) -> String {
     let mut s = String::from(
         "plan \"bench\"\nslots \"8001\" \"8002\"\nvar \"app\" \"shop\"\nvar \"root\" \"/nonexistent/zdd-bench/{{app}}\"\n",
     );
-    s.push_str(
-        "defaults {\n    timeout \"2m\"\n    retry attempts=2 backoff=\"1s\" jitter=\"100ms\"\n}\n",
-    );
+    s.push_str("defaults {\n    timeout \"2m\"\n    retry attempts=2 backoff=\"1s\" jitter=\"100ms\"\n}\n");
     for i in 0..n {
         let _ = writeln!(s, "step \"s{i}\" kind=\"fake\" {{");
         let _ = writeln!(s, "    description \"Step {i} of {{{{app}}}}\"");
@@ -42,10 +40,7 @@ fn generate(n: usize) -> String {
         }
         let _ = writeln!(s, "    path \"{{{{root}}}}/releases/{{{{release}}}}/f{i}\"");
         let _ = writeln!(s, "    port \"{{{{slot}}}}\"");
-        let _ = writeln!(
-            s,
-            "    url \"http+unix://{{{{root}}}}/run/{{{{slot}}}}.sock:/health/\""
-        );
+        let _ = writeln!(s, "    url \"http+unix://{{{{root}}}}/run/{{{{slot}}}}.sock:/health/\"");
         let _ = writeln!(s, "    cmd \"make\" \"step-{i}\"");
         let _ = writeln!(s, "    get \"/\" status=200");
         let _ = writeln!(s, "    timeout \"30s\"\n}}");
@@ -70,15 +65,9 @@ fn time<T>(mut f: impl FnMut() -> T) -> Timing {
             start.elapsed()
         })
         .collect();
-    let cpu = cpu_time()
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before) / RUNS as u32);
+    let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before) / RUNS as u32);
     samples.sort();
-    Timing {
-        min: samples[0],
-        median: samples[RUNS / 2],
-        cpu,
-    }
+    Timing { min: samples[0], median: samples[RUNS / 2], cpu }
 }
 
 /// This process's user + system CPU time so far, from /proc (Linux), in clock ticks of 10 ms.
@@ -102,10 +91,7 @@ fn main() {
     }
     let kinds = fake_kinds::kinds();
     let vars = VarInputs::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
 
     let check = || {
         let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
@@ -133,8 +119,7 @@ fn main() {
     let validate_only = time(|| {
         let mut diags = zdd_engine::diag::Diagnostics::new();
         let base = path.parent().unwrap_or(Path::new("/"));
-        plan::validate::validate(&loaded, base, &vars, &Runtime::sample(), &kinds, &mut diags)
-            .is_some()
+        plan::validate::validate(&loaded, base, &vars, &Runtime::sample(), &kinds, &mut diags).is_some()
     });
     let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
     let valid = Arc::new(read.result.expect("valid plan"));
@@ -154,14 +139,8 @@ fn main() {
     let plan = time(plan_cmd);
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     let cpu = |t: &Timing| t.cpu.map_or_else(|| "?".to_owned(), ms);
-    println!(
-        "plan reading, {STEPS} steps ({} KiB of KDL), {RUNS} runs each",
-        text.len() / 1024
-    );
-    println!(
-        "{:<36} {:>10} {:>10} {:>12} {:>8}",
-        "what", "min", "median", "CPU per run", "target"
-    );
+    println!("plan reading, {STEPS} steps ({} KiB of KDL), {RUNS} runs each", text.len() / 1024);
+    println!("{:<36} {:>10} {:>10} {:>12} {:>8}", "what", "min", "median", "CPU per run", "target");
     let rows = [
         ("check (read + validate)", &check, "100 ms"),
         ("  KDL parsing alone, one thread", &parse, ""),
@@ -170,12 +149,7 @@ fn main() {
         ("  graph + preview + text alone", &preview_only, ""),
     ];
     for (what, t, target) in rows {
-        println!(
-            "{what:<36} {:>10} {:>10} {:>12} {target:>8}",
-            ms(t.min),
-            ms(t.median),
-            cpu(t)
-        );
+        println!("{what:<36} {:>10} {:>10} {:>12} {target:>8}", ms(t.min), ms(t.median), cpu(t));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

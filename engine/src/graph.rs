@@ -37,11 +37,8 @@ fn path_back_to(start: usize, members: &[usize], needs: &[(usize, usize)]) -> Ve
     let mut prev: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
-        let mut next: Vec<usize> = needs
-            .iter()
-            .filter(|(f, t)| *f == node && members.contains(t))
-            .map(|(_, t)| *t)
-            .collect();
+        let mut next: Vec<usize> =
+            needs.iter().filter(|(f, t)| *f == node && members.contains(t)).map(|(_, t)| *t).collect();
         next.sort_unstable();
         for to in next {
             if to == start {
@@ -94,12 +91,7 @@ impl StepGraph {
             if depth > plan.steps.len() {
                 return 0;
             }
-            let w = plan.steps[id]
-                .needs
-                .iter()
-                .map(|n| wave(plan, n.0, memo, depth + 1) + 1)
-                .max()
-                .unwrap_or(0);
+            let w = plan.steps[id].needs.iter().map(|n| wave(plan, n.0, memo, depth + 1) + 1).max().unwrap_or(0);
             memo[id] = Some(w);
             w
         }
@@ -126,9 +118,7 @@ impl StepGraph {
             .rev()
             .map(|id| {
                 let step = plan.step(id);
-                let effect = kinds
-                    .get(&step.kind)
-                    .map_or(Effect::ReadOnly, |k| k.effect(step));
+                let effect = kinds.get(&step.kind).map_or(Effect::ReadOnly, |k| k.effect(step));
                 RollbackEntry { step: id, effect }
             })
             .collect()
@@ -150,10 +140,7 @@ pub fn to_dot(plan: &Plan, graph: &StepGraph, kinds: &Kinds) -> String {
     let rollback = graph.rollback(plan, kinds);
     for id in graph.forward_order() {
         let step = plan.step(id);
-        let effect = rollback
-            .iter()
-            .find(|e| e.step == id)
-            .map_or(Effect::ReadOnly, |e| e.effect);
+        let effect = rollback.iter().find(|e| e.step == id).map_or(Effect::ReadOnly, |e| e.effect);
         let (shape, note) = effect_style(effect);
         out.push_str(&format!(
             "  {} [shape={shape}, label={}];\n",
@@ -164,17 +151,10 @@ pub fn to_dot(plan: &Plan, graph: &StepGraph, kinds: &Kinds) -> String {
     for id in graph.forward_order() {
         let step = plan.step(id);
         for need in &step.needs {
-            out.push_str(&format!(
-                "  {} -> {};\n",
-                dot_id(&plan.step(*need).name),
-                dot_id(&step.name)
-            ));
+            out.push_str(&format!("  {} -> {};\n", dot_id(&plan.step(*need).name), dot_id(&step.name)));
         }
     }
-    let undone: Vec<&RollbackEntry> = rollback
-        .iter()
-        .filter(|e| e.effect == Effect::Reversible)
-        .collect();
+    let undone: Vec<&RollbackEntry> = rollback.iter().filter(|e| e.effect == Effect::Reversible).collect();
     for (i, pair) in undone.windows(2).enumerate() {
         out.push_str(&format!(
             "  {} -> {} [style=dashed, color=red, fontcolor=red, constraint=false, label=\"undo {}\"];\n",
@@ -194,10 +174,7 @@ pub fn to_mermaid(plan: &Plan, graph: &StepGraph, kinds: &Kinds) -> String {
     let ids: Vec<String> = plan.steps.iter().map(|s| format!("s{}", s.id.0)).collect();
     for id in graph.forward_order() {
         let step = plan.step(id);
-        let effect = rollback
-            .iter()
-            .find(|e| e.step == id)
-            .map_or(Effect::ReadOnly, |e| e.effect);
+        let effect = rollback.iter().find(|e| e.step == id).map_or(Effect::ReadOnly, |e| e.effect);
         let (_, note) = effect_style(effect);
         let label = format!("{}<br/>{} ({note})", step.name, step.kind).replace('"', "#quot;");
         let (open, close) = match effect {
@@ -214,30 +191,16 @@ pub fn to_mermaid(plan: &Plan, graph: &StepGraph, kinds: &Kinds) -> String {
             edge += 1;
         }
     }
-    let undone: Vec<&RollbackEntry> = rollback
-        .iter()
-        .filter(|e| e.effect == Effect::Reversible)
-        .collect();
+    let undone: Vec<&RollbackEntry> = rollback.iter().filter(|e| e.effect == Effect::Reversible).collect();
     let mut dashed = Vec::new();
     for (i, pair) in undone.windows(2).enumerate() {
-        out.push_str(&format!(
-            "  {} -.->|undo {}| {}\n",
-            ids[pair[0].step.0],
-            i + 1,
-            ids[pair[1].step.0]
-        ));
+        out.push_str(&format!("  {} -.->|undo {}| {}\n", ids[pair[0].step.0], i + 1, ids[pair[1].step.0]));
         dashed.push(edge);
         edge += 1;
     }
     if !dashed.is_empty() {
-        let list = dashed
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        out.push_str(&format!(
-            "  linkStyle {list} stroke:#d33,stroke-dasharray:5 5,color:#d33\n"
-        ));
+        let list = dashed.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        out.push_str(&format!("  linkStyle {list} stroke:#d33,stroke-dasharray:5 5,color:#d33\n"));
     }
     out
 }
@@ -252,12 +215,7 @@ fn effect_style(effect: Effect) -> (&'static str, &'static str) {
 
 /// A quoted dot identifier.
 fn dot_id(s: &str) -> String {
-    format!(
-        "\"{}\"",
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace("\\\\n", "\\n")
-    )
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace("\\\\n", "\\n"))
 }
 
 #[cfg(test)]

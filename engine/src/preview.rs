@@ -118,11 +118,7 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         .iter()
         .map(|v| PreviewVar {
             name: v.name.clone(),
-            value: if v.secret {
-                "***".to_owned()
-            } else {
-                redactor.redact(&v.value)
-            },
+            value: if v.secret { "***".to_owned() } else { redactor.redact(&v.value) },
             secret: v.secret,
             origin: v.origin.clone(),
         })
@@ -143,17 +139,8 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         .into_iter()
         .map(|entry| {
             let name = &plan.step(entry.step).name;
-            let undo = waves
-                .iter()
-                .flatten()
-                .find(|s| &s.name == name)
-                .map(|s| s.undo.clone())
-                .unwrap_or_default();
-            RollbackPreview {
-                step: name.clone(),
-                effect: entry.effect,
-                undo,
-            }
+            let undo = waves.iter().flatten().find(|s| &s.name == name).map(|s| s.undo.clone()).unwrap_or_default();
+            RollbackPreview { step: name.clone(), effect: entry.effect, undo }
         })
         .collect();
 
@@ -181,11 +168,7 @@ async fn step_preview(
         name: step.name.clone(),
         kind: step.kind.clone(),
         description: step.description.as_ref().map(|d| redactor.redact(d)),
-        needs: step
-            .needs
-            .iter()
-            .map(|n| plan.step(*n).name.clone())
-            .collect(),
+        needs: step.needs.iter().map(|n| plan.step(*n).name.clone()).collect(),
         timeout_ms: step.policy.timeout.as_millis(),
         attempts: step.policy.retry.attempts,
         effect,
@@ -201,8 +184,7 @@ async fn step_preview(
     match kind.preview(step, ctx).await {
         Ok(p) => {
             for action in p.actions {
-                out.actions
-                    .push(action_preview(action, ctx.host.as_ref(), redactor).await);
+                out.actions.push(action_preview(action, ctx.host.as_ref(), redactor).await);
             }
             out.checks = p.checks.iter().map(|c| redactor.redact(c)).collect();
             out.undo = p.undo.iter().map(|a| redact_action(a, redactor)).collect();
@@ -213,11 +195,7 @@ async fn step_preview(
 }
 
 /// Attach the diff to a write (against what is on disk now); mask secrets everywhere.
-async fn action_preview(
-    action: PlannedAction,
-    host: &dyn Host,
-    redactor: &Redactor,
-) -> ActionPreview {
+async fn action_preview(action: PlannedAction, host: &dyn Host, redactor: &Redactor) -> ActionPreview {
     match &action {
         PlannedAction::Write { path, content, .. } => {
             let current = host.read_file(path).await.ok().flatten();
@@ -238,22 +216,14 @@ async fn action_preview(
                 diff: Some(redactor.redact(&diff)),
             }
         }
-        _ => ActionPreview {
-            action: redact_action(&action, redactor),
-            file: None,
-            diff: None,
-        },
+        _ => ActionPreview { action: redact_action(&action, redactor), file: None, diff: None },
     }
 }
 
 /// A unified diff of a file's content now and as it would be written.
 pub fn unified_diff(old: &str, new: &str, path: &std::path::Path) -> String {
     let shown = path.display().to_string();
-    let now = if old.is_empty() {
-        "/dev/null".to_owned()
-    } else {
-        format!("{shown} (now)")
-    };
+    let now = if old.is_empty() { "/dev/null".to_owned() } else { format!("{shown} (now)") };
     TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
@@ -263,24 +233,12 @@ pub fn unified_diff(old: &str, new: &str, path: &std::path::Path) -> String {
 
 fn redact_action(action: &PlannedAction, r: &Redactor) -> PlannedAction {
     match action {
-        PlannedAction::Run { command } => PlannedAction::Run {
-            command: r.redact(command),
-        },
-        PlannedAction::Write {
-            path,
-            content,
-            mode,
-        } => PlannedAction::Write {
-            path: path.clone(),
-            content: r.redact(content),
-            mode: *mode,
-        },
-        PlannedAction::Http { description } => PlannedAction::Http {
-            description: r.redact(description),
-        },
-        PlannedAction::Note { text } => PlannedAction::Note {
-            text: r.redact(text),
-        },
+        PlannedAction::Run { command } => PlannedAction::Run { command: r.redact(command) },
+        PlannedAction::Write { path, content, mode } => {
+            PlannedAction::Write { path: path.clone(), content: r.redact(content), mode: *mode }
+        }
+        PlannedAction::Http { description } => PlannedAction::Http { description: r.redact(description) },
+        PlannedAction::Note { text } => PlannedAction::Note { text: r.redact(text) },
         other => other.clone(),
     }
 }

@@ -14,12 +14,7 @@ pub fn stderr_color() -> bool {
 
 /// Read a plan as every command does: `--var`, `ZDD_VAR_*`, the given runtime values, the built-in kinds.
 pub fn read_plan(args: &PlanArgs, runtime: &Runtime<'_>, kinds: &Kinds) -> PlanRead {
-    plan::read(
-        &args.plan,
-        &VarInputs::from_env(args.vars.clone()),
-        runtime,
-        kinds,
-    )
+    plan::read(&args.plan, &VarInputs::from_env(args.vars.clone()), runtime, kinds)
 }
 
 /// Print a failed read's diagnostics to stderr; returns the exit code for an invalid plan.

@@ -25,10 +25,7 @@ pub fn run(kind: Option<&str>) -> i32 {
                 let known: Vec<&str> = kinds.names().collect();
                 let hint = did_you_mean(name, known.iter().copied())
                     .map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"));
-                eprintln!(
-                    "zdd: no step kind `{name}`{hint}; the kinds are: {}",
-                    known.join(", ")
-                );
+                eprintln!("zdd: no step kind `{name}`{hint}; the kinds are: {}", known.join(", "));
                 exit::INVALID
             }
         },
@@ -44,10 +41,7 @@ pub fn describe_all(kinds: &Kinds) -> String {
             out.push('\n');
         }
     }
-    out.push_str(&format!(
-        "Every step also takes: {}.\n",
-        COMMON_FIELDS.join(", ")
-    ));
+    out.push_str(&format!("Every step also takes: {}.\n", COMMON_FIELDS.join(", ")));
     out
 }
 
@@ -68,17 +62,8 @@ pub fn describe(spec: &KindSpec) -> String {
         if let Some(d) = f.default {
             flags.push(format!("default {d:?}"));
         }
-        let flags = if flags.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", flags.join(", "))
-        };
-        out.push_str(&format!(
-            "    {} <{}{flags}>  {}\n",
-            f.name,
-            type_name(f.ty),
-            f.doc
-        ));
+        let flags = if flags.is_empty() { String::new() } else { format!(", {}", flags.join(", ")) };
+        out.push_str(&format!("    {} <{}{flags}>  {}\n", f.name, type_name(f.ty), f.doc));
         for p in f.props {
             let mut flags = Vec::new();
             if p.required {
@@ -87,17 +72,8 @@ pub fn describe(spec: &KindSpec) -> String {
             if let Some(d) = p.default {
                 flags.push(format!("default {d:?}"));
             }
-            let flags = if flags.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", flags.join(", "))
-            };
-            out.push_str(&format!(
-                "      {}=<{}{flags}>  {}\n",
-                p.name,
-                type_name(p.ty),
-                p.doc
-            ));
+            let flags = if flags.is_empty() { String::new() } else { format!(", {}", flags.join(", ")) };
+            out.push_str(&format!("      {}=<{}{flags}>  {}\n", p.name, type_name(p.ty), p.doc));
         }
     }
     out

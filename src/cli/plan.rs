@@ -17,32 +17,19 @@ use super::{PlanArgs, StateArgs, exit};
 pub fn run(args: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     let kinds = zdd_steps::builtin();
     let decide = preview_target;
-    let runtime = Runtime {
-        state_dir: state.state_dir.as_deref(),
-        target: TargetSource::Decide(&decide),
-    };
+    let runtime = Runtime { state_dir: state.state_dir.as_deref(), target: TargetSource::Decide(&decide) };
     let read = read_plan(args, &runtime, &kinds);
-    let (Ok(plan), Some(target), Some(state_dir)) = (&read.result, &read.target, &read.state_dir)
-    else {
+    let (Ok(plan), Some(target), Some(state_dir)) = (&read.result, &read.target, &read.state_dir) else {
         return report_invalid(&read);
     };
     let plan = Arc::new(plan.clone());
     let graph = StepGraph::build(&plan);
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         eprintln!("zdd: cannot start the async runtime");
         return exit::INVALID;
     };
-    let input = PreviewInput {
-        plan: &plan,
-        graph: &graph,
-        kinds: &kinds,
-        target,
-        state_dir,
-        host: Arc::new(LocalHost::new()),
-    };
+    let input =
+        PreviewInput { plan: &plan, graph: &graph, kinds: &kinds, target, state_dir, host: Arc::new(LocalHost::new()) };
     let p = rt.block_on(preview::build(input));
     if json {
         match serde_json::to_string_pretty(&p) {
@@ -53,8 +40,7 @@ pub fn run(args: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
             }
         }
     } else {
-        let color = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         print!("{}", preview::render_text(&p, color));
     }
     exit::OK
@@ -64,13 +50,9 @@ pub fn run(args: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
 /// (a missing directory is a first deploy).
 fn preview_target(header: &PlanHeader) -> Result<DeployTarget, String> {
     let state = if header.state_dir.exists() {
-        StateDir::open(&header.state_dir)
-            .and_then(|dir| dir.load())
-            .map_err(|e| e.to_string())?
+        StateDir::open(&header.state_dir).and_then(|dir| dir.load()).map_err(|e| e.to_string())?
     } else {
         State::default()
     };
-    state
-        .deploy_target(&header.slots, None)
-        .map_err(|e| e.to_string())
+    state.deploy_target(&header.slots, None).map_err(|e| e.to_string())
 }

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{Backoff, duration_or, from_facts, p, quiet_ok, req_str, sleep, to_facts};
-use crate::service::backend;
+use crate::common::{duration_or, from_facts, req_str, to_facts};
 use crate::service::config::{Listen, Manager, ServiceConfig};
 use crate::service::instance;
+use crate::service::{backend, drain};
 
 pub struct DrainStop;
 
@@ -43,40 +42,6 @@ static SPEC: KindSpec = KindSpec {
 #[derive(Debug, Serialize, Deserialize)]
 struct Facts {
     slot: String,
-}
-
-/// The accept-queue length of a listening unix socket (`None`: no such listener).
-pub fn parse_recv_q(ss_output: &str) -> Option<u64> {
-    ss_output.lines().find_map(|l| l.split_whitespace().nth(2).and_then(|q| q.parse().ok()))
-}
-
-async fn wait_queue_empty(ctx: &StepCtx, socket: &str, timeout: Duration) -> Result<bool, StepError> {
-    let start = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
-    loop {
-        let out = quiet_ok(ctx, &Command::new("ss").args(["-xlH", "src", socket])).await?;
-        match parse_recv_q(&out.stdout_str()) {
-            None | Some(0) => return Ok(true),
-            Some(_) if start.elapsed() >= timeout => return Ok(false),
-            Some(_) => sleep(&ctx.cancel, backoff.next_delay()).await?,
-        }
-    }
-}
-
-async fn wait_workers_gone(ctx: &StepCtx, cfg: &ServiceConfig, timeout: Duration) -> Result<bool, StepError> {
-    let file = cfg.run_dir().join("nginx-workers-before-reload");
-    let Some(bytes) = ctx.host.read_file(&file).await? else {
-        return Ok(true);
-    };
-    let pids: Vec<u32> = String::from_utf8_lossy(&bytes).lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let start = Instant::now();
-    for pid in pids {
-        let left = timeout.saturating_sub(start.elapsed());
-        if !backend::wait_exit(ctx, pid, left).await? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 #[async_trait]
@@ -132,10 +97,7 @@ impl StepKind for DrainStop {
         }
         let timeout = duration_or(&step.fields, "drain-timeout", Duration::from_secs(30));
         let start = Instant::now();
-        let drained = match cfg.listen {
-            Listen::Socket => wait_queue_empty(ctx, &p(&cfg.socket(&live)), timeout).await?,
-            Listen::Port => wait_workers_gone(ctx, &cfg, timeout).await?,
-        };
+        let drained = drain::wait(ctx, &cfg, &live, timeout).await?;
         if drained {
             ctx.message(format!("slot {live} drained in {} ms", start.elapsed().as_millis()));
         } else {
@@ -167,16 +129,5 @@ impl StepKind for DrainStop {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_recv_q() {
-        assert_eq!(parse_recv_q("u_str LISTEN 3      16     /srv/run/a.sock 53293 * 0\n"), Some(3));
-        assert_eq!(parse_recv_q(""), None);
     }
 }

@@ -155,7 +155,16 @@ impl StepKind for Release {
             return Ok(Preview { actions, checks: vec![], undo: vec![] });
         }
         actions.push(PlannedAction::Note {
-            text: format!("copy {} into {} ({} files)", s.source.display(), s.dir.display(), s.copy),
+            text: format!(
+                "copy {} into {} ({})",
+                s.source.display(),
+                s.dir.display(),
+                match s.copy.as_str() {
+                    "git" => "the files git tracks",
+                    "all" => "all but .git, venvs and caches",
+                    _ => "the files git tracks, or all but .git, venvs and caches outside git",
+                }
+            ),
         });
         for shared in &s.shared {
             let rel = shared.trim_end_matches('/');

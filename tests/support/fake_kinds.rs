@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{
-    Kinds, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts,
-};
+use zdd_engine::kind::{Kinds, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
 
@@ -28,8 +26,7 @@ static FAKE: KindSpec = KindSpec {
     summary: "Writes a file and runs a command (test kind)",
     fields: &[
         FieldSpec::new("path", ValueType::Path, "File to write").required(),
-        FieldSpec::new("content", ValueType::String, "What to write")
-            .default("hello {{release}}\n"),
+        FieldSpec::new("content", ValueType::String, "What to write").default("hello {{release}}\n"),
         FieldSpec::new("port", ValueType::Port, "A port"),
         FieldSpec::new("url", ValueType::Url, "A health URL"),
         FieldSpec::new("wait", ValueType::Duration, "How long to wait").default("5s"),
@@ -38,9 +35,7 @@ static FAKE: KindSpec = KindSpec {
         FieldSpec::new("cmd", ValueType::Strings, "Command to run"),
         FieldSpec::new("workers", ValueType::Int, "Worker count"),
         FieldSpec::new("enabled", ValueType::Bool, "Switch"),
-        FieldSpec::new("get", ValueType::String, "A request path to check")
-            .repeated()
-            .props(GET_PROPS),
+        FieldSpec::new("get", ValueType::String, "A request path to check").repeated().props(GET_PROPS),
     ],
     effect: Effect::Reversible,
     undo: "restores the file's previous content",
@@ -54,11 +49,7 @@ impl StepKind for Fake {
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         if step.fields.str("content") == Some("forbidden") {
-            let span = step
-                .fields
-                .all("content")
-                .first()
-                .map_or(step.span, |f| f.span);
+            let span = step.fields.all("content").first().map_or(step.span, |f| f.span);
             diags.push(
                 Diagnostic::error("fake::forbidden", "content is forbidden")
                     .at(span, "here")
@@ -76,21 +67,12 @@ impl StepKind for Fake {
         }];
         let cmd = step.fields.strings("cmd");
         if !cmd.is_empty() {
-            actions.push(PlannedAction::Run {
-                command: cmd.join(" "),
-            });
+            actions.push(PlannedAction::Run { command: cmd.join(" ") });
         }
         Ok(Preview {
             actions,
-            checks: step
-                .fields
-                .all("get")
-                .iter()
-                .map(|g| format!("GET {:?}", g.value))
-                .collect(),
-            undo: vec![PlannedAction::Note {
-                text: format!("restore {}", path.display()),
-            }],
+            checks: step.fields.all("get").iter().map(|g| format!("GET {:?}", g.value)).collect(),
+            undo: vec![PlannedAction::Note { text: format!("restore {}", path.display()) }],
         })
     }
 
@@ -98,12 +80,7 @@ impl StepKind for Fake {
         Ok(())
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -127,10 +104,7 @@ impl StepKind for Probe {
 
     async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
         Ok(Preview {
-            checks: vec![format!(
-                "GET {} expect 200",
-                step.fields.str("url").unwrap_or_default()
-            )],
+            checks: vec![format!("GET {} expect 200", step.fields.str("url").unwrap_or_default())],
             ..Preview::default()
         })
     }
@@ -139,12 +113,7 @@ impl StepKind for Probe {
         Ok(())
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -179,12 +148,7 @@ impl StepKind for Schema {
         Ok(())
     }
 
-    async fn undo(
-        &self,
-        _step: &Step,
-        _facts: &UndoFacts,
-        _ctx: &StepCtx,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -42,8 +42,7 @@ impl FieldCtx<'_, '_> {
                     ValueType::Bool => "write `#true` or `#false`".to_owned(),
                     _ => "write the value in double quotes".to_owned(),
                 };
-                self.diags
-                    .push(wrong_type(raw, &type_name(expected), &help));
+                self.diags.push(wrong_type(raw, &type_name(expected), &help));
                 return None;
             }
         };
@@ -68,9 +67,7 @@ impl FieldCtx<'_, '_> {
             Err(e) => {
                 let message = self.interp.mask(&e.message);
                 self.diags.push(
-                    Diagnostic::error(e.code, message)
-                        .at(raw.span, format!("expected {}", type_name(ty)))
-                        .help(e.help),
+                    Diagnostic::error(e.code, message).at(raw.span, format!("expected {}", type_name(ty))).help(e.help),
                 );
                 None
             }
@@ -82,22 +79,14 @@ impl FieldCtx<'_, '_> {
 pub fn needs(node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Vec<(String, Span)> {
     no_props(node, &[], ctx.diags);
     if node.args.is_empty() {
-        ctx.diags.push(missing_argument(
-            node,
-            "`needs` names no step",
-            "write `needs \"build\" \"migrate\"`",
-        ));
+        ctx.diags.push(missing_argument(node, "`needs` names no step", "write `needs \"build\" \"migrate\"`"));
     }
     node.args
         .iter()
         .filter_map(|a| match &a.value {
             Scalar::Str(s) => Some((s.clone(), a.span)),
             _ => {
-                ctx.diags.push(wrong_type(
-                    a,
-                    "a step name",
-                    "write step names in double quotes",
-                ));
+                ctx.diags.push(wrong_type(a, "a step name", "write step names in double quotes"));
                 None
             }
         })
@@ -106,32 +95,19 @@ pub fn needs(node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Vec<(String, Span)> 
 
 pub fn description(node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Option<String> {
     no_props(node, &[], ctx.diags);
-    let arg = single_arg(
-        node,
-        "`description` needs a text",
-        "write `description \"Build the assets\"`",
-        ctx.diags,
-    )?;
+    let arg = single_arg(node, "`description` needs a text", "write `description \"Build the assets\"`", ctx.diags)?;
     ctx.text(arg, ValueType::String)
 }
 
 pub fn timeout(node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Option<Duration> {
     no_props(node, &[], ctx.diags);
-    let arg = single_arg(
-        node,
-        "`timeout` needs a duration",
-        "write `timeout \"30s\"`",
-        ctx.diags,
-    )?;
+    let arg = single_arg(node, "`timeout` needs a duration", "write `timeout \"30s\"`", ctx.diags)?;
     match ctx.typed(ValueType::Duration, arg)? {
         Value::Duration(d) if d.is_zero() => {
             ctx.diags.push(
-                Diagnostic::error(
-                    "zdd::bad-duration",
-                    "a timeout of zero would fail every attempt",
-                )
-                .at(arg.span, "zero")
-                .help("give the step time to run, e.g. `timeout \"30s\"`"),
+                Diagnostic::error("zdd::bad-duration", "a timeout of zero would fail every attempt")
+                    .at(arg.span, "zero")
+                    .help("give the step time to run, e.g. `timeout \"30s\"`"),
             );
             None
         }
@@ -145,12 +121,9 @@ pub fn retry(node: &RawNode, retry: &mut Retry, ctx: &mut FieldCtx<'_, '_>) {
     no_props(node, RETRY_PROPS, ctx.diags);
     if let Some(arg) = node.args.first() {
         ctx.diags.push(
-            Diagnostic::error(
-                "zdd::extra-argument",
-                "`retry` takes properties, not arguments",
-            )
-            .at(arg.span, "unexpected argument")
-            .help("write `retry attempts=3 backoff=\"500ms\" jitter=\"100ms\"`"),
+            Diagnostic::error("zdd::extra-argument", "`retry` takes properties, not arguments")
+                .at(arg.span, "unexpected argument")
+                .help("write `retry attempts=3 backoff=\"500ms\" jitter=\"100ms\"`"),
         );
     }
     if let Some(p) = node.prop("attempts") {
@@ -180,12 +153,9 @@ pub fn retry(node: &RawNode, retry: &mut Retry, ctx: &mut FieldCtx<'_, '_>) {
 pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Option<FieldValue> {
     if node.has_block {
         ctx.diags.push(
-            Diagnostic::error(
-                "zdd::unexpected-block",
-                format!("`{}` takes no `{{ ... }}` block", node.name),
-            )
-            .at(node.name_span, "has a block")
-            .help("write the value as an argument: `name \"value\"`"),
+            Diagnostic::error("zdd::unexpected-block", format!("`{}` takes no `{{ ... }}` block", node.name))
+                .at(node.name_span, "has a block")
+                .help("write the value as an argument: `name \"value\"`"),
         );
     }
     let value = match spec.ty {
@@ -198,14 +168,8 @@ pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Op
                 ));
                 None
             } else {
-                let all: Vec<Option<String>> = node
-                    .args
-                    .iter()
-                    .map(|a| ctx.text(a, ValueType::Strings))
-                    .collect();
-                all.into_iter()
-                    .collect::<Option<Vec<_>>>()
-                    .map(Value::Strings)
+                let all: Vec<Option<String>> = node.args.iter().map(|a| ctx.text(a, ValueType::Strings)).collect();
+                all.into_iter().collect::<Option<Vec<_>>>().map(Value::Strings)
             }
         }
         ValueType::Bool if node.args.is_empty() => Some(Value::Bool(true)),
@@ -222,16 +186,9 @@ pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Op
             [one, rest @ ..] => {
                 if let Some(extra) = rest.first() {
                     ctx.diags.push(
-                        Diagnostic::error(
-                            "zdd::extra-argument",
-                            format!("`{}` takes one value", node.name),
-                        )
-                        .at(extra.span, "extra argument")
-                        .help(format!(
-                            "`{}` is {}: join words into one string",
-                            node.name,
-                            type_name(ty)
-                        )),
+                        Diagnostic::error("zdd::extra-argument", format!("`{}` takes one value", node.name))
+                            .at(extra.span, "extra argument")
+                            .help(format!("`{}` is {}: join words into one string", node.name, type_name(ty))),
                     );
                 }
                 ctx.typed(ty, one)
@@ -239,19 +196,10 @@ pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Op
         },
     };
     let props = props(&node.name, spec.props, node, ctx);
-    Some(FieldValue {
-        value,
-        props,
-        span: node.span,
-    })
+    Some(FieldValue { value, props, span: node.span })
 }
 
-fn props(
-    field: &str,
-    specs: &[PropSpec],
-    node: &RawNode,
-    ctx: &mut FieldCtx<'_, '_>,
-) -> BTreeMap<String, Value> {
+fn props(field: &str, specs: &[PropSpec], node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> BTreeMap<String, Value> {
     let names: Vec<&str> = specs.iter().map(|p| p.name).collect();
     no_props(node, &names, ctx.diags);
     let mut out = BTreeMap::new();
@@ -269,17 +217,9 @@ fn props(
                     }
                 } else if spec.required {
                     ctx.diags.push(
-                        Diagnostic::error(
-                            "zdd::missing-property",
-                            format!("`{field}` needs `{}=`", spec.name),
-                        )
-                        .at(node.name_span, format!("no `{}=`", spec.name))
-                        .help(format!(
-                            "add `{}=<{}>`: {}",
-                            spec.name,
-                            type_name(spec.ty),
-                            spec.doc
-                        )),
+                        Diagnostic::error("zdd::missing-property", format!("`{field}` needs `{}=`", spec.name))
+                            .at(node.name_span, format!("no `{}=`", spec.name))
+                            .help(format!("add `{}=<{}>`: {}", spec.name, type_name(spec.ty), spec.doc)),
                     );
                 }
             }
@@ -292,30 +232,17 @@ fn props(
 fn no_props(node: &RawNode, allowed: &[&str], diags: &mut Diagnostics) {
     for p in &node.props {
         if !allowed.contains(&p.name.as_str()) {
-            diags.push(raw::unknown_property(
-                &node.name,
-                &p.name,
-                p.name_span,
-                allowed,
-            ));
+            diags.push(raw::unknown_property(&node.name, &p.name, p.name_span, allowed));
         }
     }
 }
 
-fn single_arg<'n>(
-    node: &'n RawNode,
-    message: &str,
-    help: &str,
-    diags: &mut Diagnostics,
-) -> Option<&'n RawValue> {
+fn single_arg<'n>(node: &'n RawNode, message: &str, help: &str, diags: &mut Diagnostics) -> Option<&'n RawValue> {
     if let Some(extra) = node.args.get(1) {
         diags.push(
-            Diagnostic::error(
-                "zdd::extra-argument",
-                format!("`{}` takes one value", node.name),
-            )
-            .at(extra.span, "extra argument")
-            .help(help.to_owned()),
+            Diagnostic::error("zdd::extra-argument", format!("`{}` takes one value", node.name))
+                .at(extra.span, "extra argument")
+                .help(help.to_owned()),
         );
     }
     let arg = node.args.first();
@@ -327,24 +254,13 @@ fn single_arg<'n>(
 
 /// `zdd::unknown-field`, with "did you mean" over the kind's fields and the common ones.
 pub fn unknown_field(spec: &KindSpec, node: &RawNode) -> Diagnostic {
-    let names: Vec<&str> = spec
-        .fields
-        .iter()
-        .map(|f| f.name)
-        .chain(COMMON_FIELDS.iter().copied())
-        .collect();
-    let d = Diagnostic::error(
-        "zdd::unknown-field",
-        format!("`{}` steps have no field `{}`", spec.name, node.name),
-    )
-    .at(node.name_span, "unknown field");
+    let names: Vec<&str> = spec.fields.iter().map(|f| f.name).chain(COMMON_FIELDS.iter().copied()).collect();
+    let d = Diagnostic::error("zdd::unknown-field", format!("`{}` steps have no field `{}`", spec.name, node.name))
+        .at(node.name_span, "unknown field");
     let list = names.join(", ");
     match did_you_mean(&node.name, names.iter().copied()) {
         Some(s) => d.help(format!("did you mean `{s}`? `{}` takes: {list}", spec.name)),
-        None => d.help(format!(
-            "`{}` takes: {list} (see `zdd kinds {}`)",
-            spec.name, spec.name
-        )),
+        None => d.help(format!("`{}` takes: {list} (see `zdd kinds {}`)", spec.name, spec.name)),
     }
 }
 
@@ -365,14 +281,9 @@ pub fn apply_defaults(
             continue;
         }
         if let Some(default) = f.default {
-            let raw = RawValue {
-                value: Scalar::Str(default.to_owned()),
-                span: name_span,
-            };
+            let raw = RawValue { value: Scalar::Str(default.to_owned()), span: name_span };
             let value = match f.ty {
-                ValueType::Strings => ctx
-                    .text(&raw, ValueType::Strings)
-                    .map(|s| Value::Strings(vec![s])),
+                ValueType::Strings => ctx.text(&raw, ValueType::Strings).map(|s| Value::Strings(vec![s])),
                 ty => ctx.typed(ty, &raw),
             };
             if let Some(value) = value {
@@ -381,23 +292,13 @@ pub fn apply_defaults(
                     .iter()
                     .filter_map(|p| Some((p.name.to_owned(), parse_typed(p.ty, p.default?).ok()?)))
                     .collect();
-                fields.map.insert(
-                    f.name.to_owned(),
-                    vec![FieldValue {
-                        value: Some(value),
-                        props,
-                        span: name_span,
-                    }],
-                );
+                fields.map.insert(f.name.to_owned(), vec![FieldValue { value: Some(value), props, span: name_span }]);
             }
         } else if f.required && !shadowed {
             ctx.diags.push(
-                Diagnostic::error(
-                    "zdd::missing-field",
-                    format!("`{}` steps need `{}`", spec.name, f.name),
-                )
-                .at(name_span, format!("no `{}` in this step", f.name))
-                .help(format!("add `{} <{}>`: {}", f.name, type_name(f.ty), f.doc)),
+                Diagnostic::error("zdd::missing-field", format!("`{}` steps need `{}`", spec.name, f.name))
+                    .at(name_span, format!("no `{}` in this step", f.name))
+                    .help(format!("add `{} <{}>`: {}", f.name, type_name(f.ty), f.doc)),
             );
         }
     }

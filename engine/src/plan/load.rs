@@ -46,9 +46,10 @@ impl MemoryReader {
 
 impl SourceReader for MemoryReader {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        self.files.get(&normalize(path)).cloned().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory")
-        })
+        self.files
+            .get(&normalize(path))
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
     }
 }
 
@@ -70,11 +71,7 @@ impl Loaded {
 
 /// Read `main` and everything it includes. Problems (unreadable files, KDL errors, cycles) are collected.
 pub fn load(main: &Path, reader: &dyn SourceReader) -> (Loaded, Diagnostics) {
-    let mut loader = Loader {
-        reader,
-        loaded: Loaded::default(),
-        diags: Diagnostics::new(),
-    };
+    let mut loader = Loader { reader, loaded: Loaded::default(), diags: Diagnostics::new() };
     let main_path = normalize(main);
     match reader.read(&main_path) {
         Ok(text) => {
@@ -83,11 +80,8 @@ pub fn load(main: &Path, reader: &dyn SourceReader) -> (Loaded, Diagnostics) {
             loader.follow_includes(file, &mut vec![file]);
         }
         Err(e) => loader.diags.push(
-            Diagnostic::error(
-                "zdd::plan-not-found",
-                format!("cannot read the plan `{}`: {e}", main.display()),
-            )
-            .help("give the path of a plan file (KDL), e.g. `deploy/prod.kdl`"),
+            Diagnostic::error("zdd::plan-not-found", format!("cannot read the plan `{}`: {e}", main.display()))
+                .help("give the path of a plan file (KDL), e.g. `deploy/prod.kdl`"),
         ),
     }
     (loader.loaded, loader.diags)
@@ -102,12 +96,7 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn add(&mut self, name: String, path: &Path, text: String) -> FileId {
         let file = self.loaded.sources.add(name, path, text);
-        let text = self
-            .loaded
-            .sources
-            .get(file)
-            .map(|f| f.text.clone())
-            .unwrap_or_default();
+        let text = self.loaded.sources.get(file).map(|f| f.text.clone()).unwrap_or_default();
         let (doc, diags) = raw::parse(file, &text);
         self.loaded.docs.push(doc);
         self.diags.extend(diags);
@@ -130,12 +119,9 @@ impl Loader<'_> {
         for (index, node) in includes {
             let Some(arg) = node.args.first() else {
                 self.diags.push(
-                    Diagnostic::error(
-                        "zdd::missing-argument",
-                        "`include` needs the path of a file",
-                    )
-                    .at(node.name_span, "no path")
-                    .help("write `include \"fragments/django.kdl\"` (relative to this file)"),
+                    Diagnostic::error("zdd::missing-argument", "`include` needs the path of a file")
+                        .at(node.name_span, "no path")
+                        .help("write `include \"fragments/django.kdl\"` (relative to this file)"),
                 );
                 continue;
             };
@@ -157,28 +143,17 @@ impl Loader<'_> {
                         .help("write one `include` per file"),
                 );
             }
-            let Some((including_path, including_name)) = self
-                .loaded
-                .sources
-                .get(file)
-                .map(|f| (f.path.clone(), f.name.clone()))
+            let Some((including_path, including_name)) =
+                self.loaded.sources.get(file).map(|f| (f.path.clone(), f.name.clone()))
             else {
                 continue;
             };
-            let dir = including_path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
+            let dir = including_path.parent().map(Path::to_path_buf).unwrap_or_default();
             let path = normalize(&dir.join(rel));
             let name = display_name(&including_name, rel);
-            if let Some(pos) = chain
-                .iter()
-                .position(|f| self.loaded.sources.get(*f).is_some_and(|s| s.path == path))
-            {
-                let mut names: Vec<String> = chain[pos..]
-                    .iter()
-                    .filter_map(|f| self.loaded.sources.get(*f).map(|s| s.name.clone()))
-                    .collect();
+            if let Some(pos) = chain.iter().position(|f| self.loaded.sources.get(*f).is_some_and(|s| s.path == path)) {
+                let mut names: Vec<String> =
+                    chain[pos..].iter().filter_map(|f| self.loaded.sources.get(*f).map(|s| s.name.clone())).collect();
                 names.push(name.clone());
                 self.diags.push(
                     Diagnostic::error("zdd::include-cycle", format!("include cycle: {}", names.join(" -> ")))
@@ -213,10 +188,7 @@ fn display_name(including_name: &str, rel: &str) -> String {
     if Path::new(rel).is_absolute() {
         return rel.to_owned();
     }
-    let dir = Path::new(including_name)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = Path::new(including_name).parent().map(Path::to_path_buf).unwrap_or_default();
     normalize(&dir.join(rel)).display().to_string()
 }
 
@@ -253,30 +225,19 @@ mod tests {
             .with("deploy/frag/b.kdl", "var \"v\" \"1\"\n");
         let (loaded, diags) = load(Path::new("deploy/prod.kdl"), &reader);
         assert!(diags.is_empty(), "{diags:?}");
-        let names: Vec<_> = loaded
-            .sources
-            .files()
-            .map(|(_, f)| f.name.clone())
-            .collect();
-        assert_eq!(
-            names,
-            ["deploy/prod.kdl", "deploy/frag/a.kdl", "deploy/frag/b.kdl"]
-        );
+        let names: Vec<_> = loaded.sources.files().map(|(_, f)| f.name.clone()).collect();
+        assert_eq!(names, ["deploy/prod.kdl", "deploy/frag/a.kdl", "deploy/frag/b.kdl"]);
         assert_eq!(loaded.includes[&(FileId(0), 1)], FileId(1));
         assert_eq!(loaded.includes[&(FileId(1), 0)], FileId(2));
     }
 
     #[test]
     fn include_cycle_names_the_chain() {
-        let reader = MemoryReader::new()
-            .with("a.kdl", "plan \"x\"\ninclude \"b.kdl\"\n")
-            .with("b.kdl", "include \"a.kdl\"\n");
+        let reader =
+            MemoryReader::new().with("a.kdl", "plan \"x\"\ninclude \"b.kdl\"\n").with("b.kdl", "include \"a.kdl\"\n");
         let (_, diags) = load(Path::new("a.kdl"), &reader);
         assert_eq!(codes(&diags), ["zdd::include-cycle"]);
-        assert_eq!(
-            diags.iter().next().unwrap().message,
-            "include cycle: a.kdl -> b.kdl -> a.kdl"
-        );
+        assert_eq!(diags.iter().next().unwrap().message, "include cycle: a.kdl -> b.kdl -> a.kdl");
     }
 
     #[test]

@@ -14,15 +14,7 @@ use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, Span};
 
 /// The top-level nodes a plan file may contain, for "did you mean".
-pub const TOP_LEVEL_NODES: &[&str] = &[
-    "plan",
-    "state-dir",
-    "slots",
-    "var",
-    "include",
-    "defaults",
-    "step",
-];
+pub const TOP_LEVEL_NODES: &[&str] = &["plan", "state-dir", "slots", "var", "include", "defaults", "step"];
 
 /// A KDL scalar as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,11 +136,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
     };
     let mut items = Vec::new();
     let nodes = pieces.iter().flat_map(|(base, doc)| {
-        let conv = Converter {
-            file,
-            text,
-            base: *base,
-        };
+        let conv = Converter { file, text, base: *base };
         doc.nodes().iter().map(move |n| conv.node(n))
     });
     for raw in nodes {
@@ -161,16 +149,10 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
             "defaults" => RawItem::Defaults(raw),
             "step" => RawItem::Step(raw),
             other => {
-                let mut d = Diagnostic::error(
-                    "zdd::unknown-node",
-                    format!("unknown top-level node `{other}`"),
-                )
-                .at(raw.name_span, "not a plan node");
+                let mut d = Diagnostic::error("zdd::unknown-node", format!("unknown top-level node `{other}`"))
+                    .at(raw.name_span, "not a plan node");
                 d = d.help(match did_you_mean(other, TOP_LEVEL_NODES.iter().copied()) {
-                    Some(s) => format!(
-                        "did you mean `{s}`? A plan's top level holds: {}",
-                        TOP_LEVEL_NODES.join(", ")
-                    ),
+                    Some(s) => format!("did you mean `{s}`? A plan's top level holds: {}", TOP_LEVEL_NODES.join(", ")),
                     None => format!("a plan's top level holds: {}", TOP_LEVEL_NODES.join(", ")),
                 });
                 diags.push(d);
@@ -199,22 +181,14 @@ fn check_top_level_props(item: &RawItem, diags: &mut Diagnostics) {
         if allowed.contains(&prop.name.as_str()) {
             continue;
         }
-        diags.push(unknown_property(
-            &node.name,
-            &prop.name,
-            prop.name_span,
-            allowed,
-        ));
+        diags.push(unknown_property(&node.name, &prop.name, prop.name_span, allowed));
     }
 }
 
 /// `zdd::unknown-property` with "did you mean" over the allowed names.
 pub fn unknown_property(node: &str, prop: &str, span: Span, allowed: &[&str]) -> Diagnostic {
-    let d = Diagnostic::error(
-        "zdd::unknown-property",
-        format!("unknown property `{prop}` on `{node}`"),
-    )
-    .at(span, "unknown property");
+    let d = Diagnostic::error("zdd::unknown-property", format!("unknown property `{prop}` on `{node}`"))
+        .at(span, "unknown property");
     let list = if allowed.is_empty() {
         format!("`{node}` takes no properties")
     } else {
@@ -228,30 +202,20 @@ pub fn unknown_property(node: &str, prop: &str, span: Span, allowed: &[&str]) ->
 
 /// The first useful message of a KDL parse error, with its span.
 fn kdl_error(file: FileId, text: &str, err: &kdl::KdlError) -> Diagnostic {
-    let first = err
-        .diagnostics
-        .iter()
-        .find(|d| d.message.is_some())
-        .or_else(|| err.diagnostics.first());
+    let first = err.diagnostics.iter().find(|d| d.message.is_some()).or_else(|| err.diagnostics.first());
     let Some(first) = first else {
         return Diagnostic::error("zdd::kdl-syntax", "the file is not valid KDL 2.0")
             .at(Span::new(file, 0, 0), "here")
             .help("see https://kdl.dev for the syntax");
     };
-    let message = first
-        .message
-        .clone()
-        .unwrap_or_else(|| "the file is not valid KDL 2.0".to_owned());
+    let message = first.message.clone().unwrap_or_else(|| "the file is not valid KDL 2.0".to_owned());
     let offset = first.span.offset().min(text.len());
     let len = first.span.len().min(text.len() - offset);
     let help = first.help.clone().unwrap_or_else(|| {
         "plans are KDL 2.0: strings in double quotes, booleans `#true`/`#false`, properties `name=value`".to_owned()
     });
     Diagnostic::error("zdd::kdl-syntax", format!("invalid KDL: {message}"))
-        .at(
-            Span::new(file, offset, len),
-            first.label.clone().unwrap_or_else(|| "here".to_owned()),
-        )
+        .at(Span::new(file, offset, len), first.label.clone().unwrap_or_else(|| "here".to_owned()))
         .help(help)
 }
 
@@ -265,14 +229,9 @@ fn parse_kdl(text: &str) -> Result<Vec<(usize, KdlDocument)>, kdl::KdlError> {
             let ends = starts[1..].iter().copied().chain([text.len()]);
             let bounds: Vec<(usize, usize)> = starts.iter().copied().zip(ends).collect();
             let parsed: Vec<Option<KdlDocument>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = bounds
-                    .iter()
-                    .map(|&(a, b)| scope.spawn(move || KdlDocument::parse_v2(&text[a..b]).ok()))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().ok().flatten())
-                    .collect()
+                let handles: Vec<_> =
+                    bounds.iter().map(|&(a, b)| scope.spawn(move || KdlDocument::parse_v2(&text[a..b]).ok())).collect();
+                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
             });
             // Any piece in error: parse the whole file, so the error is found and placed as usual.
             if let Some(docs) = parsed.into_iter().collect::<Option<Vec<_>>>() {
@@ -307,16 +266,11 @@ impl Converter<'_> {
         let mut props = Vec::new();
         for entry in node.entries() {
             match entry.name() {
-                None => args.push(RawValue {
-                    value: scalar(entry.value()),
-                    span: self.span(entry.span()),
-                }),
+                None => args.push(RawValue { value: scalar(entry.value()), span: self.span(entry.span()) }),
                 Some(name) => props.push(self.prop(entry, name.value(), name.span())),
             }
         }
-        let children = node.children().map_or_else(Vec::new, |c| {
-            c.nodes().iter().map(|n| self.node(n)).collect()
-        });
+        let children = node.children().map_or_else(Vec::new, |c| c.nodes().iter().map(|n| self.node(n)).collect());
         let mut span = self.span(node.span());
         // A node's span may run past its terminator into trailing comments; stop at the end of the node proper.
         let src = &self.text[span.offset..span.offset + span.len];
@@ -348,14 +302,7 @@ impl Converter<'_> {
             }
             None => whole,
         };
-        RawProp {
-            name: name.to_owned(),
-            name_span,
-            value: RawValue {
-                value: scalar(entry.value()),
-                span: value_span,
-            },
-        }
+        RawProp { name: name.to_owned(), name_span, value: RawValue { value: scalar(entry.value()), span: value_span } }
     }
 }
 
@@ -395,14 +342,11 @@ mod tests {
 
     #[test]
     fn keeps_spans_of_names_arguments_and_properties() {
-        let text =
-            "plan \"shop\"\nstep \"build\" kind=\"exec\" {\n    run \"make\" shell=#true\n}\n";
+        let text = "plan \"shop\"\nstep \"build\" kind=\"exec\" {\n    run \"make\" shell=#true\n}\n";
         let (doc, diags) = parse(FileId(0), text);
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(doc.items.len(), 2);
-        let RawItem::Step(step) = &doc.items[1] else {
-            panic!("not a step")
-        };
+        let RawItem::Step(step) = &doc.items[1] else { panic!("not a step") };
         assert_eq!(text_at(text, step.name_span), "step");
         assert_eq!(text_at(text, step.args[0].span), "\"build\"");
         let kind = step.prop("kind").unwrap();
@@ -427,11 +371,7 @@ mod tests {
         let (doc, diags) = parse(FileId(3), &text);
         assert!(diags.is_empty());
         let whole = KdlDocument::parse_v2(&text).unwrap();
-        let conv = Converter {
-            file: FileId(3),
-            text: &text,
-            base: 0,
-        };
+        let conv = Converter { file: FileId(3), text: &text, base: 0 };
         let serial: Vec<RawNode> = whole.nodes().iter().map(|n| conv.node(n)).collect();
         let pieces: Vec<RawNode> = doc.items.iter().map(|i| i.node().clone()).collect();
         assert_eq!(pieces, serial);
@@ -444,11 +384,7 @@ mod tests {
         assert_eq!(d.code, "zdd::kdl-syntax");
         let at = d.span.unwrap().offset;
         let line_start = broken[..at].rfind('\n').map_or(0, |i| i + 1);
-        assert!(
-            broken[line_start..].starts_with("step \"s700\""),
-            "{}",
-            &broken[line_start..line_start + 40]
-        );
+        assert!(broken[line_start..].starts_with("step \"s700\""), "{}", &broken[line_start..line_start + 40]);
     }
 
     #[test]

@@ -15,11 +15,7 @@ const WIDTH: usize = 100;
 
 /// Render every diagnostic, in order, as one string (ending with a count line when there are errors).
 pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool) -> String {
-    let theme = if color {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
+    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(WIDTH)
         .with_wrap_lines(false)
@@ -33,15 +29,9 @@ pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool)
         }
         out.push('\n');
     }
-    let errors = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     if errors > 0 {
-        out.push_str(&format!(
-            "{errors} error{} found\n",
-            if errors == 1 { "" } else { "s" }
-        ));
+        out.push_str(&format!("{errors} error{} found\n", if errors == 1 { "" } else { "s" }));
     }
     out
 }
@@ -63,19 +53,13 @@ impl Report {
         let mut related = Vec::new();
         let source = d.span.and_then(|span| {
             let file = sources.get(span.file)?;
-            labels.push(LabeledSpan::new_primary_with_span(
-                label(&d.label),
-                miette_span(span, &file.text),
-            ));
+            labels.push(LabeledSpan::new_primary_with_span(label(&d.label), miette_span(span, &file.text)));
             Some(NamedSource::new(&file.name, file.text.to_string()))
         });
         for (span, text) in &d.related {
             match (d.span, sources.get(span.file)) {
                 (Some(primary), Some(file)) if primary.file == span.file => {
-                    labels.push(LabeledSpan::new_with_span(
-                        label(text),
-                        miette_span(*span, &file.text),
-                    ));
+                    labels.push(LabeledSpan::new_with_span(label(text), miette_span(*span, &file.text)));
                 }
                 (_, Some(file)) => related.push(Report {
                     message: text.clone(),
@@ -83,10 +67,7 @@ impl Report {
                     severity: miette::Severity::Advice,
                     help: None,
                     source: Some(NamedSource::new(&file.name, file.text.to_string())),
-                    labels: vec![LabeledSpan::new_primary_with_span(
-                        None,
-                        miette_span(*span, &file.text),
-                    )],
+                    labels: vec![LabeledSpan::new_primary_with_span(None, miette_span(*span, &file.text))],
                     related: Vec::new(),
                 }),
                 (_, None) => {}
@@ -118,10 +99,7 @@ fn miette_span(span: Span, text: &str) -> SourceSpan {
 
 impl fmt::Debug for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Report")
-            .field("code", &self.code)
-            .field("message", &self.message)
-            .finish()
+        f.debug_struct("Report").field("code", &self.code).field("message", &self.message).finish()
     }
 }
 
@@ -135,8 +113,7 @@ impl std::error::Error for Report {}
 
 impl miette::Diagnostic for Report {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        (self.severity != miette::Severity::Advice)
-            .then(|| Box::new(self.code) as Box<dyn fmt::Display>)
+        (self.severity != miette::Severity::Advice).then(|| Box::new(self.code) as Box<dyn fmt::Display>)
     }
 
     fn severity(&self) -> Option<miette::Severity> {
@@ -144,9 +121,7 @@ impl miette::Diagnostic for Report {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -154,14 +129,11 @@ impl miette::Diagnostic for Report {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        (!self.labels.is_empty())
-            .then(|| Box::new(self.labels.iter().cloned()) as Box<dyn Iterator<Item = _>>)
+        (!self.labels.is_empty()).then(|| Box::new(self.labels.iter().cloned()) as Box<dyn Iterator<Item = _>>)
     }
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
-        (!self.related.is_empty()).then(|| {
-            Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic))
-                as Box<dyn Iterator<Item = _>>
-        })
+        (!self.related.is_empty())
+            .then(|| Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)) as Box<dyn Iterator<Item = _>>)
     }
 }

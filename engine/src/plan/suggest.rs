@@ -2,10 +2,7 @@
 
 /// The candidate closest to `name`, if it is close enough to be a plausible typo: a few edits away
 /// (transpositions count as one) or sharing most of its letters in order (Jaro-Winkler).
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let max_edits = (name.chars().count() / 3).max(1);
     let mut best: Option<((usize, u64), &str)> = None;
     for candidate in candidates {
@@ -29,14 +26,8 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(
-            did_you_mean("stpe", ["plan", "step", "slots"]),
-            Some("step")
-        );
-        assert_eq!(
-            did_you_mean("timeotu", ["timeout", "retry"]),
-            Some("timeout")
-        );
+        assert_eq!(did_you_mean("stpe", ["plan", "step", "slots"]), Some("step"));
+        assert_eq!(did_you_mean("timeotu", ["timeout", "retry"]), Some("timeout"));
         assert_eq!(did_you_mean("kye", ["key", "a"]), Some("key"));
         assert_eq!(did_you_mean("zzz", ["timeout", "retry"]), None);
         assert_eq!(did_you_mean("x", ["plan", "step"]), None);

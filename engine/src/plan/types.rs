@@ -18,11 +18,7 @@ pub struct TypeError {
 
 impl TypeError {
     fn new(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            help: help.into(),
-        }
+        Self { code, message: message.into(), help: help.into() }
     }
 }
 
@@ -51,11 +47,7 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
         ValueType::Port => parse_port(text).map(Value::Port),
         ValueType::Url => parse_url(text).map(|()| Value::Str(text.to_owned())),
         ValueType::Int => text.trim().parse::<i64>().map(Value::Int).map_err(|_| {
-            TypeError::new(
-                "zdd::bad-int",
-                format!("`{text}` is not a whole number"),
-                "write digits, e.g. `4`",
-            )
+            TypeError::new("zdd::bad-int", format!("`{text}` is not a whole number"), "write digits, e.g. `4`")
         }),
         ValueType::Bool => match text {
             // `#true` is how a default is written in a kind's spec (and how KDL spells it).
@@ -71,20 +63,12 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             if words.contains(&text) {
                 return Ok(Value::Str(text.to_owned()));
             }
-            let allowed = words
-                .iter()
-                .map(|w| format!("`{w}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let allowed = words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ");
             let help = match did_you_mean(text, words.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`? Allowed: {allowed}"),
                 None => format!("allowed: {allowed}"),
             };
-            Err(TypeError::new(
-                "zdd::bad-enum",
-                format!("`{text}` is not one of the allowed values"),
-                help,
-            ))
+            Err(TypeError::new("zdd::bad-enum", format!("`{text}` is not one of the allowed values"), help))
         }
         ValueType::ConfigWord => parse_config_word(text).map(|()| Value::Str(text.to_owned())),
     }
@@ -129,9 +113,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, TypeError> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| err())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -181,9 +163,7 @@ fn parse_url(text: &str) -> Result<(), TypeError> {
         }
         return Ok(());
     }
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"));
+    let rest = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
     let Some(rest) = rest else {
         return Err(bad("it must start with http://, https:// or http+unix://"));
     };
@@ -205,9 +185,7 @@ fn parse_url(text: &str) -> Result<(), TypeError> {
 
 /// A value that lands in an Nginx or systemd file must not be able to end or open a directive.
 fn parse_config_word(text: &str) -> Result<(), TypeError> {
-    let bad = text
-        .chars()
-        .find(|c| matches!(c, '\n' | '\r' | ';' | '{' | '}' | '#' | '"' | '\'' | '\\'));
+    let bad = text.chars().find(|c| matches!(c, '\n' | '\r' | ';' | '{' | '}' | '#' | '"' | '\'' | '\\'));
     match bad {
         None if !text.is_empty() => Ok(()),
         None => Err(TypeError::new(
@@ -245,25 +223,15 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         for bad in ["", "30", "s", "3 s", "30sec", "-1s", "1.5s"] {
-            assert_eq!(
-                parse_duration(bad).unwrap_err().code,
-                "zdd::bad-duration",
-                "{bad}"
-            );
+            assert_eq!(parse_duration(bad).unwrap_err().code, "zdd::bad-duration", "{bad}");
         }
     }
 
     #[test]
     fn ports() {
-        assert_eq!(
-            parse_typed(ValueType::Port, "8001").unwrap(),
-            Value::Port(8001)
-        );
+        assert_eq!(parse_typed(ValueType::Port, "8001").unwrap(), Value::Port(8001));
         for bad in ["0", "65536", "http", "-3"] {
-            assert_eq!(
-                parse_typed(ValueType::Port, bad).unwrap_err().code,
-                "zdd::bad-port"
-            );
+            assert_eq!(parse_typed(ValueType::Port, bad).unwrap_err().code, "zdd::bad-port");
         }
     }
 
@@ -298,11 +266,7 @@ mod tests {
         assert!(e.help.contains("did you mean `systemd`"), "{}", e.help);
         assert!(parse_typed(ValueType::ConfigWord, "shop.example").is_ok());
         for bad in ["a;b", "a\nb", "{", "x#", "\"q\"", "a\\b", ""] {
-            assert_eq!(
-                parse_typed(ValueType::ConfigWord, bad).unwrap_err().code,
-                "zdd::bad-config-word",
-                "{bad}"
-            );
+            assert_eq!(parse_typed(ValueType::ConfigWord, bad).unwrap_err().code, "zdd::bad-config-word", "{bad}");
         }
     }
 }

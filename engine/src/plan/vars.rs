@@ -18,14 +18,7 @@ use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, SourceMap, Span};
 
 /// Names the engine fills in for each run; a plan cannot declare them.
-pub const RUNTIME_VARS: &[&str] = &[
-    "release",
-    "slot",
-    "live_slot",
-    "live_release",
-    "state_dir",
-    "plan_dir",
-];
+pub const RUNTIME_VARS: &[&str] = &["release", "slot", "live_slot", "live_release", "state_dir", "plan_dir"];
 
 /// Variable values given from outside the plan.
 #[derive(Debug, Clone, Default)]
@@ -39,18 +32,13 @@ pub struct VarInputs {
 impl VarInputs {
     /// `--var` arguments plus every `ZDD_VAR_*` variable of this process's environment.
     pub fn from_env(cli: Vec<String>) -> Self {
-        let env = std::env::vars()
-            .filter_map(|(k, v)| k.strip_prefix("ZDD_VAR_").map(|n| (n.to_owned(), v)))
-            .collect();
+        let env = std::env::vars().filter_map(|(k, v)| k.strip_prefix("ZDD_VAR_").map(|n| (n.to_owned(), v))).collect();
         Self { cli, env }
     }
 
     /// Only `--var` arguments (tests, examples: the environment is ignored).
     pub fn cli(cli: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self {
-            cli: cli.into_iter().map(Into::into).collect(),
-            env: BTreeMap::new(),
-        }
+        Self { cli: cli.into_iter().map(Into::into).collect(), env: BTreeMap::new() }
     }
 }
 
@@ -71,9 +59,7 @@ pub struct VarDecl {
 /// Is `name` usable as a variable name (and in `ZDD_VAR_<NAME>`)?
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -160,8 +146,7 @@ impl<'a> Interpolator<'a> {
     }
 
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.values
-            .insert(name.into(), serde_json::Value::String(value.into()));
+        self.values.insert(name.into(), serde_json::Value::String(value.into()));
         self.context = std::cell::OnceCell::new();
     }
 
@@ -189,9 +174,7 @@ impl<'a> Interpolator<'a> {
 
     /// `text` with every secret value replaced by `***` (for messages that quote an interpolated value).
     pub fn mask(&self, text: &str) -> String {
-        self.secrets
-            .iter()
-            .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+        self.secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
     }
 
     /// Interpolate `text` (written at `span`). On an undefined name, the diagnostic names it and points at it.
@@ -200,11 +183,7 @@ impl<'a> Interpolator<'a> {
     }
 
     /// Like [`Self::render`], but also returns the missing name (if that was the problem).
-    pub fn render_missing(
-        &self,
-        text: &str,
-        span: Span,
-    ) -> Result<String, Box<(Diagnostic, Option<String>)>> {
+    pub fn render_missing(&self, text: &str, span: Span) -> Result<String, Box<(Diagnostic, Option<String>)>> {
         if !text.contains("{{") {
             return Ok(text.to_owned());
         }
@@ -216,27 +195,19 @@ impl<'a> Interpolator<'a> {
             }
             None => {}
         }
-        let context = self.context.get_or_init(|| {
-            handlebars::Context::from(serde_json::Value::Object(self.values.clone()))
-        });
+        let context =
+            self.context.get_or_init(|| handlebars::Context::from(serde_json::Value::Object(self.values.clone())));
         match self.hb.render_template_with_context(text, context) {
             Ok(s) => Ok(s),
             Err(e) => match e.reason() {
                 RenderErrorReason::MissingVariable(Some(path)) => {
-                    let name = path
-                        .split(['.', '/', '['])
-                        .next()
-                        .unwrap_or(path)
-                        .to_owned();
+                    let name = path.split(['.', '/', '[']).next().unwrap_or(path).to_owned();
                     Err(Box::new((self.undefined(&name, span), Some(name))))
                 }
                 _ => Err(Box::new((
-                    Diagnostic::error(
-                        "zdd::bad-template",
-                        format!("cannot interpolate this string: {}", e.reason()),
-                    )
-                    .at(span, "here")
-                    .help("write variables as `{{name}}`; a literal `{{` is written `\\{{`"),
+                    Diagnostic::error("zdd::bad-template", format!("cannot interpolate this string: {}", e.reason()))
+                        .at(span, "here")
+                        .help("write variables as `{{name}}`; a literal `{{` is written `\\{{`"),
                     None,
                 ))),
             },
@@ -277,20 +248,14 @@ impl<'a> Interpolator<'a> {
     fn undefined(&self, name: &str, span: Span) -> Diagnostic {
         let span = self.narrow(span, name);
         if let Some((_, why)) = self.unavailable.iter().find(|(n, _)| *n == name) {
-            return Diagnostic::error(
-                "zdd::undefined-var",
-                format!("variable `{name}` is not available here"),
-            )
-            .at(span, "not available here")
-            .help(*why);
+            return Diagnostic::error("zdd::undefined-var", format!("variable `{name}` is not available here"))
+                .at(span, "not available here")
+                .help(*why);
         }
-        let d = Diagnostic::error("zdd::undefined-var", format!("undefined variable `{name}`"))
-            .at(span, "not defined");
+        let d = Diagnostic::error("zdd::undefined-var", format!("undefined variable `{name}`")).at(span, "not defined");
         let names = self.values.keys().map(String::as_str);
         match did_you_mean(name, names) {
-            Some(s) => d.help(format!(
-                "did you mean `{s}`? Or declare it: `var \"{name}\" \"value\"`"
-            )),
+            Some(s) => d.help(format!("did you mean `{s}`? Or declare it: `var \"{name}\" \"value\"`")),
             None => d.help(format!(
                 "declare it with `var \"{name}\" \"value\"`; runtime variables are {}",
                 RUNTIME_VARS.join(", ")
@@ -337,30 +302,20 @@ pub fn resolve(
     for arg in &inputs.cli {
         let Some((name, value)) = arg.split_once('=') else {
             diags.push(
-                Diagnostic::error(
-                    "zdd::bad-var-arg",
-                    format!("`--var {arg}` is not NAME=VALUE"),
-                )
-                .help("write `--var name=value`, e.g. `--var app=shop`"),
+                Diagnostic::error("zdd::bad-var-arg", format!("`--var {arg}` is not NAME=VALUE"))
+                    .help("write `--var name=value`, e.g. `--var app=shop`"),
             );
             continue;
         };
         if !decls.iter().any(|d| d.name == name) {
-            let d = Diagnostic::error(
-                "zdd::unknown-var",
-                format!("`--var {name}=...` names no variable of the plan"),
-            );
+            let d = Diagnostic::error("zdd::unknown-var", format!("`--var {name}=...` names no variable of the plan"));
             let declared = decls.iter().map(|d| d.name.as_str());
             diags.push(match did_you_mean(name, declared) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None if decls.is_empty() => d.help("the plan declares no variables"),
                 None => d.help(format!(
                     "the plan declares: {}",
-                    decls
-                        .iter()
-                        .map(|d| d.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    decls.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
                 )),
             });
             continue;
@@ -379,14 +334,8 @@ pub fn resolve(
     }
 
     // Defaults may refer to other variables in any order: resolve until nothing more can be.
-    let mut values: HashMap<String, String> = given
-        .iter()
-        .map(|(k, (v, _))| (k.clone(), v.clone()))
-        .collect();
-    let mut pending: Vec<&VarDecl> = decls
-        .iter()
-        .filter(|d| !values.contains_key(&d.name))
-        .collect();
+    let mut values: HashMap<String, String> = given.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+    let mut pending: Vec<&VarDecl> = decls.iter().filter(|d| !values.contains_key(&d.name)).collect();
     let mut failures: HashMap<String, Diagnostic> = HashMap::new();
     loop {
         let mut progressed = false;
@@ -399,12 +348,9 @@ pub fn resolve(
             let Some(text) = default.value.text() else {
                 failures.insert(
                     decl.name.clone(),
-                    Diagnostic::error(
-                        "zdd::wrong-type",
-                        format!("the default of `{}` is #null", decl.name),
-                    )
-                    .at(default.span, "not a value")
-                    .help("give a string, or leave the default out to require a value"),
+                    Diagnostic::error("zdd::wrong-type", format!("the default of `{}` is #null", decl.name))
+                        .at(default.span, "not a value")
+                        .help("give a string, or leave the default out to require a value"),
                 );
                 continue;
             };
@@ -416,11 +362,7 @@ pub fn resolve(
                 }
                 Err(e) => {
                     let (d, missing) = *e;
-                    let waits = missing.is_some_and(|m| {
-                        decls
-                            .iter()
-                            .any(|o| o.name == m && !values.contains_key(&m))
-                    });
+                    let waits = missing.is_some_and(|m| decls.iter().any(|o| o.name == m && !values.contains_key(&m)));
                     if waits {
                         still.push(decl);
                     } else {
@@ -452,9 +394,7 @@ pub fn resolve(
         .iter()
         .filter_map(|d| {
             let value = values.get(&d.name)?.clone();
-            let origin = given
-                .get(&d.name)
-                .map_or(VarOrigin::Default, |(_, o)| o.clone());
+            let origin = given.get(&d.name).map_or(VarOrigin::Default, |(_, o)| o.clone());
             Some(Variable {
                 name: d.name.clone(),
                 value,
@@ -496,10 +436,7 @@ pub fn runtime_variables(
         rt("release", target.release.clone()),
         rt("slot", target.slot.clone()),
         rt("live_slot", target.live_slot.clone().unwrap_or_default()),
-        rt(
-            "live_release",
-            target.live_release.clone().unwrap_or_default(),
-        ),
+        rt("live_release", target.live_release.clone().unwrap_or_default()),
         rt("state_dir", state_dir.display().to_string()),
         rt("plan_dir", plan_dir.display().to_string()),
     ]
@@ -512,12 +449,7 @@ pub fn plan_dir_string(base_dir: &std::path::Path) -> String {
 }
 
 /// Resolve `state_dir`: `--state-dir`, else the plan's `state-dir`, else `/var/lib/zdd/<plan>`.
-pub fn state_dir(
-    cli: Option<&PathBuf>,
-    plan: Option<&PathBuf>,
-    base_dir: &std::path::Path,
-    name: &str,
-) -> PathBuf {
+pub fn state_dir(cli: Option<&PathBuf>, plan: Option<&PathBuf>, base_dir: &std::path::Path, name: &str) -> PathBuf {
     match (cli, plan) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) if p.is_absolute() => p.clone(),
@@ -536,10 +468,7 @@ mod tests {
         VarDecl {
             name: name.to_owned(),
             name_span: span,
-            default: default.map(|d| RawValue {
-                value: Scalar::Str(d.to_owned()),
-                span,
-            }),
+            default: default.map(|d| RawValue { value: Scalar::Str(d.to_owned()), span }),
             secret: false,
             doc: None,
             depth,
@@ -563,11 +492,7 @@ mod tests {
 
     #[test]
     fn cli_beats_env_beats_default() {
-        let decls = [
-            decl("a", Some("da"), 0, 0, 0),
-            decl("b", Some("db"), 0, 0, 10),
-            decl("c", Some("dc"), 0, 0, 20),
-        ];
+        let decls = [decl("a", Some("da"), 0, 0, 0), decl("b", Some("db"), 0, 0, 10), decl("c", Some("dc"), 0, 0, 20)];
         let mut inputs = VarInputs::cli(["a=cli"]);
         inputs.env.insert("A".into(), "env".into());
         inputs.env.insert("B".into(), "env".into());
@@ -603,44 +528,24 @@ mod tests {
             &mut diags,
         );
         assert_eq!(picked.len(), 2);
-        assert_eq!(
-            picked[0].default.as_ref().unwrap().value,
-            Scalar::Str("main".into())
-        );
-        assert_eq!(
-            diags.iter().map(|d| d.code).collect::<Vec<_>>(),
-            ["zdd::duplicate-var"]
-        );
+        assert_eq!(picked[0].default.as_ref().unwrap().value, Scalar::Str("main".into()));
+        assert_eq!(diags.iter().map(|d| d.code).collect::<Vec<_>>(), ["zdd::duplicate-var"]);
     }
 
     #[test]
     fn missing_value_cycle_and_bad_cli_are_reported() {
-        let decls = [
-            decl("key", None, 0, 0, 0),
-            decl("a", Some("{{b}}"), 0, 0, 5),
-            decl("b", Some("{{a}}"), 0, 0, 9),
-        ];
+        let decls = [decl("key", None, 0, 0, 0), decl("a", Some("{{b}}"), 0, 0, 5), decl("b", Some("{{a}}"), 0, 0, 9)];
         let inputs = VarInputs::cli(["nonsense", "kye=1"]);
         let (_, diags) = resolve_all(&decls, &inputs);
         let mut codes: Vec<_> = diags.iter().map(|d| d.code).collect();
         codes.sort();
         assert_eq!(
             codes,
-            [
-                "zdd::bad-var-arg",
-                "zdd::unknown-var",
-                "zdd::var-cycle",
-                "zdd::var-cycle",
-                "zdd::var-no-value"
-            ]
+            ["zdd::bad-var-arg", "zdd::unknown-var", "zdd::var-cycle", "zdd::var-cycle", "zdd::var-no-value"]
         );
         let unknown = diags.iter().find(|d| d.code == "zdd::unknown-var").unwrap();
         assert!(unknown.span.is_none());
-        assert!(
-            unknown.help.as_deref().unwrap().contains("`key`"),
-            "{:?}",
-            unknown.help
-        );
+        assert!(unknown.help.as_deref().unwrap().contains("`key`"), "{:?}", unknown.help);
     }
 
     #[test]
@@ -649,10 +554,7 @@ mod tests {
         let picked = pick_declarations(vec![decl("release", Some("x"), 0, 0, 0)], &mut diags);
         assert!(picked.is_empty());
         assert_eq!(diags.iter().next().unwrap().code, "zdd::reserved-var");
-        let (_, diags) = resolve_all(
-            &[decl("d", Some("/r/{{release}}"), 0, 0, 0)],
-            &VarInputs::default(),
-        );
+        let (_, diags) = resolve_all(&[decl("d", Some("/r/{{release}}"), 0, 0, 0)], &VarInputs::default());
         let d = diags.iter().next().unwrap();
         assert_eq!(d.code, "zdd::undefined-var");
         assert!(d.message.contains("not available"));
@@ -665,24 +567,14 @@ mod tests {
         interp.set("a", "<x & 'y'>");
         interp.set("b", "2");
         let span = Span::new(FileId(0), 0, 0);
-        for text in [
-            "{{a}}/{{ b }}",
-            "x{{a}}y",
-            "{{#if b}}yes{{/if}}",
-            "\\{{a}} {{b}}",
-            "{{~a}}",
-            "a }} b {{b}}",
-        ] {
+        for text in ["{{a}}/{{ b }}", "x{{a}}y", "{{#if b}}yes{{/if}}", "\\{{a}} {{b}}", "{{~a}}", "a }} b {{b}}"] {
             let fast = interp.substitute_plain(text);
             let hb = interp.hb.render_template(text, &interp.values).ok();
             if let Some(fast) = fast {
                 assert_eq!(fast.ok(), hb, "{text}");
             }
         }
-        assert_eq!(
-            interp.substitute_plain("{{nope}}"),
-            Some(Err("nope".to_owned()))
-        );
+        assert_eq!(interp.substitute_plain("{{nope}}"), Some(Err("nope".to_owned())));
         assert!(interp.render("{{#if b}}yes{{/if}}", span).is_ok());
     }
 
@@ -691,11 +583,6 @@ mod tests {
         let sources = SourceMap::new();
         let mut interp = Interpolator::new(&sources);
         interp.set("a", "<&'\">");
-        assert_eq!(
-            interp
-                .render("x {{a}} y", Span::new(FileId(0), 0, 0))
-                .unwrap(),
-            "x <&'\"> y"
-        );
+        assert_eq!(interp.render("x {{a}} y", Span::new(FileId(0), 0, 0)).unwrap(), "x <&'\"> y");
     }
 }

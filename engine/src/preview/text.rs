@@ -24,11 +24,7 @@ pub fn render_text(p: &PlanPreview, color: bool) -> String {
         }
         _ => "first deploy: nothing live yet".to_owned(),
     };
-    let _ = writeln!(
-        out,
-        "Plan `{}`: release {} into slot {} ({live})",
-        p.plan, t.release, t.slot
-    );
+    let _ = writeln!(out, "Plan `{}`: release {} into slot {} ({live})", p.plan, t.release, t.slot);
     let _ = writeln!(out, "State directory: {}", p.state_dir.display());
     let _ = writeln!(out, "Nothing below has been done: this is a preview.\n");
 
@@ -45,45 +41,24 @@ pub fn render_text(p: &PlanPreview, color: bool) -> String {
     }
 
     let total: usize = p.waves.iter().map(Vec::len).sum();
-    let _ = writeln!(
-        out,
-        "\nSteps ({total}, in {} wave{}):",
-        p.waves.len(),
-        plural(p.waves.len())
-    );
+    let _ = writeln!(out, "\nSteps ({total}, in {} wave{}):", p.waves.len(), plural(p.waves.len()));
     for (i, wave) in p.waves.iter().enumerate() {
-        let together = if wave.len() > 1 {
-            format!(", {} steps in parallel", wave.len())
-        } else {
-            String::new()
-        };
+        let together = if wave.len() > 1 { format!(", {} steps in parallel", wave.len()) } else { String::new() };
         let _ = writeln!(out, "\n── wave {}{together}", i + 1);
         for step in wave {
             step_text(&mut out, step, color);
         }
     }
 
-    let _ = writeln!(
-        out,
-        "\nIf a step fails, the rollback undoes the steps that ran, in this order:"
-    );
+    let _ = writeln!(out, "\nIf a step fails, the rollback undoes the steps that ran, in this order:");
     let mut n = 0;
     let mut read_only = Vec::new();
     for r in &p.rollback {
         match r.effect {
             Effect::Reversible => {
                 n += 1;
-                let how = r
-                    .undo
-                    .iter()
-                    .map(action_words)
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let how = if how.is_empty() {
-                    "undo recorded at run time".to_owned()
-                } else {
-                    how
-                };
+                let how = r.undo.iter().map(action_words).collect::<Vec<_>>().join("; ");
+                let how = if how.is_empty() { "undo recorded at run time".to_owned() } else { how };
                 let _ = writeln!(out, "  {n}. {}: {how}", r.step);
             }
             Effect::ForwardOnly => {
@@ -96,29 +71,18 @@ pub fn render_text(p: &PlanPreview, color: bool) -> String {
         let _ = writeln!(out, "  (no step changes anything that can be undone)");
     }
     if !read_only.is_empty() {
-        let _ = writeln!(
-            out,
-            "  Read-only, nothing to undo: {}",
-            read_only.join(", ")
-        );
+        let _ = writeln!(out, "  Read-only, nothing to undo: {}", read_only.join(", "));
     }
     out
 }
 
 fn step_text(out: &mut String, s: &StepPreview, color: bool) {
-    let about = s
-        .description
-        .as_ref()
-        .map_or_else(String::new, |d| format!(" — {d}"));
+    let about = s.description.as_ref().map_or_else(String::new, |d| format!(" — {d}"));
     let _ = writeln!(out, "  ● {} [{}]{about}", s.name, s.kind);
     if !s.needs.is_empty() {
         let _ = writeln!(out, "      needs: {}", s.needs.join(", "));
     }
-    let attempts = if s.attempts > 1 {
-        format!(", up to {} attempts", s.attempts)
-    } else {
-        String::new()
-    };
+    let attempts = if s.attempts > 1 { format!(", up to {} attempts", s.attempts) } else { String::new() };
     let _ = writeln!(out, "      timeout {}{attempts}", duration(s.timeout_ms));
     if let Some(e) = &s.error {
         let _ = writeln!(out, "      cannot preview: {e}");
@@ -155,11 +119,7 @@ fn action_text(out: &mut String, a: &ActionPreview, color: bool) {
                 FileStatus::Changed => "changed",
                 FileStatus::Unchanged => "unchanged",
             };
-            let _ = writeln!(
-                out,
-                "      write {} ({what}, mode {mode:04o})",
-                path.display()
-            );
+            let _ = writeln!(out, "      write {} ({what}, mode {mode:04o})", path.display());
             for line in a.diff.as_deref().unwrap_or_default().lines() {
                 let painted = match line.chars().next() {
                     _ if !color => line.to_owned(),
@@ -192,11 +152,7 @@ pub fn action_words(a: &PlannedAction) -> String {
 }
 
 fn shown(value: &str) -> String {
-    if value.is_empty() {
-        "\"\"".to_owned()
-    } else {
-        value.to_owned()
-    }
+    if value.is_empty() { "\"\"".to_owned() } else { value.to_owned() }
 }
 
 fn duration(ms: u128) -> String {

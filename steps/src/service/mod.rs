@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod drain;
 pub mod instance;
 pub mod unit;
 
@@ -192,6 +193,17 @@ impl StepKind for Service {
     async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("service", facts)?;
         let cfg = config_for(step, ctx)?;
+        // The rollback has switched traffic back already: let Nginx's last connections to this instance be
+        // served before its listener closes (stopping at once would reset them: 502s).
+        if instance::running(ctx, &cfg, &facts.slot).await?
+            && !drain::wait(ctx, &cfg, &facts.slot, cfg.graceful_timeout).await?
+        {
+            ctx.message(format!(
+                "slot {} not drained after {}s: stopping anyway",
+                facts.slot,
+                cfg.graceful_timeout.as_secs()
+            ));
+        }
         backend::stop(ctx, &cfg, &facts.slot).await?;
         if cfg.manager == Manager::Systemd {
             match &facts.previous_unit {
