@@ -18,14 +18,7 @@ fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
     if !require(name, &needs) {
         return None;
     }
-    Some(Stack::start(
-        name,
-        StackConfig {
-            backend: Backend::Process,
-            db,
-            mode,
-        },
-    ))
+    Some(Stack::start(name, StackConfig { backend: Backend::Process, db, mode }))
 }
 
 #[test]

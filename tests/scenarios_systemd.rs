@@ -11,26 +11,14 @@ use support::scenarios::{DATABASE_SEQUENCE, RELOAD_SEQUENCE, SEQUENCE, run_all, 
 use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig};
 
 fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
-    let mut needs = vec![
-        Requirement::Root,
-        Requirement::Nginx,
-        Requirement::Python,
-        Requirement::Systemd,
-    ];
+    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python, Requirement::Systemd];
     if db == Db::Postgres {
         needs.push(Requirement::Postgres);
     }
     if !require(name, &needs) {
         return None;
     }
-    Some(Stack::start(
-        name,
-        StackConfig {
-            backend: Backend::Systemd,
-            db,
-            mode,
-        },
-    ))
+    Some(Stack::start(name, StackConfig { backend: Backend::Systemd, db, mode }))
 }
 
 #[test]
