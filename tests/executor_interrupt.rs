@@ -107,7 +107,7 @@ fn a_stale_lock_of_a_dead_pid_is_taken_over() {
 }
 
 #[test]
-fn unlock_removes_a_dead_holders_lock() {
+fn unlock_clears_a_dead_holders_lock() {
     let s = Scratch::new("lock");
     std::fs::create_dir(s.state()).unwrap();
     let stale = serde_json::json!({
@@ -116,8 +116,8 @@ fn unlock_removes_a_dead_holders_lock() {
     std::fs::write(s.state().join("lock"), stale.to_string()).unwrap();
     let out = s.zdd("unlock", &[]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains("pid 999999"));
-    assert!(!s.state().join("lock").exists());
+    assert!(text(&out.stdout).contains("cleared the deploy lock left by pid 999999"), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(s.state().join("lock")).unwrap(), "", "the owner is cleared, the file kept");
 }
 
 #[test]
@@ -144,4 +144,38 @@ fn an_incomplete_rollback_exits_3_and_recover_finishes_it() {
     let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["rollback-incomplete", "rollback-incomplete", "rolled-back"]);
+}
+
+#[test]
+fn signals_during_the_rollback_do_not_stop_it_and_say_why() {
+    let s = Scratch::new("slow-undo");
+    let child = s.spawn("run", &["--plain"]);
+    s.wait_for("undoing", Duration::from_secs(10));
+    signal(&child, Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(s.read("undo.log"), "first\n", "the undo was cut short");
+    assert!(stdout.contains("every change was rolled back"), "{stdout}");
+    // The first signal is answered by the rollback, the second by the signal handler.
+    assert_eq!(stdout.matches("warning: already stopping").count(), 2, "{stdout}");
+}
+
+#[test]
+fn ctrl_c_during_recover_does_not_cut_an_undo_short() {
+    let s = Scratch::new("slow-recover");
+    let mut run = s.spawn("run", &["--plain"]);
+    s.wait_for("hang.pid", Duration::from_secs(10));
+    signal(&run, Signal::SIGKILL);
+    let _ = run.wait();
+    let recover = s.spawn("recover", &["--plain"]);
+    s.wait_for("undoing", Duration::from_secs(10));
+    signal(&recover, Signal::SIGINT);
+    let out = recover.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(s.read("undo.log"), "first\n", "the undo was cut short");
+    assert!(stdout.contains("warning: already stopping"), "{stdout}");
 }

@@ -86,3 +86,24 @@ fn a_bad_lock_wait_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--lock-wait"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_release_id_that_is_not_a_plain_name_is_refused_before_anything_runs() {
+    let s = Scratch::new("state");
+    for bad in ["..", ".", "-x", "a/b"] {
+        let out = s.zdd("run", &[&format!("--release={bad}")]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--release: release id"), "{}", text(&out.stderr));
+    }
+    assert!(!s.state().exists(), "the state directory was touched");
+}
+
+#[test]
+fn a_plan_without_steps_is_not_deployed() {
+    let s = Scratch::new("no-steps");
+    let out = s.zdd("run", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has no steps"), "{}", text(&out.stderr));
+    let status = s.zdd("status", &["--json"]);
+    assert!(json(&status)["live"].is_null(), "nothing may become live");
+}

@@ -178,3 +178,20 @@ fn plan_deploys_into_the_slot_that_is_not_live() {
     assert_eq!(v["target"]["live_release"], "20260101-101010");
     assert_eq!(before, tree(dir.path()), "zdd plan must not write to the state directory");
 }
+
+#[test]
+fn plan_previews_the_release_given_with_release() {
+    let out = zdd()
+        .arg("plan")
+        .arg(fixture("valid"))
+        .args(["--json", "--release", "v1.2.3", "--var", "token=abcdef", "--state-dir", "/nonexistent/zdd-state"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"]["release"], "v1.2.3");
+
+    let out = zdd().arg("plan").arg(fixture("valid")).args(["--release", "..", "--var", "token=x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--release: release id `..`"), "{}", text(&out.stderr));
+}

@@ -4,9 +4,9 @@
 //! zero failed requests, the undo of every step (traffic back on the old release), the migration gate refusing an
 //! unsafe release before anything changes, and a release that cannot boot never getting traffic.
 
-mod support;
 #[path = "steps_support/driver.rs"]
 mod driver;
+mod support;
 
 #[path = "steps_support/shop_deploy.rs"]
 mod shop_deploy;
@@ -19,7 +19,10 @@ use zdd_engine::kind::StepError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_switch_deploys_rolls_back_and_refuses() {
-    if !require("socket_switch_deploys_rolls_back_and_refuses", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+    if !require(
+        "socket_switch_deploys_rolls_back_and_refuses",
+        &[Requirement::Root, Requirement::Nginx, Requirement::Python],
+    ) {
         return;
     }
     let s = Setup::new("steps-socket");
@@ -82,7 +85,10 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
     let t = Instant::now();
     let (step, err) = broken.run(None).await.expect_err("a release that cannot boot must fail");
     eprintln!("broken release failed at {step} after {} ms", t.elapsed().as_millis());
-    assert!(step == "web" || step == "health" || step == "collectstatic" || step == "migrate", "failed at {step}: {err:?}");
+    assert!(
+        step == "web" || step == "health" || step == "collectstatic" || step == "migrate",
+        "failed at {step}: {err:?}"
+    );
     broken.undo().await.unwrap();
     assert_eq!(get(port, "/"), Some((200, "v1".into())));
 
@@ -96,7 +102,10 @@ async fn socket_switch_deploys_rolls_back_and_refuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_switch_rewrites_tests_and_reloads_nginx() {
-    if !require("port_switch_rewrites_tests_and_reloads_nginx", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+    if !require(
+        "port_switch_rewrites_tests_and_reloads_nginx",
+        &[Requirement::Root, Requirement::Nginx, Requirement::Python],
+    ) {
         return;
     }
     let (p1, p2) = (support::env::free_port().to_string(), support::env::free_port().to_string());
@@ -129,7 +138,10 @@ async fn port_switch_rewrites_tests_and_reloads_nginx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_keeps_the_old_colour_and_rolls_back_without_restart() {
-    if !require("blue_green_keeps_the_old_colour_and_rolls_back_without_restart", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+    if !require(
+        "blue_green_keeps_the_old_colour_and_rolls_back_without_restart",
+        &[Requirement::Root, Requirement::Nginx, Requirement::Python],
+    ) {
         return;
     }
     let s = Setup::with_slots("steps-bluegreen", ["blue".into(), "green".into()], &["keep_old=true"]);
@@ -144,7 +156,8 @@ async fn blue_green_keeps_the_old_colour_and_rolls_back_without_restart() {
     assert!(alive(blue), "blue must keep running after the switch to green:\n{}", green.log_text());
 
     // zdd rollback: release r1 into blue, which still runs it: reused, not restarted.
-    let target = zdd_engine::kind::DeployTarget { rollback: true, ..driver::target("r1", "blue", Some(("green", "r2"))) };
+    let target =
+        zdd_engine::kind::DeployTarget { rollback: true, ..driver::target("r1", "blue", Some(("green", "r2"))) };
     let plan = driver::read_plan(&s.plan, &s.vars("v1"), &target, &s.dir.join("state"));
     let mut back = driver::Run::new(plan, target, &s.dir.join("state"));
     let t = Instant::now();

@@ -3,11 +3,11 @@
 //! drain-stop through `systemctl stop`, the undo, and `zdd stop`. systemctl and journalctl reach the namespace
 //! through the `systemd-prefix` (`nsenter -t <pid> -m -p`).
 
-mod support;
 #[path = "steps_support/driver.rs"]
 mod driver;
 #[path = "steps_support/shop_deploy.rs"]
 mod shop_deploy;
+mod support;
 
 use shop_deploy::{Setup, Traffic, deploy, get};
 use support::env::{Requirement, require};
@@ -35,7 +35,10 @@ async fn systemd_units_per_slot_switch_with_zero_errors() {
     deploy(&mut first).await;
     assert_eq!(systemd.systemctl(&["is-active", "shop-a.service"]).trim(), "active");
     let unit = std::fs::read_to_string(systemd.unit_dir.join("shop-a.service")).unwrap();
-    assert!(unit.contains("Type=notify") && unit.contains(&format!("WorkingDirectory={}/releases/r1", s.root.display())), "{unit}");
+    assert!(
+        unit.contains("Type=notify") && unit.contains(&format!("WorkingDirectory={}/releases/r1", s.root.display())),
+        "{unit}"
+    );
     assert_eq!(get(port, "/"), Some((200, "v1".into())));
 
     let traffic = Traffic::start(port);

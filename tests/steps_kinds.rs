@@ -3,9 +3,9 @@
 //! command, the health gate failing at once when its service is dead, log-check catching a traceback, smoke
 //! reporting every failed check, packages already installed needing nothing.
 
-mod support;
 #[path = "steps_support/driver.rs"]
 mod driver;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +33,11 @@ fn run_of(dir: &TestDir, body: &str) -> driver::Run {
 async fn symlink_undo_restores_or_removes() {
     let dir = TestDir::new("steps-symlink");
     let link = dir.join("current");
-    let body = format!("step \"current\" kind=\"symlink\" {{\n link \"{}\"\n target \"{}/r2\"\n}}\n", link.display(), dir.path().display());
+    let body = format!(
+        "step \"current\" kind=\"symlink\" {{\n link \"{}\"\n target \"{}/r2\"\n}}\n",
+        link.display(),
+        dir.path().display()
+    );
 
     // No link before: undo removes it.
     let mut run = run_of(&dir, &body);
@@ -61,7 +65,12 @@ async fn release_copies_tracked_files_links_shared_and_prunes() {
     std::fs::write(src.join("app/__pycache__/views.pyc"), "junk").unwrap();
     std::fs::write(src.join("local.env"), "SECRET=1\n").unwrap();
     let git = |args: &[&str]| {
-        let out = Command::new("git").args(["-c", "user.name=t", "-c", "user.email=t@t"]).args(args).current_dir(&src).output().unwrap();
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&src)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     git(&["init", "-q"]);
@@ -89,7 +98,10 @@ async fn release_copies_tracked_files_links_shared_and_prunes() {
     assert!(root.join("shared/media").is_dir(), "a shared directory is created");
     assert_eq!(std::fs::read_link(release.join("app.env")).unwrap(), root.join("shared/app.env"));
     // keep 3: r2 (new), r1 (live), r0c (its predecessor); r0a and r0b pruned.
-    let mut left: Vec<String> = std::fs::read_dir(root.join("releases")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut left: Vec<String> = std::fs::read_dir(root.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     left.sort();
     assert_eq!(left, ["r0c", "r1", "r2"]);
 
@@ -216,7 +228,20 @@ async fn packages_already_installed_need_nothing() {
 fn every_field_of_every_kind_is_in_the_book() {
     let book = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/step-kinds.md")).unwrap();
     let kinds = zdd_steps::builtin();
-    for name in ["release", "python-env", "django", "migrate", "service", "health-gate", "proxy-switch", "smoke", "log-check", "symlink", "drain-stop", "packages"] {
+    for name in [
+        "release",
+        "python-env",
+        "django",
+        "migrate",
+        "service",
+        "health-gate",
+        "proxy-switch",
+        "smoke",
+        "log-check",
+        "symlink",
+        "drain-stop",
+        "packages",
+    ] {
         let spec = kinds.spec(name).unwrap_or_else(|| panic!("kind {name} is not registered"));
         let section = book.split(&format!("\n## {name}\n")).nth(1).unwrap_or_else(|| panic!("no section for {name}"));
         let section = section.split("\n## ").next().unwrap();
@@ -239,7 +264,11 @@ async fn proxy_switch_restores_the_site_when_nginx_rejects_it() {
     nginx.write_site_and_reload("shop", &good);
     // A template Nginx rejects (an unknown directive).
     let template = dir.join("broken.conf.hbs");
-    std::fs::write(&template, "upstream {{app}}_app { server {{upstream}}; }\nserver { listen {{listen}}; no_such_directive on; }\n").unwrap();
+    std::fs::write(
+        &template,
+        "upstream {{app}}_app { server {{upstream}}; }\nserver { listen {{listen}}; no_such_directive on; }\n",
+    )
+    .unwrap();
     let body = format!(
         "step \"switch\" kind=\"proxy-switch\" {{\n app \"shop\"\n root \"{root}\"\n mode \"port\"\n site-conf \"{site}\"\n nginx \"{bin} -p {prefix}\"\n nginx-conf \"{conf}\"\n pid-file \"{prefix}/nginx.pid\"\n template \"{template}\"\n listen \"127.0.0.1:{port}\"\n}}\n",
         root = dir.join("srv").display(),

@@ -3,12 +3,12 @@
 //! anything is applied, and a safe one passes the gate and is applied. The rules found live must equal the
 //! recorded ones that tests/steps_migrate_gate.rs checks in detail.
 
-mod support;
 #[path = "steps_support/driver.rs"]
 mod driver;
 #[path = "steps_migrate_gate.rs"]
 #[allow(dead_code)]
 mod recorded;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,21 +105,33 @@ async fn live_sqlite_gate_matches_expectations() {
     let dir = TestDir::new("steps-gate-sqlite");
     for (scenario, sqlite, _) in recorded::EXPECTED {
         let db = dir.join(&format!("{scenario}.sqlite3"));
-        let env = [("GATE_DB", "sqlite".to_owned()), ("GATE_SQLITE_PATH", db.display().to_string()), ("GATE_SCENARIO", scenario.to_string())];
+        let env = [
+            ("GATE_DB", "sqlite".to_owned()),
+            ("GATE_SQLITE_PATH", db.display().to_string()),
+            ("GATE_SCENARIO", scenario.to_string()),
+        ];
         manage(&env, &["migrate", "catalog", "0001", "--noinput"]);
         let found = gate(&dir, &env).await;
         assert_eq!(found, codes(sqlite), "SQLite, scenario {scenario}");
-        let applied = Command::new("sqlite3").arg(&db).arg("SELECT name FROM django_migrations WHERE app='catalog'").output();
+        let applied =
+            Command::new("sqlite3").arg(&db).arg("SELECT name FROM django_migrations WHERE app='catalog'").output();
         if let Ok(out) = applied {
             let text = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(text.contains(&scenario_migration(scenario)), found.is_empty(), "scenario {scenario}: applied = {text}");
+            assert_eq!(
+                text.contains(&scenario_migration(scenario)),
+                found.is_empty(),
+                "scenario {scenario}: applied = {text}"
+            );
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_postgresql_gate_matches_expectations() {
-    if !require("live_postgresql_gate_matches_expectations", &[Requirement::Root, Requirement::Python, Requirement::Postgres]) {
+    if !require(
+        "live_postgresql_gate_matches_expectations",
+        &[Requirement::Root, Requirement::Python, Requirement::Postgres],
+    ) {
         return;
     }
     let dir = TestDir::new("steps-gate-pg");
@@ -138,6 +150,10 @@ async fn live_postgresql_gate_matches_expectations() {
         let found = gate(&dir, &env).await;
         assert_eq!(found, codes(expected), "PostgreSQL, scenario {scenario}");
         let applied = pg.psql(&name, "SELECT name FROM django_migrations WHERE app = 'catalog'");
-        assert_eq!(applied.contains(&scenario_migration(scenario)), found.is_empty(), "scenario {scenario}: applied = {applied}");
+        assert_eq!(
+            applied.contains(&scenario_migration(scenario)),
+            found.is_empty(),
+            "scenario {scenario}: applied = {applied}"
+        );
     }
 }

@@ -50,6 +50,7 @@ impl Outcome {
 /// One thing that happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+#[rustfmt::skip] // One event per line reads as the table of the event stream; rustfmt would spread each over lines.
 pub enum Event {
     RunStarted { plan: String, release: String, run_id: String, steps: Vec<String> },
     StepStarted { step: String, kind: String, attempt: u32, attempts: u32 },

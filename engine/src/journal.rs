@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -92,7 +92,8 @@ impl Journal {
     /// Create `<state_dir>/journal/<run-id>.jsonl` and write its header (fsync'd).
     pub fn create(state_dir: &Path, header: &RunHeader, redactor: Redactor) -> std::io::Result<Self> {
         let dir = journal_dir(state_dir);
-        std::fs::create_dir_all(&dir)?;
+        // 0700 whatever the umask: the journal holds undo facts (see the module doc).
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         let path = dir.join(format!("{}.jsonl", header.run_id));
         let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path)?;
         let journal = Self {

@@ -129,7 +129,8 @@ impl StepCtx {
 
     /// A progress message for the reporters.
     pub fn message(&self, message: impl Into<String>) {
-        self.events.emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
+        self.events
+            .emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
     }
 
     /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.

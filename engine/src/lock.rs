@@ -145,43 +145,37 @@ pub fn read_owner(path: &Path) -> Option<LockOwner> {
     serde_json::from_str(&text).ok()
 }
 
-/// Is the lock held right now, and by whom (as recorded)? Only looks: the file is not changed.
+/// Who holds the lock now, as far as the lock file tells: its recorded owner, unless that owner is a process of
+/// this host that is gone (its lock is stale: the next run takes it over). An owner on another host is taken at
+/// its word.
+///
+/// Only reads: probing with `flock` would hold the lock for a moment, and a run starting in that moment would be
+/// refused as if another deploy held it (a `zdd status` poll in CI would fail deploys at random).
 pub fn holder(state_dir: &Path) -> Result<Option<LockOwner>, LockError> {
     let path = lock_path(state_dir);
-    let io = |source| LockError::Io { path: path.clone(), source };
-    let file = match File::open(&path) {
-        Ok(file) => file,
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
+        Err(source) => return Err(LockError::Io { path, source }),
     };
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            Ok(None)
-        }
-        Err(TryLockError::WouldBlock) => Ok(Some(read_owner(&path).unwrap_or_else(|| LockOwner {
-            host: "?".into(),
-            pid: 0,
-            user: "?".into(),
-            started_at: "?".into(),
-            ci_job: None,
-            command: "?".into(),
-        }))),
-        Err(TryLockError::Error(e)) => Err(io(e)),
-    }
+    let Ok(owner) = serde_json::from_str::<LockOwner>(&text) else { return Ok(None) };
+    let gone = owner.host == hostname() && !crate::host::local::pid_alive(owner.pid);
+    Ok((!gone).then_some(owner))
 }
 
-/// `zdd unlock`: clear a lock nobody holds any more. A lock whose holder is alive is refused: stop that run.
-/// Returns the owner that was cleared, if the file named one.
+/// `zdd unlock`: clear the owner a dead run left in the lock file. A lock whose holder is alive is refused: stop
+/// that run. Returns the owner that was cleared, if the file named one.
+///
+/// The file stays: deleting it would let a run that opened it just before the deletion lock the unlinked inode
+/// while the next run creates and locks a new one, and both would deploy at once.
 pub fn unlock(state_dir: &Path) -> Result<Option<LockOwner>, LockError> {
-    let path = lock_path(state_dir);
-    if !path.exists() {
+    if !lock_path(state_dir).exists() {
         return Ok(None);
     }
     let lock = DeployLock::try_acquire(state_dir, &LockOwner::current("unlock"))?;
     let previous = lock.taken_over.clone();
+    // Dropping the lock empties the file (see `Drop`): the next run finds no owner to take over from.
     drop(lock);
-    std::fs::remove_file(&path).map_err(|source| LockError::Io { path, source })?;
     Ok(previous)
 }
 
@@ -226,6 +220,29 @@ mod tests {
     }
 
     #[test]
+    fn looking_at_the_lock_never_refuses_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let looking = done.clone();
+        // `zdd status` polled in a tight loop while runs take the lock.
+        let looker = std::thread::spawn(move || {
+            while !looking.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = holder(&path);
+            }
+        });
+        for _ in 0..300 {
+            let lock = DeployLock::try_acquire(dir.path(), &LockOwner::current("run"));
+            if lock.is_err() {
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            assert!(lock.is_ok(), "refused while only `status` looked: {:?}", lock.err());
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        looker.join().unwrap();
+    }
+
+    #[test]
     fn waiting_gives_up_after_the_deadline() {
         let dir = tempfile::tempdir().unwrap();
         let _held = DeployLock::acquire(dir.path(), &LockOwner::current("run"), None).unwrap();
@@ -254,7 +271,13 @@ mod tests {
         drop(held);
         let dead = LockOwner { pid: 999_999, ..LockOwner::current("run") };
         std::fs::write(lock_path(dir.path()), serde_json::to_string(&dead).unwrap()).unwrap();
+        let file = std::fs::File::open(lock_path(dir.path())).unwrap();
+        let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap());
         assert_eq!(unlock(dir.path()).unwrap().map(|o| o.pid), Some(999_999));
-        assert!(!lock_path(dir.path()).exists());
+        let after = std::fs::metadata(lock_path(dir.path())).expect("the lock file is never deleted");
+        assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode, "a second inode would allow two holders");
+        assert_eq!(read_owner(&lock_path(dir.path())), None);
+        let next = DeployLock::try_acquire(dir.path(), &LockOwner::current("run")).unwrap();
+        assert!(next.taken_over.is_none(), "the next run sees a clean lock, not a takeover");
     }
 }

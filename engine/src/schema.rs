@@ -24,8 +24,19 @@ pub enum ValueType {
     Enum(&'static [&'static str]),
     /// One or more strings (all of the node's arguments).
     Strings,
-    /// A value interpolated into an Nginx or systemd file: no newline, `;`, `{`, `}`, `#` or quote.
+    /// One word interpolated into an Nginx or systemd file (or a header): no whitespace, control character,
+    /// `;`, `{`, `}`, `#`, quote, backslash, `$` or backtick.
     ConfigWord,
+    /// Like [`ValueType::ConfigWord`], but spaces may separate several words (Nginx `listen`, `server_name`).
+    ConfigWords,
+    /// A [`ValueType::Path`] that lands in an Nginx or systemd file: also a [`ValueType::ConfigWord`].
+    ConfigPath,
+    /// A plain name that also names files and units: letters, digits, `-`, `_`, `.`, not starting with `.`
+    /// or `-` (so it cannot climb out of a directory or pass for an option).
+    Name,
+    /// A shell script the plan wrote (run with `/bin/sh -c`): the values of the variables interpolated into it
+    /// are checked, so a `--var` value cannot add a command.
+    Shell,
 }
 
 /// A property of a field node, like `status=200` in `get "/" status=200`.

@@ -5,7 +5,7 @@
 //! directory itself is created 0700 and refused when others may write to it: it holds the journal `recover`
 //! acts on and the lock.
 
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,11 @@ pub enum StateError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("state directory {path} is writable by group or others (mode {mode:o}); run `chmod 700 {path}`")]
     Unsafe { path: PathBuf, mode: u32 },
+    #[error(
+        "state directory {path} belongs to user {owner}, not to this user or root: whoever owns it could change the \
+         journal that `zdd recover` acts on; `chown` it to the deploying user"
+    )]
+    Foreign { path: PathBuf, owner: u32 },
     #[error("{path} is not valid state: {source}")]
     Corrupt { path: PathBuf, source: serde_json::Error },
     #[error("{0}")]
@@ -84,6 +89,10 @@ impl StateDir {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o022 != 0 {
             return Err(StateError::Unsafe { path: path.to_path_buf(), mode });
+        }
+        let owner = meta.uid();
+        if owner != 0 && owner != nix::unistd::geteuid().as_raw() {
+            return Err(StateError::Foreign { path: path.to_path_buf(), owner });
         }
         Ok(Self { path: path.to_path_buf() })
     }
@@ -120,7 +129,10 @@ impl State {
     /// is not live (the first slot on a first deploy).
     pub fn deploy_target(&self, slots: &[String], release: Option<&str>) -> Result<DeployTarget, StateError> {
         let release = match release {
-            Some(r) => r.to_owned(),
+            Some(r) => {
+                check_release_id(r).map_err(StateError::Target)?;
+                r.to_owned()
+            }
             None => release_id_now(),
         };
         Ok(DeployTarget {
@@ -176,6 +188,19 @@ impl State {
     }
 }
 
+/// A release id names a directory (`<root>/releases/<id>`), units and files, and is interpolated into plans'
+/// shell scripts: letters, digits, `-`, `_` and `.`, starting with a letter or digit (so not `..`, not an option).
+pub fn check_release_id(id: &str) -> Result<(), String> {
+    let plain = id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if plain && id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Ok(());
+    }
+    Err(format!(
+        "release id `{}`: use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+        id.escape_debug()
+    ))
+}
+
 /// A release id for now: `YYYYMMDD-HHMMSS`, UTC.
 pub fn release_id_now() -> String {
     let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
@@ -188,6 +213,17 @@ mod tests {
 
     fn slots() -> Vec<String> {
         vec!["blue".into(), "green".into()]
+    }
+
+    #[test]
+    fn release_ids_are_plain_names() {
+        for good in ["20260101-000000", "v1.2.3", "r_1"] {
+            assert!(check_release_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "-rf", "a/b", "a b", "a;b", "$(id)", "a\nb"] {
+            assert!(check_release_id(bad).is_err(), "{bad:?}");
+            assert!(matches!(State::default().deploy_target(&slots(), Some(bad)), Err(StateError::Target(_))));
+        }
     }
 
     fn entry(release: &str, slot: &str, outcome: Outcome) -> HistoryEntry {

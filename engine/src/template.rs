@@ -41,7 +41,7 @@ pub fn render_config(name: &str, template: &str, data: &serde_json::Value) -> Re
 }
 
 /// Characters that would change the structure of an Nginx or systemd file if a value contained them.
-pub const CONFIG_FORBIDDEN: &[char] = &['\n', '\r', ';', '{', '}', '#', '"', '\''];
+pub const CONFIG_FORBIDDEN: &[char] = &['\n', '\r', ';', '{', '}', '#', '"', '\'', '\\', '$', '`'];
 
 /// Is this value safe to place in an Nginx or systemd file? `Err` says what is wrong with it.
 pub fn check_config_word(value: &str) -> Result<(), String> {

@@ -31,7 +31,7 @@ pub fn run(args: &PlanArgs) -> i32 {
     match &read.result {
         Ok(plan) => {
             let files = read.sources.files().count();
-            println!(
+            outln!(
                 "{}: plan `{}` is valid ({} step{}, {} file{})",
                 args.plan.display(),
                 plan.name,

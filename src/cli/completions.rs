@@ -1,20 +1,20 @@
 //! `zdd completions SHELL` and `zdd man`: generated from the clap definitions, so they never drift.
 
-use std::io::Write;
-
 use clap::CommandFactory;
 
 use super::{Cli, Shell, exit};
 
 pub fn completions(shell: Shell) -> i32 {
     let mut cmd = Cli::command();
-    let mut out = std::io::stdout().lock();
     let generator = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(generator, &mut cmd, "zdd", &mut out);
+    // Rendered in memory first: `generate` panics when its writer fails (`zdd completions bash | head`).
+    let mut script = Vec::new();
+    clap_complete::generate(generator, &mut cmd, "zdd", &mut script);
+    super::out::write_stdout_bytes(&script);
     exit::OK
 }
 
@@ -25,8 +25,6 @@ pub fn man() -> i32 {
         eprintln!("zdd: could not render the man page: {e}");
         return exit::INVALID;
     }
-    match std::io::stdout().lock().write_all(&buf) {
-        Ok(()) => exit::OK,
-        Err(_) => exit::INVALID,
-    }
+    super::out::write_stdout_bytes(&buf);
+    exit::OK
 }

@@ -14,8 +14,8 @@ pub fn run(args: &PlanArgs, format: GraphFormat) -> i32 {
     };
     let g = StepGraph::build(plan);
     match format {
-        GraphFormat::Dot => print!("{}", graph::to_dot(plan, &g, &kinds)),
-        GraphFormat::Mermaid => print!("{}", graph::to_mermaid(plan, &g, &kinds)),
+        GraphFormat::Dot => out!("{}", graph::to_dot(plan, &g, &kinds)),
+        GraphFormat::Mermaid => out!("{}", graph::to_mermaid(plan, &g, &kinds)),
     }
     exit::OK
 }

@@ -23,18 +23,23 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     };
     if json {
         match serde_json::to_string_pretty(&history) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => return Refusal::new(exit::INVALID, e.to_string()).print(),
         }
         return exit::OK;
     }
     if history.is_empty() {
-        println!("no runs yet ({})", dir.display());
+        outln!("no runs yet ({})", dir.display());
         return exit::OK;
     }
-    println!(
+    outln!(
         "{:<20}  {:<8}  {:<20}  {:<6}  {:<19}  {:>8}  WHO",
-        "STARTED", "MODE", "RELEASE", "SLOT", "RESULT", "DURATION"
+        "STARTED",
+        "MODE",
+        "RELEASE",
+        "SLOT",
+        "RESULT",
+        "DURATION"
     );
     for h in &history {
         let mode = match h.mode {
@@ -46,7 +51,7 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
             Outcome::RolledBack => "rolled back",
             Outcome::RollbackIncomplete => "ROLLBACK INCOMPLETE",
         };
-        println!(
+        outln!(
             "{:<20}  {mode:<8}  {:<20}  {:<6}  {result:<19}  {:>8}  {}@{}",
             h.started,
             h.release,

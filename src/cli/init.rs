@@ -42,16 +42,16 @@ pub fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32 {
         eprintln!("zdd init: {e}");
         return exit::INVALID;
     }
-    println!("wrote {} (and {})", plan_path.display(), fragment_path.display());
-    println!("  settings: {}", project.settings);
-    println!("  wsgi:     {}", project.wsgi);
+    outln!("wrote {} (and {})", plan_path.display(), fragment_path.display());
+    outln!("  settings: {}", project.settings);
+    outln!("  wsgi:     {}", project.wsgi);
     match &project.requirements {
-        Some(r) => println!("  requirements: {}", r.display()),
-        None => println!("  requirements: none found (the plan expects requirements.txt)"),
+        Some(r) => outln!("  requirements: {}", r.display()),
+        None => outln!("  requirements: none found (the plan expects requirements.txt)"),
     }
     match &project.health_path {
-        Some(h) => println!("  health URL: {h}"),
-        None => println!("  health URL: none found; add one before deploying, e.g.:\n\n{HEALTH_VIEW_HINT}\n"),
+        Some(h) => outln!("  health URL: {h}"),
+        None => outln!("  health URL: none found; add one before deploying, e.g.:\n\n{HEALTH_VIEW_HINT}\n"),
     }
     let args = PlanArgs { plan: plan_path.clone(), vars: Vec::new() };
     let kinds = zdd_steps::builtin();
@@ -60,11 +60,7 @@ pub fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32 {
         eprintln!("zdd init: the scaffolded plan does not pass `zdd check` (a bug in zdd init):");
         return super::check::report_invalid(&read);
     }
-    println!(
-        "next: review the variables at the top of {}, then `zdd plan {}`",
-        plan_path.display(),
-        plan_path.display()
-    );
+    outln!("next: review the variables at the top of {}, then `zdd plan {}`", plan_path.display(), plan_path.display());
     exit::OK
 }
 

@@ -13,12 +13,12 @@ pub fn run(kind: Option<&str>) -> i32 {
     let kinds = zdd_steps::builtin();
     match kind {
         None => {
-            print!("{}", describe_all(&kinds));
+            out!("{}", describe_all(&kinds));
             exit::OK
         }
         Some(name) => match kinds.spec(name) {
             Some(spec) => {
-                print!("{}", describe(spec));
+                out!("{}", describe(spec));
                 exit::OK
             }
             None => {

@@ -4,11 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+#[macro_use]
+mod out;
+
 mod check;
 mod completions;
-mod init;
 mod graph;
 mod history;
+mod init;
 mod kinds;
 mod plan;
 mod recover;
@@ -31,9 +34,13 @@ pub mod exit {
     pub const LOCKED: i32 = 4;
 }
 
+/// Shown under every command's help: scripts and CI branch on these.
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 the run failed and was rolled back; 2 invalid plan or usage; \
+3 rollback incomplete (run `zdd recover`); 4 the deploy lock is held by another run.";
+
 /// Zero-downtime deploys for Django: a plan graph with health gates, atomic cutover and derived rollback.
 #[derive(Debug, Parser)]
-#[command(name = "zdd", version, about, propagate_version = true)]
+#[command(name = "zdd", version, about, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,7 +59,7 @@ pub struct PlanArgs {
 /// Where the run's state lives.
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
-    /// State directory (journal, lock, releases history). Default: the plan's `state-dir`, else /var/lib/zdd/<plan>.
+    /// State directory (state.json, journal, lock). Default: the plan's `state-dir`, else /var/lib/zdd/<plan>.
     #[arg(long, env = "ZDD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -94,6 +101,10 @@ pub enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         state: StateArgs,
+        /// Preview the run of this release id, as `zdd run --release` would deploy it (default: the current UTC
+        /// time, YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        release: Option<String>,
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
@@ -102,10 +113,12 @@ pub enum Command {
     Graph {
         #[command(flatten)]
         plan: PlanArgs,
+        /// Graphviz dot (`| dot -Tsvg`) or a Mermaid flowchart (for Markdown).
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
     /// Deploy: run the plan's steps; on any failure, roll back what was done.
+    #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
         plan: PlanArgs,
@@ -116,7 +129,7 @@ pub enum Command {
         /// Steps running at once (default: number of cores, at least 2).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Release id (default: the current UTC time, YYYYMMDD-HHMMSS).
+        /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS).
         #[arg(long)]
         release: Option<String>,
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
@@ -124,6 +137,7 @@ pub enum Command {
         lock_wait: Option<String>,
     },
     /// Put the previous release back live, through the same steps (zero-downtime too).
+    #[command(after_help = EXIT_CODES)]
     Rollback {
         #[command(flatten)]
         plan: PlanArgs,
@@ -131,10 +145,13 @@ pub enum Command {
         state: StateArgs,
         #[command(flatten)]
         output: OutputArgs,
+        /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
     },
-    /// Roll back a run that was interrupted (zdd killed, CI runner lost), from its journal alone.
+    /// Roll back a run that was interrupted (zdd killed, CI runner lost) or whose rollback did not complete, from
+    /// its journal alone.
+    #[command(after_help = EXIT_CODES)]
     Recover {
         #[command(flatten)]
         plan: PlanArgs,
@@ -143,12 +160,13 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// The live release, the previous one, and the lock holder.
+    /// The live release, the previous one, the lock holder, and any run waiting for `zdd recover`.
     Status {
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]
         state: StateArgs,
+        /// Print it as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -158,10 +176,11 @@ pub enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         state: StateArgs,
+        /// Print it as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Remove the deploy lock (when you know its holder is gone).
+    /// Clear the deploy lock left by a run that was killed (refused while its holder still runs).
     Unlock {
         #[command(flatten)]
         plan: PlanArgs,
@@ -195,6 +214,7 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: Shell,
     },
@@ -218,10 +238,38 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
-        Command::Plan { plan, state, json } => plan::run(&plan, &state, json),
+        Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
         Command::Init { dir, output, force } => init::run(dir.as_deref(), output.as_deref(), force),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--help` must say what every option and argument is for.
+    #[test]
+    fn every_argument_of_every_command_is_documented() {
+        let cli = Cli::command();
+        let mut undocumented = Vec::new();
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    undocumented.push(format!("zdd {} {id}", command.get_name()));
+                }
+            }
+        }
+        assert!(undocumented.is_empty(), "no help text: {undocumented:?}");
     }
 }

@@ -3,8 +3,9 @@
 //! Exit 0 when everything was undone (or there was nothing to do), 3 when some undo still fails.
 
 use zdd_engine::events::Outcome;
+use zdd_engine::run::interrupt_on_signals;
 
-use super::run::{Intent, read_and_prepare, session, with_reporter};
+use super::run::{Intent, Refusal, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
 pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
@@ -13,13 +14,18 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
         Err(r) => return r.print(),
     };
     if prepared.replay.is_none() {
-        println!("nothing to recover: every run in the journal finished");
+        outln!("nothing to recover: every run in the journal finished");
         return exit::OK;
     }
     with_reporter(output, |report| async move {
+        // Installed so that Ctrl-C does not kill zdd in the middle of an undo: it is answered, and the undo goes on.
+        let interrupt = match interrupt_on_signals(&report) {
+            Ok(token) => token,
+            Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
+        };
         let (session, _, replay) = session(plan, prepared, None, report);
         let Some(replay) = replay else { return exit::OK };
-        match session.recover(replay).await {
+        match session.recover(replay, &interrupt).await {
             Ok(Outcome::RollbackIncomplete) => exit::ROLLBACK_INCOMPLETE,
             Ok(_) => exit::OK,
             Err(e) => {

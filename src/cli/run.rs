@@ -163,6 +163,12 @@ pub fn read_and_prepare(
     wait: Option<Duration>,
 ) -> Result<(Plan, Prepared), Refusal> {
     let kinds = zdd_steps::builtin();
+    // Validate first with sample runtime values: an invalid plan is refused before the state directory is
+    // created or locked, so it leaves nothing behind. The real read below decides the target under the lock.
+    let sample = read_plan(plan, &Runtime::sample().with_state_dir(state.state_dir.as_deref()), &kinds);
+    if sample.result.is_err() {
+        return Err(Refusal::printed(report_invalid(&sample)));
+    }
     let prepared: RefCell<Option<Result<Prepared, Refusal>>> = RefCell::new(None);
     let decide = |header: &PlanHeader| {
         let result = prepare(header, &plan.plan, &intent, wait);
@@ -254,8 +260,13 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
         Ok(p) => p,
         Err(r) => return r.print(),
     };
+    if plan.steps.is_empty() {
+        // Recording a release that changed nothing as live would make it the target of the next `zdd rollback`.
+        return Refusal::new(exit::INVALID, format!("plan `{}` has no steps: there is nothing to deploy", plan.name))
+            .print();
+    }
     with_reporter(launch.output, |report| async move {
-        let interrupt = match run::interrupt_on_signals() {
+        let interrupt = match run::interrupt_on_signals(&report) {
             Ok(token) => token,
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };
@@ -276,11 +287,8 @@ pub fn run(
     release: Option<&str>,
     lock_wait: Option<&str>,
 ) -> i32 {
-    if let Some(r) = release
-        && (r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
-    {
-        return Refusal::new(exit::INVALID, format!("--release `{r}`: use letters, digits, `-`, `_` and `.` only"))
-            .print();
+    if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
+        return Refusal::new(exit::INVALID, format!("--release: {e}")).print();
     }
     deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release }, lock_wait)
 }

@@ -34,24 +34,24 @@ pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
             "lock": holder,
             "unfinished_run": unfinished,
         });
-        println!("{value:#}");
+        outln!("{value:#}");
         return exit::OK;
     }
-    println!("state dir: {}", dir.display());
+    outln!("state dir: {}", dir.display());
     match &current.live {
-        Some(l) => println!("live:      release {} in slot {} (since {})", l.release, l.slot, l.since),
-        None => println!("live:      nothing deployed yet"),
+        Some(l) => outln!("live:      release {} in slot {} (since {})", l.release, l.slot, l.since),
+        None => outln!("live:      nothing deployed yet"),
     }
     match &current.previous {
-        Some(p) => println!("previous:  release {} in slot {} (`zdd rollback` puts it back)", p.release, p.slot),
-        None => println!("previous:  none"),
+        Some(p) => outln!("previous:  release {} in slot {} (`zdd rollback` puts it back)", p.release, p.slot),
+        None => outln!("previous:  none"),
     }
     match &holder {
-        Some(h) => println!("lock:      held by {}", h.describe()),
-        None => println!("lock:      free"),
+        Some(h) => outln!("lock:      held by {}", h.describe()),
+        None => outln!("lock:      free"),
     }
     if let Some(h) = &unfinished {
-        println!(
+        outln!(
             "attention: run {} (release {}, by {} on {}) did not finish; run `zdd recover {}`",
             h.run_id,
             h.target.release,

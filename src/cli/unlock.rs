@@ -1,5 +1,5 @@
-//! `zdd unlock`: remove the deploy lock of a run that is gone. A lock whose holder is still running is
-//! refused (exit 4): stop that run instead.
+//! `zdd unlock`: clear the owner a run that is gone left in the deploy lock. A lock whose holder is still running
+//! is refused (exit 4): stop that run instead.
 
 use zdd_engine::lock::{self, LockError};
 
@@ -13,11 +13,11 @@ pub fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
     };
     match lock::unlock(&dir) {
         Ok(Some(owner)) => {
-            println!("removed the deploy lock left by {}", owner.describe());
+            outln!("cleared the deploy lock left by {}", owner.describe());
             exit::OK
         }
         Ok(None) => {
-            println!("the deploy lock of {} was not held", dir.display());
+            outln!("the deploy lock of {} was not held", dir.display());
             exit::OK
         }
         Err(e @ LockError::Held { .. }) => {

@@ -96,7 +96,7 @@ pub fn tail(text: &str, n: usize) -> String {
 }
 
 /// A path as a string for commands and templates.
-pub fn p(path: &Path) -> String {
+pub fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 

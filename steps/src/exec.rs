@@ -24,12 +24,12 @@ static SPEC: KindSpec = KindSpec {
     name: "exec",
     summary: "Run a command (shell script or argument vector), with an optional command that undoes it",
     fields: &[
-        FieldSpec::new("run", ValueType::String, "A shell script, run with `/bin/sh -c`."),
+        FieldSpec::new("run", ValueType::Shell, "A shell script, run with `/bin/sh -c`."),
         FieldSpec::new("command", ValueType::Strings, "A program and its arguments, run without a shell."),
         FieldSpec::new("cwd", ValueType::Path, "Working directory (default: the plan file's directory)."),
         FieldSpec::new("env", ValueType::Strings, "An environment variable: `env \"NAME\" \"value\"` (repeatable).")
             .repeated(),
-        FieldSpec::new("undo", ValueType::String, "A shell script that undoes `run`; makes the step reversible."),
+        FieldSpec::new("undo", ValueType::Shell, "A shell script that undoes `run`; makes the step reversible."),
         FieldSpec::new("undo-command", ValueType::Strings, "Like `undo`, as a program and its arguments."),
         FieldSpec::new("kill-grace", ValueType::Duration, "Between TERM and KILL when the step is cancelled.")
             .default("5s"),

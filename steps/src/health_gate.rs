@@ -17,7 +17,7 @@ use crate::service::{backend, instance};
 pub struct HealthGate;
 
 pub const HOST: FieldSpec =
-    FieldSpec::new("host", ValueType::String, "Host header to send (must be in Django's ALLOWED_HOSTS).");
+    FieldSpec::new("host", ValueType::ConfigWord, "Host header to send (must be in Django's ALLOWED_HOSTS).");
 
 static SPEC: KindSpec = KindSpec {
     name: "health-gate",

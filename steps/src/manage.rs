@@ -13,7 +13,7 @@ use crate::common::{opt_str, req_path};
 use crate::envfile;
 
 pub const ROOT: FieldSpec =
-    FieldSpec::new("root", ValueType::Path, "The app's root: releases/, shared/, run/ and log/ live under it.")
+    FieldSpec::new("root", ValueType::ConfigPath, "The app's root: releases/, shared/, run/ and log/ live under it.")
         .required();
 pub const PYTHON: FieldSpec = FieldSpec::new(
     "python",
@@ -22,10 +22,10 @@ pub const PYTHON: FieldSpec = FieldSpec::new(
 )
 .default("venv/bin/python");
 pub const SETTINGS: FieldSpec =
-    FieldSpec::new("settings", ValueType::String, "DJANGO_SETTINGS_MODULE, e.g. `shop.settings`.");
+    FieldSpec::new("settings", ValueType::Name, "DJANGO_SETTINGS_MODULE, e.g. `shop.settings`.");
 pub const ENV_FILE: FieldSpec = FieldSpec::new(
     "env-file",
-    ValueType::Path,
+    ValueType::ConfigPath,
     "KEY=VALUE file loaded into the command's environment (outside the release: secrets live there). Its values are never printed.",
 );
 

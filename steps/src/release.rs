@@ -15,7 +15,7 @@ use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, S
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{from_facts, p, quiet, quiet_ok, req_path, to_facts};
+use crate::common::{from_facts, path_text, quiet, quiet_ok, req_path, to_facts};
 use crate::manage::{ROOT, release_dir};
 
 pub struct Release;
@@ -95,7 +95,7 @@ fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> 
 
 /// The command that lists the files to copy (NUL-separated, relative to the source).
 async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError> {
-    let git = Command::new("git").arg("-C").arg(p(&s.source)).args(["ls-files", "-z", "--cached"]);
+    let git = Command::new("git").arg("-C").arg(path_text(&s.source)).args(["ls-files", "-z", "--cached"]);
     let use_git = match s.copy.as_str() {
         "git" => true,
         "all" => false,
@@ -118,7 +118,8 @@ async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError>
 }
 
 fn copy_command(s: &Settings, list: Vec<u8>) -> Command {
-    let mut cp = Command::new("xargs").args(["-0", "-r", "cp", "-a", "--parents", "-t"]).arg(p(&s.dir)).cwd(&s.source);
+    let mut cp =
+        Command::new("xargs").args(["-0", "-r", "cp", "-a", "--parents", "-t"]).arg(path_text(&s.dir)).cwd(&s.source);
     cp.stdin = Some(list);
     cp
 }

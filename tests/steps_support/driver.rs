@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio_util::sync::CancellationToken;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
 use zdd_engine::events::{Event, EventSink, Stamped};
 use zdd_engine::host::LocalHost;
 use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, StepError};

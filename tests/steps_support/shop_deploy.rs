@@ -38,7 +38,8 @@ impl Drop for Instances {
             let Ok(text) = std::fs::read_to_string(self.0.join(format!("run/{slot}.json"))) else { continue };
             let Ok(rec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
             if let Some(pid) = rec["pid"].as_i64() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -177,4 +178,3 @@ pub fn alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
-

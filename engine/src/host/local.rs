@@ -172,7 +172,8 @@ impl Host for LocalHost {
         // A double fork through the shell: `setsid` (not a group leader inside a non-interactive shell's
         // background job, so it does not fork again) execs the program in a new session; the shell prints its
         // pid and exits. The program is then nobody's child here: it survives zdd and never becomes zdd's zombie.
-        let script = r#"log=$1; shift; setsid "$@" </dev/null >>"$log" 2>&1 & echo $!"#;
+        // The log is created 0640 (output may hold request data); the program keeps the caller's umask.
+        let script = r#"log=$1; shift; (umask 027; : >>"$log"); setsid "$@" </dev/null >>"$log" 2>&1 & echo $!"#;
         let mut command = tokio::process::Command::new("/bin/sh");
         command
             .arg("-c")

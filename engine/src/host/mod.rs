@@ -84,8 +84,7 @@ impl Command {
 
 /// Quote a word for a POSIX shell if it needs it.
 pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
     if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }
 
@@ -132,7 +131,12 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
 
     /// Run a command to completion, or until `cancel` fires (then signal the process group and reap it).
-    async fn run(&self, cmd: &Command, cancel: &CancellationToken, lines: Option<&LineSink>) -> Result<Output, HostError>;
+    async fn run(
+        &self,
+        cmd: &Command,
+        cancel: &CancellationToken,
+        lines: Option<&LineSink>,
+    ) -> Result<Output, HostError>;
 
     /// Start a command that outlives zdd (a gunicorn of the process backend), detached in its own
     /// session, output appended to `log`. Returns its pid.

@@ -9,7 +9,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::model::{FieldValue, Fields, Retry, Value};
 use crate::plan::raw::{self, RawNode, RawValue, Scalar};
 use crate::plan::suggest::did_you_mean;
-use crate::plan::types::{parse_typed, type_name};
+use crate::plan::types::{check_shell_value, describe_char, parse_typed, type_name};
 use crate::plan::validate::{missing_argument, wrong_type};
 use crate::plan::vars::Interpolator;
 use crate::schema::{FieldSpec, KindSpec, PropSpec, ValueType};
@@ -62,6 +62,9 @@ impl FieldCtx<'_, '_> {
             return Some(Value::Bool(*b));
         }
         let text = self.text(raw, ty)?;
+        if ty == ValueType::Shell && !self.shell_values_safe(raw) {
+            return None;
+        }
         match parse_typed(ty, &text) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -72,6 +75,40 @@ impl FieldCtx<'_, '_> {
                 None
             }
         }
+    }
+}
+
+impl FieldCtx<'_, '_> {
+    /// A shell script may interpolate only values that cannot change it: report each variable whose value has a
+    /// character the shell treats specially. The script's own text is the plan's: it is not checked.
+    fn shell_values_safe(&mut self, raw: &RawValue) -> bool {
+        let Scalar::Str(script) = &raw.value else {
+            return true;
+        };
+        let mut safe = true;
+        for (name, value) in self.interp.referenced(script) {
+            let Err(c) = check_shell_value(&value) else {
+                continue;
+            };
+            safe = false;
+            self.diags.push(
+                Diagnostic::error(
+                    "zdd::unsafe-shell-value",
+                    format!(
+                        "`{{{{{name}}}}}` is interpolated into a shell script, and its value `{}` contains {}",
+                        self.interp.mask(&value).escape_debug(),
+                        describe_char(c)
+                    ),
+                )
+                .at(self.interp.narrow(raw.span, &name), "interpolated into a shell script")
+                .help(format!(
+                    "a value in a script may use letters, digits, spaces and `/ . _ - + = : , @ % ^`; to pass any \
+                     other value, give it to the command as an environment variable (`env \"NAME\" \"{{{{{name}}}}}\"`) \
+                     and write \"$NAME\" in the script, or use `command` (an argument vector, no shell)"
+                )),
+            );
+        }
+        safe
     }
 }
 

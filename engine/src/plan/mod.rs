@@ -31,9 +31,7 @@ pub mod vars;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{
-    FieldValue, Fields, Plan, Retry, Step, StepId, StepPolicy, Value, VarOrigin, Variable,
-};
+pub use model::{FieldValue, Fields, Plan, Retry, Step, StepId, StepPolicy, Value, VarOrigin, Variable};
 pub use vars::VarInputs;
 
 use crate::diag::Diagnostics;
@@ -75,10 +73,7 @@ pub struct Runtime<'a> {
 impl<'a> Runtime<'a> {
     /// Sample values, for `zdd check`.
     pub fn sample() -> Self {
-        Self {
-            state_dir: None,
-            target: TargetSource::Sample,
-        }
+        Self { state_dir: None, target: TargetSource::Sample }
     }
 
     pub fn with_state_dir(mut self, state_dir: Option<&'a Path>) -> Self {
@@ -155,10 +150,5 @@ fn read_with(
         Some(v) => (Err(diags), Some(v.target), Some(v.state_dir)),
         None => (Err(diags), None, None),
     };
-    PlanRead {
-        sources: loaded.sources,
-        result,
-        target,
-        state_dir,
-    }
+    PlanRead { sources: loaded.sources, result, target, state_dir }
 }

@@ -35,13 +35,17 @@ pub fn type_name(ty: ValueType) -> String {
         ValueType::Enum(words) => format!("one of {}", words.join("|")),
         ValueType::Strings => "strings".into(),
         ValueType::ConfigWord => "config word".into(),
+        ValueType::ConfigWords => "config words".into(),
+        ValueType::ConfigPath => "config path".into(),
+        ValueType::Name => "name".into(),
+        ValueType::Shell => "shell script".into(),
     }
 }
 
 /// Parse `text` (already interpolated) as a value of type `ty`. [`ValueType::Strings`] is one string here.
 pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
     match ty {
-        ValueType::String | ValueType::Strings => Ok(Value::Str(text.to_owned())),
+        ValueType::String | ValueType::Strings | ValueType::Shell => Ok(Value::Str(text.to_owned())),
         ValueType::Path => parse_path(text).map(Value::Path),
         ValueType::Duration => parse_duration(text).map(Value::Duration),
         ValueType::Port => parse_port(text).map(Value::Port),
@@ -70,7 +74,14 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             };
             Err(TypeError::new("zdd::bad-enum", format!("`{text}` is not one of the allowed values"), help))
         }
-        ValueType::ConfigWord => parse_config_word(text).map(|()| Value::Str(text.to_owned())),
+        ValueType::ConfigWord => parse_config_word(text, false).map(|()| Value::Str(text.to_owned())),
+        ValueType::ConfigWords => parse_config_word(text, true).map(|()| Value::Str(text.to_owned())),
+        ValueType::ConfigPath => {
+            let path = parse_path(text)?;
+            parse_config_word(text, false)?;
+            Ok(Value::Path(path))
+        }
+        ValueType::Name => parse_name(text).map(|()| Value::Str(text.to_owned())),
     }
 }
 
@@ -183,11 +194,20 @@ fn parse_url(text: &str) -> Result<(), TypeError> {
     Ok(())
 }
 
-/// A value that lands in an Nginx or systemd file must not be able to end or open a directive.
-fn parse_config_word(text: &str) -> Result<(), TypeError> {
-    let bad = text.chars().find(|c| matches!(c, '\n' | '\r' | ';' | '{' | '}' | '#' | '"' | '\'' | '\\'));
+/// Characters that end, open or change a directive in an Nginx or systemd file, besides whitespace and control
+/// characters: `;` ends a directive, `{ }` open and close blocks, `#` starts a comment, quotes and backslash
+/// change how words are read, `$` expands a variable (Nginx, and systemd's `ExecStart=`), backtick for symmetry
+/// with the shell.
+pub const CONFIG_SPECIAL: &[char] = &[';', '{', '}', '#', '"', '\'', '\\', '$', '`'];
+
+/// A value that lands in an Nginx or systemd file must not be able to end or open a directive. `spaces`: may
+/// it be several words separated by spaces (`listen "8080 default_server"`)?
+fn parse_config_word(text: &str, spaces: bool) -> Result<(), TypeError> {
+    let bad = text
+        .chars()
+        .find(|&c| CONFIG_SPECIAL.contains(&c) || c.is_control() || (c.is_whitespace() && !(spaces && c == ' ')));
     match bad {
-        None if !text.is_empty() => Ok(()),
+        None if !text.trim().is_empty() => Ok(()),
         None => Err(TypeError::new(
             "zdd::bad-config-word",
             "the value is empty",
@@ -196,17 +216,57 @@ fn parse_config_word(text: &str) -> Result<(), TypeError> {
         Some(c) => Err(TypeError::new(
             "zdd::bad-config-word",
             format!("`{}` contains {}", text.escape_debug(), describe_char(c)),
-            "it would land in an Nginx or systemd file, where newline ; { } # quotes and backslash end or change \
-             the directive: remove it",
+            if spaces {
+                "it lands in an Nginx or systemd file, where a newline, ; { } # quotes, backslash, $ and backtick \
+                 end or change the directive: remove it"
+            } else {
+                "it lands in an Nginx or systemd file as one word, where whitespace, ; { } # quotes, backslash, $ \
+                 and backtick end or change the directive: remove it"
+            },
         )),
     }
 }
 
-fn describe_char(c: char) -> String {
+/// A plain name: `[A-Za-z0-9._-]+`, not starting with `.` or `-`.
+fn parse_name(text: &str) -> Result<(), TypeError> {
+    let help = "use letters, digits, `-`, `_` and `.`, starting with a letter or digit: the value names files, \
+                units or modules";
+    if let Some(c) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c))) {
+        return Err(TypeError::new(
+            "zdd::bad-name",
+            format!("`{}` contains {}", text.escape_debug(), describe_char(c)),
+            help,
+        ));
+    }
+    match text.chars().next() {
+        None => Err(TypeError::new("zdd::bad-name", "the name is empty", help)),
+        Some(c @ ('.' | '-')) => Err(TypeError::new("zdd::bad-name", format!("`{text}` starts with `{c}`"), help)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Characters a value interpolated into a shell script may contain besides letters and digits: none of them
+/// is special to `/bin/sh` inside or outside double quotes. A space is allowed (it separates words when the
+/// script does not quote the value: `{{nginx}} -t` with `nginx "nginx -p /srv/nginx"`).
+const SHELL_SAFE: &[char] = &[' ', '/', '.', '_', '-', '+', '=', ':', ',', '@', '%', '^'];
+
+/// Is `value` safe to interpolate into a shell script? `Err` gives the first character that is not.
+pub fn check_shell_value(value: &str) -> Result<(), char> {
+    match value.chars().find(|&c| !(c.is_alphanumeric() || SHELL_SAFE.contains(&c))) {
+        Some(c) => Err(c),
+        None => Ok(()),
+    }
+}
+
+/// How a character is named in a message.
+pub fn describe_char(c: char) -> String {
     match c {
         '\n' | '\r' => "a newline".into(),
         '"' | '\'' => format!("a quote `{c}`"),
         '\\' => "a backslash".into(),
+        '`' => "a backtick".into(),
+        c if c.is_whitespace() => "whitespace".into(),
+        c if c.is_control() => format!("the control character {}", c.escape_unicode()),
         other => format!("`{other}`"),
     }
 }
@@ -265,8 +325,31 @@ mod tests {
         let e = parse_typed(ty, "sytemd").unwrap_err();
         assert!(e.help.contains("did you mean `systemd`"), "{}", e.help);
         assert!(parse_typed(ValueType::ConfigWord, "shop.example").is_ok());
-        for bad in ["a;b", "a\nb", "{", "x#", "\"q\"", "a\\b", ""] {
+        assert!(parse_typed(ValueType::ConfigWords, "127.0.0.1:80 default_server").is_ok());
+        assert!(parse_typed(ValueType::ConfigWord, "a b").is_err());
+        assert!(parse_typed(ValueType::ConfigPath, "/srv/a b").is_err());
+        assert_eq!(parse_typed(ValueType::ConfigPath, "/srv/shop").unwrap(), Value::Path("/srv/shop".into()));
+        for bad in ["a;b", "a\nb", "{", "x#", "\"q\"", "a\\b", "", "$(id)", "`id`", "a\tb", "a\u{7}b"] {
             assert_eq!(parse_typed(ValueType::ConfigWord, bad).unwrap_err().code, "zdd::bad-config-word", "{bad}");
+            assert!(parse_typed(ValueType::ConfigWords, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for good in ["shop", "shop.settings", "a-b_c.9", "9lives"] {
+            assert!(parse_typed(ValueType::Name, good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "-rf", "../x", "a/b", "a b", "a;b", "é"] {
+            assert_eq!(parse_typed(ValueType::Name, bad).unwrap_err().code, "zdd::bad-name", "{bad}");
+        }
+    }
+
+    #[test]
+    fn shell_values() {
+        assert!(check_shell_value("nginx -p /srv/a.b_c-d/n+1=2:3,4@5%").is_ok());
+        for (bad, c) in [("a;b", ';'), ("$(id)", '$'), ("`id`", '`'), ("a\nb", '\n'), ("'", '\''), ("a|b", '|')] {
+            assert_eq!(check_shell_value(bad), Err(c), "{bad}");
         }
     }
 }

@@ -263,8 +263,28 @@ impl<'a> Interpolator<'a> {
         }
     }
 
+    /// The variables `text` interpolates, with their values, in order of first use (for checks on what a
+    /// template lets in). Names inside helper expressions (`{{#if name}}`) count too.
+    pub fn referenced(&self, text: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else { break };
+            for word in after[..close].split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(serde_json::Value::String(value)) = self.values.get(word)
+                    && !out.iter().any(|(n, _)| n == word)
+                {
+                    out.push((word.to_owned(), value.clone()));
+                }
+            }
+            rest = &after[close + 2..];
+        }
+        out
+    }
+
     /// Point at `{{name` inside the string when it can be found in the source, else at the whole string.
-    fn narrow(&self, span: Span, name: &str) -> Span {
+    pub fn narrow(&self, span: Span, name: &str) -> Span {
         let Some(file) = self.sources.get(span.file) else {
             return span;
         };

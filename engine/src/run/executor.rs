@@ -122,7 +122,7 @@ impl Executor {
                         facts.get(name).map(|f| (name.clone(), f.clone()))
                     })
                     .collect();
-                let undo = self.rollback(cause, &order).await;
+                let undo = self.rollback_saying_why_signals_wait(cause, &order, interrupt).await;
                 for (name, _) in &order {
                     if let Some(step) = self.plan.step_by_name(name) {
                         states[step.id.0] =
@@ -269,6 +269,28 @@ impl Executor {
         }
     }
 
+    /// [`Executor::rollback`], answering a first interrupt that arrives during it: the rollback goes on.
+    pub(crate) async fn rollback_saying_why_signals_wait(
+        &self,
+        cause: &str,
+        order: &[(String, UndoFacts)],
+        interrupt: &CancellationToken,
+    ) -> Rollback {
+        // An interrupt that stopped the forward run was answered there.
+        let mut answered = interrupt.is_cancelled();
+        let rollback = self.rollback(cause, order);
+        tokio::pin!(rollback);
+        loop {
+            tokio::select! {
+                undo = &mut rollback => return undo,
+                () = interrupt.cancelled(), if !answered => {
+                    answered = true;
+                    self.events.emit(Event::Warning { message: ALREADY_STOPPING.to_owned() });
+                }
+            }
+        }
+    }
+
     /// Undo `order` (step name and its facts, already in undo order), one at a time. A failed undo is retried
     /// per its step's retry policy, reported, and the rollback goes on with the others.
     pub async fn rollback(&self, cause: &str, order: &[(String, UndoFacts)]) -> Rollback {
@@ -307,6 +329,10 @@ impl Executor {
         result
     }
 }
+
+/// The answer to an interrupt that cannot stop anything more (the run is already stopping or rolling back).
+pub(crate) const ALREADY_STOPPING: &str = "already stopping: zdd exits once the running steps have stopped and the \
+    rollback is done (kill -9 would leave the rollback to `zdd recover`)";
 
 /// The record of a step whose task panicked.
 fn panicked() -> StepRecord {

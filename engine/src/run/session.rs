@@ -25,7 +25,10 @@ pub enum SessionError {
     #[error("could not open the journal: {0}")]
     Journal(#[from] std::io::Error),
     /// The run happened but its result could not be recorded in `state.json`.
-    #[error("the run ended but its result could not be recorded: {0}; check `zdd status` before the next run")]
+    #[error(
+        "the run ended but its result could not be recorded: {0}; it is left unfinished: fix the state directory, \
+         then `zdd recover` rolls it back"
+    )]
     State(#[from] StateError),
 }
 
@@ -132,8 +135,7 @@ impl Session {
         let exec = self.executor(target.clone(), journal, events);
         let report: RunReport = exec.run(&run_id, interrupt).await;
 
-        let mut state = self.state.load()?;
-        state.record(HistoryEntry {
+        let recorded = self.record(HistoryEntry {
             run_id,
             mode,
             release: target.release.clone(),
@@ -144,19 +146,34 @@ impl Session {
             user: header.user,
             host: header.host,
         });
-        let saved = self.state.save(&state);
-        exec.finish(&report);
+        match &recorded {
+            Ok(()) => exec.finish(&report),
+            // Finishing the journal now would leave `state.json` naming the old release live, and the next run
+            // would deploy into the slot that now serves. Unfinished, the run is rolled back by `recover`, after
+            // which the servers and `state.json` agree again.
+            Err(e) => exec.events.emit(Event::Warning {
+                message: format!("could not record the run's result, so it is left unfinished for `zdd recover`: {e}"),
+            }),
+        }
         drop(exec);
         let _ = tapped.await;
-        saved?;
+        recorded?;
         // Housekeeping only: a journal that cannot be deleted costs disk space, not correctness.
         let _ = journal::prune(self.state.path(), JOURNALS_KEPT);
         Ok(report.outcome)
     }
 
+    /// Add a finished run to `state.json` (a deployed run becomes live).
+    fn record(&self, entry: HistoryEntry) -> Result<(), StateError> {
+        let mut state = self.state.load()?;
+        state.record(entry);
+        self.state.save(&state)
+    }
+
     /// Undo, in reverse order, every step of an interrupted run whose facts are not undone yet, then mark the
     /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
-    pub async fn recover(self, replay: Replay) -> Result<Outcome, SessionError> {
+    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
+    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
         let started = Instant::now();
         let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
         let (events, rx) = EventSink::channel();
@@ -193,7 +210,7 @@ impl Session {
             run_id: replay.header.run_id.clone(),
             steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
         });
-        let rollback = exec.rollback(&cause, &replay.to_undo).await;
+        let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.to_undo, interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
             .to_undo
@@ -205,8 +222,7 @@ impl Session {
                 duration_ms: 0,
             })
             .collect();
-        let mut state = self.state.load()?;
-        state.record(HistoryEntry {
+        let saved = self.record(HistoryEntry {
             run_id: replay.header.run_id.clone(),
             mode: replay.header.mode,
             release: replay.header.target.release.clone(),
@@ -217,7 +233,6 @@ impl Session {
             user: lock::username(),
             host: lock::hostname(),
         });
-        let saved = self.state.save(&state);
         let report =
             RunReport { outcome, duration: started.elapsed(), summary, stopped: Some(cause), rollback: Some(rollback) };
         exec.finish(&report);
@@ -268,24 +283,34 @@ impl Session {
     }
 }
 
-/// A token cancelled by the first SIGINT or SIGTERM (later ones are ignored: the rollback must finish).
-pub fn interrupt_on_signals() -> std::io::Result<CancellationToken> {
+/// A token cancelled by the first SIGINT or SIGTERM. Later ones do not stop zdd (the running steps are being
+/// stopped and the rollback must finish); each is answered with a warning on `report`, so whoever presses Ctrl-C
+/// again learns why nothing happens rather than reaching for `kill -9`.
+///
+/// The task holds `report` weakly: the reporter ends when the run drops its senders, not when the process does.
+pub fn interrupt_on_signals(report: &mpsc::UnboundedSender<Stamped>) -> std::io::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let fire = token.clone();
+    let report = report.downgrade();
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
         fire.cancel();
-        // Keep the handlers installed so a second Ctrl-C does not kill zdd in the middle of the rollback.
         loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+            }
+            if let Some(report) = report.upgrade() {
+                let _ = report.send(Stamped {
+                    at: std::time::SystemTime::now(),
+                    event: Event::Warning { message: super::executor::ALREADY_STOPPING.to_owned() },
+                });
             }
         }
     });

@@ -335,3 +335,40 @@ async fn a_panicking_kind_fails_its_step_and_the_run_rolls_back() {
     assert_eq!(undo, ["undo boom", "undo a"]);
     assert_eq!(states(&report)[2].1, StepState::Skipped);
 }
+
+#[tokio::test]
+async fn a_run_whose_result_cannot_be_recorded_stays_unfinished_for_recover() {
+    use crate::journal::{self, RunMode};
+    use crate::lock::{DeployLock, LockOwner};
+    use crate::state::StateDir;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::prepare(dir.path()).unwrap();
+    // `state.json` cannot be read (nor replaced) when it is a directory.
+    std::fs::create_dir(dir.path().join("state.json")).unwrap();
+    let lock = DeployLock::acquire(dir.path(), &LockOwner::current("run"), None).unwrap();
+    let h = harness(vec![step(0, "a", &[], &[])], 1);
+    let (report, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let session = super::Session {
+        plan: h.exec.plan.clone(),
+        kinds: h.exec.kinds.clone(),
+        host: h.exec.host.clone(),
+        state,
+        lock,
+        redactor: Redactor::new(),
+        report,
+        jobs: 1,
+    };
+    let err = session.run(RunMode::Deploy, h.exec.target.clone(), &CancellationToken::new()).await.unwrap_err();
+    assert!(matches!(err, super::SessionError::State(_)), "{err}");
+    assert!(err.to_string().contains("zdd recover"), "{err}");
+
+    let events = drain(&mut seen);
+    assert!(!events.iter().any(|e| matches!(e, Event::RunFinished { .. })), "the run must not look finished");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("left unfinished"))),
+        "{events:?}"
+    );
+    let replay = journal::unfinished(dir.path()).unwrap().expect("recover must find the run");
+    assert_eq!(replay.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["a"]);
+}

@@ -29,7 +29,7 @@ static SPEC: KindSpec = KindSpec {
     name: "proxy-switch",
     summary: "Switch Nginx to the new instance: swap the upstream socket link, or rewrite the port and reload.",
     fields: &[
-        FieldSpec::new("app", ValueType::ConfigWord, "The app's name (the upstream is `<app>_app`).").required(),
+        FieldSpec::new("app", ValueType::Name, "The app's name (the upstream is `<app>_app`).").required(),
         ROOT,
         FieldSpec::new(
             "mode",
@@ -54,11 +54,11 @@ static SPEC: KindSpec = KindSpec {
             "How to reload Nginx, as words (e.g. `systemctl reload nginx`); default `<nginx> [-c <nginx-conf>] -s reload`.",
         ),
         FieldSpec::new("template", ValueType::Path, "Your own site template (handlebars) instead of the built-in one."),
-        FieldSpec::new("listen", ValueType::ConfigWord, "The server block's `listen`.").default("80"),
-        FieldSpec::new("server-name", ValueType::ConfigWord, "The server block's `server_name`.").default("_"),
+        FieldSpec::new("listen", ValueType::ConfigWords, "The server block's `listen`.").default("80"),
+        FieldSpec::new("server-name", ValueType::ConfigWords, "The server block's `server_name`.").default("_"),
         FieldSpec::new(
             "static-dir",
-            ValueType::Path,
+            ValueType::ConfigPath,
             "Served at `static-url` by Nginx; keep it outside releases (e.g. <root>/shared/static) so old pages' assets stay.",
         ),
         FieldSpec::new("static-url", ValueType::ConfigWord, "URL prefix of static files.").default("/static/"),

@@ -8,7 +8,7 @@ use zdd_engine::host::Command;
 use zdd_engine::kind::{StepCtx, StepError};
 use zdd_engine::plan::Step;
 
-use crate::common::{opt_str, p, quiet, req_path, req_str, words};
+use crate::common::{opt_str, path_text, quiet, req_path, req_str, words};
 use crate::templates;
 
 /// How the site's upstream follows the new instance.
@@ -76,7 +76,7 @@ impl Nginx {
     /// The site file's content for a deploy into `slot`.
     pub async fn render_site(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
         let upstream = match self.mode {
-            Mode::Socket => format!("unix:{}", p(&self.current_link())),
+            Mode::Socket => format!("unix:{}", path_text(&self.current_link())),
             Mode::Reload => {
                 let port: u16 = slot.parse().map_err(|_| {
                     StepError::fatal(format!("slot `{slot}` is not a port: in reload mode the plan's slots are ports"))
@@ -92,18 +92,18 @@ impl Nginx {
             "socket": self.mode == Mode::Socket,
             "listen": self.listen,
             "server_name": self.server_name,
-            "static_dir": self.static_dir.as_deref().map(p),
+            "static_dir": self.static_dir.as_deref().map(path_text),
             "static_url": static_url,
-            "root": p(&self.root),
+            "root": path_text(&self.root),
         });
         let template = templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
-        templates::render(&p(&self.site_conf), &template, &data)
+        templates::render(&path_text(&self.site_conf), &template, &data)
     }
 
     fn command(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new(self.nginx[0].clone()).args(self.nginx[1..].iter().cloned());
         if let Some(conf) = &self.nginx_conf {
-            cmd = cmd.arg("-c").arg(p(conf));
+            cmd = cmd.arg("-c").arg(path_text(conf));
         }
         cmd.args(extra.iter().copied())
     }

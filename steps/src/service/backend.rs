@@ -7,7 +7,7 @@ use zdd_engine::kind::{StepCtx, StepError};
 use super::config::{Manager, ServiceConfig};
 use super::instance::{self, Instance};
 use super::unit;
-use crate::common::{Backoff, p, quiet, sleep, tail};
+use crate::common::{Backoff, path_text, quiet, sleep, tail};
 
 /// Start an instance (the unit is written first under systemd). The caller has recorded its undo facts.
 pub async fn start(ctx: &StepCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
@@ -48,7 +48,7 @@ pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: 
         }
     };
     if link {
-        ctx.exec_ok(&cfg.systemctl(&["link", &p(&file)])).await?;
+        ctx.exec_ok(&cfg.systemctl(&["link", &path_text(&file)])).await?;
         ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
     }
     Ok(())
@@ -77,12 +77,13 @@ pub async fn stop(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             Ok(was)
         }
         Manager::Process => {
-            let Some(pid) = instance::read(ctx.host.as_ref(), cfg, slot).await?.and_then(|i| i.pid) else {
+            let Some(inst) = instance::read(ctx.host.as_ref(), cfg, slot).await? else {
                 return Ok(false);
             };
-            if !ctx.host.process_alive(pid).await? {
+            // Only the process zdd started for this record: a stale pid now used by another is left alone.
+            let Some(pid) = instance::live_pid(ctx.host.as_ref(), &inst).await? else {
                 return Ok(false);
-            }
+            };
             ctx.host.signal(pid, "TERM").await?;
             let grace = cfg.graceful_timeout + Duration::from_secs(5);
             if !wait_exit(ctx, pid, grace).await? {

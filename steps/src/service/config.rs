@@ -9,7 +9,7 @@ use zdd_engine::host::Command;
 use zdd_engine::kind::StepError;
 use zdd_engine::plan::{Plan, Step};
 
-use crate::common::{duration_or, opt_str, p, req_path, req_str, words};
+use crate::common::{duration_or, opt_str, path_text, req_path, req_str, words};
 use crate::manage::release_dir;
 
 /// Where the instance listens.
@@ -141,7 +141,7 @@ impl ServiceConfig {
     /// gunicorn's `--bind` for a slot.
     pub fn bind(&self, slot: &str) -> Result<String, StepError> {
         Ok(match self.listen {
-            Listen::Socket => format!("unix:{}", p(&self.socket(slot))),
+            Listen::Socket => format!("unix:{}", path_text(&self.socket(slot))),
             Listen::Port => format!("127.0.0.1:{}", self.port(slot)?),
         })
     }
@@ -154,7 +154,7 @@ impl ServiceConfig {
     pub fn gunicorn_argv(&self, release: &str, slot: &str) -> Result<Vec<String>, StepError> {
         let dir = self.release_dir(release);
         let mut argv = vec![
-            p(&dir.join(&self.venv).join("bin/gunicorn")),
+            path_text(&dir.join(&self.venv).join("bin/gunicorn")),
             self.wsgi.clone(),
             "--bind".into(),
             self.bind(slot)?,
@@ -172,7 +172,7 @@ impl ServiceConfig {
         // gunicorn 27 opens a control socket at one default path for every master: give each slot its own.
         if self.control_socket {
             argv.push("--control-socket".into());
-            argv.push(p(&self.run_dir().join(format!("{slot}.ctl"))));
+            argv.push(path_text(&self.run_dir().join(format!("{slot}.ctl"))));
         }
         argv.extend(self.gunicorn_args.iter().cloned());
         Ok(argv)

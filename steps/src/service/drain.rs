@@ -13,12 +13,12 @@ use zdd_engine::kind::{StepCtx, StepError};
 
 use super::backend;
 use super::config::{Listen, ServiceConfig};
-use crate::common::{Backoff, p, quiet_ok, sleep};
+use crate::common::{Backoff, path_text, quiet, quiet_ok, sleep};
 
 /// Wait until the instance in `slot` is drained; `Ok(false)` if `timeout` passed first.
 pub async fn wait(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, timeout: Duration) -> Result<bool, StepError> {
     match cfg.listen {
-        Listen::Socket => wait_queue_empty(ctx, &p(&cfg.socket(slot)), timeout).await,
+        Listen::Socket => wait_queue_empty(ctx, &path_text(&cfg.socket(slot)), timeout).await,
         Listen::Port => wait_workers_gone(ctx, cfg, timeout).await,
     }
 }
@@ -49,6 +49,11 @@ pub async fn wait_workers_gone(ctx: &StepCtx, cfg: &ServiceConfig, timeout: Dura
     let pids: Vec<u32> = String::from_utf8_lossy(&bytes).lines().filter_map(|l| l.trim().parse().ok()).collect();
     let start = Instant::now();
     for pid in pids {
+        // The file may be old and the pid reused since: only an Nginx worker is worth waiting for.
+        let command = quiet(ctx, &Command::new("ps").args(["-o", "args=", "-p"]).arg(pid.to_string())).await?;
+        if !command.stdout_str().contains("nginx: worker") {
+            continue;
+        }
         let left = timeout.saturating_sub(start.elapsed());
         if !backend::wait_exit(ctx, pid, left).await? {
             return Ok(false);

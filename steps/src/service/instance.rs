@@ -68,12 +68,38 @@ pub async fn write(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Res
     Ok(())
 }
 
-/// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive.)
+/// The recorded pid of a process-managed instance, if that process is alive and is this instance: its
+/// environment has the `ZDD_SLOT` and `ZDD_RELEASE` zdd started it with. A stale record whose pid now belongs
+/// to another process (pid reuse, a record copied from elsewhere) gives `None`: that process is never signalled.
+pub async fn live_pid(host: &dyn Host, inst: &Instance) -> Result<Option<u32>, StepError> {
+    let Some(pid) = inst.pid else {
+        return Ok(None);
+    };
+    if !host.process_alive(pid).await? {
+        return Ok(None);
+    }
+    let environ = match host.read_file(std::path::Path::new(&format!("/proc/{pid}/environ"))).await {
+        Ok(Some(bytes)) => bytes,
+        // Gone meanwhile, or not readable by us: not an instance we started.
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    let slot = format!("ZDD_SLOT={}", inst.slot);
+    let release = format!("ZDD_RELEASE={}", inst.release);
+    let (mut has_slot, mut has_release) = (false, false);
+    for var in environ.split(|b| *b == 0) {
+        has_slot |= var == slot.as_bytes();
+        has_release |= var == release.as_bytes();
+    }
+    Ok((has_slot && has_release).then_some(pid))
+}
+
+/// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive and is
+/// the recorded instance.)
 pub async fn running(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
         Manager::Systemd => Ok(quiet(ctx, &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)])).await?.success()),
-        Manager::Process => match read(ctx.host.as_ref(), cfg, slot).await?.and_then(|i| i.pid) {
-            Some(pid) => Ok(ctx.host.process_alive(pid).await?),
+        Manager::Process => match read(ctx.host.as_ref(), cfg, slot).await? {
+            Some(inst) => Ok(live_pid(ctx.host.as_ref(), &inst).await?.is_some()),
             None => Ok(false),
         },
     }

@@ -30,7 +30,7 @@ static SPEC: KindSpec = KindSpec {
     name: "service",
     summary: "Start gunicorn for the new release in the deploy's slot (systemd unit or detached process).",
     fields: &[
-        FieldSpec::new("app", ValueType::ConfigWord, "The app's name: units are `<app>-<slot>.service`.").required(),
+        FieldSpec::new("app", ValueType::Name, "The app's name: units are `<app>-<slot>.service`.").required(),
         ROOT,
         FieldSpec::new("wsgi", ValueType::ConfigWord, "The WSGI application, e.g. `shop.wsgi:application`.").required(),
         FieldSpec::new(
@@ -172,6 +172,8 @@ impl StepKind for Service {
                 "stopping the old instance in slot {slot} (release {:?})",
                 facts.previous_record.as_ref().map(|r| r.release.clone())
             ));
+            // Not live, but it may have been until a moment ago (blue-green): let its queue drain first.
+            drain::wait(ctx, &cfg, slot, cfg.graceful_timeout).await?;
             backend::stop(ctx, &cfg, slot).await?;
         }
         let mut inst = Instance::new(&cfg, release, slot)?;

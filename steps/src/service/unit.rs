@@ -8,7 +8,7 @@ use zdd_engine::kind::StepError;
 
 use super::config::ServiceConfig;
 use super::instance::Instance;
-use crate::common::p;
+use crate::common::path_text;
 use crate::templates;
 
 /// Directories systemd reads units from by itself; units elsewhere are `systemctl link`ed.
@@ -30,8 +30,8 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
         "app": cfg.app,
         "slot": inst.slot,
         "release": inst.release,
-        "release_dir": p(&inst.cwd),
-        "env_file": cfg.env_file.as_deref().map(p),
+        "release_dir": path_text(&inst.cwd),
+        "env_file": cfg.env_file.as_deref().map(path_text),
         "settings": cfg.settings,
         "user": cfg.user,
         "group": cfg.group,

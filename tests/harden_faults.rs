@@ -1,0 +1,178 @@
+//! Faults survived, the cheap ones: a stale instance record whose pid now belongs to a live, foreign process
+//! (the service kind must not signal it), and a step failing mid-deploy (a clean rollback naming the cause,
+//! nothing of the failed release left behind).
+
+use std::path::Path;
+use std::process::Stdio;
+
+use assert_cmd::Command;
+
+fn zdd(args: &[&str], plan: &Path, state: &Path) -> std::process::Output {
+    Command::cargo_bin("zdd")
+        .unwrap()
+        .args(args)
+        .arg(plan)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--plain")
+        .env_remove("ZDD_STATE_DIR")
+        .output()
+        .unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped by us) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+#[test]
+fn a_stale_pid_of_a_foreign_process_is_never_signalled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("app");
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    let plan = tmp.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan \"stale\"\nstep \"web\" kind=\"service\" {{\n    app \"shop\"\n    root \"{}\"\n    \
+             wsgi \"shop.wsgi:application\"\n    manager \"process\"\n}}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    // A process zdd did not start, alive, whose pid a stale record of both slots names.
+    let mut foreign = std::process::Command::new("sleep").arg("300").stdin(Stdio::null()).spawn().unwrap();
+    let pid = foreign.id();
+    for slot in ["a", "b"] {
+        let record = serde_json::json!({
+            "release": "20260101-000000",
+            "slot": slot,
+            "argv": [root.join("releases/20260101-000000/venv/bin/gunicorn"), "shop.wsgi:application"],
+            "cwd": root.join("releases/20260101-000000"),
+            "pid": pid,
+        });
+        std::fs::write(root.join(format!("run/{slot}.json")), record.to_string()).unwrap();
+    }
+    let out = zdd(&["stop"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let survived = alive(pid);
+    let _ = foreign.kill();
+    let _ = foreign.wait();
+    assert!(survived, "zdd signalled a process it did not start:\n{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("stopped slot"), "{text}");
+}
+
+#[test]
+fn a_failing_step_rolls_back_everything_and_names_the_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("app");
+    let plan = tmp.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"plan "fault"
+step "release" kind="exec" {{
+    command "mkdir" "-p" "{root}/releases/{{{{release}}}}"
+    undo-command "rm" "-rf" "{root}/releases/{{{{release}}}}"
+}}
+step "server" kind="exec" {{
+    needs "release"
+    description "A background process of the release"
+    run "sleep 300 >/dev/null 2>&1 & echo $! > {root}/releases/{{{{release}}}}/pid"
+    undo "kill $(cat {root}/releases/{{{{release}}}}/pid)"
+}}
+step "migrate" kind="exec" {{
+    needs "server"
+    run "echo 'could not connect to server: Connection refused' >&2; exit 2"
+}}
+"#,
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let out = zdd(&["run", "--release", "r1"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Connection refused"), "the cause is not named:\n{text}");
+    assert!(text.contains("every change was rolled back"), "{text}");
+    // Nothing of the failed release is left: its directory is gone, its process killed.
+    assert!(!root.join("releases/r1").exists(), "{text}");
+    let leftover = std::process::Command::new("pgrep").args(["-f", "^sleep 300$"]).output().unwrap();
+    let pids: Vec<u32> =
+        String::from_utf8_lossy(&leftover.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    // Other tests may run `sleep 300` too: only a live one whose parent chain is ours would matter; here the
+    // release's own pid file is gone with the release, so check that none of the live ones has its cwd in it.
+    for pid in pids {
+        if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) {
+            assert!(!cwd.starts_with(tmp.path()), "a process of the failed release survived: {pid}");
+        }
+    }
+}
+
+/// A proxy-switch plan (port mode) whose `nginx` is a script: `-t` fails while the site names `fail_t`, `-s
+/// reload` fails when `fail_reload` exists (Nginx not running). Every call is logged.
+fn nginx_fixture(tmp: &Path) -> std::path::PathBuf {
+    let fake = tmp.join("fake-nginx");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {dir}/calls\n\
+             case \"$*\" in\n\
+             *-t*) if grep -q 8001 {dir}/site.conf; then echo 'nginx: [emerg] unknown directive \"bogus\" in {dir}/site.conf:7' >&2; exit 1; fi ;;\n\
+             *reload*) echo \"reload onto $(grep -o '127.0.0.1:[0-9]*' {dir}/site.conf)\" >> {dir}/calls\n\
+                       if [ -e {dir}/fail_reload ]; then echo 'nginx: [error] open() \"{dir}/nginx.pid\" failed (2: No such file or directory)' >&2; exit 1; fi ;;\n\
+             esac\nexit 0\n",
+            dir = tmp.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = tmp.join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan \"nginx-fault\"\nslots \"8001\" \"8002\"\n\
+             step \"switch\" kind=\"proxy-switch\" {{\n    app \"shop\"\n    root \"{dir}/app\"\n    mode \"port\"\n    \
+             site-conf \"{dir}/site.conf\"\n    nginx \"{dir}/fake-nginx\"\n    pid-file \"{dir}/nginx.pid\"\n}}\n",
+            dir = tmp.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(tmp.join("site.conf"), "# the live site, upstream 127.0.0.1:8002\n").unwrap();
+    plan
+}
+
+#[test]
+fn nginx_refusing_the_new_site_restores_the_old_one_without_a_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = nginx_fixture(tmp.path());
+    let out = zdd(&["run"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nginx rejected the new site file (previous file restored)"), "{text}");
+    assert!(text.contains("unknown directive"), "nginx's own message is not shown: {text}");
+    let site = std::fs::read_to_string(tmp.path().join("site.conf")).unwrap();
+    assert_eq!(site, "# the live site, upstream 127.0.0.1:8002\n");
+    let calls = std::fs::read_to_string(tmp.path().join("calls")).unwrap();
+    // The rollback may reload onto the restored site; never onto the refused one.
+    assert!(!calls.contains("reload onto 127.0.0.1:8001"), "Nginx was reloaded onto a refused site: {calls}");
+}
+
+#[test]
+fn nginx_not_running_fails_the_switch_and_puts_the_old_site_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = nginx_fixture(tmp.path());
+    std::fs::write(tmp.path().join("fail_reload"), "").unwrap();
+    // The new site is valid this time (the fake only refuses a site naming 8001): use the other slot.
+    std::fs::write(tmp.path().join("site.conf"), "# the live site, upstream 127.0.0.1:8001\n").unwrap();
+    let plan_text = std::fs::read_to_string(&plan).unwrap().replace("slots \"8001\" \"8002\"", "slots \"8002\" \"8001\"");
+    std::fs::write(&plan, plan_text).unwrap();
+    let out = zdd(&["run"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("nginx.pid") && text.contains("No such file"), "the cause is not named: {text}");
+    let site = std::fs::read_to_string(tmp.path().join("site.conf")).unwrap();
+    assert_eq!(site, "# the live site, upstream 127.0.0.1:8001\n", "{text}");
+}
