@@ -176,3 +176,102 @@ fn nginx_not_running_fails_the_switch_and_puts_the_old_site_back() {
     let site = std::fs::read_to_string(tmp.path().join("site.conf")).unwrap();
     assert_eq!(site, "# the live site, upstream 127.0.0.1:8001\n", "{text}");
 }
+
+/// Unmounts the tmpfs when the test ends, whatever happens.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_the_release_copy_fails_cleanly() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this test as root (it mounts a tmpfs)");
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("app");
+    let source = tmp.path().join("src");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(source.join("shop")).unwrap();
+    std::fs::write(source.join("manage.py"), "print('hi')\n").unwrap();
+    std::fs::write(source.join("shop/big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "zdd-full-disk"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "cannot mount a tmpfs");
+    let _mount = Mount(root.clone());
+    let plan = tmp.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan \"full\"\nstep \"release\" kind=\"release\" {{\n    root \"{}\"\n    source \"{}\"\n    copy \"all\"\n}}\n",
+            root.display(),
+            source.display()
+        ),
+    )
+    .unwrap();
+    let out = zdd(&["run", "--release", "r1"], &plan, &tmp.path().join("state"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("No space left on device"), "the cause is not named: {text}");
+    assert!(!root.join("releases/r1").exists(), "the partial release is left: {text}");
+}
+
+#[test]
+fn the_new_gunicorn_killed_during_the_health_gate_fails_at_once_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("app");
+    // A "gunicorn" that never answers and is killed (-9) a moment after it starts.
+    let fake = tmp.path().join("fake-gunicorn");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 1\nkill -9 $$\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = tmp.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"plan "gate"
+step "release" kind="exec" {{
+    command "sh" "-c" "mkdir -p \"$0/releases/$1/venv/bin\" && cp \"$2\" \"$0/releases/$1/venv/bin/gunicorn\"" "{root}" "{{{{release}}}}" "{fake}"
+    undo-command "rm" "-rf" "{root}/releases/{{{{release}}}}"
+}}
+step "web" kind="service" {{
+    needs "release"
+    app "shop"
+    root "{root}"
+    wsgi "shop.wsgi:application"
+    manager "process"
+    control-socket #false
+}}
+step "health" kind="health-gate" {{
+    needs "web"
+    service "web"
+    path "/health/"
+    within "60s"
+}}
+"#,
+            root = root.display(),
+            fake = fake.display()
+        ),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let out = zdd(&["run", "--release", "r1"], &plan, &tmp.path().join("state"));
+    let took = start.elapsed();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not running"), "the cause is not named: {text}");
+    assert!(took < std::time::Duration::from_secs(30), "the gate waited {took:?} for a dead instance: {text}");
+    assert!(text.contains("every change was rolled back"), "{text}");
+    assert!(!root.join("releases/r1").exists(), "{text}");
+    let record = std::fs::read_to_string(root.join("run/a.json")).unwrap_or_default();
+    if let Some(pid) = serde_json::from_str::<serde_json::Value>(&record).ok().and_then(|r| r["pid"].as_u64()) {
+        assert!(!alive(u32::try_from(pid).unwrap()), "the failed release's process survived");
+    }
+}

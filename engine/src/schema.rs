@@ -34,6 +34,9 @@ pub enum ValueType {
     /// A plain name that also names files and units: letters, digits, `-`, `_`, `.`, not starting with `.`
     /// or `-` (so it cannot climb out of a directory or pass for an option).
     Name,
+    /// A relative path that stays inside the directory it is joined to (no `..`, not absolute): what zdd
+    /// creates there, its undo removes.
+    SubPath,
     /// A shell script the plan wrote (run with `/bin/sh -c`): the values of the variables interpolated into it
     /// are checked, so a `--var` value cannot add a command.
     Shell,

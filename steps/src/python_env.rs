@@ -29,7 +29,7 @@ static SPEC: KindSpec = KindSpec {
         ROOT,
         FieldSpec::new("requirements", ValueType::String, "Requirements file, relative to the release.")
             .default("requirements.txt"),
-        FieldSpec::new("venv", ValueType::String, "The venv directory, relative to the release.").default("venv"),
+        FieldSpec::new("venv", ValueType::SubPath, "The venv directory, relative to the release.").default("venv"),
         FieldSpec::new("python", ValueType::String, "The interpreter that creates the venv.").default("python3"),
         FieldSpec::new("find-links", ValueType::Path, "A directory of wheels for pip (`--find-links`)."),
         FieldSpec::new("no-index", ValueType::Bool, "Install only from `find-links` (`--no-index`): offline installs.")

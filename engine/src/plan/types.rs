@@ -39,6 +39,7 @@ pub fn type_name(ty: ValueType) -> String {
         ValueType::ConfigPath => "config path".into(),
         ValueType::Name => "name".into(),
         ValueType::Shell => "shell script".into(),
+        ValueType::SubPath => "relative path".into(),
     }
 }
 
@@ -82,6 +83,7 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             Ok(Value::Path(path))
         }
         ValueType::Name => parse_name(text).map(|()| Value::Str(text.to_owned())),
+        ValueType::SubPath => parse_sub_path(text).map(|()| Value::Str(text.to_owned())),
     }
 }
 
@@ -227,6 +229,27 @@ fn parse_config_word(text: &str, spaces: bool) -> Result<(), TypeError> {
     }
 }
 
+/// A relative path inside a directory: not absolute, no `..`, no empty component (`venv`, `.venv`, `env/py3`).
+fn parse_sub_path(text: &str) -> Result<(), TypeError> {
+    parse_path(text)?;
+    let bad = |why: &str| {
+        TypeError::new(
+            "zdd::bad-sub-path",
+            format!("`{}` {why}", text.escape_debug()),
+            "write a path relative to the release, without `..`: what zdd creates there, its undo removes",
+        )
+    };
+    if text.starts_with('/') {
+        return Err(bad("is absolute"));
+    }
+    if text.split('/').any(|c| c == ".." || c == ".")
+        || text.split('/').filter(|c| c.is_empty()).count() > usize::from(text.ends_with('/'))
+    {
+        return Err(bad("has a `..`, `.` or empty component"));
+    }
+    Ok(())
+}
+
 /// A plain name: `[A-Za-z0-9._-]+`, not starting with `.` or `-`.
 fn parse_name(text: &str) -> Result<(), TypeError> {
     let help = "use letters, digits, `-`, `_` and `.`, starting with a letter or digit: the value names files, \
@@ -332,6 +355,16 @@ mod tests {
         for bad in ["a;b", "a\nb", "{", "x#", "\"q\"", "a\\b", "", "$(id)", "`id`", "a\tb", "a\u{7}b"] {
             assert_eq!(parse_typed(ValueType::ConfigWord, bad).unwrap_err().code, "zdd::bad-config-word", "{bad}");
             assert!(parse_typed(ValueType::ConfigWords, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sub_paths() {
+        for good in ["venv", ".venv", "env/py3", "media/"] {
+            assert!(parse_typed(ValueType::SubPath, good).is_ok(), "{good}");
+        }
+        for bad in ["", "/", "/srv", "..", "a/../..", "./venv", "a//b", "a\nb"] {
+            assert!(parse_typed(ValueType::SubPath, bad).is_err(), "{bad:?}");
         }
     }
 

@@ -88,7 +88,7 @@ static SPEC: KindSpec = KindSpec {
         )
         .default("true"),
         FieldSpec::new("gunicorn-args", ValueType::Strings, "Extra gunicorn arguments."),
-        FieldSpec::new("venv", ValueType::String, "The venv inside the release.").default("venv"),
+        FieldSpec::new("venv", ValueType::SubPath, "The venv inside the release.").default("venv"),
     ],
     effect: Effect::Reversible,
     undo: "Stops the instance it started (TERM, graceful) and removes or restores the slot's unit file.",
