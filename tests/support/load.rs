@@ -399,14 +399,13 @@ impl Report {
         self.samples.iter().filter(|s| s.failure == Some(kind)).count()
     }
 
-    /// Requests on a kept-alive connection that the server closed (or reset) instead of answering: what an
-    /// Nginx reload does to idle client connections at the wrong instant, whatever the upstream.
+    /// Requests whose connection the server closed or reset instead of answering. Behind Nginx this is
+    /// Nginx itself (an upstream failure is a 502, not a dropped client connection): on reload, old workers close
+    /// their idle client connections, kept-alive ones and ones accepted a moment before, whatever the upstream.
     pub fn keepalive_races(&self) -> usize {
         self.samples
             .iter()
-            .filter(|s| {
-                s.reused && matches!(s.failure, Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset))
-            })
+            .filter(|s| matches!(s.failure, Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset)))
             .count()
     }
 
