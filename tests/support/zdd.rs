@@ -299,6 +299,21 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// The process backend's gunicorns are detached (their own session): nothing else would end them when the
+    /// test's directory goes away. Every process whose command line names the stack's root is killed.
+    fn drop(&mut self) {
+        let root = self.root.display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            if String::from_utf8_lossy(&cmdline).contains(&root) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
