@@ -300,7 +300,11 @@ impl Executor {
             let started = Instant::now();
             self.events.emit(Event::UndoStarted { step: name.clone() });
             let outcome = match self.plan.step_by_name(name) {
-                None => Err(format!("step `{name}` is not in the plan any more; its undo facts are {facts}")),
+                None => Err(format!(
+                    "step `{name}` is not in the plan any more, so zdd does not know how to undo it (its undo facts: \
+                     {facts}); put the step back and run `zdd recover` again, or undo it by hand and delete {}",
+                    self.journal.path().map_or_else(|| "the run's journal".to_owned(), |p| p.display().to_string())
+                )),
                 Some(step) => match self.kinds.get(&step.kind) {
                     None => Err(format!("unknown step kind `{}`", step.kind)),
                     Some(kind) => {
