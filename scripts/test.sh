@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs missing test dependencies (scripts/test-deps.sh), then
-# `cargo test --workspace --locked`. With CI=true a test whose component is missing fails instead of skipping.
+# Runs the whole test suite: installs missing test dependencies (scripts/test-deps.sh), checks formatting and
+# clippy, runs `cargo test --workspace --locked`, then builds the book. With CI=true a test whose component is
+# missing fails instead of skipping.
 #
 # The scenario suites boot real components (Nginx, PostgreSQL, systemd in a namespace) and put real load on
 # them; they serialise themselves, and the shared Python venv is built once under target/zdd-test-cache.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -- --nocapture`).
 set -euo pipefail
 
+export PATH="$HOME/.cargo/bin:$PATH"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
@@ -18,5 +20,16 @@ if [[ "${CI:-}" == "true" ]]; then
 fi
 
 start=$(date +%s)
+# Style first: it is the cheapest to fail on.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
+
+# The book must build (every ```kdl block in it was checked by the tests above).
+if ! command -v mdbook >/dev/null 2>&1; then
+    echo "test.sh: installing mdbook (once)"
+    cargo install mdbook --locked --version 0.5.4 --no-default-features --features search
+fi
+mdbook build "$repo/book"
+echo "test.sh: done in $(( $(date +%s) - start )) s"

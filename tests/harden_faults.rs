@@ -167,7 +167,8 @@ fn nginx_not_running_fails_the_switch_and_puts_the_old_site_back() {
     std::fs::write(tmp.path().join("fail_reload"), "").unwrap();
     // The new site is valid this time (the fake only refuses a site naming 8001): use the other slot.
     std::fs::write(tmp.path().join("site.conf"), "# the live site, upstream 127.0.0.1:8001\n").unwrap();
-    let plan_text = std::fs::read_to_string(&plan).unwrap().replace("slots \"8001\" \"8002\"", "slots \"8002\" \"8001\"");
+    let plan_text =
+        std::fs::read_to_string(&plan).unwrap().replace("slots \"8001\" \"8002\"", "slots \"8002\" \"8001\"");
     std::fs::write(&plan, plan_text).unwrap();
     let out = zdd(&["run"], &plan, &tmp.path().join("state"));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -133,3 +133,16 @@ fn preview_json() {
     assert_eq!(v["waves"][0][1]["actions"][0]["file"], "new");
     filters(dir.path()).bind(|| insta::assert_snapshot!(json));
 }
+
+#[test]
+fn a_file_that_cannot_be_read_is_not_called_new() {
+    let dir = setup();
+    // Something is where `fresh` writes, but it cannot be read as a file.
+    std::fs::create_dir(dir.path().join("etc/new.conf")).unwrap();
+    let p = build_preview(dir.path());
+    let v = serde_json::to_value(&p).unwrap();
+    assert_eq!(v["waves"][0][1]["actions"][0]["file"], "unreadable", "{v:#}");
+    let text = preview::render_text(&p, false);
+    assert!(text.contains("new.conf (cannot read what is there now"), "{text}");
+    assert!(text.contains("the whole new content follows"), "{text}");
+}

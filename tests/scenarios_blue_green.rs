@@ -16,14 +16,7 @@ fn blue_green(name: &str, backend: Backend) {
     if !require(name, &needs) {
         return;
     }
-    let stack = Stack::start(
-        name,
-        StackConfig {
-            backend,
-            db: Db::Sqlite,
-            mode: ProxyMode::Socket,
-        },
-    );
+    let stack = Stack::start(name, StackConfig { backend, db: Db::Sqlite, mode: ProxyMode::Socket });
     run_all(&stack, "blue-green", BLUE_GREEN_SEQUENCE);
 }
 

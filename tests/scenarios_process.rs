@@ -1,6 +1,7 @@
 //! The deploy scenarios with the process backend (gunicorn as a detached process with a pid file),
 //! under load through a real Nginx. Every scenario with SQLite in socket mode (plans/prod.kdl); with PostgreSQL
-//! the scenarios that depend on the database (the other backend's suite runs all of them with PostgreSQL); first
+//! (ignored by default, `-- --ignored` runs them) the scenarios that depend on the database (the other backend's
+//! suite runs all of them with PostgreSQL); first
 //! deploy, upgrade and rollback with the port switch and an Nginx reload (plans/port-switch.kdl).
 //! See tests/support/scenarios.rs for what each scenario checks.
 
@@ -18,14 +19,7 @@ fn stack(name: &str, db: Db, mode: ProxyMode) -> Option<Stack> {
     if !require(name, &needs) {
         return None;
     }
-    Some(Stack::start(
-        name,
-        StackConfig {
-            backend: Backend::Process,
-            db,
-            mode,
-        },
-    ))
+    Some(Stack::start(name, StackConfig { backend: Backend::Process, db, mode }))
 }
 
 #[test]
@@ -38,6 +32,7 @@ fn process_sqlite_socket_mode_every_scenario() {
 }
 
 #[test]
+#[ignore = "crossed backend/database pair, covered by the other suite; run with --ignored (full matrix)"]
 fn process_postgres_socket_mode_migrations() {
     let _serial = serial();
     let Some(stack) = stack("process-postgres", Db::Postgres, ProxyMode::Socket) else {

@@ -145,7 +145,9 @@ impl Journal {
 
     fn write_line(&self, line: &serde_json::Value, durable: bool) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
-        let mut text = self.redactor.redact(&line.to_string());
+        let mut line = line.clone();
+        redact_strings(&mut line, &self.redactor);
+        let mut text = line.to_string();
         text.push('\n');
         let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
         file.write_all(text.as_bytes())?;
@@ -178,6 +180,17 @@ impl UndoJournal for Journal {
             map.insert(step.to_owned(), facts.clone());
         }
         Ok(())
+    }
+}
+
+/// Mask secrets in every string of a line before it is serialized: masking the JSON text would miss a secret
+/// that JSON escapes (one with a `"`, a `\\` or a control character in it).
+fn redact_strings(value: &mut serde_json::Value, redactor: &Redactor) {
+    match value {
+        serde_json::Value::String(s) => *s = redactor.redact(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, redactor)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact_strings(v, redactor)),
+        _ => {}
     }
 }
 
@@ -360,6 +373,18 @@ mod tests {
         assert_eq!(r.header.plan, "shop");
         let order: Vec<(&str, i64)> = r.to_undo.iter().map(|(s, f)| (s.as_str(), f["n"].as_i64().unwrap())).collect();
         assert_eq!(order, vec![("c", 3), ("a", 11), ("b", 2)]);
+    }
+
+    #[test]
+    fn a_secret_that_json_escapes_is_masked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let redactor = Redactor::new();
+        redactor.add("pa\"ss\\wo\trd");
+        let j = Journal::create(dir.path(), &header("r"), redactor).unwrap();
+        event(&j, Event::Warning { message: "the password is pa\"ss\\wo\trd".into() });
+        let text = std::fs::read_to_string(j.path().unwrap()).unwrap();
+        assert!(!text.contains(r#"pa\"ss\\wo\trd"#), "{text}");
+        assert!(text.contains("the password is ***"), "{text}");
     }
 
     #[tokio::test]

@@ -71,6 +71,9 @@ pub struct ActionPreview {
     /// For writes: the unified diff (empty when unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// For writes whose current file could not be read: why (the diff then shows the whole new content).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -79,6 +82,8 @@ pub enum FileStatus {
     New,
     Changed,
     Unchanged,
+    /// Something is there that could not be read (permissions, a directory): not claimed to be new.
+    Unreadable,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -198,10 +203,14 @@ async fn step_preview(
 async fn action_preview(action: PlannedAction, host: &dyn Host, redactor: &Redactor) -> ActionPreview {
     match &action {
         PlannedAction::Write { path, content, .. } => {
-            let current = host.read_file(path).await.ok().flatten();
-            let (status, diff) = match current {
-                None => (FileStatus::New, unified_diff("", content, path)),
-                Some(bytes) => {
+            let mut error = None;
+            let (status, diff) = match host.read_file(path).await {
+                Err(e) => {
+                    error = Some(redactor.redact(&e.to_string()));
+                    (FileStatus::Unreadable, unified_diff("", content, path))
+                }
+                Ok(None) => (FileStatus::New, unified_diff("", content, path)),
+                Ok(Some(bytes)) => {
                     let old = String::from_utf8_lossy(&bytes);
                     if old == content.as_str() {
                         (FileStatus::Unchanged, String::new())
@@ -214,9 +223,10 @@ async fn action_preview(action: PlannedAction, host: &dyn Host, redactor: &Redac
                 action: redact_action(&action, redactor),
                 file: Some(status),
                 diff: Some(redactor.redact(&diff)),
+                error,
             }
         }
-        _ => ActionPreview { action: redact_action(&action, redactor), file: None, diff: None },
+        _ => ActionPreview { action: redact_action(&action, redactor), file: None, diff: None, error: None },
     }
 }
 

@@ -78,7 +78,12 @@ impl StateDir {
     pub fn prepare(path: &Path) -> Result<Self, StateError> {
         let io = |source| StateError::Io { path: path.to_path_buf(), source };
         if !path.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io)?;
+            // Parents get the usual mode: a state dir inside the app's root must not make the root (and the
+            // sockets under it) unreachable for Nginx's workers. Only the state directory itself is private.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(io)?;
+            }
+            std::fs::DirBuilder::new().mode(0o700).create(path).map_err(io)?;
         }
         Self::open(path)
     }

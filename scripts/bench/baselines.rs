@@ -24,18 +24,13 @@ pub fn steady_state(options: &Options, results: &mut Results) {
         let nginx = Nginx::start(dir.path());
         nginx.write_site_and_reload(
             "shop",
-            &nginx.proxy_site(
-                &format!("unix:{}", socket.display()),
-                &v1.join("staticfiles"),
-            ),
+            &nginx.proxy_site(&format!("unix:{}", socket.display()), &v1.join("staticfiles")),
         );
         let load = Load::start(LoadConfig::standard(nginx.port));
         std::thread::sleep(options.settle * 2);
         reports.push(finish("steady state", load));
     }
-    results
-        .load
-        .push(LoadRow::from_reports("steady state (no deploy)", &reports));
+    results.load.push(LoadRow::from_reports("steady state (no deploy)", &reports));
 }
 
 /// Stop gunicorn, start the new release on the same socket.
@@ -51,10 +46,7 @@ pub fn in_place_restart(options: &Options, results: &mut Results) {
         let nginx = Nginx::start(dir.path());
         nginx.write_site_and_reload(
             "shop",
-            &nginx.proxy_site(
-                &format!("unix:{}", socket.display()),
-                &v1.join("staticfiles"),
-            ),
+            &nginx.proxy_site(&format!("unix:{}", socket.display()), &v1.join("staticfiles")),
         );
         let load = Load::start(LoadConfig::standard(nginx.port));
         std::thread::sleep(options.settle);
@@ -65,9 +57,7 @@ pub fn in_place_restart(options: &Options, results: &mut Results) {
         std::thread::sleep(options.settle);
         reports.push(finish("in-place restart", load));
     }
-    results
-        .load
-        .push(LoadRow::from_reports("in-place gunicorn restart", &reports));
+    results.load.push(LoadRow::from_reports("in-place gunicorn restart", &reports));
 }
 
 /// The seed's order: TERM the old gunicorn as soon as the new version answers through Nginx.
@@ -81,10 +71,7 @@ pub fn seed_order(options: &Options, results: &mut Results) {
         let (port1, port2) = (free_port(), free_port());
         let mut old = Gunicorn::start(&v1, Bind::Port(port1), &env);
         let nginx = Nginx::start(dir.path());
-        nginx.write_site_and_reload(
-            "shop",
-            &nginx.proxy_site(&format!("127.0.0.1:{port1}"), &v1.join("staticfiles")),
-        );
+        nginx.write_site_and_reload("shop", &nginx.proxy_site(&format!("127.0.0.1:{port1}"), &v1.join("staticfiles")));
         let load = Load::start(LoadConfig::standard(nginx.port));
         std::thread::sleep(options.settle);
         let _new = Gunicorn::start(&v2, Bind::Port(port2), &env);
@@ -95,17 +82,12 @@ pub fn seed_order(options: &Options, results: &mut Results) {
         .expect("write site");
         let argv = nginx.reload_argv();
         let _ = Command::new(&argv[0]).args(&argv[1..]).status();
-        wait_until(Duration::from_secs(10), || {
-            answers_version(nginx.port, "v2")
-        });
+        wait_until(Duration::from_secs(10), || answers_version(nginx.port, "v2"));
         old.process.stop(Duration::from_secs(30));
         std::thread::sleep(options.settle);
         reports.push(finish("seed order", load));
     }
-    results.load.push(LoadRow::from_reports(
-        "seed order: reload, stop old once new answers",
-        &reports,
-    ));
+    results.load.push(LoadRow::from_reports("seed order: reload, stop old once new answers", &reports));
 }
 
 fn finish(what: &str, load: Load) -> Report {
@@ -121,15 +103,12 @@ pub fn answers_version(port: u16, version: &str) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /health/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
+    if stream.write_all(b"GET /health/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
         return false;
     }
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("x-app-version:") && l.trim_end().ends_with(version)
-    })
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("x-app-version:") && l.trim_end().ends_with(version))
 }

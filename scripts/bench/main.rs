@@ -23,6 +23,15 @@ pub struct Options {
     /// Seconds of load before and after each switch.
     pub settle: Duration,
     pub zdd: bool,
+    /// Only this section (steady, in-place, seed-order, zdd, rollback, seed-script); all when None.
+    pub only: Option<String>,
+}
+
+impl Options {
+    /// Whether a section runs (`--only` picks one).
+    pub fn wants(&self, section: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == section)
+    }
 }
 
 fn main() {
@@ -31,36 +40,36 @@ fn main() {
         out: PathBuf::from("target/zdd-bench.json"),
         settle: Duration::from_secs(3),
         zdd: true,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--runs" => {
-                options.runs = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(options.runs)
-            }
+            "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(options.runs),
             "--out" => options.out = args.next().map(PathBuf::from).unwrap_or(options.out),
             "--no-zdd" => options.zdd = false,
+            "--only" => options.only = args.next(),
             other => {
                 eprintln!(
-                    "usage: bench [--runs N] [--out FILE] [--no-zdd] (unknown argument {other})"
+                    "usage: bench [--runs N] [--out FILE] [--no-zdd] [--only SECTION] (unknown argument {other})"
                 );
                 std::process::exit(2);
             }
         }
     }
-    if !require(
-        "bench",
-        &[Requirement::Root, Requirement::Nginx, Requirement::Python],
-    ) {
+    if !require("bench", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
         std::process::exit(1);
     }
     let mut results = report::Results::new();
-    baselines::steady_state(&options, &mut results);
-    baselines::in_place_restart(&options, &mut results);
-    baselines::seed_order(&options, &mut results);
+    if options.wants("steady") {
+        baselines::steady_state(&options, &mut results);
+    }
+    if options.wants("in-place") {
+        baselines::in_place_restart(&options, &mut results);
+    }
+    if options.wants("seed-order") {
+        baselines::seed_order(&options, &mut results);
+    }
     if options.zdd {
         zdd_runs::all(&options, &mut results);
     }

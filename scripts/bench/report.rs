@@ -27,10 +27,7 @@ impl LoadRow {
             }
         }
         let quantile = |q: f64| {
-            let mut values: Vec<f64> = reports
-                .iter()
-                .map(|r| r.latency_quantile(q).as_secs_f64() * 1000.0)
-                .collect();
+            let mut values: Vec<f64> = reports.iter().map(|r| r.latency_quantile(q).as_secs_f64() * 1000.0).collect();
             values.sort_by(f64::total_cmp);
             values.get(values.len() / 2).copied().unwrap_or(0.0)
         };
@@ -56,11 +53,7 @@ pub struct Results {
 
 impl Results {
     pub fn new() -> Results {
-        Results {
-            load: Vec::new(),
-            timings: BTreeMap::new(),
-            notes: Vec::new(),
-        }
+        Results { load: Vec::new(), timings: BTreeMap::new(), notes: Vec::new() }
     }
 
     pub fn timing(&mut self, name: &str, ms: f64) {
@@ -69,27 +62,17 @@ impl Results {
 
     pub fn print_table(&self) {
         println!();
-        println!(
-            "| method | runs | requests | failed per run | failed by kind | p50 ms | p99 ms |"
-        );
+        println!("| method | runs | requests | failed per run | failed by kind | p50 ms | p99 ms |");
         println!("|---|---|---|---|---|---|---|");
         for row in &self.load {
-            let kinds: Vec<String> = row
-                .failed_by_kind
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect();
+            let kinds: Vec<String> = row.failed_by_kind.iter().map(|(k, n)| format!("{k}: {n}")).collect();
             println!(
                 "| {} | {} | {} | {:?} | {} | {:.1} | {:.1} |",
                 row.method,
                 row.runs,
                 row.requests,
                 row.failed_per_run,
-                if kinds.is_empty() {
-                    "none".to_string()
-                } else {
-                    kinds.join(", ")
-                },
+                if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") },
                 row.p50_ms,
                 row.p99_ms
             );
@@ -120,11 +103,8 @@ impl Results {
                 })
             })
             .collect();
-        let timings: BTreeMap<&String, Value> = self
-            .timings
-            .iter()
-            .map(|(k, v)| (k, json!({ "median_ms": median(v), "runs_ms": v })))
-            .collect();
+        let timings: BTreeMap<&String, Value> =
+            self.timings.iter().map(|(k, v)| (k, json!({ "median_ms": median(v), "runs_ms": v }))).collect();
         let doc = json!({
             "machine": machine(),
             "load": load,
@@ -155,10 +135,7 @@ pub fn machine() -> Value {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
         .unwrap_or_default();
-    let cores = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
+    let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kb: u64 = meminfo
         .lines()
@@ -168,10 +145,7 @@ pub fn machine() -> Value {
     let os = std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("PRETTY_NAME=")
-                .map(|v| v.trim_matches('"').to_string())
-        })
+        .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
         .unwrap_or_default();
     json!({ "cpu": model, "cores": cores, "memory_mb": mem_kb / 1024, "os": os })
 }

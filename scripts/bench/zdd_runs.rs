@@ -14,32 +14,24 @@ use crate::support::shop;
 use crate::support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
 
 pub fn all(options: &Options, results: &mut Results) {
-    let socket = StackConfig {
-        backend: Backend::Process,
-        db: Db::Sqlite,
-        mode: ProxyMode::Socket,
-    };
-    let reload = StackConfig {
-        backend: Backend::Process,
-        db: Db::Sqlite,
-        mode: ProxyMode::Reload,
-    };
-    for (config, plan, label) in [
-        (socket, "prod", "zdd socket mode"),
-        (reload, "port-switch", "zdd reload mode"),
-    ] {
+    let socket = StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Socket };
+    let reload = StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Reload };
+    for (config, plan, label) in [(socket, "prod", "zdd socket mode"), (reload, "port-switch", "zdd reload mode")] {
+        if !options.wants("zdd") {
+            continue;
+        }
         if !crate::support::zdd::plan(plan).exists() {
-            results
-                .notes
-                .push(format!("{label}: plans/{plan}.kdl not found, not measured"));
+            results.notes.push(format!("{label}: plans/{plan}.kdl not found, not measured"));
             continue;
         }
         deploys(options, results, config, plan, label);
     }
-    if crate::support::zdd::plan("prod").exists() {
+    if crate::support::zdd::plan("prod").exists() && options.wants("rollback") {
         rollback_latency(options, results, socket);
     }
-    seed_script(options, results);
+    if options.wants("seed-script") {
+        seed_script(options, results);
+    }
 }
 
 /// A copy of v2 whose version string is `name`, so every deploy's answers are told apart.
@@ -49,27 +41,17 @@ fn numbered_source(stack: &Stack, base: &str, name: &str) {
         return;
     }
     shop::materialise(base, &dir).expect("materialise");
-    std::fs::write(
-        dir.join("shop/version.py"),
-        format!("VERSION = \"{name}\"\n"),
-    )
-    .expect("write version");
+    std::fs::write(dir.join("shop/version.py"), format!("VERSION = \"{name}\"\n")).expect("write version");
 }
 
 fn deploys(options: &Options, results: &mut Results, config: StackConfig, plan: &str, label: &str) {
     let stack = Stack::start("bench-zdd", config);
     let (first, memory) = timed_with_memory(&stack, plan, "v1");
     if first.code != 0 {
-        results.notes.push(format!(
-            "{label}: first deploy failed:\n{}",
-            first.describe()
-        ));
+        results.notes.push(format!("{label}: first deploy failed:\n{}", first.describe()));
         return;
     }
-    results.timing(
-        &format!("{label}: first deploy, cold venv (wall)"),
-        ms(first.duration),
-    );
+    results.timing(&format!("{label}: first deploy, cold venv (wall)"), ms(first.duration));
     if let Some(kb) = memory {
         results.timing("zdd peak RSS (KiB, first deploy)", kb as f64);
     }
@@ -85,32 +67,20 @@ fn deploys(options: &Options, results: &mut Results, config: StackConfig, plan: 
         let report = load.finish();
         eprintln!("{label} {previous} -> {version}: {}", report.summary());
         if run.code != 0 {
-            results.notes.push(format!(
-                "{label}: deploy of {version} failed:\n{}",
-                run.describe()
-            ));
+            results.notes.push(format!("{label}: deploy of {version} failed:\n{}", run.describe()));
             return;
         }
-        results.timing(
-            &format!("{label}: deploy, warm venv (wall)"),
-            ms(run.duration),
-        );
+        results.timing(&format!("{label}: deploy, warm venv (wall)"), ms(run.duration));
         if let Some(kb) = memory {
             results.timing("zdd peak RSS (KiB, warm deploy)", kb as f64);
         }
         if let Some(latency) = cutover_latency(&run, &report, &version) {
-            results.timing(
-                &format!("{label}: cutover latency (gate passed -> new version answers)"),
-                latency,
-            );
+            results.timing(&format!("{label}: cutover latency (gate passed -> new version answers)"), latency);
         }
         reports.push(report);
         previous = version;
     }
-    results.load.push(LoadRow::from_reports(
-        &format!("{label}: deploy v(n) -> v(n+1)"),
-        &reports,
-    ));
+    results.load.push(LoadRow::from_reports(&format!("{label}: deploy v(n) -> v(n+1)"), &reports));
 }
 
 /// Gate passed (the health-gate step finished) → the first answer from the new version through Nginx.
@@ -123,12 +93,7 @@ fn cutover_latency(run: &ZddRun, report: &Report, version: &str) -> Option<f64> 
         .to_string();
     let passed = run.step_finished_at(&gate)?;
     let answered = report.first_answer_from(version)?;
-    Some(
-        answered
-            .duration_since(passed)
-            .map(ms)
-            .unwrap_or_else(|e| -ms(e.duration())),
-    )
+    Some(answered.duration_since(passed).map(ms).unwrap_or_else(|e| -ms(e.duration())))
 }
 
 /// A release that breaks after the cutover: from the start of the rollback to the last request the broken
@@ -136,42 +101,50 @@ fn cutover_latency(run: &ZddRun, report: &Report, version: &str) -> Option<f64> 
 fn rollback_latency(options: &Options, results: &mut Results, config: StackConfig) {
     let stack = Stack::start("bench-rollback", config);
     if stack.zdd("run", "prod", "v1").code != 0 {
-        results
-            .notes
-            .push("rollback latency: first deploy failed".to_string());
+        results.notes.push("rollback latency: first deploy failed".to_string());
         return;
     }
+    let mut reports = Vec::new();
     for _ in 0..options.runs {
         let load = Load::start(LoadConfig::standard(stack.nginx.port));
         std::thread::sleep(options.settle);
         let run = stack.zdd("run", "prod", "v3-breaks-after-cutover");
         std::thread::sleep(options.settle);
         let report = load.finish();
-        let rollback_started = run
-            .events
-            .iter()
-            .find(|e| e["event"] == "rollback-started")
-            .and_then(|e| e["at"].as_u64())
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let at = |event: &str, step: Option<&str>| {
+            run.events
+                .iter()
+                .find(|e| e["event"] == event && step.is_none_or(|s| e["step"] == s))
+                .and_then(|e| e["at"].as_u64())
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        };
+        let switched = run.step_finished_at("switch");
+        let rollback_started = at("rollback-started", None);
+        let switched_back = at("undo-finished", Some("switch"));
+        if let (Some(start), Some(back)) = (rollback_started, switched_back) {
+            let latency = back.duration_since(start).map(ms).unwrap_or(0.0);
+            results.timing("rollback latency: failure detected -> traffic switched back", latency);
+        }
+        if let (Some(switched), Some(back)) = (switched, switched_back) {
+            let latency = back.duration_since(switched).map(ms).unwrap_or(0.0);
+            results.timing("cutover -> traffic back on the old release (failing release)", latency);
+        }
+        // From the load's side: the last answer the broken release gave, after the rollback started.
         let last_broken = report
             .samples
             .iter()
             .filter(|s| s.version.as_deref() == Some("v3-breaks-after-cutover"))
-            .map(|s| report.started_at + s.at)
+            .map(|s| report.started_at + s.at + s.latency)
             .max();
         if let (Some(start), Some(last)) = (rollback_started, last_broken) {
             let latency = last.duration_since(start).map(ms).unwrap_or(0.0);
-            results.timing(
-                "rollback latency (rollback started -> last request to the broken release)",
-                latency,
-            );
+            results.timing("rollback started -> last answer from the broken release", latency);
         }
-        results.timing(
-            "failing deploy (breaks after cutover), wall until rolled back",
-            ms(run.duration),
-        );
+        results.timing("failing deploy (breaks after cutover), wall until rolled back", ms(run.duration));
         eprintln!("broken release: {}", report.summary());
+        reports.push(report);
     }
+    results.load.push(LoadRow::from_reports("zdd socket mode: release failing after cutover, rolled back", &reports));
 }
 
 /// The seed's sequential shell script for the same deploy (v1 -> v2 with a fresh venv), timed.
@@ -189,12 +162,8 @@ fn seed_script(options: &Options, results: &mut Results) {
             ),
         )
         .expect("env file");
-        let nginx_ctl = format!(
-            "{} -p {} -c {}",
-            crate::support::nginx::NGINX,
-            nginx.prefix.display(),
-            nginx.conf.display()
-        );
+        let nginx_ctl =
+            format!("{} -p {} -c {}", crate::support::nginx::NGINX, nginx.prefix.display(), nginx.conf.display());
         let mut times = Vec::new();
         for version in ["v1", "v2"] {
             let src = dir.join(&format!("src-{version}"));
@@ -215,9 +184,7 @@ fn seed_script(options: &Options, results: &mut Results) {
                 .expect("run seed script");
             times.push(ms(start.elapsed()));
             if !status.success() {
-                results
-                    .notes
-                    .push(format!("seed script failed on {version}"));
+                results.notes.push(format!("seed script failed on {version}"));
                 return;
             }
         }
@@ -228,14 +195,10 @@ fn seed_script(options: &Options, results: &mut Results) {
 
 fn stop_seed_gunicorns(run_dir: &Path) {
     for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
-        if let Ok(pid) =
-            std::fs::read_to_string(entry.path()).map(|p| p.trim().parse::<i32>().unwrap_or(0))
+        if let Ok(pid) = std::fs::read_to_string(entry.path()).map(|p| p.trim().parse::<i32>().unwrap_or(0))
             && pid > 0
         {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         }
     }
 }
@@ -256,10 +219,7 @@ fn timed_with_memory(stack: &Stack, plan: &str, version: &str) -> (ZddRun, Optio
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let rss = stderr
         .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
         .and_then(|v| v.trim().parse().ok());
     let run = ZddRun::new(
         out.status.code().unwrap_or(-1),

@@ -122,6 +122,7 @@ var "wsgi" "{wsgi}" doc="The WSGI callable gunicorn serves"
 var "env_file" "/etc/{app}/{app}.env" doc="KEY=VALUE environment for Django (secrets): never printed"
 var "health_path" "{health}" doc="A cheap view answering 200 when the app can serve"
 var "server_name" "example.com" doc="Nginx server_name"
+var "host" "example.com" doc="Host header of the health and smoke checks: one of ALLOWED_HOSTS"
 
 include "fragments/django.kdl"
 

@@ -52,31 +52,29 @@ pub fn describe(spec: &KindSpec) -> String {
     out.push_str(&format!("  undo:   {}\n", spec.undo));
     out.push_str("  fields:\n");
     for f in spec.fields {
-        let mut flags = Vec::new();
-        if f.required {
-            flags.push("required".to_owned());
-        }
-        if f.repeated {
-            flags.push("repeatable".to_owned());
-        }
-        if let Some(d) = f.default {
-            flags.push(format!("default {d:?}"));
-        }
-        let flags = if flags.is_empty() { String::new() } else { format!(", {}", flags.join(", ")) };
-        out.push_str(&format!("    {} <{}{flags}>  {}\n", f.name, type_name(f.ty), f.doc));
+        let field_flags = flags(f.required, f.repeated, f.default);
+        out.push_str(&format!("    {} <{}{field_flags}>  {}\n", f.name, type_name(f.ty), f.doc));
         for p in f.props {
-            let mut flags = Vec::new();
-            if p.required {
-                flags.push("required".to_owned());
-            }
-            if let Some(d) = p.default {
-                flags.push(format!("default {d:?}"));
-            }
-            let flags = if flags.is_empty() { String::new() } else { format!(", {}", flags.join(", ")) };
-            out.push_str(&format!("      {}=<{}{flags}>  {}\n", p.name, type_name(p.ty), p.doc));
+            let prop_flags = flags(p.required, false, p.default);
+            out.push_str(&format!("      {}=<{}{prop_flags}>  {}\n", p.name, type_name(p.ty), p.doc));
         }
     }
     out
+}
+
+/// `, required, repeatable, default "5s"` (empty when none applies).
+fn flags(required: bool, repeated: bool, default: Option<&str>) -> String {
+    let mut flags = Vec::new();
+    if required {
+        flags.push("required".to_owned());
+    }
+    if repeated {
+        flags.push("repeatable".to_owned());
+    }
+    if let Some(d) = default {
+        flags.push(format!("default {d:?}"));
+    }
+    flags.iter().map(|f| format!(", {f}")).collect()
 }
 
 fn effect_name(effect: Effect) -> &'static str {

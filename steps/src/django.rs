@@ -5,7 +5,7 @@ use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, S
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+use crate::manage::{ENV, ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
 
 pub struct Django;
 
@@ -23,6 +23,7 @@ static SPEC: KindSpec = KindSpec {
         PYTHON,
         SETTINGS,
         ENV_FILE,
+        ENV,
         FieldSpec::new(
             "undo",
             ValueType::Strings,

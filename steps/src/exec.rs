@@ -31,6 +31,12 @@ static SPEC: KindSpec = KindSpec {
             .repeated(),
         FieldSpec::new("undo", ValueType::Shell, "A shell script that undoes `run`; makes the step reversible."),
         FieldSpec::new("undo-command", ValueType::Strings, "Like `undo`, as a program and its arguments."),
+        FieldSpec::new(
+            "stop",
+            ValueType::Shell,
+            "A shell script `zdd stop` runs: stop what `run` left running (a daemon).",
+        ),
+        FieldSpec::new("stop-command", ValueType::Strings, "Like `stop`, as a program and its arguments."),
         FieldSpec::new("kill-grace", ValueType::Duration, "Between TERM and KILL when the step is cancelled.")
             .default("5s"),
     ],
@@ -144,13 +150,21 @@ impl StepKind for Exec {
             ),
             _ => {}
         }
-        if has("undo") && has("undo-command") {
-            diags.push(
-                Diagnostic::error("zdd::exec-undo-and-undo-command", "`undo` and `undo-command` both given")
-                    .at(field_span("undo-command"), "second undo")
-                    .related(field_span("undo"), "first undo")
-                    .help("keep one: `undo` for a shell script, `undo-command` for a program and its arguments"),
-            );
+        let pairs = [
+            ("undo", "undo-command", "zdd::exec-undo-and-undo-command"),
+            ("stop", "stop-command", "zdd::exec-stop-and-stop-command"),
+        ];
+        for (shell, argv, code) in pairs {
+            if has(shell) && has(argv) {
+                diags.push(
+                    Diagnostic::error(code, format!("`{shell}` and `{argv}` both given"))
+                        .at(field_span(argv), format!("second {shell}"))
+                        .related(field_span(shell), format!("first {shell}"))
+                        .help(format!(
+                            "keep one: `{shell}` for a shell script, `{argv}` for a program and its arguments"
+                        )),
+                );
+            }
         }
         for field in step.fields.all("env") {
             let ok = matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && valid_env_name(&kv[0]));
@@ -205,6 +219,12 @@ impl StepKind for Exec {
             StepError::fatal(format!("the undo facts of step `{}` are not an exec undo: {e}", step.name))
         })?;
         ctx.exec_ok(&recorded.command()).await.map(|_| ())
+    }
+
+    async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
+        let Some(stop) = command_of(step, "stop", "stop-command") else { return Ok(false) };
+        let stop = self.prepare(step, stop, |p| ctx.resolve(p), &ctx.target);
+        ctx.exec_ok(&stop).await.map(|_| true)
     }
 }
 

@@ -56,6 +56,22 @@ fn headers(step: &Step) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An error with its causes: reqwest's own message ("error sending request for url") hides the one that says
+/// what went wrong ("Connection refused").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 fn describe(step: &Step) -> String {
     let method = step.fields.str("method").unwrap_or("GET");
     let url = step.fields.str("url").unwrap_or_default();
@@ -114,7 +130,8 @@ impl StepKind for Http {
         }
         ctx.message(describe(step));
         let send = async {
-            let response = request.send().await.map_err(|e| StepError::failed(format!("{url}: {e}")))?;
+            let response =
+                request.send().await.map_err(|e| StepError::failed(format!("{url}: {}", with_causes(&e))))?;
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             Ok::<_, StepError>((status, body))
@@ -274,5 +291,14 @@ mod tests {
         let StepError::Failed { message, detail } = err else { panic!("{err}") };
         assert!(message.contains("500") && message.contains("expected a 2xx status"), "{message}");
         assert_eq!(detail.as_deref(), Some("<h1>Server Error</h1>"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        drop(listener);
+        let err = Http.run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
+        assert!(err.to_string().to_ascii_lowercase().contains("refused"), "{err}");
     }
 }

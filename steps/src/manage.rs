@@ -30,6 +30,13 @@ pub const ENV_FILE: FieldSpec = FieldSpec::new(
 );
 
 /// The directory of a release under an app root.
+pub const ENV: FieldSpec = FieldSpec::new(
+    "env",
+    ValueType::Strings,
+    "An environment variable set after the env file is loaded, overriding it: `env \"STATIC_ROOT\" \"/srv/x\"` (repeatable).",
+)
+.repeated();
+
 pub fn release_dir(root: &std::path::Path, release: &str) -> PathBuf {
     root.join("releases").join(release)
 }
@@ -42,6 +49,8 @@ pub struct Manage {
     pub settings: Option<String>,
     pub env_file: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// The step's own `env` nodes: applied after the env file, so they win.
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl Manage {
@@ -60,6 +69,15 @@ impl Manage {
             settings: opt_str(&step.fields, "settings").map(str::to_owned),
             env_file: step.fields.path("env-file").filter(|p| !p.as_os_str().is_empty()).map(|p| resolve(&p)),
             env: BTreeMap::new(),
+            overrides: step
+                .fields
+                .all("env")
+                .iter()
+                .filter_map(|f| match &f.value {
+                    Some(zdd_engine::plan::Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 
@@ -90,7 +108,7 @@ impl Manage {
     }
 
     fn apply_env(&self, cmd: &mut Command) {
-        for (k, v) in &self.env {
+        for (k, v) in self.env.iter().chain(&self.overrides) {
             cmd.env.insert(k.clone(), v.clone());
         }
         if let Some(s) = &self.settings {

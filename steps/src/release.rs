@@ -40,7 +40,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "shared",
             ValueType::Strings,
-            "Paths under <root>/shared linked into the release at the same place (`media/` `shop.env`). A trailing \
+            "Paths under `<root>/shared` linked into the release at the same place (`media/` `shop.env`). A trailing \
              `/` marks a directory, created if missing; other paths must exist.",
         ),
         FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).")

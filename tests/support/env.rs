@@ -39,18 +39,14 @@ impl Requirement {
     fn missing(self) -> Option<String> {
         let exists = |p: &str| Path::new(p).exists();
         match self {
-            Requirement::Root => {
-                (!nix::unistd::geteuid().is_root()).then(|| "root privileges".into())
+            Requirement::Root => (!nix::unistd::geteuid().is_root()).then(|| "root privileges".into()),
+            Requirement::Nginx => {
+                (!exists(crate::support::nginx::NGINX)).then(|| "nginx (apt-get install nginx)".into())
             }
-            Requirement::Nginx => (!exists(crate::support::nginx::NGINX))
-                .then(|| "nginx (apt-get install nginx)".into()),
             Requirement::Python => (!exists(crate::support::venv::PYTHON)
                 || !exists(&crate::support::venv::wheel_dir()))
             .then(|| {
-                format!(
-                    "python3-venv and the wheel cache {} (scripts/test-deps.sh)",
-                    crate::support::venv::wheel_dir()
-                )
+                format!("python3-venv and the wheel cache {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
             }),
             Requirement::Postgres => (!exists(crate::support::postgres::BIN_DIR))
                 .then(|| "PostgreSQL 15 (apt-get install postgresql-15)".into()),
@@ -77,17 +73,10 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new(name: &str) -> TestDir {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("zdd-{name}-"))
-            .tempdir_in("/tmp")
-            .expect("create test dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod test dir");
+        let dir = tempfile::Builder::new().prefix(&format!("zdd-{name}-")).tempdir_in("/tmp").expect("create test dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod test dir");
         let path = dir.path().to_path_buf();
-        TestDir {
-            dir: Some(dir),
-            path,
-        }
+        TestDir { dir: Some(dir), path }
     }
 
     pub fn path(&self) -> &Path {

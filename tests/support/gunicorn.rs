@@ -11,14 +11,8 @@ use super::venv;
 /// The environment every release of the shop runs with.
 pub fn app_env(sqlite_path: &Path, database_url: Option<&str>) -> Vec<(String, String)> {
     let mut env = vec![
-        (
-            "SECRET_KEY".to_string(),
-            "zdd-test-secret-key-not-for-production".to_string(),
-        ),
-        (
-            "ALLOWED_HOSTS".to_string(),
-            "127.0.0.1,localhost".to_string(),
-        ),
+        ("SECRET_KEY".to_string(), "zdd-test-secret-key-not-for-production".to_string()),
+        ("ALLOWED_HOSTS".to_string(), "127.0.0.1,localhost".to_string()),
         ("SQLITE_PATH".to_string(), sqlite_path.display().to_string()),
     ];
     if let Some(url) = database_url {
@@ -31,10 +25,7 @@ pub fn app_env(sqlite_path: &Path, database_url: Option<&str>) -> Vec<(String, S
 pub fn prepare_release(version: &str, dir: &Path, env: &[(String, String)]) -> PathBuf {
     let venv = venv::shared();
     super::shop::materialise(version, dir).expect("materialise release");
-    for args in [
-        &["migrate", "--noinput"][..],
-        &["collectstatic", "--noinput"][..],
-    ] {
+    for args in [&["migrate", "--noinput"][..], &["collectstatic", "--noinput"][..]] {
         run(
             &format!("manage.py {}", args[0]),
             Command::new(venv::bin(&venv, "python"))
@@ -85,13 +76,7 @@ impl Gunicorn {
         let process = Guarded::spawn(
             "gunicorn",
             Command::new(venv::bin(&venv, "gunicorn"))
-                .args([
-                    "shop.wsgi:application",
-                    "--workers",
-                    "3",
-                    "--graceful-timeout",
-                    "30",
-                ])
+                .args(["shop.wsgi:application", "--workers", "3", "--graceful-timeout", "30"])
                 .args(["--no-control-socket", "--bind"])
                 .arg(bind.arg())
                 .current_dir(release)

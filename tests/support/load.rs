@@ -37,8 +37,7 @@ impl LoadConfig {
     /// would ask for it), 2 slow clients on `/slow/?s=2` (each holds a gunicorn sync worker for 2 s: the app
     /// needs more workers than slow clients).
     pub fn standard(port: u16) -> LoadConfig {
-        let stylesheet =
-            page_stylesheet(port).unwrap_or_else(|| "/static/catalog/shop.css".to_string());
+        let stylesheet = page_stylesheet(port).unwrap_or_else(|| "/static/catalog/shop.css".to_string());
         LoadConfig {
             port,
             clients: 16,
@@ -58,9 +57,7 @@ pub fn page_stylesheet(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut page = Vec::new();
     let _ = stream.read_to_end(&mut page);
     let page = String::from_utf8_lossy(&page);
@@ -139,20 +136,11 @@ impl Load {
             let stop = stop.clone();
             let samples = samples.clone();
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("load runtime");
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("load runtime");
                 runtime.block_on(run_clients(config, stop, samples, started));
             })
         };
-        Load {
-            stop,
-            samples,
-            started,
-            started_at,
-            thread: Some(thread),
-        }
+        Load { stop, samples, started, started_at, thread: Some(thread) }
     }
 
     /// Time since the load started.
@@ -169,10 +157,7 @@ impl Load {
     pub fn wait_for_version(&self, version: &str, count: usize, timeout: Duration) -> bool {
         super::proc::wait_until(timeout, || {
             self.samples.lock().is_ok_and(|s| {
-                s.iter()
-                    .filter(|x| x.failure.is_none() && x.version.as_deref() == Some(version))
-                    .count()
-                    >= count
+                s.iter().filter(|x| x.failure.is_none() && x.version.as_deref() == Some(version)).count() >= count
             })
         })
     }
@@ -184,11 +169,7 @@ impl Load {
             let _ = thread.join();
         }
         let samples = std::mem::take(&mut *self.samples.lock().expect("samples"));
-        Report {
-            samples,
-            duration: self.started.elapsed(),
-            started_at: self.started_at,
-        }
+        Report { samples, duration: self.started.elapsed(), started_at: self.started_at }
     }
 }
 
@@ -198,22 +179,13 @@ impl Drop for Load {
     }
 }
 
-async fn run_clients(
-    config: LoadConfig,
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    started: Instant,
-) {
+async fn run_clients(config: LoadConfig, stop: Arc<AtomicBool>, samples: Arc<Mutex<Vec<Sample>>>, started: Instant) {
     let budget = Arc::new(AtomicU64::new(config.max_requests));
     let deadline = started + config.max_duration;
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..config.clients + config.slow_clients {
         let slow = index >= config.clients;
-        let paths = if slow {
-            vec![config.slow_path.clone()]
-        } else {
-            config.paths.clone()
-        };
+        let paths = if slow { vec![config.slow_path.clone()] } else { config.paths.clone() };
         let client = Client {
             port: config.port,
             paths,
@@ -249,19 +221,14 @@ impl Client {
         let mut connection: Option<BufReader<TcpStream>> = None;
         let mut n = self.offset;
         while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-            if budget
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
-                .is_err()
-            {
+            if budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_err() {
                 break;
             }
             let path = self.paths[n % self.paths.len()].clone();
             n += 1;
             let sent = Instant::now();
             let reused = connection.is_some();
-            let result =
-                tokio::time::timeout(self.timeout, request(&mut connection, self.port, &path))
-                    .await;
+            let result = tokio::time::timeout(self.timeout, request(&mut connection, self.port, &path)).await;
             let latency = sent.elapsed();
             let (status, version, failure) = match result {
                 Err(_) => {
@@ -307,15 +274,9 @@ struct Answer {
 }
 
 /// Sends one GET on the kept-alive connection (opening one if needed) and reads the whole response.
-async fn request(
-    connection: &mut Option<BufReader<TcpStream>>,
-    port: u16,
-    path: &str,
-) -> Result<Answer, FailKind> {
+async fn request(connection: &mut Option<BufReader<TcpStream>>, port: u16, path: &str) -> Result<Answer, FailKind> {
     if connection.is_none() {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| classify(&e, false))?;
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| classify(&e, false))?;
         let _ = stream.set_nodelay(true);
         *connection = Some(BufReader::new(stream));
     }
@@ -323,34 +284,21 @@ async fn request(
         return Err(FailKind::Other);
     };
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: zdd-load\r\n\r\n");
-    conn.get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| classify(&e, false))?;
+    conn.get_mut().write_all(request.as_bytes()).await.map_err(|e| classify(&e, false))?;
 
     let mut line = String::new();
-    let read = conn
-        .read_line(&mut line)
-        .await
-        .map_err(|e| classify(&e, false))?;
+    let read = conn.read_line(&mut line).await.map_err(|e| classify(&e, false))?;
     if read == 0 {
         return Err(FailKind::ClosedWithoutResponse);
     }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or(FailKind::Other)?;
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(FailKind::Other)?;
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
     let mut version = None;
     loop {
         line.clear();
-        let read = conn
-            .read_line(&mut line)
-            .await
-            .map_err(|e| classify(&e, true))?;
+        let read = conn.read_line(&mut line).await.map_err(|e| classify(&e, true))?;
         if read == 0 {
             return Err(FailKind::Truncated);
         }
@@ -374,14 +322,10 @@ async fn request(
         read_chunked(conn).await?;
     } else if let Some(length) = content_length {
         let mut body = vec![0u8; length];
-        conn.read_exact(&mut body)
-            .await
-            .map_err(|e| classify(&e, true))?;
+        conn.read_exact(&mut body).await.map_err(|e| classify(&e, true))?;
     } else {
         let mut body = Vec::new();
-        conn.read_to_end(&mut body)
-            .await
-            .map_err(|e| classify(&e, true))?;
+        conn.read_to_end(&mut body).await.map_err(|e| classify(&e, true))?;
         close = true;
     }
     if close {
@@ -394,20 +338,13 @@ async fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<(), FailKind> {
     let mut line = String::new();
     loop {
         line.clear();
-        if conn
-            .read_line(&mut line)
-            .await
-            .map_err(|e| classify(&e, true))?
-            == 0
-        {
+        if conn.read_line(&mut line).await.map_err(|e| classify(&e, true))? == 0 {
             return Err(FailKind::Truncated);
         }
-        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-            .map_err(|_| FailKind::Other)?;
+        let size =
+            usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| FailKind::Other)?;
         let mut chunk = vec![0u8; size + 2];
-        conn.read_exact(&mut chunk)
-            .await
-            .map_err(|e| classify(&e, true))?;
+        conn.read_exact(&mut chunk).await.map_err(|e| classify(&e, true))?;
         if size == 0 {
             return Ok(());
         }
@@ -417,9 +354,9 @@ async fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<(), FailKind> {
 fn classify(error: &io::Error, mid_response: bool) -> FailKind {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => FailKind::ConnectionRefused,
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted => FailKind::ConnectionReset,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+            FailKind::ConnectionReset
+        }
         io::ErrorKind::UnexpectedEof if mid_response => FailKind::Truncated,
         io::ErrorKind::UnexpectedEof => FailKind::ClosedWithoutResponse,
         _ => FailKind::Other,
@@ -459,33 +396,22 @@ impl Report {
 
     /// Failures of one kind.
     pub fn failures_of(&self, kind: FailKind) -> usize {
-        self.samples
-            .iter()
-            .filter(|s| s.failure == Some(kind))
-            .count()
+        self.samples.iter().filter(|s| s.failure == Some(kind)).count()
     }
 
-    /// Requests on a kept-alive connection that the server closed (or reset) instead of answering: what an
-    /// Nginx reload does to idle client connections at the wrong instant, whatever the upstream.
+    /// Requests whose connection the server closed or reset instead of answering. Behind Nginx this is
+    /// Nginx itself (an upstream failure is a 502, not a dropped client connection): on reload, old workers close
+    /// their idle client connections, kept-alive ones and ones accepted a moment before, whatever the upstream.
     pub fn keepalive_races(&self) -> usize {
         self.samples
             .iter()
-            .filter(|s| {
-                s.reused
-                    && matches!(
-                        s.failure,
-                        Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset)
-                    )
-            })
+            .filter(|s| matches!(s.failure, Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset)))
             .count()
     }
 
     /// 5xx answers that came from one version (its own broken answers, as opposed to the proxy's).
     pub fn errors_from_version(&self, version: &str) -> usize {
-        self.samples
-            .iter()
-            .filter(|s| s.failure.is_some() && s.version.as_deref() == Some(version))
-            .count()
+        self.samples.iter().filter(|s| s.failure.is_some() && s.version.as_deref() == Some(version)).count()
     }
 
     /// Failures not attributable to `version`'s own answers.
@@ -515,12 +441,7 @@ impl Report {
     pub fn ok_from_version_between(&self, version: &str, from: Duration, to: Duration) -> usize {
         self.samples
             .iter()
-            .filter(|s| {
-                s.failure.is_none()
-                    && s.at >= from
-                    && s.at < to
-                    && s.version.as_deref() == Some(version)
-            })
+            .filter(|s| s.failure.is_none() && s.at >= from && s.at < to && s.version.as_deref() == Some(version))
             .count()
     }
 
@@ -535,12 +456,8 @@ impl Report {
 
     /// The `q` quantile (0..=1) of the latency of the fast requests that succeeded.
     pub fn latency_quantile(&self, q: f64) -> Duration {
-        let mut latencies: Vec<Duration> = self
-            .samples
-            .iter()
-            .filter(|s| !s.slow && s.failure.is_none())
-            .map(|s| s.latency)
-            .collect();
+        let mut latencies: Vec<Duration> =
+            self.samples.iter().filter(|s| !s.slow && s.failure.is_none()).map(|s| s.latency).collect();
         if latencies.is_empty() {
             return Duration::ZERO;
         }
@@ -551,10 +468,7 @@ impl Report {
 
     /// Slow requests that succeeded.
     pub fn slow_ok(&self) -> usize {
-        self.samples
-            .iter()
-            .filter(|s| s.slow && s.failure.is_none())
-            .count()
+        self.samples.iter().filter(|s| s.slow && s.failure.is_none()).count()
     }
 
     /// When the first good answer from `version` arrived (the request's send time plus its latency), as a wall
@@ -578,16 +492,8 @@ impl Report {
 
     /// One paragraph for test output.
     pub fn summary(&self) -> String {
-        let kinds: Vec<String> = self
-            .failures_by_kind()
-            .iter()
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect();
-        let versions: Vec<String> = self
-            .versions_seen()
-            .iter()
-            .map(|(v, n)| format!("{v}: {n}"))
-            .collect();
+        let kinds: Vec<String> = self.failures_by_kind().iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let versions: Vec<String> = self.versions_seen().iter().map(|(v, n)| format!("{v}: {n}")).collect();
         format!(
             "{} requests in {:.1} s, {} ok, {} failed [{}]; versions [{}]; slow ok {}; p50 {:?} p99 {:?}",
             self.total(),

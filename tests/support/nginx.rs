@@ -53,12 +53,7 @@ impl Nginx {
         .expect("write nginx.conf");
         let process = Guarded::spawn(
             "nginx",
-            Command::new(NGINX)
-                .arg("-p")
-                .arg(&prefix)
-                .arg("-c")
-                .arg(&conf)
-                .args(["-g", "daemon off;"]),
+            Command::new(NGINX).arg("-p").arg(&prefix).arg("-c").arg(&conf).args(["-g", "daemon off;"]),
         );
         let pid_file = prefix.join("nginx.pid");
         assert!(
@@ -66,13 +61,7 @@ impl Nginx {
             "nginx did not start: {}",
             std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
         );
-        Nginx {
-            prefix,
-            conf,
-            sites_dir,
-            port: super::env::free_port(),
-            process,
-        }
+        Nginx { prefix, conf, sites_dir, port: super::env::free_port(), process }
     }
 
     /// The argv that reloads this Nginx (`nginx -p <prefix> -c <conf> -s reload`).
@@ -110,9 +99,7 @@ impl Nginx {
         let argv = self.reload_argv();
         super::proc::run("nginx -s reload", Command::new(&argv[0]).args(&argv[1..]));
         let port = self.port;
-        wait_until(Duration::from_secs(5), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        wait_until(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     }
 
     /// A site proxying every request to `upstream` (e.g. `unix:/path/current.sock` or `127.0.0.1:8001`) and

@@ -24,16 +24,9 @@ impl Postgres {
         let root = dir.join("postgres");
         let data = root.join("data");
         std::fs::create_dir_all(&root).expect("postgres dir");
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod postgres dir");
-        run(
-            "copy the template cluster",
-            Command::new("cp").arg("-a").arg(template()).arg(&data),
-        );
-        run(
-            "chown postgres dir",
-            Command::new("chown").args(["postgres:postgres"]).arg(&root),
-        );
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod postgres dir");
+        run("copy the template cluster", Command::new("cp").arg("-a").arg(template()).arg(&data));
+        run("chown postgres dir", Command::new("chown").args(["postgres:postgres"]).arg(&root));
         let port = free_port();
         run(
             "pg_ctl start",
@@ -43,29 +36,19 @@ impl Postgres {
                 .arg("-D")
                 .arg(&data)
                 .arg("-o")
-                .arg(format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    root.display()
-                ))
+                .arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", root.display()))
                 .arg("-l")
                 .arg(root.join("log"))
                 .args(["-w", "start"]),
         );
-        let pg = Postgres {
-            dir: root,
-            port,
-            database: "shop".to_string(),
-        };
+        let pg = Postgres { dir: root, port, database: "shop".to_string() };
         pg.psql("postgres", "CREATE DATABASE shop");
         pg
     }
 
     /// `DATABASE_URL` for the shop's settings.
     pub fn database_url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
-            self.port, self.database
-        )
+        format!("postgres://postgres@127.0.0.1:{}/{}", self.port, self.database)
     }
 
     /// Runs one SQL statement and returns psql's unaligned, tuples-only output.
@@ -73,17 +56,7 @@ impl Postgres {
         run(
             "psql",
             Command::new(format!("{BIN_DIR}/psql"))
-                .args([
-                    "-X",
-                    "-q",
-                    "-A",
-                    "-t",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-p",
-                ])
+                .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-p"])
                 .arg(self.port.to_string())
                 .args(["-d", database, "-c", sql]),
         )
@@ -93,9 +66,7 @@ impl Postgres {
     pub fn columns(&self, table: &str) -> Vec<String> {
         self.psql(
             &self.database,
-            &format!(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY 1"
-            ),
+            &format!("SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY 1"),
         )
         .lines()
         .map(str::to_string)
@@ -121,18 +92,11 @@ fn template() -> PathBuf {
     let lock = std::fs::File::create(cache_dir().join("pg-template.lock")).expect("create pg lock");
     lock.lock().expect("lock pg template");
     if !template.join("PG_VERSION").exists() {
-        let scratch = tempfile::Builder::new()
-            .prefix("zdd-initdb-")
-            .tempdir_in("/tmp")
-            .expect("initdb dir");
-        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        let scratch = tempfile::Builder::new().prefix("zdd-initdb-").tempdir_in("/tmp").expect("initdb dir");
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let data = scratch.path().join("data");
         std::fs::create_dir(&data).expect("initdb data dir");
-        run(
-            "chown initdb dir",
-            Command::new("chown").arg("postgres:postgres").arg(&data),
-        );
+        run("chown initdb dir", Command::new("chown").arg("postgres:postgres").arg(&data));
         run(
             "initdb",
             Command::new("runuser")
@@ -142,10 +106,7 @@ fn template() -> PathBuf {
                 .arg(&data),
         );
         let _ = std::fs::remove_dir_all(&template);
-        run(
-            "save template cluster",
-            Command::new("cp").arg("-a").arg(&data).arg(&template),
-        );
+        run("save template cluster", Command::new("cp").arg("-a").arg(&data).arg(&template));
     }
     template
 }

@@ -19,10 +19,7 @@ impl Guarded {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Guarded {
-            name: name.to_string(),
-            child,
-        }
+        Guarded { name: name.to_string(), child }
     }
 
     pub fn pid(&self) -> u32 {
@@ -96,11 +93,7 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
@@ -112,11 +105,7 @@ pub fn http_get_status_unix(socket: &std::path::Path, path: &str) -> Option<u16>
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);

@@ -17,9 +17,7 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Takes the serial lock even when a previous holder panicked.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub type Outcome = Result<String, String>;
@@ -37,15 +35,12 @@ pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
         return;
     }
     // ZDD_SCENARIOS=1,2,4 runs only those (for working on one; each expects the state the previous one leaves).
-    let only: Option<Vec<String>> = std::env::var("ZDD_SCENARIOS")
-        .ok()
-        .map(|list| list.split(',').map(|n| n.trim().to_string()).collect());
+    let only: Option<Vec<String>> =
+        std::env::var("ZDD_SCENARIOS").ok().map(|list| list.split(',').map(|n| n.trim().to_string()).collect());
     let mut failures = Vec::new();
     for (name, scenario) in scenarios {
         if let Some(only) = &only
-            && !only
-                .iter()
-                .any(|n| name.split(' ').next() == Some(n.as_str()))
+            && !only.iter().any(|n| name.split(' ').next() == Some(n.as_str()))
         {
             continue;
         }
@@ -60,12 +55,7 @@ pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "[{}] failed scenarios:\n{}",
-        stack.config,
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "[{}] failed scenarios:\n{}", stack.config, failures.join("\n\n"));
 }
 
 /// Load settings for scenarios: the standard mix, bounded well past any deploy.
@@ -91,11 +81,7 @@ fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String
 /// In reload mode, requests on kept-alive connections that Nginx closed or reset on reload (counted apart);
 /// zero in socket mode, where nothing reloads.
 fn reload_races(stack: &Stack, report: &Report) -> usize {
-    if stack.config.mode == ProxyMode::Reload {
-        report.keepalive_races()
-    } else {
-        0
-    }
+    if stack.config.mode == ProxyMode::Reload { report.keepalive_races() } else { 0 }
 }
 
 /// Zero failed requests; in reload mode Nginx's own "closed without response" on a kept-alive connection is
@@ -103,27 +89,14 @@ fn reload_races(stack: &Stack, report: &Report) -> usize {
 fn check_no_failures(stack: &Stack, report: &Report, run: &ZddRun) -> Result<usize, String> {
     let keepalive_races = reload_races(stack, report);
     check(report.failed() - keepalive_races == 0, || {
-        format!(
-            "failed requests: {}\n{}\n{}",
-            report.summary(),
-            report.failure_examples(10),
-            run.describe()
-        )
+        format!("failed requests: {}\n{}\n{}", report.summary(), report.failure_examples(10), run.describe())
     })?;
     Ok(keepalive_races)
 }
 
 fn measured(report: &Report, races: usize, run: &ZddRun) -> String {
-    let races = if races > 0 {
-        format!(", {races} keep-alive closes on reload counted apart")
-    } else {
-        String::new()
-    };
-    format!(
-        "zdd {:.1} s; {}{races}",
-        run.duration.as_secs_f64(),
-        report.summary()
-    )
+    let races = if races > 0 { format!(", {races} keep-alive closes on reload counted apart") } else { String::new() };
+    format!("zdd {:.1} s; {}{races}", run.duration.as_secs_f64(), report.summary())
 }
 
 /// The version Nginx serves now, from a fresh request.
@@ -131,9 +104,7 @@ fn serving(stack: &Stack) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -141,47 +112,29 @@ fn serving(stack: &Stack) -> Option<String> {
         return None;
     }
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix("X-App-Version: ")
-                .or_else(|| l.strip_prefix("x-app-version: "))
-        })
+        .find_map(|l| l.strip_prefix("X-App-Version: ").or_else(|| l.strip_prefix("x-app-version: ")))
         .map(|v| v.trim().to_string())
 }
 
 fn expect_serving(stack: &Stack, version: &str, run: &ZddRun) -> Result<(), String> {
     let now = serving(stack);
     check(now.as_deref() == Some(version), || {
-        format!(
-            "Nginx serves {now:?}, expected {version}\n{}\n{}",
-            run.describe(),
-            stack.nginx.error_log()
-        )
+        format!("Nginx serves {now:?}, expected {version}\n{}\n{}", run.describe(), stack.nginx.error_log())
     })
 }
 
 /// Waits for the old gunicorn to finish draining, then checks that exactly one master runs.
 fn expect_one_instance(stack: &Stack, why: &str) -> Result<(), String> {
-    let one = super::proc::wait_until(Duration::from_secs(40), || {
-        stack.gunicorn_masters().len() == 1
-    });
-    check(one, || {
-        format!(
-            "{why}: gunicorn masters running: {:?}",
-            stack.gunicorn_masters()
-        )
-    })
+    let one = super::proc::wait_until(Duration::from_secs(40), || stack.gunicorn_masters().len() == 1);
+    check(one, || format!("{why}: gunicorn masters running: {:?}", stack.gunicorn_masters()))
 }
 
 pub fn s1_first_deploy(stack: &Stack, plan: &str) -> Outcome {
     let run = stack.zdd("run", plan, "v1");
-    check(run.code == 0, || {
-        format!("first deploy failed\n{}", run.describe())
-    })?;
+    check(run.code == 0, || format!("first deploy failed\n{}", run.describe()))?;
     expect_serving(stack, "v1", &run)?;
     let css = super::proc::http_get_status(stack.nginx.port, "/static/catalog/shop.css");
-    check(css == Some(200), || {
-        format!("static CSS through Nginx: {css:?}")
-    })?;
+    check(css == Some(200), || format!("static CSS through Nginx: {css:?}"))?;
     expect_one_instance(stack, "after the first deploy")?;
     Ok(format!("zdd {:.1} s", run.duration.as_secs_f64()))
 }
@@ -192,111 +145,66 @@ pub fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
     let run = stack.zdd("run", plan, "v2");
     std::thread::sleep(Duration::from_millis(700));
     let report = load.finish();
-    check(run.code == 0, || {
-        format!("v1 -> v2 failed\n{}", run.describe())
-    })?;
+    check(run.code == 0, || format!("v1 -> v2 failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v2", &run)?;
-    check(report.last_version().as_deref() == Some("v2"), || {
-        format!("last answer not v2: {}", report.summary())
-    })?;
+    check(report.last_version().as_deref() == Some("v2"), || format!("last answer not v2: {}", report.summary()))?;
     let columns = stack.columns("catalog_product");
-    check(columns.iter().any(|c| c == "description"), || {
-        format!("schema lacks the new column: {columns:?}")
-    })?;
+    check(columns.iter().any(|c| c == "description"), || format!("schema lacks the new column: {columns:?}"))?;
     // v1 kept serving while (and after) the expand migration ran.
     if let Some(migrated) = step_of_kind_finished(&run, "migrate") {
-        let after = migrated
-            .duration_since(report.started_at)
-            .unwrap_or_default();
+        let after = migrated.duration_since(report.started_at).unwrap_or_default();
         let v1_after = report.ok_from_version_between("v1", after, report.duration);
-        check(v1_after > 0, || {
-            format!(
-                "no v1 answer after the migration finished: {}",
-                report.summary()
-            )
-        })?;
+        check(v1_after > 0, || format!("no v1 answer after the migration finished: {}", report.summary()))?;
     }
     expect_one_instance(stack, "v1 not drained after the switch")?;
-    check(report.slow_ok() > 0, || {
-        "no slow request completed".to_string()
-    })?;
+    check(report.slow_ok() > 0, || "no slow request completed".to_string())?;
     Ok(measured(&report, races, &run))
 }
 
 pub fn s7_rollback(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = under_load(stack, "rollback", plan, "v2");
-    check(run.code == 0, || {
-        format!("zdd rollback failed\n{}", run.describe())
-    })?;
+    check(run.code == 0, || format!("zdd rollback failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v1", &run)?;
     expect_one_instance(stack, "after the rollback")?;
     let first = measured(&report, races, &run);
     // Forward again, for the scenarios that start from v2.
     let (run, report) = under_load(stack, "run", plan, "v2");
-    check(run.code == 0, || {
-        format!("redeploy of v2 failed\n{}", run.describe())
-    })?;
+    check(run.code == 0, || format!("redeploy of v2 failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v2", &run)?;
     expect_one_instance(stack, "after the redeploy of v2")?;
-    Ok(format!(
-        "rollback: {first}; v2 again: {}",
-        measured(&report, races, &run)
-    ))
+    Ok(format!("rollback: {first}; v2 again: {}", measured(&report, races, &run)))
 }
 
 /// A release that fails: rolled back (exit 1), traffic never left v2, one instance, release dir gone.
 fn failing_release(stack: &Stack, plan: &str, version: &str) -> Result<(ZddRun, Report), String> {
     let before = stack.releases();
     let (run, report) = under_load(stack, "run", plan, version);
-    check(run.code != 0, || {
-        format!("{version} deployed successfully\n{}", run.describe())
-    })?;
-    check(run.code != 3, || {
-        format!("{version}: rollback incomplete\n{}", run.describe())
-    })?;
+    check(run.code != 0, || format!("{version} deployed successfully\n{}", run.describe()))?;
+    check(run.code != 3, || format!("{version}: rollback incomplete\n{}", run.describe()))?;
     expect_serving(stack, "v2", &run)?;
     expect_one_instance(stack, &format!("{version}: new instance not stopped"))?;
     let after = stack.releases();
-    check(after == before, || {
-        format!("{version}: releases before {before:?}, after {after:?}")
-    })?;
+    check(after == before, || format!("{version}: releases before {before:?}, after {after:?}"))?;
     Ok((run, report))
 }
 
 pub fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = failing_release(stack, plan, "v3-health-fails")?;
-    check(run.code == 1, || {
-        format!(
-            "exit {} (expected 1, rolled back)\n{}",
-            run.code,
-            run.describe()
-        )
-    })?;
+    check(run.code == 1, || format!("exit {} (expected 1, rolled back)\n{}", run.code, run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     let leaked = report.ok_from_version_between("v3-health-fails", Duration::ZERO, report.duration)
         + report.errors_from_version("v3-health-fails");
-    check(leaked == 0, || {
-        format!(
-            "traffic reached the unhealthy release: {}",
-            report.summary()
-        )
-    })?;
+    check(leaked == 0, || format!("traffic reached the unhealthy release: {}", report.summary()))?;
     Ok(measured(&report, races, &run))
 }
 
 pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
     let broken = "v3-breaks-after-cutover";
     let (run, report) = failing_release(stack, plan, broken)?;
-    check(run.code == 1, || {
-        format!(
-            "exit {} (expected 1, rolled back)\n{}",
-            run.code,
-            run.describe()
-        )
-    })?;
+    check(run.code == 1, || format!("exit {} (expected 1, rolled back)\n{}", run.code, run.describe()))?;
     let own = report.errors_from_version(broken);
     let races = reload_races(stack, &report);
     let other = report.failed_excluding_version(broken) - races;
@@ -308,14 +216,8 @@ pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
             run.describe()
         )
     })?;
-    check(report.last_version().as_deref() == Some("v2"), || {
-        format!("traffic did not return: {}", report.summary())
-    })?;
-    Ok(format!(
-        "{} broken answers from {broken} itself; {}",
-        own,
-        measured(&report, races, &run)
-    ))
+    check(report.last_version().as_deref() == Some("v2"), || format!("traffic did not return: {}", report.summary()))?;
+    Ok(format!("{} broken answers from {broken} itself; {}", own, measured(&report, races, &run)))
 }
 
 pub fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
@@ -324,40 +226,18 @@ pub fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
     let races = check_no_failures(stack, &report, &run)?;
     let columns_after = stack.columns("catalog_product");
     check(columns_after == columns_before, || {
-        format!(
-            "schema changed: {columns_before:?} -> {columns_after:?}\n{}",
-            run.describe()
-        )
+        format!("schema changed: {columns_before:?} -> {columns_after:?}\n{}", run.describe())
     })?;
-    let services_started = run
-        .events
-        .iter()
-        .any(|e| e["event"] == "step-started" && e["kind"] == "service");
-    check(!services_started, || {
-        format!(
-            "a service started before the migration was refused\n{}",
-            run.describe()
-        )
-    })?;
-    Ok(format!(
-        "refused (exit {}); {}",
-        run.code,
-        measured(&report, races, &run)
-    ))
+    let services_started = run.events.iter().any(|e| e["event"] == "step-started" && e["kind"] == "service");
+    check(!services_started, || format!("a service started before the migration was refused\n{}", run.describe()))?;
+    Ok(format!("refused (exit {}); {}", run.code, measured(&report, races, &run)))
 }
 
 pub fn s6_no_boot(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = failing_release(stack, plan, "v3-no-boot")?;
     let races = check_no_failures(stack, &report, &run)?;
-    check(run.duration < Duration::from_secs(60), || {
-        format!("took {:?} to fail", run.duration)
-    })?;
-    Ok(format!(
-        "failed in {:.1} s (exit {}); {}",
-        run.duration.as_secs_f64(),
-        run.code,
-        measured(&report, races, &run)
-    ))
+    check(run.duration < Duration::from_secs(60), || format!("took {:?} to fail", run.duration))?;
+    Ok(format!("failed in {:.1} s (exit {}); {}", run.duration.as_secs_f64(), run.code, measured(&report, races, &run)))
 }
 
 pub fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
@@ -367,88 +247,51 @@ pub fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
     // Kill zdd in the middle of the health gate (the new instance is up, traffic is still on v2).
     let mid = super::proc::wait_until(Duration::from_secs(60), || {
         let events = super::zdd::parse_events(&std::fs::read_to_string(&out).unwrap_or_default());
-        events
-            .iter()
-            .any(|e| e["event"] == "step-started" && e["kind"] == "health-gate")
+        events.iter().any(|e| e["event"] == "step-started" && e["kind"] == "health-gate")
     });
     std::thread::sleep(Duration::from_millis(300));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
-    check(mid, || {
-        format!(
-            "zdd never reached the health gate: {}",
-            std::fs::read_to_string(&out).unwrap_or_default()
-        )
-    })?;
+    check(mid, || format!("zdd never reached the health gate: {}", std::fs::read_to_string(&out).unwrap_or_default()))?;
     let run = stack.zdd("recover", plan, "v3-health-fails");
     std::thread::sleep(Duration::from_millis(700));
     let report = load.finish();
-    check(run.code == 0 || run.code == 1, || {
-        format!("zdd recover failed\n{}", run.describe())
-    })?;
+    check(run.code == 0 || run.code == 1, || format!("zdd recover failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v2", &run)?;
     expect_one_instance(stack, "after recover")?;
     // No stale lock: a new run is not refused with exit 4.
-    let status = stack
-        .command("status", plan, "v2")
-        .output()
-        .map_err(|e| e.to_string())?;
+    let status = stack.command("status", plan, "v2").output().map_err(|e| e.to_string())?;
     let status_text = String::from_utf8_lossy(&status.stdout).to_lowercase();
-    check(!status_text.contains("locked by"), || {
-        format!("stale lock after recover: {status_text}")
-    })?;
-    Ok(format!(
-        "recover exit {}; {}",
-        run.code,
-        measured(&report, races, &run)
-    ))
+    check(!status_text.contains("locked by"), || format!("stale lock after recover: {status_text}"))?;
+    Ok(format!("recover exit {}; {}", run.code, measured(&report, races, &run)))
 }
 
 /// Blue-green: after v1 -> v2, `zdd rollback` switches traffic back to the v1 instance that kept running: the
 /// same gunicorn master answers again (no restart), with zero failed requests.
 pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
     let first = stack.zdd("run", plan, "v1");
-    check(first.code == 0, || {
-        format!("first deploy failed\n{}", first.describe())
-    })?;
+    check(first.code == 0, || format!("first deploy failed\n{}", first.describe()))?;
     let v1_masters = stack.gunicorn_masters();
-    check(v1_masters.len() == 1, || {
-        format!("after v1: masters {v1_masters:?}")
-    })?;
+    check(v1_masters.len() == 1, || format!("after v1: masters {v1_masters:?}"))?;
     let (run, report) = under_load(stack, "run", plan, "v2");
-    check(run.code == 0, || {
-        format!("v1 -> v2 failed\n{}", run.describe())
-    })?;
+    check(run.code == 0, || format!("v1 -> v2 failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v2", &run)?;
     let both = stack.gunicorn_masters();
     check(both.contains(&v1_masters[0]) && both.len() == 2, || {
-        format!(
-            "blue-green keeps the old instance running: v1 master {v1_masters:?}, now {both:?}\n{}",
-            run.describe()
-        )
+        format!("blue-green keeps the old instance running: v1 master {v1_masters:?}, now {both:?}\n{}", run.describe())
     })?;
     let upgrade = measured(&report, races, &run);
     let (run, report) = under_load(stack, "rollback", plan, "v2");
-    check(run.code == 0, || {
-        format!("zdd rollback failed\n{}", run.describe())
-    })?;
+    check(run.code == 0, || format!("zdd rollback failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v1", &run)?;
     let after = stack.gunicorn_masters();
     check(after.contains(&v1_masters[0]), || {
-        format!(
-            "the v1 master {} was restarted: masters now {after:?}",
-            v1_masters[0]
-        )
+        format!("the v1 master {} was restarted: masters now {after:?}", v1_masters[0])
     })?;
-    check(run.duration < Duration::from_secs(10), || {
-        format!("switch back took {:?}", run.duration)
-    })?;
+    check(run.duration < Duration::from_secs(10), || format!("switch back took {:?}", run.duration))?;
     Ok(format!(
         "upgrade: {upgrade}; switch back in {:.2} s, same v1 master: {}",
         run.duration.as_secs_f64(),
@@ -457,10 +300,8 @@ pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
 }
 
 /// The blue-green sequence.
-pub const BLUE_GREEN_SEQUENCE: &[Scenario] = &[(
-    "7 blue-green: switch back without restart",
-    s7_blue_green_switch_back,
-)];
+pub const BLUE_GREEN_SEQUENCE: &[Scenario] =
+    &[("7 blue-green: switch back without restart", s7_blue_green_switch_back)];
 
 /// The full sequence.
 pub const SEQUENCE: &[Scenario] = &[

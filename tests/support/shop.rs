@@ -19,20 +19,12 @@ pub fn base_dir() -> PathBuf {
 
 /// The directory of one version's overlay.
 pub fn overlay_dir(version: &str) -> PathBuf {
-    repo_root()
-        .join("tests/fixtures/django-versions")
-        .join(version)
+    repo_root().join("tests/fixtures/django-versions").join(version)
 }
 
 /// The versions the fixtures provide.
-pub const VERSIONS: &[&str] = &[
-    "v1",
-    "v2",
-    "v3-health-fails",
-    "v3-breaks-after-cutover",
-    "v3-unsafe-migration",
-    "v3-no-boot",
-];
+pub const VERSIONS: &[&str] =
+    &["v1", "v2", "v3-health-fails", "v3-breaks-after-cutover", "v3-unsafe-migration", "v3-no-boot"];
 
 /// Writes version `version` of the shop into `dest` (created; existing files are overwritten).
 pub fn materialise(version: &str, dest: &Path) -> io::Result<()> {
@@ -46,10 +38,7 @@ pub fn materialise(version: &str, dest: &Path) -> io::Result<()> {
         chain.push(overlay_dir(parent.trim()));
     }
     if !chain[0].is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no Django version fixture {version}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no Django version fixture {version}")));
     }
     fs::create_dir_all(dest)?;
     copy_tree(&base_dir(), dest)?;
@@ -65,10 +54,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
-        if matches!(
-            name_str.as_ref(),
-            "PARENT" | "README.md" | "__pycache__" | "staticfiles" | "db.sqlite3"
-        ) {
+        if matches!(name_str.as_ref(), "PARENT" | "README.md" | "__pycache__" | "staticfiles" | "db.sqlite3") {
             continue;
         }
         let target = to.join(&name);

@@ -76,10 +76,7 @@ pub struct Systemd {
 impl Systemd {
     /// Boots systemd and waits until it reports running (or degraded).
     pub fn boot(test_dir: &Path) -> Systemd {
-        assert!(
-            test_dir.parent() == Some(Path::new("/tmp")),
-            "the test dir must be a directory directly under /tmp"
-        );
+        assert!(test_dir.parent() == Some(Path::new("/tmp")), "the test dir must be a directory directly under /tmp");
         let etc_units = prepare_etc_units(test_dir);
         let unit_dir = test_dir.join("units");
         std::fs::create_dir_all(&unit_dir).expect("unit dir");
@@ -89,15 +86,7 @@ impl Systemd {
         let unshare = Guarded::spawn(
             "systemd",
             Command::new("/usr/bin/unshare")
-                .args([
-                    "--pid",
-                    "--fork",
-                    "--mount",
-                    "--mount-proc",
-                    "--propagation",
-                    "private",
-                    "/bin/sh",
-                ])
+                .args(["--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private", "/bin/sh"])
                 .arg(&script)
                 .arg(test_dir)
                 .arg(&etc_units)
@@ -107,24 +96,13 @@ impl Systemd {
         let mut systemd_pid = None;
         let found = wait_until(Duration::from_secs(10), || {
             systemd_pid = child_of(unshare.pid()).filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "systemd")
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd")
             });
             systemd_pid.is_some()
         });
-        let boot_log =
-            || std::fs::read_to_string(test_dir.join("systemd-boot.log")).unwrap_or_default();
-        assert!(
-            found,
-            "systemd did not start in the namespace:\n{}",
-            boot_log()
-        );
-        let sd = Systemd {
-            pid: systemd_pid.unwrap_or_default(),
-            test_dir: test_dir.to_path_buf(),
-            unit_dir,
-            unshare,
-        };
+        let boot_log = || std::fs::read_to_string(test_dir.join("systemd-boot.log")).unwrap_or_default();
+        assert!(found, "systemd did not start in the namespace:\n{}", boot_log());
+        let sd = Systemd { pid: systemd_pid.unwrap_or_default(), test_dir: test_dir.to_path_buf(), unit_dir, unshare };
         let running = wait_until(Duration::from_secs(30), || {
             let out = sd.systemctl(&["is-system-running"]);
             let state = out.trim();
@@ -136,10 +114,7 @@ impl Systemd {
 
     /// The argv prefix that runs a command inside the namespace: `nsenter -t <pid> -m -p`.
     pub fn nsenter_prefix(&self) -> Vec<String> {
-        ["nsenter", "-t", &self.pid.to_string(), "-m", "-p"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        ["nsenter", "-t", &self.pid.to_string(), "-m", "-p"].iter().map(|s| s.to_string()).collect()
     }
 
     /// Runs `systemctl <args>` inside and returns stdout (whatever the exit status).
@@ -159,13 +134,7 @@ impl Systemd {
 
     fn inside(&self, program: &str, args: &[&str]) -> String {
         let prefix = self.nsenter_prefix();
-        let out = Command::new("timeout")
-            .arg("20")
-            .args(&prefix)
-            .arg(program)
-            .args(args)
-            .output()
-            .expect("nsenter");
+        let out = Command::new("timeout").arg("20").args(&prefix).arg(program).args(args).output().expect("nsenter");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -173,10 +142,7 @@ impl Systemd {
 impl Drop for Systemd {
     fn drop(&mut self) {
         // Killing PID 1 of the namespace kills everything in it; the mounts vanish with the last process.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -185,21 +151,12 @@ impl Drop for Systemd {
 fn prepare_etc_units(test_dir: &Path) -> PathBuf {
     let unit_dir = test_dir.join("systemd-etc");
     std::fs::create_dir_all(&unit_dir).expect("unit dir");
-    for entry in std::fs::read_dir("/etc/systemd/system")
-        .expect("read /etc/systemd/system")
-        .flatten()
-    {
+    for entry in std::fs::read_dir("/etc/systemd/system").expect("read /etc/systemd/system").flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.ends_with(".wants") || name.ends_with(".requires") {
             continue;
         }
-        super::proc::run(
-            "copy a unit",
-            Command::new("cp")
-                .arg("-a")
-                .arg(entry.path())
-                .arg(&unit_dir),
-        );
+        super::proc::run("copy a unit", Command::new("cp").arg("-a").arg(entry.path()).arg(&unit_dir));
     }
     for unit in MASKED_UNITS {
         let link = unit_dir.join(unit);

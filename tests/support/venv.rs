@@ -29,10 +29,7 @@ pub fn shared() -> PathBuf {
     let marker = dir.join(".zdd-complete");
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
-        run(
-            "python3 -m venv",
-            Command::new(PYTHON).args(["-m", "venv"]).arg(&dir),
-        );
+        run("python3 -m venv", Command::new(PYTHON).args(["-m", "venv"]).arg(&dir));
         run(
             "pip install from the wheel cache",
             Command::new(dir.join("bin/pip"))

@@ -15,14 +15,12 @@ use super::systemd::Systemd;
 
 /// The built `zdd` binary (integration tests get its path from cargo; the benchmark uses target/debug).
 pub fn zdd_bin() -> PathBuf {
-    option_env!("CARGO_BIN_EXE_zdd")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| super::shop::repo_root().join("target"))
-                .join("debug/zdd")
-        })
+    option_env!("CARGO_BIN_EXE_zdd").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| super::shop::repo_root().join("target"))
+            .join("debug/zdd")
+    })
 }
 
 /// How long the scenarios' health gate waits for a release that never gets healthy (the shipped plans: 60 s).
@@ -30,9 +28,7 @@ pub const HEALTH_WITHIN: &str = "12s";
 
 /// A shipped plan: `plans/<name>.kdl`.
 pub fn plan(name: &str) -> PathBuf {
-    super::shop::repo_root()
-        .join("plans")
-        .join(format!("{name}.kdl"))
+    super::shop::repo_root().join("plans").join(format!("{name}.kdl"))
 }
 
 /// What supervises gunicorn.
@@ -96,33 +92,18 @@ impl Stack {
         let pg = (config.db == Db::Postgres).then(|| Postgres::start(dir.path()));
         let sqlite = dir.join("db.sqlite3");
         let env_file = dir.join("shop.env");
-        let mut env = String::from(
-            "SECRET_KEY=zdd-test-secret-key-not-for-production\nALLOWED_HOSTS=127.0.0.1,localhost\n",
-        );
+        let mut env =
+            String::from("SECRET_KEY=zdd-test-secret-key-not-for-production\nALLOWED_HOSTS=127.0.0.1,localhost\n");
         env.push_str(&format!("SQLITE_PATH={}\n", sqlite.display()));
         // The plans serve <root>/shared/static from Nginx (outside releases, so old pages' assets stay).
-        env.push_str(&format!(
-            "STATIC_ROOT={}\n",
-            root.join("shared/static").display()
-        ));
+        env.push_str(&format!("STATIC_ROOT={}\n", root.join("shared/static").display()));
         if let Some(pg) = &pg {
             env.push_str(&format!("DATABASE_URL={}\n", pg.database_url()));
         }
         std::fs::write(&env_file, env).expect("env file");
         let nginx = Nginx::start(dir.path());
         let systemd = (config.backend == Backend::Systemd).then(|| Systemd::boot(dir.path()));
-        Stack {
-            config,
-            systemd,
-            nginx,
-            pg,
-            root,
-            state_dir,
-            env_file,
-            sqlite,
-            sources,
-            dir,
-        }
+        Stack { config, systemd, nginx, pg, root, state_dir, env_file, sqlite, sources, dir }
     }
 
     /// The shop at `version`, materialised once per stack.
@@ -146,27 +127,12 @@ impl Stack {
             ("proxy_url", format!("http://127.0.0.1:{}", nginx.port)),
             ("workers", "4".to_string()),
             ("python", super::venv::PYTHON.to_string()),
-            (
-                "pip_args",
-                format!("--no-index --find-links {}", super::venv::wheel_dir()),
-            ),
-            (
-                "nginx",
-                format!("{} -p {}", super::nginx::NGINX, nginx.prefix.display()),
-            ),
+            ("pip_args", format!("--no-index --find-links {}", super::venv::wheel_dir())),
+            ("nginx", format!("{} -p {}", super::nginx::NGINX, nginx.prefix.display())),
             ("nginx_conf", nginx.conf.display().to_string()),
-            (
-                "nginx_pid_file",
-                nginx.prefix.join("nginx.pid").display().to_string(),
-            ),
-            (
-                "nginx_error_log",
-                nginx.prefix.join("error.log").display().to_string(),
-            ),
-            (
-                "site_conf",
-                nginx.sites_dir.join("shop.conf").display().to_string(),
-            ),
+            ("nginx_pid_file", nginx.prefix.join("nginx.pid").display().to_string()),
+            ("nginx_error_log", nginx.prefix.join("error.log").display().to_string()),
+            ("site_conf", nginx.sites_dir.join("shop.conf").display().to_string()),
             ("log_window", "1s".to_string()),
             (
                 "service_manager",
@@ -192,10 +158,7 @@ impl Stack {
         if !copy_dir.exists() {
             super::proc::run(
                 "copy plans",
-                Command::new("cp")
-                    .arg("-a")
-                    .arg(super::shop::repo_root().join("plans"))
-                    .arg(&copy_dir),
+                Command::new("cp").arg("-a").arg(super::shop::repo_root().join("plans")).arg(&copy_dir),
             );
             let fragment = copy_dir.join("fragments/django.kdl");
             let text = std::fs::read_to_string(&fragment).unwrap_or_default();
@@ -209,18 +172,11 @@ impl Stack {
         }
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         if let Some(slots_line) = text.lines().find(|l| l.trim_start().starts_with("slots ")) {
-            let numeric = slots_line
-                .split_whitespace()
-                .skip(1)
-                .all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));
+            let numeric =
+                slots_line.split_whitespace().skip(1).all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));
             if numeric {
-                let ports = format!(
-                    "slots \"{}\" \"{}\"",
-                    super::env::free_port(),
-                    super::env::free_port()
-                );
-                std::fs::write(&path, text.replacen(slots_line.trim(), &ports, 1))
-                    .expect("write patched plan");
+                let ports = format!("slots \"{}\" \"{}\"", super::env::free_port(), super::env::free_port());
+                std::fs::write(&path, text.replacen(slots_line.trim(), &ports, 1)).expect("write patched plan");
             }
         }
         std::fs::write(&marker, "").expect("marker");
@@ -249,10 +205,7 @@ impl Stack {
     pub fn zdd(&self, command: &str, plan_name: &str, version: &str) -> ZddRun {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let out = self
-            .command(command, plan_name, version)
-            .output()
-            .expect("run zdd");
+        let out = self.command(command, plan_name, version).output().expect("run zdd");
         ZddRun::new(
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -263,13 +216,7 @@ impl Stack {
     }
 
     /// Starts zdd with stdout in `<dir>/<name>.out` (read it with `events_so_far`), for tests that kill it.
-    pub fn spawn_zdd(
-        &self,
-        command: &str,
-        plan_name: &str,
-        version: &str,
-        name: &str,
-    ) -> (Child, PathBuf) {
+    pub fn spawn_zdd(&self, command: &str, plan_name: &str, version: &str, name: &str) -> (Child, PathBuf) {
         let out_path = self.dir.join(&format!("{name}.out"));
         let out = std::fs::File::create(&out_path).expect("zdd out");
         let err = std::fs::File::create(self.dir.join(&format!("{name}.err"))).expect("zdd err");
@@ -292,14 +239,8 @@ impl Stack {
                      print('\\n'.join(sorted(r[1] for r in c.execute('PRAGMA table_info({table})'))))",
                     self.sqlite.display().to_string()
                 );
-                let out = Command::new(super::venv::PYTHON)
-                    .args(["-c", &script])
-                    .output()
-                    .expect("python");
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(str::to_string)
-                    .collect()
+                let out = Command::new(super::venv::PYTHON).args(["-c", &script]).output().expect("python");
+                String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
             }
         }
     }
@@ -307,11 +248,7 @@ impl Stack {
     /// The release directories present under `<root>/releases`.
     pub fn releases(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.root.join("releases"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
             .unwrap_or_default();
         names.sort();
         names
@@ -362,6 +299,21 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// The process backend's gunicorns are detached (their own session): nothing else would end them when the
+    /// test's directory goes away. Every process whose command line names the stack's root is killed.
+    fn drop(&mut self) {
+        let root = self.root.display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            if String::from_utf8_lossy(&cmdline).contains(&root) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -373,10 +325,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         if kind.is_dir() {
-            if path
-                .file_name()
-                .is_some_and(|n| n == "venv" || n == "staticfiles")
-            {
+            if path.file_name().is_some_and(|n| n == "venv" || n == "staticfiles") {
                 continue;
             }
             files.extend(walk(&path));
@@ -399,22 +348,9 @@ pub struct ZddRun {
 }
 
 impl ZddRun {
-    pub fn new(
-        code: i32,
-        stdout: String,
-        stderr: String,
-        started_at: SystemTime,
-        duration: Duration,
-    ) -> ZddRun {
+    pub fn new(code: i32, stdout: String, stderr: String, started_at: SystemTime, duration: Duration) -> ZddRun {
         let events = parse_events(&stdout);
-        ZddRun {
-            code,
-            stdout,
-            stderr,
-            events,
-            started_at,
-            duration,
-        }
+        ZddRun { code, stdout, stderr, events, started_at, duration }
     }
 
     /// The run's outcome from its `run-finished` event.
@@ -434,14 +370,7 @@ impl ZddRun {
                 match event["event"].as_str() {
                     Some("step-finished") => state = event["state"].as_str().map(str::to_string),
                     Some("undo-finished") => {
-                        state = Some(
-                            if event["ok"] == true {
-                                "rolled-back"
-                            } else {
-                                "rollback-failed"
-                            }
-                            .to_string(),
-                        )
+                        state = Some(if event["ok"] == true { "rolled-back" } else { "rollback-failed" }.to_string())
                     }
                     _ => {}
                 }
@@ -482,11 +411,7 @@ impl ZddRun {
 
 /// The JSON events in a zdd `--json` output (non-JSON lines are ignored).
 pub fn parse_events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.is_object())
-        .collect()
+    stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.is_object()).collect()
 }
 
 fn tail(text: &str, lines: usize) -> String {

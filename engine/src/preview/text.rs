@@ -118,8 +118,12 @@ fn action_text(out: &mut String, a: &ActionPreview, color: bool) {
                 FileStatus::New => "new file",
                 FileStatus::Changed => "changed",
                 FileStatus::Unchanged => "unchanged",
+                FileStatus::Unreadable => "cannot read what is there now",
             };
             let _ = writeln!(out, "      write {} ({what}, mode {mode:04o})", path.display());
+            if let Some(error) = &a.error {
+                let _ = writeln!(out, "        ({error}; the whole new content follows)");
+            }
             for line in a.diff.as_deref().unwrap_or_default().lines() {
                 let painted = match line.chars().next() {
                     _ if !color => line.to_owned(),

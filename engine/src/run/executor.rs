@@ -299,21 +299,24 @@ impl Executor {
         for (name, facts) in order {
             let started = Instant::now();
             self.events.emit(Event::UndoStarted { step: name.clone() });
-            let outcome = match (
-                self.plan.step_by_name(name),
-                self.plan.step_by_name(name).and_then(|s| self.kinds.get(&s.kind)),
-            ) {
-                (Some(step), Some(kind)) => {
-                    // A fresh token: the run's token is cancelled by now, and the rollback must not be.
-                    let ctx = self.ctx(name, CancellationToken::new());
-                    let record = step::attempts(kind.clone(), step, &ctx, Operation::Undo(facts)).await;
-                    match record.state {
-                        StepState::Succeeded => Ok(()),
-                        _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
+            let outcome = match self.plan.step_by_name(name) {
+                None => Err(format!(
+                    "step `{name}` is not in the plan any more, so zdd does not know how to undo it (its undo facts: \
+                     {facts}); put the step back and run `zdd recover` again, or undo it by hand and delete {}",
+                    self.journal.path().map_or_else(|| "the run's journal".to_owned(), |p| p.display().to_string())
+                )),
+                Some(step) => match self.kinds.get(&step.kind) {
+                    None => Err(format!("unknown step kind `{}`", step.kind)),
+                    Some(kind) => {
+                        // A fresh token: the run's token is cancelled by now, and the rollback must not be.
+                        let ctx = self.ctx(name, CancellationToken::new());
+                        let record = step::attempts(kind.clone(), step, &ctx, Operation::Undo(facts)).await;
+                        match record.state {
+                            StepState::Succeeded => Ok(()),
+                            _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
+                        }
                     }
-                }
-                (None, _) => Err(format!("step `{name}` is not in the plan any more; its undo facts are {facts}")),
-                (Some(step), None) => Err(format!("unknown step kind `{}`", step.kind)),
+                },
             };
             self.events.emit(Event::UndoFinished {
                 step: name.clone(),

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 
 use crate::plan::StepId;
 
-/// Where a step is in the schedule.
+/// Where a step is in the schedule. (Not `Slot`: a slot is where an instance of the app runs.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub enum Phase {
     /// Some need has not succeeded yet.
     Waiting,
     /// Every need succeeded; may start when there is room.
@@ -25,7 +25,7 @@ pub enum Slot {
 /// The scheduling state of one run.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
-    slots: Vec<Slot>,
+    phases: Vec<Phase>,
     /// Number of needs of each step that have not succeeded yet.
     unmet: Vec<usize>,
     /// The steps that need each step.
@@ -51,8 +51,8 @@ impl Scheduler {
             }
         }
         let ready: BTreeSet<StepId> = (0..n).filter(|&i| unmet[i] == 0).map(StepId).collect();
-        let slots = (0..n).map(|i| if unmet[i] == 0 { Slot::Ready } else { Slot::Waiting }).collect();
-        Self { slots, unmet, dependents, ready, running: 0, limit: limit.max(1), stopping: false }
+        let phases = (0..n).map(|i| if unmet[i] == 0 { Phase::Ready } else { Phase::Waiting }).collect();
+        Self { phases, unmet, dependents, ready, running: 0, limit: limit.max(1), stopping: false }
     }
 
     /// The steps to start now (marked running), in declaration order. Empty once the run is stopping.
@@ -60,7 +60,7 @@ impl Scheduler {
         let mut started = Vec::new();
         while !self.stopping && self.running < self.limit {
             let Some(id) = self.ready.pop_first() else { break };
-            self.slots[id.0] = Slot::Running;
+            self.phases[id.0] = Phase::Running;
             self.running += 1;
             started.push(id);
         }
@@ -69,23 +69,23 @@ impl Scheduler {
 
     /// A running step finished. A failure stops the run: nothing new starts.
     pub fn finish(&mut self, id: StepId, succeeded: bool) {
-        if self.slots.get(id.0) != Some(&Slot::Running) {
+        if self.phases.get(id.0) != Some(&Phase::Running) {
             return;
         }
         self.running -= 1;
         if !succeeded {
-            self.slots[id.0] = Slot::Failed;
+            self.phases[id.0] = Phase::Failed;
             self.stop();
             return;
         }
-        self.slots[id.0] = Slot::Succeeded;
+        self.phases[id.0] = Phase::Succeeded;
         for dependent in self.dependents[id.0].clone() {
             self.unmet[dependent.0] -= 1;
-            if self.unmet[dependent.0] == 0 && self.slots[dependent.0] == Slot::Waiting {
+            if self.unmet[dependent.0] == 0 && self.phases[dependent.0] == Phase::Waiting {
                 if self.stopping {
-                    self.slots[dependent.0] = Slot::Skipped;
+                    self.phases[dependent.0] = Phase::Skipped;
                 } else {
-                    self.slots[dependent.0] = Slot::Ready;
+                    self.phases[dependent.0] = Phase::Ready;
                     self.ready.insert(dependent);
                 }
             }
@@ -96,9 +96,9 @@ impl Scheduler {
     pub fn stop(&mut self) {
         self.stopping = true;
         self.ready.clear();
-        for slot in &mut self.slots {
-            if matches!(slot, Slot::Waiting | Slot::Ready) {
-                *slot = Slot::Skipped;
+        for phase in &mut self.phases {
+            if matches!(phase, Phase::Waiting | Phase::Ready) {
+                *phase = Phase::Skipped;
             }
         }
     }
@@ -117,14 +117,14 @@ impl Scheduler {
         self.running == 0 && (self.stopping || self.ready.is_empty())
     }
 
-    pub fn slot(&self, id: StepId) -> Slot {
-        self.slots[id.0]
+    pub fn phase(&self, id: StepId) -> Phase {
+        self.phases[id.0]
     }
 
     /// Steps that never started, in declaration order (after a failure; or steps stuck behind a cycle).
     pub fn not_started(&self) -> Vec<StepId> {
-        (0..self.slots.len())
-            .filter(|&i| matches!(self.slots[i], Slot::Waiting | Slot::Ready | Slot::Skipped))
+        (0..self.phases.len())
+            .filter(|&i| matches!(self.phases[i], Phase::Waiting | Phase::Ready | Phase::Skipped))
             .map(StepId)
             .collect()
     }
@@ -195,8 +195,8 @@ mod tests {
         assert_eq!(s.start_next(), ids(&[]));
         assert!(s.is_done());
         assert_eq!(s.not_started(), ids(&[2, 3]));
-        assert_eq!(s.slot(StepId(3)), Slot::Skipped);
-        assert_eq!(s.slot(StepId(1)), Slot::Failed);
+        assert_eq!(s.phase(StepId(3)), Phase::Skipped);
+        assert_eq!(s.phase(StepId(1)), Phase::Failed);
     }
 
     #[test]
@@ -206,7 +206,7 @@ mod tests {
         s.stop();
         s.finish(StepId(0), true);
         assert_eq!(s.start_next(), ids(&[]));
-        assert_eq!(s.slot(StepId(1)), Slot::Skipped);
+        assert_eq!(s.phase(StepId(1)), Phase::Skipped);
         assert!(s.is_done());
     }
 

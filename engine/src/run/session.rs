@@ -62,14 +62,11 @@ pub fn new_run_id() -> String {
     format!("{}-{:04x}", crate::state::release_id_now(), rand::random::<u16>())
 }
 
-/// Write every event to the journal, then hand it to the reporter.
-async fn tap(
-    journal: Arc<Journal>,
-    mut events: mpsc::UnboundedReceiver<Stamped>,
-    report: mpsc::UnboundedSender<Stamped>,
-) {
+/// Write every event to the journal, then hand it to the reporter. Runs on a blocking thread (see [`spawn_tap`]):
+/// some lines are fsync'd, and a runtime worker must not wait for the disk.
+fn tap(journal: &Journal, mut events: mpsc::UnboundedReceiver<Stamped>, report: &mpsc::UnboundedSender<Stamped>) {
     let mut warned = false;
-    while let Some(stamped) = events.recv().await {
+    while let Some(stamped) = events.blocking_recv() {
         if let Err(e) = journal.append(&stamped)
             && !warned
         {
@@ -81,6 +78,15 @@ async fn tap(
         }
         let _ = report.send(stamped);
     }
+}
+
+/// Start the [`tap`]; it ends once every sender of `events` is dropped.
+fn spawn_tap(
+    journal: Arc<Journal>,
+    events: mpsc::UnboundedReceiver<Stamped>,
+    report: mpsc::UnboundedSender<Stamped>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || tap(&journal, events, &report))
 }
 
 impl Session {
@@ -130,7 +136,7 @@ impl Session {
         // Whatever an earlier, finished run logged is over: start this run's process log afresh.
         let _ = std::fs::remove_file(process_log_path(self.state.path()));
         let (events, rx) = EventSink::channel();
-        let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
+        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
         let exec = self.executor(target.clone(), journal, events);
         let report: RunReport = exec.run(&run_id, interrupt).await;
@@ -177,7 +183,7 @@ impl Session {
         let started = Instant::now();
         let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
         let (events, rx) = EventSink::channel();
-        let tapped = tokio::spawn(tap(journal.clone(), rx, self.report.clone()));
+        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
         let log = process_log_path(self.state.path());
         let stopped =

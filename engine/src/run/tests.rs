@@ -372,3 +372,14 @@ async fn a_run_whose_result_cannot_be_recorded_stays_unfinished_for_recover() {
     let replay = journal::unfinished(dir.path()).unwrap().expect("recover must find the run");
     assert_eq!(replay.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["a"]);
 }
+
+#[tokio::test]
+async fn undoing_a_step_that_left_the_plan_says_how_to_get_out() {
+    let h = harness(vec![step(0, "a", &[], &[])], 1);
+    let facts = serde_json::json!({ "step": "gone" });
+    let undo = h.exec.rollback("test", &[("gone".to_owned(), facts)]).await;
+    assert!(!undo.complete());
+    let (step, why) = &undo.failed[0];
+    assert_eq!(step, "gone");
+    assert!(why.contains("not in the plan any more") && why.contains("zdd recover"), "{why}");
+}

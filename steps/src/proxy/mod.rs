@@ -59,7 +59,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "static-dir",
             ValueType::ConfigPath,
-            "Served at `static-url` by Nginx; keep it outside releases (e.g. <root>/shared/static) so old pages' assets stay.",
+            "Served at `static-url` by Nginx; keep it outside releases (e.g. `<root>/shared/static`) so old pages' assets stay.",
         ),
         FieldSpec::new("static-url", ValueType::ConfigWord, "URL prefix of static files.").default("/static/"),
         FieldSpec::new("confirm", ValueType::Url, "A URL through the proxy that must answer after the switch."),
