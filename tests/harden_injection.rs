@@ -40,7 +40,6 @@ const ACCEPTED: &[(&str, Dest)] = &[
     ("pip_args", Dest::Args),
     ("nginx_reload", Dest::Args),
     ("systemd_prefix", Dest::Args),
-    ("python", Dest::Arg),
     ("requirements", Dest::Arg),
     ("nginx_conf", Dest::Arg),
     ("source", Dest::File),
