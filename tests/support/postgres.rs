@@ -26,7 +26,8 @@ impl Postgres {
         std::fs::create_dir_all(&root).expect("postgres dir");
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod postgres dir");
         run("copy the template cluster", Command::new("cp").arg("-a").arg(template()).arg(&data));
-        run("chown postgres dir", Command::new("chown").args(["postgres:postgres"]).arg(&root));
+        // Recursive: the template may have been copied by root (a target dir copied without ownership).
+        run("chown postgres dir", Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root));
         let port = free_port();
         run(
             "pg_ctl start",
