@@ -27,10 +27,15 @@ if ((${#missing[@]})); then
     apt-get update -q
     # Packages may start their own daemons (nginx on :80, a postgresql cluster): the tests use their own instances
     # and never depend on those, so policy-rc.d keeps them from starting.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
+    # An existing policy (container images ship one) is left as it was.
+    own_policy=false
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        own_policy=true
+    fi
     apt-get install -y -q --no-install-recommends "${missing[@]}"
-    rm -f /usr/sbin/policy-rc.d
+    if $own_policy; then rm -f /usr/sbin/policy-rc.d; fi
 else
     echo "test-deps: all packages present"
 fi
