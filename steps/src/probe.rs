@@ -53,7 +53,13 @@ pub struct Answer {
 
 /// A client for one probe URL (a unix-socket client sends every request over its socket).
 pub fn client(url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
+    // Every check on a fresh connection: right after an Nginx reload, an old worker may close a kept-alive
+    // connection just as a request is sent on it (Nginx's keep-alive race). A check must fail for the app's
+    // reasons, not for that one.
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0);
     if let Some(socket) = &url.socket {
         builder = builder.unix_socket(socket.clone());
     }
