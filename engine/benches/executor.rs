@@ -57,7 +57,7 @@ fn plan(deep: bool) -> Plan {
             name: format!("step-{i:04}"),
             kind: "noop".into(),
             needs: if deep && i > 0 { vec![StepId(i - 1)] } else { vec![] },
-            policy: StepPolicy { timeout: Duration::from_secs(60), retry: Retry::default() },
+            policy: StepPolicy { timeout: Duration::from_mins(1), retry: Retry::default() },
             fields: Fields { map: BTreeMap::new() },
             description: None,
             span,

@@ -88,7 +88,7 @@ pub struct Stamped {
 mod unix_millis {
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         s.serialize_u128(ms)
     }

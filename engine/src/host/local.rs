@@ -61,7 +61,7 @@ enum Stream {
 
 #[async_trait]
 impl Host for LocalHost {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "local"
     }
 

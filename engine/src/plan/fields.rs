@@ -120,9 +120,10 @@ pub fn needs(node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Vec<(String, Span)> 
     }
     node.args
         .iter()
-        .filter_map(|a| match &a.value {
-            Scalar::Str(s) => Some((s.clone(), a.span)),
-            _ => {
+        .filter_map(|a| {
+            if let Scalar::Str(s) = &a.value {
+                Some((s.clone(), a.span))
+            } else {
                 ctx.diags.push(wrong_type(a, "a step name", "write step names in double quotes"));
                 None
             }

@@ -92,7 +92,7 @@ pub struct StepPolicy {
 
 impl Default for StepPolicy {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(600), retry: Retry::default() }
+        Self { timeout: Duration::from_mins(10), retry: Retry::default() }
     }
 }
 

@@ -217,22 +217,19 @@ pub fn validate(
     let mut edges = Vec::new();
     for (i, needs) in needs_raw.iter().enumerate() {
         for (need, span) in needs {
-            match by_name.get(need) {
-                Some(&j) => {
-                    if !steps[i].needs.contains(&StepId(j)) {
-                        steps[i].needs.push(StepId(j));
-                        edges.push((i, j));
-                    }
+            if let Some(&j) = by_name.get(need) {
+                if !steps[i].needs.contains(&StepId(j)) {
+                    steps[i].needs.push(StepId(j));
+                    edges.push((i, j));
                 }
-                None => {
-                    let d = Diagnostic::error("zdd::unknown-step", format!("`needs` names an unknown step `{need}`"))
-                        .at(*span, "no step has this name");
-                    let names = steps.iter().map(|s| s.name.as_str());
-                    diags.push(match did_you_mean(need, names) {
-                        Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None => d.help("name a step declared in this plan or its includes"),
-                    });
-                }
+            } else {
+                let d = Diagnostic::error("zdd::unknown-step", format!("`needs` names an unknown step `{need}`"))
+                    .at(*span, "no step has this name");
+                let names = steps.iter().map(|s| s.name.as_str());
+                diags.push(match did_you_mean(need, names) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help("name a step declared in this plan or its includes"),
+                });
             }
         }
     }

@@ -558,7 +558,7 @@ mod tests {
         let inputs = VarInputs::cli(["nonsense", "kye=1"]);
         let (_, diags) = resolve_all(&decls, &inputs);
         let mut codes: Vec<_> = diags.iter().map(|d| d.code).collect();
-        codes.sort();
+        codes.sort_unstable();
         assert_eq!(
             codes,
             ["zdd::bad-var-arg", "zdd::unknown-var", "zdd::var-cycle", "zdd::var-cycle", "zdd::var-no-value"]

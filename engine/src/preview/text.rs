@@ -142,7 +142,7 @@ fn action_text(out: &mut String, a: &ActionPreview, color: bool) {
 }
 
 /// An action in a few words.
-pub fn action_words(a: &PlannedAction) -> String {
+pub(super) fn action_words(a: &PlannedAction) -> String {
     match a {
         PlannedAction::Run { command } => format!("run: {command}"),
         PlannedAction::Write { path, .. } => format!("write {}", path.display()),

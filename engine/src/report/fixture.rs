@@ -8,10 +8,10 @@ use crate::events::{Event, Outcome, Stamped, StepState, StepSummary};
 
 /// A writer whose bytes a test can read after handing it to a reporter.
 #[derive(Clone, Default)]
-pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
 impl SharedBuf {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
@@ -37,7 +37,7 @@ fn row(step: &str, state: StepState, attempts: u32, duration_ms: u64) -> StepSum
 
 /// A run where `migrate` succeeds, `assets` succeeds on its second attempt, `smoke` fails, and the undo of
 /// `assets` fails.
-pub fn failed_run() -> Vec<Stamped> {
+pub(crate) fn failed_run() -> Vec<Stamped> {
     let events = vec![
         (0, Event::RunStarted {
             plan: "shop".into(),
@@ -81,7 +81,7 @@ pub fn failed_run() -> Vec<Stamped> {
 }
 
 /// A run that deploys.
-pub fn deployed_run() -> Vec<Stamped> {
+pub(crate) fn deployed_run() -> Vec<Stamped> {
     let events = vec![
         (
             0,

@@ -70,7 +70,7 @@ impl Summary {
                     self.cause.as_deref().unwrap_or("the run failed")
                 ));
                 for r in rows.iter().filter(|r| r.state == StepState::RollbackFailed) {
-                    let why = self.undo_errors.get(&r.step).map(String::as_str).unwrap_or("undo failed");
+                    let why = self.undo_errors.get(&r.step).map_or("undo failed", String::as_str);
                     lines.push(format!("  - {}: its undo failed: {}", r.step, why.lines().next().unwrap_or_default()));
                 }
                 lines.extend(self.not_undone(rows));

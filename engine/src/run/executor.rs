@@ -77,7 +77,7 @@ impl Rollback {
 
 /// The default `--jobs`: the number of cores, at least 2.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2)
 }
 
 impl Executor {

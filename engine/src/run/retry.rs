@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::plan::Retry;
 
 /// The longest a single backoff may grow to, whatever the policy and attempt count.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_mins(5);
 
 /// The delay before attempt `next_attempt` (2 for the first retry): `backoff * 2^(next_attempt - 2)` plus
 /// `jitter * fraction`, where `fraction` is drawn uniformly from `[0, 1)` by the caller.
@@ -33,8 +33,8 @@ mod tests {
     fn doubles_from_the_first_retry() {
         let p = policy(500, 0);
         assert_eq!(delay(&p, 2, 0.0), Duration::from_millis(500));
-        assert_eq!(delay(&p, 3, 0.0), Duration::from_millis(1000));
-        assert_eq!(delay(&p, 4, 0.0), Duration::from_millis(2000));
+        assert_eq!(delay(&p, 3, 0.0), Duration::from_secs(1));
+        assert_eq!(delay(&p, 4, 0.0), Duration::from_secs(2));
     }
 
     #[test]
