@@ -9,12 +9,12 @@ use zdd_engine::kind::{StepCtx, StepError, UndoFacts};
 use zdd_engine::plan::{Fields, Step};
 
 /// A required string field; the validator guarantees it, but a kind never panics on a plan it was handed.
-pub fn req_str<'a>(step: &'a Step, name: &str) -> Result<&'a str, StepError> {
+pub(crate) fn req_str<'a>(step: &'a Step, name: &str) -> Result<&'a str, StepError> {
     step.fields.str(name).ok_or_else(|| missing(step, name))
 }
 
 /// A required path field.
-pub fn req_path(step: &Step, name: &str) -> Result<PathBuf, StepError> {
+pub(crate) fn req_path(step: &Step, name: &str) -> Result<PathBuf, StepError> {
     step.fields.path(name).ok_or_else(|| missing(step, name))
 }
 
@@ -23,22 +23,22 @@ fn missing(step: &Step, name: &str) -> StepError {
 }
 
 /// An optional string field, empty strings counting as absent (a variable left empty on purpose).
-pub fn opt_str<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+pub(crate) fn opt_str<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
     fields.str(name).filter(|s| !s.trim().is_empty())
 }
 
 /// A duration field with a fallback.
-pub fn duration_or(fields: &Fields, name: &str, fallback: Duration) -> Duration {
+pub(crate) fn duration_or(fields: &Fields, name: &str, fallback: Duration) -> Duration {
     fields.duration(name).unwrap_or(fallback)
 }
 
 /// Split a command prefix written as words (`nsenter -t 42 -m -p`): no shell quoting is interpreted.
-pub fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
 /// Sleep, returning `Err(Cancelled)` if the step is cancelled meanwhile.
-pub async fn sleep(cancel: &CancellationToken, d: Duration) -> Result<(), StepError> {
+pub(crate) async fn sleep(cancel: &CancellationToken, d: Duration) -> Result<(), StepError> {
     tokio::select! {
         () = cancel.cancelled() => Err(StepError::Cancelled),
         () = tokio::time::sleep(d) => Ok(()),
@@ -47,17 +47,17 @@ pub async fn sleep(cancel: &CancellationToken, d: Duration) -> Result<(), StepEr
 
 /// A delay that starts small and doubles up to a ceiling: fast answers when things are quick, little load otherwise.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
     max: Duration,
 }
 
 impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Self {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
         Self { next: first, max: max.max(first) }
     }
 
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
         d
@@ -66,12 +66,12 @@ impl Backoff {
 
 /// Run a command whose output is data for the step (a file list, a queue length), not progress for the user:
 /// nothing is streamed to the reporters. Cancelled with the step.
-pub async fn quiet(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
+pub(crate) async fn quiet(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
     Ok(ctx.host.run(cmd, &ctx.cancel, None).await?)
 }
 
 /// Like [`quiet`], failing the step (with the command's stderr) if it exits non-zero.
-pub async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
+pub(crate) async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
     let out = quiet(ctx, cmd).await?;
     if out.success() {
         return Ok(out);
@@ -81,22 +81,22 @@ pub async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError>
 }
 
 /// Undo facts from a serializable value.
-pub fn to_facts<T: serde::Serialize>(facts: &T) -> UndoFacts {
+pub(crate) fn to_facts<T: serde::Serialize>(facts: &T) -> UndoFacts {
     serde_json::to_value(facts).unwrap_or(serde_json::Value::Null)
 }
 
 /// Undo facts read back; unreadable facts are fatal (retrying cannot fix them).
-pub fn from_facts<T: serde::de::DeserializeOwned>(kind: &str, facts: &UndoFacts) -> Result<T, StepError> {
+pub(crate) fn from_facts<T: serde::de::DeserializeOwned>(kind: &str, facts: &UndoFacts) -> Result<T, StepError> {
     serde_json::from_value(facts.clone()).map_err(|e| StepError::fatal(format!("{kind} undo facts unreadable: {e}")))
 }
 
 /// Last `n` lines of a text, for error details.
-pub fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     zdd_engine::kind::tail_lines(text, n)
 }
 
 /// A path as a string for commands and templates.
-pub fn path_text(path: &Path) -> String {
+pub(crate) fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 

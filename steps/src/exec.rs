@@ -196,7 +196,7 @@ impl StepKind for Exec {
         match command_of(step, "undo", "undo-command") {
             Some(undo) => preview.undo.push(PlannedAction::Run { command: display(&prepare(undo)) }),
             None => {
-                preview.undo.push(PlannedAction::Note { text: "not undone: this exec step has no `undo`".to_owned() })
+                preview.undo.push(PlannedAction::Note { text: "not undone: this exec step has no `undo`".to_owned() });
             }
         }
         Ok(preview)

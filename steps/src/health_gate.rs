@@ -157,7 +157,7 @@ impl StepKind for HealthGate {
         let url = target_url(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?;
         let expect = Expect::from_fields(&step.fields);
         let n = step.fields.int("consecutive").unwrap_or(3);
-        let within = duration_or(&step.fields, "within", Duration::from_secs(60));
+        let within = duration_or(&step.fields, "within", Duration::from_mins(1));
         Ok(Preview {
             actions: vec![PlannedAction::Http {
                 description: format!(
@@ -182,7 +182,7 @@ impl StepKind for HealthGate {
         let host = opt_str(f, "host");
         let expect = Expect::from_fields(f);
         let needed = u32::try_from(f.int("consecutive").unwrap_or(3).max(1)).unwrap_or(3);
-        let within = duration_or(f, "within", Duration::from_secs(60));
+        let within = duration_or(f, "within", Duration::from_mins(1));
         let client =
             probe::client(&url, duration_or(f, "request-timeout", Duration::from_secs(2))).map_err(StepError::fatal)?;
         let service = match opt_str(f, "service") {

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn denies_matching_lines_only() {
-        let deny: Vec<String> = DEFAULT_DENY.iter().map(|s| s.to_string()).collect();
+        let deny: Vec<String> = DEFAULT_DENY.iter().map(ToString::to_string).collect();
         let text = "GET / 200\nTraceback (most recent call last):\n\"GET /x HTTP/1.1\" 502 157\nfine\n";
         assert_eq!(denied(text, &deny).len(), 2);
     }

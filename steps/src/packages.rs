@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn lists_missing_packages() {
-        let names: Vec<String> = ["nginx", "wrk", "libc6", "nope"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["nginx", "wrk", "libc6", "nope"].iter().map(ToString::to_string).collect();
         let out = "nginx installed\nwrk not-installed\nlibc6:amd64 installed\n";
         assert_eq!(missing(&names, out), vec!["wrk".to_string(), "nope".to_string()]);
     }

@@ -199,7 +199,7 @@ impl StepKind for PythonEnv {
                     s.requirements,
                     live.display()
                 ),
-            })
+            });
         }
         actions.push(PlannedAction::Run { command: create_command(step, &s).display() });
         actions.push(PlannedAction::Run { command: install_command(step, &s, |p| ctx.resolve(p)).display() });

@@ -349,7 +349,7 @@ impl Gate {
                 .collect();
             match copied_to.first() {
                 None if rebuild.copy_seen => {
-                    found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name)))
+                    found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name)));
                 }
                 None => {}
                 Some(new_name) if **new_name != old_col.name => {

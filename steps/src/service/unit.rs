@@ -54,7 +54,7 @@ mod tests {
     use super::*;
     use crate::service::config::{Listen, Manager};
 
-    pub fn config() -> ServiceConfig {
+    pub(super) fn config() -> ServiceConfig {
         ServiceConfig {
             step: "web".into(),
             app: "shop".into(),
