@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// What `zdd init` found in a Django project.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DjangoProject {
+pub(crate) struct DjangoProject {
     /// The directory given to `zdd init`.
     pub root: PathBuf,
     /// Directory of `manage.py`, relative to `root` (`.` when at the top).
@@ -22,7 +22,7 @@ pub struct DjangoProject {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DetectError {
+pub(crate) enum DetectError {
     #[error("no manage.py found in {0} or the directories below it (two levels)")]
     ManagePyNotFound(PathBuf),
     #[error("{0} does not set DJANGO_SETTINGS_MODULE")]
@@ -36,7 +36,7 @@ const SKIP_DIRS: &[&str] =
     &[".git", "node_modules", "venv", ".venv", "env", "__pycache__", "static", "media", "staticfiles"];
 
 /// Look at the project in `root`.
-pub fn detect(root: &Path) -> Result<DjangoProject, DetectError> {
+pub(crate) fn detect(root: &Path) -> Result<DjangoProject, DetectError> {
     let manage = find_files(root, "manage.py", 2)
         .into_iter()
         .next()

@@ -30,7 +30,7 @@ fn one_job_runs_steps_one_at_a_time() {
             (s.read(&format!("{n}.start")).trim().parse().unwrap(), s.read(&format!("{n}.end")).trim().parse().unwrap())
         })
         .collect();
-    spans.sort();
+    spans.sort_unstable();
     assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "overlap with --jobs 1: {spans:?}");
 }
 

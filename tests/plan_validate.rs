@@ -86,7 +86,7 @@ fn a_valid_plan_has_typed_interpolated_values() {
     assert_eq!(write.policy.retry.backoff, Duration::from_secs(1));
     assert_eq!(write.policy.retry.jitter, Duration::from_millis(250));
     let check = &plan.steps[1];
-    assert_eq!(check.policy.timeout, Duration::from_secs(120));
+    assert_eq!(check.policy.timeout, Duration::from_mins(2));
     assert_eq!(check.needs, [write.id]);
     assert_eq!(check.fields.str("url"), Some("http://127.0.0.1:8002/"));
     // Runtime variables are listed with their origin.
@@ -229,7 +229,7 @@ fn misplaced_header_and_common_field_errors() {
         .with("deploy/f.kdl", "plan \"other\"\n");
     let read = read(&reader, &[]);
     let mut c = codes(&read);
-    c.sort();
+    c.sort_unstable();
     assert_eq!(
         c,
         ["zdd::bad-duration", "zdd::bad-int", "zdd::misplaced-node", "zdd::missing-argument", "zdd::unknown-property"]

@@ -8,7 +8,7 @@ use zdd_steps::migrate::gate::{Dialect, Gate, Rule};
 use zdd_steps::migrate::inspect::Inspection;
 
 /// (scenario, rules on SQLite, rules on PostgreSQL): unsafe operations refused, safe ones let through.
-pub const EXPECTED: &[(&str, &[Rule], &[Rule])] = &[
+pub(crate) const EXPECTED: &[(&str, &[Rule], &[Rule])] = &[
     // Safe: nothing refused, on either database.
     ("safe", &[], &[]),
     ("db_default", &[], &[]),
@@ -33,7 +33,7 @@ fn gate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/steps/gate")
 }
 
-pub fn rules_of(inspection: &Inspection) -> Vec<Rule> {
+pub(crate) fn rules_of(inspection: &Inspection) -> Vec<Rule> {
     let dialect = Dialect::from_vendor(&inspection.vendor).expect("known vendor");
     let mut gate = Gate::new(dialect, &inspection.schema);
     for m in &inspection.migrations {

@@ -13,7 +13,7 @@ use crate::support::load::{Load, LoadConfig, Report};
 use crate::support::nginx::Nginx;
 use crate::support::proc::wait_until;
 
-pub fn steady_state(options: &Options, results: &mut Results) {
+pub(crate) fn steady_state(options: &Options, results: &mut Results) {
     let mut reports = Vec::new();
     for _ in 0..options.runs {
         let dir = TestDir::new("bench-steady");
@@ -34,7 +34,7 @@ pub fn steady_state(options: &Options, results: &mut Results) {
 }
 
 /// Stop gunicorn, start the new release on the same socket.
-pub fn in_place_restart(options: &Options, results: &mut Results) {
+pub(crate) fn in_place_restart(options: &Options, results: &mut Results) {
     let mut reports = Vec::new();
     for _ in 0..options.runs {
         let dir = TestDir::new("bench-inplace");
@@ -61,7 +61,7 @@ pub fn in_place_restart(options: &Options, results: &mut Results) {
 }
 
 /// The seed's order: TERM the old gunicorn as soon as the new version answers through Nginx.
-pub fn seed_order(options: &Options, results: &mut Results) {
+pub(crate) fn seed_order(options: &Options, results: &mut Results) {
     let mut reports = Vec::new();
     for _ in 0..options.runs {
         let dir = TestDir::new("bench-seed");
@@ -97,7 +97,7 @@ fn finish(what: &str, load: Load) -> Report {
 }
 
 /// True when a fresh request through Nginx is answered by `version`.
-pub fn answers_version(port: u16, version: &str) -> bool {
+pub(crate) fn answers_version(port: u16, version: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support::load::Report;
 
 /// Load results of one method over its runs.
-pub struct LoadRow {
+pub(crate) struct LoadRow {
     pub method: String,
     pub runs: usize,
     pub requests: usize,
@@ -19,7 +19,7 @@ pub struct LoadRow {
 }
 
 impl LoadRow {
-    pub fn from_reports(method: &str, reports: &[Report]) -> LoadRow {
+    pub(crate) fn from_reports(method: &str, reports: &[Report]) -> LoadRow {
         let mut failed_by_kind = BTreeMap::new();
         for report in reports {
             for (kind, n) in report.failures_by_kind() {
@@ -44,7 +44,7 @@ impl LoadRow {
 }
 
 /// Everything measured.
-pub struct Results {
+pub(crate) struct Results {
     pub load: Vec<LoadRow>,
     /// Named timings in milliseconds (one value per run).
     pub timings: BTreeMap<String, Vec<f64>>,
@@ -52,15 +52,15 @@ pub struct Results {
 }
 
 impl Results {
-    pub fn new() -> Results {
+    pub(crate) fn new() -> Results {
         Results { load: Vec::new(), timings: BTreeMap::new(), notes: Vec::new() }
     }
 
-    pub fn timing(&mut self, name: &str, ms: f64) {
+    pub(crate) fn timing(&mut self, name: &str, ms: f64) {
         self.timings.entry(name.to_string()).or_default().push(ms);
     }
 
-    pub fn print_table(&self) {
+    pub(crate) fn print_table(&self) {
         println!();
         println!("| method | runs | requests | failed per run | failed by kind | p50 ms | p99 ms |");
         println!("|---|---|---|---|---|---|---|");
@@ -91,7 +91,7 @@ impl Results {
         }
     }
 
-    pub fn write_json(&self, path: &Path) {
+    pub(crate) fn write_json(&self, path: &Path) {
         let load: Vec<Value> = self
             .load
             .iter()
@@ -121,14 +121,14 @@ impl Results {
     }
 }
 
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// CPU model, core count and memory of the machine, for the record.
-pub fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -13,7 +13,7 @@ use crate::support::load::{Load, LoadConfig, Report};
 use crate::support::shop;
 use crate::support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
 
-pub fn all(options: &Options, results: &mut Results) {
+pub(crate) fn all(options: &Options, results: &mut Results) {
     let socket = StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Socket };
     let reload = StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Reload };
     for (config, plan, label) in [(socket, "prod", "zdd socket mode"), (reload, "port-switch", "zdd reload mode")] {
@@ -93,7 +93,7 @@ fn cutover_latency(run: &ZddRun, report: &Report, version: &str) -> Option<f64> 
         .to_string();
     let passed = run.step_finished_at(&gate)?;
     let answered = report.first_answer_from(version)?;
-    Some(answered.duration_since(passed).map(ms).unwrap_or_else(|e| -ms(e.duration())))
+    Some(answered.duration_since(passed).map_or_else(|e| -ms(e.duration()), ms))
 }
 
 /// A release that breaks after the cutover: from the start of the rollback to the last request the broken
@@ -122,11 +122,11 @@ fn rollback_latency(options: &Options, results: &mut Results, config: StackConfi
         let rollback_started = at("rollback-started", None);
         let switched_back = at("undo-finished", Some("switch"));
         if let (Some(start), Some(back)) = (rollback_started, switched_back) {
-            let latency = back.duration_since(start).map(ms).unwrap_or(0.0);
+            let latency = back.duration_since(start).map_or(0.0, ms);
             results.timing("rollback latency: failure detected -> traffic switched back", latency);
         }
         if let (Some(switched), Some(back)) = (switched, switched_back) {
-            let latency = back.duration_since(switched).map(ms).unwrap_or(0.0);
+            let latency = back.duration_since(switched).map_or(0.0, ms);
             results.timing("cutover -> traffic back on the old release (failing release)", latency);
         }
         // From the load's side: the last answer the broken release gave, after the rollback started.
@@ -137,7 +137,7 @@ fn rollback_latency(options: &Options, results: &mut Results, config: StackConfi
             .map(|s| report.started_at + s.at + s.latency)
             .max();
         if let (Some(start), Some(last)) = (rollback_started, last_broken) {
-            let latency = last.duration_since(start).map(ms).unwrap_or(0.0);
+            let latency = last.duration_since(start).map_or(0.0, ms);
             results.timing("rollback started -> last answer from the broken release", latency);
         }
         results.timing("failing deploy (breaks after cutover), wall until rolled back", ms(run.duration));

@@ -8,24 +8,24 @@ use zdd_engine::plan::{self, PlanRead, Runtime, VarInputs};
 use super::{PlanArgs, exit};
 
 /// Should diagnostics on stderr be coloured? Only on a terminal, and never with `NO_COLOR` set.
-pub fn stderr_color() -> bool {
+pub(super) fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Read a plan as every command does: `--var`, `ZDD_VAR_*`, the given runtime values, the built-in kinds.
-pub fn read_plan(args: &PlanArgs, runtime: &Runtime<'_>, kinds: &Kinds) -> PlanRead {
+pub(super) fn read_plan(args: &PlanArgs, runtime: &Runtime<'_>, kinds: &Kinds) -> PlanRead {
     plan::read(&args.plan, &VarInputs::from_env(args.vars.clone()), runtime, kinds)
 }
 
 /// Print a failed read's diagnostics to stderr; returns the exit code for an invalid plan.
-pub fn report_invalid(read: &PlanRead) -> i32 {
+pub(super) fn report_invalid(read: &PlanRead) -> i32 {
     if let Err(diags) = &read.result {
         eprint!("{}", diags.render(&read.sources, stderr_color()));
     }
     exit::INVALID
 }
 
-pub fn run(args: &PlanArgs) -> i32 {
+pub(super) fn run(args: &PlanArgs) -> i32 {
     let kinds = zdd_steps::builtin();
     let read = read_plan(args, &Runtime::sample(), &kinds);
     match &read.result {

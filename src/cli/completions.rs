@@ -4,7 +4,7 @@ use clap::CommandFactory;
 
 use super::{Cli, Shell, exit};
 
-pub fn completions(shell: Shell) -> i32 {
+pub(super) fn completions(shell: Shell) -> i32 {
     let mut cmd = Cli::command();
     let generator = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
@@ -18,7 +18,7 @@ pub fn completions(shell: Shell) -> i32 {
     exit::OK
 }
 
-pub fn man() -> i32 {
+pub(super) fn man() -> i32 {
     let page = clap_mangen::Man::new(Cli::command());
     let mut buf = Vec::new();
     if let Err(e) = page.render(&mut buf) {

@@ -6,7 +6,7 @@ use zdd_engine::plan::Runtime;
 use super::check::{read_plan, report_invalid};
 use super::{GraphFormat, PlanArgs, exit};
 
-pub fn run(args: &PlanArgs, format: GraphFormat) -> i32 {
+pub(super) fn run(args: &PlanArgs, format: GraphFormat) -> i32 {
     let kinds = zdd_steps::builtin();
     let read = read_plan(args, &Runtime::sample(), &kinds);
     let Ok(plan) = &read.result else {

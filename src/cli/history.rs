@@ -8,7 +8,7 @@ use zdd_engine::state::StateDir;
 use super::run::{Refusal, state_dir_of};
 use super::{PlanArgs, StateArgs, exit};
 
-pub fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
+pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     let dir = match state_dir_of(plan, state) {
         Ok(d) => d,
         Err(r) => return r.print(),

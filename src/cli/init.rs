@@ -19,7 +19,7 @@ from django.http import JsonResponse
 def health(request): return JsonResponse({\"status\": \"ok\"})
 urlpatterns += [path(\"health/\", health)]";
 
-pub fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32 {
+pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32 {
     let root = dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let project = match scaffold::detect(&root) {
         Ok(p) => p,
@@ -78,12 +78,15 @@ fn write(path: &Path, content: &str, replace: bool) -> Result<(), String> {
 /// A name for systemd units and directories: the settings' top package, lower-case, `[a-z0-9-]`.
 fn app_name(project: &DjangoProject) -> String {
     let base = project.settings.split('.').next().filter(|p| !matches!(*p, "config" | "settings" | "project"));
-    let base = base.map(str::to_owned).unwrap_or_else(|| {
-        fs::canonicalize(&project.root)
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "app".to_owned())
-    });
+    let base = base.map_or_else(
+        || {
+            fs::canonicalize(&project.root)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "app".to_owned())
+        },
+        str::to_owned,
+    );
     let name: String = base.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let name = name.trim_matches('-').to_owned();
     if name.is_empty() { "app".to_owned() } else { name }

@@ -9,31 +9,30 @@ use zdd_engine::schema::{Effect, KindSpec};
 
 use super::exit;
 
-pub fn run(kind: Option<&str>) -> i32 {
+pub(super) fn run(kind: Option<&str>) -> i32 {
     let kinds = zdd_steps::builtin();
     match kind {
         None => {
             out!("{}", describe_all(&kinds));
             exit::OK
         }
-        Some(name) => match kinds.spec(name) {
-            Some(spec) => {
+        Some(name) => {
+            if let Some(spec) = kinds.spec(name) {
                 out!("{}", describe(spec));
                 exit::OK
-            }
-            None => {
+            } else {
                 let known: Vec<&str> = kinds.names().collect();
                 let hint = did_you_mean(name, known.iter().copied())
                     .map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"));
                 eprintln!("zdd: no step kind `{name}`{hint}; the kinds are: {}", known.join(", "));
                 exit::INVALID
             }
-        },
+        }
     }
 }
 
 /// Every kind, one after the other.
-pub fn describe_all(kinds: &Kinds) -> String {
+pub(super) fn describe_all(kinds: &Kinds) -> String {
     let mut out = String::new();
     for name in kinds.names() {
         if let Some(spec) = kinds.spec(name) {
@@ -46,7 +45,7 @@ pub fn describe_all(kinds: &Kinds) -> String {
 }
 
 /// One kind: summary, fields with their properties, effect and undo.
-pub fn describe(spec: &KindSpec) -> String {
+pub(super) fn describe(spec: &KindSpec) -> String {
     let mut out = format!("{}: {}\n", spec.name, spec.summary);
     out.push_str(&format!("  effect: {}\n", effect_name(spec.effect)));
     out.push_str(&format!("  undo:   {}\n", spec.undo));

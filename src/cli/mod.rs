@@ -22,16 +22,16 @@ mod stop;
 mod unlock;
 
 /// Exit codes, as documented in the book.
-pub mod exit {
-    pub const OK: i32 = 0;
+pub(crate) mod exit {
+    pub(crate) const OK: i32 = 0;
     /// The run failed and every change was rolled back.
-    pub const ROLLED_BACK: i32 = 1;
+    pub(crate) const ROLLED_BACK: i32 = 1;
     /// Invalid plan or usage.
-    pub const INVALID: i32 = 2;
+    pub(crate) const INVALID: i32 = 2;
     /// The run failed and the rollback is incomplete.
-    pub const ROLLBACK_INCOMPLETE: i32 = 3;
+    pub(crate) const ROLLBACK_INCOMPLETE: i32 = 3;
     /// The deploy lock is held by another run.
-    pub const LOCKED: i32 = 4;
+    pub(crate) const LOCKED: i32 = 4;
 }
 
 /// Shown under every command's help: scripts and CI branch on these.
@@ -41,14 +41,14 @@ const EXIT_CODES: &str = "Exit codes: 0 done; 1 the run failed and was rolled ba
 /// Zero-downtime deploys for Django: a plan graph with health gates, atomic cutover and derived rollback.
 #[derive(Debug, Parser)]
 #[command(name = "zdd", version, about, propagate_version = true, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// The plan file and its variables, shared by every command that reads a plan.
 #[derive(Debug, Clone, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// The plan file (KDL).
     pub plan: PathBuf,
     /// Set a variable, overriding its default and ZDD_VAR_<NAME> (repeatable).
@@ -58,7 +58,7 @@ pub struct PlanArgs {
 
 /// Where the run's state lives.
 #[derive(Debug, Clone, Args)]
-pub struct StateArgs {
+pub(crate) struct StateArgs {
     /// State directory (state.json, journal, lock). Default: the plan's `state-dir`, else /var/lib/zdd/<plan>.
     #[arg(long, env = "ZDD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -66,7 +66,7 @@ pub struct StateArgs {
 
 /// How a run reports.
 #[derive(Debug, Clone, Args)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// One JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
@@ -76,20 +76,20 @@ pub struct OutputArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Validate a plan: every error at once, with file:line:col and a hint.
     Check {
         #[command(flatten)]
@@ -223,7 +223,7 @@ pub enum Command {
 }
 
 /// Run a command, returning the process exit code.
-pub fn dispatch(cli: Cli) -> i32 {
+pub(crate) fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),

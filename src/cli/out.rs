@@ -23,12 +23,12 @@ macro_rules! out {
 static FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Write to stdout and flush; see the module doc for what happens when that fails.
-pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+pub(super) fn write_stdout(args: std::fmt::Arguments<'_>) {
     write_with(|stdout| stdout.write_fmt(args));
 }
 
 /// Write bytes already rendered (completions, the man page) the same way.
-pub fn write_stdout_bytes(bytes: &[u8]) {
+pub(super) fn write_stdout_bytes(bytes: &[u8]) {
     write_with(|stdout| stdout.write_all(bytes));
 }
 

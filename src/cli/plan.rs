@@ -14,7 +14,7 @@ use zdd_engine::state::{State, StateDir};
 use super::check::{read_plan, report_invalid};
 use super::{PlanArgs, StateArgs, exit};
 
-pub fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, json: bool) -> i32 {
+pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, json: bool) -> i32 {
     if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
         eprintln!("zdd: --release: {e}");
         return exit::INVALID;

@@ -8,7 +8,7 @@ use zdd_engine::run::interrupt_on_signals;
 use super::run::{Intent, Refusal, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
-pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
+pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
     let (plan, prepared) = match read_and_prepare(plan, state, Intent::Recover, None) {
         Ok(p) => p,
         Err(r) => return r.print(),

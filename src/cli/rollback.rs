@@ -4,6 +4,6 @@
 use super::run::{Intent, Launch, deploy};
 use super::{OutputArgs, PlanArgs, StateArgs};
 
-pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs, lock_wait: Option<&str>) -> i32 {
+pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs, lock_wait: Option<&str>) -> i32 {
     deploy(plan, state, Launch { output, jobs: None }, Intent::Rollback, lock_wait)
 }

@@ -23,24 +23,24 @@ use super::check::{read_plan, report_invalid};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
 /// A command stopped before running anything: its exit code and why.
-pub struct Refusal {
+pub(super) struct Refusal {
     pub code: i32,
     /// `None` when the reason was already printed (plan diagnostics).
     pub message: Option<String>,
 }
 
 impl Refusal {
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: i32, message: impl Into<String>) -> Self {
         Self { code, message: Some(message.into()) }
     }
 
     /// The reason is already on stderr.
-    pub fn printed(code: i32) -> Self {
+    pub(super) fn printed(code: i32) -> Self {
         Self { code, message: None }
     }
 
     /// Print the reason (if not printed yet) and give the exit code.
-    pub fn print(&self) -> i32 {
+    pub(super) fn print(&self) -> i32 {
         if let Some(message) = &self.message {
             eprintln!("zdd: {message}");
         }
@@ -55,7 +55,7 @@ impl From<StateError> for Refusal {
 }
 
 /// What to do once the state directory is open and locked.
-pub enum Intent<'a> {
+pub(super) enum Intent<'a> {
     Deploy {
         release: Option<&'a str>,
     },
@@ -66,7 +66,7 @@ pub enum Intent<'a> {
 }
 
 /// The state directory, locked, and what was decided from it.
-pub struct Prepared {
+pub(super) struct Prepared {
     pub state: StateDir,
     pub lock: DeployLock,
     pub target: DeployTarget,
@@ -75,7 +75,7 @@ pub struct Prepared {
 }
 
 /// `--lock-wait 5m`.
-pub fn lock_wait(text: Option<&str>) -> Result<Option<Duration>, Refusal> {
+pub(super) fn lock_wait(text: Option<&str>) -> Result<Option<Duration>, Refusal> {
     text.map(|t| parse_duration(t).map_err(|e| Refusal::new(exit::INVALID, format!("--lock-wait: {}", e.message))))
         .transpose()
 }
@@ -156,7 +156,7 @@ fn live_target(current: &State, slots: &[String]) -> DeployTarget {
 }
 
 /// Read the plan, deciding its runtime values from the state directory (which is locked on the way).
-pub fn read_and_prepare(
+pub(super) fn read_and_prepare(
     plan: &PlanArgs,
     state: &StateArgs,
     intent: Intent<'_>,
@@ -197,13 +197,13 @@ pub fn read_and_prepare(
 }
 
 /// Everything a session needs from the command line.
-pub struct Launch<'a> {
+pub(super) struct Launch<'a> {
     pub output: &'a OutputArgs,
     pub jobs: Option<usize>,
 }
 
 /// Run `work` on a tokio runtime with the reporter attached; returns the exit code `work` gives.
-pub fn with_reporter<F, Fut>(output: &OutputArgs, work: F) -> i32
+pub(super) fn with_reporter<F, Fut>(output: &OutputArgs, work: F) -> i32
 where
     F: FnOnce(mpsc::UnboundedSender<Stamped>) -> Fut,
     Fut: Future<Output = i32>,
@@ -223,7 +223,7 @@ where
 }
 
 /// A session for `plan` in `prepared`'s state directory.
-pub fn session(
+pub(super) fn session(
     plan: Plan,
     prepared: Prepared,
     jobs: Option<usize>,
@@ -247,7 +247,13 @@ pub fn session(
 }
 
 /// `zdd run` and `zdd rollback`.
-pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: Intent<'_>, wait: Option<&str>) -> i32 {
+pub(super) fn deploy(
+    plan: &PlanArgs,
+    state: &StateArgs,
+    launch: Launch<'_>,
+    intent: Intent<'_>,
+    wait: Option<&str>,
+) -> i32 {
     let mode = match intent {
         Intent::Rollback => RunMode::Rollback,
         _ => RunMode::Deploy,
@@ -279,7 +285,7 @@ pub fn deploy(plan: &PlanArgs, state: &StateArgs, launch: Launch<'_>, intent: In
     })
 }
 
-pub fn run(
+pub(super) fn run(
     plan: &PlanArgs,
     state: &StateArgs,
     output: &OutputArgs,
@@ -294,7 +300,7 @@ pub fn run(
 }
 
 /// The state directory a plan uses, without deciding a target (for `status`, `history`, `unlock`).
-pub fn state_dir_of(plan: &PlanArgs, state: &StateArgs) -> Result<std::path::PathBuf, Refusal> {
+pub(super) fn state_dir_of(plan: &PlanArgs, state: &StateArgs) -> Result<std::path::PathBuf, Refusal> {
     if let Some(dir) = &state.state_dir {
         return Ok(dir.clone());
     }

@@ -4,7 +4,7 @@
 use super::run::{Intent, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
-pub fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
+pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
     // The target is the live one: `stop` acts on what runs now and deploys nothing.
     let (plan, prepared) = match read_and_prepare(plan, state, Intent::Stop, None) {
         Ok(p) => p,

@@ -15,7 +15,7 @@ use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, StepError};
 use zdd_engine::plan::{self, Plan, Runtime, TargetSource, VarInputs};
 use zdd_engine::redact::Redactor;
 
-pub fn target(release: &str, slot: &str, live: Option<(&str, &str)>) -> DeployTarget {
+pub(crate) fn target(release: &str, slot: &str, live: Option<(&str, &str)>) -> DeployTarget {
     DeployTarget {
         release: release.to_owned(),
         slot: slot.to_owned(),
@@ -26,7 +26,7 @@ pub fn target(release: &str, slot: &str, live: Option<(&str, &str)>) -> DeployTa
 }
 
 /// Read and validate a plan for this target; panics with the rendered diagnostics if it is invalid.
-pub fn read_plan(path: &Path, vars: &[String], target: &DeployTarget, state_dir: &Path) -> Arc<Plan> {
+pub(crate) fn read_plan(path: &Path, vars: &[String], target: &DeployTarget, state_dir: &Path) -> Arc<Plan> {
     let runtime = Runtime { state_dir: Some(state_dir), target: TargetSource::Fixed(target) };
     let read = plan::read(path, &VarInputs::cli(vars.iter().cloned()), &runtime, &zdd_steps::builtin());
     match read.result {
@@ -36,7 +36,7 @@ pub fn read_plan(path: &Path, vars: &[String], target: &DeployTarget, state_dir:
 }
 
 /// One run of a plan's steps.
-pub struct Run {
+pub(crate) struct Run {
     pub plan: Arc<Plan>,
     pub target: DeployTarget,
     pub journal: Arc<MemoryJournal>,
@@ -48,7 +48,7 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(plan: Arc<Plan>, target: DeployTarget, state_dir: &Path) -> Self {
+    pub(crate) fn new(plan: Arc<Plan>, target: DeployTarget, state_dir: &Path) -> Self {
         let redactor = Redactor::new();
         plan.secrets().for_each(|s| redactor.add(s));
         Self {
@@ -63,7 +63,7 @@ impl Run {
         }
     }
 
-    pub fn ctx(&self, step: &str) -> StepCtx {
+    pub(crate) fn ctx(&self, step: &str) -> StepCtx {
         let (events, rx) = EventSink::channel();
         self.receivers.lock().unwrap().push((step.to_owned(), rx));
         StepCtx {
@@ -80,7 +80,7 @@ impl Run {
     }
 
     /// Step names in an order that respects `needs`.
-    pub fn order(&self) -> Vec<String> {
+    pub(crate) fn order(&self) -> Vec<String> {
         let mut done: BTreeSet<usize> = BTreeSet::new();
         let mut order = Vec::new();
         while order.len() < self.plan.steps.len() {
@@ -97,7 +97,7 @@ impl Run {
     }
 
     /// Run every step (or up to and including `until`); the first failure is returned with the step's name.
-    pub async fn run(&mut self, until: Option<&str>) -> Result<(), (String, StepError)> {
+    pub(crate) async fn run(&mut self, until: Option<&str>) -> Result<(), (String, StepError)> {
         let kinds = zdd_steps::builtin();
         for name in self.order() {
             let step = self.plan.step_by_name(&name).unwrap().clone();
@@ -113,7 +113,7 @@ impl Run {
     }
 
     /// Undo, in reverse order, every step that recorded facts (as the rollback does).
-    pub async fn undo(&self) -> Result<(), (String, StepError)> {
+    pub(crate) async fn undo(&self) -> Result<(), (String, StepError)> {
         let kinds = zdd_steps::builtin();
         let facts = self.journal.facts.lock().unwrap().clone();
         for name in self.ran.iter().rev() {
@@ -128,7 +128,7 @@ impl Run {
     }
 
     /// Everything the steps reported so far (messages and output lines), in order per step.
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut log = self.log.lock().unwrap();
         for (name, rx) in self.receivers.lock().unwrap().iter_mut() {
             while let Ok(stamped) = rx.try_recv() {

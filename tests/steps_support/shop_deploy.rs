@@ -12,7 +12,7 @@ use crate::support;
 use crate::support::env::TestDir;
 
 /// GET a path through Nginx: (status, X-App-Version), or None if the connection failed.
-pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -30,7 +30,7 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// Kills every gunicorn the test's plan started, even when the test panics.
-pub struct Instances(pub PathBuf, pub [String; 2]);
+pub(crate) struct Instances(pub PathBuf, pub [String; 2]);
 
 impl Drop for Instances {
     fn drop(&mut self) {
@@ -45,7 +45,7 @@ impl Drop for Instances {
     }
 }
 
-pub struct Setup {
+pub(crate) struct Setup {
     pub dir: TestDir,
     pub nginx: support::nginx::Nginx,
     pub root: PathBuf,
@@ -55,11 +55,11 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new(name: &str) -> Setup {
+    pub(crate) fn new(name: &str) -> Setup {
         Self::with_slots(name, ["a".into(), "b".into()], &[])
     }
 
-    pub fn with_slots(name: &str, slots: [String; 2], extra: &[&str]) -> Setup {
+    pub(crate) fn with_slots(name: &str, slots: [String; 2], extra: &[&str]) -> Setup {
         let dir = TestDir::new(name);
         let nginx = support::nginx::Nginx::start(dir.path());
         let root = dir.join("srv");
@@ -89,7 +89,7 @@ impl Setup {
         Setup { dir, nginx, root, plan, slots, extra: extra.iter().map(|s| (*s).to_owned()).collect() }
     }
 
-    pub fn source(&self, version: &str) -> PathBuf {
+    pub(crate) fn source(&self, version: &str) -> PathBuf {
         let src = self.dir.join(&format!("src-{version}"));
         if !src.exists() {
             support::shop::materialise(version, &src).unwrap();
@@ -97,7 +97,7 @@ impl Setup {
         src
     }
 
-    pub fn vars(&self, version: &str) -> Vec<String> {
+    pub(crate) fn vars(&self, version: &str) -> Vec<String> {
         let p = self.nginx.prefix.display();
         let mut vars: Vec<String> = [
             "app=shop".to_owned(),
@@ -123,7 +123,7 @@ impl Setup {
         vars
     }
 
-    pub fn run(&self, version: &str, release: &str, slot: &str, live: Option<(&str, &str)>) -> driver::Run {
+    pub(crate) fn run(&self, version: &str, release: &str, slot: &str, live: Option<(&str, &str)>) -> driver::Run {
         let target = driver::target(release, slot, live);
         let plan = driver::read_plan(&self.plan, &self.vars(version), &target, &self.dir.join("state"));
         driver::Run::new(plan, target, &self.dir.join("state"))
@@ -131,13 +131,13 @@ impl Setup {
 }
 
 /// Requests through Nginx, one after the other, until finished: (ok, failures, last version seen).
-pub struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<(usize, Vec<String>, String)>,
 }
 
 impl Traffic {
-    pub fn start(port: u16) -> Traffic {
+    pub(crate) fn start(port: u16) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -156,25 +156,25 @@ impl Traffic {
         Traffic { stop, thread }
     }
 
-    pub fn finish(self) -> (usize, Vec<String>, String) {
+    pub(crate) fn finish(self) -> (usize, Vec<String>, String) {
         std::thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap()
     }
 }
 
-pub async fn deploy(run: &mut driver::Run) {
+pub(crate) async fn deploy(run: &mut driver::Run) {
     if let Err((step, e)) = run.run(None).await {
         panic!("step {step} failed: {e:?}\n{}", run.log_text());
     }
 }
 
-pub fn pid_of(root: &Path, slot: &str) -> Option<i32> {
+pub(crate) fn pid_of(root: &Path, slot: &str) -> Option<i32> {
     let text = std::fs::read_to_string(root.join(format!("run/{slot}.json"))).ok()?;
     serde_json::from_str::<serde_json::Value>(&text).ok()?["pid"].as_i64().map(|p| p as i32)
 }
 
-pub fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }

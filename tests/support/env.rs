@@ -6,28 +6,26 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// True when running in CI (`CI=true`): missing components are failures there, never silent skips.
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// Checks that every listed requirement holds. Returns false (the caller returns early) when one is missing
 /// outside CI, after printing why; panics in CI.
-pub fn require(test: &str, requirements: &[Requirement]) -> bool {
+pub(crate) fn require(test: &str, requirements: &[Requirement]) -> bool {
     let missing: Vec<String> = requirements.iter().filter_map(|r| r.missing()).collect();
     if missing.is_empty() {
         return true;
     }
     let message = format!("{test}: missing {}", missing.join("; "));
-    if in_ci() {
-        panic!("{message} (CI=true: run scripts/test-deps.sh)");
-    }
+    assert!(!in_ci(), "{message} (CI=true: run scripts/test-deps.sh)");
     eprintln!("SKIPPED {message} (run scripts/test-deps.sh to install)");
     false
 }
 
 /// One thing a test needs from the machine.
 #[derive(Debug, Clone, Copy)]
-pub enum Requirement {
+pub(crate) enum Requirement {
     Root,
     Nginx,
     Python,
@@ -59,31 +57,31 @@ impl Requirement {
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests that start at once).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
 }
 
 /// A directory of one test under /tmp, readable by other users (PostgreSQL runs as `postgres`, Nginx workers
 /// need the sockets). Removed on drop unless `ZDD_KEEP_TEST_DIRS` is set.
-pub struct TestDir {
+pub(crate) struct TestDir {
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
 }
 
 impl TestDir {
-    pub fn new(name: &str) -> TestDir {
+    pub(crate) fn new(name: &str) -> TestDir {
         let dir = tempfile::Builder::new().prefix(&format!("zdd-{name}-")).tempdir_in("/tmp").expect("create test dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod test dir");
         let path = dir.path().to_path_buf();
         TestDir { dir: Some(dir), path }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn join(&self, rel: &str) -> PathBuf {
+    pub(crate) fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
     }
 }
@@ -99,10 +97,9 @@ impl Drop for TestDir {
 }
 
 /// The shared cache of the test run (the venv, PostgreSQL's template cluster): `target/zdd-test-cache`.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
     let dir = target.join("zdd-test-cache");
     std::fs::create_dir_all(&dir).expect("create target/zdd-test-cache");
     dir

@@ -11,7 +11,7 @@ use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
 
 /// `fake`: writes a file and runs a command; reversible.
-pub struct Fake;
+pub(crate) struct Fake;
 
 const GET_PROPS: &[PropSpec] = &[PropSpec {
     name: "status",
@@ -86,7 +86,7 @@ impl StepKind for Fake {
 }
 
 /// `probe`: read-only check of a URL.
-pub struct Probe;
+pub(crate) struct Probe;
 
 static PROBE: KindSpec = KindSpec {
     name: "probe",
@@ -119,7 +119,7 @@ impl StepKind for Probe {
 }
 
 /// `schema`: a forward-only change (like a migration).
-pub struct Schema;
+pub(crate) struct Schema;
 
 static SCHEMA: KindSpec = KindSpec {
     name: "schema",
@@ -154,7 +154,7 @@ impl StepKind for Schema {
 }
 
 /// The test registry: `fake`, `probe`, `schema`.
-pub fn kinds() -> Kinds {
+pub(crate) fn kinds() -> Kinds {
     let mut k = Kinds::new();
     k.register(Arc::new(Fake));
     k.register(Arc::new(Probe));

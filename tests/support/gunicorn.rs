@@ -9,7 +9,7 @@ use super::proc::{Guarded, http_get_status, http_get_status_unix, run, wait_unti
 use super::venv;
 
 /// The environment every release of the shop runs with.
-pub fn app_env(sqlite_path: &Path, database_url: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn app_env(sqlite_path: &Path, database_url: Option<&str>) -> Vec<(String, String)> {
     let mut env = vec![
         ("SECRET_KEY".to_string(), "zdd-test-secret-key-not-for-production".to_string()),
         ("ALLOWED_HOSTS".to_string(), "127.0.0.1,localhost".to_string()),
@@ -22,7 +22,7 @@ pub fn app_env(sqlite_path: &Path, database_url: Option<&str>) -> Vec<(String, S
 }
 
 /// A release directory with its migrations applied and static files collected.
-pub fn prepare_release(version: &str, dir: &Path, env: &[(String, String)]) -> PathBuf {
+pub(crate) fn prepare_release(version: &str, dir: &Path, env: &[(String, String)]) -> PathBuf {
     let venv = venv::shared();
     super::shop::materialise(version, dir).expect("materialise release");
     for args in [&["migrate", "--noinput"][..], &["collectstatic", "--noinput"][..]] {
@@ -40,7 +40,7 @@ pub fn prepare_release(version: &str, dir: &Path, env: &[(String, String)]) -> P
 
 /// Where a gunicorn listens.
 #[derive(Debug, Clone)]
-pub enum Bind {
+pub(crate) enum Bind {
     Port(u16),
     Unix(PathBuf),
 }
@@ -54,7 +54,7 @@ impl Bind {
     }
 
     /// The status of `GET /health/` on this bind, or None.
-    pub fn health(&self) -> Option<u16> {
+    pub(crate) fn health(&self) -> Option<u16> {
         match self {
             Bind::Port(port) => http_get_status(*port, "/health/"),
             Bind::Unix(path) => http_get_status_unix(path, "/health/"),
@@ -63,14 +63,14 @@ impl Bind {
 }
 
 /// A gunicorn master serving one release.
-pub struct Gunicorn {
+pub(crate) struct Gunicorn {
     pub bind: Bind,
     pub process: Guarded,
 }
 
 impl Gunicorn {
     /// Starts gunicorn in `release` and waits for a healthy answer.
-    pub fn start(release: &Path, bind: Bind, env: &[(String, String)]) -> Gunicorn {
+    pub(crate) fn start(release: &Path, bind: Bind, env: &[(String, String)]) -> Gunicorn {
         let venv = venv::shared();
         let log = std::fs::File::create(release.join("gunicorn.log")).expect("gunicorn log");
         let process = Guarded::spawn(

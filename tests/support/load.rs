@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 /// What to send.
 #[derive(Debug, Clone)]
-pub struct LoadConfig {
+pub(crate) struct LoadConfig {
     pub port: u16,
     /// Clients cycling through `paths` with keep-alive.
     pub clients: usize,
@@ -36,7 +36,7 @@ impl LoadConfig {
     /// 16 fast clients over `/`, `/health/` and the stylesheet the page links (its hashed name, as a browser
     /// would ask for it), 2 slow clients on `/slow/?s=2` (each holds a gunicorn sync worker for 2 s: the app
     /// needs more workers than slow clients).
-    pub fn standard(port: u16) -> LoadConfig {
+    pub(crate) fn standard(port: u16) -> LoadConfig {
         let stylesheet = page_stylesheet(port).unwrap_or_else(|| "/static/catalog/shop.css".to_string());
         LoadConfig {
             port,
@@ -45,7 +45,7 @@ impl LoadConfig {
             paths: vec!["/".into(), "/health/".into(), "/".into(), stylesheet],
             slow_path: "/slow/?s=2".into(),
             pause: Duration::from_millis(5),
-            max_duration: Duration::from_secs(180),
+            max_duration: Duration::from_mins(3),
             max_requests: 2_000_000,
             request_timeout: Duration::from_secs(10),
         }
@@ -53,7 +53,7 @@ impl LoadConfig {
 }
 
 /// The stylesheet `/` links (`<link rel="stylesheet" href="...">`), fetched once through `port`.
-pub fn page_stylesheet(port: u16) -> Option<String> {
+pub(crate) fn page_stylesheet(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -68,7 +68,7 @@ pub fn page_stylesheet(port: u16) -> Option<String> {
 
 /// How a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FailKind {
+pub(crate) enum FailKind {
     /// A 5xx answer (from Nginx or the app).
     Status5xx,
     /// Any other answer that is not 2xx or 3xx.
@@ -101,7 +101,7 @@ impl fmt::Display for FailKind {
 
 /// One request's result.
 #[derive(Debug, Clone)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// When the request was sent, since the load started.
     pub at: Duration,
     pub latency: Duration,
@@ -117,7 +117,7 @@ pub struct Sample {
 }
 
 /// A running load; `finish` stops it and returns the report.
-pub struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
     started: Instant,
@@ -127,7 +127,7 @@ pub struct Load {
 
 impl Load {
     /// Starts the clients on a background thread.
-    pub fn start(config: LoadConfig) -> Load {
+    pub(crate) fn start(config: LoadConfig) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let started = Instant::now();
@@ -144,17 +144,17 @@ impl Load {
     }
 
     /// Time since the load started.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// A copy of the samples so far.
-    pub fn snapshot(&self) -> Vec<Sample> {
+    pub(crate) fn snapshot(&self) -> Vec<Sample> {
         self.samples.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Waits until `count` good answers from `version` arrived (false after `timeout`).
-    pub fn wait_for_version(&self, version: &str, count: usize, timeout: Duration) -> bool {
+    pub(crate) fn wait_for_version(&self, version: &str, count: usize, timeout: Duration) -> bool {
         super::proc::wait_until(timeout, || {
             self.samples.lock().is_ok_and(|s| {
                 s.iter().filter(|x| x.failure.is_none() && x.version.as_deref() == Some(version)).count() >= count
@@ -163,7 +163,7 @@ impl Load {
     }
 
     /// Stops the clients (requests in flight finish or time out) and returns the report.
-    pub fn finish(mut self) -> Report {
+    pub(crate) fn finish(mut self) -> Report {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -365,7 +365,7 @@ fn classify(error: &io::Error, mid_response: bool) -> FailKind {
 
 /// Everything the load saw.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub samples: Vec<Sample>,
     pub duration: Duration,
     /// Wall-clock time of the start, to line samples up with zdd's event timestamps.
@@ -373,20 +373,20 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.samples.len()
     }
 
-    pub fn ok(&self) -> usize {
+    pub(crate) fn ok(&self) -> usize {
         self.samples.iter().filter(|s| s.failure.is_none()).count()
     }
 
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         self.total() - self.ok()
     }
 
     /// Failures per kind.
-    pub fn failures_by_kind(&self) -> BTreeMap<FailKind, usize> {
+    pub(crate) fn failures_by_kind(&self) -> BTreeMap<FailKind, usize> {
         let mut counts = BTreeMap::new();
         for kind in self.samples.iter().filter_map(|s| s.failure) {
             *counts.entry(kind).or_insert(0) += 1;
@@ -395,14 +395,14 @@ impl Report {
     }
 
     /// Failures of one kind.
-    pub fn failures_of(&self, kind: FailKind) -> usize {
+    pub(crate) fn failures_of(&self, kind: FailKind) -> usize {
         self.samples.iter().filter(|s| s.failure == Some(kind)).count()
     }
 
     /// Requests whose connection the server closed or reset instead of answering. Behind Nginx this is
     /// Nginx itself (an upstream failure is a 502, not a dropped client connection): on reload, old workers close
     /// their idle client connections, kept-alive ones and ones accepted a moment before, whatever the upstream.
-    pub fn keepalive_races(&self) -> usize {
+    pub(crate) fn keepalive_races(&self) -> usize {
         self.samples
             .iter()
             .filter(|s| matches!(s.failure, Some(FailKind::ClosedWithoutResponse | FailKind::ConnectionReset)))
@@ -410,17 +410,17 @@ impl Report {
     }
 
     /// 5xx answers that came from one version (its own broken answers, as opposed to the proxy's).
-    pub fn errors_from_version(&self, version: &str) -> usize {
+    pub(crate) fn errors_from_version(&self, version: &str) -> usize {
         self.samples.iter().filter(|s| s.failure.is_some() && s.version.as_deref() == Some(version)).count()
     }
 
     /// Failures not attributable to `version`'s own answers.
-    pub fn failed_excluding_version(&self, version: &str) -> usize {
+    pub(crate) fn failed_excluding_version(&self, version: &str) -> usize {
         self.failed() - self.errors_from_version(version)
     }
 
     /// Good answers per version, in the order the versions first answered.
-    pub fn versions_seen(&self) -> Vec<(String, usize)> {
+    pub(crate) fn versions_seen(&self) -> Vec<(String, usize)> {
         let mut seen: Vec<(String, usize)> = Vec::new();
         let mut sorted: Vec<&Sample> = self.samples.iter().collect();
         sorted.sort_by_key(|s| s.at);
@@ -438,7 +438,7 @@ impl Report {
     }
 
     /// Good answers from `version` among requests sent in `[from, to)`.
-    pub fn ok_from_version_between(&self, version: &str, from: Duration, to: Duration) -> usize {
+    pub(crate) fn ok_from_version_between(&self, version: &str, from: Duration, to: Duration) -> usize {
         self.samples
             .iter()
             .filter(|s| s.failure.is_none() && s.at >= from && s.at < to && s.version.as_deref() == Some(version))
@@ -446,7 +446,7 @@ impl Report {
     }
 
     /// The version of the last good answer of a fast request.
-    pub fn last_version(&self) -> Option<String> {
+    pub(crate) fn last_version(&self) -> Option<String> {
         self.samples
             .iter()
             .filter(|s| s.failure.is_none() && !s.slow && s.version.is_some())
@@ -455,7 +455,7 @@ impl Report {
     }
 
     /// The `q` quantile (0..=1) of the latency of the fast requests that succeeded.
-    pub fn latency_quantile(&self, q: f64) -> Duration {
+    pub(crate) fn latency_quantile(&self, q: f64) -> Duration {
         let mut latencies: Vec<Duration> =
             self.samples.iter().filter(|s| !s.slow && s.failure.is_none()).map(|s| s.latency).collect();
         if latencies.is_empty() {
@@ -467,13 +467,13 @@ impl Report {
     }
 
     /// Slow requests that succeeded.
-    pub fn slow_ok(&self) -> usize {
+    pub(crate) fn slow_ok(&self) -> usize {
         self.samples.iter().filter(|s| s.slow && s.failure.is_none()).count()
     }
 
     /// When the first good answer from `version` arrived (the request's send time plus its latency), as a wall
     /// clock time.
-    pub fn first_answer_from(&self, version: &str) -> Option<SystemTime> {
+    pub(crate) fn first_answer_from(&self, version: &str) -> Option<SystemTime> {
         self.samples
             .iter()
             .filter(|s| s.failure.is_none() && s.version.as_deref() == Some(version))
@@ -482,7 +482,7 @@ impl Report {
     }
 
     /// When the last good answer from `version` to a fast request arrived, as a wall clock time.
-    pub fn last_answer_from(&self, version: &str) -> Option<SystemTime> {
+    pub(crate) fn last_answer_from(&self, version: &str) -> Option<SystemTime> {
         self.samples
             .iter()
             .filter(|s| s.failure.is_none() && !s.slow && s.version.as_deref() == Some(version))
@@ -491,7 +491,7 @@ impl Report {
     }
 
     /// One paragraph for test output.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let kinds: Vec<String> = self.failures_by_kind().iter().map(|(k, n)| format!("{k}: {n}")).collect();
         let versions: Vec<String> = self.versions_seen().iter().map(|(v, n)| format!("{v}: {n}")).collect();
         format!(
@@ -509,12 +509,12 @@ impl Report {
     }
 
     /// The first few failures, for assertion messages.
-    pub fn failure_examples(&self, limit: usize) -> String {
+    pub(crate) fn failure_examples(&self, limit: usize) -> String {
         self.failure_examples_excluding("", limit)
     }
 
     /// The first few failures not answered by `version`.
-    pub fn failure_examples_excluding(&self, version: &str, limit: usize) -> String {
+    pub(crate) fn failure_examples_excluding(&self, version: &str, limit: usize) -> String {
         self.samples
             .iter()
             .filter(|s| s.failure.is_some() && s.version.as_deref() != Some(version))

@@ -6,14 +6,14 @@
 //! panic's unwind) stops what it started. Not every test binary uses every part, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-pub mod env;
-pub mod gunicorn;
-pub mod load;
-pub mod nginx;
-pub mod postgres;
-pub mod proc;
-pub mod scenarios;
-pub mod shop;
-pub mod systemd;
-pub mod venv;
-pub mod zdd;
+pub(crate) mod env;
+pub(crate) mod gunicorn;
+pub(crate) mod load;
+pub(crate) mod nginx;
+pub(crate) mod postgres;
+pub(crate) mod proc;
+pub(crate) mod scenarios;
+pub(crate) mod shop;
+pub(crate) mod systemd;
+pub(crate) mod venv;
+pub(crate) mod zdd;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::proc::{Guarded, wait_until};
 
-pub const NGINX: &str = "/usr/sbin/nginx";
+pub(crate) const NGINX: &str = "/usr/sbin/nginx";
 
-pub struct Nginx {
+pub(crate) struct Nginx {
     /// The prefix directory (config, pid, logs, temp files).
     pub prefix: PathBuf,
     pub conf: PathBuf,
@@ -22,7 +22,7 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts Nginx under `<dir>/nginx` with no site yet.
-    pub fn start(dir: &Path) -> Nginx {
+    pub(crate) fn start(dir: &Path) -> Nginx {
         let prefix = dir.join("nginx");
         let sites_dir = prefix.join("sites");
         std::fs::create_dir_all(prefix.join("temp")).expect("nginx temp dir");
@@ -65,14 +65,14 @@ impl Nginx {
     }
 
     /// The argv that reloads this Nginx (`nginx -p <prefix> -c <conf> -s reload`).
-    pub fn reload_argv(&self) -> Vec<String> {
+    pub(crate) fn reload_argv(&self) -> Vec<String> {
         let mut argv = self.control_argv();
         argv.extend(["-s".to_string(), "reload".to_string()]);
         argv
     }
 
     /// The argv that tests this Nginx's configuration (`nginx -p <prefix> -c <conf> -t`).
-    pub fn test_argv(&self) -> Vec<String> {
+    pub(crate) fn test_argv(&self) -> Vec<String> {
         let mut argv = self.control_argv();
         argv.push("-t".to_string());
         argv
@@ -89,13 +89,13 @@ impl Nginx {
     }
 
     /// Writes `sites/<name>.conf` (for tests that configure Nginx themselves) and reloads.
-    pub fn write_site_and_reload(&self, name: &str, content: &str) {
+    pub(crate) fn write_site_and_reload(&self, name: &str, content: &str) {
         std::fs::write(self.sites_dir.join(format!("{name}.conf")), content).expect("write site");
         self.reload();
     }
 
     /// Reloads and waits until the port answers.
-    pub fn reload(&self) {
+    pub(crate) fn reload(&self) {
         let argv = self.reload_argv();
         super::proc::run("nginx -s reload", Command::new(&argv[0]).args(&argv[1..]));
         let port = self.port;
@@ -104,7 +104,7 @@ impl Nginx {
 
     /// A site proxying every request to `upstream` (e.g. `unix:/path/current.sock` or `127.0.0.1:8001`) and
     /// serving `/static/` from `static_root`.
-    pub fn proxy_site(&self, upstream: &str, static_root: &Path) -> String {
+    pub(crate) fn proxy_site(&self, upstream: &str, static_root: &Path) -> String {
         format!(
             "upstream zdd_app {{ server {upstream}; }}\n\
              server {{\n\
@@ -122,7 +122,7 @@ impl Nginx {
     }
 
     /// Nginx's error log so far (for failure messages).
-    pub fn error_log(&self) -> String {
+    pub(crate) fn error_log(&self) -> String {
         std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
     }
 }

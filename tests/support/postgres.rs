@@ -9,9 +9,9 @@ use std::process::Command;
 use super::env::{cache_dir, free_port};
 use super::proc::run;
 
-pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+pub(crate) const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
-pub struct Postgres {
+pub(crate) struct Postgres {
     pub dir: PathBuf,
     pub port: u16,
     /// The database created for the shop.
@@ -20,7 +20,7 @@ pub struct Postgres {
 
 impl Postgres {
     /// Starts a cluster in `<dir>/postgres` with an empty database `shop`.
-    pub fn start(dir: &Path) -> Postgres {
+    pub(crate) fn start(dir: &Path) -> Postgres {
         let root = dir.join("postgres");
         let data = root.join("data");
         std::fs::create_dir_all(&root).expect("postgres dir");
@@ -48,12 +48,12 @@ impl Postgres {
     }
 
     /// `DATABASE_URL` for the shop's settings.
-    pub fn database_url(&self) -> String {
+    pub(crate) fn database_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{}", self.port, self.database)
     }
 
     /// Runs one SQL statement and returns psql's unaligned, tuples-only output.
-    pub fn psql(&self, database: &str, sql: &str) -> String {
+    pub(crate) fn psql(&self, database: &str, sql: &str) -> String {
         run(
             "psql",
             Command::new(format!("{BIN_DIR}/psql"))
@@ -64,7 +64,7 @@ impl Postgres {
     }
 
     /// The columns of a table of the shop's database.
-    pub fn columns(&self, table: &str) -> Vec<String> {
+    pub(crate) fn columns(&self, table: &str) -> Vec<String> {
         self.psql(
             &self.database,
             &format!("SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY 1"),

@@ -8,36 +8,36 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// A running child process; dropping it kills its process group and reaps it.
-pub struct Guarded {
+pub(crate) struct Guarded {
     pub name: String,
     child: Child,
 }
 
 impl Guarded {
     /// Spawns `cmd` in a new process group.
-    pub fn spawn(name: &str, cmd: &mut Command) -> Guarded {
+    pub(crate) fn spawn(name: &str, cmd: &mut Command) -> Guarded {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
         Guarded { name: name.to_string(), child }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends `signal` to the process group.
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         let _ = killpg(Pid::from_raw(self.child.id() as i32), signal);
     }
 
     /// Sends TERM and waits up to `grace` before killing.
-    pub fn stop(&mut self, grace: Duration) {
+    pub(crate) fn stop(&mut self, grace: Duration) {
         self.signal(Signal::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < grace {
@@ -61,7 +61,7 @@ impl Drop for Guarded {
 }
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
         if check() {
@@ -75,21 +75,20 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 /// Runs a command to completion, panicking with its output when it fails.
-pub fn run(what: &str, cmd: &mut Command) -> String {
+pub(crate) fn run(what: &str, cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{what} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One HTTP GET over TCP to 127.0.0.1 with `Connection: close`: the status, or None when nothing answered.
-pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
+pub(crate) fn http_get_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -101,7 +100,7 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// Same over a unix socket.
-pub fn http_get_status_unix(socket: &std::path::Path, path: &str) -> Option<u16> {
+pub(crate) fn http_get_status_unix(socket: &std::path::Path, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

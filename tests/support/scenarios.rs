@@ -13,20 +13,20 @@ use super::load::{Load, LoadConfig, Report};
 use super::zdd::{ProxyMode, Stack, ZddRun};
 
 /// Scenarios put real load on a shared 2-core machine: one at a time per test binary.
-pub static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Takes the serial lock even when a previous holder panicked.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub type Outcome = Result<String, String>;
+pub(crate) type Outcome = Result<String, String>;
 
 /// A named scenario: it runs on a stack with a plan and says what it measured or what went wrong.
-pub type Scenario = (&'static str, fn(&Stack, &str) -> Outcome);
+pub(crate) type Scenario = (&'static str, fn(&Stack, &str) -> Outcome);
 
 /// Runs the scenarios in order, printing each result; panics at the end listing every failure.
-pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
+pub(crate) fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
     let plan_file = super::zdd::plan(plan);
     if !plan_file.exists() {
         let message = format!("[{}] no plan {}", stack.config, plan_file.display());
@@ -61,7 +61,7 @@ pub fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
 /// Load settings for scenarios: the standard mix, bounded well past any deploy.
 fn load_config(stack: &Stack) -> LoadConfig {
     let mut config = LoadConfig::standard(stack.nginx.port);
-    config.max_duration = Duration::from_secs(240);
+    config.max_duration = Duration::from_mins(4);
     config
 }
 
@@ -129,7 +129,7 @@ fn expect_one_instance(stack: &Stack, why: &str) -> Result<(), String> {
     check(one, || format!("{why}: gunicorn masters running: {:?}", stack.gunicorn_masters()))
 }
 
-pub fn s1_first_deploy(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s1_first_deploy(stack: &Stack, plan: &str) -> Outcome {
     let run = stack.zdd("run", plan, "v1");
     check(run.code == 0, || format!("first deploy failed\n{}", run.describe()))?;
     expect_serving(stack, "v1", &run)?;
@@ -139,7 +139,7 @@ pub fn s1_first_deploy(stack: &Stack, plan: &str) -> Outcome {
     Ok(format!("zdd {:.1} s", run.duration.as_secs_f64()))
 }
 
-pub fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
     let load = Load::start(load_config(stack));
     std::thread::sleep(Duration::from_millis(700));
     let run = stack.zdd("run", plan, "v2");
@@ -162,7 +162,7 @@ pub fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
     Ok(measured(&report, races, &run))
 }
 
-pub fn s7_rollback(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s7_rollback(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = under_load(stack, "rollback", plan, "v2");
     check(run.code == 0, || format!("zdd rollback failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
@@ -191,7 +191,7 @@ fn failing_release(stack: &Stack, plan: &str, version: &str) -> Result<(ZddRun, 
     Ok((run, report))
 }
 
-pub fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = failing_release(stack, plan, "v3-health-fails")?;
     check(run.code == 1, || format!("exit {} (expected 1, rolled back)\n{}", run.code, run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
@@ -201,7 +201,7 @@ pub fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
     Ok(measured(&report, races, &run))
 }
 
-pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
     let broken = "v3-breaks-after-cutover";
     let (run, report) = failing_release(stack, plan, broken)?;
     check(run.code == 1, || format!("exit {} (expected 1, rolled back)\n{}", run.code, run.describe()))?;
@@ -220,7 +220,7 @@ pub fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
     Ok(format!("{} broken answers from {broken} itself; {}", own, measured(&report, races, &run)))
 }
 
-pub fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
     let columns_before = stack.columns("catalog_product");
     let (run, report) = failing_release(stack, plan, "v3-unsafe-migration")?;
     let races = check_no_failures(stack, &report, &run)?;
@@ -233,19 +233,19 @@ pub fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
     Ok(format!("refused (exit {}); {}", run.code, measured(&report, races, &run)))
 }
 
-pub fn s6_no_boot(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s6_no_boot(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = failing_release(stack, plan, "v3-no-boot")?;
     let races = check_no_failures(stack, &report, &run)?;
-    check(run.duration < Duration::from_secs(60), || format!("took {:?} to fail", run.duration))?;
+    check(run.duration < Duration::from_mins(1), || format!("took {:?} to fail", run.duration))?;
     Ok(format!("failed in {:.1} s (exit {}); {}", run.duration.as_secs_f64(), run.code, measured(&report, races, &run)))
 }
 
-pub fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
     let load = Load::start(load_config(stack));
     std::thread::sleep(Duration::from_millis(700));
     let (mut child, out) = stack.spawn_zdd("run", plan, "v3-health-fails", "killed");
     // Kill zdd in the middle of the health gate (the new instance is up, traffic is still on v2).
-    let mid = super::proc::wait_until(Duration::from_secs(60), || {
+    let mid = super::proc::wait_until(Duration::from_mins(1), || {
         let events = super::zdd::parse_events(&std::fs::read_to_string(&out).unwrap_or_default());
         events.iter().any(|e| e["event"] == "step-started" && e["kind"] == "health-gate")
     });
@@ -269,7 +269,7 @@ pub fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
 
 /// Blue-green: after v1 -> v2, `zdd rollback` switches traffic back to the v1 instance that kept running: the
 /// same gunicorn master answers again (no restart), with zero failed requests.
-pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
+pub(crate) fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
     let first = stack.zdd("run", plan, "v1");
     check(first.code == 0, || format!("first deploy failed\n{}", first.describe()))?;
     let v1_masters = stack.gunicorn_masters();
@@ -300,11 +300,11 @@ pub fn s7_blue_green_switch_back(stack: &Stack, plan: &str) -> Outcome {
 }
 
 /// The blue-green sequence.
-pub const BLUE_GREEN_SEQUENCE: &[Scenario] =
+pub(crate) const BLUE_GREEN_SEQUENCE: &[Scenario] =
     &[("7 blue-green: switch back without restart", s7_blue_green_switch_back)];
 
 /// The full sequence.
-pub const SEQUENCE: &[Scenario] = &[
+pub(crate) const SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("7 rollback and forward again", s7_rollback),
@@ -317,14 +317,14 @@ pub const SEQUENCE: &[Scenario] = &[
 
 /// What depends on the database: first deploy, the expand migration under load, the refused unsafe migration
 /// (for the backend/database pairs the full sequence does not cover).
-pub const DATABASE_SEQUENCE: &[Scenario] = &[
+pub(crate) const DATABASE_SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("5 unsafe migration", s5_unsafe_migration),
 ];
 
 /// The reload-mode sequence: first deploy, upgrade, rollback.
-pub const RELOAD_SEQUENCE: &[Scenario] = &[
+pub(crate) const RELOAD_SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
     ("7 rollback and forward again", s7_rollback),

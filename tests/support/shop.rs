@@ -8,26 +8,26 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// The repository's root (where `examples/` and `tests/` live).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `examples/shop`, the base of every version.
-pub fn base_dir() -> PathBuf {
+pub(crate) fn base_dir() -> PathBuf {
     repo_root().join("examples/shop")
 }
 
 /// The directory of one version's overlay.
-pub fn overlay_dir(version: &str) -> PathBuf {
+pub(crate) fn overlay_dir(version: &str) -> PathBuf {
     repo_root().join("tests/fixtures/django-versions").join(version)
 }
 
 /// The versions the fixtures provide.
-pub const VERSIONS: &[&str] =
+pub(crate) const VERSIONS: &[&str] =
     &["v1", "v2", "v3-health-fails", "v3-breaks-after-cutover", "v3-unsafe-migration", "v3-no-boot"];
 
 /// Writes version `version` of the shop into `dest` (created; existing files are overwritten).
-pub fn materialise(version: &str, dest: &Path) -> io::Result<()> {
+pub(crate) fn materialise(version: &str, dest: &Path) -> io::Result<()> {
     let mut chain = vec![overlay_dir(version)];
     loop {
         let parent_file = chain[chain.len() - 1].join("PARENT");
@@ -69,7 +69,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// The version string a materialised shop reports (its `shop/version.py`).
-pub fn version_of(shop_dir: &Path) -> io::Result<String> {
+pub(crate) fn version_of(shop_dir: &Path) -> io::Result<String> {
     let text = fs::read_to_string(shop_dir.join("shop/version.py"))?;
     text.lines()
         .find_map(|line| line.strip_prefix("VERSION = "))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::proc::{Guarded, wait_until};
 
-pub const SYSTEMD: &str = "/lib/systemd/systemd";
+pub(crate) const SYSTEMD: &str = "/lib/systemd/systemd";
 
 /// Units masked inside the namespace: they would touch state shared with the machine (or just cost time).
 const MASKED_UNITS: &[&str] = &[
@@ -62,7 +62,7 @@ const MASKED_UNITS: &[&str] = &[
     "nginx.service",
 ];
 
-pub struct Systemd {
+pub(crate) struct Systemd {
     /// systemd's pid as the machine sees it.
     pub pid: u32,
     /// The test's directory, the only part of the machine's /tmp visible inside.
@@ -75,7 +75,7 @@ pub struct Systemd {
 
 impl Systemd {
     /// Boots systemd and waits until it reports running (or degraded).
-    pub fn boot(test_dir: &Path) -> Systemd {
+    pub(crate) fn boot(test_dir: &Path) -> Systemd {
         assert!(test_dir.parent() == Some(Path::new("/tmp")), "the test dir must be a directory directly under /tmp");
         let etc_units = prepare_etc_units(test_dir);
         let unit_dir = test_dir.join("units");
@@ -113,22 +113,22 @@ impl Systemd {
     }
 
     /// The argv prefix that runs a command inside the namespace: `nsenter -t <pid> -m -p`.
-    pub fn nsenter_prefix(&self) -> Vec<String> {
-        ["nsenter", "-t", &self.pid.to_string(), "-m", "-p"].iter().map(|s| s.to_string()).collect()
+    pub(crate) fn nsenter_prefix(&self) -> Vec<String> {
+        ["nsenter", "-t", &self.pid.to_string(), "-m", "-p"].iter().map(ToString::to_string).collect()
     }
 
     /// Runs `systemctl <args>` inside and returns stdout (whatever the exit status).
-    pub fn systemctl(&self, args: &[&str]) -> String {
+    pub(crate) fn systemctl(&self, args: &[&str]) -> String {
         self.inside("systemctl", args)
     }
 
     /// A unit's journal.
-    pub fn journal(&self, unit: &str) -> String {
+    pub(crate) fn journal(&self, unit: &str) -> String {
         self.inside("journalctl", &["--no-pager", "-o", "cat", "-u", unit])
     }
 
     /// Runs a program inside the namespace and returns its stdout.
-    pub fn inside_output(&self, program: &str, args: &[&str]) -> String {
+    pub(crate) fn inside_output(&self, program: &str, args: &[&str]) -> String {
         self.inside(program, args)
     }
 

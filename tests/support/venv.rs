@@ -10,15 +10,15 @@ use super::env::cache_dir;
 use super::proc::run;
 
 /// Debian's interpreter (the wheels in the cache are built for it), not whatever `python3` is first on PATH.
-pub const PYTHON: &str = "/usr/bin/python3";
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// Where the pre-downloaded wheels are (`ZDD_WHEELS` or `/root/.cache/zdd-wheels`).
-pub fn wheel_dir() -> String {
+pub(crate) fn wheel_dir() -> String {
     std::env::var("ZDD_WHEELS").unwrap_or_else(|_| "/root/.cache/zdd-wheels".to_string())
 }
 
 /// The shared venv's directory, created on first use (under a file lock: test binaries run in parallel).
-pub fn shared() -> PathBuf {
+pub(crate) fn shared() -> PathBuf {
     let requirements_path = super::shop::base_dir().join("requirements.txt");
     let requirements = std::fs::read_to_string(&requirements_path).expect("read requirements.txt");
     let mut hasher = DefaultHasher::new();
@@ -45,6 +45,6 @@ pub fn shared() -> PathBuf {
 }
 
 /// `<venv>/bin/<program>`.
-pub fn bin(venv: &Path, program: &str) -> PathBuf {
+pub(crate) fn bin(venv: &Path, program: &str) -> PathBuf {
     venv.join("bin").join(program)
 }

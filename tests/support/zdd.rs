@@ -14,45 +14,44 @@ use super::postgres::Postgres;
 use super::systemd::Systemd;
 
 /// The built `zdd` binary (integration tests get its path from cargo; the benchmark uses target/debug).
-pub fn zdd_bin() -> PathBuf {
+pub(crate) fn zdd_bin() -> PathBuf {
     option_env!("CARGO_BIN_EXE_zdd").map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| super::shop::repo_root().join("target"))
+            .map_or_else(|| super::shop::repo_root().join("target"), PathBuf::from)
             .join("debug/zdd")
     })
 }
 
 /// How long the scenarios' health gate waits for a release that never gets healthy (the shipped plans: 60 s).
-pub const HEALTH_WITHIN: &str = "12s";
+pub(crate) const HEALTH_WITHIN: &str = "12s";
 
 /// A shipped plan: `plans/<name>.kdl`.
-pub fn plan(name: &str) -> PathBuf {
+pub(crate) fn plan(name: &str) -> PathBuf {
     super::shop::repo_root().join("plans").join(format!("{name}.kdl"))
 }
 
 /// What supervises gunicorn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Process,
     Systemd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
+pub(crate) enum Db {
     Sqlite,
     Postgres,
 }
 
 /// How traffic moves: swapping the upstream socket link, or rewriting the port and reloading Nginx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyMode {
+pub(crate) enum ProxyMode {
     Socket,
     Reload,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct StackConfig {
+pub(crate) struct StackConfig {
     pub backend: Backend,
     pub db: Db,
     pub mode: ProxyMode,
@@ -65,7 +64,7 @@ impl std::fmt::Display for StackConfig {
 }
 
 /// The components one scenario deploys onto. Dropping it stops them all (systemd first: it ends the app).
-pub struct Stack {
+pub(crate) struct Stack {
     pub config: StackConfig,
     pub systemd: Option<Systemd>,
     pub nginx: Nginx,
@@ -81,7 +80,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn start(name: &str, config: StackConfig) -> Stack {
+    pub(crate) fn start(name: &str, config: StackConfig) -> Stack {
         let dir = TestDir::new(name);
         let root = dir.join("app");
         let state_dir = dir.join("state");
@@ -107,7 +106,7 @@ impl Stack {
     }
 
     /// The shop at `version`, materialised once per stack.
-    pub fn source(&self, version: &str) -> PathBuf {
+    pub(crate) fn source(&self, version: &str) -> PathBuf {
         let dest = self.sources.join(version);
         if !dest.exists() {
             super::shop::materialise(version, &dest).expect("materialise version");
@@ -116,7 +115,7 @@ impl Stack {
     }
 
     /// The plan variables that point a shipped plan at this stack and at `version`'s source.
-    pub fn vars(&self, version: &str) -> Vec<(String, String)> {
+    pub(crate) fn vars(&self, version: &str) -> Vec<(String, String)> {
         let nginx = &self.nginx;
         let mut vars = vec![
             ("source", self.source(version).display().to_string()),
@@ -153,7 +152,7 @@ impl Stack {
     /// two test-only changes: a plan whose slots are fixed ports (the port switch) gets two free ports, and the
     /// health gate gives a release that never gets healthy [`HEALTH_WITHIN`] instead of a minute (the failing
     /// scenarios would otherwise spend that minute waiting).
-    pub fn plan_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn plan_path(&self, name: &str) -> PathBuf {
         let copy_dir = self.dir.join("plans");
         if !copy_dir.exists() {
             super::proc::run(
@@ -184,7 +183,7 @@ impl Stack {
     }
 
     /// `zdd <command> <plan> --var ... --state-dir ... --json` for `version`.
-    pub fn command(&self, command: &str, plan_name: &str, version: &str) -> Command {
+    pub(crate) fn command(&self, command: &str, plan_name: &str, version: &str) -> Command {
         let mut cmd = Command::new(zdd_bin());
         cmd.arg(command).arg(self.plan_path(plan_name));
         for (name, value) in self.vars(version) {
@@ -202,7 +201,7 @@ impl Stack {
     }
 
     /// Runs zdd to completion.
-    pub fn zdd(&self, command: &str, plan_name: &str, version: &str) -> ZddRun {
+    pub(crate) fn zdd(&self, command: &str, plan_name: &str, version: &str) -> ZddRun {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let out = self.command(command, plan_name, version).output().expect("run zdd");
@@ -216,7 +215,7 @@ impl Stack {
     }
 
     /// Starts zdd with stdout in `<dir>/<name>.out` (read it with `events_so_far`), for tests that kill it.
-    pub fn spawn_zdd(&self, command: &str, plan_name: &str, version: &str, name: &str) -> (Child, PathBuf) {
+    pub(crate) fn spawn_zdd(&self, command: &str, plan_name: &str, version: &str, name: &str) -> (Child, PathBuf) {
         let out_path = self.dir.join(&format!("{name}.out"));
         let out = std::fs::File::create(&out_path).expect("zdd out");
         let err = std::fs::File::create(self.dir.join(&format!("{name}.err"))).expect("zdd err");
@@ -230,23 +229,22 @@ impl Stack {
     }
 
     /// The columns of a table in the app's database.
-    pub fn columns(&self, table: &str) -> Vec<String> {
-        match &self.pg {
-            Some(pg) => pg.columns(table),
-            None => {
-                let script = format!(
-                    "import sqlite3; c = sqlite3.connect({:?}); \
-                     print('\\n'.join(sorted(r[1] for r in c.execute('PRAGMA table_info({table})'))))",
-                    self.sqlite.display().to_string()
-                );
-                let out = Command::new(super::venv::PYTHON).args(["-c", &script]).output().expect("python");
-                String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
-            }
+    pub(crate) fn columns(&self, table: &str) -> Vec<String> {
+        if let Some(pg) = &self.pg {
+            pg.columns(table)
+        } else {
+            let script = format!(
+                "import sqlite3; c = sqlite3.connect({:?}); \
+                 print('\\n'.join(sorted(r[1] for r in c.execute('PRAGMA table_info({table})'))))",
+                self.sqlite.display().to_string()
+            );
+            let out = Command::new(super::venv::PYTHON).args(["-c", &script]).output().expect("python");
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
         }
     }
 
     /// The release directories present under `<root>/releases`.
-    pub fn releases(&self) -> Vec<String> {
+    pub(crate) fn releases(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.root.join("releases"))
             .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
             .unwrap_or_default();
@@ -255,7 +253,7 @@ impl Stack {
     }
 
     /// Gunicorn masters running for this stack (their command lines mention the stack's root).
-    pub fn gunicorn_masters(&self) -> Vec<u32> {
+    pub(crate) fn gunicorn_masters(&self) -> Vec<u32> {
         let root = self.root.display().to_string();
         let mut masters = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -285,7 +283,7 @@ impl Stack {
     }
 
     /// The app's log output so far (gunicorn logs of every release, or the journal of its units).
-    pub fn app_logs(&self) -> String {
+    pub(crate) fn app_logs(&self) -> String {
         let mut logs = String::new();
         if let Some(systemd) = &self.systemd {
             logs.push_str(&systemd.inside_output("journalctl", &["--no-pager", "-o", "cat"]));
@@ -338,7 +336,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// The result of one zdd run.
 #[derive(Debug, Clone)]
-pub struct ZddRun {
+pub(crate) struct ZddRun {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -348,13 +346,13 @@ pub struct ZddRun {
 }
 
 impl ZddRun {
-    pub fn new(code: i32, stdout: String, stderr: String, started_at: SystemTime, duration: Duration) -> ZddRun {
+    pub(crate) fn new(code: i32, stdout: String, stderr: String, started_at: SystemTime, duration: Duration) -> ZddRun {
         let events = parse_events(&stdout);
         ZddRun { code, stdout, stderr, events, started_at, duration }
     }
 
     /// The run's outcome from its `run-finished` event.
-    pub fn outcome(&self) -> Option<String> {
+    pub(crate) fn outcome(&self) -> Option<String> {
         self.events
             .iter()
             .rev()
@@ -363,14 +361,14 @@ impl ZddRun {
     }
 
     /// The final state of a step (`succeeded`, `failed`, `rolled-back`...).
-    pub fn step_state(&self, step: &str) -> Option<String> {
+    pub(crate) fn step_state(&self, step: &str) -> Option<String> {
         let mut state = None;
         for event in &self.events {
             if event["step"] == step {
                 match event["event"].as_str() {
                     Some("step-finished") => state = event["state"].as_str().map(str::to_string),
                     Some("undo-finished") => {
-                        state = Some(if event["ok"] == true { "rolled-back" } else { "rollback-failed" }.to_string())
+                        state = Some(if event["ok"] == true { "rolled-back" } else { "rollback-failed" }.to_string());
                     }
                     _ => {}
                 }
@@ -380,7 +378,7 @@ impl ZddRun {
     }
 
     /// When a step finished (successfully or not), as a wall clock time.
-    pub fn step_finished_at(&self, step: &str) -> Option<SystemTime> {
+    pub(crate) fn step_finished_at(&self, step: &str) -> Option<SystemTime> {
         self.events
             .iter()
             .find(|e| e["event"] == "step-finished" && e["step"] == step)
@@ -389,7 +387,7 @@ impl ZddRun {
     }
 
     /// Steps that started, in order.
-    pub fn started_steps(&self) -> Vec<String> {
+    pub(crate) fn started_steps(&self) -> Vec<String> {
         self.events
             .iter()
             .filter(|e| e["event"] == "step-started")
@@ -398,7 +396,7 @@ impl ZddRun {
     }
 
     /// Everything, for assertion messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "zdd exit {} in {:.1} s\n--- stderr\n{}\n--- events\n{}",
             self.code,
@@ -410,8 +408,8 @@ impl ZddRun {
 }
 
 /// The JSON events in a zdd `--json` output (non-JSON lines are ignored).
-pub fn parse_events(stdout: &str) -> Vec<Value> {
-    stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.is_object()).collect()
+pub(crate) fn parse_events(stdout: &str) -> Vec<Value> {
+    stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(Value::is_object).collect()
 }
 
 fn tail(text: &str, lines: usize) -> String {
