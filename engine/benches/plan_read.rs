@@ -65,7 +65,9 @@ fn time<T>(mut f: impl FnMut() -> T) -> Timing {
             start.elapsed()
         })
         .collect();
-    let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before) / RUNS as u32);
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before) / u32::try_from(RUNS).expect("RUNS fits in u32"));
     samples.sort();
     Timing { min: samples[0], median: samples[RUNS / 2], cpu }
 }

@@ -72,17 +72,6 @@ pub struct StepGraph {
 impl StepGraph {
     /// Build from a validated plan (whose `needs` are known to be acyclic).
     pub fn build(plan: &Plan) -> Self {
-        let mut graph = DiGraph::with_capacity(plan.steps.len(), 0);
-        for step in &plan.steps {
-            graph.add_node(step.id);
-        }
-        for step in &plan.steps {
-            for need in &step.needs {
-                graph.add_edge(NodeIndex::new(need.0), NodeIndex::new(step.id.0), ());
-            }
-        }
-        // A step's wave is one more than the latest wave among its needs; declaration order settles ties.
-        let mut wave_of: Vec<Option<usize>> = vec![None; plan.steps.len()];
         fn wave(plan: &Plan, id: usize, memo: &mut [Option<usize>], depth: usize) -> usize {
             if let Some(w) = memo[id] {
                 return w;
@@ -95,6 +84,17 @@ impl StepGraph {
             memo[id] = Some(w);
             w
         }
+        let mut graph = DiGraph::with_capacity(plan.steps.len(), 0);
+        for step in &plan.steps {
+            graph.add_node(step.id);
+        }
+        for step in &plan.steps {
+            for need in &step.needs {
+                graph.add_edge(NodeIndex::new(need.0), NodeIndex::new(step.id.0), ());
+            }
+        }
+        // A step's wave is one more than the latest wave among its needs; declaration order settles ties.
+        let mut wave_of: Vec<Option<usize>> = vec![None; plan.steps.len()];
         let mut waves: Vec<Vec<StepId>> = Vec::new();
         for step in &plan.steps {
             let w = wave(plan, step.id.0, &mut wave_of, 0);

@@ -44,6 +44,7 @@ impl StepError {
         Self::Fatal { message: message.into(), detail: None }
     }
 
+    #[must_use]
     pub fn with_detail(self, detail: impl Into<String>) -> Self {
         match self {
             Self::Failed { message, .. } => Self::Failed { message, detail: Some(detail.into()) },

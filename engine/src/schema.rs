@@ -72,21 +72,25 @@ impl FieldSpec {
         Self { name, ty, required: false, repeated: false, default: None, props: &[], doc }
     }
 
+    #[must_use]
     pub const fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
+    #[must_use]
     pub const fn repeated(mut self) -> Self {
         self.repeated = true;
         self
     }
 
+    #[must_use]
     pub const fn default(mut self, value: &'static str) -> Self {
         self.default = Some(value);
         self
     }
 
+    #[must_use]
     pub const fn props(mut self, props: &'static [PropSpec]) -> Self {
         self.props = props;
         self

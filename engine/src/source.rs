@@ -55,7 +55,7 @@ impl SourceMap {
     }
 
     pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+        self.files.iter().zip(0..).map(|(f, i)| (FileId(i), f))
     }
 
     /// 1-based line and column (in characters) of a byte offset, for `file:line:col` output.

@@ -10,10 +10,10 @@ use zdd_engine::plan::load::MemoryReader;
 use zdd_engine::plan::{self, Runtime, VarInputs};
 
 /// The fragment the shipped plans include, so mutated plans reach step validation.
-pub(crate) const FRAGMENT: &str = include_str!("../../plans/fragments/django.kdl");
+pub const FRAGMENT: &str = include_str!("../../plans/fragments/django.kdl");
 
 /// Valid plans the mutator starts from.
-pub(crate) const SEEDS: &[&str] = &[
+pub const SEEDS: &[&str] = &[
     include_str!("../../plans/prod.kdl"),
     include_str!("../../plans/port-switch.kdl"),
     include_str!("../../plans/blue-green.kdl"),
@@ -22,7 +22,7 @@ pub(crate) const SEEDS: &[&str] = &[
 ];
 
 /// KDL and plan-language tokens the mutator inserts (also the libFuzzer dictionary, `fuzz/kdl.dict`).
-pub(crate) const TOKENS: &[&str] = &[
+pub const TOKENS: &[&str] = &[
     "{",
     "}",
     ";",
@@ -92,7 +92,7 @@ pub(crate) const TOKENS: &[&str] = &[
 
 /// Read `text` as the plan `/fuzz/plan.kdl` (the shipped fragment beside it), validate it with the built-in
 /// kinds, render its diagnostics or build its graph. Must never panic, whatever `text` is.
-pub(crate) fn check_plan(text: &str) {
+pub fn check_plan(text: &str) {
     let reader = MemoryReader::new().with("/fuzz/plan.kdl", text).with("/fuzz/fragments/django.kdl", FRAGMENT);
     let kinds = zdd_steps::builtin();
     let read = plan::from_sources(
@@ -116,7 +116,7 @@ pub(crate) fn check_plan(text: &str) {
 
 /// A valid plan edited by `ops`: each group of 4 bytes picks an edit (insert a token, delete a range,
 /// duplicate or drop a line, insert raw bytes) and where to apply it.
-pub(crate) fn mutate(ops: &[u8]) -> String {
+pub fn mutate(ops: &[u8]) -> String {
     let Some((&which, ops)) = ops.split_first() else {
         return SEEDS[0].to_owned();
     };

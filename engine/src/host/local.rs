@@ -452,18 +452,18 @@ mod tests {
 
     /// Processes of a group that are still running (zombies waiting for PID 1 to reap them count as gone).
     fn live_members(pgid: i32) -> Vec<u32> {
-        let mut pids = Vec::new();
+        let mut members = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Ok(member) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{member}/stat")) else { continue };
             let Some((_, rest)) = stat.rsplit_once(')') else { continue };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             // state ppid pgrp ...
             if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
-                pids.push(pid);
+                members.push(member);
             }
         }
-        pids
+        members
     }
 
     #[tokio::test]

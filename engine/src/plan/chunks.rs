@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn split_points_are_increasing_node_starts() {
-        let text: String = (0..100).map(|i| format!("step \"s{i}\" kind=\"x\" {{\n    run \"{i}\"\n}}\n")).collect();
+        let text = (0..100)
+            .map(|i| format!("step \"s{i}\" kind=\"x\" {{\n    run \"{i}\"\n}}\n"))
+            .collect::<Vec<_>>()
+            .concat();
         let points = split_points(&text, 4);
         assert_eq!(points.len(), 4);
         assert!(points.windows(2).all(|w| w[0] < w[1]));

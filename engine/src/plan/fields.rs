@@ -166,7 +166,7 @@ pub fn retry(node: &RawNode, retry: &mut Retry, ctx: &mut FieldCtx<'_, '_>) {
     }
     if let Some(p) = node.prop("attempts") {
         match ctx.typed(ValueType::Int, &p.value) {
-            Some(Value::Int(n)) if (1..=100).contains(&n) => retry.attempts = n as u32,
+            Some(Value::Int(n)) if let Ok(attempts @ 1..=100) = u32::try_from(n) => retry.attempts = attempts,
             Some(_) => ctx.diags.push(
                 Diagnostic::error("zdd::bad-int", "`attempts` must be from 1 to 100")
                     .at(p.value.span, "out of range")

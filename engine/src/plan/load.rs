@@ -38,6 +38,7 @@ impl MemoryReader {
         Self::default()
     }
 
+    #[must_use]
     pub fn with(mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         self.files.insert(normalize(&path.into()), text.into());
         self
@@ -164,10 +165,10 @@ impl Loader<'_> {
             }
             match self.reader.read(&path) {
                 Ok(text) => {
-                    let included = self.add(name, &path, text);
-                    self.loaded.includes.insert((file, index), included);
-                    chain.push(included);
-                    self.follow_includes(included, chain);
+                    let child = self.add(name, &path, text);
+                    self.loaded.includes.insert((file, index), child);
+                    chain.push(child);
+                    self.follow_includes(child, chain);
                     chain.pop();
                 }
                 Err(e) => self.diags.push(

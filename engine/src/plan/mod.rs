@@ -76,6 +76,7 @@ impl<'a> Runtime<'a> {
         Self { state_dir: None, target: TargetSource::Sample }
     }
 
+    #[must_use]
     pub fn with_state_dir(mut self, state_dir: Option<&'a Path>) -> Self {
         self.state_dir = state_dir;
         self

@@ -97,6 +97,8 @@ fn miette_span(span: Span, text: &str) -> SourceSpan {
     SourceSpan::new(offset.into(), span.len.min(text.len() - offset))
 }
 
+// Debug names the diagnostic; its source, labels and related reports are what miette renders.
+#[allow(clippy::missing_fields_in_debug)]
 impl fmt::Debug for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Report").field("code", &self.code).field("message", &self.message).finish()

@@ -11,7 +11,8 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         if edits > max_edits && similarity < 0.85 {
             continue;
         }
-        // Fewer edits first, then higher similarity (scaled to an integer to order it).
+        // Fewer edits first, then higher similarity (scaled to an integer to order it; it is in 0..=1).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let key = (edits, u64::MAX - (similarity * 1e9) as u64);
         if best.is_none_or(|(b, _)| key < b) {
             best = Some((key, candidate));

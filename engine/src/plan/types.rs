@@ -141,8 +141,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, TypeError> {
 }
 
 fn parse_port(text: &str) -> Result<u16, TypeError> {
-    match text.trim().parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+    match text.trim().parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
         _ => Err(TypeError::new(
             "zdd::bad-port",
             format!("`{text}` is not a TCP port"),

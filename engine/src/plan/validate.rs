@@ -117,6 +117,8 @@ fn var_decl(node: &RawNode, depth: usize, file: FileId, diags: &mut Diagnostics)
 }
 
 /// Validate everything loaded. Returns `None` only when there is no plan to speak of (no main file).
+// One pass over the plan's sections in their order, collecting every error; splitting it would scatter that order.
+#[allow(clippy::too_many_lines)]
 pub fn validate(
     loaded: &Loaded,
     base_dir: &Path,
@@ -424,6 +426,8 @@ fn plan_defaults(nodes: &[(&RawNode, usize)], interp: &Interpolator<'_>, diags: 
 }
 
 /// One step node: its name, kind, common fields and the kind's fields. Returns the step and its raw `needs`.
+// Reads the node's fields in order, collecting every error; splitting it would scatter that order.
+#[allow(clippy::too_many_lines)]
 fn step(
     node: &RawNode,
     id: StepId,

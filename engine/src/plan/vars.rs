@@ -307,6 +307,8 @@ impl<'a> Interpolator<'a> {
 
 /// Resolve the plan's variables: `--var` > `ZDD_VAR_<NAME>` > default (interpolated against the others).
 /// `plan_dir` is the only runtime value a default may use. Adds every resolved variable to `interp`.
+// The precedence chain and cycle handling for one variable at a time read best as one function.
+#[allow(clippy::too_many_lines)]
 pub fn resolve(
     decls: &[VarDecl],
     inputs: &VarInputs,

@@ -70,6 +70,8 @@ pub async fn drive(mut reporter: Box<dyn Reporter>, mut events: mpsc::UnboundedR
 }
 
 /// A duration for people: `850ms`, `1.2s`, `2m03s`.
+// `ms` is below 60,000 where it becomes an f64: exact.
+#[allow(clippy::cast_precision_loss)]
 pub fn human_ms(ms: u64) -> String {
     if ms < 1_000 {
         format!("{ms}ms")

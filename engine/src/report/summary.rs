@@ -62,7 +62,7 @@ impl Summary {
                     self.cause.as_deref().unwrap_or("the run failed"),
                     human_ms(duration_ms)
                 ));
-                lines.extend(self.not_undone(rows));
+                lines.extend(Self::not_undone(rows));
             }
             Outcome::RollbackIncomplete => {
                 lines.push(format!(
@@ -73,7 +73,7 @@ impl Summary {
                     let why = self.undo_errors.get(&r.step).map_or("undo failed", String::as_str);
                     lines.push(format!("  - {}: its undo failed: {}", r.step, why.lines().next().unwrap_or_default()));
                 }
-                lines.extend(self.not_undone(rows));
+                lines.extend(Self::not_undone(rows));
                 lines.push(
                     "Fix the cause, then run `zdd recover PLAN` to retry the failed undos (zdd run refuses until then)."
                         .to_owned(),
@@ -84,7 +84,7 @@ impl Summary {
     }
 
     /// Steps that ran and have no undo (read-only checks, forward-only changes such as migrations).
-    fn not_undone(&self, rows: &[StepSummary]) -> Option<String> {
+    fn not_undone(rows: &[StepSummary]) -> Option<String> {
         let ran: Vec<&str> = rows
             .iter()
             .filter(|r| {

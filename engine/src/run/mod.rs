@@ -1,4 +1,4 @@
-//! The executor: a pure scheduling core, the tokio runner around it (semaphore, JoinSet, cancellation,
+//! The executor: a pure scheduling core, the tokio runner around it (semaphore, `JoinSet`, cancellation,
 //! retries, timeouts), and the rollback.
 //!
 //! - [`schedule`]: which steps may start (pure, no tokio, no clock).

@@ -21,6 +21,8 @@ use crate::source::{FileId, SourceMap, Span};
 use super::Executor;
 
 /// What a scripted step does, from its fields.
+// One flag per scripted behaviour, set independently by the tests' plans.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Default)]
 struct Script {
     sleep: Duration,

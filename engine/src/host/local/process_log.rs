@@ -128,7 +128,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = ProcessLog::new(dir.path().join("processes.jsonl"));
         let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
-        let pgid = child.id() as i32;
+        let pgid = i32::try_from(child.id()).unwrap();
         log.started(pgid, "sleep");
         log.started(999_999, "gone");
         log.started(1, "ended");
