@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+// The fuzz crate's library: its items are `pub` for the fuzz targets, private modules here.
+#[allow(unreachable_pub)]
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
 

@@ -33,6 +33,7 @@ impl ProbeUrl {
     }
 
     /// This URL with another path (for smoke checks relative to a base).
+    #[must_use]
     pub fn with_path(&self, path: &str) -> Self {
         let base = match self.url.find("://").and_then(|i| self.url[i + 3..].find('/').map(|j| i + 3 + j)) {
             Some(end) => &self.url[..end],

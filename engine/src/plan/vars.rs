@@ -307,7 +307,7 @@ impl<'a> Interpolator<'a> {
 
 /// Resolve the plan's variables: `--var` > `ZDD_VAR_<NAME>` > default (interpolated against the others).
 /// `plan_dir` is the only runtime value a default may use. Adds every resolved variable to `interp`.
-// The precedence chain and cycle handling for one variable at a time read best as one function.
+// Given values, then defaults resolved to a fixed point, then what is left reported: one pass, best read whole.
 #[allow(clippy::too_many_lines)]
 pub fn resolve(
     decls: &[VarDecl],
