@@ -68,7 +68,7 @@ impl StepKind for DrainStop {
             Listen::Socket => format!("wait until {}'s accept queue is empty", cfg.socket(live).display()),
             Listen::Port => "wait until the Nginx workers from before the reload have exited".to_owned(),
         };
-        let stop = match cfg.manager {
+        let stop_old = match cfg.manager {
             Manager::Systemd => cfg.systemctl(&["stop", &cfg.unit(live)]).display(),
             Manager::Process => {
                 format!("TERM the gunicorn master of slot {live}, wait for it to exit")
@@ -79,7 +79,7 @@ impl StepKind for DrainStop {
             Manager::Process => format!("start slot {live}'s recorded gunicorn command again"),
         };
         Ok(Preview {
-            actions: vec![PlannedAction::Note { text: wait }, PlannedAction::Run { command: stop }],
+            actions: vec![PlannedAction::Note { text: wait }, PlannedAction::Run { command: stop_old }],
             checks: vec![],
             undo: vec![PlannedAction::Run { command: restart }],
         })

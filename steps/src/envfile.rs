@@ -46,7 +46,9 @@ pub async fn load(
     let vars = parse(&String::from_utf8_lossy(&bytes))
         .map_err(|e| StepError::fatal(format!("env file {}: {e}", path.display())))?;
     if let Some(r) = redactor {
-        vars.values().for_each(|v| r.add(v.clone()));
+        for v in vars.values() {
+            r.add(v.clone());
+        }
     }
     Ok(vars)
 }

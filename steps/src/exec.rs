@@ -72,7 +72,7 @@ impl RecordedCommand {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program).args(self.args.iter().cloned());
-        cmd.cwd = self.cwd.clone();
+        cmd.cwd.clone_from(&self.cwd);
         cmd.env = self.env.clone();
         cmd.kill_grace = Duration::from_millis(self.kill_grace_ms);
         cmd
@@ -85,8 +85,8 @@ fn command_of(step: &Step, shell_field: &str, argv_field: &str) -> Option<Comman
         return Some(Command::shell(script));
     }
     let argv = step.fields.strings(argv_field);
-    let (program, args) = argv.split_first()?;
-    Some(Command::new(program).args(args.iter().cloned()))
+    let (program, rest) = argv.split_first()?;
+    Some(Command::new(program).args(rest.iter().cloned()))
 }
 
 /// The `env` fields as pairs (malformed ones are reported by `check`).
@@ -104,7 +104,6 @@ fn env_of(step: &Step) -> BTreeMap<String, String> {
 impl Exec {
     /// Apply the step's working directory, environment and kill grace, plus the deploy's facts as `ZDD_*`.
     fn prepare(
-        &self,
         step: &Step,
         cmd: Command,
         resolve: impl Fn(&std::path::Path) -> PathBuf,
@@ -188,7 +187,7 @@ impl StepKind for Exec {
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let prepare = |cmd: Command| self.prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
+        let prepare = |cmd: Command| Self::prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
         let run = command_of(step, "run", "command")
             .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
         let mut preview =
@@ -203,7 +202,7 @@ impl StepKind for Exec {
     }
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let prepare = |cmd: Command| self.prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
+        let prepare = |cmd: Command| Self::prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
         let run = command_of(step, "run", "command")
             .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
         if let Some(undo) = command_of(step, "undo", "undo-command") {
@@ -222,9 +221,9 @@ impl StepKind for Exec {
     }
 
     async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
-        let Some(stop) = command_of(step, "stop", "stop-command") else { return Ok(false) };
-        let stop = self.prepare(step, stop, |p| ctx.resolve(p), &ctx.target);
-        ctx.exec_ok(&stop).await.map(|_| true)
+        let Some(command) = command_of(step, "stop", "stop-command") else { return Ok(false) };
+        let command = Self::prepare(step, command, |p| ctx.resolve(p), &ctx.target);
+        ctx.exec_ok(&command).await.map(|_| true)
     }
 }
 

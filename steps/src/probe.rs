@@ -67,7 +67,7 @@ pub fn client(url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, Stri
     builder.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
-/// GET the URL, with an optional Host header (Django checks it against ALLOWED_HOSTS).
+/// GET the URL, with an optional Host header (Django checks it against `ALLOWED_HOSTS`).
 pub async fn get(client: &reqwest::Client, url: &ProbeUrl, host: Option<&str>) -> Result<Answer, String> {
     let mut req = client.get(&url.url);
     if let Some(h) = host {

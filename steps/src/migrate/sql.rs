@@ -15,7 +15,7 @@ pub fn split_operations(sql: &str) -> Vec<(String, String)> {
                 && !text.starts_with("MIGRATION NOW PERFORMS")
             {
                 flush(&mut buffer, &op, &mut out);
-                op = text.to_owned();
+                text.clone_into(&mut op);
             }
             continue;
         }

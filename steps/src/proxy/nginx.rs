@@ -158,7 +158,7 @@ impl Nginx {
     /// Remember the worker pids alive now, before a reload replaces them.
     async fn record_workers(&self, ctx: &StepCtx) -> Result<(), StepError> {
         let pids = self.worker_pids(ctx).await?;
-        let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+        let text = pids.iter().map(|p| format!("{p}\n")).collect::<Vec<_>>().concat();
         ctx.host.create_dir_all(&self.root.join("run")).await?;
         ctx.host.write_file(&self.old_workers_file(), text.as_bytes(), 0o644).await?;
         Ok(())

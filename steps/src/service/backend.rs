@@ -38,14 +38,13 @@ pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: 
     ctx.host.create_dir_all(&cfg.unit_dir).await?;
     ctx.host.write_file(&file, text.as_bytes(), 0o644).await?;
     ctx.exec_ok(&cfg.systemctl(&["daemon-reload"])).await?;
-    let link = match cfg.link_units {
-        Some(link) => link,
+    let link = if let Some(link) = cfg.link_units {
+        link
+    } else {
         // The directory may be systemd's own under another name (mounted over /etc/systemd/system in a
         // container): link only if systemd does not find the unit by itself.
-        None => {
-            let state = quiet(ctx, &cfg.systemctl(&["show", "-P", "LoadState", &cfg.unit(slot)])).await?;
-            state.stdout_str().trim() != "loaded"
-        }
+        let state = quiet(ctx, &cfg.systemctl(&["show", "-P", "LoadState", &cfg.unit(slot)])).await?;
+        state.stdout_str().trim() != "loaded"
     };
     if link {
         ctx.exec_ok(&cfg.systemctl(&["link", &path_text(&file)])).await?;

@@ -188,11 +188,11 @@ impl ServiceConfig {
     }
 
     fn prefixed<S: AsRef<str>>(&self, program: &str, args: &[S]) -> Command {
-        let mut argv: Vec<String> = self.systemd_prefix.clone();
-        argv.push(program.to_owned());
-        argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
-        let mut cmd = Command::new(argv.remove(0));
-        cmd.args.extend(argv);
+        let mut words: Vec<String> = self.systemd_prefix.clone();
+        words.push(program.to_owned());
+        words.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        let mut cmd = Command::new(words.remove(0));
+        cmd.args.extend(words);
         cmd
     }
 }

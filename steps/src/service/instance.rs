@@ -78,10 +78,9 @@ pub async fn live_pid(host: &dyn Host, inst: &Instance) -> Result<Option<u32>, S
     if !host.process_alive(pid).await? {
         return Ok(None);
     }
-    let environ = match host.read_file(std::path::Path::new(&format!("/proc/{pid}/environ"))).await {
-        Ok(Some(bytes)) => bytes,
-        // Gone meanwhile, or not readable by us: not an instance we started.
-        Ok(None) | Err(_) => return Ok(None),
+    // Gone meanwhile, or not readable by us: not an instance we started.
+    let Ok(Some(environ)) = host.read_file(std::path::Path::new(&format!("/proc/{pid}/environ"))).await else {
+        return Ok(None);
     };
     let slot = format!("ZDD_SLOT={}", inst.slot);
     let release = format!("ZDD_RELEASE={}", inst.release);
