@@ -73,7 +73,7 @@ fn flags(required: bool, repeated: bool, default: Option<&str>) -> String {
     if let Some(d) = default {
         flags.push(format!("default {d:?}"));
     }
-    flags.iter().map(|f| format!(", {f}")).collect()
+    if flags.is_empty() { String::new() } else { format!(", {}", flags.join(", ")) }
 }
 
 fn effect_name(effect: Effect) -> &'static str {

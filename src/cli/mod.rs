@@ -47,6 +47,8 @@ pub(crate) struct Cli {
 }
 
 /// The plan file and its variables, shared by every command that reads a plan.
+// Field docs are the --help text people read, not rustdoc: no backticks there.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PlanArgs {
     /// The plan file (KDL).
@@ -88,6 +90,8 @@ pub(crate) enum Shell {
     Fish,
 }
 
+// Variant docs are the --help text people read, not rustdoc: no backticks there.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Validate a plan: every error at once, with file:line:col and a hint.

@@ -55,6 +55,7 @@ impl From<StateError> for Refusal {
 }
 
 /// What to do once the state directory is open and locked.
+#[derive(Clone, Copy)]
 pub(super) enum Intent<'a> {
     Deploy {
         release: Option<&'a str>,
@@ -197,6 +198,7 @@ pub(super) fn read_and_prepare(
 }
 
 /// Everything a session needs from the command line.
+#[derive(Clone, Copy)]
 pub(super) struct Launch<'a> {
     pub output: &'a OutputArgs,
     pub jobs: Option<usize>,
