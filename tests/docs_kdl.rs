@@ -1,5 +1,5 @@
 //! Every plan the project shows must pass `zdd check` with the built-in kinds:
-//! - every ```kdl block in `book/**/*.md` (blocks tagged `must-fail` must be rejected);
+//! - every `` ```kdl `` block in `book/**/*.md` (blocks tagged `must-fail` must be rejected);
 //! - every `.kdl` file in `plans/` (fragments under `plans/fragments/` through the plans that include them, or
 //!   standalone when no plan includes them).
 //!

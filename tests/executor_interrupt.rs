@@ -60,7 +60,10 @@ fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     assert_eq!(s.read("undo.log"), "hang\nfirst\n");
     assert!(stdout.contains("recovering run"), "{stdout}");
     assert!(stdout.contains(&format!("stopped process group {pgid}")), "{stdout}");
-    assert!(!zdd_engine::host::local::pid_alive(pgid.as_raw() as u32), "recover left the step's process running");
+    assert!(
+        !zdd_engine::host::local::pid_alive(pgid.as_raw().cast_unsigned()),
+        "recover left the step's process running"
+    );
 
     let again = s.zdd("recover", &[]);
     assert_eq!(again.status.code(), Some(0));

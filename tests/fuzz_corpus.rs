@@ -66,6 +66,7 @@ fn every_seed_corpus_input_and_mutation_is_read_quickly_without_panicking() {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     for i in 0..mutations {
         let len = 1 + next(&mut state) % 64;
+        #[allow(clippy::cast_possible_truncation)] // each op is the low byte of the next number
         let ops: Vec<u8> = (0..len).map(|_| next(&mut state) as u8).collect();
         inputs.push((format!("mutation #{i}"), Input::Ops(ops)));
     }

@@ -64,7 +64,7 @@ fn the_state_directory_is_private_whatever_the_umask() {
         seen.push(entry.file_name().unwrap().to_string_lossy().into_owned());
     }
     assert!(seen.iter().any(|n| n == "state.json"), "{seen:?}");
-    assert!(seen.iter().any(|n| n.ends_with(".jsonl")), "{seen:?}");
+    assert!(seen.iter().any(|n| Path::new(n).extension().is_some_and(|e| e == "jsonl")), "{seen:?}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -197,8 +197,8 @@ async fn log_check_catches_a_traceback_written_after_it_starts() {
     let writer = {
         let log = log.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(700));
             use std::io::Write;
+            std::thread::sleep(Duration::from_millis(700));
             let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
             writeln!(f, "Traceback (most recent call last):\n  File \"views.py\"\nZeroDivisionError").unwrap();
         })

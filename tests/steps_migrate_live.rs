@@ -1,7 +1,7 @@
 //! The `migrate` kind on real Django, SQLite and PostgreSQL 15: for every scenario of
-//! tests/fixtures/steps/gate (one migration on top of a Product table), an unsafe migration is refused before
+//! `tests/fixtures/steps/gate` (one migration on top of a Product table), an unsafe migration is refused before
 //! anything is applied, and a safe one passes the gate and is applied. The rules found live must equal the
-//! recorded ones that tests/steps_migrate_gate.rs checks in detail.
+//! recorded ones that `tests/steps_migrate_gate.rs` checks in detail.
 
 #[path = "steps_support/driver.rs"]
 mod driver;
@@ -28,7 +28,7 @@ fn setup(dir: &TestDir, env: &[(&str, String)]) -> PathBuf {
     if !release.exists() {
         std::os::unix::fs::symlink(gate_dir(), &release).unwrap();
     }
-    let env_text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let env_text = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<Vec<_>>().concat();
     std::fs::write(dir.join("gate.env"), env_text).unwrap();
     let python = support::venv::bin(&support::venv::shared(), "python");
     let plan = dir.join("plan.kdl");

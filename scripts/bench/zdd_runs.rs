@@ -53,6 +53,7 @@ fn deploys(options: &Options, results: &mut Results, config: StackConfig, plan: 
     }
     results.timing(&format!("{label}: first deploy, cold venv (wall)"), ms(first.duration));
     if let Some(kb) = memory {
+        #[allow(clippy::cast_precision_loss)] // KiB of memory: far below 2^52
         results.timing("zdd peak RSS (KiB, first deploy)", kb as f64);
     }
     let mut reports = Vec::new();
@@ -72,6 +73,7 @@ fn deploys(options: &Options, results: &mut Results, config: StackConfig, plan: 
         }
         results.timing(&format!("{label}: deploy, warm venv (wall)"), ms(run.duration));
         if let Some(kb) = memory {
+            #[allow(clippy::cast_precision_loss)] // KiB of memory: far below 2^52
             results.timing("zdd peak RSS (KiB, warm deploy)", kb as f64);
         }
         if let Some(latency) = cutover_latency(&run, &report, &version) {

@@ -37,9 +37,8 @@ impl Drop for Instances {
         for slot in &self.1 {
             let Ok(text) = std::fs::read_to_string(self.0.join(format!("run/{slot}.json"))) else { continue };
             let Ok(rec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-            if let Some(pid) = rec["pid"].as_i64() {
-                let _ =
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            if let Some(pid) = rec["pid"].as_i64().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -171,7 +170,7 @@ pub(crate) async fn deploy(run: &mut driver::Run) {
 
 pub(crate) fn pid_of(root: &Path, slot: &str) -> Option<i32> {
     let text = std::fs::read_to_string(root.join(format!("run/{slot}.json"))).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?["pid"].as_i64().map(|p| p as i32)
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
 }
 
 pub(crate) fn alive(pid: i32) -> bool {

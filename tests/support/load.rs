@@ -462,6 +462,7 @@ impl Report {
             return Duration::ZERO;
         }
         latencies.sort();
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)] // q is in 0..=1
         let index = ((latencies.len() - 1) as f64 * q).round() as usize;
         latencies[index.min(latencies.len() - 1)]
     }

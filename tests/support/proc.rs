@@ -33,7 +33,7 @@ impl Guarded {
 
     /// Sends `signal` to the process group.
     pub(crate) fn signal(&self, signal: Signal) {
-        let _ = killpg(Pid::from_raw(self.child.id() as i32), signal);
+        let _ = killpg(Pid::from_raw(self.child.id().cast_signed()), signal);
     }
 
     /// Sends TERM and waits up to `grace` before killing.

@@ -250,7 +250,8 @@ pub(crate) fn s8_kill_and_recover(stack: &Stack, plan: &str) -> Outcome {
         events.iter().any(|e| e["event"] == "step-started" && e["kind"] == "health-gate")
     });
     std::thread::sleep(Duration::from_millis(300));
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id().cast_signed()), nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
     check(mid, || format!("zdd never reached the health gate: {}", std::fs::read_to_string(&out).unwrap_or_default()))?;
     let run = stack.zdd("recover", plan, "v3-health-fails");

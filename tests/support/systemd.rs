@@ -142,7 +142,10 @@ impl Systemd {
 impl Drop for Systemd {
     fn drop(&mut self) {
         // Killing PID 1 of the namespace kills everything in it; the mounts vanish with the last process.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid.cast_signed()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -153,7 +156,7 @@ fn prepare_etc_units(test_dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&unit_dir).expect("unit dir");
     for entry in std::fs::read_dir("/etc/systemd/system").expect("read /etc/systemd/system").flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".wants") || name.ends_with(".requires") {
+        if Path::new(&name).extension().is_some_and(|e| e == "wants" || e == "requires") {
             continue;
         }
         super::proc::run("copy a unit", Command::new("cp").arg("-a").arg(entry.path()).arg(&unit_dir));

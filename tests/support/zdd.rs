@@ -267,13 +267,13 @@ impl Stack {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
-            let ppid: u32 = stat
+            let parent: u32 = stat
                 .rsplit(')')
                 .next()
                 .and_then(|s| s.split_whitespace().nth(1))
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let parent_cmd = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+            let parent_cmd = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap_or_default();
             let parent_is_gunicorn = String::from_utf8_lossy(&parent_cmd).contains("gunicorn");
             if cmdline.contains("gunicorn") && cmdline.contains(&root) && !parent_is_gunicorn {
                 masters.push(pid);
