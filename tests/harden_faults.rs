@@ -1,11 +1,19 @@
-//! Faults survived, the cheap ones: a stale instance record whose pid now belongs to a live, foreign process
-//! (the service kind must not signal it), and a step failing mid-deploy (a clean rollback naming the cause,
-//! nothing of the failed release left behind).
+//! Faults survived: a stale instance record whose pid now belongs to a live, foreign process (the service kind
+//! must not signal it), a step failing mid-deploy, `nginx -t` failing, Nginx not running, a full disk during the
+//! release copy, the new gunicorn killed during the health gate, and the database unreachable during migrate (a
+//! real stack: Nginx, PostgreSQL 15, gunicorn, under load). Each: a clean rollback naming the cause, nothing of
+//! the failed release left behind, the live release still serving.
+
+mod support;
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use assert_cmd::Command;
+use support::env::{Requirement, require};
+use support::load::{Load, LoadConfig};
+use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
 
 fn zdd(args: &[&str], plan: &Path, state: &Path) -> std::process::Output {
     Command::cargo_bin("zdd")
@@ -275,4 +283,89 @@ step "health" kind="health-gate" {{
     if let Some(pid) = serde_json::from_str::<serde_json::Value>(&record).ok().and_then(|r| r["pid"].as_u64()) {
         assert!(!alive(u32::try_from(pid).unwrap()), "the failed release's process survived");
     }
+}
+
+/// `zdd run` of `version` with the shipped socket-mode plan, with extra `--var`s (the last one of a name wins).
+fn deploy(stack: &Stack, version: &str, extra_vars: &[String]) -> ZddRun {
+    let started_at = std::time::SystemTime::now();
+    let start = std::time::Instant::now();
+    let mut cmd = stack.command("run", "prod", version);
+    for var in extra_vars {
+        cmd.arg("--var").arg(var);
+    }
+    let out = cmd.output().unwrap();
+    ZddRun::new(
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started_at,
+        start.elapsed(),
+    )
+}
+
+/// The error of a step's last `step-finished` event.
+fn step_error(run: &ZddRun, step: &str) -> String {
+    run.events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "step-finished" && e["step"] == step)
+        .and_then(|e| e["error"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_database_unreachable_during_migrate_fails_the_deploy_and_the_live_release_keeps_serving() {
+    let name = "db-unreachable";
+    if !require(name, &[Requirement::Root, Requirement::Nginx, Requirement::Python, Requirement::Postgres]) {
+        return;
+    }
+    let stack =
+        Stack::start(name, StackConfig { backend: Backend::Process, db: Db::Postgres, mode: ProxyMode::Socket });
+    let first = deploy(&stack, "v1", &[]);
+    assert_eq!(first.code, 0, "the first deploy failed\n{}", first.describe());
+    assert_eq!(support::scenarios::serving(&stack).as_deref(), Some("v1"));
+    let masters = stack.gunicorn_masters();
+    assert_eq!(masters.len(), 1, "after v1: {masters:?}");
+    let releases = stack.releases();
+    let columns = stack.columns("catalog_product");
+
+    // The new release's steps read an env file whose DATABASE_URL names a port nothing listens on: from the
+    // deploy's side the database is unreachable, while the live release keeps its own connection.
+    let pg = stack.pg.as_ref().unwrap();
+    let closed = support::env::free_port();
+    let unreachable_url = pg.database_url().replace(&format!(":{}/", pg.port), &format!(":{closed}/"));
+    let env = std::fs::read_to_string(&stack.env_file).unwrap().replace(&pg.database_url(), &unreachable_url);
+    let unreachable_env = stack.dir.join("unreachable.env");
+    std::fs::write(&unreachable_env, env).unwrap();
+
+    let mut load_config = LoadConfig::standard(stack.nginx.port);
+    load_config.max_duration = Duration::from_secs(240);
+    let load = Load::start(load_config);
+    std::thread::sleep(Duration::from_millis(700));
+    let run = deploy(&stack, "v2", &[format!("env_file={}", unreachable_env.display())]);
+    std::thread::sleep(Duration::from_millis(700));
+    let report = load.finish();
+    eprintln!("zdd {:.1} s under load: {}", run.duration.as_secs_f64(), report.summary());
+
+    // A clean rollback (exit 1, not 3), the cause named in the migrate step's error.
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_eq!(run.outcome().as_deref(), Some("rolled-back"), "{}", run.describe());
+    assert_eq!(run.step_state("migrate").as_deref(), Some("failed"), "{}", run.describe());
+    let error = step_error(&run, "migrate");
+    eprintln!("the migrate step's error:\n{error}");
+    assert!(error.contains("could not be reached"), "the cause is not named: {error}");
+    assert!(error.contains("Connection refused") && error.contains(&format!("port {closed}")), "{error}");
+    assert!(error.contains("Is the server running"), "psycopg's hint is not shown: {error}");
+    assert!(!error.contains("import json"), "the error shows the inspection script: {error}");
+    // Nothing of the failed release ran or is left; nothing changed in the schema.
+    let services_started = run.events.iter().any(|e| e["event"] == "step-started" && e["kind"] == "service");
+    assert!(!services_started, "a service started without migrations\n{}", run.describe());
+    assert_eq!(stack.releases(), releases, "{}", run.describe());
+    assert_eq!(stack.gunicorn_masters(), masters, "the live instance changed\n{}", run.describe());
+    assert_eq!(stack.columns("catalog_product"), columns);
+    // The live release kept serving, every request of the load answered.
+    assert_eq!(support::scenarios::serving(&stack).as_deref(), Some("v1"), "{}", run.describe());
+    assert_eq!(report.failed(), 0, "{}\n{}", report.summary(), report.failure_examples(10));
+    assert_eq!(report.last_version().as_deref(), Some("v1"), "{}", report.summary());
 }

@@ -13,6 +13,11 @@ use zdd_engine::plan::{self, Runtime, VarInputs};
 
 /// Read `deploy/prod.kdl` (plus `extra` files) and render its diagnostics as `zdd check` would.
 fn check_files(main: &str, extra: &[(&str, &str)]) -> String {
+    check_files_with(main, extra, &fake_kinds::kinds())
+}
+
+/// Like [`check_files`], with the given kinds (the built-in ones, for a kind's own checks).
+fn check_files_with(main: &str, extra: &[(&str, &str)], kinds: &zdd_engine::kind::Kinds) -> String {
     let mut reader = MemoryReader::new().with("deploy/prod.kdl", main);
     for (path, text) in extra {
         reader = reader.with(*path, *text);
@@ -23,7 +28,7 @@ fn check_files(main: &str, extra: &[(&str, &str)]) -> String {
         &reader,
         &VarInputs::default(),
         &Runtime::sample(),
-        &fake_kinds::kinds(),
+        kinds,
     );
     match read.result {
         Ok(_) => "valid".to_owned(),
@@ -141,6 +146,18 @@ fn bad_config_word() {
     insta::assert_snapshot!(check(&format!(
         "{HEAD}var \"host\" \"shop.example; return 200\"\nstep \"w\" kind=\"fake\" {{\n    path \"/x\"\n    server-name \"{{{{host}}}}\"\n}}\n"
     )));
+}
+
+#[test]
+fn shared_paths_outside_the_release() {
+    insta::assert_snapshot!(check_files_with(
+        &format!(
+            "{HEAD}step \"release\" kind=\"release\" {{\n    root \"/srv/shop\"\n    source \"/home/deploy/shop\"\n    \
+             shared \"media/\" \"/etc/shadow\" \"../other/media/\"\n}}\n"
+        ),
+        &[],
+        &zdd_steps::builtin()
+    ));
 }
 
 #[test]

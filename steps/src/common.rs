@@ -76,7 +76,8 @@ pub(crate) async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, Ste
     if out.success() {
         return Ok(out);
     }
-    Err(StepError::failed(format!("`{}` exited with {:?}", ctx.redactor.redact(&cmd.display()), out.code))
+    let exit = out.code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
+    Err(StepError::failed(format!("`{}` exited with {exit}", ctx.redactor.redact(&cmd.display())))
         .with_detail(ctx.redactor.redact(&tail(&out.stderr_str(), 20))))
 }
 

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::plan::types::{TypeError, parse_typed};
+use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
 use crate::common::{from_facts, path_text, quiet, quiet_ok, req_path, to_facts};
@@ -41,7 +42,8 @@ static SPEC: KindSpec = KindSpec {
             "shared",
             ValueType::Strings,
             "Paths under `<root>/shared` linked into the release at the same place (`media/` `shop.env`). A trailing \
-             `/` marks a directory, created if missing; other paths must exist.",
+             `/` marks a directory, created if missing; other paths must exist. Relative, without `..`: nothing \
+             outside `<root>/shared` and the release is linked.",
         ),
         FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).")
             .default("5"),
@@ -66,6 +68,10 @@ struct Settings {
 
 fn settings(step: &Step, release: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Settings, StepError> {
     let root = resolve(&req_path(step, "root")?);
+    // The validator refused these already; a kind never trusts a plan it was handed with a path outside its dirs.
+    for shared in step.fields.strings("shared") {
+        shared_path(&shared).map_err(|e| StepError::fatal(format!("shared path: {}", e.message)))?;
+    }
     Ok(Settings {
         dir: release_dir(&root, release),
         source: resolve(&req_path(step, "source")?),
@@ -74,6 +80,12 @@ fn settings(step: &Step, release: &str, resolve: impl Fn(&Path) -> PathBuf) -> R
         keep: usize::try_from(step.fields.int("keep").unwrap_or(5).max(2)).unwrap_or(5),
         root,
     })
+}
+
+/// A shared path is joined to both `<root>/shared` and the release directory: it must be a relative path
+/// that stays inside them (not empty, not absolute, no `..`, `.` or empty component), as [`ValueType::SubPath`].
+fn shared_path(path: &str) -> Result<(), TypeError> {
+    parse_typed(ValueType::SubPath, path).map(|_| ())
 }
 
 /// Which releases pruning removes: all but the new, the live, the one before the live, and the newest others.
@@ -131,6 +143,24 @@ impl StepKind for Release {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        for field in step.fields.all("shared") {
+            let paths = match &field.value {
+                Some(Value::Strings(paths)) => paths.as_slice(),
+                _ => &[],
+            };
+            for path in paths {
+                if let Err(e) = shared_path(path) {
+                    diags.push(
+                        Diagnostic::error(e.code, format!("shared path: {}", e.message))
+                            .at(field.span, "a shared path must stay inside <root>/shared and the release")
+                            .help(
+                                "write a path relative to <root>/shared, without `..`; it is linked at the same \
+                                 place in the release (`media/` for a directory, `shop.env` for a file)",
+                            ),
+                    );
+                }
+            }
+        }
         if let Some(keep) = step.fields.all("keep").first()
             && step.fields.int("keep").is_some_and(|k| k < 2)
         {
@@ -253,6 +283,25 @@ mod tests {
         assert_eq!(prunable(&existing, "r7", Some("r3"), 5), ids(&["r1", "r4"]));
         assert_eq!(prunable(&existing, "r7", Some("r6"), 3), ids(&["r1", "r2", "r3", "r4"]));
         assert_eq!(prunable(&existing, "r7", None, 2), ids(&["r1", "r2", "r3", "r4", "r5"]));
+    }
+
+    #[test]
+    fn shared_paths_stay_inside_the_shared_dir_and_the_release() {
+        for good in ["media/", "shop.env", "var/uploads/", ".env"] {
+            assert!(shared_path(good).is_ok(), "{good}");
+        }
+        for (bad, code) in [
+            ("", "zdd::bad-path"),
+            ("/etc/", "zdd::bad-sub-path"),
+            ("/etc/shadow", "zdd::bad-sub-path"),
+            ("..", "zdd::bad-sub-path"),
+            ("../other-app/media/", "zdd::bad-sub-path"),
+            ("media/../../x", "zdd::bad-sub-path"),
+            ("./media", "zdd::bad-sub-path"),
+            ("media//x", "zdd::bad-sub-path"),
+        ] {
+            assert_eq!(shared_path(bad).map_err(|e| e.code), Err(code), "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,18 +5,21 @@
 //! operation and the expand/contract fix) unless the plan allows that migration by name. Then `migrate --noinput`.
 //! Schema changes are forward-only: the rollback never reverses them (which is why they must be compatible).
 
+pub mod failure;
 pub mod gate;
 pub mod inspect;
 pub mod rules;
 pub mod sql;
 
 use async_trait::async_trait;
+use zdd_engine::host::Output;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::quiet_ok;
+use crate::common::{quiet, tail};
 use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+use failure::PythonError;
 use gate::{Dialect, Finding, Gate};
 
 pub struct Migrate;
@@ -76,6 +79,25 @@ pub fn refusal(findings: &[Finding], allow: &[String]) -> Option<StepError> {
     )
 }
 
+/// The error of a Django process that failed while `doing` something: the database could not be reached, or
+/// the exception its traceback ends with, or its exit status; `applied` says what that left in the database.
+/// The detail is the exception in full, or the end of the output (redacted: the env file's values are secrets).
+fn failed(ctx: &StepCtx, out: &Output, doing: &str, applied: &str) -> StepError {
+    let stderr = out.stderr_str();
+    let exit = out.code.map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited with status {c}"));
+    let output = tail(&format!("{}{stderr}", out.stdout_str()), 12);
+    let (message, detail) = match PythonError::last_in(&stderr) {
+        // The traceback's frames say nothing more than where psycopg gave up: the hint lines do.
+        Some(e) if e.is_unreachable_database() => (
+            format!("the database could not be reached while {doing} ({applied}): {}", e.headline()),
+            format!("{}: {}", e.name, e.message),
+        ),
+        Some(e) => (format!("Django failed while {doing} ({applied}): {}", e.name_and_headline()), output),
+        None => (format!("Django {exit} while {doing} ({applied})"), output),
+    };
+    StepError::failed(ctx.redactor.redact(&message)).with_detail(ctx.redactor.redact(&detail))
+}
+
 #[async_trait]
 impl StepKind for Migrate {
     fn spec(&self) -> &'static KindSpec {
@@ -107,7 +129,10 @@ impl StepKind for Migrate {
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(step, ctx).await?;
         let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
-        let out = quiet_ok(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone())).await?;
+        let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone())).await?;
+        if !out.success() {
+            return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
+        }
         let found =
             inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
         if found.migrations.is_empty() {
@@ -137,7 +162,15 @@ impl StepKind for Migrate {
         }
         let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
         ctx.message(format!("gate passed: applying {}", names.join(", ")));
-        ctx.exec_ok(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
+        let out = ctx.exec(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
+        if !out.success() {
+            return Err(failed(
+                ctx,
+                &out,
+                "`manage.py migrate`",
+                "migrations it finished before failing stay applied; the others were not",
+            ));
+        }
         Ok(())
     }
 
