@@ -340,7 +340,7 @@ fn the_database_unreachable_during_migrate_fails_the_deploy_and_the_live_release
     std::fs::write(&unreachable_env, env).unwrap();
 
     let mut load_config = LoadConfig::standard(stack.nginx.port);
-    load_config.max_duration = Duration::from_secs(240);
+    load_config.max_duration = Duration::from_mins(4);
     let load = Load::start(load_config);
     std::thread::sleep(Duration::from_millis(700));
     let run = deploy(&stack, "v2", &[format!("env_file={}", unreachable_env.display())]);

@@ -100,7 +100,7 @@ fn measured(report: &Report, races: usize, run: &ZddRun) -> String {
 }
 
 /// The version Nginx serves now, from a fresh request.
-pub fn serving(stack: &Stack) -> Option<String> {
+pub(crate) fn serving(stack: &Stack) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
