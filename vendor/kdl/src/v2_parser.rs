@@ -965,12 +965,11 @@ fn unambiguous_ident(input: &mut Input<'_>) -> PResult<()> {
     trace(
         "identifier chars",
         cut_err(
-            repeat(1.., identifier_char)
-                .verify_map(|s: String| {
-                    if matches!(
-                        s.as_str(),
-                        "true" | "false" | "null" | "inf" | "-inf" | "nan"
-                    ) {
+            // One run of identifier chars at once, without building a String: the same as
+            // `repeat(1.., identifier_char)`, which tried four parsers (and built an error) per char.
+            take_while(1.., is_identifier_char)
+                .verify_map(|s: &str| {
+                    if matches!(s, "true" | "false" | "null" | "inf" | "-inf" | "nan") {
                         None
                     } else {
                         Some(s)
@@ -1010,6 +1009,15 @@ pub(crate) fn is_disallowed_ident_char(c: char) -> bool {
         || UNICODE_SPACES.iter().any(|us| us == &c)
         || is_disallowed_unicode(c)
         || c == '='
+}
+
+/// `identifier_char` as a predicate on one char.
+fn is_identifier_char(c: char) -> bool {
+    !(UNICODE_SPACES.contains(&c)
+        || is_newline_char(c)
+        || is_disallowed_unicode(c)
+        || c == '='
+        || DISALLOWED_IDENT_CHARS.contains(&c))
 }
 
 /// `identifier-char := unicode - unicode-space - newline - [\\/(){};\[\]"#] - disallowed-literal-code-points - equals-sign`
@@ -1141,6 +1149,9 @@ fn quoted_string(input: &mut Input<'_>) -> PResult<KdlValue> {
     } else {
         let parser = repeat_till(
             0..,
+            alt((
+            // A run of plain chars at once: what the per-char parser below accepts one by one.
+            take_while(1.., is_plain_string_char).map(StringPiece::Run),
             (
                 cut_err(
                     not(newline).context(
@@ -1152,10 +1163,21 @@ fn quoted_string(input: &mut Input<'_>) -> PResult<KdlValue> {
                     ws_escape.map(|_| None),
                     string_char.map(Some),
                 ))
-                ).map(|(_, c)| c),
+                ).map(|(_, c)| StringPiece::Char(c)),
+            )),
             peek("\"")
         )
-        .map(|(cs, _): (Vec<Option<char>>, _)| cs.into_iter().flatten().collect::<String>())
+        .map(|(pieces, _): (Vec<StringPiece<'_>>, _)| {
+            let mut s = String::new();
+            for piece in pieces {
+                match piece {
+                    StringPiece::Run(run) => s.push_str(run),
+                    StringPiece::Char(Some(c)) => s.push(c),
+                    StringPiece::Char(None) => {}
+                }
+            }
+            s
+        })
         .context(cx().lbl("quoted string"));
         cut_err(parser).parse_next(input)?
     };
@@ -1169,6 +1191,19 @@ fn quoted_string(input: &mut Input<'_>) -> PResult<KdlValue> {
     };
     cut_err(closing_quotes).parse_next(input)?;
     Ok(KdlValue::String(body))
+}
+
+/// A piece of a single-line quoted string's body.
+enum StringPiece<'a> {
+    /// Plain chars, as they are in the input.
+    Run(&'a str),
+    /// One char from an escape, or nothing (a whitespace escape).
+    Char(Option<char>),
+}
+
+/// A char that stands for itself in a quoted string: not an escape, a quote, a newline or a disallowed char.
+fn is_plain_string_char(c: char) -> bool {
+    c != '\\' && c != '"' && !is_newline_char(c) && !is_disallowed_unicode(c)
 }
 
 fn empty_line(input: &mut Input<'_>) -> PResult<&'static str> {
@@ -1656,7 +1691,16 @@ fn wsp(input: &mut Input<'_>) -> PResult<()> {
 
 /// `ws := unicode-space | multi-line-comment``
 fn ws(input: &mut Input<'_>) -> PResult<()> {
-    alt((unicode_space, multi_line_comment)).parse_next(input)
+    // `alt((unicode_space, multi_line_comment))`, deciding on the next char: most calls find no whitespace (every
+    // repeat of `ws` ends with one), and the `alt` built and merged an error for each of its two parsers.
+    match input.peek_token() {
+        Some(c) if UNICODE_SPACES.contains(&c) => {
+            input.next_token();
+            Ok(())
+        }
+        Some('/') => multi_line_comment(input),
+        _ => Err(ErrMode::from_input(input)),
+    }
 }
 
 static UNICODE_SPACES: [char; 18] = [
