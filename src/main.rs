@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Reading a plan makes many small, short-lived allocations (most of them in the KDL parser): with mimalloc,
+// `zdd plan` on a 1,000-step plan takes about 30% less time than with the system's malloc (benches/plan_cli.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let code = cli::dispatch(args);
