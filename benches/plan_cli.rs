@@ -4,6 +4,9 @@
 //! Run with `cargo bench --bench plan_cli` (cargo builds the binary in the bench profile first).
 //! `engine/benches/plan_read.rs` splits the same work into its parts (parsing, validation, preview) in-process.
 
+#[path = "../tests/support/generated_plan.rs"]
+mod generated_plan;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,15 +24,7 @@ fn generate(n: usize) -> String {
     );
     for i in 0..n {
         let kind = if i % 10 == 9 { "http" } else { "exec" };
-        let _ = writeln!(s, "step \"s{i}\" kind=\"{kind}\" {{");
-        let _ = writeln!(s, "    description \"Step {i} of {{{{app}}}}\"");
-        if i > 0 {
-            let _ = write!(s, "    needs \"s{}\"", i - 1);
-            if i >= 7 {
-                let _ = write!(s, " \"s{}\"", i - 7);
-            }
-            s.push('\n');
-        }
+        generated_plan::open_step(&mut s, i, kind);
         if kind == "http" {
             let _ = writeln!(s, "    url \"http+unix://{{{{root}}}}/run/web.sock:/health/{i}\"");
             let _ = writeln!(s, "    header \"X-Step\" \"s{i}\"");

@@ -287,20 +287,8 @@ step "health" kind="health-gate" {{
 
 /// `zdd run` of `version` with the shipped socket-mode plan, with extra `--var`s (the last one of a name wins).
 fn deploy(stack: &Stack, version: &str, extra_vars: &[String]) -> ZddRun {
-    let started_at = std::time::SystemTime::now();
-    let start = std::time::Instant::now();
-    let mut cmd = stack.command("run", "prod", version);
-    for var in extra_vars {
-        cmd.arg("--var").arg(var);
-    }
-    let out = cmd.output().unwrap();
-    ZddRun::new(
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started_at,
-        start.elapsed(),
-    )
+    let args: Vec<String> = extra_vars.iter().flat_map(|var| ["--var".to_owned(), var.clone()]).collect();
+    stack.zdd_with_args("run", "prod", version, &args)
 }
 
 /// The error of a step's last `step-finished` event.

@@ -7,6 +7,8 @@
 
 #[path = "../../tests/support/fake_kinds.rs"]
 mod fake_kinds;
+#[path = "../../tests/support/generated_plan.rs"]
+mod generated_plan;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -33,15 +35,7 @@ fn generate(n: usize) -> String {
     );
     s.push_str("defaults {\n    timeout \"2m\"\n    retry attempts=2 backoff=\"1s\" jitter=\"100ms\"\n}\n");
     for i in 0..n {
-        let _ = writeln!(s, "step \"s{i}\" kind=\"fake\" {{");
-        let _ = writeln!(s, "    description \"Step {i} of {{{{app}}}}\"");
-        if i > 0 {
-            let _ = write!(s, "    needs \"s{}\"", i - 1);
-            if i >= 7 {
-                let _ = write!(s, " \"s{}\"", i - 7);
-            }
-            s.push('\n');
-        }
+        generated_plan::open_step(&mut s, i, "fake");
         let _ = writeln!(s, "    path \"{{{{root}}}}/releases/{{{{release}}}}/f{i}\"");
         let _ = writeln!(s, "    port \"{{{{slot}}}}\"");
         let _ = writeln!(s, "    url \"http+unix://{{{{root}}}}/run/{{{{slot}}}}.sock:/health/\"");

@@ -202,9 +202,14 @@ impl Stack {
 
     /// Runs zdd to completion.
     pub(crate) fn zdd(&self, command: &str, plan_name: &str, version: &str) -> ZddRun {
+        self.zdd_with_args(command, plan_name, version, &[])
+    }
+
+    /// Runs zdd to completion, with more arguments after the harness's own (a later `--var` of a name wins).
+    pub(crate) fn zdd_with_args(&self, command: &str, plan_name: &str, version: &str, extra: &[String]) -> ZddRun {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let out = self.command(command, plan_name, version).output().expect("run zdd");
+        let out = self.command(command, plan_name, version).args(extra).output().expect("run zdd");
         ZddRun::new(
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
