@@ -15,7 +15,7 @@ use assert_cmd::Command;
 use zdd_engine::host::shell_quote;
 use zdd_engine::plan::{self, Runtime, VarInputs};
 
-const PLANS: &[&str] = &["prod", "port-switch", "blue-green", "demo"];
+const PLANS: &[&str] = &["prod", "port-switch", "blue-green", "rolling", "demo"];
 
 /// Values that end or open a directive, a command or a quoted string. `PWNED` is replaced by a marker path.
 const HOSTILE: &[&str] =
@@ -66,7 +66,8 @@ fn plan_path(name: &str) -> PathBuf {
 /// Every variable a shipped plan declares (its own and its fragment's).
 fn variables(plan: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for file in [plan_path(plan), root().join("plans/fragments/django.kdl")] {
+    let fragments = ["django.kdl", "django-release.kdl"].map(|f| root().join("plans/fragments").join(f));
+    for file in std::iter::once(plan_path(plan)).chain(fragments) {
         let text = std::fs::read_to_string(file).unwrap();
         for line in text.lines() {
             if let Some(rest) = line.trim_start().strip_prefix("var \"") {
