@@ -141,14 +141,24 @@ impl StepKind for ProxySwitch {
         let lane = step.fields.all("lane").first();
         let problem = match (lane, step.fields.all("lanes").first()) {
             (None, None) => return,
-            (Some(field), None) => Some((field.span, "a `lane` needs `lanes`, every lane of the upstream")),
-            (None, Some(field)) => Some((field.span, "`lanes` needs `lane`, the one this step switches")),
+            (Some(field), None) => Some((
+                field.span,
+                "a `lane` needs `lanes`, every lane of the upstream",
+                "which lanes does the upstream list?",
+            )),
+            (None, Some(field)) => Some((
+                field.span,
+                "`lanes` needs `lane`, the one this step switches",
+                "which lane does this step switch?",
+            )),
             (Some(field), Some(_)) if !step.fields.str("lane").is_some_and(|l| lanes.iter().any(|x| x == l)) => {
-                Some((field.span, "this `lane` is not one of `lanes`"))
+                Some((field.span, "this `lane` is not one of `lanes`", "not in the upstream"))
             }
-            (Some(field), Some(_)) if matches!(step.fields.str("mode"), Some("port" | "reload")) => {
-                Some((field.span, "lanes need `mode \"socket\"`: each lane is a socket link"))
-            }
+            (Some(field), Some(_)) if matches!(step.fields.str("mode"), Some("port" | "reload")) => Some((
+                field.span,
+                "lanes need `mode \"socket\"`: each lane is a socket link",
+                "a lane without a socket link",
+            )),
             (Some(_), Some(field)) => {
                 let mut seen = std::collections::BTreeSet::new();
                 // A lane names a socket link and lands in the site file: a plain name only.
@@ -158,16 +168,24 @@ impl StepKind for ProxySwitch {
                         && l.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 };
                 if lanes.iter().any(|l| !plain(l)) {
-                    Some((field.span, "a lane is not a plain name (letters, digits, `-`, `_`, `.`)"))
+                    Some((
+                        field.span,
+                        "a lane is not a plain name (letters, digits, `-`, `_`, `.`)",
+                        "it names a socket link",
+                    ))
                 } else {
-                    lanes.iter().any(|l| !seen.insert(l)).then_some((field.span, "a lane is listed twice"))
+                    lanes.iter().any(|l| !seen.insert(l)).then_some((
+                        field.span,
+                        "a lane is listed twice",
+                        "each lane is one server",
+                    ))
                 }
             }
         };
-        if let Some((span, message)) = problem {
+        if let Some((span, message, label)) = problem {
             diags.push(
                 Diagnostic::error("zdd::proxy-lanes", message)
-                    .at(span, "here")
+                    .at(span, label)
                     .help("write `lanes \"1\" \"2\" \"3\"` and `lane \"1\"` (one of them) in socket mode"),
             );
         }
