@@ -1,5 +1,5 @@
 //! Rolling replacement (plans/rolling.kdl): three gunicorn instances ("lanes") behind a real Nginx, replaced one
-//! after another, under load, with the process backend. Proves: a first deploy over three lanes; v1 -> v2 under
+//! after another, under load, with the process and the systemd backends. Proves: a first deploy over three lanes; v1 -> v2 under
 //! load with zero failed requests, the lanes replaced in order, every lane serving v2 afterwards; a v3 whose
 //! health fails on lane 2 is rolled back (exit 1) with zero failed requests: lane 1 is back on its v2 instance,
 //! every lane serves v2 and no v3 instance runs.
@@ -122,13 +122,25 @@ const ROLLING_SEQUENCE: &[Scenario] = &[
     ("3 health fails on lane 2: rolled back", health_fails_on_lane_two),
 ];
 
-#[test]
-fn rolling_process_backend() {
+fn rolling(name: &str, backend: Backend) {
     let _serial = serial();
-    let name = "rolling-process";
-    if !require(name, &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python];
+    if backend == Backend::Systemd {
+        needs.push(Requirement::Systemd);
+    }
+    if !require(name, &needs) {
         return;
     }
-    let stack = Stack::start(name, StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Socket });
+    let stack = Stack::start(name, StackConfig { backend, db: Db::Sqlite, mode: ProxyMode::Socket });
     run_all(&stack, "rolling", ROLLING_SEQUENCE);
+}
+
+#[test]
+fn rolling_process_backend() {
+    rolling("rolling-process", Backend::Process);
+}
+
+#[test]
+fn rolling_systemd_backend() {
+    rolling("rolling-systemd", Backend::Systemd);
 }
