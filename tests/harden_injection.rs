@@ -15,7 +15,7 @@ use assert_cmd::Command;
 use zdd_engine::host::shell_quote;
 use zdd_engine::plan::{self, Runtime, VarInputs};
 
-const PLANS: &[&str] = &["prod", "port-switch", "blue-green", "demo"];
+const PLANS: &[&str] = &["prod", "port-switch", "blue-green", "rolling", "demo"];
 
 /// Values that end or open a directive, a command or a quoted string. `PWNED` is replaced by a marker path.
 const HOSTILE: &[&str] =
@@ -63,10 +63,16 @@ fn plan_path(name: &str) -> PathBuf {
     root().join("plans").join(format!("{name}.kdl"))
 }
 
-/// Every variable a shipped plan declares (its own and its fragment's).
+/// Every variable a shipped plan declares (its own and its fragments').
 fn variables(plan: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for file in [plan_path(plan), root().join("plans/fragments/django.kdl")] {
+    // The plan's own, and those of the fragments it includes (django.kdl includes django-release.kdl).
+    let own = std::fs::read_to_string(plan_path(plan)).unwrap();
+    let fragments = ["django.kdl", "django-release.kdl"]
+        .into_iter()
+        .filter(|f| own.contains("fragments/django.kdl") || own.contains(&format!("fragments/{f}")))
+        .map(|f| root().join("plans/fragments").join(f));
+    for file in std::iter::once(plan_path(plan)).chain(fragments) {
         let text = std::fs::read_to_string(file).unwrap();
         for line in text.lines() {
             if let Some(rest) = line.trim_start().strip_prefix("var \"") {

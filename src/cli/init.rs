@@ -11,6 +11,8 @@ use crate::scaffold::{self, DjangoProject};
 
 /// The shared Django steps, shipped inside the binary: a scaffolded plan must work outside this repository.
 const DJANGO_FRAGMENT: &str = include_str!("../../plans/fragments/django.kdl");
+/// The build half of the Django steps (and their variables), which `fragments/django.kdl` includes.
+const DJANGO_RELEASE_FRAGMENT: &str = include_str!("../../plans/fragments/django-release.kdl");
 
 /// The three-line health view of the deploy guide, printed when the project has none.
 const HEALTH_VIEW_HINT: &str = "\
@@ -38,7 +40,11 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32
     let plan_dir = plan_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let fragment_path = plan_dir.join("fragments/django.kdl");
     let text = render_plan(&project, &plan_dir);
-    if let Err(e) = write(&fragment_path, DJANGO_FRAGMENT, force).and_then(|()| write(&plan_path, &text, true)) {
+    let release_fragment_path = plan_dir.join("fragments/django-release.kdl");
+    if let Err(e) = write(&release_fragment_path, DJANGO_RELEASE_FRAGMENT, force)
+        .and_then(|()| write(&fragment_path, DJANGO_FRAGMENT, force))
+        .and_then(|()| write(&plan_path, &text, true))
+    {
         eprintln!("zdd init: {e}");
         return exit::INVALID;
     }

@@ -4,6 +4,9 @@
 //! connections Nginx made before the link swap are still waiting there, and gunicorn's TERM closes the listener
 //! at once, resetting whatever is queued. Port mode: wait until the Nginx workers that existed before the reload
 //! have exited (they may still send keep-alive requests to the old port). Then TERM the master and wait for it.
+//! With a `lane` on the service step, the old instance is that lane's (`<lane>-<live slot>`): a rolling
+//! replacement stops one old instance per lane, right after that lane's switch. Its undo restarts it and waits
+//! until its socket accepts again, before the switch's undo points Nginx back at it.
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +67,7 @@ impl StepKind for DrainStop {
                 ..Preview::default()
             });
         }
+        let live = &cfg.instance_slot(live);
         let wait = match cfg.listen {
             Listen::Socket => format!("wait until {}'s accept queue is empty", cfg.socket(live).display()),
             Listen::Port => "wait until the Nginx workers from before the reload have exited".to_owned(),
@@ -87,10 +91,11 @@ impl StepKind for DrainStop {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
-        let Some(live) = ctx.target.live_slot.clone().filter(|l| *l != ctx.target.slot) else {
+        let Some(live) = ctx.target.live_slot.as_deref().filter(|l| *l != ctx.target.slot) else {
             ctx.message("no old instance to stop (first deploy)");
             return Ok(());
         };
+        let live = cfg.instance_slot(live);
         if step.fields.bool("keep-old").unwrap_or(false) {
             ctx.message(format!("keeping the old instance in slot {live} running (keep-old)"));
             return Ok(());
@@ -126,6 +131,17 @@ impl StepKind for DrainStop {
                     return Err(StepError::failed(format!("no record of slot {}'s instance to restart", facts.slot)));
                 };
                 backend::start(ctx, &cfg, &mut inst).await?;
+            }
+        }
+        // The undo that runs next points Nginx back at this instance: its socket must accept by then (requests
+        // then wait in its queue while the workers boot, instead of failing to connect).
+        if cfg.listen == Listen::Socket {
+            let socket = cfg.socket(&facts.slot);
+            let start = Instant::now();
+            if drain::wait_listening(ctx, &socket, cfg.graceful_timeout).await? {
+                ctx.message(format!("slot {} listens again after {} ms", facts.slot, start.elapsed().as_millis()));
+            } else {
+                ctx.message(format!("slot {} does not listen after {}s", facts.slot, cfg.graceful_timeout.as_secs()));
             }
         }
         Ok(())

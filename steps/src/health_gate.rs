@@ -46,7 +46,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "service",
             ValueType::String,
-            "The service step whose instance (in this deploy's slot) is watched: if it dies, the gate fails at once.",
+            "The service step whose instance (in this deploy's slot, and its `lane`) is watched: if it dies, the gate fails at once.",
         ),
     ],
     effect: Effect::ReadOnly,
@@ -116,7 +116,7 @@ fn target_url(
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
     let cfg = ServiceConfig::of_step(plan, req_str(step, "service")?, resolve)?;
     Ok(match cfg.listen {
-        Listen::Socket => format!("http+unix://{}:{path}", cfg.socket(slot).display()),
+        Listen::Socket => format!("http+unix://{}:{path}", cfg.socket(&cfg.instance_slot(slot)).display()),
         Listen::Port => format!("http://127.0.0.1:{}{path}", cfg.port(slot)?),
     })
 }
@@ -198,12 +198,13 @@ impl StepKind for HealthGate {
         let mut last = String::from("no answer yet");
         loop {
             if let Some(cfg) = &service
-                && !instance::running(ctx, cfg, &ctx.target.slot).await?
+                && !instance::running(ctx, cfg, &cfg.instance_slot(&ctx.target.slot)).await?
             {
-                let lines = backend::last_lines(ctx, cfg, &ctx.target.slot, 30).await;
+                let slot = cfg.instance_slot(&ctx.target.slot);
+                let lines = backend::last_lines(ctx, cfg, &slot, 30).await;
                 return Err(StepError::fatal(format!(
-                    "the instance of `{}` in slot {} is not running (last answer: {last})",
-                    cfg.step, ctx.target.slot
+                    "the instance of `{}` in slot {slot} is not running (last answer: {last})",
+                    cfg.step
                 ))
                 .with_detail(ctx.redactor.redact(&lines)));
             }

@@ -88,8 +88,8 @@ impl StepKind for LogCheck {
         let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
         let window = duration_or(&step.fields, "window", Duration::from_secs(10));
         let mut logs = vec![match cfg.manager {
-            Manager::Systemd => format!("the journal of {}", cfg.unit(&ctx.target.slot)),
-            Manager::Process => cfg.log_file(&ctx.target.slot).display().to_string(),
+            Manager::Systemd => format!("the journal of {}", cfg.unit(&cfg.instance_slot(&ctx.target.slot))),
+            Manager::Process => cfg.log_file(&cfg.instance_slot(&ctx.target.slot)).display().to_string(),
         }];
         if let Some(p) = step.fields.path("nginx-error-log") {
             logs.push(ctx.resolve(&p).display().to_string());
@@ -105,7 +105,7 @@ impl StepKind for LogCheck {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
-        let slot = &ctx.target.slot;
+        let slot = &cfg.instance_slot(&ctx.target.slot);
         let deny = deny_list(step);
         let window = duration_or(&step.fields, "window", Duration::from_secs(10));
         let mut sources = vec![match cfg.manager {

@@ -66,7 +66,7 @@ fn load_config(stack: &Stack) -> LoadConfig {
 }
 
 /// Runs zdd under load: load for a moment first (the old version must answer), then zdd, then a moment more.
-fn under_load(stack: &Stack, command: &str, plan: &str, version: &str) -> (ZddRun, Report) {
+pub(crate) fn under_load(stack: &Stack, command: &str, plan: &str, version: &str) -> (ZddRun, Report) {
     let load = Load::start(load_config(stack));
     std::thread::sleep(Duration::from_millis(700));
     let run = stack.zdd(command, plan, version);
@@ -74,7 +74,7 @@ fn under_load(stack: &Stack, command: &str, plan: &str, version: &str) -> (ZddRu
     (run, load.finish())
 }
 
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+pub(crate) fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
     if condition { Ok(()) } else { Err(message()) }
 }
 
@@ -86,7 +86,7 @@ fn reload_races(stack: &Stack, report: &Report) -> usize {
 
 /// Zero failed requests; in reload mode Nginx's own "closed without response" on a kept-alive connection is
 /// counted apart (and reported), every other kind still fails.
-fn check_no_failures(stack: &Stack, report: &Report, run: &ZddRun) -> Result<usize, String> {
+pub(crate) fn check_no_failures(stack: &Stack, report: &Report, run: &ZddRun) -> Result<usize, String> {
     let keepalive_races = reload_races(stack, report);
     check(report.failed() - keepalive_races == 0, || {
         format!("failed requests: {}\n{}\n{}", report.summary(), report.failure_examples(10), run.describe())
@@ -94,7 +94,7 @@ fn check_no_failures(stack: &Stack, report: &Report, run: &ZddRun) -> Result<usi
     Ok(keepalive_races)
 }
 
-fn measured(report: &Report, races: usize, run: &ZddRun) -> String {
+pub(crate) fn measured(report: &Report, races: usize, run: &ZddRun) -> String {
     let races = if races > 0 { format!(", {races} keep-alive closes on reload counted apart") } else { String::new() };
     format!("zdd {:.1} s; {}{races}", run.duration.as_secs_f64(), report.summary())
 }

@@ -23,8 +23,15 @@ pub(crate) fn overlay_dir(version: &str) -> PathBuf {
 }
 
 /// The versions the fixtures provide.
-pub(crate) const VERSIONS: &[&str] =
-    &["v1", "v2", "v3-health-fails", "v3-breaks-after-cutover", "v3-unsafe-migration", "v3-no-boot"];
+pub(crate) const VERSIONS: &[&str] = &[
+    "v1",
+    "v2",
+    "v3-health-fails",
+    "v3-health-fails-lane-2",
+    "v3-breaks-after-cutover",
+    "v3-unsafe-migration",
+    "v3-no-boot",
+];
 
 /// Writes version `version` of the shop into `dest` (created; existing files are overwritten).
 pub(crate) fn materialise(version: &str, dest: &Path) -> io::Result<()> {

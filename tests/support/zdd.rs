@@ -169,7 +169,10 @@ impl Stack {
         if marker.exists() {
             return path;
         }
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // A plan may have health gates of its own (rolling.kdl: one per lane).
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text = text.replace("within \"60s\"", &format!("within \"{HEALTH_WITHIN}\""));
+        std::fs::write(&path, &text).expect("patch plan");
         if let Some(slots_line) = text.lines().find(|l| l.trim_start().starts_with("slots ")) {
             let numeric =
                 slots_line.split_whitespace().skip(1).all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));

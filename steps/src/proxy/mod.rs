@@ -4,7 +4,8 @@
 //! atomically to `<slot>.sock` — Nginx resolves the path at every connect, so no reload and no dropped request.
 //! The site file is (re)written, tested and reloaded only when its rendered content changes. Reload mode: the site
 //! file is rewritten with the new port, tested (the old file is restored if the test fails) and Nginx reloaded.
-//! Either way the step then confirms through the proxy that the new instance answers.
+//! Either way the step then confirms through the proxy that the new instance answers. With `lanes` (rolling
+//! replacement) the upstream lists one link per lane and the step swaps only its own `lane`'s link.
 
 pub mod nginx;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -71,6 +73,17 @@ static SPEC: KindSpec = KindSpec {
             "Text the `confirm` answer must contain (e.g. the release id).",
         ),
         FieldSpec::new("confirm-within", ValueType::Duration, "How long the confirmation may take.").default("10s"),
+        FieldSpec::new(
+            "lane",
+            ValueType::Name,
+            "Rolling replacement: the lane this switch moves, by swapping `<root>/run/current-<lane>.sock` to \
+             `<lane>-<slot>.sock` (the `lane` of its service step). Needs `lanes`.",
+        ),
+        FieldSpec::new(
+            "lanes",
+            ValueType::Strings,
+            "Rolling replacement: every lane, in order; the upstream gets one server per lane, `current-<lane>.sock`.",
+        ),
     ],
     effect: Effect::Reversible,
     undo: "Swaps the socket link back (socket mode) and/or restores the previous site file, tests it and reloads Nginx.",
@@ -121,6 +134,61 @@ async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
 impl StepKind for ProxySwitch {
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        let lanes = step.fields.strings("lanes");
+        let lane = step.fields.all("lane").first();
+        let problem = match (lane, step.fields.all("lanes").first()) {
+            (None, None) => return,
+            (Some(field), None) => Some((
+                field.span,
+                "a `lane` needs `lanes`, every lane of the upstream",
+                "which lanes does the upstream list?",
+            )),
+            (None, Some(field)) => Some((
+                field.span,
+                "`lanes` needs `lane`, the one this step switches",
+                "which lane does this step switch?",
+            )),
+            (Some(field), Some(_)) if !step.fields.str("lane").is_some_and(|l| lanes.iter().any(|x| x == l)) => {
+                Some((field.span, "this `lane` is not one of `lanes`", "not in the upstream"))
+            }
+            (Some(field), Some(_)) if matches!(step.fields.str("mode"), Some("port" | "reload")) => Some((
+                field.span,
+                "lanes need `mode \"socket\"`: each lane is a socket link",
+                "a lane without a socket link",
+            )),
+            (Some(_), Some(field)) => {
+                let mut seen = std::collections::BTreeSet::new();
+                // A lane names a socket link and lands in the site file: a plain name only.
+                let plain = |l: &str| {
+                    !l.is_empty()
+                        && !l.starts_with(['.', '-'])
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                };
+                if lanes.iter().any(|l| !plain(l)) {
+                    Some((
+                        field.span,
+                        "a lane is not a plain name (letters, digits, `-`, `_`, `.`)",
+                        "it names a socket link",
+                    ))
+                } else {
+                    lanes.iter().any(|l| !seen.insert(l)).then_some((
+                        field.span,
+                        "a lane is listed twice",
+                        "each lane is one server",
+                    ))
+                }
+            }
+        };
+        if let Some((span, message, label)) = problem {
+            diags.push(
+                Diagnostic::error("zdd::proxy-lanes", message)
+                    .at(span, label)
+                    .help("write `lanes \"1\" \"2\" \"3\"` and `lane \"1\"` (one of them) in socket mode"),
+            );
+        }
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
@@ -202,5 +270,61 @@ impl StepKind for ProxySwitch {
             ngx.restore_site(ctx, facts.site_previous.as_deref()).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use zdd_engine::plan::{FieldValue, Fields, StepId, StepPolicy, Value};
+    use zdd_engine::source::{FileId, Span};
+
+    use super::*;
+
+    fn step(fields: &[(&str, Value)]) -> Step {
+        let span = Span::new(FileId(0), 0, 0);
+        let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
+        for (k, v) in fields {
+            map.entry((*k).to_owned()).or_default().push(FieldValue {
+                value: Some(v.clone()),
+                props: BTreeMap::new(),
+                span,
+            });
+        }
+        Step {
+            id: StepId(0),
+            name: "switch-1".into(),
+            kind: "proxy-switch".into(),
+            needs: vec![],
+            policy: StepPolicy::default(),
+            fields: Fields { map },
+            description: None,
+            span,
+        }
+    }
+
+    fn lanes(names: &[&str]) -> (&'static str, Value) {
+        ("lanes", Value::Strings(names.iter().map(|s| (*s).to_owned()).collect()))
+    }
+
+    fn messages(fields: &[(&str, Value)]) -> Vec<String> {
+        let mut diags = Diagnostics::new();
+        ProxySwitch.check(&step(fields), &mut diags);
+        diags.iter().map(|d| format!("{}: {}", d.code, d.message)).collect()
+    }
+
+    #[test]
+    fn lanes_and_lane_go_together() {
+        let lane = |l: &str| ("lane", Value::Str(l.into()));
+        assert!(messages(&[]).is_empty());
+        assert!(messages(&[lane("2"), lanes(&["1", "2", "3"])]).is_empty());
+        assert_eq!(messages(&[lane("2")]), ["zdd::proxy-lanes: a `lane` needs `lanes`, every lane of the upstream"]);
+        assert_eq!(messages(&[lanes(&["1"])]), ["zdd::proxy-lanes: `lanes` needs `lane`, the one this step switches"]);
+        assert_eq!(messages(&[lane("4"), lanes(&["1", "2"])]), ["zdd::proxy-lanes: this `lane` is not one of `lanes`"]);
+        let port = ("mode", Value::Str("port".into()));
+        assert_eq!(messages(&[lane("1"), lanes(&["1"]), port]).len(), 1);
+        assert_eq!(messages(&[lane("1"), lanes(&["1", "1"])]), ["zdd::proxy-lanes: a lane is listed twice"]);
+        assert_eq!(messages(&[lane("1"), lanes(&["1", "x;y"])]).len(), 1);
     }
 }

@@ -1,5 +1,6 @@
 //! Nginx as the proxy: the site file rendered from `templates/nginx-site.conf.hbs`, config tests, reloads, and the
-//! worker processes alive before a reload (which `drain-stop` waits for in port mode).
+//! worker processes alive before a reload (which `drain-stop` waits for in port mode). With `lanes` (rolling
+//! replacement) the upstream has one server per lane, each through the lane's own link `current-<lane>.sock`.
 
 use std::path::PathBuf;
 
@@ -36,6 +37,10 @@ pub struct Nginx {
     pub server_name: String,
     pub static_dir: Option<PathBuf>,
     pub static_url: String,
+    /// Socket mode with several instances (rolling replacement): the lane this switch moves...
+    pub lane: Option<String>,
+    /// ...and every lane, each a server of the upstream through its own link.
+    pub lanes: Vec<String>,
 }
 
 impl Nginx {
@@ -56,16 +61,45 @@ impl Nginx {
             server_name: f.str("server-name").unwrap_or("_").to_owned(),
             static_dir: f.path("static-dir").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             static_url: opt_str(f, "static-url").unwrap_or("/static/").to_owned(),
+            lane: opt_str(f, "lane").map(str::to_owned),
+            lanes: f.strings("lanes"),
         })
     }
 
-    /// The symlink Nginx's upstream points through, in socket mode.
+    /// The symlink Nginx's upstream points through, in socket mode (this lane's, with lanes).
     pub fn current_link(&self) -> PathBuf {
-        self.root.join("run").join("current.sock")
+        self.lane_link(self.lane.as_deref())
     }
 
+    /// `current.sock`, or a lane's `current-<lane>.sock`.
+    fn lane_link(&self, lane: Option<&str>) -> PathBuf {
+        let name = lane.map_or_else(|| "current.sock".to_owned(), |l| format!("current-{l}.sock"));
+        self.root.join("run").join(name)
+    }
+
+    /// The socket of the new instance in `slot` (of this lane: `<lane>-<slot>.sock`, as the service names it).
     pub fn slot_socket(&self, slot: &str) -> PathBuf {
-        self.root.join("run").join(format!("{slot}.sock"))
+        let name = match &self.lane {
+            Some(lane) => format!("{lane}-{slot}.sock"),
+            None => format!("{slot}.sock"),
+        };
+        self.root.join("run").join(name)
+    }
+
+    /// The upstream's servers: the one socket link, every lane's link, or the new port.
+    fn servers(&self, slot: &str) -> Result<Vec<String>, StepError> {
+        Ok(match self.mode {
+            Mode::Socket if self.lanes.is_empty() => vec![format!("unix:{}", path_text(&self.current_link()))],
+            Mode::Socket => {
+                self.lanes.iter().map(|l| format!("unix:{}", path_text(&self.lane_link(Some(l))))).collect()
+            }
+            Mode::Reload => {
+                let port: u16 = slot.parse().map_err(|_| {
+                    StepError::fatal(format!("slot `{slot}` is not a port: in reload mode the plan's slots are ports"))
+                })?;
+                vec![format!("127.0.0.1:{port}")]
+            }
+        })
     }
 
     /// The file `drain-stop` reads: pids of the workers that existed before the last reload.
@@ -75,20 +109,15 @@ impl Nginx {
 
     /// The site file's content for a deploy into `slot`.
     pub async fn render_site(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
-        let upstream = match self.mode {
-            Mode::Socket => format!("unix:{}", path_text(&self.current_link())),
-            Mode::Reload => {
-                let port: u16 = slot.parse().map_err(|_| {
-                    StepError::fatal(format!("slot `{slot}` is not a port: in reload mode the plan's slots are ports"))
-                })?;
-                format!("127.0.0.1:{port}")
-            }
-        };
+        let servers = self.servers(slot)?;
         let static_url =
             if self.static_url.ends_with('/') { self.static_url.clone() } else { format!("{}/", self.static_url) };
         let data = json!({
             "app": self.app,
-            "upstream": upstream,
+            // `upstream` is the first server: what site templates written before lanes existed use.
+            "upstream": servers.first(),
+            "servers": servers,
+            "lanes": !self.lanes.is_empty(),
             "socket": self.mode == Mode::Socket,
             "listen": self.listen,
             "server_name": self.server_name,
@@ -196,12 +225,25 @@ mod tests {
             server_name: "shop.example.com".into(),
             static_dir: Some(PathBuf::from("/srv/shop/shared/static")),
             static_url: "/static/".into(),
+            lane: None,
+            lanes: vec![],
         }
     }
 
     #[tokio::test]
     async fn renders_the_socket_site() {
         let text = nginx(Mode::Socket).render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[tokio::test]
+    async fn renders_a_server_per_lane() {
+        let mut ngx = nginx(Mode::Socket);
+        ngx.lanes = vec!["1".into(), "2".into(), "3".into()];
+        ngx.lane = Some("2".into());
+        assert_eq!(ngx.current_link(), PathBuf::from("/srv/shop/run/current-2.sock"));
+        assert_eq!(ngx.slot_socket("b"), PathBuf::from("/srv/shop/run/2-b.sock"));
+        let text = ngx.render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
         insta::assert_snapshot!(text);
     }
 

@@ -1,6 +1,7 @@
 //! A service step's settings, read from its fields, and the names and paths derived from them (unit name, socket,
 //! pid and log files). Other kinds (`health-gate`, `log-check`, `drain-stop`) name a service step and read its
-//! settings from here, so each fact is written once in a plan.
+//! settings from here, so each fact is written once in a plan. A service with a `lane` (one of several instances
+//! behind the proxy) names everything `<lane>-<slot>` instead of `<slot>`: see [`ServiceConfig::instance_slot`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct ServiceConfig {
     pub control_socket: bool,
     pub gunicorn_args: Vec<String>,
     pub venv: String,
+    /// One of several instances behind the proxy (rolling replacement): its names are `<lane>-<slot>`.
+    pub lane: Option<String>,
 }
 
 /// The environment variable that supplies the systemd command prefix when the step has none.
@@ -64,6 +67,9 @@ impl ServiceConfig {
             .map(str::to_owned)
             .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
             .unwrap_or_default();
+        if opt_str(f, "lane").is_some() && f.str("listen") == Some("port") {
+            return Err(StepError::fatal(format!("service `{}`: a `lane` needs `listen \"socket\"`", step.name)));
+        }
         let unit_dir = f.path("unit-dir").map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x));
         Ok(Self {
             step: step.name.clone(),
@@ -91,7 +97,18 @@ impl ServiceConfig {
             control_socket: f.bool("control-socket").unwrap_or(true),
             gunicorn_args: f.strings("gunicorn-args"),
             venv: f.str("venv").unwrap_or("venv").to_owned(),
+            lane: opt_str(f, "lane").map(str::to_owned),
         })
+    }
+
+    /// The instance slot of the plan's `slot`: what names this step's unit, socket, record, log and control
+    /// socket. The slot itself, or `<lane>-<slot>` for a lane of a rolling replacement, so that every lane
+    /// alternates between its own two instances. Every other method takes an instance slot.
+    pub fn instance_slot(&self, slot: &str) -> String {
+        match &self.lane {
+            Some(lane) => format!("{lane}-{slot}"),
+            None => slot.to_owned(),
+        }
     }
 
     /// The settings of the `service` step named `name` in this plan.

@@ -6,6 +6,7 @@
 //! resetting whatever is still queued (502s). Port mode: the Nginx workers alive before the last reload (which
 //! may still send keep-alive requests to the old port) must have exited.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use zdd_engine::host::Command;
@@ -38,6 +39,22 @@ pub async fn wait_queue_empty(ctx: &StepCtx, socket: &str, timeout: Duration) ->
             Some(_) if start.elapsed() >= timeout => return Ok(false),
             Some(_) => sleep(&ctx.cancel, backoff.next_delay()).await?,
         }
+    }
+}
+
+/// Wait until something listens on a unix socket again (an instance just restarted); `Ok(false)` on timeout.
+pub async fn wait_listening(ctx: &StepCtx, socket: &Path, timeout: Duration) -> Result<bool, StepError> {
+    let start = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    loop {
+        let out = quiet_ok(ctx, &Command::new("ss").args(["-xlH", "src", &path_text(socket)])).await?;
+        if parse_recv_q(&out.stdout_str()).is_some() {
+            return Ok(true);
+        }
+        if start.elapsed() >= timeout {
+            return Ok(false);
+        }
+        sleep(&ctx.cancel, backoff.next_delay()).await?;
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `service` kind: a gunicorn instance of the new release in the deploy's slot, under systemd (a unit per
 //! slot, `<app>-<slot>.service`) or as a detached process with a pid and log file. It listens on its own unix
 //! socket (`<root>/run/<slot>.sock`) or on `127.0.0.1:<slot>`; the old instance keeps serving meanwhile.
+//! With a `lane`, the step is one of several instances (rolling replacement) and its slot is `<lane>-<slot>`.
 
 pub mod backend;
 pub mod config;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -89,6 +91,13 @@ static SPEC: KindSpec = KindSpec {
         .default("true"),
         FieldSpec::new("gunicorn-args", ValueType::Strings, "Extra gunicorn arguments."),
         FieldSpec::new("venv", ValueType::SubPath, "The venv inside the release.").default("venv"),
+        FieldSpec::new(
+            "lane",
+            ValueType::Name,
+            "One of several instances behind Nginx (rolling replacement): unit, socket, record and log are named \
+             `<lane>-<slot>`, and `proxy-switch` with the same `lane` points `<root>/run/current-<lane>.sock` at it. \
+             Socket listen only.",
+        ),
     ],
     effect: Effect::Reversible,
     undo: "Stops the instance it started (TERM, graceful) and removes or restores the slot's unit file.",
@@ -112,9 +121,19 @@ impl StepKind for Service {
         &SPEC
     }
 
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        if let (Some(lane), Some("port")) = (step.fields.all("lane").first(), step.fields.str("listen")) {
+            diags.push(
+                Diagnostic::error("zdd::service-lane", "a `lane` needs `listen \"socket\"`")
+                    .at(lane.span, "lanes are told apart by their sockets")
+                    .help("use `listen \"socket\"` (the default), or drop `lane` for a single instance"),
+            );
+        }
+    }
+
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let cfg = ServiceConfig::from_step(step, |p| ctx.resolve(p))?;
-        let slot = &ctx.target.slot;
+        let slot = &cfg.instance_slot(&ctx.target.slot);
         let inst = Instance::new(&cfg, &ctx.target.release, slot)?;
         let mut preview = Preview::default();
         if ctx.target.rollback {
@@ -149,10 +168,11 @@ impl StepKind for Service {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let cfg = config_for(step, ctx)?;
-        let (slot, release) = (&ctx.target.slot, &ctx.target.release);
-        if ctx.target.live_slot.as_deref() == Some(slot.as_str()) {
+        if ctx.target.live_slot.as_deref() == Some(ctx.target.slot.as_str()) {
+            let slot = &ctx.target.slot;
             return Err(StepError::fatal(format!("slot {slot} is live: the new instance needs the other slot")));
         }
+        let (slot, release) = (&cfg.instance_slot(&ctx.target.slot), &ctx.target.release);
         let previous_record = instance::read(ctx.host.as_ref(), &cfg, slot).await?;
         let running = instance::running(ctx, &cfg, slot).await?;
         if running && previous_record.as_ref().is_some_and(|r| &r.release == release) {
@@ -223,8 +243,8 @@ impl StepKind for Service {
     async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
         let cfg = config_for(step, ctx)?;
         let mut any = false;
-        for slot in &ctx.plan.slots {
-            if backend::stop(ctx, &cfg, slot).await? {
+        for slot in ctx.plan.slots.iter().map(|s| cfg.instance_slot(s)) {
+            if backend::stop(ctx, &cfg, &slot).await? {
                 ctx.message(format!("stopped slot {slot}"));
                 any = true;
             }

@@ -76,6 +76,7 @@ mod tests {
             control_socket: true,
             gunicorn_args: vec![],
             venv: "venv".into(),
+            lane: None,
         }
     }
 
@@ -85,6 +86,19 @@ mod tests {
         let inst = Instance::new(&cfg, "20261126-171500", "b").unwrap();
         let text = render(&zdd_engine::host::LocalHost::new(), &cfg, &inst).await.unwrap();
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn a_lane_names_its_own_instances() {
+        let mut cfg = config();
+        assert_eq!(cfg.instance_slot("b"), "b");
+        cfg.lane = Some("2".into());
+        let slot = cfg.instance_slot("b");
+        assert_eq!(cfg.unit(&slot), "shop-2-b.service");
+        assert_eq!(cfg.socket(&slot), PathBuf::from("/srv/shop/run/2-b.sock"));
+        assert_eq!(cfg.record_file(&slot), PathBuf::from("/srv/shop/run/2-b.json"));
+        let argv = cfg.gunicorn_argv("r1", &slot).unwrap();
+        assert!(argv.contains(&"/srv/shop/run/2-b.ctl".to_owned()), "{argv:?}");
     }
 
     #[tokio::test]
