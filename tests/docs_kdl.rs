@@ -8,74 +8,16 @@
 //! checked alone but written at that path for the blocks after it in the same chapter; a variable declared
 //! without a default is given the value `sample-value` with `--var`.
 
+#[path = "support/book.rs"]
+mod book;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-
-struct Block {
-    chapter: PathBuf,
-    line: usize,
-    info: Vec<String>,
-    text: String,
-}
-
-impl Block {
-    fn file(&self) -> Option<&str> {
-        self.info.iter().find_map(|t| t.strip_prefix("file="))
-    }
-
-    fn must_fail(&self) -> bool {
-        self.info.iter().any(|t| t == "must-fail")
-    }
-}
+use book::{kdl_blocks, markdown_files};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            markdown_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "md") {
-            out.push(path);
-        }
-    }
-}
-
-fn kdl_blocks(chapter: &Path) -> Vec<Block> {
-    let text = std::fs::read_to_string(chapter).unwrap();
-    let mut blocks = Vec::new();
-    let mut current: Option<Block> = None;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        match &mut current {
-            None => {
-                if let Some(info) = trimmed.strip_prefix("```") {
-                    let info: Vec<String> =
-                        info.split([' ', ',']).filter(|t| !t.is_empty()).map(str::to_owned).collect();
-                    if info.first().is_some_and(|t| t == "kdl") {
-                        current =
-                            Some(Block { chapter: chapter.to_path_buf(), line: i + 1, info, text: String::new() });
-                    }
-                }
-            }
-            Some(block) => {
-                if trimmed.starts_with("```") {
-                    blocks.extend(current.take());
-                } else {
-                    block.text.push_str(line);
-                    block.text.push('\n');
-                }
-            }
-        }
-    }
-    blocks
 }
 
 /// `--var name=sample-value` for each variable of `text` declared without a default.

@@ -12,13 +12,18 @@ use zdd_engine::plan::{self, Runtime, VarInputs};
 /// The fragment the shipped plans include, so mutated plans reach step validation.
 pub const FRAGMENT: &str = include_str!("../../plans/fragments/django.kdl");
 
+/// The build half of the Django fragment: `django.kdl` includes it, and `rolling.kdl` includes it alone.
+pub const RELEASE_FRAGMENT: &str = include_str!("../../plans/fragments/django-release.kdl");
+
 /// Valid plans the mutator starts from.
 pub const SEEDS: &[&str] = &[
     include_str!("../../plans/prod.kdl"),
     include_str!("../../plans/port-switch.kdl"),
     include_str!("../../plans/blue-green.kdl"),
     include_str!("../../plans/demo.kdl"),
+    include_str!("../../plans/rolling.kdl"),
     FRAGMENT,
+    RELEASE_FRAGMENT,
 ];
 
 /// KDL and plan-language tokens the mutator inserts (also the libFuzzer dictionary, `fuzz/kdl.dict`).
@@ -81,6 +86,7 @@ pub const TOKENS: &[&str] = &[
     "\"/\"",
     "\"..\"",
     "\"fragments/django.kdl\"",
+    "\"fragments/django-release.kdl\"",
     "\"prod.kdl\"",
     "\u{feff}",
     "\u{0}",
@@ -91,9 +97,13 @@ pub const TOKENS: &[&str] = &[
 ];
 
 /// Read `text` as the plan `/fuzz/plan.kdl` (the shipped fragment beside it), validate it with the built-in
-/// kinds, render its diagnostics or build its graph. Must never panic, whatever `text` is.
-pub fn check_plan(text: &str) {
-    let reader = MemoryReader::new().with("/fuzz/plan.kdl", text).with("/fuzz/fragments/django.kdl", FRAGMENT);
+/// kinds, render its diagnostics or build its graph. Must never panic, whatever `text` is. Returns whether the
+/// plan was valid.
+pub fn check_plan(text: &str) -> bool {
+    let reader = MemoryReader::new()
+        .with("/fuzz/plan.kdl", text)
+        .with("/fuzz/fragments/django.kdl", FRAGMENT)
+        .with("/fuzz/fragments/django-release.kdl", RELEASE_FRAGMENT);
     let kinds = zdd_steps::builtin();
     let read = plan::from_sources(
         Path::new("/fuzz/plan.kdl"),
@@ -107,9 +117,11 @@ pub fn check_plan(text: &str) {
         Ok(p) => {
             let graph = zdd_engine::graph::StepGraph::build(p);
             let _ = graph.rollback(p, &kinds);
+            true
         }
         Err(diags) => {
             let _ = zdd_engine::plan::render::render_diagnostics(diags, &read.sources, false);
+            false
         }
     }
 }
