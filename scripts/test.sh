@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs missing test dependencies (scripts/test-deps.sh), checks formatting and
-# clippy, runs `cargo test --workspace --locked`, then builds the book. With CI=true a test whose component is
-# missing fails instead of skipping.
+# clippy, runs `cargo test --workspace --locked`, fuzzes the plan reader briefly (scripts/fuzz.sh, 30 s per
+# target), then builds the book. With CI=true a test whose component is missing fails instead of skipping.
 #
 # The scenario suites boot real components (Nginx, PostgreSQL, systemd in a namespace) and put real load on
 # them; they serialise themselves, and the shared Python venv is built once under target/zdd-test-cache.
@@ -25,6 +25,15 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
+
+# A short coverage-guided fuzz run of the plan reader (both targets, stable toolchain, no sanitizer): a panic or an
+# input taking over a second fails the run. Longer runs: scripts/fuzz.sh --seconds 600 (book: reliability).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-fuzz (once)"
+    cargo install cargo-fuzz --locked --version 0.13.2
+fi
+"$repo/scripts/fuzz.sh" --seconds "${ZDD_FUZZ_SECONDS:-30}"
+echo "test.sh: fuzzing finished in $(( $(date +%s) - start )) s"
 
 # The book must build (every ```kdl block in it was checked by the tests above).
 if ! command -v mdbook >/dev/null 2>&1; then
