@@ -14,7 +14,7 @@ mod book;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use book::{kdl_blocks, markdown_files};
+use book::{files_with_extension, kdl_blocks, markdown_files};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -120,7 +120,7 @@ fn every_shipped_plan_passes_zdd_check() {
     }
     // Fragments no plan includes are checked on their own.
     let mut fragments = Vec::new();
-    kdl_files(&plans.join("fragments"), &mut fragments);
+    files_with_extension(&plans.join("fragments"), "kdl", &mut fragments);
     for fragment in fragments.iter().filter(|f| !included.contains(&zdd_engine::plan::load::normalize(f))) {
         let text = std::fs::read_to_string(fragment).unwrap();
         let (ok, stderr) = check(fragment, &text);
@@ -130,18 +130,4 @@ fn every_shipped_plan_passes_zdd_check() {
     }
     println!("checked {} plans and {} fragments", mains.len(), fragments.len());
     assert!(failures.is_empty(), "{} shipped plan(s) failed:\n\n{}", failures.len(), failures.join("\n"));
-}
-
-/// Every `.kdl` file under `dir`.
-fn kdl_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if path.is_dir() {
-            kdl_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "kdl") {
-            out.push(path);
-        }
-    }
 }

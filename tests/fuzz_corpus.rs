@@ -107,7 +107,7 @@ fn every_seed_corpus_input_and_mutation_is_read_quickly_without_panicking() {
 fn expected_seeds(root: &Path) -> Vec<(String, String)> {
     let mut seeds = Vec::new();
     let mut plans = Vec::new();
-    kdl_files(&root.join("plans"), &mut plans);
+    book::files_with_extension(&root.join("plans"), "kdl", &mut plans);
     for path in plans {
         let rel = path.strip_prefix(root.join("plans")).unwrap().to_string_lossy().replace('/', "_");
         seeds.push((format!("plans_{rel}"), std::fs::read_to_string(&path).unwrap()));
@@ -120,18 +120,6 @@ fn expected_seeds(root: &Path) -> Vec<(String, String)> {
         seeds.push((format!("book_{stem}_{:02}.kdl", n + 1), block.text));
     }
     seeds
-}
-
-fn kdl_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            kdl_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "kdl") {
-            out.push(path);
-        }
-    }
 }
 
 /// The fuzzers start from what the project shows, so a new plan or book example is fuzzed from the next run on.

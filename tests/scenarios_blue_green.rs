@@ -3,21 +3,11 @@
 
 mod support;
 
-use support::env::{Requirement, require};
-use support::scenarios::{BLUE_GREEN_SEQUENCE, run_all, serial};
-use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig};
+use support::scenarios::{BLUE_GREEN_SEQUENCE, run_on_sqlite_socket_stack};
+use support::zdd::Backend;
 
 fn blue_green(name: &str, backend: Backend) {
-    let _serial = serial();
-    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python];
-    if backend == Backend::Systemd {
-        needs.push(Requirement::Systemd);
-    }
-    if !require(name, &needs) {
-        return;
-    }
-    let stack = Stack::start(name, StackConfig { backend, db: Db::Sqlite, mode: ProxyMode::Socket });
-    run_all(&stack, "blue-green", BLUE_GREEN_SEQUENCE);
+    run_on_sqlite_socket_stack(name, backend, "blue-green", BLUE_GREEN_SEQUENCE);
 }
 
 #[test]

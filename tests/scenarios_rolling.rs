@@ -1,16 +1,17 @@
 //! Rolling replacement (plans/rolling.kdl): three gunicorn instances ("lanes") behind a real Nginx, replaced one
-//! after another, under load, with the process and the systemd backends. Proves: a first deploy over three lanes; v1 -> v2 under
-//! load with zero failed requests, the lanes replaced in order, every lane serving v2 afterwards; a v3 whose
-//! health fails on lane 2 is rolled back (exit 1) with zero failed requests: lane 1 is back on its v2 instance,
-//! every lane serves v2 and no v3 instance runs.
+//! after another, under load, with the process and the systemd backends. Proves: a first deploy over three lanes;
+//! v1 -> v2 under load with zero failed requests, the lanes replaced in order, every lane serving v2 afterwards;
+//! a v3 whose health fails on lane 2 is rolled back (exit 1) with zero failed requests: lane 1 is back on its v2
+//! instance, every lane serves v2 and no v3 instance runs.
 
 mod support;
 
 use std::time::Duration;
 
-use support::env::{Requirement, require};
-use support::scenarios::{Outcome, Scenario, check, check_no_failures, measured, run_all, serial, serving, under_load};
-use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
+use support::scenarios::{
+    Outcome, Scenario, check, check_no_failures, measured, run_on_sqlite_socket_stack, serving, under_load,
+};
+use support::zdd::{Backend, Stack, ZddRun};
 
 const LANES: usize = 3;
 
@@ -123,16 +124,7 @@ const ROLLING_SEQUENCE: &[Scenario] = &[
 ];
 
 fn rolling(name: &str, backend: Backend) {
-    let _serial = serial();
-    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python];
-    if backend == Backend::Systemd {
-        needs.push(Requirement::Systemd);
-    }
-    if !require(name, &needs) {
-        return;
-    }
-    let stack = Stack::start(name, StackConfig { backend, db: Db::Sqlite, mode: ProxyMode::Socket });
-    run_all(&stack, "rolling", ROLLING_SEQUENCE);
+    run_on_sqlite_socket_stack(name, backend, "rolling", ROLLING_SEQUENCE);
 }
 
 #[test]

@@ -245,64 +245,16 @@ fn valid_env_name(name: &str) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use zdd_engine::events::EventSink;
-    use zdd_engine::host::LocalHost;
-    use zdd_engine::kind::{DeployTarget, MemoryJournal};
-    use zdd_engine::plan::{FieldValue, Fields, Plan, StepId, StepPolicy};
-    use zdd_engine::redact::Redactor;
-    use zdd_engine::source::{FileId, SourceMap, Span};
+    use zdd_engine::kind::MemoryJournal;
 
     use super::*;
 
     fn step(fields: &[(&str, Value)]) -> Step {
-        let span = Span::new(FileId(0), 0, 0);
-        let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
-        for (k, v) in fields {
-            map.entry((*k).to_owned()).or_default().push(FieldValue {
-                value: Some(v.clone()),
-                props: BTreeMap::new(),
-                span,
-            });
-        }
-        Step {
-            id: StepId(0),
-            name: "build".into(),
-            kind: "exec".into(),
-            needs: vec![],
-            policy: StepPolicy::default(),
-            fields: Fields { map },
-            description: None,
-            span,
-        }
+        crate::testing::step("build", "exec", fields)
     }
 
     fn ctx(dir: &std::path::Path, journal: Arc<MemoryJournal>) -> StepCtx {
-        StepCtx {
-            plan: Arc::new(Plan {
-                name: "t".into(),
-                base_dir: dir.to_path_buf(),
-                sources: SourceMap::new(),
-                vars: vec![],
-                slots: vec!["a".into(), "b".into()],
-                state_dir: None,
-                defaults: StepPolicy::default(),
-                steps: vec![],
-            }),
-            step: "build".into(),
-            target: DeployTarget {
-                release: "r9".into(),
-                slot: "b".into(),
-                live_slot: Some("a".into()),
-                live_release: None,
-                rollback: false,
-            },
-            host: Arc::new(LocalHost::new()),
-            events: EventSink::discard(),
-            cancel: tokio_util::sync::CancellationToken::new(),
-            journal,
-            redactor: Redactor::new(),
-            state_dir: dir.to_path_buf(),
-        }
+        crate::testing::ctx("build", dir, journal)
     }
 
     fn s(v: &str) -> Value {

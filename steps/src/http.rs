@@ -159,16 +159,8 @@ impl StepKind for Http {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     use std::sync::{Arc, Mutex};
-
-    use zdd_engine::events::EventSink;
-    use zdd_engine::host::LocalHost;
-    use zdd_engine::kind::{DeployTarget, MemoryJournal};
-    use zdd_engine::plan::{FieldValue, Fields, Plan, StepId, StepPolicy};
-    use zdd_engine::redact::Redactor;
-    use zdd_engine::source::{FileId, SourceMap, Span};
 
     use super::*;
 
@@ -217,54 +209,11 @@ mod tests {
     }
 
     fn step(fields: &[(&str, Value)]) -> Step {
-        let span = Span::new(FileId(0), 0, 0);
-        let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
-        for (k, v) in fields {
-            map.entry((*k).to_owned()).or_default().push(FieldValue {
-                value: Some(v.clone()),
-                props: BTreeMap::new(),
-                span,
-            });
-        }
-        Step {
-            id: StepId(0),
-            name: "notify".into(),
-            kind: "http".into(),
-            needs: vec![],
-            policy: StepPolicy::default(),
-            fields: Fields { map },
-            description: None,
-            span,
-        }
+        crate::testing::step("notify", "http", fields)
     }
 
     fn ctx() -> StepCtx {
-        StepCtx {
-            plan: Arc::new(Plan {
-                name: "t".into(),
-                base_dir: "/".into(),
-                sources: SourceMap::new(),
-                vars: vec![],
-                slots: vec![],
-                state_dir: None,
-                defaults: StepPolicy::default(),
-                steps: vec![],
-            }),
-            step: "notify".into(),
-            target: DeployTarget {
-                release: "r1".into(),
-                slot: "a".into(),
-                live_slot: None,
-                live_release: None,
-                rollback: false,
-            },
-            host: Arc::new(LocalHost::new()),
-            events: EventSink::discard(),
-            cancel: tokio_util::sync::CancellationToken::new(),
-            journal: Arc::new(MemoryJournal::default()),
-            redactor: Redactor::new(),
-            state_dir: "/".into(),
-        }
+        crate::testing::ctx("notify", std::path::Path::new("/"), std::sync::Arc::default())
     }
 
     #[tokio::test]

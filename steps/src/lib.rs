@@ -24,6 +24,8 @@ pub mod service;
 pub mod smoke;
 pub mod symlink;
 pub mod templates;
+#[cfg(test)]
+mod testing;
 
 /// Every built-in kind.
 pub fn builtin() -> Kinds {

@@ -1,5 +1,6 @@
-//! The ```` ```kdl ```` blocks of the book (`book/src/**/*.md`), for the tests that check them (`docs_kdl.rs`) and
-//! keep them in the fuzz seeds (`fuzz_corpus.rs`). Included with `#[path]`, not part of `support`.
+//! The ```` ```kdl ```` blocks of the book (`book/src/**/*.md`) and the files of a tree, for the tests that check
+//! the book's and `plans/`'s KDL (`docs_kdl.rs`) and keep them in the fuzz seeds (`fuzz_corpus.rs`). Included
+//! with `#[path]`, not part of `support`.
 // Each test binary that includes this file uses part of it.
 #![allow(dead_code)]
 
@@ -24,6 +25,11 @@ impl Block {
 
 /// Every Markdown file under `dir`, sorted.
 pub(crate) fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    files_with_extension(dir, "md", out);
+}
+
+/// Every file under `dir` whose name ends in `.<extension>`, sorted (a folder's files before the next folder's).
+pub(crate) fn files_with_extension(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -31,8 +37,8 @@ pub(crate) fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            markdown_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "md") {
+            files_with_extension(&path, extension, out);
+        } else if path.extension().is_some_and(|e| e == extension) {
             out.push(path);
         }
     }

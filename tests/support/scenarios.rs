@@ -9,8 +9,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use super::env::{Requirement, require};
 use super::load::{Load, LoadConfig, Report};
-use super::zdd::{ProxyMode, Stack, ZddRun};
+use super::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
 
 /// Scenarios put real load on a shared 2-core machine: one at a time per test binary.
 pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
@@ -24,6 +25,21 @@ pub(crate) type Outcome = Result<String, String>;
 
 /// A named scenario: it runs on a stack with a plan and says what it measured or what went wrong.
 pub(crate) type Scenario = (&'static str, fn(&Stack, &str) -> Outcome);
+
+/// Runs `scenarios` with `plan` on a new SQLite, socket-mode stack of `backend`, one suite at a time; when a
+/// component is missing, skips (failing in CI) as `require` says.
+pub(crate) fn run_on_sqlite_socket_stack(name: &str, backend: Backend, plan: &str, scenarios: &[Scenario]) {
+    let _serial = serial();
+    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python];
+    if backend == Backend::Systemd {
+        needs.push(Requirement::Systemd);
+    }
+    if !require(name, &needs) {
+        return;
+    }
+    let stack = Stack::start(name, StackConfig { backend, db: Db::Sqlite, mode: ProxyMode::Socket });
+    run_all(&stack, plan, scenarios);
+}
 
 /// Runs the scenarios in order, printing each result; panics at the end listing every failure.
 pub(crate) fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {

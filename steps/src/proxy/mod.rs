@@ -275,33 +275,12 @@ impl StepKind for ProxySwitch {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use zdd_engine::plan::{FieldValue, Fields, StepId, StepPolicy, Value};
-    use zdd_engine::source::{FileId, Span};
+    use zdd_engine::plan::Value;
 
     use super::*;
 
     fn step(fields: &[(&str, Value)]) -> Step {
-        let span = Span::new(FileId(0), 0, 0);
-        let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
-        for (k, v) in fields {
-            map.entry((*k).to_owned()).or_default().push(FieldValue {
-                value: Some(v.clone()),
-                props: BTreeMap::new(),
-                span,
-            });
-        }
-        Step {
-            id: StepId(0),
-            name: "switch-1".into(),
-            kind: "proxy-switch".into(),
-            needs: vec![],
-            policy: StepPolicy::default(),
-            fields: Fields { map },
-            description: None,
-            span,
-        }
+        crate::testing::step("switch-1", "proxy-switch", fields)
     }
 
     fn lanes(names: &[&str]) -> (&'static str, Value) {
