@@ -126,6 +126,33 @@ async fn release_refuses_a_missing_shared_file() {
 }
 
 #[tokio::test]
+async fn release_refuses_a_shared_path_through_a_symlink_from_the_source() {
+    let dir = TestDir::new("steps-release-shared-symlink");
+    // The checkout has `media` as a symlink to a folder outside the release: linking `media/uploads` would
+    // remove and replace `outside/uploads` through it.
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(outside.join("uploads")).unwrap();
+    std::fs::write(outside.join("uploads/keep.txt"), "precious").unwrap();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/manage.py"), "").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("src/media")).unwrap();
+    let body = format!(
+        "step \"release\" kind=\"release\" {{\n root \"{0}/srv\"\n source \"{0}/src\"\n copy \"all\"\n shared \"media/uploads/\"\n}}\n",
+        dir.path().display()
+    );
+    let mut run = run_of(&dir, &body);
+    let (_, err) = run.run(None).await.unwrap_err();
+    assert!(
+        matches!(&err, StepError::Fatal { message, .. } if message.contains("symlink") && message.contains("media")),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read_to_string(outside.join("uploads/keep.txt")).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(outside.join("uploads")).unwrap().is_dir(), "replaced through the symlink");
+    run.undo().await.unwrap();
+    assert!(!dir.join("srv/releases/r2").exists());
+}
+
+#[tokio::test]
 async fn django_kind_runs_and_undoes_with_the_env_file_hidden() {
     let dir = TestDir::new("steps-django");
     let release = dir.join("srv/releases/r2");

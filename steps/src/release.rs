@@ -251,6 +251,20 @@ impl StepKind for Release {
                     )));
                 }
             }
+            // A folder on the way that is a symlink (copied from the checkout as it is) would make the
+            // removal and the new link below land outside the release: refuse rather than follow it.
+            let mut on_the_way = s.dir.clone();
+            for component in Path::new(rel).parent().into_iter().flat_map(Path::components) {
+                on_the_way.push(component);
+                if let Some(points_to) = ctx.host.read_link(&on_the_way).await? {
+                    return Err(StepError::fatal(format!(
+                        "shared path `{rel}` goes through {}, a symlink to {} in the release (from the source): \
+                         zdd links shared paths only through real folders",
+                        on_the_way.display(),
+                        points_to.display()
+                    )));
+                }
+            }
             let link = s.dir.join(rel);
             if let Some(parent) = link.parent() {
                 ctx.host.create_dir_all(parent).await?;
