@@ -27,9 +27,9 @@ impl PythonError {
     /// Does it say the database server could not be reached (refused, unknown host, timed out, going down)?
     pub fn is_unreachable_database(&self) -> bool {
         const SIGNS: &[&str] = &[
+            // Not "connection failed" or "could not connect" alone: psycopg puts them before every connection
+            // error, a refused password or a missing database included, which are not about reaching the server.
             "connection refused",
-            "could not connect",
-            "connection failed",
             "connection timed out",
             "timeout expired",
             "could not translate host name",
@@ -75,6 +75,18 @@ mod tests {
     use super::*;
 
     const REFUSED: &str = "Traceback (most recent call last):\n  File \"/srv/venv/lib/python3.11/site-packages/django/db/backends/base/base.py\", line 279, in ensure_connection\n    self.connect()\n  File \"/srv/venv/lib/python3.11/site-packages/psycopg/connection.py\", line 126, in connect\n    raise last_ex.with_traceback(None)\npsycopg.OperationalError: connection failed: connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n  File \"<string>\", line 9, in <module>\n    raise dj_exc_value.with_traceback(traceback) from exc_value\ndjango.db.utils.OperationalError: connection failed: connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n";
+
+    #[test]
+    fn a_refused_password_or_a_missing_database_is_not_unreachable() {
+        for message in [
+            "connection failed: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"shop\"",
+            "connection failed: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  database \"shop\" does not exist",
+            "could not connect to server: FATAL:  sorry, too many clients already",
+        ] {
+            let error = PythonError { name: "django.db.utils.OperationalError".into(), message: message.into() };
+            assert!(!error.is_unreachable_database(), "{message}");
+        }
+    }
 
     #[test]
     fn the_last_exception_of_a_chained_traceback_with_its_hint() {
