@@ -14,7 +14,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux)
+packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux g++)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
