@@ -2,7 +2,8 @@
 //! after another, under load, with the process and the systemd backends. Proves: a first deploy over three lanes;
 //! v1 -> v2 under load with zero failed requests, the lanes replaced in order, every lane serving v2 afterwards;
 //! a v3 whose health fails on lane 2 is rolled back (exit 1) with zero failed requests: lane 1 is back on its v2
-//! instance, every lane serves v2 and no v3 instance runs.
+//! instance, every lane serves v2 and no v3 instance runs; `zdd rollback` under load returns every lane to v1
+//! (three masters, all of the v1 release) with zero failed requests, and v2 deploys again over it.
 
 mod support;
 
@@ -117,10 +118,29 @@ fn health_fails_on_lane_two(stack: &Stack, plan: &str) -> Outcome {
     ))
 }
 
+/// `zdd rollback` from v2 (every lane) to v1 under load, then v2 again: zero failed requests both ways.
+fn rollback_then_v2_again(stack: &Stack, plan: &str) -> Outcome {
+    let releases = stack.releases();
+    let v1 = releases.iter().rev().nth(1).cloned().ok_or_else(|| format!("no previous release in {releases:?}"))?;
+    let (run, report) = under_load(stack, "rollback", plan, "v2");
+    check(run.code == 0, || format!("zdd rollback failed\n{}", run.describe()))?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_every_lane_serves(stack, "v1", &run)?;
+    expect_lanes_run(stack, &v1, "after the rollback")?;
+    let back = measured(&report, races, &run);
+    let (run, report) = under_load(stack, "run", plan, "v2");
+    check(run.code == 0, || format!("redeploy of v2 failed\n{}", run.describe()))?;
+    let races = check_no_failures(stack, &report, &run)?;
+    expect_every_lane_serves(stack, "v2", &run)?;
+    expect_lanes_run(stack, &newest_release(stack)?, "after the redeploy of v2")?;
+    Ok(format!("rollback: {back}; v2 again: {}", measured(&report, races, &run)))
+}
+
 const ROLLING_SEQUENCE: &[Scenario] = &[
     ("1 first deploy over three lanes", first_deploy),
     ("2 v1 -> v2 under load, lane by lane", upgrade),
     ("3 health fails on lane 2: rolled back", health_fails_on_lane_two),
+    ("4 zdd rollback to v1 under load, then v2 again", rollback_then_v2_again),
 ];
 
 fn rolling(name: &str, backend: Backend) {
