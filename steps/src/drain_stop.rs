@@ -141,7 +141,14 @@ impl StepKind for DrainStop {
             if drain::wait_listening(ctx, &socket, cfg.graceful_timeout).await? {
                 ctx.message(format!("slot {} listens again after {} ms", facts.slot, start.elapsed().as_millis()));
             } else {
-                ctx.message(format!("slot {} does not listen after {}s", facts.slot, cfg.graceful_timeout.as_secs()));
+                // Not a message only: the switch back would point Nginx at a socket nobody accepts on, so the
+                // rollback must end as incomplete and say why.
+                return Err(StepError::failed(format!(
+                    "slot {}'s instance was started again but does not listen on {} after {}s",
+                    facts.slot,
+                    socket.display(),
+                    cfg.graceful_timeout.as_secs()
+                )));
             }
         }
         Ok(())
