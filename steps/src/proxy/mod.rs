@@ -161,18 +161,9 @@ impl StepKind for ProxySwitch {
             )),
             (Some(_), Some(field)) => {
                 let mut seen = std::collections::BTreeSet::new();
-                // A lane names a socket link and lands in the site file: a plain name only.
-                let plain = |l: &str| {
-                    !l.is_empty()
-                        && !l.starts_with(['.', '-'])
-                        && l.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                };
-                if lanes.iter().any(|l| !plain(l)) {
-                    Some((
-                        field.span,
-                        "a lane is not a plain name (letters, digits, `-`, `_`, `.`)",
-                        "it names a socket link",
-                    ))
+                // A lane names a socket link and lands in the site file.
+                if let Some(problem) = lanes.iter().find_map(|l| crate::service::config::lane_name_problem(l)) {
+                    Some((field.span, problem, "it names a socket link"))
                 } else {
                     lanes.iter().any(|l| !seen.insert(l)).then_some((
                         field.span,
@@ -305,5 +296,14 @@ mod tests {
         assert_eq!(messages(&[lane("1"), lanes(&["1"]), port]).len(), 1);
         assert_eq!(messages(&[lane("1"), lanes(&["1", "1"])]), ["zdd::proxy-lanes: a lane is listed twice"]);
         assert_eq!(messages(&[lane("1"), lanes(&["1", "x;y"])]).len(), 1);
+        // Names that could meet another lane's: `1-a` + slot `b` is `1` + slot `a-b`; `current-a.sock` is lane a's.
+        assert_eq!(
+            messages(&[lane("1"), lanes(&["1", "1-a"])]),
+            ["zdd::proxy-lanes: a lane name is letters and digits only"]
+        );
+        assert_eq!(
+            messages(&[lane("a"), lanes(&["a", "current"])]),
+            ["zdd::proxy-lanes: `current` cannot name a lane: it is the links' prefix"]
+        );
     }
 }

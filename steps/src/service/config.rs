@@ -213,3 +213,16 @@ impl ServiceConfig {
         cmd
     }
 }
+
+/// Why `lane` cannot name a lane, if it cannot. Lanes are ASCII letters and digits only: a lane's instance is
+/// `<lane>-<slot>` and its link `current-<lane>.sock`, and slot names may hold `-`, so with a `-` (or a lane
+/// called `current`) two lanes' names could meet (`1-a` + `b` and `1` + `a-b`; `current` + `a` is lane `a`'s link).
+pub(crate) fn lane_name_problem(lane: &str) -> Option<&'static str> {
+    if lane.is_empty() || !lane.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Some("a lane name is letters and digits only")
+    } else if lane == "current" {
+        Some("`current` cannot name a lane: it is the links' prefix")
+    } else {
+        None
+    }
+}

@@ -129,6 +129,15 @@ impl StepKind for Service {
                     .help("use `listen \"socket\"` (the default), or drop `lane` for a single instance"),
             );
         }
+        if let (Some(field), Some(problem)) =
+            (step.fields.all("lane").first(), step.fields.str("lane").and_then(config::lane_name_problem))
+        {
+            diags.push(
+                Diagnostic::error("zdd::service-lane", problem)
+                    .at(field.span, "it names the unit, the socket and the link")
+                    .help("name lanes `1`, `2`, `3` (letters and digits)"),
+            );
+        }
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
