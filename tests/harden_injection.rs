@@ -100,6 +100,13 @@ fn zdd() -> Command {
     cmd
 }
 
+/// `zdd run <plan> --state-dir <state>`, for the caller's further arguments.
+fn zdd_run(plan: &Path, state: &Path) -> Command {
+    let mut cmd = zdd();
+    cmd.arg("run").arg(plan).arg("--state-dir").arg(state);
+    cmd
+}
+
 /// Nothing below `dir`.
 fn assert_empty(dir: &Path, what: &str) {
     let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -284,11 +291,7 @@ fn an_argument_vector_reaches_the_program_unchanged() {
     )
     .unwrap();
     for value in hostile(marker) {
-        let out = zdd()
-            .arg("run")
-            .arg(tmp.path().join("plan.kdl"))
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
+        let out = zdd_run(&tmp.path().join("plan.kdl"), &tmp.path().join("state"))
             .arg("--plain")
             .arg("--var")
             .arg(format!("name={value}"))
@@ -314,15 +317,7 @@ fn a_shell_script_refuses_hostile_interpolations_but_takes_them_through_env() {
     )
     .unwrap();
     for value in hostile(&marker) {
-        let out = zdd()
-            .arg("run")
-            .arg(&plan)
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
-            .arg("--var")
-            .arg(format!("name={value}"))
-            .output()
-            .unwrap();
+        let out = zdd_run(&plan, &tmp.path().join("state")).arg("--var").arg(format!("name={value}")).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{value:?}: {stderr}");
         assert!(stderr.contains("zdd::unsafe-shell-value"), "{stderr}");
@@ -339,15 +334,7 @@ fn a_shell_script_refuses_hostile_interpolations_but_takes_them_through_env() {
     )
     .unwrap();
     for value in hostile(&marker) {
-        let out = zdd()
-            .arg("run")
-            .arg(&plan)
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
-            .arg("--var")
-            .arg(format!("name={value}"))
-            .output()
-            .unwrap();
+        let out = zdd_run(&plan, &tmp.path().join("state")).arg("--var").arg(format!("name={value}")).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{value:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read_to_string(tmp.path().join("out")).unwrap(), value);
     }
@@ -358,11 +345,7 @@ fn a_shell_script_refuses_hostile_interpolations_but_takes_them_through_env() {
 fn hostile_release_ids_are_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     for release in ["..", ".", "-rf", "a/b", "a;b", "$(id)", "`id`", "a\nb", "a b", ""] {
-        let out = zdd()
-            .arg("run")
-            .arg(plan_path("demo"))
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
+        let out = zdd_run(&plan_path("demo"), &tmp.path().join("state"))
             .arg(format!("--release={release}"))
             .output()
             .unwrap();
