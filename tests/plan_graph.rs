@@ -7,7 +7,7 @@ mod fake_kinds;
 
 use std::path::Path;
 
-use zdd_engine::graph::{self, StepGraph};
+use zdd_engine::graph;
 use zdd_engine::plan::load::MemoryReader;
 use zdd_engine::plan::{self, Plan, Runtime, VarInputs};
 use zdd_engine::schema::Effect;
@@ -41,7 +41,7 @@ fn names(plan: &Plan, ids: &[zdd_engine::plan::StepId]) -> Vec<String> {
 #[test]
 fn waves_group_steps_that_can_run_together() {
     let plan = plan();
-    let g = StepGraph::build(&plan);
+    let g = &plan.graph;
     let waves: Vec<Vec<String>> = g.waves.iter().map(|w| names(&plan, w)).collect();
     assert_eq!(waves, [vec!["build", "migrate", "notes"], vec!["start"], vec!["health"], vec!["switch"]]);
     assert_eq!(g.graph.edge_count(), 4);
@@ -50,7 +50,7 @@ fn waves_group_steps_that_can_run_together() {
 #[test]
 fn rollback_reverses_the_forward_order_by_effect() {
     let plan = plan();
-    let g = StepGraph::build(&plan);
+    let g = &plan.graph;
     let kinds = fake_kinds::kinds();
     let rollback: Vec<(String, Effect)> =
         g.rollback(&plan, &kinds).iter().map(|e| (plan.step(e.step).name.clone(), e.effect)).collect();
@@ -70,11 +70,11 @@ fn rollback_reverses_the_forward_order_by_effect() {
 #[test]
 fn dot_output() {
     let plan = plan();
-    insta::assert_snapshot!(graph::to_dot(&plan, &StepGraph::build(&plan), &fake_kinds::kinds()));
+    insta::assert_snapshot!(graph::to_dot(&plan, &fake_kinds::kinds()));
 }
 
 #[test]
 fn mermaid_output() {
     let plan = plan();
-    insta::assert_snapshot!(graph::to_mermaid(&plan, &StepGraph::build(&plan), &fake_kinds::kinds()));
+    insta::assert_snapshot!(graph::to_mermaid(&plan, &fake_kinds::kinds()));
 }

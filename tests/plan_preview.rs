@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use zdd_engine::graph::StepGraph;
 use zdd_engine::host::LocalHost;
 use zdd_engine::plan::{self, Runtime, VarInputs};
 use zdd_engine::preview::{self, PlanPreview, PreviewInput};
@@ -72,11 +71,9 @@ fn build_preview(dir: &Path) -> PlanPreview {
     let runtime = Runtime::sample().with_state_dir(Some(&state_dir));
     let read = plan::read(&main, &VarInputs::cli(["token=s3cr3t-token"]), &runtime, &kinds);
     let plan = Arc::new(read.result.unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false))));
-    let graph = StepGraph::build(&plan);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(preview::build(PreviewInput {
         plan: &plan,
-        graph: &graph,
         kinds: &kinds,
         target: read.target.as_ref().unwrap(),
         state_dir: read.state_dir.as_deref().unwrap(),

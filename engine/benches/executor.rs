@@ -51,7 +51,7 @@ impl StepKind for Noop {
 
 fn plan(deep: bool) -> Plan {
     let span = Span::new(FileId(0), 0, 0);
-    let steps = (0..STEPS)
+    let steps: Vec<Step> = (0..STEPS)
         .map(|i| Step {
             id: StepId(i),
             name: format!("step-{i:04}"),
@@ -71,6 +71,7 @@ fn plan(deep: bool) -> Plan {
         slots: vec!["a".into(), "b".into()],
         state_dir: None,
         defaults: StepPolicy::default(),
+        graph: zdd_engine::graph::StepGraph::build_from_steps(&steps),
         steps,
     }
 }

@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zdd_engine::graph::StepGraph;
 use zdd_engine::host::LocalHost;
 use zdd_engine::plan::{self, Runtime, VarInputs};
 use zdd_engine::preview::{self, PreviewInput};
@@ -101,10 +100,8 @@ fn main() {
     let plan_cmd = || {
         let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
         let plan = Arc::new(read.result.expect("valid plan"));
-        let graph = StepGraph::build(&plan);
         let p = rt.block_on(preview::build(PreviewInput {
             plan: &plan,
-            graph: &graph,
             kinds: &kinds,
             target: read.target.as_ref().expect("target"),
             state_dir: read.state_dir.as_deref().unwrap_or(Path::new("/")),
@@ -124,10 +121,8 @@ fn main() {
     let read = plan::read(&path, &vars, &Runtime::sample(), &kinds);
     let valid = Arc::new(read.result.expect("valid plan"));
     let preview_only = time(|| {
-        let graph = StepGraph::build(&valid);
         let p = rt.block_on(preview::build(PreviewInput {
             plan: &valid,
-            graph: &graph,
             kinds: &kinds,
             target: read.target.as_ref().expect("target"),
             state_dir: Path::new("/nonexistent"),

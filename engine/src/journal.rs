@@ -48,6 +48,10 @@ pub struct RunHeader {
     pub started_at: u64,
     /// The plan's steps, in declaration order.
     pub steps: Vec<String>,
+    /// What each step needs (indices into `steps`): the graph the run followed, so `recover` undoes in the
+    /// same order even if the plan file changed since. Empty in journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Vec<usize>>,
 }
 
 /// The lines of a journal, as read back. Events the reader does not need are `Other`.
@@ -56,7 +60,7 @@ pub struct RunHeader {
 enum Line {
     JournalOpened {
         #[serde(flatten)]
-        header: RunHeader,
+        header: Box<RunHeader>,
     },
     UndoFacts {
         step: String,
@@ -222,6 +226,32 @@ pub struct Replay {
     pub finished: bool,
 }
 
+impl Replay {
+    /// [`Replay::to_undo`] in waves, by the graph recorded in the header: the undos of one wave can run at the
+    /// same time, and a step is undone after every step that needs it. A journal without a recorded graph is
+    /// undone one step at a time, in `to_undo`'s order.
+    pub fn undo_waves(&self) -> Vec<Vec<(String, UndoFacts)>> {
+        let steps = &self.header.steps;
+        if self.header.needs.len() != steps.len() || steps.is_empty() {
+            return self.to_undo.iter().map(|entry| vec![entry.clone()]).collect();
+        }
+        let needs: Vec<Vec<crate::plan::StepId>> =
+            self.header.needs.iter().map(|n| n.iter().map(|&i| crate::plan::StepId(i)).collect()).collect();
+        let graph = crate::graph::StepGraph::from_needs(&needs);
+        let facts: BTreeMap<&str, &UndoFacts> = self.to_undo.iter().map(|(s, f)| (s.as_str(), f)).collect();
+        let mut waves: Vec<Vec<(String, UndoFacts)>> = graph
+            .undo_order(|id| facts.contains_key(steps[id.0].as_str()))
+            .into_iter()
+            .map(|wave| wave.into_iter().map(|id| (steps[id.0].clone(), facts[steps[id.0].as_str()].clone())).collect())
+            .collect();
+        // Facts of a step the header does not name (cannot happen with zdd's own journals): undone last.
+        let unknown: Vec<(String, UndoFacts)> =
+            self.to_undo.iter().filter(|(s, _)| !steps.contains(s)).cloned().collect();
+        waves.extend(unknown.into_iter().map(|entry| vec![entry]));
+        waves
+    }
+}
+
 /// Read a journal. Unreadable trailing garbage (a line cut by a crash) is ignored.
 pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let reader = BufReader::new(File::open(path)?);
@@ -235,7 +265,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         let line = line?;
         let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
         match parsed {
-            Line::JournalOpened { header: h } => header = Some(h),
+            Line::JournalOpened { header: h } => header = Some(*h),
             Line::UndoFacts { step, facts: f } => {
                 if !facts.contains_key(&step) {
                     first_facts.push(step.clone());
@@ -341,6 +371,7 @@ mod tests {
             pid: 1,
             started_at: 0,
             steps: vec!["a".into(), "b".into(), "c".into()],
+            needs: Vec::new(),
         }
     }
 
@@ -373,6 +404,28 @@ mod tests {
         assert_eq!(r.header.plan, "shop");
         let order: Vec<(&str, i64)> = r.to_undo.iter().map(|(s, f)| (s.as_str(), f["n"].as_i64().unwrap())).collect();
         assert_eq!(order, vec![("c", 3), ("a", 11), ("b", 2)]);
+    }
+
+    #[tokio::test]
+    async fn recover_undoes_in_the_recorded_graphs_order_not_the_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        // b and c need a; the run recorded that graph, whatever the plan file says later.
+        let mut h = header("20261126-000000-bbbb");
+        h.needs = vec![vec![], vec![0], vec![0]];
+        let j = Journal::create(dir.path(), &h, Redactor::new()).unwrap();
+        for step in ["a", "b", "c"] {
+            j.record(step, &serde_json::json!({ "step": step })).await.unwrap();
+        }
+        event(&j, finished("a"));
+        event(&j, finished("c"));
+        let r = unfinished(dir.path()).unwrap().unwrap();
+        let waves = r.undo_waves();
+        let names: Vec<Vec<&str>> = waves.iter().map(|w| w.iter().map(|(s, _)| s.as_str()).collect()).collect();
+        assert_eq!(names, [vec!["b", "c"], vec!["a"]]);
+        // A journal from before the graph was recorded: one step at a time, in replay order.
+        h.needs.clear();
+        let old = Replay { header: h, ..r };
+        assert_eq!(old.undo_waves().len(), 3);
     }
 
     #[test]

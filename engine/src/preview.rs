@@ -1,4 +1,4 @@
-//! `zdd plan`: the dry-run preview. Built from the validated plan, the graph's parallel waves and each kind's
+//! `zdd plan`: the dry-run preview. Built from the validated plan, its graph's waves and each kind's
 //! [`StepKind::preview`](crate::kind::StepKind::preview): resolved variables (secrets shown as `***`, with where
 //! each value came from), steps wave by wave with their commands, every file they would write as a unified diff
 //! against the file on disk now, links, checks, and how each step would be undone.
@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use similar::TextDiff;
 
-use crate::graph::StepGraph;
 use crate::host::Host;
 use crate::kind::{DeployTarget, Kinds, PlannedAction, PreviewCtx};
 use crate::plan::{Plan, VarOrigin};
@@ -30,7 +29,8 @@ pub struct PlanPreview {
     pub variables: Vec<PreviewVar>,
     /// Steps grouped by wave: the steps of a wave can run at the same time.
     pub waves: Vec<Vec<StepPreview>>,
-    /// The derived rollback, in the order it would run.
+    /// The derived rollback, in the order it would run (the plan graph's undo waves: a step is undone after
+    /// every step that needs it).
     pub rollback: Vec<RollbackPreview>,
 }
 
@@ -90,13 +90,14 @@ pub enum FileStatus {
 pub struct RollbackPreview {
     pub step: String,
     pub effect: Effect,
+    /// The undo wave, from 1: the undos of one wave run at the same time, after those of earlier waves.
+    pub wave: usize,
     pub undo: Vec<PlannedAction>,
 }
 
 /// What the preview is built from.
 pub struct PreviewInput<'a> {
     pub plan: &'a Arc<Plan>,
-    pub graph: &'a StepGraph,
     pub kinds: &'a Kinds,
     pub target: &'a DeployTarget,
     pub state_dir: &'a std::path::Path,
@@ -129,8 +130,8 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         })
         .collect();
 
-    let mut waves = Vec::with_capacity(input.graph.waves.len());
-    for wave in &input.graph.waves {
+    let mut waves = Vec::with_capacity(plan.graph.waves.len());
+    for wave in &plan.graph.waves {
         let mut steps = Vec::with_capacity(wave.len());
         for id in wave {
             steps.push(step_preview(plan, *id, input.kinds, &ctx, &redactor).await);
@@ -138,14 +139,14 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         waves.push(steps);
     }
 
-    let rollback = input
+    let rollback = plan
         .graph
         .rollback(plan, input.kinds)
         .into_iter()
         .map(|entry| {
             let name = &plan.step(entry.step).name;
             let undo = waves.iter().flatten().find(|s| &s.name == name).map(|s| s.undo.clone()).unwrap_or_default();
-            RollbackPreview { step: name.clone(), effect: entry.effect, undo }
+            RollbackPreview { step: name.clone(), effect: entry.effect, wave: entry.wave + 1, undo }
         })
         .collect();
 

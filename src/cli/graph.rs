@@ -1,6 +1,6 @@
 //! `zdd graph`: the step graph as Graphviz dot or Mermaid, forward edges solid, the rollback order dashed.
 
-use zdd_engine::graph::{self, StepGraph};
+use zdd_engine::graph;
 use zdd_engine::plan::Runtime;
 
 use super::check::{read_plan, report_invalid};
@@ -12,10 +12,9 @@ pub(super) fn run(args: &PlanArgs, format: GraphFormat) -> i32 {
     let Ok(plan) = &read.result else {
         return report_invalid(&read);
     };
-    let g = StepGraph::build(plan);
     match format {
-        GraphFormat::Dot => out!("{}", graph::to_dot(plan, &g, &kinds)),
-        GraphFormat::Mermaid => out!("{}", graph::to_mermaid(plan, &g, &kinds)),
+        GraphFormat::Dot => out!("{}", graph::to_dot(plan, &kinds)),
+        GraphFormat::Mermaid => out!("{}", graph::to_mermaid(plan, &kinds)),
     }
     exit::OK
 }

@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use zdd_engine::graph::StepGraph;
 use zdd_engine::host::LocalHost;
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::plan::{PlanHeader, Runtime, TargetSource};
@@ -27,13 +26,11 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
         return report_invalid(&read);
     };
     let plan = Arc::new(plan.clone());
-    let graph = StepGraph::build(&plan);
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         eprintln!("zdd: cannot start the async runtime");
         return exit::INVALID;
     };
-    let input =
-        PreviewInput { plan: &plan, graph: &graph, kinds: &kinds, target, state_dir, host: Arc::new(LocalHost::new()) };
+    let input = PreviewInput { plan: &plan, kinds: &kinds, target, state_dir, host: Arc::new(LocalHost::new()) };
     let p = rt.block_on(preview::build(input));
     if json {
         match serde_json::to_string_pretty(&p) {

@@ -1,5 +1,5 @@
 //! `zdd stop`: stop gracefully whatever the plan's steps keep running (the service kind's instances in both
-//! slots), in reverse declaration order, under the deploy lock. Exit 0, or 1 if some step could not stop.
+//! slots), in the plan graph's undo order, under the deploy lock. Exit 0, or 1 if some step could not stop.
 
 use super::run::{Intent, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};

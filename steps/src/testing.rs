@@ -47,6 +47,7 @@ pub(crate) fn ctx(step: &str, dir: &Path, journal: Arc<MemoryJournal>) -> StepCt
             state_dir: None,
             defaults: StepPolicy::default(),
             steps: vec![],
+            graph: zdd_engine::graph::StepGraph::default(),
         }),
         step: step.into(),
         target: DeployTarget {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::graph::StepGraph;
 use crate::source::{SourceMap, Span};
 
 /// Index of a step in [`Plan::steps`].
@@ -26,6 +27,8 @@ pub struct Plan {
     pub defaults: StepPolicy,
     /// In declaration order (includes expanded where they stand); `StepId` indexes this.
     pub steps: Vec<Step>,
+    /// The steps' `needs` (and step references) as the one graph every later phase reads.
+    pub graph: StepGraph,
 }
 
 impl Plan {

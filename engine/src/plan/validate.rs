@@ -263,6 +263,7 @@ pub fn validate(
         slots,
         state_dir: plan_state_dir,
         defaults,
+        graph: crate::graph::StepGraph::build_from_steps(&steps),
         steps,
     };
     Some(Validated { plan, target, state_dir })

@@ -50,16 +50,25 @@ pub fn render_text(p: &PlanPreview, color: bool) -> String {
         }
     }
 
-    let _ = writeln!(out, "\nIf a step fails, the rollback undoes the steps that ran, in this order:");
+    let _ = writeln!(
+        out,
+        "\nIf a step fails, the rollback undoes the steps that ran, in this order (a step after every step that \
+         needs it; steps with the same number are undone at the same time):"
+    );
     let mut n = 0;
     let mut read_only = Vec::new();
+    let mut numbers: Vec<usize> = Vec::new();
     for r in &p.rollback {
         match r.effect {
             Effect::Reversible => {
                 n += 1;
+                // Number the undo waves that undo something 1, 2, 3... in the order they run.
+                if numbers.last() != Some(&r.wave) {
+                    numbers.push(r.wave);
+                }
                 let how = r.undo.iter().map(action_words).collect::<Vec<_>>().join("; ");
                 let how = if how.is_empty() { "undo recorded at run time".to_owned() } else { how };
-                let _ = writeln!(out, "  {n}. {}: {how}", r.step);
+                let _ = writeln!(out, "  {}. {}: {how}", numbers.len(), r.step);
             }
             Effect::ForwardOnly => {
                 let _ = writeln!(out, "  -  {}: forward-only, not undone", r.step);

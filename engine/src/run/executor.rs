@@ -113,17 +113,24 @@ impl Executor {
             None => Outcome::Deployed,
             Some(cause) => {
                 let facts = self.journal.facts();
-                let order: Vec<(String, UndoFacts)> = forward
-                    .completed
-                    .iter()
-                    .rev()
-                    .filter_map(|id| {
-                        let name = &self.plan.step(*id).name;
-                        facts.get(name).map(|f| (name.clone(), f.clone()))
+                let ran: std::collections::BTreeSet<StepId> = forward.completed.iter().copied().collect();
+                let order: Vec<Vec<(String, UndoFacts)>> = self
+                    .plan
+                    .graph
+                    .undo_order(|id| ran.contains(&id))
+                    .into_iter()
+                    .map(|wave| {
+                        wave.into_iter()
+                            .filter_map(|id| {
+                                let name = &self.plan.step(id).name;
+                                facts.get(name).map(|f| (name.clone(), f.clone()))
+                            })
+                            .collect::<Vec<_>>()
                     })
+                    .filter(|wave| !wave.is_empty())
                     .collect();
                 let undo = self.rollback_saying_why_signals_wait(cause, &order, interrupt).await;
-                for (name, _) in &order {
+                for (name, _) in order.iter().flatten() {
                     if let Some(step) = self.plan.step_by_name(name) {
                         states[step.id.0] =
                             if undo.undone.contains(name) { StepState::RolledBack } else { StepState::RollbackFailed };
@@ -163,9 +170,8 @@ impl Executor {
     /// when `interrupt` fires, cancels the running ones and waits for all of them.
     pub async fn forward(&self, interrupt: &CancellationToken) -> Forward {
         let steps = &self.plan.steps;
-        let needs: Vec<Vec<StepId>> = steps.iter().map(|s| s.needs.clone()).collect();
         let jobs = self.jobs.max(1);
-        let mut schedule = Scheduler::new(&needs, jobs);
+        let mut schedule = Scheduler::new(&self.plan.graph.needs_lists(), jobs);
         let semaphore = Arc::new(Semaphore::new(jobs));
         let run_token = CancellationToken::new();
         let (results_tx, mut results) = mpsc::unbounded_channel::<(StepId, StepRecord)>();
@@ -273,7 +279,7 @@ impl Executor {
     pub(crate) async fn rollback_saying_why_signals_wait(
         &self,
         cause: &str,
-        order: &[(String, UndoFacts)],
+        order: &[Vec<(String, UndoFacts)>],
         interrupt: &CancellationToken,
     ) -> Rollback {
         // An interrupt that stopped the forward run was answered there.
@@ -291,45 +297,68 @@ impl Executor {
         }
     }
 
-    /// Undo `order` (step name and its facts, already in undo order), one at a time. A failed undo is retried
-    /// per its step's retry policy, reported, and the rollback goes on with the others.
-    pub async fn rollback(&self, cause: &str, order: &[(String, UndoFacts)]) -> Rollback {
+    /// Undo `waves` (step names and their facts, in undo order: the graph's undo waves, or the recorded graph's
+    /// for `recover`). The undos of one wave run at the same time (at most `jobs`); a wave starts when the one
+    /// before it has ended. A failed undo is retried per its step's retry policy, reported, and the rollback goes
+    /// on with the others.
+    pub async fn rollback(&self, cause: &str, waves: &[Vec<(String, UndoFacts)>]) -> Rollback {
         self.events.emit(Event::RollbackStarted { cause: cause.to_owned() });
         let mut result = Rollback::default();
-        for (name, facts) in order {
-            let started = Instant::now();
-            self.events.emit(Event::UndoStarted { step: name.clone() });
-            let outcome = match self.plan.step_by_name(name) {
-                None => Err(format!(
-                    "step `{name}` is not in the plan any more, so zdd does not know how to undo it (its undo facts: \
-                     {facts}); put the step back and run `zdd recover` again, or undo it by hand and delete {}",
-                    self.journal.path().map_or_else(|| "the run's journal".to_owned(), |p| p.display().to_string())
-                )),
-                Some(step) => match self.kinds.get(&step.kind) {
-                    None => Err(format!("unknown step kind `{}`", step.kind)),
-                    Some(kind) => {
-                        // A fresh token: the run's token is cancelled by now, and the rollback must not be.
-                        let ctx = self.ctx(name, CancellationToken::new());
-                        let record = step::attempts(kind.clone(), step, &ctx, Operation::Undo(facts)).await;
-                        match record.state {
-                            StepState::Succeeded => Ok(()),
-                            _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
-                        }
-                    }
-                },
-            };
-            self.events.emit(Event::UndoFinished {
-                step: name.clone(),
-                ok: outcome.is_ok(),
-                error: outcome.as_ref().err().cloned(),
-                duration_ms: millis(started.elapsed()),
-            });
-            match outcome {
-                Ok(()) => result.undone.push(name.clone()),
-                Err(e) => result.failed.push((name.clone(), e)),
+        let semaphore = Arc::new(Semaphore::new(self.jobs.max(1)));
+        for wave in waves {
+            let mut undos: JoinSet<(String, Result<(), String>)> = JoinSet::new();
+            for (name, facts) in wave {
+                let exec = self.clone();
+                let (name, facts) = (name.clone(), facts.clone());
+                let semaphore = semaphore.clone();
+                undos.spawn(async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    let outcome = exec.undo_one(&name, &facts).await;
+                    (name, outcome)
+                });
+            }
+            // Every undo of the wave is awaited to its end, whatever the others did.
+            while let Some(joined) = undos.join_next().await {
+                match joined {
+                    Ok((name, Ok(()))) => result.undone.push(name),
+                    Ok((name, Err(e))) => result.failed.push((name, e)),
+                    Err(e) => result.failed.push(("(an undo task)".to_owned(), format!("panicked: {e}"))),
+                }
             }
         }
         result
+    }
+
+    /// One step's undo, with its events.
+    async fn undo_one(&self, name: &str, facts: &UndoFacts) -> Result<(), String> {
+        let started = Instant::now();
+        self.events.emit(Event::UndoStarted { step: name.to_owned() });
+        let outcome = match self.plan.step_by_name(name) {
+            None => Err(format!(
+                "step `{name}` is not in the plan any more, so zdd does not know how to undo it (its undo facts: \
+                 {facts}); put the step back and run `zdd recover` again, or undo it by hand and delete {}",
+                self.journal.path().map_or_else(|| "the run's journal".to_owned(), |p| p.display().to_string())
+            )),
+            Some(step) => match self.kinds.get(&step.kind) {
+                None => Err(format!("unknown step kind `{}`", step.kind)),
+                Some(kind) => {
+                    // A fresh token: the run's token is cancelled by now, and the rollback must not be.
+                    let ctx = self.ctx(name, CancellationToken::new());
+                    let record = step::attempts(kind.clone(), step, &ctx, Operation::Undo(facts)).await;
+                    match record.state {
+                        StepState::Succeeded => Ok(()),
+                        _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
+                    }
+                }
+            },
+        };
+        self.events.emit(Event::UndoFinished {
+            step: name.to_owned(),
+            ok: outcome.is_ok(),
+            error: outcome.as_ref().err().cloned(),
+            duration_ms: millis(started.elapsed()),
+        });
+        outcome
     }
 }
 

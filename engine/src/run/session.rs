@@ -130,6 +130,7 @@ impl Session {
             pid: std::process::id(),
             started_at: journal::now_millis(),
             steps: self.plan.steps.iter().map(|s| s.name.clone()).collect(),
+            needs: self.plan.graph.needs_lists().iter().map(|n| n.iter().map(|id| id.0).collect()).collect(),
         };
         let started_at = lock::now_rfc3339();
         let journal = Arc::new(Journal::create(self.state.path(), &header, self.redactor.clone())?);
@@ -176,7 +177,7 @@ impl Session {
         self.state.save(&state)
     }
 
-    /// Undo, in reverse order, every step of an interrupted run whose facts are not undone yet, then mark the
+    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
     /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
     /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
     pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
@@ -216,7 +217,7 @@ impl Session {
             run_id: replay.header.run_id.clone(),
             steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
         });
-        let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.to_undo, interrupt).await;
+        let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.undo_waves(), interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
             .to_undo
@@ -250,7 +251,8 @@ impl Session {
 }
 
 impl Session {
-    /// `zdd stop`: ask every step's kind, in reverse declaration order, to stop what it keeps running.
+    /// `zdd stop`: ask every step's kind, in the graph's undo order (a step after every step that needs it), to
+    /// stop what it keeps running.
     /// Returns how many stopped something and the errors of those that failed.
     pub async fn stop(self, target: DeployTarget) -> (usize, Vec<(String, String)>) {
         let (events, mut rx) = EventSink::channel();
@@ -263,7 +265,7 @@ impl Session {
         let exec = self.executor(target, Arc::new(Journal::in_memory()), events.clone());
         let mut stopped = 0;
         let mut failed = Vec::new();
-        for step in self.plan.steps.iter().rev() {
+        for step in self.plan.graph.undo_waves.iter().flatten().map(|id| self.plan.step(*id)) {
             let Some(kind) = self.kinds.get(&step.kind) else { continue };
             let ctx = exec.ctx(&step.name, CancellationToken::new());
             match kind.stop(step, &ctx).await {
