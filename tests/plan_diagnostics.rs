@@ -160,6 +160,40 @@ fn shared_paths_outside_the_release() {
     ));
 }
 
+/// A web service, its health gate, and a drain-stop: the gate names the service `webb` (a typo) and the
+/// drain-stop names the gate instead of the service.
+const REFERENCES: &str = "step \"web\" kind=\"service\" {\n    app \"shop\"\n    root \"/srv/shop\"\n    \
+    wsgi \"shop.wsgi:application\"\n    listen \"socket\"\n    manager \"process\"\n}\n\
+    step \"health\" kind=\"health-gate\" {\n    needs \"web\"\n    service \"webb\"\n    path \"/health/\"\n}\n\
+    step \"drain\" kind=\"drain-stop\" {\n    needs \"health\"\n    service \"health\"\n}\n";
+
+#[test]
+fn step_references_are_checked_like_needs() {
+    insta::assert_snapshot!(check_files_with(&format!("{HEAD}{REFERENCES}"), &[], &zdd_steps::builtin()));
+}
+
+#[test]
+fn a_step_reference_orders_the_referring_step_after_the_step_it_names() {
+    // `logs` names `web` but does not `need` it: the reference alone puts it after `web` (and its undo before).
+    let text = format!(
+        "{HEAD}step \"web\" kind=\"service\" {{\n    app \"shop\"\n    root \"/srv/shop\"\n    \
+         wsgi \"shop.wsgi:application\"\n    listen \"socket\"\n    manager \"process\"\n}}\n\
+         step \"logs\" kind=\"log-check\" {{\n    service \"web\"\n    window \"1s\"\n}}\n"
+    );
+    let read = plan::from_sources(
+        Path::new("deploy/prod.kdl"),
+        Path::new("/srv/deploy"),
+        &MemoryReader::new().with("deploy/prod.kdl", &text),
+        &VarInputs::default(),
+        &Runtime::sample(),
+        &zdd_steps::builtin(),
+    );
+    let plan = read.result.unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)));
+    let logs = plan.step_by_name("logs").unwrap();
+    assert_eq!(plan.graph.needs(logs.id), [plan.step_by_name("web").unwrap().id]);
+    assert_eq!(plan.graph.waves.len(), 2);
+}
+
 #[test]
 fn kdl_syntax_error() {
     insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\n}}\n")));

@@ -37,6 +37,10 @@ pub enum ValueType {
     /// A relative path that stays inside the directory it is joined to (no `..`, not absolute): what zdd
     /// creates there, its undo removes.
     SubPath,
+    /// The name of another step of the plan, of one of these kinds (`service "web"` in a health gate). Checked
+    /// like `needs`: the step must exist (with a "did you mean"), be of one of the kinds, and the referring step
+    /// is ordered after it (the reference adds a `needs` edge).
+    StepRef(&'static [&'static str]),
     /// A shell script the plan wrote (run with `/bin/sh -c`): the values of the variables interpolated into it
     /// are checked, so a `--var` value cannot add a command.
     Shell,

@@ -1,5 +1,6 @@
 //! `zdd recover`: finish a run that was interrupted (zdd killed, CI runner lost) or whose rollback did not
-//! complete: undo, from its journal alone and in the undo order of the graph it recorded, every step whose undo facts are not undone yet.
+//! complete: undo, from its journal alone and in the undo order of the graph it recorded, every step whose undo
+//! facts are not undone yet.
 //! Exit 0 when everything was undone (or there was nothing to do), 3 when some undo still fails.
 
 use zdd_engine::events::Outcome;

@@ -27,8 +27,12 @@ static SPEC: KindSpec = KindSpec {
     name: "drain-stop",
     summary: "Stop the old instance once drained: its accept queue empty (socket) or the pre-reload Nginx workers gone (port).",
     fields: &[
-        FieldSpec::new("service", ValueType::String, "The service step whose old instance (the live slot) is stopped.")
-            .required(),
+        FieldSpec::new(
+            "service",
+            ValueType::StepRef(&["service"]),
+            "The service step whose old instance (the live slot) is stopped.",
+        )
+        .required(),
         FieldSpec::new("drain-timeout", ValueType::Duration, "Longest wait for the drain before stopping anyway.")
             .default("30s"),
         FieldSpec::new(

@@ -45,7 +45,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("2s"),
         FieldSpec::new(
             "service",
-            ValueType::String,
+            ValueType::StepRef(&["service"]),
             "The service step whose instance (in this deploy's slot, and its `lane`) is watched: if it dies, the gate fails at once.",
         ),
     ],

@@ -22,7 +22,12 @@ static SPEC: KindSpec = KindSpec {
     name: "log-check",
     summary: "Watch the new instance's log and Nginx's error log for a window; fail on a deny pattern.",
     fields: &[
-        FieldSpec::new("service", ValueType::String, "The service step whose new instance's log is read.").required(),
+        FieldSpec::new(
+            "service",
+            ValueType::StepRef(&["service"]),
+            "The service step whose new instance's log is read.",
+        )
+        .required(),
         FieldSpec::new("window", ValueType::Duration, "How long to watch.").default("10s"),
         FieldSpec::new(
             "nginx-error-log",

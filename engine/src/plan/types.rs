@@ -38,6 +38,7 @@ pub fn type_name(ty: ValueType) -> String {
         ValueType::ConfigWords => "config words".into(),
         ValueType::ConfigPath => "config path".into(),
         ValueType::Name => "name".into(),
+        ValueType::StepRef(kinds) => format!("name of a {} step", kinds.join("|")),
         ValueType::Shell => "shell script".into(),
         ValueType::SubPath => "relative path".into(),
     }
@@ -83,6 +84,8 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             Ok(Value::Path(path))
         }
         ValueType::Name => parse_name(text).map(|()| Value::Str(text.to_owned())),
+        // Resolved against the plan's steps once every step is known (validate.rs).
+        ValueType::StepRef(_) => Ok(Value::Str(text.to_owned())),
         ValueType::SubPath => parse_sub_path(text).map(|()| Value::Str(text.to_owned())),
     }
 }

@@ -12,11 +12,12 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::kind::{DeployTarget, Kinds};
 use crate::plan::fields::{self, FieldCtx};
 use crate::plan::load::Loaded;
-use crate::plan::model::{Fields, Plan, Step, StepId, StepPolicy};
+use crate::plan::model::{Fields, Plan, Step, StepId, StepPolicy, Value};
 use crate::plan::raw::{RawItem, RawNode, RawValue, Scalar};
 use crate::plan::suggest::did_you_mean;
 use crate::plan::vars::{self, Interpolator, VarDecl, VarInputs};
 use crate::plan::{PlanHeader, Runtime, TargetSource};
+use crate::schema::ValueType;
 use crate::source::{FileId, Span};
 
 /// A plan that was built, with the runtime values it was validated against. The plan is only usable when
@@ -235,6 +236,7 @@ pub fn validate(
             }
         }
     }
+    step_references(&mut steps, &by_name, &name_spans, kinds, &mut edges, diags);
     for cycle in crate::graph::find_cycles(steps.len(), &edges) {
         let path = cycle.iter().map(|&i| steps[i].name.as_str()).collect::<Vec<_>>().join(" -> ");
         let mut d = Diagnostic::error("zdd::dependency-cycle", format!("dependency cycle: {path}"))
@@ -267,6 +269,79 @@ pub fn validate(
         steps,
     };
     Some(Validated { plan, target, state_dir })
+}
+
+/// Resolve every field of type [`ValueType::StepRef`] (`service "web"`) as `needs` is resolved: the step must
+/// exist and be of an accepted kind, and the referring step gets a `needs` edge to it, so it runs after it (and
+/// is undone before it).
+fn step_references(
+    steps: &mut [Step],
+    by_name: &HashMap<String, usize>,
+    name_spans: &[Span],
+    kinds: &Kinds,
+    edges: &mut Vec<(usize, usize)>,
+    diags: &mut Diagnostics,
+) {
+    for i in 0..steps.len() {
+        let Some(spec) = kinds.spec(&steps[i].kind) else { continue };
+        let mut refs: Vec<usize> = Vec::new();
+        for field in spec.fields {
+            let ValueType::StepRef(accepted) = field.ty else { continue };
+            for occurrence in steps[i].fields.all(field.name) {
+                let Some(target) = occurrence.value.as_ref().and_then(Value::as_str) else { continue };
+                let Some(&j) = by_name.get(target) else {
+                    let d = Diagnostic::error(
+                        "zdd::unknown-step",
+                        format!("`{}` names an unknown step `{target}`", field.name),
+                    )
+                    .at(occurrence.span, "no step has this name");
+                    let candidates =
+                        steps.iter().filter(|s| accepted.contains(&s.kind.as_str())).map(|s| s.name.as_str());
+                    diags.push(match did_you_mean(target, candidates) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help(format!(
+                            "name a {} step declared in this plan or its includes",
+                            accepted.join(" or ")
+                        )),
+                    });
+                    continue;
+                };
+                if !accepted.contains(&steps[j].kind.as_str()) {
+                    let fitting: Vec<String> = steps
+                        .iter()
+                        .filter(|s| accepted.contains(&s.kind.as_str()))
+                        .map(|s| format!("`{}`", s.name))
+                        .collect();
+                    diags.push(
+                        Diagnostic::error(
+                            "zdd::wrong-step-kind",
+                            format!(
+                                "`{}` must name a {} step, and `{target}` is a {} step",
+                                field.name,
+                                accepted.join(" or "),
+                                steps[j].kind
+                            ),
+                        )
+                        .at(occurrence.span, format!("a {} step", steps[j].kind))
+                        .related(name_spans[j], "declared here")
+                        .help(if fitting.is_empty() {
+                            format!("the plan has no {} step: add one, or remove this field", accepted.join(" or "))
+                        } else {
+                            format!("name one of {}", fitting.join(", "))
+                        }),
+                    );
+                    continue;
+                }
+                refs.push(j);
+            }
+        }
+        for j in refs {
+            if !steps[i].needs.contains(&StepId(j)) {
+                steps[i].needs.push(StepId(j));
+                edges.push((i, j));
+            }
+        }
+    }
 }
 
 /// The single string argument of a header node (`plan`, `state-dir`) that may appear once.
