@@ -83,9 +83,8 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             parse_config_word(text, false)?;
             Ok(Value::Path(path))
         }
-        ValueType::Name => parse_name(text).map(|()| Value::Str(text.to_owned())),
-        // Resolved against the plan's steps once every step is known (validate.rs).
-        ValueType::StepRef(_) => Ok(Value::Str(text.to_owned())),
+        // A step reference is resolved against the plan's steps once every step is known (validate.rs).
+        ValueType::Name | ValueType::StepRef(_) => parse_name(text).map(|()| Value::Str(text.to_owned())),
         ValueType::SubPath => parse_sub_path(text).map(|()| Value::Str(text.to_owned())),
     }
 }
