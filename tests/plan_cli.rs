@@ -195,3 +195,21 @@ fn plan_previews_the_release_given_with_release() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--release: release id `..`"), "{}", text(&out.stderr));
 }
+
+/// `listen "127.0.0.1:8080"` makes the fragments' default `proxy_url` `http://127.0.0.1:127.0.0.1:8080`: `check`
+/// refuses it (it used to pass, and `run` retried "invalid port number" for 10 s after building everything), and
+/// names the variables that made the value and where each was set.
+#[test]
+fn check_refuses_a_value_that_interpolates_into_a_bad_url_and_names_its_variables() {
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/prod.kdl");
+    let out =
+        zdd().arg("check").arg(&plan).args(["--var", "listen=127.0.0.1:8080"]).env("NO_COLOR", "1").output().unwrap();
+    let stderr = text(&out.stderr);
+    let all = format!("{}{stderr}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("`http://127.0.0.1:127.0.0.1:8080` is not a usable URL"), "{all}");
+    assert!(all.contains("made from `proxy_url`, `listen`"), "{all}");
+    assert!(all.contains("`listen` = `127.0.0.1:8080` (--var)"), "{all}");
+    assert!(all.contains("`proxy_url` is `http://127.0.0.1:127.0.0.1:8080`: its default, set here"), "{all}");
+    assert!(all.contains("fragments/django-release.kdl:"), "{all}");
+}

@@ -59,9 +59,16 @@ impl StepError {
 }
 
 impl From<HostError> for StepError {
+    /// A missing program or a refused permission does not go away by trying again: those are fatal at once
+    /// (the run rolls back now instead of after every retry); other host errors may be passing.
     fn from(e: HostError) -> Self {
+        use std::io::ErrorKind::{NotFound, PermissionDenied};
         match e {
             HostError::Cancelled { .. } => StepError::Cancelled,
+            HostError::Spawn { ref source, .. } if matches!(source.kind(), NotFound | PermissionDenied) => {
+                StepError::fatal(e.to_string())
+            }
+            HostError::Io { ref source, .. } if source.kind() == PermissionDenied => StepError::fatal(e.to_string()),
             other => StepError::failed(other.to_string()),
         }
     }
@@ -268,5 +275,24 @@ impl Kinds {
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.kinds.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_or_a_refused_permission_is_not_retried() {
+        let spawn = |kind| HostError::Spawn { program: "nginx".into(), source: std::io::Error::from(kind) };
+        assert!(!StepError::from(spawn(std::io::ErrorKind::NotFound)).retryable());
+        assert!(!StepError::from(spawn(std::io::ErrorKind::PermissionDenied)).retryable());
+        assert!(StepError::from(spawn(std::io::ErrorKind::Interrupted)).retryable());
+        let io = HostError::Io {
+            op: "write",
+            path: "/etc/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(!StepError::from(io).retryable());
     }
 }

@@ -130,8 +130,11 @@ impl StepKind for Http {
         }
         ctx.message(describe(step));
         let send = async {
-            let response =
-                request.send().await.map_err(|e| StepError::failed(format!("{url}: {}", with_causes(&e))))?;
+            let response = request.send().await.map_err(|e| {
+                // A request that cannot even be built (a bad URL) fails the same way every time.
+                let error = if e.is_builder() { StepError::fatal } else { StepError::failed };
+                error(format!("{url}: {}", with_causes(&e)))
+            })?;
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             Ok::<_, StepError>((status, body))

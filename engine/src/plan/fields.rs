@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::plan::model::{FieldValue, Fields, Retry, Value};
+use crate::plan::model::{FieldValue, Fields, Retry, Value, VarOrigin};
 use crate::plan::raw::{self, RawNode, RawValue, Scalar};
 use crate::plan::suggest::did_you_mean;
 use crate::plan::types::{check_shell_value, describe_char, parse_typed, type_name};
@@ -69,9 +69,9 @@ impl FieldCtx<'_, '_> {
             Ok(v) => Some(v),
             Err(e) => {
                 let message = self.interp.mask(&e.message);
-                self.diags.push(
-                    Diagnostic::error(e.code, message).at(raw.span, format!("expected {}", type_name(ty))).help(e.help),
-                );
+                let d = Diagnostic::error(e.code, message).at(raw.span, format!("expected {}", type_name(ty)));
+                let d = self.made_of_variables(d, raw);
+                self.diags.push(d.help(e.help));
                 None
             }
         }
@@ -79,6 +79,42 @@ impl FieldCtx<'_, '_> {
 }
 
 impl FieldCtx<'_, '_> {
+    /// A value that failed its type after interpolation: point at every variable that made it and say where
+    /// each value was set (the default's place in its file, or `--var`/the environment), so a wrong `listen`
+    /// is found from the `proxy_url` it broke.
+    fn made_of_variables(&self, mut d: Diagnostic, raw: &RawValue) -> Diagnostic {
+        let Scalar::Str(written) = &raw.value else { return d };
+        let made_of = self.interp.provenance_of(written);
+        if made_of.is_empty() {
+            return d;
+        }
+        let mut given = Vec::new();
+        for (name, value, provenance) in &made_of {
+            let value = self.interp.mask(value);
+            match provenance {
+                Some(p) if p.template.is_some() => {
+                    d = d.related(p.span, format!("`{name}` is `{value}`: its default, set here"));
+                }
+                Some(p) => {
+                    let how = match p.origin {
+                        VarOrigin::Cli => "--var",
+                        VarOrigin::Env => "the environment (ZDD_VAR_…)",
+                        _ => "outside the plan",
+                    };
+                    d = d.related(p.span, format!("`{name}` is `{value}`, given by {how}"));
+                    given.push(format!("`{name}` = `{value}` ({how})"));
+                }
+                None => given.push(format!("`{name}` = `{value}` (runtime)")),
+            }
+        }
+        let names: Vec<String> = made_of.iter().map(|(n, _, _)| format!("`{n}`")).collect();
+        d.message = format!("{} (made from {})", d.message, names.join(", "));
+        if !given.is_empty() {
+            d.message = format!("{}; {}", d.message, given.join(", "));
+        }
+        d
+    }
+
     /// A shell script may interpolate only values that cannot change it: report each variable whose value has a
     /// character the shell treats specially. The script's own text is the plan's: it is not checked.
     fn shell_values_safe(&mut self, raw: &RawValue) -> bool {

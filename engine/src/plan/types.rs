@@ -178,22 +178,24 @@ fn parse_url(text: &str) -> Result<(), TypeError> {
         }
         return Ok(());
     }
-    let rest = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
-    let Some(rest) = rest else {
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
         return Err(bad("it must start with http://, https:// or http+unix://"));
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            if parse_port(port).is_err() {
-                return Err(bad("the port is not 1-65535"));
-            }
-            host
-        }
-        _ => authority,
-    };
-    if host.is_empty() {
+    }
+    // The URL parser the HTTP client itself uses decides: what it accepts, the checks can request.
+    let url = url::Url::parse(text).map_err(|e| {
+        bad(&match e {
+            url::ParseError::InvalidPort => "the port is not a number from 1 to 65535".to_owned(),
+            url::ParseError::EmptyHost => "the host is empty".to_owned(),
+            other => other.to_string(),
+        })
+    })?;
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("the host is empty"));
+    }
+    // The parser takes `http://h:/` as "no port"; written that way, a port was meant and is missing.
+    let authority = text.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if url.port() == Some(0) || authority.ends_with(':') {
+        return Err(bad("the port is not a number from 1 to 65535"));
     }
     Ok(())
 }
@@ -338,6 +340,9 @@ mod tests {
             "http+unix:///s.sock",
             "http+unix:///s.sock:health",
             "http://a b",
+            // `listen "127.0.0.1:8080"` interpolated into `http://127.0.0.1:{{listen}}`.
+            "http://127.0.0.1:127.0.0.1:8080",
+            "http://127.0.0.1:0/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

@@ -131,6 +131,19 @@ pub struct Interpolator<'a> {
     unavailable: Vec<(&'static str, &'static str)>,
     /// Values never to show in a diagnostic.
     secrets: Vec<String>,
+    /// Where each plan variable's value came from, for diagnostics about a value it helped make.
+    provenance: HashMap<String, Provenance>,
+}
+
+/// Where a variable's value came from: a default written in a file (its text, which may use other variables),
+/// `--var` or the environment.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub origin: VarOrigin,
+    /// The default as written (`http://127.0.0.1:{{listen}}`), for a default.
+    pub template: Option<String>,
+    /// The default's place, or the declaration's for a value given from outside.
+    pub span: Span,
 }
 
 impl<'a> Interpolator<'a> {
@@ -142,7 +155,34 @@ impl<'a> Interpolator<'a> {
             sources,
             unavailable: Vec::new(),
             secrets: Vec::new(),
+            provenance: HashMap::new(),
         }
+    }
+
+    /// Remember where `name`'s value came from.
+    pub fn set_provenance(&mut self, name: impl Into<String>, provenance: Provenance) {
+        self.provenance.insert(name.into(), provenance);
+    }
+
+    /// The variables that made `text`'s value, transitively through the defaults that use other variables, in
+    /// order of first use: each with its value and where it came from. Runtime variables have no provenance and
+    /// are listed with their value only.
+    pub fn provenance_of(&self, text: &str) -> Vec<(String, String, Option<&Provenance>)> {
+        let mut out: Vec<(String, String, Option<&Provenance>)> = Vec::new();
+        let mut queue: std::collections::VecDeque<String> = std::collections::VecDeque::from([text.to_owned()]);
+        while let Some(text) = queue.pop_front() {
+            for (name, value) in self.referenced(&text) {
+                if out.iter().any(|(n, _, _)| *n == name) {
+                    continue;
+                }
+                let provenance = self.provenance.get(&name);
+                if let Some(template) = provenance.and_then(|p| p.template.as_ref()) {
+                    queue.push_back(template.clone());
+                }
+                out.push((name, value, provenance));
+            }
+        }
+        out
     }
 
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
@@ -345,8 +385,12 @@ pub fn resolve(
         given.insert(name.to_owned(), (value.to_owned(), VarOrigin::Cli));
     }
 
-    for (name, (value, _)) in &given {
+    for (name, (value, origin)) in &given {
         interp.set(name.clone(), value.clone());
+        if let Some(d) = decls.iter().find(|d| d.name == *name) {
+            interp
+                .set_provenance(name.clone(), Provenance { origin: origin.clone(), template: None, span: d.name_span });
+        }
     }
     for name in RUNTIME_VARS.iter().filter(|n| **n != "plan_dir") {
         interp.unavailable(
@@ -379,6 +423,10 @@ pub fn resolve(
             match interp.render_missing(&text, default.span) {
                 Ok(v) => {
                     interp.set(decl.name.clone(), v.clone());
+                    interp.set_provenance(
+                        decl.name.clone(),
+                        Provenance { origin: VarOrigin::Default, template: Some(text.clone()), span: default.span },
+                    );
                     values.insert(decl.name.clone(), v);
                     progressed = true;
                 }
