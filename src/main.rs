@@ -1,6 +1,7 @@
 //! The `zdd` command: argument parsing, reporter choice and exit codes. The work is in `zdd-engine`.
 
 mod cli;
+mod diagnostics;
 mod scaffold;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    diagnostics::install(args.verbose);
     let code = cli::dispatch(args);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -143,6 +143,7 @@ impl StepCtx {
 
     /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.
     pub async fn exec(&self, cmd: &Command) -> Result<Output, StepError> {
+        tracing::debug!(step = %self.step, command = %self.redactor.redact(&cmd.display()), "run");
         let events = self.events.clone();
         let step = self.step.clone();
         let redactor = self.redactor.clone();

@@ -44,6 +44,10 @@ const EXIT_CODES: &str = "Exit codes: 0 done; 1 the run failed and was rolled ba
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log what zdd runs to stderr (-v debug, -vv trace); ZDD_LOG=<filter> chooses finer.
+    #[allow(clippy::doc_markdown)] // --help text, not rustdoc
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
 }
 
 /// The plan file and its variables, shared by every command that reads a plan.
