@@ -289,11 +289,12 @@ async fn proxy_switch_restores_the_site_when_nginx_rejects_it() {
     let site = nginx.sites_dir.join("shop.conf");
     let good = format!("server {{ listen 127.0.0.1:{}; return 204; }}\n", nginx.port);
     nginx.write_site_and_reload("shop", &good);
-    // A template Nginx rejects (an unknown directive).
+    // A template Nginx rejects (an unknown directive); it names the upstream, as port mode requires.
     let template = dir.join("broken.conf.hbs");
     std::fs::write(
         &template,
-        "upstream {{app}}_app { server {{upstream}}; }\nserver { listen {{listen}}; no_such_directive on; }\n",
+        "upstream {{app}}_app { server {{upstream}}; }\n\
+         server { listen {{listen}}; add_header X-Zdd-Upstream $upstream_addr; no_such_directive on; }\n",
     )
     .unwrap();
     let body = format!(

@@ -54,4 +54,18 @@ async fn port_switch_plan_previews() {
     let text = previews("port-switch.kdl", ("8001", "8002"), &[]).await;
     assert!(text.contains("server 127.0.0.1:8002;"), "{text}");
     assert!(text.contains("http://127.0.0.1:8002/health/"), "{text}");
+    // Nginx workers from before the reload may still answer from 8001: the checks say whose answers count.
+    assert!(text.contains("add_header X-Zdd-Upstream $zdd_probe_upstream always;"), "{text}");
+    assert!(
+        text.contains("GET http://127.0.0.1:80/health/ answers 200 through the proxy from 127.0.0.1:8002"),
+        "{text}"
+    );
+    assert!(text.contains("GET http://127.0.0.1:80/ expect 200 from 127.0.0.1:8002"), "{text}");
+}
+
+#[tokio::test]
+async fn the_socket_site_names_no_upstream() {
+    let text = previews("prod.kdl", ("a", "b"), &[]).await;
+    assert!(!text.contains("X-Zdd-Upstream"), "{text}");
+    assert!(!text.contains(" from unix:"), "{text}");
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod log_check;
 pub mod manage;
 pub mod migrate;
+pub mod origin;
 pub mod packages;
 pub mod probe;
 pub mod proxy;

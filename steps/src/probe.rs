@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
+use crate::origin;
+
 /// A parsed probe URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeUrl {
@@ -67,9 +69,10 @@ pub fn client(url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, Stri
     builder.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
-/// GET the URL, with an optional Host header (Django checks it against `ALLOWED_HOSTS`).
+/// GET the URL, with an optional Host header (Django checks it against `ALLOWED_HOSTS`). Every probe says it is
+/// one ([`origin::PROBE_HEADER`]), so that a site zdd rendered names the instance that answered.
 pub async fn get(client: &reqwest::Client, url: &ProbeUrl, host: Option<&str>) -> Result<Answer, String> {
-    let mut req = client.get(&url.url);
+    let mut req = client.get(&url.url).header(origin::PROBE_HEADER, "1");
     if let Some(h) = host {
         req = req.header(reqwest::header::HOST, h);
     }

@@ -1,16 +1,20 @@
 //! The `smoke` kind: HTTP checks through the proxy after the switch: pages answer with the right status, text
-//! and headers, and a static asset a page references actually loads.
+//! and headers, and a static asset a page references actually loads. With `proxy-switch` naming a port-mode
+//! switch, only the new instance's answers count (see [`crate::origin`]).
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
-use zdd_engine::plan::{FieldValue, Step, Value};
+use zdd_engine::plan::{FieldValue, Plan, Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
 
-use crate::common::{opt_str, req_str};
+use crate::common::{duration_or, opt_str, req_str};
 use crate::health_gate::HOST;
+use crate::origin::{OriginFilter, ThroughProxy};
 use crate::probe::{self, Answer, ProbeUrl};
+use crate::proxy::nginx::Nginx;
 
 pub struct Smoke;
 
@@ -56,6 +60,18 @@ static SPEC: KindSpec = KindSpec {
             "A page whose first `/static/...` reference (href or src) must load with status 200.",
         ),
         FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("5s"),
+        FieldSpec::new(
+            "proxy-switch",
+            ValueType::String,
+            "The proxy-switch step that moved traffic to the new instance: in port mode only answers that name \
+             that instance count (Nginx workers from before the reload still answer from the old one).",
+        ),
+        FieldSpec::new(
+            "origin-within",
+            ValueType::Duration,
+            "How long the checks ask again while the old instance answers instead of the new one (port mode).",
+        )
+        .default("10s"),
     ],
     effect: Effect::ReadOnly,
     undo: "Nothing: it only reads.",
@@ -121,19 +137,39 @@ pub fn first_static_ref(html: &str, prefix: &str) -> Option<String> {
     })
 }
 
+/// The new instance's address in its answers, from the `proxy-switch` step the smoke follows (`None`: no such
+/// field, or socket mode, where answers cannot tell and need not).
+fn expected_origin(
+    step: &Step,
+    plan: &Plan,
+    slot: &str,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<Option<String>, StepError> {
+    let Some(name) = opt_str(&step.fields, "proxy-switch") else {
+        return Ok(None);
+    };
+    let switch = plan
+        .step_by_name(name)
+        .filter(|s| s.kind == "proxy-switch")
+        .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))?;
+    Nginx::from_step(switch, resolve)?.origin(slot)
+}
+
 #[async_trait]
 impl StepKind for Smoke {
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let base = req_str(step, "base")?;
+        let from =
+            OriginFilter::new(expected_origin(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?).from_expected();
         let mut actions: Vec<PlannedAction> = checks(step)
             .iter()
             .map(|c| PlannedAction::Http {
                 description: format!(
-                    "GET {base}{} expect {}{}{}",
+                    "GET {base}{} expect {}{}{}{from}",
                     c.path,
                     c.status,
                     c.contains.as_ref().map(|t| format!(" containing {t:?}")).unwrap_or_default(),
@@ -154,22 +190,37 @@ impl StepKind for Smoke {
         let host = opt_str(&step.fields, "host");
         let timeout = step.fields.duration("request-timeout").unwrap_or(Duration::from_secs(5));
         let client = probe::client(&base, timeout).map_err(StepError::fatal)?;
+        let until = Instant::now() + duration_or(&step.fields, "origin-within", Duration::from_secs(10));
+        let mut proxy = ThroughProxy {
+            client,
+            host,
+            filter: OriginFilter::new(expected_origin(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?),
+            until,
+        };
+        let from = proxy.filter.from_expected();
         let mut failures = Vec::new();
         for c in checks(step) {
             let url = base.with_path(&c.path);
-            match probe::get(&client, &url, host).await {
+            match proxy.get(&ctx.cancel, &url).await {
                 Ok(a) => match mismatch(&c, &a) {
-                    None => ctx.message(format!("GET {} -> {}", c.path, a.status)),
-                    Some(why) => failures.push(format!("GET {}: {why}", c.path)),
+                    None => ctx.message(format!("GET {} -> {}{from}", c.path, a.status)),
+                    Some(why) => failures.push(format!("GET {}: {why}{from}", c.path)),
                 },
+                Err(StepError::Cancelled) => return Err(StepError::Cancelled),
                 Err(e) => failures.push(format!("GET {}: {e}", c.path)),
             }
         }
         if let Some(page) = opt_str(&step.fields, "static-from") {
-            match static_check(&client, &base, page, host).await {
+            match static_check(&mut proxy, &ctx.cancel, &base, page).await {
                 Ok(asset) => ctx.message(format!("static asset {asset} loads")),
                 Err(why) => failures.push(why),
             }
+        }
+        if proxy.filter.ignored() > 0 {
+            ctx.message(format!(
+                "not counted: {} (Nginx workers from before the reload)",
+                proxy.filter.describe_ignored()
+            ));
         }
         if failures.is_empty() {
             Ok(())
@@ -184,22 +235,112 @@ impl StepKind for Smoke {
     }
 }
 
+/// The page from the new instance (its assets are the new release's), the asset from wherever Nginx serves it.
 async fn static_check(
-    client: &reqwest::Client,
+    proxy: &mut ThroughProxy<'_>,
+    cancel: &tokio_util::sync::CancellationToken,
     base: &ProbeUrl,
     page: &str,
-    host: Option<&str>,
 ) -> Result<String, String> {
-    let answer = probe::get(client, &base.with_path(page), host).await.map_err(|e| format!("GET {page}: {e}"))?;
+    let answer = proxy.get(cancel, &base.with_path(page)).await.map_err(|e| format!("GET {page}: {e}"))?;
     let asset = first_static_ref(&answer.body, "/static/")
         .ok_or_else(|| format!("GET {page}: the page references no /static/ asset"))?;
-    let a = probe::get(client, &base.with_path(&asset), host).await.map_err(|e| format!("GET {asset}: {e}"))?;
+    let a = proxy.get_any(&base.with_path(&asset)).await.map_err(|e| format!("GET {asset}: {e}"))?;
     if a.status == 200 { Ok(asset) } else { Err(format!("static asset {asset} (from {page}): status {}", a.status)) }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::testing::FakeProxy;
+
+    const OLD: Option<&str> = Some("127.0.0.1:8001");
+    const NEW: Option<&str> = Some("127.0.0.1:8002");
+
+    /// A smoke step following the proxy-switch step `switch`, checking `/` on `base`.
+    fn smoke_step(base: &str) -> Step {
+        crate::testing::step(
+            "smoke",
+            "smoke",
+            &[
+                ("base", Value::Str(base.to_owned())),
+                ("host", Value::Str("localhost".into())),
+                ("paths", Value::Str("/".into())),
+                ("proxy-switch", Value::Str("switch".into())),
+                ("origin-within", Value::Duration(Duration::from_millis(500))),
+            ],
+        )
+    }
+
+    /// The context of a deploy into slot 8002 with a proxy-switch step named `switch` in `mode`.
+    fn ctx(mode: &str) -> StepCtx {
+        let mut ctx = crate::testing::ctx("smoke", Path::new("/"), Arc::default());
+        ctx.target.slot = "8002".into();
+        let switch = crate::testing::step(
+            "switch",
+            "proxy-switch",
+            &[
+                ("app", Value::Str("shop".into())),
+                ("root", Value::Path("/srv/shop".into())),
+                ("mode", Value::Str(mode.into())),
+                ("site-conf", Value::Path("/etc/nginx/sites-enabled/shop.conf".into())),
+            ],
+        );
+        let mut plan = (*ctx.plan).clone();
+        plan.steps.push(switch);
+        ctx.plan = Arc::new(plan);
+        ctx
+    }
+
+    /// The finding: a release whose home page raises passed smoke on the old release's answer, 20 ms after the
+    /// reload. Answers of the old instance are asked again; the new instance's 500 fails the smoke.
+    #[tokio::test]
+    async fn a_broken_release_fails_though_the_old_instance_answers_first() {
+        let proxy = FakeProxy::start(|n| if n < 3 { (200, OLD, "v2") } else { (500, NEW, "Server Error") });
+        let err = Smoke.run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap_err();
+        let StepError::Failed { detail, .. } = err else { panic!("{err}") };
+        assert_eq!(detail.as_deref(), Some("GET /: status 500 (expected 200) from 127.0.0.1:8002"));
+        assert_eq!(proxy.requests(), 4);
+    }
+
+    /// The rollback direction: the instance switched back to answers 200 while the one left still answers 500.
+    #[tokio::test]
+    async fn a_good_release_passes_though_the_old_instance_answers_500() {
+        let proxy = FakeProxy::start(|n| if n < 3 { (500, OLD, "Server Error") } else { (200, NEW, "v1") });
+        Smoke.run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap();
+        assert_eq!(proxy.requests(), 4);
+    }
+
+    #[tokio::test]
+    async fn only_old_answers_fail_after_origin_within() {
+        let proxy = FakeProxy::start(|_| (200, OLD, "v2"));
+        let err = Smoke.run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap_err();
+        let StepError::Failed { detail, .. } = err else { panic!("{err}") };
+        let detail = detail.unwrap_or_default();
+        assert!(detail.starts_with("GET /: 127.0.0.1:8002 (the new instance) never answered: only "), "{detail}");
+        assert!(detail.ends_with("answers from 127.0.0.1:8001"), "{detail}");
+    }
+
+    /// Socket mode: one link, swapped atomically; every answer after the switch is the new instance's.
+    #[tokio::test]
+    async fn socket_mode_counts_every_answer() {
+        let proxy = FakeProxy::start(|_| (200, None, "v2"));
+        Smoke.run(&smoke_step(&proxy.base), &ctx("socket")).await.unwrap();
+        assert_eq!(proxy.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_switch_named_must_be_a_proxy_switch() {
+        let step = crate::testing::step(
+            "smoke",
+            "smoke",
+            &[("base", Value::Str("http://127.0.0.1:9".into())), ("proxy-switch", Value::Str("web".into()))],
+        );
+        let err = Smoke.run(&step, &ctx("port")).await.unwrap_err();
+        assert!(err.to_string().contains("`web` is not a proxy-switch step"), "{err}");
+    }
 
     #[test]
     fn finds_the_first_static_reference() {

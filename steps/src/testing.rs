@@ -65,3 +65,51 @@ pub(crate) fn ctx(step: &str, dir: &Path, journal: Arc<MemoryJournal>) -> StepCt
         state_dir: dir.to_path_buf(),
     }
 }
+
+/// One answer of a [`FakeProxy`]: status, the `X-Zdd-Upstream` it names (none: no header), body.
+pub(crate) type FakeAnswer = (u16, Option<&'static str>, &'static str);
+
+/// An HTTP server on 127.0.0.1 standing in for Nginx behind which two instances answer: the `n`th request
+/// (from 0) gets `answer(n)`. It records whether each request carried `X-Zdd-Probe`.
+pub(crate) struct FakeProxy {
+    pub base: String,
+    pub probes: Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl FakeProxy {
+    pub(crate) fn start(answer: impl Fn(usize) -> FakeAnswer + Send + 'static) -> Self {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let probes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = probes.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+                let mut probe = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    probe |= line.to_ascii_lowercase().starts_with("x-zdd-probe:");
+                }
+                seen.lock().expect("probes").push(probe);
+                let (status, upstream, body) = answer(n);
+                let header = upstream.map(|u| format!("x-zdd-upstream: {u}\r\n")).unwrap_or_default();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\n{header}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { base, probes }
+    }
+
+    /// How many requests it answered.
+    pub(crate) fn requests(&self) -> usize {
+        self.probes.lock().expect("probes").len()
+    }
+}

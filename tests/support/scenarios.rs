@@ -178,13 +178,49 @@ pub(crate) fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
     Ok(measured(&report, races, &run))
 }
 
+/// The messages a step of the run emitted, in order.
+fn step_messages(run: &ZddRun, step: &str) -> Vec<String> {
+    run.events
+        .iter()
+        .filter(|e| e["event"] == "step-message" && e["step"] == step)
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The port of the upstream in the site file zdd rendered (reload mode): the instance Nginx sends traffic to.
+fn upstream_port(stack: &Stack) -> Option<String> {
+    let site = std::fs::read_to_string(stack.nginx.sites_dir.join("shop.conf")).ok()?;
+    site.lines().find_map(|l| l.trim().strip_prefix("server 127.0.0.1:")).map(|p| p.trim_end_matches(';').to_string())
+}
+
+/// Reload mode: the confirmation and every smoke page counted only answers of the instance now behind Nginx (Nginx
+/// workers from before the reload may still answer from the other one). Returns what the run did not count.
+fn checks_counted_only_the_new_instance(stack: &Stack, run: &ZddRun) -> Result<String, String> {
+    let port = upstream_port(stack).ok_or_else(|| format!("no upstream port in the site file\n{}", run.describe()))?;
+    let from = format!("from 127.0.0.1:{port}");
+    let confirm = step_messages(run, "switch");
+    check(confirm.iter().any(|m| m.contains("answers through the proxy") && m.contains(&from)), || {
+        format!("the confirmation did not count only {from}: {confirm:?}\n{}", run.describe())
+    })?;
+    let smoke = step_messages(run, "smoke");
+    let pages: Vec<&String> = smoke.iter().filter(|m| m.starts_with("GET ")).collect();
+    check(!pages.is_empty() && pages.iter().all(|m| m.ends_with(&from)), || {
+        format!("smoke pages not all counted {from}: {smoke:?}\n{}", run.describe())
+    })?;
+    let ignored: Vec<&String> = confirm.iter().chain(&smoke).filter(|m| m.contains("not counted")).collect();
+    Ok(if ignored.is_empty() { "no old answers seen".to_string() } else { format!("{ignored:?}") })
+}
+
 pub(crate) fn s7_rollback(stack: &Stack, plan: &str) -> Outcome {
     let (run, report) = under_load(stack, "rollback", plan, "v2");
     check(run.code == 0, || format!("zdd rollback failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
     expect_serving(stack, "v1", &run)?;
     expect_one_instance(stack, "after the rollback")?;
-    let first = measured(&report, races, &run);
+    let mut first = measured(&report, races, &run);
+    if stack.config.mode == ProxyMode::Reload {
+        first.push_str(&format!("; origin: {}", checks_counted_only_the_new_instance(stack, &run)?));
+    }
     // Forward again, for the scenarios that start from v2.
     let (run, report) = under_load(stack, "run", plan, "v2");
     check(run.code == 0, || format!("redeploy of v2 failed\n{}", run.describe()))?;
@@ -233,7 +269,34 @@ pub(crate) fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
         )
     })?;
     check(report.last_version().as_deref() == Some("v2"), || format!("traffic did not return: {}", report.summary()))?;
-    Ok(format!("{} broken answers from {broken} itself; {}", own, measured(&report, races, &run)))
+    let mut measurement = format!("{} broken answers from {broken} itself; {}", own, measured(&report, races, &run));
+    if stack.config.mode == ProxyMode::Reload {
+        measurement.push_str(&format!("; {}", smoke_failed_on_the_new_instance(stack, &run)?));
+    }
+    Ok(measurement)
+}
+
+/// Reload mode: the broken release's smoke failed on its own 500 (an answer naming its port), not on an error,
+/// and was not passed by an answer of the old instance through a worker from before the reload.
+fn smoke_failed_on_the_new_instance(stack: &Stack, run: &ZddRun) -> Result<String, String> {
+    let error = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "step-finished" && e["step"] == "smoke")
+        .and_then(|e| e["error"].as_str().map(str::to_string))
+        .ok_or_else(|| format!("the smoke step did not fail\n{}", run.describe()))?;
+    let live = upstream_port(stack).unwrap_or_default();
+    let new_port = error
+        .lines()
+        .find(|l| l.starts_with("GET /: status 500 (expected 200) from 127.0.0.1:"))
+        .and_then(|l| l.rsplit(':').next())
+        .map(str::to_string);
+    check(new_port.as_ref().is_some_and(|p| *p != live), || {
+        format!("the smoke did not fail on the new instance's 500 (live port {live}): {error}\n{}", run.describe())
+    })?;
+    let ignored: Vec<String> =
+        ["switch", "smoke"].iter().flat_map(|s| step_messages(run, s)).filter(|m| m.contains("not counted")).collect();
+    Ok(format!("smoke failed on 127.0.0.1:{}'s 500; old answers: {ignored:?}", new_port.unwrap_or_default()))
 }
 
 pub(crate) fn s5_unsafe_migration(stack: &Stack, plan: &str) -> Outcome {
@@ -341,10 +404,13 @@ pub(crate) const DATABASE_SEQUENCE: &[Scenario] = &[
     ("5 unsafe migration", s5_unsafe_migration),
 ];
 
-/// The reload-mode sequence: first deploy, upgrade, rollback.
+/// The reload-mode sequence: first deploy, upgrade, a release whose home page raises (its smoke must fail on its
+/// own answers, not pass on the old release's through Nginx workers from before the reload), rollback (its checks
+/// count only the answers of the instance it switches back to).
 pub(crate) const RELOAD_SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
+    ("4 fails after cutover", s4_breaks_after_cutover),
     ("7 rollback and forward again", s7_rollback),
 ];
 

@@ -22,6 +22,7 @@ use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use crate::common::{Backoff, from_facts, opt_str, sleep, to_facts};
 use crate::health_gate::HOST;
 use crate::manage::ROOT;
+use crate::origin::OriginFilter;
 use crate::probe::{self, ProbeUrl};
 use nginx::{Mode, Nginx};
 
@@ -99,7 +100,9 @@ struct Facts {
     link_previous: Option<PathBuf>,
 }
 
-async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+/// GET `confirm` through the proxy until it answers as expected, counting only the answers of the new instance
+/// (`origin`, in port mode: see [`crate::origin`]).
+async fn confirm(step: &Step, ctx: &StepCtx, origin: Option<String>) -> Result<(), StepError> {
     let Some(url) = opt_str(&step.fields, "confirm") else {
         return Ok(());
     };
@@ -108,12 +111,18 @@ async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
     let contains = opt_str(&step.fields, "confirm-contains");
     let within = step.fields.duration("confirm-within").unwrap_or(Duration::from_secs(10));
     let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
+    let mut filter = OriginFilter::new(origin);
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
     loop {
         let last = match probe::get(&client, &url, opt_str(&step.fields, "host")).await {
+            Ok(a) if !filter.admits(&a) => format!("only {} (not the new instance)", filter.describe_ignored()),
             Ok(a) if a.status == status && contains.is_none_or(|c| a.body.contains(c)) => {
-                ctx.message(format!("{} answers through the proxy", url.url));
+                let ignored = match filter.ignored() {
+                    0 => String::new(),
+                    _ => format!("; not counted: {}", filter.describe_ignored()),
+                };
+                ctx.message(format!("{} answers through the proxy{}{ignored}", url.url, filter.from_expected()));
                 return Ok(());
             }
             Ok(a) => format!("status {}: {}", a.status, a.body.chars().take(200).collect::<String>()),
@@ -212,8 +221,9 @@ impl StepKind for ProxySwitch {
         }
         if let Some(url) = opt_str(&step.fields, "confirm") {
             preview.checks.push(format!(
-                "GET {url} answers {} through the proxy",
-                step.fields.int("confirm-status").unwrap_or(200)
+                "GET {url} answers {} through the proxy{}",
+                step.fields.int("confirm-status").unwrap_or(200),
+                OriginFilter::new(ngx.origin(slot)?).from_expected()
             ));
         }
         Ok(preview)
@@ -244,7 +254,7 @@ impl StepKind for ProxySwitch {
             ctx.host.swap_symlink(&link, &target).await?;
             ctx.message(format!("{} -> {}", link.display(), target.display()));
         }
-        confirm(step, ctx).await
+        confirm(step, ctx, ngx.origin(slot)?).await
     }
 
     async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
@@ -269,6 +279,7 @@ mod tests {
     use zdd_engine::plan::Value;
 
     use super::*;
+    use crate::testing::FakeProxy;
 
     fn step(fields: &[(&str, Value)]) -> Step {
         crate::testing::step("switch-1", "proxy-switch", fields)
@@ -282,6 +293,51 @@ mod tests {
         let mut diags = Diagnostics::new();
         ProxySwitch.check(&step(fields), &mut diags);
         diags.iter().map(|d| format!("{}: {}", d.code, d.message)).collect()
+    }
+
+    fn confirm_step(base: &str, within: Duration) -> Step {
+        step(&[
+            ("confirm", Value::Str(format!("{base}/health/"))),
+            ("confirm-within", Value::Duration(within)),
+            ("host", Value::Str("localhost".into())),
+        ])
+    }
+
+    fn ctx() -> StepCtx {
+        crate::testing::ctx("switch-1", std::path::Path::new("/"), std::sync::Arc::default())
+    }
+
+    const OLD: Option<&str> = Some("127.0.0.1:8001");
+    const NEW: Option<&str> = Some("127.0.0.1:8002");
+
+    /// Right after a reload, Nginx workers from before it still answer from the old port: those answers are
+    /// asked again, not counted, until the new instance answers.
+    #[tokio::test]
+    async fn the_confirmation_counts_only_the_new_instance() {
+        let proxy = FakeProxy::start(|n| if n < 4 { (200, OLD, "ok") } else { (200, NEW, "ok") });
+        let step = confirm_step(&proxy.base, Duration::from_secs(10));
+        confirm(&step, &ctx(), Some("127.0.0.1:8002".into())).await.unwrap();
+        assert_eq!(proxy.requests(), 5, "four old answers asked again, the fifth (new) counted");
+        assert!(proxy.probes.lock().unwrap().iter().all(|p| *p), "every check asks the proxy to name the instance");
+    }
+
+    #[tokio::test]
+    async fn the_confirmation_fails_when_only_the_old_instance_answers() {
+        let proxy = FakeProxy::start(|n| if n % 2 == 0 { (200, OLD, "ok") } else { (200, None, "ok") });
+        let step = confirm_step(&proxy.base, Duration::from_millis(300));
+        let err = confirm(&step, &ctx(), Some("127.0.0.1:8002".into())).await.unwrap_err();
+        let StepError::Failed { message, detail } = err else { panic!("{err}") };
+        assert!(message.contains("does not answer through the proxy"), "{message}");
+        let detail = detail.unwrap_or_default();
+        assert!(detail.contains("from 127.0.0.1:8001") && detail.contains("naming no instance"), "{detail}");
+    }
+
+    /// Socket mode: the answers cannot name the instance (the upstream is the link) and need not: all count.
+    #[tokio::test]
+    async fn without_an_origin_the_first_good_answer_confirms() {
+        let proxy = FakeProxy::start(|_| (200, None, "ok"));
+        confirm(&confirm_step(&proxy.base, Duration::from_secs(5)), &ctx(), None).await.unwrap();
+        assert_eq!(proxy.requests(), 1);
     }
 
     #[test]

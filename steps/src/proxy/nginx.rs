@@ -10,7 +10,7 @@ use zdd_engine::kind::{StepCtx, StepError};
 use zdd_engine::plan::Step;
 
 use crate::common::{opt_str, path_text, quiet, req_path, req_str, words};
-use crate::templates;
+use crate::{origin, templates};
 
 /// How the site's upstream follows the new instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,15 @@ impl Nginx {
         })
     }
 
+    /// The upstream address that names the new instance in `slot` in its answers' `X-Zdd-Upstream` (port mode:
+    /// `127.0.0.1:<port>`). `None` in socket mode: the upstream is the link, whichever instance is behind it.
+    pub fn origin(&self, slot: &str) -> Result<Option<String>, StepError> {
+        Ok(match self.mode {
+            Mode::Socket => None,
+            Mode::Reload => self.servers(slot)?.into_iter().next(),
+        })
+    }
+
     /// The file `drain-stop` reads: pids of the workers that existed before the last reload.
     pub fn old_workers_file(&self) -> PathBuf {
         self.root.join("run").join("nginx-workers-before-reload")
@@ -126,7 +135,19 @@ impl Nginx {
             "root": path_text(&self.root),
         });
         let template = templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
-        templates::render(&path_text(&self.site_conf), &template, &data)
+        let content = templates::render(&path_text(&self.site_conf), &template, &data)?;
+        if self.mode == Mode::Reload
+            && !content.to_ascii_lowercase().contains(&origin::UPSTREAM_HEADER.to_ascii_lowercase())
+        {
+            return Err(StepError::fatal(format!(
+                "the site template does not add the {} header: in port mode the checks after the switch count only \
+                 the answers that name the new instance (Nginx workers from before the reload still answer from the \
+                 old one); copy the `map $http_x_zdd_probe ...` block and the `add_header` line of the built-in \
+                 template (templates/nginx-site.conf.hbs) into yours",
+                origin::UPSTREAM_HEADER
+            )));
+        }
+        Ok(content)
     }
 
     fn command(&self, extra: &[&str]) -> Command {
@@ -257,6 +278,33 @@ mod tests {
     async fn port_mode_needs_port_slots() {
         let err = nginx(Mode::Reload).render_site(&zdd_engine::host::LocalHost::new(), "blue").await.unwrap_err();
         assert!(format!("{err:?}").contains("not a port"));
+    }
+
+    #[test]
+    fn the_new_instance_is_named_by_its_port_in_port_mode_only() {
+        assert_eq!(nginx(Mode::Reload).origin("8002").unwrap().as_deref(), Some("127.0.0.1:8002"));
+        assert_eq!(nginx(Mode::Socket).origin("b").unwrap(), None);
+    }
+
+    /// The checks after a port switch count only answers naming the new instance: a site without the header
+    /// could never be confirmed, so it is refused before anything is written.
+    #[tokio::test]
+    async fn a_port_site_of_your_own_must_name_the_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("site.conf.hbs");
+        std::fs::write(&template, "upstream {{app}}_app { server {{upstream}}; }\n").unwrap();
+        let mut ngx = nginx(Mode::Reload);
+        ngx.template = Some(template.clone());
+        let host = zdd_engine::host::LocalHost::new();
+        let err = ngx.render_site(&host, "8002").await.unwrap_err();
+        assert!(err.to_string().contains("does not add the X-Zdd-Upstream header"), "{err}");
+        std::fs::write(&template, "upstream {{app}}_app { server {{upstream}}; }\nadd_header x-zdd-upstream $u;\n")
+            .unwrap();
+        ngx.render_site(&host, "8002").await.unwrap();
+        // Socket mode: the answers cannot tell the instances apart, and need not.
+        std::fs::write(&template, "upstream {{app}}_app { server {{upstream}}; }\n").unwrap();
+        ngx.mode = Mode::Socket;
+        ngx.render_site(&host, "b").await.unwrap();
     }
 
     #[test]
