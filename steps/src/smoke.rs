@@ -62,7 +62,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("5s"),
         FieldSpec::new(
             "proxy-switch",
-            ValueType::String,
+            ValueType::StepRef(&["proxy-switch"]),
             "The proxy-switch step that moved traffic to the new instance: in port mode only answers that name \
              that instance count (Nginx workers from before the reload still answer from the old one).",
         ),
