@@ -135,3 +135,44 @@ fn a_migration_the_live_release_ships_is_not_judged() {
     inspection.migrations[0].in_live = Some(false);
     assert_eq!(rules_of(&inspection), vec![Rule::DropColumn]);
 }
+
+/// The same site deployed with Wagtail 7.0.10 and migrated, then upgraded to 8.0.1 while 7.0 serves: every
+/// statement of the 7 new migrations is understood, and what is refused is what would break Wagtail 7.0: new NOT
+/// NULL columns without a database default (its inserts omit them) and, on PostgreSQL, indexes built without
+/// CONCURRENTLY on existing tables.
+#[test]
+fn a_wagtail_upgrade_is_judged_on_what_breaks_the_old_version() {
+    let expected: &[(&str, &[Rule])] =
+        &[("sqlite", &[Rule::AddNotNullColumn]), ("postgresql", &[Rule::AddNotNullColumn; 3])];
+    for (db, not_null) in expected {
+        let inspection = wagtail(&format!("upgrade-from-7.0-{db}"));
+        assert_eq!(inspection.migrations.len(), 7, "{db}");
+        let mut want = not_null.to_vec();
+        if *db == "postgresql" {
+            want.extend([Rule::IndexWithoutConcurrently; 4]);
+        }
+        assert_eq!(rules_of(&inspection), sorted(&want), "{db}");
+    }
+}
+
+/// After a SQLite rebuild, a unique index the table had is restored; one it did not have is a new constraint.
+#[test]
+fn a_rebuild_restores_the_unique_indexes_the_table_had_and_no_others() {
+    let rebuild = "CREATE TABLE \"new__shop_item\" (\"id\" integer NOT NULL PRIMARY KEY AUTOINCREMENT, \"slug\" varchar(50) NOT NULL, \"weight\" integer DEFAULT 0 NOT NULL);\nINSERT INTO \"new__shop_item\" (\"id\", \"slug\") SELECT \"id\", \"slug\" FROM \"shop_item\";\nDROP TABLE \"shop_item\";\nALTER TABLE \"new__shop_item\" RENAME TO \"shop_item\";\nCREATE UNIQUE INDEX \"shop_item_slug_uniq\" ON \"shop_item\" (\"slug\");";
+    let table =
+        "CREATE TABLE \"shop_item\" (\"id\" integer NOT NULL PRIMARY KEY AUTOINCREMENT, \"slug\" varchar(50) NOT NULL)";
+    let index = "CREATE UNIQUE INDEX \"shop_item_slug_uniq\" ON \"shop_item\" (\"slug\")";
+    let other_index = "CREATE UNIQUE INDEX \"shop_item_slug_uniq\" ON \"shop_item\" (\"slug\", \"id\")";
+    let inspection = |schema: &[&str]| -> Inspection {
+        serde_json::from_value(serde_json::json!({
+            "vendor": "sqlite",
+            "schema": schema,
+            "tables": ["shop_item"],
+            "migrations": [{"app": "shop", "name": "0002_item_weight", "sql": rebuild, "error": null, "irreversible": []}],
+        }))
+        .unwrap()
+    };
+    assert_eq!(rules_of(&inspection(&[table, index])), Vec::<Rule>::new());
+    assert_eq!(rules_of(&inspection(&[table])), vec![Rule::AddUnique]);
+    assert_eq!(rules_of(&inspection(&[table, other_index])), vec![Rule::AddUnique]);
+}
