@@ -204,7 +204,8 @@ impl StepKind for Migrate {
         report_known_to_live(ctx, &found.migrations);
         let opaque: Vec<String> =
             found.migrations.iter().filter(|p| !p.known_to_live() && p.runs_python()).map(Pending::label).collect();
-        if !opaque.is_empty() {
+        // On a first deploy nothing can break, so a list of the data migrations would only be noise.
+        if !opaque.is_empty() && ctx.target.live_release.is_some() {
             ctx.message(format!("runs Python the gate cannot read (RunPython): {}", opaque.join(", ")));
         }
         if ctx.target.live_release.is_none() {
