@@ -1,7 +1,8 @@
 //! The migration safety gate: reads the SQL of every unapplied migration and finds the operations that break the
 //! old code still serving while (and after) they run, before anything is applied.
 //!
-//! The rules, each with its expand/contract fix, are in [`Rule`]. Statements are parsed with sqlparser in the
+//! The rules, each with its expand/contract fix, are in [`Rule`]; what the gate knows of each table is in
+//! `schema`. Statements are parsed with sqlparser in the
 //! database's dialect. A table the deploy's own migrations create is new: nothing old uses it, so any change to it
 //! is safe. SQLite needs care: Django implements most `ALTER`s there by rebuilding the table (`CREATE TABLE
 //! "new__x"`, `INSERT ... SELECT`, `DROP TABLE "x"`, `ALTER TABLE "new__x" RENAME TO "x"`), so the gate compares
@@ -17,13 +18,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName, ObjectType,
-    RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
+    AlterColumnOperation, AlterTableOperation, ObjectType, RenameTableNameKind, SelectItem, SetExpr, Statement,
+    TableConstraint, TableObject,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
 use super::inspect::Pending;
+use super::schema::{Index, Rebuild, Table, column_of, first_quoted, name, rebuild_changes, table_of, unquoted};
 use super::sql::split_operations;
 
 pub use super::rules::{Finding, Rule};
@@ -51,43 +53,6 @@ impl Dialect {
             Self::Sqlite => Box::new(SQLiteDialect {}),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Column {
-    name: String,
-    ty: String,
-    not_null: bool,
-    has_default: bool,
-    unique: bool,
-}
-
-/// An index as the gate follows it: its table and its definition, to tell a re-creation from a new index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Index {
-    table: String,
-    definition: String,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Table {
-    columns: Vec<Column>,
-    unique_constraints: BTreeSet<String>,
-}
-
-impl Table {
-    fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-}
-
-/// A SQLite table rebuild in progress: the new table's definition and how its rows are copied.
-#[derive(Debug, Clone, Default)]
-struct Rebuild {
-    table: Table,
-    /// (new column, old column it is copied from, if a plain column) for each `INSERT ... SELECT` pair.
-    copied: Vec<(String, Option<String>)>,
-    copy_seen: bool,
 }
 
 /// The gate's state across the migrations of one deploy.
@@ -479,70 +444,11 @@ impl Gate {
             );
             return;
         };
-        let mut found: Vec<(Rule, String)> = Vec::new();
-        for old_col in &old.columns {
-            let copied_to: Vec<&String> = rebuild
-                .copied
-                .iter()
-                .filter(|(_, src)| src.as_deref() == Some(old_col.name.as_str()))
-                .map(|(new, _)| new)
-                .collect();
-            match copied_to.first() {
-                None if rebuild.copy_seen => {
-                    found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name)));
-                }
-                None => {}
-                Some(new_name) if **new_name != old_col.name => {
-                    found.push((Rule::RenameColumn, format!("column {table}.{} becomes {new_name}", old_col.name)));
-                }
-                Some(_) => {
-                    let Some(new_col) = rebuild.table.column(&old_col.name) else {
-                        continue;
-                    };
-                    if !same_type(&new_col.ty, &old_col.ty) {
-                        found.push((
-                            Rule::AlterColumnType,
-                            format!("column {table}.{}: {} becomes {}", old_col.name, old_col.ty, new_col.ty),
-                        ));
-                    }
-                    if new_col.not_null && !old_col.not_null {
-                        found.push((Rule::SetNotNull, format!("column {table}.{} becomes NOT NULL", old_col.name)));
-                    }
-                    if new_col.unique && !old_col.unique {
-                        found.push((Rule::AddUnique, format!("column {table}.{} becomes UNIQUE", old_col.name)));
-                    }
-                }
-            }
-        }
-        for new_col in &rebuild.table.columns {
-            if old.column(&new_col.name).is_none() && new_col.not_null && !new_col.has_default {
-                found.push((
-                    Rule::AddNotNullColumn,
-                    format!("new column {table}.{} is NOT NULL without a database default", new_col.name),
-                ));
-            }
-        }
-        for constraint in rebuild.table.unique_constraints.difference(&old.unique_constraints) {
-            found.push((Rule::AddUnique, format!("new unique constraint {constraint} on {table}")));
-        }
+        let found = rebuild_changes(table, &old, &rebuild);
         for (rule, detail) in found {
             self.push(label, op, rule, format!("SQLite table rebuild: {detail}"));
         }
     }
-}
-
-fn same_type(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
-/// An object name without quotes or schema: `"public"."catalog_product"` -> `catalog_product`.
-fn name(n: &ObjectName) -> String {
-    let text = n.to_string();
-    unquoted(text.rsplit('.').next().unwrap_or(&text))
-}
-
-fn unquoted(identifier: &str) -> String {
-    identifier.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']').to_owned()
 }
 
 /// `CREATE [TEMP|TEMPORARY] TRIGGER` (upper-cased text).
@@ -551,58 +457,5 @@ fn is_trigger(upper: &str) -> bool {
     words.next() == Some("CREATE") && {
         let second = words.next();
         second == Some("TRIGGER") || (matches!(second, Some("TEMP" | "TEMPORARY")) && words.next() == Some("TRIGGER"))
-    }
-}
-
-/// The first double-quoted identifier of an expression (`coalesce("sku", 'x')` -> `sku`), if any.
-fn first_quoted(expr: &str) -> Option<String> {
-    let start = expr.find('"')? + 1;
-    let len = expr[start..].find('"')?;
-    Some(expr[start..start + len].to_owned())
-}
-
-fn column_of(c: &ColumnDef) -> Column {
-    let mut col = Column {
-        name: c.name.value.clone(),
-        ty: c.data_type.to_string(),
-        not_null: false,
-        has_default: false,
-        unique: false,
-    };
-    for o in &c.options {
-        match &o.option {
-            ColumnOption::NotNull => col.not_null = true,
-            ColumnOption::Default(_) => col.has_default = true,
-            ColumnOption::Unique(_) => col.unique = true,
-            ColumnOption::PrimaryKey(_) => {
-                col.unique = true;
-                col.not_null = true;
-            }
-            _ => {}
-        }
-    }
-    col
-}
-
-fn table_of(ct: &CreateTable) -> Table {
-    let unique_constraints = ct
-        .constraints
-        .iter()
-        .filter_map(|c| match c {
-            TableConstraint::Unique(u) => Some(u.name.as_ref().map_or_else(|| c.to_string(), |n| n.value.clone())),
-            _ => None,
-        })
-        .collect();
-    Table { columns: ct.columns.iter().map(column_of).collect(), unique_constraints }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_quoted_identifier() {
-        assert_eq!(first_quoted("coalesce(\"sku\", 'x')").as_deref(), Some("sku"));
-        assert_eq!(first_quoted("0"), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod gate;
 pub mod inspect;
 pub mod rules;
+mod schema;
 pub mod sql;
 
 use async_trait::async_trait;
