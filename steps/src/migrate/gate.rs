@@ -1,23 +1,31 @@
 //! The migration safety gate: reads the SQL of every unapplied migration and finds the operations that break the
 //! old code still serving while (and after) they run, before anything is applied.
 //!
-//! The rules, each with its expand/contract fix, are in [`Rule`]. Statements are parsed with sqlparser in the
+//! The rules, each with its expand/contract fix, are in [`Rule`]; what the gate knows of each table is in
+//! `schema`. Statements are parsed with sqlparser in the
 //! database's dialect. A table the deploy's own migrations create is new: nothing old uses it, so any change to it
 //! is safe. SQLite needs care: Django implements most `ALTER`s there by rebuilding the table (`CREATE TABLE
 //! "new__x"`, `INSERT ... SELECT`, `DROP TABLE "x"`, `ALTER TABLE "new__x" RENAME TO "x"`), so the gate compares
 //! the rebuilt table with the table as it was (from the live schema, updated statement by statement) to see what
-//! really changed: a nullable column added by a rebuild is as safe as an `ADD COLUMN`.
+//! really changed: a nullable column added by a rebuild is as safe as an `ADD COLUMN`, and the indexes Django
+//! re-creates after it (the same `CREATE [UNIQUE] INDEX` the table had) are restorations, not new constraints.
+//!
+//! A table that is not in the database before the deploy is new as well, even when Django could not write the SQL
+//! that changes it (`sqlmigrate` introspects the database, so a migration that alters a table an earlier unapplied
+//! migration creates fails to generate on an empty database). A migration the live release ships byte for byte
+//! is followed (the schema it leaves) but not judged: the old code already expects it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, ObjectName, ObjectType,
-    RenameTableNameKind, SelectItem, SetExpr, Statement, TableConstraint, TableObject,
+    AlterColumnOperation, AlterTableOperation, ObjectType, RenameTableNameKind, SelectItem, SetExpr, Statement,
+    TableConstraint, TableObject,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
 use super::inspect::Pending;
+use super::schema::{Index, Rebuild, Table, column_of, first_quoted, name, rebuild_changes, table_of, unquoted};
 use super::sql::split_operations;
 
 pub use super::rules::{Finding, Rule};
@@ -47,42 +55,21 @@ impl Dialect {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Column {
-    name: String,
-    ty: String,
-    not_null: bool,
-    has_default: bool,
-    unique: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Table {
-    columns: Vec<Column>,
-    unique_constraints: BTreeSet<String>,
-}
-
-impl Table {
-    fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-}
-
-/// A SQLite table rebuild in progress: the new table's definition and how its rows are copied.
-#[derive(Debug, Clone, Default)]
-struct Rebuild {
-    table: Table,
-    /// (new column, old column it is copied from, if a plain column) for each `INSERT ... SELECT` pair.
-    copied: Vec<(String, Option<String>)>,
-    copy_seen: bool,
-}
-
 /// The gate's state across the migrations of one deploy.
 pub struct Gate {
     dialect: Dialect,
     tables: BTreeMap<String, Table>,
     /// Tables created by this deploy's migrations: no old code uses them.
     new_tables: BTreeSet<String>,
+    /// The tables in the database before the deploy, if known: any other table is new too.
+    existing: Option<BTreeSet<String>>,
+    indexes: BTreeMap<String, Index>,
+    /// Indexes created by this deploy's migrations: dropping them again is safe.
+    new_indexes: BTreeSet<String>,
+    /// Indexes that went with a table a SQLite rebuild replaced, until Django re-creates them.
+    rebuilt_indexes: BTreeMap<String, Index>,
+    /// False while following a migration the live release already ships: its changes are tracked, not judged.
+    judging: bool,
     rebuilds: BTreeMap<String, Rebuild>,
     /// PostgreSQL `ADD COLUMN ... DEFAULT x NOT NULL`: unsafe once its default is dropped.
     defaulted_not_null: BTreeSet<(String, String)>,
@@ -95,11 +82,21 @@ impl Gate {
     /// A gate starting from the live schema (`CREATE TABLE` statements; SQLite's `sqlite_master`).
     pub fn new(dialect: Dialect, schema: &[String]) -> Self {
         let mut tables = BTreeMap::new();
+        let mut indexes = BTreeMap::new();
         for ddl in schema {
             if let Ok(stmts) = Parser::parse_sql(dialect.parser().as_ref(), ddl) {
                 for s in stmts {
-                    if let Statement::CreateTable(ct) = s {
-                        tables.insert(name(&ct.name), table_of(&ct));
+                    match s {
+                        Statement::CreateTable(ct) => {
+                            tables.insert(name(&ct.name), table_of(&ct));
+                        }
+                        Statement::CreateIndex(ref ci) => {
+                            if let Some(n) = &ci.name {
+                                let index = Index { table: name(&ci.table_name), definition: s.to_string() };
+                                indexes.insert(name(n), index);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -108,20 +105,42 @@ impl Gate {
             dialect,
             tables,
             new_tables: BTreeSet::new(),
+            existing: None,
+            indexes,
+            new_indexes: BTreeSet::new(),
+            rebuilt_indexes: BTreeMap::new(),
+            judging: true,
             rebuilds: BTreeMap::new(),
             defaulted_not_null: BTreeSet::new(),
             findings: Vec::new(),
         }
     }
 
+    /// The tables the database has before the deploy (Django's introspection): any other table is new.
+    #[must_use]
+    pub fn existing_tables(mut self, tables: Option<&[String]>) -> Self {
+        self.existing = tables.map(|t| t.iter().cloned().collect());
+        self
+    }
+
     /// Examine one migration (in apply order).
     pub fn migration(&mut self, m: &Pending) {
         let label = m.label();
+        self.judging = !m.known_to_live();
         for op in &m.irreversible {
             self.push(&label, op, Rule::Irreversible, "(no reverse operation)".to_owned());
         }
         if let Some(err) = &m.error {
-            self.push(&label, "(SQL generation)", Rule::Unanalysable, err.clone());
+            // Django introspects the database to write some SQL: it fails for tables that do not exist yet.
+            let only_new_tables = m.tables.as_ref().is_some_and(|t| !t.is_empty() && t.iter().all(|t| self.is_new(t)));
+            if !only_new_tables {
+                self.push(
+                    &label,
+                    "(SQL generation)",
+                    Rule::Unanalysable,
+                    format!("Django could not write its SQL: {err}"),
+                );
+            }
         }
         for (op, statement) in split_operations(&m.sql) {
             self.statement(&label, &op, &statement);
@@ -133,6 +152,9 @@ impl Gate {
     }
 
     fn push(&mut self, migration: &str, operation: &str, rule: Rule, statement: String) {
+        if !self.judging {
+            return;
+        }
         self.findings.push(Finding {
             migration: migration.to_owned(),
             operation: operation.to_owned(),
@@ -142,23 +164,79 @@ impl Gate {
     }
 
     fn is_new(&self, table: &str) -> bool {
-        self.new_tables.contains(table)
+        self.new_tables.contains(table) || self.existing.as_ref().is_some_and(|e| !e.contains(table))
+    }
+
+    /// A table the migrations create: new if judged, part of what the old code expects if the live release
+    /// ships the migration.
+    fn created(&mut self, table: String) {
+        if self.judging {
+            self.new_tables.insert(table);
+        } else if let Some(existing) = &mut self.existing {
+            existing.insert(table);
+        }
+    }
+
+    /// `DROP INDEX [CONCURRENTLY] [IF EXISTS] name` (sqlparser reads no `CONCURRENTLY` here; the text is plain).
+    fn drop_index(&mut self, label: &str, op: &str, sql: &str, upper: &str) {
+        let index = sql
+            .split_whitespace()
+            .skip(2)
+            .find(|w| !matches!(w.to_ascii_uppercase().as_str(), "CONCURRENTLY" | "IF" | "EXISTS"))
+            .map(|w| unquoted(w.rsplit('.').next().unwrap_or(w)))
+            .unwrap_or_default();
+        let on_new_table = self.indexes.get(&index).is_some_and(|i| self.is_new(&i.table));
+        let new_index = self.new_indexes.remove(&index);
+        self.indexes.remove(&index);
+        if on_new_table || new_index {
+            return;
+        }
+        if self.dialect == Dialect::Postgres && !upper.contains("CONCURRENTLY") {
+            self.push(label, op, Rule::IndexWithoutConcurrently, sql.to_owned());
+        }
+    }
+
+    /// `CREATE TRIGGER ... ON table ...` (SQLite's `BEGIN ... END` body is beyond sqlparser): safe on a new
+    /// table; on an existing one it changes what the old release's writes do, which the gate cannot judge.
+    fn trigger(&mut self, label: &str, op: &str, sql: &str) {
+        let words: Vec<&str> = sql.split_whitespace().collect();
+        let table = words
+            .iter()
+            .position(|w| w.eq_ignore_ascii_case("ON"))
+            .and_then(|i| words.get(i + 1))
+            .map(|w| unquoted(w.rsplit('.').next().unwrap_or(w)));
+        if !table.is_some_and(|t| self.is_new(&t)) {
+            self.push(label, op, Rule::Unanalysable, sql.to_owned());
+        }
     }
 
     fn statement(&mut self, label: &str, op: &str, sql: &str) {
         let upper = sql.trim_start().to_ascii_uppercase();
         if upper.starts_with("DROP INDEX") {
-            // sqlparser has no DROP INDEX CONCURRENTLY; the text is unambiguous.
-            if self.dialect == Dialect::Postgres && !upper.contains("CONCURRENTLY") {
-                self.push(label, op, Rule::IndexWithoutConcurrently, sql.to_owned());
-            }
+            self.drop_index(label, op, sql, &upper);
+            return;
+        }
+        if is_trigger(&upper) {
+            self.trigger(label, op, sql);
             return;
         }
         let parsed = Parser::parse_sql(self.dialect.parser().as_ref(), sql);
         let Ok(statements) = parsed else {
             const HARMLESS: &[&str] = &[
-                "UPDATE", "INSERT", "DELETE", "SELECT", "SET", "BEGIN", "COMMIT", "ANALYZE", "VACUUM", "COMMENT",
+                "UPDATE",
+                "INSERT",
+                "DELETE",
+                "SELECT",
+                "SET",
+                "BEGIN",
+                "COMMIT",
+                "ANALYZE",
+                "VACUUM",
+                "COMMENT",
                 "GRANT",
+                "PRAGMA",
+                "SAVEPOINT",
+                "RELEASE",
             ];
             if !HARMLESS.iter().any(|k| upper.starts_with(k)) {
                 self.push(label, op, Rule::Unanalysable, sql.to_owned());
@@ -178,9 +256,10 @@ impl Gate {
                     self.rebuilds.insert(base.to_owned(), Rebuild { table: table_of(&ct), ..Rebuild::default() });
                 } else {
                     self.tables.insert(table.clone(), table_of(&ct));
-                    self.new_tables.insert(table);
+                    self.created(table);
                 }
             }
+            Statement::CreateVirtualTable { name: n, .. } => self.created(name(&n)),
             Statement::Insert(insert) => {
                 let TableObject::TableName(target) = &insert.table else {
                     return;
@@ -219,10 +298,23 @@ impl Gate {
                         self.push(label, op, Rule::DropTable, sql.to_owned());
                     }
                     self.tables.remove(&table);
+                    self.indexes.retain(|_, i| i.table != table);
                 }
             }
-            Statement::CreateIndex(ci) => {
+            Statement::CreateIndex(ref ci) => {
                 let table = name(&ci.table_name);
+                let index = Index { table: table.clone(), definition: s.to_string() };
+                let index_name = ci.name.as_ref().map(name).unwrap_or_default();
+                // After a SQLite rebuild Django re-creates the indexes the table had: the same index again.
+                let restored = self.rebuilt_indexes.get(&index_name) == Some(&index);
+                self.rebuilt_indexes.remove(&index_name);
+                self.indexes.insert(index_name.clone(), index);
+                if restored {
+                    return;
+                }
+                if self.judging {
+                    self.new_indexes.insert(index_name);
+                }
                 if self.is_new(&table) {
                     return;
                 }
@@ -258,6 +350,14 @@ impl Gate {
             }
             if let Some(t) = self.tables.remove(table) {
                 self.tables.insert(new_name.clone(), t);
+            }
+            if let Some(existing) = &mut self.existing
+                && existing.remove(table)
+            {
+                existing.insert(new_name.clone());
+            }
+            for index in self.indexes.values_mut().filter(|i| i.table == table) {
+                index.table.clone_from(&new_name);
             }
             if self.new_tables.remove(table) {
                 self.new_tables.insert(new_name);
@@ -324,6 +424,11 @@ impl Gate {
         let Some(rebuild) = self.rebuilds.remove(table) else {
             return;
         };
+        // The old table's indexes went with it; Django re-creates them after the rename.
+        let (gone, kept): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut self.indexes).into_iter().partition(|(_, i)| i.table == table);
+        self.indexes = kept;
+        self.rebuilt_indexes.extend(gone);
         let old = self.tables.get(table).cloned();
         let is_new = self.is_new(table);
         self.tables.insert(table.to_owned(), rebuild.table.clone());
@@ -339,118 +444,18 @@ impl Gate {
             );
             return;
         };
-        let mut found: Vec<(Rule, String)> = Vec::new();
-        for old_col in &old.columns {
-            let copied_to: Vec<&String> = rebuild
-                .copied
-                .iter()
-                .filter(|(_, src)| src.as_deref() == Some(old_col.name.as_str()))
-                .map(|(new, _)| new)
-                .collect();
-            match copied_to.first() {
-                None if rebuild.copy_seen => {
-                    found.push((Rule::DropColumn, format!("column {}.{} is not kept", table, old_col.name)));
-                }
-                None => {}
-                Some(new_name) if **new_name != old_col.name => {
-                    found.push((Rule::RenameColumn, format!("column {table}.{} becomes {new_name}", old_col.name)));
-                }
-                Some(_) => {
-                    let Some(new_col) = rebuild.table.column(&old_col.name) else {
-                        continue;
-                    };
-                    if !same_type(&new_col.ty, &old_col.ty) {
-                        found.push((
-                            Rule::AlterColumnType,
-                            format!("column {table}.{}: {} becomes {}", old_col.name, old_col.ty, new_col.ty),
-                        ));
-                    }
-                    if new_col.not_null && !old_col.not_null {
-                        found.push((Rule::SetNotNull, format!("column {table}.{} becomes NOT NULL", old_col.name)));
-                    }
-                    if new_col.unique && !old_col.unique {
-                        found.push((Rule::AddUnique, format!("column {table}.{} becomes UNIQUE", old_col.name)));
-                    }
-                }
-            }
-        }
-        for new_col in &rebuild.table.columns {
-            if old.column(&new_col.name).is_none() && new_col.not_null && !new_col.has_default {
-                found.push((
-                    Rule::AddNotNullColumn,
-                    format!("new column {table}.{} is NOT NULL without a database default", new_col.name),
-                ));
-            }
-        }
-        for constraint in rebuild.table.unique_constraints.difference(&old.unique_constraints) {
-            found.push((Rule::AddUnique, format!("new unique constraint {constraint} on {table}")));
-        }
+        let found = rebuild_changes(table, &old, &rebuild);
         for (rule, detail) in found {
             self.push(label, op, rule, format!("SQLite table rebuild: {detail}"));
         }
     }
 }
 
-fn same_type(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
-/// An object name without quotes or schema: `"public"."catalog_product"` -> `catalog_product`.
-fn name(n: &ObjectName) -> String {
-    let text = n.to_string();
-    let last = text.rsplit('.').next().unwrap_or(&text);
-    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']').to_owned()
-}
-
-/// The first double-quoted identifier of an expression (`coalesce("sku", 'x')` -> `sku`), if any.
-fn first_quoted(expr: &str) -> Option<String> {
-    let start = expr.find('"')? + 1;
-    let len = expr[start..].find('"')?;
-    Some(expr[start..start + len].to_owned())
-}
-
-fn column_of(c: &ColumnDef) -> Column {
-    let mut col = Column {
-        name: c.name.value.clone(),
-        ty: c.data_type.to_string(),
-        not_null: false,
-        has_default: false,
-        unique: false,
-    };
-    for o in &c.options {
-        match &o.option {
-            ColumnOption::NotNull => col.not_null = true,
-            ColumnOption::Default(_) => col.has_default = true,
-            ColumnOption::Unique(_) => col.unique = true,
-            ColumnOption::PrimaryKey(_) => {
-                col.unique = true;
-                col.not_null = true;
-            }
-            _ => {}
-        }
-    }
-    col
-}
-
-fn table_of(ct: &CreateTable) -> Table {
-    let unique_constraints = ct
-        .constraints
-        .iter()
-        .filter_map(|c| match c {
-            TableConstraint::Unique(u) => Some(u.name.as_ref().map_or_else(|| c.to_string(), |n| n.value.clone())),
-            _ => None,
-        })
-        .collect();
-    Table { columns: ct.columns.iter().map(column_of).collect(), unique_constraints }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_quoted_identifier() {
-        assert_eq!(first_quoted("coalesce(\"sku\", 'x')").as_deref(), Some("sku"));
-        assert_eq!(first_quoted("0"), None);
+/// `CREATE [TEMP|TEMPORARY] TRIGGER` (upper-cased text).
+fn is_trigger(upper: &str) -> bool {
+    let mut words = upper.split_whitespace();
+    words.next() == Some("CREATE") && {
+        let second = words.next();
+        second == Some("TRIGGER") || (matches!(second, Some("TEMP" | "TEMPORARY")) && words.next() == Some("TRIGGER"))
     }
 }

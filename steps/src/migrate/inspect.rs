@@ -1,33 +1,93 @@
 //! What the migrate gate learns from Django, in one Python process (one Django start instead of a
 //! `sqlmigrate` per migration): the database vendor, the unapplied migrations in the order `migrate` would apply
 //! them (`migrate --plan`), each one's SQL exactly as `sqlmigrate` prints it, which of its operations cannot be
-//! reversed, and on SQLite the current schema (to tell what a table rebuild really changes).
+//! reversed, the tables the database has now, and on SQLite the current schema (to tell what a table rebuild
+//! really changes). For each migration it also says whether the live release ships the very same file (its code
+//! already expects that migration: it is not new), and which installed distribution ships it.
 
 use serde::Deserialize;
 
 /// The script run with the release's Python (`python -c`), printing one marked JSON line.
 pub const SCRIPT: &str = r#"
-import json, sys
+import hashlib, importlib.metadata, json, os, sys
 import django
 django.setup()
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.operations.models import ModelOperation, RenameModel
 alias = sys.argv[1] if len(sys.argv) > 1 else "default"
+live_dir = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
+release_dir = os.path.realpath(os.getcwd())
 connection = connections[alias]
 executor = MigrationExecutor(connection)
 plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-out = {"vendor": connection.vendor, "schema": [], "migrations": []}
+out = {"vendor": connection.vendor, "schema": [], "tables": sorted(connection.introspection.table_names()),
+       "migrations": []}
 if connection.vendor == "sqlite":
     with connection.cursor() as cursor:
-        cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL")
+        cursor.execute("SELECT sql FROM sqlite_master WHERE type IN ('table', 'index') AND sql IS NOT NULL")
         out["schema"] = [row[0] for row in cursor.fetchall()]
+distributions = importlib.metadata.packages_distributions()
+
+def digest(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+def origin(migration):
+    """The migration's file (relative to the release if inside it), whether the live release has the same file,
+    and the distribution that ships it."""
+    module = sys.modules.get(type(migration).__module__)
+    path = os.path.realpath(getattr(module, "__file__", None) or "")
+    relative = os.path.relpath(path, release_dir) if path else None
+    inside = relative is not None and not relative.startswith("..")
+    in_live = None
+    if inside and live_dir:
+        in_live = digest(path) is not None and digest(os.path.join(live_dir, relative)) == digest(path)
+    package = None
+    top = type(migration).__module__.split(".")[0]
+    for dist in distributions.get(top, [])[:1]:
+        package = "%s %s" % (dist, importlib.metadata.version(dist))
+    return (relative if inside else path), in_live, package
+
+def touched(migration):
+    """The tables the migration's operations change, or None if one of them is not about a model (RunSQL)."""
+    state = executor.loader.project_state((migration.app_label, migration.name), at_end=False)
+    tables = []
+    def visit(op):
+        inner = getattr(op, "database_operations", None)
+        if inner is not None:
+            return all(visit(o) for o in inner)
+        if hasattr(op, "model_name"):
+            model = op.model_name
+        elif isinstance(op, RenameModel):
+            model = op.old_name
+        elif isinstance(op, ModelOperation):
+            model = op.name
+        else:
+            return False
+        try:
+            tables.append(state.apps.get_model(migration.app_label, model)._meta.db_table)
+        except LookupError:
+            tables.append("%s_%s" % (migration.app_label, model.lower()))
+        return True
+    return sorted(set(tables)) if all(visit(op) for op in migration.operations) else None
+
 for migration, backwards in plan:
+    file, in_live, package = origin(migration)
     entry = {"app": migration.app_label, "name": migration.name, "sql": "", "error": None,
-             "irreversible": [op.describe() for op in migration.operations if not op.reversible]}
+             "irreversible": [op.describe() for op in migration.operations if not op.reversible],
+             "file": file, "in_live": in_live, "package": package, "tables": None}
     try:
         entry["sql"] = "\n".join(executor.loader.collect_sql([(migration, False)]))
     except Exception as e:
         entry["error"] = "%s: %s" % (type(e).__name__, e)
+        try:
+            entry["tables"] = touched(migration)
+        except Exception:
+            pass
     out["migrations"].append(entry)
 print("ZDD-MIGRATE-GATE " + json.dumps(out))
 "#;
@@ -38,7 +98,11 @@ pub const MARKER: &str = "ZDD-MIGRATE-GATE ";
 #[derive(Debug, Clone, Deserialize)]
 pub struct Inspection {
     pub vendor: String,
+    /// SQLite: the `CREATE TABLE` and `CREATE INDEX` statements of `sqlite_master`.
     pub schema: Vec<String>,
+    /// The tables in the database before anything is applied (`None` in recordings older than this field).
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
     pub migrations: Vec<Pending>,
 }
 
@@ -53,11 +117,34 @@ pub struct Pending {
     pub error: Option<String>,
     /// Operations without a reverse (`RunPython` without `reverse_code`, `RunSQL` without `reverse_sql`).
     pub irreversible: Vec<String>,
+    /// The migration's file, relative to the release when inside it (a venv inside the release included).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Does the live release have a byte-identical file at the same place? `None`: nothing to compare with (no
+    /// live release, or a file outside the release).
+    #[serde(default)]
+    pub in_live: Option<bool>,
+    /// The installed distribution that ships it, with its version (`wagtail 8.0.1`); `None` for the project's own.
+    #[serde(default)]
+    pub package: Option<String>,
+    /// When its SQL could not be generated: the tables its operations change (`None`: not only model operations).
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
 }
 
 impl Pending {
     pub fn label(&self) -> String {
         format!("{}.{}", self.app, self.name)
+    }
+
+    /// The live release ships this same migration, so its code already expects the schema after it.
+    pub fn known_to_live(&self) -> bool {
+        self.in_live == Some(true)
+    }
+
+    /// Does it run Python (`RunPython`), which the gate cannot read? Django writes no SQL for it, only a comment.
+    pub fn runs_python(&self) -> bool {
+        self.sql.lines().any(|l| l.trim_start_matches(['-', ' ']).starts_with("Raw Python operation"))
     }
 }
 

@@ -4,23 +4,29 @@
 //! the safety gate ([`gate`]); an unsafe operation stops the deploy (a fatal error naming the migration, the
 //! operation and the expand/contract fix) unless the plan allows that migration by name. Then `migrate --noinput`.
 //! Schema changes are forward-only: the rollback never reverses them (which is why they must be compatible).
+//!
+//! What is judged is what can break the release that runs: with nothing live (a first deploy) the gate reports
+//! what it would refuse and refuses nothing; with a live release, the migrations it ships byte for byte (a
+//! third-party app at the same version) are not new, and only the others are judged.
 
 pub mod failure;
 pub mod gate;
 pub mod inspect;
 pub mod rules;
+mod schema;
 pub mod sql;
 
 use async_trait::async_trait;
 use zdd_engine::host::Output;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{DeployTarget, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
-use crate::common::{quiet, tail};
-use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+use crate::common::{quiet, req_path, tail};
+use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS, release_dir};
 use failure::PythonError;
 use gate::{Dialect, Finding, Gate};
+use inspect::Pending;
 
 pub struct Migrate;
 
@@ -98,6 +104,46 @@ fn failed(ctx: &StepCtx, out: &Output, doing: &str, applied: &str) -> StepError 
     StepError::failed(ctx.redactor.redact(&message)).with_detail(ctx.redactor.redact(&detail))
 }
 
+/// What the gate judges for this target (the preview's note).
+fn judged_note(target: &DeployTarget) -> String {
+    match &target.live_release {
+        None => "nothing is live (first deploy): report what the gate would refuse, refuse nothing".to_owned(),
+        Some(live) => format!(
+            "judge the migrations new to the live release {live}; those it ships byte for byte (same app version) are not new"
+        ),
+    }
+}
+
+/// The live release's directory, to compare migration files with (none on a first deploy or a redeploy of it).
+fn live_release_dir(step: &Step, ctx: &StepCtx) -> Result<Option<std::path::PathBuf>, StepError> {
+    let Some(live) = ctx.target.live_release.as_deref().filter(|l| *l != ctx.target.release) else {
+        return Ok(None);
+    };
+    Ok(Some(release_dir(&ctx.resolve(&req_path(step, "root")?), live)))
+}
+
+/// Migrations the live release ships but that were never applied: not judged (its code expects them), but odd.
+fn report_known_to_live(ctx: &StepCtx, migrations: &[Pending]) {
+    let known: Vec<&Pending> = migrations.iter().filter(|p| p.known_to_live()).collect();
+    if known.is_empty() {
+        return;
+    }
+    let mut by_origin: Vec<String> = Vec::new();
+    for p in &known {
+        let origin = p.package.clone().unwrap_or_else(|| "the project".to_owned());
+        if !by_origin.contains(&origin) {
+            by_origin.push(origin);
+        }
+    }
+    ctx.message(format!(
+        "not judged: {} unapplied migration(s) the live release ships too ({}: {}); the live release has been \
+         running without them, and applying them brings the schema to what its code expects",
+        known.len(),
+        by_origin.join(", "),
+        known.iter().map(|p| p.label()).collect::<Vec<_>>().join(", ")
+    ));
+}
+
 #[async_trait]
 impl StepKind for Migrate {
     fn spec(&self) -> &'static KindSpec {
@@ -111,6 +157,7 @@ impl StepKind for Migrate {
             text: "list unapplied migrations (migrate --plan) and their SQL (sqlmigrate); refuse unsafe operations"
                 .into(),
         }];
+        actions.push(PlannedAction::Note { text: judged_note(&ctx.target) });
         let allow = allowed(step);
         if !allow.is_empty() {
             actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", allow.join(", ")) });
@@ -129,7 +176,8 @@ impl StepKind for Migrate {
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(step, ctx).await?;
         let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
-        let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone())).await?;
+        let live_dir = live_release_dir(step, ctx)?.map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+        let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone()).arg(live_dir)).await?;
         if !out.success() {
             return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
         }
@@ -149,15 +197,35 @@ impl StepKind for Migrate {
                 ))
             })?,
         };
-        let mut gate = Gate::new(dialect, &found.schema);
+        let mut gate = Gate::new(dialect, &found.schema).existing_tables(found.tables.as_deref());
         for pending in &found.migrations {
             gate.migration(pending);
         }
         let findings = gate.findings();
-        if let Some(refused) = refusal(&findings, &allowed(step)) {
+        report_known_to_live(ctx, &found.migrations);
+        let opaque: Vec<String> =
+            found.migrations.iter().filter(|p| !p.known_to_live() && p.runs_python()).map(Pending::label).collect();
+        // On a first deploy nothing can break, so a list of the data migrations would only be noise.
+        if !opaque.is_empty() && ctx.target.live_release.is_some() {
+            ctx.message(format!("runs Python the gate cannot read (RunPython): {}", opaque.join(", ")));
+        }
+        if ctx.target.live_release.is_none() {
+            for f in &findings {
+                ctx.message(format!(
+                    "would refuse if a release were live: {}: {} [{}]",
+                    f.migration,
+                    f.operation,
+                    f.rule.code()
+                ));
+            }
+            ctx.message(format!(
+                "nothing is live (first deploy): no old release can break, so the gate refuses nothing{}",
+                if findings.is_empty() { String::new() } else { format!(" ({} finding(s) above)", findings.len()) }
+            ));
+        } else if let Some(refused) = refusal(&findings, &allowed(step)) {
             return Err(refused);
         }
-        for f in &findings {
+        for f in findings.iter().filter(|_| ctx.target.live_release.is_some()) {
             ctx.message(format!("allowed by the plan: {} ({})", f.migration, f.rule.code()));
         }
         let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();

@@ -1,5 +1,5 @@
 //! `sqlmigrate` output as the gate reads it: (operation, statement) pairs, from Django's `-- <operation>` comments
-//! and statements split at `;` outside quotes.
+//! and statements split at `;` outside quotes (and outside trigger bodies and `$$` function bodies).
 
 /// Split `sqlmigrate` output into (operation description, statement) pairs, dropping BEGIN/COMMIT.
 pub fn split_operations(sql: &str) -> Vec<(String, String)> {
@@ -37,14 +37,22 @@ fn flush(buffer: &mut String, op: &str, out: &mut Vec<(String, String)>) {
     buffer.clear();
 }
 
-/// Split SQL text at `;` outside quotes.
+/// Split SQL text at `;` outside quotes, dollar quotes (`$$`, PostgreSQL function bodies) and the
+/// `BEGIN ... END` body of a SQLite trigger.
 fn split_statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
-    for c in sql.chars() {
+    let mut dollar = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
         match (quote, c) {
-            (None, '\'' | '"') => {
+            (None, '$') if chars.peek() == Some(&'$') => {
+                chars.next();
+                dollar = !dollar;
+                current.push_str("$$");
+            }
+            (None, '\'' | '"') if !dollar => {
                 quote = Some(c);
                 current.push(c);
             }
@@ -52,7 +60,7 @@ fn split_statements(sql: &str) -> Vec<String> {
                 quote = None;
                 current.push(c);
             }
-            (None, ';') => {
+            (None, ';') if !dollar && !in_trigger_body(&current) => {
                 let s = current.trim();
                 if !s.is_empty() {
                     out.push(s.to_owned());
@@ -67,6 +75,14 @@ fn split_statements(sql: &str) -> Vec<String> {
         out.push(s.to_owned());
     }
     out
+}
+
+/// Is `statement` (so far) a `CREATE TRIGGER` whose `BEGIN` has no `END` yet? Its `;`s end body statements.
+fn in_trigger_body(statement: &str) -> bool {
+    let upper = statement.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split_whitespace().collect();
+    let trigger = words.first() == Some(&"CREATE") && words.iter().take(3).any(|w| *w == "TRIGGER");
+    trigger && words.contains(&"BEGIN") && words.last() != Some(&"END")
 }
 
 #[cfg(test)]
@@ -85,5 +101,15 @@ mod tests {
                 ("Raw SQL operation".to_owned(), "SET CONSTRAINTS ALL IMMEDIATE".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_trigger_body_and_a_dollar_quoted_function_are_one_statement() {
+        let trigger = "CREATE TRIGGER t AFTER DELETE ON x BEGIN DELETE FROM y WHERE rowid=OLD.id; END";
+        let function =
+            "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN NEW.a := 1; RETURN NEW; END $$ LANGUAGE plpgsql";
+        let sql = format!("{trigger};\n{function};\nSELECT 1;");
+        let statements: Vec<String> = split_operations(&sql).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(statements, vec![trigger.to_owned(), function.to_owned(), "SELECT 1".to_owned()]);
     }
 }
