@@ -64,7 +64,7 @@ fn deploy_project(name: &str, project: Project) {
     }
 }
 
-/// Settings hard-code STATIC_URL, STATIC_ROOT (inside the project) and the manifest storage; the home page links
+/// Settings hard-code `STATIC_URL`, `STATIC_ROOT` (inside the project) and the manifest storage; the home page links
 /// its stylesheet with unquoted attributes.
 #[test]
 fn process_startproject_settings_deploy_unchanged() {

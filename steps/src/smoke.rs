@@ -202,7 +202,7 @@ fn static_page(field: &str) -> (&str, bool) {
     if field == "auto" { ("/", false) } else { (field, true) }
 }
 
-/// Django's STATIC_URL as the collectstatic step recorded it in the release; `/static/` without a record.
+/// Django's `STATIC_URL` as the collectstatic step recorded it in the release; `/static/` without a record.
 async fn static_url(step: &Step, ctx: &StepCtx) -> Result<String, StepError> {
     const DEFAULT: &str = "/static/";
     let Some(file) = step.fields.path("static-facts").filter(|p| !p.as_os_str().is_empty()) else {
@@ -210,12 +210,11 @@ async fn static_url(step: &Step, ctx: &StepCtx) -> Result<String, StepError> {
     };
     let file = ctx.resolve(&file);
     let facts = StaticFacts::read(ctx.host.as_ref(), &file).await.map_err(StepError::failed)?;
-    match facts.and_then(|f| f.static_url) {
-        Some(url) => Ok(url),
-        None => {
-            ctx.message(format!("no STATIC_URL recorded in {}: looking under {DEFAULT}", file.display()));
-            Ok(DEFAULT.to_owned())
-        }
+    if let Some(url) = facts.and_then(|f| f.static_url) {
+        Ok(url)
+    } else {
+        ctx.message(format!("no STATIC_URL recorded in {}: looking under {DEFAULT}", file.display()));
+        Ok(DEFAULT.to_owned())
     }
 }
 
@@ -223,9 +222,9 @@ async fn static_url(step: &Step, ctx: &StepCtx) -> Result<String, StepError> {
 enum Found {
     /// The asset, fetched through the proxy with status 200.
     Loaded(String),
-    /// An asset on another origin (a CDN's STATIC_URL), not fetched.
+    /// An asset on another origin (a CDN's `STATIC_URL`), not fetched.
     Remote(String),
-    /// No asset under STATIC_URL; what the page was (its content type).
+    /// No asset under `STATIC_URL`; what the page was (its content type).
     Nothing(String),
 }
 

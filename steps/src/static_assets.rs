@@ -74,6 +74,7 @@ mod tests {
         Url::parse("http://shop.example.com/").unwrap()
     }
 
+    #[allow(clippy::unnecessary_wraps)] // Compared with `first_asset`'s answer.
     fn local(path: &str) -> Option<Asset> {
         Some(Asset::Local(path.to_owned()))
     }
