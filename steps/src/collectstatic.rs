@@ -45,6 +45,12 @@ static SPEC: KindSpec = KindSpec {
             "Where to collect, relative to the release, when the project's STATIC_ROOT is not inside the release.",
         )
         .default(INTO_DEFAULT),
+        FieldSpec::new(
+            "served-at",
+            ValueType::String,
+            "The URL prefix the proxy serves the published files at (the proxy-switch's `static-url`): when Django's \
+             STATIC_URL is another path, the step fails before anything is live.",
+        ),
     ],
     effect: Effect::Reversible,
     undo: "Nothing to do: everything it writes is inside the release, which the release step's undo removes.",
@@ -89,6 +95,27 @@ impl StaticFacts {
             self.static_url.as_deref().unwrap_or("not set"),
             if self.storage.is_empty() { "not set" } else { &self.storage }
         )
+    }
+
+    /// Why the proxy would not serve the pages' assets: Django's `STATIC_URL` is a path other than `served_at`.
+    /// A `STATIC_URL` on another origin (a CDN) is not the proxy's to serve.
+    fn served_elsewhere(&self, served_at: &str) -> Option<String> {
+        let url = self.static_url.as_deref()?;
+        if url.contains("://") || url.starts_with("//") {
+            return None;
+        }
+        let rooted = |u: &str| {
+            let u = u.trim().trim_matches('/');
+            if u.is_empty() { "/".to_owned() } else { format!("/{u}/") }
+        };
+        (rooted(url) != rooted(served_at)).then(|| {
+            format!(
+                "Django's STATIC_URL is {url} but the proxy serves the static files at {}: set the plan variable \
+                 static_url to {} (or change STATIC_URL)",
+                rooted(served_at),
+                rooted(url)
+            )
+        })
     }
 
     /// Said when Django will look for the manifest of hashed names somewhere zdd did not collect into.
@@ -188,7 +215,13 @@ impl StepKind for Collectstatic {
         }
         let json = serde_json::to_vec_pretty(&facts).map_err(|e| StepError::fatal(e.to_string()))?;
         ctx.host.write_file(&m.release_dir.join(FACTS_FILE), &json, 0o644).await?;
-        Ok(())
+        match step.fields.str("served-at").map(str::trim).filter(|s| !s.is_empty()) {
+            Some(served_at) => match facts.served_elsewhere(served_at) {
+                Some(why) => Err(StepError::fatal(why)),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 
     async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
@@ -210,6 +243,28 @@ mod tests {
         assert_eq!(facts.collected_into.as_deref(), Some("/r/staticfiles"));
         assert_eq!(facts.manifest_warning(), None);
         assert!(parse("Traceback...").is_err());
+    }
+
+    fn with_url(url: &str) -> StaticFacts {
+        StaticFacts {
+            static_url: Some(url.into()),
+            static_root: None,
+            in_release: false,
+            storage: String::new(),
+            collected_into: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_proxy_must_serve_djangos_static_url() {
+        assert_eq!(with_url("/static/").served_elsewhere("/static/"), None);
+        assert_eq!(with_url("/static/").served_elsewhere("/static"), None);
+        let why = with_url("/assets/").served_elsewhere("/static/").unwrap();
+        assert!(why.contains("static_url to /assets/"), "{why}");
+        // A CDN serves its own files.
+        assert_eq!(with_url("https://cdn.example.net/s/").served_elsewhere("/static/"), None);
+        assert_eq!(with_url("//cdn.example.net/s/").served_elsewhere("/static/"), None);
     }
 
     #[test]
