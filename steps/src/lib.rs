@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use zdd_engine::kind::Kinds;
 
+pub mod collectstatic;
 mod common;
 pub mod django;
 pub mod drain_stop;
@@ -23,6 +24,7 @@ pub mod python_env;
 pub mod release;
 pub mod service;
 pub mod smoke;
+pub mod static_assets;
 pub mod symlink;
 pub mod templates;
 #[cfg(test)]
@@ -34,6 +36,7 @@ pub fn builtin() -> Kinds {
     kinds.register(Arc::new(release::Release));
     kinds.register(Arc::new(python_env::PythonEnv));
     kinds.register(Arc::new(django::Django));
+    kinds.register(Arc::new(collectstatic::Collectstatic));
     kinds.register(Arc::new(migrate::Migrate));
     kinds.register(Arc::new(service::Service));
     kinds.register(Arc::new(health_gate::HealthGate));

@@ -10,11 +10,13 @@ use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, S
 use zdd_engine::plan::{FieldValue, Plan, Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
 
+use crate::collectstatic::StaticFacts;
 use crate::common::{duration_or, opt_str, req_str};
 use crate::health_gate::HOST;
 use crate::origin::{OriginFilter, ThroughProxy};
 use crate::probe::{self, Answer, ProbeUrl};
 use crate::proxy::nginx::Nginx;
+use crate::static_assets::{Asset, first_asset};
 
 pub struct Smoke;
 
@@ -57,7 +59,14 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "static-from",
             ValueType::String,
-            "A page whose first `/static/...` reference (href or src) must load with status 200.",
+            "A page whose first reference (href or src) under STATIC_URL must load with status 200; `auto`: `/`, \
+             skipping the check (and saying so) when it references none.",
+        ),
+        FieldSpec::new(
+            "static-facts",
+            ValueType::Path,
+            "The file the collectstatic step recorded in the release (`<release>/.zdd-static.json`): assets are \
+             looked for under its STATIC_URL (without it: `/static/`).",
         ),
         FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("5s"),
         FieldSpec::new(
@@ -125,18 +134,6 @@ fn mismatch(c: &Check, a: &Answer) -> Option<String> {
     None
 }
 
-/// The first `/static/...` URL an HTML page references in an `href` or `src` attribute.
-pub fn first_static_ref(html: &str, prefix: &str) -> Option<String> {
-    ["href=\"", "src=\"", "href='", "src='"].iter().find_map(|attr| {
-        html.match_indices(attr).find_map(|(i, _)| {
-            let rest = &html[i + attr.len()..];
-            let end = rest.find(['"', '\''])?;
-            let url = &rest[..end];
-            url.starts_with(prefix).then(|| url.to_owned())
-        })
-    })
-}
-
 /// The new instance's address in its answers, from the `proxy-switch` step the smoke follows (`None`: no such
 /// field, or socket mode, where answers cannot tell and need not).
 fn expected_origin(
@@ -178,8 +175,13 @@ impl StepKind for Smoke {
             })
             .collect();
         if let Some(page) = opt_str(&step.fields, "static-from") {
+            let (page, required) = static_page(page);
+            let facts = opt_str(&step.fields, "static-facts").map_or_else(String::new, |f| format!(" (from {f})"));
+            let skip = if required { "" } else { "; skipped if it references none" };
             actions.push(PlannedAction::Http {
-                description: format!("GET {base}{page}, then the first /static/ asset it references"),
+                description: format!(
+                    "GET {base}{page}, then the first asset under STATIC_URL{facts} it references{skip}"
+                ),
             });
         }
         Ok(Preview { actions, checks: vec![], undo: vec![] })
@@ -211,8 +213,19 @@ impl StepKind for Smoke {
             }
         }
         if let Some(page) = opt_str(&step.fields, "static-from") {
-            match static_check(&mut proxy, &ctx.cancel, &base, page).await {
-                Ok(asset) => ctx.message(format!("static asset {asset} loads")),
+            let (page, required) = static_page(page);
+            let static_url = static_url(step, ctx).await?;
+            match static_check(&mut proxy, &ctx.cancel, &base, page, host, &static_url).await {
+                Ok(Found::Loaded(asset)) => ctx.message(format!("static asset {asset} loads")),
+                Ok(Found::Remote(asset)) => ctx.message(format!(
+                    "GET {page} references {asset}, on another origin (STATIC_URL {static_url}): not fetched"
+                )),
+                Ok(Found::Nothing(what)) if !required => ctx.message(format!(
+                    "GET {page} references no asset under {static_url} ({what}): static asset check skipped"
+                )),
+                Ok(Found::Nothing(what)) => {
+                    failures.push(format!("GET {page}: the page references no asset under {static_url} ({what})"));
+                }
                 Err(why) => failures.push(why),
             }
         }
@@ -235,18 +248,70 @@ impl StepKind for Smoke {
     }
 }
 
+/// `static-from`'s page, and whether it must reference an asset (`auto`: `/`, and it need not).
+fn static_page(field: &str) -> (&str, bool) {
+    if field == "auto" { ("/", false) } else { (field, true) }
+}
+
+/// Django's `STATIC_URL` as the collectstatic step recorded it in the release; `/static/` without a record.
+async fn static_url(step: &Step, ctx: &StepCtx) -> Result<String, StepError> {
+    const DEFAULT: &str = "/static/";
+    let Some(file) = step.fields.path("static-facts").filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(DEFAULT.to_owned());
+    };
+    let file = ctx.resolve(&file);
+    let facts = StaticFacts::read(ctx.host.as_ref(), &file).await.map_err(StepError::failed)?;
+    if let Some(url) = facts.and_then(|f| f.static_url) {
+        Ok(url)
+    } else {
+        ctx.message(format!("no STATIC_URL recorded in {}: looking under {DEFAULT}", file.display()));
+        Ok(DEFAULT.to_owned())
+    }
+}
+
+/// What the static asset check found on the page.
+enum Found {
+    /// The asset, fetched through the proxy with status 200.
+    Loaded(String),
+    /// An asset on another origin (a CDN's `STATIC_URL`), not fetched.
+    Remote(String),
+    /// No asset under `STATIC_URL`; what the page was (its content type).
+    Nothing(String),
+}
+
 /// The page from the new instance (its assets are the new release's), the asset from wherever Nginx serves it.
 async fn static_check(
     proxy: &mut ThroughProxy<'_>,
     cancel: &tokio_util::sync::CancellationToken,
     base: &ProbeUrl,
     page: &str,
-) -> Result<String, String> {
-    let answer = proxy.get(cancel, &base.with_path(page)).await.map_err(|e| format!("GET {page}: {e}"))?;
-    let asset = first_static_ref(&answer.body, "/static/")
-        .ok_or_else(|| format!("GET {page}: the page references no /static/ asset"))?;
-    let a = proxy.get_any(&base.with_path(&asset)).await.map_err(|e| format!("GET {asset}: {e}"))?;
-    if a.status == 200 { Ok(asset) } else { Err(format!("static asset {asset} (from {page}): status {}", a.status)) }
+    host: Option<&str>,
+    static_url: &str,
+) -> Result<Found, String> {
+    let page_url = base.with_path(page);
+    let answer = proxy.get(cancel, &page_url).await.map_err(|e| format!("GET {page}: {e}"))?;
+    if answer.status != 200 {
+        return Err(format!("GET {page}: status {} (the static asset check needs the page)", answer.status));
+    }
+    // Links are resolved against the page as the site sees it: the Host header's name, when the check sends one.
+    let path = if page.starts_with('/') { page.to_owned() } else { format!("/{page}") };
+    let seen_as = host.map_or_else(|| page_url.url.clone(), |h| format!("http://{h}{path}"));
+    let seen_as = url::Url::parse(&seen_as).map_err(|e| format!("GET {page}: {seen_as}: {e}"))?;
+    match first_asset(&answer.body, &seen_as, static_url) {
+        Some(Asset::Local(asset)) => {
+            let a = proxy.get_any(&base.with_path(&asset)).await.map_err(|e| format!("GET {asset}: {e}"))?;
+            if a.status == 200 {
+                Ok(Found::Loaded(asset))
+            } else {
+                Err(format!("static asset {asset} (from {page}): status {}", a.status))
+            }
+        }
+        Some(Asset::Remote(asset)) => Ok(Found::Remote(asset)),
+        None => {
+            let content_type = answer.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            Ok(Found::Nothing(content_type.unwrap_or("no content type").to_owned()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -343,9 +408,9 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_first_static_reference() {
-        let html = r#"<link rel="icon" href="/favicon.ico"><link href="/static/css/site.3f2a.css" rel="stylesheet"><script src='/static/app.js'>"#;
-        assert_eq!(first_static_ref(html, "/static/").as_deref(), Some("/static/css/site.3f2a.css"));
-        assert_eq!(first_static_ref("<p>none</p>", "/static/"), None);
+    fn auto_checks_the_home_page_and_may_skip() {
+        assert_eq!(static_page("auto"), ("/", false));
+        assert_eq!(static_page("/"), ("/", true));
+        assert_eq!(static_page("/about/"), ("/about/", true));
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod load;
 pub(crate) mod nginx;
 pub(crate) mod postgres;
 pub(crate) mod proc;
+pub(crate) mod projects;
 pub(crate) mod scenarios;
 pub(crate) mod shop;
 pub(crate) mod systemd;

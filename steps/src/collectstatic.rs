@@ -1,0 +1,282 @@
+//! The `collectstatic` kind: the release's static files collected where nothing live reads them, and what
+//! Django says about them (`STATIC_URL`, `STATIC_ROOT`, the storage) recorded in the release for the steps
+//! after it (`publish-static` copies from the directory it names, `smoke` looks for assets under its
+//! `STATIC_URL`).
+//!
+//! Django reads `STATIC_ROOT` from the settings module only, and most projects hard-code it there, so zdd asks
+//! Django for the effective value instead of passing it in. Where the files go:
+//! - the project's `STATIC_ROOT` when it lies inside the release (`BASE_DIR / "staticfiles"`, as the Django docs
+//!   write it): that is where the release's own Django reads the manifest of hashed names at run time;
+//! - otherwise (outside the release, or not set) `<release>/<into>`, by running collectstatic under
+//!   `override_settings(STATIC_ROOT=...)`: a live directory is never written (Django's manifest storage deletes
+//!   and re-saves every hashed file it post-processes, so the live pages' stylesheet would 404 for a moment).
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zdd_engine::host::Host;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+
+use crate::manage::{ENV, ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+
+pub struct Collectstatic;
+
+/// The file in each release that holds its [`StaticFacts`].
+pub const FACTS_FILE: &str = ".zdd-static.json";
+
+const INTO_DEFAULT: &str = "collected-static";
+
+static SPEC: KindSpec = KindSpec {
+    name: "collectstatic",
+    summary: "Collect the release's static files inside the release and record Django's STATIC_URL, STATIC_ROOT and \
+              storage in it.",
+    fields: &[
+        ROOT,
+        PYTHON,
+        SETTINGS,
+        ENV_FILE,
+        ENV,
+        FieldSpec::new(
+            "into",
+            ValueType::Path,
+            "Where to collect, relative to the release, when the project's STATIC_ROOT is not inside the release.",
+        )
+        .default(INTO_DEFAULT),
+        FieldSpec::new(
+            "served-at",
+            ValueType::String,
+            "The URL prefix the proxy serves the published files at (the proxy-switch's `static-url`): when Django's \
+             STATIC_URL is another path, the step fails before anything is live.",
+        ),
+    ],
+    effect: Effect::Reversible,
+    undo: "Nothing to do: everything it writes is inside the release, which the release step's undo removes.",
+};
+
+/// What Django said about a release's static files, and where they were collected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticFacts {
+    /// The effective `STATIC_URL` (Django adds the script prefix: `static/` reads `/static/`).
+    pub static_url: Option<String>,
+    /// `STATIC_ROOT` as the settings set it (`None`: not set).
+    pub static_root: Option<String>,
+    /// Whether that `STATIC_ROOT` lies inside the release.
+    pub in_release: bool,
+    /// The `staticfiles` storage backend.
+    pub storage: String,
+    /// Where the files were collected; `None` when `django.contrib.staticfiles` is not installed.
+    pub collected_into: Option<String>,
+    /// collectstatic's own summary line ("12 static files copied to ...").
+    #[serde(default)]
+    pub summary: String,
+}
+
+impl StaticFacts {
+    /// The facts recorded in `path` (a release's [`FACTS_FILE`]), or `None` for a release made before zdd
+    /// recorded them.
+    pub async fn read(host: &dyn Host, path: &Path) -> Result<Option<Self>, String> {
+        let Some(bytes) = host.read_file(path).await.map_err(|e| format!("{}: {e}", path.display()))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn describe(&self) -> String {
+        let root = match (&self.static_root, self.in_release) {
+            (None, _) => "not set".to_owned(),
+            (Some(r), true) => format!("{r} (in the release)"),
+            (Some(r), false) => format!("{r} (outside the release)"),
+        };
+        format!(
+            "Django: STATIC_URL {}, STATIC_ROOT {root}, storage {}",
+            self.static_url.as_deref().unwrap_or("not set"),
+            if self.storage.is_empty() { "not set" } else { &self.storage }
+        )
+    }
+
+    /// Why the proxy would not serve the pages' assets: Django's `STATIC_URL` is a path other than `served_at`.
+    /// A `STATIC_URL` on another origin (a CDN) is not the proxy's to serve.
+    fn served_elsewhere(&self, served_at: &str) -> Option<String> {
+        let url = self.static_url.as_deref()?;
+        if url.contains("://") || url.starts_with("//") {
+            return None;
+        }
+        let rooted = |u: &str| {
+            let u = u.trim().trim_matches('/');
+            if u.is_empty() { "/".to_owned() } else { format!("/{u}/") }
+        };
+        (rooted(url) != rooted(served_at)).then(|| {
+            format!(
+                "Django's STATIC_URL is {url} but the proxy serves the static files at {}: set the plan variable \
+                 static_url to {} (or change STATIC_URL)",
+                rooted(served_at),
+                rooted(url)
+            )
+        })
+    }
+
+    /// Said when Django will look for the manifest of hashed names somewhere zdd did not collect into.
+    fn manifest_warning(&self) -> Option<String> {
+        let root = self.static_root.as_deref()?;
+        let into = self.collected_into.as_deref()?;
+        (!self.in_release && self.storage.contains("Manifest")).then(|| {
+            format!(
+                "STATIC_ROOT {root} is outside the release, so the files were collected into {into}; at run time \
+                 Django reads the hashed names from {root}/staticfiles.json, so {root} must be the directory the \
+                 plan publishes to"
+            )
+        })
+    }
+}
+
+/// Run with the release's Python (`python -c SCRIPT <into>`), Django's environment set; prints one marked line.
+const SCRIPT: &str = r#"
+import json, os, sys
+import django
+django.setup()
+from django.apps import apps
+from django.conf import settings
+release = os.path.realpath(os.getcwd())
+fallback = os.path.join(release, sys.argv[1])
+configured = os.fspath(settings.STATIC_ROOT) if settings.STATIC_ROOT else None
+root = os.path.realpath(os.path.join(release, configured)) if configured else None
+inside = root is not None and root != release and os.path.commonpath([root, release]) == release
+backend = getattr(settings, "STORAGES", {}).get("staticfiles", {}).get("BACKEND") \
+    or getattr(settings, "STATICFILES_STORAGE", "") or ""
+facts = {"static_url": settings.STATIC_URL, "static_root": configured, "in_release": inside,
+         "storage": backend, "collected_into": None, "summary": ""}
+if apps.is_installed("django.contrib.staticfiles"):
+    import io
+    from django.core.management import call_command
+    from django.test.utils import override_settings
+    into = root if inside else fallback
+    out = io.StringIO()
+    with override_settings(STATIC_ROOT=into):
+        call_command("collectstatic", interactive=False, verbosity=1, stdout=out)
+    facts["collected_into"] = into
+    facts["summary"] = " ".join(out.getvalue().split())
+print("ZDD-STATIC " + json.dumps(facts))
+"#;
+
+const MARKER: &str = "ZDD-STATIC ";
+
+fn into(step: &Step) -> PathBuf {
+    step.fields.path("into").filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from(INTO_DEFAULT))
+}
+
+fn parse(stdout: &str) -> Result<StaticFacts, StepError> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(MARKER))
+        .ok_or_else(|| StepError::failed("collectstatic printed no result").with_detail(stdout.to_owned()))?;
+    serde_json::from_str(line).map_err(|e| StepError::failed(format!("collectstatic's result: {e}")))
+}
+
+#[async_trait]
+impl StepKind for Collectstatic {
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
+        let mut preview = Preview::default();
+        if let Some(f) = &m.env_file {
+            preview.actions.push(PlannedAction::Note { text: format!("load {} (values hidden)", f.display()) });
+        }
+        preview.actions.push(PlannedAction::Note {
+            text: format!(
+                "ask Django for STATIC_URL, STATIC_ROOT and the storage; collectstatic --noinput into STATIC_ROOT if \
+                 it is inside the release, else into {}",
+                m.release_dir.join(into(step)).display()
+            ),
+        });
+        preview
+            .actions
+            .push(PlannedAction::Note { text: format!("record them in {}", m.release_dir.join(FACTS_FILE).display()) });
+        Ok(preview)
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        let m = Manage::load(step, ctx).await?;
+        let out = ctx.exec_ok(&m.python_script(SCRIPT).arg(into(step).to_string_lossy())).await?;
+        let facts = parse(&out.stdout_str())?;
+        ctx.message(facts.describe());
+        match &facts.collected_into {
+            Some(dir) => ctx.message(format!("collected into {dir}: {}", facts.summary)),
+            None => ctx.message("django.contrib.staticfiles is not installed: nothing to collect"),
+        }
+        if let Some(warning) = facts.manifest_warning() {
+            ctx.message(warning);
+        }
+        let json = serde_json::to_vec_pretty(&facts).map_err(|e| StepError::fatal(e.to_string()))?;
+        ctx.host.write_file(&m.release_dir.join(FACTS_FILE), &json, 0o644).await?;
+        match step.fields.str("served-at").map(str::trim).filter(|s| !s.is_empty()) {
+            Some(served_at) => match facts.served_elsewhere(served_at) {
+                Some(why) => Err(StepError::fatal(why)),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_scripts_line() {
+        let out = "120 static files copied\nZDD-STATIC {\"static_url\": \"/static/\", \"static_root\": \"/r/staticfiles\", \
+                   \"in_release\": true, \"storage\": \"django.contrib.staticfiles.storage.ManifestStaticFilesStorage\", \
+                   \"collected_into\": \"/r/staticfiles\", \"summary\": \"1 file\"}\n";
+        let facts = parse(out).unwrap();
+        assert_eq!(facts.static_url.as_deref(), Some("/static/"));
+        assert_eq!(facts.collected_into.as_deref(), Some("/r/staticfiles"));
+        assert_eq!(facts.manifest_warning(), None);
+        assert!(parse("Traceback...").is_err());
+    }
+
+    fn with_url(url: &str) -> StaticFacts {
+        StaticFacts {
+            static_url: Some(url.into()),
+            static_root: None,
+            in_release: false,
+            storage: String::new(),
+            collected_into: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_proxy_must_serve_djangos_static_url() {
+        assert_eq!(with_url("/static/").served_elsewhere("/static/"), None);
+        assert_eq!(with_url("/static/").served_elsewhere("/static"), None);
+        let why = with_url("/assets/").served_elsewhere("/static/").unwrap();
+        assert!(why.contains("static_url to /assets/"), "{why}");
+        // A CDN serves its own files.
+        assert_eq!(with_url("https://cdn.example.net/s/").served_elsewhere("/static/"), None);
+        assert_eq!(with_url("//cdn.example.net/s/").served_elsewhere("/static/"), None);
+    }
+
+    #[test]
+    fn warns_when_the_manifest_is_read_from_elsewhere() {
+        let facts = StaticFacts {
+            static_url: Some("/static/".into()),
+            static_root: Some("/var/www/static".into()),
+            in_release: false,
+            storage: "django.contrib.staticfiles.storage.ManifestStaticFilesStorage".into(),
+            collected_into: Some("/r/collected-static".into()),
+            summary: String::new(),
+        };
+        assert!(facts.manifest_warning().is_some_and(|w| w.contains("/var/www/static/staticfiles.json")));
+    }
+}
