@@ -16,6 +16,7 @@ pub mod log_check;
 pub mod manage;
 pub mod migrate;
 pub mod packages;
+pub mod preflight;
 pub mod probe;
 pub mod proxy;
 pub mod python_env;
