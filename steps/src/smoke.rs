@@ -1,5 +1,6 @@
 //! The `smoke` kind: HTTP checks through the proxy after the switch: pages answer with the right status, text
-//! and headers, and a static asset a page references actually loads.
+//! and headers, and a static asset a page references actually loads. A failure shows what Nginx's error log
+//! (`error-log`) got meanwhile.
 
 use std::time::Duration;
 
@@ -56,6 +57,11 @@ static SPEC: KindSpec = KindSpec {
             "A page whose first `/static/...` reference (href or src) must load with status 200.",
         ),
         FieldSpec::new("request-timeout", ValueType::Duration, "Timeout of each request.").default("5s"),
+        FieldSpec::new(
+            "error-log",
+            ValueType::Path,
+            "Nginx's error log: a failed check shows the lines Nginx wrote during the checks.",
+        ),
     ],
     effect: Effect::ReadOnly,
     undo: "Nothing: it only reads.",
@@ -154,6 +160,7 @@ impl StepKind for Smoke {
         let host = opt_str(&step.fields, "host");
         let timeout = step.fields.duration("request-timeout").unwrap_or(Duration::from_secs(5));
         let client = probe::client(&base, timeout).map_err(StepError::fatal)?;
+        let error_log = crate::proxy::ErrorLog::open(step, ctx).await;
         let mut failures = Vec::new();
         for c in checks(step) {
             let url = base.with_path(&c.path);
@@ -172,11 +179,14 @@ impl StepKind for Smoke {
             }
         }
         if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(StepError::failed(format!("{} smoke check(s) failed", failures.len()))
-                .with_detail(ctx.redactor.redact(&failures.join("\n"))))
+            return Ok(());
         }
+        let mut detail = failures.join("\n");
+        if let Some(log) = &error_log {
+            detail.push_str(&log.written_since(ctx).await);
+        }
+        Err(StepError::failed(format!("{} smoke check(s) failed", failures.len()))
+            .with_detail(ctx.redactor.redact(&detail)))
     }
 
     async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
