@@ -2,7 +2,7 @@
 //!
 //! `the_readme_demo_works_from_a_fresh_clone_in_a_mode_700_home` runs the README's commands as written (their
 //! arguments are read from README.md), with no `--var`, from a fresh `git clone` of this repository inside a
-//! home directory of mode 700 (root's on Debian): first deploy, `curl` of http://127.0.0.1:8080/, a second
+//! home directory of mode 700 (root's on Debian): first deploy, `curl` of `http://127.0.0.1:8080/`, a second
 //! deploy under load with zero failed requests, rollback, stop. What runs is this build's `zdd` binary with the
 //! argv the README gives after `cargo run --release --`; set `ZDD_README_CARGO=1` (CI does) to run the
 //! README's `cargo run --release -- ...` literally in the clone, compiling it there once (2-3 minutes). The
@@ -20,8 +20,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::env::{Requirement, TestDir, free_port, require};
 use std::os::unix::fs::PermissionsExt as _;
+use support::env::{Requirement, TestDir, free_port, require};
 use support::load::{Load, LoadConfig};
 
 struct Demo {
@@ -210,9 +210,11 @@ fn the_readme_demo_works_from_a_fresh_clone_in_a_mode_700_home() {
     }
     let commands = readme_demo_commands();
     let find = |verb: &str| {
-        commands.iter().find(|c| c.first().is_some_and(|v| v == verb)).cloned().unwrap_or_else(|| {
-            panic!("the README names no `cargo run --release -- {verb} ...`: {commands:?}")
-        })
+        commands
+            .iter()
+            .find(|c| c.first().is_some_and(|v| v == verb))
+            .cloned()
+            .unwrap_or_else(|| panic!("the README names no `cargo run --release -- {verb} ...`: {commands:?}"))
     };
     let (run, rollback, stop) = (find("run"), find("rollback"), find("stop"));
     assert_eq!(run, ["run", "plans/demo.kdl"], "the README's first command changed: update this test's doc");

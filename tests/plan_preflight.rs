@@ -137,7 +137,7 @@ async fn run_switch(dir: &TestDir, body: &str) -> (driver::Run, Result<(), (Stri
     (run, result)
 }
 
-/// `<root>/run/b.sock` as a plain file anyone may write: Nginx's connect() to it fails (111: Connection refused).
+/// `<root>/run/b.sock` as a plain file anyone may write: Nginx's `connect()` to it fails (111: Connection refused).
 fn fake_socket(root: &Path) -> PathBuf {
     let run = root.join("run");
     std::fs::create_dir_all(&run).unwrap();
@@ -161,7 +161,10 @@ async fn the_switch_refuses_before_the_swap_when_the_workers_cannot_reach_the_so
     let (run, result) = run_switch(&dir, &switch_step(&nginx, &root)).await;
     let Err((_, StepError::Fatal { message, detail })) = result else { panic!("expected a fatal error: {result:?}") };
     let detail = detail.unwrap_or_default();
-    assert!(message.contains("Nginx's workers (user `nobody`) cannot connect to the new instance's socket"), "{message}");
+    assert!(
+        message.contains("Nginx's workers (user `nobody`) cannot connect to the new instance's socket"),
+        "{message}"
+    );
     assert!(message.contains(&format!("{} blocks them", private.display())), "{message}");
     assert!(detail.contains("drwx------ (700), owner root:root"), "{detail}");
     assert!(detail.contains("the running workers of Nginx"), "{detail}");
