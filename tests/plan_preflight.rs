@@ -199,3 +199,29 @@ async fn a_failed_confirmation_shows_what_nginx_wrote_to_its_error_log() {
     assert!(detail.unwrap_or_default().contains(&format!("chmod o+w {}", sock.display())), "{message}");
     run.undo().await.expect("the switch's undo");
 }
+
+#[test]
+fn what_an_earlier_step_creates_or_installs_is_not_missing() {
+    // The demo's `prepare` writes the env file and Nginx's config (`creates`), its `packages` installs nginx and
+    // python3-venv: before the first run none exists, and the preflight only says it cannot tell the workers'
+    // user yet (the switch checks the running workers before it swaps).
+    let dir = TestDir::new("preflight-demo");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = std::process::Command::new(ZDD)
+        .arg("plan")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/demo.kdl"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--var", &format!("root={}/demo", home.display())])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).replace(&dir.path().display().to_string(), "[TMP]");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let section = stdout.split("\nPreflight").nth(1).unwrap().split("\nSteps (").next().unwrap();
+    assert!(section.contains(": warnings only"), "{section}");
+    assert!(!section.contains("error["), "{section}");
+    assert!(section.contains("[TMP]/home/demo/nginx/nginx.conf is written by step `prepare`"), "{section}");
+}

@@ -50,8 +50,12 @@ pub async fn readable_file(host: &dyn Host, path: &Path, what: &str, provided: &
     }
 }
 
-/// The source directory of the plan's `release` step, resolved: what the later steps' files come from.
+/// The source directory of the plan's `release` step, resolved: what the later steps' files come from. `None`
+/// for `zdd rollback`, which re-deploys a release that exists and reads nothing from the source.
 pub fn release_source(plan: &Plan, ctx: &PreflightCtx) -> Option<PathBuf> {
+    if ctx.preview.target.rollback {
+        return None;
+    }
     let step = plan.steps.iter().find(|s| s.kind == "release")?;
     step.fields.path("source").filter(|s| !s.as_os_str().is_empty()).map(|s| ctx.preview.resolve(&s))
 }

@@ -174,6 +174,10 @@ impl StepKind for Release {
     }
 
     async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
+        // `zdd rollback` re-deploys a release that exists: the source may be gone, and is not read.
+        if ctx.preview.target.rollback {
+            return vec![];
+        }
         let Some(source) = step.fields.path("source").filter(|s| !s.as_os_str().is_empty()) else { return vec![] };
         let source = ctx.preview.resolve(&source);
         crate::preflight::django_source(ctx.preview.host.as_ref(), &source).await.into_iter().collect()

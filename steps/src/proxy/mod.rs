@@ -10,6 +10,7 @@
 //! Its preflight (and a check right before the swap) makes sure Nginx's workers can reach the socket directory
 //! and read the static directory ([`workers`]); a failed confirmation shows what Nginx's error log says.
 
+pub mod error_log;
 pub mod nginx;
 pub mod workers;
 
@@ -29,6 +30,7 @@ use crate::common::{Backoff, from_facts, opt_str, sleep, to_facts};
 use crate::health_gate::HOST;
 use crate::manage::ROOT;
 use crate::probe::{self, ProbeUrl};
+pub use error_log::ErrorLog;
 use nginx::{Mode, Nginx};
 
 pub struct ProxySwitch;
@@ -108,38 +110,6 @@ struct Facts {
     /// The socket link was swapped; its previous target (None: there was none).
     link_swapped: bool,
     link_previous: Option<PathBuf>,
-}
-
-/// Nginx's error log from a point on: what it wrote while a check ran (the `connect() ... failed (13:
-/// Permission denied)` behind a 502).
-pub struct ErrorLog {
-    path: PathBuf,
-    from: usize,
-}
-
-impl ErrorLog {
-    /// Start watching the step's `error-log`, if it has one.
-    pub async fn open(step: &Step, ctx: &StepCtx) -> Option<Self> {
-        let path = step.fields.path("error-log").filter(|p| !p.as_os_str().is_empty()).map(|p| ctx.resolve(&p))?;
-        let from = ctx.host.read_file(&path).await.ok().flatten().map_or(0, |b| b.len());
-        Some(Self { path, from })
-    }
-
-    /// The last lines appended since [`ErrorLog::open`], as a block for a failure's detail.
-    pub async fn written_since(&self, ctx: &StepCtx) -> String {
-        let text = match ctx.host.read_file(&self.path).await {
-            Ok(Some(b)) => String::from_utf8_lossy(b.get(self.from..).unwrap_or_default()).into_owned(),
-            Ok(None) => return format!("\n{} does not exist", self.path.display()),
-            Err(e) => return format!("\ncould not read {}: {e}", self.path.display()),
-        };
-        if text.trim().is_empty() {
-            return format!("\nNginx wrote nothing to {} meanwhile", self.path.display());
-        }
-        let lines = text.lines().count();
-        let shown = zdd_engine::kind::tail_lines(&text, 10);
-        let note = if lines > 10 { format!(" (last 10 of {lines})") } else { String::new() };
-        format!("\nNginx's error log ({}) meanwhile{note}:\n{shown}", self.path.display())
-    }
 }
 
 async fn confirm(step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
