@@ -174,7 +174,6 @@ impl ReadmeDemo {
         let out = cmd
             .args(argv)
             .current_dir(&self.clone)
-            .env("HOME", self.clone.parent().unwrap())
             .env_remove("ZDD_STATE_DIR")
             .output()
             .expect("the README's command runs");
