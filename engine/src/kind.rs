@@ -2,7 +2,8 @@
 //!
 //! Each kind answers four questions: what are my fields ([`KindSpec`]); what would I do ([`StepKind::preview`]);
 //! do it ([`StepKind::run`], through the host, recording undo facts *before* each effect); and how am I undone
-//! ([`StepKind::undo`], from those facts alone, so `zdd recover` can undo after a crash).
+//! ([`StepKind::undo`], from those facts alone, so `zdd recover` can undo after a crash). Before any step runs,
+//! each kind's [`StepKind::preflight`] says what it needs that is missing (see [`crate::preflight`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::diag::Diagnostics;
 use crate::events::{Event, EventSink};
 use crate::host::{Command, Host, HostError, LineSink, Output};
 use crate::plan::{Plan, Step};
+use crate::preflight::{Finding, PreflightCtx, Provision};
 use crate::redact::Redactor;
 use crate::schema::{Effect, KindSpec};
 
@@ -234,6 +236,18 @@ pub trait StepKind: Send + Sync {
 
     /// Checks across fields beyond what the spec's types express; spans come from the fields.
     fn check(&self, _step: &Step, _diags: &mut Diagnostics) {}
+
+    /// What this step makes exist for later steps (a file it writes, a package it installs), so their preflight
+    /// does not report it missing.
+    fn provides(&self, _step: &Step, _ctx: &PreviewCtx) -> Vec<Provision> {
+        Vec::new()
+    }
+
+    /// What this step needs that can be known before any step runs (a file, a program, a permission), checked
+    /// for every step before the first starts. Reads only; reports every problem it finds.
+    async fn preflight(&self, _step: &Step, _ctx: &PreflightCtx) -> Vec<Finding> {
+        Vec::new()
+    }
 
     /// What the step would do. Reads only: never writes, starts or signals anything.
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError>;

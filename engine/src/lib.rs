@@ -13,6 +13,7 @@ pub mod journal;
 pub mod kind;
 pub mod lock;
 pub mod plan;
+pub mod preflight;
 pub mod preview;
 pub mod redact;
 pub mod report;

@@ -1,7 +1,8 @@
 //! `zdd plan`: the dry-run preview. Built from the validated plan, its graph's waves and each kind's
 //! [`StepKind::preview`](crate::kind::StepKind::preview): resolved variables (secrets shown as `***`, with where
 //! each value came from), steps wave by wave with their commands, every file they would write as a unified diff
-//! against the file on disk now, links, checks, and how each step would be undone.
+//! against the file on disk now, links, checks, and how each step would be undone; and first, what the run's
+//! preflight finds on this machine now.
 //!
 //! It changes nothing: kinds' previews only read through the host, and so does the diffing here.
 
@@ -27,6 +28,8 @@ pub struct PlanPreview {
     pub target: DeployTarget,
     pub state_dir: PathBuf,
     pub variables: Vec<PreviewVar>,
+    /// What the run would check before its first step, as found now (see [`crate::preflight`]).
+    pub preflight: crate::preflight::Report,
     /// Steps grouped by wave: the steps of a wave can run at the same time.
     pub waves: Vec<Vec<StepPreview>>,
     /// The derived rollback, in the order it would run (the plan graph's undo waves: a step is undone after
@@ -130,6 +133,12 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         })
         .collect();
 
+    let mut preflight = crate::preflight::run(plan, input.kinds, &ctx).await;
+    for f in &mut preflight.findings {
+        f.finding.message = redactor.redact(&f.finding.message);
+        f.finding.evidence = f.finding.evidence.iter().map(|e| redactor.redact(e)).collect();
+    }
+
     let mut waves = Vec::with_capacity(plan.graph.waves.len());
     for wave in &plan.graph.waves {
         let mut steps = Vec::with_capacity(wave.len());
@@ -155,6 +164,7 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         target: input.target.clone(),
         state_dir: input.state_dir.to_path_buf(),
         variables,
+        preflight,
         waves,
         rollback,
     }

@@ -279,12 +279,44 @@ pub(super) fn deploy(
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };
         let (session, target, _) = session(plan, prepared, launch.jobs, report);
+        if let Err(refusal) = preflight(&session, &target).await {
+            return refusal.print();
+        }
         match session.run(mode, target, &interrupt).await {
             Ok(outcome) => outcome.exit_code(),
             Err(e @ SessionError::Journal(_)) => Refusal::new(exit::INVALID, e.to_string()).print(),
             Err(e) => Refusal::new(exit::ROLLBACK_INCOMPLETE, e.to_string()).print(),
         }
     })
+}
+
+/// Every step's preflight, before the first step starts: errors refuse the run (nothing changed), warnings are
+/// printed and the run goes on.
+async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refusal> {
+    let ctx = zdd_engine::kind::PreviewCtx {
+        plan: session.plan.clone(),
+        target: target.clone(),
+        host: session.host.clone(),
+        state_dir: session.state.path().to_path_buf(),
+    };
+    let found = zdd_engine::preflight::run(&session.plan, &session.kinds, &ctx).await;
+    if found.findings.is_empty() {
+        return Ok(());
+    }
+    let text = session.redactor.redact(&found.render("  "));
+    if !found.has_errors() {
+        eprint!("zdd: preflight warnings:\n{text}");
+        return Ok(());
+    }
+    let errors = found.errors();
+    Err(Refusal::new(
+        exit::INVALID,
+        format!(
+            "preflight: {errors} problem{} before the first step; nothing was changed\n{}",
+            if errors == 1 { "" } else { "s" },
+            text.trim_end()
+        ),
+    ))
 }
 
 pub(super) fn run(

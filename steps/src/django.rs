@@ -45,6 +45,14 @@ impl StepKind for Django {
         if step.fields.strings("undo").is_empty() { Effect::ForwardOnly } else { Effect::Reversible }
     }
 
+    async fn preflight(
+        &self,
+        step: &Step,
+        ctx: &zdd_engine::preflight::PreflightCtx,
+    ) -> Vec<zdd_engine::preflight::Finding> {
+        crate::preflight::django_step(step, ctx).await
+    }
+
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let mut preview = Preview::default();

@@ -37,6 +37,12 @@ static SPEC: KindSpec = KindSpec {
             "A shell script `zdd stop` runs: stop what `run` left running (a daemon).",
         ),
         FieldSpec::new("stop-command", ValueType::Strings, "Like `stop`, as a program and its arguments."),
+        FieldSpec::new(
+            "creates",
+            ValueType::Strings,
+            "Paths `run` writes that later steps need (an env file, a config): the preflight does not report \
+             them missing before this step ran.",
+        ),
         FieldSpec::new("kill-grace", ValueType::Duration, "Between TERM and KILL when the step is cancelled.")
             .default("5s"),
     ],
@@ -184,6 +190,14 @@ impl StepKind for Exec {
                 );
             }
         }
+    }
+
+    fn provides(&self, step: &Step, ctx: &PreviewCtx) -> Vec<zdd_engine::preflight::Provision> {
+        step.fields
+            .strings("creates")
+            .iter()
+            .map(|p| zdd_engine::preflight::Provision::Path(ctx.resolve(std::path::Path::new(p))))
+            .collect()
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {

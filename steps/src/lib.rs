@@ -18,6 +18,7 @@ pub mod manage;
 pub mod migrate;
 pub mod origin;
 pub mod packages;
+pub mod preflight;
 pub mod probe;
 pub mod proxy;
 pub mod python_env;

@@ -46,6 +46,10 @@ impl StepKind for Packages {
         &SPEC
     }
 
+    fn provides(&self, step: &Step, _ctx: &PreviewCtx) -> Vec<zdd_engine::preflight::Provision> {
+        step.fields.strings("install").into_iter().map(zdd_engine::preflight::Provision::Package).collect()
+    }
+
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let names = step.fields.strings("install");
         let cancel = tokio_util::sync::CancellationToken::new();

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
+use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
 use crate::common::{from_facts, path_text, quiet, req_path, to_facts, words};
@@ -187,6 +188,21 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
 impl StepKind for PythonEnv {
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
+        let host = ctx.preview.host.as_ref();
+        let python = step.fields.str("python").unwrap_or("python3");
+        let mut found: Vec<Finding> =
+            crate::preflight::python_venv(host, python, &ctx.provided).await.into_iter().collect();
+        let requirements = step.fields.str("requirements").unwrap_or("requirements.txt");
+        if let Some(source) = crate::preflight::release_source(&ctx.preview.plan, ctx)
+            && host.exists(&source.join("manage.py")).await.unwrap_or(false)
+        {
+            let file = source.join(requirements);
+            found.extend(crate::preflight::readable_file(host, &file, "the requirements file", &ctx.provided).await);
+        }
+        found
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {

@@ -14,6 +14,7 @@ use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::types::{TypeError, parse_typed};
 use zdd_engine::plan::{Step, Value};
+use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
 use crate::common::{from_facts, path_text, quiet, quiet_ok, req_path, to_facts};
@@ -170,6 +171,16 @@ impl StepKind for Release {
                     .help("keep the live release and the one before it: `keep 5`"),
             );
         }
+    }
+
+    async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
+        // `zdd rollback` re-deploys a release that exists: the source may be gone, and is not read.
+        if ctx.preview.target.rollback {
+            return vec![];
+        }
+        let Some(source) = step.fields.path("source").filter(|s| !s.as_os_str().is_empty()) else { return vec![] };
+        let source = ctx.preview.resolve(&source);
+        crate::preflight::django_source(ctx.preview.host.as_ref(), &source).await.into_iter().collect()
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {

@@ -1,6 +1,7 @@
 //! The `smoke` kind: HTTP checks through the proxy after the switch: pages answer with the right status, text
 //! and headers, and a static asset a page references actually loads. With `proxy-switch` naming a port-mode
-//! switch, only the new instance's answers count (see [`crate::origin`]).
+//! switch, only the new instance's answers count (see [`crate::origin`]). A failure shows what Nginx's error
+//! log (`error-log`) got meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -81,6 +82,11 @@ static SPEC: KindSpec = KindSpec {
             "How long the checks ask again while the old instance answers instead of the new one (port mode).",
         )
         .default("10s"),
+        FieldSpec::new(
+            "error-log",
+            ValueType::Path,
+            "Nginx's error log: a failed check shows the lines Nginx wrote during the checks.",
+        ),
     ],
     effect: Effect::ReadOnly,
     undo: "Nothing: it only reads.",
@@ -200,6 +206,7 @@ impl StepKind for Smoke {
             until,
         };
         let from = proxy.filter.from_expected();
+        let error_log = crate::proxy::ErrorLog::open(step, ctx).await;
         let mut failures = Vec::new();
         for c in checks(step) {
             let url = base.with_path(&c.path);
@@ -236,11 +243,14 @@ impl StepKind for Smoke {
             ));
         }
         if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(StepError::failed(format!("{} smoke check(s) failed", failures.len()))
-                .with_detail(ctx.redactor.redact(&failures.join("\n"))))
+            return Ok(());
         }
+        let mut detail = failures.join("\n");
+        if let Some(log) = &error_log {
+            detail.push_str(&log.written_since(ctx).await);
+        }
+        Err(StepError::failed(format!("{} smoke check(s) failed", failures.len()))
+            .with_detail(ctx.redactor.redact(&detail)))
     }
 
     async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {

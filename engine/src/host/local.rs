@@ -21,7 +21,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, Host, HostError, LineSink, Output};
+use super::{Account, Command, FileStat, Host, HostError, LineSink, Output, UserRef};
 
 /// How long to keep reading output after a command exited, when something it started in the background still
 /// holds its stdout or stderr open (a `cmd &` that outlives the shell).
@@ -292,6 +292,46 @@ impl Host for LocalHost {
             .map_err(|_| io_error("signal", &target, std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
         signal::kill(Pid::from_raw(raw), sig).map_err(|errno| io_error("signal", &target, errno.into()))
     }
+
+    async fn stat(&self, path: &Path) -> Result<Option<FileStat>, HostError> {
+        use std::os::unix::fs::MetadataExt as _;
+        match tokio::fs::metadata(path).await {
+            Ok(m) => Ok(Some(FileStat { mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), is_dir: m.is_dir() })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("inspect", path, e)),
+        }
+    }
+
+    async fn account(&self, user: &UserRef, gid: Option<u32>) -> Result<Option<Account>, HostError> {
+        let user = user.clone();
+        tokio::task::spawn_blocking(move || local_account(&user, gid))
+            .await
+            .unwrap_or_else(|e| Err(io_error("look up", Path::new("user"), std::io::Error::other(e))))
+    }
+
+    async fn group_id(&self, name: &str) -> Result<Option<u32>, HostError> {
+        match nix::unistd::Group::from_name(name) {
+            Ok(g) => Ok(g.map(|g| g.gid.as_raw())),
+            Err(errno) => Err(io_error("look up group", Path::new(name), errno.into())),
+        }
+    }
+}
+
+/// The passwd entry of a user and the groups `initgroups` would give its processes.
+fn local_account(user: &UserRef, gid: Option<u32>) -> Result<Option<Account>, HostError> {
+    use nix::unistd::{Gid, Uid, User};
+    let found = match user {
+        UserRef::Name(name) => User::from_name(name),
+        UserRef::Uid(uid) => User::from_uid(Uid::from_raw(*uid)),
+    };
+    let found = found.map_err(|errno| io_error("look up user", Path::new(&user.to_string()), errno.into()))?;
+    let Some(found) = found else { return Ok(None) };
+    let primary = gid.map_or(found.gid, Gid::from_raw);
+    let groups = std::ffi::CString::new(found.name.clone())
+        .ok()
+        .and_then(|name| nix::unistd::getgrouplist(&name, primary).ok())
+        .map_or_else(|| vec![primary.as_raw()], |g| g.iter().map(|g| g.as_raw()).collect());
+    Ok(Some(Account { name: found.name, uid: found.uid.as_raw(), gid: primary.as_raw(), groups }))
 }
 
 /// Is this process alive? A zombie (exited, not yet reaped by its parent) is not.

@@ -5,6 +5,7 @@
 //! process group, and are cancelled by signalling that group (TERM, then KILL after a grace period) and
 //! reaping the child: a child-process future is never just dropped.
 
+pub mod access;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+pub use access::{Account, FileStat};
 pub use local::LocalHost;
 
 /// A command to run on a host.
@@ -173,4 +175,30 @@ pub trait Host: Send + Sync + std::fmt::Debug {
 
     /// Send a signal (by name: `TERM`, `KILL`, `HUP`, `USR2`, `0`) to a process.
     async fn signal(&self, pid: u32, signal: &str) -> Result<(), HostError>;
+
+    /// Mode and owner of a path (symlinks followed), or `None` if it does not exist. For preflights.
+    async fn stat(&self, path: &Path) -> Result<Option<FileStat>, HostError>;
+
+    /// A user of this host by name or uid, with the groups its processes carry (as `initgroups` sets them,
+    /// with `gid` as the primary group when given), or `None` if there is no such user.
+    async fn account(&self, user: &UserRef, gid: Option<u32>) -> Result<Option<Account>, HostError>;
+
+    /// A group's id by name, or `None` if there is no such group.
+    async fn group_id(&self, name: &str) -> Result<Option<u32>, HostError>;
+}
+
+/// A user named in a config (`user www-data;`) or seen on a process (`Uid: 33`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Name(String),
+    Uid(u32),
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(n) => f.write_str(n),
+            Self::Uid(u) => write!(f, "uid {u}"),
+        }
+    }
 }

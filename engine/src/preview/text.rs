@@ -1,4 +1,4 @@
-//! The preview as text for a person: header, variables, steps wave by wave (commands, file diffs, links,
+//! The preview as text for a person: header, variables, the preflight's findings, steps wave by wave (commands, file diffs, links,
 //! checks, undo), then the rollback order. Colour (diff lines only) when asked.
 
 use std::fmt::Write as _;
@@ -38,6 +38,19 @@ pub fn render_text(p: &PlanPreview, color: bool) -> String {
             VarOrigin::Runtime => "runtime",
         };
         let _ = writeln!(out, "  {:width$} = {}  ({origin})", v.name, shown(&v.value));
+    }
+
+    if p.preflight.findings.is_empty() {
+        let _ = writeln!(out, "\nPreflight (the run checks it again before its first step): nothing missing");
+    } else {
+        let errors = p.preflight.errors();
+        let verdict = if errors > 0 {
+            format!("{errors} problem{} would stop the run before it changes anything", plural(errors))
+        } else {
+            "warnings only".to_owned()
+        };
+        let _ = writeln!(out, "\nPreflight (the run checks it again before its first step): {verdict}");
+        out.push_str(&p.preflight.render("  "));
     }
 
     let total: usize = p.waves.iter().map(Vec::len).sum();

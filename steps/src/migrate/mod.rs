@@ -150,6 +150,14 @@ impl StepKind for Migrate {
         &SPEC
     }
 
+    async fn preflight(
+        &self,
+        step: &Step,
+        ctx: &zdd_engine::preflight::PreflightCtx,
+    ) -> Vec<zdd_engine::preflight::Finding> {
+        crate::preflight::django_step(step, ctx).await
+    }
+
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let alias = step.fields.str("db-alias").unwrap_or("default");

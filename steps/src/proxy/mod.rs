@@ -6,8 +6,13 @@
 //! file is rewritten with the new port, tested (the old file is restored if the test fails) and Nginx reloaded.
 //! Either way the step then confirms through the proxy that the new instance answers. With `lanes` (rolling
 //! replacement) the upstream lists one link per lane and the step swaps only its own `lane`'s link.
+//!
+//! Its preflight (and a check right before the swap) makes sure Nginx's workers can reach the socket directory
+//! and read the static directory ([`workers`]); a failed confirmation shows what Nginx's error log says.
 
+pub mod error_log;
 pub mod nginx;
+pub mod workers;
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +20,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::host::access::Need;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
 use zdd_engine::plan::Step;
+use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
 use crate::common::{Backoff, from_facts, opt_str, sleep, to_facts};
@@ -24,6 +31,7 @@ use crate::health_gate::HOST;
 use crate::manage::ROOT;
 use crate::origin::OriginFilter;
 use crate::probe::{self, ProbeUrl};
+pub use error_log::ErrorLog;
 use nginx::{Mode, Nginx};
 
 pub struct ProxySwitch;
@@ -75,6 +83,11 @@ static SPEC: KindSpec = KindSpec {
         ),
         FieldSpec::new("confirm-within", ValueType::Duration, "How long the confirmation may take.").default("10s"),
         FieldSpec::new(
+            "error-log",
+            ValueType::Path,
+            "Nginx's error log: a failed confirmation shows the lines Nginx wrote during it.",
+        ),
+        FieldSpec::new(
             "lane",
             ValueType::Name,
             "Rolling replacement: the lane this switch moves, by swapping `<root>/run/current-<lane>.sock` to \
@@ -112,6 +125,7 @@ async fn confirm(step: &Step, ctx: &StepCtx, origin: Option<String>) -> Result<(
     let within = step.fields.duration("confirm-within").unwrap_or(Duration::from_secs(10));
     let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
     let mut filter = OriginFilter::new(origin);
+    let error_log = ErrorLog::open(step, ctx).await;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
     loop {
@@ -129,14 +143,31 @@ async fn confirm(step: &Step, ctx: &StepCtx, origin: Option<String>) -> Result<(
             Err(e) => e,
         };
         if start.elapsed() >= within {
+            let mut detail = last;
+            if let Some(log) = &error_log {
+                detail.push_str(&log.written_since(ctx).await);
+            }
             return Err(StepError::failed(format!(
                 "the new instance does not answer through the proxy at {}",
                 url.url
             ))
-            .with_detail(ctx.redactor.redact(&last)));
+            .with_detail(ctx.redactor.redact(&detail)));
         }
         sleep(&ctx.cancel, backoff.next_delay()).await?;
     }
+}
+
+/// Can the workers reach the sockets (socket mode) and read the static directory?
+async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &workers::Workers) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if ngx.mode == Mode::Socket {
+        let run = ngx.root.join("run");
+        found.extend(workers::check(host, w, &run, Need::Enter, "the upstream's socket directory").await);
+    }
+    if let Some(dir) = &ngx.static_dir {
+        found.extend(workers::check(host, w, dir, Need::Read, "the static directory").await);
+    }
+    found
 }
 
 #[async_trait]
@@ -189,6 +220,26 @@ impl StepKind for ProxySwitch {
                     .help("write `lanes \"1\" \"2\" \"3\"` and `lane \"1\"` (one of them) in socket mode"),
             );
         }
+    }
+
+    async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
+        let p = &ctx.preview;
+        let Ok(ngx) = Nginx::from_step(step, |x| p.resolve(x)) else { return vec![] };
+        let mut found = Vec::new();
+        if let Some(f) = crate::preflight::program(p.host.as_ref(), &ngx.nginx[0], "nginx", &ctx.provided).await {
+            found.push(f);
+            return found;
+        }
+        let conf_step = ngx.nginx_conf.as_deref().and_then(|c| ctx.provided.path(c));
+        let workers = match workers::workers(&ngx, p.host.as_ref(), conf_step).await {
+            Ok(w) => w,
+            Err(f) => {
+                found.push(f);
+                return found;
+            }
+        };
+        found.extend(reach_findings(&ngx, p.host.as_ref(), &workers).await);
+        found
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
@@ -247,6 +298,25 @@ impl StepKind for ProxySwitch {
             let target = ngx.slot_socket(slot);
             if !ctx.host.exists(&target).await? {
                 return Err(StepError::failed(format!("{} does not exist: is the new instance up?", target.display())));
+            }
+            // The preflight may not have known the workers' user (a config written by an earlier step); the
+            // running workers are known now. Refuse before the swap rather than answer 502 after it.
+            if let Ok(workers) = workers::workers(&ngx, ctx.host.as_ref(), None).await
+                && let Some(f) = match workers::check(
+                    ctx.host.as_ref(),
+                    &workers,
+                    &target,
+                    Need::Connect,
+                    "the new instance's socket",
+                )
+                .await
+                {
+                    Some(f) => Some(f),
+                    None => reach_findings(&ngx, ctx.host.as_ref(), &workers).await.into_iter().next(),
+                }
+            {
+                let detail = f.evidence.iter().map(String::as_str).chain([f.help.as_str()]).collect::<Vec<_>>();
+                return Err(StepError::fatal(f.message).with_detail(detail.join("\n")));
             }
             facts.link_swapped = true;
             facts.link_previous = ctx.host.read_link(&link).await?;

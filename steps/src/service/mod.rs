@@ -140,6 +140,14 @@ impl StepKind for Service {
         }
     }
 
+    async fn preflight(
+        &self,
+        step: &Step,
+        ctx: &zdd_engine::preflight::PreflightCtx,
+    ) -> Vec<zdd_engine::preflight::Finding> {
+        crate::preflight::django_step(step, ctx).await
+    }
+
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let cfg = ServiceConfig::from_step(step, |p| ctx.resolve(p))?;
         let slot = &cfg.instance_slot(&ctx.target.slot);

@@ -1,0 +1,40 @@
+//! Nginx's error log as evidence: where it ended when a check started, and what Nginx appended while the check
+//! ran, for the detail of a failed proxy confirmation or smoke check (the `connect() ... failed` behind a 502).
+
+use std::path::PathBuf;
+
+use zdd_engine::kind::StepCtx;
+use zdd_engine::plan::Step;
+
+/// Nginx's error log from a point on: what it wrote while a check ran (the `connect() ... failed (13:
+/// Permission denied)` behind a 502).
+pub struct ErrorLog {
+    path: PathBuf,
+    from: usize,
+}
+
+impl ErrorLog {
+    /// Start watching the step's `error-log`, if it has one.
+    pub async fn open(step: &Step, ctx: &StepCtx) -> Option<Self> {
+        let path = step.fields.path("error-log").filter(|p| !p.as_os_str().is_empty()).map(|p| ctx.resolve(&p))?;
+        let from = ctx.host.read_file(&path).await.ok().flatten().map_or(0, |b| b.len());
+        Some(Self { path, from })
+    }
+
+    /// The last lines appended since [`ErrorLog::open`], as a block for a failure's detail.
+    pub async fn written_since(&self, ctx: &StepCtx) -> String {
+        let text = match ctx.host.read_file(&self.path).await {
+            // A log rotated meanwhile is shorter than where reading started: all of it is new.
+            Ok(Some(b)) => String::from_utf8_lossy(b.get(self.from..).unwrap_or(&b)).into_owned(),
+            Ok(None) => return format!("\n{} does not exist", self.path.display()),
+            Err(e) => return format!("\ncould not read {}: {e}", self.path.display()),
+        };
+        if text.trim().is_empty() {
+            return format!("\nNginx wrote nothing to {} meanwhile", self.path.display());
+        }
+        let lines = text.lines().count();
+        let shown = zdd_engine::kind::tail_lines(&text, 10);
+        let note = if lines > 10 { format!(" (last 10 of {lines})") } else { String::new() };
+        format!("\nNginx's error log ({}) meanwhile{note}:\n{shown}", self.path.display())
+    }
+}
