@@ -48,21 +48,21 @@ fn waves_group_steps_that_can_run_together() {
 }
 
 #[test]
-fn rollback_reverses_the_forward_order_by_effect() {
+fn rollback_undoes_each_step_after_everything_that_needs_it() {
     let plan = plan();
-    let g = &plan.graph;
     let kinds = fake_kinds::kinds();
-    let rollback: Vec<(String, Effect)> =
-        g.rollback(&plan, &kinds).iter().map(|e| (plan.step(e.step).name.clone(), e.effect)).collect();
+    let rollback: Vec<(String, Effect, usize)> =
+        plan.graph.rollback(&plan, &kinds).iter().map(|e| (plan.step(e.step).name.clone(), e.effect, e.wave)).collect();
+    // switch and notes need nothing after them: undone first, together; build and migrate last.
     assert_eq!(
         rollback,
         [
-            ("switch".to_owned(), Effect::Reversible),
-            ("health".to_owned(), Effect::ReadOnly),
-            ("start".to_owned(), Effect::Reversible),
-            ("notes".to_owned(), Effect::Reversible),
-            ("migrate".to_owned(), Effect::ForwardOnly),
-            ("build".to_owned(), Effect::Reversible),
+            ("switch".to_owned(), Effect::Reversible, 0),
+            ("notes".to_owned(), Effect::Reversible, 0),
+            ("health".to_owned(), Effect::ReadOnly, 1),
+            ("start".to_owned(), Effect::Reversible, 2),
+            ("build".to_owned(), Effect::Reversible, 3),
+            ("migrate".to_owned(), Effect::ForwardOnly, 3),
         ]
     );
 }

@@ -12,7 +12,6 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use support::env::{Requirement, TestDir, require};
 use zdd_engine::kind::StepError;
@@ -85,17 +84,15 @@ fn plan_shows_every_preflight_problem_with_its_evidence_and_fix() {
 }
 
 #[test]
-fn run_refuses_in_under_a_second_before_any_step_and_lists_every_problem() {
+fn run_refuses_before_any_step_and_lists_every_problem() {
     if !require("run_refuses_before_any_step", &[Requirement::Root]) {
         return;
     }
     let m = Mistakes::new("preflight-run");
-    let started = Instant::now();
+    // Before any step: no release directory, no step event (how fast is the benchmarks' business).
     let out = m.zdd("run");
-    let took = started.elapsed();
     let stderr = m.text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(took < Duration::from_secs(1), "the preflight took {took:?}");
     for expected in [
         "preflight: 4 problems before the first step; nothing was changed",
         "the env file [TMP]/missing.env does not exist (step `collectstatic`, `migrate`, `web`)",

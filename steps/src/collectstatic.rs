@@ -182,6 +182,15 @@ impl StepKind for Collectstatic {
         &SPEC
     }
 
+    /// What any `manage.py` step needs before it starts: the env file it loads.
+    async fn preflight(
+        &self,
+        step: &Step,
+        ctx: &zdd_engine::preflight::PreflightCtx,
+    ) -> Vec<zdd_engine::preflight::Finding> {
+        crate::preflight::django_step(step, ctx).await
+    }
+
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let mut preview = Preview::default();
