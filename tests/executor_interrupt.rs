@@ -73,6 +73,33 @@ fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     assert_eq!(s.read("undo.log"), "hang\nfirst\n", "recover undid each step once");
 }
 
+/// Undo uses the facts recorded before each effect, never the plan as it is now: after `kill -9`, the plan is
+/// edited (the undo commands changed, `hang` removed, the order reversed); `recover` still runs the recorded
+/// undos, in the recorded graph's order.
+#[test]
+fn recover_after_kill_9_undoes_what_was_recorded_even_after_the_plan_was_edited() {
+    let mut s = Scratch::new("interrupt");
+    let plan = s.dir.path().join("plan.kdl");
+    std::fs::copy(&s.plan, &plan).unwrap();
+    s.plan = plan;
+    let mut child = s.spawn("run", &["--plain"]);
+    s.wait_for("hang.pid", Duration::from_secs(10));
+    signal(&child, Signal::SIGKILL);
+    child.wait().unwrap();
+
+    std::fs::write(
+        &s.plan,
+        "plan \"interrupt\"\nvar \"out\"\nvar \"nap\" \"30\"\n\
+         step \"first\" kind=\"exec\" {\n    run \"true\"\n    undo \"echo edited-first >> {{out}}/undo.log\"\n}\n\
+         step \"other\" kind=\"exec\" {\n    run \"true\"\n}\n",
+    )
+    .unwrap();
+    let recovered = s.zdd("recover", &["--plain"]);
+    let stdout = text(&recovered.stdout);
+    assert_eq!(recovered.status.code(), Some(0), "{stdout}{}", text(&recovered.stderr));
+    assert_eq!(s.read("undo.log"), "hang\nfirst\n", "recover ran the recorded undos, not the edited plan's");
+}
+
 #[test]
 fn a_second_concurrent_run_exits_4_naming_the_holder() {
     let s = Scratch::new("lock");

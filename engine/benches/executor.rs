@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use zdd_engine::events::{EventSink, Outcome};
 use zdd_engine::host::LocalHost;
 use zdd_engine::journal::{Journal, RunMode};
-use zdd_engine::kind::{DeployTarget, Kinds, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{DeployTarget, Kinds, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::lock::{DeployLock, LockOwner};
 use zdd_engine::plan::{Fields, Plan, Retry, Step, StepId, StepPolicy};
 use zdd_engine::redact::Redactor;
@@ -44,7 +44,7 @@ impl StepKind for Noop {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, Outcome, Stamped, StepState};
-use crate::kind::{DeployTarget, UndoFacts, UndoJournal};
+use crate::kind::{DeployTarget, RecordedPolicy, RecordedUndo, UndoFacts, UndoJournal};
 use crate::redact::Redactor;
 
 /// What a run does, recorded in its header.
@@ -65,6 +65,11 @@ enum Line {
     UndoFacts {
         step: String,
         facts: UndoFacts,
+        /// Absent in journals written before the kind was recorded with the facts: the plan then supplies it.
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        policy: Option<RecordedPolicy>,
     },
     StepFinished {
         step: String,
@@ -89,7 +94,7 @@ pub struct Journal {
     path: Option<PathBuf>,
     redactor: Redactor,
     /// The facts recorded so far, by step (the latest facts of a step replace earlier ones).
-    facts: Mutex<BTreeMap<String, UndoFacts>>,
+    facts: Mutex<BTreeMap<String, RecordedUndo>>,
 }
 
 impl Journal {
@@ -143,7 +148,7 @@ impl Journal {
     }
 
     /// The undo facts recorded in this run, by step.
-    pub fn facts(&self) -> BTreeMap<String, UndoFacts> {
+    pub fn facts(&self) -> BTreeMap<String, RecordedUndo> {
         self.facts.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
@@ -160,9 +165,16 @@ impl Journal {
 
     /// The undo-facts line is not redacted (see the module doc) and always fsync'd, on a blocking thread so a
     /// step waiting for the disk does not hold up the runtime's workers.
-    async fn write_facts(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+    async fn write_facts(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
-        let line = serde_json::json!({ "at": now_millis(), "event": "undo-facts", "step": step, "facts": facts });
+        let line = serde_json::json!({
+            "at": now_millis(),
+            "event": "undo-facts",
+            "step": step,
+            "kind": undo.kind,
+            "policy": undo.policy,
+            "facts": undo.facts,
+        });
         let mut text = line.to_string();
         text.push('\n');
         let file = file.clone();
@@ -178,10 +190,10 @@ impl Journal {
 
 #[async_trait]
 impl UndoJournal for Journal {
-    async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
-        self.write_facts(step, facts).await?;
+    async fn record(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()> {
+        self.write_facts(step, undo).await?;
         if let Ok(mut map) = self.facts.lock() {
-            map.insert(step.to_owned(), facts.clone());
+            map.insert(step.to_owned(), undo.clone());
         }
         Ok(())
     }
@@ -221,7 +233,7 @@ pub struct Replay {
     /// Steps with undo facts, with their latest facts, in the order the undo must run: steps that were still
     /// running when the run stopped first (most recent facts first), then finished steps in reverse completion
     /// order. Steps whose undo already succeeded are left out.
-    pub to_undo: Vec<(String, UndoFacts)>,
+    pub to_undo: Vec<(String, RecordedUndo)>,
     /// Did the run end (a `run-finished` line)?
     pub finished: bool,
 }
@@ -230,7 +242,7 @@ impl Replay {
     /// [`Replay::to_undo`] in waves, by the graph recorded in the header: the undos of one wave can run at the
     /// same time, and a step is undone after every step that needs it. A journal without a recorded graph is
     /// undone one step at a time, in `to_undo`'s order.
-    pub fn undo_waves(&self) -> Vec<Vec<(String, UndoFacts)>> {
+    pub fn undo_waves(&self) -> Vec<Vec<(String, RecordedUndo)>> {
         let steps = &self.header.steps;
         if self.header.needs.len() != steps.len() || steps.is_empty() {
             return self.to_undo.iter().map(|entry| vec![entry.clone()]).collect();
@@ -238,14 +250,14 @@ impl Replay {
         let needs: Vec<Vec<crate::plan::StepId>> =
             self.header.needs.iter().map(|n| n.iter().map(|&i| crate::plan::StepId(i)).collect()).collect();
         let graph = crate::graph::StepGraph::from_needs(&needs);
-        let facts: BTreeMap<&str, &UndoFacts> = self.to_undo.iter().map(|(s, f)| (s.as_str(), f)).collect();
-        let mut waves: Vec<Vec<(String, UndoFacts)>> = graph
+        let facts: BTreeMap<&str, &RecordedUndo> = self.to_undo.iter().map(|(s, f)| (s.as_str(), f)).collect();
+        let mut waves: Vec<Vec<(String, RecordedUndo)>> = graph
             .undo_order(|id| facts.contains_key(steps[id.0].as_str()))
             .into_iter()
             .map(|wave| wave.into_iter().map(|id| (steps[id.0].clone(), facts[steps[id.0].as_str()].clone())).collect())
             .collect();
         // Facts of a step the header does not name (cannot happen with zdd's own journals): undone last.
-        let unknown: Vec<(String, UndoFacts)> =
+        let unknown: Vec<(String, RecordedUndo)> =
             self.to_undo.iter().filter(|(s, _)| !steps.contains(s)).cloned().collect();
         waves.extend(unknown.into_iter().map(|entry| vec![entry]));
         waves
@@ -256,7 +268,7 @@ impl Replay {
 pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let reader = BufReader::new(File::open(path)?);
     let mut header = None;
-    let mut facts: BTreeMap<String, UndoFacts> = BTreeMap::new();
+    let mut facts: BTreeMap<String, RecordedUndo> = BTreeMap::new();
     let mut first_facts: Vec<String> = Vec::new();
     let mut completed: Vec<String> = Vec::new();
     let mut undone: BTreeSet<String> = BTreeSet::new();
@@ -266,11 +278,12 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
         match parsed {
             Line::JournalOpened { header: h } => header = Some(*h),
-            Line::UndoFacts { step, facts: f } => {
+            Line::UndoFacts { step, facts: f, kind, policy } => {
                 if !facts.contains_key(&step) {
                     first_facts.push(step.clone());
                 }
-                facts.insert(step.clone(), f);
+                let policy = policy.unwrap_or_else(|| crate::plan::StepPolicy::default().into());
+                facts.insert(step.clone(), RecordedUndo { kind, policy, facts: f });
                 // New facts after an undo mean the step ran again: it needs undoing again.
                 undone.remove(&step);
             }
@@ -379,6 +392,10 @@ mod tests {
         journal.append(&Stamped { at: SystemTime::now(), event }).unwrap();
     }
 
+    fn recorded(facts: UndoFacts) -> RecordedUndo {
+        RecordedUndo { kind: "fake".into(), policy: crate::plan::StepPolicy::default().into(), facts }
+    }
+
     fn finished(step: &str) -> Event {
         Event::StepFinished { step: step.into(), state: StepState::Succeeded, attempts: 1, duration_ms: 1, error: None }
     }
@@ -389,20 +406,21 @@ mod tests {
         let redactor = Redactor::new();
         redactor.add("hunter22");
         let j = Journal::create(dir.path(), &header("20261126-000000-aaaa"), redactor).unwrap();
-        j.record("a", &serde_json::json!({"n": 1})).await.unwrap();
-        j.record("b", &serde_json::json!({"n": 2})).await.unwrap();
-        j.record("c", &serde_json::json!({"n": 3})).await.unwrap();
+        j.record("a", &recorded(serde_json::json!({"n": 1}))).await.unwrap();
+        j.record("b", &recorded(serde_json::json!({"n": 2}))).await.unwrap();
+        j.record("c", &recorded(serde_json::json!({"n": 3}))).await.unwrap();
         event(&j, finished("b"));
         event(&j, finished("a"));
         event(&j, Event::StepOutput { step: "c".into(), line: "password hunter22".into() });
-        j.record("a", &serde_json::json!({"n": 11})).await.unwrap();
+        j.record("a", &recorded(serde_json::json!({"n": 11}))).await.unwrap();
 
         let text = std::fs::read_to_string(j.path().unwrap()).unwrap();
         assert!(!text.contains("hunter22"), "{text}");
         let r = unfinished(dir.path()).unwrap().unwrap();
         assert!(!r.finished);
         assert_eq!(r.header.plan, "shop");
-        let order: Vec<(&str, i64)> = r.to_undo.iter().map(|(s, f)| (s.as_str(), f["n"].as_i64().unwrap())).collect();
+        let order: Vec<(&str, i64)> =
+            r.to_undo.iter().map(|(s, f)| (s.as_str(), f.facts["n"].as_i64().unwrap())).collect();
         assert_eq!(order, vec![("c", 3), ("a", 11), ("b", 2)]);
     }
 
@@ -414,7 +432,7 @@ mod tests {
         h.needs = vec![vec![], vec![0], vec![0]];
         let j = Journal::create(dir.path(), &h, Redactor::new()).unwrap();
         for step in ["a", "b", "c"] {
-            j.record(step, &serde_json::json!({ "step": step })).await.unwrap();
+            j.record(step, &recorded(serde_json::json!({ "step": step }))).await.unwrap();
         }
         event(&j, finished("a"));
         event(&j, finished("c"));
@@ -444,8 +462,8 @@ mod tests {
     async fn undone_steps_and_finished_runs_are_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::create(dir.path(), &header("20261126-000000-bbbb"), Redactor::new()).unwrap();
-        j.record("a", &serde_json::json!({})).await.unwrap();
-        j.record("b", &serde_json::json!({})).await.unwrap();
+        j.record("a", &recorded(serde_json::json!({}))).await.unwrap();
+        j.record("b", &recorded(serde_json::json!({}))).await.unwrap();
         event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
         let r = replay(j.path().unwrap()).unwrap();
         assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), vec!["a"]);
@@ -475,8 +493,8 @@ mod tests {
     async fn an_incomplete_rollback_stays_unfinished_until_recover_completes_it() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
-        j.record("a", &serde_json::json!({})).await.unwrap();
-        j.record("b", &serde_json::json!({})).await.unwrap();
+        j.record("a", &recorded(serde_json::json!({}))).await.unwrap();
+        j.record("b", &recorded(serde_json::json!({}))).await.unwrap();
         event(&j, Event::UndoFinished { step: "b".into(), ok: true, error: None, duration_ms: 1 });
         event(&j, Event::UndoFinished { step: "a".into(), ok: false, error: Some("no".into()), duration_ms: 1 });
         event(&j, Event::RunFinished { outcome: Outcome::RollbackIncomplete, duration_ms: 1, summary: vec![] });

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::diag::Diagnostics;
 use crate::events::{Event, EventSink};
 use crate::host::{Command, Host, HostError, LineSink, Output};
-use crate::plan::{Plan, Step};
+use crate::plan::{Plan, Retry, Step, StepPolicy};
 use crate::preflight::{Finding, PreflightCtx, Provision};
 use crate::redact::Redactor;
 use crate::schema::{Effect, KindSpec};
@@ -76,11 +76,51 @@ impl From<HostError> for StepError {
     }
 }
 
+/// A step's undo facts as the journal keeps them: with the kind that undoes them and the step's policy, so
+/// that undoing needs nothing but the journal (`zdd recover` after the plan file changed, or lost a step).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedUndo {
+    pub kind: String,
+    pub policy: RecordedPolicy,
+    pub facts: UndoFacts,
+}
+
+/// A step's timeout and retry, as recorded with its undo facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedPolicy {
+    pub timeout_ms: u64,
+    pub attempts: u32,
+    pub backoff_ms: u64,
+    pub jitter_ms: u64,
+}
+
+impl From<StepPolicy> for RecordedPolicy {
+    fn from(p: StepPolicy) -> Self {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            timeout_ms: ms(p.timeout),
+            attempts: p.retry.attempts,
+            backoff_ms: ms(p.retry.backoff),
+            jitter_ms: ms(p.retry.jitter),
+        }
+    }
+}
+
+impl From<RecordedPolicy> for StepPolicy {
+    fn from(p: RecordedPolicy) -> Self {
+        let d = std::time::Duration::from_millis;
+        Self {
+            timeout: d(p.timeout_ms),
+            retry: Retry { attempts: p.attempts.max(1), backoff: d(p.backoff_ms), jitter: d(p.jitter_ms) },
+        }
+    }
+}
+
 /// Where journal entries go: the executor's journal, or nothing in tests.
 #[async_trait]
 pub trait UndoJournal: Send + Sync {
     /// Durably record the undo facts of a step (replacing earlier facts of the same step), before the effect.
-    async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()>;
+    async fn record(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()>;
 }
 
 /// An [`UndoJournal`] that only keeps facts in memory (previews, unit tests).
@@ -91,9 +131,9 @@ pub struct MemoryJournal {
 
 #[async_trait]
 impl UndoJournal for MemoryJournal {
-    async fn record(&self, step: &str, facts: &UndoFacts) -> std::io::Result<()> {
+    async fn record(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()> {
         if let Ok(mut m) = self.facts.lock() {
-            m.insert(step.to_owned(), facts.clone());
+            m.insert(step.to_owned(), undo.facts.clone());
         }
         Ok(())
     }
@@ -114,66 +154,117 @@ pub struct DeployTarget {
     pub rollback: bool,
 }
 
-/// Everything a running step may use.
+/// Everything a running step may use: what an undo may use ([`UndoCtx`], through `Deref`), plus the plan and
+/// the journal its undo facts go to. Helpers that only act on the host take `&UndoCtx`, so run and undo share
+/// them while an undo still cannot reach the plan.
 #[derive(Clone)]
 pub struct StepCtx {
     pub plan: Arc<Plan>,
-    pub step: String,
-    pub target: DeployTarget,
-    pub host: Arc<dyn Host>,
-    pub events: EventSink,
-    pub cancel: CancellationToken,
     pub journal: Arc<dyn UndoJournal>,
-    pub redactor: Redactor,
-    pub state_dir: PathBuf,
+    pub io: UndoCtx,
+}
+
+impl std::ops::Deref for StepCtx {
+    type Target = UndoCtx;
+    fn deref(&self) -> &UndoCtx {
+        &self.io
+    }
+}
+
+impl std::ops::DerefMut for StepCtx {
+    fn deref_mut(&mut self) -> &mut UndoCtx {
+        &mut self.io
+    }
 }
 
 impl StepCtx {
-    /// Record undo facts durably. Call this *before* the effect it describes.
+    /// Record undo facts durably. Call this *before* the effect it describes. The facts must hold all the
+    /// undo will need (absolute paths, the settings it acts with): the undo gets no plan.
     pub async fn record_undo(&self, facts: UndoFacts) -> Result<(), StepError> {
+        let step = self.plan.step_by_name(&self.step);
+        let undo = RecordedUndo {
+            kind: step.map(|s| s.kind.clone()).unwrap_or_default(),
+            policy: step.map_or(self.plan.defaults, |s| s.policy).into(),
+            facts,
+        };
         self.journal
-            .record(&self.step, &facts)
+            .record(&self.step, &undo)
             .await
             .map_err(|e| StepError::fatal(format!("could not write the journal: {e}")))
     }
 
-    /// A progress message for the reporters.
-    pub fn message(&self, message: impl Into<String>) {
-        self.events
-            .emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
-    }
-
-    /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.
-    pub async fn exec(&self, cmd: &Command) -> Result<Output, StepError> {
-        tracing::debug!(step = %self.step, command = %self.redactor.redact(&cmd.display()), "run");
-        let events = self.events.clone();
-        let step = self.step.clone();
-        let redactor = self.redactor.clone();
-        let sink: LineSink = Box::new(move |line: &str| {
-            events.emit(Event::StepOutput { step: step.clone(), line: redactor.redact(line) });
-        });
-        Ok(self.host.run(cmd, &self.cancel, Some(&sink)).await?)
-    }
-
-    /// Run a command and fail the step (with its last output lines) if it exits non-zero.
-    pub async fn exec_ok(&self, cmd: &Command) -> Result<Output, StepError> {
-        let out = self.exec(cmd).await?;
-        if out.success() {
-            return Ok(out);
-        }
-        let tail = tail_lines(&format!("{}{}", out.stdout_str(), out.stderr_str()), 20);
-        Err(StepError::failed(format!(
-            "`{}` exited with {}",
-            self.redactor.redact(&cmd.display()),
-            out.code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"))
-        ))
-        .with_detail(self.redactor.redact(&tail)))
+    /// The part of this context an undo may use: no plan in it.
+    pub fn undo_ctx(&self) -> UndoCtx {
+        self.io.clone()
     }
 
     /// Resolve a plan path (relative paths are relative to the main plan file's directory).
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
     }
+}
+
+/// What an undo may use (and every step, through [`StepCtx`]): the host and the run's recorded target, but no plan, so an undo acts on the facts its
+/// run recorded alone — whatever the plan file says by the time `zdd recover` runs.
+#[derive(Clone)]
+pub struct UndoCtx {
+    pub step: String,
+    pub target: DeployTarget,
+    pub host: Arc<dyn Host>,
+    pub events: EventSink,
+    pub cancel: CancellationToken,
+    pub redactor: Redactor,
+    pub state_dir: PathBuf,
+}
+
+impl UndoCtx {
+    /// A progress message for the reporters.
+    pub fn message(&self, message: impl Into<String>) {
+        self.events
+            .emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
+    }
+
+    /// Run a command on the host (see [`StepCtx::exec`]).
+    pub async fn exec(&self, cmd: &Command) -> Result<Output, StepError> {
+        exec_on(self.host.as_ref(), &self.step, &self.events, &self.redactor, &self.cancel, cmd).await
+    }
+
+    /// Run a command and fail if it exits non-zero (see [`StepCtx::exec_ok`]).
+    pub async fn exec_ok(&self, cmd: &Command) -> Result<Output, StepError> {
+        let out = self.exec(cmd).await?;
+        checked(out, cmd, &self.redactor)
+    }
+}
+
+/// Run `cmd` on `host` for `step`, its output lines (redacted) as events.
+async fn exec_on(
+    host: &dyn Host,
+    step: &str,
+    events: &EventSink,
+    redactor: &Redactor,
+    cancel: &CancellationToken,
+    cmd: &Command,
+) -> Result<Output, StepError> {
+    tracing::debug!(step = %step, command = %redactor.redact(&cmd.display()), "run");
+    let (events, step_name, lines_redactor) = (events.clone(), step.to_owned(), redactor.clone());
+    let sink: LineSink = Box::new(move |line: &str| {
+        events.emit(Event::StepOutput { step: step_name.clone(), line: lines_redactor.redact(line) });
+    });
+    Ok(host.run(cmd, cancel, Some(&sink)).await?)
+}
+
+/// `out` if the command succeeded, else a failure with its last output lines.
+fn checked(out: Output, cmd: &Command, redactor: &Redactor) -> Result<Output, StepError> {
+    if out.success() {
+        return Ok(out);
+    }
+    let tail = tail_lines(&format!("{}{}", out.stdout_str(), out.stderr_str()), 20);
+    Err(StepError::failed(format!(
+        "`{}` exited with {}",
+        redactor.redact(&cmd.display()),
+        out.code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"))
+    ))
+    .with_detail(redactor.redact(&tail)))
 }
 
 /// The last `n` lines of a text.
@@ -255,8 +346,9 @@ pub trait StepKind: Send + Sync {
     /// Do it. Record undo facts (via [`StepCtx::record_undo`]) before each effect.
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError>;
 
-    /// Undo a run (complete or partial) from the facts it recorded. Must be idempotent.
-    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError>;
+    /// Undo a run (complete or partial) from the facts it recorded, and nothing else: no plan is in reach, so
+    /// `zdd recover` does what was recorded even after the plan changed. Must be idempotent.
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError>;
 
     /// `zdd stop`: stop gracefully whatever this step keeps running (a service's instances in every slot).
     /// Returns whether it stopped anything. Most kinds keep nothing running.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use zdd_engine::host::{Command, Output};
-use zdd_engine::kind::{StepCtx, StepError, UndoFacts};
+use zdd_engine::kind::{StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Fields, Step};
 
 /// A required string field; the validator guarantees it, but a kind never panics on a plan it was handed.
@@ -66,12 +66,12 @@ impl Backoff {
 
 /// Run a command whose output is data for the step (a file list, a queue length), not progress for the user:
 /// nothing is streamed to the reporters. Cancelled with the step.
-pub(crate) async fn quiet(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
+pub(crate) async fn quiet(ctx: &UndoCtx, cmd: &Command) -> Result<Output, StepError> {
     Ok(ctx.host.run(cmd, &ctx.cancel, None).await?)
 }
 
 /// Like [`quiet`], failing the step (with the command's stderr) if it exits non-zero.
-pub(crate) async fn quiet_ok(ctx: &StepCtx, cmd: &Command) -> Result<Output, StepError> {
+pub(crate) async fn quiet_ok(ctx: &UndoCtx, cmd: &Command) -> Result<Output, StepError> {
     let out = quiet(ctx, cmd).await?;
     if out.success() {
         return Ok(out);

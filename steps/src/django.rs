@@ -1,10 +1,11 @@
 //! The `django` kind: any `manage.py` command in the new release (collectstatic, check --deploy, createcachetable).
 
 use async_trait::async_trait;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
+use crate::common::{from_facts, to_facts};
 use crate::manage::{ENV, ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
 
 pub struct Django;
@@ -34,6 +35,13 @@ static SPEC: KindSpec = KindSpec {
     undo: "Runs the `undo` manage.py command if the step has one; otherwise nothing (what a command does inside the \
            release directory goes away with the release).",
 };
+
+/// What the undo runs: the same `manage.py` (env file read again, not recorded) with the `undo` arguments.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Facts {
+    manage: Manage,
+    undo: Vec<String>,
+}
 
 #[async_trait]
 impl StepKind for Django {
@@ -69,23 +77,22 @@ impl StepKind for Django {
 
     async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(step, ctx).await?;
-        if !step.fields.strings("undo").is_empty() {
-            ctx.record_undo(serde_json::json!({ "release": ctx.target.release })).await?;
+        let undo = step.fields.strings("undo");
+        if !undo.is_empty() {
+            ctx.record_undo(to_facts(&Facts { manage: m.clone(), undo })).await?;
         }
         ctx.exec_ok(&m.command(&step.fields.strings("command"))).await?;
         Ok(())
     }
 
-    async fn undo(&self, step: &Step, _facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
-        let undo = step.fields.strings("undo");
-        if undo.is_empty() {
-            return Ok(());
-        }
-        let m = Manage::load(step, ctx).await?;
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
+        let facts: Facts = from_facts("django", facts)?;
+        let mut m = facts.manage;
         if !ctx.host.exists(&m.release_dir).await? {
             return Ok(()); // The release is gone already: nothing of it to undo.
         }
-        ctx.exec_ok(&m.command(&undo)).await?;
+        m.read_env_file(ctx).await?;
+        ctx.exec_ok(&m.command(&facts.undo)).await?;
         Ok(())
     }
 }

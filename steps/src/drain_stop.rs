@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -49,6 +49,8 @@ static SPEC: KindSpec = KindSpec {
 #[derive(Debug, Serialize, Deserialize)]
 struct Facts {
     slot: String,
+    /// The service's settings: the undo restarts the old instance with them, with no plan.
+    config: ServiceConfig,
 }
 
 #[async_trait]
@@ -112,7 +114,7 @@ impl StepKind for DrainStop {
         } else {
             ctx.message(format!("slot {live} not drained after {}s: stopping anyway", timeout.as_secs()));
         }
-        ctx.record_undo(to_facts(&Facts { slot: live.clone() })).await?;
+        ctx.record_undo(to_facts(&Facts { slot: live.clone(), config: cfg.clone() })).await?;
         let stop_start = Instant::now();
         if backend::stop(ctx, &cfg, &live).await? {
             ctx.message(format!("old instance in slot {live} stopped in {} ms", stop_start.elapsed().as_millis()));
@@ -120,10 +122,10 @@ impl StepKind for DrainStop {
         Ok(())
     }
 
-    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("drain-stop", facts)?;
-        let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
-        if instance::running(ctx, &cfg, &facts.slot).await? {
+        let cfg = &facts.config;
+        if instance::running(ctx, cfg, &facts.slot).await? {
             return Ok(());
         }
         match cfg.manager {
@@ -131,10 +133,10 @@ impl StepKind for DrainStop {
                 ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&facts.slot)])).await?;
             }
             Manager::Process => {
-                let Some(mut inst) = instance::read(ctx.host.as_ref(), &cfg, &facts.slot).await? else {
+                let Some(mut inst) = instance::read(ctx.host.as_ref(), cfg, &facts.slot).await? else {
                     return Err(StepError::failed(format!("no record of slot {}'s instance to restart", facts.slot)));
                 };
-                backend::start(ctx, &cfg, &mut inst).await?;
+                backend::start(ctx, cfg, &mut inst).await?;
             }
         }
         // The undo that runs next points Nginx back at this instance: its socket must accept by then (requests

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -227,9 +227,9 @@ impl StepKind for Exec {
         ctx.exec_ok(&prepare(run)).await.map(|_| ())
     }
 
-    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let recorded: RecordedCommand = serde_json::from_value(facts["undo"].clone()).map_err(|e| {
-            StepError::fatal(format!("the undo facts of step `{}` are not an exec undo: {e}", step.name))
+            StepError::fatal(format!("the undo facts of step `{}` are not an exec undo: {e}", ctx.step))
         })?;
         ctx.exec_ok(&recorded.command()).await.map(|_| ())
     }
@@ -293,8 +293,8 @@ mod tests {
         Exec.run(&step, &ctx).await.unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\n");
         let facts = journal.facts.lock().unwrap().get("build").cloned().unwrap();
-        // Undo from the facts alone: a step with no fields at all.
-        Exec.undo(&self::step(&[]), &facts, &ctx).await.unwrap();
+        // Undo from the facts alone: no step, no plan.
+        Exec.undo(&facts, &ctx.undo_ctx()).await.unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\nundone-1\n");
     }
 

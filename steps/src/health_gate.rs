@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Fields, Plan, Step};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -248,7 +248,7 @@ impl StepKind for HealthGate {
         }
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts, tail_lines};
+use zdd_engine::kind::{
+    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts, tail_lines,
+};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -155,7 +157,7 @@ impl StepKind for Http {
             .with_detail(ctx.redactor.redact(&tail_lines(&body, 20))))
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -144,7 +144,7 @@ impl StepKind for LogCheck {
         }
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use zdd_engine::host::Command;
-use zdd_engine::kind::{DeployTarget, StepCtx, StepError};
+use zdd_engine::kind::{DeployTarget, StepCtx, StepError, UndoCtx};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{FieldSpec, ValueType};
 
@@ -41,13 +41,15 @@ pub fn release_dir(root: &std::path::Path, release: &str) -> PathBuf {
     root.join("releases").join(release)
 }
 
-/// How to run `manage.py` for one step.
-#[derive(Debug, Clone)]
+/// How to run `manage.py` for one step. Serialized (the `django` kind's undo facts) without the env file's
+/// values: the undo reads the file again, so no secret lands in the journal.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Manage {
     pub release_dir: PathBuf,
     pub python: PathBuf,
     pub settings: Option<String>,
     pub env_file: Option<PathBuf>,
+    #[serde(skip)]
     pub env: BTreeMap<String, String>,
     /// The step's own `env` nodes: applied after the env file, so they win.
     pub overrides: BTreeMap<String, String>,
@@ -84,10 +86,16 @@ impl Manage {
     /// From the step's fields, with the env file read (its values become secrets of the run).
     pub async fn load(step: &Step, ctx: &StepCtx) -> Result<Self, StepError> {
         let mut m = Self::describe(step, &ctx.target, |p| ctx.resolve(p))?;
-        if let Some(file) = &m.env_file {
-            m.env = envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?;
-        }
+        m.read_env_file(ctx).await?;
         Ok(m)
+    }
+
+    /// Read the env file into the environment (again, for a `Manage` read back from undo facts).
+    pub async fn read_env_file(&mut self, ctx: &UndoCtx) -> Result<(), StepError> {
+        if let Some(file) = &self.env_file {
+            self.env = envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?;
+        }
+        Ok(())
     }
 
     /// `python manage.py ARGS` in the release directory.

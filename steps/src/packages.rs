@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use zdd_engine::host::Command;
 
 use crate::common::{quiet, quiet_ok};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -81,7 +81,7 @@ impl StepKind for Packages {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

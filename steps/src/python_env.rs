@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -243,7 +243,7 @@ impl StepKind for PythonEnv {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("python-env", facts)?;
         ctx.host.remove_all(&facts.venv).await?;
         Ok(())

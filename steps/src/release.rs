@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::types::{TypeError, parse_typed};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::preflight::{Finding, PreflightCtx};
@@ -286,7 +286,7 @@ impl StepKind for Release {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("release", facts)?;
         ctx.host.remove_all(&facts.dir).await?;
         Ok(())

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -57,7 +57,7 @@ impl StepKind for Symlink {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("symlink", facts)?;
         match &facts.previous {
             Some(prev) => ctx.host.swap_symlink(&facts.link, prev).await?,

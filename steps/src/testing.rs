@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use zdd_engine::events::EventSink;
 use zdd_engine::host::LocalHost;
-use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx};
+use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, UndoCtx};
 use zdd_engine::plan::{FieldValue, Fields, Plan, Step, StepId, StepPolicy, Value};
 use zdd_engine::redact::Redactor;
 use zdd_engine::source::{FileId, SourceMap, Span};
@@ -49,20 +49,22 @@ pub(crate) fn ctx(step: &str, dir: &Path, journal: Arc<MemoryJournal>) -> StepCt
             steps: vec![],
             graph: zdd_engine::graph::StepGraph::default(),
         }),
-        step: step.into(),
-        target: DeployTarget {
-            release: "r9".into(),
-            slot: "b".into(),
-            live_slot: Some("a".into()),
-            live_release: None,
-            rollback: false,
-        },
-        host: Arc::new(LocalHost::new()),
-        events: EventSink::discard(),
-        cancel: tokio_util::sync::CancellationToken::new(),
         journal,
-        redactor: Redactor::new(),
-        state_dir: dir.to_path_buf(),
+        io: UndoCtx {
+            step: step.into(),
+            target: DeployTarget {
+                release: "r9".into(),
+                slot: "b".into(),
+                live_slot: Some("a".into()),
+                live_release: None,
+                rollback: false,
+            },
+            host: Arc::new(LocalHost::new()),
+            events: EventSink::discard(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            redactor: Redactor::new(),
+            state_dir: dir.to_path_buf(),
+        },
     }
 }
 

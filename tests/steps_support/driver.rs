@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use zdd_engine::events::{Event, EventSink, Stamped};
 use zdd_engine::host::LocalHost;
-use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, StepError};
+use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, StepError, UndoCtx};
 use zdd_engine::plan::{self, Plan, Runtime, TargetSource, VarInputs};
 use zdd_engine::redact::Redactor;
 
@@ -68,14 +68,16 @@ impl Run {
         self.receivers.lock().unwrap().push((step.to_owned(), rx));
         StepCtx {
             plan: self.plan.clone(),
-            step: step.to_owned(),
-            target: self.target.clone(),
-            host: Arc::new(LocalHost::new()),
-            events,
-            cancel: CancellationToken::new(),
             journal: self.journal.clone(),
-            redactor: self.redactor.clone(),
-            state_dir: self.state_dir.clone(),
+            io: UndoCtx {
+                step: step.to_owned(),
+                target: self.target.clone(),
+                host: Arc::new(LocalHost::new()),
+                events,
+                cancel: CancellationToken::new(),
+                redactor: self.redactor.clone(),
+                state_dir: self.state_dir.clone(),
+            },
         }
     }
 
@@ -120,9 +122,10 @@ impl Run {
             let Some(f) = facts.get(name) else { continue };
             let step = self.plan.step_by_name(name).unwrap().clone();
             let kind = kinds.get(&step.kind).unwrap().clone();
-            kind.undo(&step, f, &self.ctx(name)).await.map_err(|e| (name.clone(), e))?;
+            // From the facts alone: the undo context has no plan.
+            kind.undo(f, &self.ctx(name).undo_ctx()).await.map_err(|e| (name.clone(), e))?;
             // Undo is idempotent: a second pass (as `zdd recover` may do) changes nothing and succeeds.
-            kind.undo(&step, f, &self.ctx(name)).await.map_err(|e| (format!("{name} (second undo)"), e))?;
+            kind.undo(f, &self.ctx(name).undo_ctx()).await.map_err(|e| (format!("{name} (second undo)"), e))?;
         }
         Ok(())
     }

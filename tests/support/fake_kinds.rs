@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{Kinds, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{Kinds, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
 
@@ -80,7 +80,7 @@ impl StepKind for Fake {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -113,7 +113,7 @@ impl StepKind for Probe {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -148,7 +148,7 @@ impl StepKind for Schema {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{Event, EventSink, Outcome, StepState, StepSummary, millis};
 use crate::host::Host;
 use crate::journal::Journal;
-use crate::kind::{DeployTarget, Kinds, StepCtx, UndoFacts};
+use crate::kind::{DeployTarget, Kinds, RecordedUndo, StepCtx, UndoCtx};
 use crate::plan::{Plan, StepId};
 use crate::redact::Redactor;
 
@@ -85,14 +85,16 @@ impl Executor {
     pub fn ctx(&self, step: &str, cancel: CancellationToken) -> StepCtx {
         StepCtx {
             plan: self.plan.clone(),
-            step: step.to_owned(),
-            target: self.target.clone(),
-            host: self.host.clone(),
-            events: self.events.clone(),
-            cancel,
             journal: self.journal.clone(),
-            redactor: self.redactor.clone(),
-            state_dir: self.state_dir.clone(),
+            io: UndoCtx {
+                step: step.to_owned(),
+                target: self.target.clone(),
+                host: self.host.clone(),
+                events: self.events.clone(),
+                cancel,
+                redactor: self.redactor.clone(),
+                state_dir: self.state_dir.clone(),
+            },
         }
     }
 
@@ -114,7 +116,7 @@ impl Executor {
             Some(cause) => {
                 let facts = self.journal.facts();
                 let ran: std::collections::BTreeSet<StepId> = forward.completed.iter().copied().collect();
-                let order: Vec<Vec<(String, UndoFacts)>> = self
+                let order: Vec<Vec<(String, RecordedUndo)>> = self
                     .plan
                     .graph
                     .undo_order(|id| ran.contains(&id))
@@ -263,7 +265,7 @@ impl Executor {
             let Ok(_permit) = semaphore.acquire_owned().await else { return };
             let step = plan.step(id);
             let record = match kind {
-                Some(kind) => step::attempts(kind, step, &ctx, Operation::Run).await,
+                Some(kind) => step::attempts(kind, &ctx, Operation::Run(step)).await,
                 None => StepRecord {
                     state: StepState::Failed,
                     attempts: 0,
@@ -279,7 +281,7 @@ impl Executor {
     pub(crate) async fn rollback_saying_why_signals_wait(
         &self,
         cause: &str,
-        order: &[Vec<(String, UndoFacts)>],
+        order: &[Vec<(String, RecordedUndo)>],
         interrupt: &CancellationToken,
     ) -> Rollback {
         // An interrupt that stopped the forward run was answered there.
@@ -301,7 +303,7 @@ impl Executor {
     /// for `recover`). The undos of one wave run at the same time (at most `jobs`); a wave starts when the one
     /// before it has ended. A failed undo is retried per its step's retry policy, reported, and the rollback goes
     /// on with the others.
-    pub async fn rollback(&self, cause: &str, waves: &[Vec<(String, UndoFacts)>]) -> Rollback {
+    pub async fn rollback(&self, cause: &str, waves: &[Vec<(String, RecordedUndo)>]) -> Rollback {
         self.events.emit(Event::RollbackStarted { cause: cause.to_owned() });
         let mut result = Rollback::default();
         let semaphore = Arc::new(Semaphore::new(self.jobs.max(1)));
@@ -329,28 +331,36 @@ impl Executor {
         result
     }
 
-    /// One step's undo, with its events.
-    async fn undo_one(&self, name: &str, facts: &UndoFacts) -> Result<(), String> {
+    /// One step's undo, with its events: the recorded kind undoes the recorded facts with the recorded policy.
+    /// The plan is consulted only for a journal written before kinds were recorded with the facts.
+    async fn undo_one(&self, name: &str, undo: &RecordedUndo) -> Result<(), String> {
         let started = Instant::now();
         self.events.emit(Event::UndoStarted { step: name.to_owned() });
-        let outcome = match self.plan.step_by_name(name) {
-            None => Err(format!(
-                "step `{name}` is not in the plan any more, so zdd does not know how to undo it (its undo facts: \
-                 {facts}); put the step back and run `zdd recover` again, or undo it by hand and delete {}",
+        let mut undo = undo.clone();
+        if undo.kind.is_empty()
+            && let Some(step) = self.plan.step_by_name(name)
+        {
+            undo.kind.clone_from(&step.kind);
+            undo.policy = step.policy.into();
+        }
+        let outcome = match self.kinds.get(&undo.kind) {
+            None if undo.kind.is_empty() => Err(format!(
+                "the journal does not say which kind recorded step `{name}`'s undo facts and the plan has no such \
+                 step any more (its undo facts: {}); put the step back and run `zdd recover` again, or undo it by \
+                 hand and delete {}",
+                undo.facts,
                 self.journal.path().map_or_else(|| "the run's journal".to_owned(), |p| p.display().to_string())
             )),
-            Some(step) => match self.kinds.get(&step.kind) {
-                None => Err(format!("unknown step kind `{}`", step.kind)),
-                Some(kind) => {
-                    // A fresh token: the run's token is cancelled by now, and the rollback must not be.
-                    let ctx = self.ctx(name, CancellationToken::new());
-                    let record = step::attempts(kind.clone(), step, &ctx, Operation::Undo(facts)).await;
-                    match record.state {
-                        StepState::Succeeded => Ok(()),
-                        _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
-                    }
+            None => Err(format!("unknown step kind `{}` (a zdd without it cannot undo step `{name}`)", undo.kind)),
+            Some(kind) => {
+                // A fresh token: the run's token is cancelled by now, and the rollback must not be.
+                let ctx = self.ctx(name, CancellationToken::new());
+                let record = step::attempts(kind.clone(), &ctx, Operation::Undo(&undo)).await;
+                match record.state {
+                    StepState::Succeeded => Ok(()),
+                    _ => Err(record.error.unwrap_or_else(|| "undo failed".to_owned())),
                 }
-            },
+            }
         };
         self.events.emit(Event::UndoFinished {
             step: name.to_owned(),

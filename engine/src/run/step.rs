@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, StepState, millis};
-use crate::kind::{StepCtx, StepError, StepKind};
-use crate::plan::{Retry, Step};
+use crate::kind::{RecordedUndo, StepCtx, StepError, StepKind};
+use crate::plan::{Retry, Step, StepPolicy};
 
 use super::retry;
 
@@ -74,23 +74,35 @@ where
     stopped_by
 }
 
-/// Which operation of a kind an attempt loop drives.
+/// Which operation of a kind an attempt loop drives: a step of the plan, or an undo from its recorded facts
+/// (which sees no plan).
 #[derive(Clone, Copy)]
 pub enum Operation<'a> {
-    Run,
-    Undo(&'a crate::kind::UndoFacts),
+    Run(&'a Step),
+    Undo(&'a RecordedUndo),
+}
+
+impl Operation<'_> {
+    fn policy(&self) -> StepPolicy {
+        match self {
+            Operation::Run(step) => step.policy,
+            Operation::Undo(undo) => undo.policy.into(),
+        }
+    }
 }
 
 /// Run a step's operation with its retry and timeout policy. `ctx.cancel` is the step's token: cancelling it
 /// stops the current attempt and any further ones. Emits `StepStarted`/`StepRetrying` for runs (undo attempts
 /// are reported by the rollback).
-pub async fn attempts(kind: Arc<dyn StepKind>, step: &Step, ctx: &StepCtx, op: Operation<'_>) -> StepRecord {
+pub async fn attempts(kind: Arc<dyn StepKind>, ctx: &StepCtx, op: Operation<'_>) -> StepRecord {
     let started = Instant::now();
-    let policy: Retry = step.policy.retry;
+    let step_policy = op.policy();
+    let policy: Retry = step_policy.retry;
+    let name = ctx.step.clone();
     let max = policy.attempts.max(1);
     let mut attempt = 1;
     loop {
-        if let Operation::Run = op {
+        if let Operation::Run(step) = op {
             ctx.events.emit(Event::StepStarted {
                 step: step.name.clone(),
                 kind: step.kind.clone(),
@@ -99,14 +111,15 @@ pub async fn attempts(kind: Arc<dyn StepKind>, step: &Step, ctx: &StepCtx, op: O
             });
         }
         let token = ctx.cancel.child_token();
-        let attempt_ctx = StepCtx { cancel: token.clone(), ..ctx.clone() };
+        let mut attempt_ctx = ctx.clone();
+        attempt_ctx.io.cancel = token.clone();
         let work = async {
             match op {
-                Operation::Run => kind.run(step, &attempt_ctx).await,
-                Operation::Undo(facts) => kind.undo(step, facts, &attempt_ctx).await,
+                Operation::Run(step) => kind.run(step, &attempt_ctx).await,
+                Operation::Undo(undo) => kind.undo(&undo.facts, &attempt_ctx.undo_ctx()).await,
             }
         };
-        let ended = bounded(work, &token, &ctx.cancel, step.policy.timeout, &ctx.events, &step.name).await;
+        let ended = bounded(work, &token, &ctx.cancel, step_policy.timeout, &ctx.events, &name).await;
         let (state, cause, retryable) = match ended {
             Attempt::Done(Ok(())) => {
                 return StepRecord {
@@ -126,7 +139,7 @@ pub async fn attempts(kind: Arc<dyn StepKind>, step: &Step, ctx: &StepCtx, op: O
             }
             Attempt::TimedOut => (
                 StepState::TimedOut,
-                format!("timed out after {}", humantime::format_duration(step.policy.timeout)),
+                format!("timed out after {}", humantime::format_duration(step_policy.timeout)),
                 true,
             ),
             Attempt::Done(Err(e)) => {
@@ -145,8 +158,8 @@ pub async fn attempts(kind: Arc<dyn StepKind>, step: &Step, ctx: &StepCtx, op: O
         attempt += 1;
         let delay = retry::random_delay(&policy, attempt);
         match op {
-            Operation::Run => ctx.events.emit(Event::StepRetrying {
-                step: step.name.clone(),
+            Operation::Run(_) => ctx.events.emit(Event::StepRetrying {
+                step: name.clone(),
                 attempt,
                 cause: first_line(&cause),
                 delay_ms: millis(delay),
@@ -154,7 +167,7 @@ pub async fn attempts(kind: Arc<dyn StepKind>, step: &Step, ctx: &StepCtx, op: O
             Operation::Undo(_) => ctx.events.emit(Event::Warning {
                 message: format!(
                     "undo of `{}` failed ({}); trying again in {} (attempt {attempt} of {max})",
-                    step.name,
+                    name,
                     first_line(&cause),
                     humantime::format_duration(delay)
                 ),

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{Event, EventSink, Outcome, Stamped, StepState};
 use crate::host::LocalHost;
 use crate::journal::Journal;
-use crate::kind::{DeployTarget, Kinds, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use crate::kind::{
+    DeployTarget, Kinds, Preview, PreviewCtx, RecordedUndo, StepCtx, StepError, StepKind, UndoCtx, UndoFacts,
+};
 use crate::plan::{FieldValue, Fields, Plan, Retry, Step, StepId, StepPolicy, Value};
 use crate::redact::Redactor;
 use crate::schema::{Effect, KindSpec};
@@ -87,7 +89,7 @@ impl StepKind for Scripted {
             *n
         };
         if s.undoable {
-            ctx.record_undo(serde_json::json!({ "step": step.name })).await?;
+            ctx.record_undo(serde_json::json!({ "step": step.name, "undo_fails": s.undo_fails })).await?;
         }
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
@@ -109,10 +111,10 @@ impl StepKind for Scripted {
         Ok(())
     }
 
-    async fn undo(&self, step: &Step, facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
-        assert_eq!(facts["step"], step.name.as_str());
-        self.log(format!("undo {}", step.name));
-        if script(step).undo_fails { Err(StepError::failed("undo broke")) } else { Ok(()) }
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
+        assert_eq!(facts["step"], ctx.step.as_str());
+        self.log(format!("undo {}", ctx.step));
+        if facts["undo_fails"] == true { Err(StepError::failed("undo broke")) } else { Ok(()) }
     }
 }
 
@@ -381,12 +383,28 @@ async fn a_run_whose_result_cannot_be_recorded_stays_unfinished_for_recover() {
 }
 
 #[tokio::test]
-async fn undoing_a_step_that_left_the_plan_says_how_to_get_out() {
+async fn a_step_that_left_the_plan_is_undone_from_its_recorded_facts() {
+    // The plan (as edited after the run) has no step `gone`; the journal recorded its kind, policy and facts.
     let h = harness(vec![step(0, "a", &[], &[])], 1);
-    let facts = serde_json::json!({ "step": "gone" });
-    let undo = h.exec.rollback("test", &[vec![("gone".to_owned(), facts)]]).await;
+    let recorded = RecordedUndo {
+        kind: "scripted".into(),
+        policy: StepPolicy::default().into(),
+        facts: serde_json::json!({ "step": "gone", "undo_fails": false }),
+    };
+    let undo = h.exec.rollback("test", &[vec![("gone".to_owned(), recorded)]]).await;
+    assert!(undo.complete(), "{:?}", undo.failed);
+    assert_eq!(h.kind.lines(), ["undo gone"]);
+}
+
+#[tokio::test]
+async fn facts_without_a_kind_of_a_step_that_left_the_plan_say_how_to_get_out() {
+    // A journal written before kinds were recorded with the facts, and the step since removed from the plan.
+    let h = harness(vec![step(0, "a", &[], &[])], 1);
+    let recorded =
+        RecordedUndo { kind: String::new(), policy: StepPolicy::default().into(), facts: serde_json::json!({}) };
+    let undo = h.exec.rollback("test", &[vec![("gone".to_owned(), recorded)]]).await;
     assert!(!undo.complete());
     let (step, why) = &undo.failed[0];
     assert_eq!(step, "gone");
-    assert!(why.contains("not in the plan any more") && why.contains("zdd recover"), "{why}");
+    assert!(why.contains("the plan has no such step any more") && why.contains("zdd recover"), "{why}");
 }

@@ -18,7 +18,9 @@ pub mod sql;
 
 use async_trait::async_trait;
 use zdd_engine::host::Output;
-use zdd_engine::kind::{DeployTarget, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{
+    DeployTarget, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts,
+};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -250,7 +252,7 @@ impl StepKind for Migrate {
         Ok(())
     }
 
-    async fn undo(&self, _step: &Step, _facts: &UndoFacts, _ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use zdd_engine::diag::{Diagnostic, Diagnostics};
 use zdd_engine::host::access::Need;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -111,6 +111,8 @@ struct Facts {
     /// The socket link was swapped; its previous target (None: there was none).
     link_swapped: bool,
     link_previous: Option<PathBuf>,
+    /// The switch's settings (site file, link, reload command): what the undo restores with, with no plan.
+    nginx: Option<Nginx>,
 }
 
 /// GET `confirm` through the proxy until it answers as expected, counting only the answers of the new instance
@@ -285,7 +287,7 @@ impl StepKind for ProxySwitch {
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let mut facts = Facts::default();
+        let mut facts = Facts { nginx: Some(ngx.clone()), ..Facts::default() };
         if current.as_deref() != Some(content.as_str()) {
             facts.site_written = true;
             facts.site_previous = current.clone();
@@ -327,9 +329,11 @@ impl StepKind for ProxySwitch {
         confirm(step, ctx, ngx.origin(slot)?).await
     }
 
-    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("proxy-switch", facts)?;
-        let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
+        let Some(ngx) = &facts.nginx else {
+            return Err(StepError::fatal("these proxy-switch undo facts do not say which site and link to restore"));
+        };
         if facts.link_swapped {
             let link = ngx.current_link();
             match &facts.link_previous {

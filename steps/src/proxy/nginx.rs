@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use serde_json::json;
 use zdd_engine::host::Command;
-use zdd_engine::kind::{StepCtx, StepError};
+use zdd_engine::kind::{StepError, UndoCtx};
 use zdd_engine::plan::Step;
 
 use crate::common::{opt_str, path_text, quiet, req_path, req_str, words};
 use crate::{origin, templates};
 
 /// How the site's upstream follows the new instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// `unix:<root>/run/current.sock`, a symlink swapped to the new slot's socket: no reload.
     Socket,
@@ -21,7 +21,8 @@ pub enum Mode {
     Reload,
 }
 
-#[derive(Debug, Clone)]
+/// A proxy-switch step's settings, paths absolute; recorded in its undo facts, which its undo acts on alone.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Nginx {
     pub app: String,
     pub root: PathBuf,
@@ -170,7 +171,7 @@ impl Nginx {
     }
 
     /// Write the site file, test the whole configuration, restore the previous file if the test fails, reload.
-    pub async fn install_site(&self, ctx: &StepCtx, content: &str, previous: Option<&str>) -> Result<(), StepError> {
+    pub async fn install_site(&self, ctx: &UndoCtx, content: &str, previous: Option<&str>) -> Result<(), StepError> {
         if let Some(dir) = self.site_conf.parent() {
             ctx.host.create_dir_all(dir).await?;
         }
@@ -194,7 +195,7 @@ impl Nginx {
     }
 
     /// Put the previous site file back (or remove it), test and reload.
-    pub async fn restore_site(&self, ctx: &StepCtx, previous: Option<&str>) -> Result<(), StepError> {
+    pub async fn restore_site(&self, ctx: &UndoCtx, previous: Option<&str>) -> Result<(), StepError> {
         match previous {
             Some(old) => ctx.host.write_file(&self.site_conf, old.as_bytes(), 0o644).await?,
             None => ctx.host.remove_all(&self.site_conf).await?,
@@ -206,7 +207,7 @@ impl Nginx {
     }
 
     /// Remember the worker pids alive now, before a reload replaces them.
-    async fn record_workers(&self, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn record_workers(&self, ctx: &UndoCtx) -> Result<(), StepError> {
         let pids = self.worker_pids(ctx).await?;
         let text = pids.iter().map(|p| format!("{p}\n")).collect::<Vec<_>>().concat();
         ctx.host.create_dir_all(&self.root.join("run")).await?;
@@ -214,7 +215,7 @@ impl Nginx {
         Ok(())
     }
 
-    async fn worker_pids(&self, ctx: &StepCtx) -> Result<Vec<u32>, StepError> {
+    async fn worker_pids(&self, ctx: &UndoCtx) -> Result<Vec<u32>, StepError> {
         let Some(bytes) = ctx.host.read_file(&self.pid_file).await? else {
             return Ok(vec![]);
         };

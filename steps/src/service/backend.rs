@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use zdd_engine::kind::{StepCtx, StepError};
+use zdd_engine::kind::{StepError, UndoCtx};
 
 use super::config::{Manager, ServiceConfig};
 use super::instance::{self, Instance};
@@ -10,7 +10,7 @@ use super::unit;
 use crate::common::{Backoff, path_text, quiet, sleep, tail};
 
 /// Start an instance (the unit is written first under systemd). The caller has recorded its undo facts.
-pub async fn start(ctx: &StepCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
+pub async fn start(ctx: &UndoCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
     ctx.host.create_dir_all(&cfg.run_dir()).await?;
     ctx.host.create_dir_all(&cfg.log_dir()).await?;
     if cfg.listen == super::config::Listen::Socket {
@@ -33,7 +33,7 @@ pub async fn start(ctx: &StepCtx, cfg: &ServiceConfig, inst: &mut Instance) -> R
 }
 
 /// Write a unit file and make systemd see it (`systemctl link` when it is outside systemd's own directories).
-pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: &str) -> Result<(), StepError> {
+pub async fn install_unit(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str, text: &str) -> Result<(), StepError> {
     let file = cfg.unit_file(slot);
     ctx.host.create_dir_all(&cfg.unit_dir).await?;
     ctx.host.write_file(&file, text.as_bytes(), 0o644).await?;
@@ -54,7 +54,7 @@ pub async fn install_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, text: 
 }
 
 /// Remove a slot's unit (undo of a first start).
-pub async fn remove_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<(), StepError> {
+pub async fn remove_unit(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<(), StepError> {
     if cfg.link_units != Some(false) {
         // Removes the link `systemctl link` made; fails harmlessly if there is none.
         quiet(ctx, &cfg.systemctl(&["disable", &cfg.unit(slot)])).await?;
@@ -65,7 +65,7 @@ pub async fn remove_unit(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Resu
 }
 
 /// Stop a slot's instance gracefully (TERM; workers finish the request in hand). Returns whether one was running.
-pub async fn stop(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
+pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
         Manager::Systemd => {
             let was = instance::running(ctx, cfg, slot).await?;
@@ -96,7 +96,7 @@ pub async fn stop(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
 }
 
 /// Wait until a pid is gone; `Ok(false)` on timeout.
-pub async fn wait_exit(ctx: &StepCtx, pid: u32, timeout: Duration) -> Result<bool, StepError> {
+pub async fn wait_exit(ctx: &UndoCtx, pid: u32, timeout: Duration) -> Result<bool, StepError> {
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(250));
     while ctx.host.process_alive(pid).await? {
@@ -109,7 +109,7 @@ pub async fn wait_exit(ctx: &StepCtx, pid: u32, timeout: Duration) -> Result<boo
 }
 
 /// The last lines an instance logged (journal or log file), as evidence when it died.
-pub async fn last_lines(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, n: usize) -> String {
+pub async fn last_lines(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str, n: usize) -> String {
     match cfg.manager {
         Manager::Systemd => {
             let cmd = cfg.journalctl(&["-u", &cfg.unit(slot), "-n", &n.to_string(), "--no-pager", "-o", "cat"]);

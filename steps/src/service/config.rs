@@ -14,7 +14,7 @@ use crate::common::{duration_or, opt_str, path_text, req_path, req_str, words};
 use crate::manage::release_dir;
 
 /// Where the instance listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Listen {
     /// A unix socket per slot, `<root>/run/<slot>.sock`; Nginx follows the `current.sock` symlink.
     Socket,
@@ -23,14 +23,16 @@ pub enum Listen {
 }
 
 /// What supervises the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Manager {
     Systemd,
     /// A detached gunicorn with a pid file: for machines without systemd (demos, containers, tests).
     Process,
 }
 
-#[derive(Debug, Clone)]
+/// A service step's settings, paths absolute. Recorded in the undo facts of the steps that act on the
+/// service (service, drain-stop), whose undos act with these settings and no plan.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServiceConfig {
     pub step: String,
     pub app: String,

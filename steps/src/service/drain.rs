@@ -10,14 +10,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use zdd_engine::host::Command;
-use zdd_engine::kind::{StepCtx, StepError};
+use zdd_engine::kind::{StepError, UndoCtx};
 
 use super::backend;
 use super::config::{Listen, ServiceConfig};
 use crate::common::{Backoff, path_text, quiet, quiet_ok, sleep};
 
 /// Wait until the instance in `slot` is drained; `Ok(false)` if `timeout` passed first.
-pub async fn wait(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str, timeout: Duration) -> Result<bool, StepError> {
+pub async fn wait(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str, timeout: Duration) -> Result<bool, StepError> {
     match cfg.listen {
         Listen::Socket => wait_queue_empty(ctx, &path_text(&cfg.socket(slot)), timeout).await,
         Listen::Port => wait_workers_gone(ctx, cfg, timeout).await,
@@ -29,7 +29,7 @@ pub fn parse_recv_q(ss_output: &str) -> Option<u64> {
     ss_output.lines().find_map(|l| l.split_whitespace().nth(2).and_then(|q| q.parse().ok()))
 }
 
-pub async fn wait_queue_empty(ctx: &StepCtx, socket: &str, timeout: Duration) -> Result<bool, StepError> {
+pub async fn wait_queue_empty(ctx: &UndoCtx, socket: &str, timeout: Duration) -> Result<bool, StepError> {
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
     loop {
@@ -43,7 +43,7 @@ pub async fn wait_queue_empty(ctx: &StepCtx, socket: &str, timeout: Duration) ->
 }
 
 /// Wait until something listens on a unix socket again (an instance just restarted); `Ok(false)` on timeout.
-pub async fn wait_listening(ctx: &StepCtx, socket: &Path, timeout: Duration) -> Result<bool, StepError> {
+pub async fn wait_listening(ctx: &UndoCtx, socket: &Path, timeout: Duration) -> Result<bool, StepError> {
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
     loop {
@@ -58,7 +58,7 @@ pub async fn wait_listening(ctx: &StepCtx, socket: &Path, timeout: Duration) -> 
     }
 }
 
-pub async fn wait_workers_gone(ctx: &StepCtx, cfg: &ServiceConfig, timeout: Duration) -> Result<bool, StepError> {
+pub async fn wait_workers_gone(ctx: &UndoCtx, cfg: &ServiceConfig, timeout: Duration) -> Result<bool, StepError> {
     let file = cfg.run_dir().join("nginx-workers-before-reload");
     let Some(bytes) = ctx.host.read_file(&file).await? else {
         return Ok(true);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use zdd_engine::host::{Command, Host};
-use zdd_engine::kind::{StepCtx, StepError};
+use zdd_engine::kind::{StepError, UndoCtx};
 
 use super::config::{Manager, ServiceConfig};
 use crate::common::quiet;
@@ -35,7 +35,7 @@ impl Instance {
     }
 
     /// The process-manager command: the gunicorn argv with the env file, settings and release in its environment.
-    pub async fn command(&self, cfg: &ServiceConfig, ctx: &StepCtx) -> Result<Command, StepError> {
+    pub async fn command(&self, cfg: &ServiceConfig, ctx: &UndoCtx) -> Result<Command, StepError> {
         let mut env: BTreeMap<String, String> = match &cfg.env_file {
             Some(file) => envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?,
             None => BTreeMap::new(),
@@ -94,7 +94,7 @@ pub async fn live_pid(host: &dyn Host, inst: &Instance) -> Result<Option<u32>, S
 
 /// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive and is
 /// the recorded instance.)
-pub async fn running(ctx: &StepCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
+pub async fn running(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
         Manager::Systemd => Ok(quiet(ctx, &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)])).await?.success()),
         Manager::Process => match read(ctx.host.as_ref(), cfg, slot).await? {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 
@@ -109,6 +109,8 @@ struct Facts {
     release: String,
     previous_unit: Option<String>,
     previous_record: Option<Instance>,
+    /// The settings the instance was started with: what the undo stops and restores, with no plan.
+    config: ServiceConfig,
 }
 
 fn config_for(step: &Step, ctx: &StepCtx) -> Result<ServiceConfig, StepError> {
@@ -202,7 +204,8 @@ impl StepKind for Service {
             }
             Manager::Process => None,
         };
-        let facts = Facts { slot: slot.clone(), release: release.clone(), previous_unit, previous_record };
+        let facts =
+            Facts { slot: slot.clone(), release: release.clone(), previous_unit, previous_record, config: cfg.clone() };
         ctx.record_undo(to_facts(&facts)).await?;
         if running {
             ctx.message(format!(
@@ -229,13 +232,13 @@ impl StepKind for Service {
         Ok(())
     }
 
-    async fn undo(&self, step: &Step, facts: &UndoFacts, ctx: &StepCtx) -> Result<(), StepError> {
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("service", facts)?;
-        let cfg = config_for(step, ctx)?;
+        let cfg = &facts.config;
         // The rollback has switched traffic back already: let Nginx's last connections to this instance be
         // served before its listener closes (stopping at once would reset them: 502s).
-        if instance::running(ctx, &cfg, &facts.slot).await?
-            && !drain::wait(ctx, &cfg, &facts.slot, cfg.graceful_timeout).await?
+        if instance::running(ctx, cfg, &facts.slot).await?
+            && !drain::wait(ctx, cfg, &facts.slot, cfg.graceful_timeout).await?
         {
             ctx.message(format!(
                 "slot {} not drained after {}s: stopping anyway",
@@ -243,15 +246,15 @@ impl StepKind for Service {
                 cfg.graceful_timeout.as_secs()
             ));
         }
-        backend::stop(ctx, &cfg, &facts.slot).await?;
+        backend::stop(ctx, cfg, &facts.slot).await?;
         if cfg.manager == Manager::Systemd {
             match &facts.previous_unit {
-                Some(text) => backend::install_unit(ctx, &cfg, &facts.slot, text).await?,
-                None => backend::remove_unit(ctx, &cfg, &facts.slot).await?,
+                Some(text) => backend::install_unit(ctx, cfg, &facts.slot, text).await?,
+                None => backend::remove_unit(ctx, cfg, &facts.slot).await?,
             }
         }
         match &facts.previous_record {
-            Some(rec) => instance::write(ctx.host.as_ref(), &cfg, rec).await?,
+            Some(rec) => instance::write(ctx.host.as_ref(), cfg, rec).await?,
             None => ctx.host.remove_all(&cfg.record_file(&facts.slot)).await?,
         }
         Ok(())
