@@ -417,6 +417,16 @@ mod tests {
         assert!(!codes.is_empty() && codes.iter().all(|&c| c == "zdd::unknown-node"), "{codes:?}");
     }
 
+    #[test]
+    fn stray_closing_braces_are_reported_not_a_stack_overflow() {
+        // Each `}` that closes nothing made the parser call itself once more: 20 KB of them overflowed the
+        // stack of `zdd check`. The nesting limit does not count them.
+        let diags = parse_or_hang("}".repeat(64 * 1024));
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert_eq!(d.span.unwrap().offset, 0);
+    }
+
     fn text_at(text: &str, span: Span) -> &str {
         &text[span.offset..span.offset + span.len]
     }

@@ -263,14 +263,18 @@ fn new_input(s: &str) -> Input<'_> {
 pub(crate) fn document(input: &mut Input<'_>) -> PResult<KdlDocument> {
     let bom = opt(bom.take()).parse_next(input)?;
     let mut doc = nodes.parse_next(input)?;
-    let badend = resume_after_cut(
+    // After something that does not parse, skip a character and read what follows as another document, for its
+    // errors. In a loop: calling `document` again recursed once per skipped character, and 20 KB of `}`
+    // overflowed the stack.
+    while resume_after_cut(
         cut_err(eof).context(cx().lbl("EOF").msg("Expected end of document")),
         any.void(),
     )
     .parse_next(input)?
-    .is_none();
-    if badend {
-        document.parse_next(input)?;
+    .is_none()
+    {
+        opt(self::bom.take()).parse_next(input)?;
+        nodes.parse_next(input)?;
     }
     if let Some(bom) = bom
         && let Some(fmt) = doc.format_mut()
@@ -758,6 +762,21 @@ fn before_node_children(input: &mut Input<'_>) -> PResult<()> {
     .parse_next(input)?;
     node_space0.parse_next(input)?;
     Ok(())
+}
+
+/// Every character that does not parse starts another document, read for its errors: that was a recursive call
+/// per character, and 20 KB of `}` overflowed the stack.
+#[cfg(test)]
+#[test]
+fn stray_characters_do_not_grow_the_stack() {
+    let text = "}".repeat(100_000);
+    let err = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || crate::KdlDocument::parse_v2(&text).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(err.diagnostics.len(), 100_000);
 }
 
 /// kdl-rs #177: a slashdashed child block that is not closed was parsed twice per level of nesting, so 25 lines
