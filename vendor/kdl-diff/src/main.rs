@@ -7,7 +7,6 @@
 //!   kdl-diff families             list the families
 //!   kdl-diff stack ref|new OPEN CLOSE DEPTH KIB   parse DEPTH x OPEN then DEPTH x CLOSE on a KIB stack
 
-
 macro_rules! render {
     ($krate:ident, $text:expr) => {{
         match $krate::KdlDocument::parse_v2($text) {
@@ -17,10 +16,7 @@ macro_rules! render {
                 e.diagnostics
                     .iter()
                     .map(|d| {
-                        format!(
-                            "{:?} | {:?} | {:?} | {:?} | {:?}",
-                            d.span, d.message, d.label, d.help, d.severity
-                        )
+                        format!("{:?} | {:?} | {:?} | {:?} | {:?}", d.span, d.message, d.label, d.help, d.severity)
                     })
                     .collect(),
             ),
@@ -37,12 +33,7 @@ fn cpu_ms() -> f64 {
 }
 
 fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(4 << 30)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
+    std::thread::Builder::new().stack_size(4 << 30).spawn(f).unwrap().join().unwrap()
 }
 
 /// (name, opening unit, closing unit): the input is `open` n times then `close` n times, n as large as fits.
@@ -90,10 +81,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
 ];
 
 fn family(name: &str, bytes: usize) -> String {
-    let &(_, open, close) = FAMILIES
-        .iter()
-        .find(|f| f.0 == name)
-        .unwrap_or_else(|| panic!("no family {name}"));
+    let &(_, open, close) = FAMILIES.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("no family {name}"));
     let n = (bytes / (open.len() + close.len())).max(1);
     let mut s = open.repeat(n);
     s.push_str(&close.repeat(n));
