@@ -10,8 +10,9 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). By default the targets are built without a sanitizer, which
 # works on the stable toolchain: zdd has no unsafe code of its own, so a sanitizer mostly slows the run down
 # (about 40x here). Inputs found are kept in fuzz/corpus-work/<target>/ (not committed); crashes go to
-# fuzz/artifacts/<target>/. A panic, or an input taking over 1 s (libFuzzer -timeout=1), is a crash; the script
-# exits 1 if there was one.
+# fuzz/artifacts/<target>/. A panic, an input over its time budget (100 ms of CPU per KiB, at least 10 ms:
+# fuzz/fuzz_targets/budget.rs) or one taking over 1 s (libFuzzer -timeout=1) is a crash; the script exits 1 if
+# there was one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

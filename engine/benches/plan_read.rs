@@ -1,5 +1,6 @@
 //! Plan-reading benchmark (not a test): generates a 1,000-step plan and times `check` (read + validate) and
-//! `plan` (read + validate + graph + preview + text) with trivial test kinds, printing a table.
+//! `plan` (read + validate + graph + preview + text) with trivial test kinds, printing a table; then times
+//! `check` on 64 KiB plans of the shapes that made the KDL parser backtrack (issue 11).
 //! Target: under 100 ms each. Run with `cargo bench -p zdd-engine --bench plan_read` (add `--profile dev` to skip the
 //! optimised build). The `zdd` binary's own figures, process start included, come from `benches/plan_cli.rs`.
 
@@ -43,6 +44,33 @@ fn generate(n: usize) -> String {
         let _ = writeln!(s, "    timeout \"30s\"\n}}");
     }
     s
+}
+
+/// 64 KiB plans shaped to make a backtracking KDL parser slow (issue 11, finding 6; kdl-rs #177): a `{`
+/// opening as many blocks as the nesting limit allows (or more, as written), then the closing `}`s, repeated.
+/// Each is read as `zdd check` reads it: none is a valid plan, all must be refused quickly.
+const PATHOLOGICAL: &[(&str, &str, &str)] = &[
+    ("`a /-{` lines, unclosed (issue 11)", "a /-{\n", ""),
+    ("`a /-{` blocks, closed", "a /-{\n", "}\n"),
+    ("`a` + `/-b {` blocks, closed", "a\n/-b {\n", "}\n"),
+    ("`a {` blocks, closed", "a {\n", "}\n"),
+    ("`/-{` lines, unclosed", "/-{\n", ""),
+    ("`(t)a /-(t){` blocks, closed", "(t)a /-(t){\n", "}\n"),
+    ("`a /-{ }` lines", "a /-{ }\n", ""),
+    ("`a (` on one line", "a (", ""),
+    // Not here, still too slow: `/- ` repeated (quadratic; 64 KiB of it overflows the stack) and `a #"` repeated
+    // on one line (quadratic). See vendor/kdl/PATCHED.md.
+];
+
+/// 64 KiB of `open`: as one run when `close` is empty, else in blocks of `MAX_NESTING` levels each closed.
+fn pathological(open: &str, close: &str) -> String {
+    let size = 64 * 1024;
+    if close.is_empty() {
+        return open.repeat(size / open.len());
+    }
+    let depth = plan::raw::MAX_NESTING;
+    let block = format!("{}{}", open.repeat(depth), close.repeat(depth));
+    block.repeat(size / block.len())
 }
 
 /// Wall-clock minimum and median of `RUNS` runs, and the mean CPU time of a run (all threads; less sensitive to
@@ -145,6 +173,17 @@ fn main() {
     ];
     for (what, t, target) in rows {
         println!("{what:<36} {:>10} {:>10} {:>12} {target:>8}", ms(t.min), ms(t.median), cpu(t));
+    }
+    println!("\ncheck of 64 KiB plans that made the KDL parser backtrack, {RUNS} runs each");
+    println!("{:<36} {:>10} {:>10} {:>12} {:>8}", "what", "min", "median", "CPU per run", "target");
+    for (what, open, close) in PATHOLOGICAL {
+        let bad = dir.join("pathological.kdl");
+        if let Err(e) = std::fs::write(&bad, pathological(open, close)) {
+            eprintln!("cannot write {}: {e}", bad.display());
+            return;
+        }
+        let t = time(|| plan::read(&bad, &vars, &Runtime::sample(), &kinds).result.is_err());
+        println!("{what:<36} {:>10} {:>10} {:>12} {:>8}", ms(t.min), ms(t.median), cpu(&t), "100 ms");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -380,6 +380,53 @@ mod tests {
         assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != "zdd::too-deep"));
     }
 
+    /// `parse(text)` on another thread, or a failure if it has not finished in 30 s. Not a timing target (the
+    /// `plan_read` benchmark measures the speed): an exponential parse never finishes, a linear one of 64 KiB
+    /// takes about a second in a debug build on a busy machine.
+    fn parse_or_hang(text: String) -> Diagnostics {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(parse(FileId(0), &text).1);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("parsing did not finish in 30 s: the KDL parser backtracks exponentially again (kdl-rs #177)")
+    }
+
+    #[test]
+    fn unclosed_slashdashed_blocks_do_not_hang_the_parser() {
+        // Issue 11, finding 6: 25 lines of `a /-{` took about ten minutes; each line doubled the time.
+        let diags = parse_or_hang("a /-{\n".repeat(25));
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::kdl-syntax");
+        // The error points at the innermost unclosed block.
+        assert_eq!(d.span.unwrap().offset, 24 * 6 + 4);
+        // 64 KiB of it: refused by the nesting limit, before the parser sees it.
+        let diags = parse_or_hang("a /-{\n".repeat(64 * 1024 / 6));
+        assert_eq!(diags.iter().next().unwrap().code, "zdd::too-deep");
+    }
+
+    #[test]
+    fn slashdashed_blocks_as_deep_as_allowed_do_not_hang_the_parser() {
+        // 64 KiB of blocks nested as deep as the limit allows, in turn each of the two shapes that backtracked
+        // (each block alone took hours): a slashdashed child block, and a slashdashed node last in its block.
+        let block = |open: &str| format!("{}{}", open.repeat(MAX_NESTING), "}\n".repeat(MAX_NESTING));
+        let blocks = format!("{}{}", block("a /-{\n"), block("a\n/-b {\n"));
+        let diags = parse_or_hang(blocks.repeat(64 * 1024 / blocks.len()));
+        // KDL that parses: what is left to say is that `a` is not a plan node.
+        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+        assert!(!codes.is_empty() && codes.iter().all(|&c| c == "zdd::unknown-node"), "{codes:?}");
+    }
+
+    #[test]
+    fn stray_closing_braces_are_reported_not_a_stack_overflow() {
+        // Each `}` that closes nothing made the parser call itself once more: 20 KB of them overflowed the
+        // stack of `zdd check`. The nesting limit does not count them.
+        let diags = parse_or_hang("}".repeat(64 * 1024));
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert_eq!(d.span.unwrap().offset, 0);
+    }
+
     fn text_at(text: &str, span: Span) -> &str {
         &text[span.offset..span.offset + span.len]
     }

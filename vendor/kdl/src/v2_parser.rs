@@ -263,14 +263,18 @@ fn new_input(s: &str) -> Input<'_> {
 pub(crate) fn document(input: &mut Input<'_>) -> PResult<KdlDocument> {
     let bom = opt(bom.take()).parse_next(input)?;
     let mut doc = nodes.parse_next(input)?;
-    let badend = resume_after_cut(
+    // After something that does not parse, skip a character and read what follows as another document, for its
+    // errors. In a loop: calling `document` again recursed once per skipped character, and 20 KB of `}`
+    // overflowed the stack.
+    while resume_after_cut(
         cut_err(eof).context(cx().lbl("EOF").msg("Expected end of document")),
         any.void(),
     )
     .parse_next(input)?
-    .is_none();
-    if badend {
-        document.parse_next(input)?;
+    .is_none()
+    {
+        opt(self::bom.take()).parse_next(input)?;
+        nodes.parse_next(input)?;
     }
     if let Some(bom) = bom
         && let Some(fmt) = doc.format_mut()
@@ -282,23 +286,53 @@ pub(crate) fn document(input: &mut Input<'_>) -> PResult<KdlDocument> {
 
 /// `nodes := (line-space* node)* line-space*`
 fn nodes(input: &mut Input<'_>) -> PResult<KdlDocument> {
-    let mut leading = repeat(0.., alt((line_space.void(), (slashdash, base_node).void())))
-        .map(|()| ())
-        .take()
-        .parse_next(input)?;
+    let mut leading = node_leading.parse_next(input)?;
     let _start = input.checkpoint();
-    let mut ns: Vec<KdlNode> = separated(
-        0..,
-        node,
-        alt((node_terminator.void(), (eof.void(), any.void()).void())),
-    )
-    .parse_next(input)?;
+    // `separated(0.., node, node_terminator)`, `opt(node_terminator)`, then the trailing line-space, written out
+    // so that when no node follows a terminator, the line-space and slashdashed nodes read while looking for one
+    // are kept as the trailing ones instead of read again. Reading them again read every block nested in a
+    // trailing slashdashed node twice, and so each level of nesting doubled the time.
+    let mut ns: Vec<KdlNode> = Vec::new();
+    let mut read_trailing = None;
+    loop {
+        let before_terminator = input.checkpoint();
+        if !ns.is_empty() {
+            match node_terminator.parse_next(input) {
+                Ok(()) => {}
+                Err(ErrMode::Backtrack(_)) => {
+                    input.reset(&before_terminator);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let node_leading = node_leading.parse_next(input)?;
+        let after_leading = input.checkpoint();
+        match base_node.parse_next(input) {
+            Ok(mut nd) => {
+                if let Some(fmt) = nd.format_mut() {
+                    fmt.leading = node_leading.into();
+                }
+                ns.push(nd);
+            }
+            Err(ErrMode::Backtrack(_)) => {
+                if !ns.is_empty() {
+                    read_trailing = Some((node_leading, after_leading));
+                }
+                input.reset(&before_terminator);
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let _span = span_from_checkpoint(input, &_start);
-    opt(node_terminator).parse_next(input)?;
-    let trailing = repeat(0.., alt((line_space.void(), (slashdash, base_node).void())))
-        .map(|()| ())
-        .take()
-        .parse_next(input)?;
+    let trailing = if let Some((trailing, after_trailing)) = read_trailing {
+        input.reset(&after_trailing);
+        trailing
+    } else {
+        opt(node_terminator).parse_next(input)?;
+        node_leading.parse_next(input)?
+    };
 
     // If there is a node, let it have the leading format
     // This gives more consistent behavior
@@ -329,15 +363,20 @@ fn nodes(input: &mut Input<'_>) -> PResult<KdlDocument> {
 /// node := base-node node-space* node-terminator
 /// final-node := base-node node-space* node-terminator?
 fn node(input: &mut Input<'_>) -> PResult<KdlNode> {
-    let leading = repeat(0.., alt((line_space.void(), (slashdash, base_node).void())))
-        .map(|()| ())
-        .take()
-        .parse_next(input)?;
+    let leading = node_leading.parse_next(input)?;
     let mut nd = base_node.parse_next(input)?;
     if let Some(fmt) = nd.format_mut() {
         fmt.leading = leading.into();
     }
     Ok(nd)
+}
+
+/// The line-space and slashdashed nodes before a node: `(line-space | slashdash base-node)*`.
+fn node_leading<'s>(input: &mut Input<'s>) -> PResult<&'s str> {
+    repeat(0.., alt((line_space.void(), (slashdash, base_node).void())))
+        .map(|()| ())
+        .take()
+        .parse_next(input)
 }
 
 fn base_node(input: &mut Input<'_>) -> PResult<KdlNode> {
@@ -398,11 +437,11 @@ fn base_node(input: &mut Input<'_>) -> PResult<KdlNode> {
     )
     .map(|e: Vec<Option<KdlEntry>>| e.into_iter().flatten().collect::<Vec<KdlEntry>>())
     .parse_next(input)?;
-    let children = opt((
-        before_node_children.take(),
-        trace("node children", node_children),
-    ))
-    .parse_next(input)?;
+    // What comes before the children is parsed once, whether or not a child block follows it. Parsing it again
+    // when none follows (as `opt((before_node_children, node_children))` then `before_node_children` did) parsed
+    // every slashdashed child block in it twice, and so each level of nested `/-{` doubled the time.
+    let before_children = before_node_children.take().parse_next(input)?;
+    let children = opt(trace("node children", node_children)).parse_next(input)?;
     let (before_terminator, terminator) = if children.is_some() {
         (
             opt(slashdashed_children).take(),
@@ -411,16 +450,16 @@ fn base_node(input: &mut Input<'_>) -> PResult<KdlNode> {
             .parse_next(input)?
     } else {
         (
-            before_node_children.take(),
-            peek(opt(node_terminator).take()),
+            before_children,
+            peek(opt(node_terminator).take()).parse_next(input)?,
         )
-            .parse_next(input)?
     };
     node_space0.parse_next(input)?;
     let (before_inner_ty, ty, after_inner_ty) = ty.unwrap_or_default();
-    let (before_children, children) = children
-        .map(|(before_children, children)| (before_children.into(), Some(children)))
-        .unwrap_or(("".into(), None));
+    let (before_children, children) = match children {
+        Some(children) => (before_children.into(), Some(children)),
+        None => ("".into(), None),
+    };
     Ok(KdlNode {
         ty,
         name,
@@ -723,6 +762,42 @@ fn before_node_children(input: &mut Input<'_>) -> PResult<()> {
     .parse_next(input)?;
     node_space0.parse_next(input)?;
     Ok(())
+}
+
+/// Every character that does not parse starts another document, read for its errors: that was a recursive call
+/// per character, and 20 KB of `}` overflowed the stack.
+#[cfg(test)]
+#[test]
+fn stray_characters_do_not_grow_the_stack() {
+    let text = "}".repeat(100_000);
+    let err = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || crate::KdlDocument::parse_v2(&text).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(err.diagnostics.len(), 100_000);
+}
+
+/// kdl-rs #177: a slashdashed child block that is not closed was parsed twice per level of nesting, so 25 lines
+/// of `a /-{` took minutes and recorded 2^25 copies of the same errors. Once per level, it is two errors a line.
+#[cfg(test)]
+#[test]
+fn unclosed_slashdashed_children_are_parsed_once() {
+    let text = "a /-{\n".repeat(25);
+    let err = crate::KdlDocument::parse_v2(&text).unwrap_err();
+    assert_eq!(err.diagnostics.len(), 2 * 25);
+}
+
+/// A slashdashed node that is the last in its block was parsed again as the block's trailing space, once per
+/// level of nesting: a valid 30-level document took minutes.
+#[cfg(test)]
+#[test]
+fn trailing_slashdashed_nodes_are_parsed_once() {
+    let text = format!("{}{}", "a\n/-b {\n".repeat(30), "}\n".repeat(30));
+    let doc = crate::KdlDocument::parse_v2(&text).unwrap();
+    assert_eq!(doc.nodes().len(), 1);
+    assert_eq!(doc.to_string(), text);
 }
 
 #[cfg(test)]
