@@ -135,6 +135,17 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
         );
         return (RawDocument::default(), diags);
     }
+    if let Some(offset) = slashdash_run(text) {
+        diags.push(
+            Diagnostic::error(
+                "zdd::slashdash-run",
+                format!("more than {MAX_SLASHDASH_RUN} `/-` in a row (each comments out what follows)"),
+            )
+            .at(Span::new(file, offset, 2), "one `/-` too many")
+            .help("one `/-` comments out the node, argument or block after it: remove the others"),
+        );
+        return (RawDocument::default(), diags);
+    }
     let pieces = match parse_kdl(text) {
         Ok(pieces) => pieces,
         Err(err) => {
@@ -247,6 +258,33 @@ fn too_deep(text: &str) -> Option<usize> {
             }
             b'}' => depth = depth.saturating_sub(1),
             _ => {}
+        }
+    }
+    None
+}
+
+/// How many `/-` may follow one another (with only whitespace between). The KDL parser takes time quadratic in
+/// the length of such a run, and a long one overflows its stack; one is all a plan ever needs.
+pub const MAX_SLASHDASH_RUN: usize = 16;
+
+/// The offset of the first `/-` of a run longer than [`MAX_SLASHDASH_RUN`], if any. Counted everywhere, strings
+/// included (conservative, as [`too_deep`] is): no plan writes 17 `/-` in a row, even inside a string.
+fn slashdash_run(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut run = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'-') {
+            run += 1;
+            if run > MAX_SLASHDASH_RUN {
+                return Some(i);
+            }
+            i += 2;
+        } else {
+            if !bytes[i].is_ascii_whitespace() {
+                run = 0;
+            }
+            i += 1;
         }
     }
     None
@@ -366,6 +404,16 @@ fn scalar(v: &KdlValue) -> Scalar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_run_of_slashdashes_is_refused_before_parsing() {
+        // 64 KiB of `/- ` overflowed the parser's stack; 4 KiB took seconds (quadratic).
+        let text = "/- ".repeat(64 * 1024 / 3);
+        let (_, diags) = parse(FileId(0), &text);
+        assert_eq!(diags.iter().next().unwrap().code, "zdd::slashdash-run");
+        let ok = format!("plan \"p\"\n{}node\n", "/- ".repeat(MAX_SLASHDASH_RUN - 1));
+        assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != "zdd::slashdash-run"));
+    }
 
     #[test]
     fn deep_nesting_is_refused_before_parsing() {
