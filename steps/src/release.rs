@@ -85,16 +85,26 @@ fn settings(step: &Step, release: &str, resolve: impl Fn(&Path) -> PathBuf) -> R
     })
 }
 
-/// The shared paths of the field's arguments, each argument split at whitespace: a plan variable holds a
-/// list as one space-separated string (`shared_paths`, as `smoke_paths`), and no shared path has a space.
+/// The shared paths of the field's arguments, each argument split at spaces: a plan variable holds a list as
+/// one space-separated string (`shared_paths`, as `smoke_paths`), and no shared path has a space.
 fn shared_paths(args: &[String]) -> Vec<String> {
-    args.iter().flat_map(|a| a.split_whitespace()).map(str::to_owned).collect()
+    args.iter().flat_map(|a| a.split(' ')).filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }
 
 /// A shared path is joined to both `<root>/shared` and the release directory: it must be a relative path
-/// that stays inside them (not empty, not absolute, no `..`, `.` or empty component), as [`ValueType::SubPath`].
+/// that stays inside them (not empty, not absolute, no `..`, `.` or empty component), as [`ValueType::SubPath`],
+/// in the portable file name characters: a list split at spaces must not hide a newline or a `;` in a path.
 fn shared_path(path: &str) -> Result<(), TypeError> {
-    parse_typed(ValueType::SubPath, path).map(|_| ())
+    parse_typed(ValueType::SubPath, path)?;
+    match path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '/'))) {
+        Some(c) => Err(TypeError {
+            code: "zdd::bad-sub-path",
+            message: format!("`{}` has {:?}", path.escape_debug(), c),
+            help: "a shared path uses letters, digits, `.`, `_`, `-`, `+`, `@` and `/`; separate paths with spaces"
+                .to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Which releases pruning removes: all but the new, the live, the one before the live, and the newest others.
@@ -332,6 +342,9 @@ mod tests {
             ("media/../../x", "zdd::bad-sub-path"),
             ("./media", "zdd::bad-sub-path"),
             ("media//x", "zdd::bad-sub-path"),
+            ("x\ny", "zdd::bad-path"),
+            ("x;touch", "zdd::bad-sub-path"),
+            ("$(x)", "zdd::bad-sub-path"),
         ] {
             assert_eq!(shared_path(bad).map_err(|e| e.code), Err(code), "{bad:?}");
         }
