@@ -268,3 +268,29 @@ fn init_asks_django_when_the_project_has_a_venv_with_it() {
         assert!(said.contains(&line), "missing {line:?} in:\n{said}");
     }
 }
+
+#[test]
+fn init_asks_django_about_a_wagtail_site_too() {
+    if !require("init_asks_django_about_a_wagtail_site_too", &[Requirement::Python]) {
+        return;
+    }
+    // The settings import nothing of Wagtail's: Django alone answers for them (the apps are not loaded).
+    let dir = project("wagtail-start");
+    std::os::unix::fs::symlink(support::venv::shared(), dir.path().join(".venv")).expect("link the venv");
+    let out = zdd().arg("init").arg(dir.path()).env_remove("VIRTUAL_ENV").output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    let project_dir = std::fs::canonicalize(dir.path()).expect("dir");
+    for line in [
+        "asked Django (".to_owned(),
+        "STATIC_URL:  /static/".to_owned(),
+        format!("STATIC_ROOT: {}", project_dir.join("static").display()),
+        "storage:     django.contrib.staticfiles.storage.ManifestStaticFilesStorage".to_owned(),
+        "warning: the settings import mysite/settings/local.py when it exists".to_owned(),
+        "warning: ALLOWED_HOSTS is empty".to_owned(),
+        "warning: the SQLite database db.sqlite3 is inside the project".to_owned(),
+    ] {
+        assert!(said.contains(&line), "missing {line:?} in:\n{said}");
+    }
+    assert!(!said.contains("warning: DEBUG"), "{said}");
+}

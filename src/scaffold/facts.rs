@@ -43,6 +43,7 @@ print("ZDD-SETTINGS " + json.dumps({
     "db_name": os.fspath(db["NAME"]) if db.get("NAME") else None,
     "debug": bool(get("DEBUG")),
     "secret_key_insecure": str(get("SECRET_KEY", "")).startswith("django-insecure-"),
+    "secret_key_set": bool(get("SECRET_KEY", "")),
     "allowed_hosts": list(hosts) if hosts is not None else None,
 }))
 "#;
@@ -77,19 +78,22 @@ pub(crate) struct SettingsFacts {
 
 /// Ask Django, else read the text: the facts and how they were found.
 pub(crate) fn gather(root: &Path, app_dir: &Path, settings: &str) -> (SettingsFacts, FoundBy) {
-    let pythons = python_candidates(root, app_dir);
-    let mut why = String::from("no Python found");
-    for python in &pythons {
+    // Django does not tell which optional modules the settings tried: the text does, either way.
+    let local_module = module_file(app_dir, settings)
+        .and_then(|file| fs::read_to_string(&file).ok().and_then(|src| local_import(&file, settings, &src)));
+    // Said about the first interpreter tried: the project's own venv, when it has one, tells the most.
+    let mut why = None;
+    for python in &python_candidates(root, app_dir) {
         match ask_django(python, app_dir, settings) {
-            Ok(facts) => return (facts, FoundBy::Django { python: python.clone() }),
-            Err(e) => why = format!("{} could not import the settings: {e}", python.display()),
+            Ok(facts) => return (SettingsFacts { local_module, ..facts }, FoundBy::Django { python: python.clone() }),
+            Err(e) => {
+                why.get_or_insert_with(|| format!("{} could not import the settings: {e}", python.display()));
+            }
         }
     }
-    let (mut facts, files) = read_text(app_dir, settings);
-    if let Some(file) = module_file(app_dir, settings) {
-        facts.local_module = fs::read_to_string(&file).ok().and_then(|src| local_import(&file, settings, &src));
-    }
-    (facts, FoundBy::SettingsText { files, why })
+    let why = why.unwrap_or_else(|| "no Python was found".to_owned());
+    let (facts, files) = read_text(app_dir, settings);
+    (SettingsFacts { local_module, ..facts }, FoundBy::SettingsText { files, why })
 }
 
 /// The project's own venv first (where its dependencies are), then the active one, then `python3`.
@@ -132,7 +136,7 @@ fn ask_django(python: &Path, app_dir: &Path, settings: &str) -> Result<SettingsF
         db_name: text("db_name"),
         debug: v.get("debug").and_then(serde_json::Value::as_bool),
         secret_key_insecure: v.get("secret_key_insecure").and_then(serde_json::Value::as_bool).unwrap_or(false),
-        secret_key_set: true,
+        secret_key_set: v.get("secret_key_set").and_then(serde_json::Value::as_bool).unwrap_or(true),
         local_module: None,
         allowed_hosts: v
             .get("allowed_hosts")
