@@ -1,8 +1,13 @@
 //! `zdd init`'s detective work: what an existing Django project looks like (where `manage.py` is, the
-//! settings module, the WSGI callable, the requirements file, a health URL), read from its files alone.
+//! settings module, the WSGI callable, the requirements file, a health URL), read from its files alone; and
+//! the path from the plan's directory to the project the plan names.
+//!
+//! What the settings say (static files, database, DEBUG...) is [`facts`]'s.
+
+pub(crate) mod facts;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// What `zdd init` found in a Django project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,14 +16,29 @@ pub(crate) struct DjangoProject {
     pub root: PathBuf,
     /// Directory of `manage.py`, relative to `root` (`.` when at the top).
     pub app_dir: PathBuf,
-    /// `DJANGO_SETTINGS_MODULE`, e.g. `config.settings.production`.
+    /// `DJANGO_SETTINGS_MODULE` for the plan, e.g. `config.settings.production`.
     pub settings: String,
+    /// Why [`Self::settings`] was chosen.
+    pub settings_choice: SettingsChoice,
+    /// The other modules of the settings package (`mysite.settings.dev`...), for the user to choose from.
+    pub settings_alternatives: Vec<String>,
     /// The WSGI callable for gunicorn, e.g. `config.wsgi:application`.
     pub wsgi: String,
     /// The requirements file, relative to `root`.
     pub requirements: Option<PathBuf>,
     /// A health URL path found in a `urls.py`, e.g. `/health/`.
     pub health_path: Option<String>,
+}
+
+/// How the settings module was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SettingsChoice {
+    /// `manage.py`'s default.
+    ManagePy,
+    /// A production module beside `manage.py`'s default (`mysite.settings.dev`), which is for development.
+    Production { manage_py_default: String },
+    /// `zdd init --settings`.
+    Given,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,21 +49,38 @@ pub(crate) enum DetectError {
     SettingsUnset(PathBuf),
     #[error("no wsgi.py defining `application` found next to {0}")]
     WsgiNotFound(PathBuf),
+    #[error("`{0}` is not a Python module name")]
+    BadSettingsName(String),
 }
+
+/// Last names of a settings package's production module, by preference.
+const PRODUCTION_MODULES: &[&str] = &["production", "prod"];
 
 /// Directories never searched: they hold no project code and can be huge.
 const SKIP_DIRS: &[&str] =
     &[".git", "node_modules", "venv", ".venv", "env", "__pycache__", "static", "media", "staticfiles"];
 
-/// Look at the project in `root`.
-pub(crate) fn detect(root: &Path) -> Result<DjangoProject, DetectError> {
+/// Look at the project in `root`; `settings` is the module the user chose (`zdd init --settings`), if any.
+pub(crate) fn detect(root: &Path, settings: Option<&str>) -> Result<DjangoProject, DetectError> {
     let manage = find_files(root, "manage.py", 2)
         .into_iter()
         .next()
         .ok_or_else(|| DetectError::ManagePyNotFound(root.to_path_buf()))?;
     let app_dir_abs = manage.parent().unwrap_or(root).to_path_buf();
     let manage_src = fs::read_to_string(&manage).unwrap_or_default();
-    let settings = settings_module(&manage_src).ok_or_else(|| DetectError::SettingsUnset(manage.clone()))?;
+    let (settings, settings_choice) = match settings {
+        Some(given) if valid_module(given) => (given.to_owned(), SettingsChoice::Given),
+        Some(given) => return Err(DetectError::BadSettingsName(given.to_owned())),
+        None => {
+            let default = settings_module(&manage_src).ok_or_else(|| DetectError::SettingsUnset(manage.clone()))?;
+            match production_sibling(&app_dir_abs, &default) {
+                Some(production) => (production, SettingsChoice::Production { manage_py_default: default }),
+                None => (default, SettingsChoice::ManagePy),
+            }
+        }
+    };
+    let settings_alternatives =
+        sibling_modules(&app_dir_abs, &settings).into_iter().filter(|m| *m != settings).collect();
     let wsgi = find_wsgi(&app_dir_abs, &settings).ok_or_else(|| DetectError::WsgiNotFound(manage.clone()))?;
     let requirements =
         ["requirements/production.txt", "requirements/prod.txt", "requirements.txt", "requirements/base.txt"]
@@ -59,6 +96,8 @@ pub(crate) fn detect(root: &Path) -> Result<DjangoProject, DetectError> {
         root: root.to_path_buf(),
         app_dir: relative(root, &app_dir_abs),
         settings,
+        settings_choice,
+        settings_alternatives,
         wsgi,
         requirements,
         health_path,
@@ -73,8 +112,60 @@ fn settings_module(manage_src: &str) -> Option<String> {
     let rest = rest.strip_prefix(',')?.trim_start();
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let value: String = rest[1..].chars().take_while(|c| *c != quote).collect();
-    let valid = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-    valid.then_some(value)
+    valid_module(&value).then_some(value)
+}
+
+fn valid_module(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && !part.starts_with(|c: char| c.is_ascii_digit())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+/// The file of a dotted module below `app_dir` (`a/b.py` or `a/b/__init__.py`).
+pub(crate) fn module_file(app_dir: &Path, module: &str) -> Option<PathBuf> {
+    let path: PathBuf = module.split('.').collect();
+    let candidates = [app_dir.join(&path).with_extension("py"), app_dir.join(&path).join("__init__.py")];
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// The modules of the package `module` is in (`mysite.settings.dev` -> `mysite.settings.{base,dev,production}`),
+/// sorted; empty when `module` is not inside a package with several modules.
+fn sibling_modules(app_dir: &Path, module: &str) -> Vec<String> {
+    let Some((package, _)) = module.rsplit_once('.') else { return vec![] };
+    // A flat `mysite/settings.py` has `urls`, `wsgi`... beside it: only a settings package holds settings.
+    if !package.rsplit('.').next().is_some_and(|last| last.starts_with("settings")) {
+        return vec![];
+    }
+    let dir: PathBuf = app_dir.join(package.split('.').collect::<PathBuf>());
+    if !dir.join("__init__.py").is_file() {
+        return vec![];
+    }
+    let Ok(entries) = fs::read_dir(&dir) else { return vec![] };
+    let mut modules: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".py")?;
+            (stem != "__init__" && valid_module(stem) && e.path().is_file()).then(|| format!("{package}.{stem}"))
+        })
+        .collect();
+    modules.sort();
+    modules
+}
+
+/// With a settings package split by environment (`settings/{base,dev,production}.py`, as `wagtail start` and
+/// cookiecutter-django write it), `manage.py` and `wsgi.py` default to the development module: a production
+/// plan wants the production one beside it.
+fn production_sibling(app_dir: &Path, default: &str) -> Option<String> {
+    let last = default.rsplit('.').next().unwrap_or_default();
+    if PRODUCTION_MODULES.contains(&last) {
+        return None;
+    }
+    let siblings = sibling_modules(app_dir, default);
+    PRODUCTION_MODULES.iter().find_map(|name| siblings.iter().find(|m| m.ends_with(&format!(".{name}"))).cloned())
 }
 
 /// The WSGI callable: prefer the `wsgi.py` in the settings module's top package, else any that defines `application`.
@@ -138,6 +229,38 @@ fn find_files(dir: &Path, name: &str, depth: usize) -> Vec<PathBuf> {
     found
 }
 
+/// `path` as an absolute path with every existing part's symlinks resolved and `.`/`..` removed, whether or
+/// not it exists yet (the plan's directory does not, when `zdd init` renders the plan).
+pub(crate) fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => {
+                out.push(other);
+                if let Ok(real) = fs::canonicalize(&out) {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How to write `to` in a file in the directory `from`: a relative path (`..`, `../site`), `.` for the same
+/// directory. Both are [`resolved`] first, so neither needs to exist.
+pub(crate) fn path_from(from: &Path, to: &Path) -> String {
+    let (from, to) = (resolved(from), resolved(to));
+    let common = from.components().zip(to.components()).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), from.components().count() - common).collect();
+    parts.extend(to.components().skip(common).map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.is_empty() { ".".to_owned() } else { parts.join("/") }
+}
+
 fn relative(base: &Path, path: &Path) -> PathBuf {
     match path.strip_prefix(base) {
         Ok(p) if p.as_os_str().is_empty() => PathBuf::from("."),
@@ -157,6 +280,25 @@ mod tests {
         let src = "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"mysite.settings\")";
         assert_eq!(settings_module(src).as_deref(), Some("mysite.settings"));
         assert_eq!(settings_module("print('hi')"), None);
+    }
+
+    #[test]
+    fn paths_from_a_directory_that_does_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir_all(base.join("site/app")).unwrap();
+        assert_eq!(path_from(&base.join("site/deploy"), &base.join("site/app")), "../app");
+        assert_eq!(path_from(&base.join("ops/deploy/x"), &base.join("site")), "../../../site");
+        assert_eq!(path_from(&base.join("site"), &base.join("site")), ".");
+        assert_eq!(path_from(&base.join("site/./deploy/../deploy"), &base.join("site/app/")), "../app");
+    }
+
+    #[test]
+    fn module_names() {
+        assert!(valid_module("mysite.settings.production"));
+        assert!(!valid_module("mysite..settings"));
+        assert!(!valid_module("1site.settings"));
+        assert!(!valid_module("my-site.settings"));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use zdd_engine::plan::Runtime;
 
 use super::{PlanArgs, exit};
-use crate::scaffold::{self, DjangoProject};
+use crate::scaffold::facts::{self, FoundBy};
+use crate::scaffold::{self, DjangoProject, SettingsChoice};
 
 /// The shared Django steps, shipped inside the binary: a scaffolded plan must work outside this repository.
 const DJANGO_FRAGMENT: &str = include_str!("../../plans/fragments/django.kdl");
@@ -21,9 +22,9 @@ from django.http import JsonResponse
 def health(request): return JsonResponse({\"status\": \"ok\"})
 urlpatterns += [path(\"health/\", health)]";
 
-pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32 {
+pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, settings: Option<&str>, force: bool) -> i32 {
     let root = dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let project = match scaffold::detect(&root) {
+    let project = match scaffold::detect(&root, settings) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("zdd init: {e}");
@@ -39,7 +40,9 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32
     }
     let plan_dir = plan_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let fragment_path = plan_dir.join("fragments/django.kdl");
-    let text = render_plan(&project, &plan_dir);
+    let app_dir = project.root.join(&project.app_dir);
+    let source = scaffold::path_from(&plan_dir, &app_dir);
+    let text = render_plan(&project, &source);
     let release_fragment_path = plan_dir.join("fragments/django-release.kdl");
     if let Err(e) = write(&release_fragment_path, DJANGO_RELEASE_FRAGMENT, force)
         .and_then(|()| write(&fragment_path, DJANGO_FRAGMENT, force))
@@ -48,8 +51,18 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32
         eprintln!("zdd init: {e}");
         return exit::INVALID;
     }
+    // The plan names the project by a path relative to itself: make sure it leads there.
+    if scaffold::resolved(&plan_dir.join(&source)) != scaffold::resolved(&app_dir) {
+        eprintln!(
+            "zdd init: the plan's source {source:?} does not lead from {} to {} (a bug in zdd init)",
+            plan_dir.display(),
+            app_dir.display()
+        );
+        return exit::INVALID;
+    }
     outln!("wrote {} (and {})", plan_path.display(), fragment_path.display());
-    outln!("  settings: {}", project.settings);
+    outln!("  source:   {source} (from the plan's directory: {})", scaffold::resolved(&app_dir).display());
+    report_settings(&project);
     outln!("  wsgi:     {}", project.wsgi);
     match &project.requirements {
         Some(r) => outln!("  requirements: {}", r.display()),
@@ -59,6 +72,7 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32
         Some(h) => outln!("  health URL: {h}"),
         None => outln!("  health URL: none found; add one before deploying, e.g.:\n\n{HEALTH_VIEW_HINT}\n"),
     }
+    report_facts(&project, &app_dir);
     let args = PlanArgs { plan: plan_path.clone(), vars: Vec::new() };
     let kinds = zdd_steps::builtin();
     let read = super::check::read_plan(&args, &Runtime::sample(), &kinds);
@@ -68,6 +82,64 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, force: bool) -> i32
     }
     outln!("next: review the variables at the top of {}, then `zdd plan {}`", plan_path.display(), plan_path.display());
     exit::OK
+}
+
+/// Which settings module the plan uses, why, and how to choose another.
+fn report_settings(project: &DjangoProject) {
+    match &project.settings_choice {
+        SettingsChoice::ManagePy => outln!("  settings: {} (manage.py's default)", project.settings),
+        SettingsChoice::Given => outln!("  settings: {} (--settings)", project.settings),
+        SettingsChoice::Production { manage_py_default } => outln!(
+            "  settings: {} (chosen for production; manage.py and wsgi.py default to {manage_py_default}, for \
+             development)",
+            project.settings
+        ),
+    }
+    if !project.settings_alternatives.is_empty() {
+        outln!(
+            "            others: {}; to use one: zdd init --settings MODULE --force",
+            project.settings_alternatives.join(", ")
+        );
+    }
+    if scaffold::module_file(&project.root.join(&project.app_dir), &project.settings).is_none() {
+        outln!("  warning: no file for {} below {}", project.settings, project.root.join(&project.app_dir).display());
+    }
+}
+
+/// What the settings say about static files and the database, how that was found, and what will not work.
+fn report_facts(project: &DjangoProject, app_dir: &Path) {
+    let (facts, found_by) = facts::gather(&project.root, app_dir, &project.settings);
+    match &found_by {
+        FoundBy::Django { python } => outln!("  asked Django ({}) for the effective settings:", python.display()),
+        FoundBy::SettingsText { files, why } => {
+            let names: Vec<String> = files.iter().map(|f| scaffold::path_from(app_dir, f)).collect();
+            outln!("  read from the settings files ({}), literal values only, because {why}:", names.join(", "));
+        }
+    }
+    let or_unset = |v: &Option<String>| v.clone().unwrap_or_else(|| "not set".to_owned());
+    match facts.static_url.as_deref() {
+        // Django puts the script prefix before a relative STATIC_URL: `static/` is served at `/static/`.
+        Some(url) if !url.starts_with('/') && !url.contains("://") => {
+            outln!("  STATIC_URL:  {url} (served at /{url})");
+        }
+        _ => outln!("  STATIC_URL:  {}", or_unset(&facts.static_url)),
+    }
+    match &facts.static_root {
+        Some(root) => outln!("  STATIC_ROOT: {root}"),
+        None => outln!("  STATIC_ROOT: not set (fine: zdd collects into the release and publishes to static_dir)"),
+    }
+    outln!(
+        "  storage:     {}",
+        facts.storage.clone().unwrap_or_else(|| "not set (Django's default StaticFilesStorage)".to_owned())
+    );
+    match (&facts.db_engine, &facts.db_name) {
+        (Some(engine), Some(name)) => outln!("  database:    {engine} ({name})"),
+        (Some(engine), None) => outln!("  database:    {engine}"),
+        (None, _) => outln!("  database:    not found"),
+    }
+    for warning in facts.warnings(app_dir) {
+        outln!("  warning: {warning}");
+    }
 }
 
 /// Write a file, creating its directory; an existing file is kept unless `replace`.
@@ -98,23 +170,12 @@ fn app_name(project: &DjangoProject) -> String {
     if name.is_empty() { "app".to_owned() } else { name }
 }
 
-/// Path of `to` as seen from `from` (both relative to the same base, or absolute).
-fn relative_to(from: &Path, to: &Path) -> String {
-    let from = fs::canonicalize(from).unwrap_or_else(|_| from.to_path_buf());
-    let to = fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
-    let common = from.components().zip(to.components()).take_while(|(a, b)| a == b).count();
-    let ups = from.components().count() - common;
-    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), ups).collect();
-    parts.extend(to.components().skip(common).map(|c| c.as_os_str().to_string_lossy().into_owned()));
-    if parts.is_empty() { ".".to_owned() } else { parts.join("/") }
-}
-
-fn render_plan(project: &DjangoProject, plan_dir: &Path) -> String {
+/// The plan's text; `source` is the path from the plan's directory to the directory of `manage.py`.
+fn render_plan(project: &DjangoProject, source: &str) -> String {
     let app = app_name(project);
-    let source = relative_to(plan_dir, &project.root.join(&project.app_dir));
     let requirements = project.requirements.as_ref().map_or_else(
         || "requirements.txt".to_owned(),
-        |r| relative_to(&project.root.join(&project.app_dir), &project.root.join(r)),
+        |r| scaffold::path_from(&project.root.join(&project.app_dir), &project.root.join(r)),
     );
     let health = project.health_path.clone().unwrap_or_else(|| "/health/".to_owned());
     format!(
@@ -132,6 +193,7 @@ var "env_file" "/etc/{app}/{app}.env" doc="KEY=VALUE environment for Django (sec
 var "health_path" "{health}" doc="A cheap view answering 200 when the app can serve"
 var "server_name" "example.com" doc="Nginx server_name"
 var "host" "example.com" doc="Host header of the health and smoke checks: one of ALLOWED_HOSTS"
+var "shared_paths" "media/" doc="Space-separated paths kept in <root>/shared and linked into every release (settings/local.py, db.sqlite3...)"
 
 include "fragments/django.kdl"
 

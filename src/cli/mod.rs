@@ -211,6 +211,10 @@ pub(crate) enum Command {
         /// Where to write the plan (default: DIR/deploy/prod.kdl).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// The settings module the plan uses (default: the production module of a split settings package, else
+        /// manage.py's DJANGO_SETTINGS_MODULE).
+        #[arg(long, value_name = "MODULE")]
+        settings: Option<String>,
         /// Replace an existing plan (and the fragment beside it).
         #[arg(long)]
         force: bool,
@@ -250,7 +254,9 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
-        Command::Init { dir, output, force } => init::run(dir.as_deref(), output.as_deref(), force),
+        Command::Init { dir, output, settings, force } => {
+            init::run(dir.as_deref(), output.as_deref(), settings.as_deref(), force)
+        }
     }
 }
 

@@ -42,9 +42,10 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "shared",
             ValueType::Strings,
-            "Paths under `<root>/shared` linked into the release at the same place (`media/` `shop.env`). A trailing \
-             `/` marks a directory, created if missing; other paths must exist. Relative, without `..`: nothing \
-             outside `<root>/shared` and the release is linked.",
+            "Paths under `<root>/shared` linked into the release at the same place (`media/` `shop.env`), as \
+             arguments or space-separated in one (`shared \"{{shared_paths}}\"`). A trailing `/` marks a directory, \
+             created if missing; other paths must exist. Relative, without `..`: nothing outside `<root>/shared` \
+             and the release is linked.",
         ),
         FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).")
             .default("5"),
@@ -70,23 +71,40 @@ struct Settings {
 fn settings(step: &Step, release: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Settings, StepError> {
     let root = resolve(&req_path(step, "root")?);
     // The validator refused these already; a kind never trusts a plan it was handed with a path outside its dirs.
-    for shared in step.fields.strings("shared") {
-        shared_path(&shared).map_err(|e| StepError::fatal(format!("shared path: {}", e.message)))?;
+    let shared = shared_paths(&step.fields.strings("shared"));
+    for shared in &shared {
+        shared_path(shared).map_err(|e| StepError::fatal(format!("shared path: {}", e.message)))?;
     }
     Ok(Settings {
         dir: release_dir(&root, release),
         source: resolve(&req_path(step, "source")?),
         copy: step.fields.str("copy").unwrap_or("auto").to_owned(),
-        shared: step.fields.strings("shared"),
+        shared,
         keep: usize::try_from(step.fields.int("keep").unwrap_or(5).max(2)).unwrap_or(5),
         root,
     })
 }
 
+/// The shared paths of the field's arguments, each argument split at spaces: a plan variable holds a list as
+/// one space-separated string (`shared_paths`, as `smoke_paths`), and no shared path has a space.
+fn shared_paths(args: &[String]) -> Vec<String> {
+    args.iter().flat_map(|a| a.split(' ')).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+}
+
 /// A shared path is joined to both `<root>/shared` and the release directory: it must be a relative path
-/// that stays inside them (not empty, not absolute, no `..`, `.` or empty component), as [`ValueType::SubPath`].
+/// that stays inside them (not empty, not absolute, no `..`, `.` or empty component), as [`ValueType::SubPath`],
+/// in the portable file name characters: a list split at spaces must not hide a newline or a `;` in a path.
 fn shared_path(path: &str) -> Result<(), TypeError> {
-    parse_typed(ValueType::SubPath, path).map(|_| ())
+    parse_typed(ValueType::SubPath, path)?;
+    match path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '/'))) {
+        Some(c) => Err(TypeError {
+            code: "zdd::bad-sub-path",
+            message: format!("`{}` has {:?}", path.escape_debug(), c),
+            help: "a shared path uses letters, digits, `.`, `_`, `-`, `+`, `@` and `/`; separate paths with spaces"
+                .to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Which releases pruning removes: all but the new, the live, the one before the live, and the newest others.
@@ -149,8 +167,8 @@ impl StepKind for Release {
                 Some(Value::Strings(paths)) => paths.as_slice(),
                 _ => &[],
             };
-            for path in paths {
-                if let Err(e) = shared_path(path) {
+            for path in shared_paths(paths) {
+                if let Err(e) = shared_path(&path) {
                     diags.push(
                         Diagnostic::error(e.code, format!("shared path: {}", e.message))
                             .at(field.span, "a shared path must stay inside <root>/shared and the release")
@@ -324,9 +342,21 @@ mod tests {
             ("media/../../x", "zdd::bad-sub-path"),
             ("./media", "zdd::bad-sub-path"),
             ("media//x", "zdd::bad-sub-path"),
+            ("x\ny", "zdd::bad-path"),
+            ("x;touch", "zdd::bad-sub-path"),
+            ("$(x)", "zdd::bad-sub-path"),
         ] {
             assert_eq!(shared_path(bad).map_err(|e| e.code), Err(code), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn one_argument_may_hold_several_space_separated_paths() {
+        assert_eq!(
+            shared_paths(&ids(&["media/ settings/local.py  db.sqlite3", "shop.env"])),
+            ids(&["media/", "settings/local.py", "db.sqlite3", "shop.env"])
+        );
+        assert_eq!(shared_paths(&ids(&[""])), Vec::<String>::new());
     }
 
     #[test]
