@@ -143,16 +143,22 @@ impl Executor {
                 outcome
             }
         };
-        let summary = self
-            .plan
-            .steps
+        // In the order the steps finished (what a person reads back), then those that never started, in
+        // declaration order.
+        let never: Vec<StepId> =
+            (0..self.plan.steps.len()).map(StepId).filter(|id| !forward.completed.contains(id)).collect();
+        let summary = forward
+            .completed
             .iter()
-            .zip(forward.records.iter().zip(states))
-            .map(|(s, (r, state))| StepSummary {
-                step: s.name.clone(),
-                state,
-                attempts: r.attempts,
-                duration_ms: millis(r.duration),
+            .chain(&never)
+            .map(|id| {
+                let record = &forward.records[id.0];
+                StepSummary {
+                    step: self.plan.step(*id).name.clone(),
+                    state: states[id.0],
+                    attempts: record.attempts,
+                    duration_ms: millis(record.duration),
+                }
             })
             .collect();
         RunReport { outcome, duration: started.elapsed(), summary, stopped: forward.stopped, rollback }

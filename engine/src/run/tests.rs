@@ -197,8 +197,11 @@ fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>) -> Vec<Event> {
     out
 }
 
-fn states(report: &super::RunReport) -> Vec<(String, StepState)> {
-    report.summary.iter().map(|s| (s.step.clone(), s.state)).collect()
+/// Each step's final state, in declaration order (the summary itself lists them in the order they finished).
+fn states(plan: &Plan, report: &super::RunReport) -> Vec<(String, StepState)> {
+    let mut states: Vec<(String, StepState)> = report.summary.iter().map(|s| (s.step.clone(), s.state)).collect();
+    states.sort_by_key(|(name, _)| plan.step_by_name(name).map_or(usize::MAX, |s| s.id.0));
+    states
 }
 
 #[tokio::test]
@@ -282,7 +285,7 @@ async fn failure_stops_new_starts_cancels_the_rest_and_undoes_in_the_graphs_undo
     together.sort();
     assert_eq!(together, ["undo broken", "undo long", "undo medium", "undo quick"]);
     assert_eq!(undo[4..], ["undo first"]);
-    let states = states(&report);
+    let states = states(&h.exec.plan, &report);
     assert_eq!(states[5], ("after".to_owned(), StepState::Skipped));
     assert_eq!(states[6], ("readonly".to_owned(), StepState::Succeeded));
     assert!(states[..5].iter().all(|(_, s)| *s == StepState::RolledBack), "{states:?}");
@@ -304,7 +307,7 @@ async fn a_failing_undo_is_retried_then_reported_and_the_rest_still_undone() {
     assert_eq!(undo, ["undo c", "undo b", "undo b", "undo a"]);
     let rollback = report.rollback.clone().unwrap();
     assert_eq!(rollback.failed.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["b"]);
-    assert_eq!(states(&report)[1].1, StepState::RollbackFailed);
+    assert_eq!(states(&h.exec.plan, &report)[1].1, StepState::RollbackFailed);
 }
 
 #[tokio::test]
@@ -320,7 +323,7 @@ async fn an_interrupt_cancels_running_steps_and_rolls_back() {
     let report = h.exec.run("run", &interrupt).await;
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(h.kind.lines(), ["start a", "end a", "start b", "undo b", "undo a"]);
-    assert_eq!(states(&report)[2].1, StepState::Skipped);
+    assert_eq!(states(&h.exec.plan, &report)[2].1, StepState::Skipped);
 }
 
 #[tokio::test]
@@ -342,7 +345,7 @@ async fn a_panicking_kind_fails_its_step_and_the_run_rolls_back() {
     assert!(report.stopped.as_deref().unwrap().contains("panicked"), "{:?}", report.stopped);
     let undo: Vec<String> = h.kind.lines().into_iter().filter(|l| l.starts_with("undo")).collect();
     assert_eq!(undo, ["undo boom", "undo a"]);
-    assert_eq!(states(&report)[2].1, StepState::Skipped);
+    assert_eq!(states(&h.exec.plan, &report)[2].1, StepState::Skipped);
 }
 
 #[tokio::test]
@@ -407,4 +410,18 @@ async fn facts_without_a_kind_of_a_step_that_left_the_plan_say_how_to_get_out() 
     let (step, why) = &undo.failed[0];
     assert_eq!(step, "gone");
     assert!(why.contains("the plan has no such step any more") && why.contains("zdd recover"), "{why}");
+}
+
+#[tokio::test]
+async fn the_summary_lists_steps_in_the_order_they_finished_then_those_never_started() {
+    let steps = vec![
+        step(0, "slow", &[], &[("sleep", ms(80))]),
+        step(1, "fast", &[], &[]),
+        step(2, "broken", &[1], &[("fail-times", Value::Int(1))]),
+        step(3, "never", &[0, 2], &[]),
+    ];
+    let h = harness(steps, 4);
+    let report = h.exec.run("run", &CancellationToken::new()).await;
+    let order: Vec<&str> = report.summary.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(order, ["fast", "broken", "slow", "never"]);
 }
