@@ -1,7 +1,9 @@
 //! zdd's engine: everything between a plan file and a finished (or rolled back) deploy.
 //!
 //! The data takes one straight path:
-//! `plan.kdl --load--> sources --parse--> raw (spans) --validate--> Plan --build--> Graph --run--> events --> reporters`.
+//! `plan.kdl --load--> sources --parse--> raw (spans) --validate--> Plan (with its one StepGraph) --preflight-->
+//! --run--> events --> reporters`. The graph, built once by validation, orders the run, the preview, the
+//! rollback, `recover` and `stop`; an undo gets its recorded facts and no plan ([`kind::UndoCtx`]).
 //! Step kinds live in the `zdd-steps` crate and plug in through [`kind::StepKind`]; every command and file
 //! operation goes through [`host::Host`].
 
