@@ -224,12 +224,12 @@ impl UndoCtx {
             .emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
     }
 
-    /// Run a command on the host (see [`StepCtx::exec`]).
+    /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.
     pub async fn exec(&self, cmd: &Command) -> Result<Output, StepError> {
         exec_on(self.host.as_ref(), &self.step, &self.events, &self.redactor, &self.cancel, cmd).await
     }
 
-    /// Run a command and fail if it exits non-zero (see [`StepCtx::exec_ok`]).
+    /// Run a command and fail the step (with its last output lines) if it exits non-zero.
     pub async fn exec_ok(&self, cmd: &Command) -> Result<Output, StepError> {
         let out = self.exec(cmd).await?;
         checked(out, cmd, &self.redactor)
