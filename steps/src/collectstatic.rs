@@ -194,9 +194,7 @@ impl StepKind for Collectstatic {
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let mut preview = Preview::default();
-        if let Some(f) = &m.env_file {
-            preview.actions.push(PlannedAction::Note { text: format!("load {} (values hidden)", f.display()) });
-        }
+        preview.actions.extend(m.env_file_note());
         preview.actions.push(PlannedAction::Note {
             text: format!(
                 "ask Django for STATIC_URL, STATIC_ROOT and the storage; collectstatic --noinput into STATIC_ROOT if \

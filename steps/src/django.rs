@@ -64,9 +64,7 @@ impl StepKind for Django {
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
         let mut preview = Preview::default();
-        if let Some(f) = &m.env_file {
-            preview.actions.push(PlannedAction::Note { text: format!("load {} (values hidden)", f.display()) });
-        }
+        preview.actions.extend(m.env_file_note());
         preview.actions.push(PlannedAction::Run { command: m.command(&step.fields.strings("command")).display() });
         let undo = step.fields.strings("undo");
         if !undo.is_empty() {

@@ -98,6 +98,12 @@ impl Manage {
         Ok(())
     }
 
+    /// The preview's note that the env file is loaded (its values never shown), if there is one.
+    pub fn env_file_note(&self) -> Option<zdd_engine::kind::PlannedAction> {
+        let file = self.env_file.as_ref()?;
+        Some(zdd_engine::kind::PlannedAction::Note { text: format!("load {} (values hidden)", file.display()) })
+    }
+
     /// `python manage.py ARGS` in the release directory.
     pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(self.python.to_string_lossy())
