@@ -120,30 +120,66 @@ fn a_fixed_target_and_state_dir_are_used() {
 }
 
 #[test]
-fn the_deploy_target_can_be_decided_from_the_header() {
-    let decide = |h: &plan::PlanHeader| -> Result<DeployTarget, String> {
-        assert_eq!(h.name, "shop");
-        assert_eq!(h.state_dir, Path::new("/var/lib/zdd/shop"));
-        Ok(DeployTarget {
-            release: "r9".into(),
-            slot: h.slots[1].clone(),
-            live_slot: Some(h.slots[0].clone()),
-            live_release: Some("r8".into()),
-            rollback: false,
-        })
-    };
-    let runtime = Runtime { state_dir: None, target: TargetSource::Decide(&decide) };
+fn a_plan_is_read_once_then_bound_to_the_target_its_header_decides() {
     let reader = MemoryReader::new().with("deploy/prod.kdl", VALID);
-    let read = plan::from_sources(
+    let opened = plan::open_sources(
         Path::new("deploy/prod.kdl"),
         Path::new("/srv/deploy"),
         &reader,
         &VarInputs::default(),
-        &runtime,
+        None,
         &fake_kinds::kinds(),
     );
-    let plan = read.result.unwrap();
+    let unbound = opened.result.unwrap();
+    let header = unbound.header();
+    assert_eq!(header.name, "shop");
+    assert_eq!(header.state_dir, Path::new("/var/lib/zdd/shop"));
+    // The sample binding is what `zdd check` validated.
+    assert_eq!(unbound.sample().steps[0].fields.port("port"), Some(8001));
+    let target = DeployTarget {
+        release: "r9".into(),
+        slot: header.slots[1].clone(),
+        live_slot: Some(header.slots[0].clone()),
+        live_release: Some("r8".into()),
+        rollback: false,
+    };
+    let plan = unbound.bind(&target, &fake_kinds::kinds()).unwrap();
     assert_eq!(plan.steps[0].fields.port("port"), Some(8002));
+}
+
+#[test]
+fn binding_reports_what_only_the_real_values_break() {
+    let reader = MemoryReader::new().with("deploy/prod.kdl", VALID);
+    let kinds = fake_kinds::kinds();
+    let opened = plan::open_sources(
+        Path::new("deploy/prod.kdl"),
+        Path::new("/srv/deploy"),
+        &reader,
+        &VarInputs::default(),
+        None,
+        &kinds,
+    );
+    let unbound = opened.result.unwrap();
+    // A first deploy has no live slot: the plan's `http://x:{{live_slot}}/` stops being a URL.
+    let first = DeployTarget {
+        release: "r1".into(),
+        slot: "8001".into(),
+        live_slot: None,
+        live_release: None,
+        rollback: false,
+    };
+    let diags = unbound.bind(&first, &kinds).unwrap_err();
+    let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["zdd::bad-url"]);
+}
+
+#[test]
+fn the_header_reads_even_when_a_step_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.kdl");
+    std::fs::write(&path, "plan \"shop\"\nstate-dir \"st\"\nstep \"x\" kind=\"nope\"\n").unwrap();
+    let (_, header) = plan::read_header(&path, &VarInputs::default(), None);
+    assert_eq!(header.unwrap().state_dir, dir.path().join("st"));
 }
 
 #[test]

@@ -117,24 +117,32 @@ fn var_decl(node: &RawNode, depth: usize, file: FileId, diags: &mut Diagnostics)
     })
 }
 
-/// Validate everything loaded. Returns `None` only when there is no plan to speak of (no main file).
-// One pass over the plan's sections in their order, collecting every error; splitting it would scatter that order.
-#[allow(clippy::too_many_lines)]
-pub fn validate(
-    loaded: &Loaded,
+/// What the plan says before any step is looked at: its name, variables, slots and state directory. It needs no
+/// state and no deploy target; `zdd status`, `history` and `unlock` stop here.
+struct HeaderPhase<'a> {
+    c: Collected<'a>,
+    name: String,
+    interp: Interpolator<'a>,
+    variables: Vec<crate::plan::Variable>,
+    /// A variable failed to resolve: the kinds' cross-field checks are skipped (they would repeat it).
+    vars_failed: bool,
+    plan_state_dir: Option<PathBuf>,
+    header: PlanHeader,
+}
+
+fn header_phase<'a>(
+    loaded: &'a Loaded,
     base_dir: &Path,
     inputs: &VarInputs,
-    runtime: &Runtime<'_>,
-    kinds: &Kinds,
+    state_dir_override: Option<&Path>,
     diags: &mut Diagnostics,
-) -> Option<Validated> {
+) -> Option<HeaderPhase<'a>> {
     if loaded.docs.is_empty() {
         return None;
     }
     let mut c = Collected::default();
     collect(loaded, FileId(0), 0, &mut c, diags);
 
-    // Header.
     let name = header_string(&c.plan, "plan", true, diags).map(|(s, _)| s).unwrap_or_default();
     // A file that is not KDL has no nodes: do not also complain that the plan has no name.
     let unparsable = diags.iter().any(|d| d.code == "zdd::kdl-syntax");
@@ -149,10 +157,10 @@ pub fn validate(
     // Variables (phase one: the plan's own, with `plan_dir`).
     let plan_dir = vars::plan_dir_string(base_dir);
     let mut interp = Interpolator::new(&loaded.sources);
-    interp.set("plan_dir", plan_dir.clone());
-    let decls = vars::pick_declarations(c.vars, diags);
+    interp.set("plan_dir", plan_dir);
+    let decls = vars::pick_declarations(std::mem::take(&mut c.vars), diags);
     let before = diags.len();
-    let mut variables = vars::resolve(&decls, inputs, &mut interp, diags);
+    let variables = vars::resolve(&decls, inputs, &mut interp, diags);
     let vars_failed = diags.len() > before;
     for d in &decls {
         if !interp.contains(&d.name) {
@@ -169,22 +177,42 @@ pub fn validate(
         .map(PathBuf::from);
     let slots = slots(&c.slots, &interp, diags);
     let state_dir =
-        vars::state_dir(runtime.state_dir.map(Path::to_path_buf).as_ref(), plan_state_dir.as_ref(), base_dir, &name);
+        vars::state_dir(state_dir_override.map(Path::to_path_buf).as_ref(), plan_state_dir.as_ref(), base_dir, &name);
+    let header = PlanHeader { name: name.clone(), slots, state_dir };
+    Some(HeaderPhase { c, name, interp, variables, vars_failed, plan_state_dir, header })
+}
 
-    let header = PlanHeader { name: name.clone(), slots: slots.clone(), state_dir: state_dir.clone() };
+/// Only the plan's header (name, variables, slots, state directory): steps are not checked, so a plan with a broken step still
+/// tells where its state is.
+pub fn header(
+    loaded: &Loaded,
+    base_dir: &Path,
+    inputs: &VarInputs,
+    state_dir_override: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Option<PlanHeader> {
+    header_phase(loaded, base_dir, inputs, state_dir_override, diags).map(|h| h.header)
+}
+
+/// Validate everything loaded against `runtime`'s deploy target (sample values, or the target a run decided:
+/// binding is validating again with real values, from the same loaded text). Returns `None` only when there is
+/// no plan to speak of (no main file).
+// One pass over the plan's sections in their order, collecting every error; splitting it would scatter that order.
+#[allow(clippy::too_many_lines)]
+pub fn validate(
+    loaded: &Loaded,
+    base_dir: &Path,
+    inputs: &VarInputs,
+    runtime: &Runtime<'_>,
+    kinds: &Kinds,
+    diags: &mut Diagnostics,
+) -> Option<Validated> {
+    let HeaderPhase { c, name, mut interp, mut variables, vars_failed, plan_state_dir, header } =
+        header_phase(loaded, base_dir, inputs, runtime.state_dir, diags)?;
+    let PlanHeader { slots, state_dir, .. } = header;
     let target = match runtime.target {
         TargetSource::Sample => Runtime::sample_target(&slots),
         TargetSource::Fixed(t) => t.clone(),
-        TargetSource::Decide(decide) => match decide(&header) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(
-                    Diagnostic::error("zdd::deploy-target", format!("cannot decide what to deploy: {e}"))
-                        .help("check the state directory (`zdd status`)"),
-                );
-                Runtime::sample_target(&slots)
-            }
-        },
     };
     let runtime_vars = vars::runtime_variables(&target, &state_dir, base_dir);
     for v in &runtime_vars {
