@@ -182,8 +182,8 @@ fn header_phase<'a>(
     Some(HeaderPhase { c, name, interp, variables, vars_failed, plan_state_dir, header })
 }
 
-/// Only the plan's header (name, variables, slots, state directory): steps are not checked, so a plan with a broken step still
-/// tells where its state is.
+/// Only the plan's header (name, variables, slots, state directory): steps are not checked, so a plan with a
+/// broken step still tells where its state is.
 pub fn header(
     loaded: &Loaded,
     base_dir: &Path,
