@@ -238,6 +238,11 @@ fn the_readme_demo_works_from_a_fresh_clone_in_a_mode_700_home() {
     let first = demo.zdd(&run);
     assert_eq!(first.status.code(), Some(0), "the README's first command failed from a mode-700 home");
     assert_eq!(support::proc::http_get_status(8080, "/"), Some(200), "http://127.0.0.1:8080/ after the demo");
+    // "... and prints the URL", as the README says.
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("Serving at http://127.0.0.1:8080"),
+        "the demo does not print the URL it serves"
+    );
 
     // Release ids are per second: make sure the second one differs.
     std::thread::sleep(Duration::from_millis(1100));

@@ -104,7 +104,7 @@ fn parse_path(text: &str) -> Result<PathBuf, TypeError> {
             "check the variables interpolated into this path",
         ));
     }
-    Ok(PathBuf::from(text))
+    Ok(PathBuf::from(crate::plan::vars::clean_path(text)))
 }
 
 /// `100ms`, `30s`, `2m`, `1h`, or combinations like `1m30s`.

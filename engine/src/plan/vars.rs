@@ -422,6 +422,7 @@ pub fn resolve(
             };
             match interp.render_missing(&text, default.span) {
                 Ok(v) => {
+                    let v = clean_path(&v);
                     interp.set(decl.name.clone(), v.clone());
                     interp.set_provenance(
                         decl.name.clone(),
@@ -522,9 +523,26 @@ pub fn plan_dir_string(base_dir: &std::path::Path) -> String {
 pub fn state_dir(cli: Option<&PathBuf>, plan: Option<&PathBuf>, base_dir: &std::path::Path, name: &str) -> PathBuf {
     match (cli, plan) {
         (Some(p), _) => p.clone(),
-        (None, Some(p)) if p.is_absolute() => p.clone(),
-        (None, Some(p)) => base_dir.join(p),
+        (None, Some(p)) if p.is_absolute() => crate::plan::load::normalize(p),
+        (None, Some(p)) => crate::plan::load::normalize(&base_dir.join(p)),
         (None, None) => PathBuf::from("/var/lib/zdd").join(name),
+    }
+}
+
+/// A variable's value that is one absolute path, with `.` and `..` resolved by name (`/srv/plans/../app` is
+/// `/srv/app`), so previews, messages and the files zdd writes show the path a person would write. Such values
+/// are mostly `{{plan_dir}}/..`, and `plan_dir` is the working directory's physical path, so the parent by
+/// name is the real parent. Anything else (several words, a URL, a relative path) is left as it is.
+pub fn clean_path(value: &str) -> String {
+    let single_path = value.starts_with('/') && !value.contains(char::is_whitespace);
+    let needs_cleaning =
+        value.contains("/./") || value.contains("/../") || value.ends_with("/..") || value.ends_with("/.");
+    if single_path && needs_cleaning {
+        let cleaned = crate::plan::load::normalize(std::path::Path::new(value)).display().to_string();
+        // Keep a trailing slash (`static_url`-like values and directories written as `dir/`).
+        if value.ends_with('/') && !cleaned.ends_with('/') { format!("{cleaned}/") } else { cleaned }
+    } else {
+        value.to_owned()
     }
 }
 
@@ -553,6 +571,17 @@ mod tests {
         let mut diags = Diagnostics::new();
         let vars = resolve(decls, inputs, &mut interp, &mut diags);
         (vars, diags)
+    }
+
+    #[test]
+    fn absolute_paths_in_values_are_cleaned_by_name() {
+        assert_eq!(clean_path("/work/zdd/plans/../.zdd/demo"), "/work/zdd/.zdd/demo");
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c/");
+        assert_eq!(clean_path("/a/b/.."), "/a");
+        // Not one absolute path: left alone.
+        assert_eq!(clean_path("nginx -p /a/../b"), "nginx -p /a/../b");
+        assert_eq!(clean_path("../shared"), "../shared");
+        assert_eq!(clean_path("http://x/a/../b"), "http://x/a/../b");
     }
 
     fn value<'a>(vars: &'a [Variable], name: &str) -> (&'a str, VarOrigin) {
