@@ -1,8 +1,7 @@
 //! Interrupted runs: SIGINT rolls back; `kill -9` leaves a journal that `zdd run` refuses and `zdd recover`
 //! undoes; the deploy lock (a second run exits 4; a dead holder's lock is taken over).
 
-#[path = "fixtures/executor/support.rs"]
-mod support;
+use crate::executor_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! `zdd check` where it was written (the shared fragment is written beside it, from the binary); the plan's
 //! `source` leads to the project wherever the plan is written; init reports what the settings say and warns.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

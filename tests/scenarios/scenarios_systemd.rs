@@ -5,7 +5,7 @@
 //! deploy, upgrade and rollback with the port switch and an Nginx reload (plans/port-switch.kdl).
 //! See tests/support/scenarios.rs for what each scenario checks.
 
-mod support;
+use crate::support;
 
 use support::env::{Requirement, require};
 use support::scenarios::{DATABASE_SEQUENCE, RELOAD_SEQUENCE, SEQUENCE, run_all, serial};

@@ -1,6 +1,6 @@
 //! Self-tests of the harness: the shop fixtures, the components, and the load generator, without zdd.
 
-mod support;
+use crate::support;
 
 use support::shop;
 

@@ -1,7 +1,6 @@
 //! The state directory through the binary: targets alternate slots, status and history, `zdd rollback`.
 
-#[path = "fixtures/executor/support.rs"]
-mod support;
+use crate::executor_support as support;
 
 use support::{Scratch, text};
 

@@ -7,7 +7,7 @@
 //! plans/prod.kdl and only plan variables set.
 //! See tests/support/scenarios.rs for what each scenario checks.
 
-mod support;
+use crate::support;
 
 use support::env::{Requirement, require};
 use support::projects::{JSONONLY, Project, STARTPROJECT, deploy_and_upgrade};

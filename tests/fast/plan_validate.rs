@@ -3,8 +3,7 @@
 
 #![allow(dead_code)]
 
-#[path = "support/fake_kinds.rs"]
-mod fake_kinds;
+use crate::fake_kinds;
 
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! real stack: Nginx, PostgreSQL 15, gunicorn, under load). Each: a clean rollback naming the cause, nothing of
 //! the failed release left behind, the live release still serving.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -2,9 +2,7 @@
 //! files, links, checks and undo, as one snapshot per plan (paths point into a directory that does not exist, so
 //! the previews read nothing from this machine).
 
-#[path = "steps_support/driver.rs"]
-mod driver;
-mod support;
+use crate::driver;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,9 +3,8 @@
 //! command, the health gate failing at once when its service is dead, log-check catching a traceback, smoke
 //! reporting every failed check, packages already installed needing nothing.
 
-#[path = "steps_support/driver.rs"]
-mod driver;
-mod support;
+use crate::driver;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,9 +6,8 @@
 //! The shipped `prod.kdl` is pointed, with `--var`, at a test directory: a source without `manage.py`, an env
 //! file that does not exist, and a `root` inside a mode-700 directory while Nginx's config says `user www-data;`.
 
-#[path = "steps_support/driver.rs"]
-mod driver;
-mod support;
+use crate::driver;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

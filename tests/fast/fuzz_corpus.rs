@@ -6,13 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-// The fuzz crate's library: its items are `pub` for the fuzz targets, private modules here.
-#[allow(unreachable_pub)]
-#[path = "../fuzz/src/lib.rs"]
-mod harness;
-
-#[path = "support/book.rs"]
-mod book;
+use crate::{book, harness};
 
 /// An input and how to run it.
 enum Input {
@@ -156,7 +150,7 @@ fn the_seed_corpus_holds_every_shipped_plan_and_book_example() {
     wrong.sort_unstable();
     wrong.dedup();
     panic!(
-        "fuzz/seeds/plan_bytes is out of date ({}): run `ZDD_UPDATE_SEEDS=1 cargo test --test fuzz_corpus` and commit",
+        "fuzz/seeds/plan_bytes is out of date ({}): run `ZDD_UPDATE_SEEDS=1 cargo test --test fast fuzz_corpus` and commit",
         wrong.join(", ")
     );
 }

@@ -1,8 +1,7 @@
 //! Commands whose stdout is a closed pipe (`zdd history | head -1` once `head` has exited) end normally: no
 //! panic, the same exit code, and a deploy still rolls back.
 
-#[path = "fixtures/executor/support.rs"]
-mod support;
+use crate::executor_support as support;
 
 use std::process::{Command, Output, Stdio};
 

@@ -14,7 +14,7 @@
 //! run and `zdd rollback` under load with zero failed requests, then `zdd stop`, after which nothing the demo
 //! started is left running.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

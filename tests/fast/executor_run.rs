@@ -1,7 +1,6 @@
 //! `zdd run` with exec steps: parallelism, retries, timeouts and the rollback order, through the built binary.
 
-#[path = "fixtures/executor/support.rs"]
-mod support;
+use crate::executor_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -4,12 +4,10 @@
 //! zero failed requests, the undo of every step (traffic back on the old release), the migration gate refusing an
 //! unsafe release before anything changes, and a release that cannot boot never getting traffic.
 
-#[path = "steps_support/driver.rs"]
-mod driver;
-mod support;
+use crate::driver;
+use crate::support;
 
-#[path = "steps_support/shop_deploy.rs"]
-mod shop_deploy;
+use crate::shop_deploy;
 
 use std::time::Instant;
 

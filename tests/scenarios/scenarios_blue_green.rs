@@ -1,7 +1,7 @@
 //! Blue-green (plans/blue-green.kdl): both slots keep running, so `zdd rollback` switches traffic back to the
 //! old instance without restarting it, under load, with zero failed requests. Process and systemd backends.
 
-mod support;
+use crate::support;
 
 use support::scenarios::{BLUE_GREEN_SEQUENCE, run_on_sqlite_socket_stack};
 use support::zdd::Backend;

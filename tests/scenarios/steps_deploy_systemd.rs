@@ -3,11 +3,8 @@
 //! drain-stop through `systemctl stop`, the undo, and `zdd stop`. systemctl and journalctl reach the namespace
 //! through the `systemd-prefix` (`nsenter -t <pid> -m -p`).
 
-#[path = "steps_support/driver.rs"]
-mod driver;
-#[path = "steps_support/shop_deploy.rs"]
-mod shop_deploy;
-mod support;
+use crate::shop_deploy;
+use crate::support;
 
 use shop_deploy::{Setup, Traffic, deploy, get};
 use support::env::{Requirement, require};

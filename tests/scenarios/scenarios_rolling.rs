@@ -5,7 +5,7 @@
 //! instance, every lane serves v2 and no v3 instance runs; `zdd rollback` under load returns every lane to v1
 //! (three masters, all of the v1 release) with zero failed requests, and v2 deploys again over it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

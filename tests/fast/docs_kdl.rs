@@ -8,8 +8,7 @@
 //! checked alone but written at that path for the blocks after it in the same chapter; a variable declared
 //! without a default is given the value `sample-value` with `--var`.
 
-#[path = "support/book.rs"]
-mod book;
+use crate::book;
 
 use std::path::{Path, PathBuf};
 

@@ -1,16 +1,13 @@
 //! The `migrate` kind on real Django, SQLite and PostgreSQL 15: for every scenario of
 //! `tests/fixtures/steps/gate` (one migration on top of a Product table), an unsafe migration is refused before
 //! anything is applied, and a safe one passes the gate and is applied. The rules found live must equal the
-//! recorded ones that `tests/steps_migrate_gate.rs` checks in detail. These run with a release live (`r0`, whose
+//! recorded ones that `tests/scenarios/steps_migrate_gate.rs` checks in detail. These run with a release live (`r0`, whose
 //! directory does not exist, so every migration is new to it); the first deploy and a live release that ships the
 //! same migration have their own tests.
 
-#[path = "steps_support/driver.rs"]
-mod driver;
-#[path = "steps_migrate_gate.rs"]
-#[allow(dead_code)]
-mod recorded;
-mod support;
+use crate::driver;
+use crate::steps_migrate_gate as recorded;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
