@@ -7,13 +7,14 @@ use std::fmt;
 
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
 
-use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::diag::{Code, Diagnostic, Diagnostics, Severity};
 use crate::source::{SourceMap, Span};
 
 /// Wide enough for a source line and its label; fixed so output does not depend on the terminal.
 const WIDTH: usize = 100;
 
-/// Render every diagnostic, in order, as one string (ending with a count line when there are errors).
+/// Render every diagnostic, in order, as one string (ending with a count line when there are errors, which
+/// names `zdd explain` once rather than on every diagnostic).
 pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme)
@@ -39,7 +40,7 @@ pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool)
 /// One diagnostic in miette's terms.
 struct Report {
     message: String,
-    code: &'static str,
+    code: Code,
     severity: miette::Severity,
     help: Option<String>,
     source: Option<NamedSource<String>>,
