@@ -32,7 +32,8 @@ pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool)
     }
     let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     if errors > 0 {
-        out.push_str(&format!("{errors} error{} found\n", if errors == 1 { "" } else { "s" }));
+        let plural = if errors == 1 { "" } else { "s" };
+        out.push_str(&format!("{errors} error{plural} found (`zdd explain <code>` explains a code)\n"));
     }
     out
 }
