@@ -73,7 +73,6 @@ codes! {
     VarCycle => "var-cycle",
     BadVarArg => "bad-var-arg",
     UnknownVar => "unknown-var",
-    DeployTarget => "deploy-target",
     TooDeep => "too-deep",
     SlashdashRun => "slashdash-run",
     BadName => "bad-name",
