@@ -293,7 +293,8 @@ async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refus
     Err(Refusal::new(
         exit::INVALID,
         format!(
-            "preflight: {errors} problem{} before the first step; nothing was changed\n{}",
+            "preflight: {errors} problem{} before the first step; nothing was changed (`zdd explain <code>` explains \
+             a code)\n{}",
             if errors == 1 { "" } else { "s" },
             text.trim_end()
         ),

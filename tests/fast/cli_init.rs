@@ -9,6 +9,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use support::env::{Requirement, require};
+use zdd_engine::diag::Code;
 
 fn zdd() -> Command {
     Command::cargo_bin("zdd").expect("the zdd binary is built")
@@ -214,7 +215,7 @@ fn shared_paths_is_a_plan_variable() {
     // A path out of <root>/shared is refused like one written in the fragment.
     let out = zdd().arg("check").arg(&plan).args(["--var", "shared_paths=media/ ../etc"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("zdd::bad-sub-path"), "{}", text(&out));
+    assert!(text(&out).contains(Code::BadSubPath.as_str()), "{}", text(&out));
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use zdd_engine::diag::Code;
 
 /// A secret given as a variable, and one only the env file holds.
 const VAR_SECRET: &str = "var-secret-7f3a9c1e55";
@@ -207,7 +208,7 @@ fn errors_quoting_a_secret_mask_it() {
         .unwrap();
     let text = assert_output_clean("a refused plan", &out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("zdd::unsafe-shell-value") && text.contains("***"), "{text}");
+    assert!(text.contains(Code::UnsafeShellValue.as_str()) && text.contains("***"), "{text}");
 
     // The secret in a typed field it does not fit.
     let plan = std::fs::read_to_string(f.path().join("plan.kdl"))

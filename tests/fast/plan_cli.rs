@@ -1,9 +1,10 @@
 //! The `zdd` binary's plan commands on fixture plans (`tests/fixtures/plans/<scenario>/`) with the built-in
-//! kinds: `check` exit codes and output, `plan` (text and JSON, changing nothing), `graph`, `kinds`.
+//! kinds: `check` exit codes and output, `plan` (text and JSON, changing nothing), `graph`, `kinds`, `explain`.
 
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use zdd_engine::diag::Code;
 
 fn fixture(scenario: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans").join(scenario).join("plan.kdl")
@@ -66,7 +67,7 @@ fn check_reports_include_cycles_and_bad_vars() {
 fn check_of_a_missing_file_is_a_usage_error() {
     let out = zdd().arg("check").arg("/nonexistent/plan.kdl").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("zdd::plan-not-found"));
+    assert!(text(&out.stderr).contains(Code::PlanNotFound.as_str()));
 }
 
 fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -152,6 +153,26 @@ fn kinds_lists_and_describes() {
     let out = zdd().args(["kinds", "symlnk"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("did you mean `symlink`"));
+}
+
+#[test]
+fn explain_prints_the_books_entry_for_a_code() {
+    let out = zdd().args(["explain", "unknown-step"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    insta::assert_snapshot!("explain_unknown_step", text(&out.stdout));
+    let prefixed = zdd().args(["explain", Code::UnknownStep.as_str()]).output().unwrap();
+    assert_eq!(prefixed.stdout, out.stdout);
+
+    let out = zdd().args(["explain", "zdd::unknown-stpe"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("explain_unknown_code", text(&out.stderr));
+
+    let out = zdd().args(["explain", "--list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let list = text(&out.stdout);
+    assert_eq!(list.lines().count(), Code::ALL.len(), "{list}");
+    let head: Vec<&str> = list.lines().take(8).collect();
+    insta::assert_snapshot!("explain_list_head", head.join("\n"));
 }
 
 #[test]

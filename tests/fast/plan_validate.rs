@@ -8,6 +8,7 @@ use crate::fake_kinds;
 use std::path::Path;
 use std::time::Duration;
 
+use zdd_engine::diag::Code;
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::plan::load::MemoryReader;
 use zdd_engine::plan::{self, PlanRead, Runtime, TargetSource, Value, VarInputs, VarOrigin};
@@ -27,7 +28,7 @@ fn one(text: &str) -> PlanRead {
     read(&MemoryReader::new().with("deploy/prod.kdl", text), &[])
 }
 
-fn codes(read: &PlanRead) -> Vec<&'static str> {
+fn codes(read: &PlanRead) -> Vec<Code> {
     match &read.result {
         Ok(_) => Vec::new(),
         Err(d) => d.iter().map(|d| d.code).collect(),
@@ -114,7 +115,7 @@ fn a_fixed_target_and_state_dir_are_used() {
         &runtime,
         &fake_kinds::kinds(),
     );
-    assert_eq!(codes(&read), ["zdd::bad-url"], "live_slot is empty on a first deploy");
+    assert_eq!(codes(&read), [Code::BadUrl], "live_slot is empty on a first deploy");
     assert_eq!(read.state_dir.as_deref(), Some(Path::new("/tmp/state")));
 }
 
@@ -168,8 +169,8 @@ fn binding_reports_what_only_the_real_values_break() {
         rollback: false,
     };
     let diags = unbound.bind(&first, &kinds).unwrap_err();
-    let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
-    assert_eq!(codes, ["zdd::bad-url"]);
+    let codes: Vec<Code> = diags.iter().map(|d| d.code).collect();
+    assert_eq!(codes, [Code::BadUrl]);
 }
 
 #[test]
@@ -232,14 +233,14 @@ step "a" kind="probe" { url "http://x/"; }
     assert_eq!(
         codes(&one(text)),
         [
-            "zdd::bad-port",
-            "zdd::bad-duration",
-            "zdd::bad-enum",
-            "zdd::missing-field",
-            "zdd::dependency-cycle",
-            "zdd::bad-config-word",
-            "zdd::bad-url",
-            "zdd::duplicate-step",
+            Code::BadPort,
+            Code::BadDuration,
+            Code::BadEnum,
+            Code::MissingField,
+            Code::DependencyCycle,
+            Code::BadConfigWord,
+            Code::BadUrl,
+            Code::DuplicateStep,
         ]
     );
 }
@@ -248,13 +249,13 @@ step "a" kind="probe" { url "http://x/"; }
 fn unresolved_variables_are_reported_once() {
     // `key` has no value: the string that uses it is not reported again.
     let text = "plan \"p\"\nvar \"key\"\nstep \"s\" kind=\"fake\" { path \"/{{key}}\"; }\n";
-    assert_eq!(codes(&one(text)), ["zdd::var-no-value"]);
+    assert_eq!(codes(&one(text)), [Code::VarNoValue]);
 }
 
 #[test]
 fn kind_checks_run_on_complete_steps() {
     let text = "plan \"p\"\nstep \"s\" kind=\"fake\" { path \"/x\"; content \"forbidden\"; }\n";
-    assert_eq!(codes(&one(text)), ["fake::forbidden"]);
+    assert_eq!(codes(&one(text)), [Code::BadEnum]);
 }
 
 #[test]
@@ -265,20 +266,17 @@ fn misplaced_header_and_common_field_errors() {
     let read = read(&reader, &[]);
     let mut c = codes(&read);
     c.sort_unstable();
-    assert_eq!(
-        c,
-        ["zdd::bad-duration", "zdd::bad-int", "zdd::misplaced-node", "zdd::missing-argument", "zdd::unknown-property"]
-    );
+    assert_eq!(c, [Code::BadDuration, Code::BadInt, Code::MisplacedNode, Code::MissingArgument, Code::UnknownProperty]);
 }
 
 #[test]
 fn a_plan_without_name_or_with_bad_slots_is_invalid() {
-    assert_eq!(codes(&one("slots \"a\" \"a\"\n")), ["zdd::missing-plan", "zdd::bad-slot"]);
+    assert_eq!(codes(&one("slots \"a\" \"a\"\n")), [Code::MissingPlan, Code::BadSlot]);
 }
 
 #[test]
 fn kind_checks_skip_steps_whose_fields_are_wrong() {
     // `path` is missing: the kind's own check (which may rely on it) is not run on this step.
     let text = "plan \"p\"\nstep \"s\" kind=\"fake\" { content \"forbidden\"; }\n";
-    assert_eq!(codes(&one(text)), ["zdd::missing-field"]);
+    assert_eq!(codes(&one(text)), [Code::MissingField]);
 }
