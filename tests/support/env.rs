@@ -31,6 +31,8 @@ pub(crate) enum Requirement {
     Python,
     Postgres,
     Systemd,
+    /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
+    WagtailWheels,
 }
 
 impl Requirement {
@@ -52,6 +54,14 @@ impl Requirement {
                 || !exists("/usr/bin/unshare")
                 || !exists("/usr/bin/nsenter"))
             .then(|| "systemd, unshare and nsenter (apt-get install systemd util-linux)".into()),
+            Requirement::WagtailWheels => {
+                let wheels = crate::support::venv::wheel_dir();
+                let has_wagtail = std::fs::read_dir(&wheels).into_iter().flatten().flatten().any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("wagtail-") && name.ends_with(".whl")
+                });
+                (!has_wagtail).then(|| format!("Wagtail's wheels in {wheels} (scripts/test-deps.sh)"))
+            }
         }
     }
 }

@@ -17,4 +17,5 @@ pub(crate) mod scenarios;
 pub(crate) mod shop;
 pub(crate) mod systemd;
 pub(crate) mod venv;
+pub(crate) mod wagtail;
 pub(crate) mod zdd;
