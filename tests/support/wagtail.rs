@@ -62,14 +62,17 @@ impl Site {
         write(&v1.join("requirements.txt"), &frozen)?;
         let init = Command::new(super::zdd::zdd_bin()).arg("init").arg(&v1).env("NO_COLOR", "1").output();
         let init = init.map_err(|e| format!("zdd init: {e}"))?;
-        let init_said =
-            format!("{}{}", String::from_utf8_lossy(&init.stdout), String::from_utf8_lossy(&init.stderr));
+        let init_said = format!("{}{}", String::from_utf8_lossy(&init.stdout), String::from_utf8_lossy(&init.stderr));
         check(init.status.success(), || format!("zdd init {} failed:\n{init_said}", v1.display()))?;
 
         let v2 = stack.sources.join("wagtail-v2/mysite");
         copy_tree(&v1, &v2).map_err(|e| format!("copy the site: {e}"))?;
         edit(&v2.join("home/templates/home/home_page.html"), |page| {
-            page.replacen("{% block content %}", &format!("{{% block content %}}\n<p class=\"release\">{V2_MARKER}</p>"), 1)
+            page.replacen(
+                "{% block content %}",
+                &format!("{{% block content %}}\n<p class=\"release\">{V2_MARKER}</p>"),
+                1,
+            )
         })?;
         edit(&v2.join("mysite/static/css/mysite.css"), |css| format!("{css}\n.release {{ color: teal; }}\n"))?;
         Ok(Site { v1, v2, init_said })
@@ -141,6 +144,21 @@ fn expect_serving(stack: &Stack, version: &str, run: &ZddRun) -> Result<String, 
     Ok(css)
 }
 
+/// Wagtail's admin login page (anonymous) through Nginx, and the first of Wagtail's own hashed assets it links:
+/// collected and published with the site's.
+fn expect_admin_assets(stack: &Stack) -> Result<String, String> {
+    let login = get(stack, "/admin/login/");
+    let Some((200, body)) = login else {
+        return Err(format!("GET /admin/login/ through Nginx: {login:?}"));
+    };
+    let start = body.find("/static/wagtailadmin/").ok_or_else(|| format!("the login page links no asset:\n{body}"))?;
+    let end = body[start..].find(['"', '\'']).ok_or_else(|| "an unterminated asset URL".to_string())?;
+    let asset = &body[start..start + end];
+    let status = get(stack, asset).map(|(s, _)| s);
+    check(status == Some(200), || format!("{asset} through Nginx: {status:?}"))?;
+    Ok(asset.to_string())
+}
+
 fn load(stack: &Stack, stylesheet: &str) -> Load {
     let mut config = LoadConfig::standard(stack.nginx.port);
     config.slow_clients = 0;
@@ -158,7 +176,7 @@ fn under_load(stack: &Stack, site: &Site, command: &str, version: &str, styleshe
     let report = load.finish();
     check(run.code == 0, || format!("zdd {command} ({version}) failed\n{}", run.describe()))?;
     let races = check_no_failures(stack, &report, &run)?;
-    Ok(measured(&report, races, &run))
+    Ok(format!("{} ({})", measured(&report, races, &run), run.step_times()))
 }
 
 /// The site from `wagtail start`: first deploy of v1, v1 -> v2 under load, then `zdd rollback` to v1 under load.
@@ -166,6 +184,12 @@ pub(crate) fn deploy_upgrade_and_roll_back(stack: &Stack) -> Outcome {
     let site = Site::create(stack)?;
     check(site.init_said.contains("settings: mysite.settings.production (chosen for production"), || {
         format!("zdd init did not choose the production settings:\n{}", site.init_said)
+    })?;
+    check(site.init_said.contains("none found, so the plan checks /"), || {
+        format!("zdd init did not make / the health page:\n{}", site.init_said)
+    })?;
+    check(!site.init_said.contains("does not name gunicorn"), || {
+        format!("zdd init missed gunicorn in the frozen requirements:\n{}", site.init_said)
     })?;
     prepare_shared(stack)?;
 
@@ -176,7 +200,7 @@ pub(crate) fn deploy_upgrade_and_roll_back(stack: &Stack) -> Outcome {
     check(smoke.iter().any(|m| m.starts_with("static asset /static/") && m.ends_with(" loads")), || {
         format!("smoke loaded no static asset: {smoke:?}")
     })?;
-    let first_took = first.duration.as_secs_f64();
+    let first_took = format!("{:.1} s ({})", first.duration.as_secs_f64(), first.step_times());
 
     let upgrade = under_load(stack, &site, "run", "v2", &v1_css)?;
     let v2_css = expect_serving(stack, "v2", &first)?;
@@ -184,9 +208,10 @@ pub(crate) fn deploy_upgrade_and_roll_back(stack: &Stack) -> Outcome {
     // Pages v1 rendered just before the switch still load their stylesheet.
     let old = get(stack, &v1_css).map(|(s, _)| s);
     check(old == Some(200), || format!("v1's {v1_css} after the upgrade: {old:?}"))?;
+    let admin_asset = expect_admin_assets(stack)?;
 
     let rollback = under_load(stack, &site, "rollback", "v2", &v2_css)?;
     let back = expect_serving(stack, "v1", &first)?;
     check(back == v1_css, || format!("after the rollback / links {back}, v1 linked {v1_css}"))?;
-    Ok(format!("first deploy {first_took:.1} s; v1 -> v2: {upgrade}; rollback: {rollback}"))
+    Ok(format!("first deploy {first_took}; v1 -> v2: {upgrade}; {admin_asset} loads; rollback: {rollback}"))
 }

@@ -415,6 +415,20 @@ impl ZddRun {
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
     }
 
+    /// How long each step took, in the order they started (`release 1.2 s, python-env 30.1 s, ...`).
+    pub(crate) fn step_times(&self) -> String {
+        let at = |e: &Value| e["at"].as_u64();
+        let mut times = Vec::new();
+        for started in self.events.iter().filter(|e| e["event"] == "step-started") {
+            let step = &started["step"];
+            let finished = self.events.iter().find(|e| e["event"] == "step-finished" && e["step"] == *step);
+            if let (Some(from), Some(to), Some(name)) = (at(started), finished.and_then(at), step.as_str()) {
+                times.push(format!("{name} {:.1} s", Duration::from_millis(to.saturating_sub(from)).as_secs_f64()));
+            }
+        }
+        times.join(", ")
+    }
+
     /// Steps that started, in order.
     pub(crate) fn started_steps(&self) -> Vec<String> {
         self.events
