@@ -82,7 +82,7 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, settings: Option<&s
         Some(h) => outln!("  health URL: {h}"),
         None => outln!(
             "  health URL: none found, so the plan checks / (it must answer 200 to an anonymous GET); a view that \
-             touches nothing is cheaper and says more, e.g.:\n\n{HEALTH_VIEW_HINT}\n\n  then set health_path to it"
+             touches nothing is cheaper and says more, e.g.:\n\n{HEALTH_VIEW_HINT}\n\n  then point the plan's health_path at it"
         ),
     }
     report_facts(&project, &app_dir);

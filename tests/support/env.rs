@@ -54,14 +54,9 @@ impl Requirement {
                 || !exists("/usr/bin/unshare")
                 || !exists("/usr/bin/nsenter"))
             .then(|| "systemd, unshare and nsenter (apt-get install systemd util-linux)".into()),
-            Requirement::WagtailWheels => {
-                let wheels = crate::support::venv::wheel_dir();
-                let has_wagtail = std::fs::read_dir(&wheels).into_iter().flatten().flatten().any(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.starts_with("wagtail-") && name.ends_with(".whl")
-                });
-                (!has_wagtail).then(|| format!("Wagtail's wheels in {wheels} (scripts/test-deps.sh)"))
-            }
+            Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()
+                .is_empty()
+                .then(|| format!("Wagtail's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())),
         }
     }
 }

@@ -18,6 +18,19 @@ pub(crate) fn wheel_dir() -> String {
     std::env::var("ZDD_WHEELS").unwrap_or_else(|_| "/root/.cache/zdd-wheels".to_string())
 }
 
+/// The names of Wagtail's wheels in the wheel cache, sorted (empty when `scripts/test-deps.sh` has not fetched them).
+pub(crate) fn wagtail_wheels() -> Vec<String> {
+    let mut wheels: Vec<String> = std::fs::read_dir(wheel_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("wagtail-") && Path::new(n).extension().is_some_and(|ext| ext == "whl"))
+        .collect();
+    wheels.sort();
+    wheels
+}
+
 /// The shared venv's directory, created on first use.
 pub(crate) fn shared() -> PathBuf {
     let requirements_path = super::shop::base_dir().join("requirements.txt");

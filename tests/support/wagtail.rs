@@ -26,14 +26,7 @@ const SHARED_PATHS: &str = "media/ mysite/settings/local.py db.sqlite3";
 /// The venv with the newest Wagtail in the wheel cache and gunicorn, shared across test runs (rebuilt when the
 /// cache's Wagtail wheels change).
 fn wagtail_venv() -> PathBuf {
-    let mut wheels: Vec<String> = std::fs::read_dir(super::venv::wheel_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("wagtail-") && n.ends_with(".whl"))
-        .collect();
-    wheels.sort();
+    let wheels = super::venv::wagtail_wheels();
     super::venv::cached("wagtail-venv", &format!("wagtail\ngunicorn\n# wheels in the cache: {}\n", wheels.join(" ")))
 }
 
