@@ -130,6 +130,11 @@ fn a_wagtail_site_gets_its_production_settings_and_is_told_so() {
     // production.py imports settings/local.py when present: init says how to keep it across releases.
     assert!(said.contains("mysite/settings/local.py"), "{said}");
     assert!(said.contains("ManifestStaticFilesStorage"), "{said}");
+    // No health view: the home page (Wagtail serves it from the database) is the health page, and init says so.
+    assert_eq!(var(&plan, "health_path"), "/", "{plan}");
+    assert!(said.contains("none found, so the plan checks /"), "{said}");
+    // `wagtail start` writes no gunicorn into requirements.txt; the web step needs it.
+    assert!(said.contains("warning: requirements.txt does not name gunicorn"), "{said}");
 
     // The user's choice wins, and init warns about what it brings.
     let out = zdd()

@@ -4,7 +4,8 @@
 //! suite runs all of them with PostgreSQL); first
 //! deploy, upgrade and rollback with the port switch and an Nginx reload (plans/port-switch.kdl). And projects zdd
 //! never saw (tests/fixtures/projects: `startproject` settings, a JSON-only API), deployed and upgraded with
-//! plans/prod.kdl and only plan variables set.
+//! plans/prod.kdl and only plan variables set; a site made by `wagtail start`, deployed with the plan `zdd init`
+//! wrote for it, upgraded and rolled back under load (tests/support/wagtail.rs).
 //! See tests/support/scenarios.rs for what each scenario checks.
 
 use crate::support;
@@ -75,4 +76,23 @@ fn process_startproject_settings_deploy_unchanged() {
 #[test]
 fn process_json_only_project_deploys() {
     deploy_project("process-jsononly", JSONONLY);
+}
+
+/// `wagtail start mysite` by the real Wagtail, its requirements pinned, `zdd init` on it; the plan init wrote
+/// deploys v1, then v2 (a visible change, a new hashed stylesheet) and rolls back to v1, under load, with only
+/// plan variables set and nothing in the project changed for zdd.
+#[test]
+fn process_wagtail_start_site_deploys_upgrades_and_rolls_back() {
+    let _serial = serial();
+    let name = "process-wagtail";
+    if !require(name, &[Requirement::WagtailWheels]) {
+        return;
+    }
+    let Some(stack) = stack(name, Db::Sqlite, ProxyMode::Socket) else {
+        return;
+    };
+    match support::wagtail::deploy_upgrade_and_roll_back(&stack) {
+        Ok(measured) => eprintln!("PASS [{}] {name}: {measured}", stack.config),
+        Err(error) => panic!("[{}] {name}: {error}", stack.config),
+    }
 }

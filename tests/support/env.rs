@@ -31,6 +31,8 @@ pub(crate) enum Requirement {
     Python,
     Postgres,
     Systemd,
+    /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
+    WagtailWheels,
 }
 
 impl Requirement {
@@ -52,6 +54,9 @@ impl Requirement {
                 || !exists("/usr/bin/unshare")
                 || !exists("/usr/bin/nsenter"))
             .then(|| "systemd, unshare and nsenter (apt-get install systemd util-linux)".into()),
+            Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()
+                .is_empty()
+                .then(|| format!("Wagtail's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())),
         }
     }
 }

@@ -18,4 +18,5 @@ pub(crate) mod scenarios;
 pub(crate) mod shop;
 pub(crate) mod systemd;
 pub(crate) mod venv;
+pub(crate) mod wagtail;
 pub(crate) mod zdd;
