@@ -4,6 +4,8 @@
 //! do it ([`StepKind::run`], through the host, recording undo facts *before* each effect); and how am I undone
 //! ([`StepKind::undo`], from those facts alone, so `zdd recover` can undo after a crash). Before any step runs,
 //! each kind's [`StepKind::preflight`] says what it needs that is missing (see [`crate::preflight`]).
+//! At validation, each kind parses its step's fields once into typed settings ([`StepKind::settings`]); kinds
+//! written against [`crate::settings::TypedKind`] get those settings, not fields, in everything after.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use crate::plan::{Plan, Retry, Step, StepPolicy};
 use crate::preflight::{Finding, PreflightCtx, Provision};
 use crate::redact::Redactor;
 use crate::schema::{Effect, KindSpec};
+use crate::settings::{SettingsCtx, StepSettings};
 
 /// The facts a kind's undo needs (the previous target of a link, the unit it started, ...), as JSON.
 pub type UndoFacts = serde_json::Value;
@@ -327,6 +330,12 @@ pub trait StepKind: Send + Sync {
 
     /// Checks across fields beyond what the spec's types express; spans come from the fields.
     fn check(&self, _step: &Step, _diags: &mut Diagnostics) {}
+
+    /// The step's typed settings, built once at validation after its fields and [`StepKind::check`] passed,
+    /// and kept on the step ([`Step::settings`]). Kinds without settings keep the default: none.
+    fn settings(&self, _ctx: &SettingsCtx<'_>) -> Result<StepSettings, Diagnostics> {
+        Ok(StepSettings::default())
+    }
 
     /// What this step makes exist for later steps (a file it writes, a package it installs), so their preflight
     /// does not report it missing.

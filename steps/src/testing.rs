@@ -29,6 +29,7 @@ pub(crate) fn step(name: &str, kind: &str, fields: &[(&str, Value)]) -> Step {
         needs: vec![],
         policy: StepPolicy::default(),
         fields: Fields { map },
+        settings: zdd_engine::settings::StepSettings::default(),
         description: None,
         span,
     }
