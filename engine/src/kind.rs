@@ -8,7 +8,7 @@
 //! written against [`crate::settings::TypedKind`] get those settings, not fields, in everything after.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -182,7 +182,7 @@ impl std::ops::DerefMut for StepCtx {
 
 impl StepCtx {
     /// Record undo facts durably. Call this *before* the effect it describes. The facts must hold all the
-    /// undo will need (absolute paths, the settings it acts with): the undo gets no plan.
+    /// undo will need (absolute paths, the settings it acts with): the undo gets no plan and no settings.
     pub async fn record_undo(&self, facts: UndoFacts) -> Result<(), StepError> {
         let step = self.plan.step_by_name(&self.step);
         let undo = RecordedUndo {
@@ -199,11 +199,6 @@ impl StepCtx {
     /// The part of this context an undo may use: no plan in it.
     pub fn undo_ctx(&self) -> UndoCtx {
         self.io.clone()
-    }
-
-    /// Resolve a plan path (relative paths are relative to the main plan file's directory).
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
     }
 }
 
@@ -310,12 +305,6 @@ pub struct PreviewCtx {
     pub target: DeployTarget,
     pub host: Arc<dyn Host>,
     pub state_dir: PathBuf,
-}
-
-impl PreviewCtx {
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
-    }
 }
 
 /// A step kind.

@@ -309,9 +309,7 @@ mod tests {
             let times = ctx.int("times").unwrap_or(1);
             if times % 2 == 0 {
                 let mut diags = Diagnostics::new();
-                diags.push(
-                    Diagnostic::error("zdd::bad-int", "even").at(ctx.span("times"), "even").help("make it odd"),
-                );
+                diags.push(Diagnostic::error("zdd::bad-int", "even").at(ctx.span("times"), "even").help("make it odd"));
                 return Err(diags);
             }
             Ok(CopySettings { from: ctx.required_path("from")?, times })
