@@ -78,3 +78,19 @@ impl TypedKind for Symlink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use zdd_engine::plan::Value;
+
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_made_absolute_against_the_plan_directory_at_validation() {
+        let fields = [("link", Value::Path("run/current".into())), ("target", Value::Path("/srv/r1".into()))];
+        let step = crate::testing::step_in(std::path::Path::new("/srv/plans"), "current", "symlink", &fields);
+        let settings = step.settings.get::<Settings>().expect("settings built");
+        assert_eq!(settings.link, PathBuf::from("/srv/plans/run/current"));
+        assert_eq!(settings.target, PathBuf::from("/srv/r1"));
+    }
+}
