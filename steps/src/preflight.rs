@@ -51,14 +51,14 @@ pub async fn readable_file(host: &dyn Host, path: &Path, what: &str, provided: &
     }
 }
 
-/// The source directory of the plan's `release` step, resolved: what the later steps' files come from. `None`
+/// The source directory of the plan's `release` step (absolute): what the later steps' files come from. `None`
 /// for `zdd rollback`, which re-deploys a release that exists and reads nothing from the source.
-pub fn release_source(plan: &Plan, ctx: &PreflightCtx) -> Option<PathBuf> {
+pub fn release_source<'p>(plan: &'p Plan, ctx: &PreflightCtx) -> Option<&'p Path> {
     if ctx.preview.target.rollback {
         return None;
     }
     let step = plan.steps.iter().find(|s| s.kind == "release")?;
-    step.fields.path("source").filter(|s| !s.as_os_str().is_empty()).map(|s| ctx.preview.resolve(&s))
+    step.settings.get::<crate::release::Settings>().map(|s| s.source.as_path())
 }
 
 /// Is the source a Django project: a directory with `manage.py`?
@@ -126,17 +126,16 @@ pub async fn settings_module(host: &dyn Host, source: &Path, module: &str) -> Op
 }
 
 /// What a step that runs the project needs: its env file, and its settings module in the release's source.
-pub async fn django_step(step: &zdd_engine::plan::Step, ctx: &PreflightCtx) -> Vec<Finding> {
+pub async fn django_step(env_file: Option<&Path>, settings: Option<&str>, ctx: &PreflightCtx) -> Vec<Finding> {
     let host = ctx.preview.host.as_ref();
     let mut found = Vec::new();
-    if let Some(file) = step.fields.path("env-file").filter(|p| !p.as_os_str().is_empty()) {
-        found.extend(readable_file(host, &ctx.preview.resolve(&file), "the env file", &ctx.provided).await);
+    if let Some(file) = env_file {
+        found.extend(readable_file(host, file, "the env file", &ctx.provided).await);
     }
-    if let (Some(module), Some(source)) =
-        (step.fields.str("settings").filter(|s| !s.is_empty()), release_source(&ctx.preview.plan, ctx))
+    if let (Some(module), Some(source)) = (settings, release_source(&ctx.preview.plan, ctx))
         && host.exists(&source.join("manage.py")).await.unwrap_or(false)
     {
-        found.extend(settings_module(host, &source, module).await);
+        found.extend(settings_module(host, source, module).await);
     }
     found
 }

@@ -57,7 +57,7 @@ impl StepKind for Fake {
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let path = ctx.resolve(&step.fields.path("path").unwrap_or_default());
+        let path = ctx.plan.base_dir.join(step.fields.path("path").unwrap_or_default());
         let mut actions = vec![PlannedAction::Write {
             path: path.clone(),
             content: step.fields.str("content").unwrap_or_default().to_owned(),

@@ -276,11 +276,11 @@ pub fn validate(
         diags.push(d);
     }
 
-    // Kind-specific checks across fields, once the step is complete.
+    // Kind-specific checks across fields, once the step is complete; then the kind's typed settings, built once.
     if !vars_failed {
-        for s in steps.iter().filter(|s| clean[s.id.0]) {
+        for s in steps.iter_mut().filter(|s| clean[s.id.0]) {
             if let Some(kind) = kinds.get(&s.kind) {
-                kind.check(s, diags);
+                crate::settings::check_and_build(kind.as_ref(), s, base_dir, diags);
             }
         }
     }
@@ -650,6 +650,7 @@ fn step(
         needs: Vec::new(),
         policy,
         fields: field_map,
+        settings: crate::settings::StepSettings::default(),
         description,
         span: node.span,
     };
