@@ -247,3 +247,126 @@ fn kind_checks_skip_steps_whose_fields_are_wrong() {
     let text = "plan \"p\"\nstep \"s\" kind=\"fake\" { content \"forbidden\"; }\n";
     assert_eq!(codes(&one(text)), ["zdd::missing-field"]);
 }
+
+/// A `repeat` over two lanes: a step writing each lane's file and a check of it, then a written step after both.
+const REPEATED: &str = r#"plan "lanes"
+var "lanes" "1 2"
+step "build" kind="fake" {
+    path "/srv/build"
+}
+repeat "lane" in="{{lanes}}" {
+    step "start" kind="fake" {
+        description "Start lane {{lane}}"
+        needs "build"
+        path "/srv/{{lane}}.conf"
+    }
+    step "check" kind="probe" {
+        needs "start"
+        url "http://127.0.0.1:8000/{{lane}}"
+    }
+}
+step "done" kind="probe" {
+    needs "check"
+    url "http://127.0.0.1/"
+}
+"#;
+
+fn names(plan: &plan::Plan) -> Vec<&str> {
+    plan.steps.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn needs_of<'p>(plan: &'p plan::Plan, name: &str) -> Vec<&'p str> {
+    let step = plan.step_by_name(name).unwrap_or_else(|| panic!("no step {name}: {:?}", names(plan)));
+    plan.graph.needs(step.id).iter().map(|&id| plan.steps[id.0].name.as_str()).collect()
+}
+
+fn valid(read: &PlanRead) -> &plan::Plan {
+    read.result.as_ref().unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)))
+}
+
+#[test]
+fn a_repeat_makes_one_copy_of_its_steps_per_item() {
+    let read = one(REPEATED);
+    let plan = valid(&read);
+    assert_eq!(names(plan), ["build", "start.1", "check.1", "start.2", "check.2", "done"]);
+    // The item is a variable inside the group; a name of the group's own steps means the same iteration's copy.
+    assert_eq!(plan.step_by_name("start.2").unwrap().fields.str("path"), Some("/srv/2.conf"));
+    assert_eq!(plan.step_by_name("start.2").unwrap().description.as_deref(), Some("Start lane 2"));
+    assert_eq!(needs_of(plan, "check.2"), ["start.2"]);
+    assert_eq!(needs_of(plan, "start.1"), ["build"]);
+    // Outside the group, the repeated step's name means every copy; without `serial` the lanes are parallel.
+    assert_eq!(needs_of(plan, "done"), ["check.1", "check.2"]);
+    assert_eq!(plan.graph.waves.len(), 4);
+    // The list comes from a variable, so `--var` changes it.
+    let read = read_with_vars(REPEATED, &["lanes=a b c"]);
+    assert_eq!(needs_of(valid(&read), "done"), ["check.a", "check.b", "check.c"]);
+}
+
+fn read_with_vars(text: &str, vars: &[&str]) -> PlanRead {
+    read(&MemoryReader::new().with("deploy/prod.kdl", text), vars)
+}
+
+#[test]
+fn serial_runs_the_iterations_in_batches() {
+    let text = REPEATED.replace("in=\"{{lanes}}\"", "in=\"{{lanes}}\" serial=1");
+    let read = read_with_vars(&text, &["lanes=1 2 3"]);
+    let plan = valid(&read);
+    // Each iteration's first step needs the previous iteration's last step.
+    assert_eq!(needs_of(plan, "start.1"), ["build"]);
+    assert_eq!(needs_of(plan, "start.2"), ["build", "check.1"]);
+    assert_eq!(needs_of(plan, "start.3"), ["build", "check.2"]);
+    let text = REPEATED.replace("in=\"{{lanes}}\"", "in=\"{{lanes}}\" serial=2");
+    let read = read_with_vars(&text, &["lanes=1 2 3 4 5"]);
+    let plan = valid(&read);
+    assert_eq!(needs_of(plan, "start.2"), ["build"]);
+    assert_eq!(needs_of(plan, "start.3"), ["build", "check.1", "check.2"]);
+    assert_eq!(needs_of(plan, "start.4"), ["build", "check.1", "check.2"]);
+    assert_eq!(needs_of(plan, "start.5"), ["build", "check.3", "check.4"]);
+}
+
+#[test]
+fn an_item_that_cannot_be_in_a_step_name_is_made_plain_there_only() {
+    // A later `hosts` list holds SSH destinations: the step names get a plain suffix, the variable the host.
+    let text = REPEATED.replace("/srv/{{lane}}.conf", "/srv/{{lane}}");
+    let read = read_with_vars(&text, &["lanes=deploy@10.0.0.5:22 web2"]);
+    let plan = valid(&read);
+    assert_eq!(names(plan)[1..5], ["start.deploy-10.0.0.5-22", "check.deploy-10.0.0.5-22", "start.web2", "check.web2"]);
+    assert_eq!(
+        plan.step_by_name("start.deploy-10.0.0.5-22").unwrap().fields.str("path"),
+        Some("/srv/deploy@10.0.0.5:22")
+    );
+    // Two items that give the same names are one too many.
+    let read = read_with_vars(&text, &["lanes=a:1 a@1"]);
+    assert_eq!(codes(&read), ["zdd::repeat-duplicate-item"]);
+}
+
+#[test]
+fn repeat_mistakes_are_each_reported() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("lanes= ", "", &["zdd::repeat-empty"]),
+        ("lanes=1 2 1", "", &["zdd::repeat-duplicate-item"]),
+        // `done` is also the name of a written step: `needs "done"` would not say which.
+        ("lanes=1", "step \"done\" kind=\"probe\"", &["zdd::repeat-name-collision"]),
+    ];
+    for (var, replace_check, expected) in cases {
+        let text = if replace_check.is_empty() {
+            REPEATED.to_owned()
+        } else {
+            REPEATED
+                .replace("step \"check\" kind=\"probe\"", replace_check)
+                .replace("needs \"check\"", "needs \"start\"")
+        };
+        let read = read_with_vars(&text, &[var]);
+        assert_eq!(codes(&read), *expected, "{var} {replace_check}");
+    }
+    let bad = |from: &str, to: &str| codes(&one(&REPEATED.replace(from, to)));
+    assert_eq!(bad("repeat \"lane\"", "repeat \"lanes\""), ["zdd::repeat-var"]);
+    assert_eq!(bad("repeat \"lane\"", "repeat \"slot\""), ["zdd::repeat-var"]);
+    assert_eq!(bad(" in=\"{{lanes}}\"", ""), ["zdd::missing-property"]);
+    assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lanes}}\" serial=0"), ["zdd::bad-int"]);
+    assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lanes}}\" srial=1"), ["zdd::unknown-property"]);
+    assert_eq!(bad("    step \"check\"", "    var \"x\" \"y\"\n    step \"check\""), ["zdd::repeat-body"]);
+    assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lnaes}}\""), ["zdd::undefined-var"]);
+    // Outside its group, `{{lane}}` is not a variable.
+    assert_eq!(bad("url \"http://127.0.0.1/\"", "url \"http://127.0.0.1/{{lane}}\""), ["zdd::undefined-var"]);
+}

@@ -63,7 +63,7 @@ impl Nginx {
             static_dir: f.path("static-dir").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
             static_url: opt_str(f, "static-url").unwrap_or("/static/").to_owned(),
             lane: opt_str(f, "lane").map(str::to_owned),
-            lanes: f.strings("lanes"),
+            lanes: super::lane_list(f),
         })
     }
 
