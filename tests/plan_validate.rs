@@ -367,6 +367,10 @@ fn repeat_mistakes_are_each_reported() {
     assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lanes}}\" srial=1"), ["zdd::unknown-property"]);
     assert_eq!(bad("    step \"check\"", "    var \"x\" \"y\"\n    step \"check\""), ["zdd::repeat-body"]);
     assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lnaes}}\""), ["zdd::undefined-var"]);
+    // A list times a group is capped, so reading a plan stays linear in its size.
+    let many: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let read = read_with_vars(REPEATED, &[&format!("lanes={}", many.join(" "))]);
+    assert_eq!(codes(&read), ["zdd::repeat-too-large"]);
     // Outside its group, `{{lane}}` is not a variable.
     assert_eq!(bad("url \"http://127.0.0.1/\"", "url \"http://127.0.0.1/{{lane}}\""), ["zdd::undefined-var"]);
 }

@@ -85,6 +85,8 @@ struct Group<'a> {
     items: Vec<(String, String)>,
     templates: Vec<&'a RawNode>,
     serial: Option<(usize, Span)>,
+    /// The `in` value.
+    in_span: Option<Span>,
 }
 
 impl Group<'_> {
@@ -169,10 +171,11 @@ pub fn expand<'a>(
     kinds: &Kinds,
     diags: &mut Diagnostics,
 ) -> Vec<Expanded<'a>> {
-    let entries: Vec<Entry<'a>> = nodes
+    let mut entries: Vec<Entry<'a>> = nodes
         .iter()
         .map(|&n| if n.name == REPEAT { Entry::Group(group(n, interp, diags)) } else { Entry::Written(n) })
         .collect();
+    limit_size(&mut entries, diags);
     if !entries.iter().any(|e| matches!(e, Entry::Group(_))) {
         return nodes.iter().map(|&n| Expanded { node: Cow::Borrowed(n), item: None }).collect();
     }
@@ -321,6 +324,44 @@ fn rewrite(
     node
 }
 
+/// At most this many steps come out of all the plan's `repeat`s...
+pub const MAX_REPEATED_STEPS: usize = 1000;
+/// ...and at most this much plan text (each copy counted as its step's text).
+pub const MAX_REPEATED_TEXT: usize = 1 << 20;
+
+/// Refuse (and expand to nothing) a group that would take the plan past [`MAX_REPEATED_STEPS`] or
+/// [`MAX_REPEATED_TEXT`]: a list times a group grows quadratically in the file's size, and reading a plan stays
+/// linear.
+fn limit_size(entries: &mut [Entry<'_>], diags: &mut Diagnostics) {
+    let (mut steps, mut text) = (0usize, 0usize);
+    for entry in entries {
+        let Entry::Group(group) = entry else { continue };
+        let group_text: usize = group.templates.iter().map(|t| t.span.len).sum();
+        let more_steps = group.items.len().saturating_mul(group.templates.len());
+        let more_text = group.items.len().saturating_mul(group_text);
+        if steps.saturating_add(more_steps) <= MAX_REPEATED_STEPS && text.saturating_add(more_text) <= MAX_REPEATED_TEXT
+        {
+            steps += more_steps;
+            text += more_text;
+            continue;
+        }
+        if let Some(span) = group.in_span {
+            diags.push(
+                Diagnostic::error(
+                    "zdd::repeat-too-large",
+                    format!("this `repeat` makes {more_steps} steps ({} KiB of plan)", more_text / 1024),
+                )
+                .at(span, format!("{} items", group.items.len()))
+                .help(format!(
+                    "the plan's repeats make at most {MAX_REPEATED_STEPS} steps and {} KiB of plan: shorten the list",
+                    MAX_REPEATED_TEXT / 1024
+                )),
+            );
+        }
+        group.items.clear();
+    }
+}
+
 /// `needs` in a group's steps naming no step: reported once for the template, with the closest name as written
 /// (`start`, not `start.1`).
 fn unknown_needs(
@@ -427,7 +468,8 @@ fn group<'a>(node: &'a RawNode, interp: &Interpolator<'_>, diags: &mut Diagnosti
         // Nothing is expanded: no copy exists for `needs` outside to name.
         items.clear();
     }
-    Group { var, items, templates, serial }
+    let in_span = node.prop("in").map(|p| p.value.span);
+    Group { var, items, templates, serial, in_span }
 }
 
 /// The item variable: a plain variable name that no plan or runtime variable has.
@@ -553,4 +595,17 @@ fn made_of(interp: &Interpolator<'_>, text: &str, help: &str) -> String {
         .map(|(name, value)| format!("`{name}` is {:?}", interp.mask(&value)))
         .collect();
     if used.is_empty() { help.to_owned() } else { format!("{help} ({})", used.join(", ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suffix_keeps_plain_characters_only() {
+        assert_eq!(suffix("web-2"), "web-2");
+        assert_eq!(suffix("deploy@10.0.0.5:22"), "deploy-10.0.0.5-22");
+        assert_eq!(suffix("ü"), "-");
+        assert_eq!(suffixed("health", "2"), "health.2");
+    }
 }
