@@ -269,3 +269,16 @@ fn repeat_name_collision_with_a_written_step() {
         format!("{HEAD}step \"start\" kind=\"fake\" {{\n    path \"/srv/x\"\n}}\n{}", REPEAT.replace("strat", "start"));
     insta::assert_snapshot!(check(&text));
 }
+
+#[test]
+fn repeat_step_reference_did_you_mean_names_the_step_as_written() {
+    // Reported once (not once per lane), suggesting the name as written in the group.
+    let text = format!(
+        "{HEAD}var \"lanes\" \"1 2\"\nrepeat \"lane\" in=\"{{{{lanes}}}}\" {{\n    \
+         step \"web\" kind=\"service\" {{\n        lane \"{{{{lane}}}}\"\n        app \"shop\"\n        \
+         root \"/srv/shop\"\n        wsgi \"shop.wsgi:application\"\n        listen \"socket\"\n        \
+         manager \"process\"\n    }}\n    \
+         step \"logs\" kind=\"log-check\" {{\n        service \"wbe\"\n        window \"1s\"\n    }}\n}}\n"
+    );
+    insta::assert_snapshot!(check_files_with(&text, &[], &zdd_steps::builtin()));
+}

@@ -367,6 +367,11 @@ fn repeat_mistakes_are_each_reported() {
     assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lanes}}\" srial=1"), ["zdd::unknown-property"]);
     assert_eq!(bad("    step \"check\"", "    var \"x\" \"y\"\n    step \"check\""), ["zdd::repeat-body"]);
     assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lnaes}}\""), ["zdd::undefined-var"]);
+    // A mistake in a repeated step is reported once, not once per copy.
+    assert_eq!(
+        bad("path \"/srv/{{lane}}.conf\"", "path \"/srv/{{lane}}.conf\"\n        wait \"1 minute\""),
+        ["zdd::bad-duration"]
+    );
     // A list times a group is capped, so reading a plan stays linear in its size.
     let many: Vec<String> = (0..600).map(|i| i.to_string()).collect();
     let read = read_with_vars(REPEATED, &[&format!("lanes={}", many.join(" "))]);

@@ -148,6 +148,7 @@ fn read_with(
     let (loaded, mut diags) = load::load(path, reader);
     let validated = validate::validate(&loaded, base_dir, vars, runtime, kinds, &mut diags);
     diags.sort();
+    diags.dedup();
     let (result, target, state_dir) = match validated {
         Some(v) if !diags.has_errors() => (Ok(v.plan), Some(v.target), Some(v.state_dir)),
         Some(v) => (Err(diags), Some(v.target), Some(v.state_dir)),

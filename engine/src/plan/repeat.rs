@@ -202,7 +202,7 @@ pub fn expand<'a>(
         }
     }
     for group in &groups {
-        unknown_needs(group, &known, &groups, &written, diags);
+        unknown_names(group, &known, &groups, &written, kinds, diags);
     }
 
     let mut out = Vec::new();
@@ -243,11 +243,8 @@ fn expand_group<'a>(
         for (t, template) in group.templates.iter().enumerate() {
             let fields = step_ref_fields(template, kinds);
             let mut node = rewrite(template, &fields, Some((group, suffix)), groups, written);
-            // Unknown names were reported once, for the template: not again for each copy.
-            for needs in node.children.iter_mut().filter(|c| c.name == "needs") {
-                needs.args.retain(|a| !matches!(&a.value, Scalar::Str(n) if !known.contains(n)));
-            }
-            node.children.retain(|c| c.name != "needs" || !c.args.is_empty());
+            // Unknown names were reported once, for the step as written: not again for each copy.
+            drop_unknown_names(&mut node, &fields, known);
             if let Some(name) = node.args.first_mut()
                 && let Scalar::Str(s) = &name.value
             {
@@ -362,13 +359,20 @@ fn limit_size(entries: &mut [Entry<'_>], diags: &mut Diagnostics) {
     }
 }
 
-/// `needs` in a group's steps naming no step: reported once for the template, with the closest name as written
-/// (`start`, not `start.1`).
-fn unknown_needs(
+/// Is `name`, written in a group's step, a step name that names no step? Names still to be interpolated
+/// (`service "web.{{lane}}"`) are checked once they are, by validation.
+fn names_no_step(value: &RawValue, known: &HashSet<String>) -> bool {
+    matches!(&value.value, Scalar::Str(n) if !n.contains("{{") && !known.contains(n))
+}
+
+/// `needs` and step references in a group's steps naming no step: reported once for the step as written, with
+/// the closest name as written (`start`, not `start.1`); the copies then leave them out.
+fn unknown_names(
     group: &Group<'_>,
     known: &HashSet<String>,
     groups: &[&Group<'_>],
     written: &HashSet<&str>,
+    kinds: &Kinds,
     diags: &mut Diagnostics,
 ) {
     let candidates: Vec<&str> = written
@@ -377,22 +381,40 @@ fn unknown_needs(
         .chain(groups.iter().flat_map(|g| g.templates.iter().filter_map(|t| step_name(t))))
         .collect();
     for template in &group.templates {
-        for arg in template.children.iter().filter(|c| c.name == "needs").flat_map(|c| c.args.iter()) {
-            let Scalar::Str(name) = &arg.value else { continue };
-            if known.contains(name) {
-                continue;
+        let fields = step_ref_fields(template, kinds);
+        for child in template.children.iter().filter(|c| is_reference(c, &fields)) {
+            for arg in child.args.iter().filter(|a| names_no_step(a, known)) {
+                let Scalar::Str(name) = &arg.value else { continue };
+                let d =
+                    Diagnostic::error("zdd::unknown-step", format!("`{}` names an unknown step `{name}`", child.name))
+                        .at(arg.span, "no step has this name");
+                diags.push(match did_you_mean(name, candidates.iter().copied()) {
+                    Some(s) if group.has_template(s) => {
+                        d.help(format!("did you mean `{s}`? In a `repeat`, its own steps are named as written"))
+                    }
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => {
+                        d.help("name a step declared in this plan or its includes, or one of this `repeat`'s steps")
+                    }
+                });
             }
-            let d = Diagnostic::error("zdd::unknown-step", format!("`needs` names an unknown step `{name}`"))
-                .at(arg.span, "no step has this name");
-            diags.push(match did_you_mean(name, candidates.iter().copied()) {
-                Some(s) if group.has_template(s) => {
-                    d.help(format!("did you mean `{s}`? In a `repeat`, its own steps are named as written"))
-                }
-                Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => d.help("name a step declared in this plan or its includes, or one of this `repeat`'s steps"),
-            });
         }
     }
+}
+
+/// Leave out of a copy the names [`unknown_names`] reported: `needs` arguments go, a step reference's value
+/// becomes unresolved (the field is skipped, as after any problem already reported).
+fn drop_unknown_names(node: &mut RawNode, ref_fields: &[&str], known: &HashSet<String>) {
+    for child in node.children.iter_mut().filter(|c| is_reference(c, ref_fields)) {
+        if child.name == "needs" {
+            child.args.retain(|a| !names_no_step(a, known));
+        } else {
+            for arg in child.args.iter_mut().filter(|a| names_no_step(a, known)) {
+                arg.value = Scalar::Str(UNRESOLVED.to_owned());
+            }
+        }
+    }
+    node.children.retain(|c| c.name != "needs" || !c.args.is_empty());
 }
 
 /// A repeated step's name that is also a written step's, or another group's: `needs "web"` would not say which.
