@@ -224,6 +224,12 @@ impl UndoCtx {
             .emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
     }
 
+    /// Say where the new release answers (a smoke check through the proxy passed there): the run's summary
+    /// ends with it.
+    pub fn serving(&self, url: impl Into<String>) {
+        self.events.emit(Event::Serving { step: self.step.clone(), url: self.redactor.redact(&url.into()) });
+    }
+
     /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.
     pub async fn exec(&self, cmd: &Command) -> Result<Output, StepError> {
         exec_on(self.host.as_ref(), &self.step, &self.events, &self.redactor, &self.cancel, cmd).await

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Step, Value};
@@ -143,12 +143,12 @@ impl StepKind for Exec {
         let has = |name: &str| !step.fields.all(name).is_empty();
         match (has("run"), has("command")) {
             (false, false) => diags.push(
-                Diagnostic::error("zdd::exec-nothing-to-run", format!("step `{}` has nothing to run", step.name))
+                Diagnostic::error(Code::ExecNothingToRun, format!("step `{}` has nothing to run", step.name))
                     .at(step.span, "this exec step")
                     .help("add `run \"shell script\"` or `command \"program\" \"arg\"...`"),
             ),
             (true, true) => diags.push(
-                Diagnostic::error("zdd::exec-run-and-command", "`run` and `command` both given")
+                Diagnostic::error(Code::ExecRunAndCommand, "`run` and `command` both given")
                     .at(field_span("command"), "second command")
                     .related(field_span("run"), "first command")
                     .help("keep one: `run` for a shell script, `command` for a program and its arguments"),
@@ -156,8 +156,8 @@ impl StepKind for Exec {
             _ => {}
         }
         let pairs = [
-            ("undo", "undo-command", "zdd::exec-undo-and-undo-command"),
-            ("stop", "stop-command", "zdd::exec-stop-and-stop-command"),
+            ("undo", "undo-command", Code::ExecUndoAndUndoCommand),
+            ("stop", "stop-command", Code::ExecStopAndStopCommand),
         ];
         for (shell, argv, code) in pairs {
             if has(shell) && has(argv) {
@@ -175,7 +175,7 @@ impl StepKind for Exec {
             let ok = matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && valid_env_name(&kv[0]));
             if !ok {
                 diags.push(
-                    Diagnostic::error("zdd::exec-bad-env", "`env` takes a variable name and its value")
+                    Diagnostic::error(Code::ExecBadEnv, "`env` takes a variable name and its value")
                         .at(field.span, "expected `env \"NAME\" \"value\"`")
                         .help("write e.g. `env \"DJANGO_SETTINGS_MODULE\" \"shop.settings\"`"),
                 );
@@ -184,7 +184,7 @@ impl StepKind for Exec {
         for name in ["command", "undo-command"] {
             if has(name) && step.fields.strings(name).first().is_none_or(String::is_empty) {
                 diags.push(
-                    Diagnostic::error("zdd::exec-empty-command", format!("`{name}` needs a program"))
+                    Diagnostic::error(Code::ExecEmptyCommand, format!("`{name}` needs a program"))
                         .at(field_span(name), "no program")
                         .help("write the program first, then its arguments: `command \"make\" \"assets\"`"),
                 );
@@ -322,10 +322,10 @@ mod tests {
             ]),
             &mut diags,
         );
-        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(codes, ["zdd::exec-run-and-command", "zdd::exec-undo-and-undo-command", "zdd::exec-bad-env"]);
+        let codes: Vec<Code> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::ExecRunAndCommand, Code::ExecUndoAndUndoCommand, Code::ExecBadEnv]);
         let mut diags = Diagnostics::new();
         Exec.check(&step(&[]), &mut diags);
-        assert_eq!(diags.iter().next().unwrap().code, "zdd::exec-nothing-to-run");
+        assert_eq!(diags.iter().next().unwrap().code, Code::ExecNothingToRun);
     }
 }

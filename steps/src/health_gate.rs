@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Fields, Plan, Step};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -131,13 +131,13 @@ impl StepKind for HealthGate {
         let has = |name: &str| !step.fields.all(name).is_empty();
         if has("url") == has("path") {
             diags.push(
-                Diagnostic::error("zdd::health-target", "a health-gate needs exactly one of `url` and `path`")
+                Diagnostic::error(Code::HealthTarget, "a health-gate needs exactly one of `url` and `path`")
                     .at(step.span, "what should it poll?")
                     .help("write `path \"/health/\"` with `service \"web\"`, or a full `url`"),
             );
         } else if has("path") && !has("service") {
             diags.push(
-                Diagnostic::error("zdd::health-target", "`path` needs `service`: the instance it polls")
+                Diagnostic::error(Code::HealthTarget, "`path` needs `service`: the instance it polls")
                     .at(step.fields.all("path")[0].span, "polled on which instance?")
                     .help("name the service step: `service \"web\"`"),
             );
@@ -146,7 +146,7 @@ impl StepKind for HealthGate {
             && !j.contains('=')
         {
             diags.push(
-                Diagnostic::error("zdd::health-json", format!("`json \"{j}\"` has no `=`"))
+                Diagnostic::error(Code::HealthJson, format!("`json \"{j}\"` has no `=`"))
                     .at(field.span, "expected field=value")
                     .help("write the field and its expected value: `json \"status=ok\"`"),
             );

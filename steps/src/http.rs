@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::kind::{
     PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts, tail_lines,
 };
@@ -91,7 +91,7 @@ impl StepKind for Http {
         for field in step.fields.all("header") {
             if !matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && !kv[0].is_empty()) {
                 diags.push(
-                    Diagnostic::error("zdd::http-bad-header", "`header` takes a name and a value")
+                    Diagnostic::error(Code::HttpBadHeader, "`header` takes a name and a value")
                         .at(field.span, "expected `header \"Name\" \"value\"`")
                         .help("write e.g. `header \"Content-Type\" \"application/json\"`"),
                 );
@@ -102,7 +102,7 @@ impl StepKind for Http {
         {
             let span = step.fields.all("expect-status").first().map_or(step.span, |f| f.span);
             diags.push(
-                Diagnostic::error("zdd::http-bad-status", format!("{status} is not an HTTP status"))
+                Diagnostic::error(Code::HttpBadStatus, format!("{status} is not an HTTP status"))
                     .at(span, "expected 100-599")
                     .help("write the status the answer must have, e.g. `expect-status 204`"),
             );

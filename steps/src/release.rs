@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::types::{TypeError, parse_typed};
@@ -98,7 +98,7 @@ fn shared_path(path: &str) -> Result<(), TypeError> {
     parse_typed(ValueType::SubPath, path)?;
     match path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '/'))) {
         Some(c) => Err(TypeError {
-            code: "zdd::bad-sub-path",
+            code: Code::BadSubPath,
             message: format!("`{}` has {:?}", path.escape_debug(), c),
             help: "a shared path uses letters, digits, `.`, `_`, `-`, `+`, `@` and `/`; separate paths with spaces"
                 .to_owned(),
@@ -184,7 +184,7 @@ impl StepKind for Release {
             && step.fields.int("keep").is_some_and(|k| k < 2)
         {
             diags.push(
-                Diagnostic::error("zdd::release-keep", "`keep` must be at least 2")
+                Diagnostic::error(Code::ReleaseKeep, "`keep` must be at least 2")
                     .at(keep.span, "too few to roll back")
                     .help("keep the live release and the one before it: `keep 5`"),
             );
@@ -334,17 +334,17 @@ mod tests {
             assert!(shared_path(good).is_ok(), "{good}");
         }
         for (bad, code) in [
-            ("", "zdd::bad-path"),
-            ("/etc/", "zdd::bad-sub-path"),
-            ("/etc/shadow", "zdd::bad-sub-path"),
-            ("..", "zdd::bad-sub-path"),
-            ("../other-app/media/", "zdd::bad-sub-path"),
-            ("media/../../x", "zdd::bad-sub-path"),
-            ("./media", "zdd::bad-sub-path"),
-            ("media//x", "zdd::bad-sub-path"),
-            ("x\ny", "zdd::bad-path"),
-            ("x;touch", "zdd::bad-sub-path"),
-            ("$(x)", "zdd::bad-sub-path"),
+            ("", Code::BadPath),
+            ("/etc/", Code::BadSubPath),
+            ("/etc/shadow", Code::BadSubPath),
+            ("..", Code::BadSubPath),
+            ("../other-app/media/", Code::BadSubPath),
+            ("media/../../x", Code::BadSubPath),
+            ("./media", Code::BadSubPath),
+            ("media//x", Code::BadSubPath),
+            ("x\ny", Code::BadPath),
+            ("x;touch", Code::BadSubPath),
+            ("$(x)", Code::BadSubPath),
         ] {
             assert_eq!(shared_path(bad).map_err(|e| e.code), Err(code), "{bad:?}");
         }

@@ -243,6 +243,7 @@ impl StepKind for Smoke {
             ));
         }
         if failures.is_empty() {
+            ctx.serving(req_str(step, "base")?);
             return Ok(());
         }
         let mut detail = failures.join("\n");

@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::kind::Kinds;
 use crate::plan::fields::UNRESOLVED;
 use crate::plan::raw::{RawNode, RawValue, Scalar};
@@ -345,7 +345,7 @@ fn limit_size(entries: &mut [Entry<'_>], diags: &mut Diagnostics) {
         if let Some(span) = group.in_span {
             diags.push(
                 Diagnostic::error(
-                    "zdd::repeat-too-large",
+                    Code::RepeatTooLarge,
                     format!("this `repeat` makes {more_steps} steps ({} KiB of plan)", more_text / 1024),
                 )
                 .at(span, format!("{} items", group.items.len()))
@@ -386,7 +386,7 @@ fn unknown_names(
             for arg in child.args.iter().filter(|a| names_no_step(a, known)) {
                 let Scalar::Str(name) = &arg.value else { continue };
                 let d =
-                    Diagnostic::error("zdd::unknown-step", format!("`{}` names an unknown step `{name}`", child.name))
+                    Diagnostic::error(Code::UnknownStep, format!("`{}` names an unknown step `{name}`", child.name))
                         .at(arg.span, "no step has this name");
                 diags.push(match did_you_mean(name, candidates.iter().copied()) {
                     Some(s) if group.has_template(s) => {
@@ -439,7 +439,7 @@ fn name_collisions(entries: &[Entry<'_>], diags: &mut Diagnostics) {
             match seen.get(name) {
                 Some(&(first, repeated)) => diags.push(
                     Diagnostic::error(
-                        "zdd::repeat-name-collision",
+                        Code::RepeatNameCollision,
                         format!(
                             "`{name}` names a repeated step and {}",
                             if repeated { "another repeated step" } else { "a written step" }
@@ -469,7 +469,7 @@ fn group<'a>(node: &'a RawNode, interp: &Interpolator<'_>, diags: &mut Diagnosti
             templates.push(child);
         } else {
             diags.push(
-                Diagnostic::error("zdd::repeat-body", format!("`{}` inside `repeat`", child.name))
+                Diagnostic::error(Code::RepeatBody, format!("`{}` inside `repeat`", child.name))
                     .at(child.name_span, "not a step")
                     .help(
                         "a `repeat` holds `step` nodes only: declare variables, defaults and includes at the top \
@@ -480,7 +480,7 @@ fn group<'a>(node: &'a RawNode, interp: &Interpolator<'_>, diags: &mut Diagnosti
     }
     if templates.is_empty() && node.children.is_empty() {
         diags.push(
-            Diagnostic::error("zdd::repeat-body", "this `repeat` holds no step")
+            Diagnostic::error(Code::RepeatBody, "this `repeat` holds no step")
                 .at(node.name_span, "nothing to repeat")
                 .help("write the steps to repeat in its block: `repeat \"lane\" in=\"{{lanes}}\" { step ... }`"),
         );
@@ -506,7 +506,7 @@ fn item_var(node: &RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) 
     };
     if let Some(extra) = node.args.get(1) {
         diags.push(
-            Diagnostic::error("zdd::extra-argument", "`repeat` takes one name, its item variable")
+            Diagnostic::error(Code::ExtraArgument, "`repeat` takes one name, its item variable")
                 .at(extra.span, "extra argument")
                 .help("give the list as `in=\"...\"`: `repeat \"lane\" in=\"1 2 3\" { ... }`"),
         );
@@ -527,7 +527,7 @@ fn item_var(node: &RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) 
     match problem {
         Some(help) => {
             diags.push(
-                Diagnostic::error("zdd::repeat-var", format!("`{name}` cannot be the item variable"))
+                Diagnostic::error(Code::RepeatVar, format!("`{name}` cannot be the item variable"))
                     .at(arg.span, "item variable")
                     .help(help),
             );
@@ -544,7 +544,7 @@ fn serial(node: &RawNode, diags: &mut Diagnostics) -> Option<(usize, Span)> {
         Scalar::Int(n) if *n >= 1 => Some((usize::try_from(*n).unwrap_or(usize::MAX), value.span)),
         Scalar::Int(_) => {
             diags.push(
-                Diagnostic::error("zdd::bad-int", "`serial` must be at least 1")
+                Diagnostic::error(Code::BadInt, "`serial` must be at least 1")
                     .at(value.span, "not a batch size")
                     .help("`serial=1` runs the iterations one after another; leave it out to run them in parallel"),
             );
@@ -561,7 +561,7 @@ fn serial(node: &RawNode, diags: &mut Diagnostics) -> Option<(usize, Span)> {
 fn items(node: &RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) -> Vec<(String, String)> {
     let Some(prop) = node.prop("in") else {
         diags.push(
-            Diagnostic::error("zdd::missing-property", "`repeat` has no list")
+            Diagnostic::error(Code::MissingProperty, "`repeat` has no list")
                 .at(node.name_span, "no `in=`")
                 .help("add the items, separated by spaces: `in=\"1 2 3\"` or `in=\"{{lanes}}\"`"),
         );
@@ -591,7 +591,7 @@ fn items(node: &RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) -> 
                     format!("`{first}` and `{word}` give the same step names (`*.{suffix}`)")
                 };
                 diags.push(
-                    Diagnostic::error("zdd::repeat-duplicate-item", interp.mask(&message))
+                    Diagnostic::error(Code::RepeatDuplicateItem, interp.mask(&message))
                         .at(span, "the list")
                         .help(made_of(interp, text, "each item names a copy of every step: list each once")),
                 );
@@ -599,9 +599,9 @@ fn items(node: &RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) -> 
             None => items.push((word.to_owned(), suffix)),
         }
     }
-    if items.is_empty() && !diags.iter().any(|d| d.code == "zdd::repeat-duplicate-item" && d.span == Some(span)) {
+    if items.is_empty() && !diags.iter().any(|d| d.code == Code::RepeatDuplicateItem && d.span == Some(span)) {
         diags.push(
-            Diagnostic::error("zdd::repeat-empty", "`repeat` has an empty list: its steps would not run at all")
+            Diagnostic::error(Code::RepeatEmpty, "`repeat` has an empty list: its steps would not run at all")
                 .at(span, "no items")
                 .help(made_of(interp, text, "give at least one item, separated by spaces: `in=\"1 2 3\"`")),
         );

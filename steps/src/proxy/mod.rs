@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::access::Need;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Fields, Step};
@@ -224,7 +224,7 @@ impl StepKind for ProxySwitch {
         };
         if let Some((span, message, label)) = problem {
             diags.push(
-                Diagnostic::error("zdd::proxy-lanes", message)
+                Diagnostic::error(Code::ProxyLanes, message)
                     .at(span, label)
                     .help("write `lanes \"1\" \"2\" \"3\"` and `lane \"1\"` (one of them) in socket mode"),
             );

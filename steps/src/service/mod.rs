@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -126,7 +126,7 @@ impl StepKind for Service {
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         if let (Some(lane), Some("port")) = (step.fields.all("lane").first(), step.fields.str("listen")) {
             diags.push(
-                Diagnostic::error("zdd::service-lane", "a `lane` needs `listen \"socket\"`")
+                Diagnostic::error(Code::ServiceLane, "a `lane` needs `listen \"socket\"`")
                     .at(lane.span, "lanes are told apart by their sockets")
                     .help("use `listen \"socket\"` (the default), or drop `lane` for a single instance"),
             );
@@ -135,7 +135,7 @@ impl StepKind for Service {
             (step.fields.all("lane").first(), step.fields.str("lane").and_then(config::lane_name_problem))
         {
             diags.push(
-                Diagnostic::error("zdd::service-lane", problem)
+                Diagnostic::error(Code::ServiceLane, problem)
                     .at(field.span, "it names the unit, the socket and the link")
                     .help("name lanes `1`, `2`, `3` (letters and digits)"),
             );
