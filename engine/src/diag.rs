@@ -111,6 +111,13 @@ impl Diagnostics {
         self.items.sort_by_key(|d| d.span.map(|s| (s.file, s.offset)));
     }
 
+    /// Keep one of each set of identical problems (same code, place and message): the copies of a repeated step
+    /// share their fields' text, so a mistake there is found once per copy.
+    pub fn dedup(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        self.items.retain(|d| seen.insert((d.code, d.span, d.message.clone())));
+    }
+
     /// Render all diagnostics for a terminal (or plain text when `color` is false).
     pub fn render(&self, sources: &SourceMap, color: bool) -> String {
         crate::plan::render::render_diagnostics(self, sources, color)

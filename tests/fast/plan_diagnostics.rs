@@ -236,3 +236,48 @@ fn five_mistakes_five_diagnostics_each_with_place_and_help() {
     assert_eq!(out.matches("help:").count(), 5, "{out}");
     insta::assert_snapshot!(out);
 }
+
+/// Two lanes of a `start` step and its check, then a step after every check.
+const REPEAT: &str = "var \"lanes\" \"1 2\"\n\
+repeat \"lane\" in=\"{{lanes}}\" {\n    \
+    step \"start\" kind=\"fake\" {\n        path \"/srv/{{lane}}\"\n    }\n    \
+    step \"check\" kind=\"probe\" {\n        needs \"strat\"\n        url \"http://127.0.0.1/{{lane}}\"\n    }\n\
+}\n";
+
+#[test]
+fn repeat_needs_did_you_mean_names_the_step_as_written() {
+    insta::assert_snapshot!(check(&format!("{HEAD}{REPEAT}")));
+}
+
+#[test]
+fn repeat_empty_list_names_the_variable() {
+    insta::assert_snapshot!(check(&format!("{HEAD}{}", REPEAT.replace("\"1 2\"", "\"\"").replace("strat", "start"))));
+}
+
+#[test]
+fn repeat_duplicate_item() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}{}",
+        REPEAT.replace("\"1 2\"", "\"1 2 1\"").replace("strat", "start")
+    )));
+}
+
+#[test]
+fn repeat_name_collision_with_a_written_step() {
+    let text =
+        format!("{HEAD}step \"start\" kind=\"fake\" {{\n    path \"/srv/x\"\n}}\n{}", REPEAT.replace("strat", "start"));
+    insta::assert_snapshot!(check(&text));
+}
+
+#[test]
+fn repeat_step_reference_did_you_mean_names_the_step_as_written() {
+    // Reported once (not once per lane), suggesting the name as written in the group.
+    let text = format!(
+        "{HEAD}var \"lanes\" \"1 2\"\nrepeat \"lane\" in=\"{{{{lanes}}}}\" {{\n    \
+         step \"web\" kind=\"service\" {{\n        lane \"{{{{lane}}}}\"\n        app \"shop\"\n        \
+         root \"/srv/shop\"\n        wsgi \"shop.wsgi:application\"\n        listen \"socket\"\n        \
+         manager \"process\"\n    }}\n    \
+         step \"logs\" kind=\"log-check\" {{\n        service \"wbe\"\n        window \"1s\"\n    }}\n}}\n"
+    );
+    insta::assert_snapshot!(check_files_with(&text, &[], &zdd_steps::builtin()));
+}

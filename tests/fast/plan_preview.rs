@@ -64,11 +64,15 @@ fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 fn build_preview(dir: &Path) -> PlanPreview {
-    let main = dir.join("prod.kdl");
+    build_preview_of(dir, "prod.kdl", &["token=s3cr3t-token"])
+}
+
+fn build_preview_of(dir: &Path, plan_file: &str, vars: &[&str]) -> PlanPreview {
+    let main = dir.join(plan_file);
     let kinds = fake_kinds::kinds();
     let state_dir = dir.join("state");
     let runtime = Runtime::sample().with_state_dir(Some(&state_dir));
-    let read = plan::read(&main, &VarInputs::cli(["token=s3cr3t-token"]), &runtime, &kinds);
+    let read = plan::read(&main, &VarInputs::cli(vars.iter().copied()), &runtime, &kinds);
     let plan = Arc::new(read.result.unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false))));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(preview::build(PreviewInput {
@@ -141,4 +145,35 @@ fn a_file_that_cannot_be_read_is_not_called_new() {
     let text = preview::render_text(&p, false);
     assert!(text.contains("new.conf (cannot read what is there now"), "{text}");
     assert!(text.contains("the whole new content follows"), "{text}");
+}
+
+/// Two lanes written once in a `repeat`, one after the other, then a check after both.
+const REPEATED: &str = r#"plan "lanes"
+var "lanes" "1 2"
+repeat "lane" in="{{lanes}}" serial=1 {
+    step "config" kind="fake" {
+        description "Write lane {{lane}}'s settings"
+        path "etc/lane-{{lane}}.conf"
+        content "lane = {{lane}}\n"
+    }
+    step "health" kind="probe" {
+        needs "config"
+        url "http://127.0.0.1:8000/lane-{{lane}}/health/"
+    }
+}
+step "smoke" kind="probe" {
+    needs "health"
+    url "http://127.0.0.1:8000/"
+}
+"#;
+
+#[test]
+fn repeated_steps_preview_like_written_ones() {
+    let dir = setup();
+    std::fs::write(dir.path().join("lanes.kdl"), REPEATED).unwrap();
+    let p = build_preview_of(dir.path(), "lanes.kdl", &[]);
+    // One lane after the other: config.1, health.1, config.2, health.2, then smoke.
+    assert_eq!(p.waves.len(), 5);
+    let text = preview::render_text(&p, false);
+    filters(dir.path()).bind(|| insta::assert_snapshot!(text));
 }

@@ -280,3 +280,135 @@ fn kind_checks_skip_steps_whose_fields_are_wrong() {
     let text = "plan \"p\"\nstep \"s\" kind=\"fake\" { content \"forbidden\"; }\n";
     assert_eq!(codes(&one(text)), [Code::MissingField]);
 }
+
+/// A `repeat` over two lanes: a step writing each lane's file and a check of it, then a written step after both.
+const REPEATED: &str = r#"plan "lanes"
+var "lanes" "1 2"
+step "build" kind="fake" {
+    path "/srv/build"
+}
+repeat "lane" in="{{lanes}}" {
+    step "start" kind="fake" {
+        description "Start lane {{lane}}"
+        needs "build"
+        path "/srv/{{lane}}.conf"
+    }
+    step "check" kind="probe" {
+        needs "start"
+        url "http://127.0.0.1:8000/{{lane}}"
+    }
+}
+step "done" kind="probe" {
+    needs "check"
+    url "http://127.0.0.1/"
+}
+"#;
+
+fn names(plan: &plan::Plan) -> Vec<&str> {
+    plan.steps.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn needs_of<'p>(plan: &'p plan::Plan, name: &str) -> Vec<&'p str> {
+    let step = plan.step_by_name(name).unwrap_or_else(|| panic!("no step {name}: {:?}", names(plan)));
+    plan.graph.needs(step.id).iter().map(|&id| plan.steps[id.0].name.as_str()).collect()
+}
+
+fn valid(read: &PlanRead) -> &plan::Plan {
+    read.result.as_ref().unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)))
+}
+
+#[test]
+fn a_repeat_makes_one_copy_of_its_steps_per_item() {
+    let read = one(REPEATED);
+    let plan = valid(&read);
+    assert_eq!(names(plan), ["build", "start.1", "check.1", "start.2", "check.2", "done"]);
+    // The item is a variable inside the group; a name of the group's own steps means the same iteration's copy.
+    assert_eq!(plan.step_by_name("start.2").unwrap().fields.str("path"), Some("/srv/2.conf"));
+    assert_eq!(plan.step_by_name("start.2").unwrap().description.as_deref(), Some("Start lane 2"));
+    assert_eq!(needs_of(plan, "check.2"), ["start.2"]);
+    assert_eq!(needs_of(plan, "start.1"), ["build"]);
+    // Outside the group, the repeated step's name means every copy; without `serial` the lanes are parallel.
+    assert_eq!(needs_of(plan, "done"), ["check.1", "check.2"]);
+    assert_eq!(plan.graph.waves.len(), 4);
+    // The list comes from a variable, so `--var` changes it.
+    let read = read_with_vars(REPEATED, &["lanes=a b c"]);
+    assert_eq!(needs_of(valid(&read), "done"), ["check.a", "check.b", "check.c"]);
+}
+
+fn read_with_vars(text: &str, vars: &[&str]) -> PlanRead {
+    read(&MemoryReader::new().with("deploy/prod.kdl", text), vars)
+}
+
+#[test]
+fn serial_runs_the_iterations_in_batches() {
+    let text = REPEATED.replace("in=\"{{lanes}}\"", "in=\"{{lanes}}\" serial=1");
+    let read = read_with_vars(&text, &["lanes=1 2 3"]);
+    let plan = valid(&read);
+    // Each iteration's first step needs the previous iteration's last step.
+    assert_eq!(needs_of(plan, "start.1"), ["build"]);
+    assert_eq!(needs_of(plan, "start.2"), ["build", "check.1"]);
+    assert_eq!(needs_of(plan, "start.3"), ["build", "check.2"]);
+    let text = REPEATED.replace("in=\"{{lanes}}\"", "in=\"{{lanes}}\" serial=2");
+    let read = read_with_vars(&text, &["lanes=1 2 3 4 5"]);
+    let plan = valid(&read);
+    assert_eq!(needs_of(plan, "start.2"), ["build"]);
+    assert_eq!(needs_of(plan, "start.3"), ["build", "check.1", "check.2"]);
+    assert_eq!(needs_of(plan, "start.4"), ["build", "check.1", "check.2"]);
+    assert_eq!(needs_of(plan, "start.5"), ["build", "check.3", "check.4"]);
+}
+
+#[test]
+fn an_item_that_cannot_be_in_a_step_name_is_made_plain_there_only() {
+    // A later `hosts` list holds SSH destinations: the step names get a plain suffix, the variable the host.
+    let text = REPEATED.replace("/srv/{{lane}}.conf", "/srv/{{lane}}");
+    let read = read_with_vars(&text, &["lanes=deploy@10.0.0.5:22 web2"]);
+    let plan = valid(&read);
+    assert_eq!(names(plan)[1..5], ["start.deploy-10.0.0.5-22", "check.deploy-10.0.0.5-22", "start.web2", "check.web2"]);
+    assert_eq!(
+        plan.step_by_name("start.deploy-10.0.0.5-22").unwrap().fields.str("path"),
+        Some("/srv/deploy@10.0.0.5:22")
+    );
+    // Two items that give the same names are one too many.
+    let read = read_with_vars(&text, &["lanes=a:1 a@1"]);
+    assert_eq!(codes(&read), [Code::RepeatDuplicateItem]);
+}
+
+#[test]
+fn repeat_mistakes_are_each_reported() {
+    let cases: &[(&str, &str, &[Code])] = &[
+        ("lanes= ", "", &[Code::RepeatEmpty]),
+        ("lanes=1 2 1", "", &[Code::RepeatDuplicateItem]),
+        // `done` is also the name of a written step: `needs "done"` would not say which.
+        ("lanes=1", "step \"done\" kind=\"probe\"", &[Code::RepeatNameCollision]),
+    ];
+    for (var, replace_check, expected) in cases {
+        let text = if replace_check.is_empty() {
+            REPEATED.to_owned()
+        } else {
+            REPEATED
+                .replace("step \"check\" kind=\"probe\"", replace_check)
+                .replace("needs \"check\"", "needs \"start\"")
+        };
+        let read = read_with_vars(&text, &[var]);
+        assert_eq!(codes(&read), *expected, "{var} {replace_check}");
+    }
+    let bad = |from: &str, to: &str| codes(&one(&REPEATED.replace(from, to)));
+    assert_eq!(bad("repeat \"lane\"", "repeat \"lanes\""), [Code::RepeatVar]);
+    assert_eq!(bad("repeat \"lane\"", "repeat \"slot\""), [Code::RepeatVar]);
+    assert_eq!(bad(" in=\"{{lanes}}\"", ""), [Code::MissingProperty]);
+    assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lanes}}\" serial=0"), [Code::BadInt]);
+    assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lanes}}\" srial=1"), [Code::UnknownProperty]);
+    assert_eq!(bad("    step \"check\"", "    var \"x\" \"y\"\n    step \"check\""), [Code::RepeatBody]);
+    assert_eq!(bad("in=\"{{lanes}}\"", "in=\"{{lnaes}}\""), [Code::UndefinedVar]);
+    // A mistake in a repeated step is reported once, not once per copy.
+    assert_eq!(
+        bad("path \"/srv/{{lane}}.conf\"", "path \"/srv/{{lane}}.conf\"\n        wait \"1 minute\""),
+        [Code::BadDuration]
+    );
+    // A list times a group is capped, so reading a plan stays linear in its size.
+    let many: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let read = read_with_vars(REPEATED, &[&format!("lanes={}", many.join(" "))]);
+    assert_eq!(codes(&read), [Code::RepeatTooLarge]);
+    // Outside its group, `{{lane}}` is not a variable.
+    assert_eq!(bad("url \"http://127.0.0.1/\"", "url \"http://127.0.0.1/{{lane}}\""), [Code::UndefinedVar]);
+}

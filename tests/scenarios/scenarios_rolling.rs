@@ -58,7 +58,7 @@ fn expect_lanes_run(stack: &Stack, release: &str, why: &str) -> Result<(), Strin
 fn expect_lanes_in_order(run: &ZddRun) -> Result<(), String> {
     let started = run.started_steps();
     let position = |name: &str| started.iter().position(|s| s == name);
-    let order = ["web-1", "switch-1", "drain-1", "web-2", "switch-2", "drain-2", "web-3", "switch-3", "drain-3"];
+    let order = ["web.1", "switch.1", "drain.1", "web.2", "switch.2", "drain.2", "web.3", "switch.3", "drain.3"];
     let positions: Vec<Option<usize>> = order.iter().map(|s| position(s)).collect();
     check(positions.iter().all(Option::is_some) && positions.is_sorted(), || {
         format!("steps started in this order: {started:?}")
@@ -100,10 +100,10 @@ fn health_fails_on_lane_two(stack: &Stack, plan: &str) -> Outcome {
     // failed, lane 3 never started.
     let state = |step: &str| run.step_state(step);
     check(
-        state("switch-1").as_deref() == Some("rolled-back") && state("drain-1").as_deref() == Some("rolled-back"),
+        state("switch.1").as_deref() == Some("rolled-back") && state("drain.1").as_deref() == Some("rolled-back"),
         || format!("lane 1 was not switched and switched back\n{}", run.describe()),
     )?;
-    check(state("health-2").as_deref() == Some("failed") && !run.started_steps().iter().any(|s| s == "web-3"), || {
+    check(state("health.2").as_deref() == Some("failed") && !run.started_steps().iter().any(|s| s == "web.3"), || {
         format!("lane 2's health gate did not fail, or lane 3 started\n{}", run.describe())
     })?;
     let races = check_no_failures(stack, &report, &run)?;

@@ -76,6 +76,8 @@ pub(crate) struct Stack {
     pub sqlite: PathBuf,
     /// Materialised versions of the shop, the plans' `source`.
     pub sources: PathBuf,
+    /// Two free ports, the slots of a plan whose slots are ports (`port_a`, `port_b`: plans/port-switch.kdl).
+    pub slot_ports: (u16, u16),
     pub dir: TestDir,
 }
 
@@ -102,7 +104,8 @@ impl Stack {
         std::fs::write(&env_file, env).expect("env file");
         let nginx = Nginx::start(dir.path());
         let systemd = (config.backend == Backend::Systemd).then(|| Systemd::boot(dir.path()));
-        Stack { config, systemd, nginx, pg, root, state_dir, env_file, sqlite, sources, dir }
+        let slot_ports = (super::env::free_port(), super::env::free_port());
+        Stack { config, systemd, nginx, pg, root, state_dir, env_file, sqlite, sources, slot_ports, dir }
     }
 
     /// The shop at `version`, materialised once per stack.
@@ -155,10 +158,10 @@ impl Stack {
         vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
-    /// The plan file to run: the shipped plans copied (with their fragments) into the test's directory, with
-    /// two test-only changes: a plan whose slots are fixed ports (the port switch) gets two free ports, and the
-    /// health gate gives a release that never gets healthy [`HEALTH_WITHIN`] instead of a minute (the failing
-    /// scenarios would otherwise spend that minute waiting).
+    /// The plan file to run: the shipped plans copied (with their fragments) into the test's directory, with one
+    /// test-only change: the health gate gives a release that never gets healthy [`HEALTH_WITHIN`] instead of a
+    /// minute (the failing scenarios would otherwise spend that minute waiting). A plan whose slots are ports
+    /// gets two free ones through its variables (see [`Self::plan_vars`]), as a user would give them.
     pub(crate) fn plan_path(&self, name: &str) -> PathBuf {
         let copy_dir = self.dir.join("plans");
         if !copy_dir.exists() {
@@ -180,16 +183,20 @@ impl Stack {
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text = text.replace("within \"60s\"", &format!("within \"{HEALTH_WITHIN}\""));
         std::fs::write(&path, &text).expect("patch plan");
-        if let Some(slots_line) = text.lines().find(|l| l.trim_start().starts_with("slots ")) {
-            let numeric =
-                slots_line.split_whitespace().skip(1).all(|w| w.trim_matches('"').chars().all(|c| c.is_ascii_digit()));
-            if numeric {
-                let ports = format!("slots \"{}\" \"{}\"", super::env::free_port(), super::env::free_port());
-                std::fs::write(&path, text.replacen(slots_line.trim(), &ports, 1)).expect("write patched plan");
-            }
-        }
         std::fs::write(&marker, "").expect("marker");
         path
+    }
+
+    /// The variables only some plans declare: the slot ports `port_a` and `port_b` (plans/port-switch.kdl's
+    /// slots), two free ports of this stack's, the same for every run.
+    fn plan_vars(&self, plan: &Path) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(plan).unwrap_or_default();
+        let (a, b) = self.slot_ports;
+        [("port_a", a), ("port_b", b)]
+            .into_iter()
+            .filter(|(name, _)| text.contains(&format!("var \"{name}\"")))
+            .map(|(name, port)| (name.to_string(), port.to_string()))
+            .collect()
     }
 
     /// `zdd <command> <plan> --var ... --state-dir ... --json` for `version`.
@@ -201,7 +208,7 @@ impl Stack {
     pub(crate) fn command_for(&self, command: &str, plan_file: &Path, vars: &[(String, String)]) -> Command {
         let mut cmd = Command::new(zdd_bin());
         cmd.arg(command).arg(plan_file);
-        for (name, value) in vars {
+        for (name, value) in vars.iter().cloned().chain(self.plan_vars(plan_file)) {
             cmd.arg("--var").arg(format!("{name}={value}"));
         }
         cmd.arg("--state-dir").arg(&self.state_dir);

@@ -3,6 +3,7 @@
 //! - [`load`]: the only I/O: reads the main file and its includes into a [`crate::source::SourceMap`].
 //! - [`raw`]: KDL text to raw nodes that keep every span (pure).
 //! - [`vars`]: variable defaults, `ZDD_VAR_*`, `--var`, interpolation.
+//! - [`repeat`]: `repeat` groups expanded into one copy of their steps per item.
 //! - [`validate`]: raw layer to [`Plan`], collecting every diagnostic ([`fields`] and [`types`] check step fields).
 //! - [`render`]: diagnostics to miette output.
 //!
@@ -27,6 +28,7 @@ pub mod load;
 pub mod model;
 pub mod raw;
 pub mod render;
+pub mod repeat;
 pub mod suggest;
 pub mod types;
 pub mod validate;
@@ -263,6 +265,7 @@ fn read_with(
     let (loaded, mut diags) = load::load(path, reader);
     let validated = validate::validate(&loaded, base_dir, vars, runtime, kinds, &mut diags);
     diags.sort();
+    diags.dedup();
     let (result, target, state_dir) = match validated {
         Some(v) if !diags.has_errors() => (Ok(v.plan), Some(v.target), Some(v.state_dir)),
         Some(v) => (Err(diags), Some(v.target), Some(v.state_dir)),

@@ -1,8 +1,8 @@
 //! The raw layer: KDL text parsed (kdl v6, KDL 2.0) into plan nodes that keep every span. No I/O.
 //!
 //! [`parse`] turns one file's text into a [`RawDocument`]: the top-level nodes a plan may hold (`plan`,
-//! `state-dir`, `slots`, `var`, `include`, `defaults`, `step`), each keeping the spans of its name, arguments
-//! and properties so that later stages point at the exact token. Children of `step` and `defaults` stay
+//! `state-dir`, `slots`, `var`, `include`, `defaults`, `step`, `repeat`), each keeping the spans of its name, arguments
+//! and properties so that later stages point at the exact token. Children of `step`, `defaults` and `repeat` stay
 //! generic [`RawNode`]s: what they may contain depends on the step's kind, which validation knows.
 //! Unknown top-level nodes and properties of top-level nodes are reported here, with "did you mean".
 
@@ -14,7 +14,7 @@ use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, Span};
 
 /// The top-level nodes a plan file may contain, for "did you mean".
-pub const TOP_LEVEL_NODES: &[&str] = &["plan", "state-dir", "slots", "var", "include", "defaults", "step"];
+pub const TOP_LEVEL_NODES: &[&str] = &["plan", "state-dir", "slots", "var", "include", "defaults", "step", "repeat"];
 
 /// A KDL scalar as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,8 @@ pub enum RawItem {
     Defaults(RawNode),
     /// `step "name" kind="exec" { ... }`.
     Step(RawNode),
+    /// `repeat "lane" in="{{lanes}}" { step ... }` (see [`crate::plan::repeat`]).
+    Repeat(RawNode),
 }
 
 impl RawItem {
@@ -113,7 +115,8 @@ impl RawItem {
             | RawItem::Var(n)
             | RawItem::Include(n)
             | RawItem::Defaults(n)
-            | RawItem::Step(n) => n,
+            | RawItem::Step(n)
+            | RawItem::Repeat(n) => n,
         }
     }
 }
@@ -167,6 +170,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
             "include" => RawItem::Include(raw),
             "defaults" => RawItem::Defaults(raw),
             "step" => RawItem::Step(raw),
+            "repeat" => RawItem::Repeat(raw),
             other => {
                 let mut d = Diagnostic::error(Code::UnknownNode, format!("unknown top-level node `{other}`"))
                     .at(raw.name_span, "not a plan node");
@@ -189,6 +193,7 @@ fn allowed_props(item: &RawItem) -> &'static [&'static str] {
     match item {
         RawItem::Var(_) => &["secret", "doc"],
         RawItem::Step(_) => &["kind"],
+        RawItem::Repeat(_) => &["in", "serial"],
         _ => &[],
     }
 }

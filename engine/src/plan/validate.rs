@@ -1,7 +1,8 @@
 //! Validation: the raw layer to an immutable [`crate::plan::Plan`], collecting every diagnostic.
 //!
 //! Walks the main file with its includes expanded where they stand; checks the header (`plan`, `state-dir`,
-//! `slots`), resolves variables, decides the deploy target, applies `defaults`, then checks each step (name,
+//! `slots`), resolves variables, decides the deploy target, applies `defaults`, expands `repeat` groups
+//! ([`crate::plan::repeat`]), then checks each step (name,
 //! `kind`, common fields, the kind's own fields through [`crate::plan::fields`], `needs`) and finally looks for
 //! dependency cycles. Nothing stops at the first problem.
 
@@ -14,6 +15,7 @@ use crate::plan::fields::{self, FieldCtx};
 use crate::plan::load::Loaded;
 use crate::plan::model::{Fields, Plan, Step, StepId, StepPolicy, Value};
 use crate::plan::raw::{RawItem, RawNode, RawValue, Scalar};
+use crate::plan::repeat;
 use crate::plan::suggest::did_you_mean;
 use crate::plan::vars::{self, Interpolator, VarDecl, VarInputs};
 use crate::plan::{PlanHeader, Runtime, TargetSource};
@@ -42,6 +44,7 @@ struct Collected<'a> {
     slots: Vec<&'a RawNode>,
     vars: Vec<VarDecl>,
     defaults: Vec<(&'a RawNode, usize)>,
+    /// `step` and `repeat` nodes.
     steps: Vec<&'a RawNode>,
 }
 
@@ -67,7 +70,8 @@ fn collect<'a>(loaded: &'a Loaded, file: FileId, depth: usize, out: &mut Collect
                 }
             }
             RawItem::Defaults(n) => out.defaults.push((n, depth)),
-            RawItem::Step(n) => out.steps.push(n),
+            // Repeats stay among the steps, in place: they are expanded once the variables are known.
+            RawItem::Step(n) | RawItem::Repeat(n) => out.steps.push(n),
         }
     }
 }
@@ -224,14 +228,18 @@ pub fn validate(
     let defaults = plan_defaults(&c.defaults, &interp, diags);
 
     // Steps.
-    let mut steps: Vec<Step> = Vec::with_capacity(c.steps.len());
-    let mut needs_raw: Vec<Vec<(String, Span)>> = Vec::with_capacity(c.steps.len());
+    let expanded = repeat::expand(&c.steps, &interp, kinds, diags);
+    let mut steps: Vec<Step> = Vec::with_capacity(expanded.len());
+    let mut needs_raw: Vec<Vec<(String, Span)>> = Vec::with_capacity(expanded.len());
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut name_spans: Vec<Span> = Vec::new();
     // Steps whose own fields were all fine: only those get the kind's cross-field checks (a kind may assume
     // its required fields are there).
     let mut clean: Vec<bool> = Vec::new();
-    for node in &c.steps {
+    let mut item_scope = repeat::ItemScope::default();
+    for entry in &expanded {
+        item_scope.enter(&mut interp, entry.item.as_ref());
+        let node = entry.node.as_ref();
         let id = StepId(steps.len());
         let before = diags.len();
         let ctx = FieldCtx { interp: &interp, diags: &mut *diags };
@@ -244,6 +252,7 @@ pub fn validate(
         steps.push(step);
         needs_raw.push(needs);
     }
+    item_scope.leave(&mut interp);
     // Duplicates were reported; resolve `needs` against the first step of each name.
     let mut edges = Vec::new();
     for (i, needs) in needs_raw.iter().enumerate() {

@@ -190,6 +190,13 @@ impl<'a> Interpolator<'a> {
         self.context = std::cell::OnceCell::new();
     }
 
+    /// Forget `name` (a repeat's item variable, once its steps are validated).
+    pub fn unset(&mut self, name: &str) {
+        if self.values.remove(name).is_some() {
+            self.context = std::cell::OnceCell::new();
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }

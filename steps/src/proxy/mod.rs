@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::access::Need;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::plan::{Fields, Step};
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
@@ -97,7 +97,8 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "lanes",
             ValueType::Strings,
-            "Rolling replacement: every lane, in order; the upstream gets one server per lane, `current-<lane>.sock`.",
+            "Rolling replacement: every lane, in order (separate strings, or one string of lanes separated by spaces, \
+             as `lanes \"{{lanes}}\"`); the upstream gets one server per lane, `current-<lane>.sock`.",
         ),
     ],
     effect: Effect::Reversible,
@@ -191,6 +192,12 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
     found
 }
 
+/// The `lanes` field's lanes: each string split on whitespace, so a plan variable can hold the list
+/// (`lanes "{{lanes}}"`, as the `repeat` over the lanes uses it).
+pub(crate) fn lane_list(fields: &Fields) -> Vec<String> {
+    fields.strings("lanes").iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect()
+}
+
 #[async_trait]
 impl TypedKind for ProxySwitch {
     type Settings = Settings;
@@ -214,7 +221,7 @@ impl TypedKind for ProxySwitch {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
-        let lanes = step.fields.strings("lanes");
+        let lanes = lane_list(&step.fields);
         let lane = step.fields.all("lane").first();
         let problem = match (lane, step.fields.all("lanes").first()) {
             (None, None) => return,
@@ -465,6 +472,9 @@ mod tests {
         let port = ("mode", Value::Str("port".into()));
         assert_eq!(messages(&[lane("1"), lanes(&["1"]), port]).len(), 1);
         assert_eq!(messages(&[lane("1"), lanes(&["1", "1"])]), ["zdd::proxy-lanes: a lane is listed twice"]);
+        // One string of lanes separated by spaces (`lanes "{{lanes}}"`) is the same list.
+        assert!(messages(&[lane("3"), lanes(&["1 2  3"])]).is_empty());
+        assert_eq!(messages(&[lane("1"), lanes(&["1 1"])]), ["zdd::proxy-lanes: a lane is listed twice"]);
         assert_eq!(messages(&[lane("1"), lanes(&["1", "x;y"])]).len(), 1);
         // Names that could meet another lane's: `1-a` + slot `b` is `1` + slot `a-b`; `current-a.sock` is lane a's.
         assert_eq!(
