@@ -273,7 +273,10 @@ pub fn validate(
             }
         }
     }
-    step_references(&mut steps, &by_name, &name_spans, kinds, &mut edges, diags);
+    // A step whose reference is broken gets no cross-field check and no settings (they would look the step up).
+    for i in step_references(&mut steps, &by_name, &name_spans, kinds, &mut edges, diags) {
+        clean[i] = false;
+    }
     for cycle in crate::graph::find_cycles(steps.len(), &edges) {
         let path = cycle.iter().map(|&i| steps[i].name.as_str()).collect::<Vec<_>>().join(" -> ");
         let mut d = Diagnostic::error(Code::DependencyCycle, format!("dependency cycle: {path}"))
@@ -318,7 +321,8 @@ fn step_references(
     kinds: &Kinds,
     edges: &mut Vec<(usize, usize)>,
     diags: &mut Diagnostics,
-) {
+) -> Vec<usize> {
+    let mut broken = Vec::new();
     for i in 0..steps.len() {
         let Some(spec) = kinds.spec(&steps[i].kind) else { continue };
         let mut refs: Vec<usize> = Vec::new();
@@ -341,6 +345,7 @@ fn step_references(
                             accepted.join(" or ")
                         )),
                     });
+                    broken.push(i);
                     continue;
                 };
                 if !accepted.contains(&steps[j].kind.as_str()) {
@@ -367,6 +372,7 @@ fn step_references(
                             format!("name one of {}", fitting.join(", "))
                         }),
                     );
+                    broken.push(i);
                     continue;
                 }
                 refs.push(j);
@@ -379,6 +385,7 @@ fn step_references(
             }
         }
     }
+    broken
 }
 
 /// The single string argument of a header node (`plan`, `state-dir`) that may appear once.

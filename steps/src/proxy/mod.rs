@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::access::Need;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
-use zdd_engine::plan::{Fields, Step};
+use zdd_engine::plan::Step;
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
@@ -192,12 +192,6 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
     found
 }
 
-/// The `lanes` field's lanes: each string split on whitespace, so a plan variable can hold the list
-/// (`lanes "{{lanes}}"`, as the `repeat` over the lanes uses it).
-pub(crate) fn lane_list(fields: &Fields) -> Vec<String> {
-    fields.strings("lanes").iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect()
-}
-
 #[async_trait]
 impl TypedKind for ProxySwitch {
     type Settings = Settings;
@@ -221,7 +215,10 @@ impl TypedKind for ProxySwitch {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
-        let lanes = lane_list(&step.fields);
+        // Each string split on whitespace, so a plan variable can hold the list (`lanes "{{lanes}}"`, as the
+        // `repeat` over the lanes uses it); the settings split them the same way.
+        let lanes: Vec<String> =
+            step.fields.strings("lanes").iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect();
         let lane = step.fields.all("lane").first();
         let problem = match (lane, step.fields.all("lanes").first()) {
             (None, None) => return,
