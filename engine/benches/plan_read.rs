@@ -1,8 +1,11 @@
 //! Plan-reading benchmark (not a test): generates a 1,000-step plan and times `check` (read + validate) and
 //! `plan` (read + validate + graph + preview + text) with trivial test kinds, printing a table; then times
-//! `check` on 64 KiB plans of the shapes that made the KDL parser backtrack (issue 11).
-//! Target: under 100 ms each. Run with `cargo bench -p zdd-engine --bench plan_read` (add `--profile dev` to skip the
-//! optimised build). The `zdd` binary's own figures, process start included, come from `benches/plan_cli.rs`.
+//! `check` on every family of plans shaped to make the KDL parser slow (issue 11, finding 6:
+//! `tests/support/pathological_plans.rs`) at 1, 4, 16 and 64 KiB, with how the time grows from 16 to 64 KiB
+//! (4x is linear). Target: under 100 ms each. Run with `cargo bench -p zdd-engine --bench plan_read` (add
+//! `--profile dev` to skip the optimised build); `... --bench plan_read -- FAMILY BYTES` reads only that plan,
+//! once, for `valgrind --tool=callgrind` to count its instructions. The `zdd` binary's own figures, process
+//! start included, come from `benches/plan_cli.rs`.
 
 #![allow(dead_code)]
 
@@ -10,6 +13,8 @@
 mod fake_kinds;
 #[path = "../../tests/support/generated_plan.rs"]
 mod generated_plan;
+#[path = "../../tests/support/pathological_plans.rs"]
+mod pathological_plans;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -46,31 +51,12 @@ fn generate(n: usize) -> String {
     s
 }
 
-/// 64 KiB plans shaped to make a backtracking KDL parser slow (issue 11, finding 6; kdl-rs #177): a `{`
-/// opening as many blocks as the nesting limit allows (or more, as written), then the closing `}`s, repeated.
-/// Each is read as `zdd check` reads it: none is a valid plan, all must be refused quickly.
-const PATHOLOGICAL: &[(&str, &str, &str)] = &[
-    ("`a /-{` lines, unclosed (issue 11)", "a /-{\n", ""),
-    ("`a /-{` blocks, closed", "a /-{\n", "}\n"),
-    ("`a` + `/-b {` blocks, closed", "a\n/-b {\n", "}\n"),
-    ("`a {` blocks, closed", "a {\n", "}\n"),
-    ("`/-{` lines, unclosed", "/-{\n", ""),
-    ("`(t)a /-(t){` blocks, closed", "(t)a /-(t){\n", "}\n"),
-    ("`a /-{ }` lines", "a /-{ }\n", ""),
-    ("`a (` on one line", "a (", ""),
-    // Not here, still too slow: `/- ` repeated (quadratic; 64 KiB of it overflows the stack) and `a #"` repeated
-    // on one line (quadratic). See vendor/kdl/PATCHED.md.
-];
+/// The sizes each pathological family is read at.
+const SIZES: [usize; 4] = [1024, 4 * 1024, 16 * 1024, 64 * 1024];
 
-/// 64 KiB of `open`: as one run when `close` is empty, else in blocks of `MAX_NESTING` levels each closed.
-fn pathological(open: &str, close: &str) -> String {
-    let size = 64 * 1024;
-    if close.is_empty() {
-        return open.repeat(size / open.len());
-    }
-    let depth = plan::raw::MAX_NESTING;
-    let block = format!("{}{}", open.repeat(depth), close.repeat(depth));
-    block.repeat(size / block.len())
+/// `family` at `bytes`, as `zdd check` reads it (none is a valid plan).
+fn pathological(family: &pathological_plans::Family, bytes: usize) -> String {
+    pathological_plans::generate(family, bytes, plan::raw::MAX_NESTING)
 }
 
 /// Wall-clock minimum and median of `RUNS` runs, and the mean CPU time of a run (all threads; less sensitive to
@@ -108,6 +94,11 @@ fn cpu_time() -> Option<Duration> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if let [name, bytes] = &args[..] {
+        read_one(name, bytes);
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("zdd-plan-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("bench.kdl");
@@ -174,16 +165,55 @@ fn main() {
     for (what, t, target) in rows {
         println!("{what:<36} {:>10} {:>10} {:>12} {target:>8}", ms(t.min), ms(t.median), cpu(t));
     }
-    println!("\ncheck of 64 KiB plans that made the KDL parser backtrack, {RUNS} runs each");
-    println!("{:<36} {:>10} {:>10} {:>12} {:>8}", "what", "min", "median", "CPU per run", "target");
-    for (what, open, close) in PATHOLOGICAL {
-        let bad = dir.join("pathological.kdl");
-        if let Err(e) = std::fs::write(&bad, pathological(open, close)) {
-            eprintln!("cannot write {}: {e}", bad.display());
-            return;
+    println!("\ncheck of plans shaped to make the KDL parser slow, median of {RUNS} runs (CPU per run at 64 KiB)");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "family", "1 KiB", "4 KiB", "16 KiB", "64 KiB", "CPU", "x16→64"
+    );
+    let bad = dir.join("pathological.kdl");
+    for family in pathological_plans::FAMILIES {
+        let mut medians = Vec::new();
+        let mut cpu_64 = None;
+        for bytes in SIZES {
+            if let Err(e) = std::fs::write(&bad, pathological(family, bytes)) {
+                eprintln!("cannot write {}: {e}", bad.display());
+                return;
+            }
+            let t = time(|| plan::read(&bad, &vars, &Runtime::sample(), &kinds).result.is_err());
+            medians.push(t.median);
+            cpu_64 = t.cpu;
         }
-        let t = time(|| plan::read(&bad, &vars, &Runtime::sample(), &kinds).result.is_err());
-        println!("{what:<36} {:>10} {:>10} {:>12} {:>8}", ms(t.min), ms(t.median), cpu(&t), "100 ms");
+        let growth = medians[3].as_secs_f64() / medians[2].as_secs_f64().max(1e-6);
+        let cells: Vec<String> = medians.iter().map(|&d| ms(d)).collect();
+        let cpu = cpu_64.map_or_else(|| "?".to_owned(), ms);
+        println!(
+            "{:<34} {:>9} {:>9} {:>9} {:>9} {cpu:>9} {growth:>6.1}x",
+            family.name, cells[0], cells[1], cells[2], cells[3]
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Read one pathological plan once (`-- FAMILY BYTES`), for an instruction count under callgrind.
+fn read_one(name: &str, bytes: &str) {
+    let Some(family) = pathological_plans::FAMILIES.iter().find(|f| f.name == name) else {
+        eprintln!(
+            "no family {name}; the families: {}",
+            pathological_plans::FAMILIES.iter().map(|f| f.name).collect::<Vec<_>>().join(" ")
+        );
+        std::process::exit(2);
+    };
+    let Ok(bytes) = bytes.parse() else {
+        eprintln!("not a size in bytes: {bytes}");
+        std::process::exit(2);
+    };
+    let path = std::env::temp_dir().join(format!("zdd-plan-bench-{}-{name}.kdl", std::process::id()));
+    if let Err(e) = std::fs::write(&path, pathological(family, bytes)) {
+        eprintln!("cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+    let read = plan::read(&path, &VarInputs::default(), &Runtime::sample(), &fake_kinds::kinds());
+    let first = read.result.err().and_then(|d| d.iter().next().map(|d| d.code));
+    println!("{name} {bytes}: {first:?}");
+    let _ = std::fs::remove_file(&path);
 }

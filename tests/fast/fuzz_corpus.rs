@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 
 use crate::{book, harness};
 
+use crate::pathological_plans;
+
+/// The size of the seeds made from the plans that made the KDL parser slow: large enough that a quadratic
+/// parse of one (2 s for 16 KiB of `a #"`) is over the fuzz targets' budget of 100 ms per KiB and libFuzzer's
+/// 1-second limit, and over this replay's second in a debug build.
+const SLOW_SEED_BYTES: usize = 16 * 1024;
+
 /// An input and how to run it.
 enum Input {
     /// Bytes read as a plan (`plan_bytes`).
@@ -96,8 +103,9 @@ fn every_seed_corpus_input_and_mutation_is_read_quickly_without_panicking() {
     assert!(slowest.0 < Duration::from_secs(1), "{} took {:?}", slowest.1, slowest.0);
 }
 
-/// The seeds the corpus must hold: every shipped plan (`plans_<path>.kdl`) and every `kdl` block of the book
-/// (`book_<chapter>_<n>.kdl`, numbered across the chapters in order), by file name.
+/// The seeds the corpus must hold: every shipped plan (`plans_<path>.kdl`), every `kdl` block of the book
+/// (`book_<chapter>_<n>.kdl`, numbered across the chapters in order) and every shape that made the KDL parser
+/// slow (`slow_<family>.kdl`, 16 KiB of it), by file name.
 fn expected_seeds(root: &Path) -> Vec<(String, String)> {
     let mut seeds = Vec::new();
     let mut plans = Vec::new();
@@ -113,18 +121,22 @@ fn expected_seeds(root: &Path) -> Vec<(String, String)> {
         let stem = block.chapter.file_stem().unwrap().to_string_lossy().into_owned();
         seeds.push((format!("book_{stem}_{:02}.kdl", n + 1), block.text));
     }
+    for family in pathological_plans::FAMILIES {
+        let text = pathological_plans::generate(family, SLOW_SEED_BYTES, zdd_engine::plan::raw::MAX_NESTING);
+        seeds.push((format!("slow_{}.kdl", family.name), text));
+    }
     seeds
 }
 
 /// The fuzzers start from what the project shows, so a new plan or book example is fuzzed from the next run on.
-/// `ZDD_UPDATE_SEEDS=1` rewrites the `plans_*` and `book_*` seeds instead of failing (other seeds, such as
+/// `ZDD_UPDATE_SEEDS=1` rewrites the `plans_*`, `book_*` and `slow_*` seeds instead of failing (other seeds, such as
 /// regressions, are left alone).
 #[test]
 fn the_seed_corpus_holds_every_shipped_plan_and_book_example() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("fuzz/seeds/plan_bytes");
     let expected = expected_seeds(&root);
-    let generated = |name: &str| name.starts_with("plans_") || name.starts_with("book_");
+    let generated = |name: &str| ["plans_", "book_", "slow_"].iter().any(|prefix| name.starts_with(prefix));
     let present: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

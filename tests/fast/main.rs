@@ -20,6 +20,8 @@ mod fake_kinds;
 #[allow(unreachable_pub)]
 #[path = "../../fuzz/src/lib.rs"]
 mod harness;
+#[path = "../support/pathological_plans.rs"]
+mod pathological_plans;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -3,10 +3,11 @@
 
 #![allow(dead_code)]
 
-use crate::fake_kinds;
+use crate::{fake_kinds, pathological_plans};
 
 use std::path::Path;
 
+use zdd_engine::diag::Code;
 use zdd_engine::plan::load::MemoryReader;
 use zdd_engine::plan::{self, Runtime, VarInputs};
 
@@ -280,4 +281,39 @@ fn repeat_step_reference_did_you_mean_names_the_step_as_written() {
          step \"logs\" kind=\"log-check\" {{\n        service \"wbe\"\n        window \"1s\"\n    }}\n}}\n"
     );
     insta::assert_snapshot!(check_files_with(&text, &[], &zdd_steps::builtin()));
+}
+
+/// Each 64 KiB plan of a shape that once made the KDL parser backtrack, rescan or overflow its stack (issue 11,
+/// finding 6) gets its diagnostic: a guard's before parsing, the parser's error, or, for KDL that parses, the
+/// unknown node. Not
+/// timed (the `plan_read` benchmark times them, and the fuzz seeds made from them have a time budget); a
+/// quadratic parse of 64 KiB takes minutes in this debug build, so a regression shows as a hung test.
+#[test]
+fn plans_shaped_to_slow_the_parser_get_their_diagnostic_at_64_kib() {
+    let kinds = fake_kinds::kinds();
+    let check = |family: &pathological_plans::Family| {
+        let text = pathological_plans::generate(family, 64 * 1024, plan::raw::MAX_NESTING);
+        let reader = MemoryReader::new().with("deploy/prod.kdl", &text);
+        let read = plan::from_sources(
+            Path::new("deploy/prod.kdl"),
+            Path::new("/srv/deploy"),
+            &reader,
+            &VarInputs::default(),
+            &Runtime::sample(),
+            &kinds,
+        );
+        let codes: Vec<Code> = read.result.err().map(|d| d.iter().map(|d| d.code).collect()).unwrap_or_default();
+        (!codes.contains(&family.code)).then(|| format!("{}: {codes:?}, expected {}", family.name, family.code))
+    };
+    // On every core: a few seconds of parsing in all.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let families = pathological_plans::FAMILIES;
+    let wrong: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = families
+            .chunks(families.len().div_ceil(threads))
+            .map(|some| scope.spawn(move || some.iter().filter_map(check).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a check panicked")).collect()
+    });
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

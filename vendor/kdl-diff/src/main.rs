@@ -78,9 +78,56 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("semicolon-slashdash-node-open", "a; /-b {", ""),
     ("slashdash-type-node-open", "/-(t)b {\n", ""),
     ("child-then-slashdash-open", "a {\nb\n/-", ""),
+    // Unterminated strings, on one line and one per line.
+    ("raw-open-lines", "a #\"\n", ""),
+    ("raw2-open-lines", "a ##\"\n", ""),
+    ("quote-lines", "a \"\n", ""),
+    ("raw-v1-open", "a r#\"", ""),
+    ("raw-v1-open-lines", "a r#\"\n", ""),
+    ("multiline-open-one-line", "a \"\"\" ", ""),
+    ("raw-multiline-open-one-line", "a #\"\"\" ", ""),
+    ("raw-multiline-open-lines", "#\"\"\"\n", ""),
+    ("quote-escape-open", "a \"\\", ""),
+    ("quote-unicode-escape-open", "a \"\\u{", ""),
+    ("raw-close-only", "a \"# ", ""),
+    ("raw-value-hash-lines", "a #\"x\"\n", ""),
+    ("quote-prop-open", "a x=\"", ""),
+    ("raw-prop-open", "a x=#\"", ""),
+    ("quote-node-name-open", "\"", ""),
+    ("raw-node-name-open", "#\"", ""),
+    ("hash-repeated", "#", ""),
+    ("a-hash-repeated", "a #", ""),
+    // Comments.
+    ("a-comment-open", "a /*", ""),
+    ("a-comment-open-lines", "a /*\n", ""),
+    ("comment-open-star", "/*/", ""),
+    ("line-comment-lines", "// a /-{ \"\n", ""),
+    // Type annotations.
+    ("types-repeated", "(t)", ""),
+    ("a-types-repeated", "a (t)", ""),
+    ("a-types-value", "a (t)1 ", ""),
+    ("type-open-lines", "a (\n", ""),
+    ("type-close-lines", "a (t\n", ""),
+    ("typed-slashdash-repeated", "/-(t)", ""),
+    // Properties, numbers, escaped lines.
+    ("prop-eq-repeated", "a x=", ""),
+    ("eq-repeated", "=", ""),
+    ("a-eq-repeated", "a =", ""),
+    ("number-junk", "a 0x", ""),
+    ("sign-repeated", "a -", ""),
+    ("escline-space", "\\ ", ""),
+    ("semicolons", ";", ""),
+    ("close-paren", ")", ""),
+    ("slashdash-close", "/-}", ""),
+    ("slashdash-sixteen-then-x", "/- /- /- /- /- /- /- /- /- /- /- /- /- /- /- /- x ", ""),
+    ("a-slashdash-sixteen-open", "a /- /- /- /- /- /- /- /- /- /- /- /- /- /- /- /-{\n", ""),
 ];
 
 fn family(name: &str, bytes: usize) -> String {
+    if let Some(unit) = name.strip_prefix("unit:") {
+        let unit = unit.replace("\\n", "\n");
+        return unit.repeat((bytes / unit.len()).max(1));
+    }
     let &(_, open, close) = FAMILIES.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("no family {name}"));
     let n = (bytes / (open.len() + close.len())).max(1);
     let mut s = open.repeat(n);

@@ -1,5 +1,6 @@
 use std::{
     borrow::Cow,
+    cell::RefCell,
     num::{ParseFloatError, ParseIntError},
     sync::Arc,
 };
@@ -32,6 +33,7 @@ pub(crate) fn try_parse<'a, P: ModalParser<Input<'a>, T, KdlParseError>, T>(
     mut parser: P,
     input: &'a str,
 ) -> Result<T, KdlError> {
+    forget_unclosed_raw_strings();
     let (_, maybe_val, errs) = parser.recoverable_parse(LocatingSlice::new(input));
     if let (Some(v), true) = (maybe_val, errs.is_empty()) {
         Ok(v)
@@ -256,6 +258,7 @@ where
 
 #[cfg(test)]
 fn new_input(s: &str) -> Input<'_> {
+    forget_unclosed_raw_strings();
     Recoverable::new(LocatingSlice::new(s))
 }
 
@@ -1368,6 +1371,135 @@ fn escaped_char(input: &mut Input<'_>) -> PResult<char> {
     .parse_next(input)
 }
 
+/// A raw string's body that was scanned for its closing quote without finding one: a single-line body up to
+/// the end of its line, or a multi-line one up to the end of the input. An unclosed `#"` is an error, and the
+/// parser's recovery then tries a raw string again at every later `#"` in the same body: each scanned to the same
+/// end, so `a #"a #"a #"…` on one line took time quadratic in its length (16 KiB: 2 s). Remembering where the
+/// last such scan began and ended, and where a closing quote with how many `#`s could be, answers the later
+/// scans at once, with the same error at the same position.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UnclosedRawString {
+    /// `#"` ... `"#`: the body ends at a newline.
+    SingleLine { hashes: usize },
+    /// `#"""` newline ... `"""#`.
+    Multiline { hashes: usize },
+}
+
+/// What [`UnclosedRawString::remember_unclosed`] keeps of the last failed scan of each kind.
+struct UnclosedScan {
+    /// The whole input (its address and length), so that a scan of another input is not answered from it.
+    input: (usize, usize),
+    /// The offsets where the scan began and where it stopped for good: at a newline (single-line), a disallowed
+    /// code point, or the end of the input.
+    start: usize,
+    stop: usize,
+    /// Every `"` (single-line) or `"""` (multi-line) in `start..stop` followed by one or more `#`: its offset,
+    /// and the most `#`s after it or after any later one. A scan from `p` for `n` `#`s can only end before
+    /// `stop` at one of them with at least `n`.
+    closers: Vec<(usize, usize)>,
+    error: ErrMode<KdlParseError>,
+}
+
+thread_local! {
+    /// The last failed single-line and multi-line scans, reset by each parse.
+    static UNCLOSED_RAW_STRINGS: RefCell<[Option<UnclosedScan>; 2]> = const { RefCell::new([None, None]) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: whether the scans are remembered at all, and how many failed to the end of a body.
+    static REMEMBER_UNCLOSED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    static UNCLOSED_SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn forget_unclosed_raw_strings() {
+    UNCLOSED_RAW_STRINGS.with(|scans| *scans.borrow_mut() = [None, None]);
+}
+
+/// The address and length of the whole input `input` is part of, and the offset of `input` in it.
+fn input_identity(input: &Input<'_>) -> ((usize, usize), usize) {
+    let offset = input.current_token_start();
+    let rest: &str = input.peek_finish();
+    ((rest.as_ptr() as usize - offset, offset + rest.len()), offset)
+}
+
+impl UnclosedRawString {
+    fn slot(self) -> usize {
+        match self {
+            Self::SingleLine { .. } => 0,
+            Self::Multiline { .. } => 1,
+        }
+    }
+
+    fn hashes(self) -> usize {
+        match self {
+            Self::SingleLine { hashes } | Self::Multiline { hashes } => hashes,
+        }
+    }
+
+    /// If a body starting where `input` is is known to have no closing quote: where its scan stops, and the
+    /// error it fails with.
+    fn known_unclosed(self, input: &Input<'_>) -> Option<(usize, ErrMode<KdlParseError>)> {
+        #[cfg(test)]
+        if !REMEMBER_UNCLOSED.get() {
+            return None;
+        }
+        let (whole, at) = input_identity(input);
+        UNCLOSED_RAW_STRINGS.with(|scans| {
+            let scans = scans.borrow();
+            let scan = scans[self.slot()].as_ref()?;
+            if scan.input != whole || at < scan.start || at > scan.stop {
+                return None;
+            }
+            let first = scan.closers.partition_point(|&(offset, _)| offset < at);
+            let most_hashes = scan.closers.get(first).map_or(0, |&(_, most)| most);
+            (most_hashes < self.hashes()).then(|| (scan.stop, scan.error.clone()))
+        })
+    }
+
+    /// Remember that the body `body` (the input from where it starts) has no closing quote, after its scan
+    /// failed with `error`. Kept only when the scan failed at the end of the body, where every later scan of the
+    /// same body with as many `#`s fails too.
+    fn remember_unclosed(self, input: &Input<'_>, body: &str, error: &ErrMode<KdlParseError>) {
+        if !matches!(error, ErrMode::Backtrack(_)) {
+            return;
+        }
+        let ((base, len), _) = input_identity(input);
+        let start = body.as_ptr() as usize - base;
+        let (quote, ends_at_newline) = match self {
+            Self::SingleLine { .. } => ("\"", true),
+            Self::Multiline { .. } => ("\"\"\"", false),
+        };
+        let end = body
+            .char_indices()
+            .find(|&(_, c)| is_disallowed_unicode(c) || (ends_at_newline && is_newline_char(c)))
+            .map_or(body.len(), |(i, _)| i);
+        let mut closers = Vec::new();
+        let mut from = 0;
+        while let Some(i) = body[from..end].find(quote) {
+            let at = from + i + quote.len();
+            let hashes = body[at..end].bytes().take_while(|&b| b == b'#').count();
+            if hashes > 0 {
+                closers.push((start + from + i, hashes));
+            }
+            from += i + 1;
+        }
+        let mut most = 0;
+        for closer in closers.iter_mut().rev() {
+            most = most.max(closer.1);
+            closer.1 = most;
+        }
+        if closers.first().is_some_and(|&(_, most)| most >= self.hashes()) {
+            // The scan stopped early, at a `"""#` in the middle of a line: not the end of the body.
+            return;
+        }
+        #[cfg(test)]
+        UNCLOSED_SCANS.set(UNCLOSED_SCANS.get() + 1);
+        let scan = UnclosedScan { input: (base, len), start, stop: start + end, closers, error: error.clone() };
+        UNCLOSED_RAW_STRINGS.with(|scans| scans.borrow_mut()[self.slot()] = Some(scan));
+    }
+}
+
 /// ```text
 /// raw-string := '#' raw-string-quotes '#' | '#' raw-string '#'
 /// raw-string-quotes := '"' single-line-raw-string-body '"' | '"""' newline multi-line-raw-string-body '"""'
@@ -1381,8 +1513,13 @@ fn raw_string(input: &mut Input<'_>) -> PResult<KdlValue> {
     let quotes = alt((("\"\"\"", newline).take(), "\"")).parse_next(input)?;
     let is_multiline = quotes.len() > 1;
     let ml_prefix: Option<String> = if is_multiline {
-        Some(
-            peek(preceded(
+        let body = UnclosedRawString::Multiline { hashes: hashes.len() };
+        if let Some((_, err)) = body.known_unclosed(input) {
+            // `peek` left the input where the body starts.
+            return Err(err);
+        }
+        let body_start: &str = input.peek_finish();
+        let prefix = peek(preceded(
                 repeat_till(
                     0..,
                     (
@@ -1409,9 +1546,14 @@ fn raw_string(input: &mut Input<'_>) -> PResult<KdlValue> {
                     ("\"\"\"", &hashes[..]),
                 ),
             ))
-            .parse_next(input)?
-            .to_string(),
-        )
+            .parse_next(input);
+        match prefix {
+            Ok(prefix) => Some(prefix.to_string()),
+            Err(err) => {
+                body.remember_unclosed(input, body_start, &err);
+                return Err(err);
+            }
+        }
     } else {
         None
     };
@@ -1449,7 +1591,14 @@ fn raw_string(input: &mut Input<'_>) -> PResult<KdlValue> {
         })
         .parse_next(input)?
     } else {
-        repeat_till(
+        let body = UnclosedRawString::SingleLine { hashes: hashes.len() };
+        if let Some((stop, err)) = body.known_unclosed(input) {
+            // Where the scan below stops when it finds no closing quote.
+            input.next_slice(stop - input.current_token_start());
+            return Err(err);
+        }
+        let body_start: &str = input.peek_finish();
+        let scanned = repeat_till(
             0..,
             (
                 not(disallowed_unicode),
@@ -1462,7 +1611,14 @@ fn raw_string(input: &mut Input<'_>) -> PResult<KdlValue> {
         )
         .map(|(s, _): (String, _)| s)
         .context(cx().lbl("raw string"))
-        .parse_next(input)?
+        .parse_next(input);
+        match scanned {
+            Ok(body) => body,
+            Err(err) => {
+                body.remember_unclosed(input, body_start, &err);
+                return Err(err);
+            }
+        }
     };
     let closing_quotes = if is_multiline {
         "\"\"\"".context(cx().lbl("multiline raw string closing quotes"))
@@ -1497,6 +1653,60 @@ fn raw_string_badval(input: &mut Input<'_>) -> PResult<()> {
 #[cfg(test)]
 mod string_tests {
     use super::*;
+
+    /// The whole parse result, as the differential against kdl 6.7.1 compares it.
+    fn parse_result(text: &str) -> String {
+        match try_parse(document, text) {
+            Ok(doc) => format!("{doc:?}"),
+            Err(e) => format!("{:?}", e.diagnostics.iter().map(|d| (d.span, &d.message, &d.label, &d.help)).collect::<Vec<_>>()),
+        }
+    }
+
+    #[test]
+    fn unclosed_raw_strings_are_scanned_once_per_body() {
+        // Each `#"` of these started a scan to the end of its line (or of the input), and the time grew with the
+        // square of the length. Now the first scan of a body is the only one.
+        for (text, scans) in [
+            ("a #\"".repeat(1000), 1),
+            ("a ##\"".repeat(1000), 1),
+            ("a #\"".repeat(500) + "\n" + &"b #\"".repeat(500), 2),
+            ("a #\"\"\"\n".repeat(1000), 1),
+            ("#\"\"\"\n".repeat(1000), 1),
+        ] {
+            UNCLOSED_SCANS.set(0);
+            assert!(try_parse(document, &text).is_err());
+            assert_eq!(UNCLOSED_SCANS.get(), scans, "{:?}", &text[..12]);
+        }
+    }
+
+    #[test]
+    fn remembered_unclosed_raw_strings_give_the_same_result() {
+        // Unclosed openings with closing quotes of fewer, as many and more `#`s around them, on one line and on
+        // several, with and without the scans remembered.
+        let texts = [
+            "a #\"x ##\"y \"# z #\"",
+            "a ##\"x #\"y \"# z \"## w ##\"",
+            "a ###\"x \"## ##\"y \"# #\"z",
+            "a #\"x\nb #\"y\"# #\"z\nc ##\"",
+            "a #\"x \u{7} #\"y\"#",
+            "a #\"x\r\n#\"y\u{2028}#\"z\"#",
+            "a #\"\"\"\nx\n#\"\"\"\ny\n\"\"\"#\nb #\"\"\"\n",
+            "a ##\"\"\"\nx #\"\"\"\n  \"\"\"#\n\"\"\"##",
+            "a #\"\"\"\nx \"\"\"# y\n#\"\"\"\n",
+            "a #\"\"\"\n\u{feff}\n#\"\"\"\nz",
+        ];
+        for text in texts {
+            for repeated in [text.to_owned(), text.repeat(3), format!("{text}\n{text} {text}")] {
+                REMEMBER_UNCLOSED.set(false);
+                let scanned_each_time = parse_result(&repeated);
+                REMEMBER_UNCLOSED.set(true);
+                assert_eq!(parse_result(&repeated), scanned_each_time, "{repeated:?}");
+            }
+        }
+        // And the next parse starts afresh: the same text closed is a raw string.
+        assert!(try_parse(document, "a #\"x").is_err());
+        assert!(try_parse(document, "a #\"x\"#").is_ok());
+    }
 
     #[test]
     fn identifier_string() {
@@ -1810,20 +2020,32 @@ fn multi_line_comment(input: &mut Input<'_>) -> PResult<()> {
 }
 
 /// `commented-block := '*/' | (multi-line-comment | '*' | '/' | [^*/]+) commented-block`
+///
+/// Read in a loop that counts the comments nested in this one: calling itself once per piece (and once per nested
+/// comment) overflowed an 8 MiB stack on 64 KiB of `/*` (nested comments that never close), or of `*` in a
+/// comment. It fails only at the end of the input, as before.
 fn commented_block(input: &mut Input<'_>) -> PResult<()> {
-    alt((
-        "*/".void(),
-        preceded(
-            alt((
-                multi_line_comment,
-                "*".void(),
-                "/".void(),
-                repeat(1.., none_of(['*', '/'])).map(|()| ()),
-            )),
-            commented_block,
-        ),
-    ))
-    .parse_next(input)
+    let mut open = 1usize;
+    loop {
+        let rest: &str = input.peek_finish();
+        let piece = if rest.starts_with("*/") {
+            open -= 1;
+            2
+        } else if rest.starts_with("/*") {
+            open += 1;
+            2
+        } else if rest.starts_with(['*', '/']) {
+            1
+        } else if rest.is_empty() {
+            return Err(ErrMode::from_input(input));
+        } else {
+            rest.find(['*', '/']).unwrap_or(rest.len())
+        };
+        input.next_slice(piece);
+        if open == 0 {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1840,6 +2062,26 @@ fn multi_line_comment_test() {
             .parse(new_input("/* /*bar*/ foo\n*/"))
             .is_ok()
     );
+}
+
+#[cfg(test)]
+#[test]
+fn long_and_deeply_nested_comments_do_not_grow_the_stack() {
+    // On a 1 MiB stack: each `/*` and each `*` or `/` in a comment was a recursive call.
+    let parse = |text: String| {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || try_parse(document, &text).map(|doc| doc.to_string()).map_err(|e| e.diagnostics.len()))
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    let nested = 100_000;
+    assert_eq!(parse("/*".repeat(nested)), Err(1));
+    let closed = format!("a {}x{}", "/*".repeat(nested), "*/".repeat(nested));
+    assert_eq!(parse(closed.clone()), Ok(closed));
+    let stars = format!("a /*{}*/ b\n", "* / ".repeat(nested));
+    assert_eq!(parse(stars.clone()), Ok(stars));
 }
 
 /// slashdash := '/-' (node-space | line-space)*
