@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::diag::{Code, Diagnostic, Diagnostics, Severity};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::kind::{Kinds, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use crate::plan::{FieldValue, Fields, Step};
 use crate::preflight::{Finding, PreflightCtx, Provision};
@@ -144,10 +144,13 @@ impl<'a> SettingsCtx<'a> {
 
 /// Check a step's fields across each other, then build its settings: once, at validation, for a step whose
 /// fields were all fine. Errors of either go to `diags`; settings are kept only when there were none.
+///
+/// Settings are built only while the plan has no error at all: a plan with one is not used, and a step an
+/// earlier error touched (a `repeat` copy whose unknown step reference was left out) would only add a second,
+/// misleading diagnostic.
 pub(crate) fn check_and_build(kind: &dyn StepKind, step: &mut Step, base_dir: &Path, diags: &mut Diagnostics) {
-    let before = diags.len();
     kind.check(step, diags);
-    if diags.iter().skip(before).any(|d| d.severity == Severity::Error) {
+    if diags.has_errors() {
         return;
     }
     match kind.settings(&SettingsCtx::new(step, base_dir)) {

@@ -169,8 +169,9 @@ mod tests {
         let text = render_diagnostics(&diags, &sources, false);
         assert_eq!(text.matches("zdd::unknown-node").count(), MAX_SHOWN);
         assert!(text.contains(&format!("({})", MAX_SHOWN - 1)) && !text.contains(&format!("({MAX_SHOWN})")));
-        assert!(
-            text.ends_with(&format!("… and 10 more not shown: fix these first\n{} errors found\n", MAX_SHOWN + 10))
-        );
+        assert!(text.ends_with(&format!(
+            "… and 10 more not shown: fix these first\n{} errors found (`zdd explain <code>` explains a code)\n",
+            MAX_SHOWN + 10
+        )));
     }
 }
