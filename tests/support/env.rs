@@ -31,6 +31,8 @@ pub(crate) enum Requirement {
     Python,
     Postgres,
     Systemd,
+    /// sshd, ssh, ssh-keygen, nc and `ip netns` for the namespace hosts of [`super::hosts`].
+    SshHosts,
 }
 
 impl Requirement {
@@ -52,6 +54,20 @@ impl Requirement {
                 || !exists("/usr/bin/unshare")
                 || !exists("/usr/bin/nsenter"))
             .then(|| "systemd, unshare and nsenter (apt-get install systemd util-linux)".into()),
+            Requirement::SshHosts => {
+                let tools =
+                    ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen", "/usr/bin/nc", "/usr/bin/unshare"];
+                let missing: Vec<&str> = tools.into_iter().filter(|t| !exists(t)).collect();
+                let ip =
+                    std::process::Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success());
+                (!missing.is_empty() || !ip).then(|| {
+                    format!(
+                        "{}{} (apt-get install openssh-server openssh-client netcat-openbsd iproute2 util-linux)",
+                        missing.join(", "),
+                        if ip { "" } else { " ip netns" }
+                    )
+                })
+            }
         }
     }
 }

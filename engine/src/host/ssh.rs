@@ -178,7 +178,17 @@ impl SshHost {
     ) -> Result<Option<Vec<u8>>, HostError> {
         let out = self.op(script, args, stdin).await?;
         match out.status.code() {
-            Some(0) => Ok(Some(out.stdout)),
+            Some(0) => match script::after_output_marker(&out.stdout) {
+                Some(output) => Ok(Some(output.to_vec())),
+                None => Err(io_error(
+                    op,
+                    path,
+                    std::io::Error::other(format!(
+                        "the host's shell did not run the operation: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                )),
+            },
             Some(ABSENT) => Ok(None),
             Some(127) if out.stderr.is_empty() => Err(io_error(
                 op,

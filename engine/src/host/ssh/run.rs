@@ -1,16 +1,17 @@
 //! [`SshHost`]'s commands: [`run`] with its pid header and remote cancellation, and [`spawn_detached`].
 //!
-//! A run's first stdout line is its pid (see [`script`]), which is its process group on the host. Cancelling
-//! signals that group over another channel (TERM, KILL after the grace) and waits until none of it runs; a run
-//! dropped before it ended KILLs the group from a background task ([`GroupGuard`]).
+//! A run's first stdout line is its pid (see [`script`]), which is its process group on the host; lines before it
+//! (what the login shell's startup files printed) are dropped. Cancelling signals that group over another channel
+//! (TERM, KILL after the grace) and waits until none of it runs; a run dropped before it ended KILLs the group
+//! from a background task ([`GroupGuard`]), once the header has told which group that is.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::{Session, Stdio};
-use tokio::io::AsyncWriteExt as _;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::script::{self, PID_HEADER, SPAWN_HEADER, ops};
@@ -18,7 +19,11 @@ use super::{SshHost, error_chain};
 use crate::host::local::{OUTPUT_DRAIN, Stream, forward_lines};
 use crate::host::{Command, HostError, LineSink, Output};
 
+/// How long a dropped run's guard waits for the header that names the group to kill.
+const HEADER_WAIT: Duration = Duration::from_secs(30);
+
 /// What the first stdout line of a run said.
+#[derive(Debug, Clone)]
 enum Header {
     Pending,
     Started(u32),
@@ -47,11 +52,17 @@ pub(super) async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn().await.map_err(|e| host.connection(&e))?;
-    let mut guard = GroupGuard { session: host.session.clone(), control: host.control.clone(), pgid: None };
+    let (header_tx, mut header_rx) = watch::channel(Header::Pending);
+    let mut guard = GroupGuard {
+        session: host.session.clone(),
+        control: host.control.clone(),
+        header: header_rx.clone(),
+        armed: true,
+    };
 
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
     if let Some(out) = child.stdout().take() {
-        tokio::spawn(forward_lines(out, Stream::Stdout, line_tx.clone()));
+        tokio::spawn(forward_stdout(out, header_tx, line_tx.clone()));
     }
     if let Some(err) = child.stderr().take() {
         tokio::spawn(forward_lines(err, Stream::Stderr, line_tx.clone()));
@@ -79,27 +90,28 @@ pub(super) async fn run(
 
     let wait = child.wait();
     tokio::pin!(wait);
-    let mut header = Header::Pending;
+    let mut header_open = true;
     let mut streams_open = true;
     let mut cancel_requested = false;
     let status = loop {
         tokio::select! {
-            line = line_rx.recv(), if streams_open => match line {
-                Some((Stream::Stdout, line)) if matches!(header, Header::Pending) => {
-                    header = read_header(&line);
-                    if let Header::Started(pgid) = header {
-                        guard.pgid = Some(pgid);
-                        if cancel_requested {
-                            terminate_group(host, pgid, cmd.kill_grace).await;
-                        }
+            changed = header_rx.changed(), if header_open => match changed {
+                Ok(()) => {
+                    let header = header_rx.borrow_and_update().clone();
+                    if let (Header::Started(pgid), true) = (header, cancel_requested) {
+                        terminate_group(host, pgid, cmd.kill_grace).await;
                     }
                 }
+                Err(_) => header_open = false,
+            },
+            line = line_rx.recv(), if streams_open => match line {
                 Some((stream, line)) => deliver(stream, line, &mut output),
                 None => streams_open = false,
             },
             status = &mut wait => break status,
             () = cancel.cancelled(), if !cancel_requested => {
                 cancel_requested = true;
+                let header = header_rx.borrow().clone();
                 if let Header::Started(pgid) = header {
                     terminate_group(host, pgid, cmd.kill_grace).await;
                 }
@@ -112,18 +124,19 @@ pub(super) async fn run(
     while streams_open {
         tokio::select! {
             line = line_rx.recv() => match line {
-                Some((Stream::Stdout, line)) if matches!(header, Header::Pending) => header = read_header(&line),
                 Some((stream, line)) => deliver(stream, line, &mut output),
                 None => streams_open = false,
             },
             () = tokio::time::sleep(OUTPUT_DRAIN) => break,
         }
     }
-    guard.pgid = None;
+    guard.armed = false;
 
     if cancel_requested {
         return Err(cancelled());
     }
+    // The forwarder publishes the header before any line of the program's: it is final now.
+    let header = header_rx.borrow().clone();
     finish(host, cmd, header, status, output).await
 }
 
@@ -213,25 +226,69 @@ async fn terminate_group(host: &SshHost, pgid: u32, grace: Duration) {
     }
 }
 
-/// KILLs the remote process group if [`SshHost::run`] is dropped before the command ended (a caller that dropped
-/// the future instead of cancelling it): nothing it started may outlive it.
+/// KILLs the remote process group if [`run`] is dropped before the command ended (a caller that dropped the
+/// future instead of cancelling it): nothing it started may outlive it. The header may still be on its way, so
+/// the background task waits for it (at most [`HEADER_WAIT`]).
 struct GroupGuard {
     session: Arc<Session>,
     control: Arc<Semaphore>,
-    pgid: Option<u32>,
+    header: watch::Receiver<Header>,
+    armed: bool,
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        let Some(pgid) = self.pgid else { return };
+        if !self.armed {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let session = self.session.clone();
         let control = self.control.clone();
+        let header = self.header.clone();
         runtime.spawn(async move {
+            let Ok(Some(pgid)) = tokio::time::timeout(HEADER_WAIT, started_group(header)).await else { return };
             let Ok(_permit) = control.acquire().await else { return };
             let line = script::op_line(ops::KILL_GROUP, &[&pgid.to_string()]);
             let _ = session.raw_command(&line).output().await;
         });
+    }
+}
+
+/// The process group the header names, once it has come (`None`: the command never started).
+async fn started_group(mut header: watch::Receiver<Header>) -> Option<u32> {
+    let named = header.wait_for(|h| !matches!(h, Header::Pending)).await.ok()?;
+    match *named {
+        Header::Started(pgid) => Some(pgid),
+        _ => None,
+    }
+}
+
+/// Reads a run's stdout: lines before the header are dropped, the header is published, the program's lines are
+/// forwarded. It runs on its own task, so a guard can still learn the header after the run was dropped.
+async fn forward_stdout(
+    stdout: impl AsyncRead + Unpin,
+    header: watch::Sender<Header>,
+    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+) {
+    let mut reader = BufReader::new(stdout);
+    let mut started = false;
+    loop {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) if !started => {
+                let read = read_header(&line);
+                if !matches!(read, Header::Pending) {
+                    started = true;
+                    header.send_replace(read);
+                }
+            }
+            Ok(_) => {
+                if tx.send((Stream::Stdout, line)).is_err() {
+                    break;
+                }
+            }
+        }
     }
 }
 

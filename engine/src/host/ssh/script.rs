@@ -14,6 +14,10 @@ use super::super::{Command, shell_quote};
 /// The exit code of a file-operation script for "the path (or user, group, process) is not there".
 pub(super) const ABSENT: i32 = 3;
 
+/// What a file-operation script prints before its output: anything the login shell's startup files printed
+/// comes before it and is not the operation's (bash reads `~/.bashrc` even for sshd's non-interactive commands).
+const OUTPUT_MARKER: &[u8] = b"zdd-output\n";
+
 /// The first stdout line of a started command: `zdd-pid <pid>` (then the program's own output follows).
 pub(super) const PID_HEADER: &str = "zdd-pid ";
 
@@ -80,11 +84,17 @@ fn launch_line(env: &BTreeMap<String, String>, script: &str, words: &[String], c
 /// A file-operation script with its arguments, as one command line. Messages are in the C locale so that
 /// [`remote_io_error`] can read them.
 pub(super) fn op_line(script: &str, args: &[&str]) -> String {
-    let script = format!("LC_ALL=C; export LC_ALL\n{script}");
+    let script = format!("LC_ALL=C; export LC_ALL\nprintf 'zdd-output\\n'\n{script}");
     let mut line =
         vec!["exec".to_owned(), "/bin/sh".to_owned(), "-c".to_owned(), shell_quote(&script), "zdd".to_owned()];
     line.extend(args.iter().map(|a| shell_quote(a)));
     line.join(" ")
+}
+
+/// A file operation's own output: what follows [`OUTPUT_MARKER`], or `None` if the script never ran.
+pub(super) fn after_output_marker(stdout: &[u8]) -> Option<&[u8]> {
+    let at = stdout.windows(OUTPUT_MARKER.len()).position(|w| w == OUTPUT_MARKER)?;
+    Some(&stdout[at + OUTPUT_MARKER.len()..])
 }
 
 /// A path as a script argument: one that starts with `-` is made `./-...` so no tool reads it as an option.
@@ -294,6 +304,16 @@ mod tests {
             remote_io_error(b"kill: Operation not permitted", Some(1)).kind(),
             std::io::ErrorKind::PermissionDenied
         );
+    }
+
+    #[test]
+    fn what_startup_files_print_is_not_an_operation_output() {
+        let line = op_line(ops::READ_LINK, &["/nonexistent"]);
+        let noisy = as_sshd_would(&format!("echo welcome; {line}"));
+        assert_eq!(noisy.status.code(), Some(ABSENT));
+        assert_eq!(after_output_marker(&noisy.stdout), Some(&b""[..]));
+        assert_eq!(after_output_marker(b"motd\nzdd-output\nbytes\nzdd-output\n"), Some(&b"bytes\nzdd-output\n"[..]));
+        assert_eq!(after_output_marker(b"nothing"), None);
     }
 
     #[test]
