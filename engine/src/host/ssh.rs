@@ -107,10 +107,10 @@ impl SshHost {
                 KnownHosts::Strict => openssh::KnownHosts::Strict,
                 KnownHosts::AcceptNew => openssh::KnownHosts::Add,
             });
-        if let Some(persist) = std::num::NonZeroUsize::new(usize::try_from(options.idle_persist.as_secs()).unwrap_or(1))
-        {
-            builder.control_persist(openssh::ControlPersist::IdleFor(persist));
-        }
+        // Never `Forever` (the crate's default): at least one second idle, then the master exits.
+        let idle = usize::try_from(options.idle_persist.as_secs()).unwrap_or(usize::MAX);
+        let idle = std::num::NonZeroUsize::new(idle).unwrap_or(std::num::NonZeroUsize::MIN);
+        builder.control_persist(openssh::ControlPersist::IdleFor(idle));
         if let Some(file) = &options.config_file {
             builder.config_file(file);
         }
