@@ -53,6 +53,11 @@ async fn contract(host: &dyn Host, scratch: &Path) {
     let out = run(Command::shell("echo out; echo err >&2; exit 3")).await;
     assert_eq!((out.code, out.stdout_str(), out.stderr_str()), (Some(3), "out\n".into(), "err\n".into()));
     assert_eq!(run(Command::shell("exit 127")).await.code, Some(127));
+    assert_eq!(run(Command::shell("kill -KILL $$")).await.code, None, "killed by a signal: no exit code");
+    // All of a large output arrives, however its end and the exit status race.
+    let big = run(Command::shell("head -c 1000000 /dev/zero | tr '\\0' x; echo; echo done >&2")).await;
+    assert_eq!((big.stdout.len(), big.stdout.iter().filter(|b| **b == b'x').count()), (1_000_001, 1_000_000));
+    assert_eq!(big.stderr_str(), "done\n");
 
     // Words arrive as they were given: no shell reads them on the way.
     let words = ["a b", "$HOME;", "it's", "`id`", "\"q\"", "*", "a\nb", "", "-n", "\\", "&& false", "$(id)", "|", ">x"];
