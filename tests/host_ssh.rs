@@ -162,9 +162,12 @@ async fn accounts(host: &dyn Host) {
 
 async fn detached(host: &dyn Host, scratch: &Path) {
     let log = scratch.join("detached.log");
-    let pid = host.spawn_detached(&Command::shell("echo started; exec sleep 1004"), &log).await.unwrap();
+    let cmd =
+        Command::shell("echo \"started $GREETING in $(pwd -P)\"; exec sleep 1004").env("GREETING", "hi").cwd(scratch);
+    let pid = host.spawn_detached(&cmd, &log).await.unwrap();
     assert!(host.process_alive(pid).await.unwrap());
-    assert!(eventually(|| async { host.read_file(&log).await.unwrap().as_deref() == Some(b"started\n") }).await);
+    let expected = format!("started hi in {}\n", scratch.display());
+    assert!(eventually(|| async { host.read_file(&log).await.unwrap() == Some(expected.clone().into_bytes()) }).await);
     host.signal(pid, "0").await.unwrap();
     assert!(host.signal(pid, "BOGUS").await.is_err());
     host.signal(pid, "TERM").await.unwrap();
