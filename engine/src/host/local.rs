@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Account, Command, FileStat, Host, HostError, LineSink, Output, UserRef};
 
-/// How long to keep reading output after a command exited, when something it started in the background still
-/// holds its stdout or stderr open (a `cmd &` that outlives the shell).
+/// How long output may stay quiet after a command exited before reading stops, when something it started in the
+/// background still holds its stdout or stderr open (a `cmd &` that outlives the shell).
 pub(super) const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 /// How often to look whether a signalled process group is gone.
@@ -143,15 +143,14 @@ impl Host for LocalHost {
         };
 
         // Collect what is still in the pipes; background processes of a finished command may keep them open,
-        // so this is bounded.
-        let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        // so this ends once they stay quiet (not at a fixed time: a large output may still be arriving).
         while streams_open {
             tokio::select! {
                 line = line_rx.recv() => match line {
                     Some((stream, line)) => deliver(stream, line, &mut output),
                     None => streams_open = false,
                 },
-                () = tokio::time::sleep_until(drain_until) => break,
+                () = tokio::time::sleep(OUTPUT_DRAIN) => break,
             }
         }
         guard.disarm();

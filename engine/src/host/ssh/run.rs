@@ -77,19 +77,14 @@ pub(super) async fn run(
     }
 
     let mut output = Output::default();
-    let deliver = |stream: Stream, line: Vec<u8>, output: &mut Output| {
-        if let Some(sink) = lines {
-            let text = String::from_utf8_lossy(&line);
-            sink(text.trim_end_matches(['\n', '\r']));
-        }
-        match stream {
-            Stream::Stdout => output.stdout.extend_from_slice(&line),
-            Stream::Stderr => output.stderr.extend_from_slice(&line),
-        }
-    };
-
+    // The mux client's exit status can come while the master still holds output for our pipes, and taking it
+    // ends the session, output and all. So the status is only taken once the streams closed, or stayed quiet
+    // for a while (something the command started in the background may hold them open, as locally).
     let wait = child.wait();
     tokio::pin!(wait);
+    let quiet_timer = tokio::time::sleep(OUTPUT_DRAIN);
+    tokio::pin!(quiet_timer);
+    let mut quiet = false;
     let mut header_open = true;
     let mut streams_open = true;
     let mut cancel_requested = false;
@@ -105,10 +100,15 @@ pub(super) async fn run(
                 Err(_) => header_open = false,
             },
             line = line_rx.recv(), if streams_open => match line {
-                Some((stream, line)) => deliver(stream, line, &mut output),
+                Some((stream, line)) => {
+                    deliver(lines, stream, &line, &mut output);
+                    quiet = false;
+                    quiet_timer.as_mut().reset(tokio::time::Instant::now() + OUTPUT_DRAIN);
+                }
                 None => streams_open = false,
             },
-            status = &mut wait => break status,
+            () = &mut quiet_timer, if streams_open && !quiet => quiet = true,
+            status = &mut wait, if !streams_open || quiet => break status,
             () = cancel.cancelled(), if !cancel_requested => {
                 cancel_requested = true;
                 let header = header_rx.borrow().clone();
@@ -119,12 +119,11 @@ pub(super) async fn run(
         }
     };
 
-    // The exit status can arrive before the last output: read on until the streams close, or until they stay
-    // quiet (something the command started in the background may hold them open).
+    // Quiet streams that are still open: what else comes soon is kept, the rest is the background's.
     while streams_open {
         tokio::select! {
             line = line_rx.recv() => match line {
-                Some((stream, line)) => deliver(stream, line, &mut output),
+                Some((stream, line)) => deliver(lines, stream, &line, &mut output),
                 None => streams_open = false,
             },
             () = tokio::time::sleep(OUTPUT_DRAIN) => break,
@@ -138,6 +137,18 @@ pub(super) async fn run(
     // The forwarder publishes the header before any line of the program's: it is final now.
     let header = header_rx.borrow().clone();
     finish(host, cmd, header, status, output).await
+}
+
+/// A line of the program's: to the sink, and to the captured output.
+fn deliver(lines: Option<&LineSink>, stream: Stream, line: &[u8], output: &mut Output) {
+    if let Some(sink) = lines {
+        let text = String::from_utf8_lossy(line);
+        sink(text.trim_end_matches(['\n', '\r']));
+    }
+    match stream {
+        Stream::Stdout => output.stdout.extend_from_slice(line),
+        Stream::Stderr => output.stderr.extend_from_slice(line),
+    }
 }
 
 /// A run's result from its header and exit status.
