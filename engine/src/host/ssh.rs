@@ -40,6 +40,25 @@ pub const COMMAND_SESSIONS: usize = 8;
 /// Sessions kept free for signalling a cancelled command's process group.
 pub const CONTROL_SESSIONS: usize = 2;
 
+/// sshd refuses a session while it is still closing earlier ones (at `MaxSessions`): how often to try again,
+/// and how long to pause in between.
+const SESSION_RETRIES: u32 = 100;
+const SESSION_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Start a remote command, trying again while sshd refuses the session because earlier ones are still closing.
+async fn spawn_session<S: Clone>(command: &mut openssh::OwningCommand<S>) -> Result<openssh::Child<S>, openssh::Error> {
+    let mut tries = 0;
+    loop {
+        match command.spawn().await {
+            Err(e) if tries < SESSION_RETRIES && error_chain(&e).contains("Session open refused") => {
+                tries += 1;
+                tokio::time::sleep(SESSION_RETRY_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How a connection is made.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
@@ -147,7 +166,7 @@ impl SshHost {
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().await.map_err(|e| self.connection(&e))?;
+        let mut child = spawn_session(&mut command).await.map_err(|e| self.connection(&e))?;
         let writer = child.stdin().take().zip(stdin).map(|(mut pipe, input)| async move {
             let _ = pipe.write_all(input).await;
             let _ = pipe.shutdown().await;

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::script::{self, PID_HEADER, SPAWN_HEADER, ops};
-use super::{SshHost, error_chain};
+use super::{SshHost, error_chain, spawn_session};
 use crate::host::local::{OUTPUT_DRAIN, Stream, forward_lines};
 use crate::host::{Command, HostError, LineSink, Output};
 
@@ -45,13 +45,7 @@ pub(super) async fn run(
         permit = host.commands.acquire() => permit.map_err(|_| host.closed())?,
         () = cancel.cancelled() => return Err(cancelled()),
     };
-    let line = script::run_line(cmd);
-    let mut command = host.session.clone().arc_raw_command(&line);
-    command
-        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().await.map_err(|e| host.connection(&e))?;
+    let mut child = start(host, cmd).await?;
     let (header_tx, mut header_rx) = watch::channel(Header::Pending);
     let mut guard = GroupGuard {
         session: host.session.clone(),
@@ -68,20 +62,18 @@ pub(super) async fn run(
         tokio::spawn(forward_lines(err, Stream::Stderr, line_tx.clone()));
     }
     drop(line_tx);
-    if let (Some(mut stdin), Some(input)) = (child.stdin().take(), cmd.stdin.clone()) {
-        // A command that does not read its input closes the pipe: the write error is not the command's failure.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        });
-    }
-
     let mut output = Output::default();
     // The mux client's exit status can come while the master still holds output for our pipes, and taking it
     // ends the session, output and all. So the status is only taken once the streams closed, or stayed quiet
     // for a while (something the command started in the background may hold them open, as locally).
-    let wait = child.wait();
-    tokio::pin!(wait);
+    // The exit status is taken on a task of its own, once `collect` says so: if this run is dropped, the task
+    // takes it anyway, so the session stays open and the header still reaches the guard.
+    let (collect, collect_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut collect = Some(collect);
+    let mut wait = tokio::spawn(async move {
+        let _ = collect_rx.await;
+        child.wait().await
+    });
     let quiet_timer = tokio::time::sleep(OUTPUT_DRAIN);
     tokio::pin!(quiet_timer);
     let mut quiet = false;
@@ -89,6 +81,11 @@ pub(super) async fn run(
     let mut streams_open = true;
     let mut cancel_requested = false;
     let status = loop {
+        if (!streams_open || quiet)
+            && let Some(collect) = collect.take()
+        {
+            let _ = collect.send(());
+        }
         tokio::select! {
             changed = header_rx.changed(), if header_open => match changed {
                 Ok(()) => {
@@ -108,7 +105,9 @@ pub(super) async fn run(
                 None => streams_open = false,
             },
             () = &mut quiet_timer, if streams_open && !quiet => quiet = true,
-            status = &mut wait, if !streams_open || quiet => break status,
+            status = &mut wait, if !streams_open || quiet => {
+                break status.unwrap_or_else(|e| Err(openssh::Error::Remote(std::io::Error::other(e))));
+            }
             () = cancel.cancelled(), if !cancel_requested => {
                 cancel_requested = true;
                 let header = header_rx.borrow().clone();
@@ -137,6 +136,25 @@ pub(super) async fn run(
     // The forwarder publishes the header before any line of the program's: it is final now.
     let header = header_rx.borrow().clone();
     finish(host, cmd, header, status, output).await
+}
+
+/// Start the command's session, its stdin fed from a task of its own.
+async fn start(host: &SshHost, cmd: &Command) -> Result<openssh::Child<Arc<Session>>, HostError> {
+    let line = script::run_line(cmd);
+    let mut command = host.session.clone().arc_raw_command(&line);
+    command
+        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn_session(&mut command).await.map_err(|e| host.connection(&e))?;
+    if let (Some(mut stdin), Some(input)) = (child.stdin().take(), cmd.stdin.clone()) {
+        // A command that does not read its input closes the pipe: the write error is not the command's failure.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    Ok(child)
 }
 
 /// A line of the program's: to the sink, and to the captured output.
@@ -196,7 +214,13 @@ pub(super) async fn spawn_detached(host: &SshHost, cmd: &Command, log: &Path) ->
     let log = script::path_arg(log).map_err(spawn_failed)?;
     let _permit = host.commands.acquire().await.map_err(|_| host.closed())?;
     let line = script::detach_line(cmd, &log);
-    let out = match host.session.raw_command(&line).output().await {
+    let mut command = host.session.raw_command(&line);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = match spawn_session(&mut command).await {
+        Ok(child) => child.wait_with_output().await,
+        Err(e) => Err(e),
+    };
+    let out = match started {
         Ok(out) => out,
         Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(spawn_failed(std::io::Error::new(e.kind(), "the remote shell could not start /bin/sh")));
