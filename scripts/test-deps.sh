@@ -5,6 +5,8 @@
 #   nginx, python3-venv, wrk, postgresql-15, systemd, iproute2 (ss, ip netns), procps, util-linux (unshare, nsenter),
 #   openssh-server and netcat-openbsd (the SSH test hosts), iptables (Docker's FORWARD policy)
 #   wheels for examples/shop/requirements.txt in $ZDD_WHEELS (default /root/.cache/zdd-wheels)
+#   wheels for Wagtail (the newest that installs on Debian 12's Python 3.11) and gunicorn, in the same cache: the
+#   scenario that deploys a `wagtail start` site makes it with the real `wagtail` from them
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,4 +56,17 @@ if ! ls "$wheels"/[Dd]jango-*.whl "$wheels"/gunicorn-*.whl "$wheels"/psycopg_bin
     "$scratch/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" -r "$requirements"
 else
     echo "test-deps: wheels present in $wheels"
+fi
+
+# Unpinned: pip picks the newest Wagtail whose requirements this Python meets (Django included). Once a Wagtail
+# wheel is in the cache nothing is fetched again, so later runs work offline.
+if ! ls "$wheels"/wagtail-*.whl >/dev/null 2>&1; then
+    echo "test-deps: downloading Wagtail's wheels into $wheels"
+    mkdir -p "$wheels"
+    scratch_wagtail="$(mktemp -d)"
+    "$python" -m venv "$scratch_wagtail/venv"
+    "$scratch_wagtail/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" wagtail gunicorn
+    rm -rf "$scratch_wagtail"
+else
+    echo "test-deps: Wagtail's wheels present in $wheels"
 fi

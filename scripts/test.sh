@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs missing test dependencies (scripts/test-deps.sh), checks formatting and
-# clippy, runs `cargo test --workspace --locked`, fuzzes the plan reader briefly (scripts/fuzz.sh, 30 s per
+# clippy, runs the unit tests, doctests and the two integration-test binaries (`tests/fast`, then `tests/scenarios`
+# with one test thread, so that no two load measurements share the 2 cores), fuzzes the plan reader briefly (scripts/fuzz.sh, 30 s per
 # target), then builds the book. With CI=true a test whose component is missing fails instead of skipping.
 #
 # The scenario suites boot real components (Nginx, PostgreSQL, systemd in a namespace) and put real load on
@@ -17,7 +18,7 @@ cd "$repo"
 export ZDD_WHEELS="${ZDD_WHEELS:-/root/.cache/zdd-wheels}"
 if [[ "${CI:-}" == "true" ]]; then
     export CARGO_TERM_COLOR=never
-    # tests/demo.rs runs the README's `cargo run --release -- run plans/demo.kdl` literally, in a fresh clone in a
+    # tests/scenarios/demo.rs runs the README's `cargo run --release -- run plans/demo.kdl` literally, in a fresh clone in a
     # mode-700 home (a release build there, once: 2-3 minutes). Elsewhere it runs this build's binary with the
     # same arguments.
     export ZDD_README_CARGO=1
@@ -27,7 +28,9 @@ start=$(date +%s)
 # Style first: it is the cheapest to fail on.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --lib --bins --test fast "$@"
+cargo test --workspace --locked --doc
+RUST_TEST_THREADS=1 cargo test --locked --test scenarios "$@"
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
 
 # A short coverage-guided fuzz run of the plan reader (both targets, stable toolchain, no sanitizer): a panic or an

@@ -184,6 +184,29 @@ fn find_wsgi(app_dir: &Path, settings: &str) -> Option<String> {
     })
 }
 
+/// Whether the requirements file (and the files it includes with `-r`) names gunicorn, which every plan's
+/// `service` step runs from the release's venv; `None` when the file cannot be read.
+pub(crate) fn requirements_name_gunicorn(file: &Path) -> Option<bool> {
+    fn names(file: &Path, depth: usize) -> Option<bool> {
+        let text = fs::read_to_string(file).ok()?;
+        Some(text.lines().map(str::trim).any(|line| {
+            let lower = line.to_ascii_lowercase();
+            let name_end = lower.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
+            if &lower[..name_end.unwrap_or(lower.len())] == "gunicorn" {
+                return true;
+            }
+            let included = lower
+                .strip_prefix("-r ")
+                .or_else(|| lower.strip_prefix("--requirement "))
+                .map(|_| line.split_whitespace().nth(1).unwrap_or_default());
+            included.is_some_and(|inc| {
+                depth > 0 && names(&file.parent().unwrap_or(Path::new(".")).join(inc), depth - 1) == Some(true)
+            })
+        }))
+    }
+    names(file, 3)
+}
+
 /// A route whose path contains `health`, from `path("health/", ...)` or `re_path(r"^healthz$", ...)`.
 fn health_route(urls_src: &str) -> Option<String> {
     for line in urls_src.lines() {
@@ -299,6 +322,21 @@ mod tests {
         assert!(!valid_module("mysite..settings"));
         assert!(!valid_module("1site.settings"));
         assert!(!valid_module("my-site.settings"));
+    }
+
+    #[test]
+    fn sees_gunicorn_in_requirements_and_their_includes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| fs::write(dir.path().join(name), text).expect("write");
+        write("plain.txt", "Django>=5.2,<6\nwagtail>=8.0,<8.1\n");
+        write("frozen.txt", "Django==5.2.19\ngunicorn==27.0.1\n");
+        write("prod.txt", "-r frozen.txt\n");
+        write("lookalike.txt", "gunicorn-extras==1\n# gunicorn\n");
+        assert_eq!(requirements_name_gunicorn(&dir.path().join("plain.txt")), Some(false));
+        assert_eq!(requirements_name_gunicorn(&dir.path().join("frozen.txt")), Some(true));
+        assert_eq!(requirements_name_gunicorn(&dir.path().join("prod.txt")), Some(true));
+        assert_eq!(requirements_name_gunicorn(&dir.path().join("lookalike.txt")), Some(false));
+        assert_eq!(requirements_name_gunicorn(&dir.path().join("missing.txt")), None);
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn plan(deep: bool) -> Plan {
             needs: if deep && i > 0 { vec![StepId(i - 1)] } else { vec![] },
             policy: StepPolicy { timeout: Duration::from_mins(1), retry: Retry::default() },
             fields: Fields { map: BTreeMap::new() },
+            settings: zdd_engine::settings::StepSettings::default(),
             description: None,
             span,
         })

@@ -3,6 +3,10 @@
 //! Validation collects every diagnostic it finds into [`Diagnostics`] rather than stopping at the first;
 //! rendering (miette, with `file:line:col` and the source line underlined) happens once, at the edge.
 
+mod code;
+
+pub use code::{Code, UnknownCode};
+
 use crate::source::{SourceMap, Span};
 
 /// How bad a diagnostic is. Errors make a plan invalid; warnings are shown and let it pass.
@@ -16,8 +20,8 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// Stable code, e.g. `zdd::unknown-property`. Documented in the book's troubleshooting chapter.
-    pub code: &'static str,
+    /// Stable code, e.g. `zdd::unknown-property`; `zdd explain CODE` prints the book's entry for it.
+    pub code: Code,
     /// What is wrong, naming the offending value.
     pub message: String,
     /// Where. `None` only for problems with no place in a file (e.g. a `--var` on the command line).
@@ -31,7 +35,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
             code,
@@ -43,7 +47,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
         Self { severity: Severity::Warning, ..Self::error(code, message) }
     }
 

@@ -64,6 +64,8 @@ pub enum Event {
     UndoStarted { step: String },
     UndoFinished { step: String, ok: bool, error: Option<String>, duration_ms: u64 },
     Warning { message: String },
+    /// The new release answered its smoke checks at this URL (the proxy's public address).
+    Serving { step: String, url: String },
     RunFinished { outcome: Outcome, duration_ms: u64, summary: Vec<StepSummary> },
 }
 

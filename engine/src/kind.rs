@@ -4,9 +4,11 @@
 //! do it ([`StepKind::run`], through the host, recording undo facts *before* each effect); and how am I undone
 //! ([`StepKind::undo`], from those facts alone, so `zdd recover` can undo after a crash). Before any step runs,
 //! each kind's [`StepKind::preflight`] says what it needs that is missing (see [`crate::preflight`]).
+//! At validation, each kind parses its step's fields once into typed settings ([`StepKind::settings`]); kinds
+//! written against [`crate::settings::TypedKind`] get those settings, not fields, in everything after.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,6 +21,7 @@ use crate::plan::{Plan, Retry, Step, StepPolicy};
 use crate::preflight::{Finding, PreflightCtx, Provision};
 use crate::redact::Redactor;
 use crate::schema::{Effect, KindSpec};
+use crate::settings::{SettingsCtx, StepSettings};
 
 /// The facts a kind's undo needs (the previous target of a link, the unit it started, ...), as JSON.
 pub type UndoFacts = serde_json::Value;
@@ -179,7 +182,7 @@ impl std::ops::DerefMut for StepCtx {
 
 impl StepCtx {
     /// Record undo facts durably. Call this *before* the effect it describes. The facts must hold all the
-    /// undo will need (absolute paths, the settings it acts with): the undo gets no plan.
+    /// undo will need (absolute paths, the settings it acts with): the undo gets no plan and no settings.
     pub async fn record_undo(&self, facts: UndoFacts) -> Result<(), StepError> {
         let step = self.plan.step_by_name(&self.step);
         let undo = RecordedUndo {
@@ -196,11 +199,6 @@ impl StepCtx {
     /// The part of this context an undo may use: no plan in it.
     pub fn undo_ctx(&self) -> UndoCtx {
         self.io.clone()
-    }
-
-    /// Resolve a plan path (relative paths are relative to the main plan file's directory).
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
     }
 }
 
@@ -222,6 +220,12 @@ impl UndoCtx {
     pub fn message(&self, message: impl Into<String>) {
         self.events
             .emit(Event::StepMessage { step: self.step.clone(), message: self.redactor.redact(&message.into()) });
+    }
+
+    /// Say where the new release answers (a smoke check through the proxy passed there): the run's summary
+    /// ends with it.
+    pub fn serving(&self, url: impl Into<String>) {
+        self.events.emit(Event::Serving { step: self.step.clone(), url: self.redactor.redact(&url.into()) });
     }
 
     /// Run a command on the host, streaming its (redacted) output as events; cancelled with the step.
@@ -309,12 +313,6 @@ pub struct PreviewCtx {
     pub state_dir: PathBuf,
 }
 
-impl PreviewCtx {
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.plan.base_dir.join(path) }
-    }
-}
-
 /// A step kind.
 #[async_trait]
 pub trait StepKind: Send + Sync {
@@ -327,6 +325,12 @@ pub trait StepKind: Send + Sync {
 
     /// Checks across fields beyond what the spec's types express; spans come from the fields.
     fn check(&self, _step: &Step, _diags: &mut Diagnostics) {}
+
+    /// The step's typed settings, built once at validation after its fields and [`StepKind::check`] passed,
+    /// and kept on the step ([`Step::settings`]). Kinds without settings keep the default: none.
+    fn settings(&self, _ctx: &SettingsCtx<'_>) -> Result<StepSettings, Diagnostics> {
+        Ok(StepSettings::default())
+    }
 
     /// What this step makes exist for later steps (a file it writes, a package it installs), so their preflight
     /// does not report it missing.

@@ -4,7 +4,8 @@
 //! `plan.kdl --load--> sources --parse--> raw (spans) --validate--> Plan (with its one StepGraph) --preflight-->
 //! --run--> events --> reporters`. The graph, built once by validation, orders the run, the preview, the
 //! rollback, `recover` and `stop`; an undo gets its recorded facts and no plan ([`kind::UndoCtx`]).
-//! Step kinds live in the `zdd-steps` crate and plug in through [`kind::StepKind`]; every command and file
+//! Step kinds live in the `zdd-steps` crate and plug in through [`kind::StepKind`] (most through
+//! [`settings::TypedKind`]: their fields parsed once, at validation, into typed settings); every command and file
 //! operation goes through [`host::Host`].
 
 pub mod diag;
@@ -21,6 +22,7 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod settings;
 pub mod source;
 pub mod state;
 pub mod template;

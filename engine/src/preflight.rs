@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::diag::Severity;
+use crate::diag::{Code, Severity};
 use crate::kind::{Kinds, PreviewCtx};
 use crate::plan::Plan;
 
@@ -64,7 +64,7 @@ pub struct Finding {
     #[serde(serialize_with = "severity_name")]
     pub severity: Severity,
     /// Stable code, e.g. `zdd::preflight-unreachable`, documented in the troubleshooting chapter.
-    pub code: &'static str,
+    pub code: Code,
     /// What is wrong, naming the path or program.
     pub message: String,
     /// What was seen: modes and owners, the config line, the command's answer.
@@ -74,11 +74,11 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn error(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Self {
+    pub fn error(code: Code, message: impl Into<String>, help: impl Into<String>) -> Self {
         Self { severity: Severity::Error, code, message: message.into(), evidence: Vec::new(), help: help.into() }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Self {
+    pub fn warning(code: Code, message: impl Into<String>, help: impl Into<String>) -> Self {
         Self { severity: Severity::Warning, ..Self::error(code, message, help) }
     }
 

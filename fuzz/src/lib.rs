@@ -1,4 +1,4 @@
-//! What the fuzz targets run, shared with the workspace test that replays the corpus (`tests/fuzz_corpus.rs`
+//! What the fuzz targets run, shared with the workspace test that replays the corpus (`tests/fast/fuzz_corpus.rs`
 //! includes this file): read and validate a plan from text, render its diagnostics, build its graph; and a
 //! structure-aware mutator that edits a valid plan with KDL tokens.
 //!

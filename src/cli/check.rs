@@ -17,11 +17,25 @@ pub(super) fn read_plan(args: &PlanArgs, runtime: &Runtime<'_>, kinds: &Kinds) -
     plan::read(&args.plan, &VarInputs::from_env(args.vars.clone()), runtime, kinds)
 }
 
+/// Read a plan once and validate it with sample values, to bind it to a deploy target later.
+pub(super) fn open_plan(args: &PlanArgs, state_dir: Option<&std::path::Path>, kinds: &Kinds) -> plan::Opened {
+    plan::open(&args.plan, &VarInputs::from_env(args.vars.clone()), state_dir, kinds)
+}
+
 /// Print a failed read's diagnostics to stderr; returns the exit code for an invalid plan.
 pub(super) fn report_invalid(read: &PlanRead) -> i32 {
-    if let Err(diags) = &read.result {
-        eprint!("{}", diags.render(&read.sources, stderr_color()));
+    match &read.result {
+        Err(diags) => report_diagnostics(diags, &read.sources),
+        Ok(_) => exit::INVALID,
     }
+}
+
+/// Print diagnostics to stderr; returns the exit code for an invalid plan.
+pub(super) fn report_diagnostics(
+    diags: &zdd_engine::diag::Diagnostics,
+    sources: &zdd_engine::source::SourceMap,
+) -> i32 {
+    eprint!("{}", diags.render(sources, stderr_color()));
     exit::INVALID
 }
 

@@ -65,12 +65,25 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, settings: Option<&s
     report_settings(&project);
     outln!("  wsgi:     {}", project.wsgi);
     match &project.requirements {
-        Some(r) => outln!("  requirements: {}", r.display()),
+        Some(r) => {
+            outln!("  requirements: {}", r.display());
+            if scaffold::requirements_name_gunicorn(&project.root.join(r)) == Some(false) {
+                outln!(
+                    "  warning: {} does not name gunicorn, which the plan's `web` step runs from the release's venv: \
+                     add a line `gunicorn` (or `pip freeze > {}` in a venv that has it)",
+                    r.display(),
+                    r.display()
+                );
+            }
+        }
         None => outln!("  requirements: none found (the plan expects requirements.txt)"),
     }
     match &project.health_path {
         Some(h) => outln!("  health URL: {h}"),
-        None => outln!("  health URL: none found; add one before deploying, e.g.:\n\n{HEALTH_VIEW_HINT}\n"),
+        None => outln!(
+            "  health URL: none found, so the plan checks / (it must answer 200 to an anonymous GET); a view that \
+             touches nothing is cheaper and says more, e.g.:\n\n{HEALTH_VIEW_HINT}\n\n  then point the plan's health_path at it"
+        ),
     }
     report_facts(&project, &app_dir);
     let args = PlanArgs { plan: plan_path.clone(), vars: Vec::new() };
@@ -177,7 +190,9 @@ fn render_plan(project: &DjangoProject, source: &str) -> String {
         || "requirements.txt".to_owned(),
         |r| scaffold::path_from(&project.root.join(&project.app_dir), &project.root.join(r)),
     );
-    let health = project.health_path.clone().unwrap_or_else(|| "/health/".to_owned());
+    // Without a health view the home page is the best readiness check there is (a `wagtail start` site serves it
+    // from the database): a /health/ that does not exist would fail every deploy at the health gate.
+    let health = project.health_path.clone().unwrap_or_else(|| "/".to_owned());
     format!(
         r#"// Deploy plan for {app}, scaffolded by `zdd init`. Review every variable, then `zdd plan` this file.
 // The steps themselves are in fragments/django.kdl (shared: edit there to change every environment).

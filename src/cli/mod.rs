@@ -9,6 +9,7 @@ mod out;
 
 mod check;
 mod completions;
+mod explain;
 mod graph;
 mod history;
 mod init;
@@ -224,6 +225,15 @@ pub(crate) enum Command {
         /// Only this kind.
         kind: Option<String>,
     },
+    /// Print the book's entry for a diagnostic code (zdd::unknown-step, or just unknown-step).
+    Explain {
+        /// The code, with or without its zdd:: prefix.
+        #[arg(required_unless_present = "list", conflicts_with = "list")]
+        code: Option<String>,
+        /// List every code with a one-line summary.
+        #[arg(long)]
+        list: bool,
+    },
     /// Print shell completions.
     Completions {
         /// The shell to complete for.
@@ -239,6 +249,7 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
+        Command::Explain { code, list } => explain::run(code.as_deref(), list),
         Command::Run { plan, state, output, jobs, release, lock_wait } => {
             run::run(&plan, &state, &output, jobs, release.as_deref(), lock_wait.as_deref())
         }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use zdd_engine::host::LocalHost;
 use zdd_engine::kind::DeployTarget;
-use zdd_engine::plan::{PlanHeader, Runtime, TargetSource};
+use zdd_engine::plan::PlanHeader;
 use zdd_engine::preview::{self, PreviewInput};
 use zdd_engine::state::{State, StateDir};
 
-use super::check::{read_plan, report_invalid};
+use super::check::{open_plan, report_diagnostics};
 use super::{PlanArgs, StateArgs, exit};
 
 pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, json: bool) -> i32 {
@@ -19,18 +19,29 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
         return exit::INVALID;
     }
     let kinds = zdd_steps::builtin();
-    let decide = |header: &PlanHeader| preview_target(header, release);
-    let runtime = Runtime { state_dir: state.state_dir.as_deref(), target: TargetSource::Decide(&decide) };
-    let read = read_plan(args, &runtime, &kinds);
-    let (Ok(plan), Some(target), Some(state_dir)) = (&read.result, &read.target, &read.state_dir) else {
-        return report_invalid(&read);
+    let opened = open_plan(args, state.state_dir.as_deref(), &kinds);
+    let unbound = match &opened.result {
+        Ok(unbound) => unbound,
+        Err(diags) => return report_diagnostics(diags, &opened.sources),
     };
-    let plan = Arc::new(plan.clone());
+    let target = match preview_target(unbound.header(), release) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("zdd: cannot decide what to deploy: {e}\n  help: check the state directory (`zdd status`)");
+            return exit::INVALID;
+        }
+    };
+    let plan = match unbound.bind(&target, &kinds) {
+        Ok(plan) => Arc::new(plan),
+        Err(diags) => return report_diagnostics(&diags, unbound.sources()),
+    };
+    let state_dir = &unbound.header().state_dir;
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         eprintln!("zdd: cannot start the async runtime");
         return exit::INVALID;
     };
-    let input = PreviewInput { plan: &plan, kinds: &kinds, target, state_dir, host: Arc::new(LocalHost::new()) };
+    let input =
+        PreviewInput { plan: &plan, kinds: &kinds, target: &target, state_dir, host: Arc::new(LocalHost::new()) };
     let p = rt.block_on(preview::build(input));
     if json {
         match serde_json::to_string_pretty(&p) {

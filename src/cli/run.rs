@@ -1,7 +1,6 @@
-//! `zdd run`: deploy. Also the glue `rollback` and `recover` share: reading the plan while the state
-//! directory decides the deploy target (under the lock), the reporter, and exit codes.
+//! `zdd run`: deploy. Also the glue `rollback` and `recover` share: reading the plan once, deciding the deploy
+//! target from the state directory (under the lock) and binding the plan to it, the reporter, and exit codes.
 
-use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +12,13 @@ use zdd_engine::journal::{self, Replay, RunMode};
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::lock::{DeployLock, LockError, LockOwner};
 use zdd_engine::plan::types::parse_duration;
-use zdd_engine::plan::{Plan, PlanHeader, Runtime, TargetSource};
+use zdd_engine::plan::{Plan, PlanHeader};
 use zdd_engine::redact::Redactor;
 use zdd_engine::report::{self, Format};
 use zdd_engine::run::{self, Session, SessionError};
 use zdd_engine::state::{State, StateDir, StateError};
 
-use super::check::{read_plan, report_invalid};
+use super::check::{open_plan, report_diagnostics};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
 /// A command stopped before running anything: its exit code and why.
@@ -156,7 +155,10 @@ fn live_target(current: &State, slots: &[String]) -> DeployTarget {
     }
 }
 
-/// Read the plan, deciding its runtime values from the state directory (which is locked on the way).
+/// Read the plan once, then lock the state directory, decide the deploy target and bind the plan to it.
+///
+/// The plan is validated with sample values first: an invalid plan is refused before the state directory is
+/// created or locked, so it leaves nothing behind.
 pub(super) fn read_and_prepare(
     plan: &PlanArgs,
     state: &StateArgs,
@@ -164,36 +166,15 @@ pub(super) fn read_and_prepare(
     wait: Option<Duration>,
 ) -> Result<(Plan, Prepared), Refusal> {
     let kinds = zdd_steps::builtin();
-    // Validate first with sample runtime values: an invalid plan is refused before the state directory is
-    // created or locked, so it leaves nothing behind. The real read below decides the target under the lock.
-    let sample = read_plan(plan, &Runtime::sample().with_state_dir(state.state_dir.as_deref()), &kinds);
-    if sample.result.is_err() {
-        return Err(Refusal::printed(report_invalid(&sample)));
-    }
-    let prepared: RefCell<Option<Result<Prepared, Refusal>>> = RefCell::new(None);
-    let decide = |header: &PlanHeader| {
-        let result = prepare(header, &plan.plan, &intent, wait);
-        let answer = match &result {
-            Ok(p) => Ok(p.target.clone()),
-            Err(r) => Err(r.message.clone().unwrap_or_default()),
-        };
-        *prepared.borrow_mut() = Some(result);
-        answer
+    let opened = open_plan(plan, state.state_dir.as_deref(), &kinds);
+    let unbound = match &opened.result {
+        Ok(unbound) => unbound,
+        Err(diags) => return Err(Refusal::printed(report_diagnostics(diags, &opened.sources))),
     };
-    let runtime = Runtime { state_dir: state.state_dir.as_deref(), target: TargetSource::Decide(&decide) };
-    let read = read_plan(plan, &runtime, &kinds);
-    // A refusal from the state directory (lock held, run to recover) wins over diagnostics it caused.
-    let prepared = prepared.into_inner();
-    if let Some(Err(refusal)) = prepared {
-        return Err(refusal);
-    }
-    match (read.result, prepared) {
-        (Ok(plan), Some(Ok(prepared))) => Ok((plan, prepared)),
-        (Ok(_), _) => Err(Refusal::new(exit::INVALID, "the plan was read without deciding a deploy target")),
-        (Err(diags), _) => {
-            let failed = zdd_engine::plan::PlanRead { result: Err(diags), ..read };
-            Err(Refusal::printed(report_invalid(&failed)))
-        }
+    let prepared = prepare(unbound.header(), &plan.plan, &intent, wait)?;
+    match unbound.bind(&prepared.target, &kinds) {
+        Ok(bound) => Ok((bound, prepared)),
+        Err(diags) => Err(Refusal::printed(report_diagnostics(&diags, unbound.sources()))),
     }
 }
 
@@ -312,7 +293,8 @@ async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refus
     Err(Refusal::new(
         exit::INVALID,
         format!(
-            "preflight: {errors} problem{} before the first step; nothing was changed\n{}",
+            "preflight: {errors} problem{} before the first step; nothing was changed (`zdd explain <code>` explains \
+             a code)\n{}",
             if errors == 1 { "" } else { "s" },
             text.trim_end()
         ),
@@ -333,15 +315,15 @@ pub(super) fn run(
     deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release }, lock_wait)
 }
 
-/// The state directory a plan uses, without deciding a target (for `status`, `history`, `unlock`).
+/// The state directory a plan uses, from its header alone (for `status`, `history`, `unlock`): a plan whose
+/// steps do not validate still tells where its state is.
 pub(super) fn state_dir_of(plan: &PlanArgs, state: &StateArgs) -> Result<std::path::PathBuf, Refusal> {
     if let Some(dir) = &state.state_dir {
         return Ok(dir.clone());
     }
-    let kinds = zdd_steps::builtin();
-    let read = read_plan(plan, &Runtime::sample().with_state_dir(None), &kinds);
-    match (read.state_dir.clone(), &read.result) {
-        (Some(dir), Ok(_)) => Ok(dir),
-        _ => Err(Refusal::printed(report_invalid(&read))),
+    let vars = zdd_engine::plan::VarInputs::from_env(plan.vars.clone());
+    match zdd_engine::plan::read_header(&plan.plan, &vars, None) {
+        (_, Ok(header)) => Ok(header.state_dir),
+        (sources, Err(diags)) => Err(Refusal::printed(report_diagnostics(&diags, &sources))),
     }
 }

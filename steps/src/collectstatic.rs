@@ -15,12 +15,14 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use zdd_engine::diag::Diagnostics;
 use zdd_engine::host::Host;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
+use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::manage::{ENV, ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+use crate::manage::{ENV, ENV_FILE, Manage, ManageSettings, PYTHON, ROOT, SETTINGS};
 
 pub struct Collectstatic;
 
@@ -163,8 +165,13 @@ print("ZDD-STATIC " + json.dumps(facts))
 
 const MARKER: &str = "ZDD-STATIC ";
 
-fn into(step: &Step) -> PathBuf {
-    step.fields.path("into").filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from(INTO_DEFAULT))
+/// A collectstatic step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    manage: ManageSettings,
+    /// Relative to the release (not the plan).
+    into: PathBuf,
+    served_at: Option<String>,
 }
 
 fn parse(stdout: &str) -> Result<StaticFacts, StepError> {
@@ -177,29 +184,35 @@ fn parse(stdout: &str) -> Result<StaticFacts, StepError> {
 }
 
 #[async_trait]
-impl StepKind for Collectstatic {
+impl TypedKind for Collectstatic {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    /// What any `manage.py` step needs before it starts: the env file it loads.
-    async fn preflight(
-        &self,
-        step: &Step,
-        ctx: &zdd_engine::preflight::PreflightCtx,
-    ) -> Vec<zdd_engine::preflight::Finding> {
-        crate::preflight::django_step(step, ctx).await
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            manage: ManageSettings::from_fields(ctx)?,
+            into: ctx.relative_path("into").unwrap_or_else(|| PathBuf::from(INTO_DEFAULT)),
+            served_at: ctx.given("served-at").map(|s| s.trim().to_owned()),
+        })
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
+    /// What any `manage.py` step needs before it starts: the env file it loads.
+    async fn preflight(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Finding> {
+        crate::preflight::django_step(s.manage.env_file.as_deref(), s.manage.settings.as_deref(), ctx).await
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let m = Manage::describe(&s.manage, &ctx.target);
         let mut preview = Preview::default();
         preview.actions.extend(m.env_file_note());
         preview.actions.push(PlannedAction::Note {
             text: format!(
                 "ask Django for STATIC_URL, STATIC_ROOT and the storage; collectstatic --noinput into STATIC_ROOT if \
                  it is inside the release, else into {}",
-                m.release_dir.join(into(step)).display()
+                m.release_dir.join(&s.into).display()
             ),
         });
         preview
@@ -208,9 +221,9 @@ impl StepKind for Collectstatic {
         Ok(preview)
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let m = Manage::load(step, ctx).await?;
-        let out = ctx.exec_ok(&m.python_script(SCRIPT).arg(into(step).to_string_lossy())).await?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let m = Manage::load(&s.manage, ctx).await?;
+        let out = ctx.exec_ok(&m.python_script(SCRIPT).arg(s.into.to_string_lossy())).await?;
         let facts = parse(&out.stdout_str())?;
         ctx.message(facts.describe());
         match &facts.collected_into {
@@ -222,11 +235,8 @@ impl StepKind for Collectstatic {
         }
         let json = serde_json::to_vec_pretty(&facts).map_err(|e| StepError::fatal(e.to_string()))?;
         ctx.host.write_file(&m.release_dir.join(FACTS_FILE), &json, 0o644).await?;
-        match step.fields.str("served-at").map(str::trim).filter(|s| !s.is_empty()) {
-            Some(served_at) => match facts.served_elsewhere(served_at) {
-                Some(why) => Err(StepError::fatal(why)),
-                None => Ok(()),
-            },
+        match s.served_at.as_deref().and_then(|served_at| facts.served_elsewhere(served_at)) {
+            Some(why) => Err(StepError::fatal(why)),
             None => Ok(()),
         }
     }

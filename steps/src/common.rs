@@ -1,36 +1,11 @@
-//! Small helpers every kind uses: reading required fields, splitting command prefixes, polling with backoff.
+//! Small helpers every kind uses: splitting command prefixes, polling with backoff, undo facts as JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use zdd_engine::host::{Command, Output};
 use zdd_engine::kind::{StepError, UndoCtx, UndoFacts};
-use zdd_engine::plan::{Fields, Step};
-
-/// A required string field; the validator guarantees it, but a kind never panics on a plan it was handed.
-pub(crate) fn req_str<'a>(step: &'a Step, name: &str) -> Result<&'a str, StepError> {
-    step.fields.str(name).ok_or_else(|| missing(step, name))
-}
-
-/// A required path field.
-pub(crate) fn req_path(step: &Step, name: &str) -> Result<PathBuf, StepError> {
-    step.fields.path(name).ok_or_else(|| missing(step, name))
-}
-
-fn missing(step: &Step, name: &str) -> StepError {
-    StepError::fatal(format!("step `{}` ({}) has no `{name}` field", step.name, step.kind))
-}
-
-/// An optional string field, empty strings counting as absent (a variable left empty on purpose).
-pub(crate) fn opt_str<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
-    fields.str(name).filter(|s| !s.trim().is_empty())
-}
-
-/// A duration field with a fallback.
-pub(crate) fn duration_or(fields: &Fields, name: &str, fallback: Duration) -> Duration {
-    fields.duration(name).unwrap_or(fallback)
-}
 
 /// Split a command prefix written as words (`nsenter -t 42 -m -p`): no shell quoting is interpreted.
 pub(crate) fn words(text: &str) -> Vec<String> {

@@ -1,12 +1,14 @@
 //! The `django` kind: any `manage.py` command in the new release (collectstatic, check --deploy, createcachetable).
 
 use async_trait::async_trait;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::diag::Diagnostics;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
+use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::common::{from_facts, to_facts};
-use crate::manage::{ENV, ENV_FILE, Manage, PYTHON, ROOT, SETTINGS};
+use crate::manage::{ENV, ENV_FILE, Manage, ManageSettings, PYTHON, ROOT, SETTINGS};
 
 pub struct Django;
 
@@ -43,43 +45,55 @@ struct Facts {
     undo: Vec<String>,
 }
 
+/// A django step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    manage: ManageSettings,
+    command: Vec<String>,
+    undo: Vec<String>,
+}
+
 #[async_trait]
-impl StepKind for Django {
+impl TypedKind for Django {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    fn effect(&self, step: &Step) -> Effect {
-        if step.fields.strings("undo").is_empty() { Effect::ForwardOnly } else { Effect::Reversible }
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            manage: ManageSettings::from_fields(ctx)?,
+            command: ctx.strings("command"),
+            undo: ctx.strings("undo"),
+        })
     }
 
-    async fn preflight(
-        &self,
-        step: &Step,
-        ctx: &zdd_engine::preflight::PreflightCtx,
-    ) -> Vec<zdd_engine::preflight::Finding> {
-        crate::preflight::django_step(step, ctx).await
+    fn effect(&self, s: &Settings) -> Effect {
+        if s.undo.is_empty() { Effect::ForwardOnly } else { Effect::Reversible }
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
+    async fn preflight(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Finding> {
+        crate::preflight::django_step(s.manage.env_file.as_deref(), s.manage.settings.as_deref(), ctx).await
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let m = Manage::describe(&s.manage, &ctx.target);
         let mut preview = Preview::default();
         preview.actions.extend(m.env_file_note());
-        preview.actions.push(PlannedAction::Run { command: m.command(&step.fields.strings("command")).display() });
-        let undo = step.fields.strings("undo");
-        if !undo.is_empty() {
-            preview.undo.push(PlannedAction::Run { command: m.command(&undo).display() });
+        preview.actions.push(PlannedAction::Run { command: m.command(&s.command).display() });
+        if !s.undo.is_empty() {
+            preview.undo.push(PlannedAction::Run { command: m.command(&s.undo).display() });
         }
         Ok(preview)
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let m = Manage::load(step, ctx).await?;
-        let undo = step.fields.strings("undo");
-        if !undo.is_empty() {
-            ctx.record_undo(to_facts(&Facts { manage: m.clone(), undo })).await?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let m = Manage::load(&s.manage, ctx).await?;
+        if !s.undo.is_empty() {
+            ctx.record_undo(to_facts(&Facts { manage: m.clone(), undo: s.undo.clone() })).await?;
         }
-        ctx.exec_ok(&m.command(&step.fields.strings("command"))).await?;
+        ctx.exec_ok(&m.command(&s.command)).await?;
         Ok(())
     }
 

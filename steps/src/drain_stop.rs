@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::diag::Diagnostics;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{duration_or, from_facts, req_str, to_facts};
+use crate::common::{from_facts, to_facts};
 use crate::service::config::{Listen, Manager, ServiceConfig};
 use crate::service::instance;
 use crate::service::{backend, drain};
@@ -53,21 +54,40 @@ struct Facts {
     config: ServiceConfig,
 }
 
+/// A drain-stop step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// The service step whose old instance is stopped.
+    service: String,
+    drain_timeout: Duration,
+    keep_old: bool,
+}
+
 #[async_trait]
-impl StepKind for DrainStop {
+impl TypedKind for DrainStop {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            service: ctx.required("service")?.to_owned(),
+            drain_timeout: ctx.duration("drain-timeout", Duration::from_secs(30)),
+            keep_old: ctx.bool("keep-old", false),
+        })
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let cfg = ServiceConfig::of_step(&ctx.plan, &s.service)?;
         let Some(live) = ctx.target.live_slot.as_deref().filter(|l| *l != ctx.target.slot) else {
             return Ok(Preview {
                 actions: vec![PlannedAction::Note { text: "nothing to stop: no instance is live yet".into() }],
                 ..Preview::default()
             });
         };
-        if step.fields.bool("keep-old").unwrap_or(false) {
+        if s.keep_old {
             return Ok(Preview {
                 actions: vec![PlannedAction::Note { text: format!("keep the old instance in slot {live} running") }],
                 ..Preview::default()
@@ -95,20 +115,20 @@ impl StepKind for DrainStop {
         })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let cfg = ServiceConfig::of_step(&ctx.plan, &s.service)?;
         let Some(live) = ctx.target.live_slot.as_deref().filter(|l| *l != ctx.target.slot) else {
             ctx.message("no old instance to stop (first deploy)");
             return Ok(());
         };
         let live = cfg.instance_slot(live);
-        if step.fields.bool("keep-old").unwrap_or(false) {
+        if s.keep_old {
             ctx.message(format!("keeping the old instance in slot {live} running (keep-old)"));
             return Ok(());
         }
-        let timeout = duration_or(&step.fields, "drain-timeout", Duration::from_secs(30));
+        let timeout = s.drain_timeout;
         let start = Instant::now();
-        let drained = drain::wait(ctx, &cfg, &live, timeout).await?;
+        let drained = drain::wait(ctx, cfg, &live, timeout).await?;
         if drained {
             ctx.message(format!("slot {live} drained in {} ms", start.elapsed().as_millis()));
         } else {
@@ -116,7 +136,7 @@ impl StepKind for DrainStop {
         }
         ctx.record_undo(to_facts(&Facts { slot: live.clone(), config: cfg.clone() })).await?;
         let stop_start = Instant::now();
-        if backend::stop(ctx, &cfg, &live).await? {
+        if backend::stop(ctx, cfg, &live).await? {
             ctx.message(format!("old instance in slot {live} stopped in {} ms", stop_start.elapsed().as_millis()));
         }
         Ok(())

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 static SPEC: KindSpec = KindSpec {
     name: "exec",
@@ -85,57 +86,78 @@ impl RecordedCommand {
     }
 }
 
+/// An exec step's settings: its commands as written, the working directory and `creates` paths absolute.
+#[derive(Debug)]
+pub struct Settings {
+    /// The step's name, given to its commands as `ZDD_STEP`.
+    step: String,
+    run: Command,
+    undo: Option<Command>,
+    stop: Option<Command>,
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    kill_grace: Duration,
+    creates: Vec<PathBuf>,
+}
+
 /// The command of a shell field (`run`, `undo`) or an argv field (`command`, `undo-command`).
-fn command_of(step: &Step, shell_field: &str, argv_field: &str) -> Option<Command> {
-    if let Some(script) = step.fields.str(shell_field) {
+fn command_settings(ctx: &SettingsCtx<'_>, shell_field: &str, argv_field: &str) -> Option<Command> {
+    if let Some(script) = ctx.str(shell_field) {
         return Some(Command::shell(script));
     }
-    let argv = step.fields.strings(argv_field);
+    let argv = ctx.strings(argv_field);
     let (program, rest) = argv.split_first()?;
     Some(Command::new(program).args(rest.iter().cloned()))
 }
 
-/// The `env` fields as pairs (malformed ones are reported by `check`).
-fn env_of(step: &Step) -> BTreeMap<String, String> {
-    step.fields
-        .all("env")
-        .iter()
-        .filter_map(|f| match &f.value {
-            Some(Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 impl Exec {
     /// Apply the step's working directory, environment and kill grace, plus the deploy's facts as `ZDD_*`.
-    fn prepare(
-        step: &Step,
-        cmd: Command,
-        resolve: impl Fn(&std::path::Path) -> PathBuf,
-        target: &zdd_engine::kind::DeployTarget,
-    ) -> Command {
-        let mut cmd = cmd;
-        cmd.cwd = Some(step.fields.path("cwd").map_or_else(|| resolve(std::path::Path::new("")), |p| resolve(&p)));
-        cmd.kill_grace = step.fields.duration("kill-grace").unwrap_or(Duration::from_secs(5));
-        cmd.env.insert("ZDD_STEP".into(), step.name.clone());
+    fn prepare(s: &Settings, cmd: &Command, target: &zdd_engine::kind::DeployTarget) -> Command {
+        let mut cmd = cmd.clone();
+        cmd.cwd = Some(s.cwd.clone());
+        cmd.kill_grace = s.kill_grace;
+        cmd.env.insert("ZDD_STEP".into(), s.step.clone());
         cmd.env.insert("ZDD_RELEASE".into(), target.release.clone());
         cmd.env.insert("ZDD_SLOT".into(), target.slot.clone());
         cmd.env.insert("ZDD_LIVE_SLOT".into(), target.live_slot.clone().unwrap_or_default());
         cmd.env.insert("ZDD_ROLLBACK".into(), if target.rollback { "1" } else { "0" }.into());
-        cmd.env.extend(env_of(step));
+        cmd.env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         cmd
     }
 }
 
 #[async_trait]
-impl StepKind for Exec {
+impl TypedKind for Exec {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    fn effect(&self, step: &Step) -> Effect {
-        if command_of(step, "undo", "undo-command").is_some() { Effect::Reversible } else { Effect::ForwardOnly }
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        // `check` made sure there is a command, and at most one of each pair; malformed `env`s were refused.
+        let run = command_settings(ctx, "run", "command").ok_or_else(|| ctx.missing("run"))?;
+        Ok(Settings {
+            step: ctx.step.name.clone(),
+            run,
+            undo: command_settings(ctx, "undo", "undo-command"),
+            stop: command_settings(ctx, "stop", "stop-command"),
+            cwd: ctx.path("cwd").unwrap_or_else(|| ctx.base_dir.to_path_buf()),
+            env: ctx
+                .all("env")
+                .iter()
+                .filter_map(|f| match &f.value {
+                    Some(Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
+                    _ => None,
+                })
+                .collect(),
+            kill_grace: ctx.duration("kill-grace", Duration::from_secs(5)),
+            creates: ctx.strings("creates").iter().map(|p| ctx.resolve(std::path::Path::new(p))).collect(),
+        })
+    }
+
+    fn effect(&self, s: &Settings) -> Effect {
+        if s.undo.is_some() { Effect::Reversible } else { Effect::ForwardOnly }
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
@@ -143,12 +165,12 @@ impl StepKind for Exec {
         let has = |name: &str| !step.fields.all(name).is_empty();
         match (has("run"), has("command")) {
             (false, false) => diags.push(
-                Diagnostic::error("zdd::exec-nothing-to-run", format!("step `{}` has nothing to run", step.name))
+                Diagnostic::error(Code::ExecNothingToRun, format!("step `{}` has nothing to run", step.name))
                     .at(step.span, "this exec step")
                     .help("add `run \"shell script\"` or `command \"program\" \"arg\"...`"),
             ),
             (true, true) => diags.push(
-                Diagnostic::error("zdd::exec-run-and-command", "`run` and `command` both given")
+                Diagnostic::error(Code::ExecRunAndCommand, "`run` and `command` both given")
                     .at(field_span("command"), "second command")
                     .related(field_span("run"), "first command")
                     .help("keep one: `run` for a shell script, `command` for a program and its arguments"),
@@ -156,8 +178,8 @@ impl StepKind for Exec {
             _ => {}
         }
         let pairs = [
-            ("undo", "undo-command", "zdd::exec-undo-and-undo-command"),
-            ("stop", "stop-command", "zdd::exec-stop-and-stop-command"),
+            ("undo", "undo-command", Code::ExecUndoAndUndoCommand),
+            ("stop", "stop-command", Code::ExecStopAndStopCommand),
         ];
         for (shell, argv, code) in pairs {
             if has(shell) && has(argv) {
@@ -175,7 +197,7 @@ impl StepKind for Exec {
             let ok = matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && valid_env_name(&kv[0]));
             if !ok {
                 diags.push(
-                    Diagnostic::error("zdd::exec-bad-env", "`env` takes a variable name and its value")
+                    Diagnostic::error(Code::ExecBadEnv, "`env` takes a variable name and its value")
                         .at(field.span, "expected `env \"NAME\" \"value\"`")
                         .help("write e.g. `env \"DJANGO_SETTINGS_MODULE\" \"shop.settings\"`"),
                 );
@@ -184,7 +206,7 @@ impl StepKind for Exec {
         for name in ["command", "undo-command"] {
             if has(name) && step.fields.strings(name).first().is_none_or(String::is_empty) {
                 diags.push(
-                    Diagnostic::error("zdd::exec-empty-command", format!("`{name}` needs a program"))
+                    Diagnostic::error(Code::ExecEmptyCommand, format!("`{name}` needs a program"))
                         .at(field_span(name), "no program")
                         .help("write the program first, then its arguments: `command \"make\" \"assets\"`"),
                 );
@@ -192,21 +214,15 @@ impl StepKind for Exec {
         }
     }
 
-    fn provides(&self, step: &Step, ctx: &PreviewCtx) -> Vec<zdd_engine::preflight::Provision> {
-        step.fields
-            .strings("creates")
-            .iter()
-            .map(|p| zdd_engine::preflight::Provision::Path(ctx.resolve(std::path::Path::new(p))))
-            .collect()
+    fn provides(&self, s: &Settings, _ctx: &PreviewCtx) -> Vec<zdd_engine::preflight::Provision> {
+        s.creates.iter().cloned().map(zdd_engine::preflight::Provision::Path).collect()
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let prepare = |cmd: Command| Self::prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
-        let run = command_of(step, "run", "command")
-            .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let prepare = |cmd: &Command| Self::prepare(s, cmd, &ctx.target);
         let mut preview =
-            Preview { actions: vec![PlannedAction::Run { command: display(&prepare(run)) }], ..Preview::default() };
-        match command_of(step, "undo", "undo-command") {
+            Preview { actions: vec![PlannedAction::Run { command: display(&prepare(&s.run)) }], ..Preview::default() };
+        match &s.undo {
             Some(undo) => preview.undo.push(PlannedAction::Run { command: display(&prepare(undo)) }),
             None => {
                 preview.undo.push(PlannedAction::Note { text: "not undone: this exec step has no `undo`".to_owned() });
@@ -215,16 +231,13 @@ impl StepKind for Exec {
         Ok(preview)
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let prepare = |cmd: Command| Self::prepare(step, cmd, |p| ctx.resolve(p), &ctx.target);
-        let run = command_of(step, "run", "command")
-            .ok_or_else(|| StepError::fatal(format!("step `{}` has nothing to run", step.name)))?;
-        if let Some(undo) = command_of(step, "undo", "undo-command") {
-            let mut undo = prepare(undo);
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        if let Some(undo) = &s.undo {
+            let mut undo = Self::prepare(s, undo, &ctx.target);
             undo.env.insert("ZDD_UNDO".into(), "1".into());
             ctx.record_undo(serde_json::json!({ "undo": RecordedCommand::of(&undo) })).await?;
         }
-        ctx.exec_ok(&prepare(run)).await.map(|_| ())
+        ctx.exec_ok(&Self::prepare(s, &s.run, &ctx.target)).await.map(|_| ())
     }
 
     async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
@@ -234,10 +247,9 @@ impl StepKind for Exec {
         ctx.exec_ok(&recorded.command()).await.map(|_| ())
     }
 
-    async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
-        let Some(command) = command_of(step, "stop", "stop-command") else { return Ok(false) };
-        let command = Self::prepare(step, command, |p| ctx.resolve(p), &ctx.target);
-        ctx.exec_ok(&command).await.map(|_| true)
+    async fn stop(&self, s: &Settings, ctx: &StepCtx) -> Result<bool, StepError> {
+        let Some(command) = &s.stop else { return Ok(false) };
+        ctx.exec_ok(&Self::prepare(s, command, &ctx.target)).await.map(|_| true)
     }
 }
 
@@ -259,12 +271,17 @@ fn valid_env_name(name: &str) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use zdd_engine::kind::MemoryJournal;
+    use zdd_engine::kind::{MemoryJournal, StepKind};
+    use zdd_engine::settings::Typed;
 
     use super::*;
 
+    fn step_in(dir: &std::path::Path, fields: &[(&str, Value)]) -> Step {
+        crate::testing::step_in(dir, "build", "exec", fields)
+    }
+
     fn step(fields: &[(&str, Value)]) -> Step {
-        crate::testing::step("build", "exec", fields)
+        step_in(std::path::Path::new("/"), fields)
     }
 
     fn ctx(dir: &std::path::Path, journal: Arc<MemoryJournal>) -> StepCtx {
@@ -283,14 +300,17 @@ mod tests {
     async fn runs_records_the_undo_first_and_undoes_from_the_facts_alone() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(MemoryJournal::default());
-        let step = step(&[
-            ("run", s("echo \"$ZDD_RELEASE $GREETING\" > out")),
-            ("undo", s("echo undone-$ZDD_UNDO >> out")),
-            ("env", strings(&["GREETING", "hi"])),
-        ]);
-        assert_eq!(Exec.effect(&step), Effect::Reversible);
+        let step = step_in(
+            dir.path(),
+            &[
+                ("run", s("echo \"$ZDD_RELEASE $GREETING\" > out")),
+                ("undo", s("echo undone-$ZDD_UNDO >> out")),
+                ("env", strings(&["GREETING", "hi"])),
+            ],
+        );
+        assert_eq!(Typed(Exec).effect(&step), Effect::Reversible);
         let ctx = ctx(dir.path(), journal.clone());
-        Exec.run(&step, &ctx).await.unwrap();
+        Typed(Exec).run(&step, &ctx).await.unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\n");
         let facts = journal.facts.lock().unwrap().get("build").cloned().unwrap();
         // Undo from the facts alone: no step, no plan.
@@ -302,8 +322,8 @@ mod tests {
     async fn a_failing_command_fails_the_step_with_its_output() {
         let dir = tempfile::tempdir().unwrap();
         let step = step(&[("command", strings(&["/bin/sh", "-c", "echo boom >&2; exit 7"]))]);
-        assert_eq!(Exec.effect(&step), Effect::ForwardOnly);
-        let err = Exec.run(&step, &ctx(dir.path(), Arc::default())).await.unwrap_err();
+        assert_eq!(Typed(Exec).effect(&step), Effect::ForwardOnly);
+        let err = Typed(Exec).run(&step, &ctx(dir.path(), Arc::default())).await.unwrap_err();
         let StepError::Failed { message, detail } = err else { panic!() };
         assert!(message.contains("status 7"), "{message}");
         assert_eq!(detail.as_deref(), Some("boom"));
@@ -322,10 +342,10 @@ mod tests {
             ]),
             &mut diags,
         );
-        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(codes, ["zdd::exec-run-and-command", "zdd::exec-undo-and-undo-command", "zdd::exec-bad-env"]);
+        let codes: Vec<Code> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::ExecRunAndCommand, Code::ExecUndoAndUndoCommand, Code::ExecBadEnv]);
         let mut diags = Diagnostics::new();
         Exec.check(&step(&[]), &mut diags);
-        assert_eq!(diags.iter().next().unwrap().code, "zdd::exec-nothing-to-run");
+        assert_eq!(diags.iter().next().unwrap().code, Code::ExecNothingToRun);
     }
 }

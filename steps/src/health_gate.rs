@@ -4,12 +4,13 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::{Fields, Plan, Step};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
+use zdd_engine::plan::{Plan, Step};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{Backoff, duration_or, opt_str, req_str, sleep};
+use crate::common::{Backoff, sleep};
 use crate::probe::{self, Answer, ProbeUrl};
 use crate::service::config::{Listen, ServiceConfig};
 use crate::service::{backend, instance};
@@ -62,11 +63,12 @@ pub struct Expect {
 }
 
 impl Expect {
-    pub fn from_fields(f: &Fields) -> Self {
+    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Self {
         Self {
-            status: u16::try_from(f.int("status").unwrap_or(200)).unwrap_or(200),
-            contains: opt_str(f, "contains").map(str::to_owned),
-            json: opt_str(f, "json")
+            status: u16::try_from(ctx.int("status").unwrap_or(200)).unwrap_or(200),
+            contains: ctx.given("contains").map(str::to_owned),
+            json: ctx
+                .given("json")
                 .and_then(|j| j.split_once('='))
                 .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
         }
@@ -102,42 +104,72 @@ impl Expect {
     }
 }
 
+/// A health-gate step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// `url` as written, else `path` on the new instance of `service`.
+    url: Option<String>,
+    path: String,
+    /// The service step whose instance is watched (and, with `path`, polled).
+    service: Option<String>,
+    host: Option<String>,
+    expect: Expect,
+    consecutive: i64,
+    interval: Duration,
+    max_interval: Duration,
+    within: Duration,
+    request_timeout: Duration,
+}
+
 /// The URL to poll: `url` as written, or `path` on the new instance of `service` (its socket or its port).
-fn target_url(
-    step: &Step,
-    plan: &Plan,
-    slot: &str,
-    resolve: impl Fn(&std::path::Path) -> std::path::PathBuf,
-) -> Result<String, StepError> {
-    if let Some(url) = opt_str(&step.fields, "url") {
-        return Ok(url.to_owned());
+fn target_url(s: &Settings, plan: &Plan, slot: &str) -> Result<String, StepError> {
+    if let Some(url) = &s.url {
+        return Ok(url.clone());
     }
-    let path = req_str(step, "path")?;
-    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
-    let cfg = ServiceConfig::of_step(plan, req_str(step, "service")?, resolve)?;
+    let service = s.service.as_deref().ok_or_else(|| StepError::fatal("`path` needs `service`"))?;
+    let cfg = ServiceConfig::of_step(plan, service)?;
     Ok(match cfg.listen {
-        Listen::Socket => format!("http+unix://{}:{path}", cfg.socket(&cfg.instance_slot(slot)).display()),
-        Listen::Port => format!("http://127.0.0.1:{}{path}", cfg.port(slot)?),
+        Listen::Socket => format!("http+unix://{}:{}", cfg.socket(&cfg.instance_slot(slot)).display(), s.path),
+        Listen::Port => format!("http://127.0.0.1:{}{}", cfg.port(slot)?, s.path),
     })
 }
 
 #[async_trait]
-impl StepKind for HealthGate {
+impl TypedKind for HealthGate {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        // `check` made sure there is exactly one of `url` and `path`, and a `service` for `path`.
+        let path = ctx.given("path").unwrap_or("/");
+        Ok(Settings {
+            url: ctx.given("url").map(str::to_owned),
+            path: if path.starts_with('/') { path.to_owned() } else { format!("/{path}") },
+            service: ctx.given("service").map(str::to_owned),
+            host: ctx.given("host").map(str::to_owned),
+            expect: Expect::from_fields(ctx),
+            consecutive: ctx.int("consecutive").unwrap_or(3),
+            interval: ctx.duration("interval", Duration::from_millis(100)),
+            max_interval: ctx.duration("max-interval", Duration::from_secs(1)),
+            within: ctx.duration("within", Duration::from_mins(1)),
+            request_timeout: ctx.duration("request-timeout", Duration::from_secs(2)),
+        })
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         let has = |name: &str| !step.fields.all(name).is_empty();
         if has("url") == has("path") {
             diags.push(
-                Diagnostic::error("zdd::health-target", "a health-gate needs exactly one of `url` and `path`")
+                Diagnostic::error(Code::HealthTarget, "a health-gate needs exactly one of `url` and `path`")
                     .at(step.span, "what should it poll?")
                     .help("write `path \"/health/\"` with `service \"web\"`, or a full `url`"),
             );
         } else if has("path") && !has("service") {
             diags.push(
-                Diagnostic::error("zdd::health-target", "`path` needs `service`: the instance it polls")
+                Diagnostic::error(Code::HealthTarget, "`path` needs `service`: the instance it polls")
                     .at(step.fields.all("path")[0].span, "polled on which instance?")
                     .help("name the service step: `service \"web\"`"),
             );
@@ -146,58 +178,45 @@ impl StepKind for HealthGate {
             && !j.contains('=')
         {
             diags.push(
-                Diagnostic::error("zdd::health-json", format!("`json \"{j}\"` has no `=`"))
+                Diagnostic::error(Code::HealthJson, format!("`json \"{j}\"` has no `=`"))
                     .at(field.span, "expected field=value")
                     .help("write the field and its expected value: `json \"status=ok\"`"),
             );
         }
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let url = target_url(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?;
-        let expect = Expect::from_fields(&step.fields);
-        let n = step.fields.int("consecutive").unwrap_or(3);
-        let within = duration_or(&step.fields, "within", Duration::from_mins(1));
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let url = target_url(s, &ctx.plan, &ctx.target.slot)?;
         Ok(Preview {
             actions: vec![PlannedAction::Http {
                 description: format!(
-                    "GET {url} until {} ({n} in a row, within {}s)",
-                    expect.describe(),
-                    within.as_secs()
+                    "GET {url} until {} ({} in a row, within {}s)",
+                    s.expect.describe(),
+                    s.consecutive,
+                    s.within.as_secs()
                 ),
             }],
-            checks: step
-                .fields
-                .str("service")
-                .map(|s| vec![format!("the instance of `{s}` stays up")])
-                .unwrap_or_default(),
+            checks: s.service.iter().map(|name| format!("the instance of `{name}` stays up")).collect(),
             undo: vec![],
         })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let f = &step.fields;
-        let url = target_url(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let url = target_url(s, &ctx.plan, &ctx.target.slot)?;
         let url = ProbeUrl::parse(&url).map_err(StepError::fatal)?;
-        let host = opt_str(f, "host");
-        let expect = Expect::from_fields(f);
-        let needed = u32::try_from(f.int("consecutive").unwrap_or(3).max(1)).unwrap_or(3);
-        let within = duration_or(f, "within", Duration::from_mins(1));
-        let client =
-            probe::client(&url, duration_or(f, "request-timeout", Duration::from_secs(2))).map_err(StepError::fatal)?;
-        let service = match opt_str(f, "service") {
-            Some(name) => Some(ServiceConfig::of_step(&ctx.plan, name, |p| ctx.resolve(p))?),
+        let (host, expect, within) = (s.host.as_deref(), &s.expect, s.within);
+        let needed = u32::try_from(s.consecutive.max(1)).unwrap_or(3);
+        let client = probe::client(&url, s.request_timeout).map_err(StepError::fatal)?;
+        let service = match &s.service {
+            Some(name) => Some(ServiceConfig::of_step(&ctx.plan, name)?),
             None => None,
         };
-        let mut backoff = Backoff::new(
-            duration_or(f, "interval", Duration::from_millis(100)),
-            duration_or(f, "max-interval", Duration::from_secs(1)),
-        );
+        let mut backoff = Backoff::new(s.interval, s.max_interval);
         let start = Instant::now();
         let (mut good, mut polls) = (0u32, 0u32);
         let mut last = String::from("no answer yet");
         loop {
-            if let Some(cfg) = &service
+            if let Some(cfg) = service
                 && !instance::running(ctx, cfg, &cfg.instance_slot(&ctx.target.slot)).await?
             {
                 let slot = cfg.instance_slot(&ctx.target.slot);

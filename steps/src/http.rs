@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{
-    PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts, tail_lines,
-};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts, tail_lines};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
@@ -47,15 +46,15 @@ fn target(url: &str) -> (String, Option<String>) {
     }
 }
 
-fn headers(step: &Step) -> Vec<(String, String)> {
-    step.fields
-        .all("header")
-        .iter()
-        .filter_map(|f| match &f.value {
-            Some(Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
-            _ => None,
-        })
-        .collect()
+/// An http step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    url: String,
+    method: reqwest::Method,
+    body: Option<String>,
+    headers: Vec<(String, String)>,
+    /// `None`: any 2xx.
+    expect_status: Option<i64>,
 }
 
 /// An error with its causes: reqwest's own message ("error sending request for url") hides the one that says
@@ -74,24 +73,44 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn describe(step: &Step) -> String {
-    let method = step.fields.str("method").unwrap_or("GET");
-    let url = step.fields.str("url").unwrap_or_default();
-    let expect = step.fields.int("expect-status").map_or_else(|| "2xx".to_owned(), |s| s.to_string());
-    format!("{method} {url}, expect {expect}")
+fn describe(s: &Settings) -> String {
+    let expect = s.expect_status.map_or_else(|| "2xx".to_owned(), |s| s.to_string());
+    format!("{} {}, expect {expect}", s.method, s.url)
 }
 
 #[async_trait]
-impl StepKind for Http {
+impl TypedKind for Http {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        // The spec's enum admits only methods reqwest knows.
+        let method =
+            reqwest::Method::from_bytes(ctx.str("method").unwrap_or("GET").as_bytes()).unwrap_or(reqwest::Method::GET);
+        Ok(Settings {
+            url: ctx.required("url")?.to_owned(),
+            method,
+            body: ctx.str("body").map(str::to_owned),
+            headers: ctx
+                .all("header")
+                .iter()
+                .filter_map(|f| match &f.value {
+                    Some(Value::Strings(kv)) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
+                    _ => None,
+                })
+                .collect(),
+            expect_status: ctx.int("expect-status"),
+        })
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         for field in step.fields.all("header") {
             if !matches!(&field.value, Some(Value::Strings(kv)) if kv.len() == 2 && !kv[0].is_empty()) {
                 diags.push(
-                    Diagnostic::error("zdd::http-bad-header", "`header` takes a name and a value")
+                    Diagnostic::error(Code::HttpBadHeader, "`header` takes a name and a value")
                         .at(field.span, "expected `header \"Name\" \"value\"`")
                         .help("write e.g. `header \"Content-Type\" \"application/json\"`"),
                 );
@@ -102,35 +121,33 @@ impl StepKind for Http {
         {
             let span = step.fields.all("expect-status").first().map_or(step.span, |f| f.span);
             diags.push(
-                Diagnostic::error("zdd::http-bad-status", format!("{status} is not an HTTP status"))
+                Diagnostic::error(Code::HttpBadStatus, format!("{status} is not an HTTP status"))
                     .at(span, "expected 100-599")
                     .help("write the status the answer must have, e.g. `expect-status 204`"),
             );
         }
     }
 
-    async fn preview(&self, step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        Ok(Preview { actions: vec![PlannedAction::Http { description: describe(step) }], ..Preview::default() })
+    async fn preview(&self, s: &Settings, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        Ok(Preview { actions: vec![PlannedAction::Http { description: describe(s) }], ..Preview::default() })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let url = step.fields.str("url").ok_or_else(|| StepError::fatal("`url` is missing"))?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let url = &s.url;
         let (request_url, socket) = target(url);
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
         if let Some(socket) = socket {
             builder = builder.unix_socket(socket);
         }
         let client = builder.build().map_err(|e| StepError::fatal(format!("cannot build an HTTP client: {e}")))?;
-        let method = reqwest::Method::from_bytes(step.fields.str("method").unwrap_or("GET").as_bytes())
-            .map_err(|e| StepError::fatal(e.to_string()))?;
-        let mut request = client.request(method, &request_url);
-        for (name, value) in headers(step) {
+        let mut request = client.request(s.method.clone(), &request_url);
+        for (name, value) in &s.headers {
             request = request.header(name, value);
         }
-        if let Some(body) = step.fields.str("body") {
-            request = request.body(body.to_owned());
+        if let Some(body) = &s.body {
+            request = request.body(body.clone());
         }
-        ctx.message(describe(step));
+        ctx.message(describe(s));
         let send = async {
             let response = request.send().await.map_err(|e| {
                 // A request that cannot even be built (a bad URL) fails the same way every time.
@@ -145,14 +162,14 @@ impl StepKind for Http {
             result = send => result?,
             () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
         };
-        let ok = match step.fields.int("expect-status") {
+        let ok = match s.expect_status {
             Some(expected) => i64::from(status.as_u16()) == expected,
             None => status.is_success(),
         };
         if ok {
             return Ok(());
         }
-        let expected = step.fields.int("expect-status").map_or_else(|| "a 2xx status".to_owned(), |s| s.to_string());
+        let expected = s.expect_status.map_or_else(|| "a 2xx status".to_owned(), |s| s.to_string());
         Err(StepError::failed(format!("{url} answered {status}, expected {expected}"))
             .with_detail(ctx.redactor.redact(&tail_lines(&body, 20))))
     }
@@ -166,6 +183,9 @@ impl StepKind for Http {
 mod tests {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     use std::sync::{Arc, Mutex};
+
+    use zdd_engine::kind::StepKind;
+    use zdd_engine::settings::Typed;
 
     use super::*;
 
@@ -231,7 +251,7 @@ mod tests {
             ("header", Value::Strings(vec!["X-Token".into(), "abc".into()])),
             ("expect-status", Value::Int(204)),
         ]);
-        Http.run(&step, &ctx()).await.unwrap();
+        Typed(Http).run(&step, &ctx()).await.unwrap();
         let request = seen.lock().unwrap().clone();
         assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
         assert!(request.to_ascii_lowercase().contains("x-token: abc"), "{request}");
@@ -241,7 +261,7 @@ mod tests {
     #[tokio::test]
     async fn an_unexpected_status_fails_with_the_body_as_detail() {
         let (url, _) = serve_once("500 Internal Server Error", "<h1>Server Error</h1>");
-        let err = Http.run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
+        let err = Typed(Http).run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
         let StepError::Failed { message, detail } = err else { panic!("{err}") };
         assert!(message.contains("500") && message.contains("expected a 2xx status"), "{message}");
         assert_eq!(detail.as_deref(), Some("<h1>Server Error</h1>"));
@@ -252,7 +272,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         drop(listener);
-        let err = Http.run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
+        let err = Typed(Http).run(&step(&[("url", Value::Str(url))]), &ctx()).await.unwrap_err();
         assert!(err.to_string().to_ascii_lowercase().contains("refused"), "{err}");
     }
 }

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::diag::Diagnostics;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{duration_or, quiet_ok, req_str, sleep};
+use crate::common::{quiet_ok, sleep};
 use crate::service::config::{Manager, ServiceConfig};
 
 pub struct LogCheck;
@@ -83,36 +84,57 @@ pub fn denied<'a>(text: &'a str, deny: &[String]) -> Vec<&'a str> {
     text.lines().filter(|l| deny.iter().any(|d| l.contains(d.as_str()))).collect()
 }
 
+/// A log-check step's settings: the Nginx error log's path absolute, the deny list with its default.
+#[derive(Debug)]
+pub struct Settings {
+    /// The service step whose new instance's log is read.
+    service: String,
+    window: Duration,
+    nginx_error_log: Option<PathBuf>,
+    deny: Vec<String>,
+}
+
 #[async_trait]
-impl StepKind for LogCheck {
+impl TypedKind for LogCheck {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
-        let window = duration_or(&step.fields, "window", Duration::from_secs(10));
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        let deny = ctx.strings("deny");
+        Ok(Settings {
+            service: ctx.required("service")?.to_owned(),
+            window: ctx.duration("window", Duration::from_secs(10)),
+            nginx_error_log: ctx.path("nginx-error-log"),
+            deny: if deny.is_empty() { DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect() } else { deny },
+        })
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let cfg = ServiceConfig::of_step(&ctx.plan, &s.service)?;
+        let window = s.window;
         let mut logs = vec![match cfg.manager {
             Manager::Systemd => format!("the journal of {}", cfg.unit(&cfg.instance_slot(&ctx.target.slot))),
             Manager::Process => cfg.log_file(&cfg.instance_slot(&ctx.target.slot)).display().to_string(),
         }];
-        if let Some(p) = step.fields.path("nginx-error-log") {
-            logs.push(ctx.resolve(&p).display().to_string());
+        if let Some(p) = &s.nginx_error_log {
+            logs.push(p.display().to_string());
         }
         Ok(Preview {
             actions: vec![PlannedAction::Note {
                 text: format!("watch {} for {}s", logs.join(" and "), window.as_secs()),
             }],
-            checks: vec![format!("no line matches {:?}", deny_list(step))],
+            checks: vec![format!("no line matches {:?}", s.deny)],
             undo: vec![],
         })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let cfg = ServiceConfig::of_step(&ctx.plan, req_str(step, "service")?, |p| ctx.resolve(p))?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let cfg = ServiceConfig::of_step(&ctx.plan, &s.service)?;
         let slot = &cfg.instance_slot(&ctx.target.slot);
-        let deny = deny_list(step);
-        let window = duration_or(&step.fields, "window", Duration::from_secs(10));
+        let (deny, window) = (&s.deny, s.window);
         let mut sources = vec![match cfg.manager {
             Manager::Systemd => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -120,16 +142,16 @@ impl StepKind for LogCheck {
             }
             Manager::Process => file_source(ctx, cfg.log_file(slot)).await?,
         }];
-        if let Some(p) = step.fields.path("nginx-error-log") {
-            sources.push(file_source(ctx, ctx.resolve(&p)).await?);
+        if let Some(p) = &s.nginx_error_log {
+            sources.push(file_source(ctx, p.clone()).await?);
         }
         let start = Instant::now();
         loop {
             let remaining = window.saturating_sub(start.elapsed());
             sleep(&ctx.cancel, remaining.min(Duration::from_millis(500))).await?;
             for source in &sources {
-                let text = source.read_new(ctx, &cfg).await?;
-                let bad = denied(&text, &deny);
+                let text = source.read_new(ctx, cfg).await?;
+                let bad = denied(&text, deny);
                 if !bad.is_empty() {
                     return Err(StepError::failed(format!("{} logged {} denied line(s)", source.name(), bad.len()))
                         .with_detail(
@@ -147,11 +169,6 @@ impl StepKind for LogCheck {
     async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
-}
-
-fn deny_list(step: &Step) -> Vec<String> {
-    let deny = step.fields.strings("deny");
-    if deny.is_empty() { DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect() } else { deny }
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use zdd_engine::diag::Diagnostics;
 use zdd_engine::host::Command;
 use zdd_engine::kind::{DeployTarget, StepCtx, StepError, UndoCtx};
-use zdd_engine::plan::Step;
 use zdd_engine::schema::{FieldSpec, ValueType};
+use zdd_engine::settings::SettingsCtx;
 
-use crate::common::{opt_str, req_path};
 use crate::envfile;
 
 pub const ROOT: FieldSpec =
@@ -55,24 +55,27 @@ pub struct Manage {
     pub overrides: BTreeMap<String, String>,
 }
 
-impl Manage {
-    /// From the step's fields, without reading the env file (previews).
-    pub fn describe(
-        step: &Step,
-        target: &DeployTarget,
-        resolve: impl Fn(&std::path::Path) -> PathBuf,
-    ) -> Result<Self, StepError> {
-        let root = resolve(&req_path(step, "root")?);
-        let release_dir = release_dir(&root, &target.release);
-        let python = release_dir.join(step.fields.str("python").unwrap_or("venv/bin/python"));
+/// What the `django`, `collectstatic` and `migrate` steps share: how to run `manage.py`, paths absolute.
+#[derive(Debug, Clone)]
+pub struct ManageSettings {
+    pub root: PathBuf,
+    /// The interpreter, relative to the release directory (or absolute).
+    pub python: String,
+    pub settings: Option<String>,
+    pub env_file: Option<PathBuf>,
+    /// The step's own `env` nodes.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl ManageSettings {
+    /// From the step's `root`, `python`, `settings`, `env-file` and `env` fields, at validation.
+    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
         Ok(Self {
-            release_dir,
-            python,
-            settings: opt_str(&step.fields, "settings").map(str::to_owned),
-            env_file: step.fields.path("env-file").filter(|p| !p.as_os_str().is_empty()).map(|p| resolve(&p)),
-            env: BTreeMap::new(),
-            overrides: step
-                .fields
+            root: ctx.required_path("root")?,
+            python: ctx.str("python").unwrap_or("venv/bin/python").to_owned(),
+            settings: ctx.given("settings").map(str::to_owned),
+            env_file: ctx.path("env-file"),
+            overrides: ctx
                 .all("env")
                 .iter()
                 .filter_map(|f| match &f.value {
@@ -82,10 +85,25 @@ impl Manage {
                 .collect(),
         })
     }
+}
 
-    /// From the step's fields, with the env file read (its values become secrets of the run).
-    pub async fn load(step: &Step, ctx: &StepCtx) -> Result<Self, StepError> {
-        let mut m = Self::describe(step, &ctx.target, |p| ctx.resolve(p))?;
+impl Manage {
+    /// For this deploy's release, without reading the env file (previews).
+    pub fn describe(s: &ManageSettings, target: &DeployTarget) -> Self {
+        let release_dir = release_dir(&s.root, &target.release);
+        Self {
+            python: release_dir.join(&s.python),
+            release_dir,
+            settings: s.settings.clone(),
+            env_file: s.env_file.clone(),
+            env: BTreeMap::new(),
+            overrides: s.overrides.clone(),
+        }
+    }
+
+    /// For this deploy's release, with the env file read (its values become secrets of the run).
+    pub async fn load(s: &ManageSettings, ctx: &StepCtx) -> Result<Self, StepError> {
+        let mut m = Self::describe(s, &ctx.target);
         m.read_env_file(ctx).await?;
         Ok(m)
     }

@@ -5,9 +5,10 @@ use async_trait::async_trait;
 use zdd_engine::host::Command;
 
 use crate::common::{quiet, quiet_ok};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::diag::Diagnostics;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 pub struct Packages;
 
@@ -40,21 +41,33 @@ pub fn missing(names: &[String], dpkg_output: &str) -> Vec<String> {
         .collect()
 }
 
+/// A packages step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    install: Vec<String>,
+}
+
 #[async_trait]
-impl StepKind for Packages {
+impl TypedKind for Packages {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    fn provides(&self, step: &Step, _ctx: &PreviewCtx) -> Vec<zdd_engine::preflight::Provision> {
-        step.fields.strings("install").into_iter().map(zdd_engine::preflight::Provision::Package).collect()
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings { install: ctx.strings("install") })
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let names = step.fields.strings("install");
+    fn provides(&self, s: &Settings, _ctx: &PreviewCtx) -> Vec<zdd_engine::preflight::Provision> {
+        s.install.iter().cloned().map(zdd_engine::preflight::Provision::Package).collect()
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let names = &s.install;
         let cancel = tokio_util::sync::CancellationToken::new();
-        let out = ctx.host.run(&query(&names), &cancel, None).await?;
-        let todo = missing(&names, &out.stdout_str());
+        let out = ctx.host.run(&query(names), &cancel, None).await?;
+        let todo = missing(names, &out.stdout_str());
         let actions = if todo.is_empty() {
             vec![PlannedAction::Note { text: format!("already installed: {}", names.join(" ")) }]
         } else {
@@ -63,9 +76,9 @@ impl StepKind for Packages {
         Ok(Preview { actions, checks: vec![], undo: vec![] })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let names = step.fields.strings("install");
-        let todo = missing(&names, &quiet(ctx, &query(&names)).await?.stdout_str());
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let names = &s.install;
+        let todo = missing(names, &quiet(ctx, &query(names)).await?.stdout_str());
         if todo.is_empty() {
             ctx.message(format!("already installed: {}", names.join(" ")));
             return Ok(());

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
+use zdd_engine::diag::Code;
 use zdd_engine::host::{Command, Host};
 use zdd_engine::plan::Plan;
 use zdd_engine::preflight::{Finding, PreflightCtx, Provisions};
@@ -19,7 +20,7 @@ pub async fn program(host: &dyn Host, program: &str, package: &str, provided: &P
     let found = host.run(&probe, &cancel, None).await.is_ok_and(|o| o.success());
     (!found).then(|| {
         Finding::error(
-            "zdd::preflight-program",
+            Code::PreflightProgram,
             format!("`{program}` is not installed (not found on the PATH)"),
             format!("install it (`apt-get install {package}`), or add a `packages` step that installs `{package}`"),
         )
@@ -34,14 +35,14 @@ pub async fn readable_file(host: &dyn Host, path: &Path, what: &str, provided: &
     match host.read_file(path).await {
         Ok(Some(_)) => None,
         Ok(None) => Some(Finding::error(
-            "zdd::preflight-missing",
+            Code::PreflightMissing,
             format!("{what} {} does not exist", path.display()),
             "create it, point the plan at the right file, or have an earlier `exec` step write it and say so \
              with `creates`",
         )),
         Err(e) => Some(
             Finding::error(
-                "zdd::preflight-unreadable",
+                Code::PreflightUnreadable,
                 format!("{what} {} cannot be read", path.display()),
                 "check its mode and owner: zdd's user must be able to read it",
             )
@@ -50,14 +51,14 @@ pub async fn readable_file(host: &dyn Host, path: &Path, what: &str, provided: &
     }
 }
 
-/// The source directory of the plan's `release` step, resolved: what the later steps' files come from. `None`
+/// The source directory of the plan's `release` step (absolute): what the later steps' files come from. `None`
 /// for `zdd rollback`, which re-deploys a release that exists and reads nothing from the source.
-pub fn release_source(plan: &Plan, ctx: &PreflightCtx) -> Option<PathBuf> {
+pub fn release_source<'p>(plan: &'p Plan, ctx: &PreflightCtx) -> Option<&'p Path> {
     if ctx.preview.target.rollback {
         return None;
     }
     let step = plan.steps.iter().find(|s| s.kind == "release")?;
-    step.fields.path("source").filter(|s| !s.as_os_str().is_empty()).map(|s| ctx.preview.resolve(&s))
+    step.settings.get::<crate::release::Settings>().map(|s| s.source.as_path())
 }
 
 /// Is the source a Django project: a directory with `manage.py`?
@@ -66,14 +67,14 @@ pub async fn django_source(host: &dyn Host, source: &Path) -> Option<Finding> {
         Ok(Some(st)) if st.is_dir => {}
         Ok(Some(_)) => {
             return Some(Finding::error(
-                "zdd::preflight-source",
+                Code::PreflightSource,
                 format!("the source {} is not a directory", source.display()),
                 "set `source` to the Django project's directory (where manage.py is)",
             ));
         }
         _ => {
             return Some(Finding::error(
-                "zdd::preflight-source",
+                Code::PreflightSource,
                 format!("the source {} does not exist", source.display()),
                 "set `source` to the Django project's directory (where manage.py is), e.g. `--var source=.`",
             ));
@@ -85,7 +86,7 @@ pub async fn django_source(host: &dyn Host, source: &Path) -> Option<Finding> {
     let entries = host.list_dir(source).await.unwrap_or_default();
     Some(
         Finding::error(
-            "zdd::preflight-source",
+            Code::PreflightSource,
             format!("the source {} is not a Django project: it has no manage.py", source.display()),
             "set `source` to the directory that holds manage.py",
         )
@@ -116,7 +117,7 @@ pub async fn settings_module(host: &dyn Host, source: &Path, module: &str) -> Op
     }
     Some(
         Finding::error(
-            "zdd::preflight-settings",
+            Code::PreflightSettings,
             format!("the settings module `{module}` is not in the source {}", source.display()),
             "set the `settings` variable to the module manage.py uses (DJANGO_SETTINGS_MODULE)",
         )
@@ -125,17 +126,16 @@ pub async fn settings_module(host: &dyn Host, source: &Path, module: &str) -> Op
 }
 
 /// What a step that runs the project needs: its env file, and its settings module in the release's source.
-pub async fn django_step(step: &zdd_engine::plan::Step, ctx: &PreflightCtx) -> Vec<Finding> {
+pub async fn django_step(env_file: Option<&Path>, settings: Option<&str>, ctx: &PreflightCtx) -> Vec<Finding> {
     let host = ctx.preview.host.as_ref();
     let mut found = Vec::new();
-    if let Some(file) = step.fields.path("env-file").filter(|p| !p.as_os_str().is_empty()) {
-        found.extend(readable_file(host, &ctx.preview.resolve(&file), "the env file", &ctx.provided).await);
+    if let Some(file) = env_file {
+        found.extend(readable_file(host, file, "the env file", &ctx.provided).await);
     }
-    if let (Some(module), Some(source)) =
-        (step.fields.str("settings").filter(|s| !s.is_empty()), release_source(&ctx.preview.plan, ctx))
+    if let (Some(module), Some(source)) = (settings, release_source(&ctx.preview.plan, ctx))
         && host.exists(&source.join("manage.py")).await.unwrap_or(false)
     {
-        found.extend(settings_module(host, &source, module).await);
+        found.extend(settings_module(host, source, module).await);
     }
     found
 }
@@ -152,7 +152,7 @@ pub async fn python_venv(host: &dyn Host, python: &str, provided: &Provisions) -
     let out = host.run(&Command::new(python).args(["-c", "import ensurepip, venv"]), &cancel, None).await.ok()?;
     (!out.success()).then(|| {
         Finding::error(
-            "zdd::preflight-program",
+            Code::PreflightProgram,
             format!("`{python}` cannot create a virtualenv: its `ensurepip` module is missing"),
             "install it (`apt-get install python3-venv` on Debian and Ubuntu), or add a `packages` step that \
              installs `python3-venv`",

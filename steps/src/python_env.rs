@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use zdd_engine::diag::Diagnostics;
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{from_facts, path_text, quiet, req_path, to_facts, words};
+use crate::common::{from_facts, path_text, quiet, to_facts, words};
 use crate::manage::{ROOT, release_dir};
 
 pub struct PythonEnv;
@@ -52,50 +53,52 @@ struct Facts {
     venv: PathBuf,
 }
 
-struct Settings {
+/// A python-env step's settings: `find-links` absolute, the rest relative to the release as written.
+#[derive(Debug)]
+pub struct Settings {
+    root: PathBuf,
+    requirements: String,
+    venv: String,
+    python: String,
+    find_links: Option<PathBuf>,
+    no_index: bool,
+    reuse: bool,
+    pip_args: Vec<String>,
+}
+
+/// Where this deploy's venv goes, and the live release's venv it may copy.
+struct Layout {
     release: PathBuf,
     venv: PathBuf,
-    requirements: String,
     live_venv: Option<(PathBuf, PathBuf)>,
 }
 
-fn settings(
-    step: &Step,
-    ctx_target: &zdd_engine::kind::DeployTarget,
-    resolve: impl Fn(&Path) -> PathBuf,
-) -> Result<Settings, StepError> {
-    let root = resolve(&req_path(step, "root")?);
-    let release = release_dir(&root, &ctx_target.release);
-    let venv_rel = step.fields.str("venv").unwrap_or("venv");
-    let live_venv = ctx_target
+fn layout(s: &Settings, target: &zdd_engine::kind::DeployTarget) -> Layout {
+    let release = release_dir(&s.root, &target.release);
+    let live_venv = target
         .live_release
         .as_deref()
-        .filter(|live| *live != ctx_target.release && step.fields.bool("reuse").unwrap_or(true))
-        .map(|live| (release_dir(&root, live), release_dir(&root, live).join(venv_rel)));
-    Ok(Settings {
-        venv: release.join(venv_rel),
-        requirements: step.fields.str("requirements").unwrap_or("requirements.txt").to_owned(),
-        release,
-        live_venv,
-    })
+        .filter(|live| *live != target.release && s.reuse)
+        .map(|live| (release_dir(&s.root, live), release_dir(&s.root, live).join(&s.venv)));
+    Layout { venv: release.join(&s.venv), release, live_venv }
 }
 
-fn create_command(step: &Step, s: &Settings) -> Command {
-    Command::new(step.fields.str("python").unwrap_or("python3")).args(["-m", "venv"]).arg(path_text(&s.venv))
+fn create_command(s: &Settings, l: &Layout) -> Command {
+    Command::new(&s.python).args(["-m", "venv"]).arg(path_text(&l.venv))
 }
 
-fn install_command(step: &Step, s: &Settings, resolve: impl Fn(&Path) -> PathBuf) -> Command {
-    let mut cmd = Command::new(path_text(&s.venv.join("bin/pip")))
+fn install_command(s: &Settings, l: &Layout) -> Command {
+    let mut cmd = Command::new(path_text(&l.venv.join("bin/pip")))
         .args(["install", "--disable-pip-version-check", "-r"])
         .arg(&s.requirements)
-        .cwd(&s.release);
-    if step.fields.bool("no-index").unwrap_or(false) {
+        .cwd(&l.release);
+    if s.no_index {
         cmd = cmd.arg("--no-index");
     }
-    if let Some(links) = step.fields.path("find-links").filter(|l| !l.as_os_str().is_empty()) {
-        cmd = cmd.arg("--find-links").arg(path_text(&resolve(&links)));
+    if let Some(links) = &s.find_links {
+        cmd = cmd.arg("--find-links").arg(path_text(links));
     }
-    cmd.args(words(step.fields.str("pip-args").unwrap_or_default()))
+    cmd.args(s.pip_args.iter().cloned())
 }
 
 /// Requirements that refer to paths (editable installs, local directories) bind a venv to its release.
@@ -136,11 +139,15 @@ fn lexical_normal(path: &Path) -> PathBuf {
 }
 
 /// Can the live venv be copied? Identical requirements, no path requirements, and a venv to copy.
-async fn reuse_source(s: &Settings, host: &dyn zdd_engine::host::Host) -> Result<Option<PathBuf>, StepError> {
-    let Some((live_release, live_venv)) = &s.live_venv else {
+async fn reuse_source(
+    s: &Settings,
+    l: &Layout,
+    host: &dyn zdd_engine::host::Host,
+) -> Result<Option<PathBuf>, StepError> {
+    let Some((live_release, live_venv)) = &l.live_venv else {
         return Ok(None);
     };
-    let new_req = host.read_file(&s.release.join(&s.requirements)).await?;
+    let new_req = host.read_file(&l.release.join(&s.requirements)).await?;
     let old_req = host.read_file(&live_release.join(&s.requirements)).await?;
     let same = matches!((&new_req, &old_req), (Some(a), Some(b)) if a == b && reusable(&String::from_utf8_lossy(a)));
     Ok((same && host.exists(&live_venv.join("bin/python")).await?).then(|| live_venv.clone()))
@@ -185,30 +192,43 @@ async fn copy_venv(ctx: &StepCtx, from: &Path, to: &Path) -> Result<bool, StepEr
 }
 
 #[async_trait]
-impl StepKind for PythonEnv {
+impl TypedKind for PythonEnv {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            root: ctx.required_path("root")?,
+            requirements: ctx.str("requirements").unwrap_or("requirements.txt").to_owned(),
+            venv: ctx.str("venv").unwrap_or("venv").to_owned(),
+            python: ctx.str("python").unwrap_or("python3").to_owned(),
+            find_links: ctx.path("find-links"),
+            no_index: ctx.bool("no-index", false),
+            reuse: ctx.bool("reuse", true),
+            pip_args: words(ctx.str("pip-args").unwrap_or_default()),
+        })
+    }
+
+    async fn preflight(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Finding> {
         let host = ctx.preview.host.as_ref();
-        let python = step.fields.str("python").unwrap_or("python3");
         let mut found: Vec<Finding> =
-            crate::preflight::python_venv(host, python, &ctx.provided).await.into_iter().collect();
-        let requirements = step.fields.str("requirements").unwrap_or("requirements.txt");
+            crate::preflight::python_venv(host, &s.python, &ctx.provided).await.into_iter().collect();
         if let Some(source) = crate::preflight::release_source(&ctx.preview.plan, ctx)
             && host.exists(&source.join("manage.py")).await.unwrap_or(false)
         {
-            let file = source.join(requirements);
+            let file = source.join(&s.requirements);
             found.extend(crate::preflight::readable_file(host, &file, "the requirements file", &ctx.provided).await);
         }
         found
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let s = settings(step, &ctx.target, |p| ctx.resolve(p))?;
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let l = layout(s, &ctx.target);
         let mut actions = Vec::new();
-        if let Some((_, live)) = &s.live_venv {
+        if let Some((_, live)) = &l.live_venv {
             actions.push(PlannedAction::Note {
                 text: format!(
                     "if {} is identical to the live release's: copy {} and rewrite its paths; otherwise:",
@@ -217,29 +237,29 @@ impl StepKind for PythonEnv {
                 ),
             });
         }
-        actions.push(PlannedAction::Run { command: create_command(step, &s).display() });
-        actions.push(PlannedAction::Run { command: install_command(step, &s, |p| ctx.resolve(p)).display() });
-        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: s.venv }] })
+        actions.push(PlannedAction::Run { command: create_command(s, &l).display() });
+        actions.push(PlannedAction::Run { command: install_command(s, &l).display() });
+        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: l.venv }] })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let s = settings(step, &ctx.target, |p| ctx.resolve(p))?;
-        if ctx.target.rollback && ctx.host.exists(&s.venv.join("bin/python")).await? {
-            ctx.message(format!("{} exists: rolling back with it", s.venv.display()));
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let l = layout(s, &ctx.target);
+        if ctx.target.rollback && ctx.host.exists(&l.venv.join("bin/python")).await? {
+            ctx.message(format!("{} exists: rolling back with it", l.venv.display()));
             return Ok(());
         }
-        ctx.record_undo(to_facts(&Facts { venv: s.venv.clone() })).await?;
-        ctx.host.remove_all(&s.venv).await?;
-        if let Some(live) = reuse_source(&s, ctx.host.as_ref()).await? {
-            if copy_venv(ctx, &live, &s.venv).await? {
+        ctx.record_undo(to_facts(&Facts { venv: l.venv.clone() })).await?;
+        ctx.host.remove_all(&l.venv).await?;
+        if let Some(live) = reuse_source(s, &l, ctx.host.as_ref()).await? {
+            if copy_venv(ctx, &live, &l.venv).await? {
                 ctx.message(format!("requirements unchanged: copied the venv of {}", live.display()));
                 return Ok(());
             }
             ctx.message("the copied venv did not check out: building a fresh one");
-            ctx.host.remove_all(&s.venv).await?;
+            ctx.host.remove_all(&l.venv).await?;
         }
-        ctx.exec_ok(&create_command(step, &s)).await?;
-        ctx.exec_ok(&install_command(step, &s, |p| ctx.resolve(p))).await?;
+        ctx.exec_ok(&create_command(s, &l)).await?;
+        ctx.exec_ok(&install_command(s, &l)).await?;
         Ok(())
     }
 

@@ -9,15 +9,16 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::Command;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::types::{TypeError, parse_typed};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{from_facts, path_text, quiet, quiet_ok, req_path, to_facts};
+use crate::common::{from_facts, path_text, quiet, quiet_ok, to_facts};
 use crate::manage::{ROOT, release_dir};
 
 pub struct Release;
@@ -59,30 +60,31 @@ struct Facts {
     dir: PathBuf,
 }
 
-struct Settings {
-    root: PathBuf,
-    source: PathBuf,
-    dir: PathBuf,
-    copy: String,
-    shared: Vec<String>,
-    keep: usize,
+/// How the release's files are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    /// The files git tracks.
+    Git,
+    /// Everything but .git, venvs and caches.
+    All,
+    /// `Git` when the source is a git work tree that tracks files there, else `All`.
+    Auto,
 }
 
-fn settings(step: &Step, release: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Settings, StepError> {
-    let root = resolve(&req_path(step, "root")?);
-    // The validator refused these already; a kind never trusts a plan it was handed with a path outside its dirs.
-    let shared = shared_paths(&step.fields.strings("shared"));
-    for shared in &shared {
-        shared_path(shared).map_err(|e| StepError::fatal(format!("shared path: {}", e.message)))?;
-    }
-    Ok(Settings {
-        dir: release_dir(&root, release),
-        source: resolve(&req_path(step, "source")?),
-        copy: step.fields.str("copy").unwrap_or("auto").to_owned(),
-        shared,
-        keep: usize::try_from(step.fields.int("keep").unwrap_or(5).max(2)).unwrap_or(5),
-        root,
-    })
+/// A release step's settings: paths absolute, the shared paths split and checked.
+#[derive(Debug)]
+pub struct Settings {
+    pub root: PathBuf,
+    /// The project to deploy: what the later steps' preflights look for files in.
+    pub source: PathBuf,
+    pub copy: Files,
+    pub shared: Vec<String>,
+    pub keep: usize,
+}
+
+/// The new release's directory under the settings' root.
+fn release_of(s: &Settings, release: &str) -> PathBuf {
+    release_dir(&s.root, release)
 }
 
 /// The shared paths of the field's arguments, each argument split at spaces: a plan variable holds a list as
@@ -98,7 +100,7 @@ fn shared_path(path: &str) -> Result<(), TypeError> {
     parse_typed(ValueType::SubPath, path)?;
     match path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '/'))) {
         Some(c) => Err(TypeError {
-            code: "zdd::bad-sub-path",
+            code: Code::BadSubPath,
             message: format!("`{}` has {:?}", path.escape_debug(), c),
             help: "a shared path uses letters, digits, `.`, `_`, `-`, `+`, `@` and `/`; separate paths with spaces"
                 .to_owned(),
@@ -127,10 +129,10 @@ fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> 
 /// The command that lists the files to copy (NUL-separated, relative to the source).
 async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError> {
     let git = Command::new("git").arg("-C").arg(path_text(&s.source)).args(["ls-files", "-z", "--cached"]);
-    let use_git = match s.copy.as_str() {
-        "git" => true,
-        "all" => false,
-        _ => {
+    let use_git = match s.copy {
+        Files::Git => true,
+        Files::All => false,
+        Files::Auto => {
             let out = quiet(ctx, &git).await?;
             out.success() && !out.stdout.is_empty()
         }
@@ -148,17 +150,34 @@ async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError>
     Ok(find.args([")", "-prune", "-o", "(", "-type", "f", "-o", "-type", "l", ")", "-print0"]).cwd(&s.source))
 }
 
-fn copy_command(s: &Settings, list: Vec<u8>) -> Command {
+fn copy_command(s: &Settings, dir: &Path, list: Vec<u8>) -> Command {
     let mut cp =
-        Command::new("xargs").args(["-0", "-r", "cp", "-a", "--parents", "-t"]).arg(path_text(&s.dir)).cwd(&s.source);
+        Command::new("xargs").args(["-0", "-r", "cp", "-a", "--parents", "-t"]).arg(path_text(dir)).cwd(&s.source);
     cp.stdin = Some(list);
     cp
 }
 
 #[async_trait]
-impl StepKind for Release {
+impl TypedKind for Release {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        // `check` refused bad shared paths and a `keep` below 2 already.
+        Ok(Settings {
+            root: ctx.required_path("root")?,
+            source: ctx.required_path("source")?,
+            copy: match ctx.str("copy") {
+                Some("git") => Files::Git,
+                Some("all") => Files::All,
+                _ => Files::Auto,
+            },
+            shared: shared_paths(&ctx.strings("shared")),
+            keep: usize::try_from(ctx.int("keep").unwrap_or(5).max(2)).unwrap_or(5),
+        })
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
@@ -184,33 +203,31 @@ impl StepKind for Release {
             && step.fields.int("keep").is_some_and(|k| k < 2)
         {
             diags.push(
-                Diagnostic::error("zdd::release-keep", "`keep` must be at least 2")
+                Diagnostic::error(Code::ReleaseKeep, "`keep` must be at least 2")
                     .at(keep.span, "too few to roll back")
                     .help("keep the live release and the one before it: `keep 5`"),
             );
         }
     }
 
-    async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
+    async fn preflight(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Finding> {
         // `zdd rollback` re-deploys a release that exists: the source may be gone, and is not read.
         if ctx.preview.target.rollback {
             return vec![];
         }
-        let Some(source) = step.fields.path("source").filter(|s| !s.as_os_str().is_empty()) else { return vec![] };
-        let source = ctx.preview.resolve(&source);
-        crate::preflight::django_source(ctx.preview.host.as_ref(), &source).await.into_iter().collect()
+        crate::preflight::django_source(ctx.preview.host.as_ref(), &s.source).await.into_iter().collect()
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let s = settings(step, &ctx.target.release, |p| ctx.resolve(p))?;
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let dir = release_of(s, &ctx.target.release);
         let mut actions = Vec::new();
         let existing = ctx.host.list_dir(&s.root.join("releases")).await?;
         for old in prunable(&existing, &ctx.target.release, ctx.target.live_release.as_deref(), s.keep) {
             actions.push(PlannedAction::Remove { path: s.root.join("releases").join(old) });
         }
-        if ctx.target.rollback && ctx.host.exists(&s.dir).await? {
+        if ctx.target.rollback && ctx.host.exists(&dir).await? {
             actions.push(PlannedAction::Note {
-                text: format!("keep {} (rollback to an existing release)", s.dir.display()),
+                text: format!("keep {} (rollback to an existing release)", dir.display()),
             });
             return Ok(Preview { actions, checks: vec![], undo: vec![] });
         }
@@ -218,23 +235,23 @@ impl StepKind for Release {
             text: format!(
                 "copy {} into {} ({})",
                 s.source.display(),
-                s.dir.display(),
-                match s.copy.as_str() {
-                    "git" => "the files git tracks",
-                    "all" => "all but .git, venvs and caches",
-                    _ => "the files git tracks, or all but .git, venvs and caches outside git",
+                dir.display(),
+                match s.copy {
+                    Files::Git => "the files git tracks",
+                    Files::All => "all but .git, venvs and caches",
+                    Files::Auto => "the files git tracks, or all but .git, venvs and caches outside git",
                 }
             ),
         });
         for shared in &s.shared {
             let rel = shared.trim_end_matches('/');
-            actions.push(PlannedAction::Link { link: s.dir.join(rel), target: s.root.join("shared").join(rel) });
+            actions.push(PlannedAction::Link { link: dir.join(rel), target: s.root.join("shared").join(rel) });
         }
-        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: s.dir }] })
+        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: dir }] })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let s = settings(step, &ctx.target.release, |p| ctx.resolve(p))?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let dir = &release_of(s, &ctx.target.release);
         if ctx.target.live_release.as_deref() == Some(ctx.target.release.as_str()) && !ctx.target.rollback {
             return Err(StepError::fatal(format!("release {} is the live release", ctx.target.release)));
         }
@@ -245,28 +262,28 @@ impl StepKind for Release {
             ctx.host.remove_all(&releases.join(old)).await?;
         }
         if ctx.target.rollback {
-            if ctx.host.exists(&s.dir).await? {
-                ctx.message(format!("{} exists: rolling back to it as it is", s.dir.display()));
+            if ctx.host.exists(dir).await? {
+                ctx.message(format!("{} exists: rolling back to it as it is", dir.display()));
                 return Ok(());
             }
             // Copying the source now would deploy today's code under the old release's name.
             return Err(StepError::fatal(format!(
                 "cannot roll back to release {}: {} no longer exists",
                 ctx.target.release,
-                s.dir.display()
+                dir.display()
             )));
         }
         if !ctx.host.exists(&s.source).await? {
             return Err(StepError::fatal(format!("source {} does not exist", s.source.display())));
         }
-        ctx.record_undo(to_facts(&Facts { dir: s.dir.clone() })).await?;
+        ctx.record_undo(to_facts(&Facts { dir: dir.clone() })).await?;
         // A directory of this id can only be a previous attempt of this same run: start clean.
-        ctx.host.remove_all(&s.dir).await?;
-        ctx.host.create_dir_all(&s.dir).await?;
-        let list = quiet_ok(ctx, &list_command(&s, ctx).await?).await?.stdout;
+        ctx.host.remove_all(dir).await?;
+        ctx.host.create_dir_all(dir).await?;
+        let list = quiet_ok(ctx, &list_command(s, ctx).await?).await?.stdout;
         let count = list.split(|b| *b == 0).filter(|f| !f.is_empty()).count();
-        ctx.exec_ok(&copy_command(&s, list)).await?;
-        ctx.message(format!("copied {count} files into {}", s.dir.display()));
+        ctx.exec_ok(&copy_command(s, dir, list)).await?;
+        ctx.message(format!("copied {count} files into {}", dir.display()));
         for shared in &s.shared {
             let rel = shared.trim_end_matches('/');
             let target = s.root.join("shared").join(rel);
@@ -282,7 +299,7 @@ impl StepKind for Release {
             }
             // A folder on the way that is a symlink (copied from the checkout as it is) would make the
             // removal and the new link below land outside the release: refuse rather than follow it.
-            let mut on_the_way = s.dir.clone();
+            let mut on_the_way = dir.clone();
             for component in Path::new(rel).parent().into_iter().flat_map(Path::components) {
                 on_the_way.push(component);
                 if let Some(points_to) = ctx.host.read_link(&on_the_way).await? {
@@ -294,7 +311,7 @@ impl StepKind for Release {
                     )));
                 }
             }
-            let link = s.dir.join(rel);
+            let link = dir.join(rel);
             if let Some(parent) = link.parent() {
                 ctx.host.create_dir_all(parent).await?;
             }
@@ -334,17 +351,17 @@ mod tests {
             assert!(shared_path(good).is_ok(), "{good}");
         }
         for (bad, code) in [
-            ("", "zdd::bad-path"),
-            ("/etc/", "zdd::bad-sub-path"),
-            ("/etc/shadow", "zdd::bad-sub-path"),
-            ("..", "zdd::bad-sub-path"),
-            ("../other-app/media/", "zdd::bad-sub-path"),
-            ("media/../../x", "zdd::bad-sub-path"),
-            ("./media", "zdd::bad-sub-path"),
-            ("media//x", "zdd::bad-sub-path"),
-            ("x\ny", "zdd::bad-path"),
-            ("x;touch", "zdd::bad-sub-path"),
-            ("$(x)", "zdd::bad-sub-path"),
+            ("", Code::BadPath),
+            ("/etc/", Code::BadSubPath),
+            ("/etc/shadow", Code::BadSubPath),
+            ("..", Code::BadSubPath),
+            ("../other-app/media/", Code::BadSubPath),
+            ("media/../../x", Code::BadSubPath),
+            ("./media", Code::BadSubPath),
+            ("media//x", Code::BadSubPath),
+            ("x\ny", Code::BadPath),
+            ("x;touch", Code::BadSubPath),
+            ("$(x)", Code::BadSubPath),
         ] {
             assert_eq!(shared_path(bad).map_err(|e| e.code), Err(code), "{bad:?}");
         }

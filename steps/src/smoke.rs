@@ -3,20 +3,20 @@
 //! switch, only the new instance's answers count (see [`crate::origin`]). A failure shows what Nginx's error
 //! log (`error-log`) got meanwhile.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::{FieldValue, Plan, Step, Value};
+use zdd_engine::diag::Diagnostics;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
+use zdd_engine::plan::{FieldValue, Plan, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::collectstatic::StaticFacts;
-use crate::common::{duration_or, opt_str, req_str};
 use crate::health_gate::HOST;
 use crate::origin::{OriginFilter, ThroughProxy};
 use crate::probe::{self, Answer, ProbeUrl};
-use crate::proxy::nginx::Nginx;
 use crate::static_assets::{Asset, first_asset};
 
 pub struct Smoke;
@@ -92,6 +92,23 @@ static SPEC: KindSpec = KindSpec {
     undo: "Nothing: it only reads.",
 };
 
+/// A smoke step's settings: its checks, and paths absolute.
+#[derive(Debug)]
+pub struct Settings {
+    base: String,
+    host: Option<String>,
+    checks: Vec<Check>,
+    /// The page whose first asset must load, and whether it must reference one (`auto`: `/`, and it need not).
+    static_from: Option<(String, bool)>,
+    static_facts: Option<PathBuf>,
+    request_timeout: Duration,
+    /// The proxy-switch step whose new instance's answers count.
+    proxy_switch: Option<String>,
+    origin_within: Duration,
+    error_log: Option<PathBuf>,
+}
+
+#[derive(Debug)]
 struct Check {
     path: String,
     status: u16,
@@ -99,9 +116,9 @@ struct Check {
     header: Option<(String, String)>,
 }
 
-fn checks(step: &Step) -> Vec<Check> {
-    let mut all: Vec<Check> = step.fields.all("get").iter().filter_map(check).collect();
-    let listed = step.fields.str("paths").unwrap_or_default().split_whitespace().map(|path| Check {
+fn checks_settings(ctx: &SettingsCtx<'_>) -> Vec<Check> {
+    let mut all: Vec<Check> = ctx.all("get").iter().filter_map(check).collect();
+    let listed = ctx.str("paths").unwrap_or_default().split_whitespace().map(|path| Check {
         path: path.to_owned(),
         status: 200,
         contains: None,
@@ -142,33 +159,48 @@ fn mismatch(c: &Check, a: &Answer) -> Option<String> {
 
 /// The new instance's address in its answers, from the `proxy-switch` step the smoke follows (`None`: no such
 /// field, or socket mode, where answers cannot tell and need not).
-fn expected_origin(
-    step: &Step,
-    plan: &Plan,
-    slot: &str,
-    resolve: impl Fn(&Path) -> PathBuf,
-) -> Result<Option<String>, StepError> {
-    let Some(name) = opt_str(&step.fields, "proxy-switch") else {
+fn expected_origin(s: &Settings, plan: &Plan, slot: &str) -> Result<Option<String>, StepError> {
+    let Some(name) = &s.proxy_switch else {
         return Ok(None);
     };
     let switch = plan
         .step_by_name(name)
         .filter(|s| s.kind == "proxy-switch")
+        .and_then(|s| s.settings.get::<crate::proxy::Settings>())
         .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))?;
-    Nginx::from_step(switch, resolve)?.origin(slot)
+    switch.nginx.origin(slot)
 }
 
 #[async_trait]
-impl StepKind for Smoke {
+impl TypedKind for Smoke {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let base = req_str(step, "base")?;
-        let from =
-            OriginFilter::new(expected_origin(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?).from_expected();
-        let mut actions: Vec<PlannedAction> = checks(step)
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            base: ctx.required("base")?.to_owned(),
+            host: ctx.given("host").map(str::to_owned),
+            checks: checks_settings(ctx),
+            static_from: ctx.given("static-from").map(|page| {
+                let (page, required) = static_page(page);
+                (page.to_owned(), required)
+            }),
+            static_facts: ctx.path("static-facts"),
+            request_timeout: ctx.duration("request-timeout", Duration::from_secs(5)),
+            proxy_switch: ctx.given("proxy-switch").map(str::to_owned),
+            origin_within: ctx.duration("origin-within", Duration::from_secs(10)),
+            error_log: ctx.path("error-log"),
+        })
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let base = &s.base;
+        let from = OriginFilter::new(expected_origin(s, &ctx.plan, &ctx.target.slot)?).from_expected();
+        let mut actions: Vec<PlannedAction> = s
+            .checks
             .iter()
             .map(|c| PlannedAction::Http {
                 description: format!(
@@ -180,10 +212,9 @@ impl StepKind for Smoke {
                 ),
             })
             .collect();
-        if let Some(page) = opt_str(&step.fields, "static-from") {
-            let (page, required) = static_page(page);
-            let facts = opt_str(&step.fields, "static-facts").map_or_else(String::new, |f| format!(" (from {f})"));
-            let skip = if required { "" } else { "; skipped if it references none" };
+        if let Some((page, required)) = &s.static_from {
+            let facts = s.static_facts.as_ref().map_or_else(String::new, |f| format!(" (from {})", f.display()));
+            let skip = if *required { "" } else { "; skipped if it references none" };
             actions.push(PlannedAction::Http {
                 description: format!(
                     "GET {base}{page}, then the first asset under STATIC_URL{facts} it references{skip}"
@@ -193,25 +224,24 @@ impl StepKind for Smoke {
         Ok(Preview { actions, checks: vec![], undo: vec![] })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let base = ProbeUrl::parse(req_str(step, "base")?).map_err(StepError::fatal)?;
-        let host = opt_str(&step.fields, "host");
-        let timeout = step.fields.duration("request-timeout").unwrap_or(Duration::from_secs(5));
-        let client = probe::client(&base, timeout).map_err(StepError::fatal)?;
-        let until = Instant::now() + duration_or(&step.fields, "origin-within", Duration::from_secs(10));
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let base = ProbeUrl::parse(&s.base).map_err(StepError::fatal)?;
+        let host = s.host.as_deref();
+        let client = probe::client(&base, s.request_timeout).map_err(StepError::fatal)?;
+        let until = Instant::now() + s.origin_within;
         let mut proxy = ThroughProxy {
             client,
             host,
-            filter: OriginFilter::new(expected_origin(step, &ctx.plan, &ctx.target.slot, |p| ctx.resolve(p))?),
+            filter: OriginFilter::new(expected_origin(s, &ctx.plan, &ctx.target.slot)?),
             until,
         };
         let from = proxy.filter.from_expected();
-        let error_log = crate::proxy::ErrorLog::open(step, ctx).await;
+        let error_log = crate::proxy::ErrorLog::open(s.error_log.as_deref(), ctx).await;
         let mut failures = Vec::new();
-        for c in checks(step) {
+        for c in &s.checks {
             let url = base.with_path(&c.path);
             match proxy.get(&ctx.cancel, &url).await {
-                Ok(a) => match mismatch(&c, &a) {
+                Ok(a) => match mismatch(c, &a) {
                     None => ctx.message(format!("GET {} -> {}{from}", c.path, a.status)),
                     Some(why) => failures.push(format!("GET {}: {why}{from}", c.path)),
                 },
@@ -219,9 +249,9 @@ impl StepKind for Smoke {
                 Err(e) => failures.push(format!("GET {}: {e}", c.path)),
             }
         }
-        if let Some(page) = opt_str(&step.fields, "static-from") {
-            let (page, required) = static_page(page);
-            let static_url = static_url(step, ctx).await?;
+        if let Some((page, required)) = &s.static_from {
+            let (page, required) = (page.as_str(), *required);
+            let static_url = static_url(s, ctx).await?;
             match static_check(&mut proxy, &ctx.cancel, &base, page, host, &static_url).await {
                 Ok(Found::Loaded(asset)) => ctx.message(format!("static asset {asset} loads")),
                 Ok(Found::Remote(asset)) => ctx.message(format!(
@@ -243,6 +273,7 @@ impl StepKind for Smoke {
             ));
         }
         if failures.is_empty() {
+            ctx.serving(s.base.clone());
             return Ok(());
         }
         let mut detail = failures.join("\n");
@@ -264,13 +295,12 @@ fn static_page(field: &str) -> (&str, bool) {
 }
 
 /// Django's `STATIC_URL` as the collectstatic step recorded it in the release; `/static/` without a record.
-async fn static_url(step: &Step, ctx: &StepCtx) -> Result<String, StepError> {
+async fn static_url(s: &Settings, ctx: &StepCtx) -> Result<String, StepError> {
     const DEFAULT: &str = "/static/";
-    let Some(file) = step.fields.path("static-facts").filter(|p| !p.as_os_str().is_empty()) else {
+    let Some(file) = &s.static_facts else {
         return Ok(DEFAULT.to_owned());
     };
-    let file = ctx.resolve(&file);
-    let facts = StaticFacts::read(ctx.host.as_ref(), &file).await.map_err(StepError::failed)?;
+    let facts = StaticFacts::read(ctx.host.as_ref(), file).await.map_err(StepError::failed)?;
     if let Some(url) = facts.and_then(|f| f.static_url) {
         Ok(url)
     } else {
@@ -328,6 +358,10 @@ async fn static_check(
 mod tests {
     use std::sync::Arc;
 
+    use zdd_engine::kind::StepKind;
+    use zdd_engine::plan::Step;
+    use zdd_engine::settings::Typed;
+
     use super::*;
     use crate::testing::FakeProxy;
 
@@ -351,7 +385,7 @@ mod tests {
 
     /// The context of a deploy into slot 8002 with a proxy-switch step named `switch` in `mode`.
     fn ctx(mode: &str) -> StepCtx {
-        let mut ctx = crate::testing::ctx("smoke", Path::new("/"), Arc::default());
+        let mut ctx = crate::testing::ctx("smoke", std::path::Path::new("/"), Arc::default());
         ctx.target.slot = "8002".into();
         let switch = crate::testing::step(
             "switch",
@@ -374,7 +408,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_release_fails_though_the_old_instance_answers_first() {
         let proxy = FakeProxy::start(|n| if n < 3 { (200, OLD, "v2") } else { (500, NEW, "Server Error") });
-        let err = Smoke.run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap_err();
+        let err = Typed(Smoke).run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap_err();
         let StepError::Failed { detail, .. } = err else { panic!("{err}") };
         assert_eq!(detail.as_deref(), Some("GET /: status 500 (expected 200) from 127.0.0.1:8002"));
         assert_eq!(proxy.requests(), 4);
@@ -384,14 +418,14 @@ mod tests {
     #[tokio::test]
     async fn a_good_release_passes_though_the_old_instance_answers_500() {
         let proxy = FakeProxy::start(|n| if n < 3 { (500, OLD, "Server Error") } else { (200, NEW, "v1") });
-        Smoke.run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap();
+        Typed(Smoke).run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap();
         assert_eq!(proxy.requests(), 4);
     }
 
     #[tokio::test]
     async fn only_old_answers_fail_after_origin_within() {
         let proxy = FakeProxy::start(|_| (200, OLD, "v2"));
-        let err = Smoke.run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap_err();
+        let err = Typed(Smoke).run(&smoke_step(&proxy.base), &ctx("port")).await.unwrap_err();
         let StepError::Failed { detail, .. } = err else { panic!("{err}") };
         let detail = detail.unwrap_or_default();
         assert!(detail.starts_with("GET /: 127.0.0.1:8002 (the new instance) never answered: only "), "{detail}");
@@ -402,7 +436,7 @@ mod tests {
     #[tokio::test]
     async fn socket_mode_counts_every_answer() {
         let proxy = FakeProxy::start(|_| (200, None, "v2"));
-        Smoke.run(&smoke_step(&proxy.base), &ctx("socket")).await.unwrap();
+        Typed(Smoke).run(&smoke_step(&proxy.base), &ctx("socket")).await.unwrap();
         assert_eq!(proxy.requests(), 1);
     }
 
@@ -413,7 +447,7 @@ mod tests {
             "smoke",
             &[("base", Value::Str("http://127.0.0.1:9".into())), ("proxy-switch", Value::Str("web".into()))],
         );
-        let err = Smoke.run(&step, &ctx("port")).await.unwrap_err();
+        let err = Typed(Smoke).run(&step, &ctx("port")).await.unwrap_err();
         assert!(err.to_string().contains("`web` is not a proxy-switch step"), "{err}");
     }
 

@@ -3,11 +3,12 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
-use zdd_engine::plan::Step;
+use zdd_engine::diag::Diagnostics;
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{from_facts, req_path, to_facts};
+use crate::common::{from_facts, to_facts};
 
 pub struct Symlink;
 
@@ -29,15 +30,27 @@ struct Facts {
     previous: Option<PathBuf>,
 }
 
+/// A symlink step's settings: both paths absolute.
+#[derive(Debug)]
+pub struct Settings {
+    link: PathBuf,
+    target: PathBuf,
+}
+
 #[async_trait]
-impl StepKind for Symlink {
+impl TypedKind for Symlink {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let link = ctx.resolve(&req_path(step, "link")?);
-        let target = ctx.resolve(&req_path(step, "target")?);
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings { link: ctx.required_path("link")?, target: ctx.required_path("target")? })
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let (link, target) = (s.link.clone(), s.target.clone());
         let previous = ctx.host.read_link(&link).await?;
         let undo = match previous {
             Some(prev) => PlannedAction::Link { link: link.clone(), target: prev },
@@ -46,13 +59,12 @@ impl StepKind for Symlink {
         Ok(Preview { actions: vec![PlannedAction::Link { link, target }], checks: vec![], undo: vec![undo] })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let link = ctx.resolve(&req_path(step, "link")?);
-        let target = ctx.resolve(&req_path(step, "target")?);
-        let previous = ctx.host.read_link(&link).await?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let (link, target) = (&s.link, &s.target);
+        let previous = ctx.host.read_link(link).await?;
         let facts = Facts { link: link.clone(), previous };
         ctx.record_undo(to_facts(&facts)).await?;
-        ctx.host.swap_symlink(&link, &target).await?;
+        ctx.host.swap_symlink(link, target).await?;
         ctx.message(format!("{} -> {}", link.display(), target.display()));
         Ok(())
     }
@@ -64,5 +76,21 @@ impl StepKind for Symlink {
             None => ctx.host.remove_all(&facts.link).await?,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zdd_engine::plan::Value;
+
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_made_absolute_against_the_plan_directory_at_validation() {
+        let fields = [("link", Value::Path("run/current".into())), ("target", Value::Path("/srv/r1".into()))];
+        let step = crate::testing::step_in(std::path::Path::new("/srv/plans"), "current", "symlink", &fields);
+        let settings = step.settings.get::<Settings>().expect("settings built");
+        assert_eq!(settings.link, PathBuf::from("/srv/plans/run/current"));
+        assert_eq!(settings.target, PathBuf::from("/srv/r1"));
     }
 }

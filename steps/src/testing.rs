@@ -1,4 +1,5 @@
-//! Builders for the kinds' unit tests: a step with the given fields, and a step context on the local host.
+//! Builders for the kinds' unit tests: a step with the given fields (and its settings), and a step context on
+//! the local host.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,10 +10,17 @@ use zdd_engine::host::LocalHost;
 use zdd_engine::kind::{DeployTarget, MemoryJournal, StepCtx, UndoCtx};
 use zdd_engine::plan::{FieldValue, Fields, Plan, Step, StepId, StepPolicy, Value};
 use zdd_engine::redact::Redactor;
+use zdd_engine::settings::{SettingsCtx, StepSettings};
 use zdd_engine::source::{FileId, SourceMap, Span};
 
-/// Step `name` of `kind` with `fields` (a repeated name is a repeated field), as validation would leave it.
+/// Step `name` of `kind` with `fields` (a repeated name is a repeated field), as validation would leave it:
+/// with the settings its kind builds (against the plan directory `/`), if the fields make any.
 pub(crate) fn step(name: &str, kind: &str, fields: &[(&str, Value)]) -> Step {
+    step_in(Path::new("/"), name, kind, fields)
+}
+
+/// Like [`step`], in a plan whose directory is `base_dir`.
+pub(crate) fn step_in(base_dir: &Path, name: &str, kind: &str, fields: &[(&str, Value)]) -> Step {
     let span = Span::new(FileId(0), 0, 0);
     let mut map: BTreeMap<String, Vec<FieldValue>> = BTreeMap::new();
     for (k, v) in fields {
@@ -22,16 +30,21 @@ pub(crate) fn step(name: &str, kind: &str, fields: &[(&str, Value)]) -> Step {
             span,
         });
     }
-    Step {
+    let mut step = Step {
         id: StepId(0),
         name: name.into(),
         kind: kind.into(),
         needs: vec![],
         policy: StepPolicy::default(),
         fields: Fields { map },
+        settings: StepSettings::default(),
         description: None,
         span,
+    };
+    if let Some(Ok(settings)) = crate::builtin().get(kind).map(|k| k.settings(&SettingsCtx::new(&step, base_dir))) {
+        step.settings = settings;
     }
+    step
 }
 
 /// The context of step `step` deploying release `r9` into slot `b` (slot `a` live), with `dir` as the plan's

@@ -33,6 +33,8 @@ pub(crate) enum Requirement {
     Systemd,
     /// sshd, ssh, ssh-keygen, nc and `ip netns` for the namespace hosts of [`super::hosts`].
     SshHosts,
+    /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
+    WagtailWheels,
 }
 
 impl Requirement {
@@ -68,6 +70,9 @@ impl Requirement {
                     )
                 })
             }
+            Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()
+                .is_empty()
+                .then(|| format!("Wagtail's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())),
         }
     }
 }

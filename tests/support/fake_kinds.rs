@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::kind::{Kinds, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, PropSpec, ValueType};
@@ -51,15 +51,13 @@ impl StepKind for Fake {
         if step.fields.str("content") == Some("forbidden") {
             let span = step.fields.all("content").first().map_or(step.span, |f| f.span);
             diags.push(
-                Diagnostic::error("fake::forbidden", "content is forbidden")
-                    .at(span, "here")
-                    .help("write something else"),
+                Diagnostic::error(Code::BadEnum, "content is forbidden").at(span, "here").help("write something else"),
             );
         }
     }
 
     async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let path = ctx.resolve(&step.fields.path("path").unwrap_or_default());
+        let path = ctx.plan.base_dir.join(step.fields.path("path").unwrap_or_default());
         let mut actions = vec![PlannedAction::Write {
             path: path.clone(),
             content: step.fields.str("content").unwrap_or_default().to_owned(),

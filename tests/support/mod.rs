@@ -2,8 +2,9 @@
 //! hosts in network namespaces, a Python venv with Django, gunicorn), the demo shop's versions, and a load
 //! generator that counts every failed request.
 //!
-//! Every `tests/*.rs` that needs it says `mod support;`. Each component is a guard: dropping it (also during a
-//! panic's unwind) stops what it started. Not every test binary uses every part, hence the `dead_code` allowance.
+//! Both test binaries (`tests/fast/main.rs`, `tests/scenarios/main.rs`) declare it once; their modules say
+//! `use crate::support;`. Each component is a guard: dropping it (also during a panic's unwind) stops what it
+//! started. Not every binary uses every part, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub(crate) mod env;
@@ -18,4 +19,5 @@ pub(crate) mod scenarios;
 pub(crate) mod shop;
 pub(crate) mod systemd;
 pub(crate) mod venv;
+pub(crate) mod wagtail;
 pub(crate) mod zdd;

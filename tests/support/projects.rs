@@ -84,7 +84,7 @@ impl Project {
 }
 
 /// Copies `from` into `to` recursively, without Python's caches.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -102,7 +102,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// A page through Nginx: status and body.
-fn get(stack: &Stack, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(stack: &Stack, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -124,7 +124,7 @@ fn linked_stylesheet(body: &str) -> Option<String> {
 }
 
 /// The step messages of a step, for checking what the run said.
-fn messages(run: &ZddRun, step: &str) -> Vec<String> {
+pub(crate) fn messages(run: &ZddRun, step: &str) -> Vec<String> {
     run.events
         .iter()
         .filter(|e| e["event"] == "step-message" && e["step"] == step)

@@ -1,5 +1,6 @@
-//! One Python venv with Django, gunicorn and psycopg for the whole test run, built from the local wheel cache
-//! and reused across test binaries: `target/zdd-test-cache/venv-<hash of requirements.txt>`.
+//! Python venvs for the whole test run, built from the local wheel cache and reused across test binaries and
+//! runs: the shared one with Django, gunicorn and psycopg (`target/zdd-test-cache/venv-<hash of
+//! requirements.txt>`), and others named by what they hold (Wagtail's, to run `wagtail start`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -17,19 +18,41 @@ pub(crate) fn wheel_dir() -> String {
     std::env::var("ZDD_WHEELS").unwrap_or_else(|_| "/root/.cache/zdd-wheels".to_string())
 }
 
-/// The shared venv's directory, created on first use (under a file lock: test binaries run in parallel).
+/// The names of Wagtail's wheels in the wheel cache, sorted (empty when `scripts/test-deps.sh` has not fetched them).
+pub(crate) fn wagtail_wheels() -> Vec<String> {
+    let mut wheels: Vec<String> = std::fs::read_dir(wheel_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("wagtail-") && Path::new(n).extension().is_some_and(|ext| ext == "whl"))
+        .collect();
+    wheels.sort();
+    wheels
+}
+
+/// The shared venv's directory, created on first use.
 pub(crate) fn shared() -> PathBuf {
     let requirements_path = super::shop::base_dir().join("requirements.txt");
     let requirements = std::fs::read_to_string(&requirements_path).expect("read requirements.txt");
+    cached("venv", &requirements)
+}
+
+/// A venv with `requirements` (a requirements file's text) installed from the wheel cache, in
+/// `<cache>/<label>-<hash of requirements>`: built once (under a file lock: test binaries run in parallel), then
+/// reused until the requirements change.
+pub(crate) fn cached(label: &str, requirements: &str) -> PathBuf {
     let mut hasher = DefaultHasher::new();
     requirements.hash(&mut hasher);
-    let dir = cache_dir().join(format!("venv-{:016x}", hasher.finish()));
-    let lock = std::fs::File::create(cache_dir().join("venv.lock")).expect("create venv lock");
+    let dir = cache_dir().join(format!("{label}-{:016x}", hasher.finish()));
+    let lock = std::fs::File::create(cache_dir().join(format!("{label}.lock"))).expect("create venv lock");
     lock.lock().expect("lock venv");
     let marker = dir.join(".zdd-complete");
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         run("python3 -m venv", Command::new(PYTHON).args(["-m", "venv"]).arg(&dir));
+        let requirements_path = dir.join("zdd-requirements.txt");
+        std::fs::write(&requirements_path, requirements).expect("write the venv's requirements");
         run(
             "pip install from the wheel cache",
             Command::new(dir.join("bin/pip"))

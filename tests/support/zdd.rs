@@ -116,9 +116,16 @@ impl Stack {
 
     /// The plan variables that point a shipped plan at this stack and at `version`'s source.
     pub(crate) fn vars(&self, version: &str) -> Vec<(String, String)> {
+        let mut vars = vec![("source".to_string(), self.source(version).display().to_string())];
+        vars.extend(self.stack_vars());
+        vars
+    }
+
+    /// The plan variables that point a plan at this stack (its root, Nginx, env file, wheel cache...), not at a
+    /// project: a plan that names its own `source` (as `zdd init` writes it) takes only these.
+    pub(crate) fn stack_vars(&self) -> Vec<(String, String)> {
         let nginx = &self.nginx;
         let mut vars = vec![
-            ("source", self.source(version).display().to_string()),
             ("root", self.root.display().to_string()),
             ("env_file", self.env_file.display().to_string()),
             ("host", "127.0.0.1".to_string()),
@@ -187,9 +194,14 @@ impl Stack {
 
     /// `zdd <command> <plan> --var ... --state-dir ... --json` for `version`.
     pub(crate) fn command(&self, command: &str, plan_name: &str, version: &str) -> Command {
+        self.command_for(command, &self.plan_path(plan_name), &self.vars(version))
+    }
+
+    /// `zdd <command> <plan_file> --var ... --state-dir ... --json` with `vars`.
+    pub(crate) fn command_for(&self, command: &str, plan_file: &Path, vars: &[(String, String)]) -> Command {
         let mut cmd = Command::new(zdd_bin());
-        cmd.arg(command).arg(self.plan_path(plan_name));
-        for (name, value) in self.vars(version) {
+        cmd.arg(command).arg(plan_file);
+        for (name, value) in vars {
             cmd.arg("--var").arg(format!("{name}={value}"));
         }
         cmd.arg("--state-dir").arg(&self.state_dir);
@@ -210,9 +222,16 @@ impl Stack {
 
     /// Runs zdd to completion, with more arguments after the harness's own (a later `--var` of a name wins).
     pub(crate) fn zdd_with_args(&self, command: &str, plan_name: &str, version: &str, extra: &[String]) -> ZddRun {
+        ZddRun::of(self.command(command, plan_name, version).args(extra))
+    }
+}
+
+impl ZddRun {
+    /// Runs `command` (a zdd command line) to completion.
+    pub(crate) fn of(command: &mut Command) -> ZddRun {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let out = self.command(command, plan_name, version).args(extra).output().expect("run zdd");
+        let out = command.output().expect("run zdd");
         ZddRun::new(
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -221,7 +240,9 @@ impl Stack {
             start.elapsed(),
         )
     }
+}
 
+impl Stack {
     /// Starts zdd with stdout in `<dir>/<name>.out` (read it with `events_so_far`), for tests that kill it.
     pub(crate) fn spawn_zdd(&self, command: &str, plan_name: &str, version: &str, name: &str) -> (Child, PathBuf) {
         let out_path = self.dir.join(&format!("{name}.out"));
@@ -392,6 +413,20 @@ impl ZddRun {
             .find(|e| e["event"] == "step-finished" && e["step"] == step)
             .and_then(|e| e["at"].as_u64())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// How long each step took, in the order they started (`release 1.2 s, python-env 30.1 s, ...`).
+    pub(crate) fn step_times(&self) -> String {
+        let at = |e: &Value| e["at"].as_u64();
+        let mut times = Vec::new();
+        for started in self.events.iter().filter(|e| e["event"] == "step-started") {
+            let step = &started["step"];
+            let finished = self.events.iter().find(|e| e["event"] == "step-finished" && e["step"] == *step);
+            if let (Some(from), Some(to), Some(name)) = (at(started), finished.and_then(at), step.as_str()) {
+                times.push(format!("{name} {:.1} s", Duration::from_millis(to.saturating_sub(from)).as_secs_f64()));
+            }
+        }
+        times.join(", ")
     }
 
     /// Steps that started, in order.

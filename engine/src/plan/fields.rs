@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::model::{FieldValue, Fields, Retry, Value, VarOrigin};
 use crate::plan::raw::{self, RawNode, RawValue, Scalar};
 use crate::plan::suggest::did_you_mean;
@@ -129,7 +129,7 @@ impl FieldCtx<'_, '_> {
             safe = false;
             self.diags.push(
                 Diagnostic::error(
-                    "zdd::unsafe-shell-value",
+                    Code::UnsafeShellValue,
                     format!(
                         "`{{{{{name}}}}}` is interpolated into a shell script, and its value `{}` contains {}",
                         self.interp.mask(&value).escape_debug(),
@@ -179,7 +179,7 @@ pub fn timeout(node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Option<Duration> {
     match ctx.typed(ValueType::Duration, arg)? {
         Value::Duration(d) if d.is_zero() => {
             ctx.diags.push(
-                Diagnostic::error("zdd::bad-duration", "a timeout of zero would fail every attempt")
+                Diagnostic::error(Code::BadDuration, "a timeout of zero would fail every attempt")
                     .at(arg.span, "zero")
                     .help("give the step time to run, e.g. `timeout \"30s\"`"),
             );
@@ -195,7 +195,7 @@ pub fn retry(node: &RawNode, retry: &mut Retry, ctx: &mut FieldCtx<'_, '_>) {
     no_props(node, RETRY_PROPS, ctx.diags);
     if let Some(arg) = node.args.first() {
         ctx.diags.push(
-            Diagnostic::error("zdd::extra-argument", "`retry` takes properties, not arguments")
+            Diagnostic::error(Code::ExtraArgument, "`retry` takes properties, not arguments")
                 .at(arg.span, "unexpected argument")
                 .help("write `retry attempts=3 backoff=\"500ms\" jitter=\"100ms\"`"),
         );
@@ -204,7 +204,7 @@ pub fn retry(node: &RawNode, retry: &mut Retry, ctx: &mut FieldCtx<'_, '_>) {
         match ctx.typed(ValueType::Int, &p.value) {
             Some(Value::Int(n)) if let Ok(attempts @ 1..=100) = u32::try_from(n) => retry.attempts = attempts,
             Some(_) => ctx.diags.push(
-                Diagnostic::error("zdd::bad-int", "`attempts` must be from 1 to 100")
+                Diagnostic::error(Code::BadInt, "`attempts` must be from 1 to 100")
                     .at(p.value.span, "out of range")
                     .help("`attempts` counts every try, the first included: `attempts=1` means no retry"),
             ),
@@ -227,7 +227,7 @@ pub fn retry(node: &RawNode, retry: &mut Retry, ctx: &mut FieldCtx<'_, '_>) {
 pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Option<FieldValue> {
     if node.has_block {
         ctx.diags.push(
-            Diagnostic::error("zdd::unexpected-block", format!("`{}` takes no `{{ ... }}` block", node.name))
+            Diagnostic::error(Code::UnexpectedBlock, format!("`{}` takes no `{{ ... }}` block", node.name))
                 .at(node.name_span, "has a block")
                 .help("write the value as an argument: `name \"value\"`"),
         );
@@ -260,7 +260,7 @@ pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Op
             [one, rest @ ..] => {
                 if let Some(extra) = rest.first() {
                     ctx.diags.push(
-                        Diagnostic::error("zdd::extra-argument", format!("`{}` takes one value", node.name))
+                        Diagnostic::error(Code::ExtraArgument, format!("`{}` takes one value", node.name))
                             .at(extra.span, "extra argument")
                             .help(format!("`{}` is {}: join words into one string", node.name, type_name(ty))),
                     );
@@ -291,7 +291,7 @@ fn props(field: &str, specs: &[PropSpec], node: &RawNode, ctx: &mut FieldCtx<'_,
                     }
                 } else if spec.required {
                     ctx.diags.push(
-                        Diagnostic::error("zdd::missing-property", format!("`{field}` needs `{}=`", spec.name))
+                        Diagnostic::error(Code::MissingProperty, format!("`{field}` needs `{}=`", spec.name))
                             .at(node.name_span, format!("no `{}=`", spec.name))
                             .help(format!("add `{}=<{}>`: {}", spec.name, type_name(spec.ty), spec.doc)),
                     );
@@ -314,7 +314,7 @@ fn no_props(node: &RawNode, allowed: &[&str], diags: &mut Diagnostics) {
 fn single_arg<'n>(node: &'n RawNode, message: &str, help: &str, diags: &mut Diagnostics) -> Option<&'n RawValue> {
     if let Some(extra) = node.args.get(1) {
         diags.push(
-            Diagnostic::error("zdd::extra-argument", format!("`{}` takes one value", node.name))
+            Diagnostic::error(Code::ExtraArgument, format!("`{}` takes one value", node.name))
                 .at(extra.span, "extra argument")
                 .help(help.to_owned()),
         );
@@ -329,7 +329,7 @@ fn single_arg<'n>(node: &'n RawNode, message: &str, help: &str, diags: &mut Diag
 /// `zdd::unknown-field`, with "did you mean" over the kind's fields and the common ones.
 pub fn unknown_field(spec: &KindSpec, node: &RawNode) -> Diagnostic {
     let names: Vec<&str> = spec.fields.iter().map(|f| f.name).chain(COMMON_FIELDS.iter().copied()).collect();
-    let d = Diagnostic::error("zdd::unknown-field", format!("`{}` steps have no field `{}`", spec.name, node.name))
+    let d = Diagnostic::error(Code::UnknownField, format!("`{}` steps have no field `{}`", spec.name, node.name))
         .at(node.name_span, "unknown field");
     let list = names.join(", ");
     match did_you_mean(&node.name, names.iter().copied()) {
@@ -370,7 +370,7 @@ pub fn apply_defaults(
             }
         } else if f.required && !shadowed {
             ctx.diags.push(
-                Diagnostic::error("zdd::missing-field", format!("`{}` steps need `{}`", spec.name, f.name))
+                Diagnostic::error(Code::MissingField, format!("`{}` steps need `{}`", spec.name, f.name))
                     .at(name_span, format!("no `{}` in this step", f.name))
                     .help(format!("add `{} <{}>`: {}", f.name, type_name(f.ty), f.doc)),
             );

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::raw::{self, RawDocument, RawItem, Scalar};
 use crate::source::{FileId, SourceMap};
 
@@ -81,7 +81,7 @@ pub fn load(main: &Path, reader: &dyn SourceReader) -> (Loaded, Diagnostics) {
             loader.follow_includes(file, &mut vec![file]);
         }
         Err(e) => loader.diags.push(
-            Diagnostic::error("zdd::plan-not-found", format!("cannot read the plan `{}`: {e}", main.display()))
+            Diagnostic::error(Code::PlanNotFound, format!("cannot read the plan `{}`: {e}", main.display()))
                 .help("give the path of a plan file (KDL), e.g. `deploy/prod.kdl`"),
         ),
     }
@@ -120,7 +120,7 @@ impl Loader<'_> {
         for (index, node) in includes {
             let Some(arg) = node.args.first() else {
                 self.diags.push(
-                    Diagnostic::error("zdd::missing-argument", "`include` needs the path of a file")
+                    Diagnostic::error(Code::MissingArgument, "`include` needs the path of a file")
                         .at(node.name_span, "no path")
                         .help("write `include \"fragments/django.kdl\"` (relative to this file)"),
                 );
@@ -128,18 +128,15 @@ impl Loader<'_> {
             };
             let Scalar::Str(rel) = &arg.value else {
                 self.diags.push(
-                    Diagnostic::error(
-                        "zdd::wrong-type",
-                        format!("`include` takes a path, not {}", arg.value.describe()),
-                    )
-                    .at(arg.span, "not a string")
-                    .help("write the path in double quotes"),
+                    Diagnostic::error(Code::WrongType, format!("`include` takes a path, not {}", arg.value.describe()))
+                        .at(arg.span, "not a string")
+                        .help("write the path in double quotes"),
                 );
                 continue;
             };
             if node.args.len() > 1 || !node.props.is_empty() || node.has_block {
                 self.diags.push(
-                    Diagnostic::error("zdd::extra-argument", "`include` takes exactly one path")
+                    Diagnostic::error(Code::ExtraArgument, "`include` takes exactly one path")
                         .at(node.span, "only one path here")
                         .help("write one `include` per file"),
                 );
@@ -157,7 +154,7 @@ impl Loader<'_> {
                     chain[pos..].iter().filter_map(|f| self.loaded.sources.get(*f).map(|s| s.name.clone())).collect();
                 names.push(name.clone());
                 self.diags.push(
-                    Diagnostic::error("zdd::include-cycle", format!("include cycle: {}", names.join(" -> ")))
+                    Diagnostic::error(Code::IncludeCycle, format!("include cycle: {}", names.join(" -> ")))
                         .at(arg.span, "includes a file that includes this one")
                         .help("remove one of these includes; a file cannot include itself, directly or not"),
                 );
@@ -172,7 +169,7 @@ impl Loader<'_> {
                     chain.pop();
                 }
                 Err(e) => self.diags.push(
-                    Diagnostic::error("zdd::include-not-found", format!("cannot read included file `{rel}`: {e}"))
+                    Diagnostic::error(Code::IncludeNotFound, format!("cannot read included file `{rel}`: {e}"))
                         .at(arg.span, "included here")
                         .help(format!(
                             "the path is relative to the including file's directory, so this reads `{}`",
@@ -214,7 +211,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn codes(d: &Diagnostics) -> Vec<&'static str> {
+    fn codes(d: &Diagnostics) -> Vec<Code> {
         d.iter().map(|d| d.code).collect()
     }
 
@@ -237,7 +234,7 @@ mod tests {
         let reader =
             MemoryReader::new().with("a.kdl", "plan \"x\"\ninclude \"b.kdl\"\n").with("b.kdl", "include \"a.kdl\"\n");
         let (_, diags) = load(Path::new("a.kdl"), &reader);
-        assert_eq!(codes(&diags), ["zdd::include-cycle"]);
+        assert_eq!(codes(&diags), [Code::IncludeCycle]);
         assert_eq!(diags.iter().next().unwrap().message, "include cycle: a.kdl -> b.kdl -> a.kdl");
     }
 
@@ -245,7 +242,7 @@ mod tests {
     fn missing_include_points_at_the_include() {
         let reader = MemoryReader::new().with("a.kdl", "plan \"x\"\ninclude \"nope.kdl\"\n");
         let (_, diags) = load(Path::new("a.kdl"), &reader);
-        assert_eq!(codes(&diags), ["zdd::include-not-found"]);
+        assert_eq!(codes(&diags), [Code::IncludeNotFound]);
         assert!(diags.iter().next().unwrap().span.is_some());
     }
 }

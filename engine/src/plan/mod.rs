@@ -6,7 +6,10 @@
 //! - [`validate`]: raw layer to [`Plan`], collecting every diagnostic ([`fields`] and [`types`] check step fields).
 //! - [`render`]: diagnostics to miette output.
 //!
-//! The entry point is [`read`] (or [`from_sources`] for plans held in memory):
+//! A run [`open`]s the plan once (validated with sample runtime values, no state needed), decides its deploy target
+//! from the [`PlanHeader`], then [`Unbound::bind`]s it. [`read`] does both with a target known beforehand (or
+//! sample values) and [`read_header`] reads only the header. For example ([`from_sources`] serves plans held in
+//! memory):
 //!
 //! ```no_run
 //! use zdd_engine::plan::{self, Runtime, VarInputs};
@@ -47,19 +50,14 @@ pub struct PlanHeader {
     pub state_dir: PathBuf,
 }
 
-/// Decides the deploy target once the plan's header is known (the executor reads the state directory).
-pub type DecideTarget<'a> = &'a dyn Fn(&PlanHeader) -> Result<DeployTarget, String>;
-
 /// Where the runtime variables (`release`, `slot`, `live_slot`, `live_release`) come from.
 #[derive(Clone, Copy)]
 pub enum TargetSource<'a> {
     /// Sample values for `zdd check`: release `20260101-000000`, the first slot, live in the second slot with
     /// release `20251231-000000`.
     Sample,
-    /// A target already known.
+    /// A target already known (decided by a run from the plan's header and the state directory).
     Fixed(&'a DeployTarget),
-    /// Decided from the header (slots, state directory).
-    Decide(DecideTarget<'a>),
 }
 
 /// The run-time values validation interpolates into step fields.
@@ -111,16 +109,7 @@ pub struct PlanRead {
 /// `runtime`; step fields are checked against the kinds in `kinds`. Every problem is collected, sorted by
 /// position.
 pub fn read(path: &Path, vars: &VarInputs, runtime: &Runtime<'_>, kinds: &Kinds) -> PlanRead {
-    // Relative plan paths are resolved against the working directory once, so `plan_dir` and every relative
-    // path in the plan are absolute (they end up in unit and Nginx files).
-    let base_dir = match path.parent() {
-        Some(p) if p.is_absolute() => p.to_path_buf(),
-        parent => {
-            let cwd = std::env::current_dir().unwrap_or_default();
-            load::normalize(&cwd.join(parent.unwrap_or(Path::new(""))))
-        }
-    };
-    read_with(path, &base_dir, &load::FsReader, vars, runtime, kinds)
+    read_with(path, &absolute_base_dir(path), &load::FsReader, vars, runtime, kinds)
 }
 
 /// Like [`read`], but from files held in memory; `base_dir` is what `plan_dir` and relative paths resolve to.
@@ -133,6 +122,134 @@ pub fn from_sources(
     kinds: &Kinds,
 ) -> PlanRead {
     read_with(path, base_dir, reader, vars, runtime, kinds)
+}
+
+/// A plan read once and validated with sample runtime values, not yet bound to a deploy target.
+///
+/// `zdd run` opens the plan (refusing an invalid one before it touches the state directory), then locks the
+/// state directory, decides the target from [`Unbound::header`], and [`Unbound::bind`]s: the loaded text is
+/// validated again with the real values, and nothing is read a second time.
+#[derive(Debug, Clone)]
+pub struct Unbound {
+    loaded: load::Loaded,
+    base_dir: PathBuf,
+    vars: VarInputs,
+    state_dir_override: Option<PathBuf>,
+    header: PlanHeader,
+    sample: Plan,
+}
+
+impl Unbound {
+    /// Name, slots and state directory: what deciding a target needs.
+    pub fn header(&self) -> &PlanHeader {
+        &self.header
+    }
+
+    /// The plan bound to sample values (what `zdd check` validated).
+    pub fn sample(&self) -> &Plan {
+        &self.sample
+    }
+
+    pub fn sources(&self) -> &SourceMap {
+        &self.loaded.sources
+    }
+
+    /// Bind to `target`: validate with its runtime values. Errors here are those only real values show (a
+    /// release id that makes a field invalid); the sample validation found every other one.
+    pub fn bind(&self, target: &DeployTarget, kinds: &Kinds) -> Result<Plan, Diagnostics> {
+        let runtime = Runtime { state_dir: self.state_dir_override.as_deref(), target: TargetSource::Fixed(target) };
+        let mut diags = Diagnostics::new();
+        let validated = validate::validate(&self.loaded, &self.base_dir, &self.vars, &runtime, kinds, &mut diags);
+        diags.sort();
+        match validated {
+            Some(v) if !diags.has_errors() => Ok(v.plan),
+            _ => Err(diags),
+        }
+    }
+}
+
+/// The outcome of [`open`]: the sources (to render diagnostics) and the unbound plan or every problem found.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub sources: SourceMap,
+    pub result: Result<Unbound, Diagnostics>,
+}
+
+/// Read the plan at `path` once and validate it with sample runtime values (`state_dir` is `--state-dir`).
+pub fn open(path: &Path, vars: &VarInputs, state_dir: Option<&Path>, kinds: &Kinds) -> Opened {
+    open_with(path, absolute_base_dir(path), &load::FsReader, vars, state_dir, kinds)
+}
+
+/// Like [`open`], but from files held in memory; `base_dir` is what `plan_dir` and relative paths resolve to.
+pub fn open_sources(
+    path: &Path,
+    base_dir: &Path,
+    reader: &load::MemoryReader,
+    vars: &VarInputs,
+    state_dir: Option<&Path>,
+    kinds: &Kinds,
+) -> Opened {
+    open_with(path, base_dir.to_path_buf(), reader, vars, state_dir, kinds)
+}
+
+fn open_with(
+    path: &Path,
+    base_dir: PathBuf,
+    reader: &dyn load::SourceReader,
+    vars: &VarInputs,
+    state_dir: Option<&Path>,
+    kinds: &Kinds,
+) -> Opened {
+    let (loaded, mut diags) = load::load(path, reader);
+    let runtime = Runtime { state_dir, target: TargetSource::Sample };
+    let validated = validate::validate(&loaded, &base_dir, vars, &runtime, kinds, &mut diags);
+    diags.sort();
+    let sources = loaded.sources.clone();
+    let result = match validated {
+        Some(v) if !diags.has_errors() => {
+            let header = PlanHeader { name: v.plan.name.clone(), slots: v.plan.slots.clone(), state_dir: v.state_dir };
+            Ok(Unbound {
+                loaded,
+                base_dir,
+                vars: vars.clone(),
+                state_dir_override: state_dir.map(Path::to_path_buf),
+                header,
+                sample: v.plan,
+            })
+        }
+        _ => Err(diags),
+    };
+    Opened { sources, result }
+}
+
+/// Only the plan's header, for commands that need the state directory and nothing else (`status`, `history`,
+/// `unlock`): a plan whose steps do not validate still says where its state is.
+pub fn read_header(
+    path: &Path,
+    vars: &VarInputs,
+    state_dir: Option<&Path>,
+) -> (SourceMap, Result<PlanHeader, Diagnostics>) {
+    let base_dir = absolute_base_dir(path);
+    let (loaded, mut diags) = load::load(path, &load::FsReader);
+    let header = validate::header(&loaded, &base_dir, vars, state_dir, &mut diags);
+    diags.sort();
+    let result = match header {
+        Some(h) if !diags.has_errors() => Ok(h),
+        _ => Err(diags),
+    };
+    (loaded.sources, result)
+}
+
+/// The main file's directory, made absolute against the working directory once, so `plan_dir` and every
+/// relative path in the plan are absolute (they end up in unit and Nginx files).
+fn absolute_base_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        parent => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            load::normalize(&cwd.join(parent.unwrap_or(Path::new(""))))
+        }
+    }
 }
 
 fn read_with(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::graph::StepGraph;
+use crate::settings::StepSettings;
 use crate::source::{SourceMap, Span};
 
 /// Index of a step in [`Plan::steps`].
@@ -108,6 +109,8 @@ pub struct Step {
     pub needs: Vec<StepId>,
     pub policy: StepPolicy,
     pub fields: Fields,
+    /// What the step's kind parsed its fields into, once, at validation: what it runs with.
+    pub settings: StepSettings,
     /// Human description from `description "..."`, if any.
     pub description: Option<String>,
     /// The whole `step` node.

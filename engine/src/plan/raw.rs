@@ -8,7 +8,7 @@
 
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::chunks;
 use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, Span};
@@ -129,7 +129,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
     let mut diags = Diagnostics::new();
     if let Some(offset) = too_deep(text) {
         diags.push(
-            Diagnostic::error("zdd::too-deep", format!("blocks are nested more than {MAX_NESTING} deep"))
+            Diagnostic::error(Code::TooDeep, format!("blocks are nested more than {MAX_NESTING} deep"))
                 .at(Span::new(file, offset, 1), "too deep")
                 .help("a plan nests a few levels (`step { retry ... }`): look for a stray `{` or a missing `}`"),
         );
@@ -138,7 +138,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
     if let Some(offset) = slashdash_run(text) {
         diags.push(
             Diagnostic::error(
-                "zdd::slashdash-run",
+                Code::SlashdashRun,
                 format!("more than {MAX_SLASHDASH_RUN} `/-` in a row (each comments out what follows)"),
             )
             .at(Span::new(file, offset, 2), "one `/-` too many")
@@ -168,7 +168,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
             "defaults" => RawItem::Defaults(raw),
             "step" => RawItem::Step(raw),
             other => {
-                let mut d = Diagnostic::error("zdd::unknown-node", format!("unknown top-level node `{other}`"))
+                let mut d = Diagnostic::error(Code::UnknownNode, format!("unknown top-level node `{other}`"))
                     .at(raw.name_span, "not a plan node");
                 d = d.help(match did_you_mean(other, TOP_LEVEL_NODES.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`? A plan's top level holds: {}", TOP_LEVEL_NODES.join(", ")),
@@ -206,7 +206,7 @@ fn check_top_level_props(item: &RawItem, diags: &mut Diagnostics) {
 
 /// `zdd::unknown-property` with "did you mean" over the allowed names.
 pub fn unknown_property(node: &str, prop: &str, span: Span, allowed: &[&str]) -> Diagnostic {
-    let d = Diagnostic::error("zdd::unknown-property", format!("unknown property `{prop}` on `{node}`"))
+    let d = Diagnostic::error(Code::UnknownProperty, format!("unknown property `{prop}` on `{node}`"))
         .at(span, "unknown property");
     let list = if allowed.is_empty() {
         format!("`{node}` takes no properties")
@@ -223,7 +223,7 @@ pub fn unknown_property(node: &str, prop: &str, span: Span, allowed: &[&str]) ->
 fn kdl_error(file: FileId, text: &str, err: &kdl::KdlError) -> Diagnostic {
     let first = err.diagnostics.iter().find(|d| d.message.is_some()).or_else(|| err.diagnostics.first());
     let Some(first) = first else {
-        return Diagnostic::error("zdd::kdl-syntax", "the file is not valid KDL 2.0")
+        return Diagnostic::error(Code::KdlSyntax, "the file is not valid KDL 2.0")
             .at(Span::new(file, 0, 0), "here")
             .help("see https://kdl.dev for the syntax");
     };
@@ -233,7 +233,7 @@ fn kdl_error(file: FileId, text: &str, err: &kdl::KdlError) -> Diagnostic {
     let help = first.help.clone().unwrap_or_else(|| {
         "plans are KDL 2.0: strings in double quotes, booleans `#true`/`#false`, properties `name=value`".to_owned()
     });
-    Diagnostic::error("zdd::kdl-syntax", format!("invalid KDL: {message}"))
+    Diagnostic::error(Code::KdlSyntax, format!("invalid KDL: {message}"))
         .at(Span::new(file, offset, len), first.label.clone().unwrap_or_else(|| "here".to_owned()))
         .help(help)
 }
@@ -410,9 +410,9 @@ mod tests {
         // 64 KiB of `/- ` overflowed the parser's stack; 4 KiB took seconds (quadratic).
         let text = "/- ".repeat(64 * 1024 / 3);
         let (_, diags) = parse(FileId(0), &text);
-        assert_eq!(diags.iter().next().unwrap().code, "zdd::slashdash-run");
+        assert_eq!(diags.iter().next().unwrap().code, Code::SlashdashRun);
         let ok = format!("plan \"p\"\n{}node\n", "/- ".repeat(MAX_SLASHDASH_RUN - 1));
-        assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != "zdd::slashdash-run"));
+        assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != Code::SlashdashRun));
     }
 
     #[test]
@@ -422,10 +422,10 @@ mod tests {
         let (doc, diags) = parse(FileId(0), &deep);
         assert!(doc.items.is_empty());
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::too-deep");
+        assert_eq!(d.code, Code::TooDeep);
         assert_eq!(d.span.unwrap().offset, 2 + 3 * MAX_NESTING);
         let ok = format!("{}{}", "n {".repeat(MAX_NESTING), "}".repeat(MAX_NESTING));
-        assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != "zdd::too-deep"));
+        assert!(parse(FileId(0), &ok).1.iter().all(|d| d.code != Code::TooDeep));
     }
 
     /// `parse(text)` on another thread, or a failure if it has not finished in 30 s. Not a timing target (the
@@ -445,12 +445,12 @@ mod tests {
         // Issue 11, finding 6: 25 lines of `a /-{` took about ten minutes; each line doubled the time.
         let diags = parse_or_hang("a /-{\n".repeat(25));
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert_eq!(d.code, Code::KdlSyntax);
         // The error points at the innermost unclosed block.
         assert_eq!(d.span.unwrap().offset, 24 * 6 + 4);
         // 64 KiB of it: refused by the nesting limit, before the parser sees it.
         let diags = parse_or_hang("a /-{\n".repeat(64 * 1024 / 6));
-        assert_eq!(diags.iter().next().unwrap().code, "zdd::too-deep");
+        assert_eq!(diags.iter().next().unwrap().code, Code::TooDeep);
     }
 
     #[test]
@@ -461,8 +461,8 @@ mod tests {
         let blocks = format!("{}{}", block("a /-{\n"), block("a\n/-b {\n"));
         let diags = parse_or_hang(blocks.repeat(64 * 1024 / blocks.len()));
         // KDL that parses: what is left to say is that `a` is not a plan node.
-        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
-        assert!(!codes.is_empty() && codes.iter().all(|&c| c == "zdd::unknown-node"), "{codes:?}");
+        let codes: Vec<Code> = diags.iter().map(|d| d.code).collect();
+        assert!(!codes.is_empty() && codes.iter().all(|&c| c == Code::UnknownNode), "{codes:?}");
     }
 
     #[test]
@@ -471,7 +471,7 @@ mod tests {
         // stack of `zdd check`. The nesting limit does not count them.
         let diags = parse_or_hang("}".repeat(64 * 1024));
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert_eq!(d.code, Code::KdlSyntax);
         assert_eq!(d.span.unwrap().offset, 0);
     }
 
@@ -520,7 +520,7 @@ mod tests {
         let (doc, diags) = parse(FileId(3), &broken);
         assert!(doc.items.is_empty());
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert_eq!(d.code, Code::KdlSyntax);
         let at = d.span.unwrap().offset;
         let line_start = broken[..at].rfind('\n').map_or(0, |i| i + 1);
         assert!(broken[line_start..].starts_with("step \"s700\""), "{}", &broken[line_start..line_start + 40]);
@@ -530,7 +530,7 @@ mod tests {
     fn unknown_top_level_node_suggests() {
         let (_, diags) = parse(FileId(0), "stpe \"x\"\n");
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::unknown-node");
+        assert_eq!(d.code, Code::UnknownNode);
         assert!(d.help.as_deref().unwrap().contains("did you mean `step`"));
     }
 
@@ -538,7 +538,7 @@ mod tests {
     fn unknown_property_on_var_suggests() {
         let (_, diags) = parse(FileId(0), "var \"k\" secrte=#true\n");
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::unknown-property");
+        assert_eq!(d.code, Code::UnknownProperty);
         assert!(d.help.as_deref().unwrap().contains("did you mean `secret`"));
     }
 
@@ -548,7 +548,7 @@ mod tests {
         let (doc, diags) = parse(FileId(0), text);
         assert!(doc.items.is_empty());
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::kdl-syntax");
+        assert_eq!(d.code, Code::KdlSyntax);
         assert!(d.span.is_some());
     }
 }

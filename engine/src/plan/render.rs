@@ -7,13 +7,14 @@ use std::fmt;
 
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
 
-use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::diag::{Code, Diagnostic, Diagnostics, Severity};
 use crate::source::{SourceMap, Span};
 
 /// Wide enough for a source line and its label; fixed so output does not depend on the terminal.
 const WIDTH: usize = 100;
 
-/// Render every diagnostic, in order, as one string (ending with a count line when there are errors).
+/// Render every diagnostic, in order, as one string (ending with a count line when there are errors, which
+/// names `zdd explain` once rather than on every diagnostic).
 pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme)
@@ -31,7 +32,8 @@ pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool)
     }
     let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     if errors > 0 {
-        out.push_str(&format!("{errors} error{} found\n", if errors == 1 { "" } else { "s" }));
+        let plural = if errors == 1 { "" } else { "s" };
+        out.push_str(&format!("{errors} error{plural} found (`zdd explain <code>` explains a code)\n"));
     }
     out
 }
@@ -39,7 +41,7 @@ pub fn render_diagnostics(diags: &Diagnostics, sources: &SourceMap, color: bool)
 /// One diagnostic in miette's terms.
 struct Report {
     message: String,
-    code: &'static str,
+    code: Code,
     severity: miette::Severity,
     help: Option<String>,
     source: Option<NamedSource<String>>,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::diag::Code;
 use crate::plan::model::Value;
 use crate::plan::suggest::did_you_mean;
 use crate::schema::ValueType;
@@ -11,13 +12,13 @@ use crate::schema::ValueType;
 /// Why a value does not fit its type: the message and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub help: String,
 }
 
 impl TypeError {
-    fn new(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Self {
+    fn new(code: Code, message: impl Into<String>, help: impl Into<String>) -> Self {
         Self { code, message: message.into(), help: help.into() }
     }
 }
@@ -53,14 +54,14 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
         ValueType::Port => parse_port(text).map(Value::Port),
         ValueType::Url => parse_url(text).map(|()| Value::Str(text.to_owned())),
         ValueType::Int => text.trim().parse::<i64>().map(Value::Int).map_err(|_| {
-            TypeError::new("zdd::bad-int", format!("`{text}` is not a whole number"), "write digits, e.g. `4`")
+            TypeError::new(Code::BadInt, format!("`{text}` is not a whole number"), "write digits, e.g. `4`")
         }),
         ValueType::Bool => match text {
             // `#true` is how a default is written in a kind's spec (and how KDL spells it).
             "true" | "#true" => Ok(Value::Bool(true)),
             "false" | "#false" => Ok(Value::Bool(false)),
             _ => Err(TypeError::new(
-                "zdd::bad-bool",
+                Code::BadBool,
                 format!("`{text}` is not a boolean"),
                 "write `#true` or `#false` (KDL 2.0 booleans start with #)",
             )),
@@ -74,7 +75,7 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
                 Some(s) => format!("did you mean `{s}`? Allowed: {allowed}"),
                 None => format!("allowed: {allowed}"),
             };
-            Err(TypeError::new("zdd::bad-enum", format!("`{text}` is not one of the allowed values"), help))
+            Err(TypeError::new(Code::BadEnum, format!("`{text}` is not one of the allowed values"), help))
         }
         ValueType::ConfigWord => parse_config_word(text, false).map(|()| Value::Str(text.to_owned())),
         ValueType::ConfigWords => parse_config_word(text, true).map(|()| Value::Str(text.to_owned())),
@@ -92,26 +93,26 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
 fn parse_path(text: &str) -> Result<PathBuf, TypeError> {
     if text.is_empty() {
         return Err(TypeError::new(
-            "zdd::bad-path",
+            Code::BadPath,
             "the path is empty",
             "write an absolute path, or one relative to the plan file's directory",
         ));
     }
     if text.contains('\0') || text.contains('\n') {
         return Err(TypeError::new(
-            "zdd::bad-path",
+            Code::BadPath,
             "a path cannot contain a newline or NUL",
             "check the variables interpolated into this path",
         ));
     }
-    Ok(PathBuf::from(text))
+    Ok(PathBuf::from(crate::plan::vars::clean_path(text)))
 }
 
 /// `100ms`, `30s`, `2m`, `1h`, or combinations like `1m30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, TypeError> {
     let err = || {
         TypeError::new(
-            "zdd::bad-duration",
+            Code::BadDuration,
             format!("`{text}` is not a duration"),
             "write a number with a unit: `100ms`, `30s`, `2m`, `1h` (or combined: `1m30s`)",
         )
@@ -146,7 +147,7 @@ fn parse_port(text: &str) -> Result<u16, TypeError> {
     match text.trim().parse::<u16>() {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(TypeError::new(
-            "zdd::bad-port",
+            Code::BadPort,
             format!("`{text}` is not a TCP port"),
             "a port is a whole number from 1 to 65535",
         )),
@@ -157,7 +158,7 @@ fn parse_port(text: &str) -> Result<u16, TypeError> {
 fn parse_url(text: &str) -> Result<(), TypeError> {
     let bad = |why: &str| {
         TypeError::new(
-            "zdd::bad-url",
+            Code::BadUrl,
             format!("`{text}` is not a usable URL: {why}"),
             "write `http://127.0.0.1:8000/health/`, `https://...`, or `http+unix:///run/app.sock:/health/` \
              (socket path, a colon, then the request path)",
@@ -215,12 +216,12 @@ fn parse_config_word(text: &str, spaces: bool) -> Result<(), TypeError> {
     match bad {
         None if !text.trim().is_empty() => Ok(()),
         None => Err(TypeError::new(
-            "zdd::bad-config-word",
+            Code::BadConfigWord,
             "the value is empty",
             "it would land in an Nginx or systemd file, where an empty word breaks the directive",
         )),
         Some(c) => Err(TypeError::new(
-            "zdd::bad-config-word",
+            Code::BadConfigWord,
             format!("`{}` contains {}", text.escape_debug(), describe_char(c)),
             if spaces {
                 "it lands in an Nginx or systemd file, where a newline, ; { } # quotes, backslash, $ and backtick \
@@ -238,7 +239,7 @@ fn parse_sub_path(text: &str) -> Result<(), TypeError> {
     parse_path(text)?;
     let bad = |why: &str| {
         TypeError::new(
-            "zdd::bad-sub-path",
+            Code::BadSubPath,
             format!("`{}` {why}", text.escape_debug()),
             "write a path relative to the release, without `..`: what zdd creates there, its undo removes",
         )
@@ -260,14 +261,14 @@ fn parse_name(text: &str) -> Result<(), TypeError> {
                 units or modules";
     if let Some(c) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c))) {
         return Err(TypeError::new(
-            "zdd::bad-name",
+            Code::BadName,
             format!("`{}` contains {}", text.escape_debug(), describe_char(c)),
             help,
         ));
     }
     match text.chars().next() {
-        None => Err(TypeError::new("zdd::bad-name", "the name is empty", help)),
-        Some(c @ ('.' | '-')) => Err(TypeError::new("zdd::bad-name", format!("`{text}` starts with `{c}`"), help)),
+        None => Err(TypeError::new(Code::BadName, "the name is empty", help)),
+        Some(c @ ('.' | '-')) => Err(TypeError::new(Code::BadName, format!("`{text}` starts with `{c}`"), help)),
         Some(_) => Ok(()),
     }
 }
@@ -310,7 +311,7 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_hours(1));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         for bad in ["", "30", "s", "3 s", "30sec", "-1s", "1.5s"] {
-            assert_eq!(parse_duration(bad).unwrap_err().code, "zdd::bad-duration", "{bad}");
+            assert_eq!(parse_duration(bad).unwrap_err().code, Code::BadDuration, "{bad}");
         }
     }
 
@@ -318,7 +319,7 @@ mod tests {
     fn ports() {
         assert_eq!(parse_typed(ValueType::Port, "8001").unwrap(), Value::Port(8001));
         for bad in ["0", "65536", "http", "-3"] {
-            assert_eq!(parse_typed(ValueType::Port, bad).unwrap_err().code, "zdd::bad-port");
+            assert_eq!(parse_typed(ValueType::Port, bad).unwrap_err().code, Code::BadPort);
         }
     }
 
@@ -360,7 +361,7 @@ mod tests {
         assert!(parse_typed(ValueType::ConfigPath, "/srv/a b").is_err());
         assert_eq!(parse_typed(ValueType::ConfigPath, "/srv/shop").unwrap(), Value::Path("/srv/shop".into()));
         for bad in ["a;b", "a\nb", "{", "x#", "\"q\"", "a\\b", "", "$(id)", "`id`", "a\tb", "a\u{7}b"] {
-            assert_eq!(parse_typed(ValueType::ConfigWord, bad).unwrap_err().code, "zdd::bad-config-word", "{bad}");
+            assert_eq!(parse_typed(ValueType::ConfigWord, bad).unwrap_err().code, Code::BadConfigWord, "{bad}");
             assert!(parse_typed(ValueType::ConfigWords, bad).is_err(), "{bad}");
         }
     }
@@ -381,7 +382,7 @@ mod tests {
             assert!(parse_typed(ValueType::Name, good).is_ok(), "{good}");
         }
         for bad in ["", ".", "..", "-rf", "../x", "a/b", "a b", "a;b", "é"] {
-            assert_eq!(parse_typed(ValueType::Name, bad).unwrap_err().code, "zdd::bad-name", "{bad}");
+            assert_eq!(parse_typed(ValueType::Name, bad).unwrap_err().code, Code::BadName, "{bad}");
         }
     }
 

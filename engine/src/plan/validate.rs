@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::kind::{DeployTarget, Kinds};
 use crate::plan::fields::{self, FieldCtx};
 use crate::plan::load::Loaded;
@@ -49,7 +49,7 @@ fn collect<'a>(loaded: &'a Loaded, file: FileId, depth: usize, out: &mut Collect
     for (index, item) in loaded.doc(file).items.iter().enumerate() {
         match item {
             RawItem::Plan(n) | RawItem::StateDir(n) | RawItem::Slots(n) if depth > 0 => diags.push(
-                Diagnostic::error("zdd::misplaced-node", format!("`{}` belongs in the main plan file", n.name))
+                Diagnostic::error(Code::MisplacedNode, format!("`{}` belongs in the main plan file", n.name))
                     .at(n.name_span, "in an included file")
                     .help("move it to the plan file given to zdd; included files hold `var`, `defaults` and `step`"),
             ),
@@ -85,7 +85,7 @@ fn var_decl(node: &RawNode, depth: usize, file: FileId, diags: &mut Diagnostics)
     };
     if let Some(extra) = node.args.get(2) {
         diags.push(
-            Diagnostic::error("zdd::extra-argument", "`var` takes a name and at most one default value")
+            Diagnostic::error(Code::ExtraArgument, "`var` takes a name and at most one default value")
                 .at(extra.span, "extra argument")
                 .help("write `var \"name\" \"default\"`; join words into one string"),
         );
@@ -117,30 +117,38 @@ fn var_decl(node: &RawNode, depth: usize, file: FileId, diags: &mut Diagnostics)
     })
 }
 
-/// Validate everything loaded. Returns `None` only when there is no plan to speak of (no main file).
-// One pass over the plan's sections in their order, collecting every error; splitting it would scatter that order.
-#[allow(clippy::too_many_lines)]
-pub fn validate(
-    loaded: &Loaded,
+/// What the plan says before any step is looked at: its name, variables, slots and state directory. It needs no
+/// state and no deploy target; `zdd status`, `history` and `unlock` stop here.
+struct HeaderPhase<'a> {
+    c: Collected<'a>,
+    name: String,
+    interp: Interpolator<'a>,
+    variables: Vec<crate::plan::Variable>,
+    /// A variable failed to resolve: the kinds' cross-field checks are skipped (they would repeat it).
+    vars_failed: bool,
+    plan_state_dir: Option<PathBuf>,
+    header: PlanHeader,
+}
+
+fn header_phase<'a>(
+    loaded: &'a Loaded,
     base_dir: &Path,
     inputs: &VarInputs,
-    runtime: &Runtime<'_>,
-    kinds: &Kinds,
+    state_dir_override: Option<&Path>,
     diags: &mut Diagnostics,
-) -> Option<Validated> {
+) -> Option<HeaderPhase<'a>> {
     if loaded.docs.is_empty() {
         return None;
     }
     let mut c = Collected::default();
     collect(loaded, FileId(0), 0, &mut c, diags);
 
-    // Header.
     let name = header_string(&c.plan, "plan", true, diags).map(|(s, _)| s).unwrap_or_default();
     // A file that is not KDL has no nodes: do not also complain that the plan has no name.
-    let unparsable = diags.iter().any(|d| d.code == "zdd::kdl-syntax");
+    let unparsable = diags.iter().any(|d| d.code == Code::KdlSyntax);
     if c.plan.is_empty() && !unparsable {
         diags.push(
-            Diagnostic::error("zdd::missing-plan", "the plan has no name")
+            Diagnostic::error(Code::MissingPlan, "the plan has no name")
                 .at(Span::new(FileId(0), 0, 0), "expected `plan \"name\"` in this file")
                 .help("add `plan \"myapp\"` at the top of the main plan file"),
         );
@@ -149,10 +157,10 @@ pub fn validate(
     // Variables (phase one: the plan's own, with `plan_dir`).
     let plan_dir = vars::plan_dir_string(base_dir);
     let mut interp = Interpolator::new(&loaded.sources);
-    interp.set("plan_dir", plan_dir.clone());
-    let decls = vars::pick_declarations(c.vars, diags);
+    interp.set("plan_dir", plan_dir);
+    let decls = vars::pick_declarations(std::mem::take(&mut c.vars), diags);
     let before = diags.len();
-    let mut variables = vars::resolve(&decls, inputs, &mut interp, diags);
+    let variables = vars::resolve(&decls, inputs, &mut interp, diags);
     let vars_failed = diags.len() > before;
     for d in &decls {
         if !interp.contains(&d.name) {
@@ -169,22 +177,42 @@ pub fn validate(
         .map(PathBuf::from);
     let slots = slots(&c.slots, &interp, diags);
     let state_dir =
-        vars::state_dir(runtime.state_dir.map(Path::to_path_buf).as_ref(), plan_state_dir.as_ref(), base_dir, &name);
+        vars::state_dir(state_dir_override.map(Path::to_path_buf).as_ref(), plan_state_dir.as_ref(), base_dir, &name);
+    let header = PlanHeader { name: name.clone(), slots, state_dir };
+    Some(HeaderPhase { c, name, interp, variables, vars_failed, plan_state_dir, header })
+}
 
-    let header = PlanHeader { name: name.clone(), slots: slots.clone(), state_dir: state_dir.clone() };
+/// Only the plan's header (name, variables, slots, state directory): steps are not checked, so a plan with a
+/// broken step still tells where its state is.
+pub fn header(
+    loaded: &Loaded,
+    base_dir: &Path,
+    inputs: &VarInputs,
+    state_dir_override: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Option<PlanHeader> {
+    header_phase(loaded, base_dir, inputs, state_dir_override, diags).map(|h| h.header)
+}
+
+/// Validate everything loaded against `runtime`'s deploy target (sample values, or the target a run decided:
+/// binding is validating again with real values, from the same loaded text). Returns `None` only when there is
+/// no plan to speak of (no main file).
+// One pass over the plan's sections in their order, collecting every error; splitting it would scatter that order.
+#[allow(clippy::too_many_lines)]
+pub fn validate(
+    loaded: &Loaded,
+    base_dir: &Path,
+    inputs: &VarInputs,
+    runtime: &Runtime<'_>,
+    kinds: &Kinds,
+    diags: &mut Diagnostics,
+) -> Option<Validated> {
+    let HeaderPhase { c, name, mut interp, mut variables, vars_failed, plan_state_dir, header } =
+        header_phase(loaded, base_dir, inputs, runtime.state_dir, diags)?;
+    let PlanHeader { slots, state_dir, .. } = header;
     let target = match runtime.target {
         TargetSource::Sample => Runtime::sample_target(&slots),
         TargetSource::Fixed(t) => t.clone(),
-        TargetSource::Decide(decide) => match decide(&header) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(
-                    Diagnostic::error("zdd::deploy-target", format!("cannot decide what to deploy: {e}"))
-                        .help("check the state directory (`zdd status`)"),
-                );
-                Runtime::sample_target(&slots)
-            }
-        },
     };
     let runtime_vars = vars::runtime_variables(&target, &state_dir, base_dir);
     for v in &runtime_vars {
@@ -226,7 +254,7 @@ pub fn validate(
                     edges.push((i, j));
                 }
             } else {
-                let d = Diagnostic::error("zdd::unknown-step", format!("`needs` names an unknown step `{need}`"))
+                let d = Diagnostic::error(Code::UnknownStep, format!("`needs` names an unknown step `{need}`"))
                     .at(*span, "no step has this name");
                 let names = steps.iter().map(|s| s.name.as_str());
                 diags.push(match did_you_mean(need, names) {
@@ -239,7 +267,7 @@ pub fn validate(
     step_references(&mut steps, &by_name, &name_spans, kinds, &mut edges, diags);
     for cycle in crate::graph::find_cycles(steps.len(), &edges) {
         let path = cycle.iter().map(|&i| steps[i].name.as_str()).collect::<Vec<_>>().join(" -> ");
-        let mut d = Diagnostic::error("zdd::dependency-cycle", format!("dependency cycle: {path}"))
+        let mut d = Diagnostic::error(Code::DependencyCycle, format!("dependency cycle: {path}"))
             .at(name_spans[cycle[0]], "this step ends up needing itself")
             .help("each `a -> b` means a needs b: remove one of these `needs` so the steps can be ordered");
         for &i in &cycle[1..cycle.len() - 1] {
@@ -248,11 +276,11 @@ pub fn validate(
         diags.push(d);
     }
 
-    // Kind-specific checks across fields, once the step is complete.
+    // Kind-specific checks across fields, once the step is complete; then the kind's typed settings, built once.
     if !vars_failed {
-        for s in steps.iter().filter(|s| clean[s.id.0]) {
+        for s in steps.iter_mut().filter(|s| clean[s.id.0]) {
             if let Some(kind) = kinds.get(&s.kind) {
-                kind.check(s, diags);
+                crate::settings::check_and_build(kind.as_ref(), s, base_dir, diags);
             }
         }
     }
@@ -291,7 +319,7 @@ fn step_references(
                 let Some(target) = occurrence.value.as_ref().and_then(Value::as_str) else { continue };
                 let Some(&j) = by_name.get(target) else {
                     let d = Diagnostic::error(
-                        "zdd::unknown-step",
+                        Code::UnknownStep,
                         format!("`{}` names an unknown step `{target}`", field.name),
                     )
                     .at(occurrence.span, "no step has this name");
@@ -314,7 +342,7 @@ fn step_references(
                         .collect();
                     diags.push(
                         Diagnostic::error(
-                            "zdd::wrong-step-kind",
+                            Code::WrongStepKind,
                             format!(
                                 "`{}` must name a {} step, and `{target}` is a {} step",
                                 field.name,
@@ -349,7 +377,7 @@ fn header_string(nodes: &[&RawNode], what: &str, _required: bool, diags: &mut Di
     let first = nodes.first()?;
     for again in &nodes[1..] {
         diags.push(
-            Diagnostic::error("zdd::duplicate-node", format!("`{what}` is given twice"))
+            Diagnostic::error(Code::DuplicateNode, format!("`{what}` is given twice"))
                 .at(again.name_span, "given again here")
                 .related(first.name_span, "first given here")
                 .help(format!("keep one `{what}`")),
@@ -362,7 +390,7 @@ fn header_string(nodes: &[&RawNode], what: &str, _required: bool, diags: &mut Di
     };
     if let Some(extra) = first.args.get(1) {
         diags.push(
-            Diagnostic::error("zdd::extra-argument", format!("`{what}` takes one value"))
+            Diagnostic::error(Code::ExtraArgument, format!("`{what}` takes one value"))
                 .at(extra.span, "extra argument")
                 .help(format!("write `{what} \"...\"` with a single string")),
         );
@@ -371,7 +399,7 @@ fn header_string(nodes: &[&RawNode], what: &str, _required: bool, diags: &mut Di
         Scalar::Str(s) if !s.is_empty() => Some((s.clone(), arg.span)),
         Scalar::Str(_) => {
             diags.push(
-                Diagnostic::error("zdd::empty-value", format!("`{what}` is empty"))
+                Diagnostic::error(Code::EmptyValue, format!("`{what}` is empty"))
                     .at(arg.span, "empty")
                     .help(format!("give `{what}` a value")),
             );
@@ -403,7 +431,7 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
     };
     for again in &nodes[1..] {
         diags.push(
-            Diagnostic::error("zdd::duplicate-node", "`slots` is given twice")
+            Diagnostic::error(Code::DuplicateNode, "`slots` is given twice")
                 .at(again.name_span, "given again here")
                 .related(first.name_span, "first given here")
                 .help("keep one `slots`"),
@@ -421,7 +449,7 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
         };
         if !valid_step_name(&value) {
             diags.push(
-                Diagnostic::error("zdd::bad-slot", format!("slot `{value}` is not a plain word"))
+                Diagnostic::error(Code::BadSlot, format!("slot `{value}` is not a plain word"))
                     .at(arg.span, "not a plain word")
                     .help("slots name files, units and sockets: use letters, digits, `-`, `_` or `.`"),
             );
@@ -429,7 +457,7 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
         }
         if out.contains(&value) {
             diags.push(
-                Diagnostic::error("zdd::bad-slot", format!("slot `{value}` is given twice"))
+                Diagnostic::error(Code::BadSlot, format!("slot `{value}` is given twice"))
                     .at(arg.span, "same as another slot")
                     .help("the two slots must differ: deploys alternate between them"),
             );
@@ -439,7 +467,7 @@ fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics)
     }
     if first.args.len() != 2 {
         diags.push(
-            Diagnostic::error("zdd::bad-slot", format!("`slots` takes two values, not {}", first.args.len()))
+            Diagnostic::error(Code::BadSlot, format!("`slots` takes two values, not {}", first.args.len()))
                 .at(first.span, "expected two slots")
                 .help(
                     "write `slots \"a\" \"b\"` (or ports: `slots \"8001\" \"8002\"`): deploys alternate between them",
@@ -458,7 +486,7 @@ fn plan_defaults(nodes: &[(&RawNode, usize)], interp: &Interpolator<'_>, diags: 
     for (node, depth) in sorted {
         if let Some(first) = seen_at_depth.get(depth) {
             diags.push(
-                Diagnostic::error("zdd::duplicate-node", "`defaults` is given twice")
+                Diagnostic::error(Code::DuplicateNode, "`defaults` is given twice")
                     .at(node.name_span, "given again here")
                     .related(*first, "first given here")
                     .help("merge the two `defaults` blocks into one"),
@@ -468,7 +496,7 @@ fn plan_defaults(nodes: &[(&RawNode, usize)], interp: &Interpolator<'_>, diags: 
         seen_at_depth.insert(*depth, node.name_span);
         for arg in &node.args {
             diags.push(
-                Diagnostic::error("zdd::extra-argument", "`defaults` takes no arguments")
+                Diagnostic::error(Code::ExtraArgument, "`defaults` takes no arguments")
                     .at(arg.span, "unexpected")
                     .help("write `defaults { timeout \"2m\"; retry attempts=2 }`"),
             );
@@ -488,7 +516,7 @@ fn plan_defaults(nodes: &[(&RawNode, usize)], interp: &Interpolator<'_>, diags: 
                 }
                 "retry" => fields::retry(child, &mut policy.retry, &mut ctx),
                 other => {
-                    let d = Diagnostic::error("zdd::unknown-field", format!("unknown field `{other}` in `defaults`"))
+                    let d = Diagnostic::error(Code::UnknownField, format!("unknown field `{other}` in `defaults`"))
                         .at(child.name_span, "not a default");
                     diags.push(match did_you_mean(other, ["timeout", "retry"]) {
                         Some(s) => d.help(format!("did you mean `{s}`? `defaults` holds `timeout` and `retry`")),
@@ -523,21 +551,21 @@ fn step(
     };
     if let Some(extra) = node.args.get(1) {
         ctx.diags.push(
-            Diagnostic::error("zdd::extra-argument", "`step` takes one name")
+            Diagnostic::error(Code::ExtraArgument, "`step` takes one name")
                 .at(extra.span, "extra argument")
                 .help("write `step \"name\" kind=\"...\" { ... }`"),
         );
     }
     if !valid_step_name(name) {
         ctx.diags.push(
-            Diagnostic::error("zdd::bad-step-name", format!("`{name}` is not a valid step name"))
+            Diagnostic::error(Code::BadStepName, format!("`{name}` is not a valid step name"))
                 .at(name_arg.span, "invalid name")
                 .help("use letters, digits, `-`, `_` and `.`: step names become journal keys and file names"),
         );
     }
     if let Some(&first) = by_name.get(name) {
         ctx.diags.push(
-            Diagnostic::error("zdd::duplicate-step", format!("there are two steps named `{name}`"))
+            Diagnostic::error(Code::DuplicateStep, format!("there are two steps named `{name}`"))
                 .at(name_arg.span, "second step with this name")
                 .related(name_spans[first], "first step with this name")
                 .help("rename one of them; step names must be unique across the plan and its includes"),
@@ -552,7 +580,7 @@ fn step(
         }
         None => {
             ctx.diags.push(
-                Diagnostic::error("zdd::missing-kind", format!("step `{name}` has no kind"))
+                Diagnostic::error(Code::MissingKind, format!("step `{name}` has no kind"))
                     .at(name_arg.span, "no `kind=`")
                     .help(format!("add `kind=\"...\"`; the kinds are: {}", kind_list(kinds))),
             );
@@ -562,7 +590,7 @@ fn step(
     let spec = kind_name.and_then(|(k, span)| {
         let spec = kinds.spec(k);
         if spec.is_none() {
-            let d = Diagnostic::error("zdd::unknown-kind", format!("unknown step kind `{k}`")).at(span, "no such kind");
+            let d = Diagnostic::error(Code::UnknownKind, format!("unknown step kind `{k}`")).at(span, "no such kind");
             let list = kind_list(kinds);
             ctx.diags.push(match did_you_mean(k, kinds.names()) {
                 Some(s) => d.help(format!("did you mean `{s}`? `zdd kinds` lists every kind")),
@@ -622,6 +650,7 @@ fn step(
         needs: Vec::new(),
         policy,
         fields: field_map,
+        settings: crate::settings::StepSettings::default(),
         description,
         span: node.span,
     };
@@ -637,7 +666,7 @@ fn kind_list(kinds: &Kinds) -> String {
 fn no_block(node: &RawNode, diags: &mut Diagnostics) {
     if node.has_block {
         diags.push(
-            Diagnostic::error("zdd::unexpected-block", format!("`{}` takes no `{{ ... }}` block", node.name))
+            Diagnostic::error(Code::UnexpectedBlock, format!("`{}` takes no `{{ ... }}` block", node.name))
                 .at(node.name_span, "has a block")
                 .help("remove the braces and what is inside them"),
         );
@@ -645,17 +674,17 @@ fn no_block(node: &RawNode, diags: &mut Diagnostics) {
 }
 
 pub(crate) fn missing_argument(node: &RawNode, message: &str, help: &str) -> Diagnostic {
-    Diagnostic::error("zdd::missing-argument", message.to_owned()).at(node.name_span, "argument missing").help(help)
+    Diagnostic::error(Code::MissingArgument, message.to_owned()).at(node.name_span, "argument missing").help(help)
 }
 
 pub(crate) fn wrong_type(value: &RawValue, expected: &str, help: &str) -> Diagnostic {
-    Diagnostic::error("zdd::wrong-type", format!("expected {expected}, found {}", value.value.describe()))
+    Diagnostic::error(Code::WrongType, format!("expected {expected}, found {}", value.value.describe()))
         .at(value.span, format!("expected {expected}"))
         .help(help)
 }
 
 pub(crate) fn duplicate_field(node: &RawNode, first: Span) -> Diagnostic {
-    Diagnostic::error("zdd::duplicate-field", format!("`{}` is given twice", node.name))
+    Diagnostic::error(Code::DuplicateField, format!("`{}` is given twice", node.name))
         .at(node.name_span, "given again here")
         .related(first, "first given here")
         .help(format!("`{}` may appear once: keep one", node.name))

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use handlebars::{Handlebars, RenderErrorReason};
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::model::{VarOrigin, Variable};
 use crate::plan::raw::RawValue;
 use crate::plan::suggest::did_you_mean;
@@ -71,7 +71,7 @@ pub fn pick_declarations(decls: Vec<VarDecl>, diags: &mut Diagnostics) -> Vec<Va
     for decl in decls {
         if RUNTIME_VARS.contains(&decl.name.as_str()) {
             diags.push(
-                Diagnostic::error("zdd::reserved-var", format!("`{}` is a runtime variable", decl.name))
+                Diagnostic::error(Code::ReservedVar, format!("`{}` is a runtime variable", decl.name))
                     .at(decl.name_span, "reserved name")
                     .help(format!(
                         "the engine sets {} for each run; use `{{{{{}}}}}` without declaring it, or pick another name",
@@ -83,7 +83,7 @@ pub fn pick_declarations(decls: Vec<VarDecl>, diags: &mut Diagnostics) -> Vec<Va
         }
         if !valid_name(&decl.name) {
             diags.push(
-                Diagnostic::error("zdd::bad-var-name", format!("`{}` is not a valid variable name", decl.name))
+                Diagnostic::error(Code::BadVarName, format!("`{}` is not a valid variable name", decl.name))
                     .at(decl.name_span, "invalid name")
                     .help("use letters, digits and `_`, starting with a letter (it also names ZDD_VAR_<NAME>)"),
             );
@@ -98,7 +98,7 @@ pub fn pick_declarations(decls: Vec<VarDecl>, diags: &mut Diagnostics) -> Vec<Va
                 let first = &winners[i];
                 if first.file == decl.file || first.depth == decl.depth {
                     diags.push(
-                        Diagnostic::error("zdd::duplicate-var", format!("variable `{}` is declared twice", decl.name))
+                        Diagnostic::error(Code::DuplicateVar, format!("variable `{}` is declared twice", decl.name))
                             .at(decl.name_span, "declared again here")
                             .related(first.name_span, "first declared here")
                             .help("remove one of the declarations (a file that includes another may override it)"),
@@ -245,7 +245,7 @@ impl<'a> Interpolator<'a> {
                     Err(Box::new((self.undefined(&name, span), Some(name))))
                 }
                 _ => Err(Box::new((
-                    Diagnostic::error("zdd::bad-template", format!("cannot interpolate this string: {}", e.reason()))
+                    Diagnostic::error(Code::BadTemplate, format!("cannot interpolate this string: {}", e.reason()))
                         .at(span, "here")
                         .help("write variables as `{{name}}`; a literal `{{` is written `\\{{`"),
                     None,
@@ -288,11 +288,11 @@ impl<'a> Interpolator<'a> {
     fn undefined(&self, name: &str, span: Span) -> Diagnostic {
         let span = self.narrow(span, name);
         if let Some((_, why)) = self.unavailable.iter().find(|(n, _)| *n == name) {
-            return Diagnostic::error("zdd::undefined-var", format!("variable `{name}` is not available here"))
+            return Diagnostic::error(Code::UndefinedVar, format!("variable `{name}` is not available here"))
                 .at(span, "not available here")
                 .help(*why);
         }
-        let d = Diagnostic::error("zdd::undefined-var", format!("undefined variable `{name}`")).at(span, "not defined");
+        let d = Diagnostic::error(Code::UndefinedVar, format!("undefined variable `{name}`")).at(span, "not defined");
         let names = self.values.keys().map(String::as_str);
         match did_you_mean(name, names) {
             Some(s) => d.help(format!("did you mean `{s}`? Or declare it: `var \"{name}\" \"value\"`")),
@@ -364,13 +364,13 @@ pub fn resolve(
     for arg in &inputs.cli {
         let Some((name, value)) = arg.split_once('=') else {
             diags.push(
-                Diagnostic::error("zdd::bad-var-arg", format!("`--var {arg}` is not NAME=VALUE"))
+                Diagnostic::error(Code::BadVarArg, format!("`--var {arg}` is not NAME=VALUE"))
                     .help("write `--var name=value`, e.g. `--var app=shop`"),
             );
             continue;
         };
         if !decls.iter().any(|d| d.name == name) {
-            let d = Diagnostic::error("zdd::unknown-var", format!("`--var {name}=...` names no variable of the plan"));
+            let d = Diagnostic::error(Code::UnknownVar, format!("`--var {name}=...` names no variable of the plan"));
             let declared = decls.iter().map(|d| d.name.as_str());
             diags.push(match did_you_mean(name, declared) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
@@ -414,7 +414,7 @@ pub fn resolve(
             let Some(text) = default.value.text() else {
                 failures.insert(
                     decl.name.clone(),
-                    Diagnostic::error("zdd::wrong-type", format!("the default of `{}` is #null", decl.name))
+                    Diagnostic::error(Code::WrongType, format!("the default of `{}` is #null", decl.name))
                         .at(default.span, "not a value")
                         .help("give a string, or leave the default out to require a value"),
                 );
@@ -422,6 +422,7 @@ pub fn resolve(
             };
             match interp.render_missing(&text, default.span) {
                 Ok(v) => {
+                    let v = clean_path(&v);
                     interp.set(decl.name.clone(), v.clone());
                     interp.set_provenance(
                         decl.name.clone(),
@@ -449,7 +450,7 @@ pub fn resolve(
     for decl in pending {
         let span = decl.default.as_ref().map_or(decl.name_span, |d| d.span);
         failures.entry(decl.name.clone()).or_insert_with(|| {
-            Diagnostic::error("zdd::var-cycle", format!("the default of `{}` depends on itself", decl.name))
+            Diagnostic::error(Code::VarCycle, format!("the default of `{}` depends on itself", decl.name))
                 .at(span, "refers back to this variable")
                 .help("variables' defaults refer to each other in a circle: give one of them a plain value")
         });
@@ -478,7 +479,7 @@ pub fn resolve(
 }
 
 fn no_value(decl: &VarDecl) -> Diagnostic {
-    Diagnostic::error("zdd::var-no-value", format!("variable `{}` has no value", decl.name))
+    Diagnostic::error(Code::VarNoValue, format!("variable `{}` has no value", decl.name))
         .at(decl.name_span, "declared without a default")
         .help(format!(
             "give it one with `--var {}=VALUE` or the environment variable ZDD_VAR_{}, or add a default: `var \"{}\" \"value\"`",
@@ -522,9 +523,26 @@ pub fn plan_dir_string(base_dir: &std::path::Path) -> String {
 pub fn state_dir(cli: Option<&PathBuf>, plan: Option<&PathBuf>, base_dir: &std::path::Path, name: &str) -> PathBuf {
     match (cli, plan) {
         (Some(p), _) => p.clone(),
-        (None, Some(p)) if p.is_absolute() => p.clone(),
-        (None, Some(p)) => base_dir.join(p),
+        (None, Some(p)) if p.is_absolute() => crate::plan::load::normalize(p),
+        (None, Some(p)) => crate::plan::load::normalize(&base_dir.join(p)),
         (None, None) => PathBuf::from("/var/lib/zdd").join(name),
+    }
+}
+
+/// A variable's value that is one absolute path, with `.` and `..` resolved by name (`/srv/plans/../app` is
+/// `/srv/app`), so previews, messages and the files zdd writes show the path a person would write. Such values
+/// are mostly `{{plan_dir}}/..`, and `plan_dir` is the working directory's physical path, so the parent by
+/// name is the real parent. Anything else (several words, a URL, a relative path) is left as it is.
+pub fn clean_path(value: &str) -> String {
+    let single_path = value.starts_with('/') && !value.contains(char::is_whitespace);
+    let needs_cleaning =
+        value.contains("/./") || value.contains("/../") || value.ends_with("/..") || value.ends_with("/.");
+    if single_path && needs_cleaning {
+        let cleaned = crate::plan::load::normalize(std::path::Path::new(value)).display().to_string();
+        // Keep a trailing slash (`static_url`-like values and directories written as `dir/`).
+        if value.ends_with('/') && !cleaned.ends_with('/') { format!("{cleaned}/") } else { cleaned }
+    } else {
+        value.to_owned()
     }
 }
 
@@ -553,6 +571,17 @@ mod tests {
         let mut diags = Diagnostics::new();
         let vars = resolve(decls, inputs, &mut interp, &mut diags);
         (vars, diags)
+    }
+
+    #[test]
+    fn absolute_paths_in_values_are_cleaned_by_name() {
+        assert_eq!(clean_path("/work/zdd/plans/../.zdd/demo"), "/work/zdd/.zdd/demo");
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c/");
+        assert_eq!(clean_path("/a/b/.."), "/a");
+        // Not one absolute path: left alone.
+        assert_eq!(clean_path("nginx -p /a/../b"), "nginx -p /a/../b");
+        assert_eq!(clean_path("../shared"), "../shared");
+        assert_eq!(clean_path("http://x/a/../b"), "http://x/a/../b");
     }
 
     fn value<'a>(vars: &'a [Variable], name: &str) -> (&'a str, VarOrigin) {
@@ -599,7 +628,7 @@ mod tests {
         );
         assert_eq!(picked.len(), 2);
         assert_eq!(picked[0].default.as_ref().unwrap().value, Scalar::Str("main".into()));
-        assert_eq!(diags.iter().map(|d| d.code).collect::<Vec<_>>(), ["zdd::duplicate-var"]);
+        assert_eq!(diags.iter().map(|d| d.code).collect::<Vec<_>>(), [Code::DuplicateVar]);
     }
 
     #[test]
@@ -609,11 +638,8 @@ mod tests {
         let (_, diags) = resolve_all(&decls, &inputs);
         let mut codes: Vec<_> = diags.iter().map(|d| d.code).collect();
         codes.sort_unstable();
-        assert_eq!(
-            codes,
-            ["zdd::bad-var-arg", "zdd::unknown-var", "zdd::var-cycle", "zdd::var-cycle", "zdd::var-no-value"]
-        );
-        let unknown = diags.iter().find(|d| d.code == "zdd::unknown-var").unwrap();
+        assert_eq!(codes, [Code::BadVarArg, Code::UnknownVar, Code::VarCycle, Code::VarCycle, Code::VarNoValue]);
+        let unknown = diags.iter().find(|d| d.code == Code::UnknownVar).unwrap();
         assert!(unknown.span.is_none());
         assert!(unknown.help.as_deref().unwrap().contains("`key`"), "{:?}", unknown.help);
     }
@@ -623,10 +649,10 @@ mod tests {
         let mut diags = Diagnostics::new();
         let picked = pick_declarations(vec![decl("release", Some("x"), 0, 0, 0)], &mut diags);
         assert!(picked.is_empty());
-        assert_eq!(diags.iter().next().unwrap().code, "zdd::reserved-var");
+        assert_eq!(diags.iter().next().unwrap().code, Code::ReservedVar);
         let (_, diags) = resolve_all(&[decl("d", Some("/r/{{release}}"), 0, 0, 0)], &VarInputs::default());
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "zdd::undefined-var");
+        assert_eq!(d.code, Code::UndefinedVar);
         assert!(d.message.contains("not available"));
     }
 

@@ -127,7 +127,7 @@ fn step_text(out: &mut String, s: &StepPreview, color: bool) {
         }
         Effect::Reversible => {
             for u in &s.undo {
-                let _ = writeln!(out, "      undo: {}", action_words(u));
+                lines_under(out, "      ", &format!("undo: {}", action_words(u)));
             }
         }
     }
@@ -157,8 +157,22 @@ fn action_text(out: &mut String, a: &ActionPreview, color: bool) {
                 let _ = writeln!(out, "        {painted}");
             }
         }
-        (action, _) => {
-            let _ = writeln!(out, "      {}", action_words(action));
+        (action, _) => lines_under(out, "      ", &action_words(action)),
+    }
+}
+
+/// Write `text` at `indent`, its further lines (a multi-line script) aligned under its first word's text, so
+/// they read as part of the step: `run: set -eu` then `     mkdir ...` under `set`.
+fn lines_under(out: &mut String, indent: &str, text: &str) {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let _ = writeln!(out, "{indent}{first}");
+    let hang = first.find(": ").map_or(2, |i| i + 2);
+    for line in lines {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "{indent}{:hang$}{line}", "");
         }
     }
 }
@@ -193,4 +207,23 @@ fn duration(ms: u128) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines_under;
+
+    #[test]
+    fn a_multi_line_script_stays_under_its_step() {
+        let mut out = String::new();
+        lines_under(&mut out, "      ", "run: set -eu\nmkdir -p /srv/a\n\nif true; then\n    echo ok\nfi");
+        insta::assert_snapshot!(out, @r"
+              run: set -eu
+                   mkdir -p /srv/a
+
+                   if true; then
+                       echo ok
+                   fi
+        ");
+    }
 }

@@ -103,6 +103,7 @@ pub(crate) fn deployed_run() -> Vec<Stamped> {
                 error: None,
             },
         ),
+        (70_000, Event::Serving { step: "build".into(), url: "http://127.0.0.1:8080".into() }),
         (
             70_001,
             Event::RunFinished {

@@ -80,6 +80,7 @@ pub fn describe(event: &Event) -> Option<String> {
             format!("undo {step}: FAILED: {}", error.as_deref().unwrap_or("unknown error"))
         }
         Event::Warning { message } => format!("warning: {message}"),
+        Event::Serving { step, url } => format!("{step}: the new release answers at {url}"),
         Event::RunFinished { .. } => return None,
     })
 }

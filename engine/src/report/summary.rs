@@ -14,6 +14,8 @@ pub struct Summary {
     undo_errors: BTreeMap<String, String>,
     /// Why the run stopped.
     cause: Option<String>,
+    /// Where the new release answered its smoke checks.
+    serving: Option<String>,
 }
 
 /// The word for a step's final state.
@@ -36,6 +38,7 @@ impl Summary {
         match event {
             Event::RunStarted { release, .. } => self.release = Some(release.clone()),
             Event::RollbackStarted { cause } => self.cause = Some(cause.clone()),
+            Event::Serving { url, .. } => self.serving = Some(url.clone()),
             Event::UndoFinished { step, ok: false, error, .. } => {
                 self.undo_errors.insert(step.clone(), error.clone().unwrap_or_default());
             }
@@ -55,7 +58,12 @@ impl Summary {
         lines.push(String::new());
         let release = self.release.as_deref().unwrap_or("?");
         match outcome {
-            Outcome::Deployed => lines.push(format!("Deployed release {release} in {}.", human_ms(duration_ms))),
+            Outcome::Deployed => {
+                lines.push(format!("Deployed release {release} in {}.", human_ms(duration_ms)));
+                if let Some(url) = &self.serving {
+                    lines.push(format!("Serving at {url}"));
+                }
+            }
             Outcome::RolledBack => {
                 lines.push(format!(
                     "Release {release} was not deployed: {}; every change was rolled back ({}).",

@@ -135,6 +135,7 @@ fn step(id: usize, name: &str, needs: &[usize], fields: &[(&str, Value)]) -> Ste
             retry: Retry { attempts: 1, backoff: Duration::from_millis(10), jitter: Duration::from_millis(5) },
         },
         fields: Fields { map },
+        settings: crate::settings::StepSettings::default(),
         description: None,
         span,
     }

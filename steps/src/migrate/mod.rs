@@ -17,15 +17,15 @@ mod schema;
 pub mod sql;
 
 use async_trait::async_trait;
+use zdd_engine::diag::Diagnostics;
 use zdd_engine::host::Output;
-use zdd_engine::kind::{
-    DeployTarget, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts,
-};
-use zdd_engine::plan::{Step, Value};
+use zdd_engine::kind::{DeployTarget, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
+use zdd_engine::plan::Value;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{quiet, req_path, tail};
-use crate::manage::{ENV_FILE, Manage, PYTHON, ROOT, SETTINGS, release_dir};
+use crate::common::{quiet, tail};
+use crate::manage::{ENV_FILE, Manage, ManageSettings, PYTHON, ROOT, SETTINGS, release_dir};
 use failure::PythonError;
 use gate::{Dialect, Finding, Gate};
 use inspect::Pending;
@@ -58,13 +58,15 @@ static SPEC: KindSpec = KindSpec {
     undo: "Nothing: migrations are forward-only (the gate makes sure the old release works with the new schema).",
 };
 
-fn allowed(step: &Step) -> Vec<String> {
-    step.fields
-        .all("allow")
-        .iter()
-        .filter_map(|f| f.value.as_ref().and_then(Value::as_str))
-        .map(str::to_owned)
-        .collect()
+/// A migrate step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    manage: ManageSettings,
+    /// `None`: ask Django (`auto`).
+    database: Option<Dialect>,
+    alias: String,
+    /// Migrations let through although unsafe.
+    allow: Vec<String>,
 }
 
 /// The gate's verdict on a set of findings, after the plan's `allow`s.
@@ -117,11 +119,9 @@ fn judged_note(target: &DeployTarget) -> String {
 }
 
 /// The live release's directory, to compare migration files with (none on a first deploy or a redeploy of it).
-fn live_release_dir(step: &Step, ctx: &StepCtx) -> Result<Option<std::path::PathBuf>, StepError> {
-    let Some(live) = ctx.target.live_release.as_deref().filter(|l| *l != ctx.target.release) else {
-        return Ok(None);
-    };
-    Ok(Some(release_dir(&ctx.resolve(&req_path(step, "root")?), live)))
+fn live_release_dir(s: &Settings, ctx: &StepCtx) -> Option<std::path::PathBuf> {
+    let live = ctx.target.live_release.as_deref().filter(|l| *l != ctx.target.release)?;
+    Some(release_dir(&s.manage.root, live))
 }
 
 /// Migrations the live release ships but that were never applied: not judged (its code expects them), but odd.
@@ -147,30 +147,49 @@ fn report_known_to_live(ctx: &StepCtx, migrations: &[Pending]) {
 }
 
 #[async_trait]
-impl StepKind for Migrate {
+impl TypedKind for Migrate {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
     }
 
-    async fn preflight(
-        &self,
-        step: &Step,
-        ctx: &zdd_engine::preflight::PreflightCtx,
-    ) -> Vec<zdd_engine::preflight::Finding> {
-        crate::preflight::django_step(step, ctx).await
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            manage: ManageSettings::from_fields(ctx)?,
+            database: match ctx.str("database") {
+                Some("postgresql") => Some(Dialect::Postgres),
+                Some("sqlite") => Some(Dialect::Sqlite),
+                _ => None,
+            },
+            alias: ctx.str("db-alias").unwrap_or("default").to_owned(),
+            allow: ctx
+                .all("allow")
+                .iter()
+                .filter_map(|f| f.value.as_ref().and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect(),
+        })
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let m = Manage::describe(step, &ctx.target, |p| ctx.resolve(p))?;
-        let alias = step.fields.str("db-alias").unwrap_or("default");
+    async fn preflight(
+        &self,
+        s: &Settings,
+        ctx: &zdd_engine::preflight::PreflightCtx,
+    ) -> Vec<zdd_engine::preflight::Finding> {
+        crate::preflight::django_step(s.manage.env_file.as_deref(), s.manage.settings.as_deref(), ctx).await
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let m = Manage::describe(&s.manage, &ctx.target);
+        let alias = s.alias.as_str();
         let mut actions = vec![PlannedAction::Note {
             text: "list unapplied migrations (migrate --plan) and their SQL (sqlmigrate); refuse unsafe operations"
                 .into(),
         }];
         actions.push(PlannedAction::Note { text: judged_note(&ctx.target) });
-        let allow = allowed(step);
-        if !allow.is_empty() {
-            actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", allow.join(", ")) });
+        if !s.allow.is_empty() {
+            actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", s.allow.join(", ")) });
         }
         actions
             .push(PlannedAction::Run { command: m.command(&["migrate", "--noinput", "--database", alias]).display() });
@@ -183,10 +202,10 @@ impl StepKind for Migrate {
         })
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let m = Manage::load(step, ctx).await?;
-        let alias = step.fields.str("db-alias").unwrap_or("default").to_owned();
-        let live_dir = live_release_dir(step, ctx)?.map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let m = Manage::load(&s.manage, ctx).await?;
+        let alias = s.alias.clone();
+        let live_dir = live_release_dir(s, ctx).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
         let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone()).arg(live_dir)).await?;
         if !out.success() {
             return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
@@ -197,10 +216,9 @@ impl StepKind for Migrate {
             ctx.message("no unapplied migrations");
             return Ok(());
         }
-        let dialect = match step.fields.str("database").unwrap_or("auto") {
-            "postgresql" => Dialect::Postgres,
-            "sqlite" => Dialect::Sqlite,
-            _ => Dialect::from_vendor(&found.vendor).ok_or_else(|| {
+        let dialect = match s.database {
+            Some(dialect) => dialect,
+            None => Dialect::from_vendor(&found.vendor).ok_or_else(|| {
                 StepError::fatal(format!(
                     "the migration gate knows PostgreSQL and SQLite, not `{}`: set `database` to the closest dialect",
                     found.vendor
@@ -232,7 +250,7 @@ impl StepKind for Migrate {
                 "nothing is live (first deploy): no old release can break, so the gate refuses nothing{}",
                 if findings.is_empty() { String::new() } else { format!(" ({} finding(s) above)", findings.len()) }
             ));
-        } else if let Some(refused) = refusal(&findings, &allowed(step)) {
+        } else if let Some(refused) = refusal(&findings, &s.allow) {
             return Err(refused);
         }
         for f in findings.iter().filter(|_| ctx.target.live_release.is_some()) {

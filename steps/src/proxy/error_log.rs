@@ -1,10 +1,9 @@
 //! Nginx's error log as evidence: where it ended when a check started, and what Nginx appended while the check
 //! ran, for the detail of a failed proxy confirmation or smoke check (the `connect() ... failed` behind a 502).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use zdd_engine::kind::StepCtx;
-use zdd_engine::plan::Step;
 
 /// Nginx's error log from a point on: what it wrote while a check ran (the `connect() ... failed (13:
 /// Permission denied)` behind a 502).
@@ -15,8 +14,8 @@ pub struct ErrorLog {
 
 impl ErrorLog {
     /// Start watching the step's `error-log`, if it has one.
-    pub async fn open(step: &Step, ctx: &StepCtx) -> Option<Self> {
-        let path = step.fields.path("error-log").filter(|p| !p.as_os_str().is_empty()).map(|p| ctx.resolve(&p))?;
+    pub async fn open(path: Option<&Path>, ctx: &StepCtx) -> Option<Self> {
+        let path = path?.to_path_buf();
         let from = ctx.host.read_file(&path).await.ok().flatten().map_or(0, |b| b.len());
         Some(Self { path, from })
     }

@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use zdd_engine::diag::{Diagnostic, Diagnostics};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::access::Need;
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{Backoff, from_facts, opt_str, sleep, to_facts};
+use crate::common::{Backoff, from_facts, sleep, to_facts};
 use crate::health_gate::HOST;
 use crate::manage::ROOT;
 use crate::origin::OriginFilter;
@@ -115,23 +116,41 @@ struct Facts {
     nginx: Option<Nginx>,
 }
 
+/// A proxy-switch step's settings: the switch itself ([`Nginx`], what its undo facts record) and the
+/// confirmation after it.
+#[derive(Debug)]
+pub struct Settings {
+    pub nginx: Nginx,
+    confirm: Option<Confirm>,
+    /// Nginx's error log (absolute): a failed confirmation shows what Nginx wrote meanwhile.
+    error_log: Option<PathBuf>,
+}
+
+/// `confirm`: a URL through the proxy that must answer after the switch.
+#[derive(Debug)]
+struct Confirm {
+    url: String,
+    host: Option<String>,
+    status: u16,
+    contains: Option<String>,
+    within: Duration,
+}
+
 /// GET `confirm` through the proxy until it answers as expected, counting only the answers of the new instance
 /// (`origin`, in port mode: see [`crate::origin`]).
-async fn confirm(step: &Step, ctx: &StepCtx, origin: Option<String>) -> Result<(), StepError> {
-    let Some(url) = opt_str(&step.fields, "confirm") else {
+async fn confirm(s: &Settings, ctx: &StepCtx, origin: Option<String>) -> Result<(), StepError> {
+    let Some(c) = &s.confirm else {
         return Ok(());
     };
-    let url = ProbeUrl::parse(url).map_err(StepError::fatal)?;
-    let status = u16::try_from(step.fields.int("confirm-status").unwrap_or(200)).unwrap_or(200);
-    let contains = opt_str(&step.fields, "confirm-contains");
-    let within = step.fields.duration("confirm-within").unwrap_or(Duration::from_secs(10));
+    let url = ProbeUrl::parse(&c.url).map_err(StepError::fatal)?;
+    let (status, contains, within) = (c.status, c.contains.as_deref(), c.within);
     let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
     let mut filter = OriginFilter::new(origin);
-    let error_log = ErrorLog::open(step, ctx).await;
+    let error_log = ErrorLog::open(s.error_log.as_deref(), ctx).await;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
     loop {
-        let last = match probe::get(&client, &url, opt_str(&step.fields, "host")).await {
+        let last = match probe::get(&client, &url, c.host.as_deref()).await {
             Ok(a) if !filter.admits(&a) => format!("only {} (not the new instance)", filter.describe_ignored()),
             Ok(a) if a.status == status && contains.is_none_or(|c| a.body.contains(c)) => {
                 let ignored = match filter.ignored() {
@@ -173,9 +192,25 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
 }
 
 #[async_trait]
-impl StepKind for ProxySwitch {
+impl TypedKind for ProxySwitch {
+    type Settings = Settings;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        Ok(Settings {
+            nginx: Nginx::from_fields(ctx)?,
+            confirm: ctx.given("confirm").map(|url| Confirm {
+                url: url.to_owned(),
+                host: ctx.given("host").map(str::to_owned),
+                status: u16::try_from(ctx.int("confirm-status").unwrap_or(200)).unwrap_or(200),
+                contains: ctx.given("confirm-contains").map(str::to_owned),
+                within: ctx.duration("confirm-within", Duration::from_secs(10)),
+            }),
+            error_log: ctx.path("error-log"),
+        })
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
@@ -217,35 +252,34 @@ impl StepKind for ProxySwitch {
         };
         if let Some((span, message, label)) = problem {
             diags.push(
-                Diagnostic::error("zdd::proxy-lanes", message)
+                Diagnostic::error(Code::ProxyLanes, message)
                     .at(span, label)
                     .help("write `lanes \"1\" \"2\" \"3\"` and `lane \"1\"` (one of them) in socket mode"),
             );
         }
     }
 
-    async fn preflight(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Finding> {
-        let p = &ctx.preview;
-        let Ok(ngx) = Nginx::from_step(step, |x| p.resolve(x)) else { return vec![] };
+    async fn preflight(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Finding> {
+        let (p, ngx) = (&ctx.preview, &s.nginx);
         let mut found = Vec::new();
         if let Some(f) = crate::preflight::program(p.host.as_ref(), &ngx.nginx[0], "nginx", &ctx.provided).await {
             found.push(f);
             return found;
         }
         let conf_step = ngx.nginx_conf.as_deref().and_then(|c| ctx.provided.path(c));
-        let workers = match workers::workers(&ngx, p.host.as_ref(), conf_step).await {
+        let workers = match workers::workers(ngx, p.host.as_ref(), conf_step).await {
             Ok(w) => w,
             Err(f) => {
                 found.push(f);
                 return found;
             }
         };
-        found.extend(reach_findings(&ngx, p.host.as_ref(), &workers).await);
+        found.extend(reach_findings(ngx, p.host.as_ref(), &workers).await);
         found
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let ngx = &s.nginx;
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -272,18 +306,19 @@ impl StepKind for ProxySwitch {
                 },
             );
         }
-        if let Some(url) = opt_str(&step.fields, "confirm") {
+        if let Some(c) = &s.confirm {
             preview.checks.push(format!(
-                "GET {url} answers {} through the proxy{}",
-                step.fields.int("confirm-status").unwrap_or(200),
+                "GET {} answers {} through the proxy{}",
+                c.url,
+                c.status,
                 OriginFilter::new(ngx.origin(slot)?).from_expected()
             ));
         }
         Ok(preview)
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let ngx = Nginx::from_step(step, |p| ctx.resolve(p))?;
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        let ngx = &s.nginx;
         let slot = &ctx.target.slot;
         let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -303,7 +338,7 @@ impl StepKind for ProxySwitch {
             }
             // The preflight may not have known the workers' user (a config written by an earlier step); the
             // running workers are known now. Refuse before the swap rather than answer 502 after it.
-            if let Ok(workers) = workers::workers(&ngx, ctx.host.as_ref(), None).await
+            if let Ok(workers) = workers::workers(ngx, ctx.host.as_ref(), None).await
                 && let Some(f) = match workers::check(
                     ctx.host.as_ref(),
                     &workers,
@@ -314,7 +349,7 @@ impl StepKind for ProxySwitch {
                 .await
                 {
                     Some(f) => Some(f),
-                    None => reach_findings(&ngx, ctx.host.as_ref(), &workers).await.into_iter().next(),
+                    None => reach_findings(ngx, ctx.host.as_ref(), &workers).await.into_iter().next(),
                 }
             {
                 let detail = f.evidence.iter().map(String::as_str).chain([f.help.as_str()]).collect::<Vec<_>>();
@@ -326,7 +361,7 @@ impl StepKind for ProxySwitch {
             ctx.host.swap_symlink(&link, &target).await?;
             ctx.message(format!("{} -> {}", link.display(), target.display()));
         }
-        confirm(step, ctx, ngx.origin(slot)?).await
+        confirm(s, ctx, ngx.origin(slot)?).await
     }
 
     async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
@@ -369,12 +404,17 @@ mod tests {
         diags.iter().map(|d| format!("{}: {}", d.code, d.message)).collect()
     }
 
-    fn confirm_step(base: &str, within: Duration) -> Step {
-        step(&[
+    /// The settings of a switch that confirms at `base` within `within`.
+    fn confirm_step(base: &str, within: Duration) -> Settings {
+        let step = step(&[
+            ("app", Value::Str("shop".into())),
+            ("root", Value::Path("/srv/shop".into())),
+            ("site-conf", Value::Path("/etc/nginx/sites-enabled/shop.conf".into())),
             ("confirm", Value::Str(format!("{base}/health/"))),
             ("confirm-within", Value::Duration(within)),
             ("host", Value::Str("localhost".into())),
-        ])
+        ]);
+        ProxySwitch.settings(&SettingsCtx::new(&step, std::path::Path::new("/"))).unwrap()
     }
 
     fn ctx() -> StepCtx {

@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 
 use serde_json::json;
+use zdd_engine::diag::Diagnostics;
 use zdd_engine::host::Command;
 use zdd_engine::kind::{StepError, UndoCtx};
-use zdd_engine::plan::Step;
+use zdd_engine::settings::SettingsCtx;
 
-use crate::common::{opt_str, path_text, quiet, req_path, req_str, words};
+use crate::common::{path_text, quiet, words};
 use crate::{origin, templates};
 
 /// How the site's upstream follows the new instance.
@@ -45,25 +46,25 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    pub fn from_step(step: &Step, resolve: impl Fn(&std::path::Path) -> PathBuf) -> Result<Self, StepError> {
-        let f = &step.fields;
-        let nginx = words(f.str("nginx").unwrap_or("nginx"));
+    /// From a proxy-switch step's fields, at validation.
+    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
+        let nginx = words(ctx.str("nginx").unwrap_or("nginx"));
         Ok(Self {
-            app: req_str(step, "app")?.to_owned(),
-            root: resolve(&req_path(step, "root")?),
-            mode: if matches!(f.str("mode"), Some("reload" | "port")) { Mode::Reload } else { Mode::Socket },
-            site_conf: resolve(&req_path(step, "site-conf")?),
-            nginx_conf: f.path("nginx-conf").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
+            app: ctx.required("app")?.to_owned(),
+            root: ctx.required_path("root")?,
+            mode: if matches!(ctx.str("mode"), Some("reload" | "port")) { Mode::Reload } else { Mode::Socket },
+            site_conf: ctx.required_path("site-conf")?,
+            nginx_conf: ctx.path("nginx-conf"),
             nginx: if nginx.is_empty() { vec!["nginx".into()] } else { nginx },
-            pid_file: f.path("pid-file").map_or_else(|| PathBuf::from("/run/nginx.pid"), |x| resolve(&x)),
-            reload: opt_str(f, "reload-command").map(words).filter(|w| !w.is_empty()),
-            template: f.path("template").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
-            listen: f.str("listen").unwrap_or("80").to_owned(),
-            server_name: f.str("server-name").unwrap_or("_").to_owned(),
-            static_dir: f.path("static-dir").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
-            static_url: opt_str(f, "static-url").unwrap_or("/static/").to_owned(),
-            lane: opt_str(f, "lane").map(str::to_owned),
-            lanes: f.strings("lanes"),
+            pid_file: ctx.path("pid-file").unwrap_or_else(|| PathBuf::from("/run/nginx.pid")),
+            reload: ctx.given("reload-command").map(words).filter(|w| !w.is_empty()),
+            template: ctx.path("template"),
+            listen: ctx.str("listen").unwrap_or("80").to_owned(),
+            server_name: ctx.str("server-name").unwrap_or("_").to_owned(),
+            static_dir: ctx.path("static-dir"),
+            static_url: ctx.given("static-url").unwrap_or("/static/").to_owned(),
+            lane: ctx.given("lane").map(str::to_owned),
+            lanes: ctx.strings("lanes"),
         })
     }
 

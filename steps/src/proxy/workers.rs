@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
+use zdd_engine::diag::Code;
 use zdd_engine::host::access::{self, Need, Reach};
 use zdd_engine::host::{Account, Command, Host, UserRef};
 use zdd_engine::preflight::Finding;
@@ -134,7 +135,7 @@ pub async fn workers(ngx: &Nginx, host: &dyn Host, provided_by: Option<&str>) ->
         }
         _ if text.is_none() && provided_by.is_some() => {
             return Err(Finding::warning(
-                "zdd::preflight-nginx-user",
+                Code::PreflightNginxUser,
                 format!(
                     "cannot tell yet which user Nginx's workers run as: {} is written by step `{}`",
                     conf.display(),
@@ -168,7 +169,7 @@ pub async fn workers(ngx: &Nginx, host: &dyn Host, provided_by: Option<&str>) ->
     match host.account(&UserRef::Name(user.clone()), gid).await {
         Ok(Some(account)) => Ok(Workers { account, source }),
         _ => Err(Finding::error(
-            "zdd::preflight-nginx-user",
+            Code::PreflightNginxUser,
             format!("Nginx's workers would run as `{user}`, and this machine has no such user"),
             format!("create the user, or set `user` in {} to one that exists", conf.display()),
         )
@@ -199,7 +200,7 @@ pub async fn check(host: &dyn Host, workers: &Workers, path: &Path, need: Need, 
     };
     Some(
         Finding::error(
-            "zdd::preflight-unreachable",
+            Code::PreflightUnreachable,
             format!(
                 "Nginx's workers (user `{}`) cannot {verb} {what} {}: {} blocks them",
                 workers.account.name,

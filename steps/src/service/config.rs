@@ -1,16 +1,18 @@
-//! A service step's settings, read from its fields, and the names and paths derived from them (unit name, socket,
+//! A service step's settings, parsed from its fields at validation, and the names and paths derived from them (unit name, socket,
 //! pid and log files). Other kinds (`health-gate`, `log-check`, `drain-stop`) name a service step and read its
 //! settings from here, so each fact is written once in a plan. A service with a `lane` (one of several instances
 //! behind the proxy) names everything `<lane>-<slot>` instead of `<slot>`: see [`ServiceConfig::instance_slot`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use zdd_engine::diag::Diagnostics;
 use zdd_engine::host::Command;
 use zdd_engine::kind::StepError;
-use zdd_engine::plan::{Plan, Step};
+use zdd_engine::plan::Plan;
+use zdd_engine::settings::SettingsCtx;
 
-use crate::common::{duration_or, opt_str, path_text, req_path, req_str, words};
+use crate::common::{path_text, words};
 use crate::manage::release_dir;
 
 /// Where the instance listens.
@@ -63,43 +65,41 @@ pub struct ServiceConfig {
 pub const SYSTEMD_PREFIX_ENV: &str = "ZDD_SYSTEMD_PREFIX";
 
 impl ServiceConfig {
-    pub fn from_step(step: &Step, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, StepError> {
-        let f = &step.fields;
-        let prefix = opt_str(f, "systemd-prefix")
+    /// From a service step's fields, at validation (its `check` refused a lane with port listen already).
+    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
+        let prefix = ctx
+            .given("systemd-prefix")
             .map(str::to_owned)
             .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
             .unwrap_or_default();
-        if opt_str(f, "lane").is_some() && f.str("listen") == Some("port") {
-            return Err(StepError::fatal(format!("service `{}`: a `lane` needs `listen \"socket\"`", step.name)));
-        }
-        let unit_dir = f.path("unit-dir").map_or_else(|| PathBuf::from("/etc/systemd/system"), |x| resolve(&x));
+        let unit_dir = ctx.path("unit-dir").unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
         Ok(Self {
-            step: step.name.clone(),
-            app: req_str(step, "app")?.to_owned(),
-            root: resolve(&req_path(step, "root")?),
-            wsgi: req_str(step, "wsgi")?.to_owned(),
-            listen: if f.str("listen") == Some("port") { Listen::Port } else { Listen::Socket },
-            manager: if f.str("manager") == Some("process") { Manager::Process } else { Manager::Systemd },
-            workers: f.int("workers").unwrap_or(3).max(1),
-            timeout: duration_or(f, "worker-timeout", Duration::from_secs(30)),
-            graceful_timeout: duration_or(f, "graceful-timeout", Duration::from_secs(30)),
-            settings: opt_str(f, "settings").map(str::to_owned),
-            env_file: f.path("env-file").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
-            user: opt_str(f, "user").map(str::to_owned),
-            group: opt_str(f, "group").map(str::to_owned),
-            template: f.path("template").filter(|x| !x.as_os_str().is_empty()).map(|x| resolve(&x)),
+            step: ctx.step.name.clone(),
+            app: ctx.required("app")?.to_owned(),
+            root: ctx.required_path("root")?,
+            wsgi: ctx.required("wsgi")?.to_owned(),
+            listen: if ctx.str("listen") == Some("port") { Listen::Port } else { Listen::Socket },
+            manager: if ctx.str("manager") == Some("process") { Manager::Process } else { Manager::Systemd },
+            workers: ctx.int("workers").unwrap_or(3).max(1),
+            timeout: ctx.duration("worker-timeout", Duration::from_secs(30)),
+            graceful_timeout: ctx.duration("graceful-timeout", Duration::from_secs(30)),
+            settings: ctx.given("settings").map(str::to_owned),
+            env_file: ctx.path("env-file"),
+            user: ctx.given("user").map(str::to_owned),
+            group: ctx.given("group").map(str::to_owned),
+            template: ctx.path("template"),
             unit_dir: unit_dir.clone(),
             systemd_prefix: words(&prefix),
-            link_units: match f.str("unit-link") {
+            link_units: match ctx.str("unit-link") {
                 Some("yes") => Some(true),
                 Some("no") => Some(false),
                 _ if super::unit::in_systemd_dir(&unit_dir) => Some(false),
                 _ => None,
             },
-            control_socket: f.bool("control-socket").unwrap_or(true),
-            gunicorn_args: f.strings("gunicorn-args"),
-            venv: f.str("venv").unwrap_or("venv").to_owned(),
-            lane: opt_str(f, "lane").map(str::to_owned),
+            control_socket: ctx.bool("control-socket", true),
+            gunicorn_args: ctx.strings("gunicorn-args"),
+            venv: ctx.str("venv").unwrap_or("venv").to_owned(),
+            lane: ctx.given("lane").map(str::to_owned),
         })
     }
 
@@ -113,13 +113,12 @@ impl ServiceConfig {
         }
     }
 
-    /// The settings of the `service` step named `name` in this plan.
-    pub fn of_step(plan: &Plan, name: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, StepError> {
-        let step = plan
-            .step_by_name(name)
+    /// The settings of the `service` step named `name` in this plan (validation made the reference point at one).
+    pub fn of_step<'p>(plan: &'p Plan, name: &str) -> Result<&'p Self, StepError> {
+        plan.step_by_name(name)
             .filter(|s| s.kind == "service")
-            .ok_or_else(|| StepError::fatal(format!("`{name}` is not a service step of this plan")))?;
-        Self::from_step(step, resolve)
+            .and_then(|s| s.settings.get::<Self>())
+            .ok_or_else(|| StepError::fatal(format!("`{name}` is not a service step of this plan")))
     }
 
     pub fn unit(&self, slot: &str) -> String {

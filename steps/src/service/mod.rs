@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::{Diagnostic, Diagnostics};
-use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::common::{from_facts, sleep, to_facts};
 use crate::manage::{ENV_FILE, ROOT, SETTINGS};
@@ -113,20 +114,22 @@ struct Facts {
     config: ServiceConfig,
 }
 
-fn config_for(step: &Step, ctx: &StepCtx) -> Result<ServiceConfig, StepError> {
-    ServiceConfig::from_step(step, |p| ctx.resolve(p))
-}
-
 #[async_trait]
-impl StepKind for Service {
+impl TypedKind for Service {
+    type Settings = ServiceConfig;
+
     fn spec(&self) -> &'static KindSpec {
         &SPEC
+    }
+
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<ServiceConfig, Diagnostics> {
+        ServiceConfig::from_fields(ctx)
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         if let (Some(lane), Some("port")) = (step.fields.all("lane").first(), step.fields.str("listen")) {
             diags.push(
-                Diagnostic::error("zdd::service-lane", "a `lane` needs `listen \"socket\"`")
+                Diagnostic::error(Code::ServiceLane, "a `lane` needs `listen \"socket\"`")
                     .at(lane.span, "lanes are told apart by their sockets")
                     .help("use `listen \"socket\"` (the default), or drop `lane` for a single instance"),
             );
@@ -135,7 +138,7 @@ impl StepKind for Service {
             (step.fields.all("lane").first(), step.fields.str("lane").and_then(config::lane_name_problem))
         {
             diags.push(
-                Diagnostic::error("zdd::service-lane", problem)
+                Diagnostic::error(Code::ServiceLane, problem)
                     .at(field.span, "it names the unit, the socket and the link")
                     .help("name lanes `1`, `2`, `3` (letters and digits)"),
             );
@@ -144,16 +147,15 @@ impl StepKind for Service {
 
     async fn preflight(
         &self,
-        step: &Step,
+        cfg: &ServiceConfig,
         ctx: &zdd_engine::preflight::PreflightCtx,
     ) -> Vec<zdd_engine::preflight::Finding> {
-        crate::preflight::django_step(step, ctx).await
+        crate::preflight::django_step(cfg.env_file.as_deref(), cfg.settings.as_deref(), ctx).await
     }
 
-    async fn preview(&self, step: &Step, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let cfg = ServiceConfig::from_step(step, |p| ctx.resolve(p))?;
+    async fn preview(&self, cfg: &ServiceConfig, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let slot = &cfg.instance_slot(&ctx.target.slot);
-        let inst = Instance::new(&cfg, &ctx.target.release, slot)?;
+        let inst = Instance::new(cfg, &ctx.target.release, slot)?;
         let mut preview = Preview::default();
         if ctx.target.rollback {
             preview.actions.push(PlannedAction::Note {
@@ -162,7 +164,7 @@ impl StepKind for Service {
         }
         match cfg.manager {
             Manager::Systemd => {
-                let content = unit::render(ctx.host.as_ref(), &cfg, &inst).await?;
+                let content = unit::render(ctx.host.as_ref(), cfg, &inst).await?;
                 preview.actions.push(PlannedAction::Write { path: cfg.unit_file(slot), content, mode: 0o644 });
                 for args in [vec!["daemon-reload".to_owned()], vec!["start".to_owned(), cfg.unit(slot)]] {
                     preview.actions.push(PlannedAction::Run { command: cfg.systemctl(&args).display() });
@@ -185,15 +187,14 @@ impl StepKind for Service {
         Ok(preview)
     }
 
-    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
-        let cfg = config_for(step, ctx)?;
+    async fn run(&self, cfg: &ServiceConfig, ctx: &StepCtx) -> Result<(), StepError> {
         if ctx.target.live_slot.as_deref() == Some(ctx.target.slot.as_str()) {
             let slot = &ctx.target.slot;
             return Err(StepError::fatal(format!("slot {slot} is live: the new instance needs the other slot")));
         }
         let (slot, release) = (&cfg.instance_slot(&ctx.target.slot), &ctx.target.release);
-        let previous_record = instance::read(ctx.host.as_ref(), &cfg, slot).await?;
-        let running = instance::running(ctx, &cfg, slot).await?;
+        let previous_record = instance::read(ctx.host.as_ref(), cfg, slot).await?;
+        let running = instance::running(ctx, cfg, slot).await?;
         if running && previous_record.as_ref().is_some_and(|r| &r.release == release) {
             ctx.message(format!("slot {slot} already runs release {release}: reusing it without a restart"));
             return Ok(());
@@ -213,18 +214,18 @@ impl StepKind for Service {
                 facts.previous_record.as_ref().map(|r| r.release.clone())
             ));
             // Not live, but it may have been until a moment ago (blue-green): let its queue drain first.
-            drain::wait(ctx, &cfg, slot, cfg.graceful_timeout).await?;
-            backend::stop(ctx, &cfg, slot).await?;
+            drain::wait(ctx, cfg, slot, cfg.graceful_timeout).await?;
+            backend::stop(ctx, cfg, slot).await?;
         }
-        let mut inst = Instance::new(&cfg, release, slot)?;
-        if let Err(e) = backend::start(ctx, &cfg, &mut inst).await {
-            let lines = backend::last_lines(ctx, &cfg, slot, 30).await;
+        let mut inst = Instance::new(cfg, release, slot)?;
+        if let Err(e) = backend::start(ctx, cfg, &mut inst).await {
+            let lines = backend::last_lines(ctx, cfg, slot, 30).await;
             return Err(e.with_detail(ctx.redactor.redact(&lines)));
         }
         // Give a broken release a moment to die, so the failure names the service rather than the health check.
         sleep(&ctx.cancel, Duration::from_millis(300)).await?;
-        if !instance::running(ctx, &cfg, slot).await? {
-            let lines = backend::last_lines(ctx, &cfg, slot, 30).await;
+        if !instance::running(ctx, cfg, slot).await? {
+            let lines = backend::last_lines(ctx, cfg, slot, 30).await;
             return Err(StepError::failed(format!("gunicorn in slot {slot} exited right after starting"))
                 .with_detail(ctx.redactor.redact(&lines)));
         }
@@ -260,11 +261,10 @@ impl StepKind for Service {
         Ok(())
     }
 
-    async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
-        let cfg = config_for(step, ctx)?;
+    async fn stop(&self, cfg: &ServiceConfig, ctx: &StepCtx) -> Result<bool, StepError> {
         let mut any = false;
         for slot in ctx.plan.slots.iter().map(|s| cfg.instance_slot(s)) {
-            if backend::stop(ctx, &cfg, &slot).await? {
+            if backend::stop(ctx, cfg, &slot).await? {
                 ctx.message(format!("stopped slot {slot}"));
                 any = true;
             }

@@ -1,0 +1,238 @@
+//! The exact text of each kind of plan diagnostic, as `zdd check` prints it without colour (insta snapshots),
+//! and a plan with five mistakes that gets five diagnostics, each with `file:line:col` and a help line.
+
+#![allow(dead_code)]
+
+use crate::fake_kinds;
+
+use std::path::Path;
+
+use zdd_engine::plan::load::MemoryReader;
+use zdd_engine::plan::{self, Runtime, VarInputs};
+
+/// Read `deploy/prod.kdl` (plus `extra` files) and render its diagnostics as `zdd check` would.
+fn check_files(main: &str, extra: &[(&str, &str)]) -> String {
+    check_files_with(main, extra, &fake_kinds::kinds())
+}
+
+/// Like [`check_files`], with the given kinds (the built-in ones, for a kind's own checks).
+fn check_files_with(main: &str, extra: &[(&str, &str)], kinds: &zdd_engine::kind::Kinds) -> String {
+    let mut reader = MemoryReader::new().with("deploy/prod.kdl", main);
+    for (path, text) in extra {
+        reader = reader.with(*path, *text);
+    }
+    let read = plan::from_sources(
+        Path::new("deploy/prod.kdl"),
+        Path::new("/srv/deploy"),
+        &reader,
+        &VarInputs::default(),
+        &Runtime::sample(),
+        kinds,
+    );
+    match read.result {
+        Ok(_) => "valid".to_owned(),
+        Err(d) => d.render(&read.sources, false),
+    }
+}
+
+fn check(main: &str) -> String {
+    check_files(main, &[])
+}
+
+const HEAD: &str = "plan \"shop\"\n";
+
+#[test]
+fn unknown_node() {
+    insta::assert_snapshot!(check(&format!("{HEAD}stpe \"build\" kind=\"fake\"\n")));
+}
+
+#[test]
+fn unknown_property_did_you_mean() {
+    insta::assert_snapshot!(check(&format!("{HEAD}var \"key\" \"k\" secrte=#true\n")));
+}
+
+#[test]
+fn unknown_field_did_you_mean() {
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    prot 8000\n}}\n")));
+}
+
+#[test]
+fn unknown_kind() {
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fkae\" {{\n    path \"/x\"\n}}\n")));
+}
+
+#[test]
+fn bad_duration() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    wait \"30 seconds\"\n}}\n"
+    )));
+}
+
+#[test]
+fn bad_port() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    port 70000\n}}\n"
+    )));
+}
+
+#[test]
+fn bad_url() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    url \"http+unix:///run/app.sock\"\n}}\n"
+    )));
+}
+
+#[test]
+fn bad_enum() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\"\n    mode \"sloow\"\n}}\n"
+    )));
+}
+
+#[test]
+fn missing_required_field() {
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    port 8000\n}}\n")));
+}
+
+#[test]
+fn unknown_step_in_needs() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"build\" kind=\"fake\" {{ path \"/x\"; }}\nstep \"w\" kind=\"fake\" {{\n    needs \"biuld\"\n    path \"/x\"\n}}\n"
+    )));
+}
+
+#[test]
+fn duplicate_step() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"w\" kind=\"fake\" {{ path \"/x\"; }}\nstep \"w\" kind=\"probe\" {{ url \"http://127.0.0.1/\"; }}\n"
+    )));
+}
+
+#[test]
+fn undefined_variable() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}var \"app_name\" \"shop\"\nstep \"w\" kind=\"fake\" {{\n    path \"/srv/{{{{app_nmae}}}}/x\"\n}}\n"
+    )));
+}
+
+#[test]
+fn variable_without_value() {
+    insta::assert_snapshot!(check(&format!("{HEAD}var \"secret_key\" secret=#true\n")));
+}
+
+#[test]
+fn include_not_found() {
+    insta::assert_snapshot!(check(&format!("{HEAD}include \"fragments/missing.kdl\"\n")));
+}
+
+#[test]
+fn include_cycle() {
+    insta::assert_snapshot!(check_files(
+        &format!("{HEAD}include \"a.kdl\"\n"),
+        &[("deploy/a.kdl", "include \"b.kdl\"\n"), ("deploy/b.kdl", "include \"a.kdl\"\n")]
+    ));
+}
+
+#[test]
+fn dependency_cycle_as_path() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}step \"a\" kind=\"fake\" {{ path \"/a\"; needs \"c\"; }}\nstep \"b\" kind=\"fake\" {{ path \"/b\"; needs \"a\"; }}\nstep \"c\" kind=\"fake\" {{ path \"/c\"; needs \"b\"; }}\n"
+    )));
+}
+
+#[test]
+fn bad_config_word() {
+    insta::assert_snapshot!(check(&format!(
+        "{HEAD}var \"host\" \"shop.example; return 200\"\nstep \"w\" kind=\"fake\" {{\n    path \"/x\"\n    server-name \"{{{{host}}}}\"\n}}\n"
+    )));
+}
+
+#[test]
+fn shared_paths_outside_the_release() {
+    insta::assert_snapshot!(check_files_with(
+        &format!(
+            "{HEAD}step \"release\" kind=\"release\" {{\n    root \"/srv/shop\"\n    source \"/home/deploy/shop\"\n    \
+             shared \"media/\" \"/etc/shadow\" \"../other/media/\"\n}}\n"
+        ),
+        &[],
+        &zdd_steps::builtin()
+    ));
+}
+
+/// A web service, its health gate, and a drain-stop: the gate names the service `webb` (a typo) and the
+/// drain-stop names the gate instead of the service.
+const REFERENCES: &str = "step \"web\" kind=\"service\" {\n    app \"shop\"\n    root \"/srv/shop\"\n    \
+    wsgi \"shop.wsgi:application\"\n    listen \"socket\"\n    manager \"process\"\n}\n\
+    step \"health\" kind=\"health-gate\" {\n    needs \"web\"\n    service \"webb\"\n    path \"/health/\"\n}\n\
+    step \"drain\" kind=\"drain-stop\" {\n    needs \"health\"\n    service \"health\"\n}\n";
+
+#[test]
+fn step_references_are_checked_like_needs() {
+    insta::assert_snapshot!(check_files_with(&format!("{HEAD}{REFERENCES}"), &[], &zdd_steps::builtin()));
+}
+
+#[test]
+fn a_step_reference_orders_the_referring_step_after_the_step_it_names() {
+    // `logs` names `web` but does not `need` it: the reference alone puts it after `web` (and its undo before).
+    let text = format!(
+        "{HEAD}step \"web\" kind=\"service\" {{\n    app \"shop\"\n    root \"/srv/shop\"\n    \
+         wsgi \"shop.wsgi:application\"\n    listen \"socket\"\n    manager \"process\"\n}}\n\
+         step \"logs\" kind=\"log-check\" {{\n    service \"web\"\n    window \"1s\"\n}}\n"
+    );
+    let read = plan::from_sources(
+        Path::new("deploy/prod.kdl"),
+        Path::new("/srv/deploy"),
+        &MemoryReader::new().with("deploy/prod.kdl", &text),
+        &VarInputs::default(),
+        &Runtime::sample(),
+        &zdd_steps::builtin(),
+    );
+    let plan = read.result.unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)));
+    let logs = plan.step_by_name("logs").unwrap();
+    assert_eq!(plan.graph.needs(logs.id), [plan.step_by_name("web").unwrap().id]);
+    assert_eq!(plan.graph.waves.len(), 2);
+}
+
+#[test]
+fn kdl_syntax_error() {
+    insta::assert_snapshot!(check(&format!("{HEAD}step \"w\" kind=\"fake\" {{\n    path \"/x\n}}\n")));
+}
+
+#[test]
+fn diagnostics_in_included_files_name_that_file() {
+    insta::assert_snapshot!(check_files(
+        &format!("{HEAD}include \"fragments/steps.kdl\"\n"),
+        &[("deploy/fragments/steps.kdl", "step \"w\" kind=\"fake\" {\n    path \"/x\"\n    port \"http\"\n}\n")]
+    ));
+}
+
+const FIVE_MISTAKES: &str = r#"plan "shop"
+var "app" "shop"
+
+step "build" kind="fake" {
+    path "/srv/{{ap}}/build"
+    wait "10 s"
+}
+
+step "health" kind="probe" {
+    needs "biuld"
+    url "127.0.0.1:8000/health/"
+}
+
+step "nginx" kind="fake" {
+    path "/etc/nginx/sites-enabled/{{app}}"
+    server-name "shop.example;"
+}
+"#;
+
+#[test]
+fn five_mistakes_five_diagnostics_each_with_place_and_help() {
+    let out = check(FIVE_MISTAKES);
+    let headers: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("╭─[")).collect();
+    assert_eq!(headers.len(), 5, "{out}");
+    for (header, line_col) in headers.iter().zip(["5:16", "6:10", "10:11", "11:9", "16:17"]) {
+        assert!(header.contains(&format!("deploy/prod.kdl:{line_col}]")), "{header} should be at {line_col}\n{out}");
+    }
+    assert_eq!(out.matches("help:").count(), 5, "{out}");
+    insta::assert_snapshot!(out);
+}

@@ -1,0 +1,69 @@
+//! What `zdd plan` shows for each Django kind of the shipped production plan: commands, the full unit and site
+//! files, links, checks and undo, as one snapshot per plan (paths point into a directory that does not exist, so
+//! the previews read nothing from this machine).
+
+use crate::driver;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use zdd_engine::host::LocalHost;
+use zdd_engine::kind::PreviewCtx;
+
+async fn previews(plan_name: &str, slots: (&str, &str), vars: &[&str]) -> String {
+    let plan_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans").join(plan_name);
+    let root = "/nonexistent/zdd-preview";
+    let mut all: Vec<String> = [
+        format!("root={root}/srv"),
+        format!("site_conf={root}/nginx/shop.conf"),
+        format!("unit_dir={root}/units"),
+        format!("env_file={root}/shop.env"),
+        format!("source={root}/src"),
+    ]
+    .into();
+    all.extend(vars.iter().map(|v| (*v).to_owned()));
+    let target = driver::target("20261126-180000", slots.1, Some((slots.0, "20261126-170000")));
+    let plan = driver::read_plan(&plan_path, &all, &target, Path::new("/nonexistent/zdd-preview/state"));
+    let ctx = PreviewCtx {
+        plan: plan.clone(),
+        target,
+        host: Arc::new(LocalHost::new()),
+        state_dir: "/nonexistent/zdd-preview/state".into(),
+    };
+    let kinds = zdd_steps::builtin();
+    let mut out = String::new();
+    for step in plan.steps.iter().filter(|s| s.kind != "packages") {
+        let kind = kinds.get(&step.kind).unwrap();
+        let preview = kind.preview(step, &ctx).await.unwrap_or_else(|e| panic!("{}: {e:?}", step.name));
+        out.push_str(&format!("== {} [{}] effect {:?}\n", step.name, step.kind, kind.effect(step)));
+        out.push_str(&serde_json::to_string_pretty(&preview).unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test]
+async fn prod_plan_previews() {
+    insta::assert_snapshot!(previews("prod.kdl", ("a", "b"), &[]).await);
+}
+
+#[tokio::test]
+async fn port_switch_plan_previews() {
+    let text = previews("port-switch.kdl", ("8001", "8002"), &[]).await;
+    assert!(text.contains("server 127.0.0.1:8002;"), "{text}");
+    assert!(text.contains("http://127.0.0.1:8002/health/"), "{text}");
+    // Nginx workers from before the reload may still answer from 8001: the checks say whose answers count.
+    assert!(text.contains("add_header X-Zdd-Upstream $zdd_probe_upstream always;"), "{text}");
+    assert!(
+        text.contains("GET http://127.0.0.1:80/health/ answers 200 through the proxy from 127.0.0.1:8002"),
+        "{text}"
+    );
+    assert!(text.contains("GET http://127.0.0.1:80/ expect 200 from 127.0.0.1:8002"), "{text}");
+}
+
+#[tokio::test]
+async fn the_socket_site_names_no_upstream() {
+    let text = previews("prod.kdl", ("a", "b"), &[]).await;
+    assert!(!text.contains("X-Zdd-Upstream"), "{text}");
+    assert!(!text.contains(" from unix:"), "{text}");
+}
