@@ -7,13 +7,11 @@
 //! (seen from outside the host); more commands at once than sshd's `MaxSessions`; a host key that `known_hosts`
 //! does not list.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::hosts::{self, Hosts};
+use crate::support::hosts::{self, Hosts};
 use tokio_util::sync::CancellationToken;
 use zdd_engine::host::{Command, Destination, Host, HostError, LineSink, LocalHost, SshHost, SshOptions, UserRef};
 
