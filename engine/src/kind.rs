@@ -405,5 +405,8 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         };
         assert!(!StepError::from(io).retryable());
+        // A lost SSH connection may come back: a retry may get past it.
+        let lost = HostError::Connection { host: "root@web1".into(), message: "the connection was terminated".into() };
+        assert!(StepError::from(lost).retryable());
     }
 }

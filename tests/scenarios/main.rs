@@ -17,6 +17,7 @@ mod support;
 
 mod demo;
 mod harden_faults;
+mod host_ssh;
 mod plan_preflight;
 mod scenarios_blue_green;
 mod scenarios_harness;

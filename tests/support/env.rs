@@ -31,6 +31,8 @@ pub(crate) enum Requirement {
     Python,
     Postgres,
     Systemd,
+    /// sshd, ssh, ssh-keygen, nc and `ip netns` for the namespace hosts of [`super::hosts`].
+    SshHosts,
     /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
     WagtailWheels,
 }
@@ -54,6 +56,20 @@ impl Requirement {
                 || !exists("/usr/bin/unshare")
                 || !exists("/usr/bin/nsenter"))
             .then(|| "systemd, unshare and nsenter (apt-get install systemd util-linux)".into()),
+            Requirement::SshHosts => {
+                let tools =
+                    ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen", "/usr/bin/nc", "/usr/bin/unshare"];
+                let missing: Vec<&str> = tools.into_iter().filter(|t| !exists(t)).collect();
+                let ip =
+                    std::process::Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success());
+                (!missing.is_empty() || !ip).then(|| {
+                    format!(
+                        "{}{} (apt-get install openssh-server openssh-client netcat-openbsd iproute2 util-linux)",
+                        missing.join(", "),
+                        if ip { "" } else { " ip netns" }
+                    )
+                })
+            }
             Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()
                 .is_empty()
                 .then(|| format!("Wagtail's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())),

@@ -1,6 +1,6 @@
-//! The shared harness of the integration tests: real components (Nginx, PostgreSQL, systemd in a namespace,
-//! a Python venv with Django, gunicorn), the demo shop's versions, and a load generator that counts every
-//! failed request.
+//! The shared harness of the integration tests: real components (Nginx, PostgreSQL, systemd in a namespace, SSH
+//! hosts in network namespaces, a Python venv with Django, gunicorn), the demo shop's versions, and a load
+//! generator that counts every failed request.
 //!
 //! Both test binaries (`tests/fast/main.rs`, `tests/scenarios/main.rs`) declare it once; their modules say
 //! `use crate::support;`. Each component is a guard: dropping it (also during a panic's unwind) stops what it
@@ -9,6 +9,7 @@
 
 pub(crate) mod env;
 pub(crate) mod gunicorn;
+pub(crate) mod hosts;
 pub(crate) mod load;
 pub(crate) mod nginx;
 pub(crate) mod postgres;

@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Account, Command, FileStat, Host, HostError, LineSink, Output, UserRef};
 
-/// How long to keep reading output after a command exited, when something it started in the background still
-/// holds its stdout or stderr open (a `cmd &` that outlives the shell).
-const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
+/// How long output may stay quiet after a command exited before reading stops, when something it started in the
+/// background still holds its stdout or stderr open (a `cmd &` that outlives the shell).
+pub(super) const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 /// How often to look whether a signalled process group is gone.
 const GROUP_POLL: Duration = Duration::from_millis(20);
@@ -54,7 +54,7 @@ impl LocalHost {
 
 /// Which of a command's output streams a line came from.
 #[derive(Debug, Clone, Copy)]
-enum Stream {
+pub(super) enum Stream {
     Stdout,
     Stderr,
 }
@@ -143,15 +143,14 @@ impl Host for LocalHost {
         };
 
         // Collect what is still in the pipes; background processes of a finished command may keep them open,
-        // so this is bounded.
-        let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        // so this ends once they stay quiet (not at a fixed time: a large output may still be arriving).
         while streams_open {
             tokio::select! {
                 line = line_rx.recv() => match line {
                     Some((stream, line)) => deliver(stream, line, &mut output),
                     None => streams_open = false,
                 },
-                () = tokio::time::sleep_until(drain_until) => break,
+                () = tokio::time::sleep(OUTPUT_DRAIN) => break,
             }
         }
         guard.disarm();
@@ -355,7 +354,7 @@ fn pid_path(pid: u32) -> PathBuf {
 }
 
 /// `TERM`, `SIGTERM`, `term`, or `0` (no signal: only check the process exists).
-fn parse_signal(name: &str) -> std::io::Result<Option<Signal>> {
+pub(super) fn parse_signal(name: &str) -> std::io::Result<Option<Signal>> {
     let upper = name.trim().to_ascii_uppercase();
     if upper == "0" {
         return Ok(None);
@@ -367,7 +366,11 @@ fn parse_signal(name: &str) -> std::io::Result<Option<Signal>> {
 }
 
 /// Read a stream line by line (bytes, newline kept) and forward each line.
-async fn forward_lines(stream: impl AsyncRead + Unpin, which: Stream, tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>) {
+pub(super) async fn forward_lines(
+    stream: impl AsyncRead + Unpin,
+    which: Stream,
+    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = Vec::new();
@@ -445,7 +448,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A unique name beside `path`, hidden, for a temporary file or link.
-fn sibling_temp(path: &Path, what: &str) -> PathBuf {
+pub(super) fn sibling_temp(path: &Path, what: &str) -> PathBuf {
     let name = path.file_name().map_or_else(|| "zdd".into(), |n| n.to_string_lossy().into_owned());
     let nonce: u64 = rand::random();
     path.with_file_name(format!(".{name}.zdd-{what}-{}-{nonce:016x}", std::process::id()))

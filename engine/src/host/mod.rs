@@ -1,12 +1,14 @@
 //! The host abstraction: the only way a step runs a command or touches a file.
 //!
-//! [`LocalHost`](local::LocalHost) works on this machine; an SSH host will implement the same trait later.
+//! [`LocalHost`](local::LocalHost) works on this machine; [`SshHost`](ssh::SshHost) on another one, through the
+//! system's OpenSSH (one multiplexed connection per host, every operation a remote command).
 //! Commands run as argument vectors (a shell only when the plan itself wrote a shell command), in their own
 //! process group, and are cancelled by signalling that group (TERM, then KILL after a grace period) and
 //! reaping the child: a child-process future is never just dropped.
 
 pub mod access;
 pub mod local;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use access::{Account, FileStat};
 pub use local::LocalHost;
+pub use ssh::{Destination, SshHost, SshOptions};
 
 /// A command to run on a host.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -125,6 +128,9 @@ pub enum HostError {
     Cancelled { program: String },
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    /// An SSH host could not be reached, refused the connection, or the connection was lost.
+    #[error("SSH to {host}: {message}")]
+    Connection { host: String, message: String },
 }
 
 /// Receives each line a command prints while it runs (for live step output).

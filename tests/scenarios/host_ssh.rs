@@ -1,0 +1,330 @@
+//! `SshHost` against real hosts: two network namespaces, each with its own sshd, `/srv` and `/run`
+//! (`support::hosts`, made once for this binary).
+//!
+//! The same contract (commands, words, files, links, accounts, detached processes, cancellation) is checked on
+//! the local host and on an SSH host. Then what only SSH has: two hosts that are separate machines, reached by
+//! name and by bridge address; a cancelled or dropped remote command that leaves nothing running on its host
+//! (seen from outside the host); more commands at once than sshd's `MaxSessions`; a host key that `known_hosts`
+//! does not list.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::hosts::{self, Hosts};
+use tokio_util::sync::CancellationToken;
+use zdd_engine::host::{Command, Destination, Host, HostError, LineSink, LocalHost, SshHost, SshOptions, UserRef};
+
+async fn connect(hosts: &Hosts, i: usize) -> SshHost {
+    let destination = Destination::parse(&hosts.destination(i)).expect("a test destination");
+    SshHost::connect(&destination, &options(hosts)).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn options(hosts: &Hosts) -> SshOptions {
+    SshOptions {
+        config_file: Some(hosts.ssh_config.clone()),
+        control_dir: Some(hosts.control_dir.clone()),
+        ..SshOptions::default()
+    }
+}
+
+/// Polls an async check every 20 ms for up to 10 s.
+async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) -> bool {
+    for _ in 0..500 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// What every host does the same way. `scratch` is an empty directory on the host, without symlinks in its path.
+async fn contract(host: &dyn Host, scratch: &Path) {
+    let none = CancellationToken::new();
+    let run = |cmd: Command| {
+        let none = none.clone();
+        async move { host.run(&cmd, &none, None).await.unwrap_or_else(|e| panic!("{}: {e}", host.name())) }
+    };
+
+    // Exit codes and both streams; 127 from the program itself is its exit code, not a missing program.
+    let out = run(Command::shell("echo out; echo err >&2; exit 3")).await;
+    assert_eq!((out.code, out.stdout_str(), out.stderr_str()), (Some(3), "out\n".into(), "err\n".into()));
+    assert_eq!(run(Command::shell("exit 127")).await.code, Some(127));
+    assert_eq!(run(Command::shell("kill -KILL $$")).await.code, None, "killed by a signal: no exit code");
+    // All of a large output arrives, however its end and the exit status race.
+    let big = run(Command::shell("seq 1 100000; echo done >&2")).await;
+    let expected = (1..=100_000).map(|i: u32| i.to_string()).collect::<Vec<_>>().join("\n") + "\n";
+    assert!(big.stdout_str() == expected, "{} bytes of output, not the {} printed", big.stdout.len(), expected.len());
+    assert_eq!(big.stderr_str(), "done\n");
+
+    // Words arrive as they were given: no shell reads them on the way.
+    let words = ["a b", "$HOME;", "it's", "`id`", "\"q\"", "*", "a\nb", "", "-n", "\\", "&& false", "$(id)", "|", ">x"];
+    let out = run(Command::new("printf").arg("%s|").args(words)).await;
+    assert_eq!(out.stdout_str(), format!("{}|", words.join("|")));
+
+    // stdin, env, cwd, and each line to the sink as it comes.
+    let work = scratch.join("work dir");
+    host.create_dir_all(&work).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let sink: LineSink = Box::new(move |line: &str| seen2.lock().unwrap().push(line.to_owned()));
+    let mut cmd = Command::shell("cat; echo \"$GREETING\"; pwd -P").env("GREETING", "hello 'world'").cwd(&work);
+    cmd.stdin = Some(b"from stdin\n".to_vec());
+    assert!(host.run(&cmd, &none, Some(&sink)).await.unwrap().success());
+    let expected = vec!["from stdin".to_owned(), "hello 'world'".to_owned(), work.display().to_string()];
+    assert_eq!(*seen.lock().unwrap(), expected);
+
+    // A missing program or directory is a spawn failure that reads as NotFound (fatal for a step).
+    let missing = host.run(&Command::new("/nonexistent/zdd-test"), &none, None).await.unwrap_err();
+    assert!(
+        matches!(&missing, HostError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{missing}"
+    );
+    let nowhere = host.run(&Command::new("true").cwd(scratch.join("nowhere")), &none, None).await.unwrap_err();
+    assert!(
+        matches!(&nowhere, HostError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{nowhere}"
+    );
+
+    files(host, scratch).await;
+    accounts(host).await;
+    detached(host, scratch).await;
+
+    // Cancelling returns Cancelled (the process-group checks from outside are in the SSH-only tests).
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.cancel();
+    });
+    let mut sleeper = Command::shell("sleep 1005 & wait");
+    sleeper.kill_grace = Duration::from_millis(300);
+    let err = host.run(&sleeper, &cancel, None).await.unwrap_err();
+    assert!(matches!(err, HostError::Cancelled { .. }), "{err}");
+    let err = host.run(&Command::new("true"), &cancel, None).await.unwrap_err();
+    assert!(matches!(err, HostError::Cancelled { .. }), "an already cancelled run starts nothing: {err}");
+}
+
+async fn files(host: &dyn Host, scratch: &Path) {
+    let dir = scratch.join("a/b");
+    let file = dir.join("conf");
+    let err = host.write_file(&file, b"x", 0o644).await.unwrap_err();
+    assert!(matches!(&err, HostError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound), "{err}");
+    host.create_dir_all(&dir).await.unwrap();
+    host.write_file(&file, b"one", 0o640).await.unwrap();
+    host.write_file(&file, b"two", 0o600).await.unwrap();
+    assert_eq!(host.read_file(&file).await.unwrap().as_deref(), Some(&b"two"[..]));
+    let stat = host.stat(&file).await.unwrap().unwrap();
+    assert_eq!((stat.mode, stat.is_dir, stat.uid), (0o600, false, 0));
+    assert!(host.stat(&dir).await.unwrap().unwrap().is_dir);
+    assert_eq!(host.stat(&scratch.join("missing")).await.unwrap(), None);
+    assert_eq!(host.list_dir(&dir).await.unwrap(), vec!["conf".to_owned()], "no temporary file is left");
+    assert_eq!(host.read_file(&scratch.join("missing")).await.unwrap(), None);
+    assert_eq!(host.list_dir(&scratch.join("nope")).await.unwrap(), Vec::<String>::new());
+    let bytes: Vec<u8> = (0..=255u8).chain(*b"no newline at the end").collect();
+    host.write_file(&dir.join("binary"), &bytes, 0o644).await.unwrap();
+    assert_eq!(host.read_file(&dir.join("binary")).await.unwrap(), Some(bytes));
+    let odd = "it's a\nname";
+    host.write_file(&dir.join(odd), b"", 0o644).await.unwrap();
+    assert_eq!(host.list_dir(&dir).await.unwrap(), vec!["binary".to_owned(), "conf".into(), odd.into()]);
+
+    let link = scratch.join("current");
+    assert_eq!(host.read_link(&link).await.unwrap(), None);
+    host.swap_symlink(&link, Path::new("a")).await.unwrap();
+    host.swap_symlink(&link, Path::new("a/b")).await.unwrap();
+    assert_eq!(host.read_link(&link).await.unwrap(), Some(PathBuf::from("a/b")));
+    assert_eq!(host.read_link(&file).await.unwrap(), None);
+    assert_eq!(host.read_file(&link.join("conf")).await.unwrap().as_deref(), Some(&b"two"[..]));
+    let dangling = scratch.join("dangling");
+    host.swap_symlink(&dangling, Path::new("nowhere")).await.unwrap();
+    assert!(host.exists(&dangling).await.unwrap(), "a dangling link exists");
+    assert_eq!(host.stat(&dangling).await.unwrap(), None, "stat follows links");
+
+    host.remove_all(&link).await.unwrap();
+    assert!(host.exists(&file).await.unwrap(), "removing a link must not follow it");
+    host.remove_all(&scratch.join("a")).await.unwrap();
+    host.remove_all(&scratch.join("a")).await.unwrap();
+    assert!(!host.exists(&scratch.join("a")).await.unwrap());
+}
+
+async fn accounts(host: &dyn Host) {
+    let root = host.account(&UserRef::Name("root".into()), None).await.unwrap().unwrap();
+    assert_eq!((root.name.as_str(), root.uid, root.gid, root.groups.first()), ("root", 0, 0, Some(&0)));
+    assert_eq!(host.account(&UserRef::Uid(0), None).await.unwrap().map(|a| a.name), Some("root".into()));
+    assert_eq!(host.account(&UserRef::Name("zdd-no-such-user".into()), None).await.unwrap(), None);
+    assert_eq!(host.group_id("root").await.unwrap(), Some(0));
+    assert_eq!(host.group_id("zdd-no-such-group").await.unwrap(), None);
+}
+
+async fn detached(host: &dyn Host, scratch: &Path) {
+    let log = scratch.join("detached.log");
+    let cmd =
+        Command::shell("echo \"started $GREETING in $(pwd -P)\"; exec sleep 1004").env("GREETING", "hi").cwd(scratch);
+    let pid = host.spawn_detached(&cmd, &log).await.unwrap();
+    assert!(host.process_alive(pid).await.unwrap());
+    let expected = format!("started hi in {}\n", scratch.display());
+    assert!(eventually(|| async { host.read_file(&log).await.unwrap() == Some(expected.clone().into_bytes()) }).await);
+    host.signal(pid, "0").await.unwrap();
+    assert!(host.signal(pid, "BOGUS").await.is_err());
+    host.signal(pid, "TERM").await.unwrap();
+    assert!(eventually(|| async { !host.process_alive(pid).await.unwrap() }).await, "pid {pid} outlived TERM");
+    // (A gone detached process may linger as a zombie until init reaps it: signalling no process at all fails.)
+    let nobody = u32::try_from(i32::MAX).unwrap();
+    assert!(host.signal(nobody, "0").await.is_err(), "signalling no process fails");
+    assert!(!host.process_alive(nobody).await.unwrap());
+}
+
+#[tokio::test]
+async fn contract_holds_on_the_local_host() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&LocalHost::new(), &dir.path().canonicalize().unwrap()).await;
+}
+
+#[tokio::test]
+async fn contract_holds_on_an_ssh_host() {
+    let Some(hosts) = hosts::shared("contract_holds_on_an_ssh_host") else { return };
+    let host = connect(hosts, 0).await;
+    assert_eq!(host.name(), hosts.destination(0));
+    contract(&host, Path::new("/srv/contract")).await;
+    // The host's /srv is the test's directory: what the host wrote is there, and only there.
+    assert!(hosts.machines[0].srv.join("contract/work dir").is_dir());
+    assert!(!hosts.machines[1].srv.join("contract").exists());
+}
+
+#[tokio::test]
+async fn each_host_is_its_own_machine() {
+    let Some(hosts) = hosts::shared("each_host_is_its_own_machine") else { return };
+    let none = CancellationToken::new();
+    let (h1, h2) = (connect(hosts, 0).await, connect(hosts, 1).await);
+    for (host, test_host) in [(&h1, &hosts.machines[0]), (&h2, &hosts.machines[1])] {
+        let out = host.run(&Command::new("hostname"), &none, None).await.unwrap();
+        assert_eq!(out.stdout_str().trim(), test_host.name);
+    }
+    h1.write_file(Path::new("/run/zdd-marker"), b"h1", 0o644).await.unwrap();
+    assert_eq!(h2.read_file(Path::new("/run/zdd-marker")).await.unwrap(), None, "each host has its own /run");
+    assert!(!Path::new("/run/zdd-marker").exists(), "and not this machine's");
+
+    // The bridge carries host-to-host traffic (Docker's FORWARD policy notwithstanding) and the test's own.
+    let nc = Command::new("nc").args(["-z", "-w", "5", &hosts.machines[0].address, "22"]);
+    let out = h2.run(&nc, &none, None).await.unwrap();
+    assert!(out.success(), "h2 cannot reach h1 over the bridge: {}", out.stderr_str());
+    let by_address = Destination::parse(&hosts.address_destination(1)).unwrap();
+    assert_eq!(by_address.port, Some(22));
+    let direct = SshHost::connect(&by_address, &options(hosts)).await.unwrap_or_else(|e| panic!("{e}"));
+    let out = direct.run(&Command::new("hostname"), &none, None).await.unwrap();
+    assert_eq!(out.stdout_str().trim(), hosts.machines[1].name);
+    let gateway =
+        direct.run(&Command::new("ip").args(["-4", "route", "get", &hosts.gateway]), &none, None).await.unwrap();
+    assert!(gateway.stdout_str().contains("dev eth0"), "{}", gateway.stdout_str());
+
+    // Accounts come from the host's passwd and group files (the same files as here, so the same answers).
+    let local = LocalHost::new();
+    for user in [UserRef::Name("root".into()), UserRef::Name("nobody".into()), UserRef::Uid(0)] {
+        for gid in [None, Some(0)] {
+            assert_eq!(
+                h1.account(&user, gid).await.unwrap(),
+                local.account(&user, gid).await.unwrap(),
+                "{user} {gid:?}"
+            );
+        }
+    }
+    assert_eq!(h1.group_id("nogroup").await.unwrap(), local.group_id("nogroup").await.unwrap());
+    assert_eq!(h1.stat(Path::new("/etc/passwd")).await.unwrap(), local.stat(Path::new("/etc/passwd")).await.unwrap());
+}
+
+/// Cancels `cmd` once `needle` runs on host `i`, and checks from outside the host that nothing of it is left.
+async fn cancel_and_check(hosts: &Hosts, host: &SshHost, i: usize, cmd: Command, needle: &str) {
+    let cancel = CancellationToken::new();
+    let run = {
+        let cancel = cancel.clone();
+        async move { host.run(&cmd, &cancel, None).await }
+    };
+    let watch = async {
+        let started = eventually(|| async { hosts.processes_matching(i, needle).len() >= 2 }).await;
+        assert!(started, "`{needle}` and its child never ran: {:?}", hosts.processes_matching(i, needle));
+        cancel.cancel();
+    };
+    let (result, ()) = tokio::join!(run, watch);
+    let err = result.expect_err("a cancelled run fails");
+    assert!(matches!(err, HostError::Cancelled { .. }), "{err}");
+    // The run waited for the group to go: nothing of it is left when it returns.
+    assert_eq!(
+        hosts.processes_matching(i, needle),
+        Vec::new(),
+        "survivors of `{needle}` on {}",
+        hosts.machines[i].name
+    );
+}
+
+#[tokio::test]
+async fn cancel_leaves_nothing_running_on_the_host() {
+    let Some(hosts) = hosts::shared("cancel_leaves_nothing_running_on_the_host") else { return };
+    let host = connect(hosts, 1).await;
+    // A command and a child it forked; TERM ends both.
+    cancel_and_check(hosts, &host, 1, Command::new("sh").args(["-c", "sleep 1001 & exec sleep 1001"]), "sleep 1001")
+        .await;
+    // A command that ignores TERM (and so does its child): KILL after the grace.
+    let mut stubborn = Command::new("sh").args(["-c", "trap '' TERM; sleep 1002 & sleep 1002; wait"]);
+    stubborn.kill_grace = Duration::from_millis(300);
+    cancel_and_check(hosts, &host, 1, stubborn, "sleep 1002").await;
+
+    // A run whose caller drops it instead of cancelling: its group is killed all the same.
+    let task = {
+        let host = connect(hosts, 1).await;
+        tokio::spawn(async move {
+            let _ = host.run(&Command::shell("sleep 1003 & sleep 1003"), &CancellationToken::new(), None).await;
+        })
+    };
+    assert!(eventually(|| async { hosts.processes_matching(1, "sleep 1003").len() >= 2 }).await);
+    task.abort();
+    assert!(
+        eventually(|| async { hosts.processes_matching(1, "sleep 1003").is_empty() }).await,
+        "a dropped run left {:?}",
+        hosts.processes_matching(1, "sleep 1003")
+    );
+}
+
+#[tokio::test]
+async fn more_commands_than_max_sessions_wait_their_turn() {
+    let Some(hosts) = hosts::shared("more_commands_than_max_sessions_wait_their_turn") else { return };
+    let host = Arc::new(connect(hosts, 0).await);
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let host = host.clone();
+        runs.spawn(async move {
+            let out = host.run(&Command::shell(format!("sleep 0.2; echo {i}")), &CancellationToken::new(), None).await;
+            (i, out)
+        });
+    }
+    let mut done = 0;
+    while let Some(joined) = runs.join_next().await {
+        let (i, out) = joined.expect("a run task");
+        let out = out.unwrap_or_else(|e| panic!("run {i}: {e}"));
+        assert_eq!(out.stdout_str(), format!("{i}\n"));
+        done += 1;
+    }
+    assert_eq!(done, 24);
+}
+
+#[tokio::test]
+async fn a_host_key_that_known_hosts_does_not_list_is_refused() {
+    let Some(hosts) = hosts::shared("a_host_key_that_known_hosts_does_not_list_is_refused") else { return };
+    // The same config with a known_hosts that lists another key for the host.
+    let other = hosts.dir.join("other_known_hosts");
+    let wrong_key = std::fs::read_to_string(hosts.dir.join("id.pub")).unwrap();
+    let key: Vec<&str> = wrong_key.split_whitespace().take(2).collect();
+    std::fs::write(&other, format!("{} {}\n", hosts.machines[0].name, key.join(" "))).unwrap();
+    let config = std::fs::read_to_string(&hosts.ssh_config).unwrap();
+    let other_config = hosts.dir.join("other_ssh_config");
+    std::fs::write(
+        &other_config,
+        config.replace(&hosts.dir.join("known_hosts").display().to_string(), &other.display().to_string()),
+    )
+    .unwrap();
+    let options = SshOptions { config_file: Some(other_config), ..options(hosts) };
+    let err = SshHost::connect(&Destination::parse(&hosts.destination(0)).unwrap(), &options).await.unwrap_err();
+    assert!(matches!(&err, HostError::Connection { .. }), "{err}");
+    assert!(err.to_string().to_lowercase().contains("host key"), "{err}");
+    let _ = std::fs::remove_file(&other);
+}
