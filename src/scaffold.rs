@@ -188,23 +188,11 @@ fn find_wsgi(app_dir: &Path, settings: &str) -> Option<String> {
 /// `service` step runs from the release's venv; `None` when the file cannot be read.
 pub(crate) fn requirements_name_gunicorn(file: &Path) -> Option<bool> {
     fn names(file: &Path, depth: usize) -> Option<bool> {
-        let text = fs::read_to_string(file).ok()?;
-        Some(text.lines().map(str::trim).any(|line| {
-            let lower = line.to_ascii_lowercase();
-            let name_end = lower.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
-            if &lower[..name_end.unwrap_or(lower.len())] == "gunicorn" {
-                return true;
-            }
-            let included = lower
-                .strip_prefix("-r ")
-                .or_else(|| lower.strip_prefix("--requirement "))
-                .map(|_| line.split_whitespace().nth(1).unwrap_or_default());
-            included.is_some_and(|inc| {
-                depth > 0 && names(&file.parent().unwrap_or(Path::new(".")).join(inc), depth - 1) == Some(true)
-            })
-        }))
+        let (named, includes) = zdd_steps::requirements::scan(&fs::read_to_string(file).ok()?, "gunicorn");
+        let dir = file.parent().unwrap_or(Path::new("."));
+        Some(named || (depth > 0 && includes.iter().any(|inc| names(&dir.join(inc), depth - 1) == Some(true))))
     }
-    names(file, 3)
+    names(file, zdd_steps::requirements::MAX_INCLUDE_DEPTH)
 }
 
 /// A route whose path contains `health`, from `path("health/", ...)` or `re_path(r"^healthz$", ...)`.

@@ -22,6 +22,7 @@ pub mod probe;
 pub mod proxy;
 pub mod python_env;
 pub mod release;
+pub mod requirements;
 pub mod service;
 pub mod smoke;
 pub mod static_assets;

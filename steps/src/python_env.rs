@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use zdd_engine::diag::Diagnostics;
+use zdd_engine::diag::{Code, Diagnostics};
 use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::preflight::{Finding, PreflightCtx};
@@ -221,6 +221,20 @@ impl TypedKind for PythonEnv {
         {
             let file = source.join(&s.requirements);
             found.extend(crate::preflight::readable_file(host, &file, "the requirements file", &ctx.provided).await);
+            let runs_gunicorn = ctx.preview.plan.steps.iter().any(|step| step.kind == "service");
+            if runs_gunicorn && crate::requirements::host_file_names(host, &file, "gunicorn").await == Some(false) {
+                found.push(
+                    Finding::warning(
+                        Code::PreflightNoGunicorn,
+                        format!(
+                            "{} does not name gunicorn, which the `service` step runs from the venv",
+                            file.display()
+                        ),
+                        "add `gunicorn` to the requirements (pip installs only what they name)",
+                    )
+                    .evidence("no `gunicorn` line in it or in the files it includes with `-r`"),
+                );
+            }
         }
         found
     }

@@ -234,3 +234,41 @@ fn check_refuses_a_value_that_interpolates_into_a_bad_url_and_names_its_variable
     assert!(all.contains("`proxy_url` is `http://127.0.0.1:127.0.0.1:8080`: its default, set here"), "{all}");
     assert!(all.contains("fragments/django-release.kdl:"), "{all}");
 }
+
+/// `wagtail start` writes requirements without gunicorn: `zdd plan` says so before a deploy would fail in the
+/// health gate, and changes nothing. The demo's own project names it, so it gets no such warning.
+#[test]
+fn plan_warns_when_the_requirements_do_not_name_gunicorn() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("site");
+    std::fs::create_dir_all(&source).unwrap();
+    for file in ["manage.py", "requirements.txt"] {
+        std::fs::copy(root.join("examples/shop").join(file), source.join(file)).unwrap();
+    }
+    let shop_settings = root.join("examples/shop/shop");
+    std::fs::create_dir_all(source.join("shop")).unwrap();
+    std::fs::copy(shop_settings.join("settings.py"), source.join("shop/settings.py")).unwrap();
+    let preview = |source: &Path| {
+        let out = zdd()
+            .arg("plan")
+            .arg(root.join("plans/demo.kdl"))
+            .args(["--var", &format!("source={}", source.display())])
+            .arg("--state-dir")
+            .arg(scratch.path().join("state"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(!preview(&source).contains("preflight-no-gunicorn"), "the shop's requirements name gunicorn");
+    let requirements = std::fs::read_to_string(source.join("requirements.txt")).unwrap();
+    let without: String = requirements.lines().filter(|l| !l.contains("gunicorn")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(source.join("requirements.txt"), without).unwrap();
+    let shown = preview(&source);
+    assert!(
+        shown.contains("warning[zdd::preflight-no-gunicorn]") && shown.contains("does not name gunicorn"),
+        "{shown}"
+    );
+    assert!(!scratch.path().join("state").exists(), "zdd plan changed nothing");
+}

@@ -104,6 +104,7 @@ codes! {
     PreflightProgram => "preflight-program",
     PreflightUnreachable => "preflight-unreachable",
     PreflightNginxUser => "preflight-nginx-user",
+    PreflightNoGunicorn => "preflight-no-gunicorn",
 }
 
 impl Code {
