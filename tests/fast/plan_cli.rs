@@ -263,7 +263,7 @@ fn plan_warns_when_the_requirements_do_not_name_gunicorn() {
     };
     assert!(!preview(&source).contains("preflight-no-gunicorn"), "the shop's requirements name gunicorn");
     let requirements = std::fs::read_to_string(source.join("requirements.txt")).unwrap();
-    let without: String = requirements.lines().filter(|l| !l.contains("gunicorn")).map(|l| format!("{l}\n")).collect();
+    let without = requirements.lines().filter(|l| !l.contains("gunicorn")).collect::<Vec<_>>().join("\n");
     std::fs::write(source.join("requirements.txt"), without).unwrap();
     let shown = preview(&source);
     assert!(
