@@ -192,6 +192,12 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
     found
 }
 
+/// The lanes of `lanes` strings: each split on whitespace, so a plan variable can hold the list (`lanes
+/// "{{lanes}}"`, as the `repeat` over the lanes uses it). The check and the settings read them alike.
+pub(crate) fn lane_list(strings: &[String]) -> Vec<String> {
+    strings.iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect()
+}
+
 #[async_trait]
 impl TypedKind for ProxySwitch {
     type Settings = Settings;
@@ -215,10 +221,7 @@ impl TypedKind for ProxySwitch {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
-        // Each string split on whitespace, so a plan variable can hold the list (`lanes "{{lanes}}"`, as the
-        // `repeat` over the lanes uses it); the settings split them the same way.
-        let lanes: Vec<String> =
-            step.fields.strings("lanes").iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect();
+        let lanes = lane_list(&step.fields.strings("lanes"));
         let lane = step.fields.all("lane").first();
         let problem = match (lane, step.fields.all("lanes").first()) {
             (None, None) => return,

@@ -64,7 +64,7 @@ impl Nginx {
             static_dir: ctx.path("static-dir"),
             static_url: ctx.given("static-url").unwrap_or("/static/").to_owned(),
             lane: ctx.given("lane").map(str::to_owned),
-            lanes: ctx.strings("lanes").iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect(),
+            lanes: super::lane_list(&ctx.strings("lanes")),
         })
     }
 
