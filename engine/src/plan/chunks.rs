@@ -4,16 +4,20 @@
 //! parser. Top-level nodes are independent, so the text is cut at lines where a new top-level node starts (outside
 //! strings, comments and blocks, not after a line continuation or a `/-`) and the pieces are parsed in parallel.
 //! Any piece that fails to parse makes the caller parse the whole file instead, so errors are reported exactly
-//! as for a single parse.
+//! as for a single parse. Text the scan can already tell is broken (a one-line string running over a line end,
+//! a string or comment left open, a stray `}`) is not cut at all: its pieces would fail and be parsed twice.
 
 /// Files smaller than this are parsed in one go: threads would cost more than they save.
 pub const PARALLEL_THRESHOLD: usize = 64 * 1024;
 
 /// Byte offsets where the text may be cut into `pieces` roughly equal parts (`0` first). Fewer offsets come
-/// back when there are not enough safe places.
+/// back when there are not enough safe places, and only `0` when the text is certainly not valid KDL.
 pub fn split_points(text: &str, pieces: usize) -> Vec<usize> {
-    let candidates = node_starts(text);
+    let Scan { starts: candidates, broken } = scan(text);
     let mut points = vec![0];
+    if broken {
+        return points;
+    }
     for k in 1..pieces {
         let ideal = text.len() * k / pieces;
         let next = candidates.iter().copied().find(|&c| c >= ideal);
@@ -26,10 +30,25 @@ pub fn split_points(text: &str, pieces: usize) -> Vec<usize> {
     points
 }
 
+/// What one pass over the text found.
+struct Scan {
+    /// Offsets of lines that start a top-level node.
+    starts: Vec<usize>,
+    /// The text cannot parse: a one-line string holds a line end, a string or block comment is never closed,
+    /// or a `}` closes nothing. (Only a hint for choosing how to parse: the parser still decides.)
+    broken: bool,
+}
+
 /// Offsets of lines that start a top-level node.
+#[cfg(test)]
 fn node_starts(text: &str) -> Vec<usize> {
+    scan(text).starts
+}
+
+fn scan(text: &str) -> Scan {
     let b = text.as_bytes();
     let mut starts = Vec::new();
+    let mut broken = false;
     let mut depth = 0usize;
     // The last two significant bytes at the top level, to recognise a line continuation `\` and a `/-`.
     let mut last = [b'\n', b'\n'];
@@ -44,24 +63,33 @@ fn node_starts(text: &str) -> Vec<usize> {
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(b, i);
+                let end = skip_block_comment(b, i);
+                broken |= !b[..end].ends_with(b"*/");
+                i = end;
                 continue;
             }
             b'"' => {
-                i = skip_string(b, i, 0);
+                let end = skip_string(b, i, 0);
+                broken |= string_is_broken(&b[i..end], 0);
+                i = end;
                 last = [last[1], b'"'];
                 continue;
             }
             b'#' => {
                 let hashes = b[i..].iter().take_while(|&&h| h == b'#').count();
                 if b.get(i + hashes) == Some(&b'"') {
-                    i = skip_string(b, i + hashes, hashes);
+                    let end = skip_string(b, i + hashes, hashes);
+                    broken |= string_is_broken(&b[i + hashes..end], hashes);
+                    i = end;
                     last = [last[1], b'"'];
                     continue;
                 }
             }
             b'{' => depth += 1,
-            b'}' => depth = depth.saturating_sub(1),
+            b'}' => {
+                broken |= depth == 0;
+                depth = depth.saturating_sub(1);
+            }
             b'\n' => {
                 let continued = last[1] == b'\\' || (last[0] == b'/' && last[1] == b'-');
                 if depth == 0 && !continued && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
@@ -75,7 +103,37 @@ fn node_starts(text: &str) -> Vec<usize> {
         }
         i += 1;
     }
-    starts
+    Scan { starts, broken }
+}
+
+/// A string as `skip_string` delimited it (from its opening quote) cannot be valid: it was never closed, or it
+/// is a one-line string (`"…"`, `#"…"#`) holding a line end that no `\` escapes.
+fn string_is_broken(s: &[u8], hashes: usize) -> bool {
+    let multi = s.starts_with(b"\"\"\"");
+    let quote: &[u8] = if multi { b"\"\"\"" } else { b"\"" };
+    let closed = s.len() >= 2 * quote.len() + hashes
+        && s[..s.len() - hashes].ends_with(quote)
+        && s[s.len() - hashes..].iter().all(|&h| h == b'#');
+    if !closed {
+        return true;
+    }
+    if multi {
+        return false;
+    }
+    let mut j = quote.len();
+    while j < s.len() {
+        match s[j] {
+            // An escaped character, or a whitespace escape: `\` and all the whitespace after it (line ends too).
+            b'\\' if hashes == 0 => {
+                j += 1;
+                let gap = s[j..].iter().take_while(|c| c.is_ascii_whitespace()).count();
+                j += gap.max(1);
+            }
+            b'\n' | b'\r' => return true,
+            _ => j += 1,
+        }
+    }
+    false
 }
 
 /// Past the end of a (possibly nested) `/* */` comment starting at `i`.
@@ -141,6 +199,26 @@ mod tests {
     }
 
     #[test]
+    fn text_that_cannot_parse_is_not_cut() {
+        let step = |body: &str| format!("step \"s\" kind=\"x\" {{\n    run {body}\n}}\n");
+        for broken in ["\"unclosed\nline", "#\"raw\nline\"#", "\"never closed", "\"ok\" }", "\"ok\" /* open"] {
+            let text = step("\"a\"").repeat(50) + &step(broken) + &step("\"b\"").repeat(50);
+            assert!(kdl::KdlDocument::parse_v2(&text).is_err(), "{broken:?} should not parse");
+            assert_eq!(split_points(&text, 4), [0], "{broken:?}");
+        }
+        for fine in [
+            "\"a\\\"b\"",
+            "\"escaped \\   \n   line end\"",
+            "\"\"\"\n    multi\n    \"\"\"",
+            "#\"\"\"\n    raw\n    \"\"\"#",
+        ] {
+            let text = step("\"a\"").repeat(50) + &step(fine) + &step("\"b\"").repeat(50);
+            assert!(kdl::KdlDocument::parse_v2(&text).is_ok(), "{fine:?} should parse");
+            assert_eq!(split_points(&text, 4).len(), 4, "{fine:?}");
+        }
+    }
+
+    #[test]
     fn split_points_are_increasing_node_starts() {
         let text = (0..100)
             .map(|i| format!("step \"s{i}\" kind=\"x\" {{\n    run \"{i}\"\n}}\n"))
@@ -187,6 +265,7 @@ mod tests {
                     })
                     .collect::<Vec<_>>()
             };
+            proptest::prop_assert!(!scan(&text).broken, "valid text taken for broken: {text:?}");
             let mut cuts = node_starts(&text);
             cuts.insert(0, 0);
             cuts.push(text.len());
