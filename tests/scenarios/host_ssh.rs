@@ -513,3 +513,41 @@ async fn a_release_is_streamed_to_an_ssh_host() {
     assert_eq!(owner.uid, 0);
     assert!(run.log_text().contains("streamed 5 files"), "{}", run.log_text());
 }
+
+/// A run on an SSH host logs its process group; when zdd is killed mid-run (nothing of it gets to clean up),
+/// recover finds the group in the log and stops it on the host, and only that group.
+#[tokio::test]
+async fn recover_stops_what_a_killed_run_left_on_a_remote_host() {
+    use zdd_engine::host::local::process_log;
+    use zdd_engine::host::ssh::recover::stop_remote_leftovers;
+    let Some(hosts) = hosts::shared("recover_stops_what_a_killed_run_left_on_a_remote_host") else { return };
+    let dir = crate::support::env::TestDir::new("ssh-recover");
+    let log = dir.join("processes.jsonl");
+    let host = Arc::new(connect(hosts, 1).await.with_process_log(&log));
+    // A finished run's group is logged as ended: recover has nothing to do for it.
+    assert!(host.run(&Command::new("true"), &CancellationToken::new(), None).await.unwrap().success());
+    assert!(process_log::remote_leftovers(&log).is_empty());
+
+    // zdd "killed" mid-run: the run's future is leaked, so no destructor, guard or cancellation runs.
+    let mut run = Box::pin({
+        let host = host.clone();
+        async move { host.run(&Command::shell("sleep 1007 & exec sleep 1007"), &CancellationToken::new(), None).await }
+    });
+    tokio::select! {
+        _ = &mut run => panic!("the run ended by itself"),
+        started = eventually(|| async { hosts.processes_matching(1, "sleep 1007").len() >= 2 }) => assert!(started),
+    }
+    std::mem::forget(run);
+    let left = process_log::remote_leftovers(&log);
+    let groups = &left[&hosts.destination(1)];
+    assert_eq!((groups.len(), groups[0].program.as_str()), (1, "/bin/sh"), "{left:?}");
+
+    let stopped = stop_remote_leftovers(&log, &options(hosts), Duration::from_millis(500)).await;
+    assert_eq!(stopped.len(), 1);
+    let groups = stopped[0].groups.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(groups.len(), 1);
+    assert_eq!(hosts.processes_matching(1, "sleep 1007"), Vec::new(), "recover waited until none of it ran");
+    // Again: the group is gone (its id may be another's by then), so nothing is signalled.
+    let again = stop_remote_leftovers(&log, &options(hosts), Duration::from_millis(500)).await;
+    assert_eq!(again[0].groups.as_ref().map_or_else(|e| panic!("{e}"), Vec::len), 0);
+}

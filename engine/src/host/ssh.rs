@@ -19,6 +19,7 @@
 mod control;
 pub mod destination;
 mod forward;
+pub mod recover;
 mod run;
 mod script;
 
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use destination::{Destination, DestinationError};
 
 use super::input::Input;
+use super::local::process_log::{ProcessLog, RemoteLeftover};
 use super::local::{parse_signal, sibling_temp};
 use super::{
     Account, Command, Endpoint, FileStat, Host, HostError, InputStream, LineSink, LocalHost, Output, Reached, UserRef,
@@ -111,6 +113,8 @@ pub struct SshHost {
     commands: Arc<Semaphore>,
     control: Arc<Semaphore>,
     forwards: forward::Forwards,
+    /// Where the process groups of runs are logged, for `zdd recover` (see [`super::local::process_log`]).
+    process_log: Option<Arc<ProcessLog>>,
 }
 
 impl std::fmt::Debug for SshHost {
@@ -154,7 +158,26 @@ impl SshHost {
             session: Arc::new(session),
             commands: Arc::new(Semaphore::new(COMMAND_SESSIONS)),
             control: Arc::new(Semaphore::new(CONTROL_SESSIONS)),
+            process_log: None,
         })
+    }
+
+    /// This host, logging the process groups its runs start to `path` (the run's process log, shared with
+    /// the local host's), so that `zdd recover` can stop them after zdd was killed.
+    #[must_use]
+    pub fn with_process_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.process_log = Some(Arc::new(ProcessLog::new(path)));
+        self
+    }
+
+    /// `zdd recover`: TERM the group a killed run left (KILL after `grace`) and wait until none of it runs, if
+    /// its leader is still the process that started at `group.start`. `false`: that group is gone already.
+    pub async fn stop_leftover(&self, group: &RemoteLeftover, grace: Duration) -> Result<bool, HostError> {
+        let path = pid_path(group.pgid);
+        let script = format!("{}{}", ops::LEADER_STARTED_AT, ops::TERMINATE_GROUP);
+        let (pgid, tenths, start) =
+            (group.pgid.to_string(), grace.as_millis().div_ceil(100).to_string(), group.start.to_string());
+        Ok(self.file_op("stop", &path, &script, &[&pgid, &tenths, &start], None).await?.is_some())
     }
 
     /// Is the connection still up (the master answers and so does the host)?
