@@ -12,9 +12,14 @@
 //! channel alone would leave the remote process running. At most [`COMMAND_SESSIONS`] commands run at once on
 //! one connection, and [`CONTROL_SESSIONS`] more are kept for those signals, within sshd's default
 //! `MaxSessions 10`.
+//!
+//! Probes reach the host's sockets and its loopback through forwards of the same connection (see [`forward`]);
+//! a command's stdin may be a stream ([`Host::run_streaming`]), fed as the remote command reads it.
 
 mod control;
 pub mod destination;
+mod forward;
+pub mod recover;
 mod run;
 mod script;
 
@@ -30,8 +35,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use destination::{Destination, DestinationError};
 
+use super::input::Input;
+use super::local::process_log::{ProcessLog, RemoteLeftover};
 use super::local::{parse_signal, sibling_temp};
-use super::{Account, Command, FileStat, Host, HostError, LineSink, Output, UserRef};
+use super::{
+    Account, Command, Endpoint, FileStat, Host, HostError, InputStream, LineSink, LocalHost, Output, Reached, UserRef,
+};
 use script::{ABSENT, ops};
 
 /// Commands (runs and file operations) at once on one connection.
@@ -103,6 +112,9 @@ pub struct SshHost {
     session: Arc<Session>,
     commands: Arc<Semaphore>,
     control: Arc<Semaphore>,
+    forwards: forward::Forwards,
+    /// Where the process groups of runs are logged, for `zdd recover` (see [`super::local::process_log`]).
+    process_log: Option<Arc<ProcessLog>>,
 }
 
 impl std::fmt::Debug for SshHost {
@@ -142,10 +154,30 @@ impl SshHost {
         let session = builder.connect_mux(&destination.address).await.map_err(|e| refused(error_chain(&e)))?;
         Ok(Self {
             name,
+            forwards: forward::Forwards::new(forward::connection_dir(&session)),
             session: Arc::new(session),
             commands: Arc::new(Semaphore::new(COMMAND_SESSIONS)),
             control: Arc::new(Semaphore::new(CONTROL_SESSIONS)),
+            process_log: None,
         })
+    }
+
+    /// This host, logging the process groups its runs start to `path` (the run's process log, shared with
+    /// the local host's), so that `zdd recover` can stop them after zdd was killed.
+    #[must_use]
+    pub fn with_process_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.process_log = Some(Arc::new(ProcessLog::new(path)));
+        self
+    }
+
+    /// `zdd recover`: TERM the group a killed run left (KILL after `grace`) and wait until none of it runs, if
+    /// its leader is still the process that started at `group.start`. `false`: that group is gone already.
+    pub async fn stop_leftover(&self, group: &RemoteLeftover, grace: Duration) -> Result<bool, HostError> {
+        let path = pid_path(group.pgid);
+        let script = format!("{}{}", ops::LEADER_STARTED_AT, ops::TERMINATE_GROUP);
+        let (pgid, tenths, start) =
+            (group.pgid.to_string(), grace.as_millis().div_ceil(100).to_string(), group.start.to_string());
+        Ok(self.file_op("stop", &path, &script, &[&pgid, &tenths, &start], None).await?.is_some())
     }
 
     /// Is the connection still up (the master answers and so does the host)?
@@ -229,13 +261,27 @@ impl Host for SshHost {
         &self.name
     }
 
+    fn local(&self) -> Option<&LocalHost> {
+        None
+    }
+
     async fn run(
         &self,
         cmd: &Command,
         cancel: &CancellationToken,
         lines: Option<&LineSink>,
     ) -> Result<Output, HostError> {
-        run::run(self, cmd, cancel, lines).await
+        run::run(self, cmd, Input::of(cmd, None), cancel, lines).await
+    }
+
+    async fn run_streaming(
+        &self,
+        cmd: &Command,
+        input: InputStream,
+        cancel: &CancellationToken,
+        lines: Option<&LineSink>,
+    ) -> Result<Output, HostError> {
+        run::run(self, cmd, Input::of(cmd, Some(input)), cancel, lines).await
     }
 
     async fn spawn_detached(&self, cmd: &Command, log: &Path) -> Result<u32, HostError> {
@@ -360,6 +406,14 @@ impl Host for SshHost {
             (Some(_), Some(_)) => Ok(None),
             _ => Err(io_error("look up group", &path, std::io::Error::other(format!("unexpected output: {text}")))),
         }
+    }
+
+    async fn reach(&self, endpoint: &Endpoint) -> Result<Reached, HostError> {
+        let local = self.forwards.reach(&self.session, endpoint).await.map_err(|e| HostError::Connection {
+            host: self.name.clone(),
+            message: format!("forward to {endpoint}: {}", error_chain(&e)),
+        })?;
+        Ok(Reached::Forwarded(local))
     }
 }
 

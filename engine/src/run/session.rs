@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, Outcome, Stamped, StepState, StepSummary, millis};
 use crate::host::Host;
+use crate::host::local::process_log;
+use crate::host::ssh::SshOptions;
+use crate::host::ssh::recover::{Stopped, stop_remote_leftovers};
 use crate::journal::{self, Journal, Replay, RunHeader, RunMode};
 use crate::kind::{DeployTarget, Kinds};
 use crate::lock::{self, DeployLock};
@@ -187,10 +190,10 @@ impl Session {
         let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
         let log = process_log_path(self.state.path());
-        let stopped =
-            tokio::task::spawn_blocking(move || crate::host::local::process_log::stop_leftovers(&log, LEFTOVER_GRACE))
-                .await
-                .unwrap_or_default();
+        let local_log = log.clone();
+        let stopped = tokio::task::spawn_blocking(move || process_log::stop_leftovers(&local_log, LEFTOVER_GRACE))
+            .await
+            .unwrap_or_default();
         for group in stopped {
             events.emit(Event::Warning {
                 message: format!(
@@ -198,6 +201,32 @@ impl Session {
                     group.pgid, group.program
                 ),
             });
+        }
+        // Remote hosts are reached as `ssh` reaches them by default (the user's ~/.ssh/config).
+        let remote = stop_remote_leftovers(&log, &SshOptions::default(), LEFTOVER_GRACE).await;
+        for host in &remote {
+            match &host.groups {
+                Ok(groups) => {
+                    for group in groups {
+                        events.emit(Event::Warning {
+                            message: format!(
+                                "stopped process group {} (`{}`) on {} that the interrupted run left running",
+                                group.pgid, group.program, host.host
+                            ),
+                        });
+                    }
+                }
+                Err(e) => events.emit(Event::Warning {
+                    message: format!(
+                        "could not stop what the interrupted run left running on {}: {e} (kept for the next \
+                         `zdd recover`)",
+                        host.host
+                    ),
+                }),
+            }
+        }
+        if remote.iter().all(Stopped::done) {
+            process_log::forget(&log);
         }
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(

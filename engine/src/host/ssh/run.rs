@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::script::{self, PID_HEADER, SPAWN_HEADER, ops};
 use super::{SshHost, error_chain, spawn_session};
+use crate::host::input::{Feeder, Input};
+use crate::host::local::process_log::ProcessLog;
 use crate::host::local::{OUTPUT_DRAIN, Stream, forward_lines};
 use crate::host::{Command, HostError, LineSink, Output};
 
@@ -26,7 +28,8 @@ const HEADER_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 enum Header {
     Pending,
-    Started(u32),
+    /// The process group, and when its leader started (clock ticks since the host booted), if the host said.
+    Started(u32, Option<u64>),
     NotStarted(String),
 }
 
@@ -34,6 +37,7 @@ enum Header {
 pub(super) async fn run(
     host: &SshHost,
     cmd: &Command,
+    input: Input,
     cancel: &CancellationToken,
     lines: Option<&LineSink>,
 ) -> Result<Output, HostError> {
@@ -45,18 +49,15 @@ pub(super) async fn run(
         permit = host.commands.acquire() => permit.map_err(|_| host.closed())?,
         () = cancel.cancelled() => return Err(cancelled()),
     };
-    let mut child = start(host, cmd).await?;
+    let (mut child, feeder) = start(host, cmd, input).await?;
     let (header_tx, mut header_rx) = watch::channel(Header::Pending);
-    let mut guard = GroupGuard {
-        session: host.session.clone(),
-        control: host.control.clone(),
-        header: header_rx.clone(),
-        armed: true,
-    };
+    let mut guard = GroupGuard::new(host, header_rx.clone());
 
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
     if let Some(out) = child.stdout().take() {
-        tokio::spawn(forward_stdout(out, header_tx, line_tx.clone()));
+        let record =
+            host.process_log.clone().map(|log| Record { log, host: host.name.clone(), program: cmd.program.clone() });
+        tokio::spawn(forward_stdout(out, header_tx, line_tx.clone(), record));
     }
     if let Some(err) = child.stderr().take() {
         tokio::spawn(forward_lines(err, Stream::Stderr, line_tx.clone()));
@@ -90,7 +91,7 @@ pub(super) async fn run(
             changed = header_rx.changed(), if header_open => match changed {
                 Ok(()) => {
                     let header = header_rx.borrow_and_update().clone();
-                    if let (Header::Started(pgid), true) = (header, cancel_requested) {
+                    if let (Header::Started(pgid, _), true) = (header, cancel_requested) {
                         terminate_group(host, pgid, cmd.kill_grace).await;
                     }
                 }
@@ -111,7 +112,7 @@ pub(super) async fn run(
             () = cancel.cancelled(), if !cancel_requested => {
                 cancel_requested = true;
                 let header = header_rx.borrow().clone();
-                if let Header::Started(pgid) = header {
+                if let Header::Started(pgid, _) = header {
                     terminate_group(host, pgid, cmd.kill_grace).await;
                 }
             }
@@ -129,32 +130,38 @@ pub(super) async fn run(
         }
     }
     guard.armed = false;
-
+    // The forwarder publishes the header before any line of the program's: it is final now.
+    let header = header_rx.borrow().clone();
+    // The command ended (or its group was waited for, when cancelled): `zdd recover` has nothing to stop.
+    if let (Some(log), Header::Started(pgid, _)) = (&host.process_log, &header) {
+        log.ended_on(&host.name, *pgid);
+    }
     if cancel_requested {
         return Err(cancelled());
     }
-    // The forwarder publishes the header before any line of the program's: it is final now.
-    let header = header_rx.borrow().clone();
+    feeder.finish().await.map_err(|source| HostError::Io {
+        op: "read the input of",
+        path: cmd.program.clone().into(),
+        source,
+    })?;
     finish(host, cmd, header, status, output).await
 }
 
 /// Start the command's session, its stdin fed from a task of its own.
-async fn start(host: &SshHost, cmd: &Command) -> Result<openssh::Child<Arc<Session>>, HostError> {
+async fn start(
+    host: &SshHost,
+    cmd: &Command,
+    input: Input,
+) -> Result<(openssh::Child<Arc<Session>>, Feeder), HostError> {
     let line = script::run_line(cmd);
     let mut command = host.session.clone().arc_raw_command(&line);
     command
-        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.piped() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = spawn_session(&mut command).await.map_err(|e| host.connection(&e))?;
-    if let (Some(mut stdin), Some(input)) = (child.stdin().take(), cmd.stdin.clone()) {
-        // A command that does not read its input closes the pipe: the write error is not the command's failure.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        });
-    }
-    Ok(child)
+    let feeder = input.feed(child.stdin().take());
+    Ok((child, feeder))
 }
 
 /// A line of the program's: to the sink, and to the captured output.
@@ -192,7 +199,7 @@ async fn finish(
                 )),
             });
         }
-        Header::Started(_) => {}
+        Header::Started(..) => {}
     }
     output.code = match status {
         Ok(status) => status.code(),
@@ -230,7 +237,7 @@ pub(super) async fn spawn_detached(host: &SshHost, cmd: &Command, log: &Path) ->
     let stdout = String::from_utf8_lossy(&out.stdout);
     let first = stdout.lines().next().unwrap_or_default();
     match read_header(first.as_bytes()) {
-        Header::Started(pid) => Ok(pid),
+        Header::Started(pid, _) => Ok(pid),
         Header::NotStarted(reason) => Err(spawn_failed(script::spawn_error(&reason))),
         Header::Pending => Err(spawn_failed(std::io::Error::other(format!(
             "the detaching shell did not report a pid: {}",
@@ -269,6 +276,20 @@ struct GroupGuard {
     control: Arc<Semaphore>,
     header: watch::Receiver<Header>,
     armed: bool,
+    /// Where the kill is recorded, and the host's name.
+    log: Option<(Arc<ProcessLog>, String)>,
+}
+
+impl GroupGuard {
+    fn new(host: &SshHost, header: watch::Receiver<Header>) -> Self {
+        Self {
+            session: host.session.clone(),
+            control: host.control.clone(),
+            header,
+            armed: true,
+            log: host.process_log.clone().map(|log| (log, host.name.clone())),
+        }
+    }
 }
 
 impl Drop for GroupGuard {
@@ -280,11 +301,16 @@ impl Drop for GroupGuard {
         let session = self.session.clone();
         let control = self.control.clone();
         let header = self.header.clone();
+        let log = self.log.take();
         runtime.spawn(async move {
             let Ok(Some(pgid)) = tokio::time::timeout(HEADER_WAIT, started_group(header)).await else { return };
             let Ok(_permit) = control.acquire().await else { return };
             let line = script::op_line(ops::KILL_GROUP, &[&pgid.to_string()]);
-            let _ = session.raw_command(&line).output().await;
+            if session.raw_command(&line).output().await.is_ok()
+                && let Some((log, host)) = log
+            {
+                log.ended_on(&host, pgid);
+            }
         });
     }
 }
@@ -293,17 +319,26 @@ impl Drop for GroupGuard {
 async fn started_group(mut header: watch::Receiver<Header>) -> Option<u32> {
     let named = header.wait_for(|h| !matches!(h, Header::Pending)).await.ok()?;
     match *named {
-        Header::Started(pgid) => Some(pgid),
+        Header::Started(pgid, _) => Some(pgid),
         _ => None,
     }
 }
 
-/// Reads a run's stdout: lines before the header are dropped, the header is published, the program's lines are
-/// forwarded. It runs on its own task, so a guard can still learn the header after the run was dropped.
+/// What [`forward_stdout`] logs once the header names the group: that the program started on the host.
+struct Record {
+    log: Arc<ProcessLog>,
+    host: String,
+    program: String,
+}
+
+/// Reads a run's stdout: lines before the header are dropped, the header is published (and the group logged
+/// for `zdd recover` as soon as it is known), the program's lines are forwarded. It runs on its own task, so a
+/// guard can still learn the header after the run was dropped.
 async fn forward_stdout(
     stdout: impl AsyncRead + Unpin,
     header: watch::Sender<Header>,
     tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+    record: Option<Record>,
 ) {
     let mut reader = BufReader::new(stdout);
     let mut started = false;
@@ -315,6 +350,9 @@ async fn forward_stdout(
                 let read = read_header(&line);
                 if !matches!(read, Header::Pending) {
                     started = true;
+                    if let (Header::Started(pgid, start), Some(r)) = (&read, &record) {
+                        r.log.started_on(&r.host, *pgid, *start, &r.program);
+                    }
                     header.send_replace(read);
                 }
             }
@@ -331,8 +369,11 @@ async fn forward_stdout(
 fn read_header(line: &[u8]) -> Header {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end();
-    if let Some(pid) = text.strip_prefix(PID_HEADER).and_then(|p| p.parse::<u32>().ok()) {
-        Header::Started(pid)
+    let started = text.strip_prefix(PID_HEADER).map(|rest| rest.split(' '));
+    if let Some((Some(pid), start)) =
+        started.map(|mut words| (words.next().and_then(|p| p.parse::<u32>().ok()), words.next()))
+    {
+        Header::Started(pid, start.and_then(|s| s.parse().ok()))
     } else if let Some(reason) = text.strip_prefix(SPAWN_HEADER) {
         Header::NotStarted(reason.to_owned())
     } else {
@@ -346,7 +387,9 @@ mod tests {
 
     #[test]
     fn headers_tell_started_from_not_started() {
-        assert!(matches!(read_header(b"zdd-pid 4242\n"), Header::Started(4242)));
+        assert!(matches!(read_header(b"zdd-pid 4242 987654\n"), Header::Started(4242, Some(987_654))));
+        assert!(matches!(read_header(b"zdd-pid 4242 \n"), Header::Started(4242, None)), "no /proc: no start");
+        assert!(matches!(read_header(b"zdd-pid 4242\n"), Header::Started(4242, None)), "a detached command's");
         assert!(
             matches!(read_header(b"zdd-spawn ENOENT no directory /x\n"), Header::NotStarted(r) if r.starts_with("ENOENT"))
         );

@@ -18,7 +18,9 @@ pub(super) const ABSENT: i32 = 3;
 /// comes before it and is not the operation's (bash reads `~/.bashrc` even for sshd's non-interactive commands).
 const OUTPUT_MARKER: &[u8] = b"zdd-output\n";
 
-/// The first stdout line of a started command: `zdd-pid <pid>` (then the program's own output follows).
+/// The first stdout line of a started command: `zdd-pid <pid> <start>` (then the program's own output follows).
+/// `<start>` is when it started, in clock ticks since the host booted (field 22 of `/proc/<pid>/stat`), for
+/// the process log: it tells the group from a later one with a recycled id. It is empty without `/proc`.
 pub(super) const PID_HEADER: &str = "zdd-pid ";
 
 /// The first stdout line when a command could not be started: `zdd-spawn <ERRNO-NAME> <message>`.
@@ -41,8 +43,11 @@ esac
 
 /// A command that reports its pid, then becomes the program. sshd starts every non-pty command in a new session
 /// (`setsid`), and the login shell `exec`s this shell, so `$$` is the session's and process group's id: what
-/// cancellation signals (`kill -TERM -- -PID`).
-const RUN: &str = r#"echo "zdd-pid $$"; exec "$@""#;
+/// cancellation signals (`kill -TERM -- -PID`). The function's own positional parameters split the stat line,
+/// so the program's words are untouched.
+const RUN: &str = r#"zdd_ticks() { zdd_ticks=${20}; }
+{ read -r zdd_stat </proc/$$/stat; } 2>/dev/null && zdd_ticks ${zdd_stat##*) }
+echo "zdd-pid $$ $zdd_ticks"; exec "$@""#;
 
 /// A command detached in its own session (`setsid`), immune to hangups, output appended to a log created 0640,
 /// reporting its pid. `$1` is the log (shifted away before the prelude's directory).
@@ -207,6 +212,14 @@ done"#;
 
     /// `$1` process group id: KILL it (a run whose caller went away).
     pub(in super::super) const KILL_GROUP: &str = r#"kill -KILL "-$1" 2>/dev/null; exit 0"#;
+
+    /// `zdd recover`'s check before [`TERMINATE_GROUP`]: `$3` must be when the group's leader started (field
+    /// 22 of its stat), else the id is another group's now (or none's) and nothing is signalled.
+    pub(in super::super) const LEADER_STARTED_AT: &str = r#"zdd_ticks() { zdd_ticks=${20}; }
+{ read -r zdd_stat <"/proc/$1/stat"; } 2>/dev/null || exit 3
+zdd_ticks ${zdd_stat##*) }
+[ "$zdd_ticks" = "$3" ] || exit 3
+"#;
 }
 
 /// An `io::Error` from a remote tool's message (`cat: /x: Permission denied`), with the kind the same failure
@@ -270,7 +283,8 @@ mod tests {
         let out = as_sshd_would(&run_line(&cmd));
         let text = String::from_utf8(out.stdout).unwrap();
         let (header, rest) = text.split_once('\n').unwrap();
-        assert!(header.strip_prefix(PID_HEADER).unwrap().parse::<u32>().is_ok(), "{header}");
+        let words: Vec<&str> = header.strip_prefix(PID_HEADER).unwrap().split(' ').collect();
+        assert!(words.len() == 2 && words.iter().all(|w| w.parse::<u64>().is_ok()), "pid and start: {header}");
         assert_eq!(rest, "a b|$HOME;|it's|`x`|\"q\"|*|\n|");
         let env = as_sshd_would(&run_line(&Command::new("sh").args(["-c", "echo \"$K\""]).env("K", "v w")));
         assert!(String::from_utf8_lossy(&env.stdout).ends_with("\nv w\n"));
