@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, Outcome, Stamped, StepState, StepSummary, millis};
-use crate::host::Host;
+use crate::host::HostSet;
 use crate::journal::{self, Journal, Replay, RunHeader, RunMode};
 use crate::kind::{DeployTarget, Kinds};
 use crate::lock::{self, DeployLock};
@@ -36,7 +36,8 @@ pub enum SessionError {
 pub struct Session {
     pub plan: Arc<Plan>,
     pub kinds: Kinds,
-    pub host: Arc<dyn Host>,
+    /// This machine and the plan's SSH hosts, connected before the session is made.
+    pub hosts: HostSet,
     pub state: StateDir,
     /// Held for the whole run.
     pub lock: DeployLock,
@@ -94,7 +95,7 @@ impl Session {
         Executor {
             plan: self.plan.clone(),
             kinds: self.kinds.clone(),
-            host: self.host.clone(),
+            hosts: self.hosts.clone(),
             events,
             journal,
             redactor: self.redactor.clone(),
@@ -267,7 +268,7 @@ impl Session {
         let mut failed = Vec::new();
         for step in self.plan.graph.undo_waves.iter().flatten().map(|id| self.plan.step(*id)) {
             let Some(kind) = self.kinds.get(&step.kind) else { continue };
-            let ctx = exec.ctx(&step.name, CancellationToken::new());
+            let ctx = exec.ctx(&step.name, step.host.as_deref(), CancellationToken::new());
             match kind.stop(step, &ctx).await {
                 Ok(true) => {
                     stopped += 1;
