@@ -148,3 +148,30 @@ fn hosts_and_ssh_config_shape_mistakes() {
         assert!(got.contains(&code), "{code:?} missing from {got:?}");
     }
 }
+
+#[test]
+fn a_batch_size_comes_from_a_variable_or_a_share_of_the_hosts() {
+    let plan = |serial: &str| {
+        format!(
+            "plan \"p\"\nvar \"hosts\" \"a b c d e\"\nvar \"batch\" \"2\"\nhosts \"web\" \"{{{{hosts}}}}\"\n\
+             repeat \"h\" in=\"{{{{hosts}}}}\" serial={serial} {{\n\
+             step \"s\" kind=\"probe\" host=\"{{{{h}}}}\" {{ url \"http://127.0.0.1/\" }}\n}}\n"
+        )
+    };
+    let needs = |serial: &str| -> Vec<Vec<String>> {
+        let read = read_with(&plan(serial), &[]);
+        let plan = read.result.as_ref().unwrap_or_else(|d| panic!("{}", d.render(&read.sources, false)));
+        plan.steps.iter().map(|s| s.needs.iter().map(|n| plan.step(*n).name.clone()).collect()).collect()
+    };
+    let two: Vec<Vec<String>> = [vec![], vec![], vec!["s.a", "s.b"], vec!["s.a", "s.b"], vec!["s.c", "s.d"]]
+        .iter()
+        .map(|v| v.iter().map(|s| (*s).to_owned()).collect())
+        .collect();
+    assert_eq!(needs("\"{{batch}}\""), two);
+    // 40% of five hosts is two; a share rounds up, so 30% is two as well.
+    assert_eq!(needs("\"40%\""), two);
+    assert_eq!(needs("\"30%\""), two);
+    for bad in ["\"0\"", "\"0%\"", "\"150%\"", "\"many\""] {
+        assert_eq!(codes(&read_with(&plan(bad), &[])), [Code::BadInt], "{bad}");
+    }
+}
