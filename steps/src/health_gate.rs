@@ -206,7 +206,7 @@ impl TypedKind for HealthGate {
         let url = ProbeUrl::parse(&url).map_err(StepError::fatal)?;
         let (host, expect, within) = (s.host.as_deref(), &s.expect, s.within);
         let needed = u32::try_from(s.consecutive.max(1)).unwrap_or(3);
-        let client = probe::client(&url, s.request_timeout).map_err(StepError::fatal)?;
+        let client = probe::client(ctx.host.as_ref(), &url, s.request_timeout).await?;
         let service = match &s.service {
             Some(name) => Some(ServiceConfig::of_step(&ctx.plan, name)?),
             None => None,

@@ -1,16 +1,20 @@
 //! The `http` kind: one HTTP request whose answer must have the expected status (a deploy notification, a
 //! webhook, a one-off check). Read-only as far as zdd is concerned: nothing to undo.
 //!
-//! `http+unix://<socket>:<path>` URLs go over a unix socket.
+//! `http+unix://<socket>:<path>` URLs go over a unix socket. The request is sent from the step's host (through
+//! [`Host::reach`](zdd_engine::host::Host::reach)): its `127.0.0.1` and its sockets, its view of the network.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::host::Endpoint;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts, tail_lines};
 use zdd_engine::plan::{Step, Value};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
+
+use crate::probe;
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
@@ -135,10 +139,13 @@ impl TypedKind for Http {
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let url = &s.url;
         let (request_url, socket) = target(url);
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-        if let Some(socket) = socket {
-            builder = builder.unix_socket(socket);
-        }
+        // To the socket or address as the step's host sees it (a webhook elsewhere is reached from that host too).
+        let endpoint = match socket {
+            Some(socket) => Endpoint::Unix(socket.into()),
+            None => probe::tcp_endpoint(&request_url).map_err(StepError::fatal)?,
+        };
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        let builder = probe::through_host(ctx.host.as_ref(), &endpoint, builder).await?;
         let client = builder.build().map_err(|e| StepError::fatal(format!("cannot build an HTTP client: {e}")))?;
         let mut request = client.request(s.method.clone(), &request_url);
         for (name, value) in &s.headers {

@@ -4,6 +4,7 @@
 
 use zdd_engine::kind::Kinds;
 
+mod archive;
 pub mod collectstatic;
 mod common;
 pub mod django;

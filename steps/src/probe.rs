@@ -1,10 +1,15 @@
 //! HTTP probes for health gates, smoke checks and the proxy switch's confirmation: `http://`, `https://`, and
 //! `http+unix://<socket path>:<request path>` (an instance's own unix socket, before any traffic reaches it).
+//!
+//! A probe connects to its socket or address as the step's host sees it ([`Host::reach`]): on this machine
+//! directly, on an SSH host through a forward. The request itself (URL, `Host` header) is the same either way.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
+use zdd_engine::host::{Endpoint, Host};
+use zdd_engine::kind::StepError;
 
 use crate::origin;
 
@@ -44,6 +49,40 @@ impl ProbeUrl {
         let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
         Self { socket: self.socket.clone(), url: format!("{base}{path}") }
     }
+
+    /// What the probe connects to, as the host sees it: the unix socket, else the URL's address.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        match &self.socket {
+            Some(socket) => Ok(Endpoint::Unix(socket.clone())),
+            None => tcp_endpoint(&self.url),
+        }
+    }
+}
+
+/// The TCP address an `http://` or `https://` URL names (its port, or the scheme's).
+pub fn tcp_endpoint(text: &str) -> Result<Endpoint, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}`: {e}"))?;
+    let host = match url.host() {
+        Some(url::Host::Domain(name)) => name.to_owned(),
+        Some(url::Host::Ipv4(address)) => address.to_string(),
+        Some(url::Host::Ipv6(address)) => address.to_string(),
+        None => return Err(format!("`{text}` names no host")),
+    };
+    let port = url.port_or_known_default().ok_or_else(|| format!("`{text}` names no port"))?;
+    Ok(Endpoint::Tcp { host, port })
+}
+
+/// `builder`, made to connect to `endpoint` as `host` sees it (unchanged for a TCP address of this machine).
+pub async fn through_host(
+    host: &dyn Host,
+    endpoint: &Endpoint,
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest::ClientBuilder, StepError> {
+    let reached = host.reach(endpoint).await?;
+    Ok(match reached.unix_socket() {
+        Some(socket) => builder.unix_socket(socket.to_path_buf()),
+        None => builder,
+    })
 }
 
 /// What a probe got back.
@@ -54,19 +93,19 @@ pub struct Answer {
     pub body: String,
 }
 
-/// A client for one probe URL (a unix-socket client sends every request over its socket).
-pub fn client(url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, String> {
+/// A client for one probe URL on `host`: every request goes to the URL's socket or address as the host sees it
+/// (so to the same place: [`ProbeUrl::with_path`] keeps both).
+pub async fn client(host: &dyn Host, url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, StepError> {
     // Every check on a fresh connection: right after an Nginx reload, an old worker may close a kept-alive
     // connection just as a request is sent on it (Nginx's keep-alive race). A check must fail for the app's
     // reasons, not for that one.
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0);
-    if let Some(socket) = &url.socket {
-        builder = builder.unix_socket(socket.clone());
-    }
-    builder.build().map_err(|e| format!("HTTP client: {e}"))
+    let endpoint = url.endpoint().map_err(StepError::fatal)?;
+    let builder = through_host(host, &endpoint, builder).await?;
+    builder.build().map_err(|e| StepError::fatal(format!("HTTP client: {e}")))
 }
 
 /// GET the URL, with an optional Host header (Django checks it against `ALLOWED_HOSTS`). Every probe says it is
@@ -127,6 +166,39 @@ mod tests {
         assert_eq!(u.with_path("/static/a.css").url, "http://127.0.0.1:8080/static/a.css");
         let u = ProbeUrl::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(u.with_path("x").url, "http://127.0.0.1:8080/x");
+    }
+
+    #[test]
+    fn endpoints_are_the_socket_or_the_address() {
+        let u = ProbeUrl::parse("http+unix:///srv/shop/run/a.sock:/health/").unwrap();
+        assert_eq!(u.endpoint().unwrap(), Endpoint::Unix("/srv/shop/run/a.sock".into()));
+        let tcp = |host: &str, port| Ok(Endpoint::Tcp { host: host.into(), port });
+        assert_eq!(ProbeUrl::parse("http://127.0.0.1:8001/health/").unwrap().endpoint(), tcp("127.0.0.1", 8001));
+        assert_eq!(ProbeUrl::parse("http://shop.example/").unwrap().endpoint(), tcp("shop.example", 80));
+        assert_eq!(ProbeUrl::parse("https://shop.example/x").unwrap().endpoint(), tcp("shop.example", 443));
+        assert_eq!(ProbeUrl::parse("http://[::1]:8080/").unwrap().endpoint(), tcp("::1", 8080));
+        assert!(ProbeUrl::parse("http://").unwrap().endpoint().is_err());
+    }
+
+    /// On this machine the client connects where the URL says, as it would without a host.
+    #[tokio::test]
+    async fn a_local_probe_connects_where_the_url_says() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let n = stream.read(&mut request).unwrap();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").unwrap();
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        let url = ProbeUrl::parse(&format!("http://127.0.0.1:{port}/health/")).unwrap();
+        let client = client(&zdd_engine::host::LocalHost::new(), &url, Duration::from_secs(5)).await.unwrap();
+        let answer = get(&client, &url, Some("shop.example")).await.unwrap();
+        assert_eq!((answer.status, answer.body.as_str()), (200, "ok"));
+        let request = server.join().unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("get /health/ http/1.1") && request.contains("host: shop.example"), "{request}");
     }
 
     #[test]

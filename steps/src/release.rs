@@ -1,6 +1,9 @@
 //! The `release` kind: `<root>/releases/<release>` filled from a source directory, shared paths linked in from
 //! `<root>/shared`, and old releases pruned (never the live one nor the one before it).
 //!
+//! The source is on zdd's machine. On that machine the files are copied (`cp -a`); to an SSH host they are
+//! streamed as a tar archive into `tar -x` there ([`crate::archive`]), never held whole.
+//!
 //! Pruning happens at the start of the step, before the copy (it frees space first), and keeps the `keep - 1`
 //! newest other releases plus the live release and its predecessor; the rollback does not bring pruned releases back.
 
@@ -10,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
-use zdd_engine::host::Command;
+use zdd_engine::host::{Command, Host, LocalHost};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::types::{TypeError, parse_typed};
 use zdd_engine::plan::{Step, Value};
@@ -18,7 +21,8 @@ use zdd_engine::preflight::{Finding, PreflightCtx};
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
 
-use crate::common::{from_facts, path_text, quiet, quiet_ok, to_facts};
+use crate::archive;
+use crate::common::{from_facts, path_text, to_facts};
 use crate::manage::{ROOT, release_dir};
 
 pub struct Release;
@@ -126,14 +130,14 @@ fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> 
     others[..cut].iter().map(|s| (*s).clone()).collect()
 }
 
-/// The command that lists the files to copy (NUL-separated, relative to the source).
-async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError> {
+/// The command that lists the files to copy (NUL-separated, relative to the source), run where the source is.
+async fn list_command(s: &Settings, here: &dyn Host, ctx: &StepCtx) -> Result<Command, StepError> {
     let git = Command::new("git").arg("-C").arg(path_text(&s.source)).args(["ls-files", "-z", "--cached"]);
     let use_git = match s.copy {
         Files::Git => true,
         Files::All => false,
         Files::Auto => {
-            let out = quiet(ctx, &git).await?;
+            let out = here.run(&git, &ctx.cancel, None).await?;
             out.success() && !out.stdout.is_empty()
         }
     };
@@ -148,6 +152,54 @@ async fn list_command(s: &Settings, ctx: &StepCtx) -> Result<Command, StepError>
         find = find.args(["-name", name]);
     }
     Ok(find.args([")", "-prune", "-o", "(", "-type", "f", "-o", "-type", "l", ")", "-print0"]).cwd(&s.source))
+}
+
+/// The files to copy (NUL-separated), listed on `here`.
+async fn list_files(s: &Settings, here: &dyn Host, ctx: &StepCtx) -> Result<Vec<u8>, StepError> {
+    let cmd = list_command(s, here, ctx).await?;
+    let out = here.run(&cmd, &ctx.cancel, None).await?;
+    if out.success() {
+        return Ok(out.stdout);
+    }
+    let exit = out.code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
+    Err(StepError::failed(format!("`{}` exited with {exit}", ctx.redactor.redact(&cmd.display())))
+        .with_detail(ctx.redactor.redact(&zdd_engine::kind::tail_lines(&out.stderr_str(), 20))))
+}
+
+/// Where the source is: the step's host if that is this machine, else this machine.
+fn source_host<'a>(host: &'a dyn Host, fallback: &'a LocalHost) -> &'a dyn Host {
+    match host.local() {
+        Some(local) => local,
+        None => fallback,
+    }
+}
+
+/// Stream the listed files of the source (on this machine) into `dir` on the step's (remote) host.
+async fn stream_to_host(s: &Settings, ctx: &StepCtx, dir: &Path, list: &[u8]) -> Result<(), StepError> {
+    let archive = archive::stream(s.source.clone(), archive::paths(list));
+    // Modes as archived (`-p`, whatever the umask); owned by the user zdd logs in as, not by uids of this machine.
+    let untar = Command::new("tar").args(["-x", "-p", "--no-same-owner", "-f", "-", "-C"]).arg(path_text(dir));
+    let out = ctx.host.run_streaming(&untar, archive.stream, &ctx.cancel, None).await?;
+    let written = archive.written.await.map_err(|e| StepError::failed(format!("archiving the source: {e}")))?;
+    let detail = ctx.redactor.redact(&zdd_engine::kind::tail_lines(&out.stderr_str(), 20));
+    match written {
+        // tar stopped reading: its own failure says why.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && !out.success() => {}
+        Err(e) => {
+            return Err(StepError::failed(format!("archiving {}: {e}", s.source.display())).with_detail(detail));
+        }
+        Ok(_) => {}
+    }
+    if out.success() {
+        return Ok(());
+    }
+    let exit = out.code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
+    Err(StepError::failed(format!(
+        "unpacking the release on {} failed (`{}` exited with {exit})",
+        ctx.host.name(),
+        untar.display()
+    ))
+    .with_detail(detail))
 }
 
 fn copy_command(s: &Settings, dir: &Path, list: Vec<u8>) -> Command {
@@ -215,7 +267,9 @@ impl TypedKind for Release {
         if ctx.preview.target.rollback {
             return vec![];
         }
-        crate::preflight::django_source(ctx.preview.host.as_ref(), &s.source).await.into_iter().collect()
+        let fallback = LocalHost::new();
+        let here = source_host(ctx.preview.host.as_ref(), &fallback);
+        crate::preflight::django_source(here, &s.source).await.into_iter().collect()
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
@@ -273,17 +327,24 @@ impl TypedKind for Release {
                 dir.display()
             )));
         }
-        if !ctx.host.exists(&s.source).await? {
+        let fallback = LocalHost::new();
+        let here = source_host(ctx.host.as_ref(), &fallback);
+        if !here.exists(&s.source).await? {
             return Err(StepError::fatal(format!("source {} does not exist", s.source.display())));
         }
         ctx.record_undo(to_facts(&Facts { dir: dir.clone() })).await?;
         // A directory of this id can only be a previous attempt of this same run: start clean.
         ctx.host.remove_all(dir).await?;
         ctx.host.create_dir_all(dir).await?;
-        let list = quiet_ok(ctx, &list_command(s, ctx).await?).await?.stdout;
+        let list = list_files(s, here, ctx).await?;
         let count = list.split(|b| *b == 0).filter(|f| !f.is_empty()).count();
-        ctx.exec_ok(&copy_command(s, dir, list)).await?;
-        ctx.message(format!("copied {count} files into {}", dir.display()));
+        if ctx.host.local().is_some() {
+            ctx.exec_ok(&copy_command(s, dir, list)).await?;
+            ctx.message(format!("copied {count} files into {}", dir.display()));
+        } else {
+            stream_to_host(s, ctx, dir, &list).await?;
+            ctx.message(format!("streamed {count} files into {} on {}", dir.display(), ctx.host.name()));
+        }
         for shared in &s.shared {
             let rel = shared.trim_end_matches('/');
             let target = s.root.join("shared").join(rel);

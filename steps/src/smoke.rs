@@ -227,7 +227,7 @@ impl TypedKind for Smoke {
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let base = ProbeUrl::parse(&s.base).map_err(StepError::fatal)?;
         let host = s.host.as_deref();
-        let client = probe::client(&base, s.request_timeout).map_err(StepError::fatal)?;
+        let client = probe::client(ctx.host.as_ref(), &base, s.request_timeout).await?;
         let until = Instant::now() + s.origin_within;
         let mut proxy = ThroughProxy {
             client,

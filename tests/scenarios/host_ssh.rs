@@ -328,3 +328,188 @@ async fn a_host_key_that_known_hosts_does_not_list_is_refused() {
     assert!(err.to_string().to_lowercase().contains("host key"), "{err}");
     let _ = std::fs::remove_file(&other);
 }
+
+/// A small HTTP server for the probe tests, run on a host: on a unix socket (an absolute path) or on a port of
+/// the host's `127.0.0.1`. Each answer says what was asked, of which host, and with which `Host` header.
+const PROBED_SERVER: &str = r#"
+import http.server, os, socket, socketserver, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = "healthy {} on {} host={} probe={}".format(
+            self.path, socket.gethostname(), self.headers.get("Host"), self.headers.get("X-Zdd-Probe")
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+where = sys.argv[1]
+if where.startswith("/"):
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+    if os.path.exists(where):
+        os.unlink(where)
+    server = Server(where, Handler)
+else:
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+    server = Server(("127.0.0.1", int(where)), Handler)
+print("listening", flush=True)
+server.serve_forever()
+"#;
+
+/// Starts [`PROBED_SERVER`] on `host` (whose `/srv` is `srv` here) at `where_` and waits until it listens.
+async fn serve_on(host: &SshHost, srv: &Path, dir: &str, where_: &str) -> u32 {
+    std::fs::create_dir_all(srv.join(dir)).unwrap();
+    std::fs::write(srv.join(dir).join("serve.py"), PROBED_SERVER).unwrap();
+    let remote = Path::new("/srv").join(dir);
+    let log = remote.join(format!("serve-{}.log", where_.replace('/', "_")));
+    let cmd = Command::new("python3").arg(remote.join("serve.py").display().to_string()).arg(where_);
+    let pid = host.spawn_detached(&cmd, &log).await.unwrap();
+    let started =
+        eventually(|| async { host.read_file(&log).await.unwrap().is_some_and(|l| l.starts_with(b"listening")) });
+    assert!(started.await, "the test server did not start: {:?}", host.read_file(&log).await);
+    pid
+}
+
+/// Probes reach a host's unix socket and its `127.0.0.1:PORT` through the SSH connection, sending the request
+/// they send locally (path, `Host` header, probe header).
+#[tokio::test]
+async fn probes_reach_the_hosts_own_sockets_and_loopback() {
+    use zdd_steps::probe::{self, ProbeUrl};
+    let Some(hosts) = hosts::shared("probes_reach_the_hosts_own_sockets_and_loopback") else { return };
+    let host = connect(hosts, 0).await;
+    let machine = &hosts.machines[0];
+    // The host's 127.0.0.1 is its own: no port of this machine is involved.
+    let servers = [
+        serve_on(&host, &machine.srv, "probe", "/srv/probe/app.sock").await,
+        serve_on(&host, &machine.srv, "probe", "18431").await,
+    ];
+    let cases = [
+        ("http+unix:///srv/probe/app.sock:/health/", None, "host=localhost"),
+        ("http+unix:///srv/probe/app.sock:/health/", Some("shop.example"), "host=shop.example"),
+        ("http://127.0.0.1:18431/health/", None, "host=127.0.0.1:18431"),
+        ("http://localhost:18431/health/", Some("shop.example"), "host=shop.example"),
+    ];
+    for (url, header, expected_host) in cases {
+        let url = ProbeUrl::parse(url).unwrap();
+        let client = probe::client(&host, &url, Duration::from_secs(5)).await.unwrap_or_else(|e| panic!("{e}"));
+        // Twice on one forward (made once per endpoint), each on a fresh connection.
+        for _ in 0..2 {
+            let answer = probe::get(&client, &url, header).await.unwrap_or_else(|e| panic!("{}: {e}", url.url));
+            let expected = format!("healthy /health/ on {} {expected_host} probe=1", machine.name);
+            assert_eq!((answer.status, answer.body), (200, expected), "{}", url.url);
+        }
+    }
+    // A port nobody listens on is an error the gate retries, not a hang.
+    let nobody = ProbeUrl::parse("http://127.0.0.1:18432/").unwrap();
+    let client = probe::client(&host, &nobody, Duration::from_secs(5)).await.unwrap();
+    assert!(probe::get(&client, &nobody, None).await.is_err());
+    for pid in servers {
+        host.signal(pid, "TERM").await.unwrap();
+    }
+}
+
+/// A health-gate step whose host is an SSH host polls the instance's socket there.
+#[tokio::test]
+async fn a_health_gate_polls_a_socket_of_an_ssh_host() {
+    let Some(hosts) = hosts::shared("a_health_gate_polls_a_socket_of_an_ssh_host") else { return };
+    let host = Arc::new(connect(hosts, 1).await);
+    let machine = &hosts.machines[1];
+    let server = serve_on(&host, &machine.srv, "gate", "/srv/gate/web.sock").await;
+    let dir = crate::support::env::TestDir::new("ssh-health-gate");
+    let gate = |url: &str, within: &str| {
+        format!(
+            "plan \"gate\"\nstep \"health\" kind=\"health-gate\" {{\n    url \"{url}\"\n    host \"shop.example\"\n    \
+             contains \"host=shop.example probe=1\"\n    within \"{within}\"\n}}\n"
+        )
+    };
+    let run_gate = |body: String| {
+        let host = host.clone();
+        let plan_file = dir.join(&format!("plan-{}.kdl", body.len()));
+        std::fs::write(&plan_file, body).unwrap();
+        let target = crate::driver::target("r2", "b", Some(("a", "r1")));
+        let plan = crate::driver::read_plan(&plan_file, &[], &target, dir.path());
+        let run = crate::driver::Run::new(plan.clone(), target, dir.path());
+        async move {
+            let mut ctx = run.ctx("health");
+            ctx.host = host;
+            let step = plan.step_by_name("health").unwrap().clone();
+            zdd_steps::builtin().get("health-gate").unwrap().run(&step, &ctx).await
+        }
+    };
+    run_gate(gate("http+unix:///srv/gate/web.sock:/health/", "30s")).await.unwrap_or_else(|e| panic!("{e}"));
+    let err = run_gate(gate("http+unix:///srv/gate/nobody.sock:/health/", "1s")).await.unwrap_err();
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    host.signal(server, "TERM").await.unwrap();
+}
+
+/// The release kind streams the source (on this machine) to an SSH host as a tar archive unpacked there: file
+/// contents, modes and symlinks arrive as they are here. The tree is larger than the pipes on the way (the
+/// archive pipe of 64 KiB, the chunk fed to the channel of 64 KiB, the kernel's pipes), so it only arrives
+/// whole because the archive is written while it is read: nothing holds it entire (see `steps/src/archive.rs`).
+#[tokio::test]
+async fn a_release_is_streamed_to_an_ssh_host() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(hosts) = hosts::shared("a_release_is_streamed_to_an_ssh_host") else { return };
+    let host = Arc::new(connect(hosts, 0).await);
+    let dir = crate::support::env::TestDir::new("ssh-release");
+    let source = dir.join("shop");
+    let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777;
+    let set_mode =
+        |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::create_dir_all(source.join("shop/static")).unwrap();
+    std::fs::create_dir_all(source.join("venv/bin")).unwrap();
+    // 8 MiB that do not compress (tar does not compress anyway; the bytes must all arrive in order).
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let big: Vec<u8> = (0..8 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(source.join("shop/static/bundle.bin"), &big).unwrap();
+    std::fs::write(source.join("manage.py"), "#!/usr/bin/env python\n").unwrap();
+    set_mode(&source.join("manage.py"), 0o755);
+    std::fs::write(source.join("shop/settings.py"), "SECRET_KEY = 'x'\n").unwrap();
+    set_mode(&source.join("shop/settings.py"), 0o600);
+    set_mode(&source.join("shop/static"), 0o750);
+    std::os::unix::fs::symlink("static/bundle.bin", source.join("shop/bundle")).unwrap();
+    std::os::unix::fs::symlink("/nowhere/at/all", source.join("dangling")).unwrap();
+    std::fs::write(source.join("venv/bin/python"), "skipped").unwrap();
+
+    let plan_file = dir.join("plan.kdl");
+    let body = format!(
+        "plan \"ship\"\nstep \"release\" kind=\"release\" {{\n    root \"/srv/ship\"\n    source \"{}\"\n    \
+         copy \"all\"\n}}\n",
+        source.display()
+    );
+    std::fs::write(&plan_file, body).unwrap();
+    let target = crate::driver::target("r2", "b", Some(("a", "r1")));
+    let plan = crate::driver::read_plan(&plan_file, &[], &target, dir.path());
+    let run = crate::driver::Run::new(plan.clone(), target, dir.path());
+    let mut ctx = run.ctx("release");
+    ctx.host = host.clone();
+    let step = plan.step_by_name("release").unwrap().clone();
+    zdd_steps::builtin().get("release").unwrap().run(&step, &ctx).await.unwrap_or_else(|e| panic!("{e}"));
+
+    // The host's /srv is this directory: what arrived is there.
+    let release = hosts.machines[0].srv.join("ship/releases/r2");
+    assert!(std::fs::read(release.join("shop/static/bundle.bin")).unwrap() == big, "the large file arrived changed");
+    for file in ["manage.py", "shop/settings.py", "shop/static"] {
+        assert_eq!(mode(&release.join(file)), mode(&source.join(file)), "{file}");
+    }
+    assert_eq!(std::fs::read_link(release.join("shop/bundle")).unwrap(), Path::new("static/bundle.bin"));
+    assert_eq!(std::fs::read_link(release.join("dangling")).unwrap(), Path::new("/nowhere/at/all"));
+    assert!(!release.join("venv").exists(), "venvs are not copied");
+    // Owned by the user zdd logged in as, not by uids of this machine.
+    let owner = host.stat(&Path::new("/srv/ship/releases/r2").join("manage.py")).await.unwrap().unwrap();
+    assert_eq!(owner.uid, 0);
+    assert!(run.log_text().contains("streamed 5 files"), "{}", run.log_text());
+}

@@ -16,12 +16,13 @@ use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Account, Command, FileStat, Host, HostError, LineSink, Output, UserRef};
+use super::input::Input;
+use super::{Account, Command, Endpoint, FileStat, Host, HostError, InputStream, LineSink, Output, Reached, UserRef};
 
 /// How long output may stay quiet after a command exited before reading stops, when something it started in the
 /// background still holds its stdout or stderr open (a `cmd &` that outlives the shell).
@@ -59,15 +60,12 @@ pub(super) enum Stream {
     Stderr,
 }
 
-#[async_trait]
-impl Host for LocalHost {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    async fn run(
+impl LocalHost {
+    /// [`Host::run`] with its stdin from `input`.
+    async fn run_with(
         &self,
         cmd: &Command,
+        input: Input,
         cancel: &CancellationToken,
         lines: Option<&LineSink>,
     ) -> Result<Output, HostError> {
@@ -79,7 +77,7 @@ impl Host for LocalHost {
             .args(&cmd.args)
             .envs(&cmd.env)
             .process_group(0)
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if input.piped() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(dir) = &cmd.cwd {
@@ -106,13 +104,7 @@ impl Host for LocalHost {
             tokio::spawn(forward_lines(err, Stream::Stderr, line_tx.clone()));
         }
         drop(line_tx);
-        if let (Some(mut stdin), Some(input)) = (child.stdin.take(), cmd.stdin.clone()) {
-            // A command that does not read its input closes the pipe: the write error is not the command's failure.
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&input).await;
-                let _ = stdin.shutdown().await;
-            });
-        }
+        let feeder = input.feed(child.stdin.take());
 
         let mut output = Output::default();
         let deliver = |stream: Stream, line: Vec<u8>, output: &mut Output| {
@@ -161,10 +153,45 @@ impl Host for LocalHost {
         if cancelled {
             return Err(HostError::Cancelled { program: cmd.program.clone() });
         }
+        feeder.finish().await.map_err(|source| HostError::Io {
+            op: "read the input of",
+            path: PathBuf::from(&cmd.program),
+            source,
+        })?;
         let status =
             status.map_err(|source| HostError::Io { op: "wait for", path: PathBuf::from(&cmd.program), source })?;
         output.code = status.code();
         Ok(output)
+    }
+}
+
+#[async_trait]
+impl Host for LocalHost {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn local(&self) -> Option<&LocalHost> {
+        Some(self)
+    }
+
+    async fn run(
+        &self,
+        cmd: &Command,
+        cancel: &CancellationToken,
+        lines: Option<&LineSink>,
+    ) -> Result<Output, HostError> {
+        self.run_with(cmd, Input::of(cmd, None), cancel, lines).await
+    }
+
+    async fn run_streaming(
+        &self,
+        cmd: &Command,
+        input: InputStream,
+        cancel: &CancellationToken,
+        lines: Option<&LineSink>,
+    ) -> Result<Output, HostError> {
+        self.run_with(cmd, Input::of(cmd, Some(input)), cancel, lines).await
     }
 
     async fn spawn_detached(&self, cmd: &Command, log: &Path) -> Result<u32, HostError> {
@@ -313,6 +340,11 @@ impl Host for LocalHost {
             Ok(g) => Ok(g.map(|g| g.gid.as_raw())),
             Err(errno) => Err(io_error("look up group", Path::new(name), errno.into())),
         }
+    }
+
+    /// This machine's endpoints are where zdd connects: no forward, no copy of the address.
+    async fn reach(&self, endpoint: &Endpoint) -> Result<Reached, HostError> {
+        Ok(Reached::Direct(endpoint.clone()))
     }
 }
 
@@ -689,5 +721,15 @@ mod tests {
         let host = LocalHost::new();
         assert!(host.process_alive(std::process::id()).await.unwrap());
         host.signal(std::process::id(), "0").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn endpoints_are_reached_directly() {
+        let host = LocalHost::new();
+        for endpoint in
+            [Endpoint::Unix("/srv/shop/run/a.sock".into()), Endpoint::Tcp { host: "127.0.0.1".into(), port: 8001 }]
+        {
+            assert_eq!(host.reach(&endpoint).await.unwrap(), Reached::Direct(endpoint));
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! reaping the child: a child-process future is never just dropped.
 
 pub mod access;
+pub mod endpoint;
+mod input;
 pub mod local;
 pub mod set;
 pub mod ssh;
@@ -20,6 +22,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 pub use access::{Account, FileStat};
+pub use endpoint::{Endpoint, Reached};
+pub use input::InputStream;
 pub use local::LocalHost;
 pub use set::HostSet;
 pub use ssh::{Destination, SshHost, SshOptions};
@@ -145,10 +149,25 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     /// `local`, or the SSH destination.
     fn name(&self) -> &str;
 
+    /// This host, if it is the machine zdd runs on: its paths are zdd's paths (a release's source is copied
+    /// where it is, not streamed).
+    fn local(&self) -> Option<&LocalHost>;
+
     /// Run a command to completion, or until `cancel` fires (then signal the process group and reap it).
     async fn run(
         &self,
         cmd: &Command,
+        cancel: &CancellationToken,
+        lines: Option<&LineSink>,
+    ) -> Result<Output, HostError>;
+
+    /// [`run`](Host::run) with `input` fed to the command's stdin (instead of [`Command::stdin`]) as the
+    /// command reads it, so that it is never held whole: an archive unpacked on the host. A failure to read
+    /// `input` fails the run (as [`HostError::Io`]); input the command leaves unread does not.
+    async fn run_streaming(
+        &self,
+        cmd: &Command,
+        input: InputStream,
         cancel: &CancellationToken,
         lines: Option<&LineSink>,
     ) -> Result<Output, HostError>;
@@ -194,6 +213,11 @@ pub trait Host: Send + Sync + std::fmt::Debug {
 
     /// A group's id by name, or `None` if there is no such group.
     async fn group_id(&self, name: &str) -> Result<Option<u32>, HostError>;
+
+    /// How zdd's own process reaches `endpoint` as this host sees it (its unix socket, its `127.0.0.1:8001`),
+    /// for probes. This machine returns the endpoint itself; a remote host a forward to it, which lasts as
+    /// long as the host's connection and is made once per endpoint.
+    async fn reach(&self, endpoint: &Endpoint) -> Result<Reached, HostError>;
 }
 
 /// A user named in a config (`user www-data;`) or seen on a process (`Uid: 33`).

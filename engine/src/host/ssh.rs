@@ -12,9 +12,13 @@
 //! channel alone would leave the remote process running. At most [`COMMAND_SESSIONS`] commands run at once on
 //! one connection, and [`CONTROL_SESSIONS`] more are kept for those signals, within sshd's default
 //! `MaxSessions 10`.
+//!
+//! Probes reach the host's sockets and its loopback through forwards of the same connection (see [`forward`]);
+//! a command's stdin may be a stream ([`Host::run_streaming`]), fed as the remote command reads it.
 
 mod control;
 pub mod destination;
+mod forward;
 mod run;
 mod script;
 
@@ -30,8 +34,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use destination::{Destination, DestinationError};
 
+use super::input::Input;
 use super::local::{parse_signal, sibling_temp};
-use super::{Account, Command, FileStat, Host, HostError, LineSink, Output, UserRef};
+use super::{
+    Account, Command, Endpoint, FileStat, Host, HostError, InputStream, LineSink, LocalHost, Output, Reached, UserRef,
+};
 use script::{ABSENT, ops};
 
 /// Commands (runs and file operations) at once on one connection.
@@ -103,6 +110,7 @@ pub struct SshHost {
     session: Arc<Session>,
     commands: Arc<Semaphore>,
     control: Arc<Semaphore>,
+    forwards: forward::Forwards,
 }
 
 impl std::fmt::Debug for SshHost {
@@ -142,6 +150,7 @@ impl SshHost {
         let session = builder.connect_mux(&destination.address).await.map_err(|e| refused(error_chain(&e)))?;
         Ok(Self {
             name,
+            forwards: forward::Forwards::new(forward::connection_dir(&session)),
             session: Arc::new(session),
             commands: Arc::new(Semaphore::new(COMMAND_SESSIONS)),
             control: Arc::new(Semaphore::new(CONTROL_SESSIONS)),
@@ -229,13 +238,27 @@ impl Host for SshHost {
         &self.name
     }
 
+    fn local(&self) -> Option<&LocalHost> {
+        None
+    }
+
     async fn run(
         &self,
         cmd: &Command,
         cancel: &CancellationToken,
         lines: Option<&LineSink>,
     ) -> Result<Output, HostError> {
-        run::run(self, cmd, cancel, lines).await
+        run::run(self, cmd, Input::of(cmd, None), cancel, lines).await
+    }
+
+    async fn run_streaming(
+        &self,
+        cmd: &Command,
+        input: InputStream,
+        cancel: &CancellationToken,
+        lines: Option<&LineSink>,
+    ) -> Result<Output, HostError> {
+        run::run(self, cmd, Input::of(cmd, Some(input)), cancel, lines).await
     }
 
     async fn spawn_detached(&self, cmd: &Command, log: &Path) -> Result<u32, HostError> {
@@ -360,6 +383,14 @@ impl Host for SshHost {
             (Some(_), Some(_)) => Ok(None),
             _ => Err(io_error("look up group", &path, std::io::Error::other(format!("unexpected output: {text}")))),
         }
+    }
+
+    async fn reach(&self, endpoint: &Endpoint) -> Result<Reached, HostError> {
+        let local = self.forwards.reach(&self.session, endpoint).await.map_err(|e| HostError::Connection {
+            host: self.name.clone(),
+            message: format!("forward to {endpoint}: {}", error_chain(&e)),
+        })?;
+        Ok(Reached::Forwarded(local))
     }
 }
 

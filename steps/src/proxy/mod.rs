@@ -145,7 +145,7 @@ async fn confirm(s: &Settings, ctx: &StepCtx, origin: Option<String>) -> Result<
     };
     let url = ProbeUrl::parse(&c.url).map_err(StepError::fatal)?;
     let (status, contains, within) = (c.status, c.contains.as_deref(), c.within);
-    let client = probe::client(&url, Duration::from_secs(2)).map_err(StepError::fatal)?;
+    let client = probe::client(ctx.host.as_ref(), &url, Duration::from_secs(2)).await?;
     let mut filter = OriginFilter::new(origin);
     let error_log = ErrorLog::open(s.error_log.as_deref(), ctx).await;
     let start = Instant::now();

@@ -9,7 +9,7 @@ use super::SshOptions;
 const SOCKET_NAME_LEN: usize = 46;
 
 /// The longest unix socket path (`sun_path` is 108 bytes, one is the NUL).
-const SOCKET_PATH_MAX: usize = 107;
+pub(super) const SOCKET_PATH_MAX: usize = 107;
 
 /// Where the control sockets go: created 0700 if missing, refused if someone else could reach it, and short
 /// enough for a socket path.

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::script::{self, PID_HEADER, SPAWN_HEADER, ops};
 use super::{SshHost, error_chain, spawn_session};
+use crate::host::input::{Feeder, Input};
 use crate::host::local::{OUTPUT_DRAIN, Stream, forward_lines};
 use crate::host::{Command, HostError, LineSink, Output};
 
@@ -34,6 +35,7 @@ enum Header {
 pub(super) async fn run(
     host: &SshHost,
     cmd: &Command,
+    input: Input,
     cancel: &CancellationToken,
     lines: Option<&LineSink>,
 ) -> Result<Output, HostError> {
@@ -45,7 +47,7 @@ pub(super) async fn run(
         permit = host.commands.acquire() => permit.map_err(|_| host.closed())?,
         () = cancel.cancelled() => return Err(cancelled()),
     };
-    let mut child = start(host, cmd).await?;
+    let (mut child, feeder) = start(host, cmd, input).await?;
     let (header_tx, mut header_rx) = watch::channel(Header::Pending);
     let mut guard = GroupGuard {
         session: host.session.clone(),
@@ -133,28 +135,31 @@ pub(super) async fn run(
     if cancel_requested {
         return Err(cancelled());
     }
+    feeder.finish().await.map_err(|source| HostError::Io {
+        op: "read the input of",
+        path: std::path::PathBuf::from(&cmd.program),
+        source,
+    })?;
     // The forwarder publishes the header before any line of the program's: it is final now.
     let header = header_rx.borrow().clone();
     finish(host, cmd, header, status, output).await
 }
 
 /// Start the command's session, its stdin fed from a task of its own.
-async fn start(host: &SshHost, cmd: &Command) -> Result<openssh::Child<Arc<Session>>, HostError> {
+async fn start(
+    host: &SshHost,
+    cmd: &Command,
+    input: Input,
+) -> Result<(openssh::Child<Arc<Session>>, Feeder), HostError> {
     let line = script::run_line(cmd);
     let mut command = host.session.clone().arc_raw_command(&line);
     command
-        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.piped() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = spawn_session(&mut command).await.map_err(|e| host.connection(&e))?;
-    if let (Some(mut stdin), Some(input)) = (child.stdin().take(), cmd.stdin.clone()) {
-        // A command that does not read its input closes the pipe: the write error is not the command's failure.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        });
-    }
-    Ok(child)
+    let feeder = input.feed(child.stdin().take());
+    Ok((child, feeder))
 }
 
 /// A line of the program's: to the sink, and to the captured output.
