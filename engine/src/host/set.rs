@@ -13,7 +13,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{Account, Command, Destination, FileStat, Host, HostError, LineSink, Output, SshHost, SshOptions, UserRef};
+use super::{
+    Account, Command, Destination, Endpoint, FileStat, Host, HostError, InputStream, LineSink, LocalHost, Output,
+    Reached, SshHost, SshOptions, UserRef,
+};
 
 /// The hosts of one run, by SSH destination, and this machine for steps that name none.
 #[derive(Clone, Debug)]
@@ -106,7 +109,25 @@ impl Host for Unreachable {
         &self.name
     }
 
+    fn local(&self) -> Option<&LocalHost> {
+        None
+    }
+
     async fn run(&self, _: &Command, _: &CancellationToken, _: Option<&LineSink>) -> Result<Output, HostError> {
+        self.refused()
+    }
+
+    async fn run_streaming(
+        &self,
+        _: &Command,
+        _: InputStream,
+        _: &CancellationToken,
+        _: Option<&LineSink>,
+    ) -> Result<Output, HostError> {
+        self.refused()
+    }
+
+    async fn reach(&self, _: &Endpoint) -> Result<Reached, HostError> {
         self.refused()
     }
 
@@ -170,7 +191,6 @@ impl Host for Unreachable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::LocalHost;
 
     #[tokio::test]
     async fn a_step_without_host_runs_here_and_an_unconnected_one_fails_naming_its_host() {
