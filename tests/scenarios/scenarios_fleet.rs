@@ -71,10 +71,14 @@ impl Fleet {
     }
 
     fn command(&self, command: &str, hosts: &str, release: Option<&str>) -> Command {
+        self.command_with(command, hosts, release, &self.hosts.ssh_config)
+    }
+
+    fn command_with(&self, command: &str, hosts: &str, release: Option<&str>, ssh_config: &Path) -> Command {
         let mut cmd = Command::new(zdd_bin());
         cmd.arg(command).arg(&self.plan).arg("--json").arg("--state-dir").arg(self.dir.join("state"));
         cmd.args(["--var", &format!("hosts={hosts}")]);
-        cmd.args(["--var", &format!("ssh_config={}", self.hosts.ssh_config.display())]);
+        cmd.args(["--var", &format!("ssh_config={}", ssh_config.display())]);
         if let Some(r) = release {
             cmd.args(["--release", r]);
         }
@@ -204,4 +208,22 @@ fn an_unreachable_host_stops_the_run_before_anything_changes() {
     assert!(stderr.contains(".250:22"), "the host is named: {stderr}");
     assert!(hosts_of_started(&events).is_empty(), "a step started");
     assert!(!f.srv(0).join("fleet").exists(), "the reachable host was changed");
+}
+
+#[test]
+fn a_host_whose_key_known_hosts_does_not_hold_stops_the_run_before_anything_changes() {
+    let Some(f) = Fleet::new("fleet_host_key") else { return };
+    // The hosts' ssh config, with a known_hosts that lists none of them.
+    let config = std::fs::read_to_string(&f.hosts.ssh_config).unwrap();
+    let known = f.hosts.dir.join("known_hosts").display().to_string();
+    assert!(config.contains(&known), "the test config names its known_hosts");
+    std::fs::write(f.dir.join("empty_known_hosts"), "").unwrap();
+    let strict = f.dir.join("ssh_config");
+    std::fs::write(&strict, config.replace(&known, &f.dir.join("empty_known_hosts").display().to_string())).unwrap();
+    let out = f.command_with("run", &f.hosts.destination(1), Some("20260101-000001"), &strict).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nothing was changed") && stderr.contains(&f.hosts.destination(1)), "{stderr}");
+    assert!(stderr.contains("Host key verification failed"), "ssh's own reason is shown: {stderr}");
+    assert!(!f.srv(1).join("fleet").exists(), "the host was changed");
 }
