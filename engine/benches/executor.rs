@@ -61,6 +61,7 @@ fn plan(deep: bool) -> Plan {
             fields: Fields { map: BTreeMap::new() },
             settings: zdd_engine::settings::StepSettings::default(),
             description: None,
+            host: None,
             span,
         })
         .collect();
@@ -72,6 +73,7 @@ fn plan(deep: bool) -> Plan {
         slots: vec!["a".into(), "b".into()],
         state_dir: None,
         defaults: StepPolicy::default(),
+        fleet: zdd_engine::plan::fleet::Fleet::default(),
         graph: zdd_engine::graph::StepGraph::build_from_steps(&steps),
         steps,
     }
@@ -94,7 +96,7 @@ async fn executor_only(deep: bool, jobs: usize) -> Duration {
     let exec = Executor {
         plan: Arc::new(plan(deep)),
         kinds: kinds(),
-        host: Arc::new(LocalHost::new()),
+        hosts: zdd_engine::host::HostSet::local(Arc::new(LocalHost::new())),
         events,
         journal: Arc::new(Journal::in_memory()),
         redactor: Redactor::new(),
@@ -121,7 +123,7 @@ async fn session(deep: bool, jobs: usize) -> Duration {
     let session = Session {
         plan: Arc::new(plan(deep)),
         kinds: kinds(),
-        host: Arc::new(LocalHost::new()),
+        hosts: zdd_engine::host::HostSet::local(Arc::new(LocalHost::new())),
         state,
         lock,
         redactor: Redactor::new(),

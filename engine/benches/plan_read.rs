@@ -124,7 +124,7 @@ fn main() {
             kinds: &kinds,
             target: read.target.as_ref().expect("target"),
             state_dir: read.state_dir.as_deref().unwrap_or(Path::new("/")),
-            host: Arc::new(LocalHost::new()),
+            hosts: zdd_engine::host::HostSet::local(Arc::new(LocalHost::new())),
         }));
         preview::render_text(&p, false).len()
     };
@@ -145,7 +145,7 @@ fn main() {
             kinds: &kinds,
             target: read.target.as_ref().expect("target"),
             state_dir: Path::new("/nonexistent"),
-            host: Arc::new(LocalHost::new()),
+            hosts: zdd_engine::host::HostSet::local(Arc::new(LocalHost::new())),
         }));
         preview::render_text(&p, false).len()
     });

@@ -53,7 +53,15 @@ impl Outcome {
 #[rustfmt::skip] // One event per line reads as the table of the event stream; rustfmt would spread each over lines.
 pub enum Event {
     RunStarted { plan: String, release: String, run_id: String, steps: Vec<String> },
-    StepStarted { step: String, kind: String, attempt: u32, attempts: u32 },
+    StepStarted {
+        step: String,
+        kind: String,
+        attempt: u32,
+        attempts: u32,
+        /// The SSH destination the step runs on; absent for this machine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
     /// A line of a step's output (already redacted).
     StepOutput { step: String, line: String },
     /// A step's own progress message ("waiting for 3 consecutive healthy answers").
@@ -61,7 +69,12 @@ pub enum Event {
     StepRetrying { step: String, attempt: u32, cause: String, delay_ms: u64 },
     StepFinished { step: String, state: StepState, attempts: u32, duration_ms: u64, error: Option<String> },
     RollbackStarted { cause: String },
-    UndoStarted { step: String },
+    UndoStarted {
+        step: String,
+        /// The SSH destination the undo acts on (the host the step ran on); absent for this machine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
     UndoFinished { step: String, ok: bool, error: Option<String>, duration_ms: u64 },
     Warning { message: String },
     /// The new release answered its smoke checks at this URL (the proxy's public address).

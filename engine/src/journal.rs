@@ -70,6 +70,9 @@ enum Line {
         kind: String,
         #[serde(default)]
         policy: Option<RecordedPolicy>,
+        /// Absent for a step that ran on this machine.
+        #[serde(default)]
+        host: Option<String>,
     },
     StepFinished {
         step: String,
@@ -167,7 +170,7 @@ impl Journal {
     /// step waiting for the disk does not hold up the runtime's workers.
     async fn write_facts(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "at": now_millis(),
             "event": "undo-facts",
             "step": step,
@@ -175,6 +178,10 @@ impl Journal {
             "policy": undo.policy,
             "facts": undo.facts,
         });
+        // The host the step ran on: its undo acts there, whatever the plan says by then.
+        if let Some(host) = &undo.host {
+            line["host"] = serde_json::Value::from(host.as_str());
+        }
         let mut text = line.to_string();
         text.push('\n');
         let file = file.clone();
@@ -278,12 +285,12 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
         match parsed {
             Line::JournalOpened { header: h } => header = Some(*h),
-            Line::UndoFacts { step, facts: f, kind, policy } => {
+            Line::UndoFacts { step, facts: f, kind, policy, host } => {
                 if !facts.contains_key(&step) {
                     first_facts.push(step.clone());
                 }
                 let policy = policy.unwrap_or_else(|| crate::plan::StepPolicy::default().into());
-                facts.insert(step.clone(), RecordedUndo { kind, policy, facts: f });
+                facts.insert(step.clone(), RecordedUndo { kind, host, policy, facts: f });
                 // New facts after an undo mean the step ran again: it needs undoing again.
                 undone.remove(&step);
             }
@@ -393,7 +400,7 @@ mod tests {
     }
 
     fn recorded(facts: UndoFacts) -> RecordedUndo {
-        RecordedUndo { kind: "fake".into(), policy: crate::plan::StepPolicy::default().into(), facts }
+        RecordedUndo { kind: "fake".into(), host: None, policy: crate::plan::StepPolicy::default().into(), facts }
     }
 
     fn finished(step: &str) -> Event {

@@ -84,6 +84,9 @@ impl From<HostError> for StepError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedUndo {
     pub kind: String,
+    /// The SSH destination the step ran on (its undo acts there); absent for this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub policy: RecordedPolicy,
     pub facts: UndoFacts,
 }
@@ -187,6 +190,7 @@ impl StepCtx {
         let step = self.plan.step_by_name(&self.step);
         let undo = RecordedUndo {
             kind: step.map(|s| s.kind.clone()).unwrap_or_default(),
+            host: step.and_then(|s| s.host.clone()),
             policy: step.map_or(self.plan.defaults, |s| s.policy).into(),
             facts,
         };
@@ -304,7 +308,7 @@ pub struct Preview {
     pub undo: Vec<PlannedAction>,
 }
 
-/// What a preview may use: read-only access to the host and the deploy target it would run with.
+/// What a preview may use: read-only access to the step's host and the deploy target it would run with.
 #[derive(Clone)]
 pub struct PreviewCtx {
     pub plan: Arc<Plan>,

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Code, Severity};
+use crate::host::HostSet;
 use crate::kind::{Kinds, PreviewCtx};
 use crate::plan::Plan;
 
@@ -158,11 +159,13 @@ pub fn provisions(plan: &Plan, kinds: &Kinds, ctx: &PreviewCtx) -> Provisions {
 }
 
 /// Run every step's preflight (reads only) and collect what they found, merging a finding several steps report.
-pub async fn run(plan: &Plan, kinds: &Kinds, ctx: &PreviewCtx) -> Report {
-    let ctx = PreflightCtx { preview: ctx.clone(), provided: provisions(plan, kinds, ctx) };
+/// Each step's checks read through its own host of `hosts` (`ctx.host` is replaced by it).
+pub async fn run(plan: &Plan, kinds: &Kinds, ctx: &PreviewCtx, hosts: &HostSet) -> Report {
+    let mut ctx = PreflightCtx { preview: ctx.clone(), provided: provisions(plan, kinds, ctx) };
     let mut report = Report::default();
     for step in &plan.steps {
         let Some(kind) = kinds.get(&step.kind) else { continue };
+        ctx.preview.host = hosts.get(step.host.as_deref());
         for finding in kind.preflight(step, &ctx).await {
             match report.findings.iter_mut().find(|f| f.finding == finding) {
                 Some(seen) => seen.steps.push(step.name.clone()),

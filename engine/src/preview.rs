@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use similar::TextDiff;
 
-use crate::host::Host;
+use crate::host::{Host, HostSet};
 use crate::kind::{DeployTarget, Kinds, PlannedAction, PreviewCtx};
 use crate::plan::{Plan, VarOrigin};
 use crate::redact::Redactor;
@@ -50,6 +50,9 @@ pub struct PreviewVar {
 pub struct StepPreview {
     pub name: String,
     pub kind: String,
+    /// The SSH destination the step runs on; absent for this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub description: Option<String>,
     pub needs: Vec<String>,
     pub timeout_ms: u128,
@@ -104,8 +107,8 @@ pub struct PreviewInput<'a> {
     pub kinds: &'a Kinds,
     pub target: &'a DeployTarget,
     pub state_dir: &'a std::path::Path,
-    /// Used for reads only (current file contents, link targets).
-    pub host: Arc<dyn Host>,
+    /// Used for reads only (current file contents, link targets): each step's own host.
+    pub hosts: HostSet,
 }
 
 /// Build the preview. Never writes: kinds' previews and the diffs only read through the host.
@@ -118,7 +121,7 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
     let ctx = PreviewCtx {
         plan: Arc::clone(plan),
         target: input.target.clone(),
-        host: Arc::clone(&input.host),
+        host: input.hosts.get(None),
         state_dir: input.state_dir.to_path_buf(),
     };
 
@@ -133,7 +136,7 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
         })
         .collect();
 
-    let mut preflight = crate::preflight::run(plan, input.kinds, &ctx).await;
+    let mut preflight = crate::preflight::run(plan, input.kinds, &ctx, &input.hosts).await;
     for f in &mut preflight.findings {
         f.finding.message = redactor.redact(&f.finding.message);
         f.finding.evidence = f.finding.evidence.iter().map(|e| redactor.redact(e)).collect();
@@ -143,6 +146,7 @@ pub async fn build(input: PreviewInput<'_>) -> PlanPreview {
     for wave in &plan.graph.waves {
         let mut steps = Vec::with_capacity(wave.len());
         for id in wave {
+            let ctx = PreviewCtx { host: input.hosts.get(plan.step(*id).host.as_deref()), ..ctx.clone() };
             steps.push(step_preview(plan, *id, input.kinds, &ctx, &redactor).await);
         }
         waves.push(steps);
@@ -183,6 +187,7 @@ async fn step_preview(
     let mut out = StepPreview {
         name: step.name.clone(),
         kind: step.kind.clone(),
+        host: step.host.clone(),
         description: step.description.as_ref().map(|d| redactor.redact(d)),
         needs: step.needs.iter().map(|n| plan.step(*n).name.clone()).collect(),
         timeout_ms: step.policy.timeout.as_millis(),

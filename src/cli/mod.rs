@@ -12,6 +12,7 @@ mod completions;
 mod explain;
 mod graph;
 mod history;
+mod hosts;
 mod init;
 mod kinds;
 mod plan;

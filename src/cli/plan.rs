@@ -4,9 +4,9 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use zdd_engine::host::LocalHost;
+use zdd_engine::host::{HostSet, LocalHost, SshOptions};
 use zdd_engine::kind::DeployTarget;
-use zdd_engine::plan::PlanHeader;
+use zdd_engine::plan::{Plan, PlanHeader};
 use zdd_engine::preview::{self, PreviewInput};
 use zdd_engine::state::{State, StateDir};
 
@@ -40,9 +40,10 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
         eprintln!("zdd: cannot start the async runtime");
         return exit::INVALID;
     };
-    let input =
-        PreviewInput { plan: &plan, kinds: &kinds, target: &target, state_dir, host: Arc::new(LocalHost::new()) };
-    let p = rt.block_on(preview::build(input));
+    let p = rt.block_on(async {
+        let hosts = preview_hosts(&plan).await;
+        preview::build(PreviewInput { plan: &plan, kinds: &kinds, target: &target, state_dir, hosts }).await
+    });
     if json {
         match serde_json::to_string_pretty(&p) {
             Ok(s) => outln!("{s}"),
@@ -56,6 +57,21 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
         out!("{}", preview::render_text(&p, color));
     }
     exit::OK
+}
+
+/// This machine and the plan's SSH hosts, for reading only. A host that cannot be reached is said on stderr; the
+/// preview of its steps then says why they cannot be previewed.
+async fn preview_hosts(plan: &Plan) -> HostSet {
+    let mut hosts = HostSet::local(Arc::new(LocalHost::new()));
+    let destinations = plan.fleet.destinations();
+    if destinations.is_empty() {
+        return hosts;
+    }
+    let options = SshOptions { config_file: plan.fleet.ssh_config.clone(), ..SshOptions::default() };
+    for (host, e) in hosts.connect(destinations, &options, None).await {
+        eprintln!("zdd: cannot reach {host}: {e}");
+    }
+    hosts
 }
 
 /// The target a `zdd run` (with `--release`, if given) would take now, read from the state directory without

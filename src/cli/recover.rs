@@ -24,7 +24,15 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
             Ok(token) => token,
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };
-        let (session, _, replay) = session(plan, prepared, None, report);
+        // The hosts the journal names too: the undo acts where each step ran, whatever the plan says now. A host
+        // that cannot be reached fails its undos (exit 3, `zdd recover` again once it answers), not the others.
+        let recorded: Vec<String> =
+            prepared.replay.iter().flat_map(|r| r.to_undo.iter().filter_map(|(_, undo)| undo.host.clone())).collect();
+        let (hosts, failed) = super::hosts::connect(&plan, &prepared.state, recorded.iter().map(String::as_str)).await;
+        if !failed.is_empty() {
+            eprintln!("zdd: cannot reach these hosts; their undos will fail:\n{}", super::hosts::describe(&failed));
+        }
+        let (session, _, replay) = session(plan, prepared, hosts, None, report);
         let Some(replay) = replay else { return exit::OK };
         match session.recover(replay, &interrupt).await {
             Ok(Outcome::RollbackIncomplete) => exit::ROLLBACK_INCOMPLETE,

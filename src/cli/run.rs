@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use zdd_engine::events::Stamped;
-use zdd_engine::host::LocalHost;
+use zdd_engine::host::HostSet;
 use zdd_engine::journal::{self, Replay, RunMode};
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::lock::{DeployLock, LockError, LockOwner};
@@ -205,10 +205,11 @@ where
     })
 }
 
-/// A session for `plan` in `prepared`'s state directory.
+/// A session for `plan` in `prepared`'s state directory, acting on `hosts` (see [`super::hosts::connect`]).
 pub(super) fn session(
     plan: Plan,
     prepared: Prepared,
+    hosts: HostSet,
     jobs: Option<usize>,
     report: mpsc::UnboundedSender<Stamped>,
 ) -> (Session, DeployTarget, Option<Replay>) {
@@ -219,7 +220,7 @@ pub(super) fn session(
     let session = Session {
         plan: Arc::new(plan),
         kinds: zdd_steps::builtin(),
-        host: Arc::new(LocalHost::with_process_log(run::process_log_path(prepared.state.path()))),
+        hosts,
         state: prepared.state,
         lock: prepared.lock,
         redactor,
@@ -259,7 +260,12 @@ pub(super) fn deploy(
             Ok(token) => token,
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };
-        let (session, target, _) = session(plan, prepared, launch.jobs, report);
+        // Every host is reached (and its key checked) before anything changes.
+        let (hosts, failed) = super::hosts::connect(&plan, &prepared.state, []).await;
+        if !failed.is_empty() {
+            return super::hosts::refusal(&failed).print();
+        }
+        let (session, target, _) = session(plan, prepared, hosts, launch.jobs, report);
         if let Err(refusal) = preflight(&session, &target).await {
             return refusal.print();
         }
@@ -277,10 +283,10 @@ async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refus
     let ctx = zdd_engine::kind::PreviewCtx {
         plan: session.plan.clone(),
         target: target.clone(),
-        host: session.host.clone(),
+        host: session.hosts.get(None),
         state_dir: session.state.path().to_path_buf(),
     };
-    let found = zdd_engine::preflight::run(&session.plan, &session.kinds, &ctx).await;
+    let found = zdd_engine::preflight::run(&session.plan, &session.kinds, &ctx, &session.hosts).await;
     if found.findings.is_empty() {
         return Ok(());
     }

@@ -11,7 +11,11 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
         Err(r) => return r.print(),
     };
     with_reporter(output, |report| async move {
-        let (session, target, _) = session(plan, prepared, None, report);
+        let (hosts, failed) = super::hosts::connect(&plan, &prepared.state, []).await;
+        if !failed.is_empty() {
+            return super::hosts::refusal(&failed).print();
+        }
+        let (session, target, _) = session(plan, prepared, hosts, None, report);
         let (_, failed) = session.stop(target).await;
         if failed.is_empty() { exit::OK } else { exit::ROLLED_BACK }
     })

@@ -39,6 +39,7 @@ pub(crate) fn step_in(base_dir: &Path, name: &str, kind: &str, fields: &[(&str, 
         fields: Fields { map },
         settings: StepSettings::default(),
         description: None,
+        host: None,
         span,
     };
     if let Some(Ok(settings)) = crate::builtin().get(kind).map(|k| k.settings(&SettingsCtx::new(&step, base_dir))) {
@@ -59,6 +60,7 @@ pub(crate) fn ctx(step: &str, dir: &Path, journal: Arc<MemoryJournal>) -> StepCt
             slots: vec!["a".into(), "b".into()],
             state_dir: None,
             defaults: StepPolicy::default(),
+            fleet: zdd_engine::plan::fleet::Fleet::default(),
             steps: vec![],
             graph: zdd_engine::graph::StepGraph::default(),
         }),

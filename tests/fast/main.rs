@@ -39,6 +39,7 @@ mod harden_secrets;
 mod plan_cli;
 mod plan_diagnostics;
 mod plan_graph;
+mod plan_hosts;
 mod plan_preview;
 mod plan_validate;
 mod steps_kinds;

@@ -80,7 +80,7 @@ fn build_preview_of(dir: &Path, plan_file: &str, vars: &[&str]) -> PlanPreview {
         kinds: &kinds,
         target: read.target.as_ref().unwrap(),
         state_dir: read.state_dir.as_deref().unwrap(),
-        host: Arc::new(LocalHost::new()),
+        hosts: zdd_engine::host::HostSet::local(Arc::new(LocalHost::new())),
     }))
 }
 

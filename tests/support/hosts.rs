@@ -24,8 +24,8 @@ use std::time::Duration;
 use super::env::{Requirement, require};
 use super::proc::{run, wait_until};
 
-/// Hosts made per test binary.
-pub(crate) const HOST_COUNT: usize = 2;
+/// Hosts made per test binary (three: a fleet of web hosts in `scenarios_fleet`).
+pub(crate) const HOST_COUNT: usize = 3;
 
 /// The test range: `10.213.<subnet>.0/24`, the bridge on `.1`, host `i` on `.1i` (from `.11`).
 const RANGE: &str = "10.213";

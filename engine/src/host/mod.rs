@@ -1,7 +1,8 @@
 //! The host abstraction: the only way a step runs a command or touches a file.
 //!
 //! [`LocalHost`](local::LocalHost) works on this machine; [`SshHost`](ssh::SshHost) on another one, through the
-//! system's OpenSSH (one multiplexed connection per host, every operation a remote command).
+//! system's OpenSSH (one multiplexed connection per host, every operation a remote command). A run holds its
+//! hosts in a [`HostSet`](set::HostSet): each step acts on the one its plan step names.
 //! Commands run as argument vectors (a shell only when the plan itself wrote a shell command), in their own
 //! process group, and are cancelled by signalling that group (TERM, then KILL after a grace period) and
 //! reaping the child: a child-process future is never just dropped.
@@ -10,6 +11,7 @@ pub mod access;
 pub mod endpoint;
 mod input;
 pub mod local;
+pub mod set;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ pub use access::{Account, FileStat};
 pub use endpoint::{Endpoint, Reached};
 pub use input::InputStream;
 pub use local::LocalHost;
+pub use set::HostSet;
 pub use ssh::{Destination, SshHost, SshOptions};
 
 /// A command to run on a host.

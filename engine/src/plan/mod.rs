@@ -3,6 +3,7 @@
 //! - [`load`]: the only I/O: reads the main file and its includes into a [`crate::source::SourceMap`].
 //! - [`raw`]: KDL text to raw nodes that keep every span (pure).
 //! - [`vars`]: variable defaults, `ZDD_VAR_*`, `--var`, interpolation.
+//! - [`fleet`]: the SSH hosts by role (`hosts`, `ssh-config`) and each step's `host`/`role`.
 //! - [`repeat`]: `repeat` groups expanded into one copy of their steps per item.
 //! - [`validate`]: raw layer to [`Plan`], collecting every diagnostic ([`fields`] and [`types`] check step fields).
 //! - [`render`]: diagnostics to miette output.
@@ -24,6 +25,7 @@
 
 pub mod chunks;
 pub mod fields;
+pub mod fleet;
 pub mod load;
 pub mod model;
 pub mod raw;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::graph::StepGraph;
+use crate::plan::fleet::Fleet;
 use crate::settings::StepSettings;
 use crate::source::{SourceMap, Span};
 
@@ -26,6 +27,8 @@ pub struct Plan {
     /// `state-dir` from the plan, if set; the CLI's `--state-dir` wins, then `/var/lib/zdd/<name>`.
     pub state_dir: Option<PathBuf>,
     pub defaults: StepPolicy,
+    /// The SSH hosts the plan names, by role (empty: every step runs on this machine).
+    pub fleet: Fleet,
     /// In declaration order (includes expanded where they stand); `StepId` indexes this.
     pub steps: Vec<Step>,
     /// The steps' `needs` (and step references) as the one graph every later phase reads.
@@ -113,6 +116,8 @@ pub struct Step {
     pub settings: StepSettings,
     /// Human description from `description "..."`, if any.
     pub description: Option<String>,
+    /// The SSH destination the step runs on (a host of [`Plan::fleet`]); `None`: this machine.
+    pub host: Option<String>,
     /// The whole `step` node.
     pub span: Span,
 }

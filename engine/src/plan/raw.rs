@@ -14,7 +14,8 @@ use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, Span};
 
 /// The top-level nodes a plan file may contain, for "did you mean".
-pub const TOP_LEVEL_NODES: &[&str] = &["plan", "state-dir", "slots", "var", "include", "defaults", "step", "repeat"];
+pub const TOP_LEVEL_NODES: &[&str] =
+    &["plan", "state-dir", "slots", "var", "include", "defaults", "hosts", "ssh-config", "step", "repeat"];
 
 /// A KDL scalar as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +101,10 @@ pub enum RawItem {
     Include(RawNode),
     /// `defaults { timeout "2m"; retry attempts=2 }`.
     Defaults(RawNode),
+    /// `hosts "web" "web1" "deploy@10.0.0.5:2222"` (see [`crate::plan::fleet`]).
+    Hosts(RawNode),
+    /// `ssh-config "deploy/ssh_config"`.
+    SshConfig(RawNode),
     /// `step "name" kind="exec" { ... }`.
     Step(RawNode),
     /// `repeat "lane" in="{{lanes}}" { step ... }` (see [`crate::plan::repeat`]).
@@ -115,6 +120,8 @@ impl RawItem {
             | RawItem::Var(n)
             | RawItem::Include(n)
             | RawItem::Defaults(n)
+            | RawItem::Hosts(n)
+            | RawItem::SshConfig(n)
             | RawItem::Step(n)
             | RawItem::Repeat(n) => n,
         }
@@ -166,6 +173,8 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
             "var" => RawItem::Var(raw),
             "include" => RawItem::Include(raw),
             "defaults" => RawItem::Defaults(raw),
+            "hosts" => RawItem::Hosts(raw),
+            "ssh-config" => RawItem::SshConfig(raw),
             "step" => RawItem::Step(raw),
             "repeat" => RawItem::Repeat(raw),
             other => {
@@ -189,7 +198,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
 fn allowed_props(item: &RawItem) -> &'static [&'static str] {
     match item {
         RawItem::Var(_) => &["secret", "doc"],
-        RawItem::Step(_) => &["kind"],
+        RawItem::Step(_) => &["kind", "host", "role"],
         RawItem::Repeat(_) => &["in", "serial"],
         _ => &[],
     }

@@ -15,7 +15,8 @@
 //! - Inside the group, a name of one of the group's own steps (in `needs` or a step reference such as
 //!   `service "web"`) means the copy of the same iteration.
 //! - Anywhere else, `needs "web"` means every copy of `web`, and `needs "web.2"` one copy.
-//! - `serial=N` runs the iterations in batches of N: the group's first steps (those needing no step of the
+//! - `serial=N` (or a string: `serial="{{batch}}"`, `serial="25%"` of the items, rounded up) runs the iterations
+//!   in batches of N: the group's first steps (those needing no step of the
 //!   group) of each iteration need the group's last steps (those no step of the group needs) of every iteration
 //!   of the batch before. Without it the iterations are independent and may run in parallel.
 
@@ -462,7 +463,6 @@ fn name_collisions(entries: &[Entry<'_>], diags: &mut Diagnostics) {
 /// Read one `repeat` node: its item variable, its list and its steps, reporting every problem.
 fn group<'a>(node: &'a RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) -> Group<'a> {
     let var = item_var(node, interp, diags);
-    let serial = serial(node, diags);
     let mut templates = Vec::new();
     for child in &node.children {
         if child.name == "step" {
@@ -486,6 +486,7 @@ fn group<'a>(node: &'a RawNode, interp: &Interpolator<'_>, diags: &mut Diagnosti
         );
     }
     let mut items = items(node, interp, diags);
+    let serial = serial(node, items.len(), interp, diags);
     if var.is_none() {
         // Nothing is expanded: no copy exists for `needs` outside to name.
         items.clear();
@@ -537,21 +538,65 @@ fn item_var(node: &RawNode, interp: &Interpolator<'_>, diags: &mut Diagnostics) 
     }
 }
 
-/// `serial=N`: a batch size of at least 1.
-fn serial(node: &RawNode, diags: &mut Diagnostics) -> Option<(usize, Span)> {
+/// `serial=N`, or a string: `serial="{{batch}}"` (interpolated), `serial="25%"` (of the items, rounded up): a
+/// batch size of at least 1.
+fn serial(
+    node: &RawNode,
+    item_count: usize,
+    interp: &Interpolator<'_>,
+    diags: &mut Diagnostics,
+) -> Option<(usize, Span)> {
     let value = &node.prop("serial")?.value;
+    let too_small = |diags: &mut Diagnostics| {
+        diags.push(
+            Diagnostic::error(Code::BadInt, "`serial` must be at least 1")
+                .at(value.span, "not a batch size")
+                .help("`serial=1` runs the iterations one after another; leave it out to run them in parallel"),
+        );
+    };
     match &value.value {
         Scalar::Int(n) if *n >= 1 => Some((usize::try_from(*n).unwrap_or(usize::MAX), value.span)),
         Scalar::Int(_) => {
-            diags.push(
-                Diagnostic::error(Code::BadInt, "`serial` must be at least 1")
-                    .at(value.span, "not a batch size")
-                    .help("`serial=1` runs the iterations one after another; leave it out to run them in parallel"),
-            );
+            too_small(diags);
             None
         }
+        Scalar::Str(text) => {
+            let rendered = match interp.render(text, value.span) {
+                Ok(r) if r.contains(UNRESOLVED) => return None,
+                Ok(r) => r,
+                Err(d) => {
+                    diags.push(*d);
+                    return None;
+                }
+            };
+            let rendered = rendered.trim();
+            let size = match rendered.strip_suffix('%') {
+                Some(percent) => percent
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .map(|p| (item_count * p).div_ceil(100).max(1)),
+                None => rendered.parse::<usize>().ok(),
+            };
+            match size {
+                Some(0) => {
+                    too_small(diags);
+                    None
+                }
+                Some(n) => Some((n, value.span)),
+                None => {
+                    diags.push(
+                        Diagnostic::error(Code::BadInt, format!("`serial` is `{rendered}`, not a batch size"))
+                            .at(value.span, "not a count or a percentage")
+                            .help("write a count (`serial=2`, `serial=\"{{batch}}\"`) or a share of the items from 1% to 100% (`serial=\"25%\"`)"),
+                    );
+                    None
+                }
+            }
+        }
         _ => {
-            diags.push(wrong_type(value, "an integer", "write `serial=1` (no quotes)"));
+            diags.push(wrong_type(value, "an integer or a string", "write `serial=1`, or `serial=\"25%\"`"));
             None
         }
     }

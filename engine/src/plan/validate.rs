@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::kind::{DeployTarget, Kinds};
 use crate::plan::fields::{self, FieldCtx};
+use crate::plan::fleet;
 use crate::plan::load::Loaded;
 use crate::plan::model::{Fields, Plan, Step, StepId, StepPolicy, Value};
 use crate::plan::raw::{RawItem, RawNode, RawValue, Scalar};
@@ -44,6 +45,8 @@ struct Collected<'a> {
     slots: Vec<&'a RawNode>,
     vars: Vec<VarDecl>,
     defaults: Vec<(&'a RawNode, usize)>,
+    hosts: Vec<&'a RawNode>,
+    ssh_config: Vec<&'a RawNode>,
     /// `step` and `repeat` nodes.
     steps: Vec<&'a RawNode>,
 }
@@ -70,6 +73,8 @@ fn collect<'a>(loaded: &'a Loaded, file: FileId, depth: usize, out: &mut Collect
                 }
             }
             RawItem::Defaults(n) => out.defaults.push((n, depth)),
+            RawItem::Hosts(n) => out.hosts.push(n),
+            RawItem::SshConfig(n) => out.ssh_config.push(n),
             // Repeats stay among the steps, in place: they are expanded once the variables are known.
             RawItem::Step(n) | RawItem::Repeat(n) => out.steps.push(n),
         }
@@ -226,6 +231,7 @@ pub fn validate(
     variables.extend(runtime_vars);
 
     let defaults = plan_defaults(&c.defaults, &interp, diags);
+    let fleet = fleet::fleet(&c.hosts, &c.ssh_config, base_dir, &interp, diags);
 
     // Steps.
     let expanded = repeat::expand(&c.steps, &interp, kinds, diags);
@@ -243,9 +249,10 @@ pub fn validate(
         let id = StepId(steps.len());
         let before = diags.len();
         let ctx = FieldCtx { interp: &interp, diags: &mut *diags };
-        let Some((step, needs)) = step(node, id, defaults, kinds, ctx, &by_name, &name_spans) else {
+        let Some((mut step, needs)) = step(node, id, defaults, kinds, ctx, &by_name, &name_spans) else {
             continue;
         };
+        step.host = fleet::step_host(node, &fleet, &interp, diags);
         by_name.entry(step.name.clone()).or_insert(id.0);
         name_spans.push(node.args.first().map_or(node.name_span, |a| a.span));
         clean.push(diags.len() == before);
@@ -305,6 +312,7 @@ pub fn validate(
         slots,
         state_dir: plan_state_dir,
         defaults,
+        fleet,
         graph: crate::graph::StepGraph::build_from_steps(&steps),
         steps,
     };
@@ -668,6 +676,7 @@ fn step(
         fields: field_map,
         settings: crate::settings::StepSettings::default(),
         description,
+        host: None,
         span: node.span,
     };
     Some((step, needs))

@@ -100,7 +100,8 @@ pub fn render_text(p: &PlanPreview, color: bool) -> String {
 
 fn step_text(out: &mut String, s: &StepPreview, color: bool) {
     let about = s.description.as_ref().map_or_else(String::new, |d| format!(" — {d}"));
-    let _ = writeln!(out, "  ● {} [{}]{about}", s.name, s.kind);
+    let on = s.host.as_ref().map_or_else(String::new, |h| format!(" on {h}"));
+    let _ = writeln!(out, "  ● {} [{}]{on}{about}", s.name, s.kind);
     if !s.needs.is_empty() {
         let _ = writeln!(out, "      needs: {}", s.needs.join(", "));
     }

@@ -45,14 +45,14 @@ pub(crate) fn failed_run() -> Vec<Stamped> {
             run_id: "20261126-171500-3f2a".into(),
             steps: vec!["migrate".into(), "assets".into(), "smoke".into(), "notify".into()],
         }),
-        (5, Event::StepStarted { step: "migrate".into(), kind: "exec".into(), attempt: 1, attempts: 1 }),
-        (6, Event::StepStarted { step: "assets".into(), kind: "exec".into(), attempt: 1, attempts: 3 }),
+        (5, Event::StepStarted { step: "migrate".into(), kind: "exec".into(), attempt: 1, attempts: 1, host: None }),
+        (6, Event::StepStarted { step: "assets".into(), kind: "exec".into(), attempt: 1, attempts: 3, host: None }),
         (40, Event::StepOutput { step: "migrate".into(), line: "Applying shop.0002_price... OK".into() }),
         (90, Event::StepRetrying { step: "assets".into(), attempt: 2, cause: "`make assets` exited with status 2".into(), delay_ms: 500 }),
         (120, Event::StepFinished { step: "migrate".into(), state: StepState::Succeeded, attempts: 1, duration_ms: 115, error: None }),
-        (590, Event::StepStarted { step: "assets".into(), kind: "exec".into(), attempt: 2, attempts: 3 }),
+        (590, Event::StepStarted { step: "assets".into(), kind: "exec".into(), attempt: 2, attempts: 3, host: None }),
         (900, Event::StepFinished { step: "assets".into(), state: StepState::Succeeded, attempts: 2, duration_ms: 894, error: None }),
-        (901, Event::StepStarted { step: "smoke".into(), kind: "http".into(), attempt: 1, attempts: 1 }),
+        (901, Event::StepStarted { step: "smoke".into(), kind: "http".into(), attempt: 1, attempts: 1, host: None }),
         (950, Event::StepMessage { step: "smoke".into(), message: "GET http://127.0.0.1:8001/health".into() }),
         (1_400, Event::StepFinished {
             step: "smoke".into(),
@@ -63,7 +63,7 @@ pub(crate) fn failed_run() -> Vec<Stamped> {
         }),
         (1_401, Event::StepFinished { step: "notify".into(), state: StepState::Skipped, attempts: 0, duration_ms: 0, error: None }),
         (1_402, Event::RollbackStarted { cause: "step `smoke` failed: expected status 200, got 500".into() }),
-        (1_403, Event::UndoStarted { step: "assets".into() }),
+        (1_403, Event::UndoStarted { step: "assets".into(), host: None }),
         (1_600, Event::Warning { message: "undo of `assets` failed (`make clean` exited with status 1); trying again in 500ms (attempt 2 of 3)".into() }),
         (2_500, Event::UndoFinished { step: "assets".into(), ok: false, error: Some("`make clean` exited with status 1".into()), duration_ms: 1_097 }),
         (2_501, Event::RunFinished {
@@ -92,7 +92,7 @@ pub(crate) fn deployed_run() -> Vec<Stamped> {
                 steps: vec!["build".into()],
             },
         ),
-        (1, Event::StepStarted { step: "build".into(), kind: "exec".into(), attempt: 1, attempts: 1 }),
+        (1, Event::StepStarted { step: "build".into(), kind: "exec".into(), attempt: 1, attempts: 1, host: None }),
         (
             70_000,
             Event::StepFinished {

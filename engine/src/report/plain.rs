@@ -49,11 +49,12 @@ pub fn describe(event: &Event) -> Option<String> {
             let plural = if steps.len() == 1 { "" } else { "s" };
             format!("run {run_id}: plan {plan}, release {release}, {} step{plural}", steps.len())
         }
-        Event::StepStarted { step, kind, attempt, attempts } => {
+        Event::StepStarted { step, kind, attempt, attempts, host } => {
+            let on = host.as_ref().map_or_else(String::new, |h| format!(" on {h}"));
             if *attempts > 1 {
-                format!("{step}: started ({kind}, attempt {attempt}/{attempts})")
+                format!("{step}: started ({kind}{on}, attempt {attempt}/{attempts})")
             } else {
-                format!("{step}: started ({kind})")
+                format!("{step}: started ({kind}{on})")
             }
         }
         Event::StepOutput { step, line } => format!("{step} | {line}"),
@@ -72,7 +73,8 @@ pub fn describe(event: &Event) -> Option<String> {
             text
         }
         Event::RollbackStarted { cause } => format!("rolling back: {cause}"),
-        Event::UndoStarted { step } => format!("undo {step}: started"),
+        Event::UndoStarted { step, host: None } => format!("undo {step}: started"),
+        Event::UndoStarted { step, host: Some(host) } => format!("undo {step}: started (on {host})"),
         Event::UndoFinished { step, ok: true, duration_ms, .. } => {
             format!("undo {step}: done in {}", human_ms(*duration_ms))
         }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, Outcome, StepState, StepSummary, millis};
-use crate::host::Host;
+use crate::host::HostSet;
 use crate::journal::Journal;
 use crate::kind::{DeployTarget, Kinds, RecordedUndo, StepCtx, UndoCtx};
 use crate::plan::{Plan, StepId};
@@ -29,7 +29,8 @@ use super::step::{self, Operation, StepRecord};
 pub struct Executor {
     pub plan: Arc<Plan>,
     pub kinds: Kinds,
-    pub host: Arc<dyn Host>,
+    /// This machine and every SSH host of the plan: each step acts on its own.
+    pub hosts: HostSet,
     pub events: EventSink,
     pub journal: Arc<Journal>,
     pub redactor: Redactor,
@@ -81,15 +82,16 @@ pub fn default_jobs() -> usize {
 }
 
 impl Executor {
-    /// A context for one operation of one step, stopped by `cancel`.
-    pub fn ctx(&self, step: &str, cancel: CancellationToken) -> StepCtx {
+    /// A context for one operation of one step on `host` (its SSH destination; `None`: this machine), stopped by
+    /// `cancel`.
+    pub fn ctx(&self, step: &str, host: Option<&str>, cancel: CancellationToken) -> StepCtx {
         StepCtx {
             plan: self.plan.clone(),
             journal: self.journal.clone(),
             io: UndoCtx {
                 step: step.to_owned(),
                 target: self.target.clone(),
-                host: self.host.clone(),
+                host: self.hosts.get(host),
                 events: self.events.clone(),
                 cancel,
                 redactor: self.redactor.clone(),
@@ -266,7 +268,7 @@ impl Executor {
     ) -> impl Future<Output = ()> + Send + 'static {
         let plan = self.plan.clone();
         let kind = self.kinds.get(&plan.step(id).kind).cloned();
-        let ctx = self.ctx(&plan.step(id).name, cancel);
+        let ctx = self.ctx(&plan.step(id).name, plan.step(id).host.as_deref(), cancel);
         async move {
             let Ok(_permit) = semaphore.acquire_owned().await else { return };
             let step = plan.step(id);
@@ -341,14 +343,15 @@ impl Executor {
     /// The plan is consulted only for a journal written before kinds were recorded with the facts.
     async fn undo_one(&self, name: &str, undo: &RecordedUndo) -> Result<(), String> {
         let started = Instant::now();
-        self.events.emit(Event::UndoStarted { step: name.to_owned() });
         let mut undo = undo.clone();
         if undo.kind.is_empty()
             && let Some(step) = self.plan.step_by_name(name)
         {
             undo.kind.clone_from(&step.kind);
+            undo.host.clone_from(&step.host);
             undo.policy = step.policy.into();
         }
+        self.events.emit(Event::UndoStarted { step: name.to_owned(), host: undo.host.clone() });
         let outcome = match self.kinds.get(&undo.kind) {
             None if undo.kind.is_empty() => Err(format!(
                 "the journal does not say which kind recorded step `{name}`'s undo facts and the plan has no such \
@@ -360,7 +363,8 @@ impl Executor {
             None => Err(format!("unknown step kind `{}` (a zdd without it cannot undo step `{name}`)", undo.kind)),
             Some(kind) => {
                 // A fresh token: the run's token is cancelled by now, and the rollback must not be.
-                let ctx = self.ctx(name, CancellationToken::new());
+                // On the host the step ran on, as recorded: whatever the plan says now.
+                let ctx = self.ctx(name, undo.host.as_deref(), CancellationToken::new());
                 let record = step::attempts(kind.clone(), &ctx, Operation::Undo(&undo)).await;
                 match record.state {
                     StepState::Succeeded => Ok(()),

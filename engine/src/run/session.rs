@@ -9,9 +9,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, Outcome, Stamped, StepState, StepSummary, millis};
-use crate::host::Host;
+use crate::host::HostSet;
 use crate::host::local::process_log;
-use crate::host::ssh::SshOptions;
 use crate::host::ssh::recover::{Stopped, stop_remote_leftovers};
 use crate::journal::{self, Journal, Replay, RunHeader, RunMode};
 use crate::kind::{DeployTarget, Kinds};
@@ -39,7 +38,8 @@ pub enum SessionError {
 pub struct Session {
     pub plan: Arc<Plan>,
     pub kinds: Kinds,
-    pub host: Arc<dyn Host>,
+    /// This machine and the plan's SSH hosts, connected before the session is made.
+    pub hosts: HostSet,
     pub state: StateDir,
     /// Held for the whole run.
     pub lock: DeployLock,
@@ -97,7 +97,7 @@ impl Session {
         Executor {
             plan: self.plan.clone(),
             kinds: self.kinds.clone(),
-            host: self.host.clone(),
+            hosts: self.hosts.clone(),
             events,
             journal,
             redactor: self.redactor.clone(),
@@ -202,8 +202,8 @@ impl Session {
                 ),
             });
         }
-        // Remote hosts are reached as `ssh` reaches them by default (the user's ~/.ssh/config).
-        let remote = stop_remote_leftovers(&log, &SshOptions::default(), LEFTOVER_GRACE).await;
+        // Remote hosts are reached as this run's hosts were (the plan's ssh config, else the user's ~/.ssh/config).
+        let remote = stop_remote_leftovers(&log, self.hosts.ssh_options(), LEFTOVER_GRACE).await;
         for host in &remote {
             match &host.groups {
                 Ok(groups) => {
@@ -296,7 +296,7 @@ impl Session {
         let mut failed = Vec::new();
         for step in self.plan.graph.undo_waves.iter().flatten().map(|id| self.plan.step(*id)) {
             let Some(kind) = self.kinds.get(&step.kind) else { continue };
-            let ctx = exec.ctx(&step.name, CancellationToken::new());
+            let ctx = exec.ctx(&step.name, step.host.as_deref(), CancellationToken::new());
             match kind.stop(step, &ctx).await {
                 Ok(true) => {
                     stopped += 1;

@@ -108,6 +108,7 @@ pub async fn attempts(kind: Arc<dyn StepKind>, ctx: &StepCtx, op: Operation<'_>)
                 kind: step.kind.clone(),
                 attempt,
                 attempts: max,
+                host: step.host.clone(),
             });
         }
         let token = ctx.cancel.child_token();

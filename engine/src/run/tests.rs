@@ -137,6 +137,7 @@ fn step(id: usize, name: &str, needs: &[usize], fields: &[(&str, Value)]) -> Ste
         fields: Fields { map },
         settings: crate::settings::StepSettings::default(),
         description: None,
+        host: None,
         span,
     }
 }
@@ -150,6 +151,7 @@ fn plan(steps: Vec<Step>) -> Plan {
         slots: vec!["a".into(), "b".into()],
         state_dir: None,
         defaults: StepPolicy::default(),
+        fleet: crate::plan::fleet::Fleet::default(),
         graph: crate::graph::StepGraph::build_from_steps(&steps),
         steps,
     }
@@ -173,7 +175,7 @@ fn harness(steps: Vec<Step>, jobs: usize) -> Harness {
     let exec = Executor {
         plan: Arc::new(plan(steps)),
         kinds,
-        host: Arc::new(LocalHost::new()),
+        hosts: crate::host::HostSet::local(Arc::new(LocalHost::new())),
         events: sink,
         journal: Arc::new(Journal::in_memory()),
         redactor: Redactor::new(),
@@ -365,7 +367,7 @@ async fn a_run_whose_result_cannot_be_recorded_stays_unfinished_for_recover() {
     let session = super::Session {
         plan: h.exec.plan.clone(),
         kinds: h.exec.kinds.clone(),
-        host: h.exec.host.clone(),
+        hosts: h.exec.hosts.clone(),
         state,
         lock,
         redactor: Redactor::new(),
@@ -392,6 +394,7 @@ async fn a_step_that_left_the_plan_is_undone_from_its_recorded_facts() {
     let h = harness(vec![step(0, "a", &[], &[])], 1);
     let recorded = RecordedUndo {
         kind: "scripted".into(),
+        host: None,
         policy: StepPolicy::default().into(),
         facts: serde_json::json!({ "step": "gone", "undo_fails": false }),
     };
@@ -404,8 +407,12 @@ async fn a_step_that_left_the_plan_is_undone_from_its_recorded_facts() {
 async fn facts_without_a_kind_of_a_step_that_left_the_plan_say_how_to_get_out() {
     // A journal written before kinds were recorded with the facts, and the step since removed from the plan.
     let h = harness(vec![step(0, "a", &[], &[])], 1);
-    let recorded =
-        RecordedUndo { kind: String::new(), policy: StepPolicy::default().into(), facts: serde_json::json!({}) };
+    let recorded = RecordedUndo {
+        kind: String::new(),
+        host: None,
+        policy: StepPolicy::default().into(),
+        facts: serde_json::json!({}),
+    };
     let undo = h.exec.rollback("test", &[vec![("gone".to_owned(), recorded)]]).await;
     assert!(!undo.complete());
     let (step, why) = &undo.failed[0];
