@@ -48,7 +48,7 @@ fn deploy(stack: &Stack, version: &str, server: &str) -> ZddRun {
 /// One upgrade to `version` on `server`, with WebSockets open on the live release and HTTP load.
 fn upgrade(stack: &Stack, from: &str, version: &str, server: &str) -> Result<String, String> {
     let port = stack.nginx.port;
-    let wait = Duration::from_secs(120);
+    let wait = Duration::from_mins(2);
     let mut staying = Vec::new();
     for _ in 0..STAYING {
         staying.push(Client::connect(port, ECHO, None, wait)?);
