@@ -1,8 +1,9 @@
-//! An ASGI project with WebSockets deployed across releases under HTTP load (plans/asgi.kdl, the process
-//! backend, the socket switch, real Nginx and uvicorn): `tests/fixtures/projects/chat`, a Channels project as
+//! An ASGI project with WebSockets deployed across releases under HTTP load (plans/asgi.kdl, the socket switch,
+//! real Nginx and uvicorn): `tests/fixtures/projects/chat`, a Channels project as
 //! its tutorial writes it, whose `ws/echo/` answers `<version>:<message>`.
 //!
-//! v1 runs on uvicorn alone, v2 and v3 on gunicorn with uvicorn's worker class. Before each upgrade, WebSocket
+//! With the process backend v1 runs on uvicorn alone, v2 and v3 on gunicorn with uvicorn's worker class; under
+//! systemd (booted in a namespace) v1 and v2 on uvicorn alone. Before each upgrade, WebSocket
 //! clients connect to the live release; one closes its connection itself during the deploy, the others stay.
 //! Each upgrade must have: zero failed HTTP requests; every WebSocket ended by its client or closed by the
 //! server with 1012 (Service Restart) once the 3 s budget ran out — none without a close frame; the drain-stop
@@ -97,21 +98,43 @@ fn upgrade(stack: &Stack, from: &str, version: &str, server: &str) -> Result<Str
     Ok(format!("{from} -> {version} on {server}: {tally}; {}", measured(&report, races, &run)))
 }
 
-#[test]
-fn process_asgi_websockets_drain_across_deploys_under_load() {
+/// A first deploy of v1 on `first_server`, then each upgrade of `upgrades` (from, to, server).
+fn deploy_and_upgrade(name: &str, backend: Backend, first_server: &str, upgrades: &[(&str, &str, &str)]) {
     let _serial = serial();
-    let name = "process-asgi";
-    if !require(name, &[Requirement::Root, Requirement::Nginx, Requirement::Python, Requirement::AsgiWheels]) {
+    let mut needs = vec![Requirement::Root, Requirement::Nginx, Requirement::Python, Requirement::AsgiWheels];
+    if backend == Backend::Systemd {
+        needs.push(Requirement::Systemd);
+    }
+    if !require(name, &needs) {
         return;
     }
-    let stack = Stack::start(name, StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Socket });
-    let first = deploy(&stack, "v1", "uvicorn");
+    let stack = Stack::start(name, StackConfig { backend, db: Db::Sqlite, mode: ProxyMode::Socket });
+    let first = deploy(&stack, "v1", first_server);
     assert!(first.code == 0, "first deploy of the ASGI project failed\n{}", first.describe());
     assert_eq!(echo_version(stack.nginx.port, ECHO).as_deref(), Ok("v1"));
-    for (from, version, server) in [("v1", "v2", "uvicorn-worker"), ("v2", "v3", "uvicorn-worker")] {
+    for (from, version, server) in upgrades {
         match upgrade(&stack, from, version, server) {
             Ok(measured) => eprintln!("PASS [{}] {name}: {measured}", stack.config),
             Err(error) => panic!("[{}] {name}: {error}", stack.config),
         }
     }
+}
+
+/// v1 on uvicorn alone, then v2 and v3 on gunicorn with uvicorn's worker class: each server's stop closes the
+/// WebSockets left at the budget with 1012.
+#[test]
+fn process_asgi_websockets_drain_across_deploys_under_load() {
+    deploy_and_upgrade(
+        "process-asgi",
+        Backend::Process,
+        "uvicorn",
+        &[("v1", "v2", "uvicorn-worker"), ("v2", "v3", "uvicorn-worker")],
+    );
+}
+
+/// Under systemd: uvicorn alone in a `Type=exec` unit (it does not notify systemd), upgraded once; `systemctl
+/// stop` closes its WebSockets with 1012.
+#[test]
+fn systemd_uvicorn_websockets_drain_under_load() {
+    deploy_and_upgrade("systemd-asgi", Backend::Systemd, "uvicorn", &[("v1", "v2", "uvicorn")]);
 }
