@@ -104,7 +104,11 @@ static SPEC: KindSpec = KindSpec {
             "Give each master its own `--control-socket` (gunicorn 27+); `#false` for older gunicorn.",
         )
         .default("true"),
-        FieldSpec::new("gunicorn-args", ValueType::Strings, "Extra gunicorn arguments."),
+        FieldSpec::new(
+            "gunicorn-args",
+            ValueType::Strings,
+            "Extra arguments of the server: gunicorn's, or uvicorn's with `server \"uvicorn\"`.",
+        ),
         FieldSpec::new("venv", ValueType::SubPath, "The venv inside the release.").default("venv"),
         FieldSpec::new(
             "lane",
