@@ -62,7 +62,7 @@ static SPEC: KindSpec = KindSpec {
             "`systemd` units, or detached `process`es with pid files.",
         )
         .default("systemd"),
-        FieldSpec::new("workers", ValueType::Int, "gunicorn workers.").default("3"),
+        FieldSpec::new("workers", ValueType::Int, "gunicorn (or uvicorn) workers.").default("3"),
         FieldSpec::new(
             "worker-timeout",
             ValueType::Duration,
@@ -207,7 +207,7 @@ impl TypedKind for Service {
                     command: format!("{} >> {} 2>&1 &", cmd.display(), cfg.log_file(slot).display()),
                 });
                 preview.undo.push(PlannedAction::Note {
-                    text: format!("TERM the gunicorn master of slot {slot} and wait for it to exit"),
+                    text: format!("TERM the {} master of slot {slot} and wait for it to exit", cfg.server.program()),
                 });
             }
         }

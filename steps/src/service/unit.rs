@@ -23,7 +23,7 @@ pub fn in_systemd_dir(dir: &Path) -> bool {
 pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, StepError> {
     if let Some(word) = inst.argv.iter().find(|a| a.chars().any(char::is_whitespace) || a.is_empty()) {
         return Err(StepError::fatal(format!(
-            "gunicorn argument {word:?} is empty or has spaces: not allowed in a unit"
+            "server argument {word:?} is empty or has spaces: not allowed in a unit"
         )));
     }
     Ok(json!({
