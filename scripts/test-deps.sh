@@ -7,6 +7,7 @@
 #   wheels for examples/shop/requirements.txt in $ZDD_WHEELS (default /root/.cache/zdd-wheels)
 #   wheels for Wagtail (the newest that installs on Debian 12's Python 3.11) and gunicorn, in the same cache: the
 #   scenario that deploys a `wagtail start` site makes it with the real `wagtail` from them
+#   wheels for the ASGI fixture (tests/fixtures/projects/chat: Channels, uvicorn[standard], uvicorn-worker)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,4 +70,18 @@ if ! ls "$wheels"/wagtail-*.whl >/dev/null 2>&1; then
     rm -rf "$scratch_wagtail"
 else
     echo "test-deps: Wagtail's wheels present in $wheels"
+fi
+
+# The ASGI scenario's project (Channels, served by uvicorn alone and as gunicorn's worker class).
+if ! ls "$wheels"/channels-*.whl "$wheels"/uvicorn-*.whl "$wheels"/uvicorn_worker-*.whl "$wheels"/websockets-*.whl \
+    >/dev/null 2>&1; then
+    echo "test-deps: downloading the ASGI fixture's wheels into $wheels"
+    mkdir -p "$wheels"
+    scratch_asgi="$(mktemp -d)"
+    "$python" -m venv "$scratch_asgi/venv"
+    "$scratch_asgi/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" \
+        -r "$repo/tests/fixtures/projects/chat/requirements.txt"
+    rm -rf "$scratch_asgi"
+else
+    echo "test-deps: the ASGI fixture's wheels present in $wheels"
 fi

@@ -4,6 +4,7 @@
 //!
 //! What the settings say (static files, database, DEBUG...) is [`facts`]'s.
 
+pub(crate) mod asgi;
 pub(crate) mod facts;
 
 use std::fs;
@@ -22,8 +23,10 @@ pub(crate) struct DjangoProject {
     pub settings_choice: SettingsChoice,
     /// The other modules of the settings package (`mysite.settings.dev`...), for the user to choose from.
     pub settings_alternatives: Vec<String>,
-    /// The WSGI callable for gunicorn, e.g. `config.wsgi:application`.
-    pub wsgi: String,
+    /// The WSGI callable for gunicorn, e.g. `config.wsgi:application` (an ASGI-only project has none).
+    pub wsgi: Option<String>,
+    /// The ASGI application to serve instead, when the project is an ASGI one (Channels, or no `wsgi.py`).
+    pub asgi: Option<asgi::Asgi>,
     /// The requirements file, relative to `root`.
     pub requirements: Option<PathBuf>,
     /// A health URL path found in a `urls.py`, e.g. `/health/`.
@@ -47,7 +50,7 @@ pub(crate) enum DetectError {
     ManagePyNotFound(PathBuf),
     #[error("{0} does not set DJANGO_SETTINGS_MODULE")]
     SettingsUnset(PathBuf),
-    #[error("no wsgi.py defining `application` found next to {0}")]
+    #[error("no wsgi.py or asgi.py defining `application` found next to {0}")]
     WsgiNotFound(PathBuf),
     #[error("`{0}` is not a Python module name")]
     BadSettingsName(String),
@@ -81,7 +84,11 @@ pub(crate) fn detect(root: &Path, settings: Option<&str>) -> Result<DjangoProjec
     };
     let settings_alternatives =
         sibling_modules(&app_dir_abs, &settings).into_iter().filter(|m| *m != settings).collect();
-    let wsgi = find_wsgi(&app_dir_abs, &settings).ok_or_else(|| DetectError::WsgiNotFound(manage.clone()))?;
+    let wsgi = find_callable(&app_dir_abs, &settings, "wsgi.py");
+    let asgi = asgi::detect(&app_dir_abs, &settings, wsgi.is_some());
+    if wsgi.is_none() && asgi.is_none() {
+        return Err(DetectError::WsgiNotFound(manage.clone()));
+    }
     let requirements =
         ["requirements/production.txt", "requirements/prod.txt", "requirements.txt", "requirements/base.txt"]
             .iter()
@@ -99,6 +106,7 @@ pub(crate) fn detect(root: &Path, settings: Option<&str>) -> Result<DjangoProjec
         settings_choice,
         settings_alternatives,
         wsgi,
+        asgi,
         requirements,
         health_path,
     })
@@ -168,10 +176,11 @@ fn production_sibling(app_dir: &Path, default: &str) -> Option<String> {
     PRODUCTION_MODULES.iter().find_map(|name| siblings.iter().find(|m| m.ends_with(&format!(".{name}"))).cloned())
 }
 
-/// The WSGI callable: prefer the `wsgi.py` in the settings module's top package, else any that defines `application`.
-fn find_wsgi(app_dir: &Path, settings: &str) -> Option<String> {
+/// The WSGI (`wsgi.py`) or ASGI (`asgi.py`) callable: prefer the file in the settings module's top package, else
+/// any that defines `application`.
+fn find_callable(app_dir: &Path, settings: &str, file_name: &str) -> Option<String> {
     let package = settings.split('.').next().unwrap_or_default();
-    let mut candidates = find_files(app_dir, "wsgi.py", 3);
+    let mut candidates = find_files(app_dir, file_name, 3);
     candidates.sort_by_key(|p| !relative(app_dir, p).starts_with(package));
     candidates.into_iter().find_map(|p| {
         let src = fs::read_to_string(&p).ok()?;
@@ -187,12 +196,18 @@ fn find_wsgi(app_dir: &Path, settings: &str) -> Option<String> {
 /// Whether the requirements file (and the files it includes with `-r`) names gunicorn, which every plan's
 /// `service` step runs from the release's venv; `None` when the file cannot be read.
 pub(crate) fn requirements_name_gunicorn(file: &Path) -> Option<bool> {
-    fn names(file: &Path, depth: usize) -> Option<bool> {
-        let (named, includes) = zdd_steps::requirements::scan(&fs::read_to_string(file).ok()?, "gunicorn");
+    requirements_name(file, "gunicorn")
+}
+
+/// Whether the requirements file (and the files it includes with `-r`) names `package`; `None` when the file
+/// cannot be read.
+pub(crate) fn requirements_name(file: &Path, package: &str) -> Option<bool> {
+    fn names(file: &Path, package: &str, depth: usize) -> Option<bool> {
+        let (named, includes) = zdd_steps::requirements::scan(&fs::read_to_string(file).ok()?, package);
         let dir = file.parent().unwrap_or(Path::new("."));
-        Some(named || (depth > 0 && includes.iter().any(|inc| names(&dir.join(inc), depth - 1) == Some(true))))
+        Some(named || (depth > 0 && includes.iter().any(|inc| names(&dir.join(inc), package, depth - 1) == Some(true))))
     }
-    names(file, zdd_steps::requirements::MAX_INCLUDE_DEPTH)
+    names(file, package, zdd_steps::requirements::MAX_INCLUDE_DEPTH)
 }
 
 /// A route whose path contains `health`, from `path("health/", ...)` or `re_path(r"^healthz$", ...)`.

@@ -63,7 +63,22 @@ pub(super) fn run(dir: Option<&Path>, output: Option<&Path>, settings: Option<&s
     outln!("wrote {} (and {})", plan_path.display(), fragment_path.display());
     outln!("  source:   {source} (from the plan's directory: {})", scaffold::resolved(&app_dir).display());
     report_settings(&project);
-    outln!("  wsgi:     {}", project.wsgi);
+    match (&project.asgi, &project.wsgi) {
+        (Some(asgi), _) => {
+            outln!("  asgi:     {} ({}: served by gunicorn with uvicorn's worker class)", asgi.application, asgi.why);
+            if let Some(r) = &project.requirements
+                && scaffold::requirements_name(&project.root.join(r), "uvicorn-worker") == Some(false)
+            {
+                outln!(
+                    "  warning: {} does not name uvicorn-worker, which serves the ASGI application under gunicorn: \
+                     add `uvicorn-worker` and `uvicorn[standard]` (or set the plan's `server` to \"uvicorn\")",
+                    r.display()
+                );
+            }
+        }
+        (None, Some(wsgi)) => outln!("  wsgi:     {wsgi}"),
+        (None, None) => {}
+    }
     match &project.requirements {
         Some(r) => {
             outln!("  requirements: {}", r.display());
@@ -183,6 +198,26 @@ fn app_name(project: &DjangoProject) -> String {
     if name.is_empty() { "app".to_owned() } else { name }
 }
 
+/// The plan's variables that say what serves the project: its WSGI callable, or for an ASGI project the ASGI
+/// application, the server and the WebSocket settings of plans/asgi.kdl.
+fn application_vars(project: &DjangoProject) -> String {
+    let mut vars = String::new();
+    if let Some(wsgi) = &project.wsgi {
+        vars.push_str(&format!("var \"wsgi\" \"{wsgi}\" doc=\"The WSGI callable gunicorn serves\"\n"));
+    }
+    if let Some(asgi) = &project.asgi {
+        vars.push_str(&format!(
+            "var \"asgi\" \"{}\" doc=\"The ASGI application ({})\"\n\
+             var \"server\" \"uvicorn-worker\" doc=\"gunicorn with uvicorn's worker class (or uvicorn alone: uvicorn)\"\n\
+             var \"read_timeout\" \"10m\" doc=\"How long Nginx lets a WebSocket be silent\"\n\
+             var \"websocket_budget\" \"30s\" doc=\"How long the old instance keeps its WebSockets after the switch; \
+             the rest are closed with 1012 (Service Restart)\"\n",
+            asgi.application, asgi.why
+        ));
+    }
+    vars
+}
+
 /// The plan's text; `source` is the path from the plan's directory to the directory of `manage.py`.
 fn render_plan(project: &DjangoProject, source: &str) -> String {
     let app = app_name(project);
@@ -203,8 +238,7 @@ var "source" "{source}" doc="The project to deploy (the directory of manage.py),
 var "requirements" "{requirements}" doc="Requirements file, relative to the source directory"
 var "root" "/srv/{app}" doc="Where releases, the shared directory and sockets live"
 var "settings" "{settings}" doc="DJANGO_SETTINGS_MODULE"
-var "wsgi" "{wsgi}" doc="The WSGI callable gunicorn serves"
-var "env_file" "/etc/{app}/{app}.env" doc="KEY=VALUE environment for Django (secrets): never printed"
+{application}var "env_file" "/etc/{app}/{app}.env" doc="KEY=VALUE environment for Django (secrets): never printed"
 var "health_path" "{health}" doc="A cheap view answering 200 when the app can serve"
 var "server_name" "example.com" doc="Nginx server_name"
 var "host" "example.com" doc="Host header of the health and smoke checks: one of ALLOWED_HOSTS"
@@ -219,6 +253,6 @@ step "prepare" kind="packages" {{
 }}
 "#,
         settings = project.settings,
-        wsgi = project.wsgi,
+        application = application_vars(project),
     )
 }

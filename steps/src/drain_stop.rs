@@ -7,6 +7,11 @@
 //! With a `lane` on the service step, the old instance is that lane's (`<lane>-<live slot>`): a rolling
 //! replacement stops one old instance per lane, right after that lane's switch. Its undo restarts it and waits
 //! until its socket accepts again, before the switch's undo points Nginx back at it.
+//!
+//! An ASGI service (`server "uvicorn-worker"` or `"uvicorn"`) may hold WebSockets: once drained, the old
+//! instance keeps its open connections for `websocket-budget`, and the step reports how many were open, how many
+//! ended on their own and how many the stop then closed with 1012 (Service Restart) — see
+//! [`crate::service::connections`].
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ use zdd_engine::settings::{SettingsCtx, TypedKind};
 use crate::common::{from_facts, to_facts};
 use crate::service::config::{Listen, Manager, ServiceConfig};
 use crate::service::instance;
-use crate::service::{backend, drain};
+use crate::service::{backend, connections, drain};
 
 pub struct DrainStop;
 
@@ -42,6 +47,13 @@ static SPEC: KindSpec = KindSpec {
             "Leave the old instance running (blue-green: a rollback switches back to it without a restart).",
         )
         .default("false"),
+        FieldSpec::new(
+            "websocket-budget",
+            ValueType::Duration,
+            "An ASGI service only: how long the drained old instance keeps its open connections (WebSockets) before \
+             the stop closes them with 1012 (Service Restart).",
+        )
+        .default("30s"),
     ],
     effect: Effect::Reversible,
     undo: "Starts the old instance again (same unit or command), so a rollback that switches traffic back finds it.",
@@ -61,6 +73,8 @@ pub struct Settings {
     service: String,
     drain_timeout: Duration,
     keep_old: bool,
+    /// How long an ASGI instance's open connections may stay once it is drained.
+    websocket_budget: Duration,
 }
 
 #[async_trait]
@@ -76,6 +90,7 @@ impl TypedKind for DrainStop {
             service: ctx.required("service")?.to_owned(),
             drain_timeout: ctx.duration("drain-timeout", Duration::from_secs(30)),
             keep_old: ctx.bool("keep-old", false),
+            websocket_budget: ctx.duration("websocket-budget", Duration::from_secs(30)),
         })
     }
 
@@ -101,18 +116,25 @@ impl TypedKind for DrainStop {
         let stop_old = match cfg.manager {
             Manager::Systemd => cfg.systemctl(&["stop", &cfg.unit(live)]).display(),
             Manager::Process => {
-                format!("TERM the gunicorn master of slot {live}, wait for it to exit")
+                format!("TERM the {} master of slot {live}, wait for it to exit", cfg.server.program())
             }
         };
         let restart = match cfg.manager {
             Manager::Systemd => cfg.systemctl(&["start", &cfg.unit(live)]).display(),
             Manager::Process => format!("start slot {live}'s recorded gunicorn command again"),
         };
-        Ok(Preview {
-            actions: vec![PlannedAction::Note { text: wait }, PlannedAction::Run { command: stop_old }],
-            checks: vec![],
-            undo: vec![PlannedAction::Run { command: restart }],
-        })
+        let mut actions = vec![PlannedAction::Note { text: wait }];
+        if cfg.server.is_asgi() {
+            actions.push(PlannedAction::Note {
+                text: format!(
+                    "keep slot {live}'s open connections (WebSockets) for up to {}s; the stop closes the rest with \
+                     1012 (Service Restart)",
+                    s.websocket_budget.as_secs_f64()
+                ),
+            });
+        }
+        actions.push(PlannedAction::Run { command: stop_old });
+        Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Run { command: restart }] })
     }
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
@@ -133,6 +155,10 @@ impl TypedKind for DrainStop {
             ctx.message(format!("slot {live} drained in {} ms", start.elapsed().as_millis()));
         } else {
             ctx.message(format!("slot {live} not drained after {}s: stopping anyway", timeout.as_secs()));
+        }
+        if cfg.server.is_asgi() {
+            let tally = connections::hold(ctx, cfg, &live, s.websocket_budget).await?;
+            ctx.message(tally.describe(&live, s.websocket_budget));
         }
         ctx.record_undo(to_facts(&Facts { slot: live.clone(), config: cfg.clone() })).await?;
         let stop_start = Instant::now();

@@ -300,3 +300,27 @@ fn init_asks_django_about_a_wagtail_site_too() {
     }
     assert!(!said.contains("warning: DEBUG"), "{said}");
 }
+
+/// The Channels project of the ASGI scenario (tests/fixtures/projects/chat): init serves its `asgi.py` with
+/// gunicorn's uvicorn worker, says why, and writes the WebSocket settings; the plan checks. A plain
+/// `startproject`, which has an `asgi.py` too, stays WSGI.
+#[test]
+fn a_channels_project_gets_an_asgi_plan() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/projects/chat"), dir.path());
+    let out = zdd().arg("init").arg(dir.path()).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("asgi:     mysite.asgi:application (Channels is in INSTALLED_APPS"), "{}", text(&out));
+    let plan = std::fs::read_to_string(dir.path().join("deploy/prod.kdl")).expect("plan written");
+    assert!(plan.contains(r#"var "asgi" "mysite.asgi:application""#), "{plan}");
+    assert!(plan.contains(r#"var "server" "uvicorn-worker""#), "{plan}");
+    assert!(plan.contains(r#"var "websocket_budget" "30s""#), "{plan}");
+    let check = zdd().arg("check").arg(dir.path().join("deploy/prod.kdl")).output().expect("runs");
+    assert!(check.status.success(), "{}", text(&check));
+
+    let wsgi = project("flat-layout");
+    let out = zdd().arg("init").arg(wsgi.path()).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = std::fs::read_to_string(wsgi.path().join("deploy/prod.kdl")).expect("plan written");
+    assert!(!plan.contains(r#"var "server""#), "{plan}");
+}

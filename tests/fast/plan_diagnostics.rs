@@ -317,3 +317,18 @@ fn plans_shaped_to_slow_the_parser_get_their_diagnostic_at_64_kib() {
     });
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// An ASGI server with no `asgi` (only the `wsgi` a WSGI plan had), and an `asgi` left with the default server.
+#[test]
+fn each_server_needs_its_application() {
+    insta::assert_snapshot!(check_files_with(
+        &format!(
+            "{HEAD}step \"web\" kind=\"service\" {{\n    app \"chat\"\n    root \"/srv/chat\"\n    \
+             server \"uvicorn-worker\"\n    wsgi \"mysite.wsgi:application\"\n}}\n\
+             step \"api\" kind=\"service\" {{\n    app \"api\"\n    root \"/srv/api\"\n    \
+             asgi \"api.asgi:application\"\n}}\n"
+        ),
+        &[],
+        &zdd_steps::builtin()
+    ));
+}

@@ -19,6 +19,7 @@ mod demo;
 mod harden_faults;
 mod host_ssh;
 mod plan_preflight;
+mod scenarios_asgi;
 mod scenarios_blue_green;
 mod scenarios_fleet;
 mod scenarios_harness;

@@ -35,6 +35,8 @@ pub(crate) enum Requirement {
     SshHosts,
     /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
     WagtailWheels,
+    /// The ASGI fixture's wheels (Channels, uvicorn, uvicorn-worker) in the wheel cache (`scripts/test-deps.sh`).
+    AsgiWheels,
 }
 
 impl Requirement {
@@ -73,6 +75,18 @@ impl Requirement {
             Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()
                 .is_empty()
                 .then(|| format!("Wagtail's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())),
+            Requirement::AsgiWheels => {
+                let wheels = std::fs::read_dir(crate::support::venv::wheel_dir())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>();
+                let has = |prefix: &str| wheels.iter().any(|w| w.starts_with(prefix));
+                (!(has("channels-") && has("uvicorn-") && has("uvicorn_worker-") && has("websockets-"))).then(|| {
+                    format!("the ASGI fixture's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
+                })
+            }
         }
     }
 }

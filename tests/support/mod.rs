@@ -20,4 +20,5 @@ pub(crate) mod shop;
 pub(crate) mod systemd;
 pub(crate) mod venv;
 pub(crate) mod wagtail;
+pub(crate) mod websocket;
 pub(crate) mod zdd;

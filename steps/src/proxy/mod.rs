@@ -74,6 +74,12 @@ static SPEC: KindSpec = KindSpec {
             "Served at `static-url` by Nginx; keep it outside releases (e.g. `<root>/shared/static`) so old pages' assets stay.",
         ),
         FieldSpec::new("static-url", ValueType::ConfigWord, "URL prefix of static files.").default("/static/"),
+        FieldSpec::new(
+            "read-timeout",
+            ValueType::Duration,
+            "Nginx's `proxy_read_timeout`/`proxy_send_timeout`: how long a response, or an open WebSocket, may be silent.",
+        )
+        .default("60s"),
         FieldSpec::new("confirm", ValueType::Url, "A URL through the proxy that must answer after the switch."),
         HOST,
         FieldSpec::new("confirm-status", ValueType::Int, "Expected status of `confirm`.").default("200"),

@@ -3,6 +3,7 @@
 //! replacement) the upstream has one server per lane, each through the lane's own link `current-<lane>.sock`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::json;
 use zdd_engine::diag::Diagnostics;
@@ -43,6 +44,14 @@ pub struct Nginx {
     pub lane: Option<String>,
     /// ...and every lane, each a server of the upstream through its own link.
     pub lanes: Vec<String>,
+    /// `proxy_read_timeout` and `proxy_send_timeout`: how long a response, or a WebSocket, may be silent.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: Duration,
+}
+
+/// The `read-timeout` default (Nginx's own).
+fn default_read_timeout() -> Duration {
+    Duration::from_mins(1)
 }
 
 impl Nginx {
@@ -65,6 +74,7 @@ impl Nginx {
             static_url: ctx.given("static-url").unwrap_or("/static/").to_owned(),
             lane: ctx.given("lane").map(str::to_owned),
             lanes: super::lane_list(&ctx.strings("lanes")),
+            read_timeout: ctx.duration("read-timeout", default_read_timeout()),
         })
     }
 
@@ -135,6 +145,7 @@ impl Nginx {
             "static_dir": self.static_dir.as_deref().map(path_text),
             "static_url": static_url,
             "root": path_text(&self.root),
+            "read_timeout": format!("{}s", self.read_timeout.as_secs().max(1)),
         });
         let template = templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
         let content = templates::render(&path_text(&self.site_conf), &template, &data)?;
@@ -250,6 +261,7 @@ mod tests {
             static_url: "/static/".into(),
             lane: None,
             lanes: vec![],
+            read_timeout: Duration::from_mins(1),
         }
     }
 

@@ -86,7 +86,7 @@ pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             ctx.host.signal(pid, "TERM").await?;
             let grace = cfg.graceful_timeout + Duration::from_secs(5);
             if !wait_exit(ctx, pid, grace).await? {
-                ctx.message(format!("gunicorn {pid} still running after {}s: KILL", grace.as_secs()));
+                ctx.message(format!("{} {pid} still running after {}s: KILL", cfg.server.program(), grace.as_secs()));
                 ctx.host.signal(pid, "KILL").await?;
                 wait_exit(ctx, pid, Duration::from_secs(5)).await?;
             }

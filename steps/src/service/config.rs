@@ -12,6 +12,7 @@ use zdd_engine::kind::StepError;
 use zdd_engine::plan::Plan;
 use zdd_engine::settings::SettingsCtx;
 
+use super::server::{self, Server};
 use crate::common::{path_text, words};
 use crate::manage::release_dir;
 
@@ -39,7 +40,12 @@ pub struct ServiceConfig {
     pub step: String,
     pub app: String,
     pub root: PathBuf,
-    pub wsgi: String,
+    /// The application the server loads: the `wsgi` field for gunicorn, `asgi` for the uvicorn servers.
+    #[serde(alias = "wsgi")]
+    pub application: String,
+    /// What runs it (journals from before ASGI have none: gunicorn).
+    #[serde(default)]
+    pub server: Server,
     pub listen: Listen,
     pub manager: Manager,
     pub workers: i64,
@@ -72,12 +78,14 @@ impl ServiceConfig {
             .map(str::to_owned)
             .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
             .unwrap_or_default();
+        let server = Server::from_word(ctx.str("server"));
         let unit_dir = ctx.path("unit-dir").unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
         Ok(Self {
             step: ctx.step.name.clone(),
             app: ctx.required("app")?.to_owned(),
             root: ctx.required_path("root")?,
-            wsgi: ctx.required("wsgi")?.to_owned(),
+            application: ctx.required(server.application_field())?.to_owned(),
+            server,
             listen: if ctx.str("listen") == Some("port") { Listen::Port } else { Listen::Socket },
             manager: if ctx.str("manager") == Some("process") { Manager::Process } else { Manager::Systemd },
             workers: ctx.int("workers").unwrap_or(3).max(1),
@@ -168,12 +176,26 @@ impl ServiceConfig {
         release_dir(&self.root, release)
     }
 
-    /// The gunicorn command line of a slot's instance.
-    pub fn gunicorn_argv(&self, release: &str, slot: &str) -> Result<Vec<String>, StepError> {
+    /// The command line of a slot's instance: gunicorn's, or uvicorn's ([`server`]).
+    pub fn server_argv(&self, release: &str, slot: &str) -> Result<Vec<String>, StepError> {
         let dir = self.release_dir(release);
+        let program = path_text(&dir.join(&self.venv).join("bin").join(self.server.program()));
+        if self.server == Server::Uvicorn {
+            let bind = self.bind(slot)?;
+            let launch = server::Launch {
+                application: &self.application,
+                bind: &bind,
+                workers: self.workers,
+                graceful_s: self.graceful_timeout.as_secs().max(1),
+            };
+            let mut argv = vec![program];
+            argv.extend(server::uvicorn_args(&launch));
+            argv.extend(self.gunicorn_args.iter().cloned());
+            return Ok(argv);
+        }
         let mut argv = vec![
-            path_text(&dir.join(&self.venv).join("bin/gunicorn")),
-            self.wsgi.clone(),
+            program,
+            self.application.clone(),
             "--bind".into(),
             self.bind(slot)?,
             "--workers".into(),
@@ -191,6 +213,9 @@ impl ServiceConfig {
         if self.control_socket {
             argv.push("--control-socket".into());
             argv.push(path_text(&self.run_dir().join(format!("{slot}.ctl"))));
+        }
+        if self.server == Server::UvicornWorker {
+            argv.extend(["--worker-class".into(), server::UVICORN_WORKER_CLASS.into()]);
         }
         argv.extend(self.gunicorn_args.iter().cloned());
         Ok(argv)

@@ -28,7 +28,7 @@ impl Instance {
         Ok(Self {
             release: release.to_owned(),
             slot: slot.to_owned(),
-            argv: cfg.gunicorn_argv(release, slot)?,
+            argv: cfg.server_argv(release, slot)?,
             cwd: cfg.release_dir(release),
             pid: None,
         })

@@ -5,8 +5,10 @@
 
 pub mod backend;
 pub mod config;
+pub mod connections;
 pub mod drain;
 pub mod instance;
+pub mod server;
 pub mod unit;
 
 use std::time::Duration;
@@ -31,11 +33,23 @@ pub const LISTENS: &[&str] = &["socket", "port"];
 
 static SPEC: KindSpec = KindSpec {
     name: "service",
-    summary: "Start gunicorn for the new release in the deploy's slot (systemd unit or detached process).",
+    summary: "Start gunicorn or uvicorn for the new release in the deploy's slot (systemd unit or detached process).",
     fields: &[
         FieldSpec::new("app", ValueType::Name, "The app's name: units are `<app>-<slot>.service`.").required(),
         ROOT,
-        FieldSpec::new("wsgi", ValueType::ConfigWord, "The WSGI application, e.g. `shop.wsgi:application`.").required(),
+        FieldSpec::new("wsgi", ValueType::ConfigWord, "The WSGI application, e.g. `shop.wsgi:application` (gunicorn)."),
+        FieldSpec::new(
+            "asgi",
+            ValueType::ConfigWord,
+            "The ASGI application, e.g. `mysite.asgi:application` (`uvicorn-worker`, `uvicorn`).",
+        ),
+        FieldSpec::new(
+            "server",
+            ValueType::Enum(server::SERVERS),
+            "`gunicorn` serves `wsgi`; `uvicorn-worker` (gunicorn with uvicorn's worker class) and `uvicorn` serve \
+             `asgi`, WebSockets included.",
+        )
+        .default("gunicorn"),
         FieldSpec::new(
             "listen",
             ValueType::Enum(LISTENS),
@@ -48,7 +62,7 @@ static SPEC: KindSpec = KindSpec {
             "`systemd` units, or detached `process`es with pid files.",
         )
         .default("systemd"),
-        FieldSpec::new("workers", ValueType::Int, "gunicorn workers.").default("3"),
+        FieldSpec::new("workers", ValueType::Int, "gunicorn (or uvicorn) workers.").default("3"),
         FieldSpec::new(
             "worker-timeout",
             ValueType::Duration,
@@ -90,7 +104,11 @@ static SPEC: KindSpec = KindSpec {
             "Give each master its own `--control-socket` (gunicorn 27+); `#false` for older gunicorn.",
         )
         .default("true"),
-        FieldSpec::new("gunicorn-args", ValueType::Strings, "Extra gunicorn arguments."),
+        FieldSpec::new(
+            "gunicorn-args",
+            ValueType::Strings,
+            "Extra arguments of the server: gunicorn's, or uvicorn's with `server \"uvicorn\"`.",
+        ),
         FieldSpec::new("venv", ValueType::SubPath, "The venv inside the release.").default("venv"),
         FieldSpec::new(
             "lane",
@@ -127,6 +145,16 @@ impl TypedKind for Service {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        let given = |name: &str| step.fields.str(name).is_some_and(|s| !s.trim().is_empty());
+        let server = server::Server::from_word(step.fields.str("server"));
+        if let Some((message, help)) = server::missing_application(server, given("wsgi"), given("asgi")) {
+            let span = step.fields.all("server").first().map_or(step.span, |f| f.span);
+            diags.push(
+                Diagnostic::error(Code::MissingField, message)
+                    .at(span, format!("`{}` loads the application this field names", server.word()))
+                    .help(help),
+            );
+        }
         if let (Some(lane), Some("port")) = (step.fields.all("lane").first(), step.fields.str("listen")) {
             diags.push(
                 Diagnostic::error(Code::ServiceLane, "a `lane` needs `listen \"socket\"`")
@@ -179,7 +207,7 @@ impl TypedKind for Service {
                     command: format!("{} >> {} 2>&1 &", cmd.display(), cfg.log_file(slot).display()),
                 });
                 preview.undo.push(PlannedAction::Note {
-                    text: format!("TERM the gunicorn master of slot {slot} and wait for it to exit"),
+                    text: format!("TERM the {} master of slot {slot} and wait for it to exit", cfg.server.program()),
                 });
             }
         }
@@ -226,10 +254,14 @@ impl TypedKind for Service {
         sleep(&ctx.cancel, Duration::from_millis(300)).await?;
         if !instance::running(ctx, cfg, slot).await? {
             let lines = backend::last_lines(ctx, cfg, slot, 30).await;
-            return Err(StepError::failed(format!("gunicorn in slot {slot} exited right after starting"))
+            return Err(StepError::failed(format!("{} in slot {slot} exited right after starting", cfg.server.word()))
                 .with_detail(ctx.redactor.redact(&lines)));
         }
-        ctx.message(format!("gunicorn for release {release} started in slot {slot} ({})", cfg.bind(slot)?));
+        ctx.message(format!(
+            "{} for release {release} started in slot {slot} ({})",
+            cfg.server.word(),
+            cfg.bind(slot)?
+        ));
         Ok(())
     }
 

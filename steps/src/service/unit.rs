@@ -8,6 +8,7 @@ use zdd_engine::kind::StepError;
 
 use super::config::ServiceConfig;
 use super::instance::Instance;
+use super::server::Server;
 use crate::common::path_text;
 use crate::templates;
 
@@ -22,7 +23,7 @@ pub fn in_systemd_dir(dir: &Path) -> bool {
 pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, StepError> {
     if let Some(word) = inst.argv.iter().find(|a| a.chars().any(char::is_whitespace) || a.is_empty()) {
         return Err(StepError::fatal(format!(
-            "gunicorn argument {word:?} is empty or has spaces: not allowed in a unit"
+            "server argument {word:?} is empty or has spaces: not allowed in a unit"
         )));
     }
     Ok(json!({
@@ -38,6 +39,14 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
         "exec_start": inst.argv.join(" "),
         "bind": inst.argv.iter().skip_while(|a| *a != "--bind").nth(1),
         "stop_timeout_s": cfg.graceful_timeout.as_secs() + 5,
+        "server": cfg.server.word(),
+        "server_name": match cfg.server {
+            Server::Gunicorn => "Gunicorn",
+            Server::UvicornWorker => "Gunicorn (uvicorn workers)",
+            Server::Uvicorn => "Uvicorn",
+        },
+        "service_type": cfg.server.systemd_type(),
+        "notify": cfg.server.systemd_type() == "notify",
     }))
 }
 
@@ -59,7 +68,8 @@ mod tests {
             step: "web".into(),
             app: "shop".into(),
             root: PathBuf::from("/srv/shop"),
-            wsgi: "shop.wsgi:application".into(),
+            application: "shop.wsgi:application".into(),
+            server: crate::service::server::Server::Gunicorn,
             listen: Listen::Socket,
             manager: Manager::Systemd,
             workers: 4,
@@ -88,6 +98,18 @@ mod tests {
         insta::assert_snapshot!(text);
     }
 
+    #[tokio::test]
+    async fn renders_an_asgi_unit_for_each_server() {
+        let mut cfg = config();
+        cfg.application = "mysite.asgi:application".into();
+        for server in [Server::UvicornWorker, Server::Uvicorn] {
+            cfg.server = server;
+            let inst = Instance::new(&cfg, "20261126-171500", "b").unwrap();
+            let text = render(&zdd_engine::host::LocalHost::new(), &cfg, &inst).await.unwrap();
+            insta::assert_snapshot!(format!("asgi_unit_{}", server.word()), text);
+        }
+    }
+
     #[test]
     fn a_lane_names_its_own_instances() {
         let mut cfg = config();
@@ -97,7 +119,7 @@ mod tests {
         assert_eq!(cfg.unit(&slot), "shop-2-b.service");
         assert_eq!(cfg.socket(&slot), PathBuf::from("/srv/shop/run/2-b.sock"));
         assert_eq!(cfg.record_file(&slot), PathBuf::from("/srv/shop/run/2-b.json"));
-        let argv = cfg.gunicorn_argv("r1", &slot).unwrap();
+        let argv = cfg.server_argv("r1", &slot).unwrap();
         assert!(argv.contains(&"/srv/shop/run/2-b.ctl".to_owned()), "{argv:?}");
     }
 
