@@ -35,6 +35,8 @@ pub(crate) enum Requirement {
     SshHosts,
     /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
     WagtailWheels,
+    /// redis-server and Celery's wheels (the worker scenarios).
+    Celery,
 }
 
 impl Requirement {
@@ -73,6 +75,12 @@ impl Requirement {
             Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()
                 .is_empty()
                 .then(|| format!("Wagtail's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())),
+            Requirement::Celery => {
+                let wheels = std::fs::read_dir(crate::support::venv::wheel_dir()).into_iter().flatten().flatten();
+                let celery = wheels.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("celery-"));
+                (!exists(crate::support::redis::REDIS_SERVER) || !celery)
+                    .then(|| "redis-server and Celery's wheels (scripts/test-deps.sh)".into())
+            }
         }
     }
 }
