@@ -6,8 +6,9 @@
 //! 1. v1 → v2 under web load, with a producer enqueueing a task through the web (`/enqueue/<n>/`) all along;
 //!    v2's web also enqueues a task only v2 defines. Zero failed requests; every enqueued task ran exactly
 //!    once; v2's new task ran only on v2's worker; no "unregistered task" anywhere; no v1 worker left.
-//! 2. v3 drops the task v2's web still sends: the worker step refuses it before anything starts, the web stays
+//! 2. v3 drops the task v2's web still sends: the worker step refuses it before its worker starts, the web stays
 //!    on v2 and v2's worker keeps consuming.
+//! 3. v4's worker exits as it starts: the whole release is rolled back, web included; the same holds after it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,21 @@ impl Celery {
         copy_tree(&fixture, &dest).expect("copy the fixture project");
         for file in ["proj/views.py", "demoapp/tasks.py"] {
             edit(&dest.join(file), |t| t.replace("VERSION = \"v1\"", &format!("VERSION = \"{version}\"")));
+        }
+        if version == "v4" {
+            // v2's code, whose worker cannot start (as a worker-only import error would): web and task listing load.
+            let v2 = self.source("v2");
+            std::fs::remove_dir_all(&dest).expect("reset v4");
+            copy_tree(&v2, &dest).expect("copy v2");
+            for file in ["proj/views.py", "demoapp/tasks.py"] {
+                edit(&dest.join(file), |t| t.replace("VERSION = \"v2\"", "VERSION = \"v4\""));
+            }
+            edit(&dest.join("proj/celery.py"), |t| {
+                format!(
+                    "{t}\n\nimport sys\n\nif 'worker' in sys.argv:\n    raise SystemExit(\"v4's worker cannot start\")\n"
+                )
+            });
+            return dest;
         }
         if version == "v2" {
             edit(&dest.join("demoapp/tasks.py"), |t| {
@@ -234,25 +250,43 @@ fn upgrade_under_load(celery: &Celery) -> Result<String, String> {
 }
 
 fn refuses_a_dropped_task(celery: &Celery) -> Result<String, String> {
-    let stack = &celery.stack;
     let run = celery.deploy("v3");
     check(run.code != 0, || format!("v3 (drops {V2_TASK}) was deployed\n{}", run.describe()))?;
     check(run.stdout.contains("no longer defines") && run.stdout.contains(V2_TASK), || {
         format!("the refusal does not name {V2_TASK}\n{}", run.describe())
     })?;
+    let after = v2_still_serves_and_consumes(celery, "v3", 1_000_000)?;
+    Ok(format!("refused in {:.1} s; {after}", run.duration.as_secs_f64()))
+}
+
+fn rolls_back_a_worker_that_does_not_start(celery: &Celery) -> Result<String, String> {
+    let run = celery.deploy("v4");
+    check(run.code != 0, || format!("v4 (its worker exits at start) was deployed\n{}", run.describe()))?;
+    check(run.stdout.contains("exited right after starting"), || {
+        format!("the failure does not say the worker exited\n{}", run.describe())
+    })?;
+    let after = v2_still_serves_and_consumes(celery, "v4", 2_000_000)?;
+    Ok(format!("rolled back in {:.1} s; {after}", run.duration.as_secs_f64()))
+}
+
+/// After a failed `version`: the web serves v2, nothing runs in slot a, and v2's worker still consumes (tasks
+/// enqueued now through v2's web, from token `from`, run on it).
+fn v2_still_serves_and_consumes(celery: &Celery, version: &str, from: u64) -> Result<String, String> {
+    let stack = &celery.stack;
     let home = get(stack, "/");
-    check(home.as_ref().is_some_and(|(s, b)| *s == 200 && b.contains("v2")), || format!("after v3: GET / {home:?}"))?;
-    check(!celery.worker_alive("a"), || "a v3 worker was left in slot a".to_string())?;
-    // v2's worker still consumes: tasks enqueued now (through v2's web) run on it.
-    let producer = Producer::start(stack, 1_000_000);
+    check(home.as_ref().is_some_and(|(s, b)| *s == 200 && b.contains("v2")), || {
+        format!("after {version}: GET / {home:?}")
+    })?;
+    check(!celery.worker_alive("a"), || format!("a {version} worker was left in slot a"))?;
+    let producer = Producer::start(stack, from);
     std::thread::sleep(Duration::from_millis(500));
     let (sent, failures) = producer.finish();
-    check(failures.is_empty() && !sent.is_empty(), || format!("enqueue after v3: {failures:?}"))?;
+    check(failures.is_empty() && !sent.is_empty(), || format!("enqueue after {version}: {failures:?}"))?;
     let runs = celery.wait_for(&sent);
     exactly_once(&runs, &sent)?;
     let on_b = sent.iter().all(|key| runs[key].iter().all(|(_, node)| node.starts_with("worker-b@")));
-    check(on_b, || "tasks after the refused v3 did not all run on v2's worker".to_string())?;
-    Ok(format!("refused in {:.1} s; {} tasks ran on v2's worker afterwards", run.duration.as_secs_f64(), sent.len()))
+    check(on_b, || format!("tasks after the failed {version} did not all run on v2's worker"))?;
+    Ok(format!("{} tasks ran on v2's worker afterwards", sent.len()))
 }
 
 #[test]
@@ -265,9 +299,10 @@ fn celery_workers_move_with_the_release() {
     }
     let celery = Celery::start();
     let _ = &celery.redis;
-    let scenarios: [Scenario; 2] = [
+    let scenarios: [Scenario; 3] = [
         ("v1 -> v2 with workers under load", upgrade_under_load),
         ("v3 drops a task: refused", refuses_a_dropped_task),
+        ("v4's worker does not start: rolled back", rolls_back_a_worker_that_does_not_start),
     ];
     let mut failures = Vec::new();
     for (scenario, run) in scenarios {
