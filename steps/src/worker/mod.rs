@@ -181,9 +181,9 @@ impl TypedKind for Worker {
             Manager::Systemd => {
                 let content = unit::render(ctx.host.as_ref(), cfg, &inst).await?;
                 preview.actions.push(PlannedAction::Write { path: svc.unit_file(&islot), content, mode: 0o644 });
-                preview
-                    .actions
-                    .push(PlannedAction::Run { command: svc.systemctl(&["start", &svc.unit(&islot)]).display() });
+                for args in [vec!["daemon-reload".to_owned()], vec!["start".to_owned(), svc.unit(&islot)]] {
+                    preview.actions.push(PlannedAction::Run { command: svc.systemctl(&args).display() });
+                }
                 preview
                     .undo
                     .push(PlannedAction::Run { command: svc.systemctl(&["stop", &svc.unit(&islot)]).display() });
