@@ -69,7 +69,7 @@ async fn the_socket_site_names_no_upstream() {
 }
 
 /// plans/web-worker.kdl: the worker's unit (its `%h` escaped for systemd), the task comparison with the live
-/// worker and the cancel_consumer before the switch; the retire's warm stop, and both undos.
+/// worker and the `cancel_consumer` before the switch; the retire's warm stop, and both undos.
 #[tokio::test]
 async fn web_worker_plan_previews_the_workers() {
     let text = previews("web-worker.kdl", ("a", "b"), &[]).await;
