@@ -9,6 +9,8 @@
 //! 2. v3 drops the task v2's web still sends: the worker step refuses it before its worker starts, the web stays
 //!    on v2 and v2's worker keeps consuming.
 //! 3. v4's worker exits as it starts: the whole release is rolled back, web included; the same holds after it.
+//! 4. v5's web never gets healthy, after its worker was confirmed and the old worker stopped consuming: the
+//!    rollback makes v2's worker consume again, and the same holds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,20 @@ impl Celery {
         copy_tree(&fixture, &dest).expect("copy the fixture project");
         for file in ["proj/views.py", "demoapp/tasks.py"] {
             edit(&dest.join(file), |t| t.replace("VERSION = \"v1\"", &format!("VERSION = \"{version}\"")));
+        }
+        if version == "v5" {
+            // v2's code and workers, whose web never gets healthy: the rollback comes after the old worker stopped
+            // consuming.
+            let v2 = self.source("v2");
+            std::fs::remove_dir_all(&dest).expect("reset v5");
+            copy_tree(&v2, &dest).expect("copy v2");
+            for file in ["proj/views.py", "demoapp/tasks.py"] {
+                edit(&dest.join(file), |t| t.replace("VERSION = \"v2\"", "VERSION = \"v5\""));
+            }
+            edit(&dest.join("proj/views.py"), |t| {
+                t.replace("JsonResponse({\"status\": \"ok\"})", "JsonResponse({\"status\": \"broken\"}, status=500)")
+            });
+            return dest;
         }
         if version == "v4" {
             // v2's code, whose worker cannot start (as a worker-only import error would): web and task listing load.
@@ -269,6 +285,18 @@ fn rolls_back_a_worker_that_does_not_start(celery: &Celery) -> Result<String, St
     Ok(format!("rolled back in {:.1} s; {after}", run.duration.as_secs_f64()))
 }
 
+fn rolls_back_after_the_old_worker_stopped_consuming(celery: &Celery) -> Result<String, String> {
+    let run = celery.deploy("v5");
+    check(run.code != 0, || format!("v5 (its web never healthy) was deployed\n{}", run.describe()))?;
+    let said = messages(&run, "worker");
+    check(
+        said.iter().any(|m| m.contains("stopped consuming")) && said.iter().any(|m| m.contains("consumes again")),
+        || format!("the worker step did not cancel and then resume the old worker's consumers: {said:?}"),
+    )?;
+    let after = v2_still_serves_and_consumes(celery, "v5", 3_000_000)?;
+    Ok(format!("rolled back in {:.1} s; {after}", run.duration.as_secs_f64()))
+}
+
 /// After a failed `version`: the web serves v2, nothing runs in slot a, and v2's worker still consumes (tasks
 /// enqueued now through v2's web, from token `from`, run on it).
 fn v2_still_serves_and_consumes(celery: &Celery, version: &str, from: u64) -> Result<String, String> {
@@ -299,10 +327,11 @@ fn celery_workers_move_with_the_release() {
     }
     let celery = Celery::start();
     let _ = &celery.redis;
-    let scenarios: [Scenario; 3] = [
+    let scenarios: [Scenario; 4] = [
         ("v1 -> v2 with workers under load", upgrade_under_load),
         ("v3 drops a task: refused", refuses_a_dropped_task),
         ("v4's worker does not start: rolled back", rolls_back_a_worker_that_does_not_start),
+        ("v5's web is unhealthy: the old worker consumes again", rolls_back_after_the_old_worker_stopped_consuming),
     ];
     let mut failures = Vec::new();
     for (scenario, run) in scenarios {
