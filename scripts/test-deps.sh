@@ -8,6 +8,7 @@
 #   wheels for Wagtail (the newest that installs on Debian 12's Python 3.11) and gunicorn, in the same cache: the
 #   scenario that deploys a `wagtail start` site makes it with the real `wagtail` from them
 #   wheels for the ASGI fixture (tests/fixtures/projects/chat: Channels, uvicorn[standard], uvicorn-worker)
+#   redis-server and wheels for Celery and redis-py: the worker scenarios run Celery workers on a private Redis
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux g++ openssh-server
-    openssh-client netcat-openbsd iptables)
+    openssh-client netcat-openbsd iptables redis-server)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -84,4 +85,16 @@ if ! ls "$wheels"/channels-*.whl "$wheels"/uvicorn-*.whl "$wheels"/uvicorn_worke
     rm -rf "$scratch_asgi"
 else
     echo "test-deps: the ASGI fixture's wheels present in $wheels"
+fi
+
+# Celery with its Redis transport, for the worker scenarios (tests/fixtures/projects/celeryproj).
+if ! ls "$wheels"/celery-*.whl "$wheels"/redis-*.whl "$wheels"/packaging-*.whl >/dev/null 2>&1; then
+    echo "test-deps: downloading Celery's wheels into $wheels"
+    mkdir -p "$wheels"
+    scratch_celery="$(mktemp -d)"
+    "$python" -m venv "$scratch_celery/venv"
+    "$scratch_celery/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" "celery[redis]"
+    rm -rf "$scratch_celery"
+else
+    echo "test-deps: Celery's wheels present in $wheels"
 fi

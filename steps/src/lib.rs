@@ -31,6 +31,7 @@ pub mod symlink;
 pub mod templates;
 #[cfg(test)]
 mod testing;
+pub mod worker;
 
 /// Every built-in kind.
 pub fn builtin() -> Kinds {
@@ -50,6 +51,8 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(packages::Packages);
     kinds.register_typed(exec::Exec);
     kinds.register_typed(http::Http);
+    kinds.register_typed(worker::Worker);
+    kinds.register_typed(worker::WorkerRetire);
     kinds
 }
 

@@ -67,3 +67,15 @@ async fn the_socket_site_names_no_upstream() {
     assert!(!text.contains("X-Zdd-Upstream"), "{text}");
     assert!(!text.contains(" from unix:"), "{text}");
 }
+
+/// plans/web-worker.kdl: the worker's unit (its `%h` escaped for systemd), the task comparison with the live
+/// worker and the `cancel_consumer` before the switch; the retire's warm stop, and both undos.
+#[tokio::test]
+async fn web_worker_plan_previews_the_workers() {
+    let text = previews("web-worker.kdl", ("a", "b"), &[]).await;
+    let worker = text.split("== worker [worker]").nth(1).unwrap().split("\n== ").next().unwrap();
+    insta::assert_snapshot!(worker);
+    let retire = text.split("== worker-retire [worker-retire]").nth(1).unwrap();
+    assert!(retire.contains("systemctl stop proj-worker-a.service"), "{retire}");
+    assert!(retire.contains("systemctl start proj-worker-a.service"), "{retire}");
+}

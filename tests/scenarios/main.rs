@@ -21,6 +21,7 @@ mod host_ssh;
 mod plan_preflight;
 mod scenarios_asgi;
 mod scenarios_blue_green;
+mod scenarios_celery;
 mod scenarios_fleet;
 mod scenarios_harness;
 mod scenarios_process;

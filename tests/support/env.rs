@@ -37,6 +37,8 @@ pub(crate) enum Requirement {
     WagtailWheels,
     /// The ASGI fixture's wheels (Channels, uvicorn, uvicorn-worker) in the wheel cache (`scripts/test-deps.sh`).
     AsgiWheels,
+    /// redis-server and Celery's wheels (the worker scenarios).
+    Celery,
 }
 
 impl Requirement {
@@ -86,6 +88,12 @@ impl Requirement {
                 (!(has("channels-") && has("uvicorn-") && has("uvicorn_worker-") && has("websockets-"))).then(|| {
                     format!("the ASGI fixture's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
                 })
+            }
+            Requirement::Celery => {
+                let wheels = std::fs::read_dir(crate::support::venv::wheel_dir()).into_iter().flatten().flatten();
+                let celery = wheels.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("celery-"));
+                (!exists(crate::support::redis::REDIS_SERVER) || !celery)
+                    .then(|| "redis-server and Celery's wheels (scripts/test-deps.sh)".into())
             }
         }
     }

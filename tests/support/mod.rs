@@ -15,6 +15,7 @@ pub(crate) mod nginx;
 pub(crate) mod postgres;
 pub(crate) mod proc;
 pub(crate) mod projects;
+pub(crate) mod redis;
 pub(crate) mod scenarios;
 pub(crate) mod shop;
 pub(crate) mod systemd;

@@ -103,8 +103,13 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// A page through Nginx: status and body.
 pub(crate) fn get(stack: &Stack, path: &str) -> Option<(u16, String)> {
+    get_at(stack.nginx.port, path)
+}
+
+/// A page from 127.0.0.1:`port`: status and body (for a thread that cannot hold the stack).
+pub(crate) fn get_at(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).ok()?;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;

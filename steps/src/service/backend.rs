@@ -11,6 +11,21 @@ use crate::common::{Backoff, path_text, quiet, sleep, tail};
 
 /// Start an instance (the unit is written first under systemd). The caller has recorded its undo facts.
 pub async fn start(ctx: &UndoCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
+    let unit = match cfg.manager {
+        Manager::Systemd => Some(unit::render(ctx.host.as_ref(), cfg, inst).await?),
+        Manager::Process => None,
+    };
+    launch(ctx, cfg, inst, unit.as_deref()).await
+}
+
+/// Start an instance whose unit text (systemd) the caller rendered: the `worker` kind runs Celery with these
+/// backends and its own unit template.
+pub async fn launch(
+    ctx: &UndoCtx,
+    cfg: &ServiceConfig,
+    inst: &mut Instance,
+    unit: Option<&str>,
+) -> Result<(), StepError> {
     ctx.host.create_dir_all(&cfg.run_dir()).await?;
     ctx.host.create_dir_all(&cfg.log_dir()).await?;
     if cfg.listen == super::config::Listen::Socket {
@@ -19,8 +34,8 @@ pub async fn start(ctx: &UndoCtx, cfg: &ServiceConfig, inst: &mut Instance) -> R
     }
     match cfg.manager {
         Manager::Systemd => {
-            let text = unit::render(ctx.host.as_ref(), cfg, inst).await?;
-            install_unit(ctx, cfg, &inst.slot, &text).await?;
+            let text = unit.ok_or_else(|| StepError::fatal(format!("no unit rendered for slot {}", inst.slot)))?;
+            install_unit(ctx, cfg, &inst.slot, text).await?;
             ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&inst.slot)])).await?;
         }
         Manager::Process => {

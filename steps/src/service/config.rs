@@ -17,17 +17,19 @@ use crate::common::{path_text, words};
 use crate::manage::release_dir;
 
 /// Where the instance listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Listen {
     /// A unix socket per slot, `<root>/run/<slot>.sock`; Nginx follows the `current.sock` symlink.
+    #[default]
     Socket,
     /// `127.0.0.1:<slot>`: the slots are port numbers; Nginx is reloaded with the new port.
     Port,
 }
 
 /// What supervises the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Manager {
+    #[default]
     Systemd,
     /// A detached gunicorn with a pid file: for machines without systemd (demos, containers, tests).
     Process,
@@ -35,7 +37,8 @@ pub enum Manager {
 
 /// A service step's settings, paths absolute. Recorded in the undo facts of the steps that act on the
 /// service (service, drain-stop), whose undos act with these settings and no plan.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// `Default` lets the `worker` kind fill only what its Celery instances use.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceConfig {
     pub step: String,
     pub app: String,

@@ -1,0 +1,206 @@
+//! Talking to Celery workers through the broker, with the release's own `celery` and the plan's environment
+//! (env file, `DJANGO_SETTINGS_MODULE`): `inspect ping` (which nodes answer), `inspect registered` (the tasks
+//! a node knows), `inspect active` (the tasks it is running), `control cancel_consumer` / `add_consumer` (stop
+//! or resume consuming a queue); and, without any worker, the tasks a release defines (its Celery app loaded
+//! the way the worker loads it: `autodiscover_tasks()` included).
+//!
+//! Replies are read from `--json` output. A command no node answered exits non-zero ("No nodes replied"):
+//! that is an empty reply, not an error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+use zdd_engine::host::Command;
+use zdd_engine::kind::{StepError, UndoCtx};
+
+use super::config::WorkerConfig;
+use crate::common::{quiet, tail};
+use crate::service::instance::Instance;
+
+/// How long a remote-control command waits for replies.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The release's Python, loading its Celery app as the worker does, printing the task names it defines
+/// (Celery's own `celery.*` tasks left out) as a JSON list.
+const LIST_TASKS: &str = r#"
+import json, os, sys
+from celery.app.utils import find_app
+app = find_app(sys.argv[1])
+if os.environ.get("DJANGO_SETTINGS_MODULE"):
+    import django
+    django.setup()
+app.loader.import_default_modules()
+print(json.dumps(sorted(name for name in app.tasks if not name.startswith("celery."))))
+"#;
+
+/// `argv` run in the release directory with the environment a worker of `release` gets.
+async fn command(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str, argv: Vec<String>) -> Result<Command, StepError> {
+    let inst = Instance {
+        release: release.to_owned(),
+        slot: cfg.instance_slot("control"),
+        argv,
+        cwd: cfg.release_dir(release),
+        pid: None,
+    };
+    inst.command(&cfg.service(), ctx).await
+}
+
+/// `celery -A <app> <words> --json --timeout <s>`.
+fn remote(cfg: &WorkerConfig, release: &str, words: &[&str]) -> Vec<String> {
+    let mut argv = vec![cfg.bin(release, "celery"), "-A".into(), cfg.celery_app.clone()];
+    argv.extend(words.iter().map(|w| (*w).to_owned()));
+    argv.extend(["--json".into(), "--timeout".into(), format!("{:.1}", REPLY_TIMEOUT.as_secs_f64())]);
+    argv
+}
+
+/// The replies of a remote-control command, by node. `inspect` prints one object; `control` a list of them.
+pub fn parse_replies(stdout: &str) -> BTreeMap<String, Value> {
+    let Some(start) = stdout.find(['{', '[']) else {
+        return BTreeMap::new();
+    };
+    let mut stream = serde_json::Deserializer::from_str(&stdout[start..]).into_iter::<Value>();
+    let mut replies = BTreeMap::new();
+    match stream.next() {
+        Some(Ok(Value::Object(map))) => replies.extend(map),
+        Some(Ok(Value::Array(list))) => {
+            for item in list {
+                if let Value::Object(map) = item {
+                    replies.extend(map);
+                }
+            }
+        }
+        _ => {}
+    }
+    replies
+}
+
+async fn ask(
+    ctx: &UndoCtx,
+    cfg: &WorkerConfig,
+    release: &str,
+    args: &[&str],
+) -> Result<BTreeMap<String, Value>, StepError> {
+    let cmd = command(ctx, cfg, release, remote(cfg, release, args)).await?;
+    let out = quiet(ctx, &cmd).await?;
+    Ok(parse_replies(&out.stdout_str()))
+}
+
+/// The full names of the nodes answering `inspect ping` whose names start with `prefix` (`<name>-<slot>@`).
+pub async fn ping(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str, prefix: &str) -> Result<Vec<String>, StepError> {
+    let replies = ask(ctx, cfg, release, &["inspect", "ping"]).await?;
+    Ok(replies.into_keys().filter(|node| node.starts_with(prefix)).collect())
+}
+
+/// The tasks `node` has registered; `None` if it did not answer.
+pub async fn registered(
+    ctx: &UndoCtx,
+    cfg: &WorkerConfig,
+    release: &str,
+    node: &str,
+) -> Result<Option<BTreeSet<String>>, StepError> {
+    let replies = ask(ctx, cfg, release, &["inspect", "registered", "--destination", node]).await?;
+    Ok(replies.get(node).map(task_names))
+}
+
+/// How many tasks `node` is running now (0 if it did not answer).
+pub async fn active(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str, node: &str) -> Result<usize, StepError> {
+    let replies = ask(ctx, cfg, release, &["inspect", "active", "--destination", node]).await?;
+    Ok(replies.get(node).and_then(Value::as_array).map_or(0, Vec::len))
+}
+
+/// `control cancel_consumer` / `add_consumer` for each queue on `node`; the nodes' answers, as text.
+pub async fn consumers(
+    ctx: &UndoCtx,
+    cfg: &WorkerConfig,
+    release: &str,
+    action: Consumers,
+    node: &str,
+) -> Result<Vec<String>, StepError> {
+    let mut said = Vec::new();
+    for queue in &cfg.queues {
+        let args = ["control", action.command(), queue.as_str(), "--destination", node];
+        let replies = ask(ctx, cfg, release, &args).await?;
+        match replies.get(node) {
+            Some(reply) => said.push(reply_text(reply)),
+            None => {
+                return Err(StepError::failed(format!(
+                    "{node} did not answer `{} {queue}` within {}s",
+                    action.command(),
+                    REPLY_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+    Ok(said)
+}
+
+/// Stop or resume consuming.
+#[derive(Debug, Clone, Copy)]
+pub enum Consumers {
+    Cancel,
+    Add,
+}
+
+impl Consumers {
+    fn command(self) -> &'static str {
+        match self {
+            Consumers::Cancel => "cancel_consumer",
+            Consumers::Add => "add_consumer",
+        }
+    }
+}
+
+/// The tasks `release` defines, from its own Celery app (no worker involved).
+pub async fn release_tasks(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str) -> Result<BTreeSet<String>, StepError> {
+    let argv = vec![cfg.bin(release, "python"), "-c".into(), LIST_TASKS.into(), cfg.celery_app.clone()];
+    let cmd = command(ctx, cfg, release, argv).await?;
+    let out = quiet(ctx, &cmd).await?;
+    let listed = out.success().then(|| serde_json::from_str::<Vec<String>>(out.stdout_str().trim()).ok()).flatten();
+    listed.map(|names| names.into_iter().collect()).ok_or_else(|| {
+        StepError::failed(format!(
+            "could not list the tasks release {release}'s Celery app `{}` defines",
+            cfg.celery_app
+        ))
+        .with_detail(ctx.redactor.redact(&tail(&out.stderr_str(), 20)))
+    })
+}
+
+/// Task names from an `inspect registered` reply, Celery's own left out. Entries may carry attributes
+/// (`name [rate_limit=10/s]`): the name is the first word.
+fn task_names(reply: &Value) -> BTreeSet<String> {
+    reply
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|entry| entry.split_whitespace().next())
+        .filter(|name| !name.starts_with("celery."))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn reply_text(reply: &Value) -> String {
+    match reply.get("ok").or_else(|| reply.get("error")) {
+        Some(Value::String(text)) => text.clone(),
+        _ => reply.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_inspect_and_control_replies() {
+        let inspect =
+            r#"{"celery-b@web1": ["proj.tasks.add", "celery.chord_unlock", "proj.tasks.mul [rate_limit=1/s]"]}"#;
+        let replies = parse_replies(inspect);
+        let names: Vec<String> = task_names(&replies["celery-b@web1"]).into_iter().collect();
+        assert_eq!(names, ["proj.tasks.add", "proj.tasks.mul"]);
+        let control = "[{\"celery-a@web1\": {\"ok\": \"no longer consuming from 'celery'\"}}]\n";
+        let replies = parse_replies(control);
+        assert_eq!(reply_text(&replies["celery-a@web1"]), "no longer consuming from 'celery'");
+        assert!(parse_replies("Error: No nodes replied within time constraint\n").is_empty());
+    }
+}

@@ -1,0 +1,349 @@
+//! Web and Celery workers deployed together (plans/web-worker.kdl, the process backend, a private Redis as the
+//! broker) with a Django project whose Celery app is laid out as Celery's "First steps with Django" writes it
+//! (tests/fixtures/projects/celeryproj). One stack, one venv cache and one Redis for the module's scenarios,
+//! which run in sequence:
+//!
+//! 1. v1 → v2 under web load, with a producer enqueueing a task through the web (`/enqueue/<n>/`) all along;
+//!    v2's web also enqueues a task only v2 defines. Zero failed requests; every enqueued task ran exactly
+//!    once; v2's new task ran only on v2's worker; no "unregistered task" anywhere; no v1 worker left.
+//! 2. v3 drops the task v2's web still sends: the worker step refuses it before its worker starts, the web stays
+//!    on v2 and v2's worker keeps consuming.
+//! 3. v4's worker exits as it starts: the whole release is rolled back, web included; the same holds after it.
+//! 4. v5's web never gets healthy, after its worker was confirmed and the old worker stopped consuming: the
+//!    rollback makes v2's worker consume again, and the same holds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::support;
+
+use support::env::{Requirement, require};
+use support::load::{Load, LoadConfig};
+use support::projects::{copy_tree, get, get_at, messages};
+use support::redis::Redis;
+use support::scenarios::{check, check_no_failures, measured, serial};
+use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
+
+const FIXTURE: &str = "celeryproj";
+/// The task v2 adds and v3 removes again.
+const V2_TASK: &str = "only_in_v2";
+
+/// A task run: (task name, token).
+type Task = (String, u64);
+/// Each task's runs: the version and the node of each.
+type Runs = BTreeMap<Task, Vec<(String, String)>>;
+type Scenario = (&'static str, fn(&Celery) -> Result<String, String>);
+
+struct Celery {
+    stack: Stack,
+    redis: Redis,
+    env_file: PathBuf,
+    task_log: PathBuf,
+}
+
+impl Celery {
+    fn start() -> Celery {
+        let stack =
+            Stack::start("celery", StackConfig { backend: Backend::Process, db: Db::Sqlite, mode: ProxyMode::Socket });
+        let redis = Redis::start(&stack.dir);
+        let task_log = stack.dir.join("tasks.log");
+        let env_file = stack.dir.join("proj.env");
+        let env = format!(
+            "SECRET_KEY=zdd-test-secret-key-not-for-production\nCELERY_BROKER_URL={}\nTASK_LOG={}\n",
+            redis.url(),
+            task_log.display()
+        );
+        std::fs::write(&env_file, env).expect("env file");
+        Celery { stack, redis, env_file, task_log }
+    }
+
+    /// The fixture at `version`: v2 adds [`V2_TASK`] and its web sends it too; v3 is v1's code (no such task).
+    fn source(&self, version: &str) -> PathBuf {
+        let dest = self.stack.sources.join(format!("{FIXTURE}-{version}"));
+        if dest.exists() {
+            return dest;
+        }
+        let fixture = support::shop::repo_root().join("tests/fixtures/projects").join(FIXTURE);
+        copy_tree(&fixture, &dest).expect("copy the fixture project");
+        for file in ["proj/views.py", "demoapp/tasks.py"] {
+            edit(&dest.join(file), |t| t.replace("VERSION = \"v1\"", &format!("VERSION = \"{version}\"")));
+        }
+        if version == "v5" {
+            // v2's code and workers, whose web never gets healthy: the rollback comes after the old worker stopped
+            // consuming.
+            let v2 = self.source("v2");
+            std::fs::remove_dir_all(&dest).expect("reset v5");
+            copy_tree(&v2, &dest).expect("copy v2");
+            for file in ["proj/views.py", "demoapp/tasks.py"] {
+                edit(&dest.join(file), |t| t.replace("VERSION = \"v2\"", "VERSION = \"v5\""));
+            }
+            edit(&dest.join("proj/views.py"), |t| {
+                t.replace("JsonResponse({\"status\": \"ok\"})", "JsonResponse({\"status\": \"broken\"}, status=500)")
+            });
+            return dest;
+        }
+        if version == "v4" {
+            // v2's code, whose worker cannot start (as a worker-only import error would): web and task listing load.
+            let v2 = self.source("v2");
+            std::fs::remove_dir_all(&dest).expect("reset v4");
+            copy_tree(&v2, &dest).expect("copy v2");
+            for file in ["proj/views.py", "demoapp/tasks.py"] {
+                edit(&dest.join(file), |t| t.replace("VERSION = \"v2\"", "VERSION = \"v4\""));
+            }
+            edit(&dest.join("proj/celery.py"), |t| {
+                format!(
+                    "{t}\n\nimport sys\n\nif 'worker' in sys.argv:\n    raise SystemExit(\"v4's worker cannot start\")\n"
+                )
+            });
+            return dest;
+        }
+        if version == "v2" {
+            edit(&dest.join("demoapp/tasks.py"), |t| {
+                format!(
+                    "{t}\n\n@shared_task(bind=True, acks_late=True)\ndef {V2_TASK}(self, token):\n    \
+                     _record(\"{V2_TASK}\", token, self.request.hostname)\n"
+                )
+            });
+            edit(&dest.join("demoapp/views.py"), |t| {
+                t.replace(
+                    "tasks.record.delay(token)",
+                    &format!("tasks.record.delay(token)\n    tasks.{V2_TASK}.delay(token)"),
+                )
+            });
+        }
+        dest
+    }
+
+    fn deploy(&self, version: &str) -> ZddRun {
+        let mut vars = self.stack.stack_vars();
+        vars.extend(
+            [
+                ("source", self.source(version).display().to_string()),
+                ("app", "proj".to_string()),
+                ("env_file", self.env_file.display().to_string()),
+                ("workers", "3".to_string()),
+                ("worker_shutdown_budget", "20s".to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        let plan = self.stack.plan_path("web-worker");
+        ZddRun::of(&mut self.stack.command_for("run", &plan, &vars))
+    }
+
+    /// Each task's runs so far: (task, token) → versions and nodes that ran it.
+    fn runs(&self) -> Runs {
+        let text = std::fs::read_to_string(&self.task_log).unwrap_or_default();
+        let mut runs = Runs::new();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [task, token, version, node] = words[..]
+                && let Ok(token) = token.parse()
+            {
+                runs.entry((task.to_string(), token)).or_default().push((version.to_string(), node.to_string()));
+            }
+        }
+        runs
+    }
+
+    /// Waits until every expected task has run (bounded: a lost task never shows up); the runs then.
+    fn wait_for(&self, expected: &[Task]) -> Runs {
+        support::proc::wait_until(Duration::from_mins(1), || {
+            let runs = self.runs();
+            expected.iter().all(|key| runs.contains_key(key))
+        });
+        self.runs()
+    }
+
+    /// A worker's log (`<root>/log/proj-worker-<slot>.log`).
+    fn worker_log(&self, slot: &str) -> String {
+        std::fs::read_to_string(self.stack.root.join(format!("log/proj-worker-{slot}.log"))).unwrap_or_default()
+    }
+
+    /// Whether the worker recorded in `<root>/run/worker-<slot>.json` is alive.
+    fn worker_alive(&self, slot: &str) -> bool {
+        let record = std::fs::read(self.stack.root.join(format!("run/worker-{slot}.json"))).unwrap_or_default();
+        let pid = serde_json::from_slice::<serde_json::Value>(&record).ok().and_then(|r| r["pid"].as_u64());
+        // A zombie (exited, not yet reaped by whoever adopted it) is not running.
+        let stat = |pid: u64| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        let state = |stat: String| stat.rsplit(')').next().and_then(|rest| rest.trim_start().chars().next());
+        pid.and_then(stat).and_then(state).is_some_and(|state| !matches!(state, 'Z' | 'X'))
+    }
+}
+
+fn edit(file: &Path, change: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(file).expect("read fixture file");
+    std::fs::write(file, change(text)).expect("write fixture file");
+}
+
+/// Enqueues through the web, `/enqueue/<n>/` with n = `from`, `from + 1`…, until stopped: the tasks each answer
+/// says were enqueued (`record`, and [`V2_TASK`] when v2 answered), and the answers that were not a 200.
+struct Producer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<Task>, Vec<String>)>,
+}
+
+impl Producer {
+    fn start(stack: &Stack, from: u64) -> Producer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let port = stack.nginx.port;
+        let thread = std::thread::spawn(move || {
+            let (mut sent, mut failures) = (Vec::new(), Vec::new());
+            let mut token = from;
+            while !flag.load(Ordering::SeqCst) {
+                match get_at(port, &format!("/enqueue/{token}/")) {
+                    Some((200, body)) => {
+                        sent.push(("record".to_string(), token));
+                        if body.contains("\"v2\"") {
+                            sent.push((V2_TASK.to_string(), token));
+                        }
+                    }
+                    other => failures.push(format!("/enqueue/{token}/: {other:?}")),
+                }
+                token += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (sent, failures)
+        });
+        Producer { stop, thread }
+    }
+
+    fn finish(self) -> (Vec<Task>, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("producer thread")
+    }
+}
+
+/// Every expected task ran exactly once, and [`V2_TASK`] only on v2.
+fn exactly_once(runs: &Runs, sent: &[Task]) -> Result<(), String> {
+    let lost: Vec<&Task> = sent.iter().filter(|key| !runs.contains_key(*key)).collect();
+    check(lost.is_empty(), || format!("{} of {} enqueued tasks never ran: {lost:?}", lost.len(), sent.len()))?;
+    let twice: Vec<_> = runs.iter().filter(|(_, r)| r.len() > 1).collect();
+    check(twice.is_empty(), || format!("tasks that ran more than once: {twice:?}"))?;
+    let misplaced: Vec<_> =
+        runs.iter().filter(|((task, _), r)| task == V2_TASK && r.iter().any(|(v, _)| v != "v2")).collect();
+    check(misplaced.is_empty(), || format!("{V2_TASK} ran outside v2: {misplaced:?}"))
+}
+
+fn upgrade_under_load(celery: &Celery) -> Result<String, String> {
+    let stack = &celery.stack;
+    let first = celery.deploy("v1");
+    check(first.code == 0, || format!("first deploy of v1 failed\n{}", first.describe()))?;
+
+    let mut config = LoadConfig::standard(stack.nginx.port);
+    config.slow_clients = 0;
+    config.clients = 8;
+    config.paths = vec!["/".into(), "/health/".into()];
+    let load = Load::start(config);
+    let producer = Producer::start(stack, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    let run = celery.deploy("v2");
+    std::thread::sleep(Duration::from_millis(700));
+    let (sent, failures) = producer.finish();
+    let report = load.finish();
+    check(run.code == 0, || format!("v1 -> v2 failed\n{}", run.describe()))?;
+    let races = check_no_failures(stack, &report, &run)?;
+    check(failures.is_empty(), || format!("enqueue requests failed: {failures:?}"))?;
+    check(sent.iter().any(|(t, _)| t == V2_TASK), || format!("v2's web never answered the producer: {sent:?}"))?;
+
+    let runs = celery.wait_for(&sent);
+    exactly_once(&runs, &sent)?;
+    for slot in ["a", "b"] {
+        let log = celery.worker_log(slot);
+        check(!log.contains("unregistered task"), || format!("worker {slot} received an unregistered task:\n{log}"))?;
+    }
+    check(!celery.worker_alive("a"), || {
+        format!("v1's worker (slot a) still runs; worker-retire said {:?}", messages(&run, "worker-retire"))
+    })?;
+    check(celery.worker_alive("b"), || "v2's worker (slot b) is not running".to_string())?;
+    let said = messages(&run, "worker");
+    check(said.iter().any(|m| m.contains("stopped consuming")), || format!("worker step messages: {said:?}"))?;
+    let v1_runs = runs.values().flatten().filter(|(v, _)| v == "v1").count();
+    Ok(format!("{} tasks enqueued, {v1_runs} ran on v1, each once; {}", sent.len(), measured(&report, races, &run)))
+}
+
+fn refuses_a_dropped_task(celery: &Celery) -> Result<String, String> {
+    let run = celery.deploy("v3");
+    check(run.code != 0, || format!("v3 (drops {V2_TASK}) was deployed\n{}", run.describe()))?;
+    check(run.stdout.contains("no longer defines") && run.stdout.contains(V2_TASK), || {
+        format!("the refusal does not name {V2_TASK}\n{}", run.describe())
+    })?;
+    let after = v2_still_serves_and_consumes(celery, "v3", 1_000_000)?;
+    Ok(format!("refused in {:.1} s; {after}", run.duration.as_secs_f64()))
+}
+
+fn rolls_back_a_worker_that_does_not_start(celery: &Celery) -> Result<String, String> {
+    let run = celery.deploy("v4");
+    check(run.code != 0, || format!("v4 (its worker exits at start) was deployed\n{}", run.describe()))?;
+    check(run.stdout.contains("exited right after starting"), || {
+        format!("the failure does not say the worker exited\n{}", run.describe())
+    })?;
+    let after = v2_still_serves_and_consumes(celery, "v4", 2_000_000)?;
+    Ok(format!("rolled back in {:.1} s; {after}", run.duration.as_secs_f64()))
+}
+
+fn rolls_back_after_the_old_worker_stopped_consuming(celery: &Celery) -> Result<String, String> {
+    let run = celery.deploy("v5");
+    check(run.code != 0, || format!("v5 (its web never healthy) was deployed\n{}", run.describe()))?;
+    let said = messages(&run, "worker");
+    check(
+        said.iter().any(|m| m.contains("stopped consuming")) && said.iter().any(|m| m.contains("consumes again")),
+        || format!("the worker step did not cancel and then resume the old worker's consumers: {said:?}"),
+    )?;
+    let after = v2_still_serves_and_consumes(celery, "v5", 3_000_000)?;
+    Ok(format!("rolled back in {:.1} s; {after}", run.duration.as_secs_f64()))
+}
+
+/// After a failed `version`: the web serves v2, nothing runs in slot a, and v2's worker still consumes (tasks
+/// enqueued now through v2's web, from token `from`, run on it).
+fn v2_still_serves_and_consumes(celery: &Celery, version: &str, from: u64) -> Result<String, String> {
+    let stack = &celery.stack;
+    let home = get(stack, "/");
+    check(home.as_ref().is_some_and(|(s, b)| *s == 200 && b.contains("v2")), || {
+        format!("after {version}: GET / {home:?}")
+    })?;
+    check(!celery.worker_alive("a"), || format!("a {version} worker was left in slot a"))?;
+    let producer = Producer::start(stack, from);
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, failures) = producer.finish();
+    check(failures.is_empty() && !sent.is_empty(), || format!("enqueue after {version}: {failures:?}"))?;
+    let runs = celery.wait_for(&sent);
+    exactly_once(&runs, &sent)?;
+    let on_b = sent.iter().all(|key| runs[key].iter().all(|(_, node)| node.starts_with("worker-b@")));
+    check(on_b, || format!("tasks after the failed {version} did not all run on v2's worker"))?;
+    Ok(format!("{} tasks ran on v2's worker afterwards", sent.len()))
+}
+
+#[test]
+fn celery_workers_move_with_the_release() {
+    let _serial = serial();
+    let name = "celery";
+    let needs = [Requirement::Root, Requirement::Nginx, Requirement::Python, Requirement::Celery];
+    if !require(name, &needs) {
+        return;
+    }
+    let celery = Celery::start();
+    let _ = &celery.redis;
+    let scenarios: [Scenario; 4] = [
+        ("v1 -> v2 with workers under load", upgrade_under_load),
+        ("v3 drops a task: refused", refuses_a_dropped_task),
+        ("v4's worker does not start: rolled back", rolls_back_a_worker_that_does_not_start),
+        ("v5's web is unhealthy: the old worker consumes again", rolls_back_after_the_old_worker_stopped_consuming),
+    ];
+    let mut failures = Vec::new();
+    for (scenario, run) in scenarios {
+        let started = std::time::Instant::now();
+        match run(&celery) {
+            Ok(measured) => eprintln!("PASS {scenario} ({:.1} s): {measured}", started.elapsed().as_secs_f64()),
+            Err(error) => {
+                eprintln!("FAIL {scenario}: {error}");
+                failures.push(format!("{scenario}: {error}"));
+                break;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
