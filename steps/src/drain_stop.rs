@@ -103,10 +103,12 @@ impl TypedKind for DrainStop {
             Manager::Process => {
                 format!("TERM the gunicorn master of slot {live}, wait for it to exit")
             }
+            Manager::Docker => format!("docker stop the container of slot {live}, then remove it"),
         };
         let restart = match cfg.manager {
             Manager::Systemd => cfg.systemctl(&["start", &cfg.unit(live)]).display(),
             Manager::Process => format!("start slot {live}'s recorded gunicorn command again"),
+            Manager::Docker => format!("run slot {live}'s recorded release in a new container"),
         };
         Ok(Preview {
             actions: vec![PlannedAction::Note { text: wait }, PlannedAction::Run { command: stop_old }],
@@ -152,7 +154,7 @@ impl TypedKind for DrainStop {
             Manager::Systemd => {
                 ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&facts.slot)])).await?;
             }
-            Manager::Process => {
+            Manager::Process | Manager::Docker => {
                 let Some(mut inst) = instance::read(ctx.host.as_ref(), cfg, &facts.slot).await? else {
                     return Err(StepError::failed(format!("no record of slot {}'s instance to restart", facts.slot)));
                 };

@@ -12,6 +12,7 @@ pub mod envfile;
 pub mod exec;
 pub mod health_gate;
 pub mod http;
+pub mod image;
 pub mod log_check;
 pub mod manage;
 pub mod migrate;
@@ -49,6 +50,7 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(packages::Packages);
     kinds.register_typed(exec::Exec);
     kinds.register_typed(http::Http);
+    kinds.register_typed(image::Image);
     kinds
 }
 

@@ -20,6 +20,7 @@ mod harden_faults;
 mod host_ssh;
 mod plan_preflight;
 mod scenarios_blue_green;
+mod scenarios_containers;
 mod scenarios_harness;
 mod scenarios_process;
 mod scenarios_rolling;

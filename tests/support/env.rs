@@ -35,6 +35,8 @@ pub(crate) enum Requirement {
     SshHosts,
     /// Wagtail's wheels in the wheel cache (`scripts/test-deps.sh` downloads them).
     WagtailWheels,
+    /// A Docker engine that answers, and mmdebstrap to make the offline base image (unless it exists).
+    Docker,
 }
 
 impl Requirement {
@@ -68,6 +70,20 @@ impl Requirement {
                         missing.join(", "),
                         if ip { "" } else { " ip netns" }
                     )
+                })
+            }
+            Requirement::Docker => {
+                let engine = crate::support::docker::engine_answers();
+                let base = engine
+                    && (exists("/usr/bin/mmdebstrap")
+                        || crate::support::docker::image_present(crate::support::docker::BASE_IMAGE));
+                (!engine || !base).then(|| {
+                    if engine {
+                        "mmdebstrap (apt-get install mmdebstrap)"
+                    } else {
+                        "a Docker engine that answers `docker version`"
+                    }
+                    .to_string()
                 })
             }
             Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()

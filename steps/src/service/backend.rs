@@ -28,6 +28,7 @@ pub async fn start(ctx: &UndoCtx, cfg: &ServiceConfig, inst: &mut Instance) -> R
             let pid = ctx.host.spawn_detached(&cmd, &cfg.log_file(&inst.slot)).await?;
             inst.pid = Some(pid);
         }
+        Manager::Docker => super::docker::start(ctx, cfg, inst).await?,
     }
     instance::write(ctx.host.as_ref(), cfg, inst).await
 }
@@ -92,6 +93,7 @@ pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             }
             Ok(true)
         }
+        Manager::Docker => super::docker::stop(ctx, cfg, slot).await,
     }
 }
 
@@ -119,5 +121,6 @@ pub async fn last_lines(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str, n: usize
             Ok(Some(bytes)) => tail(&String::from_utf8_lossy(&bytes), n),
             _ => String::new(),
         },
+        Manager::Docker => super::docker::last_lines(ctx, cfg, slot, n).await,
     }
 }

@@ -77,6 +77,7 @@ mod tests {
             gunicorn_args: vec![],
             venv: "venv".into(),
             lane: None,
+            docker: None,
         }
     }
 
