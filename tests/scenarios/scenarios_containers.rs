@@ -36,6 +36,9 @@ fn docker_vars(stack: &Stack) -> Vec<String> {
         ("wheels", shop_wheels().display().to_string()),
         ("build_network", "none".to_string()),
         ("docker_args", format!("--volume {dir}:{dir}")),
+        // A container's gunicorn boots slower than a process on a loaded machine, but a broken release must
+        // still fail soon: between the other scenarios' 12 s and the plan's minute.
+        ("health_within", "30s".to_string()),
     ]
     .into_iter()
     .flat_map(|(k, v)| ["--var".to_string(), format!("{k}={v}")])

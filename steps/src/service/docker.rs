@@ -161,7 +161,7 @@ pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
     let was = running(ctx, cfg, slot).await?;
     if was {
         let wait = (cfg.graceful_timeout.as_secs() + 5).to_string();
-        ctx.exec_ok(&docker.command(&["stop", "--time", &wait, &name])).await?;
+        ctx.exec_ok(&docker.command(&["stop", "-t", &wait, &name])).await?;
     }
     // Also an exited container (a release that died at boot): nothing of the slot stays.
     quiet(ctx, &docker.command(&["rm", "--force", &name])).await?;

@@ -223,7 +223,7 @@ impl TypedKind for Service {
                 let wait = (cfg.graceful_timeout.as_secs() + 5).to_string();
                 preview
                     .undo
-                    .push(PlannedAction::Run { command: docker.command(&["stop", "--time", &wait, &name]).display() });
+                    .push(PlannedAction::Run { command: docker.command(&["stop", "-t", &wait, &name]).display() });
                 preview.undo.push(PlannedAction::Run { command: docker.command(&["rm", "--force", &name]).display() });
             }
         }
