@@ -179,6 +179,15 @@ impl TypedKind for DrainStop {
                 )));
             }
         }
+        // A container also waits for its image's health check: its workers boot well after its socket listens.
+        if cfg.manager == Manager::Docker
+            && !crate::service::docker::wait_healthy(ctx, cfg, &facts.slot, Duration::from_mins(1)).await?
+        {
+            return Err(StepError::failed(format!(
+                "slot {}'s container was started again but is not healthy",
+                facts.slot
+            )));
+        }
         Ok(())
     }
 }

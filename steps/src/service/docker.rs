@@ -153,6 +153,31 @@ pub async fn running(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<b
     Ok(out.success() && out.stdout_str().trim() == "true")
 }
 
+/// Wait until the slot's container reports healthy: its image's HEALTHCHECK answered. `Ok(true)` at once for
+/// an image without one (nothing to wait for beyond its socket), `Ok(false)` if it turned unhealthy or
+/// `timeout` passed. A container restarted by a rollback listens long before its workers have booted on a busy
+/// host; traffic sent back to it meanwhile would wait in its queue past a client's patience.
+pub async fn wait_healthy(
+    ctx: &UndoCtx,
+    cfg: &ServiceConfig,
+    slot: &str,
+    timeout: std::time::Duration,
+) -> Result<bool, StepError> {
+    let docker = settings(cfg)?;
+    let format = "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}";
+    let cmd = docker.command(&["inspect", "--format", format, &container(cfg, slot)]);
+    let start = std::time::Instant::now();
+    loop {
+        let out = quiet(ctx, &cmd).await?;
+        match out.stdout_str().trim() {
+            "healthy" | "none" => return Ok(true),
+            "unhealthy" => return Ok(false),
+            _ if start.elapsed() >= timeout => return Ok(false),
+            _ => crate::common::sleep(&ctx.cancel, std::time::Duration::from_millis(250)).await?,
+        }
+    }
+}
+
 /// `docker stop` (TERM to gunicorn, KILL after `--stop-timeout`), then remove the container, so that no stopped
 /// container of a release is left behind. Returns whether it was running.
 pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
