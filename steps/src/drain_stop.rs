@@ -6,7 +6,8 @@
 //! have exited (they may still send keep-alive requests to the old port). Then TERM the master and wait for it.
 //! With a `lane` on the service step, the old instance is that lane's (`<lane>-<live slot>`): a rolling
 //! replacement stops one old instance per lane, right after that lane's switch. Its undo restarts it and waits
-//! until its socket accepts again, before the switch's undo points Nginx back at it.
+//! until its socket accepts again (a container: until its image's health check passes too), before the
+//! switch's undo points Nginx back at it.
 
 use std::time::{Duration, Instant};
 
