@@ -3,7 +3,8 @@
 # installed (one `apt-get update` at most), and the Python wheels are downloaded into the cache only if absent.
 #
 #   nginx, python3-venv, wrk, postgresql-15, systemd, iproute2 (ss, ip netns), procps, util-linux (unshare, nsenter),
-#   openssh-server and netcat-openbsd (the SSH test hosts), iptables (Docker's FORWARD policy)
+#   openssh-server and netcat-openbsd (the SSH test hosts), iptables (Docker's FORWARD policy), mmdebstrap (the
+#   container scenarios' offline base image: no registry can be reached)
 #   wheels for examples/shop/requirements.txt in $ZDD_WHEELS (default /root/.cache/zdd-wheels)
 #   wheels for Wagtail (the newest that installs on Debian 12's Python 3.11) and gunicorn, in the same cache: the
 #   scenario that deploys a `wagtail start` site makes it with the real `wagtail` from them
@@ -20,7 +21,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux g++ openssh-server
-    openssh-client netcat-openbsd iptables redis-server)
+    openssh-client netcat-openbsd iptables redis-server mmdebstrap)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

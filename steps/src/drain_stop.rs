@@ -6,7 +6,8 @@
 //! have exited (they may still send keep-alive requests to the old port). Then TERM the master and wait for it.
 //! With a `lane` on the service step, the old instance is that lane's (`<lane>-<live slot>`): a rolling
 //! replacement stops one old instance per lane, right after that lane's switch. Its undo restarts it and waits
-//! until its socket accepts again, before the switch's undo points Nginx back at it.
+//! until its socket accepts again (a container: until its image's health check passes too), before the
+//! switch's undo points Nginx back at it.
 //!
 //! An ASGI service (`server "uvicorn-worker"` or `"uvicorn"`) may hold WebSockets: once drained, the old
 //! instance keeps its open connections for `websocket-budget`, and the step reports how many were open, how many
@@ -118,10 +119,12 @@ impl TypedKind for DrainStop {
             Manager::Process => {
                 format!("TERM the {} master of slot {live}, wait for it to exit", cfg.server.program())
             }
+            Manager::Docker => format!("docker stop the container of slot {live}, then remove it"),
         };
         let restart = match cfg.manager {
             Manager::Systemd => cfg.systemctl(&["start", &cfg.unit(live)]).display(),
             Manager::Process => format!("start slot {live}'s recorded gunicorn command again"),
+            Manager::Docker => format!("run slot {live}'s recorded release in a new container"),
         };
         let mut actions = vec![PlannedAction::Note { text: wait }];
         if cfg.server.is_asgi() {
@@ -178,7 +181,7 @@ impl TypedKind for DrainStop {
             Manager::Systemd => {
                 ctx.exec_ok(&cfg.systemctl(&["start", &cfg.unit(&facts.slot)])).await?;
             }
-            Manager::Process => {
+            Manager::Process | Manager::Docker => {
                 let Some(mut inst) = instance::read(ctx.host.as_ref(), cfg, &facts.slot).await? else {
                     return Err(StepError::failed(format!("no record of slot {}'s instance to restart", facts.slot)));
                 };
@@ -202,6 +205,15 @@ impl TypedKind for DrainStop {
                     cfg.graceful_timeout.as_secs()
                 )));
             }
+        }
+        // A container also waits for its image's health check: its workers boot well after its socket listens.
+        if cfg.manager == Manager::Docker
+            && !crate::service::docker::wait_healthy(ctx, cfg, &facts.slot, Duration::from_mins(1)).await?
+        {
+            return Err(StepError::failed(format!(
+                "slot {}'s container was started again but is not healthy",
+                facts.slot
+            )));
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod envfile;
 pub mod exec;
 pub mod health_gate;
 pub mod http;
+pub mod image;
 pub mod log_check;
 pub mod manage;
 pub mod migrate;
@@ -53,6 +54,7 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(http::Http);
     kinds.register_typed(worker::Worker);
     kinds.register_typed(worker::WorkerRetire);
+    kinds.register_typed(image::Image);
     kinds
 }
 

@@ -117,7 +117,9 @@ impl TypedKind for LogCheck {
         let window = s.window;
         let mut logs = vec![match cfg.manager {
             Manager::Systemd => format!("the journal of {}", cfg.unit(&cfg.instance_slot(&ctx.target.slot))),
-            Manager::Process => cfg.log_file(&cfg.instance_slot(&ctx.target.slot)).display().to_string(),
+            Manager::Process | Manager::Docker => {
+                cfg.log_file(&cfg.instance_slot(&ctx.target.slot)).display().to_string()
+            }
         }];
         if let Some(p) = &s.nginx_error_log {
             logs.push(p.display().to_string());
@@ -140,7 +142,8 @@ impl TypedKind for LogCheck {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 Source::Journal { unit: cfg.unit(slot), since: format!("@{}", now.as_secs()) }
             }
-            Manager::Process => file_source(ctx, cfg.log_file(slot)).await?,
+            // A container's gunicorn logs into the bind-mounted log file, as a process does.
+            Manager::Process | Manager::Docker => file_source(ctx, cfg.log_file(slot)).await?,
         }];
         if let Some(p) = &s.nginx_error_log {
             sources.push(file_source(ctx, p.clone()).await?);

@@ -272,3 +272,25 @@ fn plan_warns_when_the_requirements_do_not_name_gunicorn() {
     );
     assert!(!scratch.path().join("state").exists(), "zdd plan changed nothing");
 }
+
+#[test]
+fn a_missing_docker_engine_is_a_preflight_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let plan = scratch.path().join("plan.kdl");
+    std::fs::write(
+        &plan,
+        "plan \"no-engine\"\nslots \"a\" \"b\"\n\
+         step \"image\" kind=\"image\" {\n app \"shop\"\n root \"/srv/shop\"\n docker \"/nonexistent/docker\"\n}\n\
+         step \"web\" kind=\"service\" {\n needs \"image\"\n app \"shop\"\n root \"/srv/shop\"\n \
+         wsgi \"shop.wsgi:application\"\n manager \"docker\"\n docker \"/nonexistent/docker\"\n}\n",
+    )
+    .unwrap();
+    let out = zdd().arg("plan").arg(&plan).arg("--state-dir").arg(scratch.path().join("state")).output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("error[zdd::preflight-docker] the Docker engine does not answer `/nonexistent/docker version")
+            && shown.contains("(step `image`, `web`)"),
+        "{shown}{}",
+        text(&out.stderr)
+    );
+}

@@ -270,6 +270,7 @@ fn every_field_of_every_kind_is_in_the_book() {
         "packages",
         "worker",
         "worker-retire",
+        "image",
     ] {
         let spec = kinds.spec(name).unwrap_or_else(|| panic!("kind {name} is not registered"));
         let section = book.split(&format!("\n## {name}\n")).nth(1).unwrap_or_else(|| panic!("no section for {name}"));

@@ -39,6 +39,8 @@ pub(crate) enum Requirement {
     AsgiWheels,
     /// redis-server and Celery's wheels (the worker scenarios).
     Celery,
+    /// A Docker engine that answers, and mmdebstrap to make the offline base image (unless it exists).
+    Docker,
 }
 
 impl Requirement {
@@ -72,6 +74,20 @@ impl Requirement {
                         missing.join(", "),
                         if ip { "" } else { " ip netns" }
                     )
+                })
+            }
+            Requirement::Docker => {
+                let engine = crate::support::docker::engine_answers();
+                let base = engine
+                    && (exists("/usr/bin/mmdebstrap")
+                        || crate::support::docker::image_present(crate::support::docker::BASE_IMAGE));
+                (!engine || !base).then(|| {
+                    if engine {
+                        "mmdebstrap (apt-get install mmdebstrap)"
+                    } else {
+                        "a Docker engine that answers `docker version`"
+                    }
+                    .to_string()
                 })
             }
             Requirement::WagtailWheels => crate::support::venv::wagtail_wheels()

@@ -110,6 +110,7 @@ codes! {
     PreflightUnreachable => "preflight-unreachable",
     PreflightNginxUser => "preflight-nginx-user",
     PreflightNoGunicorn => "preflight-no-gunicorn",
+    PreflightDocker => "preflight-docker",
 }
 
 impl Code {

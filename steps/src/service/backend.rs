@@ -13,7 +13,7 @@ use crate::common::{Backoff, path_text, quiet, sleep, tail};
 pub async fn start(ctx: &UndoCtx, cfg: &ServiceConfig, inst: &mut Instance) -> Result<(), StepError> {
     let unit = match cfg.manager {
         Manager::Systemd => Some(unit::render(ctx.host.as_ref(), cfg, inst).await?),
-        Manager::Process => None,
+        Manager::Process | Manager::Docker => None,
     };
     launch(ctx, cfg, inst, unit.as_deref()).await
 }
@@ -43,6 +43,7 @@ pub async fn launch(
             let pid = ctx.host.spawn_detached(&cmd, &cfg.log_file(&inst.slot)).await?;
             inst.pid = Some(pid);
         }
+        Manager::Docker => super::docker::start(ctx, cfg, inst).await?,
     }
     instance::write(ctx.host.as_ref(), cfg, inst).await
 }
@@ -107,6 +108,7 @@ pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool
             }
             Ok(true)
         }
+        Manager::Docker => super::docker::stop(ctx, cfg, slot).await,
     }
 }
 
@@ -134,5 +136,6 @@ pub async fn last_lines(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str, n: usize
             Ok(Some(bytes)) => tail(&String::from_utf8_lossy(&bytes), n),
             _ => String::new(),
         },
+        Manager::Docker => super::docker::last_lines(ctx, cfg, slot, n).await,
     }
 }

@@ -33,6 +33,8 @@ pub enum Manager {
     Systemd,
     /// A detached gunicorn with a pid file: for machines without systemd (demos, containers, tests).
     Process,
+    /// A container of the release's image per instance ([`super::docker`]).
+    Docker,
 }
 
 /// A service step's settings, paths absolute. Recorded in the undo facts of the steps that act on the
@@ -68,6 +70,9 @@ pub struct ServiceConfig {
     pub venv: String,
     /// One of several instances behind the proxy (rolling replacement): its names are `<lane>-<slot>`.
     pub lane: Option<String>,
+    /// The image, docker command and run arguments of the `docker` manager (`None` under the others).
+    #[serde(default)]
+    pub docker: Option<super::docker::DockerConfig>,
 }
 
 /// The environment variable that supplies the systemd command prefix when the step has none.
@@ -90,7 +95,11 @@ impl ServiceConfig {
             application: ctx.required(server.application_field())?.to_owned(),
             server,
             listen: if ctx.str("listen") == Some("port") { Listen::Port } else { Listen::Socket },
-            manager: if ctx.str("manager") == Some("process") { Manager::Process } else { Manager::Systemd },
+            manager: match ctx.str("manager") {
+                Some("process") => Manager::Process,
+                Some("docker") => Manager::Docker,
+                _ => Manager::Systemd,
+            },
             workers: ctx.int("workers").unwrap_or(3).max(1),
             timeout: ctx.duration("worker-timeout", Duration::from_secs(30)),
             graceful_timeout: ctx.duration("graceful-timeout", Duration::from_secs(30)),
@@ -111,6 +120,7 @@ impl ServiceConfig {
             gunicorn_args: ctx.strings("gunicorn-args"),
             venv: ctx.str("venv").unwrap_or("venv").to_owned(),
             lane: ctx.given("lane").map(str::to_owned),
+            docker: (ctx.str("manager") == Some("docker")).then(|| super::docker::DockerConfig::from_fields(ctx)),
         })
     }
 

@@ -93,7 +93,7 @@ pub async fn live_pid(host: &dyn Host, inst: &Instance) -> Result<Option<u32>, S
 }
 
 /// Is something running in the slot? (systemd: the unit is active; process: the recorded pid is alive and is
-/// the recorded instance.)
+/// the recorded instance; docker: the slot's container is running.)
 pub async fn running(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
         Manager::Systemd => Ok(quiet(ctx, &cfg.systemctl(&["is-active", "--quiet", &cfg.unit(slot)])).await?.success()),
@@ -101,5 +101,6 @@ pub async fn running(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<b
             Some(inst) => Ok(live_pid(ctx.host.as_ref(), &inst).await?.is_some()),
             None => Ok(false),
         },
+        Manager::Docker => super::docker::running(ctx, cfg, slot).await,
     }
 }

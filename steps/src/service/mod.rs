@@ -2,10 +2,12 @@
 //! slot, `<app>-<slot>.service`) or as a detached process with a pid and log file. It listens on its own unix
 //! socket (`<root>/run/<slot>.sock`) or on `127.0.0.1:<slot>`; the old instance keeps serving meanwhile.
 //! With a `lane`, the step is one of several instances (rolling replacement) and its slot is `<lane>-<slot>`.
+//! Under the `docker` manager each instance is a container of the release's image ([`docker`]).
 
 pub mod backend;
 pub mod config;
 pub mod connections;
+pub mod docker;
 pub mod drain;
 pub mod instance;
 pub mod server;
@@ -28,7 +30,7 @@ use instance::Instance;
 
 pub struct Service;
 
-pub const MANAGERS: &[&str] = &["systemd", "process"];
+pub const MANAGERS: &[&str] = &["systemd", "process", "docker"];
 pub const LISTENS: &[&str] = &["socket", "port"];
 
 static SPEC: KindSpec = KindSpec {
@@ -59,7 +61,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "manager",
             ValueType::Enum(MANAGERS),
-            "`systemd` units, or detached `process`es with pid files.",
+            "`systemd` units, detached `process`es with pid files, or `docker` containers of the release's image.",
         )
         .default("systemd"),
         FieldSpec::new("workers", ValueType::Int, "gunicorn (or uvicorn) workers.").default("3"),
@@ -116,6 +118,23 @@ static SPEC: KindSpec = KindSpec {
             "One of several instances behind Nginx (rolling replacement): unit, socket, record and log are named \
              `<lane>-<slot>`, and `proxy-switch` with the same `lane` points `<root>/run/current-<lane>.sock` at it. \
              Socket listen only.",
+        ),
+        FieldSpec::new(
+            "image",
+            ValueType::String,
+            "`docker` manager: the image every instance runs; default `<app>:<release>` (what the `image` kind builds).",
+        ),
+        FieldSpec::new("docker", ValueType::String, "`docker` manager: the docker command words.").default("docker"),
+        FieldSpec::new(
+            "docker-network",
+            ValueType::String,
+            "`docker` manager: the containers' network. `host` lets `drain-stop` see their sockets' queues.",
+        )
+        .default("host"),
+        FieldSpec::new(
+            "docker-args",
+            ValueType::Strings,
+            "`docker` manager: extra `docker run` arguments, e.g. `--volume /srv/shop/media:/srv/shop/media`.",
         ),
     ],
     effect: Effect::Reversible,
@@ -178,7 +197,11 @@ impl TypedKind for Service {
         cfg: &ServiceConfig,
         ctx: &zdd_engine::preflight::PreflightCtx,
     ) -> Vec<zdd_engine::preflight::Finding> {
-        crate::preflight::django_step(cfg.env_file.as_deref(), cfg.settings.as_deref(), ctx).await
+        let mut found = crate::preflight::django_step(cfg.env_file.as_deref(), cfg.settings.as_deref(), ctx).await;
+        if let Some(docker) = &cfg.docker {
+            found.extend(crate::image::engine_finding(ctx.preview.host.as_ref(), &docker.docker).await);
+        }
+        found
     }
 
     async fn preview(&self, cfg: &ServiceConfig, ctx: &PreviewCtx) -> Result<Preview, StepError> {
@@ -210,6 +233,27 @@ impl TypedKind for Service {
                     text: format!("TERM the {} master of slot {slot} and wait for it to exit", cfg.server.program()),
                 });
             }
+            Manager::Docker => {
+                let docker = cfg.docker.as_ref().ok_or_else(|| StepError::fatal("no docker settings"))?;
+                let name = docker::container(cfg, slot);
+                preview
+                    .actions
+                    .push(PlannedAction::Run { command: docker.command(&["rm", "--force", &name]).display() });
+                if let Some(file) = &cfg.env_file {
+                    preview.actions.push(PlannedAction::Note {
+                        text: format!(
+                            "and `--env NAME` for each variable of {} (values in docker's environment, not its command line)",
+                            file.display()
+                        ),
+                    });
+                }
+                preview.actions.push(PlannedAction::Run { command: docker::run_command(cfg, &inst, &[])?.display() });
+                let wait = (cfg.graceful_timeout.as_secs() + 5).to_string();
+                preview
+                    .undo
+                    .push(PlannedAction::Run { command: docker.command(&["stop", "-t", &wait, &name]).display() });
+                preview.undo.push(PlannedAction::Run { command: docker.command(&["rm", "--force", &name]).display() });
+            }
         }
         preview.checks.push(format!("the instance in slot {slot} is running"));
         Ok(preview)
@@ -231,7 +275,7 @@ impl TypedKind for Service {
             Manager::Systemd => {
                 ctx.host.read_file(&cfg.unit_file(slot)).await?.map(|b| String::from_utf8_lossy(&b).into_owned())
             }
-            Manager::Process => None,
+            Manager::Process | Manager::Docker => None,
         };
         let facts =
             Facts { slot: slot.clone(), release: release.clone(), previous_unit, previous_record, config: cfg.clone() };

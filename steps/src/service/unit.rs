@@ -87,6 +87,7 @@ mod tests {
             gunicorn_args: vec![],
             venv: "venv".into(),
             lane: None,
+            docker: None,
         }
     }
 

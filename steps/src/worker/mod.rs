@@ -52,15 +52,23 @@ use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::common::{Backoff, from_facts, sleep, to_facts};
 use crate::manage::{ENV_FILE, ROOT, SETTINGS};
+use crate::service::backend;
 use crate::service::config::Manager;
 use crate::service::instance::{self, Instance};
-use crate::service::{MANAGERS, backend};
 use celery::Consumers;
 use config::{DroppedTasks, WorkerConfig};
 
 pub use retire::WorkerRetire;
 
 pub struct Worker;
+
+/// The managers a worker runs under: the service kind's, but containers (no worker image yet).
+pub const MANAGERS: &[&str] = &["systemd", "process"];
+
+/// A worker config can only name a manager of [`MANAGERS`]; this is the error should another one reach it.
+pub(crate) fn not_in_containers() -> StepError {
+    StepError::fatal("a Celery worker runs under systemd or as a process, not as a docker container (not built yet)")
+}
 
 static SPEC: KindSpec = KindSpec {
     name: "worker",
@@ -85,7 +93,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "manager",
             ValueType::Enum(MANAGERS),
-            "`systemd` units, or detached `process`es with pid files.",
+            "`systemd` units, or detached `process`es with pid files (not `docker` containers yet).",
         )
         .default("systemd"),
         FieldSpec::new(
@@ -178,6 +186,7 @@ impl TypedKind for Worker {
             },
         });
         match cfg.manager {
+            Manager::Docker => return Err(not_in_containers()),
             Manager::Systemd => {
                 let content = unit::render(ctx.host.as_ref(), cfg, &inst).await?;
                 preview.actions.push(PlannedAction::Write { path: svc.unit_file(&islot), content, mode: 0o644 });
@@ -267,6 +276,7 @@ impl TypedKind for Worker {
             let text = match cfg.manager {
                 Manager::Systemd => Some(unit::render(ctx.host.as_ref(), cfg, &inst).await?),
                 Manager::Process => None,
+                Manager::Docker => return Err(not_in_containers()),
             };
             if let Err(e) = backend::launch(ctx, &svc, &mut inst, text.as_deref()).await {
                 let lines = backend::last_lines(ctx, &svc, &islot, 30).await;

@@ -83,6 +83,7 @@ impl TypedKind for WorkerRetire {
                 PlannedAction::Note { text: format!("TERM worker {islot} (warm shutdown), KILL after {budget}s") },
                 PlannedAction::Note { text: format!("start worker {islot}'s recorded command again") },
             ),
+            Manager::Docker => return Err(super::not_in_containers()),
         };
         Ok(Preview { actions: vec![stop], checks: vec![format!("worker {islot} has exited")], undo: vec![start] })
     }
@@ -137,6 +138,7 @@ impl TypedKind for WorkerRetire {
                     };
                     backend::launch(ctx, &svc, &mut inst, None).await?;
                 }
+                Manager::Docker => return Err(super::not_in_containers()),
             }
         }
         let Some(release) = &facts.release else {
