@@ -7,6 +7,8 @@
 #   wheels for examples/shop/requirements.txt in $ZDD_WHEELS (default /root/.cache/zdd-wheels)
 #   wheels for Wagtail (the newest that installs on Debian 12's Python 3.11) and gunicorn, in the same cache: the
 #   scenario that deploys a `wagtail start` site makes it with the real `wagtail` from them
+#   the wheel of Astral's uv (PyPI's `uv`: a static binary in a wheel), in the same cache: `python-env` with
+#   `installer "uv"` runs it from a small venv the tests install it into
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,4 +71,16 @@ if ! ls "$wheels"/wagtail-*.whl >/dev/null 2>&1; then
     rm -rf "$scratch_wagtail"
 else
     echo "test-deps: Wagtail's wheels present in $wheels"
+fi
+
+# uv ships as a wheel holding one static binary; the tests install it offline from the cache like the others.
+if ! ls "$wheels"/uv-*.whl >/dev/null 2>&1; then
+    echo "test-deps: downloading uv's wheel into $wheels"
+    mkdir -p "$wheels"
+    scratch_uv="$(mktemp -d)"
+    "$python" -m venv "$scratch_uv/venv"
+    "$scratch_uv/venv/bin/pip" download --quiet --only-binary=:all: --no-deps --dest "$wheels" uv
+    rm -rf "$scratch_uv"
+else
+    echo "test-deps: uv's wheel present in $wheels"
 fi

@@ -105,6 +105,7 @@ codes! {
     PreflightUnreachable => "preflight-unreachable",
     PreflightNginxUser => "preflight-nginx-user",
     PreflightNoGunicorn => "preflight-no-gunicorn",
+    PreflightNoUv => "preflight-no-uv",
 }
 
 impl Code {
