@@ -10,6 +10,7 @@ pub mod django;
 pub mod drain_stop;
 pub mod envfile;
 pub mod exec;
+pub mod fingerprint;
 pub mod health_gate;
 pub mod http;
 pub mod log_check;
