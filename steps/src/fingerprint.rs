@@ -109,6 +109,51 @@ pub fn short(fingerprint: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// The fingerprint of the migration files under `release`, computed by [`PRELUDE`] with the system Python.
+    fn migrations_fingerprint(release: &Path) -> String {
+        let script = format!(
+            "{PRELUDE}\nfp = Fingerprint()\nfp.value('STATIC_ROOT', RELEASE + '/staticfiles')\n\
+             fp.tree('migrations', RELEASE, marker='migrations', suffix='.py')\nprint(fp.hexdigest())"
+        );
+        let out = std::process::Command::new("python3").args(["-c", &script]).current_dir(release).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_migration_files_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |release: &str, file: &str, text: &str| {
+            let path = dir.path().join(release).join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        for release in ["r1", "r2"] {
+            write(release, "catalog/migrations/0001_initial.py", "ops = []\n");
+            write(release, "venv/lib/site-packages/django/contrib/auth/migrations/0001_initial.py", "ops = [1]\n");
+            write(release, "catalog/views.py", "v = 1\n");
+        }
+        let (r1, r2) = (dir.path().join("r1"), dir.path().join("r2"));
+        let base = migrations_fingerprint(&r1);
+        // The same project in another release (its own path in the settings): the same fingerprint.
+        assert_eq!(migrations_fingerprint(&r2), base);
+        // Not inputs: code outside migrations, bytecode, a non-Python file next to the migrations.
+        write("r2", "catalog/views.py", "v = 2\n");
+        write("r2", "catalog/migrations/__pycache__/0001_initial.cpython-311.pyc", "x");
+        write("r2", "catalog/migrations/README.txt", "notes");
+        assert_eq!(migrations_fingerprint(&r2), base);
+        // Inputs: a migration's content, a new migration, an installed package's migration.
+        write("r2", "catalog/migrations/0001_initial.py", "ops = ['changed']\n");
+        let changed = migrations_fingerprint(&r2);
+        assert_ne!(changed, base);
+        write("r1", "catalog/migrations/0002_more.py", "ops = []\n");
+        assert_ne!(migrations_fingerprint(&r1), base);
+        write("r2", "catalog/migrations/0001_initial.py", "ops = []\n");
+        assert_eq!(migrations_fingerprint(&r2), base);
+        write("r2", "venv/lib/site-packages/django/contrib/auth/migrations/0001_initial.py", "ops = [2]\n");
+        assert_ne!(migrations_fingerprint(&r2), base);
+    }
+
     #[test]
     fn only_an_equal_recorded_fingerprint_skips() {
         assert_eq!(mismatch(Some("ab"), Some("ab")), None);
