@@ -121,8 +121,10 @@ fn install_command(s: &Settings, l: &Layout, installer: Installer) -> Command {
         Installer::Pip => {
             Command::new(path_text(&l.venv.join("bin/pip"))).args(["install", "--disable-pip-version-check"])
         }
+        // pip compiles the bytecode as it installs; uv only when asked, and without it the new instance's first
+        // imports compile all of Django while the health gate waits.
         Installer::Uv => Command::new(&s.uv)
-            .args(["pip", "install", "--python"])
+            .args(["pip", "install", "--compile-bytecode", "--python"])
             .arg(path_text(&l.venv.join("bin/python")))
             .env("UV_PYTHON_DOWNLOADS", "never"),
     }
