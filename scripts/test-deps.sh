@@ -10,6 +10,8 @@
 #   scenario that deploys a `wagtail start` site makes it with the real `wagtail` from them
 #   wheels for the ASGI fixture (tests/fixtures/projects/chat: Channels, uvicorn[standard], uvicorn-worker)
 #   redis-server and wheels for Celery and redis-py: the worker scenarios run Celery workers on a private Redis
+#   the wheel of Astral's uv (PyPI's `uv`: a static binary in a wheel), in the same cache: `python-env` with
+#   `installer "uv"` runs it from a small venv the tests install it into
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -98,4 +100,16 @@ if ! ls "$wheels"/celery-*.whl "$wheels"/redis-*.whl "$wheels"/packaging-*.whl >
     rm -rf "$scratch_celery"
 else
     echo "test-deps: Celery's wheels present in $wheels"
+fi
+
+# uv ships as a wheel holding one static binary; the tests install it offline from the cache like the others.
+if ! ls "$wheels"/uv-*.whl >/dev/null 2>&1; then
+    echo "test-deps: downloading uv's wheel into $wheels"
+    mkdir -p "$wheels"
+    scratch_uv="$(mktemp -d)"
+    "$python" -m venv "$scratch_uv/venv"
+    "$scratch_uv/venv/bin/pip" download --quiet --only-binary=:all: --no-deps --dest "$wheels" uv
+    rm -rf "$scratch_uv"
+else
+    echo "test-deps: uv's wheel present in $wheels"
 fi

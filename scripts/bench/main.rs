@@ -23,7 +23,7 @@ pub struct Options {
     /// Seconds of load before and after each switch.
     pub settle: Duration,
     pub zdd: bool,
-    /// Only this section (steady, in-place, seed-order, zdd, rollback, seed-script); all when None.
+    /// Only this section (steady, in-place, seed-order, zdd, rollback, seed-script, installer); all when None.
     pub only: Option<String>,
 }
 

@@ -32,6 +32,37 @@ pub(crate) fn all(options: &Options, results: &mut Results) {
     if options.wants("seed-script") {
         seed_script(options, results);
     }
+    if crate::support::zdd::plan("prod").exists() && options.wants("installer") {
+        cold_installers(options, results, socket);
+    }
+}
+
+/// A first deploy (no live venv to copy) with pip and with uv, on the same requirements and wheels; each run on a
+/// stack of its own. uv's own cache is filled by its first run and kept (as it is on a deploy host).
+fn cold_installers(options: &Options, results: &mut Results, config: StackConfig) {
+    if crate::support::venv::uv().is_none() {
+        results.notes.push("cold deploy with uv: no uv wheel in the cache (scripts/test-deps.sh), not measured".into());
+        return;
+    }
+    for run_index in 0..options.runs {
+        for installer in ["pip", "uv"] {
+            let stack = Stack::start(&format!("bench-{installer}"), config);
+            let mut cmd = stack.command("run", "prod", "v1");
+            cmd.arg("--var").arg(format!("installer={installer}"));
+            let start = Instant::now();
+            let out = cmd.output().expect("run zdd");
+            let took = start.elapsed();
+            if !out.status.success() {
+                results.notes.push(format!(
+                    "cold deploy with {installer} (run {run_index}) failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+                return;
+            }
+            eprintln!("cold deploy with {installer}: {} ms", took.as_millis());
+            results.timing(&format!("first deploy, cold venv, installer {installer} (wall)"), ms(took));
+        }
+    }
 }
 
 /// A copy of v2 whose version string is `name`, so every deploy's answers are told apart.

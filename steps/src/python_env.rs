@@ -7,6 +7,11 @@
 //! Python's bytecode cache all write a new file and rename it over — so the two venvs never affect each other,
 //! and the copy of a 90 MB venv takes 0.3 s instead of 2.4 s (an install: 7-8 s). Editable or path requirements
 //! (`-e`, `.`, `file:`) are never reused: they point into the old release.
+//!
+//! The installer is pip (`python -m venv`, then the venv's pip) or Astral's uv (`uv venv`, then `uv pip install
+//! --python <venv>`: the same requirements and index options, several times faster, and from its cache a new venv
+//! of unchanged wheels is hard links). When the plan asks for uv and the host has none, the preflight warns and
+//! the step says it installs with pip: the fallback is never silent.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,13 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new("reuse", ValueType::Bool, "Copy the live release's venv when the requirements are identical.")
             .default("true"),
         FieldSpec::new(
+            "installer",
+            ValueType::Enum(&["pip", "uv"]),
+            "What creates the venv and installs into it: pip, or uv (pip when the host has no uv, said at preflight).",
+        )
+        .default("pip"),
+        FieldSpec::new("uv", ValueType::String, "The uv command (a path, or a name on the PATH).").default("uv"),
+        FieldSpec::new(
             "pip-args",
             ValueType::String,
             "Extra `pip install` arguments, space-separated (e.g. `--no-index --find-links /srv/wheels`).",
@@ -64,6 +76,15 @@ pub struct Settings {
     no_index: bool,
     reuse: bool,
     pip_args: Vec<String>,
+    installer: Installer,
+    uv: String,
+}
+
+/// What the plan asked to install with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Installer {
+    Pip,
+    Uv,
 }
 
 /// Where this deploy's venv goes, and the live release's venv it may copy.
@@ -83,15 +104,33 @@ fn layout(s: &Settings, target: &zdd_engine::kind::DeployTarget) -> Layout {
     Layout { venv: release.join(&s.venv), release, live_venv }
 }
 
-fn create_command(s: &Settings, l: &Layout) -> Command {
-    Command::new(&s.python).args(["-m", "venv"]).arg(path_text(&l.venv))
+fn create_command(s: &Settings, l: &Layout, installer: Installer) -> Command {
+    match installer {
+        Installer::Pip => Command::new(&s.python).args(["-m", "venv"]).arg(path_text(&l.venv)),
+        // The interpreter is the plan's: uv must never download one.
+        Installer::Uv => Command::new(&s.uv)
+            .args(["venv", "--quiet", "--python"])
+            .arg(&s.python)
+            .arg(path_text(&l.venv))
+            .env("UV_PYTHON_DOWNLOADS", "never"),
+    }
 }
 
-fn install_command(s: &Settings, l: &Layout) -> Command {
-    let mut cmd = Command::new(path_text(&l.venv.join("bin/pip")))
-        .args(["install", "--disable-pip-version-check", "-r"])
-        .arg(&s.requirements)
-        .cwd(&l.release);
+fn install_command(s: &Settings, l: &Layout, installer: Installer) -> Command {
+    let mut cmd = match installer {
+        Installer::Pip => {
+            Command::new(path_text(&l.venv.join("bin/pip"))).args(["install", "--disable-pip-version-check"])
+        }
+        // pip compiles the bytecode as it installs; uv only when asked, and without it the new instance's first
+        // imports compile all of Django while the health gate waits.
+        Installer::Uv => Command::new(&s.uv)
+            .args(["pip", "install", "--compile-bytecode", "--python"])
+            .arg(path_text(&l.venv.join("bin/python")))
+            .env("UV_PYTHON_DOWNLOADS", "never"),
+    }
+    .arg("-r")
+    .arg(&s.requirements)
+    .cwd(&l.release);
     if s.no_index {
         cmd = cmd.arg("--no-index");
     }
@@ -99,6 +138,23 @@ fn install_command(s: &Settings, l: &Layout) -> Command {
         cmd = cmd.arg("--find-links").arg(path_text(links));
     }
     cmd.args(s.pip_args.iter().cloned())
+}
+
+/// Does the host have `uv` (a path, or a name on its PATH)?
+async fn has_uv(host: &dyn zdd_engine::host::Host, uv: &str) -> bool {
+    let probe = Command::new("sh").args(["-c", "command -v \"$1\"", "sh", uv]);
+    host.run(&probe, &tokio_util::sync::CancellationToken::new(), None).await.is_ok_and(|o| o.success())
+}
+
+/// The installer this run uses: uv when asked for and there; pip otherwise, and the step says why.
+async fn installer(s: &Settings, ctx: &StepCtx) -> Installer {
+    if s.installer == Installer::Uv {
+        if has_uv(ctx.host.as_ref(), &s.uv).await {
+            return Installer::Uv;
+        }
+        ctx.message(format!("`{}` is not installed on the host: installing with pip instead of uv", s.uv));
+    }
+    Installer::Pip
 }
 
 /// Requirements that refer to paths (editable installs, local directories) bind a venv to its release.
@@ -209,6 +265,8 @@ impl TypedKind for PythonEnv {
             no_index: ctx.bool("no-index", false),
             reuse: ctx.bool("reuse", true),
             pip_args: words(ctx.str("pip-args").unwrap_or_default()),
+            installer: if ctx.str("installer") == Some("uv") { Installer::Uv } else { Installer::Pip },
+            uv: ctx.str("uv").unwrap_or("uv").to_owned(),
         })
     }
 
@@ -216,6 +274,17 @@ impl TypedKind for PythonEnv {
         let host = ctx.preview.host.as_ref();
         let mut found: Vec<Finding> =
             crate::preflight::python_venv(host, &s.python, &ctx.provided).await.into_iter().collect();
+        if s.installer == Installer::Uv && !has_uv(host, &s.uv).await {
+            found.push(
+                Finding::warning(
+                    Code::PreflightNoUv,
+                    format!("`{}` is not installed: the venv will be made with pip instead of uv", s.uv),
+                    "install uv (`pip install uv`, or Astral's installer) and point `uv` at it, or write \
+                     `installer \"pip\"`",
+                )
+                .evidence(format!("`command -v {}` found nothing on the host", s.uv)),
+            );
+        }
         if let Some(source) = crate::preflight::release_source(&ctx.preview.plan, ctx)
             && host.exists(&source.join("manage.py")).await.unwrap_or(false)
         {
@@ -251,8 +320,16 @@ impl TypedKind for PythonEnv {
                 ),
             });
         }
-        actions.push(PlannedAction::Run { command: create_command(s, &l).display() });
-        actions.push(PlannedAction::Run { command: install_command(s, &l).display() });
+        actions.push(PlannedAction::Run { command: create_command(s, &l, s.installer).display() });
+        actions.push(PlannedAction::Run { command: install_command(s, &l, s.installer).display() });
+        if s.installer == Installer::Uv {
+            actions.push(PlannedAction::Note {
+                text: format!(
+                    "if `{}` is not on the host (the preflight says so): `{} -m venv` and the venv's pip instead",
+                    s.uv, s.python
+                ),
+            });
+        }
         Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: l.venv }] })
     }
 
@@ -272,8 +349,9 @@ impl TypedKind for PythonEnv {
             ctx.message("the copied venv did not check out: building a fresh one");
             ctx.host.remove_all(&l.venv).await?;
         }
-        ctx.exec_ok(&create_command(s, &l)).await?;
-        ctx.exec_ok(&install_command(s, &l)).await?;
+        let installer = installer(s, ctx).await;
+        ctx.exec_ok(&create_command(s, &l, installer)).await?;
+        ctx.exec_ok(&install_command(s, &l, installer)).await?;
         Ok(())
     }
 

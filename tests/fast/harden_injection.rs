@@ -42,6 +42,7 @@ const ACCEPTED: &[(&str, Dest)] = &[
     ("nginx_reload", Dest::Args),
     ("systemd_prefix", Dest::Args),
     ("requirements", Dest::Arg),
+    ("uv", Dest::Arg),
     ("nginx_conf", Dest::Arg),
     ("source", Dest::File),
     ("site_conf", Dest::File),

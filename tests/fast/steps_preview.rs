@@ -79,3 +79,32 @@ async fn web_worker_plan_previews_the_workers() {
     assert!(retire.contains("systemctl stop proj-worker-a.service"), "{retire}");
     assert!(retire.contains("systemctl start proj-worker-a.service"), "{retire}");
 }
+
+#[tokio::test]
+async fn the_plan_says_what_may_skip_by_the_live_releases_fingerprints() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("srv/releases/20261126-170000");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(
+        live.join(".zdd-migrate-default.json"),
+        r#"{"fingerprint": "0123456789abcdef", "applied": [["catalog", "0001_initial"], ["catalog", "0002_x"]]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        live.join(".zdd-static.json"),
+        r#"{"static_url": "/static/", "static_root": null, "in_release": false, "storage": "",
+            "collected_into": "/x", "fingerprint": "fedcba9876543210"}"#,
+    )
+    .unwrap();
+    let root = format!("root={}", dir.path().join("srv").display());
+    let text = previews("prod.kdl", ("a", "b"), &[&root]).await;
+    assert!(
+        text.contains(
+            "skip if the migration files, INSTALLED_APPS, MIGRATION_MODULES and database `default` hash to \
+                       the live release 20261126-170000's fingerprint 0123456789ab and django_migrations still has \
+                       its 2 migrations"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("fingerprint fedcba987654 (read with the settings, no Django start): hard-link"), "{text}");
+}

@@ -46,6 +46,8 @@ impl Mistakes {
             format!("site_conf={d}/sites/shop.conf"),
             format!("unit_dir={d}/units"),
             "service_manager=process".to_owned(),
+            // Whether this machine has a uv on its PATH is not one of the mistakes shown.
+            "installer=pip".to_owned(),
         ]
         .into()
     }

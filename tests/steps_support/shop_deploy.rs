@@ -118,6 +118,7 @@ impl Setup {
             "log_window=1s".to_owned(),
         ]
         .into();
+        vars.extend(support::venv::uv().map(|uv| format!("uv={}", uv.display())));
         vars.extend(self.extra.iter().cloned());
         vars
     }

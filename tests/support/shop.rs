@@ -31,6 +31,8 @@ pub(crate) const VERSIONS: &[&str] = &[
     "v3-breaks-after-cutover",
     "v3-unsafe-migration",
     "v3-no-boot",
+    "v3-same-inputs",
+    "v3-static-change",
 ];
 
 /// Writes version `version` of the shop into `dest` (created; existing files are overwritten).

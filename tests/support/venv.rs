@@ -67,6 +67,16 @@ pub(crate) fn cached(label: &str, requirements: &str) -> PathBuf {
     dir
 }
 
+/// Astral's uv, installed once from its wheel in the cache into a venv of its own; `None` when the cache has
+/// no uv wheel (then the plans' `installer "uv"` falls back to pip, and the preflight says so).
+pub(crate) fn uv() -> Option<PathBuf> {
+    let has_wheel = std::fs::read_dir(wheel_dir()).into_iter().flatten().flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("uv-") && Path::new(&name).extension().is_some_and(|ext| ext == "whl")
+    });
+    has_wheel.then(|| bin(&cached("uv", "uv\n"), "uv"))
+}
+
 /// `<venv>/bin/<program>`.
 pub(crate) fn bin(venv: &Path, program: &str) -> PathBuf {
     venv.join("bin").join(program)

@@ -155,6 +155,9 @@ impl Stack {
         if let Some(systemd) = &self.systemd {
             vars.push(("unit_dir", systemd.unit_dir.display().to_string()));
         }
+        if let Some(uv) = super::venv::uv() {
+            vars.push(("uv", uv.display().to_string()));
+        }
         vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 

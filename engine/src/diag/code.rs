@@ -111,6 +111,7 @@ codes! {
     PreflightNginxUser => "preflight-nginx-user",
     PreflightNoGunicorn => "preflight-no-gunicorn",
     PreflightDocker => "preflight-docker",
+    PreflightNoUv => "preflight-no-uv",
 }
 
 impl Code {

@@ -8,12 +8,16 @@
 //! What is judged is what can break the release that runs: with nothing live (a first deploy) the gate reports
 //! what it would refuse and refuses nothing; with a live release, the migrations it ships byte for byte (a
 //! third-party app at the same version) are not new, and only the others are judged.
+//!
+//! When the migrations' inputs are byte for byte the live release's ([`skip`]) and the database has every
+//! migration the live release applied, the step skips all of that after one query (`force #true`: never).
 
 pub mod failure;
 pub mod gate;
 pub mod inspect;
 pub mod rules;
 mod schema;
+pub mod skip;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -25,6 +29,7 @@ use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::common::{quiet, tail};
+use crate::fingerprint::{PRELUDE, read_record};
 use crate::manage::{ENV_FILE, Manage, ManageSettings, PYTHON, ROOT, SETTINGS, release_dir};
 use failure::PythonError;
 use gate::{Dialect, Finding, Gate};
@@ -53,6 +58,12 @@ static SPEC: KindSpec = KindSpec {
             "A migration (`app.0004_drop_x`) the gate lets through although it is unsafe: you checked it. Repeatable.",
         )
         .repeated(),
+        FieldSpec::new(
+            "force",
+            ValueType::Bool,
+            "Run the full step even when the migrations' fingerprint is the live release's (no skip).",
+        )
+        .default("false"),
     ],
     effect: Effect::ForwardOnly,
     undo: "Nothing: migrations are forward-only (the gate makes sure the old release works with the new schema).",
@@ -67,6 +78,8 @@ pub struct Settings {
     alias: String,
     /// Migrations let through although unsafe.
     allow: Vec<String>,
+    /// Never skip.
+    force: bool,
 }
 
 /// The gate's verdict on a set of findings, after the plan's `allow`s.
@@ -169,6 +182,7 @@ impl TypedKind for Migrate {
                 .filter_map(|f| f.value.as_ref().and_then(Value::as_str))
                 .map(str::to_owned)
                 .collect(),
+            force: ctx.bool("force", false),
         })
     }
 
@@ -188,6 +202,7 @@ impl TypedKind for Migrate {
                 .into(),
         }];
         actions.push(PlannedAction::Note { text: judged_note(&ctx.target) });
+        actions.insert(0, PlannedAction::Note { text: skip_note(s, ctx).await });
         if !s.allow.is_empty() {
             actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", s.allow.join(", ")) });
         }
@@ -204,73 +219,177 @@ impl TypedKind for Migrate {
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(&s.manage, ctx).await?;
-        let alias = s.alias.clone();
-        let live_dir = live_release_dir(s, ctx).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
-        let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone()).arg(live_dir)).await?;
-        if !out.success() {
-            return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
-        }
-        let found =
-            inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
-        if found.migrations.is_empty() {
-            ctx.message("no unapplied migrations");
+        if try_skip(s, ctx, &m).await {
             return Ok(());
         }
-        let dialect = match s.database {
-            Some(dialect) => dialect,
-            None => Dialect::from_vendor(&found.vendor).ok_or_else(|| {
-                StepError::fatal(format!(
-                    "the migration gate knows PostgreSQL and SQLite, not `{}`: set `database` to the closest dialect",
-                    found.vendor
-                ))
-            })?,
-        };
-        let mut gate = Gate::new(dialect, &found.schema).existing_tables(found.tables.as_deref());
-        for pending in &found.migrations {
-            gate.migration(pending);
-        }
-        let findings = gate.findings();
-        report_known_to_live(ctx, &found.migrations);
-        let opaque: Vec<String> =
-            found.migrations.iter().filter(|p| !p.known_to_live() && p.runs_python()).map(Pending::label).collect();
-        // On a first deploy nothing can break, so a list of the data migrations would only be noise.
-        if !opaque.is_empty() && ctx.target.live_release.is_some() {
-            ctx.message(format!("runs Python the gate cannot read (RunPython): {}", opaque.join(", ")));
-        }
-        if ctx.target.live_release.is_none() {
-            for f in &findings {
-                ctx.message(format!(
-                    "would refuse if a release were live: {}: {} [{}]",
-                    f.migration,
-                    f.operation,
-                    f.rule.code()
-                ));
-            }
-            ctx.message(format!(
-                "nothing is live (first deploy): no old release can break, so the gate refuses nothing{}",
-                if findings.is_empty() { String::new() } else { format!(" ({} finding(s) above)", findings.len()) }
-            ));
-        } else if let Some(refused) = refusal(&findings, &s.allow) {
-            return Err(refused);
-        }
-        for f in findings.iter().filter(|_| ctx.target.live_release.is_some()) {
-            ctx.message(format!("allowed by the plan: {} ({})", f.migration, f.rule.code()));
-        }
-        let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
-        ctx.message(format!("gate passed: applying {}", names.join(", ")));
-        let out = ctx.exec(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
-        if !out.success() {
-            return Err(failed(
-                ctx,
-                &out,
-                "`manage.py migrate`",
-                "migrations it finished before failing stay applied; the others were not",
-            ));
-        }
+        run_full(s, ctx, &m).await?;
+        record(s, ctx, &m).await;
         Ok(())
     }
 
     async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
+}
+
+/// The preview's verdict: whether this deploy may skip, and on what condition.
+async fn skip_note(s: &Settings, ctx: &PreviewCtx) -> String {
+    let live = ctx.target.live_release.as_deref().filter(|l| *l != ctx.target.release);
+    let Some(live) = live else {
+        return "full step (nothing live to compare with); records the migrations' fingerprint in the release".into();
+    };
+    if s.force {
+        return "full step: `force #true` (no skip by fingerprint)".into();
+    }
+    let file = skip::record_file(&release_dir(&s.manage.root, live), &s.alias);
+    match read_record::<skip::Record>(ctx.host.as_ref(), &file).await {
+        Some(rec) if rec.fingerprint.is_some() => format!(
+            "skip if the migration files, INSTALLED_APPS, MIGRATION_MODULES and database `{}` hash to the live \
+             release {live}'s fingerprint {} and django_migrations still has its {} migrations (one query, no \
+             Django start); otherwise the full step:",
+            s.alias,
+            crate::fingerprint::short(rec.fingerprint.as_deref().unwrap_or_default()),
+            rec.applied.len()
+        ),
+        _ => format!("full step: the live release {live} recorded no migrations fingerprint ({})", file.display()),
+    }
+}
+
+/// Skip when the live release's fingerprint is this release's and nothing it applied is missing; says either way.
+async fn try_skip(s: &Settings, ctx: &StepCtx, m: &Manage) -> bool {
+    let Some(live_dir) = live_release_dir(s, ctx) else {
+        return false;
+    };
+    if s.force {
+        ctx.message("force #true: the full step, whatever the fingerprint");
+        return false;
+    }
+    let Some(live) = read_record::<skip::Record>(ctx.host.as_ref(), &skip::record_file(&live_dir, &s.alias)).await
+    else {
+        ctx.message("not skipped: the live release recorded no migrations fingerprint");
+        return false;
+    };
+    let now = match fingerprint_now(s, ctx, m).await {
+        Ok(now) => now,
+        Err(why) => {
+            ctx.message(format!("not skipped: the fingerprint check failed ({why})"));
+            return false;
+        }
+    };
+    match skip::verdict(&live, &now) {
+        skip::Verdict::Skip { fingerprint, applied } => {
+            ctx.message(format!(
+                "skipped: the migration files, INSTALLED_APPS, MIGRATION_MODULES and database `{}` are the live \
+                 release's (fingerprint {fingerprint}), and django_migrations has all {applied} migrations it \
+                 applied: nothing can be unapplied",
+                s.alias
+            ));
+            write_record(ctx, m, &s.alias, &now).await;
+            true
+        }
+        skip::Verdict::Run(why) => {
+            ctx.message(format!("not skipped: {why}"));
+            false
+        }
+    }
+}
+
+/// The fingerprint and the applied migrations, read now (settings imported, Django not set up).
+async fn fingerprint_now(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<skip::Record, String> {
+    let script = format!("{PRELUDE}\n{}", skip::SCRIPT);
+    let out = quiet(ctx, &m.python_script(&script).arg(s.alias.clone())).await.map_err(|e| e.to_string())?;
+    if !out.success() {
+        let last = PythonError::last_in(&out.stderr_str()).map(|e| e.name_and_headline());
+        return Err(ctx.redactor.redact(&last.unwrap_or_else(|| tail(&out.stderr_str(), 1))));
+    }
+    skip::parse(&out.stdout_str())
+}
+
+/// Record this release's fingerprint after a full run; a failure only means the next deploy runs in full.
+async fn record(s: &Settings, ctx: &StepCtx, m: &Manage) {
+    match fingerprint_now(s, ctx, m).await {
+        Ok(now) => write_record(ctx, m, &s.alias, &now).await,
+        Err(why) => ctx.message(format!("no fingerprint recorded ({why}): the next deploy runs this step in full")),
+    }
+}
+
+async fn write_record(ctx: &StepCtx, m: &Manage, alias: &str, record: &skip::Record) {
+    let file = skip::record_file(&m.release_dir, alias);
+    let written = match serde_json::to_vec_pretty(record) {
+        Ok(json) => ctx.host.write_file(&file, &json, 0o644).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = written {
+        ctx.message(format!(
+            "no fingerprint recorded ({}: {e}): the next deploy runs this step in full",
+            file.display()
+        ));
+    }
+}
+
+/// Inspect, gate and apply: the step without a skip.
+async fn run_full(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<(), StepError> {
+    let alias = s.alias.clone();
+    let live_dir = live_release_dir(s, ctx).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+    let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone()).arg(live_dir)).await?;
+    if !out.success() {
+        return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
+    }
+    let found = inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
+    if found.migrations.is_empty() {
+        ctx.message("no unapplied migrations");
+        return Ok(());
+    }
+    let dialect = match s.database {
+        Some(dialect) => dialect,
+        None => Dialect::from_vendor(&found.vendor).ok_or_else(|| {
+            StepError::fatal(format!(
+                "the migration gate knows PostgreSQL and SQLite, not `{}`: set `database` to the closest dialect",
+                found.vendor
+            ))
+        })?,
+    };
+    let mut gate = Gate::new(dialect, &found.schema).existing_tables(found.tables.as_deref());
+    for pending in &found.migrations {
+        gate.migration(pending);
+    }
+    let findings = gate.findings();
+    report_known_to_live(ctx, &found.migrations);
+    let opaque: Vec<String> =
+        found.migrations.iter().filter(|p| !p.known_to_live() && p.runs_python()).map(Pending::label).collect();
+    // On a first deploy nothing can break, so a list of the data migrations would only be noise.
+    if !opaque.is_empty() && ctx.target.live_release.is_some() {
+        ctx.message(format!("runs Python the gate cannot read (RunPython): {}", opaque.join(", ")));
+    }
+    if ctx.target.live_release.is_none() {
+        for f in &findings {
+            ctx.message(format!(
+                "would refuse if a release were live: {}: {} [{}]",
+                f.migration,
+                f.operation,
+                f.rule.code()
+            ));
+        }
+        ctx.message(format!(
+            "nothing is live (first deploy): no old release can break, so the gate refuses nothing{}",
+            if findings.is_empty() { String::new() } else { format!(" ({} finding(s) above)", findings.len()) }
+        ));
+    } else if let Some(refused) = refusal(&findings, &s.allow) {
+        return Err(refused);
+    }
+    for f in findings.iter().filter(|_| ctx.target.live_release.is_some()) {
+        ctx.message(format!("allowed by the plan: {} ({})", f.migration, f.rule.code()));
+    }
+    let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
+    ctx.message(format!("gate passed: applying {}", names.join(", ")));
+    let out = ctx.exec(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
+    if !out.success() {
+        return Err(failed(
+            ctx,
+            &out,
+            "`manage.py migrate`",
+            "migrations it finished before failing stay applied; the others were not",
+        ));
+    }
+    Ok(())
 }
