@@ -26,7 +26,7 @@ use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::host::Destination;
 use crate::plan::raw::{RawNode, RawValue, Scalar};
 use crate::plan::suggest::did_you_mean;
-use crate::plan::validate::{missing_argument, wrong_type};
+use crate::plan::validate::{missing_argument, no_block, single_node, wrong_type};
 use crate::plan::vars::Interpolator;
 use crate::source::Span;
 
@@ -175,16 +175,7 @@ fn ssh_config_path(
     interp: &Interpolator<'_>,
     diags: &mut Diagnostics,
 ) -> Option<PathBuf> {
-    let first = nodes.first()?;
-    for again in &nodes[1..] {
-        diags.push(
-            Diagnostic::error(Code::DuplicateNode, "`ssh-config` is given twice")
-                .at(again.name_span, "given again here")
-                .related(first.name_span, "first given here")
-                .help("keep one `ssh-config`"),
-        );
-    }
-    no_block(first, diags);
+    let first = single_node(nodes, "ssh-config", diags)?;
     let Some(arg) = first.args.first() else {
         diags.push(missing_argument(first, "`ssh-config` needs a path", "write `ssh-config \"deploy/ssh_config\"`"));
         return None;
@@ -264,15 +255,5 @@ fn render(interp: &Interpolator<'_>, text: &str, span: Span, diags: &mut Diagnos
             diags.push(*d);
             None
         }
-    }
-}
-
-fn no_block(node: &RawNode, diags: &mut Diagnostics) {
-    if node.has_block {
-        diags.push(
-            Diagnostic::error(Code::UnexpectedBlock, format!("`{}` takes no `{{ ... }}` block", node.name))
-                .at(node.name_span, "has a block")
-                .help("remove the braces and what is inside them"),
-        );
     }
 }

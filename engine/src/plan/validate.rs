@@ -398,16 +398,7 @@ fn step_references(
 
 /// The single string argument of a header node (`plan`, `state-dir`) that may appear once.
 fn header_string(nodes: &[&RawNode], what: &str, _required: bool, diags: &mut Diagnostics) -> Option<(String, Span)> {
-    let first = nodes.first()?;
-    for again in &nodes[1..] {
-        diags.push(
-            Diagnostic::error(Code::DuplicateNode, format!("`{what}` is given twice"))
-                .at(again.name_span, "given again here")
-                .related(first.name_span, "first given here")
-                .help(format!("keep one `{what}`")),
-        );
-    }
-    no_block(first, diags);
+    let first = single_node(nodes, what, diags)?;
     let Some(arg) = first.args.first() else {
         diags.push(missing_argument(first, &format!("`{what}` needs a value"), &format!("write `{what} \"...\"`")));
         return None;
@@ -450,18 +441,9 @@ fn render_or_report(interp: &Interpolator<'_>, text: &str, span: Span, diags: &m
 /// `slots "a" "b"`: exactly two distinct plain words (they name files, units and sockets).
 fn slots(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics) -> Vec<String> {
     let default = vec!["a".to_owned(), "b".to_owned()];
-    let Some(first) = nodes.first() else {
+    let Some(first) = single_node(nodes, "slots", diags) else {
         return default;
     };
-    for again in &nodes[1..] {
-        diags.push(
-            Diagnostic::error(Code::DuplicateNode, "`slots` is given twice")
-                .at(again.name_span, "given again here")
-                .related(first.name_span, "first given here")
-                .help("keep one `slots`"),
-        );
-    }
-    no_block(first, diags);
     let mut out = Vec::new();
     for arg in &first.args {
         let Some(text) = arg.value.text().filter(|_| matches!(arg.value, Scalar::Str(_) | Scalar::Int(_))) else {
@@ -688,7 +670,23 @@ fn kind_list(kinds: &Kinds) -> String {
     if names.is_empty() { "(none registered)".to_owned() } else { names.join(", ") }
 }
 
-fn no_block(node: &RawNode, diags: &mut Diagnostics) {
+/// The one node of a name that may be given once (`plan`, `slots`, `ssh-config`): each further one is an error
+/// pointing back at the first, and the first may not have a block. `None` when there is none.
+pub(crate) fn single_node<'a>(nodes: &[&'a RawNode], what: &str, diags: &mut Diagnostics) -> Option<&'a RawNode> {
+    let first = *nodes.first()?;
+    for again in &nodes[1..] {
+        diags.push(
+            Diagnostic::error(Code::DuplicateNode, format!("`{what}` is given twice"))
+                .at(again.name_span, "given again here")
+                .related(first.name_span, "first given here")
+                .help(format!("keep one `{what}`")),
+        );
+    }
+    no_block(first, diags);
+    Some(first)
+}
+
+pub(crate) fn no_block(node: &RawNode, diags: &mut Diagnostics) {
     if node.has_block {
         diags.push(
             Diagnostic::error(Code::UnexpectedBlock, format!("`{}` takes no `{{ ... }}` block", node.name))
