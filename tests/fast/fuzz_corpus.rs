@@ -100,7 +100,9 @@ fn every_seed_corpus_input_and_mutation_is_read_quickly_without_panicking() {
         }
     }
     println!("{} inputs ({seeds} seeds), {:.1?} in all; slowest {:.1?}: {}", inputs.len(), total, slowest.0, slowest.1);
-    assert!(slowest.0 < Duration::from_secs(1), "{} took {:?}", slowest.1, slowest.0);
+    // A hang detector, not a speed target (those are the plan_read benchmark's): the shapes that made the parser
+    // backtrack took minutes, a debug build on a loaded 2-core runner takes up to about a second.
+    assert!(slowest.0 < Duration::from_secs(20), "{} took {:?}: a parse that no longer ends", slowest.1, slowest.0);
 }
 
 /// The seeds the corpus must hold: every shipped plan (`plans_<path>.kdl`), every `kdl` block of the book
