@@ -78,16 +78,37 @@ pub struct ServiceConfig {
 /// The environment variable that supplies the systemd command prefix when the step has none.
 pub const SYSTEMD_PREFIX_ENV: &str = "ZDD_SYSTEMD_PREFIX";
 
-impl ServiceConfig {
-    /// From a service step's fields, at validation (its `check` refused a lane with port listen already).
-    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
+/// Where and how units are installed, from the fields the service and worker kinds share (`unit-dir`,
+/// `systemd-prefix` or `$ZDD_SYSTEMD_PREFIX`, `unit-link`).
+pub struct UnitPlacement {
+    pub unit_dir: PathBuf,
+    pub systemd_prefix: Vec<String>,
+    pub link_units: Option<bool>,
+}
+
+impl UnitPlacement {
+    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Self {
         let prefix = ctx
             .given("systemd-prefix")
             .map(str::to_owned)
             .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
             .unwrap_or_default();
-        let server = Server::from_word(ctx.str("server"));
         let unit_dir = ctx.path("unit-dir").unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
+        let link_units = match ctx.str("unit-link") {
+            Some("yes") => Some(true),
+            Some("no") => Some(false),
+            _ if super::unit::in_systemd_dir(&unit_dir) => Some(false),
+            _ => None,
+        };
+        Self { unit_dir, systemd_prefix: words(&prefix), link_units }
+    }
+}
+
+impl ServiceConfig {
+    /// From a service step's fields, at validation (its `check` refused a lane with port listen already).
+    pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
+        let server = Server::from_word(ctx.str("server"));
+        let UnitPlacement { unit_dir, systemd_prefix, link_units } = UnitPlacement::from_fields(ctx);
         Ok(Self {
             step: ctx.step.name.clone(),
             app: ctx.required("app")?.to_owned(),
@@ -108,14 +129,9 @@ impl ServiceConfig {
             user: ctx.given("user").map(str::to_owned),
             group: ctx.given("group").map(str::to_owned),
             template: ctx.path("template"),
-            unit_dir: unit_dir.clone(),
-            systemd_prefix: words(&prefix),
-            link_units: match ctx.str("unit-link") {
-                Some("yes") => Some(true),
-                Some("no") => Some(false),
-                _ if super::unit::in_systemd_dir(&unit_dir) => Some(false),
-                _ => None,
-            },
+            unit_dir,
+            systemd_prefix,
+            link_units,
             control_socket: ctx.bool("control-socket", true),
             gunicorn_args: ctx.strings("gunicorn-args"),
             venv: ctx.str("venv").unwrap_or("venv").to_owned(),

@@ -14,8 +14,8 @@ use zdd_engine::diag::Diagnostics;
 use zdd_engine::plan::Plan;
 use zdd_engine::settings::SettingsCtx;
 
-use crate::common::{path_text, words};
-use crate::service::config::{Listen, Manager, SYSTEMD_PREFIX_ENV, ServiceConfig};
+use crate::common::path_text;
+use crate::service::config::{Listen, Manager, ServiceConfig, UnitPlacement};
 
 /// What to do when the live workers know a task the new release no longer defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -60,12 +60,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
-        let prefix = ctx
-            .given("systemd-prefix")
-            .map(str::to_owned)
-            .or_else(|| std::env::var(SYSTEMD_PREFIX_ENV).ok())
-            .unwrap_or_default();
-        let unit_dir = ctx.path("unit-dir").unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
+        let UnitPlacement { unit_dir, systemd_prefix, link_units } = UnitPlacement::from_fields(ctx);
         // `queues "a" "b"` or, through a variable, `queues "a b"` / `queues "a,b"`.
         let mut queues: Vec<String> = ctx
             .strings("queues")
@@ -89,14 +84,9 @@ impl WorkerConfig {
             user: ctx.given("user").map(str::to_owned),
             group: ctx.given("group").map(str::to_owned),
             template: ctx.path("template"),
-            unit_dir: unit_dir.clone(),
-            link_units: match ctx.str("unit-link") {
-                Some("yes") => Some(true),
-                Some("no") => Some(false),
-                _ if crate::service::unit::in_systemd_dir(&unit_dir) => Some(false),
-                _ => None,
-            },
-            systemd_prefix: words(&prefix),
+            unit_dir,
+            link_units,
+            systemd_prefix,
             venv: ctx.str("venv").unwrap_or("venv").to_owned(),
             celery_args: ctx.strings("celery-args"),
             shutdown_budget: ctx.duration("shutdown-budget", Duration::from_mins(1)),
