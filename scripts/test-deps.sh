@@ -51,65 +51,36 @@ fi
 
 # The wheels are resolved for Debian's own interpreter, which is the one the tests use.
 python=/usr/bin/python3
-requirements="$repo/examples/shop/requirements.txt"
-if ! ls "$wheels"/[Dd]jango-*.whl "$wheels"/gunicorn-*.whl "$wheels"/psycopg_binary-*.whl >/dev/null 2>&1; then
-    echo "test-deps: downloading wheels into $wheels"
-    mkdir -p "$wheels"
-    scratch="$(mktemp -d)"
-    trap 'rm -rf "$scratch"' EXIT
-    "$python" -m venv "$scratch/venv"
-    "$scratch/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" -r "$requirements"
-else
-    echo "test-deps: wheels present in $wheels"
-fi
 
-# Unpinned: pip picks the newest Wagtail whose requirements this Python meets (Django included). Once a Wagtail
-# wheel is in the cache nothing is fetched again, so later runs work offline.
-if ! ls "$wheels"/wagtail-*.whl >/dev/null 2>&1; then
-    echo "test-deps: downloading Wagtail's wheels into $wheels"
-    mkdir -p "$wheels"
-    scratch_wagtail="$(mktemp -d)"
-    "$python" -m venv "$scratch_wagtail/venv"
-    "$scratch_wagtail/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" wagtail gunicorn
-    rm -rf "$scratch_wagtail"
-else
-    echo "test-deps: Wagtail's wheels present in $wheels"
-fi
+# wheels_for WHAT "PATTERN..." PIP-DOWNLOAD-ARGUMENT...: downloads into the cache unless a wheel matching each
+# pattern is there already, so that once the cache holds them later runs work offline.
+wheels_for() {
+    local what="$1" pattern scratch
+    local -a patterns
+    read -ra patterns <<< "$2"
+    shift 2
+    for pattern in "${patterns[@]}"; do
+        if ! compgen -G "$wheels/$pattern" >/dev/null; then
+            echo "test-deps: downloading $what into $wheels"
+            mkdir -p "$wheels"
+            scratch="$(mktemp -d)"
+            "$python" -m venv "$scratch/venv"
+            "$scratch/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" "$@"
+            rm -rf "$scratch"
+            return
+        fi
+    done
+    echo "test-deps: $what present in $wheels"
+}
 
+wheels_for "the shop's wheels" "[Dd]jango-*.whl gunicorn-*.whl psycopg_binary-*.whl" \
+    -r "$repo/examples/shop/requirements.txt"
+# Unpinned: pip picks the newest Wagtail whose requirements this Python meets (Django included).
+wheels_for "Wagtail's wheels" "wagtail-*.whl" wagtail gunicorn
 # The ASGI scenario's project (Channels, served by uvicorn alone and as gunicorn's worker class).
-if ! ls "$wheels"/channels-*.whl "$wheels"/uvicorn-*.whl "$wheels"/uvicorn_worker-*.whl "$wheels"/websockets-*.whl \
-    >/dev/null 2>&1; then
-    echo "test-deps: downloading the ASGI fixture's wheels into $wheels"
-    mkdir -p "$wheels"
-    scratch_asgi="$(mktemp -d)"
-    "$python" -m venv "$scratch_asgi/venv"
-    "$scratch_asgi/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" \
-        -r "$repo/tests/fixtures/projects/chat/requirements.txt"
-    rm -rf "$scratch_asgi"
-else
-    echo "test-deps: the ASGI fixture's wheels present in $wheels"
-fi
-
+wheels_for "the ASGI fixture's wheels" "channels-*.whl uvicorn-*.whl uvicorn_worker-*.whl websockets-*.whl" \
+    -r "$repo/tests/fixtures/projects/chat/requirements.txt"
 # Celery with its Redis transport, for the worker scenarios (tests/fixtures/projects/celeryproj).
-if ! ls "$wheels"/celery-*.whl "$wheels"/redis-*.whl "$wheels"/packaging-*.whl >/dev/null 2>&1; then
-    echo "test-deps: downloading Celery's wheels into $wheels"
-    mkdir -p "$wheels"
-    scratch_celery="$(mktemp -d)"
-    "$python" -m venv "$scratch_celery/venv"
-    "$scratch_celery/venv/bin/pip" download --quiet --only-binary=:all: --dest "$wheels" "celery[redis]"
-    rm -rf "$scratch_celery"
-else
-    echo "test-deps: Celery's wheels present in $wheels"
-fi
-
+wheels_for "Celery's wheels" "celery-*.whl redis-*.whl packaging-*.whl" "celery[redis]"
 # uv ships as a wheel holding one static binary; the tests install it offline from the cache like the others.
-if ! ls "$wheels"/uv-*.whl >/dev/null 2>&1; then
-    echo "test-deps: downloading uv's wheel into $wheels"
-    mkdir -p "$wheels"
-    scratch_uv="$(mktemp -d)"
-    "$python" -m venv "$scratch_uv/venv"
-    "$scratch_uv/venv/bin/pip" download --quiet --only-binary=:all: --no-deps --dest "$wheels" uv
-    rm -rf "$scratch_uv"
-else
-    echo "test-deps: uv's wheel present in $wheels"
-fi
+wheels_for "uv's wheel" "uv-*.whl" --no-deps uv
