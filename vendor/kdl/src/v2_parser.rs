@@ -1410,10 +1410,90 @@ thread_local! {
     /// Tests: whether the scans are remembered at all, and how many failed to the end of a body.
     static REMEMBER_UNCLOSED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
     static UNCLOSED_SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Tests: how many searches for a multi-line raw string's closing line ran.
+    static CLOSING_LINE_SEARCHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn forget_unclosed_raw_strings() {
     UNCLOSED_RAW_STRINGS.with(|scans| *scans.borrow_mut() = [None, None]);
+    CLOSING_LINE_SCANS.with(|scans| scans.borrow_mut().clear());
+}
+
+/// A multi-line raw string's search for its closing line (`"""#` after nothing but spaces on its line), and
+/// what it found. The search stops at the first `"""` with enough `#`s after it or the first disallowed code
+/// point, wherever it is: there it succeeds (a closing line, and its spaces are the prefix every line must
+/// have), or fails (a `"""#` in the middle of a line). Recovery retries a raw string at every later `#"""` in
+/// the body, and each search stopped at the same place: `a #"""` on a thousand lines before one `x """#` took
+/// 6 s. A search from any line between the start and the stop of one with as many `#`s stops there too, with
+/// the same outcome, so it is answered from this.
+struct ClosingLineScan {
+    /// The whole input (its address and length), as in [`UnclosedScan`].
+    input: (usize, usize),
+    hashes: usize,
+    /// Where the search began (a body's first line) and where it stopped.
+    start: usize,
+    stop: usize,
+    /// The closing line's prefix, or the error the search failed with.
+    outcome: Result<String, ErrMode<KdlParseError>>,
+}
+
+thread_local! {
+    /// The last search of each number of `#`s, reset by each parse.
+    static CLOSING_LINE_SCANS: RefCell<Vec<ClosingLineScan>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Where a multi-line raw string's search for its closing line, starting at `body`, stops: at the first `"""`
+/// followed by `hashes` `#`s, or the first disallowed code point (newlines are never disallowed), or the end.
+fn closing_line_stop(body: &str, hashes: usize) -> usize {
+    let closer = |at: usize| {
+        body[at..].starts_with("\"\"\"")
+            && body.as_bytes().get(at + 3..at + 3 + hashes).is_some_and(|h| h.iter().all(|&b| b == b'#'))
+    };
+    body.char_indices()
+        .find(|&(at, c)| is_disallowed_unicode(c) || (c == '"' && closer(at)))
+        .map_or(body.len(), |(at, _)| at)
+}
+
+/// The outcome of a search for the closing line from where `input` is, if an earlier search already found it.
+fn known_closing_line(input: &Input<'_>, hashes: usize) -> Option<Result<String, ErrMode<KdlParseError>>> {
+    #[cfg(test)]
+    if !REMEMBER_UNCLOSED.get() {
+        return None;
+    }
+    let (whole, at) = input_identity(input);
+    CLOSING_LINE_SCANS.with(|scans| {
+        let scans = scans.borrow();
+        let scan = scans.iter().find(|scan| scan.hashes == hashes)?;
+        (scan.input == whole && scan.start <= at && at <= scan.stop).then(|| scan.outcome.clone())
+    })
+}
+
+/// Remember the outcome of a search for the closing line that began at `body` (the input from there).
+fn remember_closing_line(
+    input: &Input<'_>,
+    body: &str,
+    hashes: usize,
+    outcome: &Result<String, ErrMode<KdlParseError>>,
+) {
+    if matches!(outcome, Err(err) if !matches!(err, ErrMode::Backtrack(_))) {
+        return;
+    }
+    #[cfg(test)]
+    CLOSING_LINE_SEARCHES.set(CLOSING_LINE_SEARCHES.get() + 1);
+    let ((base, len), _) = input_identity(input);
+    let start = body.as_ptr() as usize - base;
+    let scan = ClosingLineScan {
+        input: (base, len),
+        hashes,
+        start,
+        stop: start + closing_line_stop(body, hashes),
+        outcome: outcome.clone(),
+    };
+    CLOSING_LINE_SCANS.with(|scans| {
+        let mut scans = scans.borrow_mut();
+        scans.retain(|kept| kept.hashes != hashes);
+        scans.push(scan);
+    });
 }
 
 /// The address and length of the whole input `input` is part of, and the offset of `input` in it.
@@ -1518,6 +1598,9 @@ fn raw_string(input: &mut Input<'_>) -> PResult<KdlValue> {
             // `peek` left the input where the body starts.
             return Err(err);
         }
+        let prefix = if let Some(outcome) = known_closing_line(input, hashes.len()) {
+            outcome
+        } else {
         let body_start: &str = input.peek_finish();
         let prefix = peek(preceded(
                 repeat_till(
@@ -1546,14 +1629,15 @@ fn raw_string(input: &mut Input<'_>) -> PResult<KdlValue> {
                     ("\"\"\"", &hashes[..]),
                 ),
             ))
-            .parse_next(input);
-        match prefix {
-            Ok(prefix) => Some(prefix.to_string()),
-            Err(err) => {
-                body.remember_unclosed(input, body_start, &err);
-                return Err(err);
-            }
+            .parse_next(input)
+            .map(str::to_string);
+        if let Err(err) = &prefix {
+            body.remember_unclosed(input, body_start, err);
         }
+        remember_closing_line(input, body_start, hashes.len(), &prefix);
+        prefix
+        };
+        Some(prefix?)
     } else {
         None
     };
@@ -1680,6 +1764,22 @@ mod string_tests {
     }
 
     #[test]
+    fn a_closing_line_is_searched_for_once_per_body() {
+        // Each `#"""` of these searched to the same `"""#` (in the middle of a line, or on a line whose prefix the
+        // body's lines lack), and the time grew with the square of the line count. Now one search answers all.
+        for (text, searches) in [
+            ("a #\"\"\"\n".repeat(1000) + "a #\"\"\"#\"\"\"\n", 1),
+            ("a #\"\"\"\n".repeat(1000) + "x\"\"\"#\n", 1),
+            ("a #\"\"\"\n".repeat(1000) + "  \"\"\"#\n", 1),
+            ("a #\"\"\"\na ##\"\"\"\n".repeat(500) + "a ##\"\"\"##\n", 2),
+        ] {
+            CLOSING_LINE_SEARCHES.set(0);
+            assert!(try_parse(document, &text).is_err());
+            assert_eq!(CLOSING_LINE_SEARCHES.get(), searches, "{:?}", &text[text.len() - 12..]);
+        }
+    }
+
+    #[test]
     fn remembered_unclosed_raw_strings_give_the_same_result() {
         // Unclosed openings with closing quotes of fewer, as many and more `#`s around them, on one line and on
         // several, with and without the scans remembered.
@@ -1694,6 +1794,15 @@ mod string_tests {
             "a ##\"\"\"\nx #\"\"\"\n  \"\"\"#\n\"\"\"##",
             "a #\"\"\"\nx \"\"\"# y\n#\"\"\"\n",
             "a #\"\"\"\n\u{feff}\n#\"\"\"\nz",
+            // Closing quotes in the middle of a line, after a body's first line, and on a closing line whose
+            // prefix the lines before it lack; with as many `#`s and with others in between.
+            "a #\"\"\"\nb #\"\"\"\nc #\"\"\"#\"\"\"\n",
+            "a #\"\"\"\nx\"\"\"#\nb #\"\"\"\n\"\"\"#",
+            "a #\"\"\"\nb #\"\"\"\n  \"\"\"#\nc",
+            "a #\"\"\"\nb ##\"\"\"\nc #\"\"\"\nd \"\"\"#\ne \"\"\"##\n",
+            "a #\"\"\"\n  b #\"\"\"\n  \"\"\"#\n\"\"\"#\n",
+            "a #\"\"\"\nb #\"\"\"\n \u{7}\"\"\"#\n",
+            "a #\"\"\"\n\"\"\"#\nb #\"\"\"\n\"\"\"#\n",
         ];
         for text in texts {
             for repeated in [text.to_owned(), text.repeat(3), format!("{text}\n{text} {text}")] {
