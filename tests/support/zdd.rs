@@ -451,12 +451,28 @@ impl ZddRun {
     /// Everything, for assertion messages.
     pub(crate) fn describe(&self) -> String {
         format!(
-            "zdd exit {} in {:.1} s\n--- stderr\n{}\n--- events\n{}",
+            "zdd exit {} in {:.1} s\n--- why\n{}\n--- stderr\n{}\n--- events\n{}",
             self.code,
             self.duration.as_secs_f64(),
+            self.why(),
             tail(&self.stderr, 60),
             tail(&self.stdout, 60)
         )
+    }
+
+    /// The events that say why a run failed (a step that did not succeed, the rollback's cause, a failed undo,
+    /// warnings), first in [`ZddRun::describe`]: a long run's tail may not reach back to them, and a CI log that
+    /// is cut in the middle still shows its head.
+    fn why(&self) -> String {
+        let telling = |e: &Value| match e["event"].as_str() {
+            Some("step-finished") => !matches!(e["state"].as_str(), Some("succeeded" | "skipped")),
+            Some("undo-finished") => e["ok"] != Value::Bool(true),
+            Some("rollback-started" | "warning") => true,
+            _ => false,
+        };
+        let lines: Vec<String> =
+            parse_events(&self.stdout).iter().filter(|e| telling(e)).map(Value::to_string).collect();
+        if lines.is_empty() { "(no failed step in the events)".to_owned() } else { lines.join("\n") }
     }
 }
 

@@ -6,6 +6,11 @@
 //!
 //! Replies are read from `--json` output. A command no node answered exits non-zero ("No nodes replied"):
 //! that is an empty reply, not an error.
+//!
+//! A question to one node (`--destination`) returns as soon as that node replies, so its window is generous: a
+//! worker still starting its pool, or busy on a loaded host, can take seconds to read its control queue, and a
+//! short window turned that into a failed deploy. A broadcast (`inspect ping` for a slot's node, whose full name
+//! is not known yet) always waits out its window, so that one stays short and is asked again instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,8 +23,10 @@ use super::config::WorkerConfig;
 use crate::common::{quiet, tail};
 use crate::service::instance::Instance;
 
-/// How long a remote-control command waits for replies.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a broadcast waits for replies (all of it: any node may answer).
+const BROADCAST_WINDOW: Duration = Duration::from_secs(2);
+/// How long a question to one node waits for its reply (it returns at the reply).
+const NODE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The release's Python, loading its Celery app as the worker does, printing the task names it defines
 /// (Celery's own `celery.*` tasks left out) as a JSON list.
@@ -46,11 +53,11 @@ async fn command(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str, argv: Vec<Str
     inst.command(&cfg.service(), ctx).await
 }
 
-/// `celery -A <app> <words> --json --timeout <s>`.
-fn remote(cfg: &WorkerConfig, release: &str, words: &[&str]) -> Vec<String> {
+/// `celery -A <app> <words> --json --timeout <window>`.
+fn remote(cfg: &WorkerConfig, release: &str, words: &[&str], window: Duration) -> Vec<String> {
     let mut argv = vec![cfg.bin(release, "celery"), "-A".into(), cfg.celery_app.clone()];
     argv.extend(words.iter().map(|w| (*w).to_owned()));
-    argv.extend(["--json".into(), "--timeout".into(), format!("{:.1}", REPLY_TIMEOUT.as_secs_f64())]);
+    argv.extend(["--json".into(), "--timeout".into(), format!("{:.1}", window.as_secs_f64())]);
     argv
 }
 
@@ -80,16 +87,47 @@ async fn ask(
     cfg: &WorkerConfig,
     release: &str,
     args: &[&str],
+    window: Duration,
 ) -> Result<BTreeMap<String, Value>, StepError> {
-    let cmd = command(ctx, cfg, release, remote(cfg, release, args)).await?;
+    let cmd = command(ctx, cfg, release, remote(cfg, release, args, window)).await?;
     let out = quiet(ctx, &cmd).await?;
     Ok(parse_replies(&out.stdout_str()))
 }
 
+/// `node`'s reply to `words` (addressed to it alone); `None` if it did not answer within [`NODE_WINDOW`].
+async fn ask_node(
+    ctx: &UndoCtx,
+    cfg: &WorkerConfig,
+    release: &str,
+    words: &[&str],
+    node: &str,
+) -> Result<Option<Value>, StepError> {
+    let args: Vec<&str> = words.iter().copied().chain(["--destination", node]).collect();
+    let mut replies = ask(ctx, cfg, release, &args, NODE_WINDOW).await?;
+    Ok(replies.remove(node))
+}
+
 /// The full names of the nodes answering `inspect ping` whose names start with `prefix` (`<name>-<slot>@`).
 pub async fn ping(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str, prefix: &str) -> Result<Vec<String>, StepError> {
-    let replies = ask(ctx, cfg, release, &["inspect", "ping"]).await?;
+    let replies = ask(ctx, cfg, release, &["inspect", "ping"], BROADCAST_WINDOW).await?;
     Ok(replies.into_keys().filter(|node| node.starts_with(prefix)).collect())
+}
+
+/// The node of a worker that should be running (the live slot's), asked up to `attempts` times: one missed
+/// broadcast window is not taken for a worker that is gone.
+pub async fn running_node(
+    ctx: &UndoCtx,
+    cfg: &WorkerConfig,
+    release: &str,
+    prefix: &str,
+    attempts: usize,
+) -> Result<Option<String>, StepError> {
+    for _ in 0..attempts {
+        if let Some(node) = ping(ctx, cfg, release, prefix).await?.into_iter().next() {
+            return Ok(Some(node));
+        }
+    }
+    Ok(None)
 }
 
 /// The tasks `node` has registered; `None` if it did not answer.
@@ -99,14 +137,14 @@ pub async fn registered(
     release: &str,
     node: &str,
 ) -> Result<Option<BTreeSet<String>>, StepError> {
-    let replies = ask(ctx, cfg, release, &["inspect", "registered", "--destination", node]).await?;
-    Ok(replies.get(node).map(task_names))
+    let reply = ask_node(ctx, cfg, release, &["inspect", "registered"], node).await?;
+    Ok(reply.as_ref().map(task_names))
 }
 
 /// How many tasks `node` is running now (0 if it did not answer).
 pub async fn active(ctx: &UndoCtx, cfg: &WorkerConfig, release: &str, node: &str) -> Result<usize, StepError> {
-    let replies = ask(ctx, cfg, release, &["inspect", "active", "--destination", node]).await?;
-    Ok(replies.get(node).and_then(Value::as_array).map_or(0, Vec::len))
+    let reply = ask_node(ctx, cfg, release, &["inspect", "active"], node).await?;
+    Ok(reply.as_ref().and_then(Value::as_array).map_or(0, Vec::len))
 }
 
 /// `control cancel_consumer` / `add_consumer` for each queue on `node`; the nodes' answers, as text.
@@ -119,15 +157,13 @@ pub async fn consumers(
 ) -> Result<Vec<String>, StepError> {
     let mut said = Vec::new();
     for queue in &cfg.queues {
-        let args = ["control", action.command(), queue.as_str(), "--destination", node];
-        let replies = ask(ctx, cfg, release, &args).await?;
-        match replies.get(node) {
-            Some(reply) => said.push(reply_text(reply)),
+        match ask_node(ctx, cfg, release, &["control", action.command(), queue.as_str()], node).await? {
+            Some(reply) => said.push(reply_text(&reply)),
             None => {
                 return Err(StepError::failed(format!(
                     "{node} did not answer `{} {queue}` within {}s",
                     action.command(),
-                    REPLY_TIMEOUT.as_secs()
+                    NODE_WINDOW.as_secs()
                 )));
             }
         }

@@ -237,7 +237,7 @@ impl TypedKind for Worker {
         let tasks = celery::release_tasks(ctx, cfg, release).await?;
         ctx.message(format!("release {release} defines {} tasks: {}", tasks.len(), list(&tasks)));
         let old_node = match live {
-            Some(live) => celery::ping(ctx, cfg, release, &cfg.node_prefix(live)).await?.into_iter().next(),
+            Some(live) => celery::running_node(ctx, cfg, release, &cfg.node_prefix(live), LIVE_PING_ATTEMPTS).await?,
             None => None,
         };
         if let Some(node) = &old_node {
@@ -392,6 +392,9 @@ async fn compatible(
         }
     }
 }
+
+/// How many `inspect ping` broadcasts the live worker may miss before it counts as not running.
+pub(crate) const LIVE_PING_ATTEMPTS: usize = 3;
 
 /// Wait until the slot's new worker answers `inspect ping`; its full node name. Fails if it exits meanwhile
 /// or does not answer within `ready-within`, with its last log lines.

@@ -104,7 +104,8 @@ impl TypedKind for WorkerRetire {
             .await?;
         let mut held = 0;
         if let Some(release) = &release
-            && let Some(node) = celery::ping(ctx, cfg, release, &cfg.node_prefix(live)).await?.into_iter().next()
+            && let Some(node) =
+                celery::running_node(ctx, cfg, release, &cfg.node_prefix(live), super::LIVE_PING_ATTEMPTS).await?
         {
             held = celery::active(ctx, cfg, release, &node).await?;
             ctx.message(format!("the old worker {node} holds {held} running tasks"));
