@@ -332,3 +332,17 @@ fn each_server_needs_its_application() {
         &zdd_steps::builtin()
     ));
 }
+
+/// A plan written for another zdd, in the main file or in an include, is refused at its requirement, and the rest
+/// is not judged (a field only a newer zdd knows is not reported as a typo); a requirement this zdd meets is
+/// silent.
+#[test]
+fn a_plan_written_for_another_zdd_is_refused_at_its_requirement() {
+    let step = "step \"a\" kind=\"fake\" {\n    path \"/a\"\n    only-in-zdd-9 \"x\"\n}\n";
+    insta::assert_snapshot!(check_files(
+        &format!("{HEAD}zdd-version \">=9\"\ninclude \"checks.kdl\"\n{step}"),
+        &[("deploy/checks.kdl", "zdd-version \"0.0.*\"\n")]
+    ));
+    assert_eq!(check(&format!("{HEAD}zdd-version \">=0.1, <1\"\n")), "valid");
+    insta::assert_snapshot!("bad_zdd_version_requirement", check(&format!("{HEAD}zdd-version \"at least 0.2\"\n")));
+}

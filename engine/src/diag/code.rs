@@ -41,6 +41,8 @@ codes! {
     MissingKind => "missing-kind",
     MissingPlan => "missing-plan",
     MisplacedNode => "misplaced-node",
+    ZddVersion => "zdd-version",
+    BadVersionRequirement => "bad-version-requirement",
     DuplicateNode => "duplicate-node",
     DuplicateStep => "duplicate-step",
     DuplicateField => "duplicate-field",

@@ -35,6 +35,7 @@ pub mod suggest;
 pub mod types;
 pub mod validate;
 pub mod vars;
+pub mod version_pin;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The raw layer: KDL text parsed (kdl v6, KDL 2.0) into plan nodes that keep every span. No I/O.
 //!
 //! [`parse`] turns one file's text into a [`RawDocument`]: the top-level nodes a plan may hold (`plan`,
-//! `state-dir`, `slots`, `var`, `include`, `defaults`, `step`, `repeat`), each keeping the spans of its name, arguments
+//! `zdd-version`, `state-dir`, `slots`, `var`, `include`, `defaults`, `step`, `repeat`), each keeping the spans of its name, arguments
 //! and properties so that later stages point at the exact token. Children of `step`, `defaults` and `repeat` stay
 //! generic [`RawNode`]s: what they may contain depends on the step's kind, which validation knows.
 //! Unknown top-level nodes and properties of top-level nodes are reported here, with "did you mean".
@@ -14,8 +14,19 @@ use crate::plan::suggest::did_you_mean;
 use crate::source::{FileId, Span};
 
 /// The top-level nodes a plan file may contain, for "did you mean".
-pub const TOP_LEVEL_NODES: &[&str] =
-    &["plan", "state-dir", "slots", "var", "include", "defaults", "hosts", "ssh-config", "step", "repeat"];
+pub const TOP_LEVEL_NODES: &[&str] = &[
+    "plan",
+    "zdd-version",
+    "state-dir",
+    "slots",
+    "var",
+    "include",
+    "defaults",
+    "hosts",
+    "ssh-config",
+    "step",
+    "repeat",
+];
 
 /// A KDL scalar as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +102,8 @@ impl RawNode {
 pub enum RawItem {
     /// `plan "name"`.
     Plan(RawNode),
+    /// `zdd-version ">=0.2"` (see [`crate::plan::version_pin`]).
+    ZddVersion(RawNode),
     /// `state-dir "/var/lib/zdd/shop"`.
     StateDir(RawNode),
     /// `slots "a" "b"`.
@@ -115,6 +128,7 @@ impl RawItem {
     pub fn node(&self) -> &RawNode {
         match self {
             RawItem::Plan(n)
+            | RawItem::ZddVersion(n)
             | RawItem::StateDir(n)
             | RawItem::Slots(n)
             | RawItem::Var(n)
@@ -168,6 +182,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
     for raw in nodes {
         let item = match raw.name.as_str() {
             "plan" => RawItem::Plan(raw),
+            "zdd-version" => RawItem::ZddVersion(raw),
             "state-dir" => RawItem::StateDir(raw),
             "slots" => RawItem::Slots(raw),
             "var" => RawItem::Var(raw),

@@ -1,7 +1,7 @@
 //! Validation: the raw layer to an immutable [`crate::plan::Plan`], collecting every diagnostic.
 //!
-//! Walks the main file with its includes expanded where they stand; checks the header (`plan`, `state-dir`,
-//! `slots`), resolves variables, decides the deploy target, applies `defaults`, expands `repeat` groups
+//! Walks the main file with its includes expanded where they stand; checks the zdd versions the files are written
+//! for ([`version_pin`]), then the header (`plan`, `state-dir`, `slots`), resolves variables, decides the deploy target, applies `defaults`, expands `repeat` groups
 //! ([`crate::plan::repeat`]), then checks each step (name,
 //! `kind`, common fields, the kind's own fields through [`crate::plan::fields`], `needs`) and finally looks for
 //! dependency cycles. Nothing stops at the first problem.
@@ -19,6 +19,7 @@ use crate::plan::raw::{RawItem, RawNode, RawValue, Scalar};
 use crate::plan::repeat;
 use crate::plan::suggest::did_you_mean;
 use crate::plan::vars::{self, Interpolator, VarDecl, VarInputs};
+use crate::plan::version_pin;
 use crate::plan::{PlanHeader, Runtime, TargetSource};
 use crate::schema::ValueType;
 use crate::source::{FileId, Span};
@@ -41,6 +42,8 @@ fn valid_step_name(name: &str) -> bool {
 #[derive(Default)]
 struct Collected<'a> {
     plan: Vec<&'a RawNode>,
+    /// `zdd-version` nodes, from every file.
+    zdd_version: Vec<&'a RawNode>,
     state_dir: Vec<&'a RawNode>,
     slots: Vec<&'a RawNode>,
     vars: Vec<VarDecl>,
@@ -60,6 +63,7 @@ fn collect<'a>(loaded: &'a Loaded, file: FileId, depth: usize, out: &mut Collect
                     .help("move it to the plan file given to zdd; included files hold `var`, `defaults` and `step`"),
             ),
             RawItem::Plan(n) => out.plan.push(n),
+            RawItem::ZddVersion(n) => out.zdd_version.push(n),
             RawItem::StateDir(n) => out.state_dir.push(n),
             RawItem::Slots(n) => out.slots.push(n),
             RawItem::Var(n) => {
@@ -151,6 +155,10 @@ fn header_phase<'a>(
     }
     let mut c = Collected::default();
     collect(loaded, FileId(0), 0, &mut c, diags);
+    // A plan written for another zdd is judged no further: what this one would say of the rest may be wrong.
+    if !version_pin::check(&c.zdd_version, &version_pin::running(), diags) {
+        return None;
+    }
 
     let name = header_string(&c.plan, "plan", true, diags).map(|(s, _)| s).unwrap_or_default();
     // A file that is not KDL has no nodes: do not also complain that the plan has no name.
