@@ -40,11 +40,12 @@ fn sigterm_mid_run_rolls_back() {
 fn after_kill_9_run_refuses_and_recover_undoes_from_the_journal() {
     let s = Scratch::new("interrupt");
     let mut child = s.spawn("run", &["--plain"]);
-    s.wait_for("hang.pid", Duration::from_secs(10));
+    let pgid = s.wait_for_pid("hang.pid", Duration::from_secs(10));
+    s.wait_until_logged(pgid, Duration::from_secs(10));
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
     // The step's `sleep` outlived zdd (its own process group): recover must stop it.
-    let pgid = nix::unistd::Pid::from_raw(s.read("hang.pid").trim().parse().unwrap());
+    let pgid = nix::unistd::Pid::from_raw(pgid);
     assert!(nix::sys::signal::killpg(pgid, None).is_ok(), "the step's process group should still be running");
 
     let refused = s.zdd("run", &["--var", "nap=0"]);
