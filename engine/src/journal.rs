@@ -522,6 +522,24 @@ mod tests {
     }
 
     #[test]
+    fn the_header_carries_the_format_and_a_newer_one_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
+        let path = j.path().unwrap().to_path_buf();
+        drop(j);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(Stamp::of(text.lines().next().unwrap()), Some(Stamp::current()));
+        assert_eq!(replay(&path).unwrap().header, header("r"));
+
+        std::fs::write(&path, text.replacen(&format!("\"format\":{}", format::CURRENT), "\"format\":99", 1)).unwrap();
+        let err = replay(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("is in state format 99"), "{err}");
+        assert!(unfinished(dir.path()).is_err(), "a newer journal is not taken for a finished or an empty one");
+        assert_eq!(prune(dir.path(), 0).unwrap(), 0, "nor deleted");
+    }
+
+    #[test]
     fn a_cut_last_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();

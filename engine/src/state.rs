@@ -338,4 +338,21 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(matches!(StateDir::prepare(&path), Err(StateError::Unsafe { .. })));
     }
+
+    #[test]
+    fn state_is_saved_in_this_format_and_a_newer_one_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir::prepare(root.path()).unwrap();
+        let file = root.path().join("state.json");
+        std::fs::write(&file, r#"{"live": null, "previous": null}"#).unwrap();
+        assert_eq!(dir.load().unwrap(), State::default(), "a file without a format is format 1");
+        dir.save(&State::default()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(Stamp::of(&text), Some(Stamp::current()));
+
+        std::fs::write(&file, text.replacen(&format!("\"format\": {}", crate::format::CURRENT), "\"format\": 99", 1))
+            .unwrap();
+        assert!(matches!(dir.load(), Err(StateError::Newer(_))));
+        assert!(matches!(StateDir::open(root.path()), Err(StateError::Newer(_))));
+    }
 }
