@@ -171,7 +171,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "/s/state.json is in state format 9, written by zdd 7.0.0; this zdd ({VERSION}) reads formats 1 to {CURRENT}"
+                "/s/state.json is in state format 9, written by zdd 7.0.0; this zdd ({VERSION}) reads formats 1 \
+                 to {CURRENT}"
             )
         );
         let (offset, len) = format_field(text).unwrap();
