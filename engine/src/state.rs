@@ -112,23 +112,16 @@ impl StateDir {
     /// Refuse the directory if any of its files is in a format this zdd does not read: `state.json`, the lock, and
     /// each journal (its header, the first line). Reads only, so a refused directory is left as it was.
     fn refuse_newer(&self) -> Result<(), StateError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { path, source }
-        };
-        let journals = crate::journal::journals(&self.path).map_err(io(&crate::journal::journal_dir(&self.path)))?;
-        let whole = [self.state_file(), crate::lock::lock_path(&self.path)];
-        for (path, first_line_only) in
-            whole.into_iter().map(|p| (p, false)).chain(journals.into_iter().map(|p| (p, true)))
-        {
-            let text = match std::fs::read_to_string(&path) {
+        let journals = crate::journal::journals(&self.path)
+            .map_err(|source| StateError::Io { path: crate::journal::journal_dir(&self.path), source })?;
+        for path in [self.state_file(), crate::lock::lock_path(&self.path)].into_iter().chain(journals) {
+            let text = match stamped_text(&path) {
                 Ok(text) => text,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(source) => return Err(StateError::Io { path, source }),
             };
-            let text = if first_line_only { text.lines().next().unwrap_or_default() } else { text.as_str() };
-            if let Some(stamp) = Stamp::of(text) {
-                stamp.check(&path, text)?;
+            if let Some(stamp) = Stamp::of(&text) {
+                stamp.check(&path, &text)?;
             }
         }
         Ok(())
@@ -164,6 +157,17 @@ impl StateDir {
         crate::host::local::write_atomically(&file, &json, 0o600)
             .map_err(|e| StateError::Io { path: file.clone(), source: std::io::Error::other(e.to_string()) })
     }
+}
+
+/// The text of a state file that holds its [`Stamp`]: a journal's header (its first line, read alone: a journal
+/// can be long), or the whole of `state.json` and the lock.
+fn stamped_text(path: &Path) -> std::io::Result<String> {
+    if path.extension().is_none_or(|e| e != "jsonl") {
+        return std::fs::read_to_string(path);
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(std::fs::File::open(path)?), &mut line)?;
+    Ok(line)
 }
 
 impl State {
