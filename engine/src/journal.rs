@@ -2,7 +2,8 @@
 //! so `zdd recover` can roll back an interrupted run from the journal alone.
 //!
 //! One file per run, `<state-dir>/journal/<run-id>.jsonl`, mode 0600. The first line is the run's header
-//! (`journal-opened`: plan, mode, deploy target, user, host, pid); then every event of the run as the reporters
+//! (`journal-opened`: the journal's format (see [`crate::format`]), plan, mode, deploy target, user, host, pid); a
+//! header of a newer format is refused before any line is read. Then every event of the run as the reporters
 //! see it, plus `undo-facts` lines written (and fsync'd) by [`UndoJournal::record`] before the effect they
 //! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run.
 //!
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, Outcome, Stamped, StepState};
+use crate::format::{self, Stamp};
 use crate::kind::{DeployTarget, RecordedPolicy, RecordedUndo, UndoFacts, UndoJournal};
 use crate::redact::Redactor;
 
@@ -114,14 +116,15 @@ impl Journal {
             redactor,
             facts: Mutex::new(BTreeMap::new()),
         };
-        let mut line = serde_json::to_value(header).map_err(std::io::Error::other)?;
+        let mut line = serde_json::to_value(format::Stamped::current(header)).map_err(std::io::Error::other)?;
         stamp(&mut line, "journal-opened", now_millis());
         journal.write_line(&line, true)?;
         File::open(&dir)?.sync_all()?;
         Ok(journal)
     }
 
-    /// Continue writing an existing journal (`zdd recover` appends its undo and the run's end to it).
+    /// Continue writing an existing journal (`zdd recover` appends its undo and the run's end to it). The journal
+    /// keeps the format of its header: the lines appended are the same in every format this zdd reads.
     pub fn reopen(path: &Path, redactor: Redactor) -> std::io::Result<Self> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Self {
@@ -271,7 +274,8 @@ impl Replay {
     }
 }
 
-/// Read a journal. Unreadable trailing garbage (a line cut by a crash) is ignored.
+/// Read a journal. Unreadable trailing garbage (a line cut by a crash) is ignored. A journal of a newer format
+/// (its header says) is an error of kind `Unsupported`, carrying the [`format::NewerFormat`].
 pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let reader = BufReader::new(File::open(path)?);
     let mut header = None;
@@ -280,8 +284,13 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let mut completed: Vec<String> = Vec::new();
     let mut undone: BTreeSet<String> = BTreeSet::new();
     let mut finished = false;
-    for line in reader.lines() {
+    for (index, line) in reader.lines().enumerate() {
         let line = line?;
+        if index == 0
+            && let Some(stamp) = Stamp::of(&line)
+        {
+            stamp.check(path, &line).map_err(|e| std::io::Error::new(std::io::ErrorKind::Unsupported, e))?;
+        }
         let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
         match parsed {
             Line::JournalOpened { header: h } => header = Some(*h),
@@ -510,6 +519,24 @@ mod tests {
         event(&j, Event::UndoFinished { step: "a".into(), ok: true, error: None, duration_ms: 1 });
         event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
         assert!(unfinished(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_header_carries_the_format_and_a_newer_one_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("r"), Redactor::new()).unwrap();
+        let path = j.path().unwrap().to_path_buf();
+        drop(j);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(Stamp::of(text.lines().next().unwrap()), Some(Stamp::current()));
+        assert_eq!(replay(&path).unwrap().header, header("r"));
+
+        std::fs::write(&path, text.replacen(&format!("\"format\":{}", format::CURRENT), "\"format\":99", 1)).unwrap();
+        let err = replay(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("is in state format 99"), "{err}");
+        assert!(unfinished(dir.path()).is_err(), "a newer journal is not taken for a finished or an empty one");
+        assert_eq!(prune(dir.path(), 0).unwrap(), 0, "nor deleted");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod diag;
 pub mod events;
+pub mod format;
 pub mod graph;
 pub mod host;
 pub mod journal;

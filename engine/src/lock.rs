@@ -1,9 +1,10 @@
 //! The deploy lock of a state directory: one run at a time, owner recorded, stale locks taken over.
 //!
 //! The lock is `<state-dir>/lock`, held with an advisory `flock` (`File::try_lock`) for as long as the run
-//! lasts; the file holds the owner as JSON (host, pid, user, start time, CI job). The kernel drops the `flock`
-//! when its holder dies, however it dies, so a lock is never stuck: a file that still names an owner while
-//! nobody holds the `flock` was left by a run that was killed, and the next run takes it over with a warning.
+//! lasts; the file holds the file's format (see [`crate::format`]) and the owner as JSON (host, pid, user, start
+//! time, CI job). The kernel drops the `flock` when its holder dies, however it dies, so a lock is never stuck: a
+//! file that still names an owner while nobody holds the `flock` was left by a run that was killed, and the next
+//! run takes it over with a warning.
 //! The file itself is never deleted while in use (deleting a locked file lets a second run lock a new inode).
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -116,7 +117,8 @@ impl DeployLock {
         let mut previous = String::new();
         file.read_to_string(&mut previous).map_err(io)?;
         let taken_over = serde_json::from_str::<LockOwner>(&previous).ok();
-        let json = serde_json::to_string_pretty(owner).map_err(|e| io(std::io::Error::other(e)))?;
+        let json = serde_json::to_string_pretty(&crate::format::Stamped::current(owner))
+            .map_err(|e| io(std::io::Error::other(e)))?;
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(json.as_bytes()).map_err(io)?;

@@ -3,7 +3,8 @@
 //! `<state-dir>/state.json` (mode 0600, written atomically) says which release serves from which slot, which
 //! served before it, and what past runs did. The engine derives each run's [`DeployTarget`] from it. The
 //! directory itself is created 0700 and refused when others may write to it: it holds the journal `recover`
-//! acts on and the lock.
+//! acts on and the lock. It is refused too when a newer zdd wrote any of its files (see [`crate::format`]),
+//! before anything in it is read for its content or written.
 
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Outcome;
+use crate::format::{NewerFormat, Stamp, Stamped};
 use crate::journal::RunMode;
 use crate::kind::DeployTarget;
 
@@ -63,6 +65,8 @@ pub enum StateError {
     Foreign { path: PathBuf, owner: u32 },
     #[error("{path} is not valid state: {source}")]
     Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Newer(#[from] NewerFormat),
     #[error("{0}")]
     Target(String),
 }
@@ -88,7 +92,8 @@ impl StateDir {
         Self::open(path)
     }
 
-    /// An existing state directory (for `status`, `history`): nothing is created.
+    /// An existing state directory (for `status`, `history`): nothing is created. One that a newer zdd wrote is
+    /// refused.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let meta = std::fs::metadata(path).map_err(|source| StateError::Io { path: path.to_path_buf(), source })?;
         let mode = meta.permissions().mode() & 0o777;
@@ -99,7 +104,27 @@ impl StateDir {
         if owner != 0 && owner != nix::unistd::geteuid().as_raw() {
             return Err(StateError::Foreign { path: path.to_path_buf(), owner });
         }
-        Ok(Self { path: path.to_path_buf() })
+        let dir = Self { path: path.to_path_buf() };
+        dir.refuse_newer()?;
+        Ok(dir)
+    }
+
+    /// Refuse the directory if any of its files is in a format this zdd does not read: `state.json`, the lock, and
+    /// each journal (its header, the first line). Reads only, so a refused directory is left as it was.
+    fn refuse_newer(&self) -> Result<(), StateError> {
+        let journals = crate::journal::journals(&self.path)
+            .map_err(|source| StateError::Io { path: crate::journal::journal_dir(&self.path), source })?;
+        for path in [self.state_file(), crate::lock::lock_path(&self.path)].into_iter().chain(journals) {
+            let text = match stamped_text(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StateError::Io { path, source }),
+            };
+            if let Some(stamp) = Stamp::of(&text) {
+                stamp.check(&path, &text)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -110,23 +135,39 @@ impl StateDir {
         self.path.join("state.json")
     }
 
-    /// The state; empty before the first run.
+    /// The state; empty before the first run. Its format is checked first: a newer one is refused, not misread.
     pub fn load(&self) -> Result<State, StateError> {
         let file = self.state_file();
-        match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path: file, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(source) => Err(StateError::Io { path: file, source }),
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StateError::Io { path: file, source }),
+        };
+        if let Some(stamp) = Stamp::of(&text) {
+            stamp.check(&file, &text)?;
         }
+        serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path: file, source })
     }
 
+    /// Write `state.json` in this zdd's format, whatever format it was read in.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let file = self.state_file();
-        let json = serde_json::to_vec_pretty(state)
+        let json = serde_json::to_vec_pretty(&Stamped::current(state))
             .map_err(|e| StateError::Io { path: file.clone(), source: std::io::Error::other(e) })?;
         crate::host::local::write_atomically(&file, &json, 0o600)
             .map_err(|e| StateError::Io { path: file.clone(), source: std::io::Error::other(e.to_string()) })
     }
+}
+
+/// The text of a state file that holds its [`Stamp`]: a journal's header (its first line, read alone: a journal
+/// can be long), or the whole of `state.json` and the lock.
+fn stamped_text(path: &Path) -> std::io::Result<String> {
+    if path.extension().is_none_or(|e| e != "jsonl") {
+        return std::fs::read_to_string(path);
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(std::fs::File::open(path)?), &mut line)?;
+    Ok(line)
 }
 
 impl State {
@@ -300,5 +341,22 @@ mod tests {
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(matches!(StateDir::prepare(&path), Err(StateError::Unsafe { .. })));
+    }
+
+    #[test]
+    fn state_is_saved_in_this_format_and_a_newer_one_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir::prepare(root.path()).unwrap();
+        let file = root.path().join("state.json");
+        std::fs::write(&file, r#"{"live": null, "previous": null}"#).unwrap();
+        assert_eq!(dir.load().unwrap(), State::default(), "a file without a format is format 1");
+        dir.save(&State::default()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(Stamp::of(&text), Some(Stamp::current()));
+
+        std::fs::write(&file, text.replacen(&format!("\"format\": {}", crate::format::CURRENT), "\"format\": 99", 1))
+            .unwrap();
+        assert!(matches!(dir.load(), Err(StateError::Newer(_))));
+        assert!(matches!(StateDir::open(root.path()), Err(StateError::Newer(_))));
     }
 }

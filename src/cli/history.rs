@@ -16,7 +16,7 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     let history = if dir.exists() {
         match StateDir::open(&dir).and_then(|s| s.load()) {
             Ok(s) => s.history,
-            Err(e) => return Refusal::new(exit::INVALID, e.to_string()).print(),
+            Err(e) => return Refusal::from(e).print(),
         }
     } else {
         Vec::new()

@@ -8,9 +8,10 @@ use zdd_engine::host::{HostSet, LocalHost, SshOptions};
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::plan::{Plan, PlanHeader};
 use zdd_engine::preview::{self, PreviewInput};
-use zdd_engine::state::{State, StateDir};
+use zdd_engine::state::{State, StateDir, StateError};
 
 use super::check::{open_plan, report_diagnostics};
+use super::run::Refusal;
 use super::{PlanArgs, StateArgs, exit};
 
 pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, json: bool) -> i32 {
@@ -26,10 +27,7 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
     };
     let target = match preview_target(unbound.header(), release) {
         Ok(target) => target,
-        Err(e) => {
-            eprintln!("zdd: cannot decide what to deploy: {e}\n  help: check the state directory (`zdd status`)");
-            return exit::INVALID;
-        }
+        Err(refusal) => return refusal.print(),
     };
     let plan = match unbound.bind(&target, &kinds) {
         Ok(plan) => Arc::new(plan),
@@ -76,11 +74,19 @@ async fn preview_hosts(plan: &Plan) -> HostSet {
 
 /// The target a `zdd run` (with `--release`, if given) would take now, read from the state directory without
 /// creating or locking it (a missing directory is a first deploy).
-fn preview_target(header: &PlanHeader, release: Option<&str>) -> Result<DeployTarget, String> {
+fn preview_target(header: &PlanHeader, release: Option<&str>) -> Result<DeployTarget, Refusal> {
+    let cannot = |e: StateError| match e {
+        // Its own diagnostic: the state directory is fine, this zdd is too old for it.
+        StateError::Newer(_) => Refusal::from(e),
+        e => Refusal::new(
+            exit::INVALID,
+            format!("cannot decide what to deploy: {e}\n  help: check the state directory (`zdd status`)"),
+        ),
+    };
     let state = if header.state_dir.exists() {
-        StateDir::open(&header.state_dir).and_then(|dir| dir.load()).map_err(|e| e.to_string())?
+        StateDir::open(&header.state_dir).and_then(|dir| dir.load()).map_err(cannot)?
     } else {
         State::default()
     };
-    state.deploy_target(&header.slots, release).map_err(|e| e.to_string())
+    state.deploy_target(&header.slots, release).map_err(cannot)
 }

@@ -18,30 +18,41 @@ use zdd_engine::report::{self, Format};
 use zdd_engine::run::{self, Session, SessionError};
 use zdd_engine::state::{State, StateDir, StateError};
 
-use super::check::{open_plan, report_diagnostics};
+use super::check::{open_plan, report_diagnostics, stderr_color};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
 /// A command stopped before running anything: its exit code and why.
 pub(super) struct Refusal {
     pub code: i32,
-    /// `None` when the reason was already printed (plan diagnostics).
-    pub message: Option<String>,
+    reason: Reason,
+}
+
+/// What a [`Refusal`] prints.
+enum Reason {
+    /// A line after `zdd: `.
+    Message(String),
+    /// Rendered diagnostics, printed as they are.
+    Diagnostics(String),
+    /// Nothing: the reason was already printed (plan diagnostics).
+    Printed,
 }
 
 impl Refusal {
     pub(super) fn new(code: i32, message: impl Into<String>) -> Self {
-        Self { code, message: Some(message.into()) }
+        Self { code, reason: Reason::Message(message.into()) }
     }
 
     /// The reason is already on stderr.
     pub(super) fn printed(code: i32) -> Self {
-        Self { code, message: None }
+        Self { code, reason: Reason::Printed }
     }
 
     /// Print the reason (if not printed yet) and give the exit code.
     pub(super) fn print(&self) -> i32 {
-        if let Some(message) = &self.message {
-            eprintln!("zdd: {message}");
+        match &self.reason {
+            Reason::Message(message) => eprintln!("zdd: {message}"),
+            Reason::Diagnostics(text) => eprint!("{text}"),
+            Reason::Printed => {}
         }
         self.code
     }
@@ -49,7 +60,14 @@ impl Refusal {
 
 impl From<StateError> for Refusal {
     fn from(e: StateError) -> Self {
-        Refusal::new(exit::INVALID, e.to_string())
+        match e {
+            // A diagnostic, pointing at the file's `format`: the code is what scripts and `zdd explain` know.
+            StateError::Newer(newer) => {
+                let (diags, sources) = newer.diagnostic();
+                Self { code: exit::INVALID, reason: Reason::Diagnostics(diags.render(&sources, stderr_color())) }
+            }
+            e => Refusal::new(exit::INVALID, e.to_string()),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use zdd_engine::{journal, lock, state::StateDir};
 
-use super::run::state_dir_of;
+use super::run::{Refusal, state_dir_of};
 use super::{PlanArgs, StateArgs, exit};
 
 pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
@@ -12,13 +12,9 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
         Err(r) => return r.print(),
     };
     let (current, holder, unfinished) = if dir.exists() {
-        let state = match StateDir::open(&dir) {
-            Ok(s) => s,
-            Err(e) => return super::run::Refusal::new(exit::INVALID, e.to_string()).print(),
-        };
-        let current = match state.load() {
+        let current = match StateDir::open(&dir).and_then(|state| state.load()) {
             Ok(c) => c,
-            Err(e) => return super::run::Refusal::new(exit::INVALID, e.to_string()).print(),
+            Err(e) => return Refusal::from(e).print(),
         };
         let holder = lock::holder(&dir).ok().flatten();
         let unfinished = journal::unfinished(&dir).ok().flatten().map(|r| r.header);

@@ -2,8 +2,9 @@
 //! is refused (exit 4): stop that run instead.
 
 use zdd_engine::lock::{self, LockError};
+use zdd_engine::state::StateDir;
 
-use super::run::state_dir_of;
+use super::run::{Refusal, state_dir_of};
 use super::{PlanArgs, StateArgs, exit};
 
 pub(super) fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
@@ -11,6 +12,12 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs) -> i32 {
         Ok(d) => d,
         Err(r) => return r.print(),
     };
+    // Unlocking writes the lock: a state directory a newer zdd wrote is refused first, and left as it is.
+    if dir.exists()
+        && let Err(e) = StateDir::open(&dir)
+    {
+        return Refusal::from(e).print();
+    }
     match lock::unlock(&dir) {
         Ok(Some(owner)) => {
             outln!("cleared the deploy lock left by {}", owner.describe());

@@ -32,6 +32,7 @@ mod docs_kdl;
 mod executor_interrupt;
 mod executor_run;
 mod executor_state;
+mod executor_upgrade;
 mod fuzz_corpus;
 mod harden_files;
 mod harden_injection;

@@ -114,6 +114,7 @@ codes! {
     PreflightNoGunicorn => "preflight-no-gunicorn",
     PreflightDocker => "preflight-docker",
     PreflightNoUv => "preflight-no-uv",
+    StateFormatNewer => "state-format-newer",
 }
 
 impl Code {
