@@ -61,7 +61,7 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
 
 /// This machine and the plan's SSH hosts, for reading only. A host that cannot be reached is said on stderr; the
 /// preview of its steps then says why they cannot be previewed.
-async fn preview_hosts(plan: &Plan) -> HostSet {
+pub(super) async fn preview_hosts(plan: &Plan) -> HostSet {
     let mut hosts = HostSet::local(Arc::new(LocalHost::new()));
     let destinations = plan.fleet.destinations();
     if destinations.is_empty() {
@@ -76,7 +76,7 @@ async fn preview_hosts(plan: &Plan) -> HostSet {
 
 /// The target a `zdd run` (with `--release`, if given) would take now, read from the state directory without
 /// creating or locking it (a missing directory is a first deploy).
-fn preview_target(header: &PlanHeader, release: Option<&str>) -> Result<DeployTarget, String> {
+pub(super) fn preview_target(header: &PlanHeader, release: Option<&str>) -> Result<DeployTarget, String> {
     let state = if header.state_dir.exists() {
         StateDir::open(&header.state_dir).and_then(|dir| dir.load()).map_err(|e| e.to_string())?
     } else {

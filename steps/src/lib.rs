@@ -7,6 +7,7 @@ use zdd_engine::kind::Kinds;
 mod archive;
 pub mod collectstatic;
 mod common;
+pub mod doctor;
 pub mod django;
 pub mod drain_stop;
 pub mod envfile;

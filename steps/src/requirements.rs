@@ -13,16 +13,27 @@ pub fn scan(text: &str, package: &str) -> (bool, Vec<String>) {
     let mut includes = Vec::new();
     for line in text.lines().map(str::trim) {
         let lower = line.to_ascii_lowercase();
-        // A requirement starts with its name; a version, an extra or a marker follows.
-        let name_end = lower.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)));
-        if lower[..name_end.unwrap_or(lower.len())].replace('_', "-") == package {
-            named = true;
-        }
+        named |= names(&lower, package);
         if lower.starts_with("-r ") || lower.starts_with("--requirement ") {
             includes.extend(line.split_whitespace().nth(1).map(str::to_owned));
         }
     }
     (named, includes)
+}
+
+/// Does this (lowercased) requirement line name `package`? A requirement starts with its name; a version, an
+/// extra or a marker follows.
+fn names(lower: &str, package: &str) -> bool {
+    let name_end = lower.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    lower[..name_end.unwrap_or(lower.len())].replace('_', "-") == package
+}
+
+/// The line of a requirements file that names `package` (`Django>=4.2,<5.0`), without its comment: what
+/// `zdd doctor` shows as the version a release will get.
+pub fn line_naming<'t>(text: &'t str, package: &str) -> Option<&'t str> {
+    text.lines()
+        .map(|l| l.split(" #").next().unwrap_or(l).trim())
+        .find(|l| names(&l.to_ascii_lowercase(), package))
 }
 
 /// How deep `-r` includes are followed.

@@ -112,6 +112,13 @@ codes! {
     PreflightNoGunicorn => "preflight-no-gunicorn",
     PreflightDocker => "preflight-docker",
     PreflightNoUv => "preflight-no-uv",
+    DoctorStateDir => "doctor-state-dir",
+    DoctorStaleLock => "doctor-stale-lock",
+    DoctorLockHeld => "doctor-lock-held",
+    DoctorInterrupted => "doctor-interrupted",
+    DoctorLiveGone => "doctor-live-gone",
+    DoctorUnwritable => "doctor-unwritable",
+    DoctorDiskSpace => "doctor-disk-space",
 }
 
 impl Code {

@@ -1,0 +1,102 @@
+//! The doctor's checks of the state directory: that zdd may use it (its mode and owner, a readable
+//! `state.json`), that no dead run still names itself in the lock, and that no interrupted run waits for
+//! `zdd recover`. Reads only: the lock is read, never probed with `flock` (see [`crate::lock::holder`]).
+
+use std::path::Path;
+
+use super::Check;
+use crate::diag::Code;
+use crate::state::{StateDir, StateError};
+use crate::{journal, lock};
+
+/// The state directory's checks, in the order a run meets them.
+pub fn checks(dir: &Path, plan_file: &Path) -> Vec<Check> {
+    if !dir.exists() {
+        return vec![Check::ok(
+            "state dir",
+            format!("{} does not exist yet: the first `zdd run` creates it", dir.display()),
+        )];
+    }
+    let mut checks = vec![state_dir(dir)];
+    checks.push(lock_check(dir, plan_file));
+    checks.push(journal_check(dir, plan_file));
+    checks
+}
+
+/// Safe to use (0700-ish, ours) and its `state.json` readable.
+fn state_dir(dir: &Path) -> Check {
+    let problem = |e: StateError, fix: &str| Check::problem(Code::DoctorStateDir, "state dir", e.to_string(), fix);
+    let opened = match StateDir::open(dir) {
+        Ok(opened) => opened,
+        Err(e @ StateError::Unsafe { .. }) => {
+            return problem(e, &format!("`chmod 700 {}`: only the deploying user may write there", dir.display()));
+        }
+        Err(e @ StateError::Foreign { .. }) => {
+            return problem(e, &format!("`chown` {} to the user that deploys", dir.display()));
+        }
+        Err(e) => return problem(e, "check the directory's mode and owner"),
+    };
+    match opened.load() {
+        Ok(state) => Check::ok(
+            "state dir",
+            match &state.live {
+                Some(live) => format!("{}: release {} live in slot {}", dir.display(), live.release, live.slot),
+                None => format!("{}: nothing deployed yet", dir.display()),
+            },
+        ),
+        Err(e) => problem(
+            e,
+            "restore state.json from a backup, or move it away to start over (zdd then believes nothing is live)",
+        ),
+    }
+}
+
+/// Nobody holds the lock, or a run that is alive does; a lock naming a dead process of this host is stale.
+fn lock_check(dir: &Path, plan_file: &Path) -> Check {
+    let Some(owner) = lock::read_owner(&lock::lock_path(dir)) else {
+        return Check::ok("lock", "free");
+    };
+    let plan = plan_file.display();
+    if owner.host == lock::hostname() && !crate::host::local::pid_alive(owner.pid) {
+        return Check::problem(
+            Code::DoctorStaleLock,
+            "lock",
+            format!("the lock names {}, and that process is gone", owner.describe()),
+            format!("`zdd unlock {plan}` clears it (the next run would take it over with a warning)"),
+        );
+    }
+    Check::warning(
+        Code::DoctorLockHeld,
+        "lock",
+        format!("held by {}: a run is going on now", owner.describe()),
+        "let it finish, then run `zdd doctor` again: what it changes may change these checks",
+    )
+}
+
+/// Every run in the journal finished.
+fn journal_check(dir: &Path, plan_file: &Path) -> Check {
+    match journal::unfinished(dir) {
+        Ok(None) => Check::ok("journal", "every run finished"),
+        Ok(Some(replay)) => {
+            let h = &replay.header;
+            Check::problem(
+                Code::DoctorInterrupted,
+                "journal",
+                format!(
+                    "run {} (release {}, by {} on {}) did not finish: its changes may still be in place",
+                    h.run_id, h.target.release, h.user, h.host
+                ),
+                format!(
+                    "`zdd recover {}` undoes them from the journal (`zdd run` refuses until then)",
+                    plan_file.display()
+                ),
+            )
+        }
+        Err(e) => Check::problem(
+            Code::DoctorInterrupted,
+            "journal",
+            format!("the journal in {} cannot be read: {e}", dir.display()),
+            "check the state directory's mode and owner: zdd's user must be able to read it",
+        ),
+    }
+}

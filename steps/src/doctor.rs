@@ -1,0 +1,85 @@
+//! `zdd doctor` checks several kinds share, beyond their preflights: a program's version, a directory zdd must
+//! be able to write into (or create), and the size of a release's source. Each reads only.
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+use zdd_engine::diag::Code;
+use zdd_engine::doctor::Check;
+use zdd_engine::host::{Command, Host};
+
+/// The first line `program --version` (or `-v`, as `args` say) prints, on stdout or stderr, as an ok check;
+/// nothing when it cannot be run (the preflight reports a missing program).
+pub async fn version(host: &dyn Host, argv: &[String], args: &[&str]) -> Option<Check> {
+    let (program, words) = argv.split_first()?;
+    let cmd = Command::new(program.clone()).args(words.iter().cloned()).args(args.iter().copied());
+    let out = host.run(&cmd, &CancellationToken::new(), None).await.ok()?;
+    if !out.success() {
+        return None;
+    }
+    let text = format!("{}{}", out.stdout_str(), out.stderr_str());
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(Check::ok("versions", line.to_owned()))
+}
+
+/// Can zdd's user write into `dir`, or create it (its nearest existing ancestor is a directory it may write
+/// into)? `what` names it in the detail (`the unit directory`); `field` is the plan field that sets it.
+pub async fn writable_dir(host: &dyn Host, dir: &Path, what: &str, field: &str) -> Check {
+    let problem = |detail: String| {
+        Check::problem(
+            Code::DoctorUnwritable,
+            "permissions",
+            detail,
+            format!("run zdd as a user who may write there (root for /etc/systemd/system), or set `{field}`"),
+        )
+    };
+    let mut at: Option<PathBuf> = Some(dir.to_path_buf());
+    while let Some(path) = at {
+        match host.stat(&path).await {
+            Ok(Some(st)) if st.is_dir => {
+                let probe = Command::new("sh").args(["-c", "test -w \"$1\"", "sh"]).arg(path.display().to_string());
+                let writable =
+                    host.run(&probe, &CancellationToken::new(), None).await.is_ok_and(|o| o.success());
+                return match (writable, path == dir) {
+                    (true, true) => Check::ok("permissions", format!("{what} {} is writable", dir.display())),
+                    (true, false) => Check::ok(
+                        "permissions",
+                        format!("{what} {} can be created (in {})", dir.display(), path.display()),
+                    ),
+                    (false, _) => problem(format!("{what} {}: {} is not writable", dir.display(), path.display())),
+                };
+            }
+            Ok(Some(_)) => {
+                return problem(format!(
+                    "{what} {} cannot be created: {} is not a directory",
+                    dir.display(),
+                    path.display()
+                ));
+            }
+            Ok(None) => at = path.parent().map(Path::to_path_buf),
+            Err(e) => return problem(format!("{what} {}: {e}", dir.display())),
+        }
+    }
+    problem(format!("{what} {}: no part of the path exists", dir.display()))
+}
+
+/// The bytes of the files under `dir` on this machine, `.git` left out (a release copies the files, not the
+/// repository); what cannot be read counts nothing.
+pub fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            if meta.is_dir() {
+                if entry.file_name() != ".git" {
+                    stack.push(entry.path());
+                }
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
