@@ -34,12 +34,17 @@ pub async fn writable_dir(host: &dyn Host, dir: &Path, what: &str, field: &str) 
         )
     };
     let mut at: Option<PathBuf> = Some(dir.to_path_buf());
+    // Under a file, `stat` fails (ENOTDIR): the file above says why, so the walk goes on up.
+    let mut failed: Option<zdd_engine::host::HostError> = None;
     while let Some(path) = at {
         match host.stat(&path).await {
+            Ok(Some(st)) if st.is_dir && failed.is_some() => {
+                let e = failed.take().map(|e| e.to_string()).unwrap_or_default();
+                return problem(format!("{what} {}: {e}", dir.display()));
+            }
             Ok(Some(st)) if st.is_dir => {
                 let probe = Command::new("sh").args(["-c", "test -w \"$1\"", "sh"]).arg(path.display().to_string());
-                let writable =
-                    host.run(&probe, &CancellationToken::new(), None).await.is_ok_and(|o| o.success());
+                let writable = host.run(&probe, &CancellationToken::new(), None).await.is_ok_and(|o| o.success());
                 return match (writable, path == dir) {
                     (true, true) => Check::ok("permissions", format!("{what} {} is writable", dir.display())),
                     (true, false) => Check::ok(
@@ -49,6 +54,9 @@ pub async fn writable_dir(host: &dyn Host, dir: &Path, what: &str, field: &str) 
                     (false, _) => problem(format!("{what} {}: {} is not writable", dir.display(), path.display())),
                 };
             }
+            Ok(Some(_)) if path == dir => {
+                return problem(format!("{what} {} is not a directory", dir.display()));
+            }
             Ok(Some(_)) => {
                 return problem(format!(
                     "{what} {} cannot be created: {} is not a directory",
@@ -57,7 +65,10 @@ pub async fn writable_dir(host: &dyn Host, dir: &Path, what: &str, field: &str) 
                 ));
             }
             Ok(None) => at = path.parent().map(Path::to_path_buf),
-            Err(e) => return problem(format!("{what} {}: {e}", dir.display())),
+            Err(e) => {
+                failed.get_or_insert(e);
+                at = path.parent().map(Path::to_path_buf);
+            }
         }
     }
     problem(format!("{what} {}: no part of the path exists", dir.display()))

@@ -31,9 +31,7 @@ fn names(lower: &str, package: &str) -> bool {
 /// The line of a requirements file that names `package` (`Django>=4.2,<5.0`), without its comment: what
 /// `zdd doctor` shows as the version a release will get.
 pub fn line_naming<'t>(text: &'t str, package: &str) -> Option<&'t str> {
-    text.lines()
-        .map(|l| l.split(" #").next().unwrap_or(l).trim())
-        .find(|l| names(&l.to_ascii_lowercase(), package))
+    text.lines().map(|l| l.split(" #").next().unwrap_or(l).trim()).find(|l| names(&l.to_ascii_lowercase(), package))
 }
 
 /// How deep `-r` includes are followed.

@@ -46,7 +46,10 @@ pub async fn free_space(host: &dyn Host, dir: &Path, need: u64) -> Check {
             "free space there (`zdd` keeps `keep` releases: a lower `keep` prunes more), or move `root`",
         );
     }
-    Check::ok("disk space", format!("{free} MiB free at {} (a new release needs about {needed} MiB)", existing.display()))
+    Check::ok(
+        "disk space",
+        format!("{free} MiB free at {} (a new release needs about {needed} MiB)", existing.display()),
+    )
 }
 
 /// `dir`, or its nearest ancestor that exists.

@@ -90,7 +90,13 @@ impl Check {
             Severity::Error => CheckOutcome::Problem,
             Severity::Warning => CheckOutcome::Warning,
         };
-        Self { check: label(finding.code).to_owned(), outcome, detail, fix: Some(finding.help), code: Some(finding.code) }
+        Self {
+            check: label(finding.code).to_owned(),
+            outcome,
+            detail,
+            fix: Some(finding.help),
+            code: Some(finding.code),
+        }
     }
 }
 
@@ -165,10 +171,7 @@ pub async fn run(input: DoctorInput<'_>) -> Tally {
     for check in state::checks(&input.ctx.state_dir, input.plan_file) {
         emit("", check);
     }
-    let mut ctx = PreflightCtx {
-        preview: input.ctx.clone(),
-        provided: provisions(input.plan, input.kinds, input.ctx),
-    };
+    let mut ctx = PreflightCtx { preview: input.ctx.clone(), provided: provisions(input.plan, input.kinds, input.ctx) };
     // A problem several steps share (one missing program) is one line naming them all.
     let mut found: Vec<(Vec<String>, Check)> = Vec::new();
     for step in &input.plan.steps {

@@ -95,16 +95,9 @@ pub fn describe(event: &Event) -> Option<String> {
         }
         Event::DoctorFinished { ok, warnings, problems } => {
             let count = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-            let verdict = if *problems == 0 {
-                "nothing stands in the way of a run"
-            } else {
-                "fix each problem before `zdd run`"
-            };
-            format!(
-                "doctor: {ok} ok, {}, {}: {verdict}",
-                count(*warnings, "warning"),
-                count(*problems, "problem")
-            )
+            let verdict =
+                if *problems == 0 { "nothing stands in the way of a run" } else { "fix each problem before `zdd run`" };
+            format!("doctor: {ok} ok, {}, {}: {verdict}", count(*warnings, "warning"), count(*problems, "problem"))
         }
         Event::RunFinished { .. } => return None,
     })
@@ -152,7 +145,14 @@ mod tests {
     #[test]
     fn doctor_checks_one_line_each_with_their_fix() {
         insta::with_settings!({ filters => vec![(r"\d\d:\d\d:\d\d\.\d{3}", "[clock]")] }, {
-            insta::assert_snapshot!(render(crate::report::fixture::doctor_checks()), @"");
+            insta::assert_snapshot!(render(crate::report::fixture::doctor_checks()), @r#"
+            [clock] ok      state dir: /var/lib/zdd/shop: release r1 live in slot blue
+            [clock] problem lock: the lock names pid 4242 (ci on web1), running `zdd run` since 2026-11-26T17:15:00Z, and that process is gone
+            [clock]       fix: `zdd unlock plans/prod.kdl` clears it [zdd::doctor-stale-lock]
+            [clock] warning step venv: tools: `uv` is not installed
+            [clock]       fix: install uv, or write `installer "pip"` [zdd::preflight-no-uv]
+            [clock] doctor: 1 ok, 1 warning, 1 problem: fix each problem before `zdd run`
+            "#);
         });
     }
 

@@ -39,10 +39,9 @@ async fn live_instance(cfg: &ServiceConfig, ctx: &PreflightCtx) -> Option<Check>
     match cfg.manager {
         Manager::Process => match instance::read(host, cfg, &slot).await {
             Ok(Some(inst)) => match instance::live_pid(host, &inst).await {
-                Ok(Some(pid)) => Some(Check::ok(
-                    "live instance",
-                    format!("slot {slot} runs release {} (pid {pid})", inst.release),
-                )),
+                Ok(Some(pid)) => {
+                    Some(Check::ok("live instance", format!("slot {slot} runs release {} (pid {pid})", inst.release)))
+                }
                 _ => gone(
                     format!(
                         "the live slot {slot}'s {} (release {}, pid {}) is not running: requests to it fail",
