@@ -8,11 +8,12 @@ use zdd_engine::diag::Code;
 use zdd_engine::doctor::Check;
 use zdd_engine::host::{Command, Host};
 
-/// The first line `program --version` (or `-v`, as `args` say) prints, on stdout or stderr, as an ok check;
-/// nothing when it cannot be run (the preflight reports a missing program).
-pub async fn version(host: &dyn Host, argv: &[String], args: &[&str]) -> Option<Check> {
-    let (program, words) = argv.split_first()?;
-    let cmd = Command::new(program.clone()).args(words.iter().cloned()).args(args.iter().copied());
+/// The first line `program --version` (or `-v`, as `flag` says) prints, on stdout or stderr, as an ok check;
+/// nothing when it cannot be run (the preflight reports a missing program). `command` is the program's words as
+/// the plan gives them (`nginx -p /srv/shop/nginx`).
+pub async fn version(host: &dyn Host, command: &[String], flag: &str) -> Option<Check> {
+    let (program, words) = command.split_first()?;
+    let cmd = Command::new(program.clone()).args(words.iter().cloned()).arg(flag);
     let out = host.run(&cmd, &CancellationToken::new(), None).await.ok()?;
     if !out.success() {
         return None;

@@ -314,7 +314,7 @@ impl TypedKind for PythonEnv {
     async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Check> {
         let host = ctx.preview.host.as_ref();
         let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
-        checks.extend(crate::doctor::version(host, std::slice::from_ref(&s.python), &["--version"]).await);
+        checks.extend(crate::doctor::version(host, std::slice::from_ref(&s.python), "--version").await);
         let Some(source) = crate::preflight::release_source(&ctx.preview.plan, ctx) else { return checks };
         let file = source.join(&s.requirements);
         let Ok(Some(bytes)) = host.read_file(&file).await else { return checks };

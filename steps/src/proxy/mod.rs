@@ -294,7 +294,7 @@ impl TypedKind for ProxySwitch {
     /// The preflight (nginx there, its workers able to reach the sockets and static files), then its version.
     async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<zdd_engine::doctor::Check> {
         let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
-        checks.extend(crate::doctor::version(ctx.preview.host.as_ref(), &s.nginx.nginx, &["-v"]).await);
+        checks.extend(crate::doctor::version(ctx.preview.host.as_ref(), &s.nginx.nginx, "-v").await);
         checks
     }
 
