@@ -7,6 +7,7 @@ use std::sync::Arc;
 use zdd_engine::doctor::{self, DoctorInput};
 use zdd_engine::events::EventSink;
 use zdd_engine::kind::PreviewCtx;
+use zdd_engine::state::State;
 
 use super::check::{open_plan, report_diagnostics};
 use super::plan::{preview_hosts, preview_target};
@@ -20,16 +21,17 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
         Ok(unbound) => unbound,
         Err(diags) => return report_diagnostics(diags, &opened.sources),
     };
-    // What a `zdd run` now would deploy: the doctor checks the run that would happen.
-    let target = match preview_target(unbound.header(), None) {
+    // What a `zdd run` now would deploy: the doctor checks the run that would happen. A state directory that
+    // cannot be read is one of the problems the doctor reports: its steps are then checked as for a first deploy.
+    let header = unbound.header();
+    let target = match preview_target(header, None) {
         Ok(target) => target,
-        Err(e) => {
-            return Refusal::new(
-                exit::INVALID,
-                format!("cannot decide what a run would deploy: {e}\n  help: check the state directory (`zdd status`)"),
-            )
-            .print();
-        }
+        Err(_) => match State::default().deploy_target(&header.slots, None) {
+            Ok(target) => target,
+            Err(e) => {
+                return Refusal::new(exit::INVALID, format!("cannot decide what a run would deploy: {e}")).print();
+            }
+        },
     };
     let plan = match unbound.bind(&target, &kinds) {
         Ok(plan) => Arc::new(plan),

@@ -308,3 +308,18 @@ fn a_program_missing_from_the_path_is_a_problem_with_its_package() {
     fix: install it (`apt-get install python3`), or add a `packages` step that installs `python3` [zdd::preflight-program]
     ");
 }
+
+#[test]
+fn a_state_directory_others_may_write_to_is_a_problem_and_the_steps_are_still_checked() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let host = Host::new();
+    std::fs::create_dir(host.state()).unwrap();
+    std::fs::set_permissions(host.state(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, text) = host.doctor(&[], &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("ok      step release: disk space"), "{text}");
+    insta::assert_snapshot!(lines_of(&text, "state dir"), @r"
+    problem state dir: [TMP]/state is writable by group or others (mode 777): they could change the journal `zdd recover` acts on, and every run refuses it
+    fix: `chmod 700 [TMP]/state` [zdd::doctor-state-dir]
+    ");
+}

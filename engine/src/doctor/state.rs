@@ -28,8 +28,17 @@ fn state_dir(dir: &Path) -> Check {
     let problem = |e: StateError, fix: &str| Check::problem(Code::DoctorStateDir, "state dir", e.to_string(), fix);
     let opened = match StateDir::open(dir) {
         Ok(opened) => opened,
-        Err(e @ StateError::Unsafe { .. }) => {
-            return problem(e, &format!("`chmod 700 {}`: only the deploying user may write there", dir.display()));
+        Err(StateError::Unsafe { mode, .. }) => {
+            return Check::problem(
+                Code::DoctorStateDir,
+                "state dir",
+                format!(
+                    "{} is writable by group or others (mode {mode:o}): they could change the journal `zdd recover` \
+                     acts on, and every run refuses it",
+                    dir.display()
+                ),
+                format!("`chmod 700 {}`", dir.display()),
+            );
         }
         Err(e @ StateError::Foreign { .. }) => {
             return problem(e, &format!("`chown` {} to the user that deploys", dir.display()));
