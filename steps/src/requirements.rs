@@ -66,7 +66,7 @@ pub async fn host_file_names(host: &dyn Host, file: &Path, package: &str) -> Opt
 mod tests {
     use zdd_engine::host::LocalHost;
 
-    use super::{host_file_names, scan};
+    use super::{host_file_names, line_naming, scan};
 
     #[tokio::test]
     async fn includes_are_followed_on_the_host() {
@@ -88,5 +88,16 @@ mod tests {
         assert!(scan("Gunicorn[gevent]>=21 ; python_version > '3'\n", "gunicorn").0);
         assert!(scan("gunicorn\n", "gunicorn").0);
         assert!(!scan("-e .\n", "gunicorn").0);
+    }
+
+    #[test]
+    fn the_line_naming_a_package_is_shown_without_its_comment() {
+        let text = "# Django is pinned below
+Django>=5.2,<6  # LTS next
+gunicorn_extras==1
+";
+        assert_eq!(line_naming(text, "django"), Some("Django>=5.2,<6"));
+        assert_eq!(line_naming(text, "gunicorn"), None);
+        assert_eq!(line_naming("gunicorn\n", "gunicorn"), Some("gunicorn"));
     }
 }
