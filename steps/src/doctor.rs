@@ -75,6 +75,31 @@ pub async fn writable_dir(host: &dyn Host, dir: &Path, what: &str, field: &str) 
     problem(format!("{what} {}: no part of the path exists", dir.display()))
 }
 
+/// Does a TCP socket on the host listen on `port` (any address)? From `/proc/net/tcp` and `tcp6`, read as
+/// files (through SSH too); `None` when neither can be read (not Linux).
+pub async fn port_listening(host: &dyn Host, port: u16) -> Option<bool> {
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(Some(bytes)) = host.read_file(Path::new(table)).await else { continue };
+        readable = true;
+        if listens(&String::from_utf8_lossy(&bytes), port) {
+            return Some(true);
+        }
+    }
+    readable.then_some(false)
+}
+
+/// A row of `/proc/net/tcp` in state `0A` (LISTEN) whose local address ends in `:<port in hex>`.
+fn listens(table: &str, port: u16) -> bool {
+    let hex = format!("{port:04X}");
+    table.lines().skip(1).any(|row| {
+        let mut cols = row.split_whitespace();
+        let local = cols.nth(1).unwrap_or_default();
+        let state = cols.nth(1).unwrap_or_default();
+        state == "0A" && local.rsplit(':').next() == Some(hex.as_str())
+    })
+}
+
 /// The bytes of the files under `dir` on this machine, `.git` left out (a release copies the files, not the
 /// repository); what cannot be read counts nothing.
 pub fn tree_size(dir: &Path) -> u64 {
@@ -94,4 +119,20 @@ pub fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listens;
+
+    #[test]
+    fn a_listening_row_of_proc_net_tcp_is_found_by_its_port() {
+        let table = "  sl  local_address rem_address   st tx_queue\n\
+                     0: 0100007F:1F41 00000000:0000 0A 00000000:00000000\n\
+                     1: 0100007F:1F42 0100007F:D431 01 00000000:00000000\n";
+        assert!(listens(table, 8001));
+        // Connected, not listening.
+        assert!(!listens(table, 8002));
+        assert!(!listens(table, 80));
+    }
 }

@@ -1,6 +1,7 @@
 //! `zdd doctor` on a made-up host in a temporary directory: a healthy one gives exit 0 and only ok lines; each
 //! problem (a stale lock, a live slot whose process is gone, an interrupted run, a unit directory that cannot be
-//! written, a missing program) gives a problem line with its fix and exit 2. Every run is checked to change
+//! written, a missing program, an unsafe state directory, a taken port) gives a problem line with its fix and
+//! exit 2. Every run is checked to change
 //! nothing, as `zdd plan` is.
 
 use std::path::{Path, PathBuf};
@@ -322,4 +323,27 @@ fn a_state_directory_others_may_write_to_is_a_problem_and_the_steps_are_still_ch
     problem state dir: [TMP]/state is writable by group or others (mode 777): they could change the journal `zdd recover` acts on, and every run refuses it
     fix: `chmod 700 [TMP]/state` [zdd::doctor-state-dir]
     ");
+}
+
+#[test]
+fn a_port_something_else_listens_on_is_a_problem() {
+    let host = Host::new();
+    // The first slot's port is taken by this test; the second is free.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let plan = PLAN
+        .replace(r#"slots "blue" "green""#, &format!(r#"slots "{port}" "{other}""#))
+        .replace(r#"    manager "{{manager}}""#, "    manager \"{{manager}}\"\n    listen \"port\"");
+    std::fs::write(host.path().join("plan.kdl"), plan).unwrap();
+    let (code, text) = host.doctor(&[], &[]);
+    assert_eq!(code, Some(2), "{text}");
+    insta::assert_snapshot!(lines_of(&text, "step web: ports").replace(&port.to_string(), "[PORT]"), @r"
+    problem step web: ports: something else listens on 127.0.0.1:[PORT], the port of slot [PORT], which the new instance takes
+    fix: stop what listens there (`ss -ltnp 'sport = :[PORT]'` names it), or give the plan other `slots` ports [zdd::doctor-port-in-use]
+    ");
+    drop(taken);
+    let (code, text) = host.doctor(&[], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("ok      step web: ports: 127.0.0.1:{port} (slot {port}")), "{text}");
 }

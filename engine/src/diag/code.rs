@@ -118,6 +118,7 @@ codes! {
     DoctorInterrupted => "doctor-interrupted",
     DoctorLiveGone => "doctor-live-gone",
     DoctorUnwritable => "doctor-unwritable",
+    DoctorPortInUse => "doctor-port-in-use",
     DoctorDiskSpace => "doctor-disk-space",
 }
 
