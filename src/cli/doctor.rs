@@ -10,7 +10,7 @@ use zdd_engine::kind::PreviewCtx;
 use zdd_engine::state::State;
 
 use super::check::{open_plan, report_diagnostics};
-use super::plan::{preview_hosts, preview_target};
+use super::plan::{preview_target, read_only_hosts};
 use super::run::{Refusal, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
@@ -39,7 +39,8 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
     };
     let state_dir = unbound.header().state_dir.clone();
     with_reporter(output, |report| async move {
-        let hosts = preview_hosts(&plan).await;
+        let (hosts, failed) = read_only_hosts(&plan).await;
+        let unreachable: Vec<(String, String)> = failed.into_iter().map(|(h, e)| (h, e.to_string())).collect();
         let ctx = PreviewCtx { plan: plan.clone(), target, host: hosts.get(None), state_dir };
         let events = EventSink::to(report);
         let tally = doctor::run(DoctorInput {
@@ -48,6 +49,7 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
             kinds: &kinds,
             ctx: &ctx,
             hosts: &hosts,
+            unreachable: &unreachable,
             events: &events,
         })
         .await;

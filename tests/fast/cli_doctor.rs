@@ -347,3 +347,35 @@ fn a_port_something_else_listens_on_is_a_problem() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains(&format!("ok      step web: ports: 127.0.0.1:{port} (slot {port}")), "{text}");
 }
+
+#[test]
+fn a_host_that_cannot_be_reached_is_a_problem_and_its_steps_are_not_checked() {
+    let host = Host::new();
+    // Nothing listens on port 1: ssh is refused at once. The config keeps ssh from asking anything.
+    std::fs::write(host.path().join("ssh.conf"), "Host *\n  BatchMode yes\n  ConnectTimeout 5\n").unwrap();
+    let plan = r#"plan "far"
+slots "blue" "green"
+var "root" ""
+hosts "web" "deploy@127.0.0.1:1"
+ssh-config "ssh.conf"
+step "remote" kind="exec" role="web" {
+    run "true"
+}
+step "here" kind="exec" {
+    run "true"
+}
+"#;
+    std::fs::write(host.path().join("plan.kdl"), plan).unwrap();
+    let (code, text) = host.doctor(&[], &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("ok      step here: preflight"), "{text}");
+    assert!(!text.contains("step remote"), "{text}");
+    let line = lines_of(&text, "host deploy@127.0.0.1:1");
+    assert!(
+        line.starts_with(
+            "problem host deploy@127.0.0.1:1: cannot be reached, so its steps (remote) were not checked: "
+        ),
+        "{line}"
+    );
+    assert!(line.contains("Connection refused") && line.contains("[zdd::doctor-unreachable]"), "{line}");
+}

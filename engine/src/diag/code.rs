@@ -119,6 +119,7 @@ codes! {
     DoctorLiveGone => "doctor-live-gone",
     DoctorUnwritable => "doctor-unwritable",
     DoctorPortInUse => "doctor-port-in-use",
+    DoctorUnreachable => "doctor-unreachable",
     DoctorDiskSpace => "doctor-disk-space",
 }
 

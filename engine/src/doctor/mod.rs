@@ -4,6 +4,7 @@
 //! What it checks, in order:
 //! - the state directory ([`state`]): safe and readable, no stale lock, no interrupted run waiting for
 //!   `zdd recover`;
+//! - each SSH host of the plan: reached (the steps of one that is not are not checked);
 //! - each step, through its kind's [`StepKind::doctor`](crate::kind::StepKind::doctor): by default its preflight
 //!   (tools, files, permissions, versions), to which kinds add their own (the live instance's process, the unit
 //!   directory, the disk space a new release needs: [`disk`]).
@@ -146,7 +147,30 @@ pub struct DoctorInput<'a> {
     pub ctx: &'a PreviewCtx,
     /// Each step's own host, for reading only.
     pub hosts: &'a HostSet,
+    /// The plan's SSH hosts that could not be reached, and why: their steps are not checked.
+    pub unreachable: &'a [(String, String)],
     pub events: &'a EventSink,
+}
+
+/// A line per SSH host of the plan: reached, or not (and then its steps are not checked).
+fn host_checks(plan: &Plan, unreachable: &[(String, String)]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for host in plan.fleet.destinations() {
+        let check = format!("host {host}");
+        let Some((_, why)) = unreachable.iter().find(|(h, _)| h == host) else {
+            checks.push(Check::ok(check, "reached over SSH"));
+            continue;
+        };
+        let steps: Vec<&str> =
+            plan.steps.iter().filter(|s| s.host.as_deref() == Some(host)).map(|s| s.name.as_str()).collect();
+        checks.push(Check::problem(
+            Code::DoctorUnreachable,
+            check,
+            format!("cannot be reached, so its steps ({}) were not checked: {why}", steps.join(", ")),
+            "check that this user can `ssh` there: its address and port, the key, known_hosts, the plan's `ssh-config`",
+        ));
+    }
+    checks
 }
 
 /// Run every check, each emitted as an [`Event::Check`] as soon as it is known, then
@@ -171,11 +195,17 @@ pub async fn run(input: DoctorInput<'_>) -> Tally {
     for check in state::checks(&input.ctx.state_dir, input.plan_file) {
         emit("", check);
     }
+    for check in host_checks(input.plan, input.unreachable) {
+        emit("", check);
+    }
     let mut ctx = PreflightCtx { preview: input.ctx.clone(), provided: provisions(input.plan, input.kinds, input.ctx) };
     // A problem several steps share (one missing program) is one line naming them all.
     let mut found: Vec<(Vec<String>, Check)> = Vec::new();
     for step in &input.plan.steps {
         let Some(kind) = input.kinds.get(&step.kind) else { continue };
+        if input.unreachable.iter().any(|(host, _)| step.host.as_deref() == Some(host.as_str())) {
+            continue;
+        }
         ctx.preview.host = input.hosts.get(step.host.as_deref());
         for check in kind.doctor(step, &ctx).await {
             match found.iter_mut().find(|(_, seen)| *seen == check) {
