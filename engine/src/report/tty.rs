@@ -144,6 +144,8 @@ impl Reporter for TtyReporter {
                     let text = match other {
                         Event::Warning { .. } | Event::RollbackStarted { .. } => self.paint("33", &text),
                         Event::UndoFinished { ok: false, .. } => self.paint("31", &text),
+                        Event::DoctorFinished { problems: 0, .. } => self.paint("32;1", &text),
+                        Event::DoctorFinished { .. } => self.paint("31;1", &text),
                         _ => text,
                     };
                     self.print(&text);
