@@ -109,3 +109,38 @@ fn journal_check(dir: &Path, plan_file: &Path) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::CheckOutcome;
+    use crate::lock::LockOwner;
+
+    fn lock_outcome(pid: u32, host: String) -> (CheckOutcome, Option<Code>) {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = LockOwner { host, pid, ..LockOwner::current("run") };
+        std::fs::write(lock::lock_path(dir.path()), serde_json::to_string(&owner).unwrap()).unwrap();
+        let check = lock_check(dir.path(), Path::new("plan.kdl"));
+        (check.outcome, check.code)
+    }
+
+    #[test]
+    fn a_lock_is_stale_only_when_its_holder_is_a_dead_process_of_this_host() {
+        // This test's own process holds it: a run going on.
+        let alive = lock_outcome(std::process::id(), lock::hostname());
+        assert_eq!(alive, (CheckOutcome::Warning, Some(Code::DoctorLockHeld)));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        assert_eq!(lock_outcome(dead, lock::hostname()), (CheckOutcome::Problem, Some(Code::DoctorStaleLock)));
+        // Another host's process cannot be seen from here: taken at its word.
+        assert_eq!(lock_outcome(dead, "elsewhere".into()), (CheckOutcome::Warning, Some(Code::DoctorLockHeld)));
+    }
+
+    #[test]
+    fn a_lock_file_without_an_owner_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(lock::lock_path(dir.path()), "").unwrap();
+        assert_eq!(lock_check(dir.path(), Path::new("plan.kdl")).outcome, CheckOutcome::Ok);
+    }
+}
