@@ -6,6 +6,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::diag::Code;
+use crate::doctor::CheckOutcome;
+
 /// Final state of a step in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -80,6 +83,18 @@ pub enum Event {
     /// The new release answered its smoke checks at this URL (the proxy's public address).
     Serving { step: String, url: String },
     RunFinished { outcome: Outcome, duration_ms: u64, summary: Vec<StepSummary> },
+    /// One check of `zdd doctor`; warnings and problems come with a fix and a code.
+    Check {
+        check: String,
+        outcome: CheckOutcome,
+        detail: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fix: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<Code>,
+    },
+    /// `zdd doctor` ran every check.
+    DoctorFinished { ok: usize, warnings: usize, problems: usize },
 }
 
 /// One row of the end-of-run table.
@@ -119,6 +134,11 @@ impl EventSink {
     pub fn channel() -> (Self, mpsc::UnboundedReceiver<Stamped>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self { tx }, rx)
+    }
+
+    /// A sink that sends straight to `tx` (a reporter's channel).
+    pub fn to(tx: mpsc::UnboundedSender<Stamped>) -> Self {
+        Self { tx }
     }
 
     /// A sink whose events go nowhere (tests, previews).

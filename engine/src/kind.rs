@@ -3,7 +3,8 @@
 //! Each kind answers four questions: what are my fields ([`KindSpec`]); what would I do ([`StepKind::preview`]);
 //! do it ([`StepKind::run`], through the host, recording undo facts *before* each effect); and how am I undone
 //! ([`StepKind::undo`], from those facts alone, so `zdd recover` can undo after a crash). Before any step runs,
-//! each kind's [`StepKind::preflight`] says what it needs that is missing (see [`crate::preflight`]).
+//! each kind's [`StepKind::preflight`] says what it needs that is missing (see [`crate::preflight`]), and
+//! [`StepKind::doctor`] extends it for `zdd doctor` (see [`crate::doctor`]).
 //! At validation, each kind parses its step's fields once into typed settings ([`StepKind::settings`]); kinds
 //! written against [`crate::settings::TypedKind`] get those settings, not fields, in everything after.
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::diag::Diagnostics;
+use crate::doctor::Check;
 use crate::events::{Event, EventSink};
 use crate::host::{Command, Host, HostError, LineSink, Output};
 use crate::plan::{Plan, Retry, Step, StepPolicy};
@@ -346,6 +348,13 @@ pub trait StepKind: Send + Sync {
     /// for every step before the first starts. Reads only; reports every problem it finds.
     async fn preflight(&self, _step: &Step, _ctx: &PreflightCtx) -> Vec<Finding> {
         Vec::new()
+    }
+
+    /// `zdd doctor`'s checks of this step, ok ones included. Reads only. The default is the step's
+    /// [`StepKind::preflight`] as checks; kinds add what is worth knowing before a run but does not refuse one
+    /// (the live instance's process, the disk space, the unit directory).
+    async fn doctor(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Check> {
+        crate::doctor::from_findings(self.preflight(step, ctx).await)
     }
 
     /// What the step would do. Reads only: never writes, starts or signals anything.

@@ -2,13 +2,15 @@
 //!
 //! The data takes one straight path:
 //! `plan.kdl --load--> sources --parse--> raw (spans) --validate--> Plan (with its one StepGraph) --preflight-->
-//! --run--> events --> reporters`. The graph, built once by validation, orders the run, the preview, the
+//! --run--> events --> reporters`. `zdd doctor` stops after the preflight: [`doctor`] runs every check and emits
+//! them as events. The graph, built once by validation, orders the run, the preview, the
 //! rollback, `recover` and `stop`; an undo gets its recorded facts and no plan ([`kind::UndoCtx`]).
 //! Step kinds live in the `zdd-steps` crate and plug in through [`kind::StepKind`] (most through
 //! [`settings::TypedKind`]: their fields parsed once, at validation, into typed settings); every command and file
 //! operation goes through [`host::Host`].
 
 pub mod diag;
+pub mod doctor;
 pub mod events;
 pub mod format;
 pub mod graph;

@@ -2,7 +2,7 @@
 //! kept with the step ([`StepSettings`] on [`Step::settings`]), with relative paths made absolute there.
 //!
 //! - [`SettingsCtx`] is what building settings may read: the step's checked fields and the plan's directory.
-//! - [`TypedKind`] is the contract a kind with settings implements: its preview, run, preflight and stop get
+//! - [`TypedKind`] is the contract a kind with settings implements: its preview, run, preflight, doctor and stop get
 //!   `&Self::Settings`, never the step's fields, so no field is looked up by name at run time.
 //! - [`Typed`] adapts a [`TypedKind`] to the engine's [`StepKind`] (register it with [`Kinds::register_typed`]).
 //!
@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::doctor::Check;
 use crate::kind::{Kinds, Preview, PreviewCtx, StepCtx, StepError, StepKind, UndoCtx, UndoFacts};
 use crate::plan::{FieldValue, Fields, Step};
 use crate::preflight::{Finding, PreflightCtx, Provision};
@@ -189,6 +190,11 @@ pub trait TypedKind: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// `zdd doctor`'s checks of this step, ok ones included. Reads only. Default: its preflight as checks.
+    async fn doctor(&self, settings: &Self::Settings, ctx: &PreflightCtx) -> Vec<Check> {
+        crate::doctor::from_findings(self.preflight(settings, ctx).await)
+    }
+
     /// What the step would do. Reads only.
     async fn preview(&self, settings: &Self::Settings, ctx: &PreviewCtx) -> Result<Preview, StepError>;
 
@@ -246,6 +252,14 @@ impl<K: TypedKind> StepKind for Typed<K> {
         // A step without settings cannot be previewed or run either, and says so there.
         match self.settings_of(step) {
             Ok(s) => self.0.preflight(s, ctx).await,
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn doctor(&self, step: &Step, ctx: &PreflightCtx) -> Vec<Check> {
+        // As for the preflight: a step without settings cannot be run either, and says so there.
+        match self.settings_of(step) {
+            Ok(s) => self.0.doctor(s, ctx).await,
             Err(_) => Vec::new(),
         }
     }

@@ -9,6 +9,7 @@ mod out;
 
 mod check;
 mod completions;
+mod doctor;
 mod explain;
 mod graph;
 mod history;
@@ -118,6 +119,17 @@ pub(crate) enum Command {
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Every check zdd knows for a plan, on this machine and its hosts now: tools, versions, permissions, disk
+    /// space, the state directory. One line each (ok, warning, problem, with a fix); changes nothing. Exit 0 with
+    /// no problem, 2 with one.
+    Doctor {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Print the step graph, forward and rollback edges styled differently.
     Graph {
@@ -264,6 +276,7 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
         Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
         Command::Graph { plan, format } => graph::run(&plan, format),
+        Command::Doctor { plan, state, output } => doctor::run(&plan, &state, &output),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
         Command::Init { dir, output, settings, force } => {

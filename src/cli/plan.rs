@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use zdd_engine::host::{HostSet, LocalHost, SshOptions};
+use zdd_engine::host::{HostError, HostSet, LocalHost, SshOptions};
 use zdd_engine::kind::DeployTarget;
 use zdd_engine::plan::{Plan, PlanHeader};
 use zdd_engine::preview::{self, PreviewInput};
@@ -60,21 +60,28 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
 /// This machine and the plan's SSH hosts, for reading only. A host that cannot be reached is said on stderr; the
 /// preview of its steps then says why they cannot be previewed.
 async fn preview_hosts(plan: &Plan) -> HostSet {
-    let mut hosts = HostSet::local(Arc::new(LocalHost::new()));
-    let destinations = plan.fleet.destinations();
-    if destinations.is_empty() {
-        return hosts;
-    }
-    let options = SshOptions { config_file: plan.fleet.ssh_config.clone(), ..SshOptions::default() };
-    for (host, e) in hosts.connect(destinations, &options, None).await {
+    let (hosts, failed) = read_only_hosts(plan).await;
+    for (host, e) in failed {
         eprintln!("zdd: cannot reach {host}: {e}");
     }
     hosts
 }
 
+/// This machine and the plan's SSH hosts, connected for reading only, and those that could not be reached.
+pub(super) async fn read_only_hosts(plan: &Plan) -> (HostSet, Vec<(String, HostError)>) {
+    let mut hosts = HostSet::local(Arc::new(LocalHost::new()));
+    let destinations = plan.fleet.destinations();
+    if destinations.is_empty() {
+        return (hosts, Vec::new());
+    }
+    let options = SshOptions { config_file: plan.fleet.ssh_config.clone(), ..SshOptions::default() };
+    let failed = hosts.connect(destinations, &options, None).await;
+    (hosts, failed)
+}
+
 /// The target a `zdd run` (with `--release`, if given) would take now, read from the state directory without
 /// creating or locking it (a missing directory is a first deploy).
-fn preview_target(header: &PlanHeader, release: Option<&str>) -> Result<DeployTarget, Refusal> {
+pub(super) fn preview_target(header: &PlanHeader, release: Option<&str>) -> Result<DeployTarget, Refusal> {
     let cannot = |e: StateError| match e {
         // Its own diagnostic: the state directory is fine, this zdd is too old for it.
         StateError::Newer(_) => Refusal::from(e),

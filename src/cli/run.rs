@@ -47,6 +47,11 @@ impl Refusal {
         Self { code, reason: Reason::Printed }
     }
 
+    /// Whether the reason is a diagnostic (a state directory a newer zdd wrote): nothing to look past.
+    pub(super) fn is_diagnostic(&self) -> bool {
+        matches!(self.reason, Reason::Diagnostics(_))
+    }
+
     /// Print the reason (if not printed yet) and give the exit code.
     pub(super) fn print(&self) -> i32 {
         match &self.reason {

@@ -8,6 +8,7 @@ mod archive;
 pub mod collectstatic;
 mod common;
 pub mod django;
+pub mod doctor;
 pub mod drain_stop;
 pub mod envfile;
 pub mod exec;

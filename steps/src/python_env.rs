@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Code, Diagnostics};
+use zdd_engine::doctor::Check;
 use zdd_engine::host::Command;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::preflight::{Finding, PreflightCtx};
@@ -306,6 +307,24 @@ impl TypedKind for PythonEnv {
             }
         }
         found
+    }
+
+    /// The preflight, then the versions the venv gets: the interpreter's, and Django's and gunicorn's lines in
+    /// the release's requirements file (when it can be read).
+    async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Check> {
+        let host = ctx.preview.host.as_ref();
+        let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
+        checks.extend(crate::doctor::version(host, std::slice::from_ref(&s.python), "--version").await);
+        let Some(source) = crate::preflight::release_source(&ctx.preview.plan, ctx) else { return checks };
+        let file = source.join(&s.requirements);
+        let Ok(Some(bytes)) = host.read_file(&file).await else { return checks };
+        let text = String::from_utf8_lossy(&bytes);
+        let named: Vec<&str> =
+            ["django", "gunicorn"].iter().filter_map(|p| crate::requirements::line_naming(&text, p)).collect();
+        if !named.is_empty() {
+            checks.push(Check::ok("versions", format!("{} names {}", file.display(), named.join(", "))));
+        }
+        checks
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {

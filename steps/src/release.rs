@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::doctor::{Check, disk};
 use zdd_engine::host::{Command, Host, LocalHost};
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::types::{TypeError, parse_typed};
@@ -85,6 +86,10 @@ pub struct Settings {
     pub shared: Vec<String>,
     pub keep: usize,
 }
+
+/// What a release's venv takes beside its files, for `zdd doctor`'s disk check: Django, gunicorn, a database
+/// driver and pip's cache come to 100-200 MiB; twice that leaves room for the project's own packages.
+const VENV_ALLOWANCE: u64 = 400 * 1024 * 1024;
 
 /// The new release's directory under the settings' root.
 fn release_of(s: &Settings, release: &str) -> PathBuf {
@@ -270,6 +275,16 @@ impl TypedKind for Release {
         let fallback = LocalHost::new();
         let here = source_host(ctx.preview.host.as_ref(), &fallback);
         crate::preflight::django_source(here, &s.source).await.into_iter().collect()
+    }
+
+    /// The preflight, and room under `<root>/releases` for the source's files and a venv.
+    async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Check> {
+        let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
+        if !ctx.preview.target.rollback {
+            let need = crate::doctor::tree_size(&s.source).saturating_add(VENV_ALLOWANCE);
+            checks.push(disk::free_space(ctx.preview.host.as_ref(), &s.root.join("releases"), need).await);
+        }
+        checks
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {

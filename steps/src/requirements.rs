@@ -13,16 +13,25 @@ pub fn scan(text: &str, package: &str) -> (bool, Vec<String>) {
     let mut includes = Vec::new();
     for line in text.lines().map(str::trim) {
         let lower = line.to_ascii_lowercase();
-        // A requirement starts with its name; a version, an extra or a marker follows.
-        let name_end = lower.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)));
-        if lower[..name_end.unwrap_or(lower.len())].replace('_', "-") == package {
-            named = true;
-        }
+        named |= names(&lower, package);
         if lower.starts_with("-r ") || lower.starts_with("--requirement ") {
             includes.extend(line.split_whitespace().nth(1).map(str::to_owned));
         }
     }
     (named, includes)
+}
+
+/// Does this (lowercased) requirement line name `package`? A requirement starts with its name; a version, an
+/// extra or a marker follows.
+fn names(lower: &str, package: &str) -> bool {
+    let name_end = lower.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    lower[..name_end.unwrap_or(lower.len())].replace('_', "-") == package
+}
+
+/// The line of a requirements file that names `package` (`Django>=4.2,<5.0`), without its comment: what
+/// `zdd doctor` shows as the version a release will get.
+pub fn line_naming<'t>(text: &'t str, package: &str) -> Option<&'t str> {
+    text.lines().map(|l| l.split(" #").next().unwrap_or(l).trim()).find(|l| names(&l.to_ascii_lowercase(), package))
 }
 
 /// How deep `-r` includes are followed.
@@ -57,7 +66,7 @@ pub async fn host_file_names(host: &dyn Host, file: &Path, package: &str) -> Opt
 mod tests {
     use zdd_engine::host::LocalHost;
 
-    use super::{host_file_names, scan};
+    use super::{host_file_names, line_naming, scan};
 
     #[tokio::test]
     async fn includes_are_followed_on_the_host() {
@@ -79,5 +88,16 @@ mod tests {
         assert!(scan("Gunicorn[gevent]>=21 ; python_version > '3'\n", "gunicorn").0);
         assert!(scan("gunicorn\n", "gunicorn").0);
         assert!(!scan("-e .\n", "gunicorn").0);
+    }
+
+    #[test]
+    fn the_line_naming_a_package_is_shown_without_its_comment() {
+        let text = "# Django is pinned below
+Django>=5.2,<6  # LTS next
+gunicorn_extras==1
+";
+        assert_eq!(line_naming(text, "django"), Some("Django>=5.2,<6"));
+        assert_eq!(line_naming(text, "gunicorn"), None);
+        assert_eq!(line_naming("gunicorn\n", "gunicorn"), Some("gunicorn"));
     }
 }

@@ -145,6 +145,7 @@ fn a_state_dir_from_a_newer_zdd_is_refused_and_left_as_it_is() {
             ("recover", &[][..]),
             ("stop", &[][..]),
             ("unlock", &[][..]),
+            ("doctor", &[][..]),
         ] {
             let out = s.zdd(command, extra);
             let stderr = text(&out.stderr);

@@ -26,6 +26,7 @@ mod pathological_plans;
 mod support;
 
 mod cli_closed_stdout;
+mod cli_doctor;
 mod cli_init;
 mod docs_codes;
 mod docs_kdl;

@@ -115,6 +115,15 @@ codes! {
     PreflightDocker => "preflight-docker",
     PreflightNoUv => "preflight-no-uv",
     StateFormatNewer => "state-format-newer",
+    DoctorStateDir => "doctor-state-dir",
+    DoctorStaleLock => "doctor-stale-lock",
+    DoctorLockHeld => "doctor-lock-held",
+    DoctorInterrupted => "doctor-interrupted",
+    DoctorLiveGone => "doctor-live-gone",
+    DoctorUnwritable => "doctor-unwritable",
+    DoctorPortInUse => "doctor-port-in-use",
+    DoctorUnreachable => "doctor-unreachable",
+    DoctorDiskSpace => "doctor-disk-space",
 }
 
 impl Code {

@@ -115,3 +115,36 @@ pub(crate) fn deployed_run() -> Vec<Stamped> {
     ];
     events.into_iter().map(|(ms, event)| Stamped { at: at(ms), event }).collect()
 }
+
+/// A `zdd doctor` that finds the state directory fine, a stale lock, and a step whose program is missing.
+pub(crate) fn doctor_checks() -> Vec<Stamped> {
+    use crate::diag::Code;
+    use crate::doctor::CheckOutcome;
+    let check = |check: &str, outcome, detail: &str, fix: Option<(&str, Code)>| Event::Check {
+        check: check.into(),
+        outcome,
+        detail: detail.into(),
+        fix: fix.map(|(f, _)| f.into()),
+        code: fix.map(|(_, c)| c),
+    };
+    [
+        check("state dir", CheckOutcome::Ok, "/var/lib/zdd/shop: release r1 live in slot blue", None),
+        check(
+            "lock",
+            CheckOutcome::Problem,
+            "the lock names pid 4242 (ci on web1), running `zdd run` since 2026-11-26T17:15:00Z, and that process is gone",
+            Some(("`zdd unlock plans/prod.kdl` clears it", Code::DoctorStaleLock)),
+        ),
+        check(
+            "step venv: tools",
+            CheckOutcome::Warning,
+            "`uv` is not installed",
+            Some(("install uv, or write `installer \"pip\"`", Code::PreflightNoUv)),
+        ),
+        Event::DoctorFinished { ok: 1, warnings: 1, problems: 1 },
+    ]
+    .into_iter()
+    .zip((0..).step_by(10))
+    .map(|(event, ms)| Stamped { at: at(ms), event })
+    .collect()
+}

@@ -83,6 +83,22 @@ pub fn describe(event: &Event) -> Option<String> {
         }
         Event::Warning { message } => format!("warning: {message}"),
         Event::Serving { step, url } => format!("{step}: the new release answers at {url}"),
+        Event::Check { check, outcome, detail, fix, code } => {
+            let mut text = format!("{:<7} {check}: {detail}", outcome.word());
+            if let Some(fix) = fix {
+                text.push_str(&format!("\n  fix: {fix}"));
+                if let Some(code) = code {
+                    text.push_str(&format!(" [{code}]"));
+                }
+            }
+            text
+        }
+        Event::DoctorFinished { ok, warnings, problems } => {
+            let count = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            let verdict =
+                if *problems == 0 { "nothing stands in the way of a run" } else { "fix each problem before `zdd run`" };
+            format!("doctor: {ok} ok, {}, {}: {verdict}", count(*warnings, "warning"), count(*problems, "problem"))
+        }
         Event::RunFinished { .. } => return None,
     })
 }
@@ -123,6 +139,20 @@ mod tests {
     fn a_failed_run_with_an_incomplete_rollback() {
         insta::with_settings!({ filters => vec![(r"\d\d:\d\d:\d\d\.\d{3}", "[clock]")] }, {
             insta::assert_snapshot!(render(failed_run()));
+        });
+    }
+
+    #[test]
+    fn doctor_checks_one_line_each_with_their_fix() {
+        insta::with_settings!({ filters => vec![(r"\d\d:\d\d:\d\d\.\d{3}", "[clock]")] }, {
+            insta::assert_snapshot!(render(crate::report::fixture::doctor_checks()), @r#"
+            [clock] ok      state dir: /var/lib/zdd/shop: release r1 live in slot blue
+            [clock] problem lock: the lock names pid 4242 (ci on web1), running `zdd run` since 2026-11-26T17:15:00Z, and that process is gone
+            [clock]       fix: `zdd unlock plans/prod.kdl` clears it [zdd::doctor-stale-lock]
+            [clock] warning step venv: tools: `uv` is not installed
+            [clock]       fix: install uv, or write `installer "pip"` [zdd::preflight-no-uv]
+            [clock] doctor: 1 ok, 1 warning, 1 problem: fix each problem before `zdd run`
+            "#);
         });
     }
 

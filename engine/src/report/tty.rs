@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::Reporter;
 use super::plain::describe;
 use super::summary::Summary;
+use crate::doctor::CheckOutcome;
 use crate::events::{Event, Outcome, Stamped, StepState};
 
 /// The longest output line shown beside a spinner.
@@ -111,6 +112,16 @@ impl Reporter for TtyReporter {
                     self.print(&self.paint(code, &format!("{mark} {text}")));
                 }
             }
+            Event::Check { outcome, .. } => {
+                if let Some(text) = describe(&stamped.event) {
+                    let (mark, code) = match outcome {
+                        CheckOutcome::Ok => ("✓", "32"),
+                        CheckOutcome::Warning => ("!", "33"),
+                        CheckOutcome::Problem => ("✗", "31"),
+                    };
+                    self.print(&self.paint(code, &format!("{mark} {text}")));
+                }
+            }
             Event::RunFinished { outcome, duration_ms, summary } => {
                 for bar in self.running.values() {
                     bar.finish_and_clear();
@@ -133,6 +144,8 @@ impl Reporter for TtyReporter {
                     let text = match other {
                         Event::Warning { .. } | Event::RollbackStarted { .. } => self.paint("33", &text),
                         Event::UndoFinished { ok: false, .. } => self.paint("31", &text),
+                        Event::DoctorFinished { problems: 0, .. } => self.paint("32;1", &text),
+                        Event::DoctorFinished { .. } => self.paint("31;1", &text),
                         _ => text,
                     };
                     self.print(&text);
@@ -152,13 +165,13 @@ impl Reporter for TtyReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixture::{deployed_run, failed_run};
+    use crate::report::fixture::{deployed_run, doctor_checks, failed_run};
 
     #[test]
     fn follows_a_whole_run_and_leaves_no_bar_running() {
         for color in [true, false] {
             let mut r = TtyReporter::with_target(color, ProgressDrawTarget::hidden());
-            for e in failed_run().iter().chain(deployed_run().iter()) {
+            for e in failed_run().iter().chain(deployed_run().iter()).chain(doctor_checks().iter()) {
                 r.event(e);
             }
             assert!(r.running.is_empty());

@@ -291,6 +291,13 @@ impl TypedKind for ProxySwitch {
         found
     }
 
+    /// The preflight (nginx there, its workers able to reach the sockets and static files), then its version.
+    async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<zdd_engine::doctor::Check> {
+        let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
+        checks.extend(crate::doctor::version(ctx.preview.host.as_ref(), &s.nginx.nginx, "-v").await);
+        checks
+    }
+
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let ngx = &s.nginx;
         let slot = &ctx.target.slot;

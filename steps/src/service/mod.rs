@@ -8,6 +8,7 @@ pub mod backend;
 pub mod config;
 pub mod connections;
 pub mod docker;
+pub mod doctor;
 pub mod drain;
 pub mod instance;
 pub mod server;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::doctor::Check;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -202,6 +204,12 @@ impl TypedKind for Service {
             found.extend(crate::image::engine_finding(ctx.preview.host.as_ref(), &docker.docker).await);
         }
         found
+    }
+
+    async fn doctor(&self, cfg: &ServiceConfig, ctx: &zdd_engine::preflight::PreflightCtx) -> Vec<Check> {
+        let mut checks = zdd_engine::doctor::from_findings(self.preflight(cfg, ctx).await);
+        checks.extend(doctor::checks(cfg, ctx).await);
+        checks
     }
 
     async fn preview(&self, cfg: &ServiceConfig, ctx: &PreviewCtx) -> Result<Preview, StepError> {
