@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ZDD_VERSION;
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::source::{SourceMap, Span};
 
@@ -24,9 +25,6 @@ pub const READS: RangeInclusive<u32> = 1..=CURRENT;
 
 /// The format of a file that names none: what zdd wrote before formats were numbered.
 const UNNUMBERED: u32 = 1;
-
-/// This zdd's version.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Who writes this zdd's files, as `written_by` says it.
 pub const WRITTEN_BY: &str = concat!("zdd ", env!("CARGO_PKG_VERSION"));
@@ -88,7 +86,7 @@ impl<'a, T: Serialize> Stamped<'a, T> {
 /// A file of a format this zdd does not read: written by a newer zdd (formats only grow).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{} is in state format {format}, written by {}; this zdd ({VERSION}) reads formats {} to {}",
+    "{} is in state format {format}, written by {}; this zdd ({ZDD_VERSION}) reads formats {} to {}",
     path.display(),
     self.writer(),
     READS.start(),
@@ -171,7 +169,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "/s/state.json is in state format 9, written by zdd 7.0.0; this zdd ({VERSION}) reads formats 1 \
+                "/s/state.json is in state format 9, written by zdd 7.0.0; this zdd ({ZDD_VERSION}) reads formats 1 \
                  to {CURRENT}"
             )
         );

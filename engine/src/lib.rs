@@ -9,6 +9,9 @@
 //! [`settings::TypedKind`]: their fields parsed once, at validation, into typed settings); every command and file
 //! operation goes through [`host::Host`].
 
+/// This zdd's version: what `zdd-version` requirements are checked against and what `written_by` says.
+pub const ZDD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod diag;
 pub mod doctor;
 pub mod events;

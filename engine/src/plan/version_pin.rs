@@ -6,11 +6,9 @@
 
 use semver::{Version, VersionReq};
 
+use crate::ZDD_VERSION;
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::raw::{RawNode, Scalar};
-
-/// This zdd's version, which `zdd-version` requirements are checked against.
-pub const ZDD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Reports each `zdd-version` node whose requirement is not valid or excludes `running`. True when every
 /// requirement holds.
