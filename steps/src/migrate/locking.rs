@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use zdd_engine::diag::Code;
 use zdd_engine::host::{Command, HostError, LineSink, Output};
 use zdd_engine::kind::{StepCtx, StepError};
 
@@ -86,6 +87,8 @@ fn millis(d: Duration) -> u128 {
 /// A migration that gave up waiting for a lock (SQLSTATE 55P03), and the relation it names, if it names one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockTimeout {
+    /// The migration `migrate` was applying (`catalog.0002_add_colour`), from its `Applying ...` line.
+    pub migration: Option<String>,
     /// The exception's first line (`django.db.utils.OperationalError: canceling statement due to lock timeout`).
     pub headline: String,
     /// `catalog_product`, from `... in relation "catalog_product"` or `lock on relation "catalog_product"`.
@@ -93,6 +96,13 @@ pub struct LockTimeout {
 }
 
 impl LockTimeout {
+    /// The lock timeout of a failed `migrate`, if that is why it failed.
+    pub fn in_output(out: &Output) -> Option<Self> {
+        let mut timeout = Self::in_stderr(&out.stderr_str())?;
+        timeout.migration = applying(&out.stdout_str());
+        Some(timeout)
+    }
+
     /// The lock timeout that `stderr`'s last exception reports, if that is what it reports.
     pub fn in_stderr(stderr: &str) -> Option<Self> {
         let error = PythonError::last_in(stderr)?;
@@ -101,8 +111,21 @@ impl LockTimeout {
         if !(message.contains("due to lock timeout") || message.contains("could not obtain lock on")) {
             return None;
         }
-        Some(Self { headline: error.name_and_headline(), relation: relation_in(&error.message) })
+        Some(Self { migration: None, headline: error.name_and_headline(), relation: relation_in(&error.message) })
     }
+
+    /// `catalog.0002_add_colour` or `a migration`, and ` on `table`` when known: what waited, on what.
+    fn what(&self) -> (String, String) {
+        let migration = self.migration.clone().unwrap_or_else(|| "a migration".to_owned());
+        (migration, self.relation.as_deref().map(|r| format!(" on `{r}`")).unwrap_or_default())
+    }
+}
+
+/// The migration of `migrate`'s last `  Applying app.0002_name...` line.
+fn applying(stdout: &str) -> Option<String> {
+    let line = stdout.lines().rev().find_map(|l| l.trim_start().strip_prefix("Applying "))?;
+    let name = line.split("...").next()?.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// The first `relation "NAME"` a PostgreSQL message names.
@@ -281,8 +304,9 @@ pub fn busy_error(plan: &str, within: Duration, holders: &[Holder]) -> StepError
     };
     StepError::fatal(format!(
         "another session held the advisory lock of plan `{plan}` for more than {}: {held_by}; nothing was migrated \
-         [zdd::migrate-advisory-lock]",
-        humantime::format_duration(within)
+         [{}]",
+        humantime::format_duration(within),
+        Code::MigrateAdvisoryLock
     ))
     .with_detail(
         "help: another deploy of this plan is migrating the same database; wait for it, or if that session is \
@@ -302,18 +326,19 @@ pub async fn migrate(ctx: &StepCtx, settings: &LockSettings, mut cmd: Command) -
         if out.success() {
             return Ok(out);
         }
-        let Some(timeout) = LockTimeout::in_stderr(&out.stderr_str()) else {
+        let Some(timeout) = LockTimeout::in_output(&out) else {
             return Ok(out);
         };
-        let on = timeout.relation.as_deref().map(|r| format!(" on `{r}`")).unwrap_or_default();
+        let (migration, on) = timeout.what();
         if attempt == attempts {
             last = Some(timeout);
             break;
         }
         let delay = backoff(attempt);
         ctx.message(format!(
-            "attempt {attempt} of {attempts}: a migration waited {} for a lock{on} and gave up ({}); another \
-             transaction holds it, and the table kept serving; retrying in {}",
+            "attempt {attempt} of {attempts}: {migration} waited {} for a lock{on} and gave up ({}): another \
+             transaction holds it, and the table's queries waited at most that long behind the migration; \
+             retrying in {}",
             humantime::format_duration(settings.lock_timeout),
             timeout.headline,
             humantime::format_duration(delay)
@@ -328,19 +353,21 @@ pub async fn migrate(ctx: &StepCtx, settings: &LockSettings, mut cmd: Command) -
 
 /// `zdd::migrate-lock-retries`: every attempt timed out waiting for a lock.
 pub fn retries_error(settings: &LockSettings, attempts: u32, last: Option<&LockTimeout>) -> StepError {
-    let on = last.and_then(|t| t.relation.as_deref()).map(|r| format!(" on `{r}`")).unwrap_or_default();
+    let (migration, on) = last.map_or_else(|| ("a migration".to_owned(), String::new()), LockTimeout::what);
     let contended = match last.and_then(|t| t.relation.as_deref()) {
         Some(r) => format!("the contended lock is on `{r}`"),
-        None => "PostgreSQL did not say which table".to_owned(),
+        None => "PostgreSQL did not say which table: the tables the migration alters".to_owned(),
     };
     StepError::fatal(format!(
-        "a migration waited for a lock{on} {attempts} time(s), {} each, and gave up every time; the migration that \
-         waited was rolled back, those before it stay applied [zdd::migrate-lock-retries]",
-        humantime::format_duration(settings.lock_timeout)
+        "{migration} waited for a lock{on} {attempts} time(s), {} each, and gave up every time; it was rolled back, \
+         the migrations before it stay applied [{}]",
+        humantime::format_duration(settings.lock_timeout),
+        Code::MigrateLockRetries
     ))
     .with_detail(format!(
-        "help: {contended}; a long transaction holds it (see `SELECT pid, state, xact_start, query FROM \
-         pg_stat_activity WHERE state <> 'idle'`). Deploy when it has ended, or raise `lock-timeout` / \
+        "help: {contended}; a long transaction holds a lock there (`SELECT l.relation::regclass, l.mode, a.pid, \
+         a.application_name, a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.granted AND \
+         l.relation IS NOT NULL ORDER BY a.xact_start` lists them). Deploy when it has ended, or raise `lock-timeout` / \
          `lock-retries` if queueing the table's queries behind the migration for that long is acceptable{}",
         last.map(|t| format!("\nlast error: {}", t.headline)).unwrap_or_default()
     ))
@@ -376,6 +403,13 @@ mod tests {
         assert_eq!(LockTimeout::in_stderr(tuple).unwrap().relation.as_deref(), Some("catalog_product"));
         let nowait = "django.db.utils.OperationalError: could not obtain lock on relation \"catalog_product\"\n";
         assert_eq!(LockTimeout::in_stderr(nowait).unwrap().relation.as_deref(), Some("catalog_product"));
+    }
+
+    #[test]
+    fn the_migration_that_waited_is_the_last_one_applying() {
+        let stdout = "Operations to perform:\n  Apply all migrations: catalog\nRunning migrations:\n  Applying catalog.0002_a... OK\n  Applying catalog.0003_b...";
+        assert_eq!(applying(stdout).as_deref(), Some("catalog.0003_b"));
+        assert_eq!(applying("Running migrations:\n"), None);
     }
 
     #[test]
@@ -418,10 +452,17 @@ mod tests {
         assert!(message.contains("pid 4242 (zdd migrate shop, from 10.0.0.2, idle"), "{message}");
         assert!(message.ends_with("[zdd::migrate-advisory-lock]"), "{message}");
         assert!(detail.unwrap().starts_with("help: "));
-        let last = LockTimeout { headline: "x".into(), relation: Some("catalog_product".into()) };
+        let last = LockTimeout {
+            migration: Some("catalog.0002_add_colour".into()),
+            headline: "x".into(),
+            relation: Some("catalog_product".into()),
+        };
         let e = retries_error(&LockSettings::default(), 4, Some(&last));
         let StepError::Fatal { message, detail } = e else { panic!("{e:?}") };
-        assert!(message.contains("on `catalog_product` 4 time(s), 2s each"), "{message}");
+        assert!(
+            message.starts_with("catalog.0002_add_colour waited for a lock on `catalog_product` 4 time(s), 2s each"),
+            "{message}"
+        );
         assert!(message.ends_with("[zdd::migrate-lock-retries]"), "{message}");
         assert!(detail.unwrap().contains("the contended lock is on `catalog_product`"));
     }
