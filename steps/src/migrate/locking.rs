@@ -45,7 +45,7 @@ impl Default for LockSettings {
             lock_timeout: Duration::from_secs(2),
             lock_retries: 3,
             statement_timeout: Duration::ZERO,
-            advisory_within: Duration::from_secs(60),
+            advisory_within: Duration::from_mins(1),
         }
     }
 }
@@ -114,7 +114,8 @@ impl LockTimeout {
         Some(Self { migration: None, headline: error.name_and_headline(), relation: relation_in(&error.message) })
     }
 
-    /// `catalog.0002_add_colour` or `a migration`, and ` on `table`` when known: what waited, on what.
+    /// For messages: the migration that waited (or "a migration"), and the relation it waited on as a phrase
+    /// to append (empty when PostgreSQL did not name one).
     fn what(&self) -> (String, String) {
         let migration = self.migration.clone().unwrap_or_else(|| "a migration".to_owned());
         (migration, self.relation.as_deref().map(|r| format!(" on `{r}`")).unwrap_or_default())
@@ -447,7 +448,7 @@ mod tests {
             state: "idle".into(),
             since: "2026-12-02 14:00:00 UTC".into(),
         };
-        let e = busy_error("shop", Duration::from_secs(60), &[holder]);
+        let e = busy_error("shop", Duration::from_mins(1), &[holder]);
         let StepError::Fatal { message, detail } = e else { panic!("{e:?}") };
         assert!(message.contains("pid 4242 (zdd migrate shop, from 10.0.0.2, idle"), "{message}");
         assert!(message.ends_with("[zdd::migrate-advisory-lock]"), "{message}");
