@@ -278,3 +278,22 @@ fn a_missing_docker_engine_is_a_preflight_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_refuses_lock_retries_out_of_range_on_the_field() {
+    let dir = crate::support::env::TestDir::new("cli-lock-retries");
+    let plan = dir.join("plan.kdl");
+    std::fs::write(
+        &plan,
+        "plan \"shop\"\nstep \"migrate\" kind=\"migrate\" {\n    root \"/srv/shop\"\n    lock-retries 50\n}\n",
+    )
+    .unwrap();
+    let out = zdd().arg("check").arg(&plan).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(Code::BadInt.as_str()) && stderr.contains("`lock-retries` must be from 0 to 20"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(":4:"), "the span is the field's line: {stderr}");
+}
