@@ -389,7 +389,7 @@ mod tests {
             s.pg_options(Some("-c search_path=shop")),
             "-c search_path=shop -c lock_timeout=1500 -c statement_timeout=30000"
         );
-        let s = LockSettings { lock_timeout: Duration::ZERO, ..s };
+        let s = LockSettings { lock_timeout: Duration::from_micros(300), ..s };
         assert_eq!(s.pg_options(None), "-c lock_timeout=1 -c statement_timeout=30000", "0 would mean no timeout");
     }
 

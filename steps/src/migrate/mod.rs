@@ -9,6 +9,10 @@
 //! what it would refuse and refuses nothing; with a live release, the migrations it ships byte for byte (a
 //! third-party app at the same version) are not new, and only the others are judged.
 //!
+//! On PostgreSQL, `migrate` runs under the plan's advisory lock, with `lock_timeout` (and `statement_timeout`)
+//! set, and a lock timeout is retried a few times ([`locking`]): a migration never freezes a table behind a long
+//! transaction, and two deploys never migrate at once.
+//!
 //! When the migrations' inputs are byte for byte the live release's ([`skip`]) and the database has every
 //! migration the live release applied, the step skips all of that after one query (`force #true`: never).
 
@@ -281,8 +285,18 @@ fn lock_settings(ctx: &SettingsCtx<'_>) -> Result<LockSettings, Diagnostics> {
             return Err(diags);
         }
     };
+    let lock_timeout = ctx.duration("lock-timeout", defaults.lock_timeout);
+    if lock_timeout.is_zero() {
+        let mut diags = Diagnostics::new();
+        diags.push(
+            Diagnostic::error(Code::BadDuration, "`lock-timeout` must be more than 0s")
+                .at(ctx.span("lock-timeout"), "0s would be PostgreSQL's \"no lock timeout\"")
+                .help("a migration that waits for a lock without a limit freezes the table behind it; give it seconds"),
+        );
+        return Err(diags);
+    }
     Ok(LockSettings {
-        lock_timeout: ctx.duration("lock-timeout", defaults.lock_timeout),
+        lock_timeout,
         lock_retries,
         statement_timeout: ctx.duration("statement-timeout", defaults.statement_timeout),
         advisory_within: ctx.duration("advisory-lock-within", defaults.advisory_within),
