@@ -7,9 +7,9 @@
 //!   long as the other transaction lasts. A lock timeout (SQLSTATE 55P03) is retried `lock-retries` times with a
 //!   short backoff, each attempt a message; then the step fails with `zdd::migrate-lock-retries`. Django applies
 //!   each migration in its own transaction on PostgreSQL, so the one that timed out left nothing behind.
-//! - **Advisory lock.** Before `migrate`, a helper process (the release's Python, Django's connection) takes
-//!   `pg_advisory_lock` on a key derived from the plan's name, polling `pg_try_advisory_lock` for at most
-//!   `advisory-lock-within`, and holds it in its session until the step cancels it (its process group is
+//! - **Advisory lock.** Before `migrate`, a helper process (the release's Python, Django's connection) takes a
+//!   session-level advisory lock on a key derived from the plan's name, polling `pg_try_advisory_lock` for at
+//!   most `advisory-lock-within`, and holds it in its session until the step cancels it (its process group is
 //!   signalled and reaped, so the session ends and the lock with it; the helper also exits when its parent
 //!   does). A lock held by another session past that wait fails with `zdd::migrate-advisory-lock`, naming
 //!   the holder's pid and `application_name`.
