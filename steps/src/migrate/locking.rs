@@ -24,6 +24,7 @@ use zdd_engine::host::{Command, HostError, LineSink, Output};
 use zdd_engine::kind::{StepCtx, StepError};
 
 use super::failure::PythonError;
+use super::inspect::Pending;
 use crate::manage::Manage;
 
 /// The `migrate` step's lock settings (used on PostgreSQL only).
@@ -127,6 +128,39 @@ fn applying(stdout: &str) -> Option<String> {
     let line = stdout.lines().rev().find_map(|l| l.trim_start().strip_prefix("Applying "))?;
     let name = line.split("...").next()?.trim();
     (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// The tables whose locks a migration's SQL waits for: those it alters or indexes, and those a foreign key it
+/// adds references.
+pub fn locked_tables(sql: &str) -> Vec<String> {
+    let mut tables: Vec<String> = Vec::new();
+    for (_, statement) in super::sql::split_operations(sql) {
+        let words: Vec<&str> = statement.split_whitespace().collect();
+        let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        let is = |i: usize, word: &str| upper.get(i).is_some_and(|w| w == word);
+        let mut starts: Vec<usize> = Vec::new();
+        if is(0, "ALTER") && is(1, "TABLE") {
+            starts.push(2);
+        }
+        if is(0, "CREATE") && upper.iter().any(|w| w == "INDEX") {
+            starts.extend(upper.iter().position(|w| w == "ON").map(|i| i + 1));
+        }
+        starts.extend(upper.iter().enumerate().filter(|(_, w)| *w == "REFERENCES").map(|(i, _)| i + 1));
+        for start in starts {
+            let name = words
+                .iter()
+                .zip(&upper)
+                .skip(start)
+                .find(|(_, u)| !matches!(u.as_str(), "ONLY" | "IF" | "EXISTS"))
+                .map(|(w, _)| w.split('(').next().unwrap_or_default().trim_matches(|c| c == '"' || c == ';'));
+            if let Some(name) = name.filter(|n| !n.is_empty())
+                && !tables.iter().any(|t| t == name)
+            {
+                tables.push(name.to_owned());
+            }
+        }
+    }
+    tables
 }
 
 /// The first `relation "NAME"` a PostgreSQL message names.
@@ -316,8 +350,14 @@ pub fn busy_error(plan: &str, within: Duration, holders: &[Holder]) -> StepError
 }
 
 /// Run `migrate` with the session's timeouts; on a lock timeout, again after a backoff, `lock-retries` times.
-/// Returns the last output (a failure other than a lock timeout is the caller's to describe).
-pub async fn migrate(ctx: &StepCtx, settings: &LockSettings, mut cmd: Command) -> Result<Output, StepError> {
+/// Returns the last output (a failure other than a lock timeout is the caller's to describe). `pending` are the
+/// migrations it applies, whose SQL says which tables one that waited locks.
+pub async fn migrate(
+    ctx: &StepCtx,
+    settings: &LockSettings,
+    mut cmd: Command,
+    pending: &[Pending],
+) -> Result<Output, StepError> {
     let options = settings.pg_options(cmd.env.get("PGOPTIONS").map(String::as_str));
     cmd.env.insert("PGOPTIONS".to_owned(), options);
     let attempts = settings.lock_retries.saturating_add(1);
@@ -349,15 +389,31 @@ pub async fn migrate(ctx: &StepCtx, settings: &LockSettings, mut cmd: Command) -
             () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
         }
     }
-    Err(retries_error(settings, attempts, last.as_ref()))
+    let tables = last
+        .as_ref()
+        .and_then(|t| t.migration.as_deref())
+        .and_then(|m| pending.iter().find(|p| p.label() == m))
+        .map(|p| locked_tables(&p.sql))
+        .unwrap_or_default();
+    Err(retries_error(settings, attempts, last.as_ref(), &tables))
 }
 
-/// `zdd::migrate-lock-retries`: every attempt timed out waiting for a lock.
-pub fn retries_error(settings: &LockSettings, attempts: u32, last: Option<&LockTimeout>) -> StepError {
+/// `zdd::migrate-lock-retries`: every attempt timed out waiting for a lock; `tables` are those the migration
+/// that waited alters or indexes (from its SQL), for when PostgreSQL's error names none.
+pub fn retries_error(
+    settings: &LockSettings,
+    attempts: u32,
+    last: Option<&LockTimeout>,
+    tables: &[String],
+) -> StepError {
     let (migration, on) = last.map_or_else(|| ("a migration".to_owned(), String::new()), LockTimeout::what);
     let contended = match last.and_then(|t| t.relation.as_deref()) {
         Some(r) => format!("the contended lock is on `{r}`"),
-        None => "PostgreSQL did not say which table: the tables the migration alters".to_owned(),
+        None if tables.is_empty() => "PostgreSQL did not say which table".to_owned(),
+        None => format!(
+            "PostgreSQL did not say which table; the migration that waited locks {}",
+            tables.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ),
     };
     StepError::fatal(format!(
         "{migration} waited for a lock{on} {attempts} time(s), {} each, and gave up every time; it was rolled back, \
@@ -414,6 +470,13 @@ mod tests {
     }
 
     #[test]
+    fn the_tables_a_migration_locks_are_those_it_alters_or_indexes() {
+        let sql = "BEGIN;\n--\n-- Add field colour to product\n--\nALTER TABLE \"catalog_product\" ADD COLUMN \"colour\" varchar(20) NULL;\n--\n-- Create model Review\n--\nCREATE TABLE \"catalog_review\" (\"id\" bigint NOT NULL PRIMARY KEY, \"shop_id\" bigint REFERENCES \"shop_shop\"(\"id\"));\nALTER TABLE ONLY \"catalog_review\" ADD CONSTRAINT x FOREIGN KEY (\"product_id\") REFERENCES \"catalog_product\" (\"id\");\nCREATE INDEX \"catalog_review_product_id\" ON \"catalog_review\" (\"product_id\");\nALTER TABLE IF EXISTS \"catalog_product\" DROP COLUMN \"x\";\nCOMMIT;\n";
+        assert_eq!(locked_tables(sql), ["catalog_product", "shop_shop", "catalog_review"]);
+        assert!(locked_tables("").is_empty());
+    }
+
+    #[test]
     fn other_failures_are_not_lock_timeouts() {
         for stderr in [
             "django.db.utils.OperationalError: canceling statement due to statement timeout\n",
@@ -458,7 +521,7 @@ mod tests {
             headline: "x".into(),
             relation: Some("catalog_product".into()),
         };
-        let e = retries_error(&LockSettings::default(), 4, Some(&last));
+        let e = retries_error(&LockSettings::default(), 4, Some(&last), &[]);
         let StepError::Fatal { message, detail } = e else { panic!("{e:?}") };
         assert!(
             message.starts_with("catalog.0002_add_colour waited for a lock on `catalog_product` 4 time(s), 2s each"),
@@ -466,5 +529,9 @@ mod tests {
         );
         assert!(message.ends_with("[zdd::migrate-lock-retries]"), "{message}");
         assert!(detail.unwrap().contains("the contended lock is on `catalog_product`"));
+        let last = LockTimeout { relation: None, ..last };
+        let e = retries_error(&LockSettings::default(), 4, Some(&last), &["catalog_product".to_owned()]);
+        let detail = format!("{e:?}");
+        assert!(detail.contains("the migration that waited locks `catalog_product`"), "{detail}");
     }
 }

@@ -456,7 +456,7 @@ async fn run_full(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<(), StepErr
     let command = m.command(&["migrate", "--noinput", "--database", &alias]);
     let out = if dialect == Dialect::Postgres {
         let lock = AdvisoryLock::acquire(ctx, m, &alias, s.locking.advisory_within).await?;
-        let migrated = locking::migrate(ctx, &s.locking, command).await;
+        let migrated = locking::migrate(ctx, &s.locking, command, &found.migrations).await;
         lock.release(ctx).await;
         migrated?
     } else {
