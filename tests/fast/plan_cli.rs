@@ -278,3 +278,22 @@ fn a_missing_docker_engine_is_a_preflight_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_refuses_lock_settings_that_would_not_protect_the_table() {
+    let dir = crate::support::env::TestDir::new("cli-lock-settings");
+    let plan = dir.join("plan.kdl");
+    for (field, code, says) in [
+        ("lock-retries 50", Code::BadInt, "`lock-retries` must be from 0 to 20"),
+        ("lock-timeout \"0s\"", Code::BadDuration, "`lock-timeout` must be more than 0s"),
+    ] {
+        let body =
+            format!("plan \"shop\"\nstep \"migrate\" kind=\"migrate\" {{\n    root \"/srv/shop\"\n    {field}\n}}\n");
+        std::fs::write(&plan, body).unwrap();
+        let out = zdd().arg("check").arg(&plan).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(code.as_str()) && stderr.contains(says), "{stderr}");
+        assert!(stderr.contains(":4:"), "the span is the field's line: {stderr}");
+    }
+}

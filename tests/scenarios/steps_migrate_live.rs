@@ -21,11 +21,12 @@ fn gate_dir() -> PathBuf {
 
 /// A plan with one migrate step, on a root whose release `r1` is the gate fixture project.
 fn setup(dir: &TestDir, env: &[(&str, String)]) -> PathBuf {
-    setup_with_live(dir, env, false)
+    setup_with_live(dir, env, false, "")
 }
 
-/// `setup`, and with `live_copy` a live release `r0` that is the same project (it ships the same migrations).
-fn setup_with_live(dir: &TestDir, env: &[(&str, String)], live_copy: bool) -> PathBuf {
+/// `setup`, and with `live_copy` a live release `r0` that is the same project (it ships the same migrations);
+/// `fields` are more lines of the step.
+fn setup_with_live(dir: &TestDir, env: &[(&str, String)], live_copy: bool, fields: &str) -> PathBuf {
     let root = dir.join("srv");
     std::fs::create_dir_all(root.join("releases")).unwrap();
     let release = root.join("releases/r1");
@@ -43,7 +44,7 @@ fn setup_with_live(dir: &TestDir, env: &[(&str, String)], live_copy: bool) -> Pa
     std::fs::write(
         &plan,
         format!(
-            "plan \"gate\"\nstep \"migrate\" kind=\"migrate\" {{\n    root \"{}\"\n    python \"{}\"\n    settings \"gateproj.settings\"\n    env-file \"{}\"\n}}\n",
+            "plan \"gate\"\nstep \"migrate\" kind=\"migrate\" {{\n    root \"{}\"\n    python \"{}\"\n    settings \"gateproj.settings\"\n    env-file \"{}\"\n{fields}}}\n",
             root.display(),
             python.display(),
             dir.join("gate.env").display()
@@ -174,7 +175,7 @@ async fn passes(
     target: zdd_engine::kind::DeployTarget,
     live_copy: bool,
 ) -> String {
-    let plan_path = setup_with_live(dir, env, live_copy);
+    let plan_path = setup_with_live(dir, env, live_copy, "");
     let plan = driver::read_plan(&plan_path, &[], &target, &dir.join("state"));
     let mut run = driver::Run::new(plan, target, &dir.join("state"));
     let result = run.run(None).await;
@@ -229,4 +230,125 @@ async fn a_migration_the_live_release_ships_is_not_new() {
     let log = passes(&dir, &env, driver::target("r1", "a", Some(("b", "r0"))), true).await;
     assert!(log.contains("not judged: 1 unapplied migration(s) the live release ships too"), "{log}");
     assert!(log.contains("catalog.0002_remove_sku"), "{log}");
+}
+
+/// A PostgreSQL database `name` of the cluster with the `safe` scenario's Product table (0001 applied).
+fn pg_env(pg: &support::postgres::Postgres, name: &str) -> [(&'static str, String); 5] {
+    pg.psql("postgres", &format!("CREATE DATABASE {name}"));
+    let env = [
+        ("GATE_DB", "postgresql".to_owned()),
+        ("GATE_PG_HOST", "127.0.0.1".to_owned()),
+        ("GATE_PG_PORT", pg.port.to_string()),
+        ("GATE_PG_NAME", name.to_owned()),
+        ("GATE_SCENARIO", "safe".to_owned()),
+    ];
+    manage(&env, &["migrate", "catalog", "0001", "--noinput"]);
+    env
+}
+
+/// Runs the plan's migrate step with `r0` live; it must fail. Returns the error and the run's log.
+async fn fails(dir: &TestDir, env: &[(&str, String)], fields: &str) -> (StepError, String) {
+    let plan_path = setup_with_live(dir, env, false, fields);
+    let target = driver::target("r1", "a", Some(("b", "r0")));
+    let plan = driver::read_plan(&plan_path, &[], &target, &dir.join("state"));
+    let mut run = driver::Run::new(plan, target, &dir.join("state"));
+    let result = run.run(None).await;
+    let log = run.log_text();
+    match result {
+        Err((_, e)) => (e, log),
+        Ok(()) => panic!("the migrate step passed\n{log}"),
+    }
+}
+
+fn advisory_locks(pg: &support::postgres::Postgres, database: &str) -> String {
+    pg.psql(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").trim().to_owned()
+}
+
+/// Another session holds the plan's advisory lock (another deploy migrating): the step waits
+/// `advisory-lock-within`, then fails naming that session, and migrates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_advisory_lock_fails_naming_its_holder() {
+    if !require(
+        "a_busy_advisory_lock_fails_naming_its_holder",
+        &[Requirement::Root, Requirement::Python, Requirement::Postgres],
+    ) {
+        return;
+    }
+    let dir = TestDir::new("steps-migrate-advisory");
+    let pg = support::postgres::Postgres::start(dir.path());
+    let env = pg_env(&pg, "advisory");
+    let key = zdd_steps::migrate::locking::advisory_key("gate");
+    let holder = pg.session("advisory", "other-deploy", &format!("SELECT pg_advisory_lock({key});"));
+    let (error, log) = fails(&dir, &env, "    advisory-lock-within \"300ms\"\n").await;
+    let StepError::Fatal { message, detail } = &error else { panic!("{error:?}\n{log}") };
+    assert!(message.contains("[zdd::migrate-advisory-lock]"), "{message}");
+    assert!(message.contains(&format!("pid {} (other-deploy, from 127.0.0.1", holder.pid)), "{message}");
+    assert!(message.contains("nothing was migrated"), "{message}");
+    assert!(detail.as_deref().unwrap_or_default().starts_with("help: "), "{detail:?}");
+    assert!(!pg.psql("advisory", "SELECT name FROM django_migrations").contains("0002"), "{log}");
+    drop(holder);
+    assert_eq!(advisory_locks(&pg, "advisory"), "0", "the holder's session ended, and zdd's never took it");
+}
+
+/// A long transaction holds a SHARE lock on the table (reads go on, `ALTER TABLE` must wait): the migration waits
+/// at most `lock-timeout`, is retried `lock-retries` times, and the step fails cleanly; a reader queries the
+/// table all along, and every query answers (the table never freezes behind the queued `ALTER`); the advisory
+/// lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_times_the_migration_out_retries_and_keeps_serving() {
+    if !require(
+        "a_locked_table_times_the_migration_out_retries_and_keeps_serving",
+        &[Requirement::Root, Requirement::Python, Requirement::Postgres],
+    ) {
+        return;
+    }
+    let dir = TestDir::new("steps-migrate-lock-timeout");
+    let pg = support::postgres::Postgres::start(dir.path());
+    let env = pg_env(&pg, "locked");
+    pg.psql("locked", "INSERT INTO catalog_product (name, price) VALUES ('chair', 40)");
+    let long_transaction = pg.session("locked", "long-report", "BEGIN; LOCK TABLE catalog_product IN SHARE MODE;");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (done, port) = (done.clone(), pg.port);
+        std::thread::spawn(move || {
+            // Each read may wait for the queued ALTER at most its lock timeout; without one it would wait for the
+            // long transaction, past this statement_timeout.
+            let (mut answered, mut failed) = (0, Vec::new());
+            loop {
+                let out = Command::new(format!("{}/psql", support::postgres::BIN_DIR))
+                    .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
+                    .args(["-d", "locked", "-c", "SET statement_timeout = '10s'", "-c"])
+                    .arg("SELECT name FROM catalog_product")
+                    .output()
+                    .unwrap();
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("chair") {
+                    answered += 1;
+                } else {
+                    failed.push(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+            (answered, failed)
+        })
+    };
+    let (error, log) = fails(&dir, &env, "    lock-timeout \"300ms\"\n    lock-retries 2\n").await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (answered, failed) = reader.join().unwrap();
+    let StepError::Fatal { message, detail } = &error else { panic!("{error:?}\n{log}") };
+    assert!(message.contains("[zdd::migrate-lock-retries]"), "{message}");
+    assert!(message.contains("3 time(s), 300ms each"), "{message}");
+    assert!(detail.as_deref().unwrap_or_default().starts_with("help: "), "{detail:?}");
+    assert!(message.contains("catalog.0002_add_nullable_field"), "{message}");
+    assert!(log.contains("attempt 1 of 3: catalog.0002_add_nullable_field waited 300ms for a lock"), "{log}");
+    assert!(log.contains("attempt 2 of 3"), "{log}");
+    assert!(log.contains("advisory lock released"), "{log}");
+    assert!(failed.is_empty(), "{} read(s) failed while the migration retried: {failed:?}", failed.len());
+    assert!(answered > 0);
+    assert_eq!(advisory_locks(&pg, "locked"), "0", "the advisory lock was released");
+    drop(long_transaction);
+    let columns =
+        pg.psql("locked", "SELECT column_name FROM information_schema.columns WHERE table_name = 'catalog_product'");
+    assert!(!columns.contains("colour"), "the migration was rolled back: {columns}");
 }

@@ -2,9 +2,10 @@
 //! as the `postgres` user (initdb refuses root). `initdb` costs seconds, so one template cluster is made per
 //! test run (`target/zdd-test-cache/pg-template`) and copied.
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 use super::env::{cache_dir, free_port};
 use super::proc::run;
@@ -63,6 +64,38 @@ impl Postgres {
         )
     }
 
+    /// A `psql` session named `application_name` that runs `sql` and stays open (a transaction it began stays
+    /// open, its locks held) until the returned [`Session`] is dropped. Returns once `sql` has run; the
+    /// session's backend pid is in [`Session::pid`].
+    pub(crate) fn session(&self, database: &str, application_name: &str, sql: &str) -> Session {
+        let mut child = Command::new(format!("{BIN_DIR}/psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", database])
+            .env("PGAPPNAME", application_name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn psql");
+        let mut stdin = child.stdin.take().expect("psql stdin");
+        writeln!(stdin, "{sql}\nSELECT 'zdd-session-ready ' || pg_backend_pid();").expect("write to psql");
+        stdin.flush().expect("flush psql");
+        let stdout = BufReader::new(child.stdout.take().expect("psql stdout"));
+        let mut pid = None;
+        for line in stdout.lines() {
+            let line = line.expect("read psql");
+            if let Some(p) = line.strip_prefix("zdd-session-ready ") {
+                pid = Some(p.trim().parse().expect("backend pid"));
+                break;
+            }
+        }
+        let Some(pid) = pid else {
+            let status = child.wait();
+            panic!("psql ended before running {sql:?}: {status:?}");
+        };
+        Session { child, stdin: Some(stdin), pid }
+    }
+
     /// The columns of a table of the shop's database.
     pub(crate) fn columns(&self, table: &str) -> Vec<String> {
         self.psql(
@@ -84,6 +117,21 @@ impl Drop for Postgres {
             .arg(self.dir.join("data"))
             .args(["-m", "immediate", "-w", "stop"])
             .output();
+    }
+}
+
+/// An open `psql` session (see [`Postgres::session`]); dropping it closes psql's input and reaps it, which ends
+/// the session and whatever it held.
+pub(crate) struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub pid: u32,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
     }
 }
 

@@ -104,6 +104,8 @@ codes! {
     ProxyLanes => "proxy-lanes",
     HttpBadHeader => "http-bad-header",
     HttpBadStatus => "http-bad-status",
+    MigrateLockRetries => "migrate-lock-retries",
+    MigrateAdvisoryLock => "migrate-advisory-lock",
     PreflightSource => "preflight-source",
     PreflightSettings => "preflight-settings",
     PreflightMissing => "preflight-missing",

@@ -9,19 +9,24 @@
 //! what it would refuse and refuses nothing; with a live release, the migrations it ships byte for byte (a
 //! third-party app at the same version) are not new, and only the others are judged.
 //!
+//! On PostgreSQL, `migrate` runs under the plan's advisory lock, with `lock_timeout` (and `statement_timeout`)
+//! set, and a lock timeout is retried a few times ([`locking`]): a migration never freezes a table behind a long
+//! transaction, and two deploys never migrate at once.
+//!
 //! When the migrations' inputs are byte for byte the live release's ([`skip`]) and the database has every
 //! migration the live release applied, the step skips all of that after one query (`force #true`: never).
 
 pub mod failure;
 pub mod gate;
 pub mod inspect;
+pub mod locking;
 pub mod rules;
 mod schema;
 pub mod skip;
 pub mod sql;
 
 use async_trait::async_trait;
-use zdd_engine::diag::Diagnostics;
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
 use zdd_engine::host::Output;
 use zdd_engine::kind::{DeployTarget, PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::Value;
@@ -34,6 +39,7 @@ use crate::manage::{ENV_FILE, Manage, ManageSettings, PYTHON, ROOT, SETTINGS, re
 use failure::PythonError;
 use gate::{Dialect, Finding, Gate};
 use inspect::Pending;
+use locking::{AdvisoryLock, LockSettings};
 
 pub struct Migrate;
 
@@ -64,6 +70,31 @@ static SPEC: KindSpec = KindSpec {
             "Run the full step even when the migrations' fingerprint is the live release's (no skip).",
         )
         .default("false"),
+        FieldSpec::new(
+            "lock-timeout",
+            ValueType::Duration,
+            "PostgreSQL: how long a migration waits for a table's lock before it gives up (`lock_timeout`), so the \
+             table's queries never queue behind it for longer.",
+        )
+        .default("2s"),
+        FieldSpec::new(
+            "lock-retries",
+            ValueType::Int,
+            "PostgreSQL: how many times `migrate` runs again after a lock timeout (0 to 20), before the step fails.",
+        )
+        .default("3"),
+        FieldSpec::new(
+            "statement-timeout",
+            ValueType::Duration,
+            "PostgreSQL: the longest any statement of `migrate` may run (`statement_timeout`); `0s`: no limit.",
+        )
+        .default("0s"),
+        FieldSpec::new(
+            "advisory-lock-within",
+            ValueType::Duration,
+            "PostgreSQL: how long to wait for the plan's advisory lock while another deploy holds it.",
+        )
+        .default("60s"),
     ],
     effect: Effect::ForwardOnly,
     undo: "Nothing: migrations are forward-only (the gate makes sure the old release works with the new schema).",
@@ -80,6 +111,8 @@ pub struct Settings {
     allow: Vec<String>,
     /// Never skip.
     force: bool,
+    /// Timeouts, retries and the advisory lock, on PostgreSQL.
+    locking: LockSettings,
 }
 
 /// The gate's verdict on a set of findings, after the plan's `allow`s.
@@ -183,6 +216,7 @@ impl TypedKind for Migrate {
                 .map(str::to_owned)
                 .collect(),
             force: ctx.bool("force", false),
+            locking: lock_settings(ctx)?,
         })
     }
 
@@ -205,6 +239,9 @@ impl TypedKind for Migrate {
         actions.insert(0, PlannedAction::Note { text: skip_note(s, ctx).await });
         if !s.allow.is_empty() {
             actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", s.allow.join(", ")) });
+        }
+        if s.database != Some(Dialect::Sqlite) {
+            actions.push(PlannedAction::Note { text: s.locking.describe() });
         }
         actions
             .push(PlannedAction::Run { command: m.command(&["migrate", "--noinput", "--database", alias]).display() });
@@ -230,6 +267,40 @@ impl TypedKind for Migrate {
     async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
+}
+
+/// The `lock-*`, `statement-timeout` and `advisory-lock-within` fields.
+fn lock_settings(ctx: &SettingsCtx<'_>) -> Result<LockSettings, Diagnostics> {
+    let defaults = LockSettings::default();
+    let lock_retries = match ctx.int("lock-retries").map(u32::try_from) {
+        None => defaults.lock_retries,
+        Some(Ok(n @ 0..=20)) => n,
+        Some(_) => {
+            let mut diags = Diagnostics::new();
+            diags.push(
+                Diagnostic::error(Code::BadInt, "`lock-retries` must be from 0 to 20")
+                    .at(ctx.span("lock-retries"), "out of range")
+                    .help("each retry waits `lock-timeout` again; 0 means one attempt, no retry"),
+            );
+            return Err(diags);
+        }
+    };
+    let lock_timeout = ctx.duration("lock-timeout", defaults.lock_timeout);
+    if lock_timeout.is_zero() {
+        let mut diags = Diagnostics::new();
+        diags.push(
+            Diagnostic::error(Code::BadDuration, "`lock-timeout` must be more than 0s")
+                .at(ctx.span("lock-timeout"), "0s would be PostgreSQL's \"no lock timeout\"")
+                .help("a migration that waits for a lock without a limit freezes the table behind it; give it seconds"),
+        );
+        return Err(diags);
+    }
+    Ok(LockSettings {
+        lock_timeout,
+        lock_retries,
+        statement_timeout: ctx.duration("statement-timeout", defaults.statement_timeout),
+        advisory_within: ctx.duration("advisory-lock-within", defaults.advisory_within),
+    })
 }
 
 /// The preview's verdict: whether this deploy may skip, and on what condition.
@@ -382,7 +453,15 @@ async fn run_full(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<(), StepErr
     }
     let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
     ctx.message(format!("gate passed: applying {}", names.join(", ")));
-    let out = ctx.exec(&m.command(&["migrate", "--noinput", "--database", &alias])).await?;
+    let command = m.command(&["migrate", "--noinput", "--database", &alias]);
+    let out = if dialect == Dialect::Postgres {
+        let lock = AdvisoryLock::acquire(ctx, m, &alias, s.locking.advisory_within).await?;
+        let migrated = locking::migrate(ctx, &s.locking, command, &found.migrations).await;
+        lock.release(ctx).await;
+        migrated?
+    } else {
+        ctx.exec(&command).await?
+    };
     if !out.success() {
         return Err(failed(
             ctx,
