@@ -348,17 +348,18 @@ pub fn journals(state_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Delete the oldest journals of finished runs so that at most `keep` journals remain. Unfinished ones are never
-/// deleted: `recover` needs them. Returns how many were deleted.
-pub fn prune(state_dir: &Path, keep: usize) -> std::io::Result<usize> {
-    let all = journals(state_dir)?;
-    let excess = all.len().saturating_sub(keep);
+/// Delete the journals of finished runs but the newest `keep` and those of the runs in `kept` (by run id).
+/// Unfinished ones are never deleted (`recover` needs them), nor any this zdd cannot read (a newer format's).
+/// Returns how many were deleted.
+pub fn prune(state_dir: &Path, keep: usize, kept: &[&str]) -> std::io::Result<usize> {
+    let mut finished: Vec<Replay> =
+        journals(state_dir)?.iter().filter_map(|path| replay(path).ok()).filter(|r| r.finished).collect();
+    // Newest first, by the start the header records: run ids sort by time only to the second.
+    finished.sort_by(|a, b| b.header.started_at.cmp(&a.header.started_at).then_with(|| b.path.cmp(&a.path)));
     let mut deleted = 0;
-    for path in all.into_iter().take(excess) {
-        if replay(&path).is_ok_and(|r| r.finished) {
-            std::fs::remove_file(&path)?;
-            deleted += 1;
-        }
+    for old in finished.iter().skip(keep).filter(|r| !kept.contains(&r.header.run_id.as_str())) {
+        std::fs::remove_file(&old.path)?;
+        deleted += 1;
     }
     Ok(deleted)
 }
@@ -488,7 +489,7 @@ mod tests {
     }
 
     #[test]
-    fn prune_keeps_the_newest_and_every_unfinished_journal() {
+    fn prune_keeps_the_newest_finished_the_named_and_every_unfinished_journal() {
         let dir = tempfile::tempdir().unwrap();
         for (id, finished) in [("r1", false), ("r2", true), ("r3", true), ("r4", true)] {
             let j = Journal::create(dir.path(), &header(id), Redactor::new()).unwrap();
@@ -496,13 +497,32 @@ mod tests {
                 event(&j, Event::RunFinished { outcome: Outcome::Deployed, duration_ms: 1, summary: vec![] });
             }
         }
-        assert_eq!(prune(dir.path(), 2).unwrap(), 1);
-        let left: Vec<String> = journals(dir.path())
-            .unwrap()
-            .iter()
-            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(left, ["r1", "r3", "r4"]);
+        let left = || -> Vec<String> {
+            journals(dir.path())
+                .unwrap()
+                .iter()
+                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(prune(dir.path(), 3, &[]).unwrap(), 0, "three finished runs: none to delete");
+        assert_eq!(prune(dir.path(), 1, &["r2"]).unwrap(), 1, "r2 deployed a release still kept");
+        assert_eq!(left(), ["r1", "r2", "r4"]);
+        assert_eq!(prune(dir.path(), 1, &[]).unwrap(), 1);
+        assert_eq!(left(), ["r1", "r4"]);
+    }
+
+    #[test]
+    fn prune_orders_runs_by_their_start_not_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two runs in the same second: the later one's random suffix sorts first.
+        for (id, started_at) in [("20261126-000000-ffff", 1), ("20261126-000000-0000", 2)] {
+            let j = Journal::create(dir.path(), &RunHeader { started_at, ..header(id) }, Redactor::new()).unwrap();
+            event(&j, Event::RunFinished { outcome: Outcome::Deployed, duration_ms: 1, summary: vec![] });
+        }
+        assert_eq!(prune(dir.path(), 1, &[]).unwrap(), 1);
+        let left = journals(dir.path()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(replay(&left[0]).unwrap().header.started_at, 2);
     }
 
     #[tokio::test]
@@ -536,7 +556,7 @@ mod tests {
         assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().contains("is in state format 99"), "{err}");
         assert!(unfinished(dir.path()).is_err(), "a newer journal is not taken for a finished or an empty one");
-        assert_eq!(prune(dir.path(), 0).unwrap(), 0, "nor deleted");
+        assert_eq!(prune(dir.path(), 0, &[]).unwrap(), 0, "nor deleted");
     }
 
     #[test]

@@ -372,6 +372,12 @@ pub trait StepKind: Send + Sync {
     async fn stop(&self, _step: &Step, _ctx: &StepCtx) -> Result<bool, StepError> {
         Ok(false)
     }
+
+    /// How many releases this step keeps (on disk, as images), for kinds that prune old ones: the state
+    /// directory keeps as many runs' journals. `None` for kinds that keep no releases.
+    fn releases_kept(&self, _step: &Step) -> Option<usize> {
+        None
+    }
 }
 
 /// The kinds a plan may use, by name.

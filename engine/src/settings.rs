@@ -209,6 +209,11 @@ pub trait TypedKind: Send + Sync + 'static {
     async fn stop(&self, _settings: &Self::Settings, _ctx: &StepCtx) -> Result<bool, StepError> {
         Ok(false)
     }
+
+    /// How many releases the step keeps, for kinds that prune old ones (see [`StepKind::releases_kept`]).
+    fn releases_kept(&self, _settings: &Self::Settings) -> Option<usize> {
+        None
+    }
 }
 
 /// A [`TypedKind`] as the engine's [`StepKind`]: hands each call the settings validation built for the step.
@@ -278,6 +283,10 @@ impl<K: TypedKind> StepKind for Typed<K> {
 
     async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
         self.0.stop(self.settings_of(step)?, ctx).await
+    }
+
+    fn releases_kept(&self, step: &Step) -> Option<usize> {
+        self.settings_of(step).ok().and_then(|s| self.0.releases_kept(s))
     }
 }
 

@@ -219,6 +219,23 @@ impl State {
             .ok_or_else(|| StateError::Target("the plan has no slot other than the live one".to_owned()))
     }
 
+    /// The runs that deployed the `releases` most recently deployed releases (live and previous first), newest
+    /// first: the releases still on disk, whose journals pruning keeps.
+    pub fn deploying_runs(&self, releases: usize) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut runs = Vec::new();
+        for entry in self.history.iter().rev().filter(|e| e.outcome == Outcome::Deployed) {
+            if seen.len() == releases {
+                break;
+            }
+            if !seen.contains(&entry.release.as_str()) {
+                seen.push(&entry.release);
+                runs.push(entry.run_id.as_str());
+            }
+        }
+        runs
+    }
+
     /// Record a finished run; a deployed one becomes live and the live one previous.
     pub fn record(&mut self, entry: HistoryEntry) {
         if entry.outcome == Outcome::Deployed {
@@ -312,6 +329,20 @@ mod tests {
         assert_eq!(state.live.as_ref().unwrap().release, "r1");
         assert!(state.previous.is_none());
         assert_eq!(state.history.len(), 2);
+    }
+
+    #[test]
+    fn deploying_runs_are_the_latest_run_that_deployed_each_recent_release() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        state.record(entry("r2", "green", Outcome::Deployed));
+        state.record(entry("r3", "blue", Outcome::RolledBack));
+        let mut back = entry("r1", "blue", Outcome::Deployed);
+        back.run_id = "run-r1-again".into();
+        state.record(back);
+        assert_eq!(state.deploying_runs(5), ["run-r1-again", "run-r2"]);
+        assert_eq!(state.deploying_runs(1), ["run-r1-again"]);
+        assert!(state.deploying_runs(0).is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The benchmark (`scripts/bench.sh`, not a test): failed requests and latency under load for each way of
 //! switching a Django release behind Nginx, zdd's deploy wall time against the seed's sequential shell script,
-//! cutover and rollback latency, and zdd's peak memory. Prints a table and writes JSON.
+//! cutover and rollback latency, and zdd's peak memory. Prints a table and writes JSON. `bench soak` runs the
+//! soak instead (see [`soak`]).
 //!
 //! It reuses the integration tests' harness (Nginx, venv, gunicorn, load generator) from `tests/support`.
 
@@ -9,6 +10,7 @@ mod support;
 
 mod baselines;
 mod report;
+mod soak;
 mod zdd_runs;
 
 use std::path::PathBuf;
@@ -34,7 +36,33 @@ impl Options {
     }
 }
 
+/// `bench soak [--runs N] [--out FILE] [--no-book]`.
+fn soak_options(args: impl Iterator<Item = String>) -> soak::SoakOptions {
+    let mut options = soak::SoakOptions { runs: 100, out: PathBuf::from("target/zdd-soak.json"), book: true };
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(options.runs),
+            "--out" => options.out = args.next().map(PathBuf::from).unwrap_or(options.out),
+            "--no-book" => options.book = false,
+            other => {
+                eprintln!("usage: bench soak [--runs N] [--out FILE] [--no-book] (unknown argument {other})");
+                std::process::exit(2);
+            }
+        }
+    }
+    options
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        let options = soak_options(std::env::args().skip(2));
+        if !require("bench", &[Requirement::Root, Requirement::Nginx, Requirement::Python]) {
+            std::process::exit(1);
+        }
+        soak::run(&options);
+        return;
+    }
     let mut options = Options {
         runs: 3,
         out: PathBuf::from("target/zdd-bench.json"),

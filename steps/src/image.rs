@@ -304,6 +304,10 @@ impl TypedKind for Image {
         }
         Ok(())
     }
+
+    fn releases_kept(&self, s: &Settings) -> Option<usize> {
+        Some(s.keep)
+    }
 }
 
 /// Remove the app's release images beyond the newest `keep` (release ids sort by time), never the one just

@@ -402,6 +402,10 @@ impl TypedKind for Release {
         ctx.host.remove_all(&facts.dir).await?;
         Ok(())
     }
+
+    fn releases_kept(&self, s: &Settings) -> Option<usize> {
+        Some(s.keep)
+    }
 }
 
 #[cfg(test)]

@@ -106,3 +106,57 @@ fn a_plan_without_steps_is_not_deployed() {
     let status = s.zdd("status", &["--json"]);
     assert!(json(&status)["live"].is_null(), "nothing may become live");
 }
+
+/// The releases of the runs whose journals the state directory holds, sorted (runs in the same second do not
+/// sort by time).
+fn journal_runs(s: &Scratch) -> Vec<String> {
+    let mut releases: Vec<String> = zdd_engine::journal::journals(&s.state())
+        .unwrap()
+        .iter()
+        .map(|p| zdd_engine::journal::replay(p).unwrap().header.target.release)
+        .collect();
+    releases.sort();
+    releases
+}
+
+#[test]
+fn journals_are_pruned_to_the_plans_keep_and_history_still_shows_every_run() {
+    let s = Scratch::new("journals");
+    let run = |release: &str, fail: bool| {
+        let fail = format!("fail={}", if fail { "yes" } else { "no" });
+        let out = s.zdd("run", &["--release", release, "--var", &fail]);
+        text(&out.stderr)
+    };
+    // The plan keeps 3 releases. Two deploys, then four failures: the last 3 runs' journals, and those of the
+    // runs that deployed r1 and r2 (both still on disk) stay.
+    for release in ["r01", "r02"] {
+        assert_eq!(run(release, false), "");
+    }
+    for release in ["f03", "f04", "f05", "f06"] {
+        run(release, true);
+    }
+    assert_eq!(journal_runs(&s), ["f04", "f05", "f06", "r01", "r02"]);
+    for release in ["r07", "r08", "r09", "r10"] {
+        assert_eq!(run(release, false), "");
+    }
+    assert_eq!(journal_runs(&s), ["r08", "r09", "r10"]);
+    let out = s.zdd("rollback", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(journal_runs(&s), ["r08", "r09", "r09", "r10"], "r09's rollback, and the runs of the 3 releases kept");
+    let releases = std::fs::read_dir(s.out().join("app/releases")).unwrap().count();
+    assert_eq!(releases, 3);
+
+    let history = json(&s.zdd("history", &["--json"]));
+    let rows: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["release"].as_str().unwrap(), h["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 11, "{rows:?}");
+    assert_eq!(rows[2], ("f03", "rolled-back"));
+    assert_eq!(rows[10], ("r09", "deployed"));
+    let table = s.zdd("history", &[]);
+    assert_eq!(table.status.code(), Some(0));
+    assert!(text(&table.stdout).contains("f03"), "{}", text(&table.stdout));
+}

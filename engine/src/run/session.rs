@@ -54,8 +54,9 @@ pub fn process_log_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join("processes.jsonl")
 }
 
-/// How many journals a state directory keeps (journals of unfinished runs are always kept).
-const JOURNALS_KEPT: usize = 100;
+/// How many finished runs' journals a state directory keeps when no step of the plan keeps releases (see
+/// [`Session::prune_journals`]).
+const JOURNALS_KEPT: usize = 20;
 
 /// How long process groups left by a killed run get between TERM and KILL when `recover` stops them.
 const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -168,9 +169,26 @@ impl Session {
         drop(exec);
         let _ = tapped.await;
         recorded?;
-        // Housekeeping only: a journal that cannot be deleted costs disk space, not correctness.
-        let _ = journal::prune(self.state.path(), JOURNALS_KEPT);
+        self.prune_journals();
         Ok(report.outcome)
+    }
+
+    /// How many finished runs' journals to keep: as many as the plan keeps releases (the most any of its steps
+    /// keeps), else [`JOURNALS_KEPT`].
+    fn journals_kept(&self) -> usize {
+        self.plan.steps.iter().filter_map(|s| self.kinds.get(&s.kind)?.releases_kept(s)).max().unwrap_or(JOURNALS_KEPT)
+    }
+
+    /// Delete the journals of finished runs beyond the newest [`Session::journals_kept`], except those of the runs
+    /// that deployed the releases still kept (see [`crate::state::State::deploying_runs`]); an unfinished run's
+    /// journal is never deleted. A run's history is in `state.json`, not in its journal.
+    ///
+    /// Housekeeping only: a journal that cannot be deleted costs disk space, not correctness.
+    fn prune_journals(&self) {
+        let keep = self.journals_kept();
+        if let Ok(state) = self.state.load() {
+            let _ = journal::prune(self.state.path(), keep, &state.deploying_runs(keep));
+        }
     }
 
     /// Add a finished run to `state.json` (a deployed run becomes live).
@@ -275,6 +293,7 @@ impl Session {
         drop(exec);
         let _ = tapped.await;
         saved?;
+        self.prune_journals();
         Ok(outcome)
     }
 }
