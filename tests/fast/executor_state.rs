@@ -2,11 +2,7 @@
 
 use crate::executor_support as support;
 
-use support::{Scratch, text};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
-}
+use support::{Scratch, history_rows, json, text};
 
 #[test]
 fn deploys_alternate_slots_and_rollback_redeploys_the_previous_release() {
@@ -146,16 +142,10 @@ fn journals_are_pruned_to_the_plans_keep_and_history_still_shows_every_run() {
     let releases = std::fs::read_dir(s.out().join("app/releases")).unwrap().count();
     assert_eq!(releases, 3);
 
-    let history = json(&s.zdd("history", &["--json"]));
-    let rows: Vec<(&str, &str)> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["release"].as_str().unwrap(), h["outcome"].as_str().unwrap()))
-        .collect();
+    let rows = history_rows(&s);
     assert_eq!(rows.len(), 11, "{rows:?}");
-    assert_eq!(rows[2], ("f03", "rolled-back"));
-    assert_eq!(rows[10], ("r09", "deployed"));
+    assert_eq!(rows[2], "f03 rolled-back");
+    assert_eq!(rows[10], "r09 deployed");
     let table = s.zdd("history", &[]);
     assert_eq!(table.status.code(), Some(0));
     assert!(text(&table.stdout).contains("f03"), "{}", text(&table.stdout));

@@ -8,16 +8,12 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use support::{Scratch, text};
+use support::{Scratch, history_rows, json, text};
 
 const FORMAT_1: &str = "tests/fixtures/state/format-1";
 
 /// The run the fixture's zdd was killed in (`kill -9` during its `hang` step).
 const INTERRUPTED: &str = "20261202-135847-92d6";
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
-}
 
 /// A scratch directory holding a copy of the format-1 state directory, its `@SCRATCH@` paths made this one's.
 fn format_1() -> Scratch {
@@ -68,14 +64,8 @@ fn status_and_history_read_a_state_dir_of_the_previous_format() {
     assert_eq!(status["unfinished_run"]["run_id"], INTERRUPTED);
     assert_eq!(status["unfinished_run"]["target"]["release"], "r3");
 
-    let history = json(&s.zdd("history", &["--json"]));
-    let rows: Vec<(&str, &str)> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["release"].as_str().unwrap(), h["outcome"].as_str().unwrap()))
-        .collect();
-    assert_eq!(rows, [("r1", "deployed"), ("r2", "deployed")]);
+    let rows = history_rows(&s);
+    assert_eq!(rows, ["r1 deployed", "r2 deployed"]);
     let table = s.zdd("history", &[]);
     assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
 }

@@ -272,27 +272,28 @@ impl TypedKind for Migrate {
 /// The `lock-*`, `statement-timeout` and `advisory-lock-within` fields.
 fn lock_settings(ctx: &SettingsCtx<'_>) -> Result<LockSettings, Diagnostics> {
     let defaults = LockSettings::default();
+    let mut diags = Diagnostics::new();
     let lock_retries = match ctx.int("lock-retries").map(u32::try_from) {
         None => defaults.lock_retries,
         Some(Ok(n @ 0..=20)) => n,
         Some(_) => {
-            let mut diags = Diagnostics::new();
             diags.push(
                 Diagnostic::error(Code::BadInt, "`lock-retries` must be from 0 to 20")
                     .at(ctx.span("lock-retries"), "out of range")
                     .help("each retry waits `lock-timeout` again; 0 means one attempt, no retry"),
             );
-            return Err(diags);
+            defaults.lock_retries
         }
     };
     let lock_timeout = ctx.duration("lock-timeout", defaults.lock_timeout);
     if lock_timeout.is_zero() {
-        let mut diags = Diagnostics::new();
         diags.push(
             Diagnostic::error(Code::BadDuration, "`lock-timeout` must be more than 0s")
                 .at(ctx.span("lock-timeout"), "0s would be PostgreSQL's \"no lock timeout\"")
                 .help("a migration that waits for a lock without a limit freezes the table behind it; give it seconds"),
         );
+    }
+    if !diags.is_empty() {
         return Err(diags);
     }
     Ok(LockSettings {
