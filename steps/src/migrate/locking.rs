@@ -17,6 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlparser::ast::{AlterTableOperation, ColumnDef, ColumnOption, ObjectName, Statement, TableConstraint};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use zdd_engine::diag::Code;
@@ -25,6 +28,7 @@ use zdd_engine::kind::{StepCtx, StepError};
 
 use super::failure::PythonError;
 use super::inspect::Pending;
+use super::schema::name;
 use crate::manage::Manage;
 
 /// The `migrate` step's lock settings (used on PostgreSQL only).
@@ -134,29 +138,54 @@ fn applying(stdout: &str) -> Option<String> {
 /// adds references.
 pub fn locked_tables(sql: &str) -> Vec<String> {
     let mut tables: Vec<String> = Vec::new();
+    let mut add = |table: &ObjectName| {
+        let table = name(table);
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
+    };
+    let references = |column: &ColumnDef| -> Vec<ObjectName> {
+        column
+            .options
+            .iter()
+            .filter_map(|o| match &o.option {
+                ColumnOption::ForeignKey(fk) => Some(fk.foreign_table.clone()),
+                _ => None,
+            })
+            .collect()
+    };
     for (_, statement) in super::sql::split_operations(sql) {
-        let words: Vec<&str> = statement.split_whitespace().collect();
-        let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-        let is = |i: usize, word: &str| upper.get(i).is_some_and(|w| w == word);
-        let mut starts: Vec<usize> = Vec::new();
-        if is(0, "ALTER") && is(1, "TABLE") {
-            starts.push(2);
-        }
-        if is(0, "CREATE") && upper.iter().any(|w| w == "INDEX") {
-            starts.extend(upper.iter().position(|w| w == "ON").map(|i| i + 1));
-        }
-        starts.extend(upper.iter().enumerate().filter(|(_, w)| *w == "REFERENCES").map(|(i, _)| i + 1));
-        for start in starts {
-            let name = words
-                .iter()
-                .zip(&upper)
-                .skip(start)
-                .find(|(_, u)| !matches!(u.as_str(), "ONLY" | "IF" | "EXISTS"))
-                .map(|(w, _)| w.split('(').next().unwrap_or_default().trim_matches(|c| c == '"' || c == ';'));
-            if let Some(name) = name.filter(|n| !n.is_empty())
-                && !tables.iter().any(|t| t == name)
-            {
-                tables.push(name.to_owned());
+        // Django's PostgreSQL SQL; what sqlparser cannot read names no table here (this is a help line only).
+        let Ok(parsed) = Parser::parse_sql(&PostgreSqlDialect {}, &statement) else { continue };
+        for parsed in parsed {
+            match parsed {
+                Statement::AlterTable(at) => {
+                    add(&at.name);
+                    for operation in &at.operations {
+                        match operation {
+                            AlterTableOperation::AddConstraint {
+                                constraint: TableConstraint::ForeignKey(fk), ..
+                            } => {
+                                add(&fk.foreign_table);
+                            }
+                            AlterTableOperation::AddColumn { column_def, .. } => {
+                                references(column_def).iter().for_each(&mut add);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Statement::CreateIndex(ci) => add(&ci.table_name),
+                // A new table locks only the tables its foreign keys reference.
+                Statement::CreateTable(ct) => {
+                    ct.columns.iter().flat_map(references).for_each(|t| add(&t));
+                    for constraint in &ct.constraints {
+                        if let TableConstraint::ForeignKey(fk) = constraint {
+                            add(&fk.foreign_table);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
