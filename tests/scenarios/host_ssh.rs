@@ -535,7 +535,12 @@ async fn recover_stops_what_a_killed_run_left_on_a_remote_host() {
     });
     tokio::select! {
         _ = &mut run => panic!("the run ended by itself"),
-        started = eventually(|| async { hosts.processes_matching(1, "sleep 1007").len() >= 2 }) => assert!(started),
+        // The run logs the group when the host's first line (its pgid) comes back, a moment after the commands
+        // start: it is polled until then, as a live zdd would be.
+        started = eventually(|| async {
+            hosts.processes_matching(1, "sleep 1007").len() >= 2
+                && process_log::remote_leftovers(&log).contains_key(&hosts.destination(1))
+        }) => assert!(started),
     }
     std::mem::forget(run);
     let left = process_log::remote_leftovers(&log);
