@@ -9,6 +9,7 @@ use semver::{Version, VersionReq};
 use crate::ZDD_VERSION;
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::raw::{RawNode, Scalar};
+use crate::plan::validate::{missing_argument, wrong_type};
 
 /// Reports each `zdd-version` node whose requirement is not valid or excludes `running`. True when every
 /// requirement holds.
@@ -16,11 +17,11 @@ pub fn check(nodes: &[&RawNode], running: &Version, diags: &mut Diagnostics) -> 
     let mut holds = true;
     for node in nodes {
         let Some(arg) = node.args.first() else {
-            diags.push(
-                Diagnostic::error(Code::MissingArgument, "`zdd-version` needs a requirement")
-                    .at(node.name_span, "no requirement")
-                    .help("write the zdd versions the plan is written for as Cargo does: `zdd-version \">=0.2\"`"),
-            );
+            diags.push(missing_argument(
+                node,
+                "`zdd-version` needs a requirement",
+                "write the zdd versions the plan is written for as Cargo does: `zdd-version \">=0.2\"`",
+            ));
             holds = false;
             continue;
         };
@@ -32,14 +33,7 @@ pub fn check(nodes: &[&RawNode], running: &Version, diags: &mut Diagnostics) -> 
             );
         }
         let Scalar::Str(text) = &arg.value else {
-            diags.push(
-                Diagnostic::error(
-                    Code::WrongType,
-                    format!("`zdd-version` takes a string, not {}", arg.value.describe()),
-                )
-                .at(arg.span, "not a string")
-                .help("write the requirement in double quotes: `zdd-version \">=0.2\"`"),
-            );
+            diags.push(wrong_type(arg, "a string", "write the requirement in double quotes: `zdd-version \">=0.2\"`"));
             holds = false;
             continue;
         };
