@@ -12,6 +12,8 @@
 #   redis-server and wheels for Celery and redis-py: the worker scenarios run Celery workers on a private Redis
 #   the wheel of Astral's uv (PyPI's `uv`: a static binary in a wheel), in the same cache: `python-env` with
 #   `installer "uv"` runs it from a small venv the tests install it into
+#   musl-tools, Rust's x86_64-unknown-linux-musl target and cargo-deb: the packaging test builds the static binary
+#   and the Debian package with scripts/package.sh and installs the package with dpkg -i
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +25,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux g++ openssh-server
-    openssh-client netcat-openbsd iptables redis-server mmdebstrap)
+    openssh-client netcat-openbsd iptables redis-server mmdebstrap musl-tools)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -84,3 +86,14 @@ wheels_for "the ASGI fixture's wheels" "channels-*.whl uvicorn-*.whl uvicorn_wor
 wheels_for "Celery's wheels" "celery-*.whl redis-*.whl packaging-*.whl" "celery[redis]"
 # uv ships as a wheel holding one static binary; the tests install it offline from the cache like the others.
 wheels_for "uv's wheel" "uv-*.whl" --no-deps uv
+
+# The packaging test (tests/scenarios/packaging.rs): the static binary's target and the packager.
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    echo "test-deps: adding Rust's x86_64-unknown-linux-musl target"
+    rustup target add x86_64-unknown-linux-musl
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "test-deps: installing cargo-deb (once)"
+    cargo install cargo-deb --locked --version 3.6.4
+fi

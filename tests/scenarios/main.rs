@@ -18,6 +18,7 @@ mod support;
 mod demo;
 mod harden_faults;
 mod host_ssh;
+mod packaging;
 mod plan_preflight;
 mod scenarios_asgi;
 mod scenarios_blue_green;

@@ -41,6 +41,8 @@ pub(crate) enum Requirement {
     Celery,
     /// A Docker engine that answers, and mmdebstrap to make the offline base image (unless it exists).
     Docker,
+    /// What scripts/package.sh builds with: Rust's musl target, musl-gcc, cargo-deb, and dpkg to install.
+    Packaging,
 }
 
 impl Requirement {
@@ -104,6 +106,27 @@ impl Requirement {
                 (!(has("channels-") && has("uvicorn-") && has("uvicorn_worker-") && has("websockets-"))).then(|| {
                     format!("the ASGI fixture's wheels in {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
                 })
+            }
+            Requirement::Packaging => {
+                let sysroot = std::process::Command::new("rustc").args(["--print", "sysroot"]).output().ok();
+                let musl_target = sysroot.is_some_and(|o| {
+                    let root = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+                    Path::new(&root).join("lib/rustlib/x86_64-unknown-linux-musl").exists()
+                });
+                let cargo_deb = std::process::Command::new("cargo")
+                    .args(["deb", "--version"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                let missing: Vec<&str> = [
+                    (!musl_target).then_some("Rust's x86_64-unknown-linux-musl target"),
+                    (!exists("/usr/bin/musl-gcc")).then_some("musl-tools"),
+                    (!cargo_deb).then_some("cargo-deb"),
+                    (!exists("/usr/bin/dpkg")).then_some("dpkg"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                (!missing.is_empty()).then(|| format!("{} (scripts/test-deps.sh)", missing.join(", ")))
             }
             Requirement::Celery => {
                 let wheels = std::fs::read_dir(crate::support::venv::wheel_dir()).into_iter().flatten().flatten();
