@@ -352,3 +352,50 @@ async fn a_locked_table_times_the_migration_out_retries_and_keeps_serving() {
         pg.psql("locked", "SELECT column_name FROM information_schema.columns WHERE table_name = 'catalog_product'");
     assert!(!columns.contains("colour"), "the migration was rolled back: {columns}");
 }
+
+/// `zdd doctor` on the migrate step's plan, with `r0` (the same project) live: the state directory says so.
+fn doctor(dir: &TestDir, plan: &Path) -> (Option<i32>, String) {
+    use zdd_engine::state::{Deployed, State, StateDir};
+    let state_dir = dir.join("doctor-state");
+    let state = StateDir::prepare(&state_dir).unwrap();
+    let live = Deployed { release: "r0".into(), slot: "b".into(), since: "2026-12-01T10:00:00Z".into() };
+    state.save(&State { live: Some(live), previous: None, history: Vec::new() }).unwrap();
+    let out = Command::new(support::zdd::zdd_bin())
+        .args(["doctor", "--plain"])
+        .arg(plan)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Doctor asks the live release's Django for the database server's version; once the server is gone, that is a
+/// problem with its code and fix (the next `migrate` would fail).
+#[test]
+fn doctor_reads_the_database_version_through_the_live_release() {
+    if !require(
+        "doctor_reads_the_database_version_through_the_live_release",
+        &[Requirement::Root, Requirement::Python, Requirement::Postgres],
+    ) {
+        return;
+    }
+    let dir = TestDir::new("steps-migrate-doctor");
+    let pg = support::postgres::Postgres::start(dir.path());
+    let env = pg_env(&pg, "doctored");
+    let plan = setup_with_live(&dir, &env, true, "");
+    let (code, text) = doctor(&dir, &plan);
+    assert_eq!(code, Some(0), "{text}");
+    let line = text.lines().find(|l| l.contains("database `default`")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("ok") && line.contains("versions: Django 5."), "{line}");
+    assert!(line.contains("PostgreSQL 15."), "{line}");
+    assert!(line.contains("(asked through the live release r0)"), "{line}");
+
+    drop(pg);
+    let (code, text) = doctor(&dir, &plan);
+    assert_eq!(code, Some(2), "{text}");
+    let line = text.lines().find(|l| l.contains("cannot reach database `default`")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("problem") || line.contains("problem"), "{line}");
+    assert!(text.contains("[zdd::doctor-database]"), "{text}");
+}

@@ -126,6 +126,7 @@ codes! {
     DoctorPortInUse => "doctor-port-in-use",
     DoctorUnreachable => "doctor-unreachable",
     DoctorDiskSpace => "doctor-disk-space",
+    DoctorDatabase => "doctor-database",
 }
 
 impl Code {

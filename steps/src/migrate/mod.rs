@@ -16,6 +16,7 @@
 //! When the migrations' inputs are byte for byte the live release's ([`skip`]) and the database has every
 //! migration the live release applied, the step skips all of that after one query (`force #true`: never).
 
+mod doctor;
 pub mod failure;
 pub mod gate;
 pub mod inspect;
@@ -226,6 +227,12 @@ impl TypedKind for Migrate {
         ctx: &zdd_engine::preflight::PreflightCtx,
     ) -> Vec<zdd_engine::preflight::Finding> {
         crate::preflight::django_step(s.manage.env_file.as_deref(), s.manage.settings.as_deref(), ctx).await
+    }
+
+    async fn doctor(&self, s: &Settings, ctx: &zdd_engine::preflight::PreflightCtx) -> Vec<zdd_engine::doctor::Check> {
+        let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
+        checks.push(doctor::database_version(s, ctx).await);
+        checks
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
