@@ -73,6 +73,12 @@ impl LocalHost {
             return Err(HostError::Cancelled { program: cmd.program.clone() });
         }
         let mut command = tokio::process::Command::new(&cmd.program);
+        // Logged before the spawn, so that a zdd killed before it logs the group can still find it (see
+        // process_log's docs).
+        let token = self.process_log.as_ref().map(|log| log.spawning(&cmd.program));
+        if let Some(token) = &token {
+            command.env(process_log::SPAWN_TOKEN_ENV, token);
+        }
         command
             .args(&cmd.args)
             .envs(&cmd.env)
@@ -93,7 +99,7 @@ impl LocalHost {
         };
         let guard = GroupGuard { pgid, armed: true };
         if let Some(log) = &self.process_log {
-            log.started(pgid.as_raw(), &cmd.program);
+            log.started(pgid.as_raw(), &cmd.program, token.as_deref());
         }
 
         let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
