@@ -556,3 +556,50 @@ async fn recover_stops_what_a_killed_run_left_on_a_remote_host() {
     let again = stop_remote_leftovers(&log, &options(hosts), Duration::from_millis(500)).await;
     assert_eq!(again[0].groups.as_ref().map_or_else(|e| panic!("{e}"), Vec::len), 0);
 }
+
+/// zdd killed after a remote command started and before its header (the pgid) reached zdd: the log holds only
+/// the `spawning` line, and recover finds the command on its host by the token in its environment and stops
+/// it. A daemon the command left behind in a session of its own (`setsid`, as nginx's master is) carries the
+/// token too, and is not stopped.
+#[tokio::test]
+async fn recover_finds_a_remote_command_whose_group_was_never_logged() {
+    use zdd_engine::host::local::process_log;
+    use zdd_engine::host::ssh::recover::stop_remote_leftovers;
+    let Some(hosts) = hosts::shared("recover_finds_a_remote_command_whose_group_was_never_logged") else { return };
+    let dir = crate::support::env::TestDir::new("ssh-recover-spawning");
+    let log = dir.join("processes.jsonl");
+    let host = Arc::new(connect(hosts, 1).await.with_process_log(&log));
+    let mut run = Box::pin({
+        let host = host.clone();
+        async move {
+            host.run(&Command::shell("setsid sleep 1012 & exec sleep 1011"), &CancellationToken::new(), None).await
+        }
+    });
+    tokio::select! {
+        _ = &mut run => panic!("the run ended by itself"),
+        started = eventually(|| async {
+            !hosts.processes_matching(1, "sleep 1011").is_empty() && !hosts.processes_matching(1, "sleep 1012").is_empty()
+        }) => assert!(started),
+    }
+    std::mem::forget(run);
+    // What a zdd killed before the header came had written: the `spawning` line, not the `started` one.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| l.contains(r#""spawning":true"#)).collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    assert!(process_log::remote_leftovers(&log).is_empty(), "{kept:?}");
+    assert_eq!(process_log::remote_spawning(&log).len(), 1, "{kept:?}");
+
+    let stopped = stop_remote_leftovers(&log, &options(hosts), Duration::from_millis(500)).await;
+    assert_eq!(stopped.len(), 1);
+    let groups = stopped[0].groups.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(hosts.processes_matching(1, "sleep 1011"), Vec::new(), "the command was stopped");
+    let daemon = hosts.processes_matching(1, "sleep 1012");
+    assert_eq!(daemon.len(), 1, "the daemon in its own session was left alone");
+    for (pid, _) in daemon {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}

@@ -180,6 +180,24 @@ impl SshHost {
         Ok(self.file_op("stop", &path, &script, &[&pgid, &tenths, &start], None).await?.is_some())
     }
 
+    /// The commands started with spawn `token` that still run (see [`ops::FIND_SPAWNED`]), as leftovers of
+    /// `program` to stop like any other.
+    pub async fn find_spawned(&self, token: &str, program: &str) -> Result<Vec<RemoteLeftover>, HostError> {
+        let path = PathBuf::from(format!("spawn {token}"));
+        let out = self.file_op("find", &path, ops::FIND_SPAWNED, &[token], None).await?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|line| {
+                let (pgid, start) = line.split_once(' ')?;
+                Some(RemoteLeftover {
+                    pgid: pgid.parse().ok()?,
+                    start: start.parse().ok()?,
+                    program: program.to_owned(),
+                })
+            })
+            .collect())
+    }
+
     /// Is the connection still up (the master answers and so does the host)?
     pub async fn check(&self) -> Result<(), HostError> {
         self.session.check().await.map_err(|e| self.connection(&e))

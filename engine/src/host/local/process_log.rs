@@ -77,11 +77,7 @@ impl ProcessLog {
 
     /// A local command is about to be spawned with `ZDD_SPAWN=<token>`: the token to give it.
     pub fn spawning(&self, program: &str) -> String {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        // Unique among the commands of every zdd that may share this log: its pid, when it started, a counter.
-        let me = std::process::id();
-        let since = start_time(i32::try_from(me).unwrap_or(0)).unwrap_or(0);
-        let token = format!("{me}-{since}-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let token = next_token();
         self.append(&Entry {
             program: Some(program.to_owned()),
             token: Some(token.clone()),
@@ -108,12 +104,32 @@ impl ProcessLog {
         self.append(&Entry { pgid, ended: true, ..Entry::default() });
     }
 
+    /// A command is about to be started on the remote `host` with `ZDD_SPAWN=<token>`: the token to give it.
+    pub fn spawning_on(&self, host: &str, program: &str) -> String {
+        let token = next_token();
+        self.append(&Entry {
+            host: Some(host.to_owned()),
+            program: Some(program.to_owned()),
+            token: Some(token.clone()),
+            spawning: true,
+            ..Entry::default()
+        });
+        token
+    }
+
     /// A command started on the remote `host` as the leader of group `pgid`, at `start` (clock ticks since the
-    /// host booted; `None` if the host could not tell, and then recover leaves the group alone).
-    pub fn started_on(&self, host: &str, pgid: u32, start: Option<u64>, program: &str) {
+    /// host booted; `None` if the host could not tell, and then recover leaves the group alone), with the token
+    /// [`spawning_on`](Self::spawning_on) gave it.
+    pub fn started_on(&self, host: &str, pgid: u32, start: Option<u64>, program: &str, token: Option<&str>) {
         let Ok(pgid) = i32::try_from(pgid) else { return };
-        let entry =
-            Entry { host: Some(host.to_owned()), pgid, start, program: Some(program.to_owned()), ..Entry::default() };
+        let entry = Entry {
+            host: Some(host.to_owned()),
+            pgid,
+            start,
+            program: Some(program.to_owned()),
+            token: token.map(str::to_owned),
+            ..Entry::default()
+        };
         self.append(&entry);
     }
 
@@ -134,6 +150,15 @@ impl ProcessLog {
     }
 }
 
+/// A spawn token unique among the commands of every zdd that may share a log: this zdd's pid, when it started,
+/// and a counter.
+fn next_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let me = std::process::id();
+    let since = start_time(i32::try_from(me).unwrap_or(0)).unwrap_or(0);
+    format!("{me}-{since}-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// `/proc/<pid>/stat` field 22: when the process started, in clock ticks since boot.
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -141,11 +166,11 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// What the log says is open: groups started and not ended, by host (`None`: this machine), with their start
-/// times; and the tokens of local commands that were being spawned when the log stops, with their programs.
+/// times; and the tokens of commands that were being started when the log stops, with their host and program.
 #[derive(Default)]
 struct Open {
     groups: BTreeMap<(Option<String>, i32), (Option<u64>, String)>,
-    spawning: BTreeMap<String, String>,
+    spawning: BTreeMap<String, (Option<String>, String)>,
 }
 
 fn open_groups(path: &Path) -> Open {
@@ -154,7 +179,7 @@ fn open_groups(path: &Path) -> Open {
     for entry in text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()) {
         if entry.spawning {
             if let Some(token) = entry.token {
-                open.spawning.insert(token, entry.program.unwrap_or_default());
+                open.spawning.insert(token, (entry.host, entry.program.unwrap_or_default()));
             }
         } else if entry.ended {
             open.groups.remove(&(entry.host, entry.pgid));
@@ -172,7 +197,8 @@ fn open_groups(path: &Path) -> Open {
 /// and the groups of commands whose spawn the log saw begin but not end (found by their token). A leader that
 /// already exited while other members live cannot be told apart from a recycled id, so it is not listed.
 pub fn leftovers(path: &Path) -> Vec<Leftover> {
-    let open = open_groups(path);
+    let mut open = open_groups(path);
+    open.spawning.retain(|_, (host, _)| host.is_none());
     let mut found: Vec<Leftover> = open
         .groups
         .into_iter()
@@ -182,7 +208,7 @@ pub fn leftovers(path: &Path) -> Vec<Leftover> {
     if !open.spawning.is_empty() {
         for (pgid, token) in spawned_leaders(&open.spawning) {
             if !found.iter().any(|l| l.pgid == pgid) {
-                found.push(Leftover { pgid, program: open.spawning[&token].clone() });
+                found.push(Leftover { pgid, program: open.spawning[&token].1.clone() });
             }
         }
     }
@@ -192,7 +218,7 @@ pub fn leftovers(path: &Path) -> Vec<Leftover> {
 /// The processes of this machine whose environment holds one of `tokens` as `ZDD_SPAWN` and that lead their own
 /// process group inside another session (as a command zdd spawned does; a daemon that called `setsid` leads its
 /// session and is not zdd's to stop), with the token each carries.
-fn spawned_leaders(tokens: &BTreeMap<String, String>) -> Vec<(i32, String)> {
+fn spawned_leaders<V>(tokens: &BTreeMap<String, V>) -> Vec<(i32, String)> {
     let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut found = Vec::new();
     for entry in procs.flatten() {
@@ -238,6 +264,18 @@ pub fn remote_leftovers(path: &Path) -> BTreeMap<String, Vec<RemoteLeftover>> {
     for ((host, pgid), (start, program)) in open_groups(path).groups {
         if let (Some(host), Some(start), Ok(pgid)) = (host, start, u32::try_from(pgid)) {
             found.entry(host).or_default().push(RemoteLeftover { pgid, start, program });
+        }
+    }
+    found
+}
+
+/// The commands each remote host was about to start when the log stops (their `started` line never came), as
+/// `(token, program)`: the host finds them by the token in their environment.
+pub fn remote_spawning(path: &Path) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut found: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (token, (host, program)) in open_groups(path).spawning {
+        if let Some(host) = host {
+            found.entry(host).or_default().push((token, program));
         }
     }
     found
@@ -294,18 +332,24 @@ mod tests {
     fn remote_groups_are_listed_by_host_and_not_taken_for_local_ones() {
         let dir = tempfile::tempdir().unwrap();
         let log = ProcessLog::new(dir.path().join("processes.jsonl"));
-        log.started_on("root@web1", 4242, Some(777), "gunicorn");
-        log.started_on("root@web1", 4343, Some(778), "sleep");
+        log.started_on("root@web1", 4242, Some(777), "gunicorn", None);
+        log.started_on("root@web1", 4343, Some(778), "sleep", None);
         log.ended_on("root@web1", 4343);
-        log.started_on("root@web2", 4343, Some(779), "sleep");
-        log.started_on("root@web2", 5000, None, "unknown start");
+        log.started_on("root@web2", 4343, Some(779), "sleep", None);
+        log.started_on("root@web2", 5000, None, "unknown start", None);
+        let confirmed = log.spawning_on("root@web2", "migrate");
+        log.started_on("root@web2", 6000, Some(780), "migrate", Some(&confirmed));
+        let pending = log.spawning_on("root@web1", "collectstatic");
         // The same pgid on this machine is another group: no remote line ends or lists it.
         log.ended(4242);
         assert_eq!(leftovers(log.path()), vec![]);
         let remote = remote_leftovers(log.path());
         let listed: Vec<(&str, u32, u64)> =
             remote.iter().flat_map(|(h, gs)| gs.iter().map(move |g| (h.as_str(), g.pgid, g.start))).collect();
-        assert_eq!(listed, vec![("root@web1", 4242, 777), ("root@web2", 4343, 779)]);
+        assert_eq!(listed, vec![("root@web1", 4242, 777), ("root@web2", 4343, 779), ("root@web2", 6000, 780)]);
+        let spawning = remote_spawning(log.path());
+        assert_eq!(spawning.len(), 1, "{spawning:?}");
+        assert_eq!(spawning["root@web1"], vec![(pending, "collectstatic".to_owned())]);
     }
 
     /// zdd killed after it spawned a command and before it logged the group: the `spawning` line's token, in the

@@ -26,10 +26,18 @@ impl Stopped {
 
 /// Stop, on every remote host the log names, the groups it says started and did not end (TERM, KILL after
 /// `grace`), connecting with `options`. A group whose leader is another process now is left alone.
+/// Commands the log saw being started but whose group it never learnt are found on their host by their spawn
+/// token first.
 pub async fn stop_remote_leftovers(log: &Path, options: &SshOptions, grace: Duration) -> Vec<Stopped> {
+    let mut groups = process_log::remote_leftovers(log);
+    let mut spawning = process_log::remote_spawning(log);
+    for host in spawning.keys() {
+        groups.entry(host.clone()).or_default();
+    }
     let mut report = Vec::new();
-    for (host, groups) in process_log::remote_leftovers(log) {
-        let groups = stop_on(&host, &groups, options, grace).await;
+    for (host, groups) in groups {
+        let tokens = spawning.remove(&host).unwrap_or_default();
+        let groups = stop_on(&host, groups, &tokens, options, grace).await;
         report.push(Stopped { host, groups });
     }
     report
@@ -37,15 +45,23 @@ pub async fn stop_remote_leftovers(log: &Path, options: &SshOptions, grace: Dura
 
 async fn stop_on(
     host: &str,
-    groups: &[RemoteLeftover],
+    mut groups: Vec<RemoteLeftover>,
+    tokens: &[(String, String)],
     options: &SshOptions,
     grace: Duration,
 ) -> Result<Vec<RemoteLeftover>, HostError> {
     let destination = Destination::parse(host)
         .map_err(|e| HostError::Connection { host: host.to_owned(), message: e.to_string() })?;
     let ssh = SshHost::connect(&destination, options).await?;
+    for (token, program) in tokens {
+        for found in ssh.find_spawned(token, program).await? {
+            if !groups.iter().any(|g| g.pgid == found.pgid) {
+                groups.push(found);
+            }
+        }
+    }
     let mut stopped = Vec::new();
-    for group in groups {
+    for group in &groups {
         if ssh.stop_leftover(group, grace).await? {
             stopped.push(group.clone());
         }

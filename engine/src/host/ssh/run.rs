@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::script::{self, PID_HEADER, SPAWN_HEADER, ops};
 use super::{SshHost, error_chain, spawn_session};
 use crate::host::input::{Feeder, Input};
-use crate::host::local::process_log::ProcessLog;
+use crate::host::local::process_log::{ProcessLog, SPAWN_TOKEN_ENV};
 use crate::host::local::{OUTPUT_DRAIN, Stream, forward_lines};
 use crate::host::{Command, HostError, LineSink, Output};
 
@@ -49,14 +49,18 @@ pub(super) async fn run(
         permit = host.commands.acquire() => permit.map_err(|_| host.closed())?,
         () = cancel.cancelled() => return Err(cancelled()),
     };
-    let (mut child, feeder) = start(host, cmd, input).await?;
+    let (mut child, feeder, token) = start(host, cmd, input).await?;
     let (header_tx, mut header_rx) = watch::channel(Header::Pending);
     let mut guard = GroupGuard::new(host, header_rx.clone());
 
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
     if let Some(out) = child.stdout().take() {
-        let record =
-            host.process_log.clone().map(|log| Record { log, host: host.name.clone(), program: cmd.program.clone() });
+        let record = host.process_log.clone().map(|log| Record {
+            log,
+            host: host.name.clone(),
+            program: cmd.program.clone(),
+            token,
+        });
         tokio::spawn(forward_stdout(out, header_tx, line_tx.clone(), record));
     }
     if let Some(err) = child.stderr().take() {
@@ -148,12 +152,19 @@ pub(super) async fn run(
 }
 
 /// Start the command's session, its stdin fed from a task of its own.
+/// Starts the command. When the host keeps a process log, the start is logged first with a spawn token that
+/// the command carries as `ZDD_SPAWN` (returned for its `started` line): a zdd killed before the header names
+/// the group still leaves a way to find it (see [`process_log`](crate::host::local::process_log)).
 async fn start(
     host: &SshHost,
     cmd: &Command,
     input: Input,
-) -> Result<(openssh::Child<Arc<Session>>, Feeder), HostError> {
-    let line = script::run_line(cmd);
+) -> Result<(openssh::Child<Arc<Session>>, Feeder, Option<String>), HostError> {
+    let token = host.process_log.as_ref().map(|log| log.spawning_on(&host.name, &cmd.program));
+    let line = match &token {
+        Some(token) => script::run_line(&cmd.clone().env(SPAWN_TOKEN_ENV, token)),
+        None => script::run_line(cmd),
+    };
     let mut command = host.session.clone().arc_raw_command(&line);
     command
         .stdin(if input.piped() { Stdio::piped() } else { Stdio::null() })
@@ -161,7 +172,7 @@ async fn start(
         .stderr(Stdio::piped());
     let mut child = spawn_session(&mut command).await.map_err(|e| host.connection(&e))?;
     let feeder = input.feed(child.stdin().take());
-    Ok((child, feeder))
+    Ok((child, feeder, token))
 }
 
 /// A line of the program's: to the sink, and to the captured output.
@@ -329,6 +340,7 @@ struct Record {
     log: Arc<ProcessLog>,
     host: String,
     program: String,
+    token: Option<String>,
 }
 
 /// Reads a run's stdout: lines before the header are dropped, the header is published (and the group logged
@@ -351,7 +363,7 @@ async fn forward_stdout(
                 if !matches!(read, Header::Pending) {
                     started = true;
                     if let (Header::Started(pgid, start), Some(r)) = (&read, &record) {
-                        r.log.started_on(&r.host, *pgid, *start, &r.program);
+                        r.log.started_on(&r.host, *pgid, *start, &r.program, r.token.as_deref());
                     }
                     header.send_replace(read);
                 }

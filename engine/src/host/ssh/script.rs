@@ -213,6 +213,21 @@ done"#;
     /// `$1` process group id: KILL it (a run whose caller went away).
     pub(in super::super) const KILL_GROUP: &str = r#"kill -KILL "-$1" 2>/dev/null; exit 0"#;
 
+    /// `$1` spawn token: `PID TICKS` for each process whose environment holds `ZDD_SPAWN=$1` and that leads its
+    /// own session as sshd started it (its parent is an sshd): a command of zdd's whose header never reached
+    /// zdd. A daemon that called `setsid` leads a session too, but its parent is not sshd, and is left alone.
+    pub(in super::super) const FIND_SPAWNED: &str = r#"zdd_fields() { zdd_ppid=$2; zdd_sid=$4; zdd_ticks=${20}; }
+for zdd_dir in /proc/[0-9]*; do
+  zdd_pid=${zdd_dir#/proc/}
+  tr '\0' '\n' <"$zdd_dir/environ" 2>/dev/null | grep -qxF "ZDD_SPAWN=$1" || continue
+  { read -r zdd_stat <"$zdd_dir/stat"; } 2>/dev/null || continue
+  zdd_fields ${zdd_stat##*) }
+  [ "$zdd_sid" = "$zdd_pid" ] || continue
+  { read -r zdd_parent <"/proc/$zdd_ppid/comm"; } 2>/dev/null || continue
+  case $zdd_parent in sshd*) echo "$zdd_pid $zdd_ticks" ;; esac
+done
+exit 0"#;
+
     /// `zdd recover`'s check before [`TERMINATE_GROUP`]: `$3` must be when the group's leader started (field
     /// 22 of its stat), else the id is another group's now (or none's) and nothing is signalled.
     pub(in super::super) const LEADER_STARTED_AT: &str = r#"zdd_ticks() { zdd_ticks=${20}; }
