@@ -74,7 +74,8 @@ static SPEC: KindSpec = KindSpec {
             "proxy-switch",
             ValueType::StepRef(&["proxy-switch"]),
             "The proxy-switch step that moved traffic to the new instance: in port mode only answers that name \
-             that instance count (Nginx workers from before the reload still answer from the old one).",
+             that instance count (Nginx workers from before the reload still answer from the old one); with its \
+             `tls-cert`, the checks trust the certificate it serves.",
         ),
         FieldSpec::new(
             "origin-within",
@@ -171,6 +172,13 @@ fn expected_origin(s: &Settings, plan: &Plan, slot: &str) -> Result<Option<Strin
     switch.nginx.origin(slot)
 }
 
+/// The certificate the `proxy-switch` step the smoke follows serves (its `tls-cert`): the checks through the
+/// proxy trust it, as that step's confirmation does.
+fn switch_certificate(s: &Settings, plan: &Plan) -> Option<std::path::PathBuf> {
+    let switch = plan.step_by_name(s.proxy_switch.as_deref()?)?.settings.get::<crate::proxy::Settings>()?;
+    switch.nginx.tls.as_ref().map(|t| t.cert.clone())
+}
+
 #[async_trait]
 impl TypedKind for Smoke {
     type Settings = Settings;
@@ -227,7 +235,8 @@ impl TypedKind for Smoke {
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let base = ProbeUrl::parse(&s.base).map_err(StepError::fatal)?;
         let host = s.host.as_deref();
-        let client = probe::client(ctx.host.as_ref(), &base, s.request_timeout).await?;
+        let trust = switch_certificate(s, &ctx.plan);
+        let client = probe::client_trusting(ctx.host.as_ref(), &base, s.request_timeout, trust.as_deref()).await?;
         let until = Instant::now() + s.origin_within;
         let mut proxy = ThroughProxy {
             client,
