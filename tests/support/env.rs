@@ -41,6 +41,8 @@ pub(crate) enum Requirement {
     Celery,
     /// A Docker engine that answers, and mmdebstrap to make the offline base image (unless it exists).
     Docker,
+    /// openssl, to make a self-signed certificate (the HTTPS scenario).
+    Openssl,
 }
 
 impl Requirement {
@@ -56,6 +58,9 @@ impl Requirement {
             .then(|| {
                 format!("python3-venv and the wheel cache {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
             }),
+            Requirement::Openssl => {
+                (!exists(crate::support::tls::OPENSSL)).then(|| "openssl (apt-get install openssl)".into())
+            }
             Requirement::Postgres => (!exists(crate::support::postgres::BIN_DIR))
                 .then(|| "PostgreSQL 15 (apt-get install postgresql-15)".into()),
             Requirement::Systemd => (!exists(crate::support::systemd::SYSTEMD)

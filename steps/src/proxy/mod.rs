@@ -216,18 +216,17 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
 /// `tls-cert` and `tls-key` go together: a certificate without its key (or the reverse) is not HTTPS. An empty
 /// value (a plan variable left empty) is no value.
 fn check_tls(step: &Step, diags: &mut Diagnostics) {
-    let given = |name: &str| {
-        step.fields.path(name).filter(|p| !p.as_os_str().is_empty()).and(step.fields.all(name).first())
-    };
+    let given =
+        |name: &str| step.fields.path(name).filter(|p| !p.as_os_str().is_empty()).and(step.fields.all(name).first());
     let (span, message, label) = match (given("tls-cert"), given("tls-key")) {
         (Some(cert), None) => (cert.span, "`tls-cert` needs `tls-key`, the certificate's private key", "no key"),
         (None, Some(key)) => (key.span, "`tls-key` needs `tls-cert`, the certificate it belongs to", "no certificate"),
         _ => return,
     };
     diags.push(
-        Diagnostic::error(Code::ProxyTls, message)
-            .at(span, label)
-            .help("give both, `tls-cert \"/etc/ssl/shop.pem\"` and `tls-key \"/etc/ssl/private/shop.key\"`, or neither"),
+        Diagnostic::error(Code::ProxyTls, message).at(span, label).help(
+            "give both, `tls-cert \"/etc/ssl/shop.pem\"` and `tls-key \"/etc/ssl/private/shop.key\"`, or neither",
+        ),
     );
 }
 
