@@ -3,15 +3,13 @@
 //! one-shot HTTP/1.1 GET over TLS or plain TCP for the checks before and after a deploy.
 
 use std::io::{Read, Write};
-
-use rustls::pki_types::pem::PemObject;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::PemObject as _;
 
 pub(crate) const OPENSSL: &str = "/usr/bin/openssl";
 
