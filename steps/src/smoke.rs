@@ -88,6 +88,12 @@ static SPEC: KindSpec = KindSpec {
             ValueType::Path,
             "Nginx's error log: a failed check shows the lines Nginx wrote during the checks.",
         ),
+        FieldSpec::new(
+            "tls-trust",
+            ValueType::Path,
+            "HTTPS: a PEM certificate (or CA) to trust besides the system's roots, e.g. the `tls-cert` the proxy \
+             serves; by default, that of the `proxy-switch` named.",
+        ),
     ],
     effect: Effect::ReadOnly,
     undo: "Nothing: it only reads.",
@@ -107,6 +113,8 @@ pub struct Settings {
     proxy_switch: Option<String>,
     origin_within: Duration,
     error_log: Option<PathBuf>,
+    /// `tls-trust`: a PEM file whose certificates the HTTPS checks trust besides the system's roots.
+    tls_trust: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -172,9 +180,12 @@ fn expected_origin(s: &Settings, plan: &Plan, slot: &str) -> Result<Option<Strin
     switch.nginx.origin(slot)
 }
 
-/// The certificate the `proxy-switch` step the smoke follows serves (its `tls-cert`): the checks through the
-/// proxy trust it, as that step's confirmation does.
+/// The certificate the HTTPS checks trust besides the system's roots: `tls-trust`, else the one the
+/// `proxy-switch` step the smoke follows serves (its `tls-cert`), as that step's confirmation does.
 fn switch_certificate(s: &Settings, plan: &Plan) -> Option<std::path::PathBuf> {
+    if let Some(trust) = &s.tls_trust {
+        return Some(trust.clone());
+    }
     let switch = plan.step_by_name(s.proxy_switch.as_deref()?)?.settings.get::<crate::proxy::Settings>()?;
     switch.nginx.tls.as_ref().map(|t| t.cert.clone())
 }
@@ -201,6 +212,7 @@ impl TypedKind for Smoke {
             proxy_switch: ctx.given("proxy-switch").map(str::to_owned),
             origin_within: ctx.duration("origin-within", Duration::from_secs(10)),
             error_log: ctx.path("error-log"),
+            tls_trust: ctx.path("tls-trust"),
         })
     }
 

@@ -60,19 +60,16 @@ pub(crate) fn get(port: u16, path: &str, tls: Option<&Arc<rustls::ClientConfig>>
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     let mut response = Vec::new();
-    match tls {
-        Some(config) => {
-            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
-            let connection = rustls::ClientConnection::new(config.clone(), name).ok()?;
-            let mut stream = rustls::StreamOwned::new(connection, tcp);
-            stream.write_all(request.as_bytes()).ok()?;
-            // Nginx may close without close_notify; what arrived is the answer.
-            let _ = stream.read_to_end(&mut response);
-        }
-        None => {
-            tcp.write_all(request.as_bytes()).ok()?;
-            let _ = tcp.read_to_end(&mut response);
-        }
+    if let Some(config) = tls {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+        let connection = rustls::ClientConnection::new(config.clone(), name).ok()?;
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        stream.write_all(request.as_bytes()).ok()?;
+        // Nginx may close without close_notify; what arrived is the answer.
+        let _ = stream.read_to_end(&mut response);
+    } else {
+        tcp.write_all(request.as_bytes()).ok()?;
+        let _ = tcp.read_to_end(&mut response);
     }
     (!response.is_empty()).then(|| String::from_utf8_lossy(&response).into_owned())
 }

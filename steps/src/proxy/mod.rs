@@ -213,23 +213,6 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
     found
 }
 
-/// `tls-cert` and `tls-key` go together: a certificate without its key (or the reverse) is not HTTPS. An empty
-/// value (a plan variable left empty) is no value.
-fn check_tls(step: &Step, diags: &mut Diagnostics) {
-    let given =
-        |name: &str| step.fields.path(name).filter(|p| !p.as_os_str().is_empty()).and(step.fields.all(name).first());
-    let (span, message, label) = match (given("tls-cert"), given("tls-key")) {
-        (Some(cert), None) => (cert.span, "`tls-cert` needs `tls-key`, the certificate's private key", "no key"),
-        (None, Some(key)) => (key.span, "`tls-key` needs `tls-cert`, the certificate it belongs to", "no certificate"),
-        _ => return,
-    };
-    diags.push(
-        Diagnostic::error(Code::ProxyTls, message).at(span, label).help(
-            "give both, `tls-cert \"/etc/ssl/shop.pem\"` and `tls-key \"/etc/ssl/private/shop.key\"`, or neither",
-        ),
-    );
-}
-
 /// The certificate and key exist, zdd can read them (the confirmation trusts the certificate), and so can
 /// Nginx's master: it loads them at every reload, as root on a usual install; a master running as another user
 /// (a private Nginx) must be able to read them itself.
@@ -281,7 +264,25 @@ impl TypedKind for ProxySwitch {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
-        check_tls(step, diags);
+        // `tls-cert` and `tls-key` go together: a certificate without its key (or the reverse) is not HTTPS. An
+        // empty value (a plan variable left empty) is no value.
+        let given = |name: &str| {
+            step.fields.path(name).filter(|p| !p.as_os_str().is_empty()).and(step.fields.all(name).first())
+        };
+        let half_tls = match (given("tls-cert"), given("tls-key")) {
+            (Some(cert), None) => {
+                Some((cert.span, "`tls-cert` needs `tls-key`, the certificate's private key", "no key"))
+            }
+            (None, Some(key)) => {
+                Some((key.span, "`tls-key` needs `tls-cert`, the certificate it belongs to", "no certificate"))
+            }
+            _ => None,
+        };
+        if let Some((span, message, label)) = half_tls {
+            diags.push(Diagnostic::error(Code::ProxyTls, message).at(span, label).help(
+                "give both, `tls-cert \"/etc/ssl/shop.pem\"` and `tls-key \"/etc/ssl/private/shop.key\"`, or neither",
+            ));
+        }
         let lanes = lane_list(&step.fields.strings("lanes"));
         let lane = step.fields.all("lane").first();
         let problem = match (lane, step.fields.all("lanes").first()) {
