@@ -3,8 +3,12 @@
 //!
 //! A probe connects to its socket or address as the step's host sees it ([`Host::reach`]): on this machine
 //! directly, on an SSH host through a forward. The request itself (URL, `Host` header) is the same either way.
+//!
+//! `https://` is verified as any client would: the system's roots, plus, for a probe through a proxy that serves
+//! a certificate of the plan's ([`client_trusting`]), that certificate, read from the step's host. There is no
+//! way to turn verification off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -85,6 +89,20 @@ pub async fn through_host(
     })
 }
 
+/// The certificates of a PEM file on `host`, to trust.
+async fn trusted_certificates(host: &dyn Host, file: &Path) -> Result<Vec<reqwest::Certificate>, StepError> {
+    let pem = host
+        .read_file(file)
+        .await?
+        .ok_or_else(|| StepError::fatal(format!("the certificate to trust, {}, does not exist", file.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| StepError::fatal(format!("{}: not a PEM certificate: {}", file.display(), describe(&e))))?;
+    if certs.is_empty() {
+        return Err(StepError::fatal(format!("{} holds no PEM certificate", file.display())));
+    }
+    Ok(certs)
+}
+
 /// What a probe got back.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -96,6 +114,17 @@ pub struct Answer {
 /// A client for one probe URL on `host`: every request goes to the URL's socket or address as the host sees it
 /// (so to the same place: [`ProbeUrl::with_path`] keeps both).
 pub async fn client(host: &dyn Host, url: &ProbeUrl, timeout: Duration) -> Result<reqwest::Client, StepError> {
+    client_trusting(host, url, timeout, None).await
+}
+
+/// [`client`], trusting the certificates in the PEM file `trust` (on `host`) besides the system's roots for an
+/// `https://` URL: the certificate the proxy serves, self-signed or from a private CA.
+pub async fn client_trusting(
+    host: &dyn Host,
+    url: &ProbeUrl,
+    timeout: Duration,
+    trust: Option<&Path>,
+) -> Result<reqwest::Client, StepError> {
     // Every check on a fresh connection: right after an Nginx reload, an old worker may close a kept-alive
     // connection just as a request is sent on it (Nginx's keep-alive race). A check must fail for the app's
     // reasons, not for that one.
@@ -103,6 +132,10 @@ pub async fn client(host: &dyn Host, url: &ProbeUrl, timeout: Duration) -> Resul
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0);
+    let builder = match trust.filter(|_| url.socket.is_none() && url.url.starts_with("https://")) {
+        Some(file) => builder.tls_certs_merge(trusted_certificates(host, file).await?),
+        None => builder,
+    };
     let endpoint = url.endpoint().map_err(StepError::fatal)?;
     let builder = through_host(host, &endpoint, builder).await?;
     builder.build().map_err(|e| StepError::fatal(format!("HTTP client: {e}")))

@@ -74,7 +74,8 @@ static SPEC: KindSpec = KindSpec {
             "proxy-switch",
             ValueType::StepRef(&["proxy-switch"]),
             "The proxy-switch step that moved traffic to the new instance: in port mode only answers that name \
-             that instance count (Nginx workers from before the reload still answer from the old one).",
+             that instance count (Nginx workers from before the reload still answer from the old one); with its \
+             `tls-cert`, the checks trust the certificate it serves.",
         ),
         FieldSpec::new(
             "origin-within",
@@ -86,6 +87,12 @@ static SPEC: KindSpec = KindSpec {
             "error-log",
             ValueType::Path,
             "Nginx's error log: a failed check shows the lines Nginx wrote during the checks.",
+        ),
+        FieldSpec::new(
+            "tls-trust",
+            ValueType::Path,
+            "HTTPS: a PEM certificate (or CA) to trust besides the system's roots, e.g. the `tls-cert` the proxy \
+             serves; by default, that of the `proxy-switch` named.",
         ),
     ],
     effect: Effect::ReadOnly,
@@ -106,6 +113,8 @@ pub struct Settings {
     proxy_switch: Option<String>,
     origin_within: Duration,
     error_log: Option<PathBuf>,
+    /// `tls-trust`: a PEM file whose certificates the HTTPS checks trust besides the system's roots.
+    tls_trust: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -171,6 +180,16 @@ fn expected_origin(s: &Settings, plan: &Plan, slot: &str) -> Result<Option<Strin
     switch.nginx.origin(slot)
 }
 
+/// The certificate the HTTPS checks trust besides the system's roots: `tls-trust`, else the one the
+/// `proxy-switch` step the smoke follows serves (its `tls-cert`), as that step's confirmation does.
+fn switch_certificate(s: &Settings, plan: &Plan) -> Option<std::path::PathBuf> {
+    if let Some(trust) = &s.tls_trust {
+        return Some(trust.clone());
+    }
+    let switch = plan.step_by_name(s.proxy_switch.as_deref()?)?.settings.get::<crate::proxy::Settings>()?;
+    switch.nginx.tls.as_ref().map(|t| t.cert.clone())
+}
+
 #[async_trait]
 impl TypedKind for Smoke {
     type Settings = Settings;
@@ -193,6 +212,7 @@ impl TypedKind for Smoke {
             proxy_switch: ctx.given("proxy-switch").map(str::to_owned),
             origin_within: ctx.duration("origin-within", Duration::from_secs(10)),
             error_log: ctx.path("error-log"),
+            tls_trust: ctx.path("tls-trust"),
         })
     }
 
@@ -227,7 +247,8 @@ impl TypedKind for Smoke {
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let base = ProbeUrl::parse(&s.base).map_err(StepError::fatal)?;
         let host = s.host.as_deref();
-        let client = probe::client(ctx.host.as_ref(), &base, s.request_timeout).await?;
+        let trust = switch_certificate(s, &ctx.plan);
+        let client = probe::client_trusting(ctx.host.as_ref(), &base, s.request_timeout, trust.as_deref()).await?;
         let until = Instant::now() + s.origin_within;
         let mut proxy = ThroughProxy {
             client,

@@ -258,6 +258,14 @@ fn kind_checks_run_on_complete_steps() {
     assert_eq!(codes(&one(text)), [Code::BadEnum]);
 }
 
+/// Only an optional path may be left empty by its variables (the field is then not given): a required one is
+/// still a bad path.
+#[test]
+fn a_required_path_left_empty_by_a_variable_is_still_refused() {
+    let text = "plan \"p\"\nvar \"p\" \"\"\nstep \"s\" kind=\"fake\" { path \"{{p}}\"; }\n";
+    assert_eq!(codes(&one(text)), [Code::BadPath]);
+}
+
 #[test]
 fn misplaced_header_and_common_field_errors() {
     let reader = MemoryReader::new()

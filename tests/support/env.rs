@@ -43,6 +43,8 @@ pub(crate) enum Requirement {
     Docker,
     /// What scripts/package.sh builds with: Rust's musl target, musl-gcc, cargo-deb, and dpkg to install.
     Packaging,
+    /// openssl, to make a self-signed certificate (the HTTPS scenario).
+    Openssl,
 }
 
 impl Requirement {
@@ -58,6 +60,9 @@ impl Requirement {
             .then(|| {
                 format!("python3-venv and the wheel cache {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
             }),
+            Requirement::Openssl => {
+                (!exists(crate::support::tls::OPENSSL)).then(|| "openssl (apt-get install openssl)".into())
+            }
             Requirement::Postgres => (!exists(crate::support::postgres::BIN_DIR))
                 .then(|| "PostgreSQL 15 (apt-get install postgresql-15)".into()),
             Requirement::Systemd => (!exists(crate::support::systemd::SYSTEMD)

@@ -1,4 +1,4 @@
-//! A load generator for 127.0.0.1 only: raw HTTP/1.1 over TCP with keep-alive, a few dozen concurrent clients,
+//! A load generator for 127.0.0.1 only: raw HTTP/1.1 over TCP (or over TLS, with rustls) with keep-alive, a few dozen concurrent clients,
 //! bounded in time and in requests, that records every response (status, `X-App-Version`, latency) and
 //! classifies every failure. It never retries: a request that did not get a good answer is counted.
 //!
@@ -12,8 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// A client's connection: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+type Connection = BufReader<Box<dyn Stream>>;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -30,6 +36,8 @@ pub(crate) struct LoadConfig {
     pub max_duration: Duration,
     pub max_requests: u64,
     pub request_timeout: Duration,
+    /// HTTPS: every connection is TLS with this client configuration (a handshake failure is a failed request).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl LoadConfig {
@@ -37,7 +45,16 @@ impl LoadConfig {
     /// would ask for it), 2 slow clients on `/slow/?s=2` (each holds a gunicorn sync worker for 2 s: the app
     /// needs more workers than slow clients).
     pub(crate) fn standard(port: u16) -> LoadConfig {
-        let stylesheet = page_stylesheet(port).unwrap_or_else(|| "/static/catalog/shop.css".to_string());
+        Self::standard_over(port, None)
+    }
+
+    /// [`Self::standard`] over HTTPS on `port`, trusting what `tls` trusts.
+    pub(crate) fn standard_tls(port: u16, tls: Arc<rustls::ClientConfig>) -> LoadConfig {
+        Self::standard_over(port, Some(tls))
+    }
+
+    fn standard_over(port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> LoadConfig {
+        let stylesheet = page_stylesheet(port, tls.as_ref()).unwrap_or_else(|| "/static/catalog/shop.css".to_string());
         LoadConfig {
             port,
             clients: 16,
@@ -48,19 +65,14 @@ impl LoadConfig {
             max_duration: Duration::from_mins(3),
             max_requests: 2_000_000,
             request_timeout: Duration::from_secs(10),
+            tls,
         }
     }
 }
 
 /// The stylesheet `/` links (`<link rel="stylesheet" href="...">`), fetched once through `port`.
-pub(crate) fn page_stylesheet(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut page = Vec::new();
-    let _ = stream.read_to_end(&mut page);
-    let page = String::from_utf8_lossy(&page);
+pub(crate) fn page_stylesheet(port: u16, tls: Option<&Arc<rustls::ClientConfig>>) -> Option<String> {
+    let page = super::tls::get(port, "/", tls)?;
     let start = page.find("href=\"/static/")? + "href=\"".len();
     let end = page[start..].find('"')?;
     Some(page[start..start + end].to_string())
@@ -193,6 +205,7 @@ async fn run_clients(config: LoadConfig, stop: Arc<AtomicBool>, samples: Arc<Mut
             offset: index,
             pause: if slow { Duration::ZERO } else { config.pause },
             timeout: config.request_timeout,
+            tls: config.tls.clone(),
         };
         let (stop, samples, budget) = (stop.clone(), samples.clone(), budget.clone());
         tasks.spawn(async move { client.run(stop, samples, budget, started, deadline).await });
@@ -207,6 +220,7 @@ struct Client {
     offset: usize,
     pause: Duration,
     timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -218,7 +232,7 @@ impl Client {
         started: Instant,
         deadline: Instant,
     ) {
-        let mut connection: Option<BufReader<TcpStream>> = None;
+        let mut connection: Option<Connection> = None;
         let mut n = self.offset;
         while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
             if budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_err() {
@@ -228,7 +242,8 @@ impl Client {
             n += 1;
             let sent = Instant::now();
             let reused = connection.is_some();
-            let result = tokio::time::timeout(self.timeout, request(&mut connection, self.port, &path)).await;
+            let result =
+                tokio::time::timeout(self.timeout, request(&mut connection, self.port, self.tls.as_ref(), &path)).await;
             let latency = sent.elapsed();
             let (status, version, failure) = match result {
                 Err(_) => {
@@ -274,10 +289,23 @@ struct Answer {
 }
 
 /// Sends one GET on the kept-alive connection (opening one if needed) and reads the whole response.
-async fn request(connection: &mut Option<BufReader<TcpStream>>, port: u16, path: &str) -> Result<Answer, FailKind> {
+async fn request(
+    connection: &mut Option<Connection>,
+    port: u16,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    path: &str,
+) -> Result<Answer, FailKind> {
     if connection.is_none() {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| classify(&e, false))?;
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Stream> = match tls {
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|_| FailKind::Other)?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                Box::new(connector.connect(name, stream).await.map_err(|e| classify(&e, false))?)
+            }
+            None => Box::new(stream),
+        };
         *connection = Some(BufReader::new(stream));
     }
     let Some(conn) = connection.as_mut() else {
@@ -334,7 +362,7 @@ async fn request(connection: &mut Option<BufReader<TcpStream>>, port: u16, path:
     Ok(Answer { status, version })
 }
 
-async fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<(), FailKind> {
+async fn read_chunked(conn: &mut Connection) -> Result<(), FailKind> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -386,6 +414,11 @@ impl Report {
     }
 
     /// Failures per kind.
+    /// Answers that were redirects (3xx): not failures, but over HTTPS the app answers every request itself.
+    pub(crate) fn redirects(&self) -> usize {
+        self.samples.iter().filter(|s| s.status.is_some_and(|c| (300..400).contains(&c))).count()
+    }
+
     pub(crate) fn failures_by_kind(&self) -> BTreeMap<FailKind, usize> {
         let mut counts = BTreeMap::new();
         for kind in self.samples.iter().filter_map(|s| s.failure) {

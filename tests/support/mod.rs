@@ -20,6 +20,7 @@ pub(crate) mod redis;
 pub(crate) mod scenarios;
 pub(crate) mod shop;
 pub(crate) mod systemd;
+pub(crate) mod tls;
 pub(crate) mod tree;
 pub(crate) mod venv;
 pub(crate) mod wagtail;

@@ -102,6 +102,7 @@ codes! {
     HealthJson => "health-json",
     ServiceLane => "service-lane",
     ProxyLanes => "proxy-lanes",
+    ProxyTls => "proxy-tls",
     HttpBadHeader => "http-bad-header",
     HttpBadStatus => "http-bad-status",
     MigrateLockRetries => "migrate-lock-retries",

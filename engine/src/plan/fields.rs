@@ -58,10 +58,22 @@ impl FieldCtx<'_, '_> {
 
     /// One value of type `ty` (never [`ValueType::Strings`], which the caller splits).
     pub fn typed(&mut self, ty: ValueType, raw: &RawValue) -> Option<Value> {
+        self.typed_field(ty, raw, false)
+    }
+
+    /// [`Self::typed`]; with `optional`, an optional path that plan variables left empty (`tls-cert
+    /// "{{tls_cert}}"` with `var "tls_cert" ""`) is an empty string, which the kinds read as not given, instead of
+    /// a bad path: a shared fragment can pass an optional file on without every plan having to set one.
+    fn typed_field(&mut self, ty: ValueType, raw: &RawValue, optional: bool) -> Option<Value> {
         if let (ValueType::Bool, Scalar::Bool(b)) = (ty, &raw.value) {
             return Some(Value::Bool(*b));
         }
         let text = self.text(raw, ty)?;
+        let from_variables = matches!(&raw.value, Scalar::Str(s) if s.contains("{{"));
+        if optional && from_variables && text.trim().is_empty() && matches!(ty, ValueType::Path | ValueType::ConfigPath)
+        {
+            return Some(Value::Str(String::new()));
+        }
         if ty == ValueType::Shell && !self.shell_values_safe(raw) {
             return None;
         }
@@ -265,7 +277,7 @@ pub fn field(spec: &FieldSpec, node: &RawNode, ctx: &mut FieldCtx<'_, '_>) -> Op
                             .help(format!("`{}` is {}: join words into one string", node.name, type_name(ty))),
                     );
                 }
-                ctx.typed(ty, one)
+                ctx.typed_field(ty, one, !spec.required)
             }
         },
     };

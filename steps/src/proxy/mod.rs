@@ -9,6 +9,11 @@
 //!
 //! Its preflight (and a check right before the swap) makes sure Nginx's workers can reach the socket directory
 //! and read the static directory ([`workers`]); a failed confirmation shows what Nginx's error log says.
+//!
+//! With `tls-cert` and `tls-key` the site serves HTTPS on `tls-listen` and its plain `listen` redirects there
+//! (301). The confirmation (and a `smoke` step that names this switch) trusts the system's roots plus the
+//! certificate the site serves: the file the plan gave Nginx, so a self-signed one verifies, and nothing else
+//! is let through unverified.
 
 pub mod error_log;
 pub mod nginx;
@@ -74,6 +79,15 @@ static SPEC: KindSpec = KindSpec {
             "Served at `static-url` by Nginx; keep it outside releases (e.g. `<root>/shared/static`) so old pages' assets stay.",
         ),
         FieldSpec::new("static-url", ValueType::ConfigWord, "URL prefix of static files.").default("/static/"),
+        FieldSpec::new(
+            "tls-cert",
+            ValueType::ConfigPath,
+            "HTTPS: the certificate (PEM, chain included) Nginx serves on `tls-listen`; `listen` then redirects to \
+             HTTPS. Needs `tls-key`. The confirmation trusts it.",
+        ),
+        FieldSpec::new("tls-key", ValueType::ConfigPath, "HTTPS: the certificate's private key. Needs `tls-cert`."),
+        FieldSpec::new("tls-listen", ValueType::ConfigWords, "HTTPS: the server block's `listen` (`ssl` is added).")
+            .default("443"),
         FieldSpec::new(
             "read-timeout",
             ValueType::Duration,
@@ -151,7 +165,8 @@ async fn confirm(s: &Settings, ctx: &StepCtx, origin: Option<String>) -> Result<
     };
     let url = ProbeUrl::parse(&c.url).map_err(StepError::fatal)?;
     let (status, contains, within) = (c.status, c.contains.as_deref(), c.within);
-    let client = probe::client(ctx.host.as_ref(), &url, Duration::from_secs(2)).await?;
+    let trust = s.nginx.tls.as_ref().map(|t| t.cert.as_path());
+    let client = probe::client_trusting(ctx.host.as_ref(), &url, Duration::from_secs(2), trust).await?;
     let mut filter = OriginFilter::new(origin);
     let error_log = ErrorLog::open(s.error_log.as_deref(), ctx).await;
     let start = Instant::now();
@@ -198,6 +213,28 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
     found
 }
 
+/// The certificate and key exist, zdd can read them (the confirmation trusts the certificate), and so can
+/// Nginx's master: it loads them at every reload, as root on a usual install; a master running as another user
+/// (a private Nginx) must be able to read them itself.
+async fn tls_findings(ngx: &Nginx, ctx: &PreflightCtx) -> Vec<Finding> {
+    let Some(tls) = &ngx.tls else {
+        return Vec::new();
+    };
+    let host = ctx.preview.host.as_ref();
+    let mut found = Vec::new();
+    for (path, what) in [(&tls.cert, "the TLS certificate"), (&tls.key, "the TLS key")] {
+        if let Some(f) = crate::preflight::readable_file(host, path, what, &ctx.provided).await {
+            found.push(f);
+        } else if let Some(master) = workers::live_master(host, &ngx.pid_file).await
+            && master.account.uid != 0
+            && let Some(f) = workers::check_as(host, "master", &master, path, Need::Read, what).await
+        {
+            found.push(f);
+        }
+    }
+    found
+}
+
 /// The lanes of `lanes` strings: each split on whitespace, so a plan variable can hold the list (`lanes
 /// "{{lanes}}"`, as the `repeat` over the lanes uses it). The check and the settings read them alike.
 pub(crate) fn lane_list(strings: &[String]) -> Vec<String> {
@@ -227,6 +264,25 @@ impl TypedKind for ProxySwitch {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        // `tls-cert` and `tls-key` go together: a certificate without its key (or the reverse) is not HTTPS. An
+        // empty value (a plan variable left empty) is no value.
+        let given = |name: &str| {
+            step.fields.path(name).filter(|p| !p.as_os_str().is_empty()).and(step.fields.all(name).first())
+        };
+        let half_tls = match (given("tls-cert"), given("tls-key")) {
+            (Some(cert), None) => {
+                Some((cert.span, "`tls-cert` needs `tls-key`, the certificate's private key", "no key"))
+            }
+            (None, Some(key)) => {
+                Some((key.span, "`tls-key` needs `tls-cert`, the certificate it belongs to", "no certificate"))
+            }
+            _ => None,
+        };
+        if let Some((span, message, label)) = half_tls {
+            diags.push(Diagnostic::error(Code::ProxyTls, message).at(span, label).help(
+                "give both, `tls-cert \"/etc/ssl/shop.pem\"` and `tls-key \"/etc/ssl/private/shop.key\"`, or neither",
+            ));
+        }
         let lanes = lane_list(&step.fields.strings("lanes"));
         let lane = step.fields.all("lane").first();
         let problem = match (lane, step.fields.all("lanes").first()) {
@@ -288,10 +344,12 @@ impl TypedKind for ProxySwitch {
             }
         };
         found.extend(reach_findings(ngx, p.host.as_ref(), &workers).await);
+        found.extend(tls_findings(ngx, ctx).await);
         found
     }
 
-    /// The preflight (nginx there, its workers able to reach the sockets and static files), then its version.
+    /// The preflight (nginx there, its workers able to reach the sockets and static files, the TLS files
+    /// readable), then its version.
     async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<zdd_engine::doctor::Check> {
         let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
         checks.extend(crate::doctor::version(ctx.preview.host.as_ref(), &s.nginx.nginx, "-v").await);
@@ -472,6 +530,22 @@ mod tests {
         let proxy = FakeProxy::start(|_| (200, None, "ok"));
         confirm(&confirm_step(&proxy.base, Duration::from_secs(5)), &ctx(), None).await.unwrap();
         assert_eq!(proxy.requests(), 1);
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_go_together() {
+        let path = |name: &'static str, p: &str| (name, Value::Path(p.into()));
+        assert!(messages(&[path("tls-cert", "/etc/ssl/a.pem"), path("tls-key", "/etc/ssl/a.key")]).is_empty());
+        // A plan variable left empty is no TLS, not half of it.
+        assert!(messages(&[path("tls-cert", ""), path("tls-key", "")]).is_empty());
+        assert_eq!(
+            messages(&[path("tls-cert", "/etc/ssl/a.pem"), path("tls-key", "")]),
+            ["zdd::proxy-tls: `tls-cert` needs `tls-key`, the certificate's private key"]
+        );
+        assert_eq!(
+            messages(&[path("tls-key", "/etc/ssl/a.key")]),
+            ["zdd::proxy-tls: `tls-key` needs `tls-cert`, the certificate it belongs to"]
+        );
     }
 
     #[test]

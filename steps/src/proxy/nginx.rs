@@ -1,6 +1,7 @@
 //! Nginx as the proxy: the site file rendered from `templates/nginx-site.conf.hbs`, config tests, reloads, and the
 //! worker processes alive before a reload (which `drain-stop` waits for in port mode). With `lanes` (rolling
 //! replacement) the upstream has one server per lane, each through the lane's own link `current-<lane>.sock`.
+//! With [`Tls`] the site serves HTTPS and its plain listen only redirects to it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +48,33 @@ pub struct Nginx {
     /// `proxy_read_timeout` and `proxy_send_timeout`: how long a response, or a WebSocket, may be silent.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Duration,
+    /// HTTPS at the edge: `listen` then only redirects to it. Absent in undo facts written before TLS existed.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// The site's HTTPS server: the certificate and key Nginx's master loads (as root, at start and at every
+/// reload) and the listen it serves them on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The HTTPS server's `listen` words, without `ssl` (the template adds it).
+    pub listen: String,
+}
+
+impl Tls {
+    /// What follows `$host` in the redirect to HTTPS: nothing for 443, `:<port>` for another port, so the
+    /// redirect lands where the HTTPS server listens. `$host` never carries the port the client asked for.
+    pub fn redirect_port(&self) -> String {
+        let first = self.listen.split_whitespace().next().unwrap_or_default();
+        // `443`, `127.0.0.1:8443`, `[::]:443`: the port is after the last colon, or the whole word.
+        let port = first.rsplit(':').next().unwrap_or_default();
+        match port.parse::<u16>() {
+            Ok(443) | Err(_) => String::new(),
+            Ok(port) => format!(":{port}"),
+        }
+    }
 }
 
 /// The `read-timeout` default (Nginx's own).
@@ -75,6 +103,13 @@ impl Nginx {
             lane: ctx.given("lane").map(str::to_owned),
             lanes: super::lane_list(&ctx.strings("lanes")),
             read_timeout: ctx.duration("read-timeout", default_read_timeout()),
+            // Validation reported a certificate without its key (or the reverse): both, or no TLS.
+            tls: match (ctx.path("tls-cert"), ctx.path("tls-key")) {
+                (Some(cert), Some(key)) => {
+                    Some(Tls { cert, key, listen: ctx.given("tls-listen").unwrap_or("443").to_owned() })
+                }
+                _ => None,
+            },
         })
     }
 
@@ -146,6 +181,12 @@ impl Nginx {
             "static_url": static_url,
             "root": path_text(&self.root),
             "read_timeout": format!("{}s", self.read_timeout.as_secs().max(1)),
+            "tls": self.tls.as_ref().map(|t| json!({
+                "cert": path_text(&t.cert),
+                "key": path_text(&t.key),
+                "listen": t.listen,
+                "redirect_port": t.redirect_port(),
+            })),
         });
         let template = templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
         let content = templates::render(&path_text(&self.site_conf), &template, &data)?;
@@ -262,7 +303,49 @@ mod tests {
             lane: None,
             lanes: vec![],
             read_timeout: Duration::from_mins(1),
+            tls: None,
         }
+    }
+
+    fn tls(listen: &str) -> Tls {
+        Tls { cert: "/etc/ssl/shop.pem".into(), key: "/etc/ssl/private/shop.key".into(), listen: listen.into() }
+    }
+
+    /// HTTPS on 443 with WebSockets and the static files on it; the plain listen only redirects.
+    #[tokio::test]
+    async fn renders_the_tls_site() {
+        let mut ngx = nginx(Mode::Socket);
+        ngx.tls = Some(tls("443"));
+        let text = ngx.render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    /// Lanes and port mode keep their upstream and the probe header on the HTTPS server.
+    #[tokio::test]
+    async fn renders_tls_with_lanes_and_in_port_mode() {
+        let host = zdd_engine::host::LocalHost::new();
+        let mut ngx = nginx(Mode::Socket);
+        ngx.lanes = vec!["1".into(), "2".into()];
+        ngx.lane = Some("1".into());
+        ngx.tls = Some(tls("127.0.0.1:8443"));
+        let text = ngx.render_site(&host, "b").await.unwrap();
+        assert!(text.contains("server unix:/srv/shop/run/current-2.sock max_fails=0;"), "{text}");
+        assert!(text.contains("listen 127.0.0.1:8443 ssl;"), "{text}");
+        assert!(text.contains("return 301 https://$host:8443$request_uri;"), "{text}");
+        let mut ngx = nginx(Mode::Reload);
+        ngx.tls = Some(tls("443"));
+        let text = ngx.render_site(&host, "8002").await.unwrap();
+        let https = &text[text.find("ssl;").unwrap()..];
+        assert!(https.contains("add_header X-Zdd-Upstream $zdd_probe_upstream always;"), "{text}");
+    }
+
+    #[test]
+    fn the_redirect_names_the_https_port_unless_it_is_443() {
+        assert_eq!(tls("443").redirect_port(), "");
+        assert_eq!(tls("[::]:443 default_server").redirect_port(), "");
+        assert_eq!(tls("8443").redirect_port(), ":8443");
+        assert_eq!(tls("127.0.0.1:8443").redirect_port(), ":8443");
+        assert_eq!(tls("unix:/run/https.sock").redirect_port(), "");
     }
 
     #[tokio::test]

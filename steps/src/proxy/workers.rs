@@ -103,6 +103,28 @@ async fn live_workers(host: &dyn Host, pid_file: &Path) -> Option<Workers> {
     })
 }
 
+/// The credentials of Nginx's running master (from `/proc`), if Nginx runs: who loads the TLS certificate and
+/// key at a reload.
+pub async fn live_master(host: &dyn Host, pid_file: &Path) -> Option<Workers> {
+    let master = read_text(host, pid_file).await?.trim().parse::<u32>().ok()?;
+    if !host.process_alive(master).await.ok()? {
+        return None;
+    }
+    let status = read_text(host, &PathBuf::from(format!("/proc/{master}/status"))).await?;
+    let (uid, gid, mut groups) = proc_credentials(&status)?;
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    let name = match host.account(&UserRef::Uid(uid), Some(gid)).await {
+        Ok(Some(a)) => a.name,
+        _ => format!("uid {uid}"),
+    };
+    Some(Workers {
+        account: Account { name, uid, gid, groups },
+        source: format!("the running master of Nginx (pid {master}, from {})", pid_file.display()),
+    })
+}
+
 /// Who the workers run as (see the module doc), or why that cannot be told yet.
 pub async fn workers(ngx: &Nginx, host: &dyn Host, provided_by: Option<&str>) -> Result<Workers, Finding> {
     if let Some(live) = live_workers(host, &ngx.pid_file).await {
@@ -179,6 +201,18 @@ pub async fn workers(ngx: &Nginx, host: &dyn Host, provided_by: Option<&str>) ->
 
 /// Check that `workers` can reach `path` (`need`): `None` when they can.
 pub async fn check(host: &dyn Host, workers: &Workers, path: &Path, need: Need, what: &str) -> Option<Finding> {
+    check_as(host, "workers", workers, path, need, what).await
+}
+
+/// [`check`] for Nginx's `role` (`workers`, or `master` for the files it loads itself).
+pub async fn check_as(
+    host: &dyn Host,
+    role: &str,
+    workers: &Workers,
+    path: &Path,
+    need: Need,
+    what: &str,
+) -> Option<Finding> {
     let mut stats = std::collections::BTreeMap::new();
     // Stat every ancestor first (the walk itself is synchronous and pure).
     let mut walked = PathBuf::new();
@@ -202,7 +236,7 @@ pub async fn check(host: &dyn Host, workers: &Workers, path: &Path, need: Need, 
         Finding::error(
             Code::PreflightUnreachable,
             format!(
-                "Nginx's workers (user `{}`) cannot {verb} {what} {}: {} blocks them",
+                "Nginx's {role} (user `{}`) cannot {verb} {what} {}: {} blocks them",
                 workers.account.name,
                 path.display(),
                 blocked.path.display()
@@ -229,7 +263,10 @@ pub async fn check(host: &dyn Host, workers: &Workers, path: &Path, need: Need, 
             },
             blocked.missing
         ))
-        .evidence(format!("workers' user from {}", workers.source)),
+        .evidence(match role {
+            "workers" => format!("workers' user from {}", workers.source),
+            _ => format!("{role}'s user from {}", workers.source),
+        }),
     )
 }
 
