@@ -19,8 +19,8 @@ pub fn in_systemd_dir(dir: &Path) -> bool {
         .any(|d| dir == Path::new(d))
 }
 
-/// The values a unit template sees.
-pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, StepError> {
+/// The values a unit template sees; `env_file` is the release's ([`crate::envsnap::for_release`]).
+pub fn data(cfg: &ServiceConfig, inst: &Instance, env_file: Option<&Path>) -> Result<serde_json::Value, StepError> {
     if let Some(word) = inst.argv.iter().find(|a| a.chars().any(char::is_whitespace) || a.is_empty()) {
         return Err(StepError::fatal(format!(
             "server argument {word:?} is empty or has spaces: not allowed in a unit"
@@ -32,7 +32,7 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
         "slot": inst.slot,
         "release": inst.release,
         "release_dir": path_text(&inst.cwd),
-        "env_file": cfg.env_file.as_deref().map(path_text),
+        "env_file": env_file.map(path_text),
         "settings": cfg.settings,
         "user": cfg.user,
         "group": cfg.group,
@@ -52,7 +52,8 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
 
 pub async fn render(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<String, StepError> {
     let template = templates::load(host, cfg.template.as_deref(), templates::GUNICORN_SERVICE).await?;
-    templates::render(&cfg.unit(&inst.slot), &template, &data(cfg, inst)?)
+    let env_file = crate::envsnap::for_release(host, &inst.cwd, cfg.env_file.as_deref()).await?;
+    templates::render(&cfg.unit(&inst.slot), &template, &data(cfg, inst, env_file.as_deref())?)
 }
 
 #[cfg(test)]
