@@ -168,7 +168,7 @@ async fn removed_keys_finding(s: &Settings, ctx: &PreflightCtx) -> Option<Findin
     let (keys, live) = change.refused(s)?;
     let (message, help) = envsnap::refusal(&keys, live);
     Some(Finding::error(Code::EnvKeyRemoved, message, help).evidence(format!(
-        "{} has them, {} does not",
+        "recorded in {}, not in {}",
         release_of(s, live).join(envsnap::RECORD).display(),
         file.display()
     )))
