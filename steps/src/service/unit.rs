@@ -125,6 +125,24 @@ mod tests {
         assert!(argv.contains(&"/srv/shop/run/2-b.ctl".to_owned()), "{argv:?}");
     }
 
+    /// A release that took a snapshot of the plan's env file runs with it, not with the shared file.
+    #[tokio::test]
+    async fn the_unit_reads_the_release_snapshot_of_the_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.root = dir.path().to_path_buf();
+        let inst = Instance::new(&cfg, "r1", "a").unwrap();
+        let host = zdd_engine::host::LocalHost::new();
+        assert!(render(&host, &cfg, &inst).await.unwrap().contains("EnvironmentFile=/etc/shop/shop.env\n"));
+        let shared = cfg.env_file.clone().unwrap();
+        let record = crate::envsnap::EnvRecord::of(&shared, &std::collections::BTreeMap::new());
+        std::fs::create_dir_all(&inst.cwd).unwrap();
+        std::fs::write(inst.cwd.join(crate::envsnap::RECORD), serde_json::to_vec(&record).unwrap()).unwrap();
+        let text = render(&host, &cfg, &inst).await.unwrap();
+        let snapshot = format!("EnvironmentFile={}\n", inst.cwd.join(crate::envsnap::SNAPSHOT).display());
+        assert!(text.contains(&snapshot), "{text}");
+    }
+
     #[tokio::test]
     async fn refuses_a_value_that_would_break_the_unit() {
         let mut cfg = config();
