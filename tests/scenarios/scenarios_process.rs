@@ -6,7 +6,7 @@
 //! never saw (tests/fixtures/projects: `startproject` settings, a JSON-only API), deployed and upgraded with
 //! plans/prod.kdl and only plan variables set; a site made by `wagtail start`, deployed with the plan `zdd init`
 //! wrote for it, upgraded and rolled back under load (tests/support/wagtail.rs). And the environment rolled back
-//! with the release (tests/support/env_snapshot.rs).
+//! with the release (`tests/support/env_snapshot.rs`).
 //! See tests/support/scenarios.rs for what each scenario checks.
 
 use crate::support;
@@ -67,7 +67,7 @@ fn deploy_project(name: &str, project: Project) {
 }
 
 /// v1 with `FOO=1`, the shared env file edited to `FOO=2` for v2, then `zdd rollback`: v1 serves with its own
-/// environment again (tests/support/env_snapshot.rs), under load, with zero failed requests.
+/// environment again (`tests/support/env_snapshot.rs`), under load, with zero failed requests.
 #[test]
 fn process_rollback_restores_the_release_environment() {
     let _serial = serial();

@@ -10,7 +10,7 @@ use super::scenarios::{Outcome, check, check_no_failures, measured, serving, und
 use super::zdd::Stack;
 
 /// The stack's env file with `FOO` and a host name only this environment allows.
-fn write_env(stack: &Stack, foo: &str, host: &str) {
+fn write_env(stack: &Stack, foo_value: &str, host: &str) {
     let text = std::fs::read_to_string(&stack.env_file).expect("env file");
     let mut lines: Vec<String> = text
         .lines()
@@ -18,7 +18,7 @@ fn write_env(stack: &Stack, foo: &str, host: &str) {
         .map(str::to_owned)
         .collect();
     lines.push(format!("ALLOWED_HOSTS=127.0.0.1,localhost,{host}"));
-    lines.push(format!("FOO={foo}"));
+    lines.push(format!("FOO={foo_value}"));
     std::fs::write(&stack.env_file, lines.join("\n") + "\n").expect("write env file");
 }
 
@@ -45,12 +45,12 @@ fn master_foo(stack: &Stack) -> Result<String, String> {
         .ok_or_else(|| format!("no FOO in the environment of gunicorn {pid}"))
 }
 
-/// Serving `version` with the environment that has `foo` and allows `host` (and not `other`).
-fn expect_environment(stack: &Stack, version: &str, foo: &str, host: &str, other: &str) -> Result<(), String> {
+/// Serving `version` with the environment that has `FOO=foo_value` and allows `host` (and not `other`).
+fn expect_environment(stack: &Stack, version: &str, foo_value: &str, host: &str, other: &str) -> Result<(), String> {
     let now = serving(stack);
     check(now.as_deref() == Some(version), || format!("Nginx serves {now:?}, expected {version}"))?;
     let master = master_foo(stack)?;
-    check(master == foo, || format!("{version}'s gunicorn runs with FOO={master}, expected FOO={foo}"))?;
+    check(master == foo_value, || format!("{version}'s gunicorn runs with FOO={master}, expected FOO={foo_value}"))?;
     let (allowed, refused) = (status_for_host(stack, host), status_for_host(stack, other));
     check(allowed == Some(200) && refused == Some(400), || {
         format!(
