@@ -39,6 +39,16 @@ pub async fn load(
     path: &Path,
     redactor: Option<&Redactor>,
 ) -> Result<BTreeMap<String, String>, StepError> {
+    Ok(read(host, path, redactor).await?.1)
+}
+
+/// Read and parse an env file on the host, registering every value as a secret: its bytes (what a release's
+/// snapshot copies, so systemd reads the same text) and its variables.
+pub async fn read(
+    host: &dyn Host,
+    path: &Path,
+    redactor: Option<&Redactor>,
+) -> Result<(Vec<u8>, BTreeMap<String, String>), StepError> {
     let bytes = host
         .read_file(path)
         .await?
@@ -50,7 +60,7 @@ pub async fn load(
             r.add(v.clone());
         }
     }
-    Ok(vars)
+    Ok((bytes, vars))
 }
 
 #[cfg(test)]

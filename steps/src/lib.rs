@@ -11,6 +11,7 @@ pub mod django;
 pub mod doctor;
 pub mod drain_stop;
 pub mod envfile;
+pub mod envsnap;
 pub mod exec;
 pub mod fingerprint;
 pub mod health_gate;

@@ -1,4 +1,5 @@
-//! Running `manage.py` in a release: the release's own Python, the plan's env file loaded (values redacted) and
+//! Running `manage.py` in a release: the release's own Python, its environment loaded (the release's snapshot of
+//! the plan's env file, or that file; values redacted) and
 //! `DJANGO_SETTINGS_MODULE` set. Shared by the `django` and `migrate` kinds.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use zdd_engine::kind::{DeployTarget, StepCtx, StepError, UndoCtx};
 use zdd_engine::schema::{FieldSpec, ValueType};
 use zdd_engine::settings::SettingsCtx;
 
-use crate::envfile;
+use crate::{envfile, envsnap};
 
 pub const ROOT: FieldSpec =
     FieldSpec::new("root", ValueType::ConfigPath, "The app's root: releases/, shared/, run/ and log/ live under it.")
@@ -108,9 +109,11 @@ impl Manage {
         Ok(m)
     }
 
-    /// Read the env file into the environment (again, for a `Manage` read back from undo facts).
+    /// Read the release's environment (again, for a `Manage` read back from undo facts): its snapshot of the
+    /// env file when it has one ([`envsnap`]), else the env file.
     pub async fn read_env_file(&mut self, ctx: &UndoCtx) -> Result<(), StepError> {
-        if let Some(file) = &self.env_file {
+        let file = envsnap::for_release(ctx.host.as_ref(), &self.release_dir, self.env_file.as_deref()).await?;
+        if let Some(file) = &file {
             self.env = envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?;
         }
         Ok(())

@@ -4,6 +4,10 @@
 //! The source is on zdd's machine. On that machine the files are copied (`cp -a`); to an SSH host they are
 //! streamed as a tar archive into `tar -x` there ([`crate::archive`]), never held whole.
 //!
+//! With `env-file`, the release also gets its own snapshot of the plan's environment file ([`crate::envsnap`]),
+//! compared with the live release's first: a key the live release has that the file no longer has is refused
+//! (the old code still runs beside the new), unless `allow-removed-keys` names it.
+//!
 //! Pruning happens at the start of the step, before the copy (it frees space first), and keeps the `keep - 1`
 //! newest other releases plus the live release and its predecessor; the rollback does not bring pruned releases back.
 
@@ -23,7 +27,8 @@ use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::archive;
-use crate::common::{from_facts, path_text, to_facts};
+use crate::common::{from_facts, path_text, to_facts, words};
+use crate::envsnap::{self, EnvRecord, KeyDiff};
 use crate::manage::{ROOT, release_dir};
 
 pub struct Release;
@@ -55,6 +60,18 @@ static SPEC: KindSpec = KindSpec {
         ),
         FieldSpec::new("keep", ValueType::Int, "How many releases to keep, the new one included (at least 2).")
             .default("5"),
+        FieldSpec::new(
+            "env-file",
+            ValueType::ConfigPath,
+            "The plan's KEY=VALUE env file: copied into the release (`.zdd-env`, mode 600), which every step and \
+             instance of the release then reads instead; its key names and value hashes recorded, never its values.",
+        ),
+        FieldSpec::new(
+            "allow-removed-keys",
+            ValueType::Strings,
+            "Keys of the live release's environment that this release's env file may drop (`*`: any); without it \
+             a dropped key is refused.",
+        ),
     ],
     effect: Effect::Reversible,
     undo: "Removes the new release directory (pruned old releases are not restored).",
@@ -63,6 +80,9 @@ static SPEC: KindSpec = KindSpec {
 #[derive(Debug, Serialize, Deserialize)]
 struct Facts {
     dir: PathBuf,
+    /// The snapshot's key names and value hashes (journals from before snapshots have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    env: Option<EnvRecord>,
 }
 
 /// How the release's files are chosen.
@@ -85,6 +105,10 @@ pub struct Settings {
     pub copy: Files,
     pub shared: Vec<String>,
     pub keep: usize,
+    /// The env file each release gets a snapshot of.
+    pub env_file: Option<PathBuf>,
+    /// Keys the live release's environment has that this one may drop (`*`: any).
+    pub allow_removed_keys: BTreeSet<String>,
 }
 
 /// What a release's venv takes beside its files, for `zdd doctor`'s disk check: Django, gunicorn, a database
@@ -133,6 +157,21 @@ fn prunable(existing: &[String], new: &str, live: Option<&str>, keep: usize) -> 
     let room = keep.saturating_sub(protected.len());
     let cut = others.len().saturating_sub(room);
     others[..cut].iter().map(|s| (*s).clone()).collect()
+}
+
+/// A key of the live release's environment the env file dropped without the plan's leave. A file that cannot be
+/// read is the env-file preflight's to report, not this one's.
+async fn removed_keys_finding(s: &Settings, ctx: &PreflightCtx) -> Option<Finding> {
+    let file = s.env_file.as_ref()?;
+    let live = ctx.preview.target.live_release.as_deref()?;
+    let change = EnvChange::read(s, file, ctx.preview.host.as_ref(), Some(live), None).await.ok()?;
+    let (keys, live) = change.refused(s)?;
+    let (message, help) = envsnap::refusal(&keys, live);
+    Some(Finding::error(Code::EnvKeyRemoved, message, help).evidence(format!(
+        "recorded in {}, not in {}",
+        release_of(s, live).join(envsnap::RECORD).display(),
+        file.display()
+    )))
 }
 
 /// The command that lists the files to copy (NUL-separated, relative to the source), run where the source is.
@@ -207,11 +246,66 @@ async fn stream_to_host(s: &Settings, ctx: &StepCtx, dir: &Path, list: &[u8]) ->
     .with_detail(detail))
 }
 
+/// The new environment against the live release's: the new record, and (when the live release recorded one)
+/// the live release's id and the keys' difference.
+struct EnvChange {
+    record: EnvRecord,
+    bytes: Vec<u8>,
+    against: Option<(String, KeyDiff)>,
+}
+
+impl EnvChange {
+    /// Read the env file (its values become secrets of the run, when there is a redactor) and the live release's
+    /// record, on the host.
+    async fn read(
+        s: &Settings,
+        file: &Path,
+        host: &dyn Host,
+        live: Option<&str>,
+        redactor: Option<&zdd_engine::redact::Redactor>,
+    ) -> Result<Self, StepError> {
+        let (bytes, vars) = crate::envfile::read(host, file, redactor).await?;
+        let record = EnvRecord::of(file, &vars);
+        let against = match live {
+            Some(live) => envsnap::read_record(host, &release_of(s, live))
+                .await?
+                .map(|old| (live.to_owned(), envsnap::diff(&old.keys, &record.keys))),
+            None => None,
+        };
+        Ok(Self { record, bytes, against })
+    }
+
+    /// The live release's keys this release drops without the plan's leave, and the live release's id.
+    fn refused(&self, s: &Settings) -> Option<(Vec<String>, &str)> {
+        let (live, diff) = self.against.as_ref()?;
+        let keys = diff.refused(&s.allow_removed_keys);
+        (!keys.is_empty()).then_some((keys, live.as_str()))
+    }
+
+    /// What changed, for the preview and the run's message.
+    fn describe(&self, live: Option<&str>) -> String {
+        match (&self.against, live) {
+            (Some((live, diff)), _) => format!("against the live release {live}: {}", diff.describe()),
+            (None, Some(live)) => format!("the live release {live} recorded no environment: nothing to compare"),
+            (None, None) => format!("{} keys, the first recorded environment (values hidden)", self.record.keys.len()),
+        }
+    }
+}
+
 fn copy_command(s: &Settings, dir: &Path, list: Vec<u8>) -> Command {
     let mut cp =
         Command::new("xargs").args(["-0", "-r", "cp", "-a", "--parents", "-t"]).arg(path_text(dir)).cwd(&s.source);
     cp.stdin = Some(list);
     cp
+}
+
+/// The release's snapshot and its record, both mode 600: the snapshot holds the secrets, and a hash of a
+/// low-entropy value can be guessed.
+async fn write_snapshot(ctx: &StepCtx, dir: &Path, env: &EnvChange) -> Result<(), StepError> {
+    let record = serde_json::to_vec_pretty(&env.record).map_err(|e| StepError::fatal(e.to_string()))?;
+    ctx.host.write_file(&dir.join(envsnap::SNAPSHOT), &env.bytes, 0o600).await?;
+    ctx.host.write_file(&dir.join(envsnap::RECORD), &record, 0o600).await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -234,6 +328,8 @@ impl TypedKind for Release {
             },
             shared: shared_paths(&ctx.strings("shared")),
             keep: usize::try_from(ctx.int("keep").unwrap_or(5).max(2)).unwrap_or(5),
+            env_file: ctx.path("env-file"),
+            allow_removed_keys: ctx.strings("allow-removed-keys").iter().flat_map(|a| words(a)).collect(),
         })
     }
 
@@ -274,7 +370,9 @@ impl TypedKind for Release {
         }
         let fallback = LocalHost::new();
         let here = source_host(ctx.preview.host.as_ref(), &fallback);
-        crate::preflight::django_source(here, &s.source).await.into_iter().collect()
+        let mut found: Vec<Finding> = crate::preflight::django_source(here, &s.source).await.into_iter().collect();
+        found.extend(removed_keys_finding(s, ctx).await);
+        found
     }
 
     /// The preflight, and room under `<root>/releases` for the source's files and a venv.
@@ -316,6 +414,21 @@ impl TypedKind for Release {
             let rel = shared.trim_end_matches('/');
             actions.push(PlannedAction::Link { link: dir.join(rel), target: s.root.join("shared").join(rel) });
         }
+        if let Some(file) = &s.env_file {
+            let live = ctx.target.live_release.as_deref();
+            let compared = match EnvChange::read(s, file, ctx.host.as_ref(), live, None).await {
+                Ok(change) => change.describe(live),
+                Err(e) => format!("not compared: {e}"),
+            };
+            actions.push(PlannedAction::Note {
+                text: format!(
+                    "snapshot {} into {} (mode 600) and its keys with value hashes into {}; {compared}",
+                    file.display(),
+                    dir.join(envsnap::SNAPSHOT).display(),
+                    dir.join(envsnap::RECORD).display(),
+                ),
+            });
+        }
         Ok(Preview { actions, checks: vec![], undo: vec![PlannedAction::Remove { path: dir }] })
     }
 
@@ -333,6 +446,14 @@ impl TypedKind for Release {
         if ctx.target.rollback {
             if ctx.host.exists(dir).await? {
                 ctx.message(format!("{} exists: rolling back to it as it is", dir.display()));
+                if s.env_file.is_some() {
+                    ctx.message(match envsnap::read_record(ctx.host.as_ref(), dir).await? {
+                        Some(r) => {
+                            format!("with its own environment, {} keys from {}", r.keys.len(), r.source.display())
+                        }
+                        None => "it has no environment snapshot: it reads the env file as it is now".to_owned(),
+                    });
+                }
                 return Ok(());
             }
             // Copying the source now would deploy today's code under the old release's name.
@@ -347,7 +468,16 @@ impl TypedKind for Release {
         if !here.exists(&s.source).await? {
             return Err(StepError::fatal(format!("source {} does not exist", s.source.display())));
         }
-        ctx.record_undo(to_facts(&Facts { dir: dir.clone() })).await?;
+        let live = ctx.target.live_release.as_deref();
+        let env = match &s.env_file {
+            Some(file) => Some(EnvChange::read(s, file, ctx.host.as_ref(), live, Some(&ctx.redactor)).await?),
+            None => None,
+        };
+        if let Some((keys, live)) = env.as_ref().and_then(|e| e.refused(s)) {
+            let (message, help) = envsnap::refusal(&keys, live);
+            return Err(StepError::fatal(format!("{message}: {help}")));
+        }
+        ctx.record_undo(to_facts(&Facts { dir: dir.clone(), env: env.as_ref().map(|e| e.record.clone()) })).await?;
         // A directory of this id can only be a previous attempt of this same run: start clean.
         ctx.host.remove_all(dir).await?;
         ctx.host.create_dir_all(dir).await?;
@@ -393,6 +523,14 @@ impl TypedKind for Release {
             }
             ctx.host.remove_all(&link).await?;
             ctx.host.swap_symlink(&link, &target).await?;
+        }
+        if let Some(env) = env {
+            write_snapshot(ctx, dir, &env).await?;
+            ctx.message(format!(
+                "environment snapshot in {}: {}",
+                dir.join(envsnap::SNAPSHOT).display(),
+                env.describe(live)
+            ));
         }
         Ok(())
     }

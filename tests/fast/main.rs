@@ -40,6 +40,7 @@ mod harden_injection;
 mod harden_secrets;
 mod plan_cli;
 mod plan_diagnostics;
+mod plan_envsnap;
 mod plan_graph;
 mod plan_hosts;
 mod plan_preview;

@@ -5,7 +5,8 @@
 //! deploy, upgrade and rollback with the port switch and an Nginx reload (plans/port-switch.kdl). And projects zdd
 //! never saw (tests/fixtures/projects: `startproject` settings, a JSON-only API), deployed and upgraded with
 //! plans/prod.kdl and only plan variables set; a site made by `wagtail start`, deployed with the plan `zdd init`
-//! wrote for it, upgraded and rolled back under load (tests/support/wagtail.rs).
+//! wrote for it, upgraded and rolled back under load (tests/support/wagtail.rs). And the environment rolled back
+//! with the release (`tests/support/env_snapshot.rs`).
 //! See tests/support/scenarios.rs for what each scenario checks.
 
 use crate::support;
@@ -60,6 +61,21 @@ fn deploy_project(name: &str, project: Project) {
         return;
     };
     match deploy_and_upgrade(&stack, "prod", project) {
+        Ok(measured) => eprintln!("PASS [{}] {name}: {measured}", stack.config),
+        Err(error) => panic!("[{}] {name}: {error}", stack.config),
+    }
+}
+
+/// v1 with `FOO=1`, the shared env file edited to `FOO=2` for v2, then `zdd rollback`: v1 serves with its own
+/// environment again (`tests/support/env_snapshot.rs`), under load, with zero failed requests.
+#[test]
+fn process_rollback_restores_the_release_environment() {
+    let _serial = serial();
+    let name = "process-envsnap";
+    let Some(stack) = stack(name, Db::Sqlite, ProxyMode::Socket) else {
+        return;
+    };
+    match support::env_snapshot::rollback_restores_the_release_environment(&stack) {
         Ok(measured) => eprintln!("PASS [{}] {name}: {measured}", stack.config),
         Err(error) => panic!("[{}] {name}: {error}", stack.config),
     }

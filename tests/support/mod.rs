@@ -9,6 +9,7 @@
 
 pub(crate) mod docker;
 pub(crate) mod env;
+pub(crate) mod env_snapshot;
 pub(crate) mod gunicorn;
 pub(crate) mod hosts;
 pub(crate) mod load;

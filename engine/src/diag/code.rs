@@ -98,6 +98,7 @@ codes! {
     ExecEmptyCommand => "exec-empty-command",
     ExecBadEnv => "exec-bad-env",
     ReleaseKeep => "release-keep",
+    EnvKeyRemoved => "env-key-removed",
     HealthTarget => "health-target",
     HealthJson => "health-json",
     ServiceLane => "service-lane",

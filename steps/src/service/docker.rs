@@ -29,7 +29,7 @@ use zdd_engine::kind::{StepError, UndoCtx};
 use super::config::ServiceConfig;
 use super::instance::Instance;
 use crate::common::{path_text, quiet, tail, words};
-use crate::envfile;
+use crate::{envfile, envsnap};
 
 /// A docker-managed service's own settings (the `image`, `docker`, `docker-network` and `docker-args` fields).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -138,7 +138,8 @@ pub async fn start(ctx: &UndoCtx, cfg: &ServiceConfig, inst: &Instance) -> Resul
     let docker = settings(cfg)?;
     let name = container(cfg, &inst.slot);
     quiet(ctx, &docker.command(&["rm", "--force", &name])).await?;
-    let env: BTreeMap<String, String> = match &cfg.env_file {
+    let file = envsnap::for_release(ctx.host.as_ref(), &inst.cwd, cfg.env_file.as_deref()).await?;
+    let env: BTreeMap<String, String> = match &file {
         Some(file) => envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?,
         None => BTreeMap::new(),
     };

@@ -1,6 +1,7 @@
 //! The record of the instance running in a slot (`<root>/run/<slot>.json`): which release, which command, which
 //! pid. It lets a rollback reuse a running instance, `drain-stop` restart one, and `zdd stop` find them all.
-//! It holds no environment values: those are re-read from the env file whenever an instance is started.
+//! It holds no environment values: those are re-read whenever an instance is started, from the release's snapshot
+//! of the env file when it has one ([`crate::envsnap`]), else from the env file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use zdd_engine::kind::{StepError, UndoCtx};
 
 use super::config::{Manager, ServiceConfig};
 use crate::common::quiet;
-use crate::envfile;
+use crate::{envfile, envsnap};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
@@ -34,9 +35,11 @@ impl Instance {
         })
     }
 
-    /// The process-manager command: the gunicorn argv with the env file, settings and release in its environment.
+    /// The process-manager command: the gunicorn argv with the release's environment, settings and release id in
+    /// its environment.
     pub async fn command(&self, cfg: &ServiceConfig, ctx: &UndoCtx) -> Result<Command, StepError> {
-        let mut env: BTreeMap<String, String> = match &cfg.env_file {
+        let file = envsnap::for_release(ctx.host.as_ref(), &self.cwd, cfg.env_file.as_deref()).await?;
+        let mut env: BTreeMap<String, String> = match &file {
             Some(file) => envfile::load(ctx.host.as_ref(), file, Some(&ctx.redactor)).await?,
             None => BTreeMap::new(),
         };

@@ -19,8 +19,8 @@ pub fn in_systemd_dir(dir: &Path) -> bool {
         .any(|d| dir == Path::new(d))
 }
 
-/// The values a unit template sees.
-pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, StepError> {
+/// The values a unit template sees; `env_file` is the release's ([`crate::envsnap::for_release`]).
+pub fn data(cfg: &ServiceConfig, inst: &Instance, env_file: Option<&Path>) -> Result<serde_json::Value, StepError> {
     if let Some(word) = inst.argv.iter().find(|a| a.chars().any(char::is_whitespace) || a.is_empty()) {
         return Err(StepError::fatal(format!(
             "server argument {word:?} is empty or has spaces: not allowed in a unit"
@@ -32,7 +32,7 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
         "slot": inst.slot,
         "release": inst.release,
         "release_dir": path_text(&inst.cwd),
-        "env_file": cfg.env_file.as_deref().map(path_text),
+        "env_file": env_file.map(path_text),
         "settings": cfg.settings,
         "user": cfg.user,
         "group": cfg.group,
@@ -52,7 +52,8 @@ pub fn data(cfg: &ServiceConfig, inst: &Instance) -> Result<serde_json::Value, S
 
 pub async fn render(host: &dyn Host, cfg: &ServiceConfig, inst: &Instance) -> Result<String, StepError> {
     let template = templates::load(host, cfg.template.as_deref(), templates::GUNICORN_SERVICE).await?;
-    templates::render(&cfg.unit(&inst.slot), &template, &data(cfg, inst)?)
+    let env_file = crate::envsnap::for_release(host, &inst.cwd, cfg.env_file.as_deref()).await?;
+    templates::render(&cfg.unit(&inst.slot), &template, &data(cfg, inst, env_file.as_deref())?)
 }
 
 #[cfg(test)]
@@ -122,6 +123,24 @@ mod tests {
         assert_eq!(cfg.record_file(&slot), PathBuf::from("/srv/shop/run/2-b.json"));
         let argv = cfg.server_argv("r1", &slot).unwrap();
         assert!(argv.contains(&"/srv/shop/run/2-b.ctl".to_owned()), "{argv:?}");
+    }
+
+    /// A release that took a snapshot of the plan's env file runs with it, not with the shared file.
+    #[tokio::test]
+    async fn the_unit_reads_the_release_snapshot_of_the_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.root = dir.path().to_path_buf();
+        let inst = Instance::new(&cfg, "r1", "a").unwrap();
+        let host = zdd_engine::host::LocalHost::new();
+        assert!(render(&host, &cfg, &inst).await.unwrap().contains("EnvironmentFile=/etc/shop/shop.env\n"));
+        let shared = cfg.env_file.clone().unwrap();
+        let record = crate::envsnap::EnvRecord::of(&shared, &std::collections::BTreeMap::new());
+        std::fs::create_dir_all(&inst.cwd).unwrap();
+        std::fs::write(inst.cwd.join(crate::envsnap::RECORD), serde_json::to_vec(&record).unwrap()).unwrap();
+        let text = render(&host, &cfg, &inst).await.unwrap();
+        let snapshot = format!("EnvironmentFile={}\n", inst.cwd.join(crate::envsnap::SNAPSHOT).display());
+        assert!(text.contains(&snapshot), "{text}");
     }
 
     #[tokio::test]

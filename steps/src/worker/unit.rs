@@ -11,7 +11,8 @@ use crate::templates;
 
 pub async fn render(host: &dyn Host, cfg: &WorkerConfig, inst: &Instance) -> Result<String, StepError> {
     let service = cfg.service();
-    let mut data = crate::service::unit::data(&service, inst)?;
+    let env_file = crate::envsnap::for_release(host, &inst.cwd, service.env_file.as_deref()).await?;
+    let mut data = crate::service::unit::data(&service, inst, env_file.as_deref())?;
     if let Value::Object(map) = &mut data {
         // `%` starts a systemd specifier (`%h` is the user's home there): Celery must see `-n name@%h` as written.
         map.insert("exec_start".into(), Value::String(inst.argv.join(" ").replace('%', "%%")));
