@@ -28,6 +28,7 @@ mod scenarios_harness;
 mod scenarios_process;
 mod scenarios_rolling;
 mod scenarios_systemd;
+mod steps_deploy_check;
 mod steps_deploy_process;
 mod steps_deploy_systemd;
 mod steps_migrate_gate;
