@@ -220,7 +220,7 @@ impl TypedKind for DeployCheck {
             origin: s.origin.as_deref(),
         };
         let refusals = verdicts::refusals(&found, &expect, &s.allow);
-        ctx.message(format!("Django {}: checked {}", found.django, s.checks().join("; ")));
+        ctx.message(format!("Django {}; checks: {}", found.django, s.checks().join("; ")));
 
         let out = quiet(ctx, &m.command(&check_args())).await?;
         let text = format!("{}\n{}", out.stdout_str(), out.stderr_str());
