@@ -286,6 +286,36 @@ mod tests {
     }
 
     #[test]
+    fn the_preview_says_what_it_will_refuse() {
+        let s = Settings {
+            manage: ManageSettings {
+                root: "/srv/shop".into(),
+                python: "venv/bin/python".into(),
+                settings: Some("shop.settings".into()),
+                env_file: None,
+                overrides: std::collections::BTreeMap::new(),
+            },
+            allow: vec!["security.W004".into()],
+            server_names: vec!["shop.example.com".into()],
+            unchecked_names: vec!["_".into()],
+            origin: Some("https://shop.example.com".into()),
+        };
+        assert_eq!(
+            s.checks(),
+            [
+                "DEBUG is False",
+                "ALLOWED_HOSTS allows shop.example.com",
+                "not checked against ALLOWED_HOSTS: _",
+                "behind https://shop.example.com: SECURE_PROXY_SSL_HEADER is set and CSRF_TRUSTED_ORIGINS trusts it",
+                "manage.py check --deploy reports no warning or error but security.W004",
+            ]
+        );
+        let plain = Settings { origin: Some("http://shop.example.com".into()), allow: vec![], ..s };
+        assert!(!plain.checks().iter().any(|c| c.contains("SECURE_PROXY_SSL_HEADER")));
+        assert_eq!(plain.checks().last().unwrap(), "manage.py check --deploy reports no warning or error");
+    }
+
+    #[test]
     fn the_failure_lists_each_id_with_djangos_message_and_each_fix() {
         let reported =
             issues::parse("WARNINGS:\n?: (security.W018) You should not have DEBUG set to True in deployment.\n");
