@@ -1,6 +1,6 @@
 //! The `deploy-check` kind on real Django (the shared venv) and the `startproject` fixture, copied into a
 //! release: the project with `DEBUG = True`, as `django-admin startproject` writes it, is refused with each
-//! problem's code and fix and Django's check ids; a settings module that reads DEBUG, ALLOWED_HOSTS and the
+//! problem's code and fix and Django's check ids; a settings module that reads `DEBUG`, `ALLOWED_HOSTS` and the
 //! trusted origin from the environment passes with the env file of a production host, and is refused with
 //! `DEBUG=1` in the same env file (the settings are read with the env file applied). No secret is printed.
 
