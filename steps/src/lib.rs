@@ -7,6 +7,7 @@ use zdd_engine::kind::Kinds;
 mod archive;
 pub mod collectstatic;
 mod common;
+pub mod deploy_check;
 pub mod django;
 pub mod doctor;
 pub mod drain_stop;
@@ -44,6 +45,7 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(python_env::PythonEnv);
     kinds.register_typed(django::Django);
     kinds.register_typed(collectstatic::Collectstatic);
+    kinds.register_typed(deploy_check::DeployCheck);
     kinds.register_typed(migrate::Migrate);
     kinds.register_typed(service::Service);
     kinds.register_typed(health_gate::HealthGate);

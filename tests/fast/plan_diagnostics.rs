@@ -160,6 +160,21 @@ fn shared_paths_outside_the_release() {
     ));
 }
 
+/// A deploy-check that allows a check id with a typo and a verdict code that does not exist, behind an origin with
+/// a path: all three at their arguments, at once.
+#[test]
+fn deploy_check_allow_ids_and_origin() {
+    insta::assert_snapshot!(check_files_with(
+        &format!(
+            "{HEAD}step \"settings\" kind=\"deploy-check\" {{\n    root \"/srv/shop\"\n    \
+             allow \"security.W004 securityW008\"\n    allow \"zdd::deploy-check-hsts\"\n    \
+             origin \"https://shop.example.com/shop\"\n}}\n"
+        ),
+        &[],
+        &zdd_steps::builtin()
+    ));
+}
+
 /// A web service, its health gate, and a drain-stop: the gate names the service `webb` (a typo) and the
 /// drain-stop names the gate instead of the service.
 const REFERENCES: &str = "step \"web\" kind=\"service\" {\n    app \"shop\"\n    root \"/srv/shop\"\n    \

@@ -259,6 +259,7 @@ fn every_field_of_every_kind_is_in_the_book() {
         "python-env",
         "django",
         "collectstatic",
+        "deploy-check",
         "migrate",
         "service",
         "health-gate",

@@ -30,6 +30,7 @@ mod scenarios_process;
 mod scenarios_rolling;
 mod scenarios_systemd;
 mod scenarios_tls;
+mod steps_deploy_check;
 mod steps_deploy_process;
 mod steps_deploy_systemd;
 mod steps_migrate_gate;
