@@ -91,7 +91,12 @@ impl ManageSettings {
 impl Manage {
     /// For this deploy's release, without reading the env file (previews).
     pub fn describe(s: &ManageSettings, target: &DeployTarget) -> Self {
-        let release_dir = release_dir(&s.root, &target.release);
+        Self::for_release(s, &target.release)
+    }
+
+    /// For any release under the root (doctor asks the live one), without reading the env file.
+    pub fn for_release(s: &ManageSettings, release: &str) -> Self {
+        let release_dir = release_dir(&s.root, release);
         Self {
             python: release_dir.join(&s.python),
             release_dir,

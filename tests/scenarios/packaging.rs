@@ -4,7 +4,7 @@
 //! library, loader or toolchain can be what makes it work.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::support::env::{Requirement, TestDir, require};
@@ -19,8 +19,7 @@ fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = run(Command::new("bash").arg(repo.join("scripts/package.sh")));
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = run(Command::new("bash").arg(repo.join("scripts/package.sh")));
         let mut lines = stdout.lines().rev();
         let deb = PathBuf::from(lines.next().unwrap_or_default().trim());
         let binary = PathBuf::from(lines.next().unwrap_or_default().trim());
@@ -29,21 +28,9 @@ fn built() -> &'static Built {
     })
 }
 
-/// Runs a command and panics with its output unless it succeeds.
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Runs a command and panics with its output unless it succeeds; its stdout.
+fn run(cmd: &mut Command) -> String {
+    crate::support::proc::run(&format!("{cmd:?}"), cmd)
 }
 
 /// Removes the package when the test ends, passed or not, so the machine is left as it was found.
@@ -70,10 +57,10 @@ fn the_debian_package_installs_the_binary_man_page_completions_and_example_plans
     let _installed = Installed;
     run(Command::new("dpkg").arg("-i").arg(&built.deb));
 
-    let version = stdout(&run(Command::new("/usr/bin/zdd").arg("--version")));
+    let version = run(Command::new("/usr/bin/zdd").arg("--version"));
     assert_eq!(version.trim(), format!("zdd {}", env!("CARGO_PKG_VERSION")));
 
-    let files = stdout(&run(Command::new("dpkg").args(["-L", "zdd"])));
+    let files = run(Command::new("dpkg").args(["-L", "zdd"]));
     for path in [
         "/usr/bin/zdd",
         "/usr/share/man/man1/zdd.1.gz",
@@ -101,7 +88,7 @@ fn the_debian_package_installs_the_binary_man_page_completions_and_example_plans
     }
     assert!(checked >= 5, "only {checked} example plans were installed");
 
-    let status = stdout(&run(Command::new("dpkg-query").args(["-W", "-f", "${Status} ${Depends}", "zdd"])));
+    let status = run(Command::new("dpkg-query").args(["-W", "-f", "${Status} ${Depends}", "zdd"]));
     assert_eq!(status.trim(), "install ok installed", "a static binary depends on no package");
 }
 
@@ -121,8 +108,8 @@ fn the_static_binary_runs_in_an_empty_root() {
         std::fs::copy(repo.join("plans").join(plan), root.join("plans").join(plan)).expect("copy plan");
     }
     // No /lib, no loader, no /proc, no /tmp: a dynamically linked binary fails here before main.
-    let version = stdout(&run(Command::new("chroot").arg(&root).arg("/zdd").arg("--version")));
+    let version = run(Command::new("chroot").arg(&root).arg("/zdd").arg("--version"));
     assert_eq!(version.trim(), format!("zdd {}", env!("CARGO_PKG_VERSION")));
     let check = run(Command::new("chroot").arg(&root).args(["/zdd", "check", "/plans/prod.kdl"]));
-    assert!(stdout(&check).contains("is valid"), "zdd check in the empty root said:\n{}", stdout(&check));
+    assert!(check.contains("is valid"), "zdd check in the empty root said:\n{check}");
 }

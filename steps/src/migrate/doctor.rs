@@ -14,7 +14,7 @@ use zdd_engine::redact::Redactor;
 use super::Settings;
 use crate::common::tail;
 use crate::envfile;
-use crate::manage::{Manage, release_dir};
+use crate::manage::Manage;
 
 /// A connection that does not answer in this long counts as unreachable (doctor must not hang on a firewall).
 const ASK_WITHIN: Duration = Duration::from_secs(20);
@@ -54,15 +54,7 @@ pub(super) async fn database_version(s: &Settings, ctx: &PreflightCtx) -> Check 
     };
     let host = ctx.preview.host.as_ref();
     let redactor = Redactor::new();
-    let dir = release_dir(&s.manage.root, live);
-    let mut m = Manage {
-        python: dir.join(&s.manage.python),
-        release_dir: dir,
-        settings: s.manage.settings.clone(),
-        env_file: s.manage.env_file.clone(),
-        env: std::collections::BTreeMap::new(),
-        overrides: s.manage.overrides.clone(),
-    };
+    let mut m = Manage::for_release(&s.manage, live);
     if let Some(file) = &m.env_file {
         match envfile::load(host, file, Some(&redactor)).await {
             Ok(env) => m.env = env,
