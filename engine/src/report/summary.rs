@@ -16,6 +16,8 @@ pub struct Summary {
     cause: Option<String>,
     /// Where the new release answered its smoke checks.
     serving: Option<String>,
+    /// The step that cut the live traffic over to the new release.
+    cut_over: Option<String>,
 }
 
 /// The word for a step's final state.
@@ -39,6 +41,7 @@ impl Summary {
             Event::RunStarted { release, .. } => self.release = Some(release.clone()),
             Event::RollbackStarted { cause } => self.cause = Some(cause.clone()),
             Event::Serving { url, .. } => self.serving = Some(url.clone()),
+            Event::CutOver { step, .. } => self.cut_over = Some(step.clone()),
             Event::UndoFinished { step, ok: false, error, .. } => {
                 self.undo_errors.insert(step.clone(), error.clone().unwrap_or_default());
             }
@@ -71,6 +74,7 @@ impl Summary {
                     human_ms(duration_ms)
                 ));
                 lines.extend(Self::not_undone(rows));
+                lines.extend(self.marked_bad(release));
             }
             Outcome::RollbackIncomplete => {
                 lines.push(format!(
@@ -82,6 +86,7 @@ impl Summary {
                     lines.push(format!("  - {}: its undo failed: {}", r.step, why.lines().next().unwrap_or_default()));
                 }
                 lines.extend(Self::not_undone(rows));
+                lines.extend(self.marked_bad(release));
                 lines.push(
                     "Fix the cause, then run `zdd recover PLAN` to retry the failed undos (zdd run refuses until then)."
                         .to_owned(),
@@ -89,6 +94,16 @@ impl Summary {
             }
         }
         lines
+    }
+
+    /// A release that failed after its cutover is marked bad in the state directory (see `zdd_engine::state`).
+    fn marked_bad(&self, release: &str) -> Option<String> {
+        self.cut_over.as_ref().map(|step| {
+            format!(
+                "Release {release} failed after its cutover (`{step}`): it is marked bad, and `zdd rollback` will not \
+                 choose it."
+            )
+        })
     }
 
     /// Steps that ran and have no undo (read-only checks, forward-only changes such as migrations).

@@ -156,6 +156,8 @@ impl Session {
             duration_ms: millis(report.duration),
             user: header.user,
             host: header.host,
+            cut_over: report.cut_over.clone(),
+            cause: report.stopped.clone(),
         });
         match &recorded {
             Ok(()) => exec.finish(&report),
@@ -191,9 +193,11 @@ impl Session {
         }
     }
 
-    /// Add a finished run to `state.json` (a deployed run becomes live).
+    /// Add a finished run to `state.json` (a deployed run becomes live; one that failed after its cutover marks
+    /// its release bad). The live release is judged first: the time it served ends with this run if it deployed.
     fn record(&self, entry: HistoryEntry) -> Result<(), StateError> {
         let mut state = self.state.load()?;
+        state.judge(std::time::SystemTime::now(), self.plan.stable_after);
         state.record(entry);
         self.state.save(&state)
     }
@@ -264,6 +268,10 @@ impl Session {
             run_id: replay.header.run_id.clone(),
             steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
         });
+        // Said again so the summary says the release is marked bad: the journal's `cut-over` line is why.
+        if let Some(step) = &replay.cut_over {
+            exec.events.emit(Event::CutOver { step: step.clone(), release: replay.header.target.release.clone() });
+        }
         let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.undo_waves(), interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
@@ -286,9 +294,17 @@ impl Session {
             duration_ms: millis(started.elapsed()),
             user: lock::username(),
             host: lock::hostname(),
+            cut_over: replay.cut_over.clone(),
+            cause: Some(format!("interrupted; undone by `zdd recover` ({cause})")),
         });
-        let report =
-            RunReport { outcome, duration: started.elapsed(), summary, stopped: Some(cause), rollback: Some(rollback) };
+        let report = RunReport {
+            outcome,
+            duration: started.elapsed(),
+            summary,
+            stopped: Some(cause),
+            rollback: Some(rollback),
+            cut_over: replay.cut_over.clone(),
+        };
         exec.finish(&report);
         drop(exec);
         let _ = tapped.await;
