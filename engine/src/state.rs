@@ -524,7 +524,7 @@ mod tests {
         if let Some(live) = &mut state.live {
             live.since = "1970-01-01T00:00:00Z".into();
         }
-        state.judge(SystemTime::now(), Duration::from_secs(600));
+        state.judge(SystemTime::now(), Duration::from_mins(10));
     }
 
     #[test]
@@ -606,15 +606,15 @@ mod tests {
         let mut state = State::default();
         state.record(entry("r1", "blue", Outcome::Deployed));
         let since = humantime::parse_rfc3339(&state.live.as_ref().unwrap().since).unwrap();
-        let ten = Duration::from_secs(600);
+        let ten = Duration::from_mins(10);
         state.judge(since + Duration::from_secs(599), ten);
         assert_eq!(state.mark("r1"), None);
-        state.judge(since + Duration::from_secs(3600), ten);
+        state.judge(since + Duration::from_hours(1), ten);
         assert_eq!(state.mark("r1"), Some("stable"));
         let mark = state.releases["r1"].stable.clone().unwrap();
         assert_eq!(humantime::parse_rfc3339(&mark.since).unwrap(), since + ten, "stable as of since + stable-after");
         // A later judgement keeps the first mark.
-        state.judge(since + Duration::from_secs(7200), ten);
+        state.judge(since + Duration::from_hours(2), ten);
         assert_eq!(state.releases["r1"].stable, Some(mark));
     }
 

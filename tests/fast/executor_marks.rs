@@ -85,7 +85,7 @@ fn a_release_that_fails_after_its_cutover_is_bad_and_one_that_fails_before_is_no
     let before = deploy(&s, "r2", &["gate=fail"], 1);
     assert!(!before.contains("marked bad"), "{before}");
     let after = deploy(&s, "r3", &["smoke=fail"], 1);
-    assert!(after.contains("switch: the live traffic now goes to release r3"), "{after}");
+    assert!(after.contains("switch: cut the live traffic over to release r3"), "{after}");
     assert!(
         after.contains(
             "Release r3 failed after its cutover (`switch`): it is marked bad, and `zdd rollback` will not choose it."

@@ -59,7 +59,7 @@ pub struct PlanHeader {
 
 /// How long a release must be live, without failing after its cutover, to be stable when the plan does not say
 /// (`stable-after`; see [`crate::state`]): long enough for the errors a release shows only under real traffic.
-pub const DEFAULT_STABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+pub const DEFAULT_STABLE_AFTER: std::time::Duration = std::time::Duration::from_mins(10);
 
 /// Where the runtime variables (`release`, `slot`, `live_slot`, `live_release`) come from.
 #[derive(Clone, Copy)]

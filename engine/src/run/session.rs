@@ -202,15 +202,8 @@ impl Session {
         self.state.save(&state)
     }
 
-    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
-    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
-    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
-    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
-        let started = Instant::now();
-        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
-        let (events, rx) = EventSink::channel();
-        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
-        self.warn_takeover(&events);
+    /// Stop the process groups an interrupted run left running, here and on its hosts, each with a warning.
+    async fn stop_leftovers(&self, events: &EventSink) {
         let log = process_log_path(self.state.path());
         let local_log = log.clone();
         let stopped = tokio::task::spawn_blocking(move || process_log::stop_leftovers(&local_log, LEFTOVER_GRACE))
@@ -250,6 +243,18 @@ impl Session {
         if remote.iter().all(Stopped::done) {
             process_log::forget(&log);
         }
+    }
+
+    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
+    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
+    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
+    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
+        let started = Instant::now();
+        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
+        let (events, rx) = EventSink::channel();
+        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
+        self.warn_takeover(&events);
+        self.stop_leftovers(&events).await;
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
             "recovering run {} ({} of release {}, started by {} on {})",
