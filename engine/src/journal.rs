@@ -502,6 +502,16 @@ mod tests {
     }
 
     #[test]
+    fn the_first_cutover_of_a_run_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("20261126-000000-cccc"), Redactor::new()).unwrap();
+        assert_eq!(replay(j.path().unwrap()).unwrap().cut_over, None);
+        event(&j, Event::CutOver { step: "switch".into(), release: "r1".into() });
+        event(&j, Event::CutOver { step: "switch-2".into(), release: "r1".into() });
+        assert_eq!(replay(j.path().unwrap()).unwrap().cut_over.as_deref(), Some("switch"));
+    }
+
+    #[test]
     fn prune_keeps_the_newest_finished_the_named_and_every_unfinished_journal() {
         let dir = tempfile::tempdir().unwrap();
         for (id, finished) in [("r1", false), ("r2", true), ("r3", true), ("r4", true)] {

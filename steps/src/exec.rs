@@ -332,6 +332,14 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\nundone-1\n");
     }
 
+    #[test]
+    fn an_exec_step_is_the_cutover_only_when_it_says_so() {
+        let plain = step(&[("run", s("true"))]);
+        assert!(!Typed(Exec).cuts_over(&plain));
+        let switch = step(&[("run", s("lb-switch")), ("cutover", Value::Bool(true))]);
+        assert!(Typed(Exec).cuts_over(&switch));
+    }
+
     #[tokio::test]
     async fn a_failing_command_fails_the_step_with_its_output() {
         let dir = tempfile::tempdir().unwrap();

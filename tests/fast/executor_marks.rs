@@ -197,3 +197,23 @@ fn recover_of_a_run_killed_after_its_cutover_marks_the_release_bad() {
     assert!(bad["cause"].as_str().unwrap().starts_with("interrupted; undone by `zdd recover`"), "{bad}");
     assert_eq!(history(&s, &[]), ["r1 deploy deployed switch -", "r2 deploy rolled-back switch bad"]);
 }
+
+#[test]
+fn json_output_has_the_cut_over_event_and_history_the_cutover_and_mark() {
+    let s = Scratch::new("marks");
+    let out = s.zdd("run", &["--json", "--release", "r1", "--var", "smoke=fail"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let events = support::events(&out);
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let cut = names.iter().position(|n| *n == "cut-over").unwrap_or_else(|| panic!("{names:?}"));
+    assert!(cut < names.iter().position(|n| *n == "rollback-started").unwrap(), "{names:?}");
+    assert_eq!((&events[cut]["step"], &events[cut]["release"]), (&"switch".into(), &"r1".into()));
+
+    let rows = json(&s.zdd("history", &["--json"]));
+    let row = &rows[0];
+    assert_eq!(
+        (&row["cut_over"], &row["mark"], &row["outcome"]),
+        (&"switch".into(), &"bad".into(), &"rolled-back".into())
+    );
+    assert!(row["cause"].as_str().unwrap().starts_with("step `smoke` failed"), "{row}");
+}

@@ -118,3 +118,29 @@ impl Summary {
         (!ran.is_empty()).then(|| format!("Ran without an undo (read-only or forward-only): {}.", ran.join(", ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_failed_after_its_cutover_says_its_release_is_marked_bad() {
+        let mut summary = Summary::default();
+        summary.observe(&Event::RunStarted {
+            plan: "p".into(),
+            release: "r3".into(),
+            run_id: "x".into(),
+            steps: vec![],
+        });
+        let before = summary.render(Outcome::RolledBack, 10, &[]);
+        assert!(!before.iter().any(|l| l.contains("marked bad")), "{before:?}");
+        summary.observe(&Event::CutOver { step: "switch".into(), release: "r3".into() });
+        let after = summary.render(Outcome::RolledBack, 10, &[]);
+        assert_eq!(
+            after.last().map(String::as_str),
+            Some(
+                "Release r3 failed after its cutover (`switch`): it is marked bad, and `zdd rollback` will not choose it."
+            )
+        );
+    }
+}
