@@ -217,3 +217,15 @@ fn json_output_has_the_cut_over_event_and_history_the_cutover_and_mark() {
     );
     assert!(row["cause"].as_str().unwrap().starts_with("step `smoke` failed"), "{row}");
 }
+
+#[test]
+fn the_preview_of_a_bad_release_says_run_refuses_it() {
+    let s = Scratch::new("marks");
+    deploy(&s, "r1", &["smoke=fail"], 1);
+    let out = s.zdd("plan", &["--release", "r1"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("release r1 is marked bad (run "), "{stderr}");
+    assert!(stderr.contains("`zdd run` refuses it without `--allow-bad`"), "{stderr}");
+    assert!(text(&s.zdd("plan", &["--release", "r2"]).stderr).is_empty());
+}
