@@ -384,6 +384,12 @@ pub trait StepKind: Send + Sync {
     fn releases_kept(&self, _step: &Step) -> Option<usize> {
         None
     }
+
+    /// Does this step, once it succeeded, send the live traffic to the new release (the cutover)? A run that
+    /// fails after such a step marks its release bad (see [`crate::state`]). Most kinds do not.
+    fn cuts_over(&self, _step: &Step) -> bool {
+        false
+    }
 }
 
 /// The kinds a plan may use, by name.

@@ -219,6 +219,11 @@ pub trait TypedKind: Send + Sync + 'static {
     fn releases_kept(&self, _settings: &Self::Settings) -> Option<usize> {
         None
     }
+
+    /// Whether the step moves the live traffic to the new release (see [`StepKind::cuts_over`]).
+    fn cuts_over(&self, _settings: &Self::Settings) -> bool {
+        false
+    }
 }
 
 /// A [`TypedKind`] as the engine's [`StepKind`]: hands each call the settings validation built for the step.
@@ -296,6 +301,10 @@ impl<K: TypedKind> StepKind for Typed<K> {
 
     fn releases_kept(&self, step: &Step) -> Option<usize> {
         self.settings_of(step).ok().and_then(|s| self.0.releases_kept(s))
+    }
+
+    fn cuts_over(&self, step: &Step) -> bool {
+        self.settings_of(step).is_ok_and(|s| self.0.cuts_over(s))
     }
 }
 

@@ -164,11 +164,15 @@ pub(crate) enum Command {
         /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS).
         #[arg(long)]
         release: Option<String>,
+        /// Deploy `--release` even though it is marked bad (a run of it failed after its cutover).
+        #[arg(long, requires = "release")]
+        allow_bad: bool,
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
     },
-    /// Put the previous release back live, through the same steps (zero-downtime too).
+    /// Put the newest stable earlier release back live (else the newest that is not marked bad), through the same
+    /// steps (zero-downtime too).
     #[command(after_help = EXIT_CODES)]
     Rollback {
         #[command(flatten)]
@@ -286,8 +290,8 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
         Command::Explain { code, list } => explain::run(code.as_deref(), list),
-        Command::Run { plan, state, output, jobs, release, lock_wait } => {
-            run::run(&plan, &state, &output, jobs, release.as_deref(), lock_wait.as_deref())
+        Command::Run { plan, state, output, jobs, release, allow_bad, lock_wait } => {
+            run::run(&plan, &state, &output, jobs, release.as_deref(), allow_bad, lock_wait.as_deref())
         }
         Command::Rollback { plan, state, output, lock_wait } => {
             rollback::run(&plan, &state, &output, lock_wait.as_deref())

@@ -314,7 +314,24 @@ pub(crate) fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
     let leaked = report.ok_from_version_between("v3-health-fails", Duration::ZERO, report.duration)
         + report.errors_from_version("v3-health-fails");
     check(leaked == 0, || format!("traffic reached the unhealthy release: {}", report.summary()))?;
+    // Refused before its cutover: nobody saw it, so it is not marked bad.
+    check(release_mark(stack, &run)? != Some("bad"), || {
+        format!("refused before the switch, yet marked bad\n{}", run.describe())
+    })?;
     Ok(measured(&report, races, &run))
+}
+
+/// The mark (`bad`, `stable`) the state directory gives the release `run` deployed.
+fn release_mark(stack: &Stack, run: &ZddRun) -> Result<Option<&'static str>, String> {
+    let release = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "run-started")
+        .and_then(|e| e["release"].as_str())
+        .ok_or_else(|| format!("no run-started event\n{}", run.describe()))?;
+    let state =
+        zdd_engine::state::StateDir::open(&stack.state_dir).and_then(|dir| dir.load()).map_err(|e| e.to_string())?;
+    Ok(state.mark(release))
 }
 
 pub(crate) fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
@@ -333,6 +350,11 @@ pub(crate) fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
         )
     })?;
     check(report.last_version().as_deref() == Some("v2"), || format!("traffic did not return: {}", report.summary()))?;
+    // The switch reported the cutover before the smoke failed: the release served, failed, and is marked bad.
+    let cut = run.events.iter().position(|e| e["event"] == "cut-over");
+    let rolled = run.events.iter().position(|e| e["event"] == "rollback-started");
+    check(cut.is_some() && cut < rolled, || format!("no cut-over event before the rollback\n{}", run.describe()))?;
+    check(release_mark(stack, &run)? == Some("bad"), || format!("{broken} is not marked bad\n{}", run.describe()))?;
     let mut measurement = format!("{} broken answers from {broken} itself; {}", own, measured(&report, races, &run));
     if stack.config.mode == ProxyMode::Reload {
         measurement.push_str(&format!("; {}", smoke_failed_on_the_new_instance(stack, &run)?));

@@ -156,6 +156,8 @@ impl Session {
             duration_ms: millis(report.duration),
             user: header.user,
             host: header.host,
+            cut_over: report.cut_over.clone(),
+            cause: report.stopped.clone(),
         });
         match &recorded {
             Ok(()) => exec.finish(&report),
@@ -191,22 +193,17 @@ impl Session {
         }
     }
 
-    /// Add a finished run to `state.json` (a deployed run becomes live).
+    /// Add a finished run to `state.json` (a deployed run becomes live; one that failed after its cutover marks
+    /// its release bad). The live release is judged first: the time it served ends with this run if it deployed.
     fn record(&self, entry: HistoryEntry) -> Result<(), StateError> {
         let mut state = self.state.load()?;
+        state.judge(std::time::SystemTime::now(), self.plan.stable_after);
         state.record(entry);
         self.state.save(&state)
     }
 
-    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
-    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
-    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
-    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
-        let started = Instant::now();
-        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
-        let (events, rx) = EventSink::channel();
-        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
-        self.warn_takeover(&events);
+    /// Stop the process groups an interrupted run left running, here and on its hosts, each with a warning.
+    async fn stop_leftovers(&self, events: &EventSink) {
         let log = process_log_path(self.state.path());
         let local_log = log.clone();
         let stopped = tokio::task::spawn_blocking(move || process_log::stop_leftovers(&local_log, LEFTOVER_GRACE))
@@ -246,6 +243,18 @@ impl Session {
         if remote.iter().all(Stopped::done) {
             process_log::forget(&log);
         }
+    }
+
+    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
+    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
+    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
+    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
+        let started = Instant::now();
+        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
+        let (events, rx) = EventSink::channel();
+        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
+        self.warn_takeover(&events);
+        self.stop_leftovers(&events).await;
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
             "recovering run {} ({} of release {}, started by {} on {})",
@@ -264,6 +273,10 @@ impl Session {
             run_id: replay.header.run_id.clone(),
             steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
         });
+        // Said again so the summary says the release is marked bad: the journal's `cut-over` line is why.
+        if let Some(step) = &replay.cut_over {
+            exec.events.emit(Event::CutOver { step: step.clone(), release: replay.header.target.release.clone() });
+        }
         let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.undo_waves(), interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
@@ -286,9 +299,17 @@ impl Session {
             duration_ms: millis(started.elapsed()),
             user: lock::username(),
             host: lock::hostname(),
+            cut_over: replay.cut_over.clone(),
+            cause: Some(format!("interrupted; undone by `zdd recover` ({cause})")),
         });
-        let report =
-            RunReport { outcome, duration: started.elapsed(), summary, stopped: Some(cause), rollback: Some(rollback) };
+        let report = RunReport {
+            outcome,
+            duration: started.elapsed(),
+            summary,
+            stopped: Some(cause),
+            rollback: Some(rollback),
+            cut_over: replay.cut_over.clone(),
+        };
         exec.finish(&report);
         drop(exec);
         let _ = tapped.await;

@@ -278,6 +278,11 @@ impl TypedKind for ProxySwitch {
         })
     }
 
+    /// The switch is the cutover: once it succeeded, Nginx sends the live traffic to the new instance.
+    fn cuts_over(&self, _settings: &Settings) -> bool {
+        true
+    }
+
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         // `tls-cert` and `tls-key` go together: a certificate without its key (or the reverse) is not HTTPS. An
         // empty value (a plan variable left empty) is no value.
