@@ -20,6 +20,7 @@ mod plan;
 mod recover;
 mod rollback;
 mod run;
+mod saved;
 mod status;
 mod stop;
 mod unlock;
@@ -119,6 +120,10 @@ pub(crate) enum Command {
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
+        /// Also save the plan bound to this target in FILE (JSON, no secret values): `zdd run FILE` applies
+        /// exactly it, and refuses (exit 2) if a plan file, a variable or the live state changed since.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Every check zdd knows for a plan, on this machine and its hosts now: tools, versions, permissions, disk
     /// space, the state directory. One line each (ok, warning, problem, with a fix); changes nothing. Exit 0 with
@@ -139,7 +144,9 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
-    /// Deploy: run the plan's steps; on any failure, roll back what was done.
+    /// Deploy: run the plan's steps; on any failure, roll back what was done. Given a saved plan (zdd plan
+    /// --out FILE) instead of a plan file, apply exactly it: refused (exit 2, nothing changed) if a plan file, a
+    /// variable or the live state changed since it was saved.
     #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
@@ -274,7 +281,9 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
-        Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
+        Command::Plan { plan, state, release, json, out } => {
+            plan::run(&plan, &state, release.as_deref(), json, out.as_deref())
+        }
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Doctor { plan, state, output } => doctor::run(&plan, &state, &output),
         Command::Completions { shell } => completions::completions(shell),
