@@ -279,3 +279,40 @@ fn out_is_in_the_help_the_man_page_and_the_completions() {
         assert!(completions.contains(option), "{shell}: no {option}");
     }
 }
+
+#[test]
+fn values_given_when_saving_need_not_be_given_again_and_relative_paths_are_kept_absolute() {
+    let s = Saved::new();
+    // A relative plan and state directory, from the directory; the apply runs from `/`.
+    let out_var = format!("out={}", s.path().join("out").display());
+    let out = s
+        .command(&["plan", "plan/plan.kdl", "--state-dir", "state", "--var", &out_var, "--out", "saved.json"])
+        .env("ZDD_VAR_GREETING", "bonjour")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let saved = s.saved_json();
+    assert_eq!(saved["state_dir"].as_str().unwrap(), s.state().display().to_string());
+    assert_eq!(saved["main"].as_str().unwrap(), s.plan().display().to_string());
+    let out = s.apply_command(&[]).current_dir("/").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let release = saved["target"]["release"].as_str().unwrap();
+    assert_eq!(s.out("deployed").trim(), format!("bonjour {release} blue"), "the greeting saved from the environment");
+    assert_eq!(s.state_json()["live"]["release"], release);
+}
+
+#[test]
+fn a_secret_of_any_length_is_masked_in_the_saved_steps() {
+    let s = Saved::new();
+    let short = "q7z";
+    let file = s.file().display().to_string();
+    let out_var = format!("out={}", s.path().join("out").display());
+    let plan = s.plan().display().to_string();
+    let state = s.state().display().to_string();
+    let args = ["plan", &plan, "--state-dir", &state, "--var", &out_var, "--out", &file];
+    let out = s.command(&args).env("ZDD_VAR_TOKEN", short).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(s.file()).unwrap();
+    assert!(!written.contains(short), "{written}");
+    assert!(written.contains("echo *** > "), "{written}");
+}
