@@ -7,6 +7,8 @@
 //! target. A refusal there has not created, locked or written anything. Then again under the deploy lock, the
 //! live state and the target only (a run may have finished while this one waited for the lock), and the run
 //! starts with the plan bound and checked in the first pass: the files are not read a third time.
+//!
+//! `zdd check FILE` says whether FILE is a saved plan this zdd reads, and what it holds.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +47,31 @@ pub(super) fn write(path: &Path, input: &SaveInput<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// `zdd check FILE` of a saved plan: is it one this zdd can apply? What it holds; whether it still matches is
+/// for `zdd run FILE` to find (it reads the state directory, which `check` never does).
+pub(super) fn describe(file: &Path, text: &str) -> i32 {
+    match saved::read::parse(file, text) {
+        Ok(saved) => {
+            outln!(
+                "{}: saved plan of `{}` ({} step{}, {} file{}), release {} into slot {}, saved {} by {}; `zdd run {0}` \
+                 applies it if nothing changed since",
+                file.display(),
+                saved.plan,
+                saved.steps.len(),
+                if saved.steps.len() == 1 { "" } else { "s" },
+                saved.files.len(),
+                if saved.files.len() == 1 { "" } else { "s" },
+                saved.target.release,
+                saved.target.slot,
+                saved.saved_at,
+                saved.written_by
+            );
+            exit::OK
+        }
+        Err((diags, sources)) => report_diagnostics(&diags, &sources),
+    }
+}
+
 /// What `zdd run FILE` was given besides the file.
 pub(super) struct Apply<'a> {
     pub plan: &'a PlanArgs,
@@ -65,7 +92,7 @@ pub(super) fn apply(args: &Apply<'_>, text: &str) -> i32 {
         Ok(wait) => wait,
         Err(refusal) => return refusal.print(),
     };
-    let (plan, header) = match check(args, &saved) {
+    let (plan, header) = match verify(args, &saved) {
         Ok(checked) => checked,
         Err(refusal) => return refusal.print(),
     };
@@ -90,7 +117,7 @@ pub(super) fn apply(args: &Apply<'_>, text: &str) -> i32 {
 
 /// The first pass, reading only: the plan bound to the saved target and its header, or the refusal listing every
 /// change found.
-fn check(args: &Apply<'_>, saved: &SavedPlan) -> Result<(Plan, PlanHeader), Refusal> {
+fn verify(args: &Apply<'_>, saved: &SavedPlan) -> Result<(Plan, PlanHeader), Refusal> {
     let file = &args.plan.plan;
     let kinds = zdd_steps::builtin();
     let given = VarInputs::from_env(args.plan.vars.clone());

@@ -256,12 +256,21 @@ fn unreadable_saved_plans_are_refused_with_a_located_error() {
 }
 
 #[test]
-fn zdd_plan_given_a_saved_plan_says_what_it_is() {
+fn zdd_plan_and_check_given_a_saved_plan_say_what_it_is() {
     let s = Saved::new();
     s.save(&[]);
-    let out = s.command(&["plan", &s.file().display().to_string()]).output().unwrap();
+    let file = s.file().display().to_string();
+    let out = s.command(&["plan", &file]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("is a saved plan, not a plan file"), "{}", text(&out.stderr));
+    let out = s.command(&["check", &file]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("saved plan of `saved` (2 steps, 2 files), release r-saved into slot blue"), "{stdout}");
+    std::fs::write(s.file(), "{\"zdd\": \"saved-plan\"").unwrap();
+    let out = s.command(&["check", &file]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("zdd::saved-plan-invalid"), "{}", text(&out.stderr));
 }
 
 #[test]

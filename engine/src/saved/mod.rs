@@ -264,11 +264,12 @@ pub fn steps_of(plan: &Plan) -> Vec<SavedStep> {
     plan.steps
         .iter()
         .map(|step| SavedStep {
-            name: step.name.clone(),
+            // Names and hosts too: a `repeat` over a secret list names its steps by the items.
+            name: mask.text(&step.name),
             kind: step.kind.clone(),
-            host: step.host.clone(),
+            host: step.host.as_deref().map(|h| mask.text(h)),
             description: step.description.as_deref().map(|d| mask.text(d)),
-            needs: step.needs.iter().map(|n| plan.step(*n).name.clone()).collect(),
+            needs: step.needs.iter().map(|n| mask.text(&plan.step(*n).name)).collect(),
             timeout: duration(step.policy.timeout),
             retry: SavedRetry {
                 attempts: step.policy.retry.attempts,
