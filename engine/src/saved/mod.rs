@@ -386,3 +386,64 @@ fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::VarInputs;
+
+    fn var(name: &str, value: &str, origin: VarOrigin, secret: bool) -> Variable {
+        Variable { name: name.into(), value: value.into(), secret, origin, doc: None, span: None }
+    }
+
+    fn saved(variables: Vec<SavedVar>, salt: &str) -> SavedPlan {
+        SavedPlan {
+            zdd: KIND.into(),
+            format: FORMAT,
+            written_by: crate::format::WRITTEN_BY.into(),
+            saved_at: String::new(),
+            plan: "p".into(),
+            main: PathBuf::from("/p/plan.kdl"),
+            files: Vec::new(),
+            state_dir: PathBuf::from("/s"),
+            state_dir_given: None,
+            salt: salt.into(),
+            variables,
+            target: crate::plan::Runtime::sample_target(&[]),
+            live: LiveState::default(),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_secret_is_saved_as_a_salted_hash_that_only_its_value_matches() {
+        let token = var("token", "hunter2-long", VarOrigin::Env, true);
+        let saved = SavedVar::of(&token, "salt-a");
+        assert_eq!((saved.value.as_deref(), saved.sha256.as_ref().map(String::len)), (None, Some(64)));
+        assert!(saved.matches(&token, "salt-a"));
+        assert!(!saved.matches(&var("token", "hunter3-long", VarOrigin::Env, true), "salt-a"));
+        assert_ne!(SavedVar::of(&token, "salt-b").sha256, saved.sha256, "the salt changes the hash");
+        let plain = SavedVar::of(&var("app", "shop", VarOrigin::Default, false), "salt-a");
+        assert_eq!((plain.value.as_deref(), plain.sha256.as_deref()), (Some("shop"), None));
+    }
+
+    #[test]
+    fn saved_values_are_given_from_where_they_came_and_what_is_given_now_wins() {
+        let vars = [
+            var("from_cli", "a", VarOrigin::Cli, false),
+            var("from_env", "b", VarOrigin::Env, false),
+            var("by_default", "c", VarOrigin::Default, false),
+            var("token", "hunter2-long", VarOrigin::Env, true),
+        ];
+        let saved = saved(vars.iter().map(|v| SavedVar::of(v, "s")).collect(), "s");
+        let mut now = VarInputs::cli(["from_cli=z"]);
+        now.env.insert("TOKEN".into(), "hunter2-long".into());
+        let inputs = saved.var_inputs(&now);
+        assert_eq!(inputs.cli, ["from_cli=a", "from_cli=z"], "the later --var wins");
+        assert_eq!(inputs.env.get("FROM_ENV").map(String::as_str), Some("b"));
+        assert_eq!(inputs.env.get("TOKEN").map(String::as_str), Some("hunter2-long"), "secrets only from now");
+        assert!(!inputs.env.contains_key("BY_DEFAULT"), "a default comes from the plan's files");
+        assert!(saved.secrets_not_given(&now).is_empty());
+        assert_eq!(saved.secrets_not_given(&VarInputs::default()), [Change::SecretNotGiven("token".into())]);
+    }
+}
