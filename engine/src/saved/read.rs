@@ -133,6 +133,14 @@ mod tests {
     }
 
     #[test]
+    fn text_that_is_not_json_is_located_where_reading_stopped() {
+        let out = rendered("{\n  \"zdd\": \"saved-plan\",\n  format: 1\n}");
+        assert!(out.contains("it is not valid JSON"), "{out}");
+        assert!(out.contains("key must be a string"), "{out}");
+        assert!(out.contains("/ci/deploy.plan.json:3:3"), "{out}");
+    }
+
+    #[test]
     fn json_of_something_else_is_not_a_saved_plan() {
         let out = rendered("{\"format\": 2, \"live\": null}");
         assert!(out.contains("is JSON but not a saved plan"), "{out}");
