@@ -3,8 +3,9 @@
 //! variable, a secret, a deploy in between, another state directory) is refused with exit 2, naming it, and leaves
 //! every file as it was; a cut, foreign or newer file is refused with a located error. No secret value is written.
 
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use crate::support::tree::tree;
 
@@ -128,7 +129,8 @@ fn a_saved_plan_applies_and_deploys_the_saved_release() {
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(files[1].ends_with("plan/steps.kdl"), "{files:?}");
     let run = &saved["steps"][0]["fields"]["run"][0]["value"];
-    assert_eq!(run.as_str().unwrap(), format!("echo hello {RELEASE} blue > {}/out/deployed", s.path().display()));
+    let run = run.as_str().unwrap();
+    assert!(run.ends_with(&format!("; echo hello {RELEASE} blue > {}/out/deployed", s.path().display())), "{run}");
 
     // No --var out, no --state-dir, no --release: the saved plan gives them; the secret comes from the environment.
     let out = s.apply(&[]);
@@ -195,6 +197,46 @@ fn a_deploy_in_between_is_refused_naming_the_live_state_change() {
     let stderr = s.refused(&mut s.apply_command(&[])).replace(&run_id, "[RUN]");
     insta::assert_snapshot!(stderr);
     assert_eq!(s.out("deployed").trim(), "hello r-between blue", "the saved plan did not run");
+}
+
+#[test]
+fn a_run_that_finishes_while_the_apply_waits_for_the_lock_is_found_under_the_lock() {
+    let s = Saved::new();
+    s.save(&[]);
+    let out_dir = s.path().join("out");
+    std::fs::write(out_dir.join("hold"), "").unwrap();
+    let out = format!("out={}", out_dir.display());
+    let (plan, state) = (s.plan().display().to_string(), s.state().display().to_string());
+    let args = ["run", &plan, "--state-dir", &state, "--var", &out, "--plain", "--release", "r-between"];
+    let mut between = s.command(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&out_dir.join("holding"));
+
+    // The apply's first pass finds nothing changed (the run holding the lock has not finished), then it waits.
+    let mut apply =
+        s.apply_command(&["--lock-wait", "1m"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(apply.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("waiting up to") {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "the apply ended without waiting for the lock: {seen}");
+        seen.push_str(&line);
+    }
+    std::fs::remove_file(out_dir.join("hold")).unwrap();
+    assert_eq!(between.wait().unwrap().code(), Some(0));
+
+    stderr.read_to_string(&mut seen).unwrap();
+    assert_eq!(apply.wait().unwrap().code(), Some(2), "{seen}");
+    assert!(seen.contains("live state changed: was nothing live, no run yet; now release r-between live"), "{seen}");
+    assert_eq!(s.out("deployed").trim(), "hello r-between blue", "the saved plan did not run");
+}
+
+/// Wait until `path` exists (a step says it got there).
+fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
