@@ -13,7 +13,6 @@
 use std::path::{Path, PathBuf};
 
 use zdd_engine::journal::RunMode;
-use zdd_engine::kind::DeployTarget;
 use zdd_engine::plan::{self, Plan, PlanHeader, VarInputs};
 use zdd_engine::saved::{self, Change, LiveState, SaveInput, SavedPlan};
 
@@ -107,10 +106,8 @@ pub(super) fn apply(args: &Apply<'_>, text: &str) -> i32 {
         Ok(now) => LiveState::of(&now),
         Err(e) => return Refusal::from(e).print(),
     };
-    let changes: Vec<Change> =
-        saved.changed_live(&now).into_iter().chain(saved.changed_target(&prepared.target)).collect();
-    if !changes.is_empty() {
-        return stale(file, &changes).print();
+    if let Some(change) = saved.changed_state(&now, &prepared.target) {
+        return stale(file, &[change]).print();
     }
     deploy_bound(plan, prepared, args.launch, RunMode::Deploy)
 }
@@ -153,10 +150,8 @@ fn verify(args: &Apply<'_>, saved: &SavedPlan) -> Result<(Plan, PlanHeader), Ref
     }
     if same_dir {
         let current = read_state(header)?;
-        changes.extend(saved.changed_live(&LiveState::of(&current)));
-        let target: DeployTarget =
-            current.deploy_target(&header.slots, Some(&saved.target.release)).map_err(cannot_decide)?;
-        changes.extend(saved.changed_target(&target));
+        let target = current.deploy_target(&header.slots, Some(&saved.target.release)).map_err(cannot_decide)?;
+        changes.extend(saved.changed_state(&LiveState::of(&current), &target));
     }
     let plan = match unbound.bind(&saved.target, &kinds) {
         Ok(plan) => plan,

@@ -208,14 +208,13 @@ impl SavedPlan {
         changes
     }
 
-    /// The live state now against the saved one.
-    pub fn changed_live(&self, now: &LiveState) -> Option<Change> {
-        (self.live != *now).then(|| Change::Live { saved: self.live.clone(), now: now.clone() })
-    }
-
-    /// The target a run would take now against the saved one.
-    pub fn changed_target(&self, now: &DeployTarget) -> Option<Change> {
-        (self.target != *now).then(|| Change::Target { saved: self.target.clone(), now: now.clone() })
+    /// The live state now against the saved one, and the target a run would take now (decided from it) against
+    /// the saved one: a changed live state is said alone, as the target it changes follows from it.
+    pub fn changed_state(&self, live: &LiveState, target: &DeployTarget) -> Option<Change> {
+        if self.live != *live {
+            return Some(Change::Live { saved: self.live.clone(), now: live.clone() });
+        }
+        (self.target != *target).then(|| Change::Target { saved: self.target.clone(), now: target.clone() })
     }
 
     /// The steps of `plan` (bound now to the saved target) against the saved ones.
