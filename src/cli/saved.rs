@@ -128,8 +128,17 @@ fn verify(args: &Apply<'_>, saved: &SavedPlan) -> Result<(Plan, PlanHeader), Ref
     if let Some(release) = args.release.filter(|r| *r != saved.target.release) {
         changes.push(Change::Release { saved: saved.target.release.clone(), now: release.to_owned() });
     }
-    changes.extend(saved.secrets_not_given(&given));
-    let opened = plan::open(&saved.main, &saved.var_inputs(&given), saved.state_dir_given.as_deref(), &kinds);
+    let missing = saved.secrets_not_given(&given);
+    let mut inputs = saved.var_inputs(&given);
+    // A stand-in for each secret not given, so the plan still binds and every other change is found too: a run
+    // with it never starts, as the missing secret is a change itself.
+    for change in &missing {
+        if let Change::SecretNotGiven(name) = change {
+            inputs.cli.push(format!("{name}=zdd-secret-not-given"));
+        }
+    }
+    changes.extend(missing);
+    let opened = plan::open(&saved.main, &inputs, saved.state_dir_given.as_deref(), &kinds);
     let unbound = match &opened.result {
         Ok(unbound) => unbound,
         Err(diags) => {
@@ -158,7 +167,13 @@ fn verify(args: &Apply<'_>, saved: &SavedPlan) -> Result<(Plan, PlanHeader), Ref
         Err(_) if !changes.is_empty() => return Err(stale(file, &changes)),
         Err(diags) => return Err(Refusal::printed(report_diagnostics(&diags, unbound.sources()))),
     };
-    changes.extend(saved.changed_vars(&plan));
+    let not_given = |name: &str| changes.iter().any(|c| matches!(c, Change::SecretNotGiven(n) if n == name));
+    let changed_vars: Vec<Change> = saved
+        .changed_vars(&plan)
+        .into_iter()
+        .filter(|c| !matches!(c, Change::Var { name, .. } if not_given(name)))
+        .collect();
+    changes.extend(changed_vars);
     if changes.is_empty() {
         // With nothing else changed, a step bound differently is this zdd's doing: said last, alone.
         changes.extend(saved.changed_steps(&plan));

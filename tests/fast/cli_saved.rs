@@ -182,6 +182,11 @@ fn a_secret_not_given_again_or_different_is_refused() {
     s.save(&[]);
     let stderr = s.refused(s.apply_command(&[]).env_remove("ZDD_VAR_TOKEN"));
     insta::assert_snapshot!("secret_not_given", stderr);
+    // Every other change is still found.
+    let stderr = s.refused(s.apply_command(&["--var", "greeting=hi"]).env_remove("ZDD_VAR_TOKEN"));
+    assert!(stderr.contains("secret variable token was given when the plan was saved"), "{stderr}");
+    assert!(stderr.contains("variable changed: greeting: was `hello` (default), now `hi` (--var)"), "{stderr}");
+    assert!(stderr.contains("2 changes since it was saved"), "{stderr}");
     let stderr = s.refused(s.apply_command(&[]).env("ZDD_VAR_TOKEN", "another-secret"));
     assert!(stderr.contains("secret variable changed: token"), "{stderr}");
     assert!(!stderr.contains("another-secret"), "{stderr}");
