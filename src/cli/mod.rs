@@ -144,9 +144,10 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
-    /// Deploy: run the plan's steps; on any failure, roll back what was done. Given a saved plan (zdd plan
-    /// --out FILE) instead of a plan file, apply exactly it: refused (exit 2, nothing changed) if a plan file, a
-    /// variable or the live state changed since it was saved.
+    /// Deploy: run the plan's steps; on any failure, roll back what was done.
+    ///
+    /// Given a saved plan (zdd plan --out FILE) instead of a plan file, apply exactly it: refused (exit 2, nothing
+    /// changed) if a plan file, a variable or the live state changed since it was saved.
     #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
@@ -158,7 +159,8 @@ pub(crate) enum Command {
         /// Steps running at once (default: number of cores, at least 2).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS).
+        /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS; for a saved
+        /// plan, the one it was saved with).
         #[arg(long)]
         release: Option<String>,
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).

@@ -329,6 +329,10 @@ fn out_is_in_the_help_the_man_page_and_the_completions() {
     assert!(run_help.contains("saved plan"), "{run_help}");
     let man = text(&s.command(&["man"]).output().unwrap().stdout);
     assert!(man.contains(".SH \"ZDD PLAN\""), "the man page has no section for zdd plan");
+    assert!(
+        man.contains("Given a saved plan (zdd plan \\-\\-out FILE)"),
+        "the man page does not say what zdd run FILE does"
+    );
     assert!(man.contains("\\fB\\-\\-out\\fR \\fI<FILE>\\fR"), "the man page has no --out");
     for (shell, option) in [("bash", "--out"), ("zsh", "'--out=["), ("fish", "plan\" -l out ")] {
         let completions = text(&s.command(&["completions", shell]).output().unwrap().stdout);
