@@ -210,6 +210,11 @@ pub trait TypedKind: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// `zdd maintenance on|off` (see [`StepKind::maintenance`]). Returns whether the step has a maintenance page.
+    async fn maintenance(&self, _settings: &Self::Settings, _ctx: &StepCtx, _on: bool) -> Result<bool, StepError> {
+        Ok(false)
+    }
+
     /// How many releases the step keeps, for kinds that prune old ones (see [`StepKind::releases_kept`]).
     fn releases_kept(&self, _settings: &Self::Settings) -> Option<usize> {
         None
@@ -283,6 +288,10 @@ impl<K: TypedKind> StepKind for Typed<K> {
 
     async fn stop(&self, step: &Step, ctx: &StepCtx) -> Result<bool, StepError> {
         self.0.stop(self.settings_of(step)?, ctx).await
+    }
+
+    async fn maintenance(&self, step: &Step, ctx: &StepCtx, on: bool) -> Result<bool, StepError> {
+        self.0.maintenance(self.settings_of(step)?, ctx, on).await
     }
 
     fn releases_kept(&self, step: &Step) -> Option<usize> {

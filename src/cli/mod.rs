@@ -16,6 +16,7 @@ mod history;
 mod hosts;
 mod init;
 mod kinds;
+mod maintenance;
 mod plan;
 mod recover;
 mod rollback;
@@ -89,6 +90,15 @@ pub(crate) struct OutputArgs {
 pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+/// `zdd maintenance on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    /// Serve the maintenance page.
+    On,
+    /// Serve the app again.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -227,6 +237,19 @@ pub(crate) enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Serve the plan's maintenance page (503 with Retry-After) instead of the app, or the app again. Takes
+    /// effect at once: Nginx is not reloaded and no connection is dropped.
+    Maintenance {
+        /// on: the maintenance page; off: the app.
+        #[arg(value_enum)]
+        switch: Switch,
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Scaffold a plan for an existing Django project.
     Init {
         /// The Django project (default: the current directory).
@@ -283,6 +306,9 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
+        Command::Maintenance { switch, plan, state, output } => {
+            maintenance::run(switch == Switch::On, &plan, &state, &output)
+        }
         Command::Plan { plan, state, release, json, out } => {
             plan::run(&plan, &state, release.as_deref(), json, out.as_deref())
         }

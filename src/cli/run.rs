@@ -91,6 +91,8 @@ pub(super) enum Intent<'a> {
     Recover,
     /// `zdd stop`: the target is what is live now.
     Stop,
+    /// `zdd maintenance`: the target is what is live now.
+    Maintenance,
 }
 
 /// The state directory, locked, and what was decided from it.
@@ -122,6 +124,7 @@ pub(super) fn prepare(
         Intent::Rollback => "rollback",
         Intent::Recover => "recover",
         Intent::Stop => "stop",
+        Intent::Maintenance => "maintenance",
     };
     let owner = LockOwner::current(command);
     let first_try = DeployLock::try_acquire(state.path(), &owner);
@@ -147,7 +150,9 @@ pub(super) fn prepare(
             Some(replay) => Ok(Prepared { state, lock, target: replay.header.target.clone(), replay: Some(replay) }),
             None => Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None }),
         },
-        Intent::Stop => Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None }),
+        Intent::Stop | Intent::Maintenance => {
+            Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None })
+        }
         _ if unfinished.is_some() => {
             let replay = unfinished.as_ref().map(|r| &r.header);
             let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&h.run_id, &h.user, &h.host));

@@ -329,7 +329,7 @@ pub fn validate(
 
 /// Resolve every field of type [`ValueType::StepRef`] (`service "web"`) as `needs` is resolved: the step must
 /// exist and be of an accepted kind, and the referring step gets a `needs` edge to it, so it runs after it (and
-/// is undone before it).
+/// is undone before it). A [`ValueType::SettingsRef`] is checked alike and adds no edge.
 fn step_references(
     steps: &mut [Step],
     by_name: &HashMap<String, usize>,
@@ -343,7 +343,11 @@ fn step_references(
         let Some(spec) = kinds.spec(&steps[i].kind) else { continue };
         let mut refs: Vec<usize> = Vec::new();
         for field in spec.fields {
-            let ValueType::StepRef(accepted) = field.ty else { continue };
+            let (accepted, ordered) = match field.ty {
+                ValueType::StepRef(accepted) => (accepted, true),
+                ValueType::SettingsRef(accepted) => (accepted, false),
+                _ => continue,
+            };
             for occurrence in steps[i].fields.all(field.name) {
                 let Some(target) = occurrence.value.as_ref().and_then(Value::as_str) else { continue };
                 let Some(&j) = by_name.get(target) else {
@@ -391,7 +395,9 @@ fn step_references(
                     broken.push(i);
                     continue;
                 }
-                refs.push(j);
+                if ordered {
+                    refs.push(j);
+                }
             }
         }
         for j in refs {

@@ -298,11 +298,41 @@ impl Session {
     }
 }
 
+/// What `zdd stop` or `zdd maintenance` asks of every step's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepCommand {
+    /// Stop gracefully what the step keeps running ([`StepKind::stop`](crate::kind::StepKind::stop)).
+    Stop,
+    /// Turn the maintenance page on (`true`) or off ([`StepKind::maintenance`](crate::kind::StepKind::maintenance)).
+    Maintenance(bool),
+}
+
+impl StepCommand {
+    /// What a reporter says of a step that did it.
+    fn done(self) -> &'static str {
+        match self {
+            StepCommand::Stop => "stopped",
+            StepCommand::Maintenance(true) => "maintenance on",
+            StepCommand::Maintenance(false) => "maintenance off",
+        }
+    }
+
+    /// The warning when no step of the plan did it.
+    fn none(self) -> &'static str {
+        match self {
+            StepCommand::Stop => "nothing to stop: no step of this plan keeps anything running",
+            StepCommand::Maintenance(_) => {
+                "no maintenance page: no step of this plan has one (the built-in `proxy-switch` site does)"
+            }
+        }
+    }
+}
+
 impl Session {
-    /// `zdd stop`: ask every step's kind, in the graph's undo order (a step after every step that needs it), to
-    /// stop what it keeps running.
-    /// Returns how many stopped something and the errors of those that failed.
-    pub async fn stop(self, target: DeployTarget) -> (usize, Vec<(String, String)>) {
+    /// `zdd stop` and `zdd maintenance`: ask every step's kind, in the graph's undo order (a step after every step
+    /// that needs it), to do `command`.
+    /// Returns how many did something and the errors of those that failed.
+    pub async fn command(self, target: DeployTarget, command: StepCommand) -> (usize, Vec<(String, String)>) {
         let (events, mut rx) = EventSink::channel();
         let report = self.report.clone();
         let relay = tokio::spawn(async move {
@@ -311,31 +341,34 @@ impl Session {
             }
         });
         let exec = self.executor(target, Arc::new(Journal::in_memory()), events.clone());
-        let mut stopped = 0;
+        let mut done = 0;
         let mut failed = Vec::new();
         for step in self.plan.graph.undo_waves.iter().flatten().map(|id| self.plan.step(*id)) {
             let Some(kind) = self.kinds.get(&step.kind) else { continue };
             let ctx = exec.ctx(&step.name, step.host.as_deref(), CancellationToken::new());
-            match kind.stop(step, &ctx).await {
+            let result = match command {
+                StepCommand::Stop => kind.stop(step, &ctx).await,
+                StepCommand::Maintenance(on) => kind.maintenance(step, &ctx, on).await,
+            };
+            match result {
                 Ok(true) => {
-                    stopped += 1;
-                    events.emit(Event::StepMessage { step: step.name.clone(), message: "stopped".into() });
+                    done += 1;
+                    events.emit(Event::StepMessage { step: step.name.clone(), message: command.done().into() });
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    events.emit(Event::Warning { message: format!("could not stop `{}`: {e}", step.name) });
+                    let what = if command == StepCommand::Stop { "stop" } else { "switch maintenance for" };
+                    events.emit(Event::Warning { message: format!("could not {what} `{}`: {e}", step.name) });
                     failed.push((step.name.clone(), e.to_string()));
                 }
             }
         }
-        if stopped == 0 && failed.is_empty() {
-            events.emit(Event::Warning {
-                message: "nothing to stop: no step of this plan keeps anything running".into(),
-            });
+        if done == 0 && failed.is_empty() {
+            events.emit(Event::Warning { message: command.none().into() });
         }
         drop((exec, events));
         let _ = relay.await;
-        (stopped, failed)
+        (done, failed)
     }
 }
 
