@@ -289,8 +289,33 @@ pub(crate) enum Command {
     Man,
 }
 
+impl Command {
+    /// The command's name and plan, for the commands that take a plan file and not a saved plan (`run` applies
+    /// one, `check` says what it holds).
+    fn plan_file_only(&self) -> Option<(&'static str, &PlanArgs)> {
+        match self {
+            Command::Plan { plan, .. } => Some(("plan", plan)),
+            Command::Rollback { plan, .. } => Some(("rollback", plan)),
+            Command::Recover { plan, .. } => Some(("recover", plan)),
+            Command::Status { plan, .. } => Some(("status", plan)),
+            Command::History { plan, .. } => Some(("history", plan)),
+            Command::Unlock { plan, .. } => Some(("unlock", plan)),
+            Command::Stop { plan, .. } => Some(("stop", plan)),
+            Command::Maintenance { plan, .. } => Some(("maintenance", plan)),
+            Command::Graph { plan, .. } => Some(("graph", plan)),
+            Command::Doctor { plan, .. } => Some(("doctor", plan)),
+            _ => None,
+        }
+    }
+}
+
 /// Run a command, returning the process exit code.
 pub(crate) fn dispatch(cli: Cli) -> i32 {
+    if let Some((name, plan)) = cli.command.plan_file_only()
+        && let Some(text) = saved::saved_text(&plan.plan)
+    {
+        return saved::not_a_plan_file(name, &plan.plan, &text);
+    }
     match cli.command {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),

@@ -22,16 +22,6 @@ pub(super) fn run(args: &PlanArgs, state: &StateArgs, release: Option<&str>, jso
         eprintln!("zdd: --release: {e}");
         return exit::INVALID;
     }
-    if super::saved::saved_text(&args.plan).is_some() {
-        return Refusal::new(
-            exit::INVALID,
-            format!(
-                "{} is a saved plan, not a plan file: its bound steps are in it; `zdd run {0}` applies it",
-                args.plan.display()
-            ),
-        )
-        .print();
-    }
     let kinds = zdd_steps::builtin();
     // A saved plan may be applied from another working directory: the state directory it names is absolute.
     let state_dir_given =

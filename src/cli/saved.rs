@@ -71,6 +71,24 @@ pub(super) fn describe(file: &Path, text: &str) -> i32 {
     }
 }
 
+/// A saved plan given to a command that takes a plan file (`zdd status FILE`): refused, naming the plan file it
+/// was saved from.
+pub(super) fn not_a_plan_file(command: &str, file: &Path, text: &str) -> i32 {
+    let hint = match saved::read::parse(file, text) {
+        Ok(saved) => format!("give the plan file it was saved from: `zdd {command} {}`", saved.main.display()),
+        Err(_) => "give the plan file (KDL)".to_owned(),
+    };
+    Refusal::new(
+        exit::INVALID,
+        format!(
+            "{} is a saved plan, not a plan file: `zdd {command}` reads a plan file ({}); {hint}",
+            file.display(),
+            if command == "plan" { "the saved plan's steps are in it" } else { "`zdd run FILE` applies a saved plan" }
+        ),
+    )
+    .print()
+}
+
 /// What `zdd run FILE` was given besides the file.
 pub(super) struct Apply<'a> {
     pub plan: &'a PlanArgs,

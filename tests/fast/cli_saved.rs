@@ -303,7 +303,7 @@ fn unreadable_saved_plans_are_refused_with_a_located_error() {
 }
 
 #[test]
-fn zdd_plan_and_check_given_a_saved_plan_say_what_it_is() {
+fn other_commands_given_a_saved_plan_say_what_it_is() {
     let s = Saved::new();
     s.save(&[]);
     let file = s.file().display().to_string();
@@ -314,6 +314,11 @@ fn zdd_plan_and_check_given_a_saved_plan_say_what_it_is() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("saved plan of `saved` (2 steps, 2 files), release r-saved into slot blue"), "{stdout}");
+    // Commands that take a plan file name the one the plan was saved from.
+    let out = s.command(&["status", &file]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let expected = format!("give the plan file it was saved from: `zdd status {}`", s.plan().display());
+    assert!(text(&out.stderr).contains(&expected), "{}", text(&out.stderr));
     std::fs::write(s.file(), "{\"zdd\": \"saved-plan\"").unwrap();
     let out = s.command(&["check", &file]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
