@@ -8,7 +8,11 @@
 //! live state and the target only (a run may have finished while this one waited for the lock), and the run
 //! starts with the plan bound and checked in the first pass: the files are not read a third time.
 //!
-//! `zdd check FILE` says whether FILE is a saved plan this zdd reads, and what it holds.
+//! A secret not given again is a change, and the plan is bound with a stand-in for it all the same, so that the
+//! other changes are listed too (the run never starts with it).
+//!
+//! `zdd check FILE` says whether FILE is a saved plan this zdd reads, and what it holds; every other command that
+//! takes a plan file refuses a saved plan, naming the plan file it was saved from.
 
 use std::path::{Path, PathBuf};
 
