@@ -42,6 +42,11 @@ impl Refusal {
         Self { code, reason: Reason::Message(message.into()) }
     }
 
+    /// Rendered diagnostics (and what follows them), printed as they are.
+    pub(super) fn diagnostics(code: i32, text: String) -> Self {
+        Self { code, reason: Reason::Diagnostics(text) }
+    }
+
     /// The reason is already on stderr.
     pub(super) fn printed(code: i32) -> Self {
         Self { code, reason: Reason::Printed }
@@ -110,7 +115,12 @@ pub(super) fn lock_wait(text: Option<&str>) -> Result<Option<Duration>, Refusal>
 }
 
 /// Open and lock the state directory, refuse if an interrupted run needs `recover`, and decide the target.
-fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<Duration>) -> Result<Prepared, Refusal> {
+pub(super) fn prepare(
+    header: &PlanHeader,
+    plan: &Path,
+    intent: &Intent<'_>,
+    wait: Option<Duration>,
+) -> Result<Prepared, Refusal> {
     let plan = plan.display();
     let state = StateDir::prepare(&header.state_dir)?;
     let command = match intent {
@@ -303,6 +313,12 @@ pub(super) fn deploy(
         Ok(p) => p,
         Err(r) => return r.print(),
     };
+    deploy_bound(plan, prepared, launch, mode)
+}
+
+/// Run `plan`, bound to `prepared`'s target, with its state directory locked: reach every host, run the
+/// preflight, then the steps (rolling back on failure).
+pub(super) fn deploy_bound(plan: Plan, prepared: Prepared, launch: Launch<'_>, mode: RunMode) -> i32 {
     if plan.steps.is_empty() {
         // Recording a release that changed nothing as live would make it the target of the next `zdd rollback`.
         return Refusal::new(exit::INVALID, format!("plan `{}` has no steps: there is nothing to deploy", plan.name))
@@ -365,6 +381,7 @@ async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refus
     ))
 }
 
+/// `zdd run PLAN`, or `zdd run FILE` for a saved plan (told apart by the file's content).
 pub(super) fn run(
     plan: &PlanArgs,
     state: &StateArgs,
@@ -377,7 +394,11 @@ pub(super) fn run(
     if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
         return Refusal::new(exit::INVALID, format!("--release: {e}")).print();
     }
-    deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release, allow_bad }, lock_wait)
+    let launch = Launch { output, jobs };
+    if let Some(text) = super::saved::saved_text(&plan.plan) {
+        return super::saved::apply(&super::saved::Apply { plan, state, launch, release, allow_bad, lock_wait }, &text);
+    }
+    deploy(plan, state, launch, Intent::Deploy { release, allow_bad }, lock_wait)
 }
 
 /// The state directory a plan uses, from its header alone (for `status`, `history`, `unlock`): a plan whose

@@ -28,6 +28,7 @@ mod support;
 mod cli_closed_stdout;
 mod cli_doctor;
 mod cli_init;
+mod cli_saved;
 mod docs_codes;
 mod docs_kdl;
 mod executor_interrupt;
