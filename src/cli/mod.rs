@@ -18,6 +18,7 @@ mod init;
 mod kinds;
 mod maintenance;
 mod plan;
+mod promote;
 mod recover;
 mod rollback;
 mod run;
@@ -176,6 +177,10 @@ pub(crate) enum Command {
         /// Deploy `--release` even though it is marked bad (a run of it failed after its cutover).
         #[arg(long, requires = "release")]
         allow_bad: bool,
+        /// Stop before the cutover: deploy and check the new release beside the live one, then wait for `zdd
+        /// promote` (move the traffic to it) or `zdd abort` (roll it back).
+        #[arg(long)]
+        stage: bool,
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
@@ -193,6 +198,33 @@ pub(crate) enum Command {
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
+    },
+    /// Go on with the release `zdd run --stage` staged: the cutover and every step after it, with the same
+    /// rollback on failure (the staged steps included).
+    #[command(after_help = EXIT_CODES)]
+    Promote {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Steps running at once (default: number of cores, at least 2).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
+    },
+    /// Roll back the release `zdd run --stage` staged, from its journal; the live release never stopped serving.
+    #[command(after_help = EXIT_CODES)]
+    Abort {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Roll back a run that was interrupted (zdd killed, CI runner lost) or whose rollback did not complete, from
     /// its journal alone.
@@ -301,6 +333,8 @@ impl Command {
             Command::Plan { plan, .. } => Some(("plan", plan)),
             Command::Rollback { plan, .. } => Some(("rollback", plan)),
             Command::Recover { plan, .. } => Some(("recover", plan)),
+            Command::Promote { plan, .. } => Some(("promote", plan)),
+            Command::Abort { plan, .. } => Some(("abort", plan)),
             Command::Status { plan, .. } => Some(("status", plan)),
             Command::History { plan, .. } => Some(("history", plan)),
             Command::Unlock { plan, .. } => Some(("unlock", plan)),
@@ -324,9 +358,14 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
         Command::Explain { code, list } => explain::run(code.as_deref(), list),
-        Command::Run { plan, state, output, jobs, release, allow_bad, lock_wait } => {
-            run::run(&plan, &state, &output, jobs, release.as_deref(), allow_bad, lock_wait.as_deref())
+        Command::Run { plan, state, output, jobs, release, allow_bad, stage, lock_wait } => {
+            let launch = run::Launch { output: &output, jobs, stage };
+            run::run(&plan, &state, launch, release.as_deref(), allow_bad, lock_wait.as_deref())
         }
+        Command::Promote { plan, state, output, jobs, lock_wait } => {
+            promote::promote(&plan, &state, &output, jobs, lock_wait.as_deref())
+        }
+        Command::Abort { plan, state, output } => promote::abort(&plan, &state, &output),
         Command::Rollback { plan, state, output, lock_wait } => {
             rollback::run(&plan, &state, &output, lock_wait.as_deref())
         }

@@ -95,6 +95,10 @@ pub(super) enum Intent<'a> {
     Stop,
     /// `zdd maintenance`: the target is what is live now.
     Maintenance,
+    /// `zdd promote`: the target is the staged run's.
+    Promote,
+    /// `zdd abort`: the staged run is rolled back.
+    Abort,
 }
 
 /// The state directory, locked, and what was decided from it.
@@ -129,6 +133,8 @@ pub(super) fn prepare(
         Intent::Recover => "recover",
         Intent::Stop => "stop",
         Intent::Maintenance => "maintenance",
+        Intent::Promote => "promote",
+        Intent::Abort => "abort",
     };
     let owner = LockOwner::current(command);
     let first_try = DeployLock::try_acquire(state.path(), &owner);
@@ -148,6 +154,8 @@ pub(super) fn prepare(
     })?;
     let unfinished = journal::unfinished(state.path())
         .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
+    let staged = journal::staged(state.path())
+        .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
     let mut current = state.load()?;
     current.judge(std::time::SystemTime::now(), header.stable_after);
     let prepared = |target, replay, warnings| Prepared { state, lock, target, replay, warnings };
@@ -157,18 +165,17 @@ pub(super) fn prepare(
             None => Ok(prepared(live_target(&current, &header.slots), None, Vec::new())),
         },
         Intent::Stop | Intent::Maintenance => Ok(prepared(live_target(&current, &header.slots), None, Vec::new())),
-        _ if unfinished.is_some() => {
-            let replay = unfinished.as_ref().map(|r| &r.header);
-            let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&h.run_id, &h.user, &h.host));
-            Err(Refusal::new(
-                exit::ROLLBACK_INCOMPLETE,
+        _ if unfinished.is_some() => Err(unfinished_refusal(unfinished.as_ref(), &plan)),
+        Intent::Promote | Intent::Abort => match staged {
+            Some(replay) => Ok(prepared(replay.header.target.clone(), Some(replay), Vec::new())),
+            None => Err(Refusal::new(
+                exit::INVALID,
                 format!(
-                    "run {run_id} (by {user} on {host}) did not finish: it was interrupted, or its rollback is \
-                     incomplete. Its changes may still be in place.\nRun `zdd recover {plan}` first: it undoes \
-                     them from the journal."
+                    "nothing is staged: `zdd run --stage {plan}` deploys a release up to its cutover and stages it"
                 ),
-            ))
-        }
+            )),
+        },
+        _ if staged.is_some() => Err(staged_refusal(staged.as_ref(), &plan)),
         Intent::Deploy { release, allow_bad } => {
             let target = current.deploy_target(&header.slots, *release)?;
             let warnings = match current.bad(&target.release) {
@@ -199,6 +206,34 @@ pub(super) fn prepare(
             Ok(prepared(choice.target, None, warnings))
         }
     }
+}
+
+/// A run is refused while an earlier one did not finish.
+fn unfinished_refusal(unfinished: Option<&Replay>, plan: &impl std::fmt::Display) -> Refusal {
+    let replay = unfinished.map(|r| &r.header);
+    let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&*h.run_id, &*h.user, &*h.host));
+    Refusal::new(
+        exit::ROLLBACK_INCOMPLETE,
+        format!(
+            "run {run_id} (by {user} on {host}) did not finish: it was interrupted, or its rollback is \
+             incomplete. Its changes may still be in place.\nRun `zdd recover {plan}` first: it undoes \
+             them from the journal."
+        ),
+    )
+}
+
+/// A run is refused while a release is staged: only `promote` and `abort` take it up.
+fn staged_refusal(staged: Option<&Replay>, plan: &impl std::fmt::Display) -> Refusal {
+    let h = staged.map(|r| &r.header);
+    let (release, run_id, user, host) =
+        h.map_or(("?", "?", "?", "?"), |h| (&*h.target.release, &*h.run_id, &*h.user, &*h.host));
+    Refusal::new(
+        exit::INVALID,
+        format!(
+            "release {release} is staged (run {run_id}, by {user} on {host}): no other run starts until it is \
+             promoted or aborted.\n`zdd promote {plan}` moves the traffic to it; `zdd abort {plan}` rolls it back."
+        ),
+    )
 }
 
 /// `5m`, `90s`, `250ms`.
@@ -246,6 +281,8 @@ pub(super) fn read_and_prepare(
 pub(super) struct Launch<'a> {
     pub output: &'a OutputArgs,
     pub jobs: Option<usize>,
+    /// `--stage`: stop before the cutover, for `zdd promote` or `zdd abort`.
+    pub stage: bool,
 }
 
 /// Run `work` on a tokio runtime with the reporter attached; returns the exit code `work` gives.
@@ -340,10 +377,26 @@ pub(super) fn deploy_bound(plan: Plan, prepared: Prepared, launch: Launch<'_>, m
                 .send(Stamped { at: std::time::SystemTime::now(), event: Event::Warning { message: message.clone() } });
         }
         let (session, target, _) = session(plan, prepared, hosts, launch.jobs, report);
+        if launch.stage && session.cutover_steps().is_empty() {
+            return Refusal::new(
+                exit::INVALID,
+                format!(
+                    "plan `{}` has no step that moves the traffic (a proxy-switch, or an exec with `cutover #true`): \
+                     --stage stops before the first such step, so there is nothing to stage",
+                    session.plan.name
+                ),
+            )
+            .print();
+        }
         if let Err(refusal) = preflight(&session, &target).await {
             return refusal.print();
         }
-        match session.run(mode, target, &interrupt).await {
+        let outcome = if launch.stage {
+            session.stage(mode, target, &interrupt).await
+        } else {
+            session.run(mode, target, &interrupt).await
+        };
+        match outcome {
             Ok(outcome) => outcome.exit_code(),
             Err(e @ SessionError::Journal(_)) => Refusal::new(exit::INVALID, e.to_string()).print(),
             Err(e) => Refusal::new(exit::ROLLBACK_INCOMPLETE, e.to_string()).print(),
@@ -385,8 +438,7 @@ async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refus
 pub(super) fn run(
     plan: &PlanArgs,
     state: &StateArgs,
-    output: &OutputArgs,
-    jobs: Option<usize>,
+    launch: Launch<'_>,
     release: Option<&str>,
     allow_bad: bool,
     lock_wait: Option<&str>,
@@ -394,7 +446,6 @@ pub(super) fn run(
     if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
         return Refusal::new(exit::INVALID, format!("--release: {e}")).print();
     }
-    let launch = Launch { output, jobs };
     if let Some(text) = super::saved::saved_text(&plan.plan) {
         return super::saved::apply(&super::saved::Apply { plan, state, launch, release, allow_bad, lock_wait }, &text);
     }

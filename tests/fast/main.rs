@@ -34,6 +34,7 @@ mod docs_kdl;
 mod executor_interrupt;
 mod executor_marks;
 mod executor_run;
+mod executor_stage;
 mod executor_state;
 mod executor_upgrade;
 mod fuzz_corpus;
