@@ -132,3 +132,14 @@ fn a_plan_without_a_cutover_cannot_be_staged() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no step that moves the traffic"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn doctor_warns_of_a_staged_release() {
+    let s = Scratch::new("stage");
+    stage_r2_over_r1(&s);
+    let out = s.zdd("doctor", &["--plain"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "a warning, not a problem: {stdout}");
+    assert!(stdout.contains("staged: release r2 is staged in slot green"), "{stdout}");
+    assert!(stdout.contains("[zdd::doctor-staged]"), "{stdout}");
+}

@@ -134,6 +134,7 @@ codes! {
     DoctorStaleLock => "doctor-stale-lock",
     DoctorLockHeld => "doctor-lock-held",
     DoctorInterrupted => "doctor-interrupted",
+    DoctorStaged => "doctor-staged",
     DoctorLiveGone => "doctor-live-gone",
     DoctorUnwritable => "doctor-unwritable",
     DoctorPortInUse => "doctor-port-in-use",
