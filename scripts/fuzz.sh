@@ -8,8 +8,8 @@
 #   scripts/fuzz.sh --sanitizer address   # with AddressSanitizer (needs the nightly toolchain)
 #   scripts/fuzz.sh --seed 1              # libFuzzer's random seed (default: a new one each run)
 #
-# By default the targets are built without a sanitizer, by cargo with cargo-fuzz's flags, on the stable toolchain: zdd has no unsafe code of its own, so a sanitizer mostly slows the run down
-# (about 40x here). Inputs found are kept in fuzz/corpus-work/<target>/ (not committed); crashes go to
+# By default the targets are built without a sanitizer, by cargo with cargo-fuzz's flags, on the stable
+# toolchain: zdd has no unsafe code of its own, so a sanitizer mostly slows the run down (about 40x here). Inputs found are kept in fuzz/corpus-work/<target>/ (not committed); crashes go to
 # fuzz/artifacts/<target>/. A panic, an input over its time budget (100 ms of CPU per KiB, at least 10 ms:
 # fuzz/fuzz_targets/budget.rs, judged by the thread's CPU time) or one hanging for 10 s (libFuzzer -timeout=10,
 # a wall clock, so it is only a hang detector: a loaded machine must not fail the run) is a crash; the script

@@ -5,8 +5,10 @@
 //! (`journal-opened`: the journal's format (see [`crate::format`]), plan, mode, deploy target, user, host, pid); a
 //! header of a newer format is refused before any line is read. Then every event of the run as the reporters
 //! see it, plus `undo-facts` lines written (and fsync'd) by [`UndoJournal::record`] before the effect they
-//! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run; one with a
-//! `cut-over` line is of a run whose release served the live traffic (`recover` marks it bad when it undoes it).
+//! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run, unless its last
+//! `staged` line (`zdd run --stage`) has no `resumed` line after it: that run is staged, waiting for `zdd promote`
+//! or `zdd abort` ([`staged`]; [`unfinished`] passes over it). One with a `cut-over` line is of a run whose
+//! release served the live traffic (`recover` marks it bad when it undoes it).
 //!
 //! Every line passes through the [`Redactor`] except the undo facts themselves: they are what `recover` acts on,
 //! so they are stored as the kind recorded them (the state directory is 0700, the journal 0600).
@@ -91,7 +93,10 @@ enum Line {
     CutOver {
         step: String,
     },
-    Staged {},
+    Staged {
+        #[serde(default)]
+        bound: Option<String>,
+    },
     Resumed {},
     #[serde(other)]
     Other,
@@ -145,9 +150,12 @@ impl Journal {
     /// steps recorded, so a rollback of the promoted run undoes them too.
     pub fn resume(replay: &Replay, redactor: Redactor) -> std::io::Result<Self> {
         let journal = Self::reopen(&replay.path, redactor)?;
-        if let Ok(mut facts) = journal.facts.lock() {
-            facts.extend(replay.to_undo.iter().cloned());
-        }
+        // Without the staged facts a rollback of the promoted run could not undo the staged steps: refuse.
+        journal
+            .facts
+            .lock()
+            .map_err(|_| std::io::Error::other("journal facts lock poisoned"))?
+            .extend(replay.to_undo.iter().cloned());
         Ok(journal)
     }
 
@@ -278,6 +286,8 @@ pub struct Replay {
     /// The steps that succeeded and were not undone since, in the order they finished: what `zdd promote` does
     /// not run again.
     pub succeeded: Vec<String>,
+    /// The staged run's fingerprint of its bound steps (the `staged` line's `bound`).
+    pub staged_bound: Option<String>,
 }
 
 impl Replay {
@@ -318,6 +328,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let mut finished = false;
     let mut cut_over = None;
     let mut staged = false;
+    let mut staged_bound = None;
     let mut succeeded: Vec<String> = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let line = line?;
@@ -354,7 +365,10 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
                     undone.insert(step);
                 }
             }
-            Line::Staged {} => staged = true,
+            Line::Staged { bound } => {
+                staged = true;
+                staged_bound = bound;
+            }
             Line::Resumed {} => staged = false,
             // A run whose rollback did not complete is not over: `recover` retries the undos that failed.
             Line::RunFinished { outcome } => finished = outcome != Outcome::RollbackIncomplete,
@@ -374,7 +388,16 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         .filter(|s| !undone.contains(s))
         .filter_map(|s| facts.get(&s).map(|f| (s.clone(), f.clone())))
         .collect();
-    Ok(Replay { path: path.to_path_buf(), header, to_undo, finished, cut_over, staged: staged && !finished, succeeded })
+    Ok(Replay {
+        path: path.to_path_buf(),
+        header,
+        to_undo,
+        finished,
+        cut_over,
+        staged: staged && !finished,
+        succeeded,
+        staged_bound,
+    })
 }
 
 /// The journals of a state directory, oldest first (run ids start with their UTC start time).

@@ -390,6 +390,13 @@ pub trait StepKind: Send + Sync {
     fn cuts_over(&self, _step: &Step) -> bool {
         false
     }
+
+    /// Does this step move live work (not web traffic) to the new release before any cutover step, such as a
+    /// Celery worker taking over the queues? `zdd run --stage` refuses a plan where such a step would run: the
+    /// staged release would already do the live release's work. Most kinds do not.
+    fn moves_work_before_cutover(&self, _step: &Step) -> bool {
+        false
+    }
 }
 
 /// The kinds a plan may use, by name.

@@ -224,6 +224,11 @@ pub trait TypedKind: Send + Sync + 'static {
     fn cuts_over(&self, _settings: &Self::Settings) -> bool {
         false
     }
+
+    /// See [`StepKind::moves_work_before_cutover`].
+    fn moves_work_before_cutover(&self, _settings: &Self::Settings) -> bool {
+        false
+    }
 }
 
 /// A [`TypedKind`] as the engine's [`StepKind`]: hands each call the settings validation built for the step.
@@ -305,6 +310,10 @@ impl<K: TypedKind> StepKind for Typed<K> {
 
     fn cuts_over(&self, step: &Step) -> bool {
         self.settings_of(step).is_ok_and(|s| self.0.cuts_over(s))
+    }
+
+    fn moves_work_before_cutover(&self, step: &Step) -> bool {
+        self.settings_of(step).is_ok_and(|s| self.0.moves_work_before_cutover(s))
     }
 }
 

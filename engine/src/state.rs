@@ -140,6 +140,15 @@ impl RollbackChoice {
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> =
             self.skipped.iter().map(|why| format!("rollback: passed over release {why}")).collect();
+        // The migrate step's safety gate proved each migration compatible with the release live when it ran, not
+        // with older ones: say so when the rollback goes further back than the previous release.
+        if !self.skipped.is_empty() {
+            out.push(format!(
+                "rollback: release {} is older than the previous release; migrations applied since it served were \
+                 checked against the releases live then, not against it",
+                self.target.release
+            ));
+        }
         if !self.stable {
             out.push(format!(
                 "rollback: no earlier release is stable yet (live for the plan's `stable-after` without failing): \

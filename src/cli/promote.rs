@@ -87,8 +87,8 @@ fn recorded_hosts(replay: Option<&Replay>) -> Vec<String> {
     replay.iter().flat_map(|r| r.to_undo.iter().filter_map(|(_, undo)| undo.host.clone())).collect()
 }
 
-/// The plan must have the steps, and the order, it had when the release was staged: promoting runs the steps the
-/// stage held by name, after the ones it ran.
+/// The plan must have the steps, and the order, it had when the release was staged (promoting runs the steps the
+/// stage held by name, after the ones it ran), each bound to the same values.
 fn same_steps(plan: &Plan, replay: &Replay, plan_file: &str) -> Result<(), Refusal> {
     let now: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
     let then: Vec<&str> = replay.header.steps.iter().map(String::as_str).collect();
@@ -96,6 +96,17 @@ fn same_steps(plan: &Plan, replay: &Replay, plan_file: &str) -> Result<(), Refus
         plan.graph.needs_lists().iter().map(|n| n.iter().map(|id| id.0).collect()).collect();
     let needs_changed = !replay.header.needs.is_empty() && replay.header.needs != needs_now;
     if now == then && !needs_changed {
+        if replay.staged_bound.as_ref().is_some_and(|b| *b != zdd_engine::saved::bound_fingerprint(plan)) {
+            return Err(Refusal::new(
+                exit::INVALID,
+                format!(
+                    "the plan binds differently from when release {} was staged: a plan file or a variable \
+                     changed; nothing was changed.\nPromote with the plan and variables it was staged with, or \
+                     `zdd abort {plan_file}` and stage it again.",
+                    replay.header.target.release
+                ),
+            ));
+        }
         return Ok(());
     }
     let added: Vec<&str> = now.iter().filter(|s| !then.contains(s)).copied().collect();

@@ -9,13 +9,22 @@ use zdd_engine::run::interrupt_on_signals;
 use super::run::{Intent, Refusal, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
-pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
-    let (plan, prepared) = match read_and_prepare(plan, state, Intent::Recover, None) {
+pub(super) fn run(args: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
+    let (plan, prepared) = match read_and_prepare(args, state, Intent::Recover, None) {
         Ok(p) => p,
         Err(r) => return r.print(),
     };
     if prepared.replay.is_none() {
-        outln!("nothing to recover: every run in the journal finished");
+        match zdd_engine::journal::staged(prepared.state.path()).ok().flatten() {
+            Some(staged) => outln!(
+                "nothing to recover; release {} is staged (run {}): `zdd promote {p}` moves the traffic to it, `zdd \
+                 abort {p}` rolls it back",
+                staged.header.target.release,
+                staged.header.run_id,
+                p = args.plan.display()
+            ),
+            None => outln!("nothing to recover: every run in the journal finished"),
+        }
         return exit::OK;
     }
     with_reporter(output, |report| async move {

@@ -388,6 +388,20 @@ pub(super) fn deploy_bound(plan: Plan, prepared: Prepared, launch: Launch<'_>, m
             )
             .print();
         }
+        let blockers = if launch.stage { session.stage_blockers() } else { Vec::new() };
+        if !blockers.is_empty() {
+            return Refusal::new(
+                exit::INVALID,
+                format!(
+                    "cannot stage plan `{}`: {} would move live work to the new release before the cutover (a Celery \
+                     worker takes over the queues before the web switch), so the staged release would not wait \
+                     beside the live one; deploy it with `zdd run`",
+                    session.plan.name,
+                    blockers.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .print();
+        }
         if let Err(refusal) = preflight(&session, &target).await {
             return refusal.print();
         }

@@ -97,6 +97,19 @@ impl TypedKind for Maintenance {
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let switch = switch(&ctx.plan, &s.proxy_switch)?;
+        // The flag is a file on the switch's host: this step acts on its own host, so they must be one.
+        let host_of = |name: &str| ctx.plan.step_by_name(name).and_then(|step| step.host.clone());
+        let (own, theirs) = (host_of(&ctx.step), host_of(&s.proxy_switch));
+        if own != theirs {
+            let on = |h: Option<String>| h.map_or_else(|| "this machine".to_owned(), |h| format!("host {h}"));
+            return Err(StepError::fatal(format!(
+                "this step runs on {} and `{}` on {}: give it the same `host=` (or `role=`), so the page is turned \
+                 on where the site is served",
+                on(own),
+                s.proxy_switch,
+                on(theirs)
+            )));
+        }
         let flag = maintenance::flag(&switch.nginx.root);
         let was_on = maintenance::is_on(ctx.host.as_ref(), &switch.nginx).await?;
         ctx.record_undo(to_facts(&Facts { flag, was_on })).await?;

@@ -50,7 +50,7 @@ fn a_staged_release_waits_beside_the_live_one_and_refuses_other_runs() {
     }
     assert_eq!(ran(&s), ["build r2", "start r2"], "a refused run changes nothing");
     let recover = zdd(&s, "recover", &[], 0);
-    assert!(recover.contains("nothing to recover"), "a staged run is not an interrupted one: {recover}");
+    assert!(recover.contains("nothing to recover; release r2 is staged"), "not an interrupted run: {recover}");
 }
 
 #[test]
@@ -90,7 +90,8 @@ fn abort_rolls_the_staged_steps_back_and_the_live_release_never_moved() {
 fn a_promoted_run_that_fails_rolls_back_the_staged_steps_too() {
     let s = Scratch::new("stage");
     stage_r2_over_r1(&s);
-    let out = zdd(&s, "promote", &["--var", "smoke=fail"], 1);
+    std::fs::write(s.out().join("smoke-fails"), "").unwrap();
+    let out = zdd(&s, "promote", &[], 1);
     assert!(out.contains("undo switch") && out.contains("undo start"), "{out}");
     assert_eq!(s.read("live").trim(), "r1");
     assert!(!s.out().join("instance-r2").exists());
@@ -122,6 +123,11 @@ fn promote_refuses_a_plan_whose_steps_changed_since_the_stage() {
         "{stderr}"
     );
     assert_eq!(ran(&s), ["build r2", "start r2"]);
+
+    // The same steps bound to other values: refused too.
+    let refused = zdd(&s, "promote", &["--var", "smoke=other"], 2);
+    assert!(refused.contains("the plan binds differently from when release r2 was staged"), "{refused}");
+    assert_eq!(ran(&s), ["build r2", "start r2"]);
     zdd(&s, "promote", &[], 0);
 }
 
@@ -142,4 +148,24 @@ fn doctor_warns_of_a_staged_release() {
     assert_eq!(out.status.code(), Some(0), "a warning, not a problem: {stdout}");
     assert!(stdout.contains("staged: release r2 is staged in slot green"), "{stdout}");
     assert!(stdout.contains("[zdd::doctor-staged]"), "{stdout}");
+}
+
+/// The web-plus-worker plan: its worker takes over the queues before the web switch, so staging would put the
+/// new release to work. Refused before anything runs.
+#[test]
+fn a_plan_whose_worker_moves_the_queues_before_the_cutover_cannot_be_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/web-worker.kdl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdd"))
+        .args(["run", "--stage"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot stage plan `proj-prod`: `worker` would move live work"), "{stderr}");
+    let journals = std::fs::read_dir(dir.path().join("state/journal")).map_or(0, Iterator::count);
+    assert_eq!(journals, 0, "nothing ran");
 }

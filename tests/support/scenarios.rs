@@ -179,14 +179,15 @@ pub(crate) fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
     Ok(measured(&report, races, &run))
 }
 
-/// A fresh `GET path` through Nginx as a visitor sends it: the whole answer, head and body.
-fn visit(stack: &Stack, path: &str) -> String {
+/// A fresh `<method> path` through Nginx as a visitor sends it: the whole answer, head and body.
+fn visit(stack: &Stack, method: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)) else {
         return "connection refused".to_string();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(request.as_bytes());
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
@@ -201,7 +202,8 @@ pub(crate) fn s9_maintenance(stack: &Stack, plan: &str) -> Outcome {
     std::thread::sleep(Duration::from_millis(700));
     let on = stack.zdd("maintenance on", plan, "v2");
     let on_done = load.elapsed();
-    let page = visit(stack, "/");
+    let page = visit(stack, "GET", "/");
+    let post = visit(stack, "POST", "/");
     std::thread::sleep(Duration::from_millis(1500));
     let off_started = load.elapsed();
     let off = stack.zdd("maintenance off", plan, "v2");
@@ -214,6 +216,9 @@ pub(crate) fn s9_maintenance(stack: &Stack, plan: &str) -> Outcome {
         page.starts_with("HTTP/1.1 503") && page.contains("Retry-After: 60") && page.contains("maintenance"),
         || format!("not the maintenance page while on:\n{page}"),
     )?;
+    check(post.starts_with("HTTP/1.1 503") && post.contains("Retry-After: 60"), || {
+        format!("a POST while on is not answered 503 with Retry-After:\n{post}")
+    })?;
     let other_failures: Vec<_> =
         report.samples.iter().filter(|s| s.failure.is_some() && s.status != Some(503)).collect();
     check(other_failures.is_empty(), || {

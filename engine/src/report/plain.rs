@@ -100,7 +100,7 @@ pub fn describe(event: &Event) -> Option<String> {
                 if *problems == 0 { "nothing stands in the way of a run" } else { "fix each problem before `zdd run`" };
             format!("doctor: {ok} ok, {}, {}: {verdict}", count(*warnings, "warning"), count(*problems, "problem"))
         }
-        Event::Staged { release, slot, held } => format!(
+        Event::Staged { release, slot, held, .. } => format!(
             "staged: release {release} runs in slot {slot} beside the live release, healthy (the health gate \
              above says where it answers); held for `zdd promote`: {}. `zdd promote` moves the traffic to it, \
              `zdd abort` rolls it back",

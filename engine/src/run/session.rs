@@ -1,6 +1,7 @@
 //! A run with its state directory: the journal (and the tap that writes every event into it before the
-//! reporters see it), the run itself, and the state update; and `recover`, which finishes an interrupted run
-//! from its journal alone.
+//! reporters see it), the run itself, and the state update; `recover`, which finishes an interrupted run from its
+//! journal alone; the staged run (`stage`, then `promote` or `abort`, see [`Session::stage`]); and the commands
+//! asked of every step's kind (`zdd stop`, `zdd maintenance`: [`StepCommand`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -157,6 +158,34 @@ impl Session {
             .collect()
     }
 
+    /// The steps that stop `zdd run --stage`: they would move live work to the new release before the cutover
+    /// ([`StepKind::moves_work_before_cutover`](crate::kind::StepKind::moves_work_before_cutover)) and the stage
+    /// would not hold them (they do not come after a cutover step).
+    pub fn stage_blockers(&self) -> Vec<String> {
+        let mut held = self.cutover_steps();
+        // Everything after a held step is held: grow the set until no step needs one outside it.
+        loop {
+            let more: Vec<StepId> = self
+                .plan
+                .steps
+                .iter()
+                .filter(|s| !held.contains(&s.id) && s.needs.iter().any(|n| held.contains(n)))
+                .map(|s| s.id)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            held.extend(more);
+        }
+        self.plan
+            .steps
+            .iter()
+            .filter(|s| !held.contains(&s.id))
+            .filter(|s| self.kinds.get(&s.kind).is_some_and(|k| k.moves_work_before_cutover(s)))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     async fn run_from(self, start: Start, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
         let started_at = lock::now_rfc3339();
         let (header, journal, span, stage, resumed) = match start {
@@ -189,12 +218,12 @@ impl Session {
         };
         let (run_id, mode, target) = (header.run_id.clone(), header.mode, header.target.clone());
         let journal = Arc::new(journal);
+        if resumed {
+            take_up(&journal, &self.report, &run_id, "promote")?;
+        }
         let (events, rx) = EventSink::channel();
         let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
-        if resumed {
-            events.emit(Event::Resumed { run_id: run_id.clone(), by: "promote".into() });
-        }
         let exec = self.executor(target.clone(), journal, events);
         let report: RunReport = exec.run_span(&run_id, interrupt, &span).await;
         if stage && !report.held.is_empty() {
@@ -203,6 +232,7 @@ impl Session {
                 release: target.release.clone(),
                 slot: target.slot.clone(),
                 held: report.held.clone(),
+                bound: crate::saved::bound_fingerprint(&self.plan),
             });
             drop(exec);
             let _ = tapped.await;
@@ -330,12 +360,12 @@ impl Session {
     ) -> Result<Outcome, SessionError> {
         let started = Instant::now();
         let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
+        if why == Recovery::Abort {
+            take_up(&journal, &self.report, &replay.header.run_id, "abort")?;
+        }
         let (events, rx) = EventSink::channel();
         let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
-        if why == Recovery::Abort {
-            events.emit(Event::Resumed { run_id: replay.header.run_id.clone(), by: "abort".into() });
-        }
         self.stop_leftovers(&events).await;
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
@@ -404,6 +434,24 @@ impl Session {
         self.prune_journals();
         Ok(outcome)
     }
+}
+
+/// Write (fsync'd) that `by` takes up the staged run, before it changes anything: from this line the journal is an
+/// ordinary run's, so a promote or abort killed midway is finished by `zdd recover`, never promoted again over
+/// undos the journal does not show. Then the reporter sees it.
+fn take_up(
+    journal: &Journal,
+    report: &mpsc::UnboundedSender<Stamped>,
+    run_id: &str,
+    by: &str,
+) -> Result<(), SessionError> {
+    let stamped = Stamped {
+        at: std::time::SystemTime::now(),
+        event: Event::Resumed { run_id: run_id.to_owned(), by: by.to_owned() },
+    };
+    journal.append(&stamped)?;
+    let _ = report.send(stamped);
+    Ok(())
 }
 
 /// Where a run begins.

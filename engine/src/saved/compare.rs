@@ -182,6 +182,9 @@ impl SavedPlan {
     /// The variables of `plan` (bound now) against the saved ones, by name and value (secrets by hash).
     pub fn changed_vars(&self, plan: &Plan) -> Vec<Change> {
         let now: BTreeMap<&str, _> = plan_variables(plan).map(|v| (v.name.as_str(), v)).collect();
+        // A value shown in a refusal is one a CI log keeps: never one that holds a secret.
+        let mask = super::Mask::of(plan);
+        let shown = |var: &crate::plan::Variable| (!var.secret).then(|| mask.text(&var.value));
         let mut changes = Vec::new();
         for saved in &self.variables {
             let shown_saved = Some((saved.value.clone(), saved.origin.clone()));
@@ -190,14 +193,14 @@ impl SavedPlan {
                 Some(var) => changes.push(Change::Var {
                     name: saved.name.clone(),
                     saved: shown_saved,
-                    now: Some(((!var.secret).then(|| var.value.clone()), var.origin.clone())),
+                    now: Some((shown(var), var.origin.clone())),
                 }),
                 None => changes.push(Change::Var { name: saved.name.clone(), saved: shown_saved, now: None }),
             }
         }
         for (name, var) in &now {
             if !self.variables.iter().any(|v| v.name == *name) {
-                let value = (!var.secret).then(|| var.value.clone());
+                let value = shown(var);
                 changes.push(Change::Var {
                     name: (*name).to_owned(),
                     saved: None,

@@ -107,8 +107,10 @@ pub struct SavedVar {
 }
 
 impl SavedVar {
-    fn of(var: &Variable, salt: &str) -> Self {
-        let (value, sha256) = if var.secret {
+    /// A secret, or a variable whose value holds one (`"postgres://shop:{{db_password}}@db/shop"`), is kept as
+    /// its salted hash only.
+    fn of(var: &Variable, salt: &str, mask: &Mask) -> Self {
+        let (value, sha256) = if var.secret || mask.hides(&var.value) {
             (None, Some(secret_hash(salt, &var.name, &var.value)))
         } else {
             (Some(var.value.clone()), None)
@@ -234,6 +236,11 @@ impl Mask {
         Self(secrets)
     }
 
+    /// Does `text` hold a secret?
+    fn hides(&self, text: &str) -> bool {
+        self.0.iter().any(|s| text.contains(s.as_str()))
+    }
+
     fn text(&self, text: &str) -> String {
         self.0
             .iter()
@@ -295,6 +302,12 @@ pub fn steps_of(plan: &Plan) -> Vec<SavedStep> {
         .collect()
 }
 
+/// A fingerprint of `plan`'s bound steps ([`steps_of`], secrets masked): a staged run records it, and `zdd
+/// promote` refuses a plan that binds differently (a plan file or a variable changed since the stage).
+pub fn bound_fingerprint(plan: &Plan) -> String {
+    sha256_hex(serde_json::to_string(&steps_of(plan)).unwrap_or_default().as_bytes())
+}
+
 /// The plan's own variables (not the runtime ones).
 pub fn plan_variables(plan: &Plan) -> impl Iterator<Item = &Variable> {
     plan.vars.iter().filter(|v| v.origin != VarOrigin::Runtime)
@@ -334,7 +347,7 @@ impl SavedPlan {
             files,
             state_dir: input.state_dir.to_path_buf(),
             state_dir_given: input.state_dir_given.map(Path::to_path_buf),
-            variables: plan_variables(plan).map(|v| SavedVar::of(v, &salt)).collect(),
+            variables: plan_variables(plan).map(|v| SavedVar::of(v, &salt, &Mask::of(plan))).collect(),
             salt,
             target: input.target.clone(),
             live: LiveState::of(input.state),
@@ -418,12 +431,12 @@ mod tests {
     #[test]
     fn a_secret_is_saved_as_a_salted_hash_that_only_its_value_matches() {
         let token = var("token", "hunter2-long", VarOrigin::Env, true);
-        let saved = SavedVar::of(&token, "salt-a");
+        let saved = SavedVar::of(&token, "salt-a", &Mask(vec![]));
         assert_eq!((saved.value.as_deref(), saved.sha256.as_ref().map(String::len)), (None, Some(64)));
         assert!(saved.matches(&token, "salt-a"));
         assert!(!saved.matches(&var("token", "hunter3-long", VarOrigin::Env, true), "salt-a"));
-        assert_ne!(SavedVar::of(&token, "salt-b").sha256, saved.sha256, "the salt changes the hash");
-        let plain = SavedVar::of(&var("app", "shop", VarOrigin::Default, false), "salt-a");
+        assert_ne!(SavedVar::of(&token, "salt-b", &Mask(vec![])).sha256, saved.sha256, "the salt changes the hash");
+        let plain = SavedVar::of(&var("app", "shop", VarOrigin::Default, false), "salt-a", &Mask(vec![]));
         assert_eq!((plain.value.as_deref(), plain.sha256.as_deref()), (Some("shop"), None));
     }
 
@@ -435,7 +448,7 @@ mod tests {
             var("by_default", "c", VarOrigin::Default, false),
             var("token", "hunter2-long", VarOrigin::Env, true),
         ];
-        let saved = saved(vars.iter().map(|v| SavedVar::of(v, "s")).collect(), "s");
+        let saved = saved(vars.iter().map(|v| SavedVar::of(v, "s", &Mask(vec![]))).collect(), "s");
         let mut now = VarInputs::cli(["from_cli=z"]);
         now.env.insert("TOKEN".into(), "hunter2-long".into());
         let inputs = saved.var_inputs(&now);

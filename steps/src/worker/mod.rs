@@ -161,6 +161,12 @@ impl TypedKind for Worker {
         WorkerConfig::from_fields(ctx)
     }
 
+    /// The old worker stops consuming as soon as the new one is confirmed, before the web switch (step 3 above):
+    /// from then on the new release runs the live tasks, so a plan with a worker cannot be staged.
+    fn moves_work_before_cutover(&self, _config: &WorkerConfig) -> bool {
+        true
+    }
+
     async fn preflight(
         &self,
         cfg: &WorkerConfig,
