@@ -1,6 +1,7 @@
 //! Whether a beat just started has started its scheduler: the process is alive and what it logged *since this
 //! start* says `beat: Starting...` (Celery logs it at INFO once the app is loaded and its logging set up, right
-//! before the scheduler's loop). Earlier starts of the same slot logged the same line, so only this start's
+//! before it opens the schedule file and enters the scheduler's loop), and it is still alive a second later (a
+//! schedule file it cannot open makes it exit at once). Earlier starts of the same slot logged the same line, so only this start's
 //! output counts: a process's log file from the length it had before the start; under systemd, the journal of
 //! the unit's current invocation (`_SYSTEMD_INVOCATION_ID`).
 //!
@@ -18,6 +19,9 @@ use crate::service::instance;
 
 /// The line beat logs when its scheduler starts.
 pub const STARTED: &str = "beat: Starting...";
+
+/// How long a beat that logged [`STARTED`] must stay alive: it opens its schedule file right after.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Where this start's output begins.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +61,8 @@ async fn since(ctx: &UndoCtx, svc: &ServiceConfig, islot: &str, mark: Mark) -> R
     }
 }
 
-/// Wait until the beat in `islot`, started after `mark`, has logged [`STARTED`] and is still alive; fails if it
-/// exits meanwhile or is silent for `within`, with the last lines of this start.
+/// Wait until the beat in `islot`, started after `mark`, has logged [`STARTED`] and is still alive [`SETTLE`]
+/// later; fails if it exits meanwhile or is silent for `within`, with the last lines of this start.
 pub async fn wait_started(
     ctx: &UndoCtx,
     svc: &ServiceConfig,
@@ -78,8 +82,15 @@ pub async fn wait_started(
                 .with_detail(ctx.redactor.redact(&lines)));
         }
         if logged.contains(STARTED) {
-            ctx.message(format!("beat {islot} started its scheduler after {} ms", start.elapsed().as_millis()));
-            return Ok(());
+            // Beat opens its schedule file right after the line; one it cannot open makes it exit at once.
+            sleep(&ctx.cancel, SETTLE).await?;
+            if instance::running(ctx, svc, islot).await? {
+                ctx.message(format!("beat {islot} started its scheduler after {} ms", start.elapsed().as_millis()));
+                return Ok(());
+            }
+            let lines = tail(&since(ctx, svc, islot, mark).await?, 30);
+            return Err(StepError::failed(format!("beat {islot} exited right after starting its scheduler"))
+                .with_detail(ctx.redactor.redact(&lines)));
         }
         if start.elapsed() >= within {
             return Err(StepError::failed(format!(
