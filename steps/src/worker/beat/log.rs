@@ -61,8 +61,10 @@ async fn since(ctx: &UndoCtx, svc: &ServiceConfig, islot: &str, mark: Mark) -> R
     }
 }
 
-/// Wait until the beat in `islot`, started after `mark`, has logged [`STARTED`] and is still alive [`SETTLE`]
-/// later; fails if it exits meanwhile or is silent for `within`, with the last lines of this start.
+/// Wait until the beat in `islot`, started after `mark`, has logged [`STARTED`] and its process is still the same
+/// and alive [`SETTLE`] later; fails if it exits meanwhile or is silent for `within`, with the last lines of this
+/// start. The same process, because under systemd (`Restart=on-failure`) a beat that died may already be running
+/// again, and die again.
 pub async fn wait_started(
     ctx: &UndoCtx,
     svc: &ServiceConfig,
@@ -72,25 +74,25 @@ pub async fn wait_started(
 ) -> Result<(), StepError> {
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+    let exited = |what: &str, logged: &str| {
+        StepError::failed(format!("beat {islot} exited right after {what}"))
+            .with_detail(ctx.redactor.redact(&tail(logged, 30)))
+    };
     loop {
         let logged = since(ctx, svc, islot, mark).await?;
-        // Alive is asked after the log is read: a beat that logged the line and then died is not taken.
-        if !instance::running(ctx, svc, islot).await? {
-            let lines =
-                if logged.is_empty() { backend::last_lines(ctx, svc, islot, 30).await } else { tail(&logged, 30) };
-            return Err(StepError::failed(format!("beat {islot} exited right after starting"))
-                .with_detail(ctx.redactor.redact(&lines)));
-        }
+        // The process is asked for after the log is read: a beat that logged the line and then died is not taken.
+        let Some(pid) = main_pid(ctx, svc, islot).await? else {
+            let logged = if logged.is_empty() { backend::last_lines(ctx, svc, islot, 30).await } else { logged };
+            return Err(exited("starting", &logged));
+        };
         if logged.contains(STARTED) {
             // Beat opens its schedule file right after the line; one it cannot open makes it exit at once.
             sleep(&ctx.cancel, SETTLE).await?;
-            if instance::running(ctx, svc, islot).await? {
-                ctx.message(format!("beat {islot} started its scheduler after {} ms", start.elapsed().as_millis()));
-                return Ok(());
+            if main_pid(ctx, svc, islot).await? != Some(pid) {
+                return Err(exited("starting its scheduler", &since(ctx, svc, islot, mark).await?));
             }
-            let lines = tail(&since(ctx, svc, islot, mark).await?, 30);
-            return Err(StepError::failed(format!("beat {islot} exited right after starting its scheduler"))
-                .with_detail(ctx.redactor.redact(&lines)));
+            ctx.message(format!("beat {islot} started its scheduler after {} ms", start.elapsed().as_millis()));
+            return Ok(());
         }
         if start.elapsed() >= within {
             return Err(StepError::failed(format!(
@@ -100,5 +102,24 @@ pub async fn wait_started(
             .with_detail(ctx.redactor.redact(&tail(&logged, 30))));
         }
         sleep(&ctx.cancel, backoff.next_delay()).await?;
+    }
+}
+
+/// The pid of the beat running in `islot` now: under systemd the main pid of the active unit, as a process the
+/// recorded pid if it is alive and is the recorded beat.
+async fn main_pid(ctx: &UndoCtx, svc: &ServiceConfig, islot: &str) -> Result<Option<u32>, StepError> {
+    match svc.manager {
+        Manager::Systemd => {
+            if !instance::running(ctx, svc, islot).await? {
+                return Ok(None);
+            }
+            let out = quiet(ctx, &svc.systemctl(&["show", "-P", "MainPID", &svc.unit(islot)])).await?;
+            Ok(out.stdout_str().trim().parse().ok().filter(|pid| *pid != 0))
+        }
+        Manager::Process => match instance::read(ctx.host.as_ref(), svc, islot).await? {
+            Some(inst) => instance::live_pid(ctx.host.as_ref(), &inst).await,
+            None => Ok(None),
+        },
+        Manager::Docker => Err(crate::worker::not_in_containers()),
     }
 }
