@@ -188,21 +188,23 @@ impl TypedKind for Beat {
             stopped: None,
             config: cfg.clone(),
         };
-        // Every other beat stops before the new one starts: never two at once.
-        if let Some(old) = ctx.target.live_slot.as_deref().map(|l| cfg.instance_slot(l))
-            && instance::running(ctx, &svc, &old).await?
-        {
-            facts.stopped = Some(old.clone());
-            ctx.record_undo(to_facts(&facts)).await?;
+        // Every other beat stops before the new one starts: never two at once. The stops run even when nothing
+        // runs: under systemd a beat that crashed may be waiting to be restarted, which the stop ends too (the
+        // undo restarts only a beat that was running).
+        if let Some(old) = ctx.target.live_slot.as_deref().map(|l| cfg.instance_slot(l)) {
+            if instance::running(ctx, &svc, &old).await? {
+                facts.stopped = Some(old.clone());
+                ctx.record_undo(to_facts(&facts)).await?;
+            }
             let started = std::time::Instant::now();
-            backend::stop(ctx, &svc, &old).await?;
-            ctx.message(format!("the live release's beat {old} stopped in {} ms", started.elapsed().as_millis()));
-        } else {
-            ctx.message("no beat of the live release runs");
+            if backend::stop(ctx, &svc, &old).await? {
+                ctx.message(format!("the live release's beat {old} stopped in {} ms", started.elapsed().as_millis()));
+            } else {
+                ctx.message(format!("no beat of the live release runs ({old})"));
+            }
         }
-        if running_here && !reuse {
-            ctx.message(format!("stopping the stale beat {islot} first"));
-            backend::stop(ctx, &svc, &islot).await?;
+        if !reuse && backend::stop(ctx, &svc, &islot).await? {
+            ctx.message(format!("stopped the stale beat {islot} first"));
         }
         if !cfg.enabled {
             ctx.message("beat is disabled (`enabled false`): none runs now");
