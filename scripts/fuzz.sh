@@ -8,8 +8,7 @@
 #   scripts/fuzz.sh --sanitizer address   # with AddressSanitizer (needs the nightly toolchain)
 #   scripts/fuzz.sh --seed 1              # libFuzzer's random seed (default: a new one each run)
 #
-# Needs cargo-fuzz (`cargo install cargo-fuzz`). By default the targets are built without a sanitizer, which
-# works on the stable toolchain: zdd has no unsafe code of its own, so a sanitizer mostly slows the run down
+# By default the targets are built without a sanitizer, by cargo with cargo-fuzz's flags, on the stable toolchain: zdd has no unsafe code of its own, so a sanitizer mostly slows the run down
 # (about 40x here). Inputs found are kept in fuzz/corpus-work/<target>/ (not committed); crashes go to
 # fuzz/artifacts/<target>/. A panic, an input over its time budget (100 ms of CPU per KiB, at least 10 ms:
 # fuzz/fuzz_targets/budget.rs, judged by the thread's CPU time) or one hanging for 10 s (libFuzzer -timeout=10,
@@ -34,12 +33,23 @@ done
 limit=(-max_total_time="$seconds")
 [ -n "$runs" ] && limit=(-runs="$runs")
 
-# A sanitizer needs nightly's -Zsanitizer; without one, the default (stable) toolchain builds the targets.
+# A sanitizer needs nightly's -Zsanitizer and cargo-fuzz. Without one, the default (stable) toolchain builds the
+# targets with the instrumentation flags cargo-fuzz itself passes (`cargo fuzz build -s none -O`), so a test run
+# needs no cargo-fuzz to be installed (compiling it took CI about 3 minutes).
 toolchain=()
-[ "$sanitizer" != none ] && toolchain=(+nightly)
-if ! cargo "${toolchain[@]}" fuzz --version >/dev/null 2>&1; then
-    echo "fuzz.sh: needs cargo-fuzz (cargo install cargo-fuzz)${toolchain:+ and the nightly toolchain}" >&2
-    exit 2
+if [ "$sanitizer" != none ]; then
+    toolchain=(+nightly)
+    if ! cargo "${toolchain[@]}" fuzz --version >/dev/null 2>&1; then
+        echo "fuzz.sh: --sanitizer needs cargo-fuzz (cargo install cargo-fuzz) and the nightly toolchain" >&2
+        exit 2
+    fi
+else
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing" \
+        cargo build --quiet --release --manifest-path fuzz/Cargo.toml --target "$triple" \
+        --bin plan_bytes --bin plan_mutated
 fi
 
 status=0
@@ -50,10 +60,15 @@ for target in plan_bytes plan_mutated; do
     before=$(find "fuzz/artifacts/$target" -type f ! -name '*.log' | wc -l)
     dict=()
     [ "$target" = plan_bytes ] && dict=(-dict=kdl.dict)
-    # cargo fuzz runs in fuzz/: paths are relative to it.
-    (cd fuzz && cargo "${toolchain[@]}" fuzz run --sanitizer "$sanitizer" -O "$target" "corpus-work/$target" "seeds/$target" -- \
-        "${limit[@]}" "${seed[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
-        -artifact_prefix="artifacts/$target/") >"$log" 2>&1 || status=1
+    # The target runs in fuzz/: paths are relative to it.
+    args=("corpus-work/$target" "seeds/$target" "${limit[@]}" "${seed[@]}" -timeout=10 -rss_limit_mb=2048
+        -print_final_stats=1 "${dict[@]}" -artifact_prefix="artifacts/$target/")
+    if [ "$sanitizer" != none ]; then
+        (cd fuzz && cargo "${toolchain[@]}" fuzz run --sanitizer "$sanitizer" -O "$target" -- "${args[@]}") \
+            >"$log" 2>&1 || status=1
+    else
+        (cd fuzz && "target/$triple/release/$target" "${args[@]}") >"$log" 2>&1 || status=1
+    fi
     after=$(find "fuzz/artifacts/$target" -type f ! -name '*.log' | wc -l)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")

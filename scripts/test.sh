@@ -37,10 +37,6 @@ echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
 # input over its CPU-time budget fails the run. The seed is fixed, so a test run explores the same inputs each time
 # (up to the machine's speed) and fails on a regression, not on the luck of the draw; searching for new inputs is
 # the job of the longer runs with a random seed: scripts/fuzz.sh --seconds 600 (book: reliability).
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "test.sh: installing cargo-fuzz (once)"
-    cargo install cargo-fuzz --locked --version 0.13.2
-fi
 "$repo/scripts/fuzz.sh" --seconds "${ZDD_FUZZ_SECONDS:-30}" --seed "${ZDD_FUZZ_SEED:-1}"
 echo "test.sh: fuzzing finished in $(( $(date +%s) - start )) s"
 

@@ -72,6 +72,7 @@ fn plan(deep: bool) -> Plan {
         vars: vec![],
         slots: vec!["a".into(), "b".into()],
         state_dir: None,
+        stable_after: zdd_engine::plan::DEFAULT_STABLE_AFTER,
         defaults: StepPolicy::default(),
         fleet: zdd_engine::plan::fleet::Fleet::default(),
         graph: zdd_engine::graph::StepGraph::build_from_steps(&steps),

@@ -82,6 +82,9 @@ pub enum Event {
     Warning { message: String },
     /// The new release answered its smoke checks at this URL (the proxy's public address).
     Serving { step: String, url: String },
+    /// A step that moves the live traffic (`proxy-switch`, an `exec` with `cutover #true`) succeeded: the new
+    /// release serves. A run that fails after this marks the release bad.
+    CutOver { step: String, release: String },
     RunFinished { outcome: Outcome, duration_ms: u64, summary: Vec<StepSummary> },
     /// One check of `zdd doctor`; warnings and problems come with a fix and a code.
     Check {

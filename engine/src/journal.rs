@@ -5,7 +5,8 @@
 //! (`journal-opened`: the journal's format (see [`crate::format`]), plan, mode, deploy target, user, host, pid); a
 //! header of a newer format is refused before any line is read. Then every event of the run as the reporters
 //! see it, plus `undo-facts` lines written (and fsync'd) by [`UndoJournal::record`] before the effect they
-//! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run.
+//! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run; one with a
+//! `cut-over` line is of a run whose release served the live traffic (`recover` marks it bad when it undoes it).
 //!
 //! Every line passes through the [`Redactor`] except the undo facts themselves: they are what `recover` acts on,
 //! so they are stored as the kind recorded them (the state directory is 0700, the journal 0600).
@@ -87,6 +88,9 @@ enum Line {
     RunFinished {
         outcome: Outcome,
     },
+    CutOver {
+        step: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -147,8 +151,11 @@ impl Journal {
     /// Append an event. The run's start and end and each finished undo are fsync'd; the rest is written
     /// without waiting for the disk (it survives zdd being killed, which is what `recover` is for).
     pub fn append(&self, stamped: &Stamped) -> std::io::Result<()> {
-        let durable =
-            matches!(stamped.event, Event::RunStarted { .. } | Event::UndoFinished { .. } | Event::RunFinished { .. });
+        // The cutover too: `recover` marks the release bad from it (see [`crate::state`]).
+        let durable = matches!(
+            stamped.event,
+            Event::RunStarted { .. } | Event::UndoFinished { .. } | Event::RunFinished { .. } | Event::CutOver { .. }
+        );
         let line = serde_json::to_value(stamped).map_err(std::io::Error::other)?;
         self.write_line(&line, durable)
     }
@@ -246,6 +253,8 @@ pub struct Replay {
     pub to_undo: Vec<(String, RecordedUndo)>,
     /// Did the run end (a `run-finished` line)?
     pub finished: bool,
+    /// The step that cut the live traffic over to the run's release, if one did (a `cut-over` line).
+    pub cut_over: Option<String>,
 }
 
 impl Replay {
@@ -284,6 +293,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let mut completed: Vec<String> = Vec::new();
     let mut undone: BTreeSet<String> = BTreeSet::new();
     let mut finished = false;
+    let mut cut_over = None;
     for (index, line) in reader.lines().enumerate() {
         let line = line?;
         if index == 0
@@ -316,6 +326,9 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
             }
             // A run whose rollback did not complete is not over: `recover` retries the undos that failed.
             Line::RunFinished { outcome } => finished = outcome != Outcome::RollbackIncomplete,
+            Line::CutOver { step } => {
+                cut_over.get_or_insert(step);
+            }
             Line::Other => {}
         }
     }
@@ -329,7 +342,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         .filter(|s| !undone.contains(s))
         .filter_map(|s| facts.get(&s).map(|f| (s.clone(), f.clone())))
         .collect();
-    Ok(Replay { path: path.to_path_buf(), header, to_undo, finished })
+    Ok(Replay { path: path.to_path_buf(), header, to_undo, finished, cut_over })
 }
 
 /// The journals of a state directory, oldest first (run ids start with their UTC start time).
@@ -486,6 +499,16 @@ mod tests {
         assert_eq!(r.to_undo.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), vec!["a"]);
         event(&j, Event::RunFinished { outcome: Outcome::RolledBack, duration_ms: 1, summary: vec![] });
         assert!(unfinished(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_first_cutover_of_a_run_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), &header("20261126-000000-cccc"), Redactor::new()).unwrap();
+        assert_eq!(replay(j.path().unwrap()).unwrap().cut_over, None);
+        event(&j, Event::CutOver { step: "switch".into(), release: "r1".into() });
+        event(&j, Event::CutOver { step: "switch-2".into(), release: "r1".into() });
+        assert_eq!(replay(j.path().unwrap()).unwrap().cut_over.as_deref(), Some("switch"));
     }
 
     #[test]

@@ -373,10 +373,22 @@ pub trait StepKind: Send + Sync {
         Ok(false)
     }
 
+    /// `zdd maintenance on|off`: turn on (or off) the maintenance page this step's proxy serves in place of the
+    /// app. Returns whether the step has one. Most kinds have none.
+    async fn maintenance(&self, _step: &Step, _ctx: &StepCtx, _on: bool) -> Result<bool, StepError> {
+        Ok(false)
+    }
+
     /// How many releases this step keeps (on disk, as images), for kinds that prune old ones: the state
     /// directory keeps as many runs' journals. `None` for kinds that keep no releases.
     fn releases_kept(&self, _step: &Step) -> Option<usize> {
         None
+    }
+
+    /// Does this step, once it succeeded, send the live traffic to the new release (the cutover)? A run that
+    /// fails after such a step marks its release bad (see [`crate::state`]). Most kinds do not.
+    fn cuts_over(&self, _step: &Step) -> bool {
+        false
     }
 }
 

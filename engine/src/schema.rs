@@ -41,6 +41,9 @@ pub enum ValueType {
     /// like `needs`: the step must exist (with a "did you mean"), be of one of the kinds, and the referring step
     /// is ordered after it (the reference adds a `needs` edge).
     StepRef(&'static [&'static str]),
+    /// The name of another step whose settings this one reads (`proxy-switch "switch"` in a `maintenance` step),
+    /// checked as [`ValueType::StepRef`] is, but adding no `needs` edge: the step may run before the one it names.
+    SettingsRef(&'static [&'static str]),
     /// A shell script the plan wrote (run with `/bin/sh -c`): the values of the variables interpolated into it
     /// are checked, so a `--var` value cannot add a command.
     Shell,

@@ -210,9 +210,19 @@ pub trait TypedKind: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// `zdd maintenance on|off` (see [`StepKind::maintenance`]). Returns whether the step has a maintenance page.
+    async fn maintenance(&self, _settings: &Self::Settings, _ctx: &StepCtx, _on: bool) -> Result<bool, StepError> {
+        Ok(false)
+    }
+
     /// How many releases the step keeps, for kinds that prune old ones (see [`StepKind::releases_kept`]).
     fn releases_kept(&self, _settings: &Self::Settings) -> Option<usize> {
         None
+    }
+
+    /// Whether the step moves the live traffic to the new release (see [`StepKind::cuts_over`]).
+    fn cuts_over(&self, _settings: &Self::Settings) -> bool {
+        false
     }
 }
 
@@ -285,8 +295,16 @@ impl<K: TypedKind> StepKind for Typed<K> {
         self.0.stop(self.settings_of(step)?, ctx).await
     }
 
+    async fn maintenance(&self, step: &Step, ctx: &StepCtx, on: bool) -> Result<bool, StepError> {
+        self.0.maintenance(self.settings_of(step)?, ctx, on).await
+    }
+
     fn releases_kept(&self, step: &Step) -> Option<usize> {
         self.settings_of(step).ok().and_then(|s| self.0.releases_kept(s))
+    }
+
+    fn cuts_over(&self, step: &Step) -> bool {
+        self.settings_of(step).is_ok_and(|s| self.0.cuts_over(s))
     }
 }
 

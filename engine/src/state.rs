@@ -1,13 +1,40 @@
-//! The state directory: live and previous release and slot, and the history of runs.
+//! The state directory: live and previous release and slot, the history of runs, and what zdd remembers of each
+//! release (bad, stable).
 //!
 //! `<state-dir>/state.json` (mode 0600, written atomically) says which release serves from which slot, which
 //! served before it, and what past runs did. The engine derives each run's [`DeployTarget`] from it. The
 //! directory itself is created 0700 and refused when others may write to it: it holds the journal `recover`
 //! acts on and the lock. It is refused too when a newer zdd wrote any of its files (see [`crate::format`]),
 //! before anything in it is read for its content or written.
+//!
+//! # Bad and stable releases
+//!
+//! A release is **bad** once a run of it failed after its cutover: a step that moves the live traffic
+//! ([`crate::kind::StepKind::cuts_over`]: `proxy-switch`, an `exec` with `cutover #true`) had succeeded, so the
+//! release served real requests, and then a later step (smoke, log check) failed, or zdd was interrupted and
+//! `recover` undid it. The run's journal holds a `cut-over` line from that moment, which is how `recover` knows.
+//! A failure *before* the cutover says nothing against the release (the health gate refused it before anyone saw
+//! it) and marks nothing. `zdd rollback` never chooses a bad release; `zdd run --release ID` refuses one unless
+//! `--allow-bad` says it is meant, and a deliberate deploy of it that succeeds clears the mark.
+//!
+//! A release is **stable** once it has been live for the plan's `stable-after` (10 minutes unless the plan says)
+//! without failing after its cutover. Reaching live already means its run passed every step (the smoke checks and
+//! log checks are steps of the plan). No daemon watches the clock: the rule is judged whenever zdd reads the state
+//! ([`State::judge`]): by `run`, `rollback` and `recover`, which save the mark with their run, and by `status` and
+//! `history`, which show it without writing. A mark says when the release became stable: `since` + `stable-after`.
+//!
+//! `zdd rollback` targets the newest stable release that is not live. When none is, it falls back, with a
+//! warning, to the newest earlier release that is not bad (what `previous` names, unless that is bad): refusing
+//! would leave no rollback in the first minutes after a deploy, when one is most often wanted. It says which
+//! releases it passed over and why.
+//!
+//! The marks live in `state.json` under `releases`, an optional field: a state file without it (format 1 and 2
+//! files of earlier zdds) reads as "nothing marked", and the format is unchanged (see [`crate::format`]).
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +68,48 @@ pub struct HistoryEntry {
     pub duration_ms: u64,
     pub user: String,
     pub host: String,
+    /// The step that cut the live traffic over to this run's release, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_over: Option<String>,
+    /// Why a run that did not deploy stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+/// What zdd remembers of one release beyond its runs (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseMarks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad: Option<BadMark>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<StableMark>,
+}
+
+/// A release failed after its cutover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadMark {
+    /// The run that failed.
+    pub run_id: String,
+    /// The step that had cut the live traffic over to it.
+    pub cut_over: String,
+    /// Why the run failed.
+    pub cause: String,
+    /// When the failed run was recorded; RFC 3339, UTC.
+    pub at: String,
+}
+
+impl BadMark {
+    /// "run X failed after its cutover (`switch`) at T: cause".
+    pub fn describe(&self) -> String {
+        format!("run {} failed after its cutover (`{}`) at {}: {}", self.run_id, self.cut_over, self.at, self.cause)
+    }
+}
+
+/// A release served for `stable-after` without failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StableMark {
+    /// When it had been live for `stable-after`; RFC 3339, UTC.
+    pub since: String,
 }
 
 /// The content of `state.json`.
@@ -50,6 +119,36 @@ pub struct State {
     pub previous: Option<Deployed>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Bad and stable marks, by release id; releases without a mark are absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub releases: BTreeMap<String, ReleaseMarks>,
+}
+
+/// The release `zdd rollback` puts back, and what it passed over on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackChoice {
+    pub target: DeployTarget,
+    /// Is the target stable? If not, no earlier release was, and it is the newest one that is not bad.
+    pub stable: bool,
+    /// The newer releases passed over, each with why ("r3: marked bad: run ... failed after its cutover ...").
+    pub skipped: Vec<String>,
+}
+
+impl RollbackChoice {
+    /// What `zdd rollback` says before it starts: the releases it passed over, and a fallback to one that is not
+    /// stable.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.skipped.iter().map(|why| format!("rollback: passed over release {why}")).collect();
+        if !self.stable {
+            out.push(format!(
+                "rollback: no earlier release is stable yet (live for the plan's `stable-after` without failing): \
+                 rolling back to {}, the newest earlier release that is not marked bad",
+                self.target.release
+            ));
+        }
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,24 +289,104 @@ impl State {
         })
     }
 
-    /// The target of `zdd rollback`: the previous release, into the slot that is not live.
-    pub fn rollback_target(&self, slots: &[String]) -> Result<DeployTarget, StateError> {
-        let Some(previous) = &self.previous else {
-            return Err(StateError::Target(match &self.live {
-                Some(live) => format!(
+    /// The target of `zdd rollback`: the newest stable release that is not live and not bad, else (no earlier
+    /// release is stable) the newest earlier one that is not bad, into the slot that is not live. Judge the
+    /// marks first ([`State::judge`]).
+    pub fn rollback_target(&self, slots: &[String]) -> Result<RollbackChoice, StateError> {
+        let earlier = self.earlier_releases();
+        let bad: Vec<String> =
+            earlier.iter().filter_map(|r| self.bad(r).map(|b| format!("{r}: marked bad: {}", b.describe()))).collect();
+        let good: Vec<&str> = earlier.iter().copied().filter(|r| self.bad(r).is_none()).collect();
+        let stable = good.iter().position(|r| self.is_stable(r));
+        let Some(&release) = stable.map_or(good.first(), |i| good.get(i)) else {
+            return Err(StateError::Target(match (&self.live, bad.is_empty()) {
+                (Some(live), true) => format!(
                     "there is no previous release to roll back to: {} is the only release deployed",
                     live.release
                 ),
-                None => "there is no previous release to roll back to: nothing was deployed yet".to_owned(),
+                (None, _) => "there is no previous release to roll back to: nothing was deployed yet".to_owned(),
+                (Some(_), false) => format!(
+                    "there is no release to roll back to: every earlier release is marked bad ({}); deploy one \
+                     again on purpose with `zdd run --release ID --allow-bad`",
+                    bad.join("; ")
+                ),
             }));
         };
-        Ok(DeployTarget {
-            release: previous.release.clone(),
-            slot: self.free_slot(slots)?,
-            live_slot: self.live.as_ref().map(|l| l.slot.clone()),
-            live_release: self.live.as_ref().map(|l| l.release.clone()),
-            rollback: true,
+        // Passed over: the bad ones newer than the target, and the good ones newer than a stable target.
+        let position = earlier.iter().position(|r| *r == release).unwrap_or(0);
+        let skipped = earlier[..position]
+            .iter()
+            .map(|r| match self.bad(r) {
+                Some(b) => format!("{r}: marked bad: {}", b.describe()),
+                None => format!("{r}: not stable (it was not live for the plan's `stable-after`)"),
+            })
+            .collect();
+        Ok(RollbackChoice {
+            target: DeployTarget {
+                release: release.to_owned(),
+                slot: self.free_slot(slots)?,
+                live_slot: self.live.as_ref().map(|l| l.slot.clone()),
+                live_release: self.live.as_ref().map(|l| l.release.clone()),
+                rollback: true,
+            },
+            stable: stable.is_some(),
+            skipped,
         })
+    }
+
+    /// The releases that were live before the live one, newest first, each once: `previous`, then those the
+    /// history's deploying runs name.
+    pub fn earlier_releases(&self) -> Vec<&str> {
+        let live = self.live.as_ref().map(|l| l.release.as_str());
+        let deployed = self.history.iter().rev().filter(|e| e.outcome == Outcome::Deployed).map(|e| e.release.as_str());
+        let mut out: Vec<&str> = Vec::new();
+        for release in self.previous.iter().map(|p| p.release.as_str()).chain(deployed) {
+            if Some(release) != live && !out.contains(&release) {
+                out.push(release);
+            }
+        }
+        out
+    }
+
+    /// The bad mark of `release`, if it has one.
+    pub fn bad(&self, release: &str) -> Option<&BadMark> {
+        self.releases.get(release).and_then(|m| m.bad.as_ref())
+    }
+
+    /// Is `release` stable (and not bad since)?
+    pub fn is_stable(&self, release: &str) -> bool {
+        self.releases.get(release).is_some_and(|m| m.stable.is_some() && m.bad.is_none())
+    }
+
+    /// The mark `status` and `history` show for `release`: `bad`, `stable`, or none.
+    pub fn mark(&self, release: &str) -> Option<&'static str> {
+        if self.bad(release).is_some() {
+            Some("bad")
+        } else if self.is_stable(release) {
+            Some("stable")
+        } else {
+            None
+        }
+    }
+
+    /// When the live release becomes stable if it goes on serving (RFC 3339, UTC).
+    pub fn live_stable_at(&self, stable_after: Duration) -> Option<String> {
+        let since = humantime::parse_rfc3339(&self.live.as_ref()?.since).ok()?;
+        Some(humantime::format_rfc3339_seconds(since.checked_add(stable_after)?).to_string())
+    }
+
+    /// Judge the live release at `now`: once it has been live for `stable_after` (and is not bad) it is marked
+    /// stable, as of the moment it reached that. Marks already given stay. See the module doc for why this is
+    /// lazy.
+    pub fn judge(&mut self, now: SystemTime, stable_after: Duration) {
+        let Some(live) = &self.live else { return };
+        if self.bad(&live.release).is_some() || self.is_stable(&live.release) {
+            return;
+        }
+        let Ok(since) = humantime::parse_rfc3339(&live.since) else { return };
+        let Some(stable_at) = since.checked_add(stable_after).filter(|at| *at <= now) else { return };
+        let since = humantime::format_rfc3339_seconds(stable_at).to_string();
+        self.releases.entry(live.release.clone()).or_default().stable = Some(StableMark { since });
     }
 
     fn free_slot(&self, slots: &[String]) -> Result<String, StateError> {
@@ -236,18 +415,43 @@ impl State {
         runs
     }
 
-    /// Record a finished run; a deployed one becomes live and the live one previous.
+    /// Record a finished run; a deployed one becomes live and the live one previous. A run that failed after
+    /// its cutover marks its release bad; one that deployed a bad release (on purpose) clears the mark.
     pub fn record(&mut self, entry: HistoryEntry) {
-        if entry.outcome == Outcome::Deployed {
-            let now = crate::lock::now_rfc3339();
-            self.previous = self.live.take();
-            self.live = Some(Deployed { release: entry.release.clone(), slot: entry.slot.clone(), since: now });
+        let now = crate::lock::now_rfc3339();
+        match (entry.outcome, &entry.cut_over) {
+            (Outcome::Deployed, _) => {
+                self.previous = self.live.take();
+                self.live = Some(Deployed { release: entry.release.clone(), slot: entry.slot.clone(), since: now });
+                if let Some(marks) = self.releases.get_mut(&entry.release) {
+                    marks.bad = None;
+                }
+            }
+            (_, Some(step)) => {
+                let marks = self.releases.entry(entry.release.clone()).or_default();
+                marks.stable = None;
+                marks.bad = Some(BadMark {
+                    run_id: entry.run_id.clone(),
+                    cut_over: step.clone(),
+                    cause: entry.cause.clone().unwrap_or_else(|| "the run failed".to_owned()),
+                    at: now,
+                });
+            }
+            (_, None) => {}
         }
         self.history.push(entry);
         if self.history.len() > HISTORY_LIMIT {
             let excess = self.history.len() - HISTORY_LIMIT;
             self.history.drain(..excess);
         }
+        // Marks of releases the history no longer names go with them.
+        let named: Vec<String> = self
+            .history
+            .iter()
+            .map(|e| e.release.clone())
+            .chain(self.live.iter().chain(&self.previous).map(|d| d.release.clone()))
+            .collect();
+        self.releases.retain(|release, marks| named.contains(release) && *marks != ReleaseMarks::default());
     }
 }
 
@@ -300,7 +504,27 @@ mod tests {
             duration_ms: 10,
             user: "ci".into(),
             host: "box".into(),
+            cut_over: None,
+            cause: None,
         }
+    }
+
+    /// A run of `release` that failed after its cutover step `switch`.
+    fn failed_after_cutover(release: &str, slot: &str) -> HistoryEntry {
+        HistoryEntry {
+            cut_over: Some("switch".into()),
+            cause: Some("step `smoke` failed: 500".into()),
+            run_id: format!("run-{release}-bad"),
+            ..entry(release, slot, Outcome::RolledBack)
+        }
+    }
+
+    /// Mark the live release as if it had been live since the Unix epoch: stable for any `stable-after`.
+    fn serve_long(state: &mut State) {
+        if let Some(live) = &mut state.live {
+            live.since = "1970-01-01T00:00:00Z".into();
+        }
+        state.judge(SystemTime::now(), Duration::from_mins(10));
     }
 
     #[test]
@@ -352,8 +576,119 @@ mod tests {
         state.record(entry("r1", "blue", Outcome::Deployed));
         assert!(state.rollback_target(&slots()).unwrap_err().to_string().contains("r1 is the only release"));
         state.record(entry("r2", "green", Outcome::Deployed));
-        let t = state.rollback_target(&slots()).unwrap();
+        let choice = state.rollback_target(&slots()).unwrap();
+        let t = &choice.target;
         assert_eq!((t.release.as_str(), t.slot.as_str(), t.rollback), ("r1", "blue", true));
+        assert!(!choice.stable, "r1 was live for no time");
+        assert!(choice.skipped.is_empty());
+        assert_eq!(choice.warnings().len(), 1, "the fallback is said");
+    }
+
+    #[test]
+    fn a_release_that_failed_after_its_cutover_is_bad_and_one_that_failed_before_is_not() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        state.record(entry("r2", "green", Outcome::RolledBack));
+        assert_eq!(state.mark("r2"), None, "refused before its cutover: nothing against it");
+        state.record(failed_after_cutover("r3", "green"));
+        let bad = state.bad("r3").unwrap();
+        assert_eq!((bad.run_id.as_str(), bad.cut_over.as_str()), ("run-r3-bad", "switch"));
+        assert_eq!(bad.cause, "step `smoke` failed: 500");
+        assert_eq!(state.mark("r3"), Some("bad"));
+        assert_eq!(state.live.as_ref().unwrap().release, "r1", "a failed run changes nothing live");
+        // Deployed again on purpose, and it passed: no longer bad.
+        state.record(entry("r3", "green", Outcome::Deployed));
+        assert_eq!(state.mark("r3"), None);
+    }
+
+    #[test]
+    fn the_live_release_becomes_stable_after_stable_after_and_not_before() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        let since = humantime::parse_rfc3339(&state.live.as_ref().unwrap().since).unwrap();
+        let ten = Duration::from_mins(10);
+        state.judge(since + Duration::from_secs(599), ten);
+        assert_eq!(state.mark("r1"), None);
+        state.judge(since + Duration::from_hours(1), ten);
+        assert_eq!(state.mark("r1"), Some("stable"));
+        let mark = state.releases["r1"].stable.clone().unwrap();
+        assert_eq!(humantime::parse_rfc3339(&mark.since).unwrap(), since + ten, "stable as of since + stable-after");
+        // A later judgement keeps the first mark.
+        state.judge(since + Duration::from_hours(2), ten);
+        assert_eq!(state.releases["r1"].stable, Some(mark));
+    }
+
+    #[test]
+    fn rollback_targets_the_newest_stable_release_passing_over_bad_and_unstable_ones() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        serve_long(&mut state);
+        state.record(entry("r2", "green", Outcome::Deployed));
+        state.record(entry("r3", "blue", Outcome::Deployed));
+        let choice = state.rollback_target(&slots()).unwrap();
+        assert_eq!((choice.target.release.as_str(), choice.stable), ("r1", true));
+        assert_eq!(choice.skipped, ["r2: not stable (it was not live for the plan's `stable-after`)"]);
+        assert_eq!(choice.target.slot, "green", "into the slot that is not live");
+
+        // A rollback to r1 that fails after its cutover: r1 is bad, and nothing earlier is stable.
+        let mut back = failed_after_cutover("r1", "green");
+        back.mode = RunMode::Rollback;
+        state.record(back);
+        assert_eq!(state.mark("r1"), Some("bad"), "bad wins over stable");
+        let choice = state.rollback_target(&slots()).unwrap();
+        assert_eq!((choice.target.release.as_str(), choice.stable), ("r2", false));
+        assert!(choice.skipped.is_empty(), "{:?}", choice.skipped);
+        let warnings = choice.warnings();
+        assert!(warnings[0].contains("no earlier release is stable yet"), "{warnings:?}");
+    }
+
+    #[test]
+    fn rollback_passes_over_a_bad_previous_release_and_says_why() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        state.record(entry("r2", "green", Outcome::Deployed));
+        state.record(entry("r3", "blue", Outcome::Deployed));
+        // r2 is previous; a rollback to it failed after its cutover.
+        let mut back = failed_after_cutover("r2", "green");
+        back.mode = RunMode::Rollback;
+        state.record(back);
+        let choice = state.rollback_target(&slots()).unwrap();
+        assert_eq!(choice.target.release, "r1");
+        assert_eq!(choice.skipped.len(), 1);
+        assert!(
+            choice.skipped[0].starts_with("r2: marked bad: run run-r2-bad failed after its cutover (`switch`) at "),
+            "{:?}",
+            choice.skipped
+        );
+        assert!(choice.warnings()[0].starts_with("rollback: passed over release r2: marked bad"));
+    }
+
+    #[test]
+    fn rollback_refuses_when_every_earlier_release_is_bad() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        state.record(entry("r2", "green", Outcome::Deployed));
+        let mut back = failed_after_cutover("r1", "blue");
+        back.mode = RunMode::Rollback;
+        state.record(back);
+        let err = state.rollback_target(&slots()).unwrap_err().to_string();
+        assert!(err.contains("every earlier release is marked bad (r1: marked bad: run run-r1-bad"), "{err}");
+        assert!(err.contains("--allow-bad"), "{err}");
+    }
+
+    #[test]
+    fn marks_read_from_a_state_file_without_them_and_round_trip() {
+        let old: State = serde_json::from_str(r#"{"live": null, "previous": null, "history": []}"#).unwrap();
+        assert!(old.releases.is_empty());
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        let unmarked = serde_json::to_value(&state).unwrap();
+        assert!(unmarked.get("releases").is_none(), "nothing marked, nothing written: {unmarked}");
+        assert!(unmarked["history"][0].get("cut_over").is_none());
+        serve_long(&mut state);
+        state.record(failed_after_cutover("r2", "green"));
+        let text = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<State>(&text).unwrap(), state);
     }
 
     #[test]

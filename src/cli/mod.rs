@@ -16,6 +16,7 @@ mod history;
 mod hosts;
 mod init;
 mod kinds;
+mod maintenance;
 mod plan;
 mod recover;
 mod rollback;
@@ -90,6 +91,15 @@ pub(crate) enum GraphFormat {
     Mermaid,
 }
 
+/// `zdd maintenance on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    /// Serve the maintenance page.
+    On,
+    /// Serve the app again.
+    Off,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Shell {
     Bash,
@@ -154,11 +164,15 @@ pub(crate) enum Command {
         /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS).
         #[arg(long)]
         release: Option<String>,
+        /// Deploy `--release` even though it is marked bad (a run of it failed after its cutover).
+        #[arg(long, requires = "release")]
+        allow_bad: bool,
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
     },
-    /// Put the previous release back live, through the same steps (zero-downtime too).
+    /// Put the newest stable earlier release back live (else the newest that is not marked bad), through the same
+    /// steps (zero-downtime too).
     #[command(after_help = EXIT_CODES)]
     Rollback {
         #[command(flatten)]
@@ -218,6 +232,19 @@ pub(crate) enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Serve the plan's maintenance page (503 with Retry-After) instead of the app, or the app again. Takes
+    /// effect at once: Nginx is not reloaded and no connection is dropped.
+    Maintenance {
+        /// on: the maintenance page; off: the app.
+        #[arg(value_enum)]
+        switch: Switch,
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Scaffold a plan for an existing Django project.
     Init {
         /// The Django project (default: the current directory).
@@ -263,8 +290,8 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
         Command::Explain { code, list } => explain::run(code.as_deref(), list),
-        Command::Run { plan, state, output, jobs, release, lock_wait } => {
-            run::run(&plan, &state, &output, jobs, release.as_deref(), lock_wait.as_deref())
+        Command::Run { plan, state, output, jobs, release, allow_bad, lock_wait } => {
+            run::run(&plan, &state, &output, jobs, release.as_deref(), allow_bad, lock_wait.as_deref())
         }
         Command::Rollback { plan, state, output, lock_wait } => {
             rollback::run(&plan, &state, &output, lock_wait.as_deref())
@@ -274,6 +301,9 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::History { plan, state, json } => history::run(&plan, &state, json),
         Command::Unlock { plan, state } => unlock::run(&plan, &state),
         Command::Stop { plan, state, output } => stop::run(&plan, &state, &output),
+        Command::Maintenance { switch, plan, state, output } => {
+            maintenance::run(switch == Switch::On, &plan, &state, &output)
+        }
         Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Doctor { plan, state, output } => doctor::run(&plan, &state, &output),

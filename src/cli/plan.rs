@@ -95,5 +95,13 @@ pub(super) fn preview_target(header: &PlanHeader, release: Option<&str>) -> Resu
     } else {
         State::default()
     };
-    state.deploy_target(&header.slots, release).map_err(cannot)
+    let target = state.deploy_target(&header.slots, release).map_err(cannot)?;
+    if let Some(bad) = state.bad(&target.release) {
+        eprintln!(
+            "zdd: release {} is marked bad ({}): `zdd run` refuses it without `--allow-bad`",
+            target.release,
+            bad.describe()
+        );
+    }
+    Ok(target)
 }

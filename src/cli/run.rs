@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use zdd_engine::events::Stamped;
+use zdd_engine::events::{Event, Stamped};
 use zdd_engine::host::HostSet;
 use zdd_engine::journal::{self, Replay, RunMode};
 use zdd_engine::kind::DeployTarget;
@@ -81,11 +81,15 @@ impl From<StateError> for Refusal {
 pub(super) enum Intent<'a> {
     Deploy {
         release: Option<&'a str>,
+        /// `--allow-bad`: deploy `release` even if it is marked bad.
+        allow_bad: bool,
     },
     Rollback,
     Recover,
     /// `zdd stop`: the target is what is live now.
     Stop,
+    /// `zdd maintenance`: the target is what is live now.
+    Maintenance,
 }
 
 /// The state directory, locked, and what was decided from it.
@@ -95,6 +99,8 @@ pub(super) struct Prepared {
     pub target: DeployTarget,
     /// For `recover`: the interrupted run.
     pub replay: Option<Replay>,
+    /// What the run says before it starts (the releases `rollback` passed over), as warnings.
+    pub warnings: Vec<String>,
 }
 
 /// `--lock-wait 5m`.
@@ -112,6 +118,7 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
         Intent::Rollback => "rollback",
         Intent::Recover => "recover",
         Intent::Stop => "stop",
+        Intent::Maintenance => "maintenance",
     };
     let owner = LockOwner::current(command);
     let first_try = DeployLock::try_acquire(state.path(), &owner);
@@ -131,13 +138,15 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
     })?;
     let unfinished = journal::unfinished(state.path())
         .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
-    let current = state.load()?;
+    let mut current = state.load()?;
+    current.judge(std::time::SystemTime::now(), header.stable_after);
+    let prepared = |target, replay, warnings| Prepared { state, lock, target, replay, warnings };
     match intent {
         Intent::Recover => match unfinished {
-            Some(replay) => Ok(Prepared { state, lock, target: replay.header.target.clone(), replay: Some(replay) }),
-            None => Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None }),
+            Some(replay) => Ok(prepared(replay.header.target.clone(), Some(replay), Vec::new())),
+            None => Ok(prepared(live_target(&current, &header.slots), None, Vec::new())),
         },
-        Intent::Stop => Ok(Prepared { state, lock, target: live_target(&current, &header.slots), replay: None }),
+        Intent::Stop | Intent::Maintenance => Ok(prepared(live_target(&current, &header.slots), None, Vec::new())),
         _ if unfinished.is_some() => {
             let replay = unfinished.as_ref().map(|r| &r.header);
             let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&h.run_id, &h.user, &h.host));
@@ -150,13 +159,34 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
                 ),
             ))
         }
-        Intent::Deploy { release } => {
+        Intent::Deploy { release, allow_bad } => {
             let target = current.deploy_target(&header.slots, *release)?;
-            Ok(Prepared { state, lock, target, replay: None })
+            let warnings = match current.bad(&target.release) {
+                None => Vec::new(),
+                Some(bad) if *allow_bad => vec![format!(
+                    "deploying release {} although it is marked bad (--allow-bad): {}",
+                    target.release,
+                    bad.describe()
+                )],
+                Some(bad) => {
+                    return Err(Refusal::new(
+                        exit::INVALID,
+                        format!(
+                            "release {} is marked bad: {}\nDeploy a new release, or this one again on purpose with \
+                             `zdd run {plan} --release {} --allow-bad`.",
+                            target.release,
+                            bad.describe(),
+                            target.release
+                        ),
+                    ));
+                }
+            };
+            Ok(prepared(target, None, warnings))
         }
         Intent::Rollback => {
-            let target = current.rollback_target(&header.slots)?;
-            Ok(Prepared { state, lock, target, replay: None })
+            let choice = current.rollback_target(&header.slots)?;
+            let warnings = choice.warnings();
+            Ok(prepared(choice.target, None, warnings))
         }
     }
 }
@@ -288,6 +318,11 @@ pub(super) fn deploy(
         if !failed.is_empty() {
             return super::hosts::refusal(&failed).print();
         }
+        // Said through the reporter, before the run starts: what `rollback` passed over, a bad release deployed.
+        for message in &prepared.warnings {
+            let _ = report
+                .send(Stamped { at: std::time::SystemTime::now(), event: Event::Warning { message: message.clone() } });
+        }
         let (session, target, _) = session(plan, prepared, hosts, launch.jobs, report);
         if let Err(refusal) = preflight(&session, &target).await {
             return refusal.print();
@@ -336,12 +371,13 @@ pub(super) fn run(
     output: &OutputArgs,
     jobs: Option<usize>,
     release: Option<&str>,
+    allow_bad: bool,
     lock_wait: Option<&str>,
 ) -> i32 {
     if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
         return Refusal::new(exit::INVALID, format!("--release: {e}")).print();
     }
-    deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release }, lock_wait)
+    deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release, allow_bad }, lock_wait)
 }
 
 /// The state directory a plan uses, from its header alone (for `status`, `history`, `unlock`): a plan whose
@@ -350,9 +386,22 @@ pub(super) fn state_dir_of(plan: &PlanArgs, state: &StateArgs) -> Result<std::pa
     if let Some(dir) = &state.state_dir {
         return Ok(dir.clone());
     }
+    header_of(plan, state).map(|h| h.state_dir)
+}
+
+/// The plan's header (for `status` and `history`, which judge stable releases by its `stable-after`). With
+/// `--state-dir`, a plan whose header does not read still gives the state directory, with the default
+/// `stable-after`.
+pub(super) fn header_of(plan: &PlanArgs, state: &StateArgs) -> Result<PlanHeader, Refusal> {
     let vars = zdd_engine::plan::VarInputs::from_env(plan.vars.clone());
-    match zdd_engine::plan::read_header(&plan.plan, &vars, None) {
-        (_, Ok(header)) => Ok(header.state_dir),
-        (sources, Err(diags)) => Err(Refusal::printed(report_diagnostics(&diags, &sources))),
+    match (zdd_engine::plan::read_header(&plan.plan, &vars, state.state_dir.as_deref()), &state.state_dir) {
+        ((_, Ok(header)), _) => Ok(header),
+        ((_, Err(_)), Some(dir)) => Ok(PlanHeader {
+            name: String::new(),
+            slots: Vec::new(),
+            state_dir: dir.clone(),
+            stable_after: zdd_engine::plan::DEFAULT_STABLE_AFTER,
+        }),
+        ((sources, Err(diags)), None) => Err(Refusal::printed(report_diagnostics(&diags, &sources))),
     }
 }

@@ -1,6 +1,8 @@
 //! `zdd stop`: stop gracefully whatever the plan's steps keep running (the service kind's instances in both
 //! slots), in the plan graph's undo order, under the deploy lock. Exit 0, or 1 if some step could not stop.
 
+use zdd_engine::run::StepCommand;
+
 use super::run::{Intent, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
@@ -16,7 +18,7 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
             return super::hosts::refusal(&failed).print();
         }
         let (session, target, _) = session(plan, prepared, hosts, None, report);
-        let (_, failed) = session.stop(target).await;
+        let (_, failed) = session.command(target, StepCommand::Stop).await;
         if failed.is_empty() { exit::OK } else { exit::ROLLED_BACK }
     })
 }

@@ -46,6 +46,13 @@ static SPEC: KindSpec = KindSpec {
         ),
         FieldSpec::new("kill-grace", ValueType::Duration, "Between TERM and KILL when the step is cancelled.")
             .default("5s"),
+        FieldSpec::new(
+            "cutover",
+            ValueType::Bool,
+            "This step moves the live traffic to the new release (a switch of your own, such as a load balancer's \
+             API): a run that fails after it marks the release bad.",
+        )
+        .default("false"),
     ],
     effect: Effect::ForwardOnly,
     undo: "runs the step's `undo` (or `undo-command`) with the same working directory and environment; \
@@ -98,6 +105,8 @@ pub struct Settings {
     env: BTreeMap<String, String>,
     kill_grace: Duration,
     creates: Vec<PathBuf>,
+    /// `cutover #true`: the step moves the live traffic (see [`zdd_engine::kind::StepKind::cuts_over`]).
+    cutover: bool,
 }
 
 /// The command of a shell field (`run`, `undo`) or an argv field (`command`, `undo-command`).
@@ -153,7 +162,12 @@ impl TypedKind for Exec {
                 .collect(),
             kill_grace: ctx.duration("kill-grace", Duration::from_secs(5)),
             creates: ctx.strings("creates").iter().map(|p| ctx.resolve(std::path::Path::new(p))).collect(),
+            cutover: ctx.bool("cutover", false),
         })
+    }
+
+    fn cuts_over(&self, s: &Settings) -> bool {
+        s.cutover
     }
 
     fn effect(&self, s: &Settings) -> Effect {
@@ -316,6 +330,14 @@ mod tests {
         // Undo from the facts alone: no step, no plan.
         Exec.undo(&facts, &ctx.undo_ctx()).await.unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "r9 hi\nundone-1\n");
+    }
+
+    #[test]
+    fn an_exec_step_is_the_cutover_only_when_it_says_so() {
+        let plain = step(&[("run", s("true"))]);
+        assert!(!Typed(Exec).cuts_over(&plain));
+        let switch = step(&[("run", s("lb-switch")), ("cutover", Value::Bool(true))]);
+        assert!(Typed(Exec).cuts_over(&switch));
     }
 
     #[tokio::test]

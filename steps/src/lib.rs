@@ -19,6 +19,7 @@ pub mod health_gate;
 pub mod http;
 pub mod image;
 pub mod log_check;
+pub mod maintenance;
 pub mod manage;
 pub mod migrate;
 pub mod origin;
@@ -61,6 +62,7 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(worker::WorkerRetire);
     kinds.register_typed(worker::Beat);
     kinds.register_typed(image::Image);
+    kinds.register_typed(maintenance::Maintenance);
     kinds
 }
 

@@ -144,7 +144,16 @@ pub async fn client_trusting(
 /// GET the URL, with an optional Host header (Django checks it against `ALLOWED_HOSTS`). Every probe says it is
 /// one ([`origin::PROBE_HEADER`]), so that a site zdd rendered names the instance that answered.
 pub async fn get(client: &reqwest::Client, url: &ProbeUrl, host: Option<&str>) -> Result<Answer, String> {
-    let mut req = client.get(&url.url).header(origin::PROBE_HEADER, "1");
+    request(client.get(&url.url).header(origin::PROBE_HEADER, "1"), host).await
+}
+
+/// GET the URL as a visitor would, without the probe header: what people see (the maintenance page, which
+/// zdd's own probes pass by).
+pub async fn get_as_visitor(client: &reqwest::Client, url: &ProbeUrl, host: Option<&str>) -> Result<Answer, String> {
+    request(client.get(&url.url), host).await
+}
+
+async fn request(mut req: reqwest::RequestBuilder, host: Option<&str>) -> Result<Answer, String> {
     if let Some(h) = host {
         req = req.header(reqwest::header::HOST, h);
     }

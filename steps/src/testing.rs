@@ -59,6 +59,7 @@ pub(crate) fn ctx(step: &str, dir: &Path, journal: Arc<MemoryJournal>) -> StepCt
             vars: vec![],
             slots: vec!["a".into(), "b".into()],
             state_dir: None,
+            stable_after: zdd_engine::plan::DEFAULT_STABLE_AFTER,
             defaults: StepPolicy::default(),
             fleet: zdd_engine::plan::fleet::Fleet::default(),
             steps: vec![],

@@ -81,7 +81,7 @@ impl Host {
     fn live(&self, pid: u32) {
         let state = StateDir::prepare(&self.state()).unwrap();
         let live = Deployed { release: "r1".into(), slot: "blue".into(), since: "2026-12-01T10:00:00Z".into() };
-        state.save(&State { live: Some(live), previous: None, history: Vec::new() }).unwrap();
+        state.save(&State { live: Some(live), previous: None, history: Vec::new(), ..State::default() }).unwrap();
         let run = self.path().join("root/run");
         std::fs::create_dir_all(&run).unwrap();
         let record = serde_json::json!({

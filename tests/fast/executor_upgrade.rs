@@ -63,6 +63,12 @@ fn status_and_history_read_a_state_dir_of_the_previous_format() {
     assert_eq!((&status["previous"]["release"], &status["previous"]["slot"]), (&"r1".into(), &"blue".into()));
     assert_eq!(status["unfinished_run"]["run_id"], INTERRUPTED);
     assert_eq!(status["unfinished_run"]["target"]["release"], "r3");
+    // Written before releases were marked: nothing is marked bad, r1 is not known stable (it was replaced before
+    // marks existed), and `zdd rollback` falls back to it.
+    assert!(status["releases"].get("r1").is_none(), "{status:#}");
+    assert_eq!(status["previous"]["mark"], serde_json::Value::Null);
+    assert_eq!(status["rollback_target"]["release"], "r1");
+    assert_eq!(status["rollback_target"]["stable"], false);
 
     let rows = history_rows(&s);
     assert_eq!(rows, ["r1 deployed", "r2 deployed"]);

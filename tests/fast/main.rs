@@ -31,6 +31,7 @@ mod cli_init;
 mod docs_codes;
 mod docs_kdl;
 mod executor_interrupt;
+mod executor_marks;
 mod executor_run;
 mod executor_state;
 mod executor_upgrade;

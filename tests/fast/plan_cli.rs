@@ -167,7 +167,7 @@ fn plan_deploys_into_the_slot_that_is_not_live() {
     let state_dir = StateDir::prepare(&state_path).unwrap();
     let live =
         Deployed { release: "20260101-101010".into(), slot: "blue".into(), since: "2026-01-01T10:10:10Z".into() };
-    state_dir.save(&State { live: Some(live), previous: None, history: Vec::new() }).unwrap();
+    state_dir.save(&State { live: Some(live), previous: None, history: Vec::new(), ..State::default() }).unwrap();
     let before = tree(dir.path());
     let out = zdd()
         .arg("plan")

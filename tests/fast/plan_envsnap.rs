@@ -37,7 +37,7 @@ fn stage(dir: &Path, allow: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let state = dir.join("state");
     let state_dir = StateDir::prepare(&state).unwrap();
     let deployed = Deployed { release: LIVE.into(), slot: "a".into(), since: "2026-01-01T10:10:10Z".into() };
-    state_dir.save(&State { live: Some(deployed), previous: None, history: Vec::new() }).unwrap();
+    state_dir.save(&State { live: Some(deployed), previous: None, history: Vec::new(), ..State::default() }).unwrap();
     (plan, state)
 }
 

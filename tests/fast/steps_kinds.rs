@@ -273,6 +273,7 @@ fn every_field_of_every_kind_is_in_the_book() {
         "worker-retire",
         "beat",
         "image",
+        "maintenance",
     ] {
         let spec = kinds.spec(name).unwrap_or_else(|| panic!("kind {name} is not registered"));
         let section = book.split(&format!("\n## {name}\n")).nth(1).unwrap_or_else(|| panic!("no section for {name}"));
@@ -322,4 +323,45 @@ async fn proxy_switch_restores_the_site_when_nginx_rejects_it() {
     assert_eq!(std::fs::read_to_string(&site).unwrap(), good, "the previous site file must be back");
     // Nginx still serves the old site.
     assert_eq!(support::proc::http_get_status(nginx.port, "/"), Some(204));
+}
+
+/// The `maintenance` kind writes the page and then the flag the site tests, refuses a site without the
+/// maintenance block (changing nothing), and its undo puts the flag back as it was, from either state.
+#[tokio::test]
+async fn maintenance_switches_the_flag_and_its_undo_restores_it() {
+    let dir = TestDir::new("steps-maintenance");
+    let (site, flag, page) = (dir.join("site.conf"), dir.join("maintenance/on"), dir.join("maintenance/index.html"));
+    let body = |state: &str| {
+        format!(
+            "step \"maint\" kind=\"maintenance\" {{\n proxy-switch \"switch\"\n state \"{state}\"\n}}\n\
+             step \"switch\" kind=\"proxy-switch\" {{\n app \"shop\"\n root \"{}\"\n site-conf \"{}\"\n}}\n",
+            dir.path().display(),
+            site.display()
+        )
+    };
+
+    // A site an older zdd wrote: refused, nothing written.
+    std::fs::write(&site, "server { listen 80; }\n").unwrap();
+    let mut run = run_of(&dir, &body("on"));
+    let (step, err) = run.run(Some("maint")).await.unwrap_err();
+    assert_eq!(step, "maint");
+    assert!(err.to_string().contains("zdd::maintenance-unavailable"), "{err}");
+    assert!(!flag.exists() && !page.exists());
+
+    // The block is there: page, then flag; the undo removes the flag it wrote.
+    std::fs::write(&site, "set $zdd_maintenance \"\";\n").unwrap();
+    let mut run = run_of(&dir, &body("on"));
+    run.run(Some("maint")).await.unwrap();
+    assert!(flag.exists());
+    assert!(std::fs::read_to_string(&page).unwrap().contains("Down for maintenance"));
+    run.undo().await.unwrap();
+    assert!(!flag.exists());
+
+    // Turned on by hand, then off by a step: the undo turns it on again.
+    std::fs::write(&flag, "on\n").unwrap();
+    let mut run = run_of(&dir, &body("off"));
+    run.run(Some("maint")).await.unwrap();
+    assert!(!flag.exists());
+    run.undo().await.unwrap();
+    assert!(flag.exists());
 }

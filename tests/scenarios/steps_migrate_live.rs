@@ -359,7 +359,7 @@ fn doctor(dir: &TestDir, plan: &Path) -> (Option<i32>, String) {
     let state_dir = dir.join("doctor-state");
     let state = StateDir::prepare(&state_dir).unwrap();
     let live = Deployed { release: "r0".into(), slot: "b".into(), since: "2026-12-01T10:00:00Z".into() };
-    state.save(&State { live: Some(live), previous: None, history: Vec::new() }).unwrap();
+    state.save(&State { live: Some(live), previous: None, history: Vec::new(), ..State::default() }).unwrap();
     let out = Command::new(support::zdd::zdd_bin())
         .args(["doctor", "--plain"])
         .arg(plan)

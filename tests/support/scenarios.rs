@@ -3,7 +3,7 @@
 //! suite can run them in sequence on one stack and report every result instead of stopping at the first.
 //!
 //! Sequence on one stack (each scenario expects the state the previous one leaves):
-//! 1 first deploy of v1 → 2 v1→v2 under load → 7 `zdd rollback` to v1, then v2 again → 3 health fails →
+//! 1 first deploy of v1 → 2 v1→v2 under load → 9 maintenance on and off → 7 `zdd rollback` to v1, then v2 again → 3 health fails →
 //! 5 unsafe migration → 6 does not boot → 4 breaks after cutover → 8 kill -9 mid-step, `zdd recover`.
 
 use std::sync::Mutex;
@@ -178,6 +178,70 @@ pub(crate) fn s2_upgrade(stack: &Stack, plan: &str) -> Outcome {
     Ok(measured(&report, races, &run))
 }
 
+/// A fresh `GET path` through Nginx as a visitor sends it: the whole answer, head and body.
+fn visit(stack: &Stack, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)) else {
+        return "connection refused".to_string();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes());
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Maintenance mode under load (v2 live): `zdd maintenance on` makes every request sent after it returns (pages
+/// and static files alike) get the maintenance page with 503 and `Retry-After`, and `off` brings the app back,
+/// each with no connection error and no other failure: Nginx is not reloaded.
+pub(crate) fn s9_maintenance(stack: &Stack, plan: &str) -> Outcome {
+    let load = Load::start(load_config(stack));
+    std::thread::sleep(Duration::from_millis(700));
+    let on = stack.zdd("maintenance on", plan, "v2");
+    let on_done = load.elapsed();
+    let page = visit(stack, "/");
+    std::thread::sleep(Duration::from_millis(1500));
+    let off_started = load.elapsed();
+    let off = stack.zdd("maintenance off", plan, "v2");
+    let off_done = load.elapsed();
+    std::thread::sleep(Duration::from_millis(700));
+    let report = load.finish();
+    check(on.code == 0, || format!("maintenance on failed\n{}", on.describe()))?;
+    check(off.code == 0, || format!("maintenance off failed\n{}", off.describe()))?;
+    check(
+        page.starts_with("HTTP/1.1 503") && page.contains("Retry-After: 60") && page.contains("maintenance"),
+        || format!("not the maintenance page while on:\n{page}"),
+    )?;
+    let other_failures: Vec<_> =
+        report.samples.iter().filter(|s| s.failure.is_some() && s.status != Some(503)).collect();
+    check(other_failures.is_empty(), || {
+        format!(
+            "failures other than the page: {} of {}\n{:?}",
+            other_failures.len(),
+            report.total(),
+            &other_failures[..other_failures.len().min(5)]
+        )
+    })?;
+    let during: Vec<_> = report.samples.iter().filter(|s| s.at > on_done && s.at + s.latency < off_started).collect();
+    let pages = during.iter().filter(|s| s.status == Some(503)).count();
+    check(!during.is_empty() && pages == during.len(), || {
+        format!("{pages} of {} requests during maintenance got the page", during.len())
+    })?;
+    let after: Vec<_> = report.samples.iter().filter(|s| s.at > off_done).collect();
+    let app = after.iter().filter(|s| s.failure.is_none()).count();
+    check(!after.is_empty() && app == after.len(), || {
+        format!("{app} of {} requests after `off` got the app", after.len())
+    })?;
+    expect_serving(stack, "v2", &off)?;
+    Ok(format!(
+        "on {:.1} s, off {:.1} s; {} requests: {pages} got the page while on, {app} the app after off, 0 failed otherwise",
+        on.duration.as_secs_f64(),
+        off.duration.as_secs_f64(),
+        report.total()
+    ))
+}
+
 /// The messages a step of the run emitted, in order.
 fn step_messages(run: &ZddRun, step: &str) -> Vec<String> {
     run.events
@@ -250,7 +314,24 @@ pub(crate) fn s3_health_fails(stack: &Stack, plan: &str) -> Outcome {
     let leaked = report.ok_from_version_between("v3-health-fails", Duration::ZERO, report.duration)
         + report.errors_from_version("v3-health-fails");
     check(leaked == 0, || format!("traffic reached the unhealthy release: {}", report.summary()))?;
+    // Refused before its cutover: nobody saw it, so it is not marked bad.
+    check(release_mark(stack, &run)? != Some("bad"), || {
+        format!("refused before the switch, yet marked bad\n{}", run.describe())
+    })?;
     Ok(measured(&report, races, &run))
+}
+
+/// The mark (`bad`, `stable`) the state directory gives the release `run` deployed.
+fn release_mark(stack: &Stack, run: &ZddRun) -> Result<Option<&'static str>, String> {
+    let release = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "run-started")
+        .and_then(|e| e["release"].as_str())
+        .ok_or_else(|| format!("no run-started event\n{}", run.describe()))?;
+    let state =
+        zdd_engine::state::StateDir::open(&stack.state_dir).and_then(|dir| dir.load()).map_err(|e| e.to_string())?;
+    Ok(state.mark(release))
 }
 
 pub(crate) fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
@@ -269,6 +350,11 @@ pub(crate) fn s4_breaks_after_cutover(stack: &Stack, plan: &str) -> Outcome {
         )
     })?;
     check(report.last_version().as_deref() == Some("v2"), || format!("traffic did not return: {}", report.summary()))?;
+    // The switch reported the cutover before the smoke failed: the release served, failed, and is marked bad.
+    let cut = run.events.iter().position(|e| e["event"] == "cut-over");
+    let rolled = run.events.iter().position(|e| e["event"] == "rollback-started");
+    check(cut.is_some() && cut < rolled, || format!("no cut-over event before the rollback\n{}", run.describe()))?;
+    check(release_mark(stack, &run)? == Some("bad"), || format!("{broken} is not marked bad\n{}", run.describe()))?;
     let mut measurement = format!("{} broken answers from {broken} itself; {}", own, measured(&report, races, &run));
     if stack.config.mode == ProxyMode::Reload {
         measurement.push_str(&format!("; {}", smoke_failed_on_the_new_instance(stack, &run)?));
@@ -388,6 +474,7 @@ pub(crate) const BLUE_GREEN_SEQUENCE: &[Scenario] =
 pub(crate) const SEQUENCE: &[Scenario] = &[
     ("1 first deploy", s1_first_deploy),
     ("2 v1 -> v2 under load", s2_upgrade),
+    ("9 maintenance on and off under load", s9_maintenance),
     ("7 rollback and forward again", s7_rollback),
     ("3 failing health check", s3_health_fails),
     ("5 unsafe migration", s5_unsafe_migration),

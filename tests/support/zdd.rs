@@ -210,7 +210,8 @@ impl Stack {
     /// `zdd <command> <plan_file> --var ... --state-dir ... --json` with `vars`.
     pub(crate) fn command_for(&self, command: &str, plan_file: &Path, vars: &[(String, String)]) -> Command {
         let mut cmd = Command::new(zdd_bin());
-        cmd.arg(command).arg(plan_file);
+        // `maintenance on`: a command of several words.
+        cmd.args(command.split(' ')).arg(plan_file);
         for (name, value) in vars.iter().cloned().chain(self.plan_vars(plan_file)) {
             cmd.arg("--var").arg(format!("{name}={value}"));
         }

@@ -108,6 +108,7 @@ codes! {
     HttpBadStatus => "http-bad-status",
     MigrateLockRetries => "migrate-lock-retries",
     MigrateAdvisoryLock => "migrate-advisory-lock",
+    MaintenanceUnavailable => "maintenance-unavailable",
     BeatArgs => "beat-args",
     DeployCheckAllow => "deploy-check-allow",
     DeployCheckOrigin => "deploy-check-origin",

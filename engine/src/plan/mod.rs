@@ -53,7 +53,13 @@ pub struct PlanHeader {
     pub slots: Vec<String>,
     /// `--state-dir`, else the plan's `state-dir`, else `/var/lib/zdd/<name>`.
     pub state_dir: PathBuf,
+    /// `stable-after`, else [`DEFAULT_STABLE_AFTER`].
+    pub stable_after: std::time::Duration,
 }
+
+/// How long a release must be live, without failing after its cutover, to be stable when the plan does not say
+/// (`stable-after`; see [`crate::state`]): long enough for the errors a release shows only under real traffic.
+pub const DEFAULT_STABLE_AFTER: std::time::Duration = std::time::Duration::from_mins(10);
 
 /// Where the runtime variables (`release`, `slot`, `live_slot`, `live_release`) come from.
 #[derive(Clone, Copy)]
@@ -212,7 +218,12 @@ fn open_with(
     let sources = loaded.sources.clone();
     let result = match validated {
         Some(v) if !diags.has_errors() => {
-            let header = PlanHeader { name: v.plan.name.clone(), slots: v.plan.slots.clone(), state_dir: v.state_dir };
+            let header = PlanHeader {
+                name: v.plan.name.clone(),
+                slots: v.plan.slots.clone(),
+                state_dir: v.state_dir,
+                stable_after: v.plan.stable_after,
+            };
             Ok(Unbound {
                 loaded,
                 base_dir,

@@ -26,6 +26,8 @@ pub struct Plan {
     pub slots: Vec<String>,
     /// `state-dir` from the plan, if set; the CLI's `--state-dir` wins, then `/var/lib/zdd/<name>`.
     pub state_dir: Option<PathBuf>,
+    /// `stable-after`: how long a release must be live, without failing, to be stable (see [`crate::state`]).
+    pub stable_after: Duration,
     pub defaults: StepPolicy,
     /// The SSH hosts the plan names, by role (empty: every step runs on this machine).
     pub fleet: Fleet,

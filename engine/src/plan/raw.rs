@@ -1,7 +1,7 @@
 //! The raw layer: KDL text parsed (kdl v6, KDL 2.0) into plan nodes that keep every span. No I/O.
 //!
 //! [`parse`] turns one file's text into a [`RawDocument`]: the top-level nodes a plan may hold (`plan`,
-//! `zdd-version`, `state-dir`, `slots`, `var`, `include`, `defaults`, `step`, `repeat`), each keeping the spans of its name, arguments
+//! `zdd-version`, `state-dir`, `slots`, `stable-after`, `var`, `include`, `defaults`, `step`, `repeat`), each keeping the spans of its name, arguments
 //! and properties so that later stages point at the exact token. Children of `step`, `defaults` and `repeat` stay
 //! generic [`RawNode`]s: what they may contain depends on the step's kind, which validation knows.
 //! Unknown top-level nodes and properties of top-level nodes are reported here, with "did you mean".
@@ -19,6 +19,7 @@ pub const TOP_LEVEL_NODES: &[&str] = &[
     "zdd-version",
     "state-dir",
     "slots",
+    "stable-after",
     "var",
     "include",
     "defaults",
@@ -108,6 +109,9 @@ pub enum RawItem {
     StateDir(RawNode),
     /// `slots "a" "b"`.
     Slots(RawNode),
+    /// `stable-after "10m"`: how long a release must be live, without failing, to be stable (see
+    /// [`crate::state`]).
+    StableAfter(RawNode),
     /// `var "name" "default" secret=#true doc="..."`.
     Var(RawNode),
     /// `include "relative.kdl"`.
@@ -131,6 +135,7 @@ impl RawItem {
             | RawItem::ZddVersion(n)
             | RawItem::StateDir(n)
             | RawItem::Slots(n)
+            | RawItem::StableAfter(n)
             | RawItem::Var(n)
             | RawItem::Include(n)
             | RawItem::Defaults(n)
@@ -185,6 +190,7 @@ pub fn parse(file: FileId, text: &str) -> (RawDocument, Diagnostics) {
             "zdd-version" => RawItem::ZddVersion(raw),
             "state-dir" => RawItem::StateDir(raw),
             "slots" => RawItem::Slots(raw),
+            "stable-after" => RawItem::StableAfter(raw),
             "var" => RawItem::Var(raw),
             "include" => RawItem::Include(raw),
             "defaults" => RawItem::Defaults(raw),

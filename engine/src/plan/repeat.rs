@@ -153,7 +153,13 @@ fn step_ref_fields(node: &RawNode, kinds: &Kinds) -> Vec<&'static str> {
     };
     kinds
         .spec(kind)
-        .map(|spec| spec.fields.iter().filter(|f| matches!(f.ty, ValueType::StepRef(_))).map(|f| f.name).collect())
+        .map(|spec| {
+            spec.fields
+                .iter()
+                .filter(|f| matches!(f.ty, ValueType::StepRef(_) | ValueType::SettingsRef(_)))
+                .map(|f| f.name)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -39,7 +39,7 @@ pub fn type_name(ty: ValueType) -> String {
         ValueType::ConfigWords => "config words".into(),
         ValueType::ConfigPath => "config path".into(),
         ValueType::Name => "name".into(),
-        ValueType::StepRef(kinds) => format!("name of a {} step", kinds.join("|")),
+        ValueType::StepRef(kinds) | ValueType::SettingsRef(kinds) => format!("name of a {} step", kinds.join("|")),
         ValueType::Shell => "shell script".into(),
         ValueType::SubPath => "relative path".into(),
     }
@@ -85,7 +85,9 @@ pub fn parse_typed(ty: ValueType, text: &str) -> Result<Value, TypeError> {
             Ok(Value::Path(path))
         }
         // A step reference is resolved against the plan's steps once every step is known (validate.rs).
-        ValueType::Name | ValueType::StepRef(_) => parse_name(text).map(|()| Value::Str(text.to_owned())),
+        ValueType::Name | ValueType::StepRef(_) | ValueType::SettingsRef(_) => {
+            parse_name(text).map(|()| Value::Str(text.to_owned()))
+        }
         ValueType::SubPath => parse_sub_path(text).map(|()| Value::Str(text.to_owned())),
     }
 }

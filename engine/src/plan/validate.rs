@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::kind::{DeployTarget, Kinds};
@@ -46,6 +47,7 @@ struct Collected<'a> {
     zdd_version: Vec<&'a RawNode>,
     state_dir: Vec<&'a RawNode>,
     slots: Vec<&'a RawNode>,
+    stable_after: Vec<&'a RawNode>,
     vars: Vec<VarDecl>,
     defaults: Vec<(&'a RawNode, usize)>,
     hosts: Vec<&'a RawNode>,
@@ -57,15 +59,20 @@ struct Collected<'a> {
 fn collect<'a>(loaded: &'a Loaded, file: FileId, depth: usize, out: &mut Collected<'a>, diags: &mut Diagnostics) {
     for (index, item) in loaded.doc(file).items.iter().enumerate() {
         match item {
-            RawItem::Plan(n) | RawItem::StateDir(n) | RawItem::Slots(n) if depth > 0 => diags.push(
-                Diagnostic::error(Code::MisplacedNode, format!("`{}` belongs in the main plan file", n.name))
-                    .at(n.name_span, "in an included file")
-                    .help("move it to the plan file given to zdd; included files hold `var`, `defaults` and `step`"),
-            ),
+            RawItem::Plan(n) | RawItem::StateDir(n) | RawItem::Slots(n) | RawItem::StableAfter(n) if depth > 0 => {
+                diags.push(
+                    Diagnostic::error(Code::MisplacedNode, format!("`{}` belongs in the main plan file", n.name))
+                        .at(n.name_span, "in an included file")
+                        .help(
+                            "move it to the plan file given to zdd; included files hold `var`, `defaults` and `step`",
+                        ),
+                );
+            }
             RawItem::Plan(n) => out.plan.push(n),
             RawItem::ZddVersion(n) => out.zdd_version.push(n),
             RawItem::StateDir(n) => out.state_dir.push(n),
             RawItem::Slots(n) => out.slots.push(n),
+            RawItem::StableAfter(n) => out.stable_after.push(n),
             RawItem::Var(n) => {
                 if let Some(d) = var_decl(n, depth, file, diags) {
                     out.vars.push(d);
@@ -195,7 +202,8 @@ fn header_phase<'a>(
     let slots = slots(&c.slots, &interp, diags);
     let state_dir =
         vars::state_dir(state_dir_override.map(Path::to_path_buf).as_ref(), plan_state_dir.as_ref(), base_dir, &name);
-    let header = PlanHeader { name: name.clone(), slots, state_dir };
+    let stable_after = stable_after(&c.stable_after, &interp, diags);
+    let header = PlanHeader { name: name.clone(), slots, state_dir, stable_after };
     Some(HeaderPhase { c, name, interp, variables, vars_failed, plan_state_dir, header })
 }
 
@@ -226,7 +234,7 @@ pub fn validate(
 ) -> Option<Validated> {
     let HeaderPhase { c, name, mut interp, mut variables, vars_failed, plan_state_dir, header } =
         header_phase(loaded, base_dir, inputs, runtime.state_dir, diags)?;
-    let PlanHeader { slots, state_dir, .. } = header;
+    let PlanHeader { slots, state_dir, stable_after, .. } = header;
     let target = match runtime.target {
         TargetSource::Sample => Runtime::sample_target(&slots),
         TargetSource::Fixed(t) => t.clone(),
@@ -319,6 +327,7 @@ pub fn validate(
         vars: variables,
         slots,
         state_dir: plan_state_dir,
+        stable_after,
         defaults,
         fleet,
         graph: crate::graph::StepGraph::build_from_steps(&steps),
@@ -329,7 +338,7 @@ pub fn validate(
 
 /// Resolve every field of type [`ValueType::StepRef`] (`service "web"`) as `needs` is resolved: the step must
 /// exist and be of an accepted kind, and the referring step gets a `needs` edge to it, so it runs after it (and
-/// is undone before it).
+/// is undone before it). A [`ValueType::SettingsRef`] is checked alike and adds no edge.
 fn step_references(
     steps: &mut [Step],
     by_name: &HashMap<String, usize>,
@@ -343,7 +352,11 @@ fn step_references(
         let Some(spec) = kinds.spec(&steps[i].kind) else { continue };
         let mut refs: Vec<usize> = Vec::new();
         for field in spec.fields {
-            let ValueType::StepRef(accepted) = field.ty else { continue };
+            let (accepted, ordered) = match field.ty {
+                ValueType::StepRef(accepted) => (accepted, true),
+                ValueType::SettingsRef(accepted) => (accepted, false),
+                _ => continue,
+            };
             for occurrence in steps[i].fields.all(field.name) {
                 let Some(target) = occurrence.value.as_ref().and_then(Value::as_str) else { continue };
                 let Some(&j) = by_name.get(target) else {
@@ -391,7 +404,9 @@ fn step_references(
                     broken.push(i);
                     continue;
                 }
-                refs.push(j);
+                if ordered {
+                    refs.push(j);
+                }
             }
         }
         for j in refs {
@@ -442,6 +457,21 @@ fn render_or_report(interp: &Interpolator<'_>, text: &str, span: Span, diags: &m
         Err(d) => {
             diags.push(*d);
             None
+        }
+    }
+}
+
+/// `stable-after "10m"`: a duration, zero allowed (every deployed release is stable at once); absent,
+/// [`crate::plan::DEFAULT_STABLE_AFTER`].
+fn stable_after(nodes: &[&RawNode], interp: &Interpolator<'_>, diags: &mut Diagnostics) -> Duration {
+    let fallback = crate::plan::DEFAULT_STABLE_AFTER;
+    let Some((text, span)) = header_string(nodes, "stable-after", false, diags) else { return fallback };
+    let Some(text) = render_or_report(interp, &text, span, diags) else { return fallback };
+    match crate::plan::types::parse_duration(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            diags.push(Diagnostic::error(e.code, e.message).at(span, "not a duration").help(e.help));
+            fallback
         }
     }
 }

@@ -83,6 +83,7 @@ pub fn describe(event: &Event) -> Option<String> {
         }
         Event::Warning { message } => format!("warning: {message}"),
         Event::Serving { step, url } => format!("{step}: the new release answers at {url}"),
+        Event::CutOver { step, release } => format!("{step}: cut the live traffic over to release {release}"),
         Event::Check { check, outcome, detail, fix, code } => {
             let mut text = format!("{:<7} {check}: {detail}", outcome.word());
             if let Some(fix) = fix {

@@ -16,6 +16,8 @@ pub struct Summary {
     cause: Option<String>,
     /// Where the new release answered its smoke checks.
     serving: Option<String>,
+    /// The step that cut the live traffic over to the new release.
+    cut_over: Option<String>,
 }
 
 /// The word for a step's final state.
@@ -39,6 +41,7 @@ impl Summary {
             Event::RunStarted { release, .. } => self.release = Some(release.clone()),
             Event::RollbackStarted { cause } => self.cause = Some(cause.clone()),
             Event::Serving { url, .. } => self.serving = Some(url.clone()),
+            Event::CutOver { step, .. } => self.cut_over = Some(step.clone()),
             Event::UndoFinished { step, ok: false, error, .. } => {
                 self.undo_errors.insert(step.clone(), error.clone().unwrap_or_default());
             }
@@ -71,6 +74,7 @@ impl Summary {
                     human_ms(duration_ms)
                 ));
                 lines.extend(Self::not_undone(rows));
+                lines.extend(self.marked_bad(release));
             }
             Outcome::RollbackIncomplete => {
                 lines.push(format!(
@@ -82,6 +86,7 @@ impl Summary {
                     lines.push(format!("  - {}: its undo failed: {}", r.step, why.lines().next().unwrap_or_default()));
                 }
                 lines.extend(Self::not_undone(rows));
+                lines.extend(self.marked_bad(release));
                 lines.push(
                     "Fix the cause, then run `zdd recover PLAN` to retry the failed undos (zdd run refuses until then)."
                         .to_owned(),
@@ -89,6 +94,16 @@ impl Summary {
             }
         }
         lines
+    }
+
+    /// A release that failed after its cutover is marked bad in the state directory (see `zdd_engine::state`).
+    fn marked_bad(&self, release: &str) -> Option<String> {
+        self.cut_over.as_ref().map(|step| {
+            format!(
+                "Release {release} failed after its cutover (`{step}`): it is marked bad, and `zdd rollback` will not \
+                 choose it."
+            )
+        })
     }
 
     /// Steps that ran and have no undo (read-only checks, forward-only changes such as migrations).
@@ -101,5 +116,31 @@ impl Summary {
             .map(|r| r.step.as_str())
             .collect();
         (!ran.is_empty()).then(|| format!("Ran without an undo (read-only or forward-only): {}.", ran.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_failed_after_its_cutover_says_its_release_is_marked_bad() {
+        let mut summary = Summary::default();
+        summary.observe(&Event::RunStarted {
+            plan: "p".into(),
+            release: "r3".into(),
+            run_id: "x".into(),
+            steps: vec![],
+        });
+        let before = summary.render(Outcome::RolledBack, 10, &[]);
+        assert!(!before.iter().any(|l| l.contains("marked bad")), "{before:?}");
+        summary.observe(&Event::CutOver { step: "switch".into(), release: "r3".into() });
+        let after = summary.render(Outcome::RolledBack, 10, &[]);
+        assert_eq!(
+            after.last().map(String::as_str),
+            Some(
+                "Release r3 failed after its cutover (`switch`): it is marked bad, and `zdd rollback` will not choose it."
+            )
+        );
     }
 }

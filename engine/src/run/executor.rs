@@ -49,6 +49,8 @@ pub struct Forward {
     pub completed: Vec<StepId>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// The first step that moved the live traffic to the new release, if one succeeded.
+    pub cut_over: Option<String>,
 }
 
 /// How a run went.
@@ -60,6 +62,8 @@ pub struct RunReport {
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
     pub rollback: Option<Rollback>,
+    /// The step that cut the live traffic over to the new release, if one did (see [`Event::CutOver`]).
+    pub cut_over: Option<String>,
 }
 
 /// What the rollback did.
@@ -163,7 +167,14 @@ impl Executor {
                 }
             })
             .collect();
-        RunReport { outcome, duration: started.elapsed(), summary, stopped: forward.stopped, rollback }
+        RunReport {
+            outcome,
+            duration: started.elapsed(),
+            summary,
+            stopped: forward.stopped,
+            rollback,
+            cut_over: forward.cut_over,
+        }
     }
 
     /// Emit the run's last event (after the caller saved the state: a crash before this line leaves the run
@@ -190,6 +201,7 @@ impl Executor {
         let mut records: Vec<Option<StepRecord>> = vec![None; steps.len()];
         let mut completed = Vec::new();
         let mut stopped: Option<String> = None;
+        let mut cut_over: Option<String> = None;
 
         loop {
             for id in schedule.start_next() {
@@ -232,6 +244,10 @@ impl Executor {
                 duration_ms: millis(record.duration),
                 error: record.error.clone(),
             });
+            if ok && cut_over.is_none() && self.kinds.get(&step.kind).is_some_and(|k| k.cuts_over(step)) {
+                cut_over = Some(step.name.clone());
+                self.events.emit(Event::CutOver { step: step.name.clone(), release: self.target.release.clone() });
+            }
             if !ok && stopped.is_none() {
                 let why = record.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("failed");
                 stopped = Some(format!("step `{}` {}: {why}", step.name, state_word(record.state)));
@@ -256,7 +272,7 @@ impl Executor {
             });
         }
         let records = records.into_iter().map(|r| r.unwrap_or_else(StepRecord::skipped)).collect();
-        Forward { records, completed, stopped }
+        Forward { records, completed, stopped, cut_over }
     }
 
     fn step_task(

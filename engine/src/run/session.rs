@@ -156,6 +156,8 @@ impl Session {
             duration_ms: millis(report.duration),
             user: header.user,
             host: header.host,
+            cut_over: report.cut_over.clone(),
+            cause: report.stopped.clone(),
         });
         match &recorded {
             Ok(()) => exec.finish(&report),
@@ -191,22 +193,17 @@ impl Session {
         }
     }
 
-    /// Add a finished run to `state.json` (a deployed run becomes live).
+    /// Add a finished run to `state.json` (a deployed run becomes live; one that failed after its cutover marks
+    /// its release bad). The live release is judged first: the time it served ends with this run if it deployed.
     fn record(&self, entry: HistoryEntry) -> Result<(), StateError> {
         let mut state = self.state.load()?;
+        state.judge(std::time::SystemTime::now(), self.plan.stable_after);
         state.record(entry);
         self.state.save(&state)
     }
 
-    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
-    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
-    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
-    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
-        let started = Instant::now();
-        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
-        let (events, rx) = EventSink::channel();
-        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
-        self.warn_takeover(&events);
+    /// Stop the process groups an interrupted run left running, here and on its hosts, each with a warning.
+    async fn stop_leftovers(&self, events: &EventSink) {
         let log = process_log_path(self.state.path());
         let local_log = log.clone();
         let stopped = tokio::task::spawn_blocking(move || process_log::stop_leftovers(&local_log, LEFTOVER_GRACE))
@@ -246,6 +243,18 @@ impl Session {
         if remote.iter().all(Stopped::done) {
             process_log::forget(&log);
         }
+    }
+
+    /// Undo, in the recorded graph's undo order, every step of an interrupted run whose facts are not undone yet, then mark the
+    /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
+    /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
+    pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
+        let started = Instant::now();
+        let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
+        let (events, rx) = EventSink::channel();
+        let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
+        self.warn_takeover(&events);
+        self.stop_leftovers(&events).await;
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
             "recovering run {} ({} of release {}, started by {} on {})",
@@ -264,6 +273,10 @@ impl Session {
             run_id: replay.header.run_id.clone(),
             steps: replay.to_undo.iter().map(|(step, _)| step.clone()).collect(),
         });
+        // Said again so the summary says the release is marked bad: the journal's `cut-over` line is why.
+        if let Some(step) = &replay.cut_over {
+            exec.events.emit(Event::CutOver { step: step.clone(), release: replay.header.target.release.clone() });
+        }
         let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.undo_waves(), interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
@@ -286,9 +299,17 @@ impl Session {
             duration_ms: millis(started.elapsed()),
             user: lock::username(),
             host: lock::hostname(),
+            cut_over: replay.cut_over.clone(),
+            cause: Some(format!("interrupted; undone by `zdd recover` ({cause})")),
         });
-        let report =
-            RunReport { outcome, duration: started.elapsed(), summary, stopped: Some(cause), rollback: Some(rollback) };
+        let report = RunReport {
+            outcome,
+            duration: started.elapsed(),
+            summary,
+            stopped: Some(cause),
+            rollback: Some(rollback),
+            cut_over: replay.cut_over.clone(),
+        };
         exec.finish(&report);
         drop(exec);
         let _ = tapped.await;
@@ -298,11 +319,41 @@ impl Session {
     }
 }
 
+/// What `zdd stop` or `zdd maintenance` asks of every step's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepCommand {
+    /// Stop gracefully what the step keeps running ([`StepKind::stop`](crate::kind::StepKind::stop)).
+    Stop,
+    /// Turn the maintenance page on (`true`) or off ([`StepKind::maintenance`](crate::kind::StepKind::maintenance)).
+    Maintenance(bool),
+}
+
+impl StepCommand {
+    /// What a reporter says of a step that did it.
+    fn done(self) -> &'static str {
+        match self {
+            StepCommand::Stop => "stopped",
+            StepCommand::Maintenance(true) => "maintenance on",
+            StepCommand::Maintenance(false) => "maintenance off",
+        }
+    }
+
+    /// The warning when no step of the plan did it.
+    fn none(self) -> &'static str {
+        match self {
+            StepCommand::Stop => "nothing to stop: no step of this plan keeps anything running",
+            StepCommand::Maintenance(_) => {
+                "no maintenance page: no step of this plan has one (the built-in `proxy-switch` site does)"
+            }
+        }
+    }
+}
+
 impl Session {
-    /// `zdd stop`: ask every step's kind, in the graph's undo order (a step after every step that needs it), to
-    /// stop what it keeps running.
-    /// Returns how many stopped something and the errors of those that failed.
-    pub async fn stop(self, target: DeployTarget) -> (usize, Vec<(String, String)>) {
+    /// `zdd stop` and `zdd maintenance`: ask every step's kind, in the graph's undo order (a step after every step
+    /// that needs it), to do `command`.
+    /// Returns how many did something and the errors of those that failed.
+    pub async fn command(self, target: DeployTarget, command: StepCommand) -> (usize, Vec<(String, String)>) {
         let (events, mut rx) = EventSink::channel();
         let report = self.report.clone();
         let relay = tokio::spawn(async move {
@@ -311,31 +362,34 @@ impl Session {
             }
         });
         let exec = self.executor(target, Arc::new(Journal::in_memory()), events.clone());
-        let mut stopped = 0;
+        let mut done = 0;
         let mut failed = Vec::new();
         for step in self.plan.graph.undo_waves.iter().flatten().map(|id| self.plan.step(*id)) {
             let Some(kind) = self.kinds.get(&step.kind) else { continue };
             let ctx = exec.ctx(&step.name, step.host.as_deref(), CancellationToken::new());
-            match kind.stop(step, &ctx).await {
+            let result = match command {
+                StepCommand::Stop => kind.stop(step, &ctx).await,
+                StepCommand::Maintenance(on) => kind.maintenance(step, &ctx, on).await,
+            };
+            match result {
                 Ok(true) => {
-                    stopped += 1;
-                    events.emit(Event::StepMessage { step: step.name.clone(), message: "stopped".into() });
+                    done += 1;
+                    events.emit(Event::StepMessage { step: step.name.clone(), message: command.done().into() });
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    events.emit(Event::Warning { message: format!("could not stop `{}`: {e}", step.name) });
+                    let what = if command == StepCommand::Stop { "stop" } else { "switch maintenance for" };
+                    events.emit(Event::Warning { message: format!("could not {what} `{}`: {e}", step.name) });
                     failed.push((step.name.clone(), e.to_string()));
                 }
             }
         }
-        if stopped == 0 && failed.is_empty() {
-            events.emit(Event::Warning {
-                message: "nothing to stop: no step of this plan keeps anything running".into(),
-            });
+        if done == 0 && failed.is_empty() {
+            events.emit(Event::Warning { message: command.none().into() });
         }
         drop((exec, events));
         let _ = relay.await;
-        (stopped, failed)
+        (done, failed)
     }
 }
 

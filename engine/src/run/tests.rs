@@ -150,6 +150,7 @@ fn plan(steps: Vec<Step>) -> Plan {
         vars: Vec::new(),
         slots: vec!["a".into(), "b".into()],
         state_dir: None,
+        stable_after: crate::plan::DEFAULT_STABLE_AFTER,
         defaults: StepPolicy::default(),
         fleet: crate::plan::fleet::Fleet::default(),
         graph: crate::graph::StepGraph::build_from_steps(&steps),

@@ -16,6 +16,7 @@
 //! is let through unverified.
 
 pub mod error_log;
+pub mod maintenance;
 pub mod nginx;
 pub mod workers;
 
@@ -94,6 +95,17 @@ static SPEC: KindSpec = KindSpec {
             "Nginx's `proxy_read_timeout`/`proxy_send_timeout`: how long a response, or an open WebSocket, may be silent.",
         )
         .default("60s"),
+        FieldSpec::new(
+            "maintenance-page",
+            ValueType::Path,
+            "The HTML page `zdd maintenance on` serves (with 503) instead of the app; default a short built-in page.",
+        ),
+        FieldSpec::new(
+            "maintenance-retry-after",
+            ValueType::Duration,
+            "The maintenance page's `Retry-After`: when visitors (and crawlers) should come back.",
+        )
+        .default("60s"),
         FieldSpec::new("confirm", ValueType::Url, "A URL through the proxy that must answer after the switch."),
         HOST,
         FieldSpec::new("confirm-status", ValueType::Int, "Expected status of `confirm`.").default("200"),
@@ -145,6 +157,8 @@ pub struct Settings {
     confirm: Option<Confirm>,
     /// Nginx's error log (absolute): a failed confirmation shows what Nginx wrote meanwhile.
     error_log: Option<PathBuf>,
+    /// The page `zdd maintenance on` serves, a file on this machine (default [`maintenance::DEFAULT_PAGE`]).
+    maintenance_page: Option<PathBuf>,
 }
 
 /// `confirm`: a URL through the proxy that must answer after the switch.
@@ -260,7 +274,13 @@ impl TypedKind for ProxySwitch {
                 within: ctx.duration("confirm-within", Duration::from_secs(10)),
             }),
             error_log: ctx.path("error-log"),
+            maintenance_page: ctx.path("maintenance-page"),
         })
+    }
+
+    /// The switch is the cutover: once it succeeded, Nginx sends the live traffic to the new instance.
+    fn cuts_over(&self, _settings: &Settings) -> bool {
+        true
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
@@ -440,6 +460,10 @@ impl TypedKind for ProxySwitch {
             ctx.message(format!("{} -> {}", link.display(), target.display()));
         }
         confirm(s, ctx, ngx.origin(slot)?).await
+    }
+
+    async fn maintenance(&self, s: &Settings, ctx: &StepCtx, on: bool) -> Result<bool, StepError> {
+        maintenance::switch(s, ctx, on).await.map(|()| true)
     }
 
     async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {

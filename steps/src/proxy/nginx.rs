@@ -51,6 +51,9 @@ pub struct Nginx {
     /// HTTPS at the edge: `listen` then only redirects to it. Absent in undo facts written before TLS existed.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// The maintenance page's `Retry-After` (the site's maintenance block: [`super::maintenance`]).
+    #[serde(default = "default_retry_after")]
+    pub maintenance_retry_after: Duration,
 }
 
 /// The site's HTTPS server: the certificate and key Nginx's master loads (as root, at start and at every
@@ -82,6 +85,11 @@ fn default_read_timeout() -> Duration {
     Duration::from_mins(1)
 }
 
+/// The `maintenance-retry-after` default.
+fn default_retry_after() -> Duration {
+    Duration::from_mins(1)
+}
+
 impl Nginx {
     /// From a proxy-switch step's fields, at validation.
     pub fn from_fields(ctx: &SettingsCtx<'_>) -> Result<Self, Diagnostics> {
@@ -110,6 +118,7 @@ impl Nginx {
                 }
                 _ => None,
             },
+            maintenance_retry_after: ctx.duration("maintenance-retry-after", default_retry_after()),
         })
     }
 
@@ -187,6 +196,11 @@ impl Nginx {
                 "listen": t.listen,
                 "redirect_port": t.redirect_port(),
             })),
+            "maintenance": {
+                "dir": path_text(&super::maintenance::dir(&self.root)),
+                "flag": path_text(&super::maintenance::flag(&self.root)),
+                "retry_after": self.maintenance_retry_after.as_secs().max(1),
+            },
         });
         let template = templates::load(ctx_host, self.template.as_deref(), templates::NGINX_SITE).await?;
         let content = templates::render(&path_text(&self.site_conf), &template, &data)?;
@@ -304,6 +318,7 @@ mod tests {
             lanes: vec![],
             read_timeout: Duration::from_mins(1),
             tls: None,
+            maintenance_retry_after: Duration::from_mins(1),
         }
     }
 
