@@ -366,11 +366,17 @@ fn upgrade_under_load(celery: &Celery) -> Result<String, String> {
     check(said.iter().any(|m| m.contains("stopped in")), || format!("beat step messages: {said:?}"))?;
     let ticks = celery.ticks();
     let v1_ticks = ticks.iter().filter(|(v, _)| v == "v1").count();
+    let took = |step: &str| {
+        let finished = run.events.iter().find(|e| e["event"] == "step-finished" && e["step"] == step);
+        finished.and_then(|e| e["duration_ms"].as_u64()).unwrap_or_default()
+    };
     Ok(format!(
         "{} tasks enqueued, {v1_runs} ran on v1, each once; {v1_ticks} ticks from v1's beat, then {} from v2's \
-         ({gap:.1} s between them); {}",
+         ({gap:.1} s between them; the beat step took {} ms beside drain-stop's {} ms); {}",
         sent.len(),
         ticks.len() - v1_ticks,
+        took("beat"),
+        took("drain-stop"),
         measured(&report, races, &run)
     ))
 }
