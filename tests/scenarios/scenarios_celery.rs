@@ -11,13 +11,16 @@
 //! 3. v4's worker exits as it starts: the whole release is rolled back, web included; the same holds after it.
 //! 4. v5's web never gets healthy, after its worker was confirmed and the old worker stopped consuming: the
 //!    rollback makes v2's worker consume again, and the same holds.
-//! 5. v6's Celery beat exits as it starts, after the switch: the rollback restarts v2's beat.
+//! 5. v7 fails in a step after its beat has ticked: the rollback stops v7's beat, then starts v2's again.
+//!
+//! Under systemd (`celery_workers_and_beat_under_systemd`, ignored by default): 1, then v6, whose beat exits as
+//! it starts, after the switch (the rollback starts v2's beat again), then 5.
 //!
 //! Celery beat runs all along (`--var beat=true`) and sends a `tick` every second; the fixture records each tick
 //! with the sending beat's version and pid. One beat at a time means the ticks come in runs of one pid each, no
 //! pid coming back after another's: two beats at once would interleave. After 1, v1's ticks all come before
 //! v2's and v2's beat is the one ticking; the failed releases 2-4 never touch v2's beat (same pid, still
-//! ticking); after 5, a new v2 beat ticks and v6's never did.
+//! ticking); after 5 (and v6), a new v2 beat ticks, after v7's ticks and never between them (v6's never ticked).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,6 +40,8 @@ use support::zdd::{Backend, Db, ProxyMode, Stack, StackConfig, ZddRun};
 const FIXTURE: &str = "celeryproj";
 /// The task v2 adds and v3 removes again.
 const V2_TASK: &str = "only_in_v2";
+/// The release deployed with a step after `beat` that fails once its beat ticks.
+const FAILS_AFTER_BEAT: &str = "v7";
 
 /// A task run: (task name, token).
 type Task = (String, u64);
@@ -97,8 +102,8 @@ impl Celery {
             return dest;
         }
         // v4: v2's code whose worker cannot start (as a worker-only import error would): web and task listing
-        // load. v6: the same for its beat, which starts after the switch.
-        for (name, program) in [("v4", "worker"), ("v6", "beat")] {
+        // load. v6: the same for its beat, which starts after the switch. v7: v2's code as it is.
+        for (name, fails) in [("v4", Some("worker")), ("v6", Some("beat")), (FAILS_AFTER_BEAT, None)] {
             if version != name {
                 continue;
             }
@@ -108,12 +113,14 @@ impl Celery {
             for file in VERSIONED {
                 edit(&dest.join(file), |t| t.replace("VERSION = \"v2\"", &format!("VERSION = \"{name}\"")));
             }
-            edit(&dest.join("proj/celery.py"), |t| {
-                format!(
-                    "{t}\n\nimport sys\n\nif '{program}' in sys.argv:\n    raise SystemExit(\"{name}'s {program} cannot \
-                     start\")\n"
-                )
-            });
+            if let Some(program) = fails {
+                edit(&dest.join("proj/celery.py"), |t| {
+                    format!(
+                        "{t}\n\nimport sys\n\nif '{program}' in sys.argv:\n    raise SystemExit(\"{name}'s {program} \
+                         cannot start\")\n"
+                    )
+                });
+            }
             return dest;
         }
         if version == "v2" {
@@ -146,8 +153,25 @@ impl Celery {
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
-        let plan = self.stack.plan_path("web-worker");
+        let mut plan = self.stack.plan_path("web-worker");
+        if version == FAILS_AFTER_BEAT {
+            plan = self.fails_after_beat(&plan);
+        }
         ZddRun::of(&mut self.stack.command_for("run", &plan, &vars))
+    }
+
+    /// plans/web-worker.kdl (the stack's copy) with a step after `beat` that fails once the new beat has sent a
+    /// tick: the rollback then has a running new beat to stop before it starts the old one again.
+    fn fails_after_beat(&self, plan: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(plan).expect("read the plan");
+        let step = format!(
+            "\nstep \"fails-after-beat\" kind=\"exec\" {{\n    needs \"beat\"\n    run #\"timeout 20 sh -c 'until grep -q \
+             \"^tick {FAILS_AFTER_BEAT} \" {}; do sleep 0.2; done'; exit 1\"#\n}}\n",
+            self.beat_log.display()
+        );
+        let variant = plan.with_file_name("web-worker-fails-after-beat.kdl");
+        std::fs::write(&variant, text + &step).expect("write the plan variant");
+        variant
     }
 
     /// Each task's runs so far: (task, token) → versions and nodes that ran it.
@@ -419,6 +443,26 @@ fn rolls_back_after_the_old_worker_stopped_consuming(celery: &Celery) -> Result<
     Ok(format!("rolled back in {:.1} s; {after}; {beat}", run.duration.as_secs_f64()))
 }
 
+fn rolls_back_after_the_new_beat_ran(celery: &Celery) -> Result<String, String> {
+    let before = celery.alive_pid("beat-b");
+    let run = celery.deploy(FAILS_AFTER_BEAT);
+    check(run.code != 0, || format!("{FAILS_AFTER_BEAT} (a step after beat fails) was deployed\n{}", run.describe()))?;
+    let said = messages(&run, "beat");
+    let stopped_new = said.iter().any(|m| m == "beat beat-a stopped");
+    check(stopped_new && said.iter().any(|m| m.contains("runs again")), || {
+        format!("the beat undo did not stop the new beat and restart v2's: {said:?}")
+    })?;
+    let after = v2_still_serves_and_consumes(celery, FAILS_AFTER_BEAT, 5_000_000)?;
+    let (pid, runs) = v2_beat_ticks(celery, celery.ticks().len())?;
+    check(before.is_some_and(|b| b != pid), || format!("v2's beat was {before:?} before and is {pid} after"))?;
+    let new_ran = runs.iter().any(|(v, _)| v == FAILS_AFTER_BEAT);
+    check(new_ran, || format!("{FAILS_AFTER_BEAT}'s beat never ticked before the failure: {runs:?}"))?;
+    Ok(format!(
+        "rolled back in {:.1} s; {after}; {FAILS_AFTER_BEAT}'s beat ticked, then v2's again as {pid}, never both",
+        run.duration.as_secs_f64()
+    ))
+}
+
 fn rolls_back_a_beat_that_does_not_start(celery: &Celery) -> Result<String, String> {
     let before = celery.alive_pid("beat-b");
     let run = celery.deploy("v6");
@@ -475,13 +519,13 @@ fn celery_workers_move_with_the_release() {
         ("v3 drops a task: refused", refuses_a_dropped_task),
         ("v4's worker does not start: rolled back", rolls_back_a_worker_that_does_not_start),
         ("v5's web is unhealthy: the old worker consumes again", rolls_back_after_the_old_worker_stopped_consuming),
-        ("v6's beat does not start: the old beat runs again", rolls_back_a_beat_that_does_not_start),
+        ("v7 fails after its beat ran: the old beat runs again", rolls_back_after_the_new_beat_ran),
     ];
     run_scenarios(&celery, &scenarios);
 }
 
 /// The worker and beat units under systemd (their journals, `_SYSTEMD_INVOCATION_ID`, `systemctl stop`): the
-/// upgrade and the beat rollback only. Not in the default run, whose time budget the process backend's run
+/// upgrade and the beat rollbacks only. Not in the default run, whose time budget the process backend's run
 /// above already fills; `-- --ignored` runs it.
 #[test]
 #[ignore = "the systemd variant of the celery scenario; run with --ignored"]
@@ -493,9 +537,10 @@ fn celery_workers_and_beat_under_systemd() {
         return;
     }
     let celery = Celery::start(name, Backend::Systemd);
-    let scenarios: [Scenario; 2] = [
+    let scenarios: [Scenario; 3] = [
         ("v1 -> v2 with workers under load", upgrade_under_load),
         ("v6's beat does not start: the old beat runs again", rolls_back_a_beat_that_does_not_start),
+        ("v7 fails after its beat ran: the old beat runs again", rolls_back_after_the_new_beat_ran),
     ];
     run_scenarios(&celery, &scenarios);
 }

@@ -106,7 +106,9 @@ pub async fn wait_started(
 }
 
 /// The pid of the beat running in `islot` now: under systemd the main pid of the active unit, as a process the
-/// recorded pid if it is alive and is the recorded beat.
+/// recorded pid if it is alive. Not [`instance::live_pid`]'s check of the process's environment: the pid was
+/// recorded by this run's start a moment ago, and right after it the process is still going through `setsid` and
+/// `exec`, when `/proc/<pid>/environ` can read empty and a beat starting would be taken for one that exited.
 async fn main_pid(ctx: &UndoCtx, svc: &ServiceConfig, islot: &str) -> Result<Option<u32>, StepError> {
     match svc.manager {
         Manager::Systemd => {
@@ -116,10 +118,73 @@ async fn main_pid(ctx: &UndoCtx, svc: &ServiceConfig, islot: &str) -> Result<Opt
             let out = quiet(ctx, &svc.systemctl(&["show", "-P", "MainPID", &svc.unit(islot)])).await?;
             Ok(out.stdout_str().trim().parse().ok().filter(|pid| *pid != 0))
         }
-        Manager::Process => match instance::read(ctx.host.as_ref(), svc, islot).await? {
-            Some(inst) => instance::live_pid(ctx.host.as_ref(), &inst).await,
-            None => Ok(None),
+        Manager::Process => match instance::read(ctx.host.as_ref(), svc, islot).await?.and_then(|inst| inst.pid) {
+            Some(pid) if ctx.host.process_alive(pid).await? => Ok(Some(pid)),
+            _ => Ok(None),
         },
         Manager::Docker => Err(crate::worker::not_in_containers()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use zdd_engine::kind::MemoryJournal;
+
+    use super::*;
+    use crate::service::instance::Instance;
+
+    /// A "beat" that is `script` run as a detached process in slot `beat-b` under `root`.
+    async fn launch(ctx: &UndoCtx, root: &Path, script: &str) -> (ServiceConfig, Mark) {
+        let svc = ServiceConfig {
+            app: "proj".into(),
+            manager: Manager::Process,
+            root: root.to_path_buf(),
+            ..ServiceConfig::default()
+        };
+        let mut inst = Instance {
+            release: "r9".into(),
+            slot: "beat-b".into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            cwd: root.to_path_buf(),
+            pid: None,
+        };
+        let mark = mark(ctx, &svc, "beat-b").await.unwrap();
+        backend::launch(ctx, &svc, &mut inst, None).await.unwrap();
+        (svc, mark)
+    }
+
+    #[tokio::test]
+    async fn a_beat_counts_as_started_once_it_logged_the_line_and_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::testing::ctx("beat", dir.path(), Arc::new(MemoryJournal::default()));
+        // An earlier start's line in the same log does not count.
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        std::fs::write(dir.path().join("log/proj-beat-b.log"), format!("{STARTED}\n")).unwrap();
+        let (svc, mark) = launch(&ctx, dir.path(), "exec sleep 30").await;
+        let err = wait_started(&ctx, &svc, "beat-b", mark, Duration::from_millis(500)).await.unwrap_err();
+        assert!(err.to_string().contains("did not log `beat: Starting...` within"), "{err:?}");
+        assert!(backend::stop(&ctx, &svc, "beat-b").await.unwrap());
+        let (svc, mark) = launch(&ctx, dir.path(), "sleep 0.3; echo 'beat: Starting...'; exec sleep 30").await;
+        wait_started(&ctx, &svc, "beat-b", mark, Duration::from_secs(20)).await.unwrap();
+        assert!(backend::stop(&ctx, &svc, "beat-b").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_beat_that_exits_fails_with_what_it_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::testing::ctx("beat", dir.path(), Arc::new(MemoryJournal::default()));
+        let (svc, mark) = launch(&ctx, dir.path(), "echo 'ImportError: no module proj' >&2; exit 1").await;
+        let err = wait_started(&ctx, &svc, "beat-b", mark, Duration::from_secs(20)).await.unwrap_err();
+        let StepError::Failed { message, detail } = err else { panic!("{err:?}") };
+        assert_eq!(message, "beat beat-b exited right after starting");
+        assert!(detail.is_some_and(|d| d.contains("ImportError")));
+
+        let (svc, mark) = launch(&ctx, dir.path(), "echo 'beat: Starting...'; sleep 0.2; exit 1").await;
+        let err = wait_started(&ctx, &svc, "beat-b", mark, Duration::from_secs(20)).await.unwrap_err();
+        let StepError::Failed { message, .. } = err else { panic!("{err:?}") };
+        assert_eq!(message, "beat beat-b exited right after starting its scheduler");
     }
 }
