@@ -86,6 +86,12 @@ pub enum Event {
     /// release serves. A run that fails after this marks the release bad.
     CutOver { step: String, release: String },
     RunFinished { outcome: Outcome, duration_ms: u64, summary: Vec<StepSummary> },
+    /// `zdd run --stage` stopped before the first step that moves traffic: every step before it succeeded, the
+    /// new instance runs beside the live one, and `held` (the cutover and all after it) wait for `zdd promote`
+    /// (or `zdd abort`). The run stays open in its journal, not finished.
+    Staged { release: String, slot: String, held: Vec<String> },
+    /// `zdd promote` or `zdd abort` took up the staged run: from here its journal is an ordinary run's again.
+    Resumed { run_id: String, by: String },
     /// One check of `zdd doctor`; warnings and problems come with a fix and a code.
     Check {
         check: String,

@@ -125,7 +125,7 @@ impl NewerFormat {
 }
 
 /// Where `"format": N` is in a JSON object's text: the key, its colon and its value.
-fn format_field(text: &str) -> Option<(usize, usize)> {
+pub(crate) fn format_field(text: &str) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(found) = text[from..].find("\"format\"") {
         let start = from + found;

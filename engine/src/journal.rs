@@ -91,6 +91,8 @@ enum Line {
     CutOver {
         step: String,
     },
+    Staged {},
+    Resumed {},
     #[serde(other)]
     Other,
 }
@@ -139,6 +141,16 @@ impl Journal {
         })
     }
 
+    /// Continue a staged run's journal (`zdd promote`): as [`Journal::reopen`], knowing the facts its staged
+    /// steps recorded, so a rollback of the promoted run undoes them too.
+    pub fn resume(replay: &Replay, redactor: Redactor) -> std::io::Result<Self> {
+        let journal = Self::reopen(&replay.path, redactor)?;
+        if let Ok(mut facts) = journal.facts.lock() {
+            facts.extend(replay.to_undo.iter().cloned());
+        }
+        Ok(journal)
+    }
+
     /// A journal that keeps facts in memory only (tests, benchmarks).
     pub fn in_memory() -> Self {
         Self { file: None, path: None, redactor: Redactor::new(), facts: Mutex::new(BTreeMap::new()) }
@@ -154,7 +166,12 @@ impl Journal {
         // The cutover too: `recover` marks the release bad from it (see [`crate::state`]).
         let durable = matches!(
             stamped.event,
-            Event::RunStarted { .. } | Event::UndoFinished { .. } | Event::RunFinished { .. } | Event::CutOver { .. }
+            Event::RunStarted { .. }
+                | Event::UndoFinished { .. }
+                | Event::RunFinished { .. }
+                | Event::CutOver { .. }
+                | Event::Staged { .. }
+                | Event::Resumed { .. }
         );
         let line = serde_json::to_value(stamped).map_err(std::io::Error::other)?;
         self.write_line(&line, durable)
@@ -255,6 +272,12 @@ pub struct Replay {
     pub finished: bool,
     /// The step that cut the live traffic over to the run's release, if one did (a `cut-over` line).
     pub cut_over: Option<String>,
+    /// The run was staged (`zdd run --stage`) and waits for `zdd promote` or `zdd abort`: a `staged` line with
+    /// no `resumed` line after it. Such a run is not unfinished (see [`unfinished`]) but [`staged`].
+    pub staged: bool,
+    /// The steps that succeeded and were not undone since, in the order they finished: what `zdd promote` does
+    /// not run again.
+    pub succeeded: Vec<String>,
 }
 
 impl Replay {
@@ -294,6 +317,8 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let mut undone: BTreeSet<String> = BTreeSet::new();
     let mut finished = false;
     let mut cut_over = None;
+    let mut staged = false;
+    let mut succeeded: Vec<String> = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let line = line?;
         if index == 0
@@ -314,6 +339,10 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
                 undone.remove(&step);
             }
             Line::StepFinished { step, state } => {
+                succeeded.retain(|s| s != &step);
+                if state == StepState::Succeeded {
+                    succeeded.push(step.clone());
+                }
                 if state != StepState::Skipped {
                     completed.retain(|s| s != &step);
                     completed.push(step);
@@ -321,9 +350,12 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
             }
             Line::UndoFinished { step, ok } => {
                 if ok {
+                    succeeded.retain(|s| s != &step);
                     undone.insert(step);
                 }
             }
+            Line::Staged {} => staged = true,
+            Line::Resumed {} => staged = false,
             // A run whose rollback did not complete is not over: `recover` retries the undos that failed.
             Line::RunFinished { outcome } => finished = outcome != Outcome::RollbackIncomplete,
             Line::CutOver { step } => {
@@ -342,7 +374,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         .filter(|s| !undone.contains(s))
         .filter_map(|s| facts.get(&s).map(|f| (s.clone(), f.clone())))
         .collect();
-    Ok(Replay { path: path.to_path_buf(), header, to_undo, finished, cut_over })
+    Ok(Replay { path: path.to_path_buf(), header, to_undo, finished, cut_over, staged: staged && !finished, succeeded })
 }
 
 /// The journals of a state directory, oldest first (run ids start with their UTC start time).
@@ -377,11 +409,22 @@ pub fn prune(state_dir: &Path, keep: usize, kept: &[&str]) -> std::io::Result<us
     Ok(deleted)
 }
 
-/// The most recent run that did not finish (zdd killed, machine lost), if any.
+/// The most recent run that did not finish (zdd killed, machine lost), if any. A staged run is not one: it
+/// waits for `zdd promote` or `zdd abort` ([`staged`]).
 pub fn unfinished(state_dir: &Path) -> std::io::Result<Option<Replay>> {
+    latest(state_dir, |r| !r.finished && !r.staged)
+}
+
+/// The staged run (`zdd run --stage`) waiting for `zdd promote` or `zdd abort`, if there is one.
+pub fn staged(state_dir: &Path) -> std::io::Result<Option<Replay>> {
+    latest(state_dir, |r| r.staged)
+}
+
+/// The most recent journal that `wanted`.
+fn latest(state_dir: &Path, wanted: impl Fn(&Replay) -> bool) -> std::io::Result<Option<Replay>> {
     for path in journals(state_dir)?.into_iter().rev() {
         match replay(&path) {
-            Ok(r) if !r.finished => return Ok(Some(r)),
+            Ok(r) if wanted(&r) => return Ok(Some(r)),
             Ok(_) => {}
             // A journal without even a header: the run died before doing anything.
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}

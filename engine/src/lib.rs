@@ -27,6 +27,7 @@ pub mod preview;
 pub mod redact;
 pub mod report;
 pub mod run;
+pub mod saved;
 pub mod schema;
 pub mod settings;
 pub mod source;

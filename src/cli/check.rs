@@ -40,6 +40,9 @@ pub(super) fn report_diagnostics(
 }
 
 pub(super) fn run(args: &PlanArgs) -> i32 {
+    if let Some(text) = super::saved::saved_text(&args.plan) {
+        return super::saved::describe(&args.plan, &text);
+    }
     let kinds = zdd_steps::builtin();
     let read = read_plan(args, &Runtime::sample(), &kinds);
     match &read.result {

@@ -18,10 +18,28 @@ pub(super) fn completions(shell: Shell) -> i32 {
     exit::OK
 }
 
+/// One page: the commands, then each command's synopsis, description and options under its own heading (clap's
+/// page alone lists the commands, not their options).
 pub(super) fn man() -> i32 {
-    let page = clap_mangen::Man::new(Cli::command());
+    let mut cli = Cli::command();
+    cli.build();
     let mut buf = Vec::new();
-    if let Err(e) = page.render(&mut buf) {
+    let mut rendered = clap_mangen::Man::new(cli.clone()).render(&mut buf);
+    for command in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+        let page = clap_mangen::Man::new(command.clone());
+        let mut section = Vec::new();
+        rendered = rendered
+            .and_then(|()| page.render_synopsis_section(&mut section))
+            .and_then(|()| page.render_description_section(&mut section))
+            .and_then(|()| page.render_options_section(&mut section));
+        let heading = format!(".SH \"ZDD {}\"", command.get_name().to_uppercase());
+        let section = String::from_utf8_lossy(&section)
+            .replacen(".SH SYNOPSIS", &heading, 1)
+            .replacen(".SH DESCRIPTION", ".SS Description", 1)
+            .replacen(".SH OPTIONS", ".SS Options", 1);
+        buf.extend_from_slice(section.as_bytes());
+    }
+    if let Err(e) = rendered {
         eprintln!("zdd: could not render the man page: {e}");
         return exit::INVALID;
     }

@@ -18,9 +18,11 @@ mod init;
 mod kinds;
 mod maintenance;
 mod plan;
+mod promote;
 mod recover;
 mod rollback;
 mod run;
+mod saved;
 mod status;
 mod stop;
 mod unlock;
@@ -129,6 +131,10 @@ pub(crate) enum Command {
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
+        /// Also save the plan bound to this target in FILE (JSON, no secret values): `zdd run FILE` applies
+        /// exactly it, and refuses (exit 2) if a plan file, a variable or the live state changed since.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Every check zdd knows for a plan, on this machine and its hosts now: tools, versions, permissions, disk
     /// space, the state directory. One line each (ok, warning, problem, with a fix); changes nothing. Exit 0 with
@@ -150,6 +156,9 @@ pub(crate) enum Command {
         format: GraphFormat,
     },
     /// Deploy: run the plan's steps; on any failure, roll back what was done.
+    ///
+    /// Given a saved plan (zdd plan --out FILE) instead of a plan file, apply exactly it: refused (exit 2, nothing
+    /// changed) if a plan file, a variable or the live state changed since it was saved.
     #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
@@ -161,12 +170,17 @@ pub(crate) enum Command {
         /// Steps running at once (default: number of cores, at least 2).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS).
+        /// Release id: letters, digits, `-`, `_`, `.` (default: the current UTC time, YYYYMMDD-HHMMSS; for a saved
+        /// plan, the one it was saved with).
         #[arg(long)]
         release: Option<String>,
         /// Deploy `--release` even though it is marked bad (a run of it failed after its cutover).
         #[arg(long, requires = "release")]
         allow_bad: bool,
+        /// Stop before the cutover: deploy and check the new release beside the live one, then wait for `zdd
+        /// promote` (move the traffic to it) or `zdd abort` (roll it back).
+        #[arg(long)]
+        stage: bool,
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
@@ -184,6 +198,33 @@ pub(crate) enum Command {
         /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
+    },
+    /// Go on with the release `zdd run --stage` staged: the cutover and every step after it, with the same
+    /// rollback on failure (the staged steps included).
+    #[command(after_help = EXIT_CODES)]
+    Promote {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Steps running at once (default: number of cores, at least 2).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Wait this long for the deploy lock instead of exiting 4 (e.g. 5m).
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
+    },
+    /// Roll back the release `zdd run --stage` staged, from its journal; the live release never stopped serving.
+    #[command(after_help = EXIT_CODES)]
+    Abort {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Roll back a run that was interrupted (zdd killed, CI runner lost) or whose rollback did not complete, from
     /// its journal alone.
@@ -284,15 +325,47 @@ pub(crate) enum Command {
     Man,
 }
 
+impl Command {
+    /// The command's name and plan, for the commands that take a plan file and not a saved plan (`run` applies
+    /// one, `check` says what it holds).
+    fn plan_file_only(&self) -> Option<(&'static str, &PlanArgs)> {
+        match self {
+            Command::Plan { plan, .. } => Some(("plan", plan)),
+            Command::Rollback { plan, .. } => Some(("rollback", plan)),
+            Command::Recover { plan, .. } => Some(("recover", plan)),
+            Command::Promote { plan, .. } => Some(("promote", plan)),
+            Command::Abort { plan, .. } => Some(("abort", plan)),
+            Command::Status { plan, .. } => Some(("status", plan)),
+            Command::History { plan, .. } => Some(("history", plan)),
+            Command::Unlock { plan, .. } => Some(("unlock", plan)),
+            Command::Stop { plan, .. } => Some(("stop", plan)),
+            Command::Maintenance { plan, .. } => Some(("maintenance", plan)),
+            Command::Graph { plan, .. } => Some(("graph", plan)),
+            Command::Doctor { plan, .. } => Some(("doctor", plan)),
+            _ => None,
+        }
+    }
+}
+
 /// Run a command, returning the process exit code.
 pub(crate) fn dispatch(cli: Cli) -> i32 {
+    if let Some((name, plan)) = cli.command.plan_file_only()
+        && let Some(text) = saved::saved_text(&plan.plan)
+    {
+        return saved::not_a_plan_file(name, &plan.plan, &text);
+    }
     match cli.command {
         Command::Check { plan } => check::run(&plan),
         Command::Kinds { kind } => kinds::run(kind.as_deref()),
         Command::Explain { code, list } => explain::run(code.as_deref(), list),
-        Command::Run { plan, state, output, jobs, release, allow_bad, lock_wait } => {
-            run::run(&plan, &state, &output, jobs, release.as_deref(), allow_bad, lock_wait.as_deref())
+        Command::Run { plan, state, output, jobs, release, allow_bad, stage, lock_wait } => {
+            let launch = run::Launch { output: &output, jobs, stage };
+            run::run(&plan, &state, launch, release.as_deref(), allow_bad, lock_wait.as_deref())
         }
+        Command::Promote { plan, state, output, jobs, lock_wait } => {
+            promote::promote(&plan, &state, &output, jobs, lock_wait.as_deref())
+        }
+        Command::Abort { plan, state, output } => promote::abort(&plan, &state, &output),
         Command::Rollback { plan, state, output, lock_wait } => {
             rollback::run(&plan, &state, &output, lock_wait.as_deref())
         }
@@ -304,7 +377,9 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Maintenance { switch, plan, state, output } => {
             maintenance::run(switch == Switch::On, &plan, &state, &output)
         }
-        Command::Plan { plan, state, release, json } => plan::run(&plan, &state, release.as_deref(), json),
+        Command::Plan { plan, state, release, json, out } => {
+            plan::run(&plan, &state, release.as_deref(), json, out.as_deref())
+        }
         Command::Graph { plan, format } => graph::run(&plan, format),
         Command::Doctor { plan, state, output } => doctor::run(&plan, &state, &output),
         Command::Completions { shell } => completions::completions(shell),

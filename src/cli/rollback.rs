@@ -7,5 +7,5 @@ use super::run::{Intent, Launch, deploy};
 use super::{OutputArgs, PlanArgs, StateArgs};
 
 pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs, lock_wait: Option<&str>) -> i32 {
-    deploy(plan, state, Launch { output, jobs: None }, Intent::Rollback, lock_wait)
+    deploy(plan, state, Launch { output, jobs: None, stage: false }, Intent::Rollback, lock_wait)
 }

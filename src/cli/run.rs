@@ -42,6 +42,11 @@ impl Refusal {
         Self { code, reason: Reason::Message(message.into()) }
     }
 
+    /// Rendered diagnostics (and what follows them), printed as they are.
+    pub(super) fn diagnostics(code: i32, text: String) -> Self {
+        Self { code, reason: Reason::Diagnostics(text) }
+    }
+
     /// The reason is already on stderr.
     pub(super) fn printed(code: i32) -> Self {
         Self { code, reason: Reason::Printed }
@@ -90,6 +95,10 @@ pub(super) enum Intent<'a> {
     Stop,
     /// `zdd maintenance`: the target is what is live now.
     Maintenance,
+    /// `zdd promote`: the target is the staged run's.
+    Promote,
+    /// `zdd abort`: the staged run is rolled back.
+    Abort,
 }
 
 /// The state directory, locked, and what was decided from it.
@@ -110,7 +119,12 @@ pub(super) fn lock_wait(text: Option<&str>) -> Result<Option<Duration>, Refusal>
 }
 
 /// Open and lock the state directory, refuse if an interrupted run needs `recover`, and decide the target.
-fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<Duration>) -> Result<Prepared, Refusal> {
+pub(super) fn prepare(
+    header: &PlanHeader,
+    plan: &Path,
+    intent: &Intent<'_>,
+    wait: Option<Duration>,
+) -> Result<Prepared, Refusal> {
     let plan = plan.display();
     let state = StateDir::prepare(&header.state_dir)?;
     let command = match intent {
@@ -119,6 +133,8 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
         Intent::Recover => "recover",
         Intent::Stop => "stop",
         Intent::Maintenance => "maintenance",
+        Intent::Promote => "promote",
+        Intent::Abort => "abort",
     };
     let owner = LockOwner::current(command);
     let first_try = DeployLock::try_acquire(state.path(), &owner);
@@ -138,6 +154,8 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
     })?;
     let unfinished = journal::unfinished(state.path())
         .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
+    let staged = journal::staged(state.path())
+        .map_err(|e| Refusal::new(exit::INVALID, format!("cannot read the journal: {e}")))?;
     let mut current = state.load()?;
     current.judge(std::time::SystemTime::now(), header.stable_after);
     let prepared = |target, replay, warnings| Prepared { state, lock, target, replay, warnings };
@@ -147,18 +165,17 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
             None => Ok(prepared(live_target(&current, &header.slots), None, Vec::new())),
         },
         Intent::Stop | Intent::Maintenance => Ok(prepared(live_target(&current, &header.slots), None, Vec::new())),
-        _ if unfinished.is_some() => {
-            let replay = unfinished.as_ref().map(|r| &r.header);
-            let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&h.run_id, &h.user, &h.host));
-            Err(Refusal::new(
-                exit::ROLLBACK_INCOMPLETE,
+        _ if unfinished.is_some() => Err(unfinished_refusal(unfinished.as_ref(), &plan)),
+        Intent::Promote | Intent::Abort => match staged {
+            Some(replay) => Ok(prepared(replay.header.target.clone(), Some(replay), Vec::new())),
+            None => Err(Refusal::new(
+                exit::INVALID,
                 format!(
-                    "run {run_id} (by {user} on {host}) did not finish: it was interrupted, or its rollback is \
-                     incomplete. Its changes may still be in place.\nRun `zdd recover {plan}` first: it undoes \
-                     them from the journal."
+                    "nothing is staged: `zdd run --stage {plan}` deploys a release up to its cutover and stages it"
                 ),
-            ))
-        }
+            )),
+        },
+        _ if staged.is_some() => Err(staged_refusal(staged.as_ref(), &plan)),
         Intent::Deploy { release, allow_bad } => {
             let target = current.deploy_target(&header.slots, *release)?;
             let warnings = match current.bad(&target.release) {
@@ -189,6 +206,34 @@ fn prepare(header: &PlanHeader, plan: &Path, intent: &Intent<'_>, wait: Option<D
             Ok(prepared(choice.target, None, warnings))
         }
     }
+}
+
+/// A run is refused while an earlier one did not finish.
+fn unfinished_refusal(unfinished: Option<&Replay>, plan: &impl std::fmt::Display) -> Refusal {
+    let replay = unfinished.map(|r| &r.header);
+    let (run_id, user, host) = replay.map_or(("?", "?", "?"), |h| (&*h.run_id, &*h.user, &*h.host));
+    Refusal::new(
+        exit::ROLLBACK_INCOMPLETE,
+        format!(
+            "run {run_id} (by {user} on {host}) did not finish: it was interrupted, or its rollback is \
+             incomplete. Its changes may still be in place.\nRun `zdd recover {plan}` first: it undoes \
+             them from the journal."
+        ),
+    )
+}
+
+/// A run is refused while a release is staged: only `promote` and `abort` take it up.
+fn staged_refusal(staged: Option<&Replay>, plan: &impl std::fmt::Display) -> Refusal {
+    let h = staged.map(|r| &r.header);
+    let (release, run_id, user, host) =
+        h.map_or(("?", "?", "?", "?"), |h| (&*h.target.release, &*h.run_id, &*h.user, &*h.host));
+    Refusal::new(
+        exit::INVALID,
+        format!(
+            "release {release} is staged (run {run_id}, by {user} on {host}): no other run starts until it is \
+             promoted or aborted.\n`zdd promote {plan}` moves the traffic to it; `zdd abort {plan}` rolls it back."
+        ),
+    )
 }
 
 /// `5m`, `90s`, `250ms`.
@@ -236,6 +281,8 @@ pub(super) fn read_and_prepare(
 pub(super) struct Launch<'a> {
     pub output: &'a OutputArgs,
     pub jobs: Option<usize>,
+    /// `--stage`: stop before the cutover, for `zdd promote` or `zdd abort`.
+    pub stage: bool,
 }
 
 /// Run `work` on a tokio runtime with the reporter attached; returns the exit code `work` gives.
@@ -303,6 +350,12 @@ pub(super) fn deploy(
         Ok(p) => p,
         Err(r) => return r.print(),
     };
+    deploy_bound(plan, prepared, launch, mode)
+}
+
+/// Run `plan`, bound to `prepared`'s target, with its state directory locked: reach every host, run the
+/// preflight, then the steps (rolling back on failure).
+pub(super) fn deploy_bound(plan: Plan, prepared: Prepared, launch: Launch<'_>, mode: RunMode) -> i32 {
     if plan.steps.is_empty() {
         // Recording a release that changed nothing as live would make it the target of the next `zdd rollback`.
         return Refusal::new(exit::INVALID, format!("plan `{}` has no steps: there is nothing to deploy", plan.name))
@@ -324,10 +377,26 @@ pub(super) fn deploy(
                 .send(Stamped { at: std::time::SystemTime::now(), event: Event::Warning { message: message.clone() } });
         }
         let (session, target, _) = session(plan, prepared, hosts, launch.jobs, report);
+        if launch.stage && session.cutover_steps().is_empty() {
+            return Refusal::new(
+                exit::INVALID,
+                format!(
+                    "plan `{}` has no step that moves the traffic (a proxy-switch, or an exec with `cutover #true`): \
+                     --stage stops before the first such step, so there is nothing to stage",
+                    session.plan.name
+                ),
+            )
+            .print();
+        }
         if let Err(refusal) = preflight(&session, &target).await {
             return refusal.print();
         }
-        match session.run(mode, target, &interrupt).await {
+        let outcome = if launch.stage {
+            session.stage(mode, target, &interrupt).await
+        } else {
+            session.run(mode, target, &interrupt).await
+        };
+        match outcome {
             Ok(outcome) => outcome.exit_code(),
             Err(e @ SessionError::Journal(_)) => Refusal::new(exit::INVALID, e.to_string()).print(),
             Err(e) => Refusal::new(exit::ROLLBACK_INCOMPLETE, e.to_string()).print(),
@@ -365,11 +434,11 @@ async fn preflight(session: &Session, target: &DeployTarget) -> Result<(), Refus
     ))
 }
 
+/// `zdd run PLAN`, or `zdd run FILE` for a saved plan (told apart by the file's content).
 pub(super) fn run(
     plan: &PlanArgs,
     state: &StateArgs,
-    output: &OutputArgs,
-    jobs: Option<usize>,
+    launch: Launch<'_>,
     release: Option<&str>,
     allow_bad: bool,
     lock_wait: Option<&str>,
@@ -377,7 +446,10 @@ pub(super) fn run(
     if let Some(Err(e)) = release.map(zdd_engine::state::check_release_id) {
         return Refusal::new(exit::INVALID, format!("--release: {e}")).print();
     }
-    deploy(plan, state, Launch { output, jobs }, Intent::Deploy { release, allow_bad }, lock_wait)
+    if let Some(text) = super::saved::saved_text(&plan.plan) {
+        return super::saved::apply(&super::saved::Apply { plan, state, launch, release, allow_bad, lock_wait }, &text);
+    }
+    deploy(plan, state, launch, Intent::Deploy { release, allow_bad }, lock_wait)
 }
 
 /// The state directory a plan uses, from its header alone (for `status`, `history`, `unlock`): a plan whose

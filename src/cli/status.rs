@@ -1,5 +1,5 @@
 //! `zdd status`: the live release and slot, the previous one, what `zdd rollback` would put back, the releases
-//! marked bad, the lock holder, and any run waiting for `zdd recover`.
+//! marked bad, the lock holder, a release staged for `zdd promote`, and any run waiting for `zdd recover`.
 //!
 //! Stable releases are judged here as a run would judge them (see `zdd_engine::state`), without writing: the
 //! state directory is only read.
@@ -18,14 +18,15 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
         Err(r) => return r.print(),
     };
     let dir = header.state_dir.clone();
-    let (mut current, holder, unfinished) = if dir.exists() {
+    let (mut current, holder, unfinished, staged) = if dir.exists() {
         let current = match StateDir::open(&dir).and_then(|state| state.load()) {
             Ok(c) => c,
             Err(e) => return Refusal::from(e).print(),
         };
         let holder = lock::holder(&dir).ok().flatten();
         let unfinished = journal::unfinished(&dir).ok().flatten().map(|r| r.header);
-        (current, holder, unfinished)
+        let staged = journal::staged(&dir).ok().flatten().map(|r| r.header);
+        (current, holder, unfinished, staged)
     } else {
         Default::default()
     };
@@ -44,6 +45,13 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
                 "skipped": c.skipped,
             })),
             "lock": holder,
+            "staged": staged.as_ref().map(|h| serde_json::json!({
+                "run_id": h.run_id,
+                "release": h.target.release,
+                "slot": h.target.slot,
+                "user": h.user,
+                "host": h.host,
+            })),
             "unfinished_run": unfinished,
         });
         outln!("{value:#}");
@@ -80,6 +88,18 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
     match &holder {
         Some(h) => outln!("lock:      held by {}", h.describe()),
         None => outln!("lock:      free"),
+    }
+    if let Some(h) = &staged {
+        let plan = plan.plan.display();
+        outln!(
+            "staged:    release {} in slot {} (run {}, by {} on {}), healthy beside the live release: `zdd promote \
+             {plan}` moves the traffic to it, `zdd abort {plan}` rolls it back",
+            h.target.release,
+            h.target.slot,
+            h.run_id,
+            h.user,
+            h.host,
+        );
     }
     if let Some(h) = &unfinished {
         outln!(

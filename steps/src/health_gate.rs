@@ -202,8 +202,8 @@ impl TypedKind for HealthGate {
     }
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
-        let url = target_url(s, &ctx.plan, &ctx.target.slot)?;
-        let url = ProbeUrl::parse(&url).map_err(StepError::fatal)?;
+        let text = target_url(s, &ctx.plan, &ctx.target.slot)?;
+        let url = ProbeUrl::parse(&text).map_err(StepError::fatal)?;
         let (host, expect, within) = (s.host.as_deref(), &s.expect, s.within);
         let needed = u32::try_from(s.consecutive.max(1)).unwrap_or(3);
         let client = probe::client(ctx.host.as_ref(), &url, s.request_timeout).await?;
@@ -234,8 +234,10 @@ impl TypedKind for HealthGate {
                         good += 1;
                         last = format!("status {}", answer.status);
                         if good >= needed {
+                            // Where the new instance answers on its own: a staged release is checked there
+                            // by hand (`curl --unix-socket <socket> http://localhost/<path>` for a socket).
                             ctx.message(format!(
-                                "healthy: {good} good answers in a row after {polls} polls, {} ms",
+                                "healthy at {text}: {good} good answers in a row after {polls} polls, {} ms",
                                 start.elapsed().as_millis()
                             ));
                             return Ok(());

@@ -4,7 +4,8 @@
 //!
 //! Sequence on one stack (each scenario expects the state the previous one leaves):
 //! 1 first deploy of v1 → 2 v1→v2 under load → 9 maintenance on and off → 7 `zdd rollback` to v1, then v2 again → 3 health fails →
-//! 5 unsafe migration → 6 does not boot → 4 breaks after cutover → 8 kill -9 mid-step, `zdd recover`.
+//! 5 unsafe migration → 6 does not boot → 4 breaks after cutover → 8 kill -9 mid-step, `zdd recover` → 10 stage,
+//! abort, stage again, promote.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -239,6 +240,62 @@ pub(crate) fn s9_maintenance(stack: &Stack, plan: &str) -> Outcome {
         on.duration.as_secs_f64(),
         off.duration.as_secs_f64(),
         report.total()
+    ))
+}
+
+/// The version the instance on `socket` answers with, asked directly (not through Nginx).
+fn version_on_socket(socket: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .find_map(|l| l.strip_prefix("X-App-Version: ").or_else(|| l.strip_prefix("x-app-version: ")))
+        .map(|v| v.trim().to_string())
+}
+
+/// Stage, then abort, then stage and promote, under load: `run --stage` leaves the new release answering on its
+/// own socket while every request through Nginx is still answered by the live one; `abort` stops it; `promote` of
+/// a second stage moves the traffic. Zero failed requests through all of it.
+pub(crate) fn s10_stage_abort_promote(stack: &Stack, plan: &str) -> Outcome {
+    let staged = "v3-same-inputs";
+    let load = Load::start(load_config(stack));
+    std::thread::sleep(Duration::from_millis(700));
+    let stage = stack.zdd("run --stage", plan, staged);
+    check(stage.code == 0 && stage.events.iter().any(|e| e["event"] == "staged"), || {
+        format!("stage failed\n{}", stage.describe())
+    })?;
+    let slot = stage.events.iter().find(|e| e["event"] == "staged").and_then(|e| e["slot"].as_str()).unwrap_or("?");
+    let socket = stack.root.join("run").join(format!("{slot}.sock"));
+    let on_its_own = version_on_socket(&socket);
+    check(on_its_own.as_deref() == Some(staged), || {
+        format!("staged instance on {}: {on_its_own:?}", socket.display())
+    })?;
+    check(serving(stack).as_deref() == Some("v2"), || format!("Nginx serves {:?} while staged", serving(stack)))?;
+    let abort = stack.zdd("abort", plan, staged);
+    check(abort.code == 0, || format!("abort failed\n{}", abort.describe()))?;
+    check(version_on_socket(&socket).is_none(), || "the aborted instance still answers".to_string())?;
+    let stage_again = stack.zdd("run --stage", plan, staged);
+    check(stage_again.code == 0, || format!("second stage failed\n{}", stage_again.describe()))?;
+    let promote = stack.zdd("promote", plan, staged);
+    std::thread::sleep(Duration::from_millis(700));
+    let report = load.finish();
+    check(promote.code == 0, || format!("promote failed\n{}", promote.describe()))?;
+    check_no_failures(stack, &report, &promote)?;
+    expect_serving(stack, staged, &promote)?;
+    let before: Vec<(String, usize)> = report.versions_seen();
+    check(before.first().is_some_and(|(v, _)| v == "v2"), || format!("versions seen: {before:?}"))?;
+    expect_one_instance(stack, "the old release not drained after promote")?;
+    Ok(format!(
+        "stage {:.1} s, abort {:.1} s, stage {:.1} s, promote {:.1} s; {}",
+        stage.duration.as_secs_f64(),
+        abort.duration.as_secs_f64(),
+        stage_again.duration.as_secs_f64(),
+        promote.duration.as_secs_f64(),
+        report.summary()
     ))
 }
 
@@ -481,6 +538,7 @@ pub(crate) const SEQUENCE: &[Scenario] = &[
     ("6 does not boot", s6_no_boot),
     ("4 fails after cutover", s4_breaks_after_cutover),
     ("8 kill -9 mid-step, recover", s8_kill_and_recover),
+    ("10 stage, abort, stage, promote under load", s10_stage_abort_promote),
 ];
 
 /// What depends on the database: first deploy, the expand migration under load, the refused unsafe migration

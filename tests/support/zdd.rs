@@ -216,7 +216,7 @@ impl Stack {
             cmd.arg("--var").arg(format!("{name}={value}"));
         }
         cmd.arg("--state-dir").arg(&self.state_dir);
-        if matches!(command, "run" | "rollback" | "recover") {
+        if matches!(command.split(' ').next(), Some("run" | "rollback" | "recover" | "promote" | "abort")) {
             cmd.arg("--json");
         }
         if let Some(systemd) = &self.systemd {

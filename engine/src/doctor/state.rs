@@ -20,6 +20,9 @@ pub fn checks(dir: &Path, plan_file: &Path) -> Vec<Check> {
     let mut checks = vec![state_dir(dir)];
     checks.push(lock_check(dir, plan_file));
     checks.push(journal_check(dir, plan_file));
+    if let Some(check) = staged_check(dir, plan_file) {
+        checks.push(check);
+    }
     checks
 }
 
@@ -108,6 +111,22 @@ fn journal_check(dir: &Path, plan_file: &Path) -> Check {
             "check the state directory's mode and owner: zdd's user must be able to read it",
         ),
     }
+}
+
+/// A release staged by `zdd run --stage`: every other run is refused until it is promoted or aborted.
+fn staged_check(dir: &Path, plan_file: &Path) -> Option<Check> {
+    let replay = journal::staged(dir).ok().flatten()?;
+    let (h, plan) = (&replay.header, plan_file.display());
+    Some(Check::warning(
+        Code::DoctorStaged,
+        "staged",
+        format!(
+            "release {} is staged in slot {} (run {}, by {} on {}): `zdd run` and `zdd rollback` refuse until it is \
+             promoted or aborted",
+            h.target.release, h.target.slot, h.run_id, h.user, h.host
+        ),
+        format!("`zdd promote {plan}` moves the traffic to it; `zdd abort {plan}` rolls it back"),
+    ))
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl Plan {
 }
 
 /// Where a variable's value came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VarOrigin {
     Default,

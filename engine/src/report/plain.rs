@@ -100,6 +100,13 @@ pub fn describe(event: &Event) -> Option<String> {
                 if *problems == 0 { "nothing stands in the way of a run" } else { "fix each problem before `zdd run`" };
             format!("doctor: {ok} ok, {}, {}: {verdict}", count(*warnings, "warning"), count(*problems, "problem"))
         }
+        Event::Staged { release, slot, held } => format!(
+            "staged: release {release} runs in slot {slot} beside the live release, healthy (the health gate \
+             above says where it answers); held for `zdd promote`: {}. `zdd promote` moves the traffic to it, \
+             `zdd abort` rolls it back",
+            held.join(", ")
+        ),
+        Event::Resumed { run_id, by } => format!("{by}: taking up staged run {run_id}"),
         Event::RunFinished { .. } => return None,
     })
 }

@@ -5,7 +5,7 @@
 //! One [`CancellationToken`] stops the run; each step gets a child of it. Nothing here `?`s out of the
 //! scheduling loop: every started step is awaited to the end before the rollback begins.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,16 @@ pub struct Executor {
     pub jobs: usize,
 }
 
+/// Where a run starts and stops in its graph: all of it (the default), up to the cutover (`zdd run --stage`), or
+/// from where a staged run stopped (`zdd promote`).
+#[derive(Debug, Clone, Default)]
+pub struct Span {
+    /// Succeeded in the staged part of the run: not run again.
+    pub done: BTreeSet<StepId>,
+    /// Not run now, with every step after them: the cutover steps, when staging.
+    pub hold: BTreeSet<StepId>,
+}
+
 /// What the forward part of a run did.
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -51,6 +61,8 @@ pub struct Forward {
     pub stopped: Option<String>,
     /// The first step that moved the live traffic to the new release, if one succeeded.
     pub cut_over: Option<String>,
+    /// The steps the span held (staging), in declaration order; empty when the run stopped early.
+    pub held: Vec<StepId>,
 }
 
 /// How a run went.
@@ -64,6 +76,8 @@ pub struct RunReport {
     pub rollback: Option<Rollback>,
     /// The step that cut the live traffic over to the new release, if one did (see [`Event::CutOver`]).
     pub cut_over: Option<String>,
+    /// The steps a staged run holds for `zdd promote`: not empty only when every step before them succeeded.
+    pub held: Vec<String>,
 }
 
 /// What the rollback did.
@@ -107,6 +121,12 @@ impl Executor {
     /// The whole run: forward, then (if anything failed or `interrupt` fired) the rollback of what ran.
     /// Emits `RunStarted`; the caller records the state and then calls [`Executor::finish`].
     pub async fn run(&self, run_id: &str, interrupt: &CancellationToken) -> RunReport {
+        self.run_span(run_id, interrupt, &Span::default()).await
+    }
+
+    /// [`Executor::run`] over `span` of the graph. A rollback undoes every step that ran, `span.done` included
+    /// (their facts must be in the journal: [`Journal::resume`](crate::journal::Journal::resume)).
+    pub async fn run_span(&self, run_id: &str, interrupt: &CancellationToken, span: &Span) -> RunReport {
         let started = Instant::now();
         self.events.emit(Event::RunStarted {
             plan: self.plan.name.clone(),
@@ -114,7 +134,7 @@ impl Executor {
             run_id: run_id.to_owned(),
             steps: self.plan.steps.iter().map(|s| s.name.clone()).collect(),
         });
-        let forward = self.forward(interrupt).await;
+        let forward = self.forward(interrupt, span).await;
         let mut states: Vec<StepState> = forward.records.iter().map(|r| r.state).collect();
         let mut rollback = None;
         let outcome = match &forward.stopped {
@@ -174,6 +194,7 @@ impl Executor {
             stopped: forward.stopped,
             rollback,
             cut_over: forward.cut_over,
+            held: forward.held.iter().map(|id| self.plan.step(*id).name.clone()).collect(),
         }
     }
 
@@ -189,17 +210,23 @@ impl Executor {
 
     /// Run the steps in dependency order, at most `jobs` at once. Stops starting steps at the first failure or
     /// when `interrupt` fires, cancels the running ones and waits for all of them.
-    pub async fn forward(&self, interrupt: &CancellationToken) -> Forward {
+    pub async fn forward(&self, interrupt: &CancellationToken, span: &Span) -> Forward {
         let steps = &self.plan.steps;
         let jobs = self.jobs.max(1);
         let mut schedule = Scheduler::new(&self.plan.graph.needs_lists(), jobs);
+        schedule.already_succeeded(&span.done);
+        schedule.hold(&span.hold);
         let semaphore = Arc::new(Semaphore::new(jobs));
         let run_token = CancellationToken::new();
         let (results_tx, mut results) = mpsc::unbounded_channel::<(StepId, StepRecord)>();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut task_steps: HashMap<tokio::task::Id, StepId> = HashMap::new();
         let mut records: Vec<Option<StepRecord>> = vec![None; steps.len()];
-        let mut completed = Vec::new();
+        // What the staged part ran counts as run: a rollback undoes it with the rest.
+        let mut completed: Vec<StepId> = span.done.iter().copied().collect();
+        for id in &span.done {
+            records[id.0] = Some(StepRecord::succeeded_before());
+        }
         let mut stopped: Option<String> = None;
         let mut cut_over: Option<String> = None;
 
@@ -271,8 +298,12 @@ impl Executor {
                 error: None,
             });
         }
+        let held = schedule.held();
+        for id in &held {
+            records[id.0] = Some(StepRecord::held());
+        }
         let records = records.into_iter().map(|r| r.unwrap_or_else(StepRecord::skipped)).collect();
-        Forward { records, completed, stopped, cut_over }
+        Forward { records, completed, stopped, cut_over, held }
     }
 
     fn step_task(

@@ -13,7 +13,7 @@ pub mod schedule;
 pub mod session;
 pub mod step;
 
-pub use executor::{Executor, Forward, Rollback, RunReport, default_jobs};
+pub use executor::{Executor, Forward, Rollback, RunReport, Span, default_jobs};
 pub use session::{Session, SessionError, StepCommand, interrupt_on_signals, new_run_id, process_log_path};
 
 #[cfg(test)]

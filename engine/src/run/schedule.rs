@@ -20,6 +20,9 @@ pub enum Phase {
     Failed,
     /// Will not start: the run is stopping.
     Skipped,
+    /// Will not start in this run: a staged run (`zdd run --stage`) holds the cutover and what follows it for
+    /// `zdd promote`.
+    Held,
 }
 
 /// The scheduling state of one run.
@@ -53,6 +56,43 @@ impl Scheduler {
         let ready: BTreeSet<StepId> = (0..n).filter(|&i| unmet[i] == 0).map(StepId).collect();
         let phases = (0..n).map(|i| if unmet[i] == 0 { Phase::Ready } else { Phase::Waiting }).collect();
         Self { phases, unmet, dependents, ready, running: 0, limit: limit.max(1), stopping: false }
+    }
+
+    /// Steps that succeeded in the staged part of this run (`zdd promote`): they count as succeeded without
+    /// starting. `done` must hold the needs of each of its steps, as a run that got that far leaves it.
+    pub fn already_succeeded(&mut self, done: &BTreeSet<StepId>) {
+        // In waves: a step is ready once the steps it needs are marked.
+        loop {
+            let marked: Vec<StepId> = self.ready.iter().copied().filter(|id| done.contains(id)).collect();
+            if marked.is_empty() {
+                break;
+            }
+            for id in marked {
+                self.ready.remove(&id);
+                self.phases[id.0] = Phase::Running;
+                self.running += 1;
+                self.finish(id, true);
+            }
+        }
+    }
+
+    /// Hold `held` and every step after them (`zdd run --stage`): they never start in this run, and the run is
+    /// done when everything else is.
+    pub fn hold(&mut self, held: &BTreeSet<StepId>) {
+        let mut queue: Vec<StepId> = held.iter().copied().collect();
+        while let Some(id) = queue.pop() {
+            if self.phases.get(id.0).is_none_or(|p| *p == Phase::Held) {
+                continue;
+            }
+            self.ready.remove(&id);
+            self.phases[id.0] = Phase::Held;
+            queue.extend(self.dependents[id.0].iter().copied());
+        }
+    }
+
+    /// The steps held for `zdd promote`, in declaration order.
+    pub fn held(&self) -> Vec<StepId> {
+        (0..self.phases.len()).filter(|&i| self.phases[i] == Phase::Held).map(StepId).collect()
     }
 
     /// The steps to start now (marked running), in declaration order. Empty once the run is stopping.
@@ -97,7 +137,8 @@ impl Scheduler {
         self.stopping = true;
         self.ready.clear();
         for phase in &mut self.phases {
-            if matches!(phase, Phase::Waiting | Phase::Ready) {
+            // A held step is skipped too: the run failed before it could be promoted.
+            if matches!(phase, Phase::Waiting | Phase::Ready | Phase::Held) {
                 *phase = Phase::Skipped;
             }
         }
@@ -142,6 +183,49 @@ mod tests {
 
     fn needs(spec: &[&[usize]]) -> Vec<Vec<StepId>> {
         spec.iter().map(|n| ids(n)).collect()
+    }
+
+    /// Runs the schedule to its end, every step succeeding; returns the order the steps started in.
+    fn drain(s: &mut Scheduler) -> Vec<StepId> {
+        let mut order = Vec::new();
+        while !s.is_done() {
+            let started = s.start_next();
+            for id in &started {
+                s.finish(*id, true);
+            }
+            order.extend(started);
+        }
+        order
+    }
+
+    /// a -> b -> switch -> smoke, with d beside b: staging holds the switch and the smoke after it.
+    #[test]
+    fn a_staged_run_holds_the_cutover_and_everything_after_it() {
+        let mut s = Scheduler::new(&needs(&[&[], &[0], &[1, 4], &[2], &[0]]), 2);
+        s.hold(&[StepId(2)].into());
+        assert_eq!(drain(&mut s), ids(&[0, 1, 4]));
+        assert_eq!(s.held(), ids(&[2, 3]));
+        assert!(s.not_started().is_empty(), "held steps are not skipped ones");
+    }
+
+    #[test]
+    fn a_failure_in_a_staged_run_skips_the_held_steps() {
+        let mut s = Scheduler::new(&needs(&[&[], &[0], &[1]]), 1);
+        s.hold(&[StepId(2)].into());
+        let started = s.start_next();
+        s.finish(started[0], false);
+        assert!(s.is_done());
+        assert_eq!(s.not_started(), ids(&[1, 2]));
+        assert!(s.held().is_empty());
+    }
+
+    /// Promoting: what the staged part ran counts as succeeded, and only the held steps start.
+    #[test]
+    fn a_promoted_run_starts_only_what_the_stage_held() {
+        let mut s = Scheduler::new(&needs(&[&[], &[0], &[1, 4], &[2], &[0]]), 2);
+        s.already_succeeded(&[StepId(0), StepId(1), StepId(4)].into());
+        assert_eq!(s.phase(StepId(4)), Phase::Succeeded);
+        assert_eq!(drain(&mut s), ids(&[2, 3]));
     }
 
     #[test]

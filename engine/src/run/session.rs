@@ -2,6 +2,7 @@
 //! reporters see it), the run itself, and the state update; and `recover`, which finishes an interrupted run
 //! from its journal alone.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,11 +16,11 @@ use crate::host::ssh::recover::{Stopped, stop_remote_leftovers};
 use crate::journal::{self, Journal, Replay, RunHeader, RunMode};
 use crate::kind::{DeployTarget, Kinds};
 use crate::lock::{self, DeployLock};
-use crate::plan::Plan;
+use crate::plan::{Plan, StepId};
 use crate::redact::Redactor;
 use crate::state::{HistoryEntry, StateDir, StateError};
 
-use super::executor::{Executor, RunReport};
+use super::executor::{Executor, RunReport, Span};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -123,28 +124,90 @@ impl Session {
         target: DeployTarget,
         interrupt: &CancellationToken,
     ) -> Result<Outcome, SessionError> {
-        let run_id = new_run_id();
-        let header = RunHeader {
-            run_id: run_id.clone(),
-            plan: self.plan.name.clone(),
-            mode,
-            target: target.clone(),
-            user: lock::username(),
-            host: lock::hostname(),
-            pid: std::process::id(),
-            started_at: journal::now_millis(),
-            steps: self.plan.steps.iter().map(|s| s.name.clone()).collect(),
-            needs: self.plan.graph.needs_lists().iter().map(|n| n.iter().map(|id| id.0).collect()).collect(),
-        };
+        self.run_from(Start::Fresh { mode, target, stage: false }, interrupt).await
+    }
+
+    /// `zdd run --stage`: deploy `target` up to the plan's cutover steps ([`Session::cutover_steps`]), which are
+    /// held with everything after them. If every step before them succeeds, the run ends [`Event::Staged`], its
+    /// journal left open for `zdd promote` or `zdd abort` and nothing recorded in `state.json`: the live release
+    /// still serves. Returns `Deployed` then (exit 0); a failure rolls back as in any run.
+    pub async fn stage(
+        self,
+        mode: RunMode,
+        target: DeployTarget,
+        interrupt: &CancellationToken,
+    ) -> Result<Outcome, SessionError> {
+        self.run_from(Start::Fresh { mode, target, stage: true }, interrupt).await
+    }
+
+    /// `zdd promote`: take up the staged run of `replay` in its own journal and run what it held; the steps it
+    /// ran are not run again, and a rollback undoes them with the rest.
+    pub async fn promote(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
+        self.run_from(Start::Promote(Box::new(replay)), interrupt).await
+    }
+
+    /// The steps whose success moves the live traffic (see [`StepKind::cuts_over`](crate::kind::StepKind::cuts_over)):
+    /// where `zdd run --stage` stops.
+    pub fn cutover_steps(&self) -> BTreeSet<StepId> {
+        self.plan
+            .steps
+            .iter()
+            .filter(|s| self.kinds.get(&s.kind).is_some_and(|k| k.cuts_over(s)))
+            .map(|s| s.id)
+            .collect()
+    }
+
+    async fn run_from(self, start: Start, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
         let started_at = lock::now_rfc3339();
-        let journal = Arc::new(Journal::create(self.state.path(), &header, self.redactor.clone())?);
-        // Whatever an earlier, finished run logged is over: start this run's process log afresh.
-        let _ = std::fs::remove_file(process_log_path(self.state.path()));
+        let (header, journal, span, stage, resumed) = match start {
+            Start::Fresh { mode, target, stage } => {
+                let header = RunHeader {
+                    run_id: new_run_id(),
+                    plan: self.plan.name.clone(),
+                    mode,
+                    target,
+                    user: lock::username(),
+                    host: lock::hostname(),
+                    pid: std::process::id(),
+                    started_at: journal::now_millis(),
+                    steps: self.plan.steps.iter().map(|s| s.name.clone()).collect(),
+                    needs: self.plan.graph.needs_lists().iter().map(|n| n.iter().map(|id| id.0).collect()).collect(),
+                };
+                let journal = Journal::create(self.state.path(), &header, self.redactor.clone())?;
+                // Whatever an earlier, finished run logged is over: start this run's process log afresh.
+                let _ = std::fs::remove_file(process_log_path(self.state.path()));
+                let hold = if stage { self.cutover_steps() } else { BTreeSet::new() };
+                (header, journal, Span { done: BTreeSet::new(), hold }, stage, false)
+            }
+            Start::Promote(replay) => {
+                let journal = Journal::resume(&replay, self.redactor.clone())?;
+                let done = replay.succeeded.iter().filter_map(|name| self.plan.step_by_name(name)).map(|s| s.id);
+                let span = Span { done: done.collect(), hold: BTreeSet::new() };
+                let header = RunHeader { user: lock::username(), host: lock::hostname(), ..replay.header };
+                (header, journal, span, false, true)
+            }
+        };
+        let (run_id, mode, target) = (header.run_id.clone(), header.mode, header.target.clone());
+        let journal = Arc::new(journal);
         let (events, rx) = EventSink::channel();
         let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
+        if resumed {
+            events.emit(Event::Resumed { run_id: run_id.clone(), by: "promote".into() });
+        }
         let exec = self.executor(target.clone(), journal, events);
-        let report: RunReport = exec.run(&run_id, interrupt).await;
+        let report: RunReport = exec.run_span(&run_id, interrupt, &span).await;
+        if stage && !report.held.is_empty() {
+            // Not finished, not recorded: the live release is still what state.json says.
+            exec.events.emit(Event::Staged {
+                release: target.release.clone(),
+                slot: target.slot.clone(),
+                held: report.held.clone(),
+            });
+            drop(exec);
+            let _ = tapped.await;
+            return Ok(Outcome::Deployed);
+        }
 
         let recorded = self.record(HistoryEntry {
             run_id,
@@ -249,15 +312,35 @@ impl Session {
     /// run finished (rolled back), or leave it unfinished if some undo failed (run `recover` again).
     /// `interrupt` does not stop it (undoing is what a stop would leave to do); it is answered with a warning.
     pub async fn recover(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
+        self.undo_run(replay, Recovery::Interrupted, interrupt).await
+    }
+
+    /// `zdd abort`: roll back the staged run of `replay` from its journal, as [`Session::recover`] does. The
+    /// journal first says the run was taken up, so an abort whose undo fails leaves an ordinary unfinished run
+    /// for `zdd recover`.
+    pub async fn abort(self, replay: Replay, interrupt: &CancellationToken) -> Result<Outcome, SessionError> {
+        self.undo_run(replay, Recovery::Abort, interrupt).await
+    }
+
+    async fn undo_run(
+        self,
+        replay: Replay,
+        why: Recovery,
+        interrupt: &CancellationToken,
+    ) -> Result<Outcome, SessionError> {
         let started = Instant::now();
         let journal = Arc::new(Journal::reopen(&replay.path, self.redactor.clone())?);
         let (events, rx) = EventSink::channel();
         let tapped = spawn_tap(journal.clone(), rx, self.report.clone());
         self.warn_takeover(&events);
+        if why == Recovery::Abort {
+            events.emit(Event::Resumed { run_id: replay.header.run_id.clone(), by: "abort".into() });
+        }
         self.stop_leftovers(&events).await;
         let exec = self.executor(replay.header.target.clone(), journal, events);
         let cause = format!(
-            "recovering run {} ({} of release {}, started by {} on {})",
+            "{} run {} ({} of release {}, started by {} on {})",
+            if why == Recovery::Abort { "aborting staged" } else { "recovering" },
             replay.header.run_id,
             match replay.header.mode {
                 RunMode::Deploy => "deploy",
@@ -300,7 +383,10 @@ impl Session {
             user: lock::username(),
             host: lock::hostname(),
             cut_over: replay.cut_over.clone(),
-            cause: Some(format!("interrupted; undone by `zdd recover` ({cause})")),
+            cause: Some(match why {
+                Recovery::Interrupted => format!("interrupted; undone by `zdd recover` ({cause})"),
+                Recovery::Abort => format!("staged, then rolled back by `zdd abort` ({cause})"),
+            }),
         });
         let report = RunReport {
             outcome,
@@ -309,6 +395,7 @@ impl Session {
             stopped: Some(cause),
             rollback: Some(rollback),
             cut_over: replay.cut_over.clone(),
+            held: Vec::new(),
         };
         exec.finish(&report);
         drop(exec);
@@ -317,6 +404,23 @@ impl Session {
         self.prune_journals();
         Ok(outcome)
     }
+}
+
+/// Where a run begins.
+enum Start {
+    /// A new run: `zdd run` or `zdd rollback`, or `zdd run --stage` (`stage`).
+    Fresh { mode: RunMode, target: DeployTarget, stage: bool },
+    /// `zdd promote` of a staged run.
+    Promote(Box<Replay>),
+}
+
+/// Why a run is undone from its journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// `zdd recover`: zdd was killed, or a rollback did not complete.
+    Interrupted,
+    /// `zdd abort` of a staged run.
+    Abort,
 }
 
 /// What `zdd stop` or `zdd maintenance` asks of every step's kind.

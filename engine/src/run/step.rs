@@ -33,6 +33,16 @@ impl StepRecord {
     pub fn skipped() -> Self {
         Self { state: StepState::Skipped, attempts: 0, duration: Duration::ZERO, error: None }
     }
+
+    /// Succeeded in the staged part of the run (`zdd promote` does not run it again).
+    pub fn succeeded_before() -> Self {
+        Self { state: StepState::Succeeded, ..Self::skipped() }
+    }
+
+    /// Held for `zdd promote` by a staged run.
+    pub fn held() -> Self {
+        Self { state: StepState::Pending, ..Self::skipped() }
+    }
 }
 
 /// How one attempt ended.
