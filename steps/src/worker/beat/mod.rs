@@ -25,8 +25,9 @@
 //! new release's periodic tasks start only once its web serves.
 //!
 //! Undo (from the facts alone): the new beat is stopped and its unit and record put back as they were, then the
-//! live release's beat, if this run stopped it, is started again (same unit, or its recorded command line) and
-//! must log `beat: Starting...` again: still one at a time, the new one gone before the old one starts.
+//! live release's beat, if it was running (or its record says the live release started it: a retried attempt
+//! finds it stopped already), is started again (same unit, or its recorded command line) and must log
+//! `beat: Starting...` again: still one at a time, the new one gone before the old one starts.
 //!
 //! `enabled #false` runs no beat: the step only stops the live release's beat (and the undo starts it again).
 
@@ -172,9 +173,13 @@ impl TypedKind for Beat {
         let islot = cfg.instance_slot(slot);
         let previous_record = instance::read(ctx.host.as_ref(), &svc, &islot).await?;
         let running_here = instance::running(ctx, &svc, &islot).await?;
-        let reuse = cfg.enabled && running_here && previous_record.as_ref().is_some_and(|r| &r.release == release);
+        // A record of this very release is an earlier attempt's (a retry): putting it back on undo would bring back
+        // this release's beat, so the undo removes it, as if the slot had had none.
+        let earlier_attempt = previous_record.as_ref().is_some_and(|r| &r.release == release);
+        let reuse = cfg.enabled && running_here && earlier_attempt;
+        let previous_record = previous_record.filter(|_| !earlier_attempt);
         let previous_unit = match cfg.worker.manager {
-            Manager::Systemd if cfg.enabled && !reuse => {
+            Manager::Systemd if cfg.enabled && !earlier_attempt => {
                 ctx.host.read_file(&svc.unit_file(&islot)).await?.map(|b| String::from_utf8_lossy(&b).into_owned())
             }
             _ => None,
@@ -189,10 +194,13 @@ impl TypedKind for Beat {
             config: cfg.clone(),
         };
         // Every other beat stops before the new one starts: never two at once. The stops run even when nothing
-        // runs: under systemd a beat that crashed may be waiting to be restarted, which the stop ends too (the
-        // undo restarts only a beat that was running).
+        // runs: under systemd a beat that crashed may be waiting to be restarted, which the stop ends too.
         if let Some(old) = ctx.target.live_slot.as_deref().map(|l| cfg.instance_slot(l)) {
-            if instance::running(ctx, &svc, &old).await? {
+            // The undo restarts the live release's beat if it runs, or if its record says the live release started
+            // it: a retried attempt finds it stopped by the attempt before, whose facts this one replaces.
+            let record = instance::read(ctx.host.as_ref(), &svc, &old).await?;
+            let live_ran_one = record.is_some_and(|r| ctx.target.live_release.as_ref() == Some(&r.release));
+            if live_ran_one || instance::running(ctx, &svc, &old).await? {
                 facts.stopped = Some(old.clone());
                 ctx.record_undo(to_facts(&facts)).await?;
             }
@@ -323,4 +331,89 @@ fn start_action(svc: &ServiceConfig, islot: &str) -> Result<PlannedAction, StepE
         Manager::Process => PlannedAction::Note { text: format!("start beat {islot}'s recorded command again") },
         Manager::Docker => return Err(super::not_in_containers()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use zdd_engine::kind::MemoryJournal;
+    use zdd_engine::plan::Value;
+
+    use super::*;
+
+    /// A release whose `celery` is a stand-in beat: it logs the line beat logs, then waits.
+    fn fake_release(root: &Path, release: &str) {
+        let bin = root.join("releases").join(release).join("venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("celery"), "#!/bin/sh\necho 'beat: Starting...'\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(bin.join("celery"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn pid(root: &Path, islot: &str) -> Option<u32> {
+        let record = std::fs::read(root.join(format!("run/{islot}.json"))).ok()?;
+        serde_json::from_slice::<Instance>(&record).ok()?.pid
+    }
+
+    /// Release r9 into slot b, r8's beat live in slot a: the run stops r8's beat before r9's starts. A retried
+    /// attempt (r9's beat died, the run again) replaces the facts; the undo still restarts r8's beat, once r9's
+    /// is stopped.
+    #[tokio::test]
+    async fn stops_the_live_beat_first_and_the_undo_restarts_it_even_after_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fake_release(root, "r8");
+        fake_release(root, "r9");
+        let s = |v: &str| Value::Str(v.into());
+        let worker = crate::testing::step(
+            "worker",
+            "worker",
+            &[
+                ("app", s("proj")),
+                ("celery-app", s("proj")),
+                ("root", s(&root.display().to_string())),
+                ("manager", s("process")),
+            ],
+        );
+        let beat = crate::testing::step("beat", "beat", &[("worker", s("worker"))]);
+        let settings = beat.settings.get::<BeatSettings>().unwrap().clone();
+        let journal = Arc::new(MemoryJournal::default());
+        let mut ctx = crate::testing::ctx("beat", root, journal.clone());
+        let mut plan = (*ctx.plan).clone();
+        plan.steps = vec![worker, beat];
+        ctx.plan = Arc::new(plan);
+        ctx.io.target.live_release = Some("r8".into());
+        let cfg = BeatConfig::bind(&settings, &ctx.plan).unwrap();
+        let svc = cfg.service();
+
+        let mark = log::mark(&ctx, &svc, "beat-a").await.unwrap();
+        let mut old = cfg.new_instance("r8", "a");
+        backend::launch(&ctx, &svc, &mut old, None).await.unwrap();
+        log::wait_started(&ctx, &svc, "beat-a", mark, Duration::from_secs(20)).await.unwrap();
+        let old_pid = old.pid.unwrap();
+
+        Beat.run(&settings, &ctx).await.unwrap();
+        assert!(!ctx.host.process_alive(old_pid).await.unwrap(), "the live beat still runs beside the new one");
+        let new_pid = pid(root, "beat-b").unwrap();
+        assert!(ctx.host.process_alive(new_pid).await.unwrap());
+        assert!(root.join("shared").is_dir(), "the schedule file's directory");
+
+        // The retry: r9's beat died, the step runs again and records its facts anew.
+        ctx.host.signal(new_pid, "KILL").await.unwrap();
+        assert!(backend::wait_exit(&ctx, new_pid, Duration::from_secs(5)).await.unwrap());
+        Beat.run(&settings, &ctx).await.unwrap();
+        let new_pid = pid(root, "beat-b").unwrap();
+
+        let facts = journal.facts.lock().unwrap().get("beat").cloned().unwrap();
+        Beat.undo(&facts, &ctx).await.unwrap();
+        assert!(!ctx.host.process_alive(new_pid).await.unwrap(), "the new beat survived the undo");
+        assert!(!root.join("run/beat-b.json").exists());
+        let restarted = pid(root, "beat-a").unwrap();
+        assert_ne!(restarted, old_pid);
+        assert!(ctx.host.process_alive(restarted).await.unwrap(), "the live beat was not restarted");
+        backend::stop(&ctx, &svc, "beat-a").await.unwrap();
+    }
 }
