@@ -60,6 +60,7 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(http::Http);
     kinds.register_typed(worker::Worker);
     kinds.register_typed(worker::WorkerRetire);
+    kinds.register_typed(worker::Beat);
     kinds.register_typed(image::Image);
     kinds.register_typed(maintenance::Maintenance);
     kinds

@@ -8,6 +8,7 @@ use zdd_engine::kind::StepError;
 
 pub const GUNICORN_SERVICE: &str = include_str!("../../templates/gunicorn.service.hbs");
 pub const CELERY_WORKER_SERVICE: &str = include_str!("../../templates/celery-worker.service.hbs");
+pub const CELERY_BEAT_SERVICE: &str = include_str!("../../templates/celery-beat.service.hbs");
 pub const NGINX_SITE: &str = include_str!("../../templates/nginx-site.conf.hbs");
 
 /// The template text: the plan's own file if given, else the built-in one.

@@ -271,6 +271,7 @@ fn every_field_of_every_kind_is_in_the_book() {
         "packages",
         "worker",
         "worker-retire",
+        "beat",
         "image",
         "maintenance",
     ] {

@@ -80,6 +80,31 @@ async fn web_worker_plan_previews_the_workers() {
     assert!(retire.contains("systemctl start proj-worker-a.service"), "{retire}");
 }
 
+/// plans/web-worker.kdl with `beat=true`: the live beat's stop comes before the new beat's unit and start; the
+/// undo stops the new one before it starts the old one. With the default `beat=false` no beat starts, and the live
+/// one is still stopped (and restarted by the undo).
+#[tokio::test]
+async fn web_worker_plan_previews_beat() {
+    let text = previews("web-worker.kdl", ("a", "b"), &["beat=true"]).await;
+    let beat = text.split("== beat [beat]").nth(1).unwrap().split("\n== ").next().unwrap();
+    insta::assert_snapshot!(beat);
+    let text = previews("web-worker.kdl", ("a", "b"), &[]).await;
+    let beat = text.split("== beat [beat]").nth(1).unwrap().split("\n== ").next().unwrap();
+    assert!(beat.contains("systemctl stop proj-beat-a.service"), "{beat}");
+    assert!(!beat.contains("proj-beat-b.service"), "{beat}");
+    assert!(beat.contains("none starts"), "{beat}");
+    let text = previews("web-worker.kdl", ("a", "b"), &["beat=true", "service_manager=process"]).await;
+    let beat = text.split("== beat [beat]").nth(1).unwrap().split("\n== ").next().unwrap();
+    assert!(beat.contains("TERM the live release's beat beat-a and wait until it has exited"), "{beat}");
+    assert!(
+        beat.contains(
+            "releases/20261126-180000/venv/bin/celery -A proj beat --schedule /nonexistent/zdd-preview/srv/shared/\
+             beat-schedule --loglevel INFO >> /nonexistent/zdd-preview/srv/log/proj-beat-b.log 2>&1 &"
+        ),
+        "{beat}"
+    );
+}
+
 #[tokio::test]
 async fn the_plan_says_what_may_skip_by_the_live_releases_fingerprints() {
     let dir = tempfile::tempdir().unwrap();

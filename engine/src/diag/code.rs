@@ -109,6 +109,7 @@ codes! {
     MigrateLockRetries => "migrate-lock-retries",
     MigrateAdvisoryLock => "migrate-advisory-lock",
     MaintenanceUnavailable => "maintenance-unavailable",
+    BeatArgs => "beat-args",
     DeployCheckAllow => "deploy-check-allow",
     DeployCheckOrigin => "deploy-check-origin",
     DeployCheckIssues => "deploy-check-issues",

@@ -80,11 +80,15 @@ pub async fn remove_unit(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Resu
     Ok(())
 }
 
-/// Stop a slot's instance gracefully (TERM; workers finish the request in hand). Returns whether one was running.
+/// Stop a slot's instance gracefully (TERM; workers finish the request in hand). Returns whether one was running
+/// (under systemd: or was about to be restarted).
 pub async fn stop(ctx: &UndoCtx, cfg: &ServiceConfig, slot: &str) -> Result<bool, StepError> {
     match cfg.manager {
         Manager::Systemd => {
-            let was = instance::running(ctx, cfg, slot).await?;
+            let state = quiet(ctx, &cfg.systemctl(&["is-active", &cfg.unit(slot)])).await?.stdout_str();
+            // `activating` is also a unit waiting to be started again after a crash (`Restart=on-failure`): not
+            // running now, but it would be a second later. Stopping it ends the restarts.
+            let was = matches!(state.trim(), "active" | "activating" | "deactivating" | "reloading");
             if was {
                 // systemctl waits for the stop (up to TimeoutStopSec) before returning.
                 ctx.exec_ok(&cfg.systemctl(&["stop", &cfg.unit(slot)])).await?;

@@ -1,5 +1,6 @@
 //! The `worker` kind: a Celery worker of the new release in the deploy's slot, started and checked before the
-//! web switch; and (in [`retire`]) the `worker-retire` kind that retires the old release's worker after it.
+//! web switch; (in [`retire`]) the `worker-retire` kind that retires the old release's worker after it; and (in
+//! [`beat`]) the `beat` kind, Celery's scheduler, one at a time.
 //!
 //! The worker runs `<venv>/bin/celery -A <celery-app> worker -Q <queues> -c <concurrency> -n <name>-<slot>@%h`
 //! through the service kind's backends ([`crate::service::backend`]): a systemd unit
@@ -35,6 +36,7 @@
 //! is stopped warmly and its unit and record are put back as they were. `worker-retire`'s undo, which runs
 //! first, restarts the old worker and waits until it answers.
 
+pub mod beat;
 pub mod celery;
 pub mod config;
 pub mod retire;
@@ -58,6 +60,7 @@ use crate::service::instance::{self, Instance};
 use celery::Consumers;
 use config::{DroppedTasks, WorkerConfig};
 
+pub use beat::Beat;
 pub use retire::WorkerRetire;
 
 pub struct Worker;

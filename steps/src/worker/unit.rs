@@ -1,26 +1,49 @@
-//! The systemd unit of a slot's worker, rendered from `templates/celery-worker.service.hbs` (or the step's own
-//! template) with the values the service units get, and the node name.
+//! The systemd units of a slot's Celery processes: the worker's, rendered from `templates/celery-worker.service.hbs`,
+//! and beat's ([`super::beat`]), from `templates/celery-beat.service.hbs` (or the step's own template), with the
+//! values the service units get, the node name and the stop budget.
+
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 use zdd_engine::host::Host;
 use zdd_engine::kind::StepError;
 
 use super::config::WorkerConfig;
+use crate::service::config::ServiceConfig;
 use crate::service::instance::Instance;
 use crate::templates;
 
 pub async fn render(host: &dyn Host, cfg: &WorkerConfig, inst: &Instance) -> Result<String, StepError> {
-    let service = cfg.service();
+    let template = Template { custom: cfg.template.as_deref(), builtin: templates::CELERY_WORKER_SERVICE };
+    render_celery(host, &cfg.service(), inst, template, cfg.shutdown_budget).await
+}
+
+/// Which template a unit is rendered from: the step's own file, else the built-in text.
+#[derive(Debug, Clone, Copy)]
+pub struct Template<'a> {
+    pub custom: Option<&'a Path>,
+    pub builtin: &'static str,
+}
+
+/// A Celery unit for `inst`, run with `service`'s environment, killed `stop_timeout` after TERM.
+pub async fn render_celery(
+    host: &dyn Host,
+    service: &ServiceConfig,
+    inst: &Instance,
+    template: Template<'_>,
+    stop_timeout: Duration,
+) -> Result<String, StepError> {
     let env_file = crate::envsnap::for_release(host, &inst.cwd, service.env_file.as_deref()).await?;
-    let mut data = crate::service::unit::data(&service, inst, env_file.as_deref())?;
+    let mut data = crate::service::unit::data(service, inst, env_file.as_deref())?;
     if let Value::Object(map) = &mut data {
         // `%` starts a systemd specifier (`%h` is the user's home there): Celery must see `-n name@%h` as written.
         map.insert("exec_start".into(), Value::String(inst.argv.join(" ").replace('%', "%%")));
         map.insert("node".into(), Value::String(format!("{}@%h", inst.slot)));
-        map.insert("stop_timeout_s".into(), Value::from(cfg.shutdown_budget.as_secs().max(1)));
+        map.insert("stop_timeout_s".into(), Value::from(stop_timeout.as_secs().max(1)));
     }
-    let template = templates::load(host, cfg.template.as_deref(), templates::CELERY_WORKER_SERVICE).await?;
-    templates::render(&service.unit(&inst.slot), &template, &data)
+    let text = templates::load(host, template.custom, template.builtin).await?;
+    templates::render(&service.unit(&inst.slot), &text, &data)
 }
 
 #[cfg(test)]
