@@ -4,25 +4,20 @@
 
 use zdd_engine::run::StepCommand;
 
-use super::run::{Intent, read_and_prepare, session, with_reporter};
+use super::run::Intent;
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
 pub(super) fn run(on: bool, plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
-    // The target is the live one: the page is served in front of what runs now.
-    let (plan, prepared) = match read_and_prepare(plan, state, Intent::Maintenance, None) {
-        Ok(p) => p,
-        Err(r) => return r.print(),
-    };
-    with_reporter(output, |report| async move {
-        let (hosts, failed) = super::hosts::connect(&plan, &prepared.state, []).await;
-        if !failed.is_empty() {
-            return super::hosts::refusal(&failed).print();
-        }
-        let (session, target, _) = session(plan, prepared, hosts, None, report);
-        match session.command(target, StepCommand::Maintenance(on)).await {
-            (_, failed) if !failed.is_empty() => exit::ROLLED_BACK,
-            (0, _) => exit::INVALID,
+    // The page is served in front of what runs now.
+    super::stop::on_every_step(
+        plan,
+        state,
+        output,
+        (Intent::Maintenance, StepCommand::Maintenance(on)),
+        |done, failed| match (done, failed) {
+            (_, true) => exit::ROLLED_BACK,
+            (0, false) => exit::INVALID,
             _ => exit::OK,
-        }
-    })
+        },
+    )
 }

@@ -5,7 +5,6 @@
 //! the release was staged. `abort` rolls the staged run back from its journal alone, as `recover` does. Exit
 //! codes as for `run` and `recover`; 2 when nothing is staged.
 
-use zdd_engine::events::Outcome;
 use zdd_engine::journal::Replay;
 use zdd_engine::plan::Plan;
 use zdd_engine::run::{SessionError, interrupt_on_signals};
@@ -38,7 +37,7 @@ pub(super) fn promote(
             Ok(token) => token,
             Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
         };
-        let recorded = recorded_hosts(prepared.replay.as_ref());
+        let recorded = super::recover::recorded_hosts(prepared.replay.as_ref());
         let (hosts, failed) = super::hosts::connect(&plan, &prepared.state, recorded.iter().map(String::as_str)).await;
         if !failed.is_empty() {
             return super::hosts::refusal(&failed).print();
@@ -54,37 +53,10 @@ pub(super) fn promote(
 }
 
 pub(super) fn abort(args: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
-    let (plan, prepared) = match read_and_prepare(args, state, Intent::Abort, None) {
-        Ok(p) => p,
-        Err(r) => return r.print(),
-    };
-    with_reporter(output, |report| async move {
-        // As for `recover`: Ctrl-C is answered, and the undo goes on.
-        let interrupt = match interrupt_on_signals(&report) {
-            Ok(token) => token,
-            Err(e) => return Refusal::new(exit::INVALID, format!("cannot watch for signals: {e}")).print(),
-        };
-        let recorded = recorded_hosts(prepared.replay.as_ref());
-        let (hosts, failed) = super::hosts::connect(&plan, &prepared.state, recorded.iter().map(String::as_str)).await;
-        if !failed.is_empty() {
-            eprintln!("zdd: cannot reach these hosts; their undos will fail:\n{}", super::hosts::describe(&failed));
-        }
-        let (session, _, replay) = session(plan, prepared, hosts, None, report);
-        let Some(replay) = replay else { return exit::INVALID };
-        match session.abort(replay, &interrupt).await {
-            Ok(Outcome::RollbackIncomplete) => exit::ROLLBACK_INCOMPLETE,
-            Ok(_) => exit::OK,
-            Err(e) => {
-                eprintln!("zdd: {e}");
-                exit::ROLLBACK_INCOMPLETE
-            }
-        }
-    })
-}
-
-/// The hosts the staged run's undo facts name: its undos act there, whatever the plan says now.
-fn recorded_hosts(replay: Option<&Replay>) -> Vec<String> {
-    replay.iter().flat_map(|r| r.to_undo.iter().filter_map(|(_, undo)| undo.host.clone())).collect()
+    match read_and_prepare(args, state, Intent::Abort, None) {
+        Ok((plan, prepared)) => super::recover::undo_from_journal(plan, prepared, output, true),
+        Err(r) => r.print(),
+    }
 }
 
 /// The plan must have the steps, and the order, it had when the release was staged (promoting runs the steps the

@@ -7,8 +7,22 @@ use super::run::{Intent, read_and_prepare, session, with_reporter};
 use super::{OutputArgs, PlanArgs, StateArgs, exit};
 
 pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i32 {
-    // The target is the live one: `stop` acts on what runs now and deploys nothing.
-    let (plan, prepared) = match read_and_prepare(plan, state, Intent::Stop, None) {
+    on_every_step(plan, state, output, (Intent::Stop, StepCommand::Stop), |_, failed| {
+        if failed { exit::ROLLED_BACK } else { exit::OK }
+    })
+}
+
+/// `zdd stop` and `zdd maintenance`: ask every step's kind to do `command` on what is live now (the target is the
+/// live one; nothing is deployed), under the deploy lock; `exit` makes the exit code of how many did it and
+/// whether one failed.
+pub(super) fn on_every_step(
+    plan: &PlanArgs,
+    state: &StateArgs,
+    output: &OutputArgs,
+    (intent, command): (Intent<'_>, StepCommand),
+    exit: fn(usize, bool) -> i32,
+) -> i32 {
+    let (plan, prepared) = match read_and_prepare(plan, state, intent, None) {
         Ok(p) => p,
         Err(r) => return r.print(),
     };
@@ -18,7 +32,7 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, output: &OutputArgs) -> i3
             return super::hosts::refusal(&failed).print();
         }
         let (session, target, _) = session(plan, prepared, hosts, None, report);
-        let (_, failed) = session.command(target, StepCommand::Stop).await;
-        if failed.is_empty() { exit::OK } else { exit::ROLLED_BACK }
+        let (done, failed) = session.command(target, command).await;
+        exit(done, !failed.is_empty())
     })
 }

@@ -128,7 +128,13 @@ pub(crate) fn serving(stack: &Stack) -> Option<String> {
     if !text.starts_with("HTTP/1.1 200") {
         return None;
     }
-    text.lines()
+    app_version(&text)
+}
+
+/// The `X-App-Version` header of an HTTP answer.
+fn app_version(answer: &str) -> Option<String> {
+    answer
+        .lines()
         .find_map(|l| l.strip_prefix("X-App-Version: ").or_else(|| l.strip_prefix("x-app-version: ")))
         .map(|v| v.trim().to_string())
 }
@@ -256,10 +262,7 @@ fn version_on_socket(socket: &std::path::Path) -> Option<String> {
     stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf)
-        .lines()
-        .find_map(|l| l.strip_prefix("X-App-Version: ").or_else(|| l.strip_prefix("x-app-version: ")))
-        .map(|v| v.trim().to_string())
+    app_version(&String::from_utf8_lossy(&buf))
 }
 
 /// Stage, then abort, then stage and promote, under load: `run --stage` leaves the new release answering on its

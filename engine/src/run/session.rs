@@ -162,21 +162,10 @@ impl Session {
     /// ([`StepKind::moves_work_before_cutover`](crate::kind::StepKind::moves_work_before_cutover)) and the stage
     /// would not hold them (they do not come after a cutover step).
     pub fn stage_blockers(&self) -> Vec<String> {
-        let mut held = self.cutover_steps();
-        // Everything after a held step is held: grow the set until no step needs one outside it.
-        loop {
-            let more: Vec<StepId> = self
-                .plan
-                .steps
-                .iter()
-                .filter(|s| !held.contains(&s.id) && s.needs.iter().any(|n| held.contains(n)))
-                .map(|s| s.id)
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            held.extend(more);
-        }
+        // What a stage holds, as the scheduler holds it: the cutover steps and every step after them.
+        let mut schedule = super::schedule::Scheduler::new(&self.plan.graph.needs_lists(), 1);
+        schedule.hold(&self.cutover_steps());
+        let held: BTreeSet<StepId> = schedule.held().into_iter().collect();
         self.plan
             .steps
             .iter()
