@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh --runs 100000         # a fixed number of executions per target
 #   scripts/fuzz.sh --sanitizer address   # with AddressSanitizer (needs the nightly toolchain)
 #   scripts/fuzz.sh --seed 1              # libFuzzer's random seed (default: a new one each run)
+#   scripts/fuzz.sh --build-only          # build the targets and stop (scripts/test.sh builds them early, in the background)
 #
 # By default the targets are built without a sanitizer, by cargo with cargo-fuzz's flags, on the stable
 # toolchain: zdd has no unsafe code of its own, so a sanitizer mostly slows the run down (about 40x here). Inputs found are kept in fuzz/corpus-work/<target>/ (not committed); crashes go to
@@ -21,13 +22,15 @@ seconds=60
 runs=""
 sanitizer=none
 seed=()
+build_only=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --sanitizer) sanitizer=$2; shift 2 ;;
         --seed) seed=(-seed="$2"); shift 2 ;;
-        *) echo "usage: $0 [--seconds S | --runs N] [--sanitizer none|address] [--seed N]" >&2; exit 2 ;;
+        --build-only) build_only=true; shift ;;
+        *) echo "usage: $0 [--seconds S | --runs N] [--sanitizer none|address] [--seed N] [--build-only]" >&2; exit 2 ;;
     esac
 done
 limit=(-max_total_time="$seconds")
@@ -43,6 +46,9 @@ if [ "$sanitizer" != none ]; then
         echo "fuzz.sh: --sanitizer needs cargo-fuzz (cargo install cargo-fuzz) and the nightly toolchain" >&2
         exit 2
     fi
+    if "$build_only"; then
+        (cd fuzz && cargo "${toolchain[@]}" fuzz build --sanitizer "$sanitizer" -O)
+    fi
 else
     triple=$(rustc -vV | sed -n 's/^host: //p')
     RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -51,6 +57,7 @@ else
         cargo build --quiet --release --manifest-path fuzz/Cargo.toml --target "$triple" \
         --bin plan_bytes --bin plan_mutated
 fi
+"$build_only" && exit 0
 
 status=0
 for target in plan_bytes plan_mutated; do

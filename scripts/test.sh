@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs missing test dependencies (scripts/test-deps.sh), checks formatting and
 # clippy, runs the unit tests, doctests and the two integration-test binaries (`tests/fast`, then `tests/scenarios`
-# with one test thread, so that no two load measurements share the 2 cores), fuzzes the plan reader briefly (scripts/fuzz.sh, 30 s per
-# target), then builds the book. With CI=true a test whose component is missing fails instead of skipping.
+# with one test thread, so that no two load measurements share the 2 cores), fuzzes the plan reader briefly
+# (scripts/fuzz.sh, 30 s per target), then builds the book. With CI=true a test whose component is missing fails
+# instead of skipping.
 #
 # The scenario suites boot real components (Nginx, PostgreSQL, systemd in a namespace) and put real load on
 # them; they serialise themselves, and the shared Python venv is built once under target/zdd-test-cache.
@@ -18,32 +19,81 @@ cd "$repo"
 export ZDD_WHEELS="${ZDD_WHEELS:-/root/.cache/zdd-wheels}"
 if [[ "${CI:-}" == "true" ]]; then
     export CARGO_TERM_COLOR=never
-    # tests/scenarios/demo.rs runs the README's `cargo run --release -- run plans/demo.kdl` literally, in a fresh clone in a
-    # mode-700 home (a release build there, once: 2-3 minutes). Elsewhere it runs this build's binary with the
-    # same arguments.
+    # tests/scenarios/demo.rs runs the README's `cargo run --release -- run plans/demo.kdl` literally, in a fresh
+    # clone in a mode-700 home. Elsewhere it runs this build's binary with the same arguments.
     export ZDD_README_CARGO=1
 fi
 
 start=$(date +%s)
+# Builds that no test waits for at once run beside the tests, at the lowest CPU priority: they take what the tests
+# leave idle (the scenarios mostly wait on servers), so the load measurements keep both cores when they want
+# them, and the run does not wait for these builds one after another. A test that needs one of them waits for
+# cargo's lock on its target directory, and the build then has the machine to itself.
+# - the fuzz targets (scripts/fuzz.sh runs them after the tests);
+# - the static binary the packaging scenario packages (the same command as scripts/package.sh, so that one
+#   finds it built);
+# - with ZDD_README_CARGO=1, the README's release build, in its own target directory, which the README
+#   scenario's clone then shares: the registry's crates compile once, the clone's own crates in the clone;
+# - mdbook, once.
+mkdir -p "$repo/target"
+declare -A pids
+# A run that fails early leaves no build behind it.
+trap 'for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done' EXIT
+background() { # LOG COMMAND...: runs COMMAND niced, in its own process group; `finish LOG` waits for it
+    local log="$repo/target/$1"
+    shift
+    # One compiler process each: four builds at once already fill both cores, and this bounds their memory.
+    CARGO_BUILD_JOBS=1 setsid nice -n 19 "$@" >"$log" 2>&1 &
+    pids["$log"]=$!
+}
+finish() {
+    local log="$repo/target/$1"
+    [[ -v pids["$log"] ]] || return 0
+    if ! wait "${pids[$log]}"; then
+        cat "$log" >&2
+        echo "test.sh: the background build logged in $log failed" >&2
+        exit 1
+    fi
+}
+background fuzz-build.log "$repo/scripts/fuzz.sh" --build-only
+background musl-build.log cargo build --release --locked --target x86_64-unknown-linux-musl --bin zdd
+if [[ "${ZDD_README_CARGO:-}" == "1" ]]; then
+    export ZDD_README_TARGET_DIR="$repo/target/readme"
+    background readme-build.log env CARGO_TARGET_DIR="$ZDD_README_TARGET_DIR" \
+        cargo build --release --locked --bin zdd
+fi
+if ! command -v mdbook >/dev/null 2>&1; then
+    echo "test.sh: installing mdbook (once, in the background)"
+    background mdbook-install.log cargo install mdbook --locked --version 0.5.4 --no-default-features --features search
+fi
+
 # Style first: it is the cheapest to fail on.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --lib --bins --test fast "$@"
 cargo test --workspace --locked --doc
-RUST_TEST_THREADS=1 cargo test --locked --test scenarios "$@"
+# The scenarios that compile zdd in release mode (the README's fresh clone, the packages) run last, when the
+# background builds they share have had the whole run to finish. Extra arguments (a filter, say) run the binary
+# once, as given.
+late=(demo::the_readme_demo_works_from_a_fresh_clone_in_a_mode_700_home packaging::)
+if [[ $# -eq 0 ]]; then
+    RUST_TEST_THREADS=1 cargo test --locked --test scenarios -- "${late[@]/#/--skip=}"
+    RUST_TEST_THREADS=1 cargo test --locked --test scenarios -- "${late[@]}"
+else
+    RUST_TEST_THREADS=1 cargo test --locked --test scenarios "$@"
+fi
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
 
 # A short coverage-guided fuzz run of the plan reader (both targets, stable toolchain, no sanitizer): a panic or an
 # input over its CPU-time budget fails the run. The seed is fixed, so a test run explores the same inputs each time
 # (up to the machine's speed) and fails on a regression, not on the luck of the draw; searching for new inputs is
 # the job of the longer runs with a random seed: scripts/fuzz.sh --seconds 600 (book: reliability).
+finish fuzz-build.log
 "$repo/scripts/fuzz.sh" --seconds "${ZDD_FUZZ_SECONDS:-30}" --seed "${ZDD_FUZZ_SEED:-1}"
 echo "test.sh: fuzzing finished in $(( $(date +%s) - start )) s"
 
 # The book must build (every ```kdl block in it was checked by the tests above).
-if ! command -v mdbook >/dev/null 2>&1; then
-    echo "test.sh: installing mdbook (once)"
-    cargo install mdbook --locked --version 0.5.4 --no-default-features --features search
-fi
+finish mdbook-install.log
 mdbook build "$repo/book"
+for log in musl-build.log readme-build.log; do finish "$log"; done
 echo "test.sh: done in $(( $(date +%s) - start )) s"

@@ -5,8 +5,10 @@
 //! home directory of mode 700 (root's on Debian): first deploy, `curl` of `http://127.0.0.1:8080/`, a second
 //! deploy under load with zero failed requests, rollback, stop. What runs is this build's `zdd` binary with the
 //! argv the README gives after `cargo run --release --`; set `ZDD_README_CARGO=1` (CI does) to run the
-//! README's `cargo run --release -- ...` literally in the clone, compiling it there once (2-3 minutes). The
-//! clone has the committed tree plus the uncommitted changes to tracked files (`git diff HEAD`); untracked files
+//! README's `cargo run --release -- ...` literally in the clone, compiling it there once (5 minutes cold). With
+//! `ZDD_README_TARGET_DIR` set, that cargo builds into that directory: `scripts/test.sh` warms it with the same
+//! release build of this checkout in the background, so the clone compiles only its own crates (the workspace
+//! and the patched kdl), not the registry's again. The clone has the committed tree plus the uncommitted changes to tracked files (`git diff HEAD`); untracked files
 //! are not in it. It needs port 8080 free, and fails saying so when it is not.
 //!
 //! `the_demo_deploys_redeploys_and_rolls_back_without_a_failed_request_then_stops` points the demo at a free
@@ -167,6 +169,9 @@ impl ReadmeDemo {
         let mut cmd = if literal {
             let mut c = Command::new("cargo");
             c.args(["run", "--release", "--"]);
+            if let Some(dir) = std::env::var_os("ZDD_README_TARGET_DIR") {
+                c.env("CARGO_TARGET_DIR", dir);
+            }
             c
         } else {
             Command::new(support::zdd::zdd_bin())
