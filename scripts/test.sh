@@ -30,7 +30,7 @@ start=$(date +%s)
 # them, and the run does not wait for these builds one after another. A test that needs one of them waits for
 # cargo's lock on its target directory, and the build then has the machine to itself.
 # - the fuzz targets (scripts/fuzz.sh runs them after the tests);
-# - the static binary the packaging scenario packages (the same command as scripts/package.sh, so that one
+# - the static binary the packaging scenario packages (scripts/package.sh --build-only, so that its full run
 #   finds it built);
 # - with ZDD_README_CARGO=1, the README's release build, in its own target directory, which the README
 #   scenario's clone then shares: the registry's crates compile once, the clone's own crates in the clone;
@@ -61,7 +61,7 @@ finish() {
     fi
 }
 background fuzz-build.log "$repo/scripts/fuzz.sh" --build-only
-background musl-build.log cargo build --release --locked --target x86_64-unknown-linux-musl --bin zdd
+background musl-build.log "$repo/scripts/package.sh" --build-only
 if [[ "${ZDD_README_CARGO:-}" == "1" ]]; then
     export ZDD_README_TARGET_DIR="$repo/target/readme"
     background readme-build.log env CARGO_TARGET_DIR="$ZDD_README_TARGET_DIR" \

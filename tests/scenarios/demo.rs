@@ -8,8 +8,8 @@
 //! README's `cargo run --release -- ...` literally in the clone, compiling it there once (5 minutes cold). With
 //! `ZDD_README_TARGET_DIR` set, that cargo builds into that directory: `scripts/test.sh` warms it with the same
 //! release build of this checkout in the background, so the clone compiles only its own crates (the workspace
-//! and the patched kdl), not the registry's again. The clone has the committed tree plus the uncommitted changes to tracked files (`git diff HEAD`); untracked files
-//! are not in it. It needs port 8080 free, and fails saying so when it is not.
+//! and the patched kdl), not the registry's again. The clone has the committed tree plus the uncommitted
+//! changes to tracked files (`git diff HEAD`); untracked files are not in it. It needs port 8080 free, and fails saying so when it is not.
 //!
 //! `the_demo_deploys_redeploys_and_rolls_back_without_a_failed_request_then_stops` points the demo at a free
 //! port and a test directory with `--var`, so it never collides with a demo a developer is running: a second
