@@ -283,6 +283,28 @@ async fn cancel_leaves_nothing_running_on_the_host() {
         "a dropped run left {:?}",
         hosts.processes_matching(1, "sleep 1003")
     );
+
+    // Dropped at any moment, also while its session is still opening (the remote command may run before the
+    // mux client hears that its session opened): nothing of it is left once it could have started.
+    for (i, delay_ms) in (0..60).step_by(4).enumerate() {
+        let needle = format!("sleep {}", 1100 + i);
+        let task = {
+            let host = connect(hosts, 1).await;
+            let cmd = Command::shell(format!("{needle} & {needle}"));
+            tokio::spawn(async move {
+                let _ = host.run(&cmd, &CancellationToken::new(), None).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        task.abort();
+        // A spawn that was on its way still starts; its group is killed as soon as its header came.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            eventually(|| async { hosts.processes_matching(1, &needle).is_empty() }).await,
+            "a run dropped after {delay_ms} ms left {:?}",
+            hosts.processes_matching(1, &needle)
+        );
+    }
 }
 
 #[tokio::test]

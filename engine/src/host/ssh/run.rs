@@ -49,24 +49,11 @@ pub(super) async fn run(
         permit = host.commands.acquire() => permit.map_err(|_| host.closed())?,
         () = cancel.cancelled() => return Err(cancelled()),
     };
-    let (mut child, feeder, token) = start(host, cmd, input).await?;
     let (header_tx, mut header_rx) = watch::channel(Header::Pending);
+    // Armed before the spawn: a run dropped while its session opens still has its group killed.
     let mut guard = GroupGuard::new(host, header_rx.clone());
-
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
-    if let Some(out) = child.stdout().take() {
-        let record = host.process_log.clone().map(|log| Record {
-            log,
-            host: host.name.clone(),
-            program: cmd.program.clone(),
-            token,
-        });
-        tokio::spawn(forward_stdout(out, header_tx, line_tx.clone(), record));
-    }
-    if let Some(err) = child.stderr().take() {
-        tokio::spawn(forward_lines(err, Stream::Stderr, line_tx.clone()));
-    }
-    drop(line_tx);
+    let (child, feeder) = start(host, cmd, input, header_tx, line_tx).await?;
     let mut output = Output::default();
     // The mux client's exit status can come while the master still holds output for our pipes, and taking it
     // ends the session, output and all. So the status is only taken once the streams closed, or stayed quiet
@@ -151,28 +138,66 @@ pub(super) async fn run(
     finish(host, cmd, header, status, output).await
 }
 
-/// Start the command's session, its stdin fed from a task of its own.
-/// Starts the command. When the host keeps a process log, the start is logged first with a spawn token that
-/// the command carries as `ZDD_SPAWN` (returned for its `started` line): a zdd killed before the header names
-/// the group still leaves a way to find it (see [`process_log`](crate::host::local::process_log)).
+/// Starts the command, its stdout and stderr forwarded to `lines` (the header to `header`) and its stdin fed,
+/// each from a task of its own. When the host keeps a process log, the start is logged first with a spawn token
+/// that the command carries as `ZDD_SPAWN` (and its `started` line then names): a zdd killed before the header
+/// names the group still leaves a way to find it (see [`process_log`](crate::host::local::process_log)).
+///
+/// The session is opened on a task of its own too. The remote command may already run before the mux client
+/// hears that its session opened, a round trip or more later: a run dropped in between would drop the half-made
+/// child, and nothing would learn which group to kill. The task finishes the spawn and wires the header up
+/// whatever happens to the run; if the run is gone by then, it keeps the session open until the command ends,
+/// which the run's [`GroupGuard`] sees to.
 async fn start(
     host: &SshHost,
     cmd: &Command,
     input: Input,
-) -> Result<(openssh::Child<Arc<Session>>, Feeder, Option<String>), HostError> {
+    header: watch::Sender<Header>,
+    lines: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+) -> Result<(openssh::Child<Arc<Session>>, Feeder), HostError> {
     let token = host.process_log.as_ref().map(|log| log.spawning_on(&host.name, &cmd.program));
     let line = match &token {
         Some(token) => script::run_line(&cmd.clone().env(SPAWN_TOKEN_ENV, token)),
         None => script::run_line(cmd),
     };
+    let record = host.process_log.clone().map(|log| Record {
+        log,
+        host: host.name.clone(),
+        program: cmd.program.clone(),
+        token,
+    });
     let mut command = host.session.clone().arc_raw_command(&line);
     command
         .stdin(if input.piped() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn_session(&mut command).await.map_err(|e| host.connection(&e))?;
-    let feeder = input.feed(child.stdin().take());
-    Ok((child, feeder, token))
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut child = match spawn_session(&mut command).await {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+                return;
+            }
+        };
+        if let Some(out) = child.stdout().take() {
+            tokio::spawn(forward_stdout(out, header, lines.clone(), record));
+        }
+        if let Some(err) = child.stderr().take() {
+            tokio::spawn(forward_lines(err, Stream::Stderr, lines));
+        }
+        let feeder = input.feed(child.stdin().take());
+        if let Err(Ok((child, _feeder))) = started_tx.send(Ok((child, feeder))) {
+            // The run is gone: its guard kills the group once the header names it; until then the session
+            // (and with it the header's way here) stays open.
+            let _ = child.wait().await;
+        }
+    });
+    match started_rx.await {
+        Ok(Ok(started)) => Ok(started),
+        Ok(Err(e)) => Err(host.connection(&e)),
+        Err(_) => Err(host.closed()),
+    }
 }
 
 /// A line of the program's: to the sink, and to the captured output.
