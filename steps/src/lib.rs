@@ -5,6 +5,7 @@
 use zdd_engine::kind::Kinds;
 
 mod archive;
+pub mod canary;
 pub mod collectstatic;
 mod common;
 pub mod deploy_check;
@@ -51,6 +52,7 @@ pub fn builtin() -> Kinds {
     kinds.register_typed(service::Service);
     kinds.register_typed(health_gate::HealthGate);
     kinds.register_typed(proxy::ProxySwitch);
+    kinds.register_typed(canary::Canary);
     kinds.register_typed(smoke::Smoke);
     kinds.register_typed(log_check::LogCheck);
     kinds.register_typed(symlink::Symlink);

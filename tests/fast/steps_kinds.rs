@@ -264,6 +264,7 @@ fn every_field_of_every_kind_is_in_the_book() {
         "service",
         "health-gate",
         "proxy-switch",
+        "canary",
         "smoke",
         "log-check",
         "symlink",

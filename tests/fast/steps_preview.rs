@@ -47,6 +47,22 @@ async fn prod_plan_previews() {
     insta::assert_snapshot!(previews("prod.kdl", ("a", "b"), &[]).await);
 }
 
+/// With `canary_weight`: the canary site (the split to the new slot's socket), the window and the thresholds.
+#[tokio::test]
+async fn a_canary_previews_its_split_window_and_verdict() {
+    let text = previews("prod.kdl", ("a", "b"), &["canary_weight=10%", "canary_sticky=true"]).await;
+    let canary = &text[text.find("== canary").unwrap()..text.find("== switch").unwrap()];
+    assert!(canary.contains(r#""action": "write""#), "{canary}");
+    assert!(canary.contains("10% canary;"), "{canary}");
+    assert!(canary.contains("server unix:/nonexistent/zdd-preview/srv/run/b.sock;"), "{canary}");
+    assert!(canary.contains("zdd_canary=20261126-180000-$zdd_canary_variant"), "{canary}");
+    assert!(
+        canary.contains("10% of requests, sticky by cookie, go to /nonexistent/zdd-preview/srv/run/b.sock for 1m"),
+        "{canary}"
+    );
+    assert!(canary.contains("its p95 latency at most 1.5 times, with at least 50 requests on each side"), "{canary}");
+}
+
 #[tokio::test]
 async fn port_switch_plan_previews() {
     let text = previews("port-switch.kdl", ("8001", "8002"), &[]).await;

@@ -104,6 +104,7 @@ codes! {
     ServiceLane => "service-lane",
     ProxyLanes => "proxy-lanes",
     ProxyTls => "proxy-tls",
+    CanarySetting => "canary-setting",
     HttpBadHeader => "http-bad-header",
     HttpBadStatus => "http-bad-status",
     MigrateLockRetries => "migrate-lock-retries",

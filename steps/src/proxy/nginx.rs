@@ -80,6 +80,21 @@ impl Tls {
     }
 }
 
+/// A canary's split, as the site renders it (see [`crate::canary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanarySite {
+    /// The share of requests, in percent (1-99), that go to the new instance.
+    pub weight: u8,
+    /// A cookie keeps each client on the side it first got.
+    pub sticky: bool,
+    /// The release the canary is of: the cookie names it, so an old cookie means nothing to the next canary.
+    pub release: String,
+    /// The new instance's socket.
+    pub socket: PathBuf,
+    /// Where Nginx logs each request's side, status and time.
+    pub log: PathBuf,
+}
+
 /// The `read-timeout` default (Nginx's own).
 fn default_read_timeout() -> Duration {
     Duration::from_mins(1)
@@ -174,6 +189,34 @@ impl Nginx {
 
     /// The site file's content for a deploy into `slot`.
     pub async fn render_site(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
+        self.render(ctx_host, slot, None).await
+    }
+
+    /// The site file's content while `canary` splits the requests between the live instance and the new one.
+    pub async fn render_canary_site(
+        &self,
+        ctx_host: &dyn zdd_engine::host::Host,
+        slot: &str,
+        canary: &CanarySite,
+    ) -> Result<String, StepError> {
+        let content = self.render(ctx_host, slot, Some(canary)).await?;
+        // A template of the plan's own that knows nothing of canaries would send every request to the live
+        // instance: the window would judge nothing.
+        if !content.contains("$zdd_canary_upstream") {
+            return Err(StepError::fatal(
+                "the site template has no canary: copy the `{{#if canary}}` blocks of the built-in template \
+                 (templates/nginx-site.conf.hbs) into yours",
+            ));
+        }
+        Ok(content)
+    }
+
+    async fn render(
+        &self,
+        ctx_host: &dyn zdd_engine::host::Host,
+        slot: &str,
+        canary: Option<&CanarySite>,
+    ) -> Result<String, StepError> {
         let servers = self.servers(slot)?;
         let static_url =
             if self.static_url.ends_with('/') { self.static_url.clone() } else { format!("{}/", self.static_url) };
@@ -195,6 +238,13 @@ impl Nginx {
                 "key": path_text(&t.key),
                 "listen": t.listen,
                 "redirect_port": t.redirect_port(),
+            })),
+            "canary": canary.map(|c| json!({
+                "weight": c.weight,
+                "sticky": c.sticky,
+                "release": c.release,
+                "socket": path_text(&c.socket),
+                "log": path_text(&c.log),
             })),
             "maintenance": {
                 "dir": path_text(&super::maintenance::dir(&self.root)),
@@ -271,6 +321,39 @@ impl Nginx {
         self.record_workers(ctx).await?;
         ctx.exec_ok(&self.reload_command()).await?;
         Ok(())
+    }
+
+    /// After a reload: wait until none of the workers from before it still takes new requests (each has gone, or
+    /// says it is shutting down), at most `timeout`; `Ok(false)` if one still does. Nginx's reload only signals
+    /// the master, which starts new workers and then tells the old ones to stop: until then they still proxy
+    /// new requests by the old site.
+    pub async fn wait_old_workers_retired(&self, ctx: &UndoCtx, timeout: Duration) -> Result<bool, StepError> {
+        let Some(bytes) = ctx.host.read_file(&self.old_workers_file()).await? else {
+            return Ok(true);
+        };
+        let pids: Vec<String> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let start = std::time::Instant::now();
+        let mut backoff = crate::common::Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
+        for pid in pids {
+            loop {
+                let args = quiet(ctx, &Command::new("ps").args(["-o", "args=", "-p", &pid])).await?;
+                let args = args.stdout_str();
+                // Gone, or a pid reused by something else, or retiring.
+                if !args.contains("nginx: worker") || args.contains("shutting down") {
+                    break;
+                }
+                if start.elapsed() >= timeout {
+                    return Ok(false);
+                }
+                crate::common::sleep(&ctx.cancel, backoff.next_delay()).await?;
+            }
+        }
+        Ok(true)
     }
 
     /// Remember the worker pids alive now, before a reload replaces them.
@@ -367,6 +450,28 @@ mod tests {
     async fn renders_the_socket_site() {
         let text = nginx(Mode::Socket).render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
         insta::assert_snapshot!(text);
+    }
+
+    /// A sticky canary: the split, the cookie and the analysis log; `location /` proxies by the side.
+    #[tokio::test]
+    async fn renders_a_canary_site() {
+        let canary = CanarySite {
+            weight: 10,
+            sticky: true,
+            release: "20261204-031500".into(),
+            socket: "/srv/shop/run/b.sock".into(),
+            log: "/srv/shop/run/canary.log".into(),
+        };
+        let ngx = nginx(Mode::Socket);
+        let text = ngx.render_canary_site(&zdd_engine::host::LocalHost::new(), "b", &canary).await.unwrap();
+        let canary_part = &text[text.find("# A canary").unwrap()..text.find("server {").unwrap()];
+        insta::assert_snapshot!(canary_part);
+        assert!(text.contains("proxy_pass http://$zdd_canary_upstream;"), "{text}");
+        assert!(text.contains("access_log /srv/shop/run/canary.log zdd_canary;"), "{text}");
+        assert!(text.contains("zdd_canary=20261204-031500-$zdd_canary_variant"), "{text}");
+        // Without the canary, the site is the switch's own.
+        let plain = ngx.render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
+        assert!(!plain.contains("canary"), "{plain}");
     }
 
     #[tokio::test]

@@ -1,0 +1,408 @@
+//! The `canary` kind: before the switch, a share of the requests (`weight`) goes to the new instance for a
+//! `window` while the live one serves the rest, and the new instance is judged against the live one over that
+//! same window ([`analysis`]): its 5xx rate and its p95 latency, from the access log Nginx writes for it. A
+//! pass lets the plan go on to the switch, which moves the rest (the promotion); a fail puts the site back and
+//! fails the step, so the run rolls back and no more than the canary's share ever saw the new release.
+//!
+//! The split lives in the `proxy-switch` step's site (the step it names): the site is rendered with the split
+//! (`split_clients` over `$request_id`, or a cookie with `sticky`), tested and reloaded, and at the end of the
+//! window rendered as it was, tested and reloaded again. Nginx reloads gracefully: no request is dropped. Socket
+//! mode only, without lanes: the canary's upstream is the new instance's own socket.
+
+pub mod analysis;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
+use zdd_engine::plan::Step;
+use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
+use zdd_engine::settings::{SettingsCtx, TypedKind};
+
+use crate::common::{from_facts, sleep, to_facts};
+use crate::proxy::nginx::{CanarySite, Mode, Nginx};
+use analysis::{Outcome, Thresholds, Window};
+
+pub struct Canary;
+
+/// How long the Nginx workers from before a reload may keep taking new requests.
+const RETIRE_WITHIN: Duration = Duration::from_secs(10);
+
+static SPEC: KindSpec = KindSpec {
+    name: "canary",
+    summary: "Send a share of the requests to the new instance for a window, and judge it against the live one.",
+    fields: &[
+        FieldSpec::new(
+            "proxy-switch",
+            ValueType::SettingsRef(&["proxy-switch"]),
+            "The proxy-switch step whose site carries the split (socket mode, no lanes); it goes after this step.",
+        )
+        .required(),
+        FieldSpec::new(
+            "weight",
+            ValueType::String,
+            "The share of requests the new instance gets, `1%`-`99%`; `0` (or empty) is no canary.",
+        )
+        .default("0"),
+        FieldSpec::new("window", ValueType::Duration, "How long each window of the analysis lasts.").default("60s"),
+        FieldSpec::new(
+            "sticky",
+            ValueType::Bool,
+            "A cookie keeps each client on the side it first got, so a visitor does not flip between releases.",
+        )
+        .default("#false"),
+        FieldSpec::new(
+            "max-error-rate",
+            ValueType::String,
+            "How far the canary's 5xx rate may exceed the live instance's over the window (e.g. `1%`).",
+        )
+        .default("1%"),
+        FieldSpec::new(
+            "max-latency-ratio",
+            ValueType::String,
+            "How many times the live instance's p95 latency the canary's may be (e.g. `1.5`).",
+        )
+        .default("1.5"),
+        FieldSpec::new("min-requests", ValueType::Int, "The fewest requests each side needs for a verdict.")
+            .default("50"),
+        FieldSpec::new(
+            "inconclusive",
+            ValueType::Enum(&["abort", "hold"]),
+            "Too few requests in a window: `abort` (roll back), or `hold` the canary for another window.",
+        )
+        .default("abort"),
+        FieldSpec::new("holds", ValueType::Int, "With `inconclusive \"hold\"`: how many windows may be added.")
+            .default("3"),
+        FieldSpec::new(
+            "log",
+            ValueType::ConfigPath,
+            "The access log Nginx writes for the analysis; default `<root>/run/canary.log`.",
+        ),
+    ],
+    effect: Effect::Reversible,
+    undo: "Puts the site file back as it was before the canary, tests it and reloads Nginx.",
+};
+
+/// A canary step's settings.
+#[derive(Debug)]
+pub struct Settings {
+    proxy_switch: String,
+    /// Percent, 0 for no canary.
+    weight: u8,
+    window: Duration,
+    sticky: bool,
+    thresholds: Thresholds,
+    hold: bool,
+    holds: u32,
+    log: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Facts {
+    /// The site's settings, to restore it with.
+    nginx: Nginx,
+    /// The site file before the canary (None: there was none).
+    site_previous: Option<String>,
+    /// The canary's site may be in place: the step has not put the previous one back itself.
+    installed: bool,
+}
+
+/// `10%` or `10` as a percent in `0..=max`; a fraction is allowed (`0.5%`) when `fraction`.
+fn percent(text: &str, fraction: bool) -> Option<f64> {
+    let number = text.trim().strip_suffix('%').unwrap_or(text.trim());
+    let value: f64 = number.trim().parse().ok()?;
+    (value.is_finite() && (0.0..=100.0).contains(&value) && (fraction || value.fract() == 0.0)).then_some(value)
+}
+
+/// The weight as a whole percent, 0 for none (an empty value from a plan variable left empty).
+fn weight(text: &str) -> Option<u8> {
+    if text.trim().is_empty() {
+        return Some(0);
+    }
+    let value = percent(text, false)?;
+    // A whole number in 0..=100 (checked above); 100% would be the switch itself.
+    (value < 100.0).then(|| format!("{value:.0}").parse().ok()).flatten()
+}
+
+fn latency_ratio(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|r| r.is_finite() && *r >= 1.0)
+}
+
+/// The proxy-switch step `name`'s settings (validation checked that it is one).
+fn switch<'p>(plan: &'p zdd_engine::plan::Plan, name: &str) -> Result<&'p crate::proxy::Settings, StepError> {
+    plan.step_by_name(name)
+        .and_then(|s| s.settings.get::<crate::proxy::Settings>())
+        .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))
+}
+
+/// Why this run has no canary, if it has none.
+fn no_canary(s: &Settings, target: &zdd_engine::kind::DeployTarget) -> Option<&'static str> {
+    if s.weight == 0 {
+        Some("no canary (weight 0)")
+    } else if target.rollback {
+        Some("no canary on a rollback: the release it returns to served before")
+    } else if target.live_release.is_none() {
+        Some("no canary on a first deploy: there is no live instance to compare with")
+    } else {
+        None
+    }
+}
+
+/// The switch's site can carry a canary: socket mode, one upstream link.
+fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
+    if ngx.mode == Mode::Socket && ngx.lanes.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::fatal(format!(
+        "a canary splits the requests between the live socket and the new one: `{switch}` must use `mode \"socket\"` \
+         without lanes"
+    )))
+}
+
+impl Settings {
+    fn site(&self, ngx: &Nginx, target: &zdd_engine::kind::DeployTarget) -> CanarySite {
+        CanarySite {
+            weight: self.weight,
+            sticky: self.sticky,
+            release: target.release.clone(),
+            socket: ngx.slot_socket(&target.slot),
+            log: self.log.clone().unwrap_or_else(|| ngx.root.join("run").join("canary.log")),
+        }
+    }
+
+    /// The longest the analysis may take: every window it may hold for.
+    fn longest(&self) -> Duration {
+        self.window * if self.hold { self.holds + 1 } else { 1 }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Waits out the windows and judges them: `Ok` with the last verdict's text on a pass, the failure otherwise.
+async fn analyse(s: &Settings, ctx: &StepCtx, log: &std::path::Path, since_ms: u64) -> Result<String, StepError> {
+    let mut windows = 0;
+    loop {
+        sleep(&ctx.cancel, s.window).await?;
+        windows += 1;
+        let text = ctx.host.read_file(log).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let verdict = Window::from_log(text.as_deref().unwrap_or_default(), since_ms).judge(&s.thresholds);
+        let after = humantime::format_duration(s.window * windows);
+        ctx.message(format!("verdict after {after}: {verdict}"));
+        match &verdict.outcome {
+            Outcome::Pass => return Ok(verdict.to_string()),
+            Outcome::Inconclusive(_) if s.hold && windows <= s.holds => {
+                ctx.message(format!("holding the canary for another {}", humantime::format_duration(s.window)));
+            }
+            Outcome::Fail(why) | Outcome::Inconclusive(why) => {
+                return Err(
+                    StepError::fatal(format!("the canary failed its analysis: {why}")).with_detail(verdict.to_string())
+                );
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TypedKind for Canary {
+    type Settings = Settings;
+
+    fn spec(&self) -> &'static KindSpec {
+        &SPEC
+    }
+
+    fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
+        let hold = ctx.str("inconclusive") == Some("hold");
+        Ok(Settings {
+            proxy_switch: ctx.required("proxy-switch")?.to_owned(),
+            weight: weight(ctx.str("weight").unwrap_or("0")).unwrap_or(0),
+            window: ctx.duration("window", Duration::from_mins(1)),
+            sticky: ctx.bool("sticky", false),
+            thresholds: Thresholds {
+                max_error_rate: percent(ctx.str("max-error-rate").unwrap_or("1%"), true).unwrap_or(1.0) / 100.0,
+                max_latency_ratio: latency_ratio(ctx.str("max-latency-ratio").unwrap_or("1.5")).unwrap_or(1.5),
+                min_requests: ctx.int("min-requests").and_then(|n| u64::try_from(n).ok()).unwrap_or(50),
+            },
+            hold,
+            holds: ctx.int("holds").and_then(|n| u32::try_from(n).ok()).unwrap_or(3),
+            log: ctx.path("log"),
+        })
+    }
+
+    fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        let mut bad = |name: &str, ok: bool, message: &str, help: &str| {
+            if let (false, Some(field)) = (ok, step.fields.all(name).first()) {
+                let value = step.fields.str(name).unwrap_or_default();
+                diags.push(
+                    Diagnostic::error(Code::CanarySetting, format!("`{name} \"{value}\"`: {message}"))
+                        .at(field.span, "here")
+                        .help(help),
+                );
+            }
+        };
+        let field = |name: &str| step.fields.str(name).unwrap_or_default();
+        bad(
+            "weight",
+            weight(field("weight")).is_some(),
+            "not a whole percent under 100",
+            "write `weight \"10%\"` (0 turns the canary off)",
+        );
+        bad(
+            "max-error-rate",
+            percent(field("max-error-rate"), true).is_some(),
+            "not a percent",
+            "write `max-error-rate \"1%\"`: how far the canary's 5xx rate may exceed the live instance's",
+        );
+        bad(
+            "max-latency-ratio",
+            latency_ratio(field("max-latency-ratio")).is_some(),
+            "not a ratio of at least 1",
+            "write `max-latency-ratio \"1.5\"`: the canary's p95 may be 1.5 times the live instance's",
+        );
+        for name in ["min-requests", "holds"] {
+            let positive = step.fields.all(name).is_empty() || step.fields.int(name).is_some_and(|n| n >= 1);
+            bad(name, positive, "must be at least 1", "write a whole number, e.g. `min-requests 50`");
+        }
+        let window = step.fields.duration("window").unwrap_or(Duration::from_mins(1));
+        let holds = u32::try_from(step.fields.int("holds").unwrap_or(3)).unwrap_or(0);
+        let windows = if step.fields.str("inconclusive") == Some("hold") { holds + 1 } else { 1 };
+        let longest = window.saturating_mul(windows);
+        let weighted = weight(field("weight")).is_some_and(|w| w > 0);
+        bad(
+            "window",
+            !weighted || longest < step.policy.timeout,
+            &format!(
+                "the analysis may take {}, the step's timeout is {}",
+                humantime::format_duration(longest),
+                humantime::format_duration(step.policy.timeout)
+            ),
+            "give the step a `timeout` longer than its windows (with `hold`, one window more than `holds`)",
+        );
+    }
+
+    async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        let mut preview = Preview::default();
+        if let Some(why) = no_canary(s, &ctx.target) {
+            preview.actions.push(PlannedAction::Note { text: why.to_owned() });
+            return Ok(preview);
+        }
+        let ngx = &switch(&ctx.plan, &s.proxy_switch)?.nginx;
+        splittable(ngx, &s.proxy_switch)?;
+        let site = s.site(ngx, &ctx.target);
+        let content = ngx.render_canary_site(ctx.host.as_ref(), &ctx.target.slot, &site).await?;
+        let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let (test, reload) = (ngx.test_command().display(), ngx.reload_command().display());
+        preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
+        preview.actions.push(PlannedAction::Run { command: test.clone() });
+        preview.actions.push(PlannedAction::Run { command: reload.clone() });
+        preview.actions.push(PlannedAction::Note {
+            text: format!(
+                "{}% of requests{} go to {} for {} (at most {}), logged to {}",
+                s.weight,
+                if s.sticky { ", sticky by cookie," } else { "" },
+                site.socket.display(),
+                humantime::format_duration(s.window),
+                humantime::format_duration(s.longest()),
+                site.log.display()
+            ),
+        });
+        let restore = match &current {
+            Some(old) => PlannedAction::Write { path: ngx.site_conf.clone(), content: old.clone(), mode: 0o644 },
+            None => PlannedAction::Remove { path: ngx.site_conf.clone() },
+        };
+        preview.actions.push(restore.clone());
+        preview.actions.push(PlannedAction::Run { command: test });
+        preview.actions.push(PlannedAction::Run { command: reload.clone() });
+        let t = &s.thresholds;
+        preview.checks.push(format!(
+            "the canary's 5xx rate is at most {:.1} points over the live instance's and its p95 latency at most {} \
+             times, with at least {} requests on each side ({} when there are fewer)",
+            t.max_error_rate * 100.0,
+            t.max_latency_ratio,
+            t.min_requests,
+            if s.hold { "hold for another window" } else { "abort" }
+        ));
+        preview.undo.push(restore);
+        preview.undo.push(PlannedAction::Run { command: reload });
+        Ok(preview)
+    }
+
+    async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
+        if let Some(why) = no_canary(s, &ctx.target) {
+            ctx.message(why);
+            return Ok(());
+        }
+        let ngx = &switch(&ctx.plan, &s.proxy_switch)?.nginx;
+        splittable(ngx, &s.proxy_switch)?;
+        let site = s.site(ngx, &ctx.target);
+        if !ctx.host.exists(&site.socket).await? {
+            return Err(StepError::failed(format!(
+                "{} does not exist: is the new instance up?",
+                site.socket.display()
+            )));
+        }
+        let content = ngx.render_canary_site(ctx.host.as_ref(), &ctx.target.slot, &site).await?;
+        let previous = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let mut facts = Facts { nginx: ngx.clone(), site_previous: previous.clone(), installed: true };
+        ctx.record_undo(to_facts(&facts)).await?;
+        // A fresh log: the analysis reads it whole.
+        ctx.host.remove_all(&site.log).await?;
+        ngx.install_site(ctx, &content, previous.as_deref()).await?;
+        ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await?;
+        let since_ms = now_ms();
+        ctx.message(format!(
+            "{}% of requests{} go to slot {} for {}",
+            s.weight,
+            if s.sticky { " (sticky)" } else { "" },
+            ctx.target.slot,
+            humantime::format_duration(s.window)
+        ));
+        let verdict = analyse(s, ctx, &site.log, since_ms).await;
+        // Pass or fail, the site goes back as it was: on a pass the switch moves the rest, on a fail the run
+        // rolls back with every request on the live instance again.
+        ngx.restore_site(ctx, previous.as_deref()).await?;
+        // On a fail the rollback stops the new instance next: no worker may still send it the canary's share.
+        if !ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await? {
+            ctx.message(format!(
+                "Nginx workers from before the reload still take requests after {}",
+                humantime::format_duration(RETIRE_WITHIN)
+            ));
+        }
+        facts.installed = false;
+        ctx.record_undo(to_facts(&facts)).await?;
+        let passed = verdict?;
+        ctx.message(format!("promoted: {passed}"));
+        Ok(())
+    }
+
+    async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
+        let facts: Facts = from_facts("canary", facts)?;
+        if facts.installed {
+            facts.nginx.restore_site(ctx, facts.site_previous.as_deref()).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_whole_percents_under_100() {
+        assert_eq!(weight("10%"), Some(10));
+        assert_eq!(weight("25"), Some(25));
+        assert_eq!(weight(""), Some(0));
+        assert_eq!(weight("0"), Some(0));
+        assert_eq!(weight("100%"), None, "all of it is the switch");
+        assert_eq!(weight("2.5%"), None);
+        assert_eq!(weight("ten"), None);
+        assert_eq!(percent("0.5%", true), Some(0.5));
+        assert_eq!(latency_ratio("0.9"), None);
+        assert_eq!(latency_ratio("2"), Some(2.0));
+    }
+}
