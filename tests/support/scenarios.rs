@@ -5,7 +5,7 @@
 //! Sequence on one stack (each scenario expects the state the previous one leaves):
 //! 1 first deploy of v1 → 2 v1→v2 under load → 9 maintenance on and off → 7 `zdd rollback` to v1, then v2 again → 3 health fails →
 //! 5 unsafe migration → 6 does not boot → 4 breaks after cutover → 8 kill -9 mid-step, `zdd recover` → 10 stage,
-//! abort, stage again, promote.
+//! abort, stage again, promote → 11 a canary promoted, then one aborted by its analysis (tests/support/canary.rs).
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -547,6 +547,7 @@ pub(crate) const SEQUENCE: &[Scenario] = &[
     ("4 fails after cutover", s4_breaks_after_cutover),
     ("8 kill -9 mid-step, recover", s8_kill_and_recover),
     ("10 stage, abort, stage, promote under load", s10_stage_abort_promote),
+    ("11 canary: promoted, then aborted by its analysis", super::canary::s11_canary),
 ];
 
 /// What depends on the database: first deploy, the expand migration under load, the refused unsafe migration

@@ -29,6 +29,7 @@ pub(crate) const VERSIONS: &[&str] = &[
     "v3-health-fails",
     "v3-health-fails-lane-2",
     "v3-breaks-after-cutover",
+    "v3-flaky-pages",
     "v3-unsafe-migration",
     "v3-no-boot",
     "v3-same-inputs",
