@@ -47,19 +47,18 @@ async fn prod_plan_previews() {
     insta::assert_snapshot!(previews("prod.kdl", ("a", "b"), &[]).await);
 }
 
-/// With `canary_weight`: the canary site (the split to the new slot's socket), the window and the thresholds.
+/// With `canary_weight`: the link to the new slot's socket, the split by files (no reload), the verdict.
 #[tokio::test]
 async fn a_canary_previews_its_split_window_and_verdict() {
     let text = previews("prod.kdl", ("a", "b"), &["canary_weight=10%", "canary_sticky=true"]).await;
     let canary = &text[text.find("== canary").unwrap()..text.find("== switch").unwrap()];
-    assert!(canary.contains(r#""action": "write""#), "{canary}");
-    assert!(canary.contains("10% canary;"), "{canary}");
-    assert!(canary.contains("server unix:/nonexistent/zdd-preview/srv/run/b.sock;"), "{canary}");
-    assert!(canary.contains("zdd_canary=20261126-180000-$zdd_canary_variant"), "{canary}");
+    assert!(canary.contains(r#""link": "/nonexistent/zdd-preview/srv/run/canary.sock""#), "{canary}");
+    assert!(canary.contains(r#""target": "/nonexistent/zdd-preview/srv/run/b.sock""#), "{canary}");
     assert!(
-        canary.contains("10% of requests, sticky by cookie, go to /nonexistent/zdd-preview/srv/run/b.sock for 1m"),
+        canary.contains("10% of requests, by client (address and user agent), go to the new instance for 1m"),
         "{canary}"
     );
+    assert!(canary.contains("no reload"), "{canary}");
     assert!(canary.contains("its p95 latency at most 1.5 times, with at least 50 requests on each side"), "{canary}");
 }
 

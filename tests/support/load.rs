@@ -288,6 +288,10 @@ struct Answer {
     version: Option<String>,
 }
 
+/// Requests sent, for each one's user agent: to a canary that keeps each client on its side by address and user
+/// agent, the load is many visitors (one would put all of it on one side).
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Sends one GET on the kept-alive connection (opening one if needed) and reads the whole response.
 async fn request(
     connection: &mut Option<Connection>,
@@ -311,7 +315,8 @@ async fn request(
     let Some(conn) = connection.as_mut() else {
         return Err(FailKind::Other);
     };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: zdd-load\r\n\r\n");
+    let n = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: zdd-load-{n}\r\n\r\n");
     conn.get_mut().write_all(request.as_bytes()).await.map_err(|e| classify(&e, false))?;
 
     let mut line = String::new();

@@ -46,7 +46,7 @@ impl Nginx {
                  events {{ worker_connections 1024; }}\n\
                  http {{\n\
                  \x20   include /etc/nginx/mime.types;\n\
-                 \x20   access_log off;\n\
+                 \x20   access_log {p}/access.log;\n\
                  \x20   client_body_temp_path {p}/temp/body;\n\
                  \x20   proxy_temp_path {p}/temp/proxy;\n\
                  \x20   fastcgi_temp_path {p}/temp/fastcgi;\n\

@@ -1,17 +1,16 @@
 //! The `canary` kind: before the switch, a share of the requests (`weight`) goes to the new instance for a
 //! `window` while the live one serves the rest, and the new instance is judged against the live one over that
 //! same window ([`analysis`]): its 5xx rate and its p95 latency, from the access log Nginx writes for it. A
-//! pass lets the plan go on to the switch, which moves the rest (the promotion); a fail puts the site back and
+//! pass lets the plan go on to the switch, which moves the rest (the promotion); a fail ends the canary and
 //! fails the step, so the run rolls back and no more than the canary's share ever saw the new release.
 //!
-//! The split lives in the `proxy-switch` step's site (the step it names): the site is rendered with the split
-//! (`split_clients` over `$request_id`, or a cookie with `sticky`), tested and reloaded, and at the end of the
-//! window rendered as it was, tested and reloaded again. Nginx reloads gracefully: no request is dropped. Socket
-//! mode only, without lanes: the canary's upstream is the new instance's own socket.
+//! The split is part of the site a `proxy-switch` renders in socket mode (the step this one names): flag files
+//! turn it on and off ([`split`]), which Nginx tests at each request, so a canary reloads nothing and drops no
+//! connection. A live site rendered before canaries existed is rewritten once (tested, reloaded) first.
 
 pub mod analysis;
+pub mod split;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -23,7 +22,7 @@ use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
 
 use crate::common::{from_facts, sleep, to_facts};
-use crate::proxy::nginx::{CanarySite, Mode, Nginx};
+use crate::proxy::nginx::Nginx;
 use analysis::{Outcome, Thresholds, Window};
 
 pub struct Canary;
@@ -51,7 +50,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "sticky",
             ValueType::Bool,
-            "A cookie keeps each client on the side it first got, so a visitor does not flip between releases.",
+            "Each client (its address and user agent) stays on one side, so a visitor does not flip between releases.",
         )
         .default("#false"),
         FieldSpec::new(
@@ -76,14 +75,9 @@ static SPEC: KindSpec = KindSpec {
         .default("abort"),
         FieldSpec::new("holds", ValueType::Int, "With `inconclusive \"hold\"`: how many windows may be added.")
             .default("3"),
-        FieldSpec::new(
-            "log",
-            ValueType::ConfigPath,
-            "The access log Nginx writes for the analysis; default `<root>/run/canary.log`.",
-        ),
     ],
     effect: Effect::Reversible,
-    undo: "Puts the site file back as it was before the canary, tests it and reloads Nginx.",
+    undo: "Turns the canary off (every request to the live instance), and puts back a site file it rewrote.",
 };
 
 /// A canary step's settings.
@@ -97,17 +91,17 @@ pub struct Settings {
     thresholds: Thresholds,
     hold: bool,
     holds: u32,
-    log: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Facts {
-    /// The site's settings, to restore it with.
+    /// The site's settings: where the canary's files are, and how to restore the site.
     nginx: Nginx,
-    /// The site file before the canary (None: there was none).
+    /// The canary may be on: the step has not turned it off itself.
+    active: bool,
+    /// The live site had no canary split and was rewritten; what it was (None: there was none).
+    site_rewritten: bool,
     site_previous: Option<String>,
-    /// The canary's site may be in place: the step has not put the previous one back itself.
-    installed: bool,
 }
 
 /// `10%` or `10` as a percent in `0..=max`; a fraction is allowed (`0.5%`) when `fraction`.
@@ -153,7 +147,7 @@ fn no_canary(s: &Settings, target: &zdd_engine::kind::DeployTarget) -> Option<&'
 
 /// The switch's site can carry a canary: socket mode, one upstream link.
 fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
-    if ngx.mode == Mode::Socket && ngx.lanes.is_empty() {
+    if ngx.takes_canaries() {
         return Ok(());
     }
     Err(StepError::fatal(format!(
@@ -163,16 +157,6 @@ fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
 }
 
 impl Settings {
-    fn site(&self, ngx: &Nginx, target: &zdd_engine::kind::DeployTarget) -> CanarySite {
-        CanarySite {
-            weight: self.weight,
-            sticky: self.sticky,
-            release: target.release.clone(),
-            socket: ngx.slot_socket(&target.slot),
-            log: self.log.clone().unwrap_or_else(|| ngx.root.join("run").join("canary.log")),
-        }
-    }
-
     /// The longest the analysis may take: every window it may hold for.
     fn longest(&self) -> Duration {
         self.window * if self.hold { self.holds + 1 } else { 1 }
@@ -190,7 +174,16 @@ async fn analyse(s: &Settings, ctx: &StepCtx, log: &std::path::Path, since_ms: u
         sleep(&ctx.cancel, s.window).await?;
         windows += 1;
         let text = ctx.host.read_file(log).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let verdict = Window::from_log(text.as_deref().unwrap_or_default(), since_ms).judge(&s.thresholds);
+        let window = Window::from_log(text.as_deref().unwrap_or_default(), since_ms);
+        if window.canary.requests + window.baseline.requests == 0 {
+            // Nothing logged at all: no traffic, or Nginx does not write the log.
+            ctx.message(format!(
+                "Nginx logged no request to {}: is there traffic? An `access_log off` at the http level of \
+                 nginx.conf turns the site's canary log off too (keep an access log there, as Debian's does)",
+                log.display()
+            ));
+        }
+        let verdict = window.judge(&s.thresholds);
         let after = humantime::format_duration(s.window * windows);
         ctx.message(format!("verdict after {after}: {verdict}"));
         match &verdict.outcome {
@@ -229,7 +222,6 @@ impl TypedKind for Canary {
             },
             hold,
             holds: ctx.int("holds").and_then(|n| u32::try_from(n).ok()).unwrap_or(3),
-            log: ctx.path("log"),
         })
     }
 
@@ -292,31 +284,33 @@ impl TypedKind for Canary {
         }
         let ngx = &switch(&ctx.plan, &s.proxy_switch)?.nginx;
         splittable(ngx, &s.proxy_switch)?;
-        let site = s.site(ngx, &ctx.target);
-        let content = ngx.render_canary_site(ctx.host.as_ref(), &ctx.target.slot, &site).await?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let (test, reload) = (ngx.test_command().display(), ngx.reload_command().display());
-        preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
-        preview.actions.push(PlannedAction::Run { command: test.clone() });
-        preview.actions.push(PlannedAction::Run { command: reload.clone() });
+        if !current.as_deref().is_some_and(Nginx::site_takes_canaries) {
+            let content = ngx.render_site(ctx.host.as_ref(), &ctx.target.slot).await?;
+            preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
+            preview.actions.push(PlannedAction::Run { command: ngx.test_command().display() });
+            preview.actions.push(PlannedAction::Run { command: ngx.reload_command().display() });
+            preview.undo.push(match &current {
+                Some(old) => PlannedAction::Write { path: ngx.site_conf.clone(), content: old.clone(), mode: 0o644 },
+                None => PlannedAction::Remove { path: ngx.site_conf.clone() },
+            });
+        }
+        let dir = ngx.canary_dir();
+        preview
+            .actions
+            .push(PlannedAction::Link { link: ngx.canary_link(), target: ngx.slot_socket(&ctx.target.slot) });
         preview.actions.push(PlannedAction::Note {
             text: format!(
-                "{}% of requests{} go to {} for {} (at most {}), logged to {}",
+                "{}% of requests{} go to the new instance for {} (at most {}): {} buckets in {}, no reload",
                 s.weight,
-                if s.sticky { ", sticky by cookie," } else { "" },
-                site.socket.display(),
+                if s.sticky { ", by client (address and user agent)," } else { "" },
                 humantime::format_duration(s.window),
                 humantime::format_duration(s.longest()),
-                site.log.display()
+                s.weight,
+                dir.join("split").display()
             ),
         });
-        let restore = match &current {
-            Some(old) => PlannedAction::Write { path: ngx.site_conf.clone(), content: old.clone(), mode: 0o644 },
-            None => PlannedAction::Remove { path: ngx.site_conf.clone() },
-        };
-        preview.actions.push(restore.clone());
-        preview.actions.push(PlannedAction::Run { command: test });
-        preview.actions.push(PlannedAction::Run { command: reload.clone() });
+        preview.actions.push(PlannedAction::Remove { path: dir.join("split") });
         let t = &s.thresholds;
         preview.checks.push(format!(
             "the canary's 5xx rate is at most {:.1} points over the live instance's and its p95 latency at most {} \
@@ -326,8 +320,7 @@ impl TypedKind for Canary {
             t.min_requests,
             if s.hold { "hold for another window" } else { "abort" }
         ));
-        preview.undo.push(restore);
-        preview.undo.push(PlannedAction::Run { command: reload });
+        preview.undo.insert(0, PlannedAction::Remove { path: dir.join("split") });
         Ok(preview)
     }
 
@@ -338,41 +331,37 @@ impl TypedKind for Canary {
         }
         let ngx = &switch(&ctx.plan, &s.proxy_switch)?.nginx;
         splittable(ngx, &s.proxy_switch)?;
-        let site = s.site(ngx, &ctx.target);
-        if !ctx.host.exists(&site.socket).await? {
-            return Err(StepError::failed(format!(
-                "{} does not exist: is the new instance up?",
-                site.socket.display()
-            )));
+        let socket = ngx.slot_socket(&ctx.target.slot);
+        if !ctx.host.exists(&socket).await? {
+            return Err(StepError::failed(format!("{} does not exist: is the new instance up?", socket.display())));
         }
-        let content = ngx.render_canary_site(ctx.host.as_ref(), &ctx.target.slot, &site).await?;
         let previous = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let mut facts = Facts { nginx: ngx.clone(), site_previous: previous.clone(), installed: true };
+        let mut facts = Facts { nginx: ngx.clone(), active: true, site_rewritten: false, site_previous: None };
+        if !previous.as_deref().is_some_and(Nginx::site_takes_canaries) {
+            // A site from before canaries: the switch would write this same file; written now, once.
+            facts.site_rewritten = true;
+            facts.site_previous.clone_from(&previous);
+            ctx.record_undo(to_facts(&facts)).await?;
+            let content = ngx.render_site(ctx.host.as_ref(), &ctx.target.slot).await?;
+            ngx.install_site(ctx, &content, previous.as_deref()).await?;
+            ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await?;
+            ctx.message(format!("{} rewritten with the canary's split, Nginx reloaded", ngx.site_conf.display()));
+        }
         ctx.record_undo(to_facts(&facts)).await?;
-        // A fresh log: the analysis reads it whole.
-        ctx.host.remove_all(&site.log).await?;
-        ngx.install_site(ctx, &content, previous.as_deref()).await?;
-        ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await?;
+        split::start(ctx, ngx, &socket, s.weight, s.sticky, &ctx.target.release).await?;
         let since_ms = now_ms();
         ctx.message(format!(
             "{}% of requests{} go to slot {} for {}",
             s.weight,
-            if s.sticky { " (sticky)" } else { "" },
+            if s.sticky { " (sticky by client)" } else { "" },
             ctx.target.slot,
             humantime::format_duration(s.window)
         ));
-        let verdict = analyse(s, ctx, &site.log, since_ms).await;
-        // Pass or fail, the site goes back as it was: on a pass the switch moves the rest, on a fail the run
-        // rolls back with every request on the live instance again.
-        ngx.restore_site(ctx, previous.as_deref()).await?;
-        // On a fail the rollback stops the new instance next: no worker may still send it the canary's share.
-        if !ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await? {
-            ctx.message(format!(
-                "Nginx workers from before the reload still take requests after {}",
-                humantime::format_duration(RETIRE_WITHIN)
-            ));
-        }
-        facts.installed = false;
+        let verdict = analyse(s, ctx, &ngx.canary_log(), since_ms).await;
+        // Pass or fail, every request goes to the live instance again: on a pass the switch moves the rest, on
+        // a fail the run rolls back.
+        split::stop(ctx, ngx).await?;
+        facts.active = false;
         ctx.record_undo(to_facts(&facts)).await?;
         let passed = verdict?;
         ctx.message(format!("promoted: {passed}"));
@@ -381,7 +370,10 @@ impl TypedKind for Canary {
 
     async fn undo(&self, facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
         let facts: Facts = from_facts("canary", facts)?;
-        if facts.installed {
+        if facts.active {
+            split::stop(ctx, &facts.nginx).await?;
+        }
+        if facts.site_rewritten {
             facts.nginx.restore_site(ctx, facts.site_previous.as_deref()).await?;
         }
         Ok(())

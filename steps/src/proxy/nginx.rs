@@ -80,21 +80,6 @@ impl Tls {
     }
 }
 
-/// A canary's split, as the site renders it (see [`crate::canary`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanarySite {
-    /// The share of requests, in percent (1-99), that go to the new instance.
-    pub weight: u8,
-    /// A cookie keeps each client on the side it first got.
-    pub sticky: bool,
-    /// The release the canary is of: the cookie names it, so an old cookie means nothing to the next canary.
-    pub release: String,
-    /// The new instance's socket.
-    pub socket: PathBuf,
-    /// Where Nginx logs each request's side, status and time.
-    pub log: PathBuf,
-}
-
 /// The `read-timeout` default (Nginx's own).
 fn default_read_timeout() -> Duration {
     Duration::from_mins(1)
@@ -182,6 +167,38 @@ impl Nginx {
         })
     }
 
+    /// Can the site carry a canary (see [`crate::canary`])? Socket mode with one link: the canary's share goes to
+    /// the new instance's own socket, the rest through the link.
+    pub fn takes_canaries(&self) -> bool {
+        self.mode == Mode::Socket && self.lanes.is_empty()
+    }
+
+    /// Where the canary's flags live: `on`, `sticky`, and `split/<bucket>` for each bucket sent to the canary.
+    pub fn canary_dir(&self) -> PathBuf {
+        self.root.join("run").join("canary")
+    }
+
+    /// The link to the new instance's socket that the canary's upstream names.
+    pub fn canary_link(&self) -> PathBuf {
+        self.root.join("run").join("canary.sock")
+    }
+
+    /// The access log of the canary's requests, by side.
+    pub fn canary_log(&self) -> PathBuf {
+        self.root.join("run").join("canary.log")
+    }
+
+    /// The app's name as the suffix of the site's canary variables (Nginx variable names are letters, digits and
+    /// `_`; an app name may hold `-` and `.`).
+    fn canary_id(&self) -> String {
+        self.app.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    }
+
+    /// Does this site file carry the canary's split (a site zdd rendered before canaries existed does not)?
+    pub fn site_takes_canaries(content: &str) -> bool {
+        content.contains("$zdd_canary_side_")
+    }
+
     /// The file `drain-stop` reads: pids of the workers that existed before the last reload.
     pub fn old_workers_file(&self) -> PathBuf {
         self.root.join("run").join("nginx-workers-before-reload")
@@ -189,34 +206,10 @@ impl Nginx {
 
     /// The site file's content for a deploy into `slot`.
     pub async fn render_site(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
-        self.render(ctx_host, slot, None).await
+        self.render(ctx_host, slot).await
     }
 
-    /// The site file's content while `canary` splits the requests between the live instance and the new one.
-    pub async fn render_canary_site(
-        &self,
-        ctx_host: &dyn zdd_engine::host::Host,
-        slot: &str,
-        canary: &CanarySite,
-    ) -> Result<String, StepError> {
-        let content = self.render(ctx_host, slot, Some(canary)).await?;
-        // A template of the plan's own that knows nothing of canaries would send every request to the live
-        // instance: the window would judge nothing.
-        if !content.contains("$zdd_canary_upstream") {
-            return Err(StepError::fatal(
-                "the site template has no canary: copy the `{{#if canary}}` blocks of the built-in template \
-                 (templates/nginx-site.conf.hbs) into yours",
-            ));
-        }
-        Ok(content)
-    }
-
-    async fn render(
-        &self,
-        ctx_host: &dyn zdd_engine::host::Host,
-        slot: &str,
-        canary: Option<&CanarySite>,
-    ) -> Result<String, StepError> {
+    async fn render(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
         let servers = self.servers(slot)?;
         let static_url =
             if self.static_url.ends_with('/') { self.static_url.clone() } else { format!("{}/", self.static_url) };
@@ -239,12 +232,12 @@ impl Nginx {
                 "listen": t.listen,
                 "redirect_port": t.redirect_port(),
             })),
-            "canary": canary.map(|c| json!({
-                "weight": c.weight,
-                "sticky": c.sticky,
-                "release": c.release,
-                "socket": path_text(&c.socket),
-                "log": path_text(&c.log),
+            "canary": self.takes_canaries().then(|| json!({
+                "id": self.canary_id(),
+                "dir": path_text(&self.canary_dir()),
+                "link": path_text(&self.canary_link()),
+                "log": path_text(&self.canary_log()),
+                "digits": (0..10).collect::<Vec<u8>>(),
             })),
             "maintenance": {
                 "dir": path_text(&super::maintenance::dir(&self.root)),
@@ -452,26 +445,24 @@ mod tests {
         insta::assert_snapshot!(text);
     }
 
-    /// A sticky canary: the split, the cookie and the analysis log; `location /` proxies by the side.
+    /// The socket site carries the canary's split, off until the canary's flag files exist; with lanes (or in
+    /// port mode) there is none.
     #[tokio::test]
-    async fn renders_a_canary_site() {
-        let canary = CanarySite {
-            weight: 10,
-            sticky: true,
-            release: "20261204-031500".into(),
-            socket: "/srv/shop/run/b.sock".into(),
-            log: "/srv/shop/run/canary.log".into(),
-        };
-        let ngx = nginx(Mode::Socket);
-        let text = ngx.render_canary_site(&zdd_engine::host::LocalHost::new(), "b", &canary).await.unwrap();
-        let canary_part = &text[text.find("# A canary").unwrap()..text.find("server {").unwrap()];
-        insta::assert_snapshot!(canary_part);
-        assert!(text.contains("proxy_pass http://$zdd_canary_upstream;"), "{text}");
-        assert!(text.contains("access_log /srv/shop/run/canary.log zdd_canary;"), "{text}");
-        assert!(text.contains("zdd_canary=20261204-031500-$zdd_canary_variant"), "{text}");
-        // Without the canary, the site is the switch's own.
-        let plain = ngx.render_site(&zdd_engine::host::LocalHost::new(), "b").await.unwrap();
-        assert!(!plain.contains("canary"), "{plain}");
+    async fn the_socket_site_carries_a_canary_split_that_files_turn_on() {
+        let host = zdd_engine::host::LocalHost::new();
+        let mut ngx = nginx(Mode::Socket);
+        ngx.app = "shop-eu.1".into();
+        let text = ngx.render_site(&host, "b").await.unwrap();
+        assert!(Nginx::site_takes_canaries(&text), "{text}");
+        assert!(text.contains("proxy_pass http://$zdd_canary_upstream_shop_eu_1;"), "{text}");
+        assert!(
+            text.contains("if (-f /srv/shop/run/canary/split/$zdd_canary_tens_shop_eu_1$zdd_canary_units_shop_eu_1)")
+        );
+        assert!(text.contains("server unix:/srv/shop/run/canary.sock;"), "{text}");
+        ngx.lanes = vec!["1".into()];
+        ngx.lane = Some("1".into());
+        assert!(!Nginx::site_takes_canaries(&ngx.render_site(&host, "b").await.unwrap()));
+        assert!(!Nginx::site_takes_canaries(&nginx(Mode::Reload).render_site(&host, "8002").await.unwrap()));
     }
 
     #[tokio::test]
