@@ -111,6 +111,8 @@ pub struct Journal {
     redactor: Redactor,
     /// The facts recorded so far, by step (the latest facts of a step replace earlier ones).
     facts: Mutex<BTreeMap<String, RecordedUndo>>,
+    /// The steps' verdicts, as `step: verdict`, for the run's history line.
+    verdicts: Mutex<Vec<String>>,
 }
 
 impl Journal {
@@ -126,6 +128,7 @@ impl Journal {
             path: Some(path),
             redactor,
             facts: Mutex::new(BTreeMap::new()),
+            verdicts: Mutex::new(Vec::new()),
         };
         let mut line = serde_json::to_value(format::Stamped::current(header)).map_err(std::io::Error::other)?;
         stamp(&mut line, "journal-opened", now_millis());
@@ -143,6 +146,7 @@ impl Journal {
             path: Some(path.to_path_buf()),
             redactor,
             facts: Mutex::new(BTreeMap::new()),
+            verdicts: Mutex::new(Vec::new()),
         })
     }
 
@@ -161,7 +165,13 @@ impl Journal {
 
     /// A journal that keeps facts in memory only (tests, benchmarks).
     pub fn in_memory() -> Self {
-        Self { file: None, path: None, redactor: Redactor::new(), facts: Mutex::new(BTreeMap::new()) }
+        Self {
+            file: None,
+            path: None,
+            redactor: Redactor::new(),
+            facts: Mutex::new(BTreeMap::new()),
+            verdicts: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -183,6 +193,11 @@ impl Journal {
         );
         let line = serde_json::to_value(stamped).map_err(std::io::Error::other)?;
         self.write_line(&line, durable)
+    }
+
+    /// The steps' verdicts in this run, in order, as `step: verdict`.
+    pub fn verdicts(&self) -> Vec<String> {
+        self.verdicts.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// The undo facts recorded in this run, by step.
@@ -232,6 +247,12 @@ impl Journal {
 
 #[async_trait]
 impl UndoJournal for Journal {
+    fn verdict(&self, step: &str, verdict: &str) {
+        if let Ok(mut verdicts) = self.verdicts.lock() {
+            verdicts.push(format!("{step}: {verdict}"));
+        }
+    }
+
     async fn record(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()> {
         self.write_facts(step, undo).await?;
         if let Ok(mut map) = self.facts.lock() {

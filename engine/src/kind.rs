@@ -129,6 +129,9 @@ impl From<RecordedPolicy> for StepPolicy {
 pub trait UndoJournal: Send + Sync {
     /// Durably record the undo facts of a step (replacing earlier facts of the same step), before the effect.
     async fn record(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()>;
+
+    /// Keep a step's verdict (a canary's analysis) for the run's history line. Nothing by default.
+    fn verdict(&self, _step: &str, _verdict: &str) {}
 }
 
 /// An [`UndoJournal`] that only keeps facts in memory (previews, unit tests).
@@ -200,6 +203,14 @@ impl StepCtx {
             .record(&self.step, &undo)
             .await
             .map_err(|e| StepError::fatal(format!("could not write the journal: {e}")))
+    }
+
+    /// A verdict the step reached (a canary's analysis, with its numbers): a message now, and a line of the run's
+    /// history (`zdd history`).
+    pub fn verdict(&self, verdict: impl Into<String>) {
+        let verdict = self.redactor.redact(&verdict.into());
+        self.journal.verdict(&self.step, &verdict);
+        self.message(verdict);
     }
 
     /// The part of this context an undo may use: no plan in it.

@@ -74,6 +74,9 @@ pub struct HistoryEntry {
     /// Why a run that did not deploy stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// What its steps judged, with the numbers (a canary's analysis), as `step: verdict`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<String>,
 }
 
 /// What zdd remembers of one release beyond its runs (see the module doc).
@@ -515,6 +518,7 @@ mod tests {
             host: "box".into(),
             cut_over: None,
             cause: None,
+            verdicts: Vec::new(),
         }
     }
 
@@ -523,9 +527,24 @@ mod tests {
         HistoryEntry {
             cut_over: Some("switch".into()),
             cause: Some("step `smoke` failed: 500".into()),
+            verdicts: Vec::new(),
             run_id: format!("run-{release}-bad"),
             ..entry(release, slot, Outcome::RolledBack)
         }
+    }
+
+    /// A run's verdicts are kept with it; a run without any writes none, and a `state.json` from before
+    /// verdicts reads as none.
+    #[test]
+    fn verdicts_are_kept_with_their_run() {
+        let mut judged = entry("r1", "a", Outcome::Deployed);
+        judged.verdicts = vec!["canary: verdict after 6s: pass; canary 418 requests".into()];
+        let text = serde_json::to_string(&judged).unwrap();
+        assert_eq!(serde_json::from_str::<HistoryEntry>(&text).unwrap(), judged);
+        let plain = serde_json::to_value(entry("r2", "b", Outcome::Deployed)).unwrap();
+        assert!(plain.get("verdicts").is_none(), "{plain}");
+        let old: HistoryEntry = serde_json::from_value(plain).unwrap();
+        assert!(old.verdicts.is_empty());
     }
 
     /// Mark the live release as if it had been live since the Unix epoch: stable for any `stable-after`.

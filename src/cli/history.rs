@@ -1,5 +1,6 @@
 //! `zdd history`: past runs, oldest first: release, slot, result, the release's mark (bad, stable), when, how
-//! long, who. Marks are judged as `status` judges them, without writing (see `zdd_engine::state`).
+//! long, who, and under a run's line what its steps judged (a canary's verdicts). Marks are judged as `status`
+//! judges them, without writing (see `zdd_engine::state`).
 
 use std::time::SystemTime;
 
@@ -78,6 +79,10 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
             h.user,
             h.host
         );
+        // What the run's steps judged (a canary's verdicts), under its line.
+        for verdict in &h.verdicts {
+            outln!("    {verdict}");
+        }
     }
     exit::OK
 }

@@ -142,6 +142,11 @@ pub(crate) fn s11_canary(stack: &Stack, plan: &str) -> Outcome {
     let (Some(on), Some(off)) = (on, off) else {
         return Err(format!("no canary start or verdict in the events: {messages:?}"));
     };
+    // The verdict is kept with the run: `zdd history` shows it under the run's line.
+    let history = stack.zdd("history", plan, "v2");
+    check(history.stdout.contains("    canary: verdict after 6s: pass; canary "), || {
+        format!("no verdict in the history:\n{}", history.stdout)
+    })?;
     let mut sides = std::collections::BTreeSet::new();
     for visitor in &visitors {
         let during: Vec<&String> =
@@ -163,6 +168,10 @@ pub(crate) fn s11_canary(stack: &Stack, plan: &str) -> Outcome {
         format!("no failed verdict: {messages:?}\n{}", run.describe())
     })?;
     check(serving(stack).as_deref() == Some("v2"), || format!("serving {:?} after the abort", serving(stack)))?;
+    let history = stack.zdd("history", plan, "v2");
+    check(history.stdout.contains("    canary: verdict after 6s: fail: the canary's 5xx rate"), || {
+        format!("no failed verdict in the history:\n{}", history.stdout)
+    })?;
     check(report.last_version().as_deref() == Some("v2"), || format!("last answer: {}", report.summary()))?;
     // Only the canary's own answers failed, and no more than its share of the requests could: weight x error rate
     // x requests, plus 20 for the requests in flight when the split ends.

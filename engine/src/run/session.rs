@@ -240,6 +240,7 @@ impl Session {
             host: header.host,
             cut_over: report.cut_over.clone(),
             cause: report.stopped.clone(),
+            verdicts: exec.journal.verdicts(),
         });
         match &recorded {
             Ok(()) => exec.finish(&report),
@@ -406,6 +407,7 @@ impl Session {
                 Recovery::Interrupted => format!("interrupted; undone by `zdd recover` ({cause})"),
                 Recovery::Abort => format!("staged, then rolled back by `zdd abort` ({cause})"),
             }),
+            verdicts: Vec::new(),
         });
         let report = RunReport {
             outcome,

@@ -185,7 +185,7 @@ async fn analyse(s: &Settings, ctx: &StepCtx, log: &std::path::Path, since_ms: u
         }
         let verdict = window.judge(&s.thresholds);
         let after = humantime::format_duration(s.window * windows);
-        ctx.message(format!("verdict after {after}: {verdict}"));
+        ctx.verdict(format!("verdict after {after}: {verdict}"));
         match &verdict.outcome {
             Outcome::Pass => return Ok(verdict.to_string()),
             Outcome::Inconclusive(_) if s.hold && windows <= s.holds => {
