@@ -247,7 +247,7 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Past runs: release, result, duration, who.
+    /// Past runs: release, result, duration, who, and what their steps judged (a canary's verdicts).
     History {
         #[command(flatten)]
         plan: PlanArgs,
