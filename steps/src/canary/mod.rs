@@ -384,6 +384,37 @@ impl TypedKind for Canary {
 mod tests {
     use super::*;
 
+    fn settings(window_ms: u64, hold: bool) -> Settings {
+        Settings {
+            proxy_switch: "switch".into(),
+            weight: 20,
+            window: Duration::from_millis(window_ms),
+            sticky: false,
+            thresholds: Thresholds { max_error_rate: 0.01, max_latency_ratio: 1.5, min_requests: 2 },
+            hold,
+            holds: 2,
+        }
+    }
+
+    /// An inconclusive window aborts, or with `hold` is held for at most `holds` more windows; requests that come
+    /// meanwhile make a verdict.
+    #[tokio::test]
+    async fn inconclusive_windows_abort_or_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("canary.log");
+        let ctx = crate::testing::ctx("canary", dir.path(), std::sync::Arc::default());
+        let err = analyse(&settings(10, false), &ctx, &log, 0).await.unwrap_err();
+        assert!(err.to_string().contains("too few requests"), "{err}");
+        let started = std::time::Instant::now();
+        let err = analyse(&settings(30, true), &ctx, &log, 0).await.unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(90), "three windows: the first and two holds");
+        assert!(err.to_string().contains("too few requests"), "{err}");
+        let lines = "1.000 canary 200 0.010\n1.001 canary 200 0.010\n1.002 stable 200 0.010\n1.003 stable 200 0.010\n";
+        std::fs::write(&log, lines).unwrap();
+        let passed = analyse(&settings(10, true), &ctx, &log, 0).await.unwrap();
+        assert!(passed.starts_with("pass; canary 2 requests"), "{passed}");
+    }
+
     #[test]
     fn weights_are_whole_percents_under_100() {
         assert_eq!(weight("10%"), Some(10));
