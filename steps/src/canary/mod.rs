@@ -228,9 +228,12 @@ impl TypedKind for Canary {
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
         let mut bad = |name: &str, ok: bool, message: &str, help: &str| {
             if let (false, Some(field)) = (ok, step.fields.all(name).first()) {
-                let value = step.fields.str(name).unwrap_or_default();
+                let shown = match step.fields.str(name) {
+                    Some(value) => format!("`{name} \"{value}\"`"),
+                    None => format!("`{name}`"),
+                };
                 diags.push(
-                    Diagnostic::error(Code::CanarySetting, format!("`{name} \"{value}\"`: {message}"))
+                    Diagnostic::error(Code::CanarySetting, format!("{shown}: {message}"))
                         .at(field.span, "here")
                         .help(help),
                 );
@@ -272,7 +275,8 @@ impl TypedKind for Canary {
                 humantime::format_duration(longest),
                 humantime::format_duration(step.policy.timeout)
             ),
-            "give the step a `timeout` longer than its windows (with `hold`, one window more than `holds`)",
+            "give the step a `timeout` longer than its windows (with `hold`, one window more than `holds`); the \
+             shipped plans take it from `canary_timeout`",
         );
     }
 
