@@ -22,6 +22,11 @@ fn interrupt_mid_run(sig: Signal) {
     assert_eq!(s.read("undo.log"), "hang\nfirst\n");
     assert!(stdout.contains("interrupted"), "{stdout}");
     assert!(stdout.contains("hang: cancelled"), "{stdout}");
+    // The shell creates the file before it writes its pid: on a busy machine it can be read in between.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.read("hang.pid").trim().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid: u32 = s.read("hang.pid").trim().parse().unwrap();
     assert!(!zdd_engine::host::local::pid_alive(pid), "the step's shell survived");
 }

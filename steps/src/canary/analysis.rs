@@ -2,8 +2,9 @@
 //! against the old one (the baseline) over the same minutes, on their 5xx rate and their p95 latency. Pure: the
 //! step reads the log and hands its text here.
 //!
-//! A line is `<msec> <variant> <status> <request_time>` (the site's `zdd_canary_<app>` log format); lines from
-//! before the window, of another variant or that do not parse are not counted.
+//! A line is `<msec> <side> <status> <upstream_response_time>` (the site's `zdd_canary_<app>` log format): the
+//! time the instance took, not the client's transfer. Lines from before the window, of another side, WebSocket
+//! upgrades (101, as long as their connection) and lines that do not parse are not counted.
 
 use std::fmt;
 use std::time::Duration;
@@ -31,12 +32,12 @@ pub struct Sample {
 }
 
 impl Sample {
-    fn add(&mut self, status: u16, latency_ms: u64) {
+    fn add(&mut self, status: u16, latency_ms: Option<u64>) {
         self.requests += 1;
         if status >= 500 {
             self.errors += 1;
         }
-        self.latencies_ms.push(latency_ms);
+        self.latencies_ms.extend(latency_ms);
     }
 
     /// The share of 5xx answers (0 with no request).
@@ -77,17 +78,21 @@ impl Window {
         let mut window = Self::default();
         for line in log.lines() {
             let mut words = line.split_whitespace();
+            // The time is the last word: with retries Nginx lists each upstream's (`0.900, 0.300`).
             let (Some(msec), Some(variant), Some(status), Some(time)) =
-                (words.next(), words.next(), words.next(), words.next())
+                (words.next(), words.next(), words.next(), words.last())
             else {
                 continue;
             };
-            let (Some(at), Ok(status), Some(latency)) = (millis(msec), status.parse::<u16>(), millis(time)) else {
+            let (Some(at), Ok(status)) = (millis(msec), status.parse::<u16>()) else {
                 continue;
             };
-            if at < since_ms {
+            // A WebSocket's 101 lasts as long as its connection: not a request to judge.
+            if at < since_ms || status == 101 {
                 continue;
             }
+            // `-` when no upstream answered (Nginx's own 502): an error without a latency.
+            let latency = millis(time);
             match variant {
                 "canary" => window.canary.add(status, latency),
                 "stable" => window.baseline.add(status, latency),
@@ -223,18 +228,23 @@ mod tests {
 
     #[test]
     fn lines_before_the_window_or_unreadable_are_not_counted() {
-        let log =
-            "99.999 canary 500 0.010\n100.000 canary 200 0.010\ngarbage\n100.5 stable 200 0.2\n100.1 other 500 1\n";
+        let log = "99.999 canary 500 0.010\n100.000 canary 200 0.010\ngarbage\n100.5 stable 200 0.2\n\
+                   100.1 other 500 1\n100.2 canary 101 30.000\n100.3 canary 502 -\n100.4 stable 200 0.900, 0.300\n";
         let window = Window::from_log(log, 100_000);
-        assert_eq!((window.canary.requests, window.canary.errors, window.baseline.requests), (1, 0, 1));
-        assert_eq!(window.baseline.p95(), Some(Duration::from_millis(200)));
+        assert_eq!((window.canary.requests, window.canary.errors, window.baseline.requests), (2, 1, 2));
+        assert_eq!(
+            window.canary.p95(),
+            Some(Duration::from_millis(10)),
+            "the 502 has no latency, the 101 is not counted"
+        );
+        assert_eq!(window.baseline.p95(), Some(Duration::from_millis(300)), "the answering upstream's time");
     }
 
     #[test]
     fn p95_is_the_nearest_rank() {
         let mut s = Sample::default();
         for ms in 1..=100 {
-            s.add(200, ms);
+            s.add(200, Some(ms));
         }
         assert_eq!(s.p95(), Some(Duration::from_millis(95)));
         assert_eq!(Sample::default().p95(), None);

@@ -11,11 +11,12 @@
 pub mod analysis;
 pub mod split;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
+use zdd_engine::host::access::Need;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -99,8 +100,9 @@ struct Facts {
     nginx: Nginx,
     /// The canary may be on: the step has not turned it off itself.
     active: bool,
-    /// The live site had no canary split and was rewritten; what it was (None: there was none).
+    /// The live site had no canary split and was rewritten...
     site_rewritten: bool,
+    /// ...and what it was (None: there was none).
     site_previous: Option<String>,
 }
 
@@ -145,6 +147,33 @@ fn no_canary(s: &Settings, target: &zdd_engine::kind::DeployTarget) -> Option<&'
     }
 }
 
+/// The site with the split, refused when a template of the plan's own has none: the flag files would change
+/// nothing, and every window would find no request.
+async fn split_site(ngx: &Nginx, host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
+    let content = ngx.render_site(host, slot).await?;
+    if Nginx::site_takes_canaries(&content) {
+        return Ok(content);
+    }
+    Err(StepError::fatal(
+        "the site template has no canary split: copy the `{{#if canary}}` blocks of the built-in template \
+         (templates/nginx-site.conf.hbs) into yours",
+    ))
+}
+
+/// Nginx's workers can connect to the new instance's socket: checked before real visitors are sent there, as the
+/// switch checks before its swap, rather than answer them 502 for a window.
+async fn reachable(ngx: &Nginx, ctx: &StepCtx, socket: &std::path::Path) -> Result<(), StepError> {
+    let Ok(workers) = crate::proxy::workers::workers(ngx, ctx.host.as_ref(), None).await else {
+        return Ok(());
+    };
+    let what = "the new instance's socket";
+    if let Some(f) = crate::proxy::workers::check(ctx.host.as_ref(), &workers, socket, Need::Connect, what).await {
+        let detail = f.evidence.iter().map(String::as_str).chain([f.help.as_str()]).collect::<Vec<_>>();
+        return Err(StepError::fatal(f.message).with_detail(detail.join("\n")));
+    }
+    Ok(())
+}
+
 /// The switch's site can carry a canary: socket mode, one upstream link.
 fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
     if ngx.takes_canaries() {
@@ -159,22 +188,20 @@ fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
 impl Settings {
     /// The longest the analysis may take: every window it may hold for.
     fn longest(&self) -> Duration {
-        self.window * if self.hold { self.holds + 1 } else { 1 }
+        self.window.saturating_mul(if self.hold { self.holds.saturating_add(1) } else { 1 })
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Waits out the windows and judges them: `Ok` with the last verdict's text on a pass, the failure otherwise.
-async fn analyse(s: &Settings, ctx: &StepCtx, log: &std::path::Path, since_ms: u64) -> Result<String, StepError> {
+/// The log was emptied as the canary started and is written only while it runs: all of it is the window's (read
+/// whole, not from a time: the Nginx host's clock need not agree with zdd's).
+async fn analyse(s: &Settings, ctx: &StepCtx, log: &std::path::Path) -> Result<String, StepError> {
     let mut windows = 0;
     loop {
         sleep(&ctx.cancel, s.window).await?;
         windows += 1;
         let text = ctx.host.read_file(log).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let window = Window::from_log(text.as_deref().unwrap_or_default(), since_ms);
+        let window = Window::from_log(text.as_deref().unwrap_or_default(), 0);
         if window.canary.requests + window.baseline.requests == 0 {
             // Nothing logged at all: no traffic, or Nginx does not write the log.
             ctx.message(format!(
@@ -264,20 +291,28 @@ impl TypedKind for Canary {
         }
         let window = step.fields.duration("window").unwrap_or(Duration::from_mins(1));
         let holds = u32::try_from(step.fields.int("holds").unwrap_or(3)).unwrap_or(0);
-        let windows = if step.fields.str("inconclusive") == Some("hold") { holds + 1 } else { 1 };
+        let windows = if step.fields.str("inconclusive") == Some("hold") { holds.saturating_add(1) } else { 1 };
         let longest = window.saturating_mul(windows);
         let weighted = weight(field("weight")).is_some_and(|w| w > 0);
-        bad(
-            "window",
-            !weighted || longest < step.policy.timeout,
-            &format!(
-                "the analysis may take {}, the step's timeout is {}",
-                humantime::format_duration(longest),
-                humantime::format_duration(step.policy.timeout)
-            ),
-            "give the step a `timeout` longer than its windows (with `hold`, one window more than `holds`); the \
-             shipped plans take it from `canary_timeout`",
-        );
+        if weighted && longest >= step.policy.timeout {
+            // At the `window` field, or the step when the window is the default.
+            let span = step.fields.all("window").first().map_or(step.span, |f| f.span);
+            diags.push(
+                Diagnostic::error(
+                    Code::CanarySetting,
+                    format!(
+                        "the canary's windows may take {}, the step's timeout is {}",
+                        humantime::format_duration(longest),
+                        humantime::format_duration(step.policy.timeout)
+                    ),
+                )
+                .at(span, "the windows")
+                .help(
+                    "give the step a `timeout` longer than its windows (with `hold`, one window more than `holds`); \
+                     the shipped plans take it from `canary_timeout`",
+                ),
+            );
+        }
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
@@ -290,7 +325,7 @@ impl TypedKind for Canary {
         splittable(ngx, &s.proxy_switch)?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         if !current.as_deref().is_some_and(Nginx::site_takes_canaries) {
-            let content = ngx.render_site(ctx.host.as_ref(), &ctx.target.slot).await?;
+            let content = split_site(ngx, ctx.host.as_ref(), &ctx.target.slot).await?;
             preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
             preview.actions.push(PlannedAction::Run { command: ngx.test_command().display() });
             preview.actions.push(PlannedAction::Run { command: ngx.reload_command().display() });
@@ -314,7 +349,9 @@ impl TypedKind for Canary {
                 dir.join("split").display()
             ),
         });
-        preview.actions.push(PlannedAction::Remove { path: dir.join("split") });
+        for flag in ["split", "on", "sticky"] {
+            preview.actions.push(PlannedAction::Remove { path: dir.join(flag) });
+        }
         let t = &s.thresholds;
         preview.checks.push(format!(
             "the canary's 5xx rate is at most {:.1} points over the live instance's and its p95 latency at most {} \
@@ -339,6 +376,7 @@ impl TypedKind for Canary {
         if !ctx.host.exists(&socket).await? {
             return Err(StepError::failed(format!("{} does not exist: is the new instance up?", socket.display())));
         }
+        reachable(ngx, ctx, &socket).await?;
         let previous = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut facts = Facts { nginx: ngx.clone(), active: true, site_rewritten: false, site_previous: None };
         if !previous.as_deref().is_some_and(Nginx::site_takes_canaries) {
@@ -346,14 +384,18 @@ impl TypedKind for Canary {
             facts.site_rewritten = true;
             facts.site_previous.clone_from(&previous);
             ctx.record_undo(to_facts(&facts)).await?;
-            let content = ngx.render_site(ctx.host.as_ref(), &ctx.target.slot).await?;
+            let content = split_site(ngx, ctx.host.as_ref(), &ctx.target.slot).await?;
             ngx.install_site(ctx, &content, previous.as_deref()).await?;
-            ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await?;
             ctx.message(format!("{} rewritten with the canary's split, Nginx reloaded", ngx.site_conf.display()));
+            if !ngx.wait_old_workers_retired(ctx, RETIRE_WITHIN).await? {
+                ctx.message(format!(
+                    "Nginx workers from before the reload still take requests after {}: theirs are not split",
+                    humantime::format_duration(RETIRE_WITHIN)
+                ));
+            }
         }
         ctx.record_undo(to_facts(&facts)).await?;
         split::start(ctx, ngx, &socket, s.weight, s.sticky, &ctx.target.release).await?;
-        let since_ms = now_ms();
         ctx.message(format!(
             "{}% of requests{} go to slot {} for {}",
             s.weight,
@@ -361,13 +403,15 @@ impl TypedKind for Canary {
             ctx.target.slot,
             humantime::format_duration(s.window)
         ));
-        let verdict = analyse(s, ctx, &ngx.canary_log(), since_ms).await;
+        let verdict = analyse(s, ctx, &ngx.canary_log()).await;
         // Pass or fail, every request goes to the live instance again: on a pass the switch moves the rest, on
-        // a fail the run rolls back.
-        split::stop(ctx, ngx).await?;
+        // a fail the run rolls back. A failed verdict outranks an error turning the split off (which the undo
+        // then does: `active` stays recorded), so a retry never judges a release that failed already.
+        let stopped = split::stop(ctx, ngx).await;
+        let passed = verdict?;
+        stopped?;
         facts.active = false;
         ctx.record_undo(to_facts(&facts)).await?;
-        let passed = verdict?;
         ctx.message(format!("promoted: {passed}"));
         Ok(())
     }
@@ -407,15 +451,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("canary.log");
         let ctx = crate::testing::ctx("canary", dir.path(), std::sync::Arc::default());
-        let err = analyse(&settings(10, false), &ctx, &log, 0).await.unwrap_err();
+        let err = analyse(&settings(10, false), &ctx, &log).await.unwrap_err();
         assert!(err.to_string().contains("too few requests"), "{err}");
         let started = std::time::Instant::now();
-        let err = analyse(&settings(30, true), &ctx, &log, 0).await.unwrap_err();
+        let err = analyse(&settings(30, true), &ctx, &log).await.unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(90), "three windows: the first and two holds");
         assert!(err.to_string().contains("too few requests"), "{err}");
         let lines = "1.000 canary 200 0.010\n1.001 canary 200 0.010\n1.002 stable 200 0.010\n1.003 stable 200 0.010\n";
         std::fs::write(&log, lines).unwrap();
-        let passed = analyse(&settings(10, true), &ctx, &log, 0).await.unwrap();
+        let passed = analyse(&settings(10, true), &ctx, &log).await.unwrap();
         assert!(passed.starts_with("pass; canary 2 requests"), "{passed}");
     }
 

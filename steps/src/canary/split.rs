@@ -29,7 +29,8 @@ pub fn buckets(weight: u8, seed: &str) -> Vec<String> {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let j = usize::try_from(state % (i as u64 + 1)).unwrap_or(0);
+        let bound = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        let j = usize::try_from(state % bound).unwrap_or(0);
         all.swap(i, j);
     }
     let mut chosen: Vec<String> = all.iter().take(usize::from(weight.min(100))).map(|b| format!("{b:02}")).collect();
@@ -57,9 +58,9 @@ pub async fn start(
         ctx.host.write_file(&dir.join("sticky"), b"on\n", 0o644).await?;
     }
     ctx.host.write_file(&dir.join("on"), b"on\n", 0o644).await?;
-    for bucket in buckets(weight, seed) {
-        ctx.host.write_file(&dir.join("split").join(bucket), b"", 0o644).await?;
-    }
+    // One command for every bucket file (over SSH, one session rather than one per file).
+    let files = buckets(weight, seed).into_iter().map(|b| path_text(&dir.join("split").join(b)));
+    ctx.exec_ok(&Command::new("touch").args(files)).await?;
     Ok(())
 }
 

@@ -237,7 +237,8 @@ impl Nginx {
                 "dir": path_text(&self.canary_dir()),
                 "link": path_text(&self.canary_link()),
                 "log": path_text(&self.canary_log()),
-                "digits": (0..10).collect::<Vec<u8>>(),
+                // 0-8 at 10% each, then `*` (the rest) is 9: a hash at the very top of the range gets a digit too.
+                "digits": (0..9).collect::<Vec<u8>>(),
             })),
             "maintenance": {
                 "dir": path_text(&super::maintenance::dir(&self.root)),

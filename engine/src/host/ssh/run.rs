@@ -187,9 +187,10 @@ async fn start(
             tokio::spawn(forward_lines(err, Stream::Stderr, lines));
         }
         let feeder = input.feed(child.stdin().take());
-        if let Err(Ok((child, _feeder))) = started_tx.send(Ok((child, feeder))) {
+        if let Err(Ok((child, feeder))) = started_tx.send(Ok((child, feeder))) {
             // The run is gone: its guard kills the group once the header names it; until then the session
-            // (and with it the header's way here) stays open.
+            // (and with it the header's way here) stays open. Its input stops, as a dropped run's does.
+            drop(feeder);
             let _ = child.wait().await;
         }
     });
