@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use zdd_engine::diag::Diagnostics;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
-use zdd_engine::plan::Plan;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
 use zdd_engine::settings::{SettingsCtx, TypedKind};
 
@@ -49,13 +48,6 @@ struct Facts {
     was_on: bool,
 }
 
-/// The settings of the proxy-switch step `name` (validation checked that it is one).
-fn switch<'p>(plan: &'p Plan, name: &str) -> Result<&'p proxy::Settings, StepError> {
-    plan.step_by_name(name)
-        .and_then(|s| s.settings.get::<proxy::Settings>())
-        .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))
-}
-
 #[async_trait]
 impl TypedKind for Maintenance {
     type Settings = Settings;
@@ -69,7 +61,7 @@ impl TypedKind for Maintenance {
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
-        let root = &switch(&ctx.plan, &s.proxy_switch)?.nginx.root;
+        let root = &proxy::switch_settings(&ctx.plan, &s.proxy_switch)?.nginx.root;
         let flag = maintenance::flag(root);
         let was_on = ctx.host.exists(&flag).await?;
         let (write, remove) = (
@@ -96,7 +88,7 @@ impl TypedKind for Maintenance {
     }
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
-        let switch = switch(&ctx.plan, &s.proxy_switch)?;
+        let switch = proxy::switch_settings(&ctx.plan, &s.proxy_switch)?;
         // The flag is a file on the switch's host: this step acts on its own host, so they must be one.
         let host_of = |name: &str| ctx.plan.step_by_name(name).and_then(|step| step.host.clone());
         let (own, theirs) = (host_of(&ctx.step), host_of(&s.proxy_switch));

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::load::{Load, LoadConfig};
-use super::scenarios::{Outcome, check, check_no_failures, serving};
+use super::load::Load;
+use super::scenarios::{Outcome, check, check_no_failures, load_config, serving, step_messages};
 use super::zdd::{Stack, ZddRun};
 
 /// The canary's share of requests, in percent.
@@ -92,11 +92,7 @@ fn message_at(run: &ZddRun, prefix: &str) -> Option<u64> {
 
 /// The canary step's messages.
 fn verdicts(run: &ZddRun) -> Vec<String> {
-    run.events
-        .iter()
-        .filter(|e| e["event"] == "step-message" && e["step"] == "canary")
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect()
+    step_messages(run, "canary")
 }
 
 /// Runs a canary deploy of `version` under load, with sticky visitors; returns the run, the load's report and
@@ -107,9 +103,7 @@ fn canary_under_load(
     version: &str,
     sticky: bool,
 ) -> (ZddRun, super::load::Report, Vec<Visitor>) {
-    let mut config = LoadConfig::standard(stack.nginx.port);
-    config.max_duration = Duration::from_mins(4);
-    let load = Load::start(config);
+    let load = Load::start(load_config(stack));
     std::thread::sleep(Duration::from_millis(700));
     let running = Arc::new(AtomicBool::new(true));
     let port = stack.nginx.port;

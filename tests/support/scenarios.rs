@@ -76,7 +76,7 @@ pub(crate) fn run_all(stack: &Stack, plan: &str, scenarios: &[Scenario]) {
 }
 
 /// Load settings for scenarios: the standard mix, bounded well past any deploy.
-fn load_config(stack: &Stack) -> LoadConfig {
+pub(crate) fn load_config(stack: &Stack) -> LoadConfig {
     let mut config = LoadConfig::standard(stack.nginx.port);
     config.max_duration = Duration::from_mins(4);
     config
@@ -308,7 +308,7 @@ pub(crate) fn s10_stage_abort_promote(stack: &Stack, plan: &str) -> Outcome {
 }
 
 /// The messages a step of the run emitted, in order.
-fn step_messages(run: &ZddRun, step: &str) -> Vec<String> {
+pub(crate) fn step_messages(run: &ZddRun, step: &str) -> Vec<String> {
     run.events
         .iter()
         .filter(|e| e["event"] == "step-message" && e["step"] == step)

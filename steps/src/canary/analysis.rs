@@ -113,9 +113,9 @@ impl Window {
         } else if canary.error_rate() > baseline.error_rate() + t.max_error_rate {
             Outcome::Fail(format!(
                 "the canary's 5xx rate {} exceeds the baseline's {} by more than {}",
-                percent(canary.error_rate()),
-                percent(baseline.error_rate()),
-                percent(t.max_error_rate)
+                percent_text(canary.error_rate()),
+                percent_text(baseline.error_rate()),
+                percent_text(t.max_error_rate)
             ))
         } else if self.latency_ratio().is_some_and(|r| r > t.max_latency_ratio) {
             Outcome::Fail(format!(
@@ -145,7 +145,7 @@ fn millis(text: &str) -> Option<u64> {
     secs.checked_mul(1000)?.checked_add(ms)
 }
 
-fn percent(rate: f64) -> String {
+fn percent_text(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
 }
 
@@ -168,7 +168,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let side = |s: &Sample| {
             let p95 = s.p95().map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis()));
-            format!("{} requests, {} 5xx ({}), p95 {p95}", s.requests, s.errors, percent(s.error_rate()))
+            format!("{} requests, {} 5xx ({}), p95 {p95}", s.requests, s.errors, percent_text(s.error_rate()))
         };
         let word = match &self.outcome {
             Outcome::Pass => "pass".to_owned(),

@@ -16,7 +16,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zdd_engine::diag::{Code, Diagnostic, Diagnostics};
-use zdd_engine::host::access::Need;
 use zdd_engine::kind::{PlannedAction, Preview, PreviewCtx, StepCtx, StepError, UndoCtx, UndoFacts};
 use zdd_engine::plan::Step;
 use zdd_engine::schema::{Effect, FieldSpec, KindSpec, ValueType};
@@ -127,13 +126,6 @@ fn latency_ratio(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|r| r.is_finite() && *r >= 1.0)
 }
 
-/// The proxy-switch step `name`'s settings (validation checked that it is one).
-fn switch<'p>(plan: &'p zdd_engine::plan::Plan, name: &str) -> Result<&'p crate::proxy::Settings, StepError> {
-    plan.step_by_name(name)
-        .and_then(|s| s.settings.get::<crate::proxy::Settings>())
-        .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))
-}
-
 /// Why this run has no canary, if it has none.
 fn no_canary(s: &Settings, target: &zdd_engine::kind::DeployTarget) -> Option<&'static str> {
     if s.weight == 0 {
@@ -160,20 +152,6 @@ async fn split_site(ngx: &Nginx, host: &dyn zdd_engine::host::Host, slot: &str) 
     ))
 }
 
-/// Nginx's workers can connect to the new instance's socket: checked before real visitors are sent there, as the
-/// switch checks before its swap, rather than answer them 502 for a window.
-async fn reachable(ngx: &Nginx, ctx: &StepCtx, socket: &std::path::Path) -> Result<(), StepError> {
-    let Ok(workers) = crate::proxy::workers::workers(ngx, ctx.host.as_ref(), None).await else {
-        return Ok(());
-    };
-    let what = "the new instance's socket";
-    if let Some(f) = crate::proxy::workers::check(ctx.host.as_ref(), &workers, socket, Need::Connect, what).await {
-        let detail = f.evidence.iter().map(String::as_str).chain([f.help.as_str()]).collect::<Vec<_>>();
-        return Err(StepError::fatal(f.message).with_detail(detail.join("\n")));
-    }
-    Ok(())
-}
-
 /// The switch's site can carry a canary: socket mode, one upstream link.
 fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
     if ngx.takes_canaries() {
@@ -185,10 +163,15 @@ fn splittable(ngx: &Nginx, switch: &str) -> Result<(), StepError> {
     )))
 }
 
+/// How many windows the analysis may take: one, and with `hold` up to `holds` more.
+fn windows(hold: bool, holds: u32) -> u32 {
+    if hold { holds.saturating_add(1) } else { 1 }
+}
+
 impl Settings {
     /// The longest the analysis may take: every window it may hold for.
     fn longest(&self) -> Duration {
-        self.window.saturating_mul(if self.hold { self.holds.saturating_add(1) } else { 1 })
+        self.window.saturating_mul(windows(self.hold, self.holds))
     }
 }
 
@@ -291,8 +274,7 @@ impl TypedKind for Canary {
         }
         let window = step.fields.duration("window").unwrap_or(Duration::from_mins(1));
         let holds = u32::try_from(step.fields.int("holds").unwrap_or(3)).unwrap_or(0);
-        let windows = if step.fields.str("inconclusive") == Some("hold") { holds.saturating_add(1) } else { 1 };
-        let longest = window.saturating_mul(windows);
+        let longest = window.saturating_mul(windows(step.fields.str("inconclusive") == Some("hold"), holds));
         let weighted = weight(field("weight")).is_some_and(|w| w > 0);
         if weighted && longest >= step.policy.timeout {
             // At the `window` field, or the step when the window is the default.
@@ -321,7 +303,7 @@ impl TypedKind for Canary {
             preview.actions.push(PlannedAction::Note { text: why.to_owned() });
             return Ok(preview);
         }
-        let ngx = &switch(&ctx.plan, &s.proxy_switch)?.nginx;
+        let ngx = &crate::proxy::switch_settings(&ctx.plan, &s.proxy_switch)?.nginx;
         splittable(ngx, &s.proxy_switch)?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         if !current.as_deref().is_some_and(Nginx::site_takes_canaries) {
@@ -370,20 +352,25 @@ impl TypedKind for Canary {
             ctx.message(why);
             return Ok(());
         }
-        let ngx = &switch(&ctx.plan, &s.proxy_switch)?.nginx;
+        let ngx = &crate::proxy::switch_settings(&ctx.plan, &s.proxy_switch)?.nginx;
         splittable(ngx, &s.proxy_switch)?;
         let socket = ngx.slot_socket(&ctx.target.slot);
         if !ctx.host.exists(&socket).await? {
             return Err(StepError::failed(format!("{} does not exist: is the new instance up?", socket.display())));
         }
-        reachable(ngx, ctx, &socket).await?;
+        // Checked before real visitors are sent there, as the switch checks before its swap.
+        crate::proxy::refuse_unreachable(ngx, ctx.host.as_ref(), &socket, false).await?;
         let previous = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let mut facts = Facts { nginx: ngx.clone(), active: true, site_rewritten: false, site_previous: None };
-        if !previous.as_deref().is_some_and(Nginx::site_takes_canaries) {
-            // A site from before canaries: the switch would write this same file; written now, once.
-            facts.site_rewritten = true;
-            facts.site_previous.clone_from(&previous);
-            ctx.record_undo(to_facts(&facts)).await?;
+        // A site from before canaries: the switch would write this same file; written now, once.
+        let rewrite = !previous.as_deref().is_some_and(Nginx::site_takes_canaries);
+        let mut facts = Facts {
+            nginx: ngx.clone(),
+            active: true,
+            site_rewritten: rewrite,
+            site_previous: if rewrite { previous.clone() } else { None },
+        };
+        ctx.record_undo(to_facts(&facts)).await?;
+        if rewrite {
             let content = split_site(ngx, ctx.host.as_ref(), &ctx.target.slot).await?;
             ngx.install_site(ctx, &content, previous.as_deref()).await?;
             ctx.message(format!("{} rewritten with the canary's split, Nginx reloaded", ngx.site_conf.display()));
@@ -394,7 +381,6 @@ impl TypedKind for Canary {
                 ));
             }
         }
-        ctx.record_undo(to_facts(&facts)).await?;
         split::start(ctx, ngx, &socket, s.weight, s.sticky, &ctx.target.release).await?;
         ctx.message(format!(
             "{}% of requests{} go to slot {} for {}",

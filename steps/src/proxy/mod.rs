@@ -227,6 +227,39 @@ async fn reach_findings(ngx: &Nginx, host: &dyn zdd_engine::host::Host, w: &work
     found
 }
 
+/// Refuse (fatal, with the evidence and the fix) when the running Nginx workers cannot connect to the new
+/// instance's `socket`, or, with `dirs`, reach the socket directory and the static files: before traffic is sent
+/// there (the switch's swap, a canary's split), rather than answer 502 after. Workers that cannot be found pass:
+/// the preflight reported them.
+pub(crate) async fn refuse_unreachable(
+    ngx: &Nginx,
+    host: &dyn zdd_engine::host::Host,
+    socket: &std::path::Path,
+    dirs: bool,
+) -> Result<(), StepError> {
+    let Ok(workers) = workers::workers(ngx, host, None).await else {
+        return Ok(());
+    };
+    let mut found = workers::check(host, &workers, socket, Need::Connect, "the new instance's socket").await;
+    if found.is_none() && dirs {
+        found = reach_findings(ngx, host, &workers).await.into_iter().next();
+    }
+    match found {
+        Some(f) => {
+            let detail = f.evidence.iter().map(String::as_str).chain([f.help.as_str()]).collect::<Vec<_>>();
+            Err(StepError::fatal(f.message).with_detail(detail.join("\n")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The settings of the proxy-switch step `name`, for a step that names it (validation checked that it is one).
+pub(crate) fn switch_settings<'p>(plan: &'p zdd_engine::plan::Plan, name: &str) -> Result<&'p Settings, StepError> {
+    plan.step_by_name(name)
+        .and_then(|s| s.settings.get::<Settings>())
+        .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))
+}
+
 /// The certificate and key exist, zdd can read them (the confirmation trusts the certificate), and so can
 /// Nginx's master: it loads them at every reload, as root on a usual install; a master running as another user
 /// (a private Nginx) must be able to read them itself.
@@ -436,23 +469,7 @@ impl TypedKind for ProxySwitch {
             }
             // The preflight may not have known the workers' user (a config written by an earlier step); the
             // running workers are known now. Refuse before the swap rather than answer 502 after it.
-            if let Ok(workers) = workers::workers(ngx, ctx.host.as_ref(), None).await
-                && let Some(f) = match workers::check(
-                    ctx.host.as_ref(),
-                    &workers,
-                    &target,
-                    Need::Connect,
-                    "the new instance's socket",
-                )
-                .await
-                {
-                    Some(f) => Some(f),
-                    None => reach_findings(ngx, ctx.host.as_ref(), &workers).await.into_iter().next(),
-                }
-            {
-                let detail = f.evidence.iter().map(String::as_str).chain([f.help.as_str()]).collect::<Vec<_>>();
-                return Err(StepError::fatal(f.message).with_detail(detail.join("\n")));
-            }
+            refuse_unreachable(ngx, ctx.host.as_ref(), &target, true).await?;
             facts.link_swapped = true;
             facts.link_previous = ctx.host.read_link(&link).await?;
             ctx.record_undo(to_facts(&facts)).await?;

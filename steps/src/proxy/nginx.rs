@@ -206,10 +206,6 @@ impl Nginx {
 
     /// The site file's content for a deploy into `slot`.
     pub async fn render_site(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
-        self.render(ctx_host, slot).await
-    }
-
-    async fn render(&self, ctx_host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
         let servers = self.servers(slot)?;
         let static_url =
             if self.static_url.ends_with('/') { self.static_url.clone() } else { format!("{}/", self.static_url) };
