@@ -35,4 +35,5 @@ mod steps_deploy_process;
 mod steps_deploy_systemd;
 mod steps_migrate_gate;
 mod steps_migrate_live;
+mod steps_migrate_phases;
 mod steps_skip;

@@ -75,11 +75,85 @@ def touched(migration):
         return True
     return sorted(set(tables)) if all(visit(op) for op in migration.operations) else None
 
+def marker(migration):
+    """The deploy phase the project marked the migration with: django-syzygy's `stage`
+    (Stage.PRE_DEPLOY / POST_DEPLOY), django-safemigrate's `safe` (Safe.before_deploy / after_deploy / always,
+    called or not, or the old True / False)."""
+    stage = getattr(migration, "stage", None)
+    if stage is not None:
+        text = ("%s %s" % (stage, getattr(stage, "value", ""))).lower()
+        if "post" in text:
+            return "post"
+        if "pre" in text:
+            return "pre"
+    safe = getattr(migration, "safe", None)
+    if safe is True:
+        return "pre"
+    if safe is False:
+        return "post"
+    if safe is not None:
+        text = " ".join(str(x) for x in (safe, getattr(safe, "value", ""), getattr(safe, "safe", ""),
+                                         getattr(safe, "when", ""))).lower()
+        if "after" in text:
+            return "post"
+        if "before" in text or "always" in text:
+            return "pre"
+    return None
+
+from django.apps import apps as current_apps
+from django.db.migrations.operations import DeleteModel, RemoveField
+from django.db.models import NOT_PROVIDED
+current_columns = set()
+for model in current_apps.get_models(include_auto_created=True):
+    current_columns.add((model._meta.db_table, None))
+    for field in model._meta.local_fields:
+        current_columns.add((model._meta.db_table, field.column))
+    for field in model._meta.local_many_to_many:
+        current_columns.add((field.m2m_db_table(), None))
+
+def removes(migration):
+    """What its RemoveField and DeleteModel operations remove: the table, the column (None: the whole table),
+    whether the column is NOT NULL without a database default (`tight`: inserts that omit it fail while it
+    exists), and whether this release's models still use it."""
+    ops = [op for op in migration.operations if isinstance(op, (RemoveField, DeleteModel))]
+    if not ops:
+        return []
+    state = executor.loader.project_state((migration.app_label, migration.name), at_end=False)
+    found = []
+    for op in ops:
+        try:
+            if isinstance(op, DeleteModel):
+                model = state.apps.get_model(migration.app_label, op.name)
+                table, column, tight = model._meta.db_table, None, False
+            else:
+                model = state.apps.get_model(migration.app_label, op.model_name)
+                field = model._meta.get_field(op.name)
+                if field.many_to_many:
+                    table, column, tight = field.m2m_db_table(), None, False
+                else:
+                    table, column = model._meta.db_table, field.column
+                    tight = not field.null and getattr(field, "db_default", NOT_PROVIDED) is NOT_PROVIDED
+        except Exception:
+            continue
+        found.append({"table": table, "column": column, "tight": tight,
+                      "used": (table, column) in current_columns})
+    return found
+
+pending = set((m.app_label, m.name) for m, _ in plan)
+graph = executor.loader.graph
 for migration, backwards in plan:
     file, in_live, package = origin(migration)
+    key = (migration.app_label, migration.name)
     entry = {"app": migration.app_label, "name": migration.name, "sql": "", "error": None,
              "irreversible": [op.describe() for op in migration.operations if not op.reversible],
-             "file": file, "in_live": in_live, "package": package, "tables": None}
+             "file": file, "in_live": in_live, "package": package, "tables": None,
+             "marker": marker(migration),
+             "depends": sorted("%s.%s" % p.key for p in graph.node_map[key].parents if p.key in pending),
+             "removes": []}
+    try:
+        entry["removes"] = removes(migration)
+    except Exception:
+        pass
     try:
         entry["sql"] = "\n".join(executor.loader.collect_sql([(migration, False)]))
     except Exception as e:
@@ -89,6 +163,8 @@ for migration, backwards in plan:
         except Exception:
             pass
     out["migrations"].append(entry)
+applied = set(executor.loader.applied_migrations)
+out["applied_not_on_disk"] = sorted("%s.%s" % k for k in applied - set(executor.loader.disk_migrations))
 print("ZDD-MIGRATE-GATE " + json.dumps(out))
 "#;
 
@@ -104,6 +180,10 @@ pub struct Inspection {
     #[serde(default)]
     pub tables: Option<Vec<String>>,
     pub migrations: Vec<Pending>,
+    /// Migrations `django_migrations` lists that this release does not have (`app.name`): a newer release
+    /// applied them (a rollback, or a deploy of an older release).
+    #[serde(default)]
+    pub applied_not_on_disk: Vec<String>,
 }
 
 /// One unapplied migration.
@@ -130,6 +210,46 @@ pub struct Pending {
     /// When its SQL could not be generated: the tables its operations change (`None`: not only model operations).
     #[serde(default)]
     pub tables: Option<Vec<String>>,
+    /// The phase the project marked it with (django-syzygy's `stage`, django-safemigrate's `safe`).
+    #[serde(default)]
+    pub marker: Option<Marker>,
+    /// The unapplied migrations it depends on directly (`app.name`).
+    #[serde(default)]
+    pub depends: Vec<String>,
+    /// What its `RemoveField` and `DeleteModel` operations remove.
+    #[serde(default)]
+    pub removes: Vec<Removal>,
+}
+
+/// A deploy phase a project marked a migration with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Marker {
+    Pre,
+    Post,
+}
+
+/// A column or table a migration removes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Removal {
+    pub table: String,
+    /// `None`: the whole table.
+    pub column: Option<String>,
+    /// NOT NULL without a database default: while the column exists, inserts that omit it fail.
+    #[serde(default)]
+    pub tight: bool,
+    /// This release's models still use it.
+    #[serde(default)]
+    pub used: bool,
+}
+
+impl Removal {
+    pub fn name(&self) -> String {
+        match &self.column {
+            Some(c) => format!("{}.{c}", self.table),
+            None => format!("table {}", self.table),
+        }
+    }
 }
 
 impl Pending {

@@ -15,12 +15,20 @@
 //!
 //! When the migrations' inputs are byte for byte the live release's ([`skip`]) and the database has every
 //! migration the live release applied, the step skips all of that after one query (`force #true`: never).
+//!
+//! With `phase "pre"` the step applies only what the old release can live with and holds the contract
+//! migrations ([`phase`]); a second step with `phase "post"`, after `drain-stop`, applies them once no old code
+//! runs. That step is the run's commit point (no rollback after it starts), and it records what it applied in
+//! the release ([`post_record`]), so that deploying an older release again is refused while it would run on a
+//! schema without what they removed.
 
 mod doctor;
 pub mod failure;
 pub mod gate;
 pub mod inspect;
 pub mod locking;
+pub mod phase;
+pub mod post_record;
 pub mod rules;
 mod schema;
 pub mod skip;
@@ -65,6 +73,14 @@ static SPEC: KindSpec = KindSpec {
             "A migration (`app.0004_drop_x`) the gate lets through although it is unsafe: you checked it. Repeatable.",
         )
         .repeated(),
+        FieldSpec::new(
+            "phase",
+            ValueType::Enum(&["all", "pre", "post"]),
+            "`all`: apply every migration, refusing contract ones while a release is live. `pre`: apply what the \
+             old release can live with and hold the contract migrations (drop a column or a table, tighten to NOT \
+             NULL) for a `post` step after `drain-stop`, which applies them once no old code runs.",
+        )
+        .default("all"),
         FieldSpec::new(
             "force",
             ValueType::Bool,
@@ -114,6 +130,18 @@ pub struct Settings {
     force: bool,
     /// Timeouts, retries and the advisory lock, on PostgreSQL.
     locking: LockSettings,
+    phase: StepPhase,
+}
+
+/// Which migrations the step applies (`phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPhase {
+    /// Everything, contract migrations refused while a release is live.
+    All,
+    /// What the old release can live with; contract migrations are held.
+    Pre,
+    /// What is left, after `drain-stop`.
+    Post,
 }
 
 /// The gate's verdict on a set of findings, after the plan's `allow`s.
@@ -218,6 +246,11 @@ impl TypedKind for Migrate {
                 .collect(),
             force: ctx.bool("force", false),
             locking: lock_settings(ctx)?,
+            phase: match ctx.str("phase") {
+                Some("pre") => StepPhase::Pre,
+                Some("post") => StepPhase::Post,
+                _ => StepPhase::All,
+            },
         })
     }
 
@@ -244,6 +277,7 @@ impl TypedKind for Migrate {
         }];
         actions.push(PlannedAction::Note { text: judged_note(&ctx.target) });
         actions.insert(0, PlannedAction::Note { text: skip_note(s, ctx).await });
+        actions.push(PlannedAction::Note { text: phase_note(s.phase).into() });
         if !s.allow.is_empty() {
             actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", s.allow.join(", ")) });
         }
@@ -263,7 +297,8 @@ impl TypedKind for Migrate {
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(&s.manage, ctx).await?;
-        if try_skip(s, ctx, &m).await {
+        // A post phase runs whatever the pre phase held, which no fingerprint records: never skipped.
+        if s.phase != StepPhase::Post && try_skip(s, ctx, &m).await {
             return Ok(());
         }
         run_full(s, ctx, &m).await?;
@@ -309,6 +344,25 @@ fn lock_settings(ctx: &SettingsCtx<'_>) -> Result<LockSettings, Diagnostics> {
         statement_timeout: ctx.duration("statement-timeout", defaults.statement_timeout),
         advisory_within: ctx.duration("advisory-lock-within", defaults.advisory_within),
     })
+}
+
+/// What the step's `phase` applies (the preview's note).
+fn phase_note(phase: StepPhase) -> &'static str {
+    match phase {
+        StepPhase::All => {
+            "phase all: every migration; a release older than post-deploy migrations the database has is refused"
+        }
+        StepPhase::Pre => {
+            "phase pre: apply what the old release can live with; hold contract migrations (drop column or table, \
+             NOT NULL) for the post phase; refuse a pre-deploy migration that depends on a held one, and a release \
+             older than post-deploy migrations the database has"
+        }
+        StepPhase::Post => {
+            "phase post (no old code runs): apply the held contract migrations, refused if this release's models \
+             still use what they remove; the commit point: from here a failure leaves this release live, no \
+             rollback; never skipped by fingerprint"
+        }
+    }
 }
 
 /// The preview's verdict: whether this deploy may skip, and on what condition.
@@ -408,13 +462,10 @@ async fn write_record(ctx: &StepCtx, m: &Manage, alias: &str, record: &skip::Rec
 
 /// Inspect, gate and apply: the step without a skip.
 async fn run_full(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<(), StepError> {
-    let alias = s.alias.clone();
-    let live_dir = live_release_dir(s, ctx).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
-    let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(alias.clone()).arg(live_dir)).await?;
-    if !out.success() {
-        return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
+    let found = inspect_now(s, ctx, m).await?;
+    if s.phase != StepPhase::Post {
+        refuse_older_than_post(s, ctx, &found).await?;
     }
-    let found = inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))?;
     if found.migrations.is_empty() {
         ctx.message("no unapplied migrations");
         return Ok(());
@@ -440,43 +491,279 @@ async fn run_full(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<(), StepErr
     if !opaque.is_empty() && ctx.target.live_release.is_some() {
         ctx.message(format!("runs Python the gate cannot read (RunPython): {}", opaque.join(", ")));
     }
-    if ctx.target.live_release.is_none() {
-        for f in &findings {
-            ctx.message(format!(
-                "would refuse if a release were live: {}: {} [{}]",
-                f.migration,
-                f.operation,
-                f.rule.code()
-            ));
-        }
-        ctx.message(format!(
-            "nothing is live (first deploy): no old release can break, so the gate refuses nothing{}",
-            if findings.is_empty() { String::new() } else { format!(" ({} finding(s) above)", findings.len()) }
-        ));
-    } else if let Some(refused) = refusal(&findings, &s.allow) {
-        return Err(refused);
+    let verdict = if ctx.target.live_release.is_none() {
+        report_first_deploy(ctx, &findings);
+        Verdict::default()
+    } else {
+        judge(s, ctx, &found.migrations, &findings)?
+    };
+    apply(s, ctx, m, dialect, &found.migrations, &verdict).await
+}
+
+/// Run the inspection script: the unapplied migrations, their SQL, and what the database has.
+async fn inspect_now(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<inspect::Inspection, StepError> {
+    let live_dir = live_release_dir(s, ctx).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+    let out = quiet(ctx, &m.python_script(inspect::SCRIPT).arg(s.alias.clone()).arg(live_dir)).await?;
+    if !out.success() {
+        return Err(failed(ctx, &out, "listing the unapplied migrations", "nothing was applied"));
     }
-    for f in findings.iter().filter(|_| ctx.target.live_release.is_some()) {
+    inspect::parse(&out.stdout_str()).map_err(|e| StepError::failed(e).with_detail(out.stderr_str()))
+}
+
+/// Nothing is live: report what the gate would refuse, refuse nothing.
+fn report_first_deploy(ctx: &StepCtx, findings: &[Finding]) {
+    for f in findings {
+        ctx.message(format!(
+            "would refuse if a release were live: {}: {} [{}]",
+            f.migration,
+            f.operation,
+            f.rule.code()
+        ));
+    }
+    ctx.message(format!(
+        "nothing is live (first deploy): no old release can break, so the gate refuses nothing{}",
+        if findings.is_empty() { String::new() } else { format!(" ({} finding(s) above)", findings.len()) }
+    ));
+}
+
+/// What the gate lets the step apply.
+#[derive(Debug, Default)]
+struct Verdict {
+    /// `manage.py migrate <app> <name>` targets when the pre phase holds migrations; `None`: apply everything.
+    targets: Option<Vec<(String, String)>>,
+    /// The migrations held for the post phase.
+    held: Vec<String>,
+}
+
+/// The gate's verdict with a release live, by phase.
+fn judge(s: &Settings, ctx: &StepCtx, migrations: &[Pending], findings: &[Finding]) -> Result<Verdict, StepError> {
+    let phases = phase::classify(migrations, findings);
+    let refused: Vec<Finding> = match s.phase {
+        StepPhase::All => findings.to_vec(),
+        StepPhase::Pre => {
+            ctx.message(format!("phases: {}", phases.lines().join("; ")));
+            refuse_out_of_order(&phases, &s.allow)?;
+            refuse_tight_drops(migrations, &phases, &s.allow)?;
+            findings.iter().filter(|f| phases.of(&f.migration) != Some(phase::Phase::Post)).cloned().collect()
+        }
+        StepPhase::Post => {
+            refuse_still_used(migrations, &s.allow)?;
+            findings.iter().filter(|f| !phase::is_contract(f.rule)).cloned().collect()
+        }
+    };
+    if let Some(refused) = refusal(&refused, &s.allow) {
+        return Err(with_phase_hint(refused, s.phase, &phases));
+    }
+    for f in refused.iter().filter(|f| s.allow.contains(&f.migration)) {
         ctx.message(format!("allowed by the plan: {} ({})", f.migration, f.rule.code()));
     }
-    let names: Vec<String> = found.migrations.iter().map(inspect::Pending::label).collect();
-    ctx.message(format!("gate passed: applying {}", names.join(", ")));
-    let command = m.command(&["migrate", "--noinput", "--database", &alias]);
-    let out = if dialect == Dialect::Postgres {
-        let lock = AdvisoryLock::acquire(ctx, m, &alias, s.locking.advisory_within).await?;
-        let migrated = locking::migrate(ctx, &s.locking, command, &found.migrations).await;
-        lock.release(ctx).await;
-        migrated?
-    } else {
-        ctx.exec(&command).await?
-    };
-    if !out.success() {
-        return Err(failed(
-            ctx,
-            &out,
-            "`manage.py migrate`",
-            "migrations it finished before failing stay applied; the others were not",
+    if s.phase == StepPhase::Post {
+        for f in findings.iter().filter(|f| phase::is_contract(f.rule)) {
+            ctx.message(format!("post-deploy, no old code runs: {}: {} [{}]", f.migration, f.operation, f.rule.code()));
+        }
+    }
+    if s.phase != StepPhase::Pre {
+        return Ok(Verdict::default());
+    }
+    let held: Vec<String> = phases.post().iter().map(|p| p.migration.clone()).collect();
+    if !held.is_empty() {
+        ctx.message(format!("held for the post-deploy phase: {}", held.join(", ")));
+        ctx.verdict(format!("held {} post-deploy migration(s): {}", held.len(), held.join(", ")));
+    }
+    Ok(Verdict { targets: phase::pre_targets(migrations, &phases), held })
+}
+
+/// With `phase "all"`, a refusal of contract-only migrations says they could run after the switch instead.
+fn with_phase_hint(refused: StepError, step_phase: StepPhase, phases: &phase::Phases) -> StepError {
+    let post: Vec<&str> = phases.post().iter().map(|p| p.migration.as_str()).collect();
+    match refused {
+        StepError::Fatal { message, detail } if step_phase == StepPhase::All && !post.is_empty() => {
+            StepError::fatal(message).with_detail(format!(
+                "{}\n\n{} only contract operations: split the step into `phase \"pre\"` and a `phase \"post\"` \
+                 step after drain-stop, which applies them once no old code runs (the book's \"Migrations in two \
+                 phases\")",
+                detail.unwrap_or_default(),
+                if post.len() == 1 { format!("{} has", post[0]) } else { format!("{} have", post.join(", ")) }
+            ))
+        }
+        other => other,
+    }
+}
+
+fn refuse_out_of_order(phases: &phase::Phases, allow: &[String]) -> Result<(), StepError> {
+    let bad: Vec<&phase::OutOfOrder> = phases.out_of_order.iter().filter(|o| !allow.contains(&o.pre)).collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = bad
+        .iter()
+        .map(|o| format!("{} (pre-deploy) depends on {} (post-deploy, held until no old code runs)", o.pre, o.post))
+        .collect();
+    Err(StepError::fatal(format!(
+        "refused: {} pre-deploy migration(s) depend on a post-deploy one, so the pre phase cannot apply them \
+         without breaking the old release (nothing was applied)",
+        bad.len()
+    ))
+    .with_detail(format!(
+        "{}\nfix: move the pre-deploy migration to the next release, or make it depend on the migration before \
+         the post-deploy one",
+        lines.join("\n")
+    )))
+}
+
+fn refuse_tight_drops(migrations: &[Pending], phases: &phase::Phases, allow: &[String]) -> Result<(), StepError> {
+    let tight: Vec<_> =
+        phase::tight_while_held(migrations, phases).into_iter().filter(|(m, _)| !allow.contains(&m.label())).collect();
+    if tight.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = tight
+        .iter()
+        .map(|(m, r)| format!("{} removes {}: NOT NULL without a database default", m.label(), r.name()))
+        .collect();
+    Err(StepError::fatal(format!(
+        "refused: the new release would insert rows without {} until the post-deploy phase drops it, and those \
+         inserts fail (nothing was applied)",
+        tight.iter().map(|(_, r)| r.name()).collect::<Vec<_>>().join(", ")
+    ))
+    .with_detail(format!(
+        "{}\nfix: release first a migration that makes the field nullable (`null=True`) or gives it `db_default=`, \
+         keeping it in the model; remove it in the release after (add `allow \"app.name\"` if nothing inserts there)",
+        lines.join("\n")
+    )))
+}
+
+fn refuse_still_used(migrations: &[Pending], allow: &[String]) -> Result<(), StepError> {
+    let used: Vec<_> = phase::still_used(migrations).into_iter().filter(|(m, _)| !allow.contains(&m.label())).collect();
+    if used.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = used
+        .iter()
+        .map(|(m, r)| format!("{} removes {}, which a model of this release maps", m.label(), r.name()))
+        .collect();
+    Err(StepError::fatal(format!(
+        "refused: the new release itself still uses what {} post-deploy migration(s) remove (nothing was applied)",
+        used.len()
+    ))
+    .with_detail(format!("{}\nfix: remove the field or model from the code first", lines.join("\n"))))
+}
+
+/// A deploy of a release older than post-deploy migrations the database has: its code may need what they
+/// removed. Refused unless `allow` names each.
+async fn refuse_older_than_post(s: &Settings, ctx: &StepCtx, found: &inspect::Inspection) -> Result<(), StepError> {
+    if found.applied_not_on_disk.is_empty() {
+        return Ok(());
+    }
+    let records = post_record::all(ctx.host.as_ref(), &s.manage.root, &s.alias, &ctx.target.release).await;
+    let missing = post_record::missing(&records, &found.applied_not_on_disk, &s.allow);
+    let others = found.applied_not_on_disk.len() - missing.len();
+    if others > 0 {
+        ctx.message(format!(
+            "the database has {others} migration(s) this release does not ship (a newer release applied them \
+             before its switch: compatible with older code)"
         ));
     }
-    Ok(())
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: applied by release {} after its old code had stopped; its post-deploy migrations removed {}",
+                m.migration,
+                m.applied_by,
+                if m.removes.is_empty() { "what they dropped".to_owned() } else { m.removes.join(", ") }
+            )
+        })
+        .collect();
+    Err(StepError::fatal(format!(
+        "refused: release {} is older than {} post-deploy migration(s) the database has, and its code may use \
+         what they removed (nothing was applied)",
+        ctx.target.release,
+        missing.len()
+    ))
+    .with_detail(format!(
+        "{}\nfix: deploy a release that has them; if {} does not use what they removed, add `allow \"{}\"` to the \
+         migrate step",
+        lines.join("\n"),
+        ctx.target.release,
+        missing.iter().map(|m| m.migration.as_str()).collect::<Vec<_>>().join("\" / allow \"")
+    )))
+}
+
+/// Apply: everything (`targets` `None`), or up to each target (`manage.py migrate <app> <name>`); a post phase
+/// first records what it applies.
+async fn apply(
+    s: &Settings,
+    ctx: &StepCtx,
+    m: &Manage,
+    dialect: Dialect,
+    migrations: &[Pending],
+    verdict: &Verdict,
+) -> Result<(), StepError> {
+    let alias = s.alias.as_str();
+    let commands: Vec<zdd_engine::host::Command> = match &verdict.targets {
+        None => vec![m.command(&["migrate", "--noinput", "--database", alias])],
+        Some(targets) => targets
+            .iter()
+            .map(|(app, name)| m.command(&["migrate", "--noinput", "--database", alias, app, name]))
+            .collect(),
+    };
+    if commands.is_empty() {
+        ctx.message("no pre-deploy migration to apply");
+        return Ok(());
+    }
+    let applying: Vec<String> =
+        migrations.iter().map(Pending::label).filter(|label| !verdict.held.contains(label)).collect();
+    ctx.message(format!("gate passed: applying {}", applying.join(", ")));
+    if s.phase == StepPhase::Post && ctx.target.live_release.is_some() {
+        write_post_record(ctx, m, alias, migrations).await?;
+    }
+    let lock = match dialect {
+        Dialect::Postgres => Some(AdvisoryLock::acquire(ctx, m, alias, s.locking.advisory_within).await?),
+        Dialect::Sqlite => None,
+    };
+    let mut result = Ok(());
+    for command in commands {
+        let out = match &lock {
+            Some(_) => locking::migrate(ctx, &s.locking, command, migrations).await,
+            None => ctx.exec(&command).await,
+        };
+        result = match out {
+            Ok(out) if out.success() => Ok(()),
+            Ok(out) => Err(failed(
+                ctx,
+                &out,
+                "`manage.py migrate`",
+                "migrations it finished before failing stay applied; the others were not",
+            )),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    if let Some(lock) = lock {
+        lock.release(ctx).await;
+    }
+    result
+}
+
+/// Record, before applying anything, what a post phase applies and what that removes.
+async fn write_post_record(ctx: &StepCtx, m: &Manage, alias: &str, migrations: &[Pending]) -> Result<(), StepError> {
+    let record = post_record::Record {
+        applied: migrations.iter().map(Pending::label).collect(),
+        removes: migrations.iter().flat_map(|p| p.removes.iter().map(inspect::Removal::name)).collect(),
+    };
+    let file = post_record::file(&m.release_dir, alias);
+    let json = serde_json::to_vec_pretty(&record).map_err(|e| StepError::failed(e.to_string()))?;
+    ctx.host.write_file(&file, &json, 0o644).await.map_err(|e| {
+        StepError::failed(format!(
+            "could not record the post-deploy migrations in {} ({e}): nothing was applied, so that a later \
+             rollback cannot miss them",
+            file.display()
+        ))
+    })
 }
