@@ -81,6 +81,10 @@ cargo test --workspace --locked --doc
 # background builds they share have had the whole run to finish. Extra arguments (a filter, say) run the binary
 # once, as given.
 late=(demo::the_readme_demo_works_from_a_fresh_clone_in_a_mode_700_home packaging::)
+# Each scenario notes when it starts (tests/support/env.rs): the slowest are listed after the run, to see where
+# the suite's time goes.
+export ZDD_TEST_TIMES="$repo/target/scenario-times.log"
+rm -f "$ZDD_TEST_TIMES"
 if [[ $# -eq 0 ]]; then
     RUST_TEST_THREADS=1 cargo test --locked --test scenarios -- "${late[@]/#/--skip=}"
     RUST_TEST_THREADS=1 cargo test --locked --test scenarios -- "${late[@]}"
@@ -88,6 +92,11 @@ else
     RUST_TEST_THREADS=1 cargo test --locked --test scenarios "$@"
 fi
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
+if [[ -s "$ZDD_TEST_TIMES" ]]; then
+    echo "test.sh: the slowest scenarios (seconds from their start to the next one's):"
+    awk -v end="$(date +%s%3N)" 'NR > 1 { printf "%8.1f %s\n", ($1 - t) / 1000, n } { t = $1; n = $2 }
+        END { printf "%8.1f %s (to the end)\n", (end - t) / 1000, n }' "$ZDD_TEST_TIMES" | sort -rn | head -25
+fi
 
 # A short coverage-guided fuzz run of the plan reader (both targets, stable toolchain, no sanitizer): a panic or an
 # input over its CPU-time budget fails the run. The seed is fixed, so a test run explores the same inputs each time

@@ -13,6 +13,7 @@ pub(crate) fn in_ci() -> bool {
 /// Checks that every listed requirement holds. Returns false (the caller returns early) when one is missing
 /// outside CI, after printing why; panics in CI.
 pub(crate) fn require(test: &str, requirements: &[Requirement]) -> bool {
+    note_start();
     let missing: Vec<String> = requirements.iter().filter_map(|r| r.missing()).collect();
     if missing.is_empty() {
         return true;
@@ -21,6 +22,18 @@ pub(crate) fn require(test: &str, requirements: &[Requirement]) -> bool {
     assert!(!in_ci(), "{message} (CI=true: run scripts/test-deps.sh)");
     eprintln!("SKIPPED {message} (run scripts/test-deps.sh to install)");
     false
+}
+
+/// With `ZDD_TEST_TIMES` set (scripts/test.sh does), appends `<unix ms> <test>` to that file: the scenarios run
+/// one at a time, so each test lasts until the next one's line, and the script prints the slowest.
+fn note_start() {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("ZDD_TEST_TIMES") else { return };
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{ms} {name}");
+    }
 }
 
 /// One thing a test needs from the machine.

@@ -70,7 +70,8 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "allow",
             ValueType::String,
-            "A migration (`app.0004_drop_x`) the gate lets through although it is unsafe: you checked it. Repeatable.",
+            "A migration (`app.0004_drop_x`) the gate lets through although it is unsafe, or that a post-deploy \
+             phase applied and an older release is deployed over: you checked it. Repeatable, or space-separated.",
         )
         .repeated(),
         FieldSpec::new(
@@ -238,12 +239,7 @@ impl TypedKind for Migrate {
                 _ => None,
             },
             alias: ctx.str("db-alias").unwrap_or("default").to_owned(),
-            allow: ctx
-                .all("allow")
-                .iter()
-                .filter_map(|f| f.value.as_ref().and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect(),
+            allow: allowed(ctx)?,
             force: ctx.bool("force", false),
             locking: lock_settings(ctx)?,
             phase: match ctx.str("phase") {
@@ -309,6 +305,33 @@ impl TypedKind for Migrate {
     async fn undo(&self, _facts: &UndoFacts, _ctx: &UndoCtx) -> Result<(), StepError> {
         Ok(())
     }
+}
+
+/// The `allow` fields: migration names (`app.0004_name`), space-separated in one value too, so that one plan
+/// variable can carry several, or none.
+fn allowed(ctx: &SettingsCtx<'_>) -> Result<Vec<String>, Diagnostics> {
+    let mut names = Vec::new();
+    let mut diags = Diagnostics::new();
+    for field in ctx.all("allow") {
+        let Some(text) = field.value.as_ref().and_then(Value::as_str) else { continue };
+        for name in text.split_whitespace() {
+            if is_migration_name(name) {
+                names.push(name.to_owned());
+            } else {
+                diags.push(
+                    Diagnostic::error(Code::BadName, format!("`allow` takes migration names, not `{name}`"))
+                        .at(field.span, "not `app_label.migration_name`")
+                        .help("name each migration as `app.0004_name` (letters, digits and `_`), space-separated"),
+                );
+            }
+        }
+    }
+    if diags.is_empty() { Ok(names) } else { Err(diags) }
+}
+
+fn is_migration_name(name: &str) -> bool {
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    name.split_once('.').is_some_and(|(app, migration)| word(app) && word(migration))
 }
 
 /// The `lock-*`, `statement-timeout` and `advisory-lock-within` fields.
