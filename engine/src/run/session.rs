@@ -158,13 +158,21 @@ impl Session {
             .collect()
     }
 
+    /// Where `zdd run --stage` stops: the cutover steps ([`Session::cutover_steps`]) and the commit points
+    /// ([`StepKind::commits`](crate::kind::StepKind::commits)). A valid plan has its commit points after the cutover,
+    /// so they are held with it anyway; holding them too keeps a stage from ever passing its commit point.
+    pub fn stage_holds(&self) -> BTreeSet<StepId> {
+        let commits = self.plan.steps.iter().filter(|s| self.kinds.get(&s.kind).is_some_and(|k| k.commits(s)));
+        self.cutover_steps().into_iter().chain(commits.map(|s| s.id)).collect()
+    }
+
     /// The steps that stop `zdd run --stage`: they would move live work to the new release before the cutover
     /// ([`StepKind::moves_work_before_cutover`](crate::kind::StepKind::moves_work_before_cutover)) and the stage
     /// would not hold them (they do not come after a cutover step).
     pub fn stage_blockers(&self) -> Vec<String> {
         // What a stage holds, as the scheduler holds it: the cutover steps and every step after them.
         let mut schedule = super::schedule::Scheduler::new(&self.plan.graph.needs_lists(), 1);
-        schedule.hold(&self.cutover_steps());
+        schedule.hold(&self.stage_holds());
         let held: BTreeSet<StepId> = schedule.held().into_iter().collect();
         self.plan
             .steps
@@ -194,7 +202,7 @@ impl Session {
                 let journal = Journal::create(self.state.path(), &header, self.redactor.clone())?;
                 // Whatever an earlier, finished run logged is over: start this run's process log afresh.
                 let _ = std::fs::remove_file(process_log_path(self.state.path()));
-                let hold = if stage { self.cutover_steps() } else { BTreeSet::new() };
+                let hold = if stage { self.stage_holds() } else { BTreeSet::new() };
                 (header, journal, Span { done: BTreeSet::new(), hold }, stage, false)
             }
             Start::Promote(replay) => {
