@@ -135,6 +135,7 @@ async fn a_failure_after_the_commit_point_undoes_nothing_and_leaves_the_new_rele
     let outcome = session.run(RunMode::Deploy, target(), &CancellationToken::new()).await.unwrap();
     assert_eq!(outcome, Outcome::Committed);
     assert_eq!(outcome.exit_code(), 5);
+    assert_eq!(serde_json::to_value(outcome).unwrap(), "committed", "as `--json` and `state.json` write it");
     assert_eq!(run.log(), ["run prepare", "run switch", "run contract"], "nothing is undone");
     let events = drain(&mut events);
     assert_eq!(summary(&events), ["prepare succeeded", "switch succeeded", "contract failed", "after skipped"]);

@@ -1,6 +1,7 @@
 //! The runner on tokio: starts what the scheduling core allows (a semaphore caps concurrency), collects
 //! results over a channel, and on the first failure (or an interrupt) starts nothing new, cancels what runs,
-//! drains it, and rolls back.
+//! drains it, and rolls back, unless a commit point had started ([`StepKind::commits`](crate::kind::StepKind::commits)):
+//! then nothing is undone and the run ends [`Outcome::Committed`].
 //!
 //! One [`CancellationToken`] stops the run; each step gets a child of it. Nothing here `?`s out of the
 //! scheduling loop: every started step is awaited to the end before the rollback begins.
@@ -128,7 +129,8 @@ impl Executor {
     }
 
     /// [`Executor::run`] over `span` of the graph. A rollback undoes every step that ran, `span.done` included
-    /// (their facts must be in the journal: [`Journal::resume`](crate::journal::Journal::resume)).
+    /// (their facts must be in the journal: [`Journal::resume`](crate::journal::Journal::resume)). A run that
+    /// stopped after a commit point started is not rolled back: it ends [`Outcome::Committed`], with a warning.
     pub async fn run_span(&self, run_id: &str, interrupt: &CancellationToken, span: &Span) -> RunReport {
         let started = Instant::now();
         self.events.emit(Event::RunStarted {
