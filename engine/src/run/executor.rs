@@ -352,10 +352,18 @@ impl Executor {
             let Ok(_permit) = semaphore.acquire_owned().await else { return };
             let step = plan.step(id);
             // A commit point is on record before it starts: from then on nothing rolls back, `recover` included.
-            let commit = match &kind {
-                Some(kind) if kind.commits(step) => journal.commit_point(&step.name).await.err(),
-                _ => None,
-            };
+            // One whose run is already stopping does not start at all: the run can still roll back.
+            let commits = kind.as_ref().is_some_and(|k| k.commits(step));
+            if commits && ctx.cancel.is_cancelled() {
+                let record = StepRecord {
+                    state: StepState::Cancelled,
+                    error: Some("not started: the run is stopping before its commit point".to_owned()),
+                    ..StepRecord::skipped()
+                };
+                let _ = results.send((id, record));
+                return;
+            }
+            let commit = if commits { journal.commit_point(&step.name).await.err() } else { None };
             let record = match (kind, commit) {
                 (Some(_), Some(e)) => StepRecord {
                     state: StepState::Failed,
