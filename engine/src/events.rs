@@ -38,6 +38,9 @@ pub enum Outcome {
     RolledBack,
     /// Exit 3: something failed and the rollback did not complete.
     RollbackIncomplete,
+    /// Exit 5 (4 is the deploy lock's): something failed after a commit point had started (see [`crate::kind::StepKind::commits`]):
+    /// nothing was rolled back and the new release stays live (the one before it cannot serve any more).
+    Committed,
 }
 
 impl Outcome {
@@ -46,7 +49,14 @@ impl Outcome {
             Outcome::Deployed => 0,
             Outcome::RolledBack => 1,
             Outcome::RollbackIncomplete => 3,
+            Outcome::Committed => 5,
         }
+    }
+
+    /// Does a run with this outcome leave its release live? A deployed run does, and so does a committed one
+    /// (the release before it cannot serve any more).
+    pub fn leaves_live(self) -> bool {
+        matches!(self, Outcome::Deployed | Outcome::Committed)
     }
 }
 

@@ -8,7 +8,9 @@
 //! describe. A journal whose last run has no `run-finished` line belongs to an interrupted run, unless its last
 //! `staged` line (`zdd run --stage`) has no `resumed` line after it: that run is staged, waiting for `zdd promote`
 //! or `zdd abort` ([`staged`]; [`unfinished`] passes over it). One with a `cut-over` line is of a run whose
-//! release served the live traffic (`recover` marks it bad when it undoes it).
+//! release served the live traffic (`recover` marks it bad when it undoes it). One with a `commit-point` line
+//! (written and fsync'd before a step that [`commits`](crate::kind::StepKind::commits) starts) is past its commit
+//! point: `recover` does not undo it.
 //!
 //! Every line passes through the [`Redactor`] except the undo facts themselves: they are what `recover` acts on,
 //! so they are stored as the kind recorded them (the state directory is 0700, the journal 0600).
@@ -93,6 +95,9 @@ enum Line {
     CutOver {
         step: String,
     },
+    CommitPoint {
+        step: String,
+    },
     Staged {
         #[serde(default)]
         bound: Option<String>,
@@ -113,6 +118,8 @@ pub struct Journal {
     facts: Mutex<BTreeMap<String, RecordedUndo>>,
     /// The steps' verdicts, as `step: verdict`, for the run's history line.
     verdicts: Mutex<Vec<String>>,
+    /// The first commit point recorded ([`Journal::commit_point`]).
+    committed: Mutex<Option<String>>,
 }
 
 impl Journal {
@@ -129,6 +136,7 @@ impl Journal {
             redactor,
             facts: Mutex::new(BTreeMap::new()),
             verdicts: Mutex::new(Vec::new()),
+            committed: Mutex::new(None),
         };
         let mut line = serde_json::to_value(format::Stamped::current(header)).map_err(std::io::Error::other)?;
         stamp(&mut line, "journal-opened", now_millis());
@@ -147,6 +155,7 @@ impl Journal {
             redactor,
             facts: Mutex::new(BTreeMap::new()),
             verdicts: Mutex::new(Vec::new()),
+            committed: Mutex::new(None),
         })
     }
 
@@ -160,6 +169,9 @@ impl Journal {
             .lock()
             .map_err(|_| std::io::Error::other("journal facts lock poisoned"))?
             .extend(replay.to_undo.iter().cloned());
+        if let Ok(mut committed) = journal.committed.lock() {
+            committed.clone_from(&replay.committed);
+        }
         Ok(journal)
     }
 
@@ -171,6 +183,7 @@ impl Journal {
             redactor: Redactor::new(),
             facts: Mutex::new(BTreeMap::new()),
             verdicts: Mutex::new(Vec::new()),
+            committed: Mutex::new(None),
         }
     }
 
@@ -198,6 +211,32 @@ impl Journal {
     /// The steps' verdicts in this run, in order, as `step: verdict`.
     pub fn verdicts(&self) -> Vec<String> {
         self.verdicts.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Durably record (fsync'd) that `step`, a commit point, starts: call it before the step runs. From this line
+    /// on neither the run nor `recover` rolls back (see [`crate::kind::StepKind::commits`]).
+    pub async fn commit_point(&self, step: &str) -> std::io::Result<()> {
+        if let Some(file) = &self.file {
+            let mut text = serde_json::json!({ "at": now_millis(), "event": "commit-point", "step": step }).to_string();
+            text.push('\n');
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
+                file.write_all(text.as_bytes())?;
+                file.sync_data()
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+        }
+        if let Ok(mut committed) = self.committed.lock() {
+            committed.get_or_insert_with(|| step.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The first commit point this run recorded, if one started.
+    pub fn committed(&self) -> Option<String> {
+        self.committed.lock().ok().and_then(|c| c.clone())
     }
 
     /// The undo facts recorded in this run, by step.
@@ -301,6 +340,8 @@ pub struct Replay {
     pub finished: bool,
     /// The step that cut the live traffic over to the run's release, if one did (a `cut-over` line).
     pub cut_over: Option<String>,
+    /// The first commit point that started (a `commit-point` line): the run is not to be undone.
+    pub committed: Option<String>,
     /// The run was staged (`zdd run --stage`) and waits for `zdd promote` or `zdd abort`: a `staged` line with
     /// no `resumed` line after it. Such a run is not unfinished (see [`unfinished`]) but [`staged`].
     pub staged: bool,
@@ -348,6 +389,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
     let mut undone: BTreeSet<String> = BTreeSet::new();
     let mut finished = false;
     let mut cut_over = None;
+    let mut committed = None;
     let mut staged = false;
     let mut staged_bound = None;
     let mut succeeded: Vec<String> = Vec::new();
@@ -396,6 +438,9 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
             Line::CutOver { step } => {
                 cut_over.get_or_insert(step);
             }
+            Line::CommitPoint { step } => {
+                committed.get_or_insert(step);
+            }
             Line::Other => {}
         }
     }
@@ -415,6 +460,7 @@ pub fn replay(path: &Path) -> std::io::Result<Replay> {
         to_undo,
         finished,
         cut_over,
+        committed,
         staged: staged && !finished,
         succeeded,
         staged_bound,

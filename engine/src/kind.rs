@@ -408,6 +408,14 @@ pub trait StepKind: Send + Sync {
     fn moves_work_before_cutover(&self, _step: &Step) -> bool {
         false
     }
+
+    /// Is this step a commit point? Once this step has started, the run no longer rolls back: what it does makes
+    /// the release before it unfit to serve (post-deploy migrations that drop what the old code uses). A failure
+    /// from here on leaves the new release live and is reported as such ([`crate::events::Outcome::Committed`]).
+    /// A plan must have such a step need every cutover step ([`StepKind::cuts_over`]). Most kinds do not.
+    fn commits(&self, _step: &Step) -> bool {
+        false
+    }
 }
 
 /// The kinds a plan may use, by name.

@@ -229,6 +229,11 @@ pub trait TypedKind: Send + Sync + 'static {
     fn moves_work_before_cutover(&self, _settings: &Self::Settings) -> bool {
         false
     }
+
+    /// Whether the step is a commit point: no rollback once it started (see [`StepKind::commits`]).
+    fn commits(&self, _settings: &Self::Settings) -> bool {
+        false
+    }
 }
 
 /// A [`TypedKind`] as the engine's [`StepKind`]: hands each call the settings validation built for the step.
@@ -314,6 +319,10 @@ impl<K: TypedKind> StepKind for Typed<K> {
 
     fn moves_work_before_cutover(&self, step: &Step) -> bool {
         self.settings_of(step).is_ok_and(|s| self.0.moves_work_before_cutover(s))
+    }
+
+    fn commits(&self, step: &Step) -> bool {
+        self.settings_of(step).is_ok_and(|s| self.0.commits(s))
     }
 }
 

@@ -350,7 +350,7 @@ impl State {
     /// history's deploying runs name.
     pub fn earlier_releases(&self) -> Vec<&str> {
         let live = self.live.as_ref().map(|l| l.release.as_str());
-        let deployed = self.history.iter().rev().filter(|e| e.outcome == Outcome::Deployed).map(|e| e.release.as_str());
+        let deployed = self.history.iter().rev().filter(|e| e.outcome.leaves_live()).map(|e| e.release.as_str());
         let mut out: Vec<&str> = Vec::new();
         for release in self.previous.iter().map(|p| p.release.as_str()).chain(deployed) {
             if Some(release) != live && !out.contains(&release) {
@@ -415,7 +415,7 @@ impl State {
     pub fn deploying_runs(&self, releases: usize) -> Vec<&str> {
         let mut seen: Vec<&str> = Vec::new();
         let mut runs = Vec::new();
-        for entry in self.history.iter().rev().filter(|e| e.outcome == Outcome::Deployed) {
+        for entry in self.history.iter().rev().filter(|e| e.outcome.leaves_live()) {
             if seen.len() == releases {
                 break;
             }
@@ -427,12 +427,14 @@ impl State {
         runs
     }
 
-    /// Record a finished run; a deployed one becomes live and the live one previous. A run that failed after
-    /// its cutover marks its release bad; one that deployed a bad release (on purpose) clears the mark.
+    /// Record a finished run; a deployed one becomes live and the live one previous, and so does a committed one
+    /// (it failed after its commit point: the release before cannot serve, this one can). A run that failed after
+    /// its cutover and rolled back marks its release bad; one that deployed a bad release (on purpose) clears the
+    /// mark.
     pub fn record(&mut self, entry: HistoryEntry) {
         let now = crate::lock::now_rfc3339();
         match (entry.outcome, &entry.cut_over) {
-            (Outcome::Deployed, _) => {
+            (Outcome::Deployed | Outcome::Committed, _) => {
                 self.previous = self.live.take();
                 self.live = Some(Deployed { release: entry.release.clone(), slot: entry.slot.clone(), since: now });
                 if let Some(marks) = self.releases.get_mut(&entry.release) {
@@ -627,6 +629,43 @@ mod tests {
         // Deployed again on purpose, and it passed: no longer bad.
         state.record(entry("r3", "green", Outcome::Deployed));
         assert_eq!(state.mark("r3"), None);
+    }
+
+    /// A run that failed after its commit point leaves its release live, as a deployed one would: the release
+    /// before becomes previous, the rollback target, and nothing is marked bad, though it had cut over.
+    #[test]
+    fn a_committed_run_makes_its_release_live_and_marks_nothing_bad() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        let committed = HistoryEntry {
+            cut_over: Some("switch".into()),
+            cause: Some("step `migrate-post` failed: column in use".into()),
+            ..entry("r2", "green", Outcome::Committed)
+        };
+        state.record(committed);
+        let live = state.live.as_ref().unwrap();
+        assert_eq!((live.release.as_str(), live.slot.as_str()), ("r2", "green"));
+        assert_eq!(state.previous.as_ref().unwrap().release, "r1");
+        assert_eq!(state.mark("r2"), None, "a committed release serves: not bad");
+        assert_eq!(state.earlier_releases(), ["r1"]);
+        assert_eq!(state.deploying_runs(2), ["run-r2", "run-r1"], "its journal is kept like a deploy's");
+        let choice = state.rollback_target(&slots()).unwrap();
+        assert_eq!((choice.target.release.as_str(), choice.target.slot.as_str()), ("r1", "blue"));
+        // The outcome is kept as such in the history, and reads back.
+        let text = serde_json::to_string(state.history.last().unwrap()).unwrap();
+        assert!(text.contains(r#""outcome":"committed""#), "{text}");
+    }
+
+    /// A committed release that was marked bad by an earlier run is live now: the mark goes, as for a deploy.
+    #[test]
+    fn a_committed_run_of_a_bad_release_clears_its_mark() {
+        let mut state = State::default();
+        state.record(entry("r1", "blue", Outcome::Deployed));
+        state.record(failed_after_cutover("r2", "green"));
+        assert_eq!(state.mark("r2"), Some("bad"));
+        state.record(entry("r2", "green", Outcome::Committed));
+        assert_eq!(state.mark("r2"), None);
+        assert_eq!(state.live.as_ref().unwrap().release, "r2");
     }
 
     #[test]

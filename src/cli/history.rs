@@ -68,6 +68,7 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
             (Outcome::RolledBack, None) => "rolled back",
             (Outcome::RolledBack, Some(_)) => "rolled back after cutover",
             (Outcome::RollbackIncomplete, _) => "ROLLBACK INCOMPLETE",
+            (Outcome::Committed, _) => "committed, then failed",
         };
         let mark = current.mark(&h.release).unwrap_or("-");
         outln!(
@@ -79,6 +80,10 @@ pub(super) fn run(plan: &PlanArgs, state: &StateArgs, json: bool) -> i32 {
             h.user,
             h.host
         );
+        // A run that failed past its commit point left its release live: say what failed.
+        if let (Outcome::Committed, Some(cause)) = (h.outcome, &h.cause) {
+            outln!("    failed after the commit point: {cause}");
+        }
         // What the run's steps judged (a canary's verdicts), under its line.
         for verdict in &h.verdicts {
             outln!("    {verdict}");

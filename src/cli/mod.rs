@@ -38,11 +38,14 @@ pub(crate) mod exit {
     pub(crate) const ROLLBACK_INCOMPLETE: i32 = 3;
     /// The deploy lock is held by another run.
     pub(crate) const LOCKED: i32 = 4;
+    /// The run failed after its commit point: nothing was rolled back and the new release is live.
+    pub(crate) const COMMITTED: i32 = 5;
 }
 
 /// Shown under every command's help: scripts and CI branch on these.
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 the run failed and was rolled back; 2 invalid plan or usage; \
-3 rollback incomplete (run `zdd recover`); 4 the deploy lock is held by another run.";
+3 rollback incomplete (run `zdd recover`); 4 the deploy lock is held by another run; 5 a step failed after the \
+commit point: nothing was rolled back and the new release is live.";
 
 /// Zero-downtime deploys for Django: a plan graph with health gates, atomic cutover and derived rollback.
 #[derive(Debug, Parser)]

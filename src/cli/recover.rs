@@ -54,6 +54,7 @@ pub(super) fn undo_from_journal(plan: Plan, prepared: Prepared, output: &OutputA
             if abort { session.abort(replay, &interrupt).await } else { session.recover(replay, &interrupt).await };
         match undone {
             Ok(Outcome::RollbackIncomplete) => exit::ROLLBACK_INCOMPLETE,
+            Ok(Outcome::Committed) => exit::COMMITTED,
             Ok(_) => exit::OK,
             Err(e) => {
                 eprintln!("zdd: {e}");

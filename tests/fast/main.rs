@@ -31,6 +31,7 @@ mod cli_init;
 mod cli_saved;
 mod docs_codes;
 mod docs_kdl;
+mod executor_commit;
 mod executor_interrupt;
 mod executor_marks;
 mod executor_run;

@@ -159,3 +159,89 @@ pub(crate) fn kinds() -> Kinds {
     k.register(Arc::new(Schema));
     k
 }
+
+/// What the [`Logged`] kinds did, in order: `run NAME`, `undo NAME`.
+pub(crate) type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+const LOGGED_FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("fails", ValueType::Bool, "Fail the step after recording its undo"),
+    FieldSpec::new("sleep", ValueType::Duration, "How long the step takes"),
+];
+
+static WORK: KindSpec = KindSpec {
+    name: "work",
+    summary: "Does reversible work, logged (test kind)",
+    fields: LOGGED_FIELDS,
+    effect: Effect::Reversible,
+    undo: "logged",
+};
+
+static CUTOVER: KindSpec = KindSpec {
+    name: "cutover",
+    summary: "Moves the live traffic, logged (test kind)",
+    fields: LOGGED_FIELDS,
+    effect: Effect::Reversible,
+    undo: "logged",
+};
+
+static CONTRACT: KindSpec = KindSpec {
+    name: "contract",
+    summary: "A commit point, like a post-deploy migration, logged (test kind)",
+    fields: LOGGED_FIELDS,
+    effect: Effect::Reversible,
+    undo: "logged",
+};
+
+/// `work`, `cutover` (it [`cuts_over`](StepKind::cuts_over)) and `contract` (it
+/// [`commits`](StepKind::commits)): each records undo facts, then takes `sleep`, then fails if `fails`; runs and
+/// undos go to the log.
+pub(crate) struct Logged {
+    spec: &'static KindSpec,
+    log: Log,
+}
+
+#[async_trait]
+impl StepKind for Logged {
+    fn spec(&self) -> &'static KindSpec {
+        self.spec
+    }
+
+    fn cuts_over(&self, _step: &Step) -> bool {
+        self.spec.name == "cutover"
+    }
+
+    fn commits(&self, _step: &Step) -> bool {
+        self.spec.name == "contract"
+    }
+
+    async fn preview(&self, _step: &Step, _ctx: &PreviewCtx) -> Result<Preview, StepError> {
+        Ok(Preview::default())
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepCtx) -> Result<(), StepError> {
+        ctx.record_undo(serde_json::json!({ "step": step.name })).await?;
+        self.log.lock().unwrap().push(format!("run {}", step.name));
+        tokio::select! {
+            () = tokio::time::sleep(step.fields.duration("sleep").unwrap_or_default()) => {}
+            () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+        }
+        if step.fields.bool("fails") == Some(true) {
+            return Err(StepError::failed(format!("{} broke", step.name)));
+        }
+        Ok(())
+    }
+
+    async fn undo(&self, _facts: &UndoFacts, ctx: &UndoCtx) -> Result<(), StepError> {
+        self.log.lock().unwrap().push(format!("undo {}", ctx.step));
+        Ok(())
+    }
+}
+
+/// The test registry ([`kinds`]) with the [`Logged`] kinds, which write to `log`.
+pub(crate) fn kinds_with_commit(log: &Log) -> Kinds {
+    let mut k = kinds();
+    for spec in [&WORK, &CUTOVER, &CONTRACT] {
+        k.register(Arc::new(Logged { spec, log: log.clone() }));
+    }
+    k
+}

@@ -80,6 +80,7 @@ codes! {
     UnknownStep => "unknown-step",
     WrongStepKind => "wrong-step-kind",
     DependencyCycle => "dependency-cycle",
+    CommitBeforeCutover => "commit-before-cutover",
     UndefinedVar => "undefined-var",
     BadTemplate => "bad-template",
     VarNoValue => "var-no-value",

@@ -318,6 +318,7 @@ pub fn validate(
                 crate::settings::check_and_build(kind.as_ref(), s, base_dir, diags);
             }
         }
+        commit_points_after_cutover(&steps, &name_spans, kinds, diags);
     }
 
     let plan = Plan {
@@ -334,6 +335,44 @@ pub fn validate(
         steps,
     };
     Some(Validated { plan, target, state_dir })
+}
+
+/// A commit point ([`StepKind::commits`](crate::kind::StepKind::commits)) ends the rollback, so it must come after
+/// every cutover step ([`StepKind::cuts_over`](crate::kind::StepKind::cuts_over)): it needs each of them, directly
+/// or through other steps. Otherwise a failure before the switch could start it, and then not roll back.
+fn commit_points_after_cutover(steps: &[Step], name_spans: &[Span], kinds: &Kinds, diags: &mut Diagnostics) {
+    let is = |s: &Step, test: fn(&dyn crate::kind::StepKind, &Step) -> bool| {
+        kinds.get(&s.kind).is_some_and(|k| test(k.as_ref(), s))
+    };
+    let cutovers: Vec<usize> = steps.iter().filter(|s| is(s, |k, s| k.cuts_over(s))).map(|s| s.id.0).collect();
+    for commit in steps.iter().filter(|s| is(s, |k, s| k.commits(s))) {
+        // Everything the commit point needs, through any number of steps (a cycle was reported already).
+        let mut needed = vec![false; steps.len()];
+        let mut stack: Vec<StepId> = commit.needs.clone();
+        while let Some(id) = stack.pop() {
+            if let Some(seen) = needed.get_mut(id.0).filter(|seen| !**seen) {
+                *seen = true;
+                stack.extend(steps[id.0].needs.iter().copied());
+            }
+        }
+        for &cut in cutovers.iter().filter(|&&c| !needed[c] && c != commit.id.0) {
+            diags.push(
+                Diagnostic::error(
+                    Code::CommitBeforeCutover,
+                    format!(
+                        "step `{}` is a commit point but does not come after the cutover step `{}`",
+                        commit.name, steps[cut].name
+                    ),
+                )
+                .at(name_spans[commit.id.0], "a commit point: once it starts, the run no longer rolls back")
+                .related(name_spans[cut], "this step moves the live traffic")
+                .help(
+                    "a commit point ends the rollback: it must come after the switch (and drain-stop) so that a \
+                     failure before it can still roll back; add `needs \"drain-stop\"`",
+                ),
+            );
+        }
+    }
 }
 
 /// Resolve every field of type [`ValueType::StepRef`] (`service "web"`) as `needs` is resolved: the step must

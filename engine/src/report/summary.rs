@@ -18,6 +18,8 @@ pub struct Summary {
     serving: Option<String>,
     /// The step that cut the live traffic over to the new release.
     cut_over: Option<String>,
+    /// The first step that did not succeed, as "step `x` failed: why".
+    failure: Option<String>,
 }
 
 /// The word for a step's final state.
@@ -42,6 +44,13 @@ impl Summary {
             Event::RollbackStarted { cause } => self.cause = Some(cause.clone()),
             Event::Serving { url, .. } => self.serving = Some(url.clone()),
             Event::CutOver { step, .. } => self.cut_over = Some(step.clone()),
+            Event::StepFinished { step, state, error, .. }
+                if self.failure.is_none()
+                    && matches!(state, StepState::Failed | StepState::TimedOut | StepState::Cancelled) =>
+            {
+                let why = error.as_deref().and_then(|e| e.lines().next()).unwrap_or("failed");
+                self.failure = Some(format!("step `{step}` {}: {why}", state_word(*state)));
+            }
             Event::UndoFinished { step, ok: false, error, .. } => {
                 self.undo_errors.insert(step.clone(), error.clone().unwrap_or_default());
             }
@@ -75,6 +84,15 @@ impl Summary {
                 ));
                 lines.extend(Self::not_undone(rows));
                 lines.extend(self.marked_bad(release));
+            }
+            Outcome::Committed => {
+                lines.push(format!(
+                    "Release {release} is live, but the run failed after its commit point: {}. Nothing was rolled \
+                     back: the release before it cannot serve any more ({}).",
+                    self.failure.as_deref().unwrap_or("the run was interrupted"),
+                    human_ms(duration_ms)
+                ));
+                lines.push("Fix the cause, then deploy again to finish what the failed step left undone.".to_owned());
             }
             Outcome::RollbackIncomplete => {
                 lines.push(format!(
@@ -142,5 +160,34 @@ mod tests {
                 "Release r3 failed after its cutover (`switch`): it is marked bad, and `zdd rollback` will not choose it."
             )
         );
+    }
+
+    #[test]
+    fn a_committed_run_says_its_release_is_live_and_nothing_was_rolled_back() {
+        let mut summary = Summary::default();
+        summary.observe(&Event::RunStarted {
+            plan: "p".into(),
+            release: "r3".into(),
+            run_id: "x".into(),
+            steps: vec![],
+        });
+        summary.observe(&Event::CutOver { step: "switch".into(), release: "r3".into() });
+        summary.observe(&Event::StepFinished {
+            step: "migrate-post".into(),
+            state: StepState::Failed,
+            attempts: 1,
+            duration_ms: 5,
+            error: Some("`manage.py migrate` exited with status 1\nTraceback".into()),
+        });
+        let lines = summary.render(Outcome::Committed, 1500, &[]);
+        let text = lines.join("\n");
+        assert!(
+            text.contains(
+                "Release r3 is live, but the run failed after its commit point: step `migrate-post` failed: \
+                 `manage.py migrate` exited with status 1. Nothing was rolled back"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("marked bad"), "a committed release serves: {text}");
     }
 }

@@ -130,7 +130,7 @@ impl Reporter for TtyReporter {
                 let lines = self.summary.render(*outcome, *duration_ms, summary);
                 let code = match outcome {
                     Outcome::Deployed => "32;1",
-                    Outcome::RolledBack => "33;1",
+                    Outcome::RolledBack | Outcome::Committed => "33;1",
                     Outcome::RollbackIncomplete => "31;1",
                 };
                 self.print("");

@@ -1,6 +1,7 @@
 //! The runner on tokio: starts what the scheduling core allows (a semaphore caps concurrency), collects
 //! results over a channel, and on the first failure (or an interrupt) starts nothing new, cancels what runs,
-//! drains it, and rolls back.
+//! drains it, and rolls back, unless a commit point had started ([`StepKind::commits`](crate::kind::StepKind::commits)):
+//! then nothing is undone and the run ends [`Outcome::Committed`].
 //!
 //! One [`CancellationToken`] stops the run; each step gets a child of it. Nothing here `?`s out of the
 //! scheduling loop: every started step is awaited to the end before the rollback begins.
@@ -63,6 +64,9 @@ pub struct Forward {
     pub cut_over: Option<String>,
     /// The steps the span held (staging), in declaration order; empty when the run stopped early.
     pub held: Vec<StepId>,
+    /// The first commit point that started (see [`StepKind::commits`](crate::kind::StepKind::commits)), if one
+    /// did: from then on the run does not roll back.
+    pub committed: Option<String>,
 }
 
 /// How a run went.
@@ -125,7 +129,8 @@ impl Executor {
     }
 
     /// [`Executor::run`] over `span` of the graph. A rollback undoes every step that ran, `span.done` included
-    /// (their facts must be in the journal: [`Journal::resume`](crate::journal::Journal::resume)).
+    /// (their facts must be in the journal: [`Journal::resume`](crate::journal::Journal::resume)). A run that
+    /// stopped after a commit point started is not rolled back: it ends [`Outcome::Committed`], with a warning.
     pub async fn run_span(&self, run_id: &str, interrupt: &CancellationToken, span: &Span) -> RunReport {
         let started = Instant::now();
         self.events.emit(Event::RunStarted {
@@ -137,34 +142,17 @@ impl Executor {
         let forward = self.forward(interrupt, span).await;
         let mut states: Vec<StepState> = forward.records.iter().map(|r| r.state).collect();
         let mut rollback = None;
-        let outcome = match &forward.stopped {
-            None => Outcome::Deployed,
-            Some(cause) => {
-                let facts = self.journal.facts();
-                let ran: std::collections::BTreeSet<StepId> = forward.completed.iter().copied().collect();
-                let order: Vec<Vec<(String, RecordedUndo)>> = self
-                    .plan
-                    .graph
-                    .undo_order(|id| ran.contains(&id))
-                    .into_iter()
-                    .map(|wave| {
-                        wave.into_iter()
-                            .filter_map(|id| {
-                                let name = &self.plan.step(id).name;
-                                facts.get(name).map(|f| (name.clone(), f.clone()))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .filter(|wave| !wave.is_empty())
-                    .collect();
-                let undo = self.rollback_saying_why_signals_wait(cause, &order, interrupt).await;
-                for (name, _) in order.iter().flatten() {
-                    if let Some(step) = self.plan.step_by_name(name) {
-                        states[step.id.0] =
-                            if undo.undone.contains(name) { StepState::RolledBack } else { StepState::RollbackFailed };
-                    }
-                }
-                let outcome = if undo.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
+        let outcome = match (&forward.stopped, &forward.committed) {
+            (None, _) => Outcome::Deployed,
+            // Past the commit point the release before cannot serve: rolling back to it would end the run on a
+            // release that cannot serve, so the new one stays, with the steps as they ended.
+            (Some(cause), Some(commit)) => {
+                let message = committed_message(cause, commit, &self.target.release);
+                self.events.emit(Event::Warning { message });
+                Outcome::Committed
+            }
+            (Some(cause), None) => {
+                let (outcome, undo) = self.roll_back_forward(&forward, cause, interrupt, &mut states).await;
                 rollback = Some(undo);
                 outcome
             }
@@ -196,6 +184,43 @@ impl Executor {
             cut_over: forward.cut_over,
             held: forward.held.iter().map(|id| self.plan.step(*id).name.clone()).collect(),
         }
+    }
+
+    /// Undo what `forward` ran (`span.done` included), in the graph's undo order, marking in `states` what was
+    /// undone and what could not be.
+    async fn roll_back_forward(
+        &self,
+        forward: &Forward,
+        cause: &str,
+        interrupt: &CancellationToken,
+        states: &mut [StepState],
+    ) -> (Outcome, Rollback) {
+        let facts = self.journal.facts();
+        let ran: BTreeSet<StepId> = forward.completed.iter().copied().collect();
+        let order: Vec<Vec<(String, RecordedUndo)>> = self
+            .plan
+            .graph
+            .undo_order(|id| ran.contains(&id))
+            .into_iter()
+            .map(|wave| {
+                wave.into_iter()
+                    .filter_map(|id| {
+                        let name = &self.plan.step(id).name;
+                        facts.get(name).map(|f| (name.clone(), f.clone()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|wave| !wave.is_empty())
+            .collect();
+        let undo = self.rollback_saying_why_signals_wait(cause, &order, interrupt).await;
+        for (name, _) in order.iter().flatten() {
+            if let Some(step) = self.plan.step_by_name(name) {
+                states[step.id.0] =
+                    if undo.undone.contains(name) { StepState::RolledBack } else { StepState::RollbackFailed };
+            }
+        }
+        let outcome = if undo.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
+        (outcome, undo)
     }
 
     /// Emit the run's last event (after the caller saved the state: a crash before this line leaves the run
@@ -250,7 +275,13 @@ impl Executor {
                 },
                 () = interrupt.cancelled(), if stopped.is_none() => {
                     let cause = "interrupted (SIGINT/SIGTERM)".to_owned();
-                    let message = format!("{cause}: stopping the running steps, then rolling back");
+                    let message = match self.journal.committed() {
+                        None => format!("{cause}: stopping the running steps, then rolling back"),
+                        Some(commit) => format!(
+                            "{cause}: stopping the running steps; nothing is rolled back, the commit point \
+                             `{commit}` has started"
+                        ),
+                    };
                     self.events.emit(Event::Warning { message });
                     stopped = Some(cause);
                     schedule.stop();
@@ -303,7 +334,7 @@ impl Executor {
             records[id.0] = Some(StepRecord::held());
         }
         let records = records.into_iter().map(|r| r.unwrap_or_else(StepRecord::skipped)).collect();
-        Forward { records, completed, stopped, cut_over, held }
+        Forward { records, completed, stopped, cut_over, held, committed: self.journal.committed() }
     }
 
     fn step_task(
@@ -316,12 +347,32 @@ impl Executor {
         let plan = self.plan.clone();
         let kind = self.kinds.get(&plan.step(id).kind).cloned();
         let ctx = self.ctx(&plan.step(id).name, plan.step(id).host.as_deref(), cancel);
+        let journal = self.journal.clone();
         async move {
             let Ok(_permit) = semaphore.acquire_owned().await else { return };
             let step = plan.step(id);
-            let record = match kind {
-                Some(kind) => step::attempts(kind, &ctx, Operation::Run(step)).await,
-                None => StepRecord {
+            // A commit point is on record before it starts: from then on nothing rolls back, `recover` included.
+            // One whose run is already stopping does not start at all: the run can still roll back.
+            let commits = kind.as_ref().is_some_and(|k| k.commits(step));
+            if commits && ctx.cancel.is_cancelled() {
+                let record = StepRecord {
+                    state: StepState::Cancelled,
+                    error: Some("not started: the run is stopping before its commit point".to_owned()),
+                    ..StepRecord::skipped()
+                };
+                let _ = results.send((id, record));
+                return;
+            }
+            let commit = if commits { journal.commit_point(&step.name).await.err() } else { None };
+            let record = match (kind, commit) {
+                (Some(_), Some(e)) => StepRecord {
+                    state: StepState::Failed,
+                    attempts: 0,
+                    duration: Duration::ZERO,
+                    error: Some(format!("could not record the commit point in the journal, so it did not start: {e}")),
+                },
+                (Some(kind), None) => step::attempts(kind, &ctx, Operation::Run(step)).await,
+                (None, _) => StepRecord {
                     state: StepState::Failed,
                     attempts: 0,
                     duration: Duration::ZERO,
@@ -432,6 +483,14 @@ impl Executor {
 /// The answer to an interrupt that cannot stop anything more (the run is already stopping or rolling back).
 pub(crate) const ALREADY_STOPPING: &str = "already stopping: zdd exits once the running steps have stopped and the \
     rollback is done (kill -9 would leave the rollback to `zdd recover`)";
+
+/// Why a run that stopped after its commit point `commit` started ends with nothing undone.
+pub(crate) fn committed_message(cause: &str, commit: &str, release: &str) -> String {
+    format!(
+        "{cause}; this is after the commit point (`{commit}` started, and what it does leaves the release before \
+         unfit to serve): nothing is rolled back; release {release} stays live"
+    )
+}
 
 /// The record of a step whose task panicked.
 fn panicked() -> StepRecord {

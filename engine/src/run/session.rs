@@ -158,13 +158,21 @@ impl Session {
             .collect()
     }
 
+    /// Where `zdd run --stage` stops: the cutover steps ([`Session::cutover_steps`]) and the commit points
+    /// ([`StepKind::commits`](crate::kind::StepKind::commits)). A valid plan has its commit points after the cutover,
+    /// so they are held with it anyway; holding them too keeps a stage from ever passing its commit point.
+    pub fn stage_holds(&self) -> BTreeSet<StepId> {
+        let commits = self.plan.steps.iter().filter(|s| self.kinds.get(&s.kind).is_some_and(|k| k.commits(s)));
+        self.cutover_steps().into_iter().chain(commits.map(|s| s.id)).collect()
+    }
+
     /// The steps that stop `zdd run --stage`: they would move live work to the new release before the cutover
     /// ([`StepKind::moves_work_before_cutover`](crate::kind::StepKind::moves_work_before_cutover)) and the stage
     /// would not hold them (they do not come after a cutover step).
     pub fn stage_blockers(&self) -> Vec<String> {
         // What a stage holds, as the scheduler holds it: the cutover steps and every step after them.
         let mut schedule = super::schedule::Scheduler::new(&self.plan.graph.needs_lists(), 1);
-        schedule.hold(&self.cutover_steps());
+        schedule.hold(&self.stage_holds());
         let held: BTreeSet<StepId> = schedule.held().into_iter().collect();
         self.plan
             .steps
@@ -194,7 +202,7 @@ impl Session {
                 let journal = Journal::create(self.state.path(), &header, self.redactor.clone())?;
                 // Whatever an earlier, finished run logged is over: start this run's process log afresh.
                 let _ = std::fs::remove_file(process_log_path(self.state.path()));
-                let hold = if stage { self.cutover_steps() } else { BTreeSet::new() };
+                let hold = if stage { self.stage_holds() } else { BTreeSet::new() };
                 (header, journal, Span { done: BTreeSet::new(), hold }, stage, false)
             }
             Start::Promote(replay) => {
@@ -380,6 +388,9 @@ impl Session {
         if let Some(step) = &replay.cut_over {
             exec.events.emit(Event::CutOver { step: step.clone(), release: replay.header.target.release.clone() });
         }
+        if let Some(commit) = &replay.committed {
+            return self.finish_committed(&replay, commit, exec, tapped, started).await;
+        }
         let rollback = exec.rollback_saying_why_signals_wait(&cause, &replay.undo_waves(), interrupt).await;
         let outcome = if rollback.complete() { Outcome::RolledBack } else { Outcome::RollbackIncomplete };
         let summary = replay
@@ -424,6 +435,69 @@ impl Session {
         saved?;
         self.prune_journals();
         Ok(outcome)
+    }
+}
+
+impl Session {
+    /// `zdd recover` of a run that had started its commit point: nothing is undone (the release before cannot
+    /// serve any more); the run is recorded and finished as [`Outcome::Committed`], its release live.
+    async fn finish_committed(
+        &self,
+        replay: &Replay,
+        commit: &str,
+        exec: Executor,
+        tapped: tokio::task::JoinHandle<()>,
+        started: Instant,
+    ) -> Result<Outcome, SessionError> {
+        let release = &replay.header.target.release;
+        let cause = format!("run {} was interrupted", replay.header.run_id);
+        let message = super::executor::committed_message(&cause, commit, release);
+        exec.events.emit(Event::Warning { message });
+        // The steps that finished, as they did, and the commit point, stopped with the run if it did not finish.
+        let mut summary: Vec<StepSummary> = replay
+            .succeeded
+            .iter()
+            .map(|step| StepSummary { step: step.clone(), state: StepState::Succeeded, attempts: 0, duration_ms: 0 })
+            .collect();
+        if !replay.succeeded.iter().any(|s| s == commit) {
+            summary.push(StepSummary {
+                step: commit.to_owned(),
+                state: StepState::Cancelled,
+                attempts: 0,
+                duration_ms: 0,
+            });
+        }
+        let saved = self.record(HistoryEntry {
+            run_id: replay.header.run_id.clone(),
+            mode: replay.header.mode,
+            release: release.clone(),
+            slot: replay.header.target.slot.clone(),
+            outcome: Outcome::Committed,
+            started: lock::now_rfc3339(),
+            duration_ms: millis(started.elapsed()),
+            user: lock::username(),
+            host: lock::hostname(),
+            cut_over: replay.cut_over.clone(),
+            cause: Some(format!(
+                "interrupted after the commit point `{commit}`; finished by `zdd recover` with nothing undone"
+            )),
+            verdicts: Vec::new(),
+        });
+        exec.finish(&RunReport {
+            outcome: Outcome::Committed,
+            duration: started.elapsed(),
+            summary,
+            stopped: Some(cause),
+            rollback: None,
+            cut_over: replay.cut_over.clone(),
+            held: Vec::new(),
+        });
+        // The tap ends once the executor's sink is gone.
+        drop(exec);
+        let _ = tapped.await;
+        saved?;
+        self.prune_journals();
+        Ok(Outcome::Committed)
     }
 }
 

@@ -186,6 +186,7 @@ fn outcome_word(outcome: Outcome) -> &'static str {
         Outcome::Deployed => "deployed",
         Outcome::RolledBack => "rolled back",
         Outcome::RollbackIncomplete => "rollback incomplete",
+        Outcome::Committed => "committed, then failed",
     }
 }
 
