@@ -24,6 +24,7 @@ pub(crate) mod shop;
 pub(crate) mod systemd;
 pub(crate) mod tls;
 pub(crate) mod tree;
+pub(crate) mod two_phase;
 pub(crate) mod venv;
 pub(crate) mod wagtail;
 pub(crate) mod websocket;

@@ -548,6 +548,10 @@ pub(crate) const SEQUENCE: &[Scenario] = &[
     ("8 kill -9 mid-step, recover", s8_kill_and_recover),
     ("10 stage, abort, stage, promote under load", s10_stage_abort_promote),
     ("11 canary: promoted, then aborted by its analysis", super::canary::s11_canary),
+    (
+        "12 migrations in two phases: contract after drain-stop, rollback refused, a failed post phase commits",
+        super::two_phase::s12_two_phase_migrations,
+    ),
 ];
 
 /// What depends on the database: first deploy, the expand migration under load, the refused unsafe migration

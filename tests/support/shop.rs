@@ -34,6 +34,8 @@ pub(crate) const VERSIONS: &[&str] = &[
     "v3-no-boot",
     "v3-same-inputs",
     "v3-static-change",
+    "v3-contract",
+    "v4-contract-fails",
 ];
 
 /// Writes version `version` of the shop into `dest` (created; existing files are overwritten).

@@ -230,6 +230,12 @@ impl TypedKind for Migrate {
         &SPEC
     }
 
+    /// A post phase drops what the old release uses: once it starts, rolling back would put the old code on a
+    /// schema it cannot use, while the new release serves fine.
+    fn commits(&self, s: &Settings) -> bool {
+        s.phase == StepPhase::Post
+    }
+
     fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
         Ok(Settings {
             manage: ManageSettings::from_fields(ctx)?,
