@@ -46,15 +46,14 @@ fn db_env(dir: &TestDir, pg: Option<(&support::postgres::Postgres, &str)>) -> Ve
     }
 }
 
-/// Runs one migrate step (`fields` its extra lines) for `release` with `live` live, the catalog app's
-/// migrations from `scenario`. Returns the result and the step's messages.
-async fn step(
+/// Writes the one-step plan; returns its path and the target.
+fn write_plan(
     dir: &TestDir,
     db: &[(&str, String)],
     scenario: &str,
     (release, live): (&str, &str),
     fields: &str,
-) -> (Result<(), (String, StepError)>, String) {
+) -> (PathBuf, zdd_engine::kind::DeployTarget) {
     let root = dir.join("srv");
     let env_file = dir.join(&format!("{scenario}.env"));
     let mut env: Vec<String> = db.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
@@ -72,7 +71,42 @@ async fn step(
         ),
     )
     .unwrap();
-    let target = driver::target(release, "a", Some(("b", live)));
+    (plan, driver::target(release, "a", Some(("b", live))))
+}
+
+/// The migrate step's preview notes (what `zdd plan` shows).
+async fn preview_notes(dir: &TestDir, db: &[(&str, String)], scenario: &str, fields: &str) -> Vec<String> {
+    let (plan, target) = write_plan(dir, db, scenario, ("r2", "r1"), fields);
+    let plan = driver::read_plan(&plan, &[], &target, &dir.join("state"));
+    let ctx = zdd_engine::kind::PreviewCtx {
+        plan: plan.clone(),
+        target,
+        host: std::sync::Arc::new(zdd_engine::host::LocalHost::new()),
+        state_dir: dir.join("state"),
+    };
+    let step = plan.step_by_name("migrate").expect("the migrate step");
+    let kinds = zdd_steps::builtin();
+    let preview = kinds.get("migrate").expect("migrate kind").preview(step, &ctx).await.expect("a preview");
+    preview
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            zdd_engine::kind::PlannedAction::Note { text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs one migrate step (`fields` its extra lines) for `release` with `live` live, the catalog app's
+/// migrations from `scenario`. Returns the result and the step's messages.
+async fn step(
+    dir: &TestDir,
+    db: &[(&str, String)],
+    scenario: &str,
+    (release, live): (&str, &str),
+    fields: &str,
+) -> (Result<(), (String, StepError)>, String) {
+    let (plan, target) = write_plan(dir, db, scenario, (release, live), fields);
     let plan = driver::read_plan(&plan, &[], &target, &dir.join("state"));
     let mut run = driver::Run::new(plan, target, &dir.join("state"));
     let result = run.run(None).await;
@@ -106,6 +140,23 @@ async fn cycle(dir: &TestDir, db: &[(&str, String)], applied: impl Fn() -> Strin
     release(&root, "r1");
     release(&root, "r2");
     manage(db, &["migrate", "catalog", "0001", "--noinput"]);
+
+    // What `zdd plan` shows before r2 exists: its source's migrations, inspected with r1's Python; nothing applied.
+    let source = format!("    source \"{}\"\n", root.join("releases/r2").display());
+    let notes = preview_notes(dir, db, "two_phase", &format!("    phase \"pre\"\n{source}")).await.join("\n");
+    for expected in [
+        "migration catalog.0002_add_code: pre-deploy (compatible with the old release): applied",
+        "migration catalog.0003_remove_sku: post-deploy (only contract operations: drop-column): held for the post step",
+        "migration catalog.0004_note: post-deploy (marked post-deploy in the migration): held for the post step",
+    ] {
+        assert!(notes.contains(expected), "no `{expected}` in:\n{notes}");
+    }
+    let notes = preview_notes(dir, db, "two_phase", &source).await.join("\n");
+    assert!(
+        notes.contains("migration catalog.0003_remove_sku: post-deploy (only contract operations: drop-column): refused (drop-column): a `phase \"post\"` step after drain-stop could apply it"),
+        "{notes}"
+    );
+    assert!(!applied().contains("0002"), "the preview applied something: {}", applied());
 
     // r2 over r1 (whose migrations stop at 0002_add_code): the pre phase applies 0002 and holds the rest.
     let (result, log) = step(dir, db, "two_phase", ("r2", "r1"), "    phase \"pre\"\n").await;

@@ -29,6 +29,7 @@ pub mod inspect;
 pub mod locking;
 pub mod phase;
 pub mod post_record;
+mod preview;
 pub mod rules;
 mod schema;
 pub mod skip;
@@ -83,6 +84,12 @@ static SPEC: KindSpec = KindSpec {
         )
         .default("all"),
         FieldSpec::new(
+            "source",
+            ValueType::Path,
+            "The checkout the release is made from: with a release live, `zdd plan` inspects its migrations with \
+             the live release's Python and shows each one's phase and verdict.",
+        ),
+        FieldSpec::new(
             "force",
             ValueType::Bool,
             "Run the full step even when the migrations' fingerprint is the live release's (no skip).",
@@ -132,6 +139,8 @@ pub struct Settings {
     /// Timeouts, retries and the advisory lock, on PostgreSQL.
     locking: LockSettings,
     phase: StepPhase,
+    /// Where `zdd plan` reads the new release's migrations.
+    source: Option<std::path::PathBuf>,
 }
 
 /// Which migrations the step applies (`phase`).
@@ -253,6 +262,7 @@ impl TypedKind for Migrate {
                 Some("post") => StepPhase::Post,
                 _ => StepPhase::All,
             },
+            source: ctx.path("source"),
         })
     }
 
@@ -280,6 +290,13 @@ impl TypedKind for Migrate {
         actions.push(PlannedAction::Note { text: judged_note(&ctx.target) });
         actions.insert(0, PlannedAction::Note { text: skip_note(s, ctx).await });
         actions.push(PlannedAction::Note { text: phase_note(s.phase).into() });
+        match (&s.source, s.phase) {
+            (_, StepPhase::Post) => {}
+            (Some(source), _) => actions.extend(preview::phases(s, source, ctx).await),
+            (None, _) => actions.push(PlannedAction::Note {
+                text: "each migration's phase: shown by the run (set `source` for the preview to show it)".into(),
+            }),
+        }
         if !s.allow.is_empty() {
             actions.push(PlannedAction::Note { text: format!("allowed although unsafe: {}", s.allow.join(", ")) });
         }
