@@ -150,6 +150,12 @@ pub fn check(step: &Step, diags: &mut Diagnostics) {
         lanes.map(|f| (f, "lanes (rolling replacement) are Nginx's: Caddy's switch has one socket link")),
         given("maintenance-page").then_some(("maintenance-page", "maintenance mode is Nginx's: Caddy has none here")),
     ];
+    // Caddy's log path lands in the JSON config it loads: refused here, not when the config is rendered.
+    let log = step.fields.path("error-log").map(|p| p.to_string_lossy().into_owned());
+    let bad_log = log.and_then(|p| zdd_engine::template::check_config_word(&p).err());
+    let bad_log =
+        bad_log.is_some().then_some(("error-log", "Caddy's log path goes into its config: it cannot hold this"));
+    let problems = problems.into_iter().chain([bad_log]);
     for (field, message) in problems.into_iter().flatten() {
         let Some(value) = step.fields.all(field).first() else { continue };
         diags.push(

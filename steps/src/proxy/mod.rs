@@ -60,7 +60,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new("caddy", ValueType::String, "Caddy: the caddy command words.").default("caddy"),
         FieldSpec::new(
             "caddy-admin",
-            ValueType::String,
+            ValueType::ConfigWord,
             "Caddy: its admin endpoint (`localhost:2019`, or `unix//path/admin.sock`); the config keeps it there.",
         )
         .default("localhost:2019"),
