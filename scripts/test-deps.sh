@@ -2,7 +2,7 @@
 # Installs what the integration tests need on Debian 12, as root, idempotently: only missing packages are
 # installed (one `apt-get update` at most), and the Python wheels are downloaded into the cache only if absent.
 #
-#   nginx, python3-venv, wrk, postgresql-15, systemd, iproute2 (ss, ip netns), procps, util-linux (unshare, nsenter),
+#   nginx, caddy (the second proxy's scenario; its own instance, never the package's daemon), python3-venv, wrk, postgresql-15, systemd, iproute2 (ss, ip netns), procps, util-linux (unshare, nsenter),
 #   openssh-server and netcat-openbsd (the SSH test hosts), iptables (Docker's FORWARD policy), mmdebstrap (the
 #   container scenarios' offline base image: no registry can be reached)
 #   wheels for examples/shop/requirements.txt in $ZDD_WHEELS (default /root/.cache/zdd-wheels)
@@ -24,7 +24,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-packages=(nginx python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux g++ openssh-server
+packages=(nginx caddy python3-venv python3-pip wrk postgresql-15 systemd iproute2 procps util-linux g++ openssh-server
     openssh-client netcat-openbsd iptables redis-server mmdebstrap musl-tools)
 missing=()
 for package in "${packages[@]}"; do
@@ -36,7 +36,8 @@ if ((${#missing[@]})); then
     echo "test-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    # Packages may start their own daemons (nginx on :80, a postgresql cluster): the tests use their own instances
+    # Packages may start their own daemons (nginx on :80, caddy on :80 and its admin API on :2019, a postgresql
+    # cluster): the tests use their own instances
     # and never depend on those, so policy-rc.d keeps them from starting.
     # An existing policy (container images ship one) is left as it was.
     own_policy=false

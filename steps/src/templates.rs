@@ -10,6 +10,7 @@ pub const GUNICORN_SERVICE: &str = include_str!("../../templates/gunicorn.servic
 pub const CELERY_WORKER_SERVICE: &str = include_str!("../../templates/celery-worker.service.hbs");
 pub const CELERY_BEAT_SERVICE: &str = include_str!("../../templates/celery-beat.service.hbs");
 pub const NGINX_SITE: &str = include_str!("../../templates/nginx-site.conf.hbs");
+pub const CADDY_SITE: &str = include_str!("../../templates/caddy-site.json.hbs");
 
 /// The template text: the plan's own file if given, else the built-in one.
 pub async fn load(host: &dyn Host, custom: Option<&Path>, builtin: &'static str) -> Result<String, StepError> {

@@ -22,6 +22,7 @@ mod packaging;
 mod plan_preflight;
 mod scenarios_asgi;
 mod scenarios_blue_green;
+mod scenarios_caddy;
 mod scenarios_celery;
 mod scenarios_containers;
 mod scenarios_fleet;

@@ -58,6 +58,8 @@ pub(crate) enum Requirement {
     Packaging,
     /// openssl, to make a self-signed certificate (the HTTPS scenario).
     Openssl,
+    /// Caddy, the second proxy (the Caddy scenario).
+    Caddy,
 }
 
 impl Requirement {
@@ -73,6 +75,9 @@ impl Requirement {
             .then(|| {
                 format!("python3-venv and the wheel cache {} (scripts/test-deps.sh)", crate::support::venv::wheel_dir())
             }),
+            Requirement::Caddy => {
+                (!exists(crate::support::caddy::CADDY)).then(|| "caddy (apt-get install caddy)".into())
+            }
             Requirement::Openssl => {
                 (!exists(crate::support::tls::OPENSSL)).then(|| "openssl (apt-get install openssl)".into())
             }

@@ -7,6 +7,7 @@
 //! started. Not every binary uses every part, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub(crate) mod caddy;
 pub(crate) mod canary;
 pub(crate) mod docker;
 pub(crate) mod env;

@@ -78,6 +78,8 @@ pub(crate) struct Stack {
     pub sources: PathBuf,
     /// Two free ports, the slots of a plan whose slots are ports (`port_a`, `port_b`: plans/port-switch.kdl).
     pub slot_ports: (u16, u16),
+    /// Variables after the stack's own (they win): e.g. the Caddy scenario's, which put Caddy in front.
+    pub extra_vars: Vec<(String, String)>,
     pub dir: TestDir,
 }
 
@@ -105,7 +107,8 @@ impl Stack {
         let nginx = Nginx::start(dir.path());
         let systemd = (config.backend == Backend::Systemd).then(|| Systemd::boot(dir.path()));
         let slot_ports = (super::env::free_port(), super::env::free_port());
-        Stack { config, systemd, nginx, pg, root, state_dir, env_file, sqlite, sources, slot_ports, dir }
+        let extra_vars = Vec::new();
+        Stack { config, systemd, nginx, pg, root, state_dir, env_file, sqlite, sources, slot_ports, extra_vars, dir }
     }
 
     /// The shop at `version`, materialised once per stack.
@@ -158,7 +161,9 @@ impl Stack {
         if let Some(uv) = super::venv::uv() {
             vars.push(("uv", uv.display().to_string()));
         }
-        vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        let mut vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        vars.extend(self.extra_vars.iter().cloned());
+        vars
     }
 
     /// The plan file to run: the shipped plans copied (with their fragments) into the test's directory, with one

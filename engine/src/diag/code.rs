@@ -105,6 +105,7 @@ codes! {
     ServiceLane => "service-lane",
     ProxyLanes => "proxy-lanes",
     ProxyTls => "proxy-tls",
+    ProxyCaddy => "proxy-caddy",
     CanarySetting => "canary-setting",
     HttpBadHeader => "http-bad-header",
     HttpBadStatus => "http-bad-status",

@@ -303,7 +303,7 @@ impl TypedKind for Canary {
             preview.actions.push(PlannedAction::Note { text: why.to_owned() });
             return Ok(preview);
         }
-        let ngx = &crate::proxy::switch_settings(&ctx.plan, &s.proxy_switch)?.nginx;
+        let ngx = crate::proxy::nginx_switch(&ctx.plan, &s.proxy_switch)?;
         splittable(ngx, &s.proxy_switch)?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         if !current.as_deref().is_some_and(Nginx::site_takes_canaries) {
@@ -352,7 +352,7 @@ impl TypedKind for Canary {
             ctx.message(why);
             return Ok(());
         }
-        let ngx = &crate::proxy::switch_settings(&ctx.plan, &s.proxy_switch)?.nginx;
+        let ngx = crate::proxy::nginx_switch(&ctx.plan, &s.proxy_switch)?;
         splittable(ngx, &s.proxy_switch)?;
         let socket = ngx.slot_socket(&ctx.target.slot);
         if !ctx.host.exists(&socket).await? {

@@ -29,11 +29,11 @@ impl ErrorLog {
             Err(e) => return format!("\ncould not read {}: {e}", self.path.display()),
         };
         if text.trim().is_empty() {
-            return format!("\nNginx wrote nothing to {} meanwhile", self.path.display());
+            return format!("\nnothing was written to {} meanwhile", self.path.display());
         }
         let lines = text.lines().count();
         let shown = zdd_engine::kind::tail_lines(&text, 10);
         let note = if lines > 10 { format!(" (last 10 of {lines})") } else { String::new() };
-        format!("\nNginx's error log ({}) meanwhile{note}:\n{shown}", self.path.display())
+        format!("\nthe proxy's log ({}) meanwhile{note}:\n{shown}", self.path.display())
     }
 }

@@ -10,11 +10,15 @@
 //! Its preflight (and a check right before the swap) makes sure Nginx's workers can reach the socket directory
 //! and read the static directory ([`workers`]); a failed confirmation shows what Nginx's error log says.
 //!
+//! With `proxy "caddy"` the proxy is Caddy ([`caddy`]): the same link swap, the configuration loaded through
+//! Caddy's admin API when it changes.
+//!
 //! With `tls-cert` and `tls-key` the site serves HTTPS on `tls-listen` and its plain `listen` redirects there
 //! (301). The confirmation (and a `smoke` step that names this switch) trusts the system's roots plus the
 //! certificate the site serves: the file the plan gave Nginx, so a self-signed one verifies, and nothing else
 //! is let through unverified.
 
+pub mod caddy;
 pub mod error_log;
 pub mod maintenance;
 pub mod nginx;
@@ -45,8 +49,21 @@ pub struct ProxySwitch;
 
 static SPEC: KindSpec = KindSpec {
     name: "proxy-switch",
-    summary: "Switch Nginx to the new instance: swap the upstream socket link, or rewrite the port and reload.",
+    summary: "Switch Nginx (or Caddy) to the new instance: swap the upstream socket link, or rewrite the port and reload.",
     fields: &[
+        FieldSpec::new(
+            "proxy",
+            ValueType::Enum(&["nginx", "caddy"]),
+            "The proxy: `nginx`, or `caddy` (socket mode; the config is loaded through Caddy's admin API).",
+        )
+        .default("nginx"),
+        FieldSpec::new("caddy", ValueType::String, "Caddy: the caddy command words.").default("caddy"),
+        FieldSpec::new(
+            "caddy-admin",
+            ValueType::ConfigWord,
+            "Caddy: its admin endpoint (`localhost:2019`, or `unix//path/admin.sock`); the config keeps it there.",
+        )
+        .default("localhost:2019"),
         FieldSpec::new("app", ValueType::Name, "The app's name (the upstream is `<app>_app`).").required(),
         ROOT,
         FieldSpec::new(
@@ -58,7 +75,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "site-conf",
             ValueType::Path,
-            "The site file Nginx includes, e.g. /etc/nginx/sites-enabled/shop.conf.",
+            "The site file Nginx includes, e.g. /etc/nginx/sites-enabled/shop.conf; with Caddy, the JSON config zdd loads.",
         )
         .required(),
         FieldSpec::new("nginx-conf", ValueType::Path, "Nginx's main config, passed as `-c` (a private Nginx)."),
@@ -118,7 +135,7 @@ static SPEC: KindSpec = KindSpec {
         FieldSpec::new(
             "error-log",
             ValueType::Path,
-            "Nginx's error log: a failed confirmation shows the lines Nginx wrote during it.",
+            "Nginx's error log (with Caddy, the file its config logs to): a failed confirmation shows the lines written during it.",
         ),
         FieldSpec::new(
             "lane",
@@ -134,7 +151,8 @@ static SPEC: KindSpec = KindSpec {
         ),
     ],
     effect: Effect::Reversible,
-    undo: "Swaps the socket link back (socket mode) and/or restores the previous site file, tests it and reloads Nginx.",
+    undo: "Swaps the socket link back (socket mode) and/or restores the previous site file, tests it and reloads Nginx \
+           (Caddy: loads the previous config).",
 };
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -147,6 +165,9 @@ struct Facts {
     link_previous: Option<PathBuf>,
     /// The switch's settings (site file, link, reload command): what the undo restores with, with no plan.
     nginx: Option<Nginx>,
+    /// With Caddy: its admin endpoint and config file (the site file above is the config it loaded).
+    #[serde(default)]
+    caddy: Option<caddy::Caddy>,
 }
 
 /// A proxy-switch step's settings: the switch itself ([`Nginx`], what its undo facts record) and the
@@ -154,6 +175,8 @@ struct Facts {
 #[derive(Debug)]
 pub struct Settings {
     pub nginx: Nginx,
+    /// `proxy "caddy"`: Caddy instead of Nginx (the common settings stay in `nginx`).
+    pub caddy: Option<caddy::Caddy>,
     confirm: Option<Confirm>,
     /// Nginx's error log (absolute): a failed confirmation shows what Nginx wrote meanwhile.
     error_log: Option<PathBuf>,
@@ -260,6 +283,18 @@ pub(crate) fn switch_settings<'p>(plan: &'p zdd_engine::plan::Plan, name: &str) 
         .ok_or_else(|| StepError::fatal(format!("`{name}` is not a proxy-switch step of this plan")))
 }
 
+/// The Nginx settings of the proxy-switch step `name`, for a canary: refused (fatal) for a Caddy switch, whose
+/// configuration carries no split.
+pub(crate) fn nginx_switch<'p>(plan: &'p zdd_engine::plan::Plan, name: &str) -> Result<&'p Nginx, StepError> {
+    let s = switch_settings(plan, name)?;
+    if s.caddy.is_some() {
+        return Err(StepError::fatal(format!(
+            "a canary splits requests in Nginx's site: `{name}` is `proxy \"caddy\"` (set canary_weight to 0, or use Nginx)"
+        )));
+    }
+    Ok(&s.nginx)
+}
+
 /// The certificate and key exist, zdd can read them (the confirmation trusts the certificate), and so can
 /// Nginx's master: it loads them at every reload, as root on a usual install; a master running as another user
 /// (a private Nginx) must be able to read them itself.
@@ -282,6 +317,30 @@ async fn tls_findings(ngx: &Nginx, ctx: &PreflightCtx) -> Vec<Finding> {
     found
 }
 
+/// The site's configuration for a deploy into `slot`: Nginx's site file, or Caddy's config.
+async fn site_content(s: &Settings, host: &dyn zdd_engine::host::Host, slot: &str) -> Result<String, StepError> {
+    match &s.caddy {
+        Some(c) => c.render(&s.nginx, host).await,
+        None => s.nginx.render_site(host, slot).await,
+    }
+}
+
+/// Caddy's preflight: the program is there (or a `packages` step installs `caddy`), and zdd can read the TLS
+/// files (Caddy loads them as its own user: not checked).
+async fn caddy_findings(c: &caddy::Caddy, ngx: &Nginx, ctx: &PreflightCtx) -> Vec<Finding> {
+    let host = ctx.preview.host.as_ref();
+    if let Some(f) = crate::preflight::program(host, &c.caddy[0], "caddy", &ctx.provided).await {
+        return vec![f];
+    }
+    let mut found = Vec::new();
+    if let Some(tls) = &ngx.tls {
+        for (path, what) in [(&tls.cert, "the TLS certificate"), (&tls.key, "the TLS key")] {
+            found.extend(crate::preflight::readable_file(host, path, what, &ctx.provided).await);
+        }
+    }
+    found
+}
+
 /// The lanes of `lanes` strings: each split on whitespace, so a plan variable can hold the list (`lanes
 /// "{{lanes}}"`, as the `repeat` over the lanes uses it). The check and the settings read them alike.
 pub(crate) fn lane_list(strings: &[String]) -> Vec<String> {
@@ -299,6 +358,7 @@ impl TypedKind for ProxySwitch {
     fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
         Ok(Settings {
             nginx: Nginx::from_fields(ctx)?,
+            caddy: caddy::Caddy::from_fields(ctx)?,
             confirm: ctx.given("confirm").map(|url| Confirm {
                 url: url.to_owned(),
                 host: ctx.given("host").map(str::to_owned),
@@ -317,6 +377,7 @@ impl TypedKind for ProxySwitch {
     }
 
     fn check(&self, step: &Step, diags: &mut Diagnostics) {
+        caddy::check(step, diags);
         // `tls-cert` and `tls-key` go together: a certificate without its key (or the reverse) is not HTTPS. An
         // empty value (a plan variable left empty) is no value.
         let given = |name: &str| {
@@ -384,6 +445,9 @@ impl TypedKind for ProxySwitch {
     async fn preflight(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<Finding> {
         let (p, ngx) = (&ctx.preview, &s.nginx);
         let mut found = Vec::new();
+        if let Some(c) = &s.caddy {
+            return caddy_findings(c, ngx, ctx).await;
+        }
         if let Some(f) = crate::preflight::program(p.host.as_ref(), &ngx.nginx[0], "nginx", &ctx.provided).await {
             found.push(f);
             return found;
@@ -405,25 +469,38 @@ impl TypedKind for ProxySwitch {
     /// readable), then its version.
     async fn doctor(&self, s: &Settings, ctx: &PreflightCtx) -> Vec<zdd_engine::doctor::Check> {
         let mut checks = zdd_engine::doctor::from_findings(self.preflight(s, ctx).await);
-        checks.extend(crate::doctor::version(ctx.preview.host.as_ref(), &s.nginx.nginx, "-v").await);
+        let host = ctx.preview.host.as_ref();
+        checks.extend(match &s.caddy {
+            Some(c) => crate::doctor::version(host, &c.caddy, "version").await,
+            None => crate::doctor::version(host, &s.nginx.nginx, "-v").await,
+        });
         checks
     }
 
     async fn preview(&self, s: &Settings, ctx: &PreviewCtx) -> Result<Preview, StepError> {
         let ngx = &s.nginx;
         let slot = &ctx.target.slot;
-        let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
+        let content = site_content(s, ctx.host.as_ref(), slot).await?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut preview = Preview::default();
         if current.as_deref() != Some(content.as_str()) {
+            let reload = match &s.caddy {
+                Some(c) => c.reload_command().display(),
+                None => ngx.reload_command().display(),
+            };
             preview.actions.push(PlannedAction::Write { path: ngx.site_conf.clone(), content, mode: 0o644 });
-            preview.actions.push(PlannedAction::Run { command: ngx.test_command().display() });
-            preview.actions.push(PlannedAction::Run { command: ngx.reload_command().display() });
+            if s.caddy.is_none() {
+                preview.actions.push(PlannedAction::Run { command: ngx.test_command().display() });
+            }
+            preview.actions.push(PlannedAction::Run { command: reload.clone() });
             preview.undo.push(match current {
                 Some(old) => PlannedAction::Write { path: ngx.site_conf.clone(), content: old, mode: 0o644 },
+                None if s.caddy.is_some() => {
+                    PlannedAction::Note { text: "Caddy loads a config with only its admin endpoint".into() }
+                }
                 None => PlannedAction::Remove { path: ngx.site_conf.clone() },
             });
-            preview.undo.push(PlannedAction::Run { command: ngx.reload_command().display() });
+            preview.undo.push(PlannedAction::Run { command: reload });
         }
         if ngx.mode == Mode::Socket {
             let link = ngx.current_link();
@@ -451,15 +528,24 @@ impl TypedKind for ProxySwitch {
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let ngx = &s.nginx;
         let slot = &ctx.target.slot;
-        let content = ngx.render_site(ctx.host.as_ref(), slot).await?;
+        let content = site_content(s, ctx.host.as_ref(), slot).await?;
         let current = ctx.host.read_file(&ngx.site_conf).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let mut facts = Facts { nginx: Some(ngx.clone()), ..Facts::default() };
+        let mut facts = Facts { nginx: Some(ngx.clone()), caddy: s.caddy.clone(), ..Facts::default() };
         if current.as_deref() != Some(content.as_str()) {
             facts.site_written = true;
             facts.site_previous = current.clone();
             ctx.record_undo(to_facts(&facts)).await?;
-            ngx.install_site(ctx, &content, current.as_deref()).await?;
-            ctx.message(format!("{} written, tested, Nginx reloaded", ngx.site_conf.display()));
+            if let Some(c) = &s.caddy {
+                c.install(ctx, &content, current.as_deref()).await?;
+                ctx.message(format!(
+                    "{} written and loaded through Caddy's admin API ({})",
+                    c.config.display(),
+                    c.admin
+                ));
+            } else {
+                ngx.install_site(ctx, &content, current.as_deref()).await?;
+                ctx.message(format!("{} written, tested, Nginx reloaded", ngx.site_conf.display()));
+            }
         }
         if ngx.mode == Mode::Socket {
             let link = ngx.current_link();
@@ -469,7 +555,9 @@ impl TypedKind for ProxySwitch {
             }
             // The preflight may not have known the workers' user (a config written by an earlier step); the
             // running workers are known now. Refuse before the swap rather than answer 502 after it.
-            refuse_unreachable(ngx, ctx.host.as_ref(), &target, true).await?;
+            if s.caddy.is_none() {
+                refuse_unreachable(ngx, ctx.host.as_ref(), &target, true).await?;
+            }
             facts.link_swapped = true;
             facts.link_previous = ctx.host.read_link(&link).await?;
             ctx.record_undo(to_facts(&facts)).await?;
@@ -480,6 +568,9 @@ impl TypedKind for ProxySwitch {
     }
 
     async fn maintenance(&self, s: &Settings, ctx: &StepCtx, on: bool) -> Result<bool, StepError> {
+        if s.caddy.is_some() {
+            return Err(StepError::fatal("maintenance mode needs an Nginx switch: this one is `proxy \"caddy\"`"));
+        }
         maintenance::switch(s, ctx, on).await.map(|()| true)
     }
 
@@ -496,7 +587,10 @@ impl TypedKind for ProxySwitch {
             }
         }
         if facts.site_written {
-            ngx.restore_site(ctx, facts.site_previous.as_deref()).await?;
+            match &facts.caddy {
+                Some(c) => c.restore(ctx, facts.site_previous.as_deref()).await?,
+                None => ngx.restore_site(ctx, facts.site_previous.as_deref()).await?,
+            }
         }
         Ok(())
     }
