@@ -396,6 +396,13 @@ pub trait StepKind: Send + Sync {
         None
     }
 
+    /// What this step does to the old release's instance: `Some(true)` it stops it (`drain-stop`),
+    /// `Some(false)` it leaves it running on purpose (`drain-stop` with `keep-old`), `None` neither. A commit
+    /// point must come after the old instance is stopped: what it does would break it.
+    fn retires_old(&self, _step: &Step) -> Option<bool> {
+        None
+    }
+
     /// Does this step, once it succeeded, send the live traffic to the new release (the cutover)? A run that
     /// fails after such a step marks its release bad (see [`crate::state`]). Most kinds do not.
     fn cuts_over(&self, _step: &Step) -> bool {

@@ -220,6 +220,11 @@ pub trait TypedKind: Send + Sync + 'static {
         None
     }
 
+    /// See [`StepKind::retires_old`].
+    fn retires_old(&self, _settings: &Self::Settings) -> Option<bool> {
+        None
+    }
+
     /// Whether the step moves the live traffic to the new release (see [`StepKind::cuts_over`]).
     fn cuts_over(&self, _settings: &Self::Settings) -> bool {
         false
@@ -315,6 +320,10 @@ impl<K: TypedKind> StepKind for Typed<K> {
 
     fn cuts_over(&self, step: &Step) -> bool {
         self.settings_of(step).is_ok_and(|s| self.0.cuts_over(s))
+    }
+
+    fn retires_old(&self, step: &Step) -> Option<bool> {
+        self.settings_of(step).ok().and_then(|s| self.0.retires_old(s))
     }
 
     fn moves_work_before_cutover(&self, step: &Step) -> bool {

@@ -86,6 +86,10 @@ impl TypedKind for DrainStop {
         &SPEC
     }
 
+    fn retires_old(&self, s: &Settings) -> Option<bool> {
+        Some(!s.keep_old)
+    }
+
     fn settings(&self, ctx: &SettingsCtx<'_>) -> Result<Settings, Diagnostics> {
         Ok(Settings {
             service: ctx.required("service")?.to_owned(),

@@ -297,3 +297,32 @@ fn check_refuses_lock_settings_that_would_not_protect_the_table() {
         assert!(stderr.contains(":4:"), "the span is the field's line: {stderr}");
     }
 }
+
+/// The book's two-phase plan, on top of a shipped plan (its copy in a temporary `plans/`).
+fn with_post_step(plan: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let copied = std::process::Command::new("cp").arg("-a").arg(&plans).arg(dir.path()).status().unwrap();
+    assert!(copied.success());
+    let path = dir.path().join("plans").join(plan);
+    let text = std::fs::read_to_string(&path).unwrap()
+        + "\nstep \"migrate-post\" kind=\"migrate\" {\n    needs \"drain-stop\"\n    phase \"post\"\n    root \"{{root}}\"\n    settings \"{{settings}}\"\n}\n";
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_post_phase_is_refused_where_the_old_release_keeps_running() {
+    let (_dir, path) = with_post_step("blue-green.kdl");
+    let out = zdd().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(Code::CommitWhileOldRuns.as_str()), "{stderr}");
+    assert!(
+        stderr.contains("step `migrate-post` is a commit point but step `drain-stop` keeps the old release running"),
+        "{stderr}"
+    );
+    let (_dir, path) = with_post_step("prod.kdl");
+    let out = zdd().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

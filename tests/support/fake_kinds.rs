@@ -210,6 +210,11 @@ impl StepKind for Logged {
         self.spec.name == "cutover"
     }
 
+    /// The fake switch stands for the drain that stops the old instance too: a commit point after it may start.
+    fn retires_old(&self, _step: &Step) -> Option<bool> {
+        (self.spec.name == "cutover").then_some(true)
+    }
+
     fn commits(&self, _step: &Step) -> bool {
         self.spec.name == "contract"
     }

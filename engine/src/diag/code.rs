@@ -81,6 +81,7 @@ codes! {
     WrongStepKind => "wrong-step-kind",
     DependencyCycle => "dependency-cycle",
     CommitBeforeCutover => "commit-before-cutover",
+    CommitWhileOldRuns => "commit-while-old-runs",
     UndefinedVar => "undefined-var",
     BadTemplate => "bad-template",
     VarNoValue => "var-no-value",

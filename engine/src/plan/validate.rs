@@ -355,7 +355,12 @@ fn commit_points_after_cutover(steps: &[Step], name_spans: &[Span], kinds: &Kind
                 stack.extend(steps[id.0].needs.iter().copied());
             }
         }
-        for &cut in cutovers.iter().filter(|&&c| !needed[c] && c != commit.id.0) {
+        let missed: Vec<usize> = cutovers.iter().copied().filter(|&c| !needed[c] && c != commit.id.0).collect();
+        // Once it follows every cutover, the old release's instance must be gone too (one error at a time).
+        if !cutovers.is_empty() && missed.is_empty() {
+            old_release_stopped_before(commit, steps, &needed, name_spans, kinds, diags);
+        }
+        for &cut in &missed {
             diags.push(
                 Diagnostic::error(
                     Code::CommitBeforeCutover,
@@ -372,6 +377,44 @@ fn commit_points_after_cutover(steps: &[Step], name_spans: &[Span], kinds: &Kind
                 ),
             );
         }
+    }
+}
+
+/// A commit point (with a cutover in the plan) must need a step that stops the old release's instance, and no
+/// step may keep that instance running: what the commit point does (drop what the old code uses) would break it.
+fn old_release_stopped_before(
+    commit: &Step,
+    steps: &[Step],
+    needed: &[bool],
+    name_spans: &[Span],
+    kinds: &Kinds,
+    diags: &mut Diagnostics,
+) {
+    let retires = |s: &Step| kinds.get(&s.kind).and_then(|k| k.retires_old(s));
+    for keeper in steps.iter().filter(|s| retires(s) == Some(false)) {
+        diags.push(
+            Diagnostic::error(
+                Code::CommitWhileOldRuns,
+                format!("step `{}` is a commit point but step `{}` keeps the old release running", commit.name, keeper.name),
+            )
+            .at(name_spans[commit.id.0], "a commit point: what it does breaks the old release")
+            .related(name_spans[keeper.id.0], "keeps the old instance running (keep-old)")
+            .help("with the old instance kept for a switch back (blue-green), leave the contract migrations to a `phase \"all\"` step in a later release, or drop `keep-old`"),
+        );
+    }
+    let stopped = steps.iter().any(|s| needed[s.id.0] && retires(s) == Some(true));
+    if !stopped {
+        diags.push(
+            Diagnostic::error(
+                Code::CommitWhileOldRuns,
+                format!(
+                    "step `{}` is a commit point but does not come after the step that stops the old release",
+                    commit.name
+                ),
+            )
+            .at(name_spans[commit.id.0], "may start while the old release's instance still serves")
+            .help("add `needs \"drain-stop\"`: the old workers finish their requests and stop before it starts"),
+        );
     }
 }
 

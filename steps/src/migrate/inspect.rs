@@ -101,43 +101,50 @@ def marker(migration):
     return None
 
 from django.apps import apps as current_apps
-from django.db.migrations.operations import DeleteModel, RemoveField
+from django.db.migrations.operations import AlterField, DeleteModel, RemoveField
 from django.db.models import NOT_PROVIDED
 current_columns = set()
 for model in current_apps.get_models(include_auto_created=True):
-    current_columns.add((model._meta.db_table, None))
-    for field in model._meta.local_fields:
-        current_columns.add((model._meta.db_table, field.column))
-    for field in model._meta.local_many_to_many:
-        current_columns.add((field.m2m_db_table(), None))
+    try:
+        current_columns.add((model._meta.db_table, None))
+        for field in model._meta.local_fields:
+            current_columns.add((model._meta.db_table, field.column))
+        for field in model._meta.local_many_to_many:
+            current_columns.add((field.m2m_db_table(), None))
+    except Exception:
+        pass
 
-def removes(migration):
-    """What its RemoveField and DeleteModel operations remove: the table, the column (None: the whole table),
-    whether the column is NOT NULL without a database default (`tight`: inserts that omit it fail while it
-    exists), and whether this release's models still use it."""
-    ops = [op for op in migration.operations if isinstance(op, (RemoveField, DeleteModel))]
-    if not ops:
-        return []
+def contract(migration):
+    """What its RemoveField and DeleteModel operations remove (the table, the column or None for the whole
+    table, whether the column is NOT NULL without a database default: `tight`, inserts that omit it fail while
+    it exists; and whether this release's models still use it), and whether every one of its operations is a
+    contract one (a removal, or an AlterField from NULL to NOT NULL): only then may it wait for the post phase."""
+    ops = migration.operations
+    if not ops or not all(isinstance(op, (RemoveField, DeleteModel, AlterField)) for op in ops):
+        return [], False
     state = executor.loader.project_state((migration.app_label, migration.name), at_end=False)
-    found = []
+    found, only_contract = [], True
     for op in ops:
-        try:
-            if isinstance(op, DeleteModel):
-                model = state.apps.get_model(migration.app_label, op.name)
-                table, column, tight = model._meta.db_table, None, False
+        if isinstance(op, DeleteModel):
+            model = state.apps.get_model(migration.app_label, op.name)
+            table, column, tight = model._meta.db_table, None, False
+        else:
+            model = state.apps.get_model(migration.app_label, op.model_name)
+            field = model._meta.get_field(op.name)
+            if isinstance(op, AlterField):
+                only_contract = only_contract and field.null and not op.field.null
+                continue
+            if field.many_to_many:
+                # Django drops only a through table it made itself.
+                if not field.remote_field.through._meta.auto_created:
+                    continue
+                table, column, tight = field.m2m_db_table(), None, False
             else:
-                model = state.apps.get_model(migration.app_label, op.model_name)
-                field = model._meta.get_field(op.name)
-                if field.many_to_many:
-                    table, column, tight = field.m2m_db_table(), None, False
-                else:
-                    table, column = model._meta.db_table, field.column
-                    tight = not field.null and getattr(field, "db_default", NOT_PROVIDED) is NOT_PROVIDED
-        except Exception:
-            continue
+                table, column = model._meta.db_table, field.column
+                tight = not field.null and getattr(field, "db_default", NOT_PROVIDED) is NOT_PROVIDED
         found.append({"table": table, "column": column, "tight": tight,
                       "used": (table, column) in current_columns})
-    return found
+    return found, only_contract
 
 pending = set((m.app_label, m.name) for m, _ in plan)
 graph = executor.loader.graph
@@ -149,11 +156,13 @@ for migration, backwards in plan:
              "file": file, "in_live": in_live, "package": package, "tables": None,
              "marker": marker(migration),
              "depends": sorted("%s.%s" % p.key for p in graph.node_map[key].parents if p.key in pending),
-             "removes": []}
-    try:
-        entry["removes"] = removes(migration)
-    except Exception:
-        pass
+             "removes": [], "contract_only": False}
+    # Only judged with a release live (a first deploy applies everything): rendering the states costs time.
+    if live_dir:
+        try:
+            entry["removes"], entry["contract_only"] = contract(migration)
+        except Exception:
+            pass
     try:
         entry["sql"] = "\n".join(executor.loader.collect_sql([(migration, False)]))
     except Exception as e:
@@ -163,8 +172,13 @@ for migration, backwards in plan:
         except Exception:
             pass
     out["migrations"].append(entry)
+# Applied migrations this release does not ship, but not those a squashed migration on disk replaces, nor those
+# of apps this release no longer has (their code is gone with them).
 applied = set(executor.loader.applied_migrations)
-out["applied_not_on_disk"] = sorted("%s.%s" % k for k in applied - set(executor.loader.disk_migrations))
+disk = executor.loader.disk_migrations
+replaced = set(r for m in disk.values() for r in (getattr(m, "replaces", None) or []))
+loaded = set(config.label for config in current_apps.get_app_configs())
+out["applied_not_on_disk"] = sorted("%s.%s" % k for k in applied - set(disk) - replaced if k[0] in loaded)
 print("ZDD-MIGRATE-GATE " + json.dumps(out))
 "#;
 
@@ -219,6 +233,10 @@ pub struct Pending {
     /// What its `RemoveField` and `DeleteModel` operations remove.
     #[serde(default)]
     pub removes: Vec<Removal>,
+    /// Every operation is a contract one (a removal, or an `AlterField` from NULL to NOT NULL): it may wait for
+    /// the post phase. `false` when unknown (nothing live, or the states could not be rendered).
+    #[serde(default)]
+    pub contract_only: bool,
 }
 
 /// A deploy phase a project marked a migration with.

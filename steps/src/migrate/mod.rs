@@ -316,6 +316,14 @@ impl TypedKind for Migrate {
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(&s.manage, ctx).await?;
+        if let Err(why) =
+            post_record::carry_forward(ctx.host.as_ref(), &s.manage.root, &s.alias, &ctx.target.release).await
+        {
+            ctx.message(format!(
+                "could not copy the post-deploy migrations' records into this release ({why}): a rollback past \
+                 them is refused only while the release that applied them is kept"
+            ));
+        }
         // A post phase runs whatever the pre phase held, which no fingerprint records: never skipped.
         if s.phase != StepPhase::Post && try_skip(s, ctx, &m).await {
             return Ok(());
@@ -588,9 +596,18 @@ fn judge(s: &Settings, ctx: &StepCtx, migrations: &[Pending], findings: &[Findin
         StepPhase::All => findings.to_vec(),
         StepPhase::Pre => {
             ctx.message(format!("phases: {}", phases.lines().join("; ")));
-            refuse_out_of_order(&phases, &s.allow)?;
+            refuse_out_of_order(&phases)?;
             refuse_tight_drops(migrations, &phases, &s.allow)?;
-            findings.iter().filter(|f| phases.of(&f.migration) != Some(phase::Phase::Post)).cloned().collect()
+            // What the post step would refuse is refused now, before anything changes: there it would come
+            // after the commit point.
+            let held: Vec<Pending> =
+                migrations.iter().filter(|m| phases.of(&m.label()) == Some(phase::Phase::Post)).cloned().collect();
+            refuse_still_used(&held, &s.allow)?;
+            findings
+                .iter()
+                .filter(|f| phases.of(&f.migration) != Some(phase::Phase::Post) || !phase::is_contract(f.rule))
+                .cloned()
+                .collect()
         }
         StepPhase::Post => {
             refuse_still_used(migrations, &s.allow)?;
@@ -636,8 +653,10 @@ fn with_phase_hint(refused: StepError, step_phase: StepPhase, phases: &phase::Ph
     }
 }
 
-fn refuse_out_of_order(phases: &phase::Phases, allow: &[String]) -> Result<(), StepError> {
-    let bad: Vec<&phase::OutOfOrder> = phases.out_of_order.iter().filter(|o| !allow.contains(&o.pre)).collect();
+/// Not `allow`able: `migrate <app> <name>` applies every unapplied ancestor, so letting the pre-deploy one
+/// through would apply the held one before the switch.
+fn refuse_out_of_order(phases: &phase::Phases) -> Result<(), StepError> {
+    let bad: Vec<&phase::OutOfOrder> = phases.out_of_order.iter().collect();
     if bad.is_empty() {
         return Ok(());
     }
@@ -701,7 +720,8 @@ async fn refuse_older_than_post(s: &Settings, ctx: &StepCtx, found: &inspect::In
     if found.applied_not_on_disk.is_empty() {
         return Ok(());
     }
-    let records = post_record::all(ctx.host.as_ref(), &s.manage.root, &s.alias, &ctx.target.release).await;
+    // This release's own record counts too: it may hold what it carried forward from a release since pruned.
+    let records = post_record::all(ctx.host.as_ref(), &s.manage.root, &s.alias, None).await;
     let missing = post_record::missing(&records, &found.applied_not_on_disk, &s.allow);
     let others = found.applied_not_on_disk.len() - missing.len();
     if others > 0 {
@@ -799,11 +819,13 @@ async fn apply(
 
 /// Record, before applying anything, what a post phase applies and what that removes.
 async fn write_post_record(ctx: &StepCtx, m: &Manage, alias: &str, migrations: &[Pending]) -> Result<(), StepError> {
-    let record = post_record::Record {
+    let applying = post_record::Record {
         applied: migrations.iter().map(Pending::label).collect(),
         removes: migrations.iter().flat_map(|p| p.removes.iter().map(inspect::Removal::name)).collect(),
     };
     let file = post_record::file(&m.release_dir, alias);
+    let carried: post_record::Record = read_record(ctx.host.as_ref(), &file).await.unwrap_or_default();
+    let record = post_record::merge(&carried, std::iter::once(&applying));
     let json = serde_json::to_vec_pretty(&record).map_err(|e| StepError::failed(e.to_string()))?;
     ctx.host.write_file(&file, &json, 0o644).await.map_err(|e| {
         StepError::failed(format!(

@@ -82,23 +82,29 @@ pub fn classify(migrations: &[Pending], findings: &[Finding]) -> Phases {
         let (phase, why) = match m.marker {
             Some(Marker::Post) => (Phase::Post, "marked post-deploy in the migration".to_owned()),
             Some(Marker::Pre) => (Phase::Pre, "marked pre-deploy in the migration".to_owned()),
-            None if !rules.is_empty() && rules.iter().all(|r| is_contract(*r)) => (
-                Phase::Post,
-                format!("only contract operations: {}", rules.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")),
-            ),
+            None if m.contract_only && !rules.is_empty() && rules.iter().all(|r| is_contract(*r)) => {
+                (Phase::Post, format!("only contract operations: {}", codes(&rules)))
+            }
             None if rules.is_empty() => (Phase::Pre, "compatible with the old release".to_owned()),
-            None => (
+            // A migration that adds (or copies) and removes in one: holding it would run the new code without
+            // what it adds; applying it would break the old code. Only splitting it works.
+            None if rules.iter().all(|r| is_contract(*r)) => (
                 Phase::Pre,
                 format!(
-                    "not only contract operations: {}",
-                    rules.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")
+                    "contract operations ({}) mixed with others: split the removal into a migration of its own",
+                    codes(&rules)
                 ),
             ),
+            None => (Phase::Pre, format!("not only contract operations: {}", codes(&rules))),
         };
         placed.push(Placed { migration: label, phase, why });
     }
     let out_of_order = out_of_order(migrations, &placed);
     Phases { placed, out_of_order }
+}
+
+fn codes(rules: &BTreeSet<Rule>) -> String {
+    rules.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")
 }
 
 /// Pre-deploy migrations with a post-deploy one among their unapplied ancestors: the pre phase cannot apply
@@ -169,6 +175,7 @@ mod tests {
             marker,
             depends: depends.iter().map(|d| (*d).to_owned()).collect(),
             removes: vec![],
+            contract_only: true,
         }
     }
 
@@ -194,6 +201,14 @@ mod tests {
         shop.0003_remove_sku: post-deploy (only contract operations: drop-column)
         shop.0004_index: pre-deploy (not only contract operations: drop-column, index-without-concurrently)
         ");
+    }
+
+    #[test]
+    fn a_migration_that_adds_and_removes_is_not_held() {
+        let mut mixed = pending("shop", "0003_code_for_sku", &[], None);
+        mixed.contract_only = false;
+        let phases = classify(&[mixed], &[finding("shop.0003_code_for_sku", Rule::DropColumn)]);
+        insta::assert_snapshot!(phases.lines().join("\n"), @"shop.0003_code_for_sku: pre-deploy (contract operations (drop-column) mixed with others: split the removal into a migration of its own)");
     }
 
     #[test]

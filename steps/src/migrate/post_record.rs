@@ -25,17 +25,49 @@ pub fn file(release_dir: &Path, alias: &str) -> PathBuf {
     release_dir.join(format!(".zdd-migrate-post-{alias}.json"))
 }
 
-/// Every release's record under `root` but `except`'s, newest release id last.
-pub async fn all(host: &dyn Host, root: &Path, alias: &str, except: &str) -> Vec<(String, Record)> {
+/// Every release's record under `root` but `except`'s (`None`: all), newest release id last.
+pub async fn all(host: &dyn Host, root: &Path, alias: &str, except: Option<&str>) -> Vec<(String, Record)> {
     let mut releases = host.list_dir(&root.join("releases")).await.unwrap_or_default();
     releases.sort();
     let mut found = Vec::new();
-    for release in releases.into_iter().filter(|r| r != except) {
+    for release in releases.into_iter().filter(|r| Some(r.as_str()) != except) {
         if let Some(record) = read_record::<Record>(host, &file(&release_dir(root, &release), alias)).await {
             found.push((release, record));
         }
     }
     found
+}
+
+/// Copy every other release's records into `release`'s, so that they outlive the releases `keep` prunes: the
+/// newest release always holds all of them. Returns why it could not write, if it could not.
+pub async fn carry_forward(host: &dyn Host, root: &Path, alias: &str, release: &str) -> Result<(), String> {
+    let others = all(host, root, alias, Some(release)).await;
+    let path = file(&release_dir(root, release), alias);
+    let own: Record = read_record(host, &path).await.unwrap_or_default();
+    let merged = merge(&own, others.iter().map(|(_, r)| r));
+    if merged == own {
+        return Ok(());
+    }
+    let json = serde_json::to_vec_pretty(&merged).map_err(|e| e.to_string())?;
+    host.write_file(&path, &json, 0o644).await.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `own` with what `others` hold that it does not, in order, without repeats.
+pub fn merge<'a>(own: &Record, others: impl Iterator<Item = &'a Record>) -> Record {
+    let mut merged = own.clone();
+    for other in others {
+        for m in &other.applied {
+            if !merged.applied.contains(m) {
+                merged.applied.push(m.clone());
+            }
+        }
+        for r in &other.removes {
+            if !merged.removes.contains(r) {
+                merged.removes.push(r.clone());
+            }
+        }
+    }
+    merged
 }
 
 /// A migration the database has, this release lacks, and a post phase applied: the release that applied it,
@@ -80,5 +112,14 @@ mod tests {
             }]
         );
         assert!(missing(&records, &not_on_disk, &["shop.0003_remove_sku".into()]).is_empty());
+    }
+
+    #[test]
+    fn carrying_forward_keeps_order_and_drops_repeats() {
+        let own = Record { applied: vec!["a.0003".into()], removes: vec!["a_t.x".into()] };
+        let older = Record { applied: vec!["a.0002".into(), "a.0003".into()], removes: vec!["a_t.x".into()] };
+        let merged = merge(&own, [&older].into_iter());
+        assert_eq!(merged.applied, vec!["a.0003".to_owned(), "a.0002".to_owned()]);
+        assert_eq!(merged.removes, vec!["a_t.x".to_owned()]);
     }
 }
