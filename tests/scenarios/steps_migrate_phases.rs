@@ -2,8 +2,9 @@
 //! compatible migration and holds the contract one (and the one marked post-deploy the way django-syzygy marks
 //! it); a `phase "post"` step applies them and records them in the release; deploying the older release again is
 //! then refused, naming what was removed, unless allowed; and a pre-deploy migration that depends on a
-//! post-deploy one is refused before anything is applied. Fixture: `tests/fixtures/steps/gate`, scenarios
-//! `two_phase` (the new release), `two_phase_old` (the live one) and `phase_order`.
+//! post-deploy one, or one that adds a column beside its removal, is refused before anything is applied.
+//! Fixture: `tests/fixtures/steps/gate`, scenarios `two_phase` (the new release), `two_phase_old` (the live one),
+//! `phase_order` and `add_and_drop`.
 
 use crate::driver;
 use crate::support;
@@ -219,6 +220,16 @@ async fn two_phases_on_sqlite_hold_contract_migrations_until_post_and_refuse_rol
         detail.contains("catalog.0003_add_code (pre-deploy) depends on catalog.0002_remove_sku (post-deploy"),
         "{detail}"
     );
+
+    // A migration that adds a column and drops another is not held (the new code needs what it adds): refused.
+    let dir = TestDir::new("steps-phases-mixed");
+    let db = db_env(&dir, None);
+    release(&dir.join("srv"), "r2");
+    manage(&db, &["migrate", "catalog", "0001", "--noinput"]);
+    let (result, log) = step(&dir, &db, "add_and_drop", ("r2", "r1"), "    phase \"pre\"\n").await;
+    let (message, _) = fatal(result, &log);
+    assert!(message.contains("catalog.0002_code_for_sku"), "{message}");
+    assert!(log.contains("contract operations (drop-column) mixed with others: split the removal"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
