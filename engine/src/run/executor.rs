@@ -278,8 +278,8 @@ impl Executor {
                     let message = match self.journal.committed() {
                         None => format!("{cause}: stopping the running steps, then rolling back"),
                         Some(commit) => format!(
-                            "{cause}: stopping the running steps; nothing is rolled back, the commit point \
-                             `{commit}` has started"
+                            "{cause}: stopping the running steps; the commit point `{commit}` has started, so \
+                             it runs to its end and nothing is rolled back"
                         ),
                     };
                     self.events.emit(Event::Warning { message });
@@ -346,7 +346,7 @@ impl Executor {
     ) -> impl Future<Output = ()> + Send + 'static {
         let plan = self.plan.clone();
         let kind = self.kinds.get(&plan.step(id).kind).cloned();
-        let ctx = self.ctx(&plan.step(id).name, plan.step(id).host.as_deref(), cancel);
+        let mut ctx = self.ctx(&plan.step(id).name, plan.step(id).host.as_deref(), cancel);
         let journal = self.journal.clone();
         async move {
             let Ok(_permit) = semaphore.acquire_owned().await else { return };
@@ -364,6 +364,11 @@ impl Executor {
                 return;
             }
             let commit = if commits { journal.commit_point(&step.name).await.err() } else { None };
+            if commits && commit.is_none() {
+                // On record: nothing will roll back, so stopping it half-way (a `migrate` between two
+                // migrations) gains nothing. It runs to its end, its own timeout still applying.
+                ctx.cancel = CancellationToken::new();
+            }
             let record = match (kind, commit) {
                 (Some(_), Some(e)) => StepRecord {
                     state: StepState::Failed,
