@@ -254,7 +254,7 @@ impl TypedKind for Migrate {
                 _ => None,
             },
             alias: ctx.str("db-alias").unwrap_or("default").to_owned(),
-            allow: allowed(ctx)?,
+            allow: allow_settings(ctx)?,
             force: ctx.bool("force", false),
             locking: lock_settings(ctx)?,
             phase: match ctx.str("phase") {
@@ -340,7 +340,7 @@ impl TypedKind for Migrate {
 
 /// The `allow` fields: migration names (`app.0004_name`), space-separated in one value too, so that one plan
 /// variable can carry several, or none.
-fn allowed(ctx: &SettingsCtx<'_>) -> Result<Vec<String>, Diagnostics> {
+fn allow_settings(ctx: &SettingsCtx<'_>) -> Result<Vec<String>, Diagnostics> {
     let mut names = Vec::new();
     let mut diags = Diagnostics::new();
     for field in ctx.all("allow") {
