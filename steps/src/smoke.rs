@@ -257,7 +257,11 @@ impl TypedKind for Smoke {
             until,
         };
         let from = proxy.filter.from_expected();
-        let error_log = crate::proxy::ErrorLog::open(s.error_log.as_deref(), ctx).await;
+        let switch = s.proxy_switch.as_deref().and_then(|name| ctx.plan.step_by_name(name));
+        let log_name = switch
+            .and_then(|step| step.settings.get::<crate::proxy::Settings>())
+            .map_or("the proxy's log", crate::proxy::Settings::log_name);
+        let error_log = crate::proxy::ErrorLog::open(s.error_log.as_deref(), log_name, ctx).await;
         let mut failures = Vec::new();
         for c in &s.checks {
             let url = base.with_path(&c.path);

@@ -1,5 +1,6 @@
-//! Nginx's error log as evidence: where it ended when a check started, and what Nginx appended while the check
-//! ran, for the detail of a failed proxy confirmation or smoke check (the `connect() ... failed` behind a 502).
+//! The proxy's log as evidence (Nginx's error log, or the file Caddy's config logs to): where it ended when a
+//! check started, and what the proxy appended while the check ran, for the detail of a failed proxy
+//! confirmation or smoke check (the `connect() ... failed` behind a 502).
 
 use std::path::{Path, PathBuf};
 
@@ -10,14 +11,16 @@ use zdd_engine::kind::StepCtx;
 pub struct ErrorLog {
     path: PathBuf,
     from: usize,
+    /// What the log is, for the reader (`Nginx's error log`, `Caddy's log`).
+    name: &'static str,
 }
 
 impl ErrorLog {
     /// Start watching the step's `error-log`, if it has one.
-    pub async fn open(path: Option<&Path>, ctx: &StepCtx) -> Option<Self> {
+    pub async fn open(path: Option<&Path>, name: &'static str, ctx: &StepCtx) -> Option<Self> {
         let path = path?.to_path_buf();
         let from = ctx.host.read_file(&path).await.ok().flatten().map_or(0, |b| b.len());
-        Some(Self { path, from })
+        Some(Self { path, from, name })
     }
 
     /// The last lines appended since [`ErrorLog::open`], as a block for a failure's detail.
@@ -34,6 +37,6 @@ impl ErrorLog {
         let lines = text.lines().count();
         let shown = zdd_engine::kind::tail_lines(&text, 10);
         let note = if lines > 10 { format!(" (last 10 of {lines})") } else { String::new() };
-        format!("\nthe proxy's log ({}) meanwhile{note}:\n{shown}", self.path.display())
+        format!("\n{} ({}) meanwhile{note}:\n{shown}", self.name, self.path.display())
     }
 }

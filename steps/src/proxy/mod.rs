@@ -184,6 +184,13 @@ pub struct Settings {
     maintenance_page: Option<PathBuf>,
 }
 
+impl Settings {
+    /// What this proxy's `error-log` is, for a failure's evidence.
+    pub fn log_name(&self) -> &'static str {
+        if self.caddy.is_some() { "Caddy's log" } else { "Nginx's error log" }
+    }
+}
+
 /// `confirm`: a URL through the proxy that must answer after the switch.
 #[derive(Debug)]
 struct Confirm {
@@ -205,7 +212,7 @@ async fn confirm(s: &Settings, ctx: &StepCtx, origin: Option<String>) -> Result<
     let trust = s.nginx.tls.as_ref().map(|t| t.cert.as_path());
     let client = probe::client_trusting(ctx.host.as_ref(), &url, Duration::from_secs(2), trust).await?;
     let mut filter = OriginFilter::new(origin);
-    let error_log = ErrorLog::open(s.error_log.as_deref(), ctx).await;
+    let error_log = ErrorLog::open(s.error_log.as_deref(), s.log_name(), ctx).await;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
     loop {
