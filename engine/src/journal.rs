@@ -216,18 +216,7 @@ impl Journal {
     /// Durably record (fsync'd) that `step`, a commit point, starts: call it before the step runs. From this line
     /// on neither the run nor `recover` rolls back (see [`crate::kind::StepKind::commits`]).
     pub async fn commit_point(&self, step: &str) -> std::io::Result<()> {
-        if let Some(file) = &self.file {
-            let mut text = serde_json::json!({ "at": now_millis(), "event": "commit-point", "step": step }).to_string();
-            text.push('\n');
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut file = file.lock().map_err(|_| std::io::Error::other("journal lock poisoned"))?;
-                file.write_all(text.as_bytes())?;
-                file.sync_data()
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-        }
+        self.append_durably(&serde_json::json!({ "at": now_millis(), "event": "commit-point", "step": step })).await?;
         if let Ok(mut committed) = self.committed.lock() {
             committed.get_or_insert_with(|| step.to_owned());
         }
@@ -258,7 +247,6 @@ impl Journal {
     /// The undo-facts line is not redacted (see the module doc) and always fsync'd, on a blocking thread so a
     /// step waiting for the disk does not hold up the runtime's workers.
     async fn write_facts(&self, step: &str, undo: &RecordedUndo) -> std::io::Result<()> {
-        let Some(file) = &self.file else { return Ok(()) };
         let mut line = serde_json::json!({
             "at": now_millis(),
             "event": "undo-facts",
@@ -271,6 +259,13 @@ impl Journal {
         if let Some(host) = &undo.host {
             line["host"] = serde_json::Value::from(host.as_str());
         }
+        self.append_durably(&line).await
+    }
+
+    /// Append `line` unredacted and fsync it, on a blocking thread so a step waiting for the disk does not hold
+    /// up the runtime's workers.
+    async fn append_durably(&self, line: &serde_json::Value) -> std::io::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
         let mut text = line.to_string();
         text.push('\n');
         let file = file.clone();

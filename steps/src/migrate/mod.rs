@@ -316,9 +316,9 @@ impl TypedKind for Migrate {
 
     async fn run(&self, s: &Settings, ctx: &StepCtx) -> Result<(), StepError> {
         let m = Manage::load(&s.manage, ctx).await?;
-        if let Err(why) =
-            post_record::carry_forward(ctx.host.as_ref(), &s.manage.root, &s.alias, &ctx.target.release).await
-        {
+        let (records, unwritten) =
+            post_record::carry_forward(ctx.host.as_ref(), &s.manage.root, &s.alias, &ctx.target.release).await;
+        if let Some(why) = unwritten {
             ctx.message(format!(
                 "could not copy the post-deploy migrations' records into this release ({why}): a rollback past \
                  them is refused only while the release that applied them is kept"
@@ -328,7 +328,7 @@ impl TypedKind for Migrate {
         if s.phase != StepPhase::Post && try_skip(s, ctx, &m).await {
             return Ok(());
         }
-        run_full(s, ctx, &m).await?;
+        run_full(s, ctx, &m, &records).await?;
         record(s, ctx, &m).await;
         Ok(())
     }
@@ -514,11 +514,16 @@ async fn write_record(ctx: &StepCtx, m: &Manage, alias: &str, record: &skip::Rec
     }
 }
 
-/// Inspect, gate and apply: the step without a skip.
-async fn run_full(s: &Settings, ctx: &StepCtx, m: &Manage) -> Result<(), StepError> {
+/// Inspect, gate and apply: the step without a skip. `records` are the post phases' (this release's first).
+async fn run_full(
+    s: &Settings,
+    ctx: &StepCtx,
+    m: &Manage,
+    records: &[(String, post_record::Record)],
+) -> Result<(), StepError> {
     let found = inspect_now(s, ctx, m).await?;
     if s.phase != StepPhase::Post {
-        refuse_older_than_post(s, ctx, &found).await?;
+        refuse_older_than_post(s, ctx, &found, records)?;
     }
     if found.migrations.is_empty() {
         ctx.message("no unapplied migrations");
@@ -716,13 +721,17 @@ fn refuse_still_used(migrations: &[Pending], allow: &[String]) -> Result<(), Ste
 
 /// A deploy of a release older than post-deploy migrations the database has: its code may need what they
 /// removed. Refused unless `allow` names each.
-async fn refuse_older_than_post(s: &Settings, ctx: &StepCtx, found: &inspect::Inspection) -> Result<(), StepError> {
+/// This release's own record counts too: it may hold what it carried forward from a release since pruned.
+fn refuse_older_than_post(
+    s: &Settings,
+    ctx: &StepCtx,
+    found: &inspect::Inspection,
+    records: &[(String, post_record::Record)],
+) -> Result<(), StepError> {
     if found.applied_not_on_disk.is_empty() {
         return Ok(());
     }
-    // This release's own record counts too: it may hold what it carried forward from a release since pruned.
-    let records = post_record::all(ctx.host.as_ref(), &s.manage.root, &s.alias, None).await;
-    let missing = post_record::missing(&records, &found.applied_not_on_disk, &s.allow);
+    let missing = post_record::missing(records, &found.applied_not_on_disk, &s.allow);
     let others = found.applied_not_on_disk.len() - missing.len();
     if others > 0 {
         ctx.message(format!(

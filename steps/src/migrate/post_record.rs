@@ -25,8 +25,8 @@ pub fn file(release_dir: &Path, alias: &str) -> PathBuf {
     release_dir.join(format!(".zdd-migrate-post-{alias}.json"))
 }
 
-/// Every release's record under `root` but `except`'s (`None`: all), newest release id last.
-pub async fn all(host: &dyn Host, root: &Path, alias: &str, except: Option<&str>) -> Vec<(String, Record)> {
+/// Every release's record under `root` but `except`'s, newest release id last.
+async fn all(host: &dyn Host, root: &Path, alias: &str, except: Option<&str>) -> Vec<(String, Record)> {
     let mut releases = host.list_dir(&root.join("releases")).await.unwrap_or_default();
     releases.sort();
     let mut found = Vec::new();
@@ -39,17 +39,30 @@ pub async fn all(host: &dyn Host, root: &Path, alias: &str, except: Option<&str>
 }
 
 /// Copy every other release's records into `release`'s, so that they outlive the releases `keep` prunes: the
-/// newest release always holds all of them. Returns why it could not write, if it could not.
-pub async fn carry_forward(host: &dyn Host, root: &Path, alias: &str, release: &str) -> Result<(), String> {
+/// newest release always holds all of them. Returns every record, this release's (merged) first, so that a
+/// lookup from the end names the release that applied a migration before this one's copy of it; and why this
+/// release's could not be written, if it could not.
+pub async fn carry_forward(
+    host: &dyn Host,
+    root: &Path,
+    alias: &str,
+    release: &str,
+) -> (Vec<(String, Record)>, Option<String>) {
     let others = all(host, root, alias, Some(release)).await;
     let path = file(&release_dir(root, release), alias);
     let own: Record = read_record(host, &path).await.unwrap_or_default();
     let merged = merge(&own, others.iter().map(|(_, r)| r));
-    if merged == own {
-        return Ok(());
-    }
-    let json = serde_json::to_vec_pretty(&merged).map_err(|e| e.to_string())?;
-    host.write_file(&path, &json, 0o644).await.map_err(|e| format!("{}: {e}", path.display()))
+    let written = if merged == own {
+        None
+    } else {
+        match serde_json::to_vec_pretty(&merged) {
+            Ok(json) => host.write_file(&path, &json, 0o644).await.err().map(|e| format!("{}: {e}", path.display())),
+            Err(e) => Some(e.to_string()),
+        }
+    };
+    let mut records = vec![(release.to_owned(), merged)];
+    records.extend(others);
+    (records, written)
 }
 
 /// `own` with what `others` hold that it does not, in order, without repeats.

@@ -95,28 +95,14 @@ impl Caddy {
     /// Write the configuration and load it; when Caddy refuses it (it keeps running the one it had), put the
     /// previous file back and fail with what the admin API answered.
     pub async fn install(&self, ctx: &UndoCtx, content: &str, previous: Option<&str>) -> Result<(), StepError> {
-        if let Some(dir) = self.config.parent() {
-            ctx.host.create_dir_all(dir).await?;
-        }
-        ctx.host.write_file(&self.config, content.as_bytes(), 0o644).await?;
-        if let Err(e) = ctx.exec_ok(&self.reload_command()).await {
-            match previous {
-                Some(old) => ctx.host.write_file(&self.config, old.as_bytes(), 0o644).await?,
-                None => ctx.host.remove_all(&self.config).await?,
-            }
-            return Err(match e {
-                StepError::Failed { message, detail } => StepError::Fatal {
-                    message: format!(
-                        "Caddy's admin API ({}) refused the new configuration (it keeps the one it runs; previous \
-                         file restored): {message}",
-                        self.admin
-                    ),
-                    detail,
-                },
-                other => other,
-            });
-        }
-        Ok(())
+        super::install_checked(ctx, &self.config, content, previous, &self.reload_command(), |message| {
+            format!(
+                "Caddy's admin API ({}) refused the new configuration (it keeps the one it runs; previous file \
+                 restored): {message}",
+                self.admin
+            )
+        })
+        .await
     }
 
     /// Load the previous configuration again; with none (a first deploy), one that keeps only the admin

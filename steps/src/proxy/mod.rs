@@ -191,6 +191,32 @@ impl Settings {
     }
 }
 
+/// Write a proxy's configuration file and run `check` (Nginx's test, Caddy's load); when the proxy refuses it,
+/// put `previous` back (or remove the file) and fail for good with `refused`'s message: trying again writes
+/// the same file.
+async fn install_checked(
+    ctx: &UndoCtx,
+    path: &std::path::Path,
+    content: &str,
+    previous: Option<&str>,
+    check: &zdd_engine::host::Command,
+    refused: impl FnOnce(String) -> String,
+) -> Result<(), StepError> {
+    if let Some(dir) = path.parent() {
+        ctx.host.create_dir_all(dir).await?;
+    }
+    ctx.host.write_file(path, content.as_bytes(), 0o644).await?;
+    let Err(e) = ctx.exec_ok(check).await else { return Ok(()) };
+    match previous {
+        Some(old) => ctx.host.write_file(path, old.as_bytes(), 0o644).await?,
+        None => ctx.host.remove_all(path).await?,
+    }
+    Err(match e {
+        StepError::Failed { message, detail } => StepError::Fatal { message: refused(message), detail },
+        other => other,
+    })
+}
+
 /// `confirm`: a URL through the proxy that must answer after the switch.
 #[derive(Debug)]
 struct Confirm {

@@ -279,23 +279,10 @@ impl Nginx {
 
     /// Write the site file, test the whole configuration, restore the previous file if the test fails, reload.
     pub async fn install_site(&self, ctx: &UndoCtx, content: &str, previous: Option<&str>) -> Result<(), StepError> {
-        if let Some(dir) = self.site_conf.parent() {
-            ctx.host.create_dir_all(dir).await?;
-        }
-        ctx.host.write_file(&self.site_conf, content.as_bytes(), 0o644).await?;
-        if let Err(e) = ctx.exec_ok(&self.test_command()).await {
-            match previous {
-                Some(old) => ctx.host.write_file(&self.site_conf, old.as_bytes(), 0o644).await?,
-                None => ctx.host.remove_all(&self.site_conf).await?,
-            }
-            return Err(match e {
-                StepError::Failed { message, detail } => StepError::Fatal {
-                    message: format!("nginx rejected the new site file (previous file restored): {message}"),
-                    detail,
-                },
-                other => other,
-            });
-        }
+        super::install_checked(ctx, &self.site_conf, content, previous, &self.test_command(), |message| {
+            format!("nginx rejected the new site file (previous file restored): {message}")
+        })
+        .await?;
         self.record_workers(ctx).await?;
         ctx.exec_ok(&self.reload_command()).await?;
         Ok(())
